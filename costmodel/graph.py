@@ -1,0 +1,130 @@
+"""The layer graph: one node per tensor operator, edges are the tensors between them.
+
+A `LayerGraph` is what the tracer produces and what every cost formula reads. It holds a
+`networkx.DiGraph` whose nodes carry an `OpNode` (plain data: shapes, parameter sizes,
+convolution geometry, the block it belongs to) and whose edges run producer -> consumer.
+`order` is the execution order of the forward pass, which liveness and "how deep must the
+gradient travel" both depend on. The graph input is the node named by `input_name` (kind
+``"input"``); it is not a layer and has no cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+# Kinds whose weights a training configuration can update ("layers" in the paper's sense are
+# the MAC layers; norm layers carry affine parameters too).
+MAC_KINDS = frozenset({"conv", "conv_transpose", "linear"})
+NORM_KINDS = frozenset({"batchnorm", "layernorm", "groupnorm"})
+PARAM_KINDS = MAC_KINDS | NORM_KINDS
+
+
+@dataclass
+class OpNode:
+    """One operator of the forward pass, with everything the cost formulas need."""
+
+    name: str  # unique; the module path for module calls, the fx name for functions
+    kind: str  # normalised operator kind, a key of costmodel.rules.RULES ("unknown" otherwise)
+    op: str  # what it really is: module class name or function name (shown for unknown ops)
+    module: str | None  # module path when the op is a module call (owner of the parameters)
+    block: str  # the block (module path) the op belongs to, "" for top-level ops
+    inputs: list[str]  # producer node names of the tensor inputs, in argument order
+    in_shapes: list[tuple[int, ...]]
+    out_shape: tuple[int, ...]
+    dtype_bytes: int = 4  # element size of the output tensor
+    weight_shape: tuple[int, ...] | None = None
+    bias_numel: int = 0
+    other_param_numel: int = 0  # parameters that are neither weight nor bias
+    attrs: dict = field(default_factory=dict)  # groups, stride, kernel, inplace, folded_bn, ...
+
+    @property
+    def weight_numel(self) -> int:
+        n = 1
+        for d in self.weight_shape or ():
+            n *= d
+        return n if self.weight_shape else 0
+
+    @property
+    def params(self) -> int:
+        return self.weight_numel + self.bias_numel + self.other_param_numel
+
+    @property
+    def out_numel(self) -> int:
+        return _numel(self.out_shape)
+
+    def in_numel(self, i: int = 0) -> int:
+        return _numel(self.in_shapes[i]) if i < len(self.in_shapes) else 0
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of the output (dimension 1 for N×C×…, the last dim for linear)."""
+        if self.kind == "linear":
+            return self.out_shape[-1]
+        return self.out_shape[1] if len(self.out_shape) > 1 else 1
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+@dataclass
+class LayerGraph:
+    """Operators in execution order, with the tensors between them."""
+
+    model_name: str
+    input_shape: tuple[int, ...]
+    tracer: str  # "fx" or "hooks": which path produced the graph
+    nodes: dict[str, OpNode]
+    order: list[str]  # execution order, the input node first
+    input_name: str = "x"
+    output_names: list[str] = field(default_factory=list)
+    unknown_ops: list[str] = field(default_factory=list)  # "name (op)" for ops with no rule
+
+    def __post_init__(self):
+        self.dag = nx.DiGraph()
+        for name in self.order:
+            self.dag.add_node(name)
+        for name in self.order:
+            for src in self.nodes[name].inputs:
+                self.dag.add_edge(src, name)
+
+    def __getitem__(self, name: str) -> OpNode:
+        return self.nodes[name]
+
+    def __iter__(self):
+        return (self.nodes[n] for n in self.order)
+
+    def ops(self) -> list[OpNode]:
+        """All operators except the graph input, in execution order."""
+        return [self.nodes[n] for n in self.order if self.nodes[n].kind != "input"]
+
+    def consumers(self, name: str) -> list[str]:
+        return list(self.dag.successors(name))
+
+    def mac_layers(self) -> list[OpNode]:
+        return [n for n in self.ops() if n.kind in MAC_KINDS]
+
+    def blocks(self) -> list[str]:
+        """Blocks in the order their first operator runs ("" — top-level ops — excluded)."""
+        seen: dict[str, None] = {}
+        for node in self.ops():
+            if node.block:
+                seen.setdefault(node.block, None)
+        return list(seen)
+
+    def fingerprint(self) -> str:
+        """A short hash of the graph's structure and shapes: a policy or a Fisher file is only
+        valid for the model it was made for. Batch size is excluded (dimension 0 of shapes)."""
+        items = []
+        for node in self.ops():
+            items.append([node.name, node.kind, node.inputs, list(node.out_shape[1:]),
+                          list(node.weight_shape or ()), node.bias_numel])
+        blob = json.dumps([list(self.input_shape[1:]), items], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,91 @@
+"""Which operator kind a module class or a function is.
+
+The tracer sees modules (``nn.Conv2d``), functions (``torch.flatten``, ``operator.add``) and
+tensor methods (``x.view``). All of them are mapped here to one normalised kind, the key of the
+cost-rule registry. Anything not listed becomes ``"unknown"``: it is reported and warned
+about, never costed as free.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MODULE_KINDS: dict[type, str] = {
+    nn.Conv1d: "conv", nn.Conv2d: "conv", nn.Conv3d: "conv",
+    nn.ConvTranspose1d: "conv_transpose", nn.ConvTranspose2d: "conv_transpose",
+    nn.ConvTranspose3d: "conv_transpose",
+    nn.Linear: "linear",
+    nn.BatchNorm1d: "batchnorm", nn.BatchNorm2d: "batchnorm", nn.BatchNorm3d: "batchnorm",
+    nn.LayerNorm: "layernorm", nn.GroupNorm: "groupnorm",
+    nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardtanh: "hardtanh", nn.LeakyReLU: "leaky_relu",
+    nn.Hardswish: "hardswish", nn.Hardsigmoid: "hardsigmoid", nn.Sigmoid: "sigmoid",
+    nn.SiLU: "silu", nn.GELU: "gelu", nn.Tanh: "tanh", nn.Softmax: "softmax",
+    nn.MaxPool1d: "maxpool", nn.MaxPool2d: "maxpool", nn.MaxPool3d: "maxpool",
+    nn.AvgPool1d: "avgpool", nn.AvgPool2d: "avgpool", nn.AvgPool3d: "avgpool",
+    nn.AdaptiveAvgPool1d: "adaptive_avgpool", nn.AdaptiveAvgPool2d: "adaptive_avgpool",
+    nn.AdaptiveAvgPool3d: "adaptive_avgpool",
+    nn.AdaptiveMaxPool2d: "adaptive_maxpool",
+    nn.Flatten: "reshape", nn.Unflatten: "reshape", nn.Identity: "identity",
+    nn.Dropout: "dropout", nn.Dropout2d: "dropout", nn.Dropout1d: "dropout",
+    nn.Upsample: "upsample",
+}
+
+FUNCTION_KINDS: dict[object, str] = {
+    F.relu: "relu", torch.relu: "relu", F.relu_: "relu", torch.relu_: "relu",
+    F.relu6: "relu6", F.hardtanh: "hardtanh", F.leaky_relu: "leaky_relu",
+    F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid",
+    torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", F.silu: "silu", F.gelu: "gelu",
+    torch.tanh: "tanh", F.tanh: "tanh", F.softmax: "softmax", torch.softmax: "softmax",
+    operator.add: "add", torch.add: "add", operator.iadd: "add",
+    operator.sub: "add", torch.sub: "add",
+    operator.mul: "mul", torch.mul: "mul", operator.imul: "mul",
+    torch.cat: "cat", torch.concat: "cat",
+    torch.flatten: "reshape", torch.reshape: "reshape", torch.squeeze: "reshape",
+    torch.unsqueeze: "reshape", operator.getitem: "getitem",
+    torch.mean: "mean", torch.sum: "mean",
+    operator.gt: "compare", operator.lt: "compare", operator.ge: "compare",
+    operator.le: "compare", operator.eq: "compare", operator.ne: "compare",
+    F.adaptive_avg_pool2d: "adaptive_avgpool", F.avg_pool2d: "avgpool",
+    F.max_pool2d: "maxpool", F.dropout: "dropout", F.interpolate: "upsample",
+    F.conv2d: "conv", F.linear: "linear",
+}
+
+# Tensor methods seen as fx call_method targets or through __torch_function__.
+METHOD_KINDS: dict[str, str] = {
+    "relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax",
+    "add": "add", "add_": "add", "__add__": "add", "__iadd__": "add", "__radd__": "add",
+    "sub": "add", "__sub__": "add",
+    "mul": "mul", "mul_": "mul", "__mul__": "mul", "__imul__": "mul", "__rmul__": "mul",
+    "view": "reshape", "reshape": "reshape", "flatten": "reshape", "squeeze": "reshape",
+    "unsqueeze": "reshape", "contiguous": "identity", "__getitem__": "getitem",
+    "mean": "mean", "sum": "mean", "clamp": "hardtanh", "clamp_": "hardtanh",
+    # Comparisons give boolean tensors: no gradient flows through them (data-dependent
+    # control flow in models that only the hooks tracer can follow).
+    "gt": "compare", "lt": "compare", "ge": "compare", "le": "compare", "eq": "compare",
+    "ne": "compare", "__gt__": "compare", "__lt__": "compare", "__ge__": "compare",
+    "__le__": "compare", "__eq__": "compare", "__ne__": "compare",
+}
+
+# Method names that modify their first operand in place.
+INPLACE_METHODS = frozenset({"relu_", "add_", "mul_", "clamp_", "__iadd__", "__imul__"})
+INPLACE_FUNCTIONS = frozenset({operator.iadd, operator.imul, F.relu_, torch.relu_})
+
+
+def module_kind(module: nn.Module) -> str:
+    return MODULE_KINDS.get(type(module), "unknown")
+
+
+def function_kind(target) -> str:
+    if isinstance(target, str):
+        return METHOD_KINDS.get(target, "unknown")
+    return FUNCTION_KINDS.get(target, "unknown")
+
+
+def function_name(target) -> str:
+    if isinstance(target, str):
+        return target
+    return getattr(target, "__name__", repr(target))
