@@ -1,0 +1,208 @@
+"""A training configuration: what is updated, and which gradients that makes exist.
+
+A *layer* (what can be updated) is a MAC layer (conv, transposed conv, linear) or a norm layer
+that does not directly follow one. A BatchNorm that directly follows a MAC layer (and is its
+only consumer) is *attached* to it:
+  * under ``paper`` it is folded into the layer, as deployed on a device (the layer gains a
+    bias of Cout values if it had none, and the norm disappears from the graph);
+  * under ``pytorch`` it stays, and is trained with its layer: its scale with the layer's
+    weights (for the output channels whose weights are updated), its shift with the bias.
+
+Update specs (see `resolve_updates`):
+  ``none``, ``all``, ``bias-only`` (every layer's bias, no weights),
+  ``last-layers:K`` (weights and biases of the last K MAC layers in execution order),
+  ``last-blocks:K`` (every layer of the last K blocks that contain a MAC layer: for the zoo
+  models the inverted-residual blocks, the feature-mix layer in the last one; for other models
+  the top-level modules, or the composite children of a top-level Sequential/ModuleList).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import SpecError
+from .graph import MAC_KINDS, NORM_KINDS, LayerGraph, OpNode
+from .rules import Grad
+
+OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # state tensors per updated parameter
+
+
+@dataclass(frozen=True)
+class LayerUpdate:
+    """What is updated in one layer. `channels` are indices along `channel_axis` of the weight
+    (0: output channels, as TinyTrain selects them; 1: input channels, as SparseUpdate's
+    ratios do); None means all channels."""
+
+    weight: bool = True
+    bias: bool = True
+    channels: tuple[int, ...] | None = None
+    channel_axis: int = 0
+
+
+@dataclass
+class TrainConfig:
+    updates: dict[str, LayerUpdate] = field(default_factory=dict)
+    optimizer: str = "sgd"
+    weight_bits: int = 32
+    activation_bits: int = 32
+    gradient_bits: int = 32
+    weights_in_flash: bool = False
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZER_STATES:
+            raise SpecError(f"unknown optimizer {self.optimizer!r}: use sgd, momentum or adam")
+
+
+def attached_norms(graph: LayerGraph) -> dict[str, str]:
+    """{MAC layer name: name of the BatchNorm attached to it}."""
+    attached = {}
+    for node in graph.ops():
+        if node.kind == "batchnorm" and len(node.inputs) == 1:
+            src = graph[node.inputs[0]]
+            if src.kind in MAC_KINDS and graph.consumers(src.name) == [node.name]:
+                attached[src.name] = node.name
+    return attached
+
+
+def fold_batchnorm(graph: LayerGraph) -> LayerGraph:
+    """The graph as deployed: every attached BatchNorm folded into its layer."""
+    attached = attached_norms(graph)
+    if not attached:
+        return graph
+    folded_into = {bn: layer for layer, bn in attached.items()}
+    nodes: dict[str, OpNode] = {}
+    for name in graph.order:
+        if name in folded_into:
+            continue
+        node = graph[name]
+        inputs = [folded_into.get(i, i) for i in node.inputs]
+        attrs = dict(node.attrs)
+        bias = node.bias_numel
+        if name in attached:
+            attrs["folded_bn"] = attached[name]
+            bias = bias or node.out_channels
+        nodes[name] = dataclasses.replace(node, inputs=inputs, bias_numel=bias, attrs=attrs)
+    order = [n for n in graph.order if n not in folded_into]
+    outputs = [folded_into.get(o, o) for o in graph.output_names]
+    return LayerGraph(graph.model_name, graph.input_shape, graph.tracer, nodes, order,
+                      graph.input_name, outputs, list(graph.unknown_ops))
+
+
+def updatable_layers(graph: LayerGraph) -> list[OpNode]:
+    """Layers a configuration can update, in execution order."""
+    attached_bns = set(attached_norms(graph).values())
+    return [n for n in graph.ops()
+            if (n.kind in MAC_KINDS or n.kind in NORM_KINDS and n.params) and n.name not in attached_bns]
+
+
+def mac_blocks(graph: LayerGraph) -> list[str]:
+    """Blocks that hold at least one MAC layer, in execution order."""
+    blocks: dict[str, None] = {}
+    for node in graph.mac_layers():
+        blocks.setdefault(node.block or node.name, None)
+    return list(blocks)
+
+
+def resolve_updates(spec, graph: LayerGraph) -> dict[str, LayerUpdate]:
+    """Turn an `UpdateSpec` (kinds none/all/bias-only/last-layers/last-blocks) into updates."""
+    layers = updatable_layers(graph)
+    if spec.kind == "none":
+        return {}
+    if spec.kind == "all":
+        return {n.name: LayerUpdate() for n in layers}
+    if spec.kind == "bias-only":
+        return {n.name: LayerUpdate(weight=False, bias=True) for n in layers}
+    if spec.kind == "last-layers":
+        macs = graph.mac_layers()
+        if spec.k > len(macs):
+            raise SpecError(f"--update last-layers:{spec.k}: the model has only {len(macs)} "
+                            "conv/linear layers")
+        return {n.name: LayerUpdate() for n in macs[len(macs) - spec.k:]}
+    if spec.kind == "last-blocks":
+        blocks = mac_blocks(graph)
+        if spec.k > len(blocks):
+            raise SpecError(f"--update last-blocks:{spec.k}: the model has only {len(blocks)} "
+                            "blocks with conv/linear layers")
+        chosen = set(blocks[len(blocks) - spec.k:])
+        return {n.name: LayerUpdate() for n in layers if (n.block or n.name) in chosen}
+    raise SpecError(f"update spec {spec.kind!r} needs a policy file (see `ttplan plan`)")
+
+
+def validate_updates(updates: dict[str, LayerUpdate], graph: LayerGraph) -> None:
+    layers = {n.name: n for n in updatable_layers(graph)}
+    for name, update in updates.items():
+        if name not in layers:
+            raise SpecError(f"layer {name!r} is not an updatable layer of {graph.model_name}")
+        node = layers[name]
+        if update.channels is not None:
+            size = channel_count(node, update.channel_axis)
+            if not all(0 <= c < size for c in update.channels) or \
+                    len(set(update.channels)) != len(update.channels):
+                raise SpecError(f"layer {name!r}: channel indices must be distinct and in "
+                                f"[0, {size}) along axis {update.channel_axis}")
+
+
+def channel_count(node: OpNode, axis: int) -> int:
+    """Size of the weight along `axis` (0 output, 1 input channels per group). Norm layers
+    have one axis of channels."""
+    if node.weight_shape is None:
+        return node.out_channels
+    if node.kind in NORM_KINDS or len(node.weight_shape) == 1:
+        return node.weight_shape[0]
+    if node.kind == "conv_transpose":  # weight is (Cin, Cout/groups, k…): swap the meaning
+        axis = 1 - axis
+    return node.weight_shape[axis]
+
+
+def _fractions(node: OpNode, update: LayerUpdate) -> tuple[float, float]:
+    """(fraction of weights updated, fraction of the input its gradient needs)."""
+    if update.channels is None or not update.weight:
+        return 1.0, 1.0
+    size = channel_count(node, update.channel_axis)
+    weight_fraction = len(update.channels) / size
+    groups = int(node.attrs.get("groups", 1) or 1)
+    if node.kind in NORM_KINDS:
+        return weight_fraction, 1.0
+    if update.channel_axis == 1:
+        return weight_fraction, weight_fraction  # those input channels, in every group
+    if groups == 1:
+        return weight_fraction, 1.0  # an output channel reads every input channel
+    per_group = channel_count(node, 0) // groups
+    touched = {c // per_group for c in update.channels}
+    return weight_fraction, len(touched) / groups
+
+
+def node_grads(graph: LayerGraph, config: TrainConfig, convention: str) -> dict[str, Grad]:
+    """Which gradients exist at every operator, following requires-grad through the graph."""
+    attached = {bn: layer for layer, bn in attached_norms(graph).items()}
+    needs_grad: dict[str, bool] = {graph.input_name: False}
+    grads: dict[str, Grad] = {}
+    training = convention == "pytorch"
+    for node in graph.ops():
+        owner = attached.get(node.name, node.name)
+        update = config.updates.get(owner)
+        weight = bias = False
+        weight_fraction = input_fraction = 1.0
+        if update is not None and node.params:
+            weight = update.weight and node.weight_numel > 0
+            bias = update.bias and node.bias_numel > 0
+            if owner == node.name:
+                weight_fraction, input_fraction = _fractions(node, update)
+            elif update.weight and update.channels is not None and update.channel_axis == 0:
+                weight_fraction = len(update.channels) / node.out_channels  # attached norm scale
+        inputs = tuple(needs_grad.get(i, False) for i in node.inputs)
+        grad = Grad(inputs, weight, bias, weight_fraction, input_fraction, training)
+        grads[node.name] = grad
+        needs_grad[node.name] = grad.any and node.kind != "compare"
+    return grads
+
+
+def trainable_param_count(node: OpNode, grad: Grad) -> int:
+    """Parameters of `node` the configuration updates (selected channels only)."""
+    count = 0
+    if grad.weight:
+        count += round(node.weight_numel * grad.weight_fraction)
+    if grad.bias:
+        count += node.bias_numel
+    return count

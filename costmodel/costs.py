@@ -1,0 +1,97 @@
+"""Per-layer and total costs of one training configuration: the cost table's rows.
+
+Pure Python over the layer graph (no pandas) so that a planner can cost thousands of
+configurations quickly; `costmodel.profile` wraps the result for people.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .config import TrainConfig, fold_batchnorm, mac_blocks, node_grads, trainable_param_count
+from .errors import SpecError
+from .graph import LayerGraph
+from .memory import CONVENTIONS, MemoryBreakdown, memory_breakdown
+from .rules import rule_for
+
+
+@dataclass
+class Evaluation:
+    """Costs of `config` on `graph` under `convention` (graph already folded for `paper`)."""
+
+    graph: LayerGraph
+    convention: str
+    rows: list[dict]
+    totals: dict
+    memory: MemoryBreakdown
+    warnings: list[str] = field(default_factory=list)
+
+
+def costing_graph(graph: LayerGraph, convention: str) -> LayerGraph:
+    """The graph a convention costs: `paper` folds BatchNorm into its layer, as deployed."""
+    if convention not in CONVENTIONS:
+        raise SpecError(f"unknown convention {convention!r}: use paper or pytorch")
+    return fold_batchnorm(graph) if convention == "paper" else graph
+
+
+def evaluate(graph: LayerGraph, config: TrainConfig, convention: str) -> Evaluation:
+    """Cost `config` on a traced graph (not yet folded) under `convention`."""
+    costed = costing_graph(graph, convention)
+    grads = node_grads(costed, config, convention)
+    paper = convention == "paper"
+    rows = []
+    for node in costed.ops():
+        grad = grads[node.name]
+        rule = rule_for(node.kind)
+        act_bytes = config.activation_bits / 8 if paper else node.dtype_bytes
+        row = {
+            "name": node.name, "kind": node.kind, "op": node.op, "block": node.block,
+            "output_shape": "x".join(str(d) for d in node.out_shape),
+            "params": node.params,
+            "trainable": bool(grad.weight or grad.bias),
+            "trainable_params": trainable_param_count(node, grad),
+            "forward_macs": 0, "backward_input_macs": 0, "backward_weight_macs": 0,
+            "forward_other_ops": 0, "backward_other_ops": 0,
+            "input_bytes": math.ceil(sum(math.prod(s) for s in node.in_shapes) * act_bytes),
+            "output_bytes": math.ceil(node.out_numel * act_bytes),
+        }
+        if rule is not None:
+            forward = rule.forward_macs(node)
+            other = rule.other_ops(node)
+            row["forward_macs"] = forward
+            row["forward_other_ops"] = other
+            if rule.mac_layer:
+                if grad.input(0):
+                    row["backward_input_macs"] = forward
+                if grad.weight:
+                    row["backward_weight_macs"] = round(forward * grad.weight_fraction)
+                backward_other = node.out_numel if grad.bias else 0
+            else:
+                backward_other = other if any(grad.inputs) else 0
+                if grad.weight:
+                    backward_other += node.out_numel  # norm scale gradient
+                if grad.bias:
+                    backward_other += node.out_numel  # norm shift gradient
+            row["backward_other_ops"] = backward_other
+        row["backward_macs"] = row["backward_input_macs"] + row["backward_weight_macs"]
+        rows.append(row)
+    memory = memory_breakdown(costed, grads, config, convention)
+    unknown = list(costed.unknown_ops)
+    totals = {
+        "params": sum(r["params"] for r in rows),
+        "trainable_params": sum(r["trainable_params"] for r in rows),
+        "forward_macs": sum(r["forward_macs"] for r in rows),
+        "backward_macs": sum(r["backward_macs"] for r in rows),
+        "backward_input_macs": sum(r["backward_input_macs"] for r in rows),
+        "backward_weight_macs": sum(r["backward_weight_macs"] for r in rows),
+        "forward_other_ops": sum(r["forward_other_ops"] for r in rows),
+        "backward_other_ops": sum(r["backward_other_ops"] for r in rows),
+        "mac_layers": len(costed.mac_layers()),
+        "blocks": len(mac_blocks(graph)),
+        "unknown_ops": unknown,
+    }
+    totals["forward_flops"] = 2 * totals["forward_macs"]
+    totals["backward_flops"] = 2 * totals["backward_macs"]
+    warnings = [f"no cost rule for {u}: its MACs and memory are NOT counted" for u in unknown]
+    return Evaluation(costed, convention, rows, totals, memory, warnings)

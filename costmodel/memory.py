@@ -1,0 +1,250 @@
+"""Memory of a training configuration, named after the paper's appendix A.4.
+
+  F1 weights_bytes          model weights resident in RAM (with weights in flash, only the
+                            weights being updated, which need a writable copy)
+  F2 io_buffer_bytes        peak of the inference buffers: the tensors alive at once in the
+                            forward pass (a residual input stays alive until its add)
+  B1 gradient_bytes         gradient buffers of the updated parameters
+     updated_weight_bytes   the updated weights themselves (part of F1, shown on its own)
+  B2 optimizer_bytes        optimiser state: momentum 1×, Adam 2× the updated parameters
+  B3 mask_bytes             what non-linearities, pooling and products keep for their derivative
+  B4 saved_input_bytes      inputs of the layers whose weights are updated
+     saved_activation_bytes everything kept for backward (B3 + B4, each storage counted once)
+
+Conventions:
+  ``paper``: A.4's ideal engine on the deployed graph (BatchNorm folded): ReLU-family masks of
+  1 bit per element, only the inputs of weight-updated layers (only their selected input
+  channels), element-wise ops in place, bit-widths as configured. Peak, as A.4 overlaps F2 with
+  B3 and B4:  peak = F1 + B1 + B2 + max(F2, B3 + B4). F2 assumes the engine runs depthwise
+  convolutions in place, as TinyEngine does (this gives the I/O peaks the paper's F.1 quotes:
+  640 KB MCUNet, 896 KB MobileNetV2, 512 KB ProxylessNAS, fp32, batch 1).
+  ``pytorch``: what eager PyTorch 2.13 keeps, in the tensors' own dtypes: the rules of
+  `costmodel.rules`, storages shared by views and in-place ops counted once. Parameter
+  gradients and optimiser state cover whole parameter tensors (PyTorch cannot allocate part
+  of one). Peak: weights + gradients + optimiser state + the largest set of tensors alive at
+  once, simulated through the forward pass (saved tensors stay) and the backward pass (saved
+  tensors are released as their node runs; gradient buffers live from their first to their
+  last use). Allocator caching and kernel workspaces are not modelled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from .config import OPTIMIZER_STATES, TrainConfig, trainable_param_count
+from .graph import LayerGraph
+from .rules import VIEW_KINDS, Grad, rule_for
+
+CONVENTIONS = ("paper", "pytorch")
+
+
+@dataclass
+class MemoryBreakdown:
+    weights_bytes: int
+    io_buffer_bytes: int
+    updated_weight_bytes: int
+    gradient_bytes: int
+    optimizer_bytes: int
+    mask_bytes: int
+    saved_input_bytes: int
+    saved_activation_bytes: int
+    peak_bytes: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {k: int(v) for k, v in asdict(self).items()}
+
+
+class _Storages:
+    """Which buffer every tensor lives in, and how long each buffer lives in the forward pass."""
+
+    def __init__(self, graph: LayerGraph, convention: str, grads: dict[str, Grad], elem_bytes):
+        self.graph = graph
+        index = {name: i for i, name in enumerate(graph.order)}
+        self.index = index
+        end = len(graph.order)
+        last_use = {name: max((index[c] for c in graph.consumers(name)), default=index[name])
+                    for name in graph.order}
+        for out in graph.output_names:
+            last_use[out] = end
+        self.of: dict[str, str] = {}  # tensor (producer name) -> storage (creator name)
+        # Tensor -> the value it is a view of. Under `paper`, what is kept for backward is a
+        # copy of a value, which a later in-place op on the I/O buffer does not destroy; under
+        # `pytorch` autograd keeps the storage itself (it refuses in-place writes to it).
+        self.value_of: dict[str, str] = {}
+        self.nbytes: dict[str, float] = {}
+        self.start: dict[str, int] = {}
+        self.stop: dict[str, int] = {}
+        for name in graph.order:
+            node = graph[name]
+            storage = self._alias(node, convention, grads.get(name), last_use, index[name])
+            if storage is None:
+                storage = name
+                self.nbytes[name] = node.out_numel * elem_bytes(node)
+                self.start[name] = index[name]
+                self.stop[name] = last_use[name]
+            else:
+                self.stop[storage] = max(self.stop[storage], last_use[name])
+            self.of[name] = storage
+            if convention == "pytorch":
+                self.value_of[name] = storage
+            elif node.kind in VIEW_KINDS and node.inputs:
+                self.value_of[name] = self.value_of[node.inputs[0]]
+            else:
+                self.value_of[name] = name
+
+    def _alias(self, node, convention, grad, last_use, i):
+        if not node.inputs:
+            return None
+        if convention == "pytorch":
+            src = node.attrs.get("aliases_input")
+            if src is None or node.kind == "dropout" and grad is not None and grad.training_mode:
+                return None  # dropout in training mode writes a new tensor
+            return self.of[node.inputs[src]]
+        if node.kind in VIEW_KINDS:
+            return self.of[node.inputs[0]]
+        rule = rule_for(node.kind)
+        if rule is not None and rule.elementwise:
+            for src in node.inputs:  # reuse an input buffer of the same size that dies here
+                storage = self.of[src]
+                if self.stop[storage] == i and self.graph[src].out_numel == node.out_numel:
+                    return storage
+        if _is_depthwise(node):
+            # MCU engines (TinyEngine) run depthwise convolutions in place: each channel's
+            # output overwrites its input once it is no longer read.
+            storage = self.of[node.inputs[0]]
+            if self.stop[storage] == i and node.out_numel <= self.graph[node.inputs[0]].out_numel:
+                return storage
+        return None
+
+    def live_peak(self, extended: set[str] = frozenset(), extra_bytes: dict = None) -> float:
+        """Peak bytes alive at once in the forward pass; `extended` buffers stay alive to the
+        end (saved for backward), `extra_bytes` {index: bytes} are allocated from that step."""
+        end = len(self.graph.order)
+        delta = [0.0] * (end + 2)
+        for storage, nbytes in self.nbytes.items():
+            stop = end if storage in extended else self.stop[storage]
+            delta[self.start[storage]] += nbytes
+            delta[stop + 1] -= nbytes
+        for i, nbytes in (extra_bytes or {}).items():
+            delta[i] += nbytes
+            delta[end + 1] -= nbytes
+        peak = running = 0.0
+        for d in delta:
+            running += d
+            peak = max(peak, running)
+        return peak
+
+
+def _is_depthwise(node) -> bool:
+    groups = int(node.attrs.get("groups", 1) or 1)
+    return node.kind == "conv" and groups > 1 and node.weight_shape[1] == 1 \
+        and node.weight_shape[0] == groups
+
+
+def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad], config: TrainConfig,
+                     convention: str) -> MemoryBreakdown:
+    """The memory of training `graph` in `config` (for `paper`, pass the folded graph)."""
+    paper = convention == "paper"
+    act_bits = config.activation_bits if paper else None
+
+    def elem_bytes(node):
+        return act_bits / 8 if paper else node.dtype_bytes
+
+    storages = _Storages(graph, convention, grads, elem_bytes)
+
+    # ---- weights, gradients, optimiser state --------------------------------------------
+    weight_bytes_per = config.weight_bits / 8 if paper else 4
+    grad_bytes_per = config.gradient_bits / 8 if paper else 4
+    all_params = sum(n.params for n in graph.ops())
+    if paper:
+        updated = sum(trainable_param_count(n, grads[n.name]) for n in graph.ops())
+    else:  # PyTorch keeps .grad and optimiser state for whole parameter tensors
+        updated = sum(_whole_tensors_updated(n, grads[n.name]) for n in graph.ops())
+    updated_weight_bytes = math.ceil(updated * weight_bytes_per)
+    weights_bytes = updated_weight_bytes if (paper and config.weights_in_flash) else \
+        math.ceil(all_params * weight_bytes_per)
+    gradient_bytes = math.ceil(updated * grad_bytes_per)
+    optimizer_bytes = OPTIMIZER_STATES[config.optimizer] * gradient_bytes
+
+    # ---- saved for backward ---------------------------------------------------------------
+    kept: dict[str, tuple[float, str]] = {}  # storage -> (bytes kept, category)
+    extras: dict[int, float] = {}
+    for node in graph.ops():
+        grad = grads[node.name]
+        rule = rule_for(node.kind)
+        if rule is None or not grad.any:
+            continue
+        saved = (rule.saved_paper if paper else rule.saved_pytorch)(node, grad)
+        for item in saved:
+            kind = item.source[0]
+            if kind == "extra":
+                key = f"{node.name}:{item.source[1]}"
+                nbytes, start = float(item.nbytes), storages.index[node.name]
+                extras[start] = extras.get(start, 0.0) + nbytes
+            else:
+                tensor = node.name if kind == "out" else node.inputs[item.source[1]]
+                key = storages.value_of[tensor]
+                nbytes = graph[key].out_numel * elem_bytes(graph[key]) * item.fraction
+            old_bytes, old_cat = kept.get(key, (0.0, "mask"))
+            category = "input" if "input" in (old_cat, item.category) else "mask"
+            kept[key] = (max(old_bytes, nbytes), category)
+    mask_bytes = math.ceil(sum(b for b, c in kept.values() if c == "mask"))
+    saved_input_bytes = math.ceil(sum(b for b, c in kept.values() if c == "input"))
+    saved_bytes = mask_bytes + saved_input_bytes
+
+    io_buffer_bytes = math.ceil(storages.live_peak())
+    static = weights_bytes + gradient_bytes + optimizer_bytes
+    if paper:
+        peak = static + max(io_buffer_bytes, saved_bytes)
+    else:
+        peak = static + math.ceil(_pytorch_activation_peak(graph, grads, storages, kept, extras))
+    return MemoryBreakdown(weights_bytes, io_buffer_bytes, updated_weight_bytes, gradient_bytes,
+                           optimizer_bytes, mask_bytes, saved_input_bytes, saved_bytes, peak)
+
+
+def _whole_tensors_updated(node, grad: Grad) -> int:
+    return (node.weight_numel if grad.weight else 0) + (node.bias_numel if grad.bias else 0)
+
+
+def _pytorch_activation_peak(graph, grads, storages: _Storages, kept, extras) -> float:
+    saved_storages = {k for k in kept if k in storages.nbytes}  # pytorch: values are storages
+    forward_peak = storages.live_peak(saved_storages, extras)
+    # Backward, in reverse execution order: a saved storage is freed once the earliest node
+    # that saved it has run; the gradient of a tensor lives from its last consumer's backward
+    # to its producer's backward.
+    index = storages.index
+    savers: dict[str, int] = {}
+    for node in graph.ops():
+        rule = rule_for(node.kind)
+        if rule is None or not grads[node.name].any:
+            continue
+        for item in rule.saved_pytorch(node, grads[node.name]):
+            if item.source[0] == "extra":
+                continue
+            tensor = node.name if item.source[0] == "out" else node.inputs[item.source[1]]
+            key = storages.of[tensor]
+            savers[key] = min(savers.get(key, index[node.name]), index[node.name])
+    end = len(graph.order)
+    delta = [0.0] * (end + 2)
+    for key, first_saver in savers.items():
+        delta[first_saver] += storages.nbytes[key]
+        delta[end + 1] -= storages.nbytes[key]
+    for i, nbytes in extras.items():
+        delta[i] += nbytes
+        delta[end + 1] -= nbytes
+    for node in graph.ops():
+        if not grads[node.name].any:
+            continue
+        last = max((index[c] for c in graph.consumers(node.name)), default=end)
+        if node.name in graph.output_names:
+            last = end
+        delta[index[node.name]] += node.out_numel * node.dtype_bytes
+        delta[last + 1] -= node.out_numel * node.dtype_bytes
+    # Walking backward from the end, the live set at step i is everything whose interval
+    # [start, stop] contains i: the same prefix sum read at i.
+    backward_peak = running = 0.0
+    for d in delta:
+        running += d
+        backward_peak = max(backward_peak, running)
+    return max(forward_peak, backward_peak)

@@ -1,0 +1,341 @@
+"""The user's few labelled samples (the support set), loaded deterministically.
+
+Three sources, all returning `x` (float32, N×C×H×W, model-ready) and `y` (int64, N):
+
+* a folder of class sub-folders of images: class names sorted → labels 0..K-1, files sorted by
+  name; each image is converted to RGB (L for a 1-channel model), resized bilinearly to the
+  model's H×W, scaled to [0, 1] and normalised with the ImageNet mean/std the backbones were
+  pre-trained with;
+* an `.npz` with arrays `x` and `y` (see `_load_npz` for the layouts it accepts);
+* `synthetic(...)`: Gaussian images whose mean depends on the class, for trying the tool
+  without data.
+
+`augment` is the pseudo-query augmentation of the paper's appendix C (after Hu et al., 2022),
+written with plain torch ops so it needs no torchvision and is reproducible from a generator.
+
+Nothing here draws from torch's global RNG: the same arguments give the same tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from costmodel.errors import SpecError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm"})
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# A grayscale model sees the average of the RGB statistics (the usual choice when a 1-channel
+# input is fed to an ImageNet-style normalisation).
+GRAY_MEAN = (sum(IMAGENET_MEAN) / 3,)
+GRAY_STD = (sum(IMAGENET_STD) / 3,)
+
+# Synthetic data when the user gives no count: 5-way 5-shot, the paper's running example
+# ("e.g. 25 samples").
+SYNTHETIC_DEFAULT_SAMPLES = 25
+SYNTHETIC_DEFAULT_CLASSES = 5
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def load_support(
+    source: str | None,
+    input_shape: Sequence[int],
+    samples: int | None,
+    seed: int,
+    synthetic: bool,
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Load the support set → (x, y, one-line description).
+
+    `input_shape` is the model's input, (C, H, W) or (N, C, H, W) (a leading batch dimension is
+    ignored). `samples` keeps at most that many samples, class-balanced (see `balanced_subset`).
+    `seed` only matters for synthetic data; folders and npz files involve no randomness.
+    """
+    channels, height, width = _chw(input_shape)
+    if samples is not None and (isinstance(samples, bool) or samples < 1):
+        raise SpecError(f"--samples must be a positive number of samples, got {samples}")
+    if synthetic:
+        if source is not None:
+            raise SpecError("give either a data source or --synthetic, not both")
+        n = samples if samples is not None else SYNTHETIC_DEFAULT_SAMPLES
+        classes = min(SYNTHETIC_DEFAULT_CLASSES, n)
+        x, y = synthetic_data(n, classes, (channels, height, width), seed)
+        return x, y, f"synthetic: {n} samples, {classes} classes, seed {seed}"
+    if source is None:
+        raise SpecError("no support data: give a folder of class sub-folders, an .npz file, or --synthetic")
+
+    path = Path(source)
+    if not path.exists():
+        raise SpecError(f"support data not found: {path}")
+    if path.is_dir():
+        return _load_folder(path, (channels, height, width), samples)
+    if path.suffix.lower() == ".npz":
+        return _load_npz(path, (channels, height, width), samples)
+    raise SpecError(f"unsupported support data {path}: expected a folder of class sub-folders or an .npz file")
+
+
+def _chw(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    dims = tuple(input_shape)
+    if len(dims) == 4:
+        dims = dims[1:]
+    if len(dims) != 3 or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in dims):
+        raise SpecError(f"input shape must be C×H×W (or N×C×H×W) positive integers, got {tuple(input_shape)}")
+    return dims  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def balanced_subset(labels: Sequence[int], limit: int | None) -> list[int]:
+    """Indices of at most `limit` samples, taken round-robin over the sorted classes.
+
+    Round k takes the k-th sample (in the given order) of every class that still has one, so
+    `limit` samples spread as evenly as the classes allow. The kept indices are returned in
+    their original order, so labels stay grouped as in the source.
+    """
+    if limit is None or limit >= len(labels):
+        return list(range(len(labels)))
+    per_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        per_class.setdefault(int(label), []).append(index)
+    queues = [per_class[label] for label in sorted(per_class)]
+    chosen: list[int] = []
+    for round_index in range(max(len(q) for q in queues)):
+        for queue in queues:
+            if round_index < len(queue):
+                chosen.append(queue[round_index])
+                if len(chosen) == limit:
+                    return sorted(chosen)
+    return sorted(chosen)
+
+
+def _check_classes(y: torch.Tensor, where: str) -> None:
+    if y.numel() == 0:
+        raise SpecError(f"{where} holds no samples")
+    if torch.unique(y).numel() < 2:
+        raise SpecError(f"{where} has only one class; the Fisher probe needs at least two")
+
+
+# ----------------------------------------------------------------------------- image folders
+
+
+def _load_folder(
+    root: Path, chw: tuple[int, int, int], samples: int | None
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    channels, height, width = chw
+    if channels not in (1, 3):
+        raise SpecError(f"image folders need a model with 1 or 3 input channels, this one takes {channels}")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise SpecError(f"no class sub-folders in {root} (expected {root}/<class>/<image>)")
+
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, class_dir in enumerate(class_dirs):
+        images = sorted(
+            p for p in class_dir.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not images:
+            # Skipping it would silently shift every later class's label.
+            raise SpecError(f"class folder {class_dir} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        files.extend(images)
+        labels.extend([label] * len(images))
+    if len(class_dirs) < 2:
+        raise SpecError(f"{root} has only one class ({class_dirs[0].name}); the Fisher probe needs at least two")
+
+    keep = balanced_subset(labels, samples)
+    mode = "L" if channels == 1 else "RGB"
+    x = torch.stack([_read_image(files[i], mode, height, width) for i in keep])
+    y = torch.tensor([labels[i] for i in keep], dtype=torch.int64)
+    _check_classes(y, f"{root} after --samples {samples}")
+    x = normalise(x)
+    kept_classes = len(set(y.tolist()))
+    return x, y, f"folder {root}: {len(keep)} images, {kept_classes} classes"
+
+
+def _read_image(path: Path, mode: str, height: int, width: int) -> torch.Tensor:
+    """One image → float32 C×H×W in [0, 1]."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert(mode).resize((width, height), Image.BILINEAR)
+            pixels = np.asarray(image, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SpecError(f"cannot read image {path}: {reason}") from None
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] pixels → ImageNet-normalised inputs (per-channel mean/std)."""
+    channels = x.shape[1]
+    mean, std = (GRAY_MEAN, GRAY_STD) if channels == 1 else (IMAGENET_MEAN, IMAGENET_STD)
+    if channels not in (1, 3):
+        raise SpecError(f"ImageNet normalisation needs 1 or 3 channels, got {channels}")
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, channels, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, channels, 1, 1)
+    return (x - mean_t) / std_t
+
+
+# ----------------------------------------------------------------------------- npz files
+
+
+def _load_npz(
+    path: Path, chw: tuple[int, int, int], samples: int | None
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Arrays `x` and `y` from an .npz.
+
+    `x` layouts, told apart by where the model's channel count sits:
+      * N×C×H×W — if floating point, taken as already model-ready (no scaling);
+      * N×H×W×C — transposed to N×C×H×W;
+      * N×H×W   — for a 1-channel model.
+    Integer pixels (uint8) are 0..255: scaled to [0, 1] and ImageNet-normalised like images;
+    floating-point arrays are used as they are. A spatial size other than the model's is resized
+    bilinearly. When both axes 1 and 3 equal C, uint8 is read as N×H×W×C (how images are
+    stored) and floats as N×C×H×W (how tensors are).
+    """
+    channels, height, width = chw
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in ("x", "y") if key not in archive.files]
+            if missing:
+                raise SpecError(f"{path} lacks array(s) {', '.join(missing)} (expected 'x' and 'y')")
+            x_np, y_np = archive["x"], archive["y"]
+    except SpecError:
+        raise
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SpecError(f"cannot read {path}: {reason}") from None
+
+    if y_np.ndim != 1 or not (np.issubdtype(y_np.dtype, np.integer) or _integral_floats(y_np)):
+        raise SpecError(f"{path}: 'y' must be a 1-D array of integer labels, got shape {y_np.shape} {y_np.dtype}")
+    if x_np.shape[:1] != y_np.shape:
+        raise SpecError(f"{path}: 'x' has {x_np.shape[0] if x_np.ndim else 0} samples but 'y' has {len(y_np)}")
+    if (y_np < 0).any():
+        raise SpecError(f"{path}: labels in 'y' must be non-negative")
+
+    integer_pixels = np.issubdtype(x_np.dtype, np.integer)
+    if not (integer_pixels or np.issubdtype(x_np.dtype, np.floating)):
+        raise SpecError(f"{path}: 'x' must hold numbers, got {x_np.dtype}")
+    x_np = _to_nchw(x_np, channels, integer_pixels, path)
+
+    labels = y_np.astype(np.int64)
+    keep = balanced_subset(labels.tolist(), samples)
+    x = torch.from_numpy(np.ascontiguousarray(x_np[keep])).to(torch.float32)
+    y = torch.from_numpy(labels[keep])
+    if not torch.isfinite(x).all():
+        raise SpecError(f"{path}: 'x' contains NaN or infinite values")
+    _check_classes(y, f"{path}" + (f" after --samples {samples}" if samples else ""))
+
+    if integer_pixels:
+        x = normalise(x / 255.0)
+    if x.shape[2:] != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+    classes = torch.unique(y).numel()
+    return x, y, f"npz {path}: {len(y)} samples, {classes} classes"
+
+
+def _integral_floats(array: np.ndarray) -> bool:
+    return np.issubdtype(array.dtype, np.floating) and bool(np.all(np.isfinite(array))) and bool(
+        np.all(array == np.round(array))
+    )
+
+
+def _to_nchw(x: np.ndarray, channels: int, integer_pixels: bool, path: Path) -> np.ndarray:
+    if x.ndim == 3 and channels == 1:
+        return x[:, None, :, :]
+    if x.ndim != 4:
+        raise SpecError(f"{path}: 'x' must be N×C×H×W or N×H×W×C, got shape {x.shape}")
+    first, last = x.shape[1] == channels, x.shape[3] == channels
+    if first and last:
+        channels_last = integer_pixels
+    elif first or last:
+        channels_last = last
+    else:
+        raise SpecError(f"{path}: 'x' of shape {x.shape} has no axis of {channels} channels for this model")
+    return x.transpose(0, 3, 1, 2) if channels_last else x
+
+
+# ----------------------------------------------------------------------------- synthetic
+
+
+def synthetic_data(
+    n: int, num_classes: int, input_shape: Sequence[int], seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` Gaussian images, labels 0..K-1 cycled (balanced), class-dependent mean.
+
+    Each class's mean is a smooth random pattern (4×4 noise upsampled bilinearly) so that both
+    per-channel averages and spatial structure separate the classes: a backbone can learn the task.
+    The unit-variance noise on top makes the samples of one class differ.
+    """
+    channels, height, width = _chw(input_shape)
+    if isinstance(n, bool) or not isinstance(n, int) or isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        raise SpecError("synthetic data needs integer sample and class counts")
+    if num_classes < 2:
+        raise SpecError(f"synthetic data needs at least two classes, got {num_classes}")
+    if n < num_classes:
+        raise SpecError(f"synthetic data needs at least one sample per class: {n} samples for {num_classes} classes")
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(num_classes, channels, 4, 4, generator=generator)
+    means = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
+    y = torch.arange(n, dtype=torch.int64) % num_classes
+    noise = torch.randn(n, channels, height, width, generator=generator)
+    return (means[y] + noise).to(torch.float32), y
+
+
+# The name the brief uses; `synthetic_data` avoids shadowing load_support's `synthetic` flag.
+synthetic = synthetic_data
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+FLIP_PROBABILITY = 0.5
+CROP_AREA_RANGE = (0.8, 1.0)  # fraction of the image kept by the random crop
+CROP_LOG_RATIO_RANGE = (math.log(3 / 4), math.log(4 / 3))  # aspect ratio, as RandomResizedCrop
+JITTER_SCALE = 0.1  # contrast-like: x · (1 ± 0.1) per sample
+JITTER_SHIFT = 0.1  # brightness/colour-like: + ±0.1 per channel (in normalised units)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Pseudo-query augmentation (appendix C): flip, random-resized crop, small colour jitter.
+
+    Works on normalised N×C×H×W inputs. Samples are processed in order and each draws its
+    random numbers from `generator` in a fixed sequence, so the result depends only on `x`
+    and the generator's state. The jitter acts in normalised space (a per-sample gain and a
+    per-channel offset), which is what a small brightness/contrast/colour change becomes
+    after the per-channel normalisation.
+    """
+    if x.dim() != 4:
+        raise SpecError(f"augment expects N×C×H×W inputs, got shape {tuple(x.shape)}")
+    _, channels, height, width = x.shape
+    out = []
+    for sample in x:
+        draws = torch.rand(5, generator=generator, dtype=torch.float64).tolist()
+        flip, area_u, ratio_u, top_u, left_u = draws
+        if flip < FLIP_PROBABILITY:
+            sample = sample.flip(-1)
+
+        area = (CROP_AREA_RANGE[0] + (CROP_AREA_RANGE[1] - CROP_AREA_RANGE[0]) * area_u) * height * width
+        ratio = math.exp(CROP_LOG_RATIO_RANGE[0] + (CROP_LOG_RATIO_RANGE[1] - CROP_LOG_RATIO_RANGE[0]) * ratio_u)
+        crop_w = min(width, max(1, round(math.sqrt(area * ratio))))
+        crop_h = min(height, max(1, round(math.sqrt(area / ratio))))
+        top = int(top_u * (height - crop_h + 1))
+        left = int(left_u * (width - crop_w + 1))
+        crop = sample[:, top : top + crop_h, left : left + crop_w]
+        if (crop_h, crop_w) != (height, width):
+            crop = F.interpolate(crop[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+
+        gain = 1.0 + JITTER_SCALE * (2 * torch.rand(1, generator=generator) - 1)
+        shift = JITTER_SHIFT * (2 * torch.rand(channels, 1, 1, generator=generator) - 1)
+        out.append(crop * gain + shift)
+    return torch.stack(out).to(x.dtype)

@@ -1,0 +1,100 @@
+"""Deterministic, atomic JSON files (policies, Fisher probes).
+
+Output files are compared byte-for-byte (a policy computed twice must be the same file), so every
+write goes through one formatting: sorted keys, two-space indent, floats as Python's shortest
+round-tripping repr, and a trailing newline. A write goes to a temporary file in the target's
+directory and is then `os.replace`d over the target, so an interrupted run never leaves a
+half-written file behind (the rename is atomic on POSIX when both paths are on one filesystem,
+which the same directory guarantees).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from costmodel.errors import PolicyError, SpecError
+
+
+def dumps(obj: Any) -> str:
+    """The one canonical text of `obj` (NaN/inf are refused: they are not JSON)."""
+    return json.dumps(obj, sort_keys=True, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def _default_file_mode() -> int:
+    # mkstemp creates files 0600; a user's output file should get the usual 0666 & ~umask.
+    # Reading the umask means setting it; put it straight back.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def save_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write `obj` as canonical JSON to `path` atomically (temp file + os.replace)."""
+    target = Path(path)
+    text = dumps(obj)  # format first: a non-serialisable object must not leave a temp file
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise SpecError(f"cannot write {target}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())  # the bytes are on disk before the name points at them
+        os.chmod(tmp_name, _default_file_mode())
+        os.replace(tmp_name, target)
+    except OSError as exc:
+        _unlink_quietly(tmp_name)
+        raise SpecError(f"cannot write {target}: {exc.strerror or exc}") from None
+    except BaseException:
+        _unlink_quietly(tmp_name)
+        raise
+
+
+def _unlink_quietly(name: str) -> None:
+    try:
+        os.unlink(name)
+    except OSError:
+        pass
+
+
+def load_json(path: str | os.PathLike, what: str = "policy") -> Any:
+    """Parse a JSON file; a missing, unreadable or invalid file is a one-line PolicyError.
+
+    `what` names the file's role in the message ("policy", "fisher", ...).
+    """
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError(f"{what} file not found: {source}") from None
+    except IsADirectoryError:
+        raise PolicyError(f"{what} file {source} is a directory, not a JSON file") from None
+    except UnicodeDecodeError:
+        raise PolicyError(f"{what} file {source} is not UTF-8 text") from None
+    except OSError as exc:
+        raise PolicyError(f"cannot read {what} file {source}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise PolicyError(
+            f"{what} file {source} is not valid JSON "
+            f"(line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    except _NonStandardNumber as exc:
+        raise PolicyError(f"{what} file {source} contains {exc}, which is not valid JSON") from None
+
+
+class _NonStandardNumber(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json accepts NaN/Infinity by default; our files never contain them, and a
+    # NaN Fisher value would silently poison every ranking built on it.
+    raise _NonStandardNumber(name)
