@@ -86,7 +86,7 @@ def fold_batchnorm(graph: LayerGraph) -> LayerGraph:
     order = [n for n in graph.order if n not in folded_into]
     outputs = [folded_into.get(o, o) for o in graph.output_names]
     return LayerGraph(graph.model_name, graph.input_shape, graph.tracer, nodes, order,
-                      graph.input_name, outputs, list(graph.unknown_ops))
+                      graph.input_name, outputs, list(graph.unknown_ops), graph.declared_blocks)
 
 
 def updatable_layers(graph: LayerGraph) -> list[OpNode]:
@@ -97,7 +97,10 @@ def updatable_layers(graph: LayerGraph) -> list[OpNode]:
 
 
 def mac_blocks(graph: LayerGraph) -> list[str]:
-    """Blocks that hold at least one MAC layer, in execution order."""
+    """Blocks that hold at least one MAC layer, in execution order; for a model that declares
+    its blocks (the zoo: the inverted-residual blocks, not the stem), those."""
+    if graph.declared_blocks:
+        return list(graph.declared_blocks)
     blocks: dict[str, None] = {}
     for node in graph.mac_layers():
         blocks.setdefault(node.block or node.name, None)
@@ -206,3 +209,20 @@ def trainable_param_count(node: OpNode, grad: Grad) -> int:
     if grad.bias:
         count += node.bias_numel
     return count
+
+
+def parameter_requires_grad(graph: LayerGraph, config: TrainConfig) -> dict[str, bool]:
+    """{parameter name (``module.weight``): requires_grad} for training `config` in PyTorch:
+    the flags a training loop sets before the forward (channel masks are applied separately,
+    see `planner.apply`)."""
+    grads = node_grads(graph, config, "pytorch")
+    flags: dict[str, bool] = {}
+    for node in graph.ops():
+        if node.module is None or not node.params:
+            continue
+        grad = grads[node.name]
+        if node.weight_shape is not None:
+            flags[f"{node.module}.weight"] = grad.weight
+        if node.bias_numel:
+            flags[f"{node.module}.bias"] = grad.bias
+    return flags

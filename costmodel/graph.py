@@ -86,6 +86,7 @@ class LayerGraph:
     input_name: str = "x"
     output_names: list[str] = field(default_factory=list)
     unknown_ops: list[str] = field(default_factory=list)  # "name (op)" for ops with no rule
+    declared_blocks: list[str] | None = None  # the model's own block list (zoo), if it has one
 
     def __post_init__(self):
         self.dag = nx.DiGraph()

@@ -130,9 +130,22 @@ def pt_conv(node, g):
     return [Saved(("in", 0), category="input")]
 
 
+def _input_copied(node) -> bool:
+    if node.kind == "linear":
+        return not node.attrs.get("input_flattens_as_view", True)
+    return not node.attrs.get("inputs_contiguous", [True])[0]
+
+
+def _saved_input(node, category="mask") -> Saved:
+    """The input as the kernel keeps it: itself, or the contiguous copy made of a strided one."""
+    if _input_copied(node):
+        return Saved(("extra", "contiguous_input"), node.in_numel(0) * node.dtype_bytes, category)
+    return Saved(("in", 0), category=category)
+
+
 def pt_linear(node, g):
     # addmm/mm keep the input only to form the weight gradient.
-    return [Saved(("in", 0), category="input")] if g.weight else []
+    return [_saved_input(node, "input")] if g.weight else []
 
 
 def pt_batchnorm(node, g):
@@ -154,7 +167,7 @@ def pt_groupnorm(node, g):
 def pt_layernorm(node, g):
     normalized = node.attrs.get("normalized_shape") or ()
     rows = node.in_numel(0) // max(1, _prod(normalized) if normalized else node.in_shapes[0][-1])
-    return [Saved(("in", 0), category="input"), Saved(("extra", "mean"), 4 * rows),
+    return [_saved_input(node, "input"), Saved(("extra", "mean"), 4 * rows),
             Saved(("extra", "rstd"), 4 * rows)]
 
 
@@ -166,11 +179,19 @@ def pt_saves_input(node, g):
     return [Saved(("in", 0))]
 
 
-def pt_inplace_aware(node, g):
-    # In-place variants (relu_, hardtanh_, leaky_relu_) save their result, which is the input's
-    # storage; out-of-place hardtanh/leaky_relu save their input, relu its result.
-    if node.attrs.get("inplace") or node.kind == "relu":
-        return [Saved(("out",))]
+def pt_relu(node, g):
+    return [Saved(("out",))]  # relu_ too: its result is the input's storage, no copy
+
+
+def pt_leaky_relu(node, g):
+    return [Saved(("out",))] if node.attrs.get("inplace") else [Saved(("in", 0))]
+
+
+def pt_saves_input_copied_inplace(node, g):
+    # hardtanh_ (ReLU6(inplace=True)), hardswish_, silu_ copy their input before writing over
+    # it: in-place saves nothing (measured on 2.13, see notes/pytorch_saved_tensors.md).
+    if node.attrs.get("inplace"):
+        return [Saved(("extra", "input_copy"), node.in_numel(0) * node.dtype_bytes)]
     return [Saved(("in", 0))]
 
 
@@ -190,7 +211,18 @@ def pt_mul(node, g):
 def pt_dropout(node, g):
     if not g.training_mode:
         return []
-    return [Saved(("extra", "mask"), node.out_numel)]  # bool mask, one byte per element
+    # A float mask (0 or 1/(1-p)): per element for Dropout, per channel for Dropout2d/1d.
+    mask_numel = node.out_numel
+    if node.op in ("Dropout1d", "Dropout2d", "Dropout3d"):
+        mask_numel = node.out_shape[0] * node.out_shape[1]
+    return [Saved(("extra", "mask"), mask_numel * node.dtype_bytes)]
+
+
+def pt_adaptive_avgpool(node, g):
+    # adaptive_avg_pool2d to 1×1 is computed as a mean (nothing saved); otherwise the input.
+    if all(d == 1 for d in node.out_shape[2:]):
+        return []
+    return [Saved(("in", 0))]
 
 
 def pt_nothing(node, g):
@@ -253,21 +285,21 @@ RULES: dict[str, Rule] = {
     "batchnorm": _rule(ops=per_output_x2, pt=pt_batchnorm, paper=paper_norm, ew=True),
     "groupnorm": _rule(ops=per_output_x2, pt=pt_groupnorm, paper=paper_layer_or_group_norm),
     "layernorm": _rule(ops=per_output_x2, pt=pt_layernorm, paper=paper_layer_or_group_norm),
-    "relu": _rule(pt=pt_inplace_aware, paper=paper_relu_mask, ew=True),
-    "relu6": _rule(pt=pt_inplace_aware, paper=paper_relu_mask, ew=True),
-    "hardtanh": _rule(pt=pt_inplace_aware, paper=paper_relu_mask, ew=True),
-    "leaky_relu": _rule(pt=pt_inplace_aware, paper=paper_relu_mask, ew=True),
-    "hardswish": _rule(pt=pt_saves_input, paper=paper_smooth_activation, ew=True),
+    "relu": _rule(pt=pt_relu, paper=paper_relu_mask, ew=True),
+    "relu6": _rule(pt=pt_saves_input_copied_inplace, paper=paper_relu_mask, ew=True),
+    "hardtanh": _rule(pt=pt_saves_input_copied_inplace, paper=paper_relu_mask, ew=True),
+    "leaky_relu": _rule(pt=pt_leaky_relu, paper=paper_relu_mask, ew=True),
+    "hardswish": _rule(pt=pt_saves_input_copied_inplace, paper=paper_smooth_activation, ew=True),
     "hardsigmoid": _rule(pt=pt_saves_input, paper=paper_smooth_activation, ew=True),
-    "silu": _rule(pt=pt_saves_input, paper=paper_smooth_activation, ew=True),
+    "silu": _rule(pt=pt_saves_input_copied_inplace, paper=paper_smooth_activation, ew=True),
     "gelu": _rule(pt=pt_saves_input, paper=paper_smooth_activation, ew=True),
     "sigmoid": _rule(pt=pt_saves_output, paper=paper_smooth_activation, ew=True),
     "tanh": _rule(pt=pt_saves_output, paper=paper_smooth_activation, ew=True),
     "softmax": _rule(pt=pt_saves_output, paper=paper_smooth_activation),
     "maxpool": _rule(ops=pool_window, pt=pt_maxpool, paper=paper_maxpool),
     "adaptive_maxpool": _rule(ops=per_input, pt=pt_maxpool, paper=paper_maxpool),
-    "avgpool": _rule(ops=pool_window),
-    "adaptive_avgpool": _rule(ops=per_input),
+    "avgpool": _rule(ops=pool_window, pt=pt_saves_input),
+    "adaptive_avgpool": _rule(ops=per_input, pt=pt_adaptive_avgpool),
     "mean": _rule(ops=per_input),
     "add": _rule(ew=True),
     "mul": _rule(pt=pt_mul, paper=pt_mul, ew=True),

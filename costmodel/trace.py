@@ -110,6 +110,15 @@ class _Builder:
                 if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() == ptr:
                     attrs["aliases_input"] = i  # a view, or written in place
                     break
+        if any(isinstance(t, torch.Tensor) and not t.is_contiguous() for t in in_tensors):
+            # Some kernels (linear on ≥3-D input, layer norm) copy such inputs and save the copy.
+            attrs["inputs_contiguous"] = [bool(t.is_contiguous()) for t in in_tensors]
+            if kind == "linear" and in_tensors and in_tensors[0].dim() > 2:
+                try:  # F.linear flattens leading dims: a view if the strides allow, else a copy
+                    in_tensors[0].view(-1, in_tensors[0].shape[-1])
+                    attrs["input_flattens_as_view"] = True
+                except RuntimeError:
+                    attrs["input_flattens_as_view"] = False
         weight, bias, others = params
         node = OpNode(
             name=name, kind=kind, op=op, module=module_path, block=self.block_of(scope),
@@ -123,8 +132,11 @@ class _Builder:
 
     def finish(self, tracer_name: str, output_names) -> LayerGraph:
         unknown = [f"{n.name} ({n.op})" for n in self.nodes.values() if n.kind == "unknown"]
+        declared = None
+        if getattr(self.model, "ttplan_blocks", None):  # zoo models list their blocks' convs
+            declared = [self.block_of(convs[0]) for convs in self.model.ttplan_blocks]
         return LayerGraph(self.model_name, self.input_shape, tracer_name, self.nodes,
-                          self.order, "x", list(output_names), unknown)
+                          self.order, "x", list(output_names), unknown, declared)
 
 
 def module_params(module: nn.Module):
@@ -138,7 +150,8 @@ def module_attrs(module: nn.Module) -> dict:
     attrs = {}
     for key in ("groups", "stride", "kernel_size", "padding", "dilation", "in_channels",
                 "out_channels", "in_features", "out_features", "num_features", "affine",
-                "inplace", "p", "output_size", "num_groups", "track_running_stats"):
+                "inplace", "p", "output_size", "num_groups", "track_running_stats",
+                "normalized_shape"):
         if hasattr(module, key):
             value = getattr(module, key)
             attrs[key] = list(value) if isinstance(value, tuple) else value

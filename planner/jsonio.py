@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from costmodel.errors import PolicyError, SpecError
+from costmodel.errors import PolicyError
+from costmodel.fileio import write_text_atomic
 
 
 def dumps(obj: Any) -> str:
@@ -24,43 +24,9 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
 
-def _default_file_mode() -> int:
-    # mkstemp creates files 0600; a user's output file should get the usual 0666 & ~umask.
-    # Reading the umask means setting it; put it straight back.
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def save_json(path: str | os.PathLike, obj: Any) -> None:
     """Write `obj` as canonical JSON to `path` atomically (temp file + os.replace)."""
-    target = Path(path)
-    text = dumps(obj)  # format first: a non-serialisable object must not leave a temp file
-    directory = target.parent if str(target.parent) else Path(".")
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise SpecError(f"cannot write {target}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())  # the bytes are on disk before the name points at them
-        os.chmod(tmp_name, _default_file_mode())
-        os.replace(tmp_name, target)
-    except OSError as exc:
-        _unlink_quietly(tmp_name)
-        raise SpecError(f"cannot write {target}: {exc.strerror or exc}") from None
-    except BaseException:
-        _unlink_quietly(tmp_name)
-        raise
-
-
-def _unlink_quietly(name: str) -> None:
-    try:
-        os.unlink(name)
-    except OSError:
-        pass
+    write_text_atomic(path, dumps(obj))  # format first: a bad object leaves no temp file
 
 
 def load_json(path: str | os.PathLike, what: str = "policy") -> Any:

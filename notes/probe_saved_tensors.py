@@ -1,0 +1,338 @@
+"""Probe which tensors eager PyTorch autograd saves for backward, per operator and per
+requires-grad situation. Prints the markdown tables used in notes/pytorch_saved_tensors.md.
+
+Run from the repo root:  python notes/probe_saved_tensors.py
+
+Each op runs inside `Probe`, which turns the model input into a fresh leaf whose
+requires_grad we choose, so "input requires grad" can be set without a preceding op that
+would save tensors of its own. Relations of each saved tensor to the op are found by storage
+address: in (op input), out (op output), in=out (in-place op), y (second operand),
+param / buffer (excluded from the count), new (a fresh storage: stats, indices, masks, copies).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from costmodel.measure import measure_saved_bytes, saved_bytes_by_graph_walk  # noqa: E402
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.untyped_storage().data_ptr()
+
+
+class Probe(nn.Module):
+    """Runs `op` on a leaf input with chosen requires_grad; remembers storage addresses."""
+
+    def __init__(self, op: nn.Module | Callable, x_rg: bool, y: torch.Tensor | None = None,
+                 y_rg: bool = False, inplace: bool = False):
+        super().__init__()
+        self.op = op
+        self.x_rg, self.y_rg, self.inplace = x_rg, y_rg, inplace
+        self.y = y  # plain attribute, not a buffer: it plays an activation, so it is counted
+        self.ptrs: dict[str, int] = {}
+        self.keep: tuple = ()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        leaf = x.detach().requires_grad_(self.x_rg)
+        # An in-place op may not modify a leaf that requires grad; clone (saves nothing).
+        inp = leaf.clone() if self.inplace else leaf
+        self.ptrs = {"in": _ptr(inp)}
+        if self.y is None:
+            out = self.op(inp)
+            self.keep = (inp, out)
+        else:
+            y = self.y.detach().requires_grad_(self.y_rg)
+            self.ptrs["y"] = _ptr(y)
+            out = self.op(inp, y)
+            self.keep = (inp, y, out)
+        self.ptrs["out"] = _ptr(out)
+        return out
+
+
+def _relation(ptr: int, kind: str, ptrs: dict[str, int]) -> str:
+    if kind in ("parameter", "buffer"):
+        return "param" if kind == "parameter" else "buffer"
+    names = [k for k, v in ptrs.items() if v == ptr]
+    if "in" in names and "out" in names:
+        return "in=out"
+    return names[0] if names else "new"
+
+
+def _dtype(d: torch.dtype) -> str:
+    return str(d).replace("torch.", "")
+
+
+def run(op, x: torch.Tensor, x_rg: bool, *, y=None, y_rg=False, inplace=False,
+        train=True, freeze="none") -> tuple[str, str, int]:
+    """Returns (saved list, grad_fn names, counted bytes) for one situation.
+
+    freeze: "none" (all params trainable), "all", or "weight" (only biases trainable).
+    """
+    probe = Probe(op, x_rg, y, y_rg, inplace)
+    probe.train(train)
+    for name, p in probe.named_parameters():
+        p.requires_grad_(freeze == "none" or (freeze == "weight" and name.endswith("bias")))
+    m = measure_saved_bytes(probe, x)
+    assert m.unattributed_alive == 0, "graph walk missed a saved tensor"
+    assert m.saved_bytes == m.packed_bytes, "a dead branch in a single-op probe?"
+    items, fns = [], []
+    for r in m.records:
+        rel = _relation(r.storage_ptr, r.kind, probe.ptrs)
+        shape = "x".join(map(str, r.shape)) or "scalar"
+        size = "" if rel in ("param", "buffer") else f", {r.storage_nbytes} B"
+        items.append(f"`{r.saved_name}` {shape} {_dtype(r.dtype)} ({rel}{size})")
+        if r.grad_fn not in fns:
+            fns.append(r.grad_fn)
+    probe.keep = ()
+    # Independent count (after the relations: it reruns the probe and overwrites its ptrs):
+    # a fresh forward with no hooks, saved tensors read off the graph.
+    assert saved_bytes_by_graph_walk(probe, x) == m.saved_bytes, "hook and walk disagree"
+    return ("; ".join(items) or "nothing", ", ".join(fns) or "-", m.saved_bytes)
+
+
+def table(title: str, rows: list[tuple[str, tuple[str, str, int]]], note: str = "") -> None:
+    print(f"\n### {title}\n")
+    if note:
+        print(note + "\n")
+    print("| situation | saved (name shape dtype (relation, storage bytes)) | node | counted B |")
+    print("|---|---|---|---:|")
+    for sit, (items, fns, nbytes) in rows:
+        print(f"| {sit} | {items} | {fns} | {nbytes} |")
+
+
+def weighted(title: str, make: Callable[[], nn.Module], x: torch.Tensor, train: bool = True,
+             note: str = "") -> None:
+    """The four situations (a)-(d) for an op with parameters, plus bias-only (e), (f)."""
+    torch.manual_seed(0)
+    rows = [
+        ("(a) W train, x rg", run(make(), x, True, train=train)),
+        ("(b) W train, x no rg", run(make(), x, False, train=train)),
+        ("(c) W frozen, x rg", run(make(), x, True, train=train, freeze="all")),
+        ("(d) W frozen, x no rg", run(make(), x, False, train=train, freeze="all")),
+    ]
+    if any(n.endswith("bias") for n, _ in make().named_parameters()):
+        rows += [
+            ("(e) only bias train, x no rg", run(make(), x, False, train=train,
+                                                  freeze="weight")),
+            ("(f) only bias train, x rg", run(make(), x, True, train=train, freeze="weight")),
+        ]
+    table(title, rows, note)
+
+
+def weightless(title: str, make: Callable[[], nn.Module | Callable], x: torch.Tensor,
+               inplace: bool = False, train: bool = True, note: str = "") -> None:
+    rows = [
+        ("x rg", run(make(), x, True, inplace=inplace, train=train)),
+        ("x no rg", run(make(), x, False, inplace=inplace, train=train)),
+    ]
+    table(title, rows, note)
+
+
+def binary(title: str, op: Callable, x: torch.Tensor, y: torch.Tensor, inplace=False,
+           note: str = "") -> None:
+    rows = [
+        ("x rg, y rg", run(op, x, True, y=y, y_rg=True, inplace=inplace)),
+        ("x rg, y no rg", run(op, x, True, y=y, y_rg=False, inplace=inplace)),
+        ("x no rg, y rg", run(op, x, False, y=y, y_rg=True, inplace=inplace)),
+        ("none rg", run(op, x, False, y=y, y_rg=False, inplace=inplace)),
+    ]
+    table(title, rows, note)
+
+
+class Lambda(nn.Module):
+    def __init__(self, fn: Callable):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *a):
+        return self.fn(*a)
+
+
+class TransposedLinear(nn.Module):
+    """Linear applied to a non-contiguous 3-D view (N x C x L -> N x L x C)."""
+
+    def __init__(self, bias: bool = True):
+        super().__init__()
+        self.lin = nn.Linear(16, 5, bias=bias)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.lin(t.transpose(1, 2))
+
+
+def aten_calls(fn: Callable[[], object]) -> list[str]:
+    """aten ops run by `fn`, logged below autograd with no saved-tensor hooks installed."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    calls: list[str] = []
+
+    class Log(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            calls.append(str(func.overloadpacket.__name__))
+            return func(*args, **(kwargs or {}))
+
+    with Log():
+        fn()
+    return calls
+
+
+def chain(act: nn.Module) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), act,
+                         nn.Conv2d(8, 8, 3, padding=1, bias=False))
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    x4 = torch.randn(2, 4, 6, 6)  # 288 float32 = 1152 B
+    print(f"Measured with torch {torch.__version__}, CPU. Op input x: {tuple(x4.shape)} float32 = "
+          f"{x4.numel() * 4} B unless noted.")
+
+    print("\n## Ops with parameters")
+    weighted("Conv2d(4, 8, 3, padding=1), bias", lambda: nn.Conv2d(4, 8, 3, padding=1), x4)
+    weighted("Conv2d(4, 8, 3, padding=1, bias=False)",
+             lambda: nn.Conv2d(4, 8, 3, padding=1, bias=False), x4)
+    weighted("Conv2d depthwise (4, 4, 3, groups=4)",
+             lambda: nn.Conv2d(4, 4, 3, padding=1, groups=4), x4)
+    weighted("Conv2d grouped (4, 8, 3, groups=2)",
+             lambda: nn.Conv2d(4, 8, 3, padding=1, groups=2), x4)
+    weighted("Conv2d 1x1 stride 2 (4, 8, 1, stride=2)",
+             lambda: nn.Conv2d(4, 8, 1, stride=2), x4)
+    weighted("ConvTranspose2d(4, 2, 2, stride=2)", lambda: nn.ConvTranspose2d(4, 2, 2, stride=2),
+             x4)
+    weighted("Linear(16, 5), 2-D input 3x16 (192 B)", lambda: nn.Linear(16, 5),
+             torch.randn(3, 16))
+    weighted("Linear(16, 5, bias=False), 2-D input 3x16 (192 B)",
+             lambda: nn.Linear(16, 5, bias=False), torch.randn(3, 16))
+    weighted("Linear(16, 5), 3-D input 2x3x16 (384 B)", lambda: nn.Linear(16, 5),
+             torch.randn(2, 3, 16))
+    weighted("Linear(16, 5, bias=False), 3-D input 2x3x16 (384 B)",
+             lambda: nn.Linear(16, 5, bias=False), torch.randn(2, 3, 16))
+    weighted("Linear(16, 5), 3-D non-contiguous input: x 2x16x3 transposed to 2x3x16",
+             lambda: TransposedLinear(), torch.randn(2, 16, 3))
+    weighted("Linear(16, 5, bias=False), 3-D non-contiguous input (transposed)",
+             lambda: TransposedLinear(bias=False), torch.randn(2, 16, 3))
+    weighted("BatchNorm2d(4), train mode", lambda: nn.BatchNorm2d(4), x4)
+    weighted("BatchNorm2d(4), eval mode", lambda: nn.BatchNorm2d(4), x4, train=False)
+    table("BatchNorm2d(4, affine=False)", [
+        ("train, x rg", run(nn.BatchNorm2d(4, affine=False), x4, True)),
+        ("train, x no rg", run(nn.BatchNorm2d(4, affine=False), x4, False)),
+        ("eval, x rg", run(nn.BatchNorm2d(4, affine=False), x4, True, train=False)),
+    ])
+    weighted("BatchNorm1d(4), train, input 6x4 (96 B)", lambda: nn.BatchNorm1d(4),
+             torch.randn(6, 4))
+    weighted("BatchNorm1d(4), train, input 2x4x5 (160 B)", lambda: nn.BatchNorm1d(4),
+             torch.randn(2, 4, 5))
+    weighted("BatchNorm1d(4), eval, input 6x4 (96 B)", lambda: nn.BatchNorm1d(4),
+             torch.randn(6, 4), train=False)
+    weighted("LayerNorm(16), input 2x3x16 (384 B)", lambda: nn.LayerNorm(16),
+             torch.randn(2, 3, 16))
+    weighted("LayerNorm([4, 6, 6]) over C,H,W", lambda: nn.LayerNorm([4, 6, 6]), x4)
+    weighted("GroupNorm(2, 4)", lambda: nn.GroupNorm(2, 4), x4)
+
+    print("\n## Ops without parameters")
+    weightless("ReLU", lambda: nn.ReLU(), x4)
+    weightless("ReLU(inplace=True)", lambda: nn.ReLU(inplace=True), x4, inplace=True)
+    weightless("ReLU6", lambda: nn.ReLU6(), x4)
+    weightless("ReLU6(inplace=True)  (aten hardtanh_)", lambda: nn.ReLU6(inplace=True), x4,
+               inplace=True)
+    weightless("F.relu6(x)  (aten relu6)", lambda: Lambda(F.relu6), x4)
+    weightless("Hardswish", lambda: nn.Hardswish(), x4)
+    weightless("Hardswish(inplace=True)", lambda: nn.Hardswish(inplace=True), x4, inplace=True)
+    weightless("Hardsigmoid", lambda: nn.Hardsigmoid(), x4)
+    weightless("Sigmoid", lambda: nn.Sigmoid(), x4)
+    weightless("SiLU", lambda: nn.SiLU(), x4)
+    weightless("SiLU(inplace=True)", lambda: nn.SiLU(inplace=True), x4, inplace=True)
+    weightless("GELU", lambda: nn.GELU(), x4)
+    weightless("GELU(approximate='tanh')", lambda: nn.GELU(approximate="tanh"), x4)
+    weightless("Tanh", lambda: nn.Tanh(), x4)
+    weightless("LeakyReLU(0.1)", lambda: nn.LeakyReLU(0.1), x4)
+    weightless("LeakyReLU(0.1, inplace=True)", lambda: nn.LeakyReLU(0.1, inplace=True), x4,
+               inplace=True)
+    weightless("MaxPool2d(2)", lambda: nn.MaxPool2d(2), x4)
+    weightless("MaxPool2d(3, stride=2, padding=1)", lambda: nn.MaxPool2d(3, 2, 1), x4)
+    weightless("AvgPool2d(2)", lambda: nn.AvgPool2d(2), x4)
+    weightless("AdaptiveAvgPool2d(1)", lambda: nn.AdaptiveAvgPool2d(1), x4)
+    weightless("AdaptiveAvgPool2d(2)", lambda: nn.AdaptiveAvgPool2d(2), x4)
+    weightless("AdaptiveAvgPool2d((1, 2))", lambda: nn.AdaptiveAvgPool2d((1, 2)), x4)
+    weightless("AdaptiveMaxPool2d(1)", lambda: nn.AdaptiveMaxPool2d(1), x4)
+    weightless("torch.flatten(x, 1)", lambda: nn.Flatten(), x4)
+    weightless("x.view(2, -1)", lambda: Lambda(lambda t: t.view(2, -1)), x4)
+    weightless("x.reshape(2, -1)", lambda: Lambda(lambda t: t.reshape(2, -1)), x4)
+    weightless("x.transpose(1, 2).reshape(2, -1)  (reshape copies)",
+               lambda: Lambda(lambda t: t.transpose(1, 2).reshape(2, -1)), x4)
+    weightless("x.mean((2, 3))", lambda: Lambda(lambda t: t.mean((2, 3))), x4)
+    weightless("x.mean((2, 3), keepdim=True)",
+               lambda: Lambda(lambda t: t.mean((2, 3), keepdim=True)), x4)
+    weightless("Dropout(0.5), train mode", lambda: nn.Dropout(0.5), x4)
+    weightless("Dropout(0.5), eval mode", lambda: nn.Dropout(0.5), x4, train=False)
+    weightless("Dropout2d(0.5), train mode", lambda: nn.Dropout2d(0.5), x4)
+    weightless("Softmax(dim=1)", lambda: nn.Softmax(dim=1), x4)
+    weightless("LogSoftmax(dim=1)", lambda: nn.LogSoftmax(dim=1), x4)
+    weightless("F.interpolate(scale_factor=2, mode='nearest')",
+               lambda: Lambda(lambda t: F.interpolate(t, scale_factor=2, mode="nearest")), x4)
+    weightless("F.interpolate(scale_factor=2, mode='bilinear')",
+               lambda: Lambda(lambda t: F.interpolate(t, scale_factor=2, mode="bilinear")), x4)
+
+    print("\n## Two-operand ops (x and y both 'activations'; y counted)")
+    y_same = torch.randn(2, 4, 6, 6)
+    y_se = torch.randn(2, 4, 1, 1)  # 8 float32 = 32 B
+    binary("x + y (operator.add)", Lambda(lambda a, b: a + b), x4, y_same)
+    binary("x += y (in-place add_)", Lambda(lambda a, b: a.add_(b)), x4, y_same, inplace=True)
+    binary("torch.cat([x, y], 1)", Lambda(lambda a, b: torch.cat([a, b], 1)), x4, y_same)
+    binary("x * y, same shape", Lambda(lambda a, b: a * b), x4, y_same)
+    binary("x * s, s 2x4x1x1 (SE-style broadcast)", Lambda(lambda a, b: a * b), x4, y_se)
+    binary("x *= s (in-place mul_, SE-style)", Lambda(lambda a, b: a.mul_(b)), x4, y_se,
+           inplace=True)
+
+    print("\n## Chains: Conv(4->8, no bias) -> BN(8) -> act -> Conv(8->8, no bias), "
+          "all trainable, x 2x4x6x6 no rg")
+    print("\nEach 2x8x6x6 activation is 2304 B.\n")
+    print("| act | counted B | saved by the act |")
+    print("|---|---:|---|")
+    acts = [("ReLU6()", nn.ReLU6()), ("ReLU6(inplace=True)", nn.ReLU6(inplace=True)),
+            ("ReLU()", nn.ReLU()), ("ReLU(inplace=True)", nn.ReLU(inplace=True)),
+            ("Hardswish()", nn.Hardswish()), ("Hardswish(inplace=True)",
+                                              nn.Hardswish(inplace=True)),
+            ("SiLU()", nn.SiLU()), ("Identity()", nn.Identity())]
+    for name, act in acts:
+        m = measure_saved_bytes(chain(act).train(), x4)
+        assert saved_bytes_by_graph_walk(chain(act).train(), x4) == m.saved_bytes
+        fns = m.by_grad_fn()
+        act_items = [f"`{r.saved_name}` ({r.grad_fn}, storage#{r.storage_index})"
+                     for r in m.records if r.grad_fn not in
+                     ("ConvolutionBackward0", "NativeBatchNormBackward0")]
+        print(f"| {name} | {m.saved_bytes} | {'; '.join(act_items) or '-'} |  ")
+        del fns
+
+    print("\n## In-place ops that copy their input first (aten calls, no hooks installed)\n")
+    print("Input: a non-leaf 2x4x6x6 tensor that requires grad; `y` 2x4x1x1 requires grad.\n")
+    print("| call | aten ops dispatched |")
+    print("|---|---|")
+    base = torch.randn(2, 4, 6, 6, requires_grad=True)
+    s_rg = torch.randn(2, 4, 1, 1, requires_grad=True)
+    s_no = torch.randn(2, 4, 1, 1)
+    cases = [("F.relu(t, inplace=True)", lambda t: F.relu(t, inplace=True)),
+             ("F.relu6(t, inplace=True)", lambda t: F.relu6(t, inplace=True)),
+             ("F.hardtanh(t, 0, 6, inplace=True)", lambda t: F.hardtanh(t, 0.0, 6.0, True)),
+             ("F.hardswish(t, inplace=True)", lambda t: F.hardswish(t, inplace=True)),
+             ("F.silu(t, inplace=True)", lambda t: F.silu(t, inplace=True)),
+             ("F.leaky_relu(t, 0.1, inplace=True)", lambda t: F.leaky_relu(t, 0.1, True)),
+             ("t.add_(y), y rg", lambda t: t.add_(s_rg)),
+             ("t.mul_(y), y rg", lambda t: t.mul_(s_rg)),
+             ("t.mul_(y), y not rg", lambda t: t.mul_(s_no))]
+    for name, fn in cases:
+        t = base * 1  # outside the log: the mul is not part of the call
+        calls = [c for c in aten_calls(lambda: fn(t)) if c != "detach"]
+        print(f"| `{name}` | {', '.join(calls)} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The `ttplan` command: a thin Typer layer over the Python API.
+
+Every user error (`TtplanError`) becomes one line on stderr and exit status 2; output files
+are written atomically, so a failed run leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from typing import Optional
+
+import typer
+
+from costmodel.errors import SpecError, TtplanError
+from costmodel.fileio import write_text_atomic
+from costmodel.profile import profile as profile_model
+from costmodel.specs import parse_bits, parse_input_shape
+from reports.render import FORMATS, render
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Exact costs of on-device training, and budgeted layer/channel plans.")
+
+
+@app.callback()
+def _commands() -> None:
+    """Exact costs of on-device training, and budgeted layer/channel plans."""
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def run_safely(fn):
+    """Turn user errors into one line and exit 2; let Typer's own exits through."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch/fx chatter is not for the user
+                return fn(*args, **kwargs)
+        except TtplanError as exc:
+            fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except KeyboardInterrupt:
+            fail("interrupted")
+    return wrapper
+
+
+def emit(text: str, out: Optional[str]) -> None:
+    if out:
+        write_text_atomic(out, text)
+        typer.echo(f"wrote {out}", err=True)
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+@run_safely
+def profile(
+    model: str = typer.Argument(..., help="zoo name (mcunet-5fps, mbv2-w0.35, proxyless-w0.3) "
+                                "or import path module:callable"),
+    input_shape: str = typer.Option("1,3,128,128", help="N,C,H,W of one input batch"),
+    batch_size: Optional[int] = typer.Option(None, help="replaces N of --input-shape"),
+    update: str = typer.Option("none", help="none | all | bias-only | last-layers:K | "
+                               "last-blocks:K | policy.json"),
+    convention: str = typer.Option("paper", help="paper (appendix A.4's engine, BN folded) "
+                                   "or pytorch (what eager PyTorch 2.13 keeps)"),
+    optimizer: str = typer.Option("sgd", help="sgd | momentum | adam"),
+    weight_bits: str = typer.Option("32", help="paper convention only"),
+    activation_bits: str = typer.Option("32", help="paper convention only"),
+    gradient_bits: str = typer.Option("32", help="paper convention only"),
+    weights_in_flash: bool = typer.Option(False, help="frozen weights stay in flash (MCU)"),
+    weights: Optional[str] = typer.Option(None, help="state_dict file (loaded weights_only)"),
+    classifier: bool = typer.Option(False, help="zoo models: keep the ImageNet classifier"),
+    tracer: str = typer.Option("auto", help="auto | fx | hooks"),
+    fmt: str = typer.Option("table", "--format", help="table | json | csv | md"),
+    out: Optional[str] = typer.Option(None, help="write to this file instead of stdout"),
+):
+    """Per-layer parameters, forward/backward MACs and the memory of a training configuration."""
+    if fmt not in FORMATS:
+        raise SpecError(f"unknown --format {fmt!r}: use {', '.join(FORMATS)}")
+    shape = parse_input_shape(input_shape)
+    prof = profile_model(model, shape, update=update, convention=convention,
+                         batch_size=batch_size, optimizer=optimizer,
+                         weight_bits=parse_bits(weight_bits),
+                         activation_bits=parse_bits(activation_bits),
+                         gradient_bits=parse_bits(gradient_bits),
+                         weights_in_flash=weights_in_flash, weights=weights,
+                         classifier=classifier, tracer=tracer)
+    for warning in prof.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    emit(render(prof.to_dict(), fmt), out)
+
+
+def _register_planner_commands() -> None:
+    try:
+        from ttplan.cli_planner import register
+    except ImportError:  # the planner commands are optional while it is being built
+        return
+    register(app)
+
+
+_register_planner_commands()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
