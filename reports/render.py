@@ -12,6 +12,8 @@ import csv
 import io
 import json
 
+from costmodel.errors import SpecError
+
 FORMATS = ("table", "json", "csv", "md")
 
 _TABLE_COLUMNS = [("name", "layer"), ("kind", "kind"), ("output_shape", "output"),
@@ -119,3 +121,22 @@ def _csv(data: dict) -> str:
     for row in data["layers"]:
         writer.writerow(row)
     return buffer.getvalue()
+
+
+def render_rows(rows: list[dict], fields, fmt: str) -> str:
+    """A list of flat records as an aligned table, JSON or CSV."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(fields), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+    if fmt != "table":
+        raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
+    cells = [[_cell(r[f]) for f in fields] for r in rows]
+    widths = [max(len(f), *(len(c[i]) for c in cells)) for i, f in enumerate(fields)]
+    lines = ["  ".join(f.rjust(w) for f, w in zip(fields, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines) + "\n"

@@ -165,3 +165,17 @@ def test_bad_input_is_one_line_exit_2_no_file(user_models, args, needle):
     assert "Traceback" not in result.output
     assert not out.exists()
     assert not [p for p in user_models.iterdir() if p.name.startswith(".out.json")]
+
+
+def test_sweep_matches_profile_and_grows_with_k():
+    result = run("sweep", "mcunet-5fps", "--unit", "blocks", "--k", "1-3", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [(r["k"], r["convention"]) for r in rows][:2] == [(1, "paper"), (1, "pytorch")]
+    paper = [r for r in rows if r["convention"] == "paper"]
+    assert all(a["saved_activation_bytes"] < b["saved_activation_bytes"]
+               for a, b in zip(paper, paper[1:]))
+    single = json.loads(run("profile", "mcunet-5fps", "--update", "last-blocks:2",
+                            "--format", "json").stdout)
+    assert paper[1]["saved_activation_bytes"] == single["memory"]["saved_activation_bytes"]
+    assert run("sweep", "mcunet-5fps", "--k", "0-99").exit_code == 2

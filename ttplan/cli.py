@@ -95,6 +95,31 @@ def profile(
     emit(render(prof.to_dict(), fmt), out)
 
 
+@app.command()
+@run_safely
+def sweep(
+    model: str = typer.Argument(..., help="zoo name or module:callable"),
+    unit: str = typer.Option("blocks", help="blocks | layers: update the last K of them"),
+    k: str = typer.Option("1-6", help="K values: 1-6 or 1,2,4"),
+    input_shape: str = typer.Option("1,3,128,128", help="N,C,H,W"),
+    convention: str = typer.Option("both", help="paper | pytorch | both"),
+    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    out: Optional[str] = typer.Option(None, help="write to this file instead of stdout"),
+):
+    """What-if sweep: saved activations, peak memory and backward MACs of training the last K
+    blocks or layers (the shape of the paper's Table 7)."""
+    from costmodel.profile import resolve_model
+    from costmodel.trace import trace
+    from reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
+    from reports.render import render_rows
+
+    conventions = ("paper", "pytorch") if convention == "both" else (convention,)
+    module, name = resolve_model(model)
+    graph = trace(module, parse_input_shape(input_shape), name)
+    rows = sweep_last_k(graph, unit, parse_k_range(k), conventions)
+    emit(render_rows(rows, SWEEP_FIELDS, fmt), out)
+
+
 def _register_planner_commands() -> None:
     try:
         from ttplan.cli_planner import register

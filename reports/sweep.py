@@ -1,0 +1,49 @@
+"""What-if sweeps: how cost grows as more of the network is trained.
+
+`sweep_last_k` costs `last-blocks:K` or `last-layers:K` for a range of K on one traced graph
+(the shape of the paper's Table 7: saved activations to back-propagate through the last K
+blocks/layers), in both memory conventions if asked.
+"""
+
+from __future__ import annotations
+
+from costmodel.config import TrainConfig, mac_blocks, resolve_updates
+from costmodel.costs import evaluate
+from costmodel.errors import SpecError
+from costmodel.graph import LayerGraph
+from costmodel.specs import UpdateSpec
+
+SWEEP_FIELDS = ("k", "convention", "saved_activation_bytes", "saved_kib", "peak_bytes",
+                "backward_macs", "trainable_params")
+
+
+def sweep_last_k(graph: LayerGraph, unit: str, ks, conventions=("paper",), **config) -> list[dict]:
+    """One row per (K, convention) for updating the last K `unit`s ("blocks" or "layers")."""
+    if unit not in ("blocks", "layers"):
+        raise SpecError(f"sweep unit must be blocks or layers, not {unit!r}")
+    limit = len(mac_blocks(graph)) if unit == "blocks" else len(graph.mac_layers())
+    rows = []
+    for k in ks:
+        if not 1 <= k <= limit:
+            raise SpecError(f"K={k} is out of range: the model has {limit} {unit}")
+        updates = resolve_updates(UpdateSpec(f"last-{unit}", k), graph)
+        for convention in conventions:
+            e = evaluate(graph, TrainConfig(updates, **config), convention)
+            rows.append({"k": k, "convention": convention,
+                         "saved_activation_bytes": e.memory.saved_activation_bytes,
+                         "saved_kib": round(e.memory.saved_activation_bytes / 1024, 1),
+                         "peak_bytes": e.memory.peak_bytes,
+                         "backward_macs": e.totals["backward_macs"],
+                         "trainable_params": e.totals["trainable_params"]})
+    return rows
+
+
+def parse_k_range(text: str) -> list[int]:
+    """"1-6" → [1..6]; "1,2,4" → [1, 2, 4]."""
+    try:
+        if "-" in text:
+            lo, hi = (int(p) for p in text.split("-", 1))
+            return list(range(lo, hi + 1))
+        return [int(p) for p in text.split(",")]
+    except ValueError:
+        raise SpecError(f"malformed K range {text!r}: use e.g. 1-6 or 1,2,4") from None
