@@ -92,8 +92,11 @@ def fold_batchnorm(graph: LayerGraph) -> LayerGraph:
 def updatable_layers(graph: LayerGraph) -> list[OpNode]:
     """Layers a configuration can update, in execution order."""
     attached_bns = set(attached_norms(graph).values())
-    return [n for n in graph.ops()
-            if (n.kind in MAC_KINDS or n.kind in NORM_KINDS and n.params) and n.name not in attached_bns]
+    layers: dict[str, OpNode] = {}
+    for n in graph.ops():
+        if (n.kind in MAC_KINDS or n.kind in NORM_KINDS and n.params) and n.name not in attached_bns:
+            layers.setdefault(n.layer_key, n)  # a shared module is one layer
+    return list(layers.values())
 
 
 def mac_blocks(graph: LayerGraph) -> list[str]:
@@ -113,27 +116,27 @@ def resolve_updates(spec, graph: LayerGraph) -> dict[str, LayerUpdate]:
     if spec.kind == "none":
         return {}
     if spec.kind == "all":
-        return {n.name: LayerUpdate() for n in layers}
+        return {n.layer_key: LayerUpdate() for n in layers}
     if spec.kind == "bias-only":
-        return {n.name: LayerUpdate(weight=False, bias=True) for n in layers}
+        return {n.layer_key: LayerUpdate(weight=False, bias=True) for n in layers}
     if spec.kind == "last-layers":
-        macs = graph.mac_layers()
+        macs = list(dict.fromkeys(n.layer_key for n in graph.mac_layers()))
         if spec.k > len(macs):
             raise SpecError(f"--update last-layers:{spec.k}: the model has only {len(macs)} "
                             "conv/linear layers")
-        return {n.name: LayerUpdate() for n in macs[len(macs) - spec.k:]}
+        return {key: LayerUpdate() for key in macs[len(macs) - spec.k:]}
     if spec.kind == "last-blocks":
         blocks = mac_blocks(graph)
         if spec.k > len(blocks):
             raise SpecError(f"--update last-blocks:{spec.k}: the model has only {len(blocks)} "
                             "blocks with conv/linear layers")
         chosen = set(blocks[len(blocks) - spec.k:])
-        return {n.name: LayerUpdate() for n in layers if (n.block or n.name) in chosen}
+        return {n.layer_key: LayerUpdate() for n in layers if (n.block or n.name) in chosen}
     raise SpecError(f"update spec {spec.kind!r} needs a policy file (see `ttplan plan`)")
 
 
 def validate_updates(updates: dict[str, LayerUpdate], graph: LayerGraph) -> None:
-    layers = {n.name: n for n in updatable_layers(graph)}
+    layers = {n.layer_key: n for n in updatable_layers(graph)}
     for name, update in updates.items():
         if name not in layers:
             raise SpecError(f"layer {name!r} is not an updatable layer of {graph.model_name}")
@@ -184,7 +187,7 @@ def node_grads(graph: LayerGraph, config: TrainConfig, convention: str) -> dict[
     training = convention == "pytorch"
     for node in graph.ops():
         owner = attached.get(node.name, node.name)
-        update = config.updates.get(owner)
+        update = config.updates.get(graph[owner].layer_key)
         weight = bias = False
         weight_fraction = input_fraction = 1.0
         if update is not None and node.params:
@@ -203,6 +206,8 @@ def node_grads(graph: LayerGraph, config: TrainConfig, convention: str) -> dict[
 
 def trainable_param_count(node: OpNode, grad: Grad) -> int:
     """Parameters of `node` the configuration updates (selected channels only)."""
+    if node.attrs.get("repeat_call"):
+        return 0  # a shared module's parameters are counted at its first call
     count = 0
     if grad.weight:
         count += round(node.weight_numel * grad.weight_fraction)
@@ -218,7 +223,7 @@ def parameter_requires_grad(graph: LayerGraph, config: TrainConfig) -> dict[str,
     grads = node_grads(graph, config, "pytorch")
     flags: dict[str, bool] = {}
     for node in graph.ops():
-        if node.module is None or not node.params:
+        if node.module is None or not node.params or node.attrs.get("repeat_call"):
             continue
         grad = grads[node.name]
         if node.weight_shape is not None:

@@ -48,7 +48,7 @@ def evaluate(graph: LayerGraph, config: TrainConfig, convention: str) -> Evaluat
         row = {
             "name": node.name, "kind": node.kind, "op": node.op, "block": node.block,
             "output_shape": "x".join(str(d) for d in node.out_shape),
-            "params": node.params,
+            "params": node.owned_params,
             "trainable": bool(grad.weight or grad.bias),
             "trainable_params": trainable_param_count(node, grad),
             "forward_macs": 0, "backward_input_macs": 0, "backward_weight_macs": 0,

@@ -53,6 +53,18 @@ class OpNode:
         return self.weight_numel + self.bias_numel + self.other_param_numel
 
     @property
+    def owned_params(self) -> int:
+        """Parameters this op contributes to the model's count: a module called more than once
+        (shared weights) owns them at its first call only."""
+        return 0 if self.attrs.get("repeat_call") else self.params
+
+    @property
+    def layer_key(self) -> str:
+        """The name updates are keyed by: the module path (every call of a shared module is the
+        same layer), or the op's own name for functional ops."""
+        return self.module or self.name
+
+    @property
     def out_numel(self) -> int:
         return _numel(self.out_shape)
 

@@ -156,7 +156,7 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad], config: TrainCon
     # ---- weights, gradients, optimiser state --------------------------------------------
     weight_bytes_per = config.weight_bits / 8 if paper else 4
     grad_bytes_per = config.gradient_bits / 8 if paper else 4
-    all_params = sum(n.params for n in graph.ops())
+    all_params = sum(n.owned_params for n in graph.ops())
     if paper:
         updated = sum(trainable_param_count(n, grads[n.name]) for n in graph.ops())
     else:  # PyTorch keeps .grad and optimiser state for whole parameter tensors
@@ -204,6 +204,8 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad], config: TrainCon
 
 
 def _whole_tensors_updated(node, grad: Grad) -> int:
+    if node.attrs.get("repeat_call"):
+        return 0
     return (node.weight_numel if grad.weight else 0) + (node.bias_numel if grad.bias else 0)
 
 

@@ -76,7 +76,8 @@ class _Builder:
         self.nodes: dict[str, OpNode] = {}
         self.order: list[str] = []
         self.aliases = dict(getattr(model, "ttplan_block_aliases", {}) or {})
-        self.modules = dict(model.named_modules())
+        self._blocks: dict[str, str] = {}  # module path -> block, computed once per path
+        self._composite: dict[int, bool] = {}
 
     def block_of(self, path: str) -> str:
         """The block a module path belongs to: the top-level module, or, inside a plain
@@ -85,6 +86,11 @@ class _Builder:
         attribute ``ttplan_block_aliases`` {module-path prefix: block name}."""
         if not path:
             return ""
+        if path not in self._blocks:
+            self._blocks[path] = self._find_block(path)
+        return self._blocks[path]
+
+    def _find_block(self, path: str) -> str:
         for prefix, block in self.aliases.items():
             if path == prefix or path.startswith(prefix + "."):
                 return block
@@ -92,12 +98,19 @@ class _Builder:
         module = self.model
         for depth, part in enumerate(parts):
             module = module._modules.get(part) if module is not None else None
-            is_container = isinstance(module, _CONTAINERS)
-            has_composite_child = is_container and any(
-                len(c._modules) > 0 for c in module.children())
-            if not has_composite_child or depth == len(parts) - 1:
+            if not self._has_composite_child(module) or depth == len(parts) - 1:
                 return ".".join(parts[: depth + 1])
         return path
+
+    def _has_composite_child(self, module) -> bool:
+        """Is `module` a plain container holding composite modules? Cached per container: a
+        container of thousands of leaves would otherwise be scanned once per op."""
+        if not isinstance(module, _CONTAINERS):
+            return False
+        key = id(module)
+        if key not in self._composite:
+            self._composite[key] = any(len(c._modules) > 0 for c in module.children())
+        return self._composite[key]
 
     def add(self, name, kind, op, module_path, scope, inputs, in_tensors, out, params, attrs):
         if not isinstance(out, torch.Tensor):
@@ -206,6 +219,8 @@ class _FxGraphBuilder(_Builder):
                 name = path if count == 0 else f"{path}#{count + 1}"
                 params = module_params(module)
                 attrs = module_attrs(module)
+                if count:
+                    attrs["repeat_call"] = True  # shared weights: parameters counted once
                 if kind == "unknown" and any(True for _ in module.parameters()):
                     attrs["has_params"] = True
             else:
@@ -279,8 +294,11 @@ class _HookGraphBuilder(_Builder):
             count = calls.get(path, 0)
             calls[path] = count + 1
             name = path if count == 0 else f"{path}#{count + 1}"
+            attrs = module_attrs(module)
+            if count:
+                attrs["repeat_call"] = True  # shared weights: parameters counted once
             record(name, module_kind(module), type(module).__name__, path, path, args, out,
-                   module_params(module), module_attrs(module))
+                   module_params(module), attrs)
 
         class FunctionRecorder(TorchFunctionMode):
             def __torch_function__(self, func, types, args=(), kwargs=None):
