@@ -1,1 +1,1 @@
-"""devices"""
+"""Device profiles and measured training logs (time, energy) of real devices."""
