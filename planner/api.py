@@ -1,0 +1,252 @@
+"""`plan(model, ...)`: one entry point for TinyTrain's selection and the baselines.
+
+Budgets: `memory_bytes` binds `memory.peak_bytes` and `compute` binds `totals.backward_macs` of
+the configuration, both under `convention` and the cost options (optimiser, bit-widths,
+weights in flash), at the batch size of `input_shape`. A compute FRACTION is of full training's
+backward MACs (`--update all`) under the same convention and batch.
+
+Selecting methods (tinytrain, sparseupdate) must fit the budgets; when nothing fits they raise
+a one-line SpecError naming the smallest feasible budget. Fixed baselines (none, fulltrain,
+lastlayer, tinytl) are what they are: their policy says whether they fit
+(`predicted.within_budget`) and a note says by how much they do not.
+
+`fisher` is a FisherResult, a Fisher file path (checked against the model's fingerprint), or
+None. tinytrain needs it; for the other methods it only adds `fisher_captured` (and steers the
+sparseupdate search's proxy).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from costmodel.errors import SpecError
+from costmodel.profile import profile, resolve_model
+from costmodel.specs import ComputeBudget, parse_bytes, parse_compute
+from costmodel.trace import trace
+
+from . import baselines
+from .fisher import FisherResult, load_fisher
+from .policy import METHODS, Policy, layer_dicts
+from .score import CHANNEL_CRITERIA, build_candidates
+from .select import Budget, Coster, CostOptions, Selection, greedy, infeasible_error
+
+SOLVERS = ("greedy", "exact")
+SCHEMES = ("auto", "released", "search")
+
+
+def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, compute=None,
+         convention: str = "paper", input_shape=(1, 3, 128, 128), solver: str = "greedy",
+         channels: str = "fisher", seed: int = 0, optimizer: str = "sgd", weight_bits: int = 32,
+         activation_bits: int = 32, gradient_bits: int = 32, weights_in_flash: bool = False,
+         model_name: str | None = None, scheme: str = "auto", exact_gap: float = 1e-4) -> Policy:
+    """Plan which layers/channels to train. `model`: nn.Module, zoo name or module:callable.
+
+    memory_bytes: int or text ("1MB"). compute: int MACs, float fraction in (0, 1], a
+    ComputeBudget or text ("15%", "6.5M").
+    solver (tinytrain): greedy (Algorithm 1, planner.select) or exact (MILP, planner.exact,
+    optimal within the relative `exact_gap`; the greedy's result is recorded for comparison).
+    channels (tinytrain): fisher | l2norm | random (seeded by `seed`).
+    scheme (sparseupdate): auto (the released scheme for a zoo model, else the search),
+    released, search (evolutionary, seeded by `seed`).
+    The remaining options are the cost model's (see `costmodel.profile.profile`); they are
+    recorded in the policy so that profiling it with the same options gives its numbers.
+    """
+    if method not in METHODS:
+        raise SpecError(f"unknown method {method!r}: use {', '.join(METHODS)}")
+    if solver not in SOLVERS:
+        raise SpecError(f"unknown solver {solver!r}: use greedy or exact")
+    if channels not in CHANNEL_CRITERIA:
+        raise SpecError(f"unknown channel criterion {channels!r}: use {', '.join(CHANNEL_CRITERIA)}")
+    if scheme not in SCHEMES:
+        raise SpecError(f"unknown sparseupdate scheme {scheme!r}: use {', '.join(SCHEMES)}")
+    if solver == "exact" and channels != "fisher":
+        raise SpecError("the exact solver maximises captured Fisher and needs channels=fisher")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SpecError(f"seed must be an integer, not {seed!r}")
+    input_shape = tuple(int(d) for d in input_shape)
+    module, name = resolve_model(model, model_name)
+    lite_layers: list[str] = []
+    if method == "tinytl":
+        from .tinytl import add_lite_residuals, lite_layer_names
+        module = add_lite_residuals(module, input_shape)
+        name = f"{name}+lite-residual"
+        lite_layers = lite_layer_names(module)
+    graph = trace(module, input_shape, name)
+    options = CostOptions(convention, optimizer, weight_bits, activation_bits, gradient_bits,
+                          weights_in_flash)
+    coster = Coster(graph, options)
+    memory = _memory_budget(memory_bytes)
+    compute_macs, fraction = _compute_budget(compute, coster)
+    budget = Budget(memory, compute_macs)
+    result = _load_fisher(fisher, graph) if method != "tinytl" else None
+    notes: list[str] = []
+    greedy_value = None
+    if method == "tinytl":
+        notes.append(f"planned for add_lite_residuals(model, {list(input_shape)}) (planner.tinytl): "
+                     "profile and apply that model")
+        if fisher is not None:
+            notes.append("the Fisher probe was ignored: it measured the model without lite residuals")
+
+    if method in ("tinytrain", "sparseupdate") and memory is not None:
+        nothing = coster.evaluate({})
+        if nothing.memory.peak_bytes > memory:
+            hint = "" if weights_in_flash or convention != "paper" else \
+                " (weights count as RAM: plan with weights in flash to leave them out)"
+            raise SpecError(f"memory budget {memory:,} B is below the peak with nothing trained, "
+                            f"{nothing.memory.peak_bytes:,} B ({convention} convention){hint}")
+
+    if method == "tinytrain":
+        if result is None:
+            raise SpecError("method tinytrain needs Fisher information: run `ttplan fisher` "
+                            "first and pass its file")
+        candidates = build_candidates(graph, result.layers, channels=channels, model=module,
+                                      seed=seed)
+        selection = greedy(coster, candidates, budget)
+        if selection is None:
+            raise infeasible_error(coster, candidates, budget)
+        if solver == "exact":
+            from .exact import solve_exact
+            greedy_value = selection.fisher_captured
+            exact = solve_exact(coster, candidates, budget, incumbent=selection, gap=exact_gap)
+            gap = exact.fisher_captured - greedy_value
+            notes.append(f"exact optimum captures {exact.fisher_captured:.6g}, greedy "
+                         f"{greedy_value:.6g} ({_percent(gap, exact.fisher_captured)} below)")
+            selection = exact
+    elif method == "sparseupdate":
+        selection = _sparseupdate(coster, graph, name, budget, result, seed, scheme)
+    else:
+        updates = {"none": baselines.none_updates, "fulltrain": baselines.fulltrain_updates,
+                   "lastlayer": baselines.lastlayer_updates}.get(method)
+        updates = baselines.tinytl_updates(graph, lite_layers) if method == "tinytl" \
+            else updates(graph)
+        selection = Selection(updates, 0.0, coster.evaluate(updates), 1, f"baseline {method}")
+
+    prof = profile(module, input_shape, update=selection.updates, convention=convention,
+                   optimizer=optimizer, weight_bits=weight_bits, activation_bits=activation_bits,
+                   gradient_bits=gradient_bits, weights_in_flash=weights_in_flash, graph=graph)
+    within = budget.fits(prof.evaluation)
+    if not within:
+        notes.append(_over_budget(method, budget, prof.memory.peak_bytes,
+                                  prof.totals["backward_macs"]))
+    captured = fisher_captured(selection.updates, result, graph) if result is not None else None
+    return Policy(
+        model_name=name, fingerprint=graph.fingerprint(), input_shape=input_shape,
+        method=method, convention=convention, cost_options=options.to_dict(),
+        budgets={"memory_bytes": memory, "compute_macs": compute_macs,
+                 "compute_fraction": fraction},
+        selection={"solver": solver if method == "tinytrain" else None,
+                   "channels": channels if method == "tinytrain" else None,
+                   "seed": seed, "evaluations": selection.evaluations,
+                   "greedy_fisher_captured": greedy_value, "detail": selection.note,
+                   "fisher": None if result is None else {
+                       "num_samples": result.num_samples, "loss": result.loss,
+                       "seed": result.seed}},
+        layers=layer_dicts(selection.updates, graph),
+        predicted={"memory": prof.to_dict()["memory"], "totals": prof.to_dict()["totals"],
+                   "fisher_captured": captured, "within_budget": within},
+        notes=notes, graph=graph)
+
+
+def _over_budget(method, budget: Budget, peak_bytes: int, backward_macs: int) -> str:
+    over = []
+    if budget.memory_bytes is not None and peak_bytes > budget.memory_bytes:
+        over.append(f"memory: needs {peak_bytes:,} B of {budget.memory_bytes:,} B")
+    if budget.compute_macs is not None and backward_macs > budget.compute_macs:
+        over.append(f"compute: needs {backward_macs:,} of {budget.compute_macs:,} MACs")
+    return f"{method} is over budget ({'; '.join(over)})"
+
+
+def _percent(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.2f}%" if whole > 0 else "0%"
+
+
+def _memory_budget(memory_bytes) -> int | None:
+    if memory_bytes is None:
+        return None
+    if isinstance(memory_bytes, str):
+        return parse_bytes(memory_bytes)
+    if isinstance(memory_bytes, bool) or not isinstance(memory_bytes, int) or memory_bytes <= 0:
+        raise SpecError(f"memory budget must be a positive number of bytes, not {memory_bytes!r}")
+    return memory_bytes
+
+
+def _compute_budget(compute, coster: Coster) -> tuple[int | None, float | None]:
+    """(budget in MACs, fraction as given or None)."""
+    if compute is None:
+        return None, None
+    if isinstance(compute, str):
+        compute = parse_compute(compute)
+    elif isinstance(compute, bool):
+        raise SpecError(f"invalid compute budget {compute!r}")
+    elif isinstance(compute, int):
+        if compute <= 0:
+            raise SpecError(f"compute budget must be a positive number of MACs, not {compute}")
+        compute = ComputeBudget(macs=compute)
+    elif isinstance(compute, float):
+        if not (math.isfinite(compute) and 0 < compute <= 1):
+            raise SpecError(f"a compute fraction must be in (0, 1], not {compute}")
+        compute = ComputeBudget(fraction=compute)
+    if not isinstance(compute, ComputeBudget):
+        raise SpecError(f"compute budget must be MACs, a fraction or text, not {type(compute).__name__}")
+    if compute.macs is not None:
+        return compute.macs, None
+    full = coster.evaluate(baselines.fulltrain_updates(coster.graph)).totals["backward_macs"]
+    macs = compute.resolve(full)
+    if macs <= 0:
+        raise SpecError(f"a compute budget of {compute.fraction:g} of full training's "
+                        f"{full:,} backward MACs is below one MAC")
+    return macs, compute.fraction
+
+
+def _load_fisher(fisher, graph) -> FisherResult | None:
+    if fisher is None or isinstance(fisher, FisherResult):
+        return fisher
+    if isinstance(fisher, (str, Path)):
+        return load_fisher(fisher, graph.fingerprint(), expected_model=graph.model_name)
+    raise SpecError(f"fisher must be a FisherResult or a Fisher file path, not {type(fisher).__name__}")
+
+
+def _sparseupdate(coster, graph, name, budget, result, seed, scheme) -> Selection:
+    released = None
+    if scheme in ("auto", "released"):
+        released = baselines.released_scheme_for(graph, name, budget.memory_bytes)
+        if released is None and scheme == "released":
+            raise SpecError(f"no released SparseUpdate scheme for {name}: use scheme=search")
+    if released is not None:
+        selection = baselines.sparseupdate_released(coster, *released, budget)
+    else:
+        potential = result.potential if result is not None else None
+        selection = baselines.sparseupdate_search(coster, budget, potential, seed)
+    if selection is None:
+        layers = [n for n in coster.costed.ops() if n.kind in ("conv", "conv_transpose", "linear")]
+        candidates = build_candidates(graph, {n.name: [0.0] * _out_channels(n) for n in layers})
+        raise infeasible_error(coster, candidates, budget)
+    return selection
+
+
+def _out_channels(node) -> int:
+    from costmodel.config import channel_count
+    return channel_count(node, 0)
+
+
+def fisher_captured(updates, result: FisherResult, graph) -> float:
+    """Σ Δ_o over the weight-updated output channels of the probed layers. A layer updated on
+    a subset of INPUT channels (SparseUpdate's axis 1) counts the same fraction of its P."""
+    from costmodel.config import channel_count
+    from costmodel.costs import costing_graph
+    folded = costing_graph(graph, "paper")
+    total = []
+    for name, update in updates.items():
+        deltas = result.layers.get(name)
+        if deltas is None or not update.weight:
+            continue
+        if update.channels is None:
+            total.append(math.fsum(deltas))
+        elif update.channel_axis == 0:
+            total.append(math.fsum(deltas[c] for c in update.channels))
+        else:
+            share = len(update.channels) / channel_count(folded[name], 1)
+            total.append(share * math.fsum(deltas))
+    return math.fsum(total)
+

@@ -1,0 +1,333 @@
+"""The exact selection: maximise captured Fisher under the same budgets, as a MILP per depth.
+
+Memory is not additive over layers: which masks are kept and how far the input gradient runs
+depend on the EARLIEST updated layer d (the "depth" the backward pass reaches). Once d is fixed
+everything else is additive, so we solve one MILP per candidate d (scipy.optimize.milp, HiGHS)
+and keep the best solution that `evaluate` confirms is within budget.
+
+For a fixed d, over the candidates i at or after d (in execution order):
+  K_i ∈ {0..C_i}  output channels whose weights are updated (the top K_i by Δ_o)
+  z_i ∈ {0, 1}    K_i > 0          b_i ∈ {0, 1}  bias updated          z_d + b_d ≥ 1
+  f_i ≤ F_i(K_i)  Fisher captured; F_i (prefix sums of Δ sorted high to low) is concave, so
+                  it is the minimum of its tangents f_i ≤ F_i(k) + Δ_(k+1)·(K_i − k), exact
+                  at every integer K_i; written in perspective form, (F_i(k) − k·Δ_(k+1))·z_i
+                  + Δ_(k+1)·K_i, which is equal for z_i = 1 and tightens the LP relaxation
+  maximise Σ f_i subject to
+  compute:  IG(d) + Σ_i (M_i / C_i)·K_i ≤ B_compute
+            IG(d): input-gradient MACs of every MAC layer after d; M_i / C_i: weight-gradient
+            MACs per output channel (an integer for conv and linear)
+  memory, `paper` (peak = static + B1 + B2 + max(F2, B3 + B4), so two linear rows):
+            static + p·U + F2 ≤ B_mem  and  static + p·U + B3(d) + Σ_i S_i ≤ B_mem
+            U = Σ_i (W_i / C_i)·K_i + bias_i·b_i updated parameters; p bytes per updated
+            parameter (gradient × (1 + optimiser states), + the weight itself when weights
+            live in flash); B3(d) the masks of everything the gradient passes; S_i the saved
+            input of layer i: in_bytes_i·z_i, or in_bytes_i·K_i / C_i for a depthwise conv
+            (only the selected channels' inputs are read)
+  memory, `pytorch`: static + Σ_i (whole weight tensors·z_i + bias tensors·b_i)·p + A(d),
+            A(d) the activation peak with every candidate from d on trained (an estimate)
+
+Soundness: every solution is re-costed with `evaluate`; one that is over budget (possible
+only where the additive model is not exact) tightens that depth's budget rows by the
+overshoot and is solved again, at most MAX_ROUNDS times. Exactness: for the `paper`
+convention with whole-byte bit-widths, on a chain of blocks (every layer after d reached by
+the gradient from d, as in the zoo models) and dense or depthwise convs with ReLU-family
+activations, the additive model equals `evaluate` (tests check this on the three zoo models,
+every conv a candidate, random configurations), so the
+optimum over the space {any candidate set, any top-K per layer, any biases} is exact; it
+contains every greedy solution, hence exact ≥ greedy. Elsewhere (grouped convs, branching
+graphs, smooth activations, `pytorch`, whose simulated peak the estimate A(d) matches on the
+zoo for most configurations and overestimates for some) the model can be off, and the result
+is the best verified solution found; it is never worse than the greedy's, which is the
+incumbent.
+Among equally good solutions, biases are then added greedily (Eq. 3 order) while they fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import coo_matrix
+
+from costmodel.config import OPTIMIZER_STATES, LayerUpdate, attached_norms
+
+from .score import Candidate, ranked
+from .select import Budget, Choice, Coster, Selection, captured, updates_of
+
+MAX_ROUNDS = 6
+# HiGHS stops when its proven bound is within this relative distance of its best solution.
+# Proving the last 0.01% on a zoo model costs seconds (many near-equal channel mixes); the
+# Fisher values themselves are estimates from a few samples, far noisier than that.
+MIP_REL_GAP = 1e-4
+
+
+def _is_depthwise(node) -> bool:
+    groups = int(node.attrs.get("groups", 1) or 1)
+    return node.kind == "conv" and groups > 1 and node.weight_shape[1] == 1 \
+        and node.weight_shape[0] == groups
+
+
+@dataclass
+class LayerTerms:
+    """Additive cost terms of one candidate (independent of d)."""
+
+    weight_params_per_channel: float
+    bias_params: int
+    weight_tensor_bytes: int  # pytorch: whole weight (+ attached norm scale) tensors
+    bias_tensor_bytes: int
+    saved_input_bytes: float  # paper: the whole input of the layer
+    depthwise: bool
+    weight_macs_per_channel: float
+
+
+@dataclass
+class DepthTerms:
+    """Constants that depend on the earliest updated layer d."""
+
+    mask_bytes: int  # paper B3
+    input_grad_macs: int
+    activation_bytes: int  # pytorch: activation peak with every candidate from d on trained
+
+
+class AdditiveModel:
+    """Peak memory and backward MACs of a configuration as a sum once d is known."""
+
+    def __init__(self, coster: Coster, candidates: list[Candidate]):
+        self.coster = coster
+        self.paper = coster.options.convention == "paper"
+        o = coster.options
+        states = OPTIMIZER_STATES[o.optimizer]
+        if self.paper:
+            self.param_bytes = o.gradient_bits / 8 * (1 + states) + \
+                (o.weight_bits / 8 if o.weights_in_flash else 0)
+        else:
+            self.param_bytes = 4 * (1 + states)
+        nothing = coster.evaluate({})
+        self.static_bytes = nothing.memory.weights_bytes
+        self.io_bytes = nothing.memory.io_buffer_bytes
+        self.candidates = sorted(candidates, key=lambda c: c.position)
+        rows = {r["name"]: r for r in nothing.rows}
+        graph = coster.costed
+        norm_of = attached_norms(graph)  # pytorch: the BatchNorm trained with its layer
+        self.layers: dict[str, LayerTerms] = {}
+        for cand in self.candidates:
+            node = graph[cand.name]
+            norm = graph[norm_of[cand.name]] if cand.name in norm_of else None
+            weight_tensor = node.weight_numel + (norm.weight_numel if norm is not None else 0)
+            bias_tensor = node.bias_numel + (norm.bias_numel if norm is not None else 0)
+            self.layers[cand.name] = LayerTerms(
+                node.weight_numel / cand.channels, node.bias_numel if self.paper else bias_tensor,
+                weight_tensor * 4, bias_tensor * 4, rows[cand.name]["input_bytes"],
+                _is_depthwise(node), rows[cand.name]["forward_macs"] / cand.channels)
+        self.depths: dict[str, DepthTerms] = {}
+        for i, cand in enumerate(self.candidates):
+            everything = {c.name: LayerUpdate() for c in self.candidates[i:]}
+            ev = coster.evaluate(everything)
+            m = ev.memory
+            activation = m.peak_bytes - m.weights_bytes - m.gradient_bytes - m.optimizer_bytes
+            self.depths[cand.name] = DepthTerms(m.mask_bytes, ev.totals["backward_input_macs"],
+                                                activation)
+
+    def predict(self, choices: dict[str, Choice]) -> tuple[float, float]:
+        """(peak bytes, backward MACs) the additive model gives a configuration."""
+        chosen = [c for c in self.candidates if choices.get(c.name, Choice()).k or
+                  (choices.get(c.name, Choice()).bias and c.has_bias)]
+        if not chosen:
+            return float(self.coster.evaluate({}).memory.peak_bytes), 0.0
+        depth = self.depths[chosen[0].name]
+        params = saved = weight_macs = tensors = 0.0
+        for cand in chosen:
+            t, ch = self.layers[cand.name], choices[cand.name]
+            bias = ch.bias and cand.has_bias
+            params += t.weight_params_per_channel * ch.k + (t.bias_params if bias else 0)
+            tensors += (t.weight_tensor_bytes if ch.k else 0) + (t.bias_tensor_bytes if bias else 0)
+            if ch.k:
+                saved += t.saved_input_bytes * (ch.k / cand.channels if t.depthwise else 1)
+            weight_macs += t.weight_macs_per_channel * ch.k
+        macs = depth.input_grad_macs + weight_macs
+        if self.paper:
+            static = self.static_bytes + self.param_bytes * params
+            return static + max(self.io_bytes, depth.mask_bytes + saved), macs
+        return self.static_bytes + tensors * (1 + OPTIMIZER_STATES[self.coster.options.optimizer]) \
+            + depth.activation_bytes, macs
+
+
+def solve_exact(coster: Coster, candidates: list[Candidate], budget: Budget,
+                incumbent: Selection | None = None, gap: float = MIP_REL_GAP) -> Selection:
+    """The best verified solution over every depth d (module docstring), optimal within the
+    relative `gap` (HiGHS's proof). `incumbent` (the greedy's selection) is the cutoff: a
+    depth that cannot beat it is not solved, and it is returned when nothing beats it."""
+    start = coster.calls
+    model = AdditiveModel(coster, candidates)
+    scale = max((c.captured(c.channels) for c in candidates), default=0.0) or 1.0
+    # Depths in order of their upper bound, best first: a good solution early lets the
+    # cutoff (and the bound test) skip most of the others without solving them.
+    layers = model.candidates
+    bounds = [_upper_bound(model, layers[i:], budget) for i in range(len(layers))]
+    best = None  # (value, choices)
+    for i in sorted(range(len(layers)), key=lambda i: (-bounds[i], i)):
+        cutoff = max(incumbent.fisher_captured if incumbent else 0.0, best[0] if best else 0.0)
+        if bounds[i] <= cutoff * (1 + gap):
+            break  # neither this depth nor any later in the list can do better
+        found = _solve_depth(model, layers[i:], budget, scale, cutoff, gap)
+        if found is not None and (best is None or found[0] > best[0]):
+            best = found
+    if best is None:
+        if incumbent is not None:
+            return Selection(incumbent.updates, incumbent.fisher_captured, incumbent.evaluation,
+                             coster.calls - start, f"exact (MILP per depth): nothing beats the "
+                             f"greedy by more than {gap:g}, kept its {len(incumbent.updates)} layers")
+        return Selection({}, 0.0, coster.evaluate({}), coster.calls - start,
+                         "exact: no verified solution within budget")
+    choices = _add_biases(coster, candidates, best[1], budget)
+    updates = updates_of(candidates, choices)
+    return Selection(updates, captured(candidates, choices), coster.evaluate(updates),
+                     coster.calls - start, f"exact (MILP per depth, optimal within {gap:g}): "
+                     f"{len(updates)} layers")
+
+
+def _upper_bound(model: AdditiveModel, layers: list[Candidate], budget: Budget) -> float:
+    """A quick upper bound on the Fisher a depth can capture: the fractional knapsack over
+    the channels of `layers` against each budget row alone (ignoring biases and the fixed
+    cost of saved inputs, which only make things worse), the smallest of these."""
+    values = np.concatenate([np.asarray(c.fisher, dtype=float) for c in layers])
+    d = model.depths[layers[0].name]
+    limits = []  # (cost per channel, capacity)
+    if budget.compute_macs is not None:
+        limits.append((np.concatenate([np.full(c.channels, model.layers[c.name].weight_macs_per_channel)
+                                       for c in layers]),
+                       budget.compute_macs - d.input_grad_macs))
+    if budget.memory_bytes is not None:
+        per_channel = np.concatenate([np.full(c.channels, model.param_bytes *
+                                              model.layers[c.name].weight_params_per_channel
+                                              if model.paper else 0.0) for c in layers])
+        floor = model.static_bytes + (max(model.io_bytes, d.mask_bytes) if model.paper
+                                      else d.activation_bytes)
+        limits.append((per_channel, budget.memory_bytes - floor))
+    bound = float(values.sum())
+    for costs, capacity in limits:
+        if capacity < 0:
+            return 0.0
+        free = costs <= 0
+        ratio = np.where(free, np.inf, values / np.where(free, 1, costs))
+        order = np.argsort(-ratio, kind="stable")
+        spent = np.cumsum(costs[order])
+        whole = spent <= capacity
+        value = values[order][whole].sum()
+        rest = np.flatnonzero(~whole)
+        if rest.size:  # the first item that does not fit, fractionally
+            i = rest[0]
+            room = capacity - (spent[i - 1] if i > 0 else 0.0)
+            value += values[order][i] * max(0.0, room) / costs[order][i]
+        bound = min(bound, float(value))
+    return bound
+
+
+def _solve_depth(model: AdditiveModel, layers: list[Candidate], budget: Budget, scale: float,
+                 cutoff: float, gap: float):
+    """Best verified (value, choices) with layers[0] as the earliest updated layer, or None."""
+    n = len(layers)
+    d = model.depths[layers[0].name]
+    paper = model.paper
+    states = OPTIMIZER_STATES[model.coster.options.optimizer]
+    # variables: K (n), z (n), b (n), f (n)
+    K, Z, B, F = 0, n, 2 * n, 3 * n
+    cost = np.zeros(4 * n)
+    cost[F:] = -1.0  # maximise Σ f
+    lower = np.zeros(4 * n)
+    upper = np.zeros(4 * n)
+    rows: list[tuple[dict[int, float], float, float]] = []  # (coefficients, low, high)
+    for j, cand in enumerate(layers):
+        upper[K + j] = cand.channels
+        upper[Z + j] = 1
+        upper[B + j] = 1 if cand.has_bias else 0
+        upper[F + j] = cand.captured(cand.channels) / scale
+        rows.append(({K + j: 1, Z + j: -cand.channels}, -np.inf, 0))  # K ≤ C·z
+        rows.append(({Z + j: 1, K + j: -1}, -np.inf, 0))  # z ≤ K
+        slopes = {}
+        for k in range(cand.channels):  # tangents of the concave prefix sum
+            slope = cand.fisher[cand.order[k]] / scale
+            slopes.setdefault(slope, cand.captured(k) / scale - k * slope)
+        for slope, intercept in slopes.items():
+            # The perspective f ≤ intercept·z + slope·K (not intercept + slope·K) makes the LP
+            # relaxation the convex hull of "off, or on with K channels": without it a
+            # fractional z buys the saved input cheaply and the MILP branches for seconds.
+            rows.append(({F + j: 1, K + j: -slope, Z + j: -intercept}, -np.inf, 0))
+    rows.append(({Z: 1, B: 1}, 1, np.inf))  # d itself is updated
+    if cutoff > 0:  # only solutions at least as good as the best known are of interest
+        rows.append(({F + j: 1 for j in range(n)}, cutoff / scale, np.inf))
+    compute_row = memory_rows = None
+    if budget.compute_macs is not None:
+        coeffs = {K + j: model.layers[c.name].weight_macs_per_channel for j, c in enumerate(layers)}
+        compute_row = len(rows)
+        rows.append((coeffs, -np.inf, budget.compute_macs - d.input_grad_macs))
+    if budget.memory_bytes is not None:
+        memory_rows = []
+        for with_saved in ((False, True) if paper else (True,)):
+            coeffs: dict[int, float] = {}
+            for j, cand in enumerate(layers):
+                t = model.layers[cand.name]
+                if paper:
+                    coeffs[K + j] = model.param_bytes * t.weight_params_per_channel
+                    coeffs[B + j] = model.param_bytes * t.bias_params
+                    if with_saved:
+                        if t.depthwise:
+                            coeffs[K + j] += t.saved_input_bytes / cand.channels
+                        else:
+                            coeffs[Z + j] = t.saved_input_bytes
+                else:
+                    coeffs[Z + j] = t.weight_tensor_bytes * (1 + states)
+                    coeffs[B + j] = t.bias_tensor_bytes * (1 + states)
+            constant = model.static_bytes + (
+                (d.mask_bytes if with_saved else model.io_bytes) if paper else d.activation_bytes)
+            memory_rows.append(len(rows))
+            rows.append((coeffs, -np.inf, budget.memory_bytes - constant))
+    integrality = np.concatenate([np.ones(3 * n), np.zeros(n)])
+    for _ in range(MAX_ROUNDS):
+        r_idx, c_idx, vals = [], [], []
+        for r, (coeffs, _, _) in enumerate(rows):
+            r_idx.extend([r] * len(coeffs))
+            c_idx.extend(coeffs.keys())
+            vals.extend(coeffs.values())
+        matrix = coo_matrix((vals, (r_idx, c_idx)), shape=(len(rows), 4 * n)).tocsr()
+        lows = np.array([low for _, low, _ in rows], dtype=float)
+        highs = np.array([high for _, _, high in rows], dtype=float)
+        res = milp(cost, integrality=integrality, bounds=Bounds(lower, upper),
+                   constraints=LinearConstraint(matrix, lows, highs),
+                   options={"mip_rel_gap": gap, "presolve": True})
+        if res.x is None:
+            return None
+        choices = {}
+        for j, cand in enumerate(layers):
+            k = int(round(res.x[K + j]))
+            bias = bool(round(res.x[B + j])) and cand.has_bias
+            if k or bias:
+                choices[cand.name] = Choice(k, bias)
+        ev = model.coster.evaluate(updates_of(layers, choices))
+        if budget.fits(ev):
+            return captured(layers, choices), choices
+        # The additive model was optimistic here: tighten by the overshoot and solve again.
+        if memory_rows and ev.memory.peak_bytes > budget.memory_bytes:
+            for r in memory_rows:
+                c, low, high = rows[r]
+                rows[r] = (c, low, high - (ev.memory.peak_bytes - budget.memory_bytes))
+        if compute_row is not None and ev.totals["backward_macs"] > budget.compute_macs:
+            c, low, high = rows[compute_row]
+            rows[compute_row] = (c, low, high - (ev.totals["backward_macs"] - budget.compute_macs))
+    return None
+
+
+def _add_biases(coster: Coster, candidates: list[Candidate], choices: dict[str, Choice],
+                budget: Budget) -> dict[str, Choice]:
+    """Biases are free for the objective; add those of the chosen layers that still fit."""
+    choices = dict(choices)
+    for cand in ranked(candidates):
+        ch = choices.get(cand.name)
+        if ch is None or ch.bias or not cand.has_bias:
+            continue
+        trial = {**choices, cand.name: Choice(ch.k, True)}
+        if budget.fits(coster.evaluate(updates_of(candidates, trial))):
+            choices = trial
+    return choices
+

@@ -1,0 +1,342 @@
+"""Policy files: which layers and channels to train, for which model, at what predicted cost.
+
+Schema (format "ttplan-policy", version 1; every key required, no others allowed):
+
+    format          "ttplan-policy"
+    version         1
+    model           {name: str, fingerprint: str}  fingerprint = LayerGraph.fingerprint() of
+                                                   the traced model (batch size excluded)
+    input_shape     [int, ...]   the shape planned for, batch first
+    method          "tinytrain" | "none" | "fulltrain" | "lastlayer" | "tinytl" | "sparseupdate"
+    convention      "paper" | "pytorch"   the memory convention the budgets bind
+    cost_options    {optimizer, weight_bits, activation_bits, gradient_bits, weights_in_flash}
+    budgets         {memory_bytes: int|null, compute_macs: int|null,
+                     compute_fraction: float|null}  compute_macs is the resolved budget;
+                                                    compute_fraction what the user gave, if any
+    selection       {solver: str|null, channels: str|null, seed: int, evaluations: int,
+                     greedy_fisher_captured: float|null, detail: str,
+                     fisher: {num_samples: int, loss: str, seed: int} | null}
+    layers          [{name: str, update_weight: bool, update_bias: bool, channel_axis: 0|1,
+                      channels: [int, ...] sorted, distinct | null (all)}]  execution order
+    predicted       {memory: {...}, totals: {...}  exactly profile(...).to_dict()'s "memory"
+                     and "totals" for this policy with the same convention and cost_options,
+                     fisher_captured: float|null, within_budget: bool}
+    notes           [str]  what a reader should know (a baseline over budget, a rescaled scheme)
+
+No timing is stored: the same inputs and seed give a byte-identical file (planner.jsonio).
+`load_policy_updates(path, graph)` is what `costmodel.profile` calls for `update="x.json"`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from costmodel.config import LayerUpdate, channel_count, updatable_layers
+from costmodel.errors import PolicyError
+from costmodel.graph import LayerGraph
+
+from .jsonio import load_json, save_json
+
+FORMAT = "ttplan-policy"
+VERSION = 1
+METHODS = ("tinytrain", "none", "fulltrain", "lastlayer", "tinytl", "sparseupdate")
+
+_TOP = {"format", "version", "model", "input_shape", "method", "convention", "cost_options",
+        "budgets", "selection", "layers", "predicted", "notes"}
+_COST_OPTIONS = {"optimizer": str, "weight_bits": int, "activation_bits": int,
+                 "gradient_bits": int, "weights_in_flash": bool}
+_BUDGETS = {"memory_bytes", "compute_macs", "compute_fraction"}
+_SELECTION = {"solver", "channels", "seed", "evaluations", "greedy_fisher_captured", "detail",
+              "fisher"}
+_LAYER = {"name", "update_weight", "update_bias", "channel_axis", "channels"}
+_PREDICTED = {"memory", "totals", "fisher_captured", "within_budget"}
+
+
+@dataclass
+class Policy:
+    """A plan. `to_dict()` is the file's content; `graph` (not saved) is the traced model."""
+
+    model_name: str
+    fingerprint: str
+    input_shape: tuple[int, ...]
+    method: str
+    convention: str
+    cost_options: dict
+    budgets: dict
+    selection: dict
+    layers: list[dict]
+    predicted: dict
+    notes: list[str] = field(default_factory=list)
+    graph: LayerGraph | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT, "version": VERSION,
+            "model": {"name": self.model_name, "fingerprint": self.fingerprint},
+            "input_shape": list(self.input_shape), "method": self.method,
+            "convention": self.convention, "cost_options": dict(self.cost_options),
+            "budgets": dict(self.budgets), "selection": dict(self.selection),
+            "layers": [dict(layer) for layer in self.layers],
+            "predicted": dict(self.predicted), "notes": list(self.notes),
+        }
+
+    def save(self, path) -> None:
+        save_json(path, self.to_dict())
+
+    def updates(self) -> dict[str, LayerUpdate]:
+        return {layer["name"]: _layer_update(layer) for layer in self.layers}
+
+    @property
+    def fisher_captured(self) -> float | None:
+        return self.predicted.get("fisher_captured")
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "policy") -> Policy:
+        return _parse(d, source)
+
+
+def layer_dicts(updates: dict[str, LayerUpdate], graph: LayerGraph) -> list[dict]:
+    """The `layers` list of a policy, in execution order."""
+    position = {name: i for i, name in enumerate(graph.order)}
+    out = []
+    for name in sorted(updates, key=lambda n: position.get(n, len(position))):
+        u = updates[name]
+        out.append({"name": name, "update_weight": bool(u.weight), "update_bias": bool(u.bias),
+                    "channel_axis": int(u.channel_axis),
+                    "channels": None if u.channels is None else sorted(int(c) for c in u.channels)})
+    return out
+
+
+def _layer_update(layer: dict) -> LayerUpdate:
+    channels = layer["channels"]
+    return LayerUpdate(weight=layer["update_weight"], bias=layer["update_bias"],
+                       channels=None if channels is None else tuple(channels),
+                       channel_axis=layer["channel_axis"])
+
+
+# ------------------------------------------------------------------------------ loading
+
+def load_policy(path) -> Policy:
+    return _parse(load_json(path, what="policy"), str(path))
+
+
+def load_policy_updates(path, graph: LayerGraph) -> dict[str, LayerUpdate]:
+    """{layer: LayerUpdate} of a policy file, checked against the traced model `graph`."""
+    policy = load_policy(path)
+    check_against_graph(policy, graph, str(path))
+    return policy.updates()
+
+
+def check_against_graph(policy: Policy, graph: LayerGraph, source: str = "policy") -> None:
+    """Refuse a policy made for another model; check names and channel indices."""
+    expected = graph.fingerprint()
+    if policy.fingerprint != expected:
+        raise PolicyError(f"{source} was planned for model {policy.model_name} (fingerprint "
+                          f"{policy.fingerprint}), not for {graph.model_name} (fingerprint {expected})")
+    layers = {n.name: n for n in updatable_layers(graph)}
+    for layer in policy.layers:
+        node = layers.get(layer["name"])
+        if node is None:
+            raise PolicyError(f"{source}: {layer['name']!r} is not an updatable layer of "
+                              f"{graph.model_name}")
+        if layer["channels"] is not None:
+            size = channel_count(node, layer["channel_axis"])
+            if layer["channels"][-1] >= size:
+                raise PolicyError(f"{source}: layer {layer['name']!r} has {size} channels along "
+                                  f"axis {layer['channel_axis']}, index {layer['channels'][-1]} "
+                                  "is out of range")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _keys(d: Any, expected: set, where: str, bad) -> None:
+    if not isinstance(d, dict):
+        raise bad(f"{where} must be an object")
+    missing, extra = sorted(expected - set(d)), sorted(set(d) - expected)
+    if extra:
+        raise bad(f"unknown key(s) {', '.join(extra)} in {where}")
+    if missing:
+        raise bad(f"missing key(s) {', '.join(missing)} in {where}")
+
+
+def _parse(d: Any, source: str) -> Policy:
+    def bad(problem: str) -> PolicyError:
+        return PolicyError(f"{source} is not a valid policy: {problem}")
+
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        found = d.get("format") if isinstance(d, dict) else type(d).__name__
+        raise PolicyError(f"{source} is not a ttplan policy (format {found!r}, expected {FORMAT!r})")
+    if d.get("version") != VERSION:
+        raise PolicyError(f"{source} has policy version {d.get('version')!r}; this ttplan "
+                          f"reads version {VERSION}")
+    _keys(d, _TOP, "the policy", bad)
+    model = d["model"]
+    _keys(model, {"name", "fingerprint"}, "'model'", bad)
+    if not all(isinstance(model[k], str) and model[k] for k in model):
+        raise bad("'model' name and fingerprint must be non-empty strings")
+    shape = d["input_shape"]
+    if not (isinstance(shape, list) and len(shape) >= 2 and all(_is_int(v) and v > 0 for v in shape)):
+        raise bad("'input_shape' must be a list of at least 2 positive integers")
+    if d["method"] not in METHODS:
+        raise bad(f"'method' must be one of {', '.join(METHODS)}, not {d['method']!r}")
+    if d["convention"] not in ("paper", "pytorch"):
+        raise bad(f"'convention' must be paper or pytorch, not {d['convention']!r}")
+    options = d["cost_options"]
+    _keys(options, set(_COST_OPTIONS), "'cost_options'", bad)
+    for key, kind in _COST_OPTIONS.items():
+        value = options[key]
+        ok = isinstance(value, bool) if kind is bool else (_is_int(value) if kind is int
+                                                           else isinstance(value, str))
+        if not ok:
+            raise bad(f"cost_options.{key} must be a {kind.__name__}")
+    budgets = d["budgets"]
+    _keys(budgets, _BUDGETS, "'budgets'", bad)
+    for key in ("memory_bytes", "compute_macs"):
+        if budgets[key] is not None and not (_is_int(budgets[key]) and budgets[key] > 0):
+            raise bad(f"budgets.{key} must be a positive integer or null")
+    fraction = budgets["compute_fraction"]
+    if fraction is not None and not (_is_number(fraction) and 0 < fraction <= 1):
+        raise bad("budgets.compute_fraction must be a number in (0, 1] or null")
+    _check_selection(d["selection"], bad)
+    layers = _check_layers(d["layers"], bad)
+    _check_predicted(d["predicted"], bad)
+    notes = d["notes"]
+    if not (isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
+        raise bad("'notes' must be a list of strings")
+    return Policy(model["name"], model["fingerprint"], tuple(shape), d["method"], d["convention"],
+                  dict(options), dict(budgets), dict(d["selection"]), layers, dict(d["predicted"]),
+                  list(notes))
+
+
+def _check_selection(sel: Any, bad) -> None:
+    _keys(sel, _SELECTION, "'selection'", bad)
+    for key in ("solver", "channels"):
+        if sel[key] is not None and not isinstance(sel[key], str):
+            raise bad(f"selection.{key} must be a string or null")
+    if not _is_int(sel["seed"]):
+        raise bad("selection.seed must be an integer")
+    if not (_is_int(sel["evaluations"]) and sel["evaluations"] >= 0):
+        raise bad("selection.evaluations must be a non-negative integer")
+    if sel["greedy_fisher_captured"] is not None and not _is_number(sel["greedy_fisher_captured"]):
+        raise bad("selection.greedy_fisher_captured must be a number or null")
+    if not isinstance(sel["detail"], str):
+        raise bad("selection.detail must be a string")
+    fisher = sel["fisher"]
+    if fisher is not None:
+        _keys(fisher, {"num_samples", "loss", "seed"}, "selection.fisher", bad)
+        if not (_is_int(fisher["num_samples"]) and _is_int(fisher["seed"])
+                and isinstance(fisher["loss"], str)):
+            raise bad("selection.fisher must hold integer num_samples and seed and a loss name")
+
+
+def _check_layers(layers: Any, bad) -> list[dict]:
+    if not isinstance(layers, list):
+        raise bad("'layers' must be a list")
+    seen = set()
+    out = []
+    for i, layer in enumerate(layers):
+        _keys(layer, _LAYER, f"layers[{i}]", bad)
+        name = layer["name"]
+        if not (isinstance(name, str) and name):
+            raise bad(f"layers[{i}].name must be a non-empty string")
+        if name in seen:
+            raise bad(f"layer {name!r} is listed twice")
+        seen.add(name)
+        if not (isinstance(layer["update_weight"], bool) and isinstance(layer["update_bias"], bool)):
+            raise bad(f"layer {name!r}: update_weight and update_bias must be true or false")
+        if not (layer["update_weight"] or layer["update_bias"]):
+            raise bad(f"layer {name!r} updates neither weight nor bias; leave it out")
+        if layer["channel_axis"] not in (0, 1) or isinstance(layer["channel_axis"], bool):
+            raise bad(f"layer {name!r}: channel_axis must be 0 (output) or 1 (input channels)")
+        channels = layer["channels"]
+        if channels is not None:
+            if not layer["update_weight"]:
+                raise bad(f"layer {name!r}: channels apply to weight updates; use null")
+            if not (isinstance(channels, list) and channels and all(_is_int(c) for c in channels)):
+                raise bad(f"layer {name!r}: channels must be a non-empty list of integers or null")
+            if len(set(channels)) != len(channels):
+                raise bad(f"layer {name!r}: channel indices are duplicated")
+            if channels != sorted(channels) or channels[0] < 0:
+                raise bad(f"layer {name!r}: channel indices must be sorted and non-negative")
+        out.append(dict(layer))
+    return out
+
+
+def _check_predicted(pred: Any, bad) -> None:
+    _keys(pred, _PREDICTED, "'predicted'", bad)
+    memory = pred["memory"]
+    if not (isinstance(memory, dict) and memory and all(isinstance(k, str) and _is_int(v)
+                                                         for k, v in memory.items())):
+        raise bad("predicted.memory must map names to integers (bytes)")
+    if not (isinstance(pred["totals"], dict) and pred["totals"]):
+        raise bad("predicted.totals must be a non-empty object")
+    if pred["fisher_captured"] is not None and not _is_number(pred["fisher_captured"]):
+        raise bad("predicted.fisher_captured must be a number or null")
+    if not isinstance(pred["within_budget"], bool):
+        raise bad("predicted.within_budget must be true or false")
+
+
+# ------------------------------------------------------------------------------ export
+
+def export_sparseupdate(policy: Policy, graph: LayerGraph, notes: list[str] | None = None) -> dict:
+    """The policy in SparseUpdate's `backward_config` form.
+
+    Conv indices count every conv in execution order, the stem being 0 (as the released
+    schemes do). SparseUpdate can only say "the biases of the last n convs" and "the first
+    ratio·Cin input channels of these convs", so an export can be lossy; each approximation is
+    appended to `notes`: a bias set that is not a suffix (n_bias_update then covers the earliest
+    one and everything after it), an output-channel selection (exported as its fraction), and
+    layers that are not convs (a classifier, which SparseUpdate always trains; norm layers).
+    """
+    check_against_graph(policy, graph)
+    notes = notes if notes is not None else []
+    convs = [n.name for n in graph.mac_layers() if n.kind == "conv"]
+    index = {name: i for i, name in enumerate(convs)}
+    nodes = {n.name: n for n in updatable_layers(graph)}
+    weights: list[tuple[int, float]] = []
+    bias_idx = []
+    for layer in policy.layers:
+        name = layer["name"]
+        if name not in index:
+            notes.append(f"{name} is not a conv: SparseUpdate's format has no place for it")
+            continue
+        if layer["update_bias"]:
+            bias_idx.append(index[name])
+        if not layer["update_weight"]:
+            continue
+        ratio = 1.0
+        if layer["channels"] is not None:
+            size = channel_count(nodes[name], layer["channel_axis"])
+            ratio = len(layer["channels"]) / size
+            prefix = layer["channels"] == list(range(len(layer["channels"])))
+            if layer["channel_axis"] != 1 or not prefix:
+                notes.append(f"{name}: {len(layer['channels'])} of {size} "
+                             f"{'output' if layer['channel_axis'] == 0 else 'input'} channels "
+                             f"exported as ratio {ratio:g} of the first input channels")
+        weights.append((index[name], ratio))
+    n_bias = len(convs) - min(bias_idx) if bias_idx else 0
+    if bias_idx and len(bias_idx) != n_bias:
+        notes.append(f"n_bias_update={n_bias} also updates {n_bias - len(bias_idx)} conv "
+                     "bias(es) the policy leaves frozen (SparseUpdate updates a suffix)")
+    weights.sort()
+    return {"n_bias_update": n_bias, "manual_weight_idx": [i for i, _ in weights],
+            "weight_update_ratio": [r for _, r in weights]}
+
+
+def policy_from_file_or_object(policy) -> Policy:
+    if isinstance(policy, Policy):
+        return policy
+    if isinstance(policy, dict):
+        return _parse(policy, "policy")
+    if isinstance(policy, (str, Path)):
+        return load_policy(policy)
+    raise PolicyError(f"expected a Policy, a policy dict or a path, not {type(policy).__name__}")
