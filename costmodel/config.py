@@ -54,6 +54,16 @@ class TrainConfig:
             raise SpecError(f"unknown optimizer {self.optimizer!r}: use sgd, momentum or adam")
 
 
+def resolve_weights_in_flash(convention: str, weights_in_flash: bool | None) -> bool:
+    """Where frozen weights live unless the user says: in flash under `paper` (A.4 counts only
+    the weights being updated, as on an MCU), in RAM under `pytorch` (PyTorch loads them)."""
+    if weights_in_flash is None:
+        return convention == "paper"
+    if weights_in_flash and convention == "pytorch":
+        raise SpecError("--weights-in-flash applies to --convention paper only")
+    return bool(weights_in_flash)
+
+
 def attached_norms(graph: LayerGraph) -> dict[str, str]:
     """{MAC layer name: name of the BatchNorm attached to it}."""
     attached = {}

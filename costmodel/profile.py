@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import pandas as pd
 import torch.nn as nn
 
-from .config import LayerUpdate, TrainConfig, resolve_updates, validate_updates
+from .config import (LayerUpdate, TrainConfig, resolve_updates, resolve_weights_in_flash,
+                     validate_updates)
 from .costs import Evaluation, evaluate
 from .errors import SpecError
 from .graph import LayerGraph
@@ -88,14 +89,13 @@ def resolve_model(model, model_name=None, weights=None, classifier=False):
 
 
 def build_config(graph: LayerGraph, update, convention: str, optimizer="sgd", weight_bits=32,
-                 activation_bits=32, gradient_bits=32, weights_in_flash=False):
+                 activation_bits=32, gradient_bits=32, weights_in_flash=None):
     """(TrainConfig, update text) from an update spec string, an UpdateSpec, or a dict of
     {layer name: LayerUpdate}. A policy file (".json") is read by `planner.policy`."""
     if convention == "pytorch" and (weight_bits, activation_bits, gradient_bits) != (32, 32, 32):
         raise SpecError("bit-width options apply to --convention paper only; the pytorch "
                         "convention uses the tensors' own dtypes")
-    if convention == "pytorch" and weights_in_flash:
-        raise SpecError("--weights-in-flash applies to --convention paper only")
+    weights_in_flash = resolve_weights_in_flash(convention, weights_in_flash)
     if isinstance(update, dict):
         updates, text = dict(update), "custom"
     else:
@@ -121,12 +121,13 @@ def _spec_text(spec: UpdateSpec) -> str:
 
 def profile(model, input_shape=(1, 3, 128, 128), *, update="none", convention="paper",
             batch_size=None, optimizer="sgd", weight_bits=32, activation_bits=32,
-            gradient_bits=32, weights_in_flash=False, model_name=None, weights=None,
+            gradient_bits=32, weights_in_flash=None, model_name=None, weights=None,
             classifier=False, tracer="auto", graph=None) -> Profile:
     """Trace `model` (an nn.Module, a zoo name or ``module:callable``) and cost training it.
 
     `update`: "none", "all", "bias-only", "last-layers:K", "last-blocks:K", a policy JSON
     path, or {layer name: LayerUpdate}. `batch_size` replaces dimension 0 of `input_shape`.
+    `weights_in_flash`: None means the convention's default (paper: flash, pytorch: RAM).
     """
     input_shape = tuple(int(d) for d in input_shape)
     if batch_size is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from costmodel.config import resolve_weights_in_flash
 from costmodel.errors import SpecError
 from costmodel.profile import profile, resolve_model
 from costmodel.specs import ComputeBudget, parse_bytes, parse_compute
@@ -38,7 +39,7 @@ SCHEMES = ("auto", "released", "search")
 def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, compute=None,
          convention: str = "paper", input_shape=(1, 3, 128, 128), solver: str = "greedy",
          channels: str = "fisher", seed: int = 0, optimizer: str = "sgd", weight_bits: int = 32,
-         activation_bits: int = 32, gradient_bits: int = 32, weights_in_flash: bool = False,
+         activation_bits: int = 32, gradient_bits: int = 32, weights_in_flash: bool | None = None,
          model_name: str | None = None, scheme: str = "auto", exact_gap: float = 1e-4) -> Policy:
     """Plan which layers/channels to train. `model`: nn.Module, zoo name or module:callable.
 
@@ -65,6 +66,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SpecError(f"seed must be an integer, not {seed!r}")
     input_shape = tuple(int(d) for d in input_shape)
+    weights_in_flash = resolve_weights_in_flash(convention, weights_in_flash)
     module, name = resolve_model(model, model_name)
     lite_layers: list[str] = []
     if method == "tinytl":

@@ -25,7 +25,15 @@ def tiny():
 
 
 def prof(update, **kw):
+    kw.setdefault("weights_in_flash", False)  # weights in RAM: F1 holds all of them
     return profile(tiny(), (1, 3, 8, 8), update=update, convention="paper", **kw)
+
+
+def test_paper_default_keeps_frozen_weights_in_flash():
+    # A.4: "we only include the model weights to be updated"
+    m = profile(tiny(), (1, 3, 8, 8), update="last-layers:1", convention="paper").memory
+    assert m.weights_bytes == m.updated_weight_bytes == 18 * 4
+    assert m.peak_bytes == 72 + 72 + 3072
 
 
 def test_all():

@@ -144,7 +144,9 @@ def test_greedy_costs_whole_configurations(mcunet):
 def test_budgets_nothing_fits_name_the_smallest(mcunet):
     model, graph, fisher = mcunet
     with pytest.raises(SpecError, match=r"below the peak with nothing trained, 2,532,256 B"):
-        plan(model, fisher=fisher, memory_bytes=1_000_000)
+        plan(model, fisher=fisher, memory_bytes=1_000_000, weights_in_flash=False)
+    with pytest.raises(SpecError, match=r"below the peak with nothing trained, 655,360 B"):
+        plan(model, fisher=fisher, memory_bytes=600_000)  # paper default: weights in flash
     with pytest.raises(SpecError) as info:
         plan(model, fisher=fisher, memory_bytes=655_361, weights_in_flash=True)
     message = str(info.value)

@@ -72,7 +72,9 @@ def profile(
     weight_bits: str = typer.Option("32", help="paper convention only"),
     activation_bits: str = typer.Option("32", help="paper convention only"),
     gradient_bits: str = typer.Option("32", help="paper convention only"),
-    weights_in_flash: bool = typer.Option(False, help="frozen weights stay in flash (MCU)"),
+    weights_in_flash: Optional[bool] = typer.Option(
+        None, "--weights-in-flash/--weights-in-ram",
+        help="where frozen weights live; default: flash under paper (A.4), RAM under pytorch"),
     weights: Optional[str] = typer.Option(None, help="state_dict file (loaded weights_only)"),
     classifier: bool = typer.Option(False, help="zoo models: keep the ImageNet classifier"),
     tracer: str = typer.Option("auto", help="auto | fx | hooks"),

@@ -76,7 +76,9 @@ def register(app: typer.Typer) -> None:
         weight_bits: str = typer.Option("32", help="paper convention only"),
         activation_bits: str = typer.Option("32", help="paper convention only"),
         gradient_bits: str = typer.Option("32", help="paper convention only"),
-        weights_in_flash: bool = typer.Option(False, help="frozen weights stay in flash (MCU)"),
+        weights_in_flash: Optional[bool] = typer.Option(
+            None, "--weights-in-flash/--weights-in-ram",
+            help="where frozen weights live; default: flash under paper (A.4), RAM under pytorch"),
         classifier: bool = typer.Option(False, help="zoo models: keep the classifier"),
         weights: Optional[str] = typer.Option(None, help="state_dict file (weights_only)"),
         seed: int = typer.Option(0, help="random channels, sparseupdate search"),
