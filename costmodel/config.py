@@ -77,8 +77,12 @@ def attached_norms(graph: LayerGraph) -> dict[str, str]:
 
 def fold_batchnorm(graph: LayerGraph) -> LayerGraph:
     """The graph as deployed: every attached BatchNorm folded into its layer."""
+    cached = graph.derived.get("folded")
+    if cached is not None:
+        return cached
     attached = attached_norms(graph)
     if not attached:
+        graph.derived["folded"] = graph
         return graph
     folded_into = {bn: layer for layer, bn in attached.items()}
     nodes: dict[str, OpNode] = {}
@@ -95,8 +99,11 @@ def fold_batchnorm(graph: LayerGraph) -> LayerGraph:
         nodes[name] = dataclasses.replace(node, inputs=inputs, bias_numel=bias, attrs=attrs)
     order = [n for n in graph.order if n not in folded_into]
     outputs = [folded_into.get(o, o) for o in graph.output_names]
-    return LayerGraph(graph.model_name, graph.input_shape, graph.tracer, nodes, order,
-                      graph.input_name, outputs, list(graph.unknown_ops), graph.declared_blocks)
+    folded = LayerGraph(graph.model_name, graph.input_shape, graph.tracer, nodes, order,
+                        graph.input_name, outputs, list(graph.unknown_ops), graph.declared_blocks)
+    folded.derived["folded"] = folded  # folding a folded graph changes nothing
+    graph.derived["folded"] = folded
+    return folded
 
 
 def updatable_layers(graph: LayerGraph) -> list[OpNode]:

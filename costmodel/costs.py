@@ -35,32 +35,42 @@ def costing_graph(graph: LayerGraph, convention: str) -> LayerGraph:
     return fold_batchnorm(graph) if convention == "paper" else graph
 
 
+def _static_rows(graph: LayerGraph, convention: str, activation_bits: int) -> list[tuple]:
+    """(node, rule, the row's fields that do not depend on what is updated), once per graph."""
+    key = ("static_rows", convention, activation_bits)
+    if key not in graph.derived:
+        static = []
+        for node in graph.ops():
+            rule = rule_for(node.kind)
+            act_bytes = activation_bits / 8 if convention == "paper" else node.dtype_bytes
+            row = {
+                "name": node.name, "kind": node.kind, "op": node.op, "block": node.block,
+                "output_shape": "x".join(str(d) for d in node.out_shape),
+                "params": node.owned_params, "trainable": False, "trainable_params": 0,
+                "forward_macs": rule.forward_macs(node) if rule else 0,
+                "backward_input_macs": 0, "backward_weight_macs": 0,
+                "forward_other_ops": rule.other_ops(node) if rule else 0, "backward_other_ops": 0,
+                "input_bytes": math.ceil(sum(math.prod(s) for s in node.in_shapes) * act_bytes),
+                "output_bytes": math.ceil(node.out_numel * act_bytes),
+            }
+            static.append((node, rule, row))
+        graph.derived[key] = static
+    return graph.derived[key]
+
+
 def evaluate(graph: LayerGraph, config: TrainConfig, convention: str) -> Evaluation:
     """Cost `config` on a traced graph (not yet folded) under `convention`."""
     costed = costing_graph(graph, convention)
     grads = node_grads(costed, config, convention)
-    paper = convention == "paper"
     rows = []
-    for node in costed.ops():
+    for node, rule, static_row in _static_rows(costed, convention, config.activation_bits):
         grad = grads[node.name]
-        rule = rule_for(node.kind)
-        act_bytes = config.activation_bits / 8 if paper else node.dtype_bytes
-        row = {
-            "name": node.name, "kind": node.kind, "op": node.op, "block": node.block,
-            "output_shape": "x".join(str(d) for d in node.out_shape),
-            "params": node.owned_params,
-            "trainable": bool(grad.weight or grad.bias),
-            "trainable_params": trainable_param_count(node, grad),
-            "forward_macs": 0, "backward_input_macs": 0, "backward_weight_macs": 0,
-            "forward_other_ops": 0, "backward_other_ops": 0,
-            "input_bytes": math.ceil(sum(math.prod(s) for s in node.in_shapes) * act_bytes),
-            "output_bytes": math.ceil(node.out_numel * act_bytes),
-        }
+        row = dict(static_row)
+        row["trainable"] = bool(grad.weight or grad.bias)
+        row["trainable_params"] = trainable_param_count(node, grad)
         if rule is not None:
-            forward = rule.forward_macs(node)
-            other = rule.other_ops(node)
-            row["forward_macs"] = forward
-            row["forward_other_ops"] = other
+            forward = row["forward_macs"]
+            other = row["forward_other_ops"]
             if rule.mac_layer:
                 if grad.input(0):
                     row["backward_input_macs"] = forward

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import networkx as nx
 
@@ -41,14 +42,16 @@ class OpNode:
     other_param_numel: int = 0  # parameters that are neither weight nor bias
     attrs: dict = field(default_factory=dict)  # groups, stride, kernel, inplace, folded_bn, ...
 
-    @property
+    # Sizes are read thousands of times while a planner costs configurations; an OpNode is never
+    # mutated after tracing (derived graphs copy it with dataclasses.replace), so cache them.
+    @cached_property
     def weight_numel(self) -> int:
         n = 1
         for d in self.weight_shape or ():
             n *= d
         return n if self.weight_shape else 0
 
-    @property
+    @cached_property
     def params(self) -> int:
         return self.weight_numel + self.bias_numel + self.other_param_numel
 
@@ -64,7 +67,7 @@ class OpNode:
         same layer), or the op's own name for functional ops."""
         return self.module or self.name
 
-    @property
+    @cached_property
     def out_numel(self) -> int:
         return _numel(self.out_shape)
 
@@ -101,6 +104,9 @@ class LayerGraph:
     declared_blocks: list[str] | None = None  # the model's own block list (zoo), if it has one
 
     def __post_init__(self):
+        # Things computed from the graph once and reused by every configuration costed on it
+        # (the folded graph, buffer lifetimes). A graph is never mutated after tracing.
+        self.derived: dict = {}
         self.dag = nx.DiGraph()
         for name in self.order:
             self.dag.add_node(name)

@@ -58,7 +58,7 @@ class MemoryBreakdown:
 class _Storages:
     """Which buffer every tensor lives in, and how long each buffer lives in the forward pass."""
 
-    def __init__(self, graph: LayerGraph, convention: str, grads: dict[str, Grad], elem_bytes):
+    def __init__(self, graph: LayerGraph, convention: str, elem_bytes):
         self.graph = graph
         index = {name: i for i, name in enumerate(graph.order)}
         self.index = index
@@ -77,7 +77,7 @@ class _Storages:
         self.stop: dict[str, int] = {}
         for name in graph.order:
             node = graph[name]
-            storage = self._alias(node, convention, grads.get(name), last_use, index[name])
+            storage = self._alias(node, convention, last_use, index[name])
             if storage is None:
                 storage = name
                 self.nbytes[name] = node.out_numel * elem_bytes(node)
@@ -93,13 +93,13 @@ class _Storages:
             else:
                 self.value_of[name] = name
 
-    def _alias(self, node, convention, grad, last_use, i):
+    def _alias(self, node, convention, last_use, i):
         if not node.inputs:
             return None
         if convention == "pytorch":
             src = node.attrs.get("aliases_input")
-            if src is None or node.kind == "dropout" and grad is not None and grad.training_mode:
-                return None  # dropout in training mode writes a new tensor
+            if src is None or node.kind == "dropout":
+                return None  # the pytorch convention trains: dropout writes a new tensor
             return self.of[node.inputs[src]]
         if node.kind in VIEW_KINDS:
             return self.of[node.inputs[0]]
@@ -151,7 +151,10 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad], config: TrainCon
     def elem_bytes(node):
         return act_bits / 8 if paper else node.dtype_bytes
 
-    storages = _Storages(graph, convention, grads, elem_bytes)
+    key = ("storages", convention, act_bits)  # buffer lifetimes do not depend on the update
+    storages = graph.derived.get(key)
+    if storages is None:
+        storages = graph.derived[key] = _Storages(graph, convention, elem_bytes)
 
     # ---- weights, gradients, optimiser state --------------------------------------------
     weight_bytes_per = config.weight_bits / 8 if paper else 4
