@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from costmodel.errors import PolicyError, SpecError, TraceError
 from planner.data import augment
-from planner.jsonio import load_json
+from planner.jsonio import check_header, load_json
 
 FORMAT = "ttplan-fisher"
 VERSION = 1
@@ -496,11 +496,7 @@ def _parse(d: Any, expected_fingerprint: str | None, expected_model: str | None,
     def bad(problem: str) -> PolicyError:
         return PolicyError(f"{source} is not a valid Fisher file: {problem}")
 
-    if not isinstance(d, dict) or d.get("format") != FORMAT:
-        found = d.get("format") if isinstance(d, dict) else type(d).__name__
-        raise PolicyError(f"{source} is not a ttplan Fisher file (format {found!r}, expected {FORMAT!r})")
-    if d.get("version") != VERSION:
-        raise PolicyError(f"{source} has Fisher format version {d.get('version')!r}; this ttplan reads version {VERSION}")
+    check_header(d, source, FORMAT, VERSION, "Fisher file")
     if set(d) != _TOP_KEYS:
         missing, extra = sorted(_TOP_KEYS - set(d)), sorted(set(d) - _TOP_KEYS)
         raise bad(f"missing keys {missing}" if missing else f"unknown keys {extra}")

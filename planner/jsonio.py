@@ -64,3 +64,13 @@ def _refuse_constant(name: str) -> Any:
     # Python's json accepts NaN/Infinity by default; our files never contain them, and a
     # NaN Fisher value would silently poison every ranking built on it.
     raise _NonStandardNumber(name)
+
+
+def check_header(d: Any, source: str, fmt: str, version: int, what: str) -> None:
+    """Refuse, in one line, a JSON object that is not a `fmt` file of `version`."""
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        found = d.get("format") if isinstance(d, dict) else type(d).__name__
+        raise PolicyError(f"{source} is not a ttplan {what} (format {found!r}, expected {fmt!r})")
+    if d.get("version") != version:
+        raise PolicyError(f"{source} has {what} version {d.get('version')!r}; this ttplan "
+                          f"reads version {version}")

@@ -38,7 +38,7 @@ from costmodel.config import LayerUpdate, channel_count, updatable_layers
 from costmodel.errors import PolicyError
 from costmodel.graph import LayerGraph
 
-from .jsonio import load_json, save_json
+from .jsonio import check_header, load_json, save_json
 
 FORMAT = "ttplan-policy"
 VERSION = 1
@@ -172,12 +172,7 @@ def _parse(d: Any, source: str) -> Policy:
     def bad(problem: str) -> PolicyError:
         return PolicyError(f"{source} is not a valid policy: {problem}")
 
-    if not isinstance(d, dict) or d.get("format") != FORMAT:
-        found = d.get("format") if isinstance(d, dict) else type(d).__name__
-        raise PolicyError(f"{source} is not a ttplan policy (format {found!r}, expected {FORMAT!r})")
-    if d.get("version") != VERSION:
-        raise PolicyError(f"{source} has policy version {d.get('version')!r}; this ttplan "
-                          f"reads version {VERSION}")
+    check_header(d, source, FORMAT, VERSION, "policy")
     _keys(d, _TOP, "the policy", bad)
     model = d["model"]
     _keys(model, {"name", "fingerprint"}, "'model'", bad)

@@ -63,14 +63,7 @@ def zoo(name):
 ALL_MODELS = {**SMALL_MODELS, **{name: zoo(name) for name in ZOO_MODELS}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The convolutions here are tiny; on a loaded machine OpenMP's thread barriers can make
-    # each take milliseconds instead of microseconds. Counts do not depend on threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rand(shape, seed=0):

@@ -29,14 +29,7 @@ from costmodel.profile import profile
 CONVENTIONS = ("paper", "pytorch")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tracing runs each tiny model once; on a loaded machine OpenMP's thread barriers can make
-    # each small convolution take milliseconds. Counts do not depend on threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mac_costs(model: nn.Module, shape, update, convention, batch_size=None) -> dict:

@@ -18,6 +18,9 @@ from costmodel.fileio import write_text_atomic
 from costmodel.profile import profile as profile_model
 from costmodel.specs import parse_bits, parse_input_shape
 from reports.render import FORMATS, render
+from ttplan.options import (DEFAULT_INPUT_SHAPE, ActivationBits, Classifier, Convention,
+                            GradientBits, InputShape, ModelArg, Optimizer, Out, WeightBits,
+                            WeightsFile, WeightsInFlash)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Exact costs of on-device training, and budgeted layer/channel plans.")
@@ -60,26 +63,22 @@ def emit(text: str, out: Optional[str]) -> None:
 @app.command()
 @run_safely
 def profile(
-    model: str = typer.Argument(..., help="zoo name (mcunet-5fps, mbv2-w0.35, proxyless-w0.3) "
-                                "or import path module:callable"),
-    input_shape: str = typer.Option("1,3,128,128", help="N,C,H,W of one input batch"),
+    model: ModelArg,
+    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
     batch_size: Optional[int] = typer.Option(None, help="replaces N of --input-shape"),
     update: str = typer.Option("none", help="none | all | bias-only | last-layers:K | "
                                "last-blocks:K | policy.json"),
-    convention: str = typer.Option("paper", help="paper (appendix A.4's engine, BN folded) "
-                                   "or pytorch (what eager PyTorch 2.13 keeps)"),
-    optimizer: str = typer.Option("sgd", help="sgd | momentum | adam"),
-    weight_bits: str = typer.Option("32", help="paper convention only"),
-    activation_bits: str = typer.Option("32", help="paper convention only"),
-    gradient_bits: str = typer.Option("32", help="paper convention only"),
-    weights_in_flash: Optional[bool] = typer.Option(
-        None, "--weights-in-flash/--weights-in-ram",
-        help="where frozen weights live; default: flash under paper (A.4), RAM under pytorch"),
-    weights: Optional[str] = typer.Option(None, help="state_dict file (loaded weights_only)"),
-    classifier: bool = typer.Option(False, help="zoo models: keep the ImageNet classifier"),
+    convention: Convention = "paper",
+    optimizer: Optimizer = "sgd",
+    weight_bits: WeightBits = "32",
+    activation_bits: ActivationBits = "32",
+    gradient_bits: GradientBits = "32",
+    weights_in_flash: WeightsInFlash = None,
+    weights: WeightsFile = None,
+    classifier: Classifier = False,
     tracer: str = typer.Option("auto", help="auto | fx | hooks"),
     fmt: str = typer.Option("table", "--format", help="table | json | csv | md"),
-    out: Optional[str] = typer.Option(None, help="write to this file instead of stdout"),
+    out: Out = None,
 ):
     """Per-layer parameters, forward/backward MACs and the memory of a training configuration."""
     if fmt not in FORMATS:
@@ -100,13 +99,13 @@ def profile(
 @app.command()
 @run_safely
 def sweep(
-    model: str = typer.Argument(..., help="zoo name or module:callable"),
+    model: ModelArg,
     unit: str = typer.Option("blocks", help="blocks | layers: update the last K of them"),
     k: str = typer.Option("1-6", help="K values: 1-6 or 1,2,4"),
-    input_shape: str = typer.Option("1,3,128,128", help="N,C,H,W"),
+    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
     convention: str = typer.Option("both", help="paper | pytorch | both"),
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
-    out: Optional[str] = typer.Option(None, help="write to this file instead of stdout"),
+    out: Out = None,
 ):
     """What-if sweep: saved activations, peak memory and backward MACs of training the last K
     blocks or layers (the shape of the paper's Table 7)."""

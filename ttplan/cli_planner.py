@@ -11,8 +11,9 @@ from typing import Optional
 import typer
 
 from costmodel.errors import SpecError
-
-DEFAULT_INPUT_SHAPE = "1,3,128,128"
+from ttplan.options import (DEFAULT_INPUT_SHAPE, ActivationBits, Classifier, Convention,
+                            GradientBits, InputShape, Optimizer, WeightBits, WeightsFile,
+                            WeightsInFlash)
 
 
 def register(app: typer.Typer) -> None:
@@ -70,17 +71,15 @@ def register(app: typer.Typer) -> None:
         solver: str = typer.Option("greedy", help="greedy (Algorithm 1) | exact (MILP)"),
         channels: str = typer.Option("fisher", help="fisher | l2norm | random"),
         scheme: str = typer.Option("auto", help="sparseupdate: auto | released | search"),
-        convention: str = typer.Option("paper", help="paper | pytorch"),
-        input_shape: str = typer.Option(DEFAULT_INPUT_SHAPE, help="N,C,H,W"),
-        optimizer: str = typer.Option("sgd", help="sgd | momentum | adam"),
-        weight_bits: str = typer.Option("32", help="paper convention only"),
-        activation_bits: str = typer.Option("32", help="paper convention only"),
-        gradient_bits: str = typer.Option("32", help="paper convention only"),
-        weights_in_flash: Optional[bool] = typer.Option(
-            None, "--weights-in-flash/--weights-in-ram",
-            help="where frozen weights live; default: flash under paper (A.4), RAM under pytorch"),
-        classifier: bool = typer.Option(False, help="zoo models: keep the classifier"),
-        weights: Optional[str] = typer.Option(None, help="state_dict file (weights_only)"),
+        convention: Convention = "paper",
+        input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+        optimizer: Optimizer = "sgd",
+        weight_bits: WeightBits = "32",
+        activation_bits: ActivationBits = "32",
+        gradient_bits: GradientBits = "32",
+        weights_in_flash: WeightsInFlash = None,
+        classifier: Classifier = False,
+        weights: WeightsFile = None,
         seed: int = typer.Option(0, help="random channels, sparseupdate search"),
         out: Optional[str] = typer.Option(None, help="write the policy JSON here"),
         fmt: str = typer.Option("table", "--format", help="table | json (on stdout)"),

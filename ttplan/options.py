@@ -1,0 +1,30 @@
+"""Command-line options shared by several commands, defined once.
+
+Each is an `Annotated` type: a command declares `optimizer: Optimizer = "sgd"` and gets the
+same flag name and help text as every other command that takes it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+ModelArg = Annotated[str, typer.Argument(
+    help="zoo name (mcunet-5fps, mbv2-w0.35, proxyless-w0.3) or import path module:callable")]
+InputShape = Annotated[str, typer.Option(help="N,C,H,W of one input batch")]
+Convention = Annotated[str, typer.Option(
+    help="paper (appendix A.4's engine, BN folded) or pytorch (what eager PyTorch 2.13 keeps)")]
+Optimizer = Annotated[str, typer.Option(help="sgd | momentum | adam")]
+WeightBits = Annotated[str, typer.Option(help="paper convention only")]
+ActivationBits = Annotated[str, typer.Option(help="paper convention only")]
+GradientBits = Annotated[str, typer.Option(help="paper convention only")]
+WeightsInFlash = Annotated[Optional[bool], typer.Option(
+    "--weights-in-flash/--weights-in-ram",
+    help="where frozen weights live; default: flash under paper (A.4), RAM under pytorch")]
+WeightsFile = Annotated[Optional[str], typer.Option(
+    "--weights", help="state_dict file (loaded with weights_only=True)")]
+Classifier = Annotated[bool, typer.Option(help="zoo models: keep the ImageNet classifier")]
+Out = Annotated[Optional[str], typer.Option(help="write to this file instead of stdout")]
+
+DEFAULT_INPUT_SHAPE = "1,3,128,128"
