@@ -115,6 +115,20 @@ def build_config(graph: LayerGraph, update, convention: str, optimizer="sgd", we
     return config, text
 
 
+def _with_policy_modules(module, name, update, input_shape):
+    """A TinyTL policy trains lite-residual modules the plain model does not have: add them
+    (as `ttplan plan --method tinytl` did) so that its layers exist and are priced."""
+    if not (isinstance(update, str) and parse_update(update).kind == "policy"):
+        return module, name
+    from planner.policy import load_policy
+    from planner.tinytl import LITE_ATTR, add_lite_residuals
+
+    if load_policy(update).method == "tinytl" and \
+            not any(LITE_ATTR in path.split(".") for path, _ in module.named_modules()):
+        return add_lite_residuals(module, input_shape), f"{name}+lite-residual"
+    return module, name
+
+
 def _spec_text(spec: UpdateSpec) -> str:
     return f"{spec.kind}:{spec.k}" if spec.k is not None else spec.kind
 
@@ -136,6 +150,7 @@ def profile(model, input_shape=(1, 3, 128, 128), *, update="none", convention="p
         input_shape = (int(batch_size),) + input_shape[1:]
     if graph is None:
         module, name = resolve_model(model, model_name, weights, classifier)
+        module, name = _with_policy_modules(module, name, update, input_shape)
         graph = trace(module, input_shape, name, tracer)
     else:
         name = model_name or graph.model_name

@@ -86,7 +86,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     greedy_value = None
     if method == "tinytl":
         notes.append(f"planned for add_lite_residuals(model, {list(input_shape)}) (planner.tinytl): "
-                     "profile and apply that model")
+                     "apply the policy to that model (`ttplan profile` adds the modules itself)")
         if fisher is not None:
             notes.append("the Fisher probe was ignored: it measured the model without lite residuals")
 

@@ -179,3 +179,16 @@ def test_sweep_matches_profile_and_grows_with_k():
                             "--format", "json").stdout)
     assert paper[1]["saved_activation_bytes"] == single["memory"]["saved_activation_bytes"]
     assert run("sweep", "mcunet-5fps", "--k", "0-99").exit_code == 2
+
+
+def test_tinytl_policy_profiles_with_its_lite_residuals(tmp_path):
+    policy = tmp_path / "tl.json"
+    assert run("plan", "mcunet-5fps", "--method", "tinytl", "--out", str(policy)).exit_code == 0
+    result = run("profile", "mcunet-5fps", "--update", str(policy), "--format", "json")
+    assert result.exit_code == 0, result.output
+    data, planned = json.loads(result.stdout), json.loads(policy.read_text())
+    assert data["model"] == "mcunet-5fps+lite-residual"
+    assert data["memory"] == planned["predicted"]["memory"]
+    assert data["totals"] == planned["predicted"]["totals"]
+    assert data["totals"]["params"] > json.loads(
+        run("profile", "mcunet-5fps", "--format", "json").stdout)["totals"]["params"]
