@@ -51,11 +51,15 @@ def _shown_layers(data: dict) -> list[dict]:
             or r["trainable"]]
 
 
-def _cell(value) -> str:
+def _cell(value, false_text: str = "") -> str:
     if isinstance(value, bool):
-        return "yes" if value else ""
+        return "yes" if value else false_text
     if isinstance(value, int):
         return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value is None:
+        return "-"
     return str(value)
 
 
@@ -135,7 +139,7 @@ def render_rows(rows: list[dict], fields, fmt: str) -> str:
         return buffer.getvalue()
     if fmt != "table":
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
-    cells = [[_cell(r[f]) for f in fields] for r in rows]
+    cells = [[_cell(r[f], "no") for f in fields] for r in rows]
     widths = [max(len(f), *(len(c[i]) for c in cells)) for i, f in enumerate(fields)]
     lines = ["  ".join(f.rjust(w) for f, w in zip(fields, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]

@@ -192,3 +192,20 @@ def test_tinytl_policy_profiles_with_its_lite_residuals(tmp_path):
     assert data["totals"] == planned["predicted"]["totals"]
     assert data["totals"]["params"] > json.loads(
         run("profile", "mcunet-5fps", "--format", "json").stdout)["totals"]["params"]
+
+
+def test_compare_table2_style(tmp_path):
+    fisher = tmp_path / "f.json"
+    assert run("fisher", "mcunet-5fps", "--synthetic", "--samples", "10", "--out",
+               str(fisher)).exit_code == 0
+    result = run("compare", "mcunet-5fps", "--fisher", str(fisher), "--memory", "1MB",
+                 "--compute", "15%", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = {r["method"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == {"fulltrain", "lastlayer", "tinytl", "sparseupdate", "tinytrain"}
+    assert rows["tinytrain"]["memory_ratio"] == rows["tinytrain"]["compute_ratio"] == 1.0
+    assert rows["tinytrain"]["within_budget"] and rows["tinytrain"]["peak_bytes"] <= 1_000_000
+    full = json.loads(run("profile", "mcunet-5fps", "--update", "all", "--format", "json").stdout)
+    assert rows["fulltrain"]["peak_bytes"] == full["memory"]["peak_bytes"]
+    assert rows["fulltrain"]["memory_ratio"] == round(
+        full["memory"]["peak_bytes"] / rows["tinytrain"]["peak_bytes"], 2)

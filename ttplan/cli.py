@@ -121,6 +121,34 @@ def sweep(
     emit(render_rows(rows, SWEEP_FIELDS, fmt), out)
 
 
+@app.command()
+@run_safely
+def compare(
+    model: ModelArg,
+    fisher: Optional[str] = typer.Option(None, help="Fisher file from `ttplan fisher` "
+                                         "(needed for tinytrain)"),
+    memory: Optional[str] = typer.Option(None, help="memory budget, e.g. 1MB"),
+    compute: Optional[str] = typer.Option(None, help="compute budget, e.g. 15% or 6.5M"),
+    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    convention: Convention = "paper",
+    optimizer: Optimizer = "sgd",
+    weights_in_flash: WeightsInFlash = None,
+    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    out: Out = None,
+):
+    """Table-2-style comparison of every method's memory and backward MACs on one model."""
+    from costmodel.specs import parse_compute
+    from reports.compare import COMPARE_FIELDS, METHODS, compare_methods
+    from reports.render import render_rows
+
+    methods = METHODS if fisher else tuple(m for m in METHODS if m != "tinytrain")
+    rows = compare_methods(model, fisher=fisher, methods=methods, memory_bytes=memory,
+                           compute=parse_compute(compute) if compute else None,
+                           input_shape=parse_input_shape(input_shape), convention=convention,
+                           optimizer=optimizer, weights_in_flash=weights_in_flash)
+    emit(render_rows(rows, COMPARE_FIELDS, fmt), out)
+
+
 def _register_planner_commands() -> None:
     try:
         from ttplan.cli_planner import register
