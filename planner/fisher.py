@@ -41,7 +41,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +82,8 @@ class FisherResult:
     num_samples: int
     loss: str
     seed: int
-    time_s: float
-    peak_saved_bytes: int
+    time_s: float = field(compare=False)  # a measurement of this run, not part of the result
+    peak_saved_bytes: int = 0
 
     def to_json_dict(self, model_name: str, fingerprint: str) -> dict[str, Any]:
         """A versioned, JSON-ready dict. Layers are a list so their order survives sorted keys."""
@@ -94,7 +94,8 @@ class FisherResult:
             "loss": self.loss,
             "seed": self.seed,
             "num_samples": self.num_samples,
-            "time_s": self.time_s,
+            # No time here: it differs run to run, and the same samples and seed must give a
+            # byte-identical file. The CLI prints the measured time.
             "peak_saved_bytes": self.peak_saved_bytes,
             "layers": [
                 {"name": name, "channel_fisher": list(deltas), "potential": self.potential[name]}
@@ -476,7 +477,7 @@ def _probe_state(model: nn.Module) -> Iterator[None]:
 
 # ----------------------------------------------------------------------------- JSON parsing
 
-_TOP_KEYS = {"format", "version", "model", "loss", "seed", "num_samples", "time_s", "peak_saved_bytes", "layers"}
+_TOP_KEYS = {"format", "version", "model", "loss", "seed", "num_samples", "peak_saved_bytes", "layers"}
 _LAYER_KEYS = {"name", "channel_fisher", "potential"}
 
 
@@ -518,8 +519,6 @@ def _parse(d: Any, expected_fingerprint: str | None, expected_model: str | None,
         raise bad("'seed' must be an integer")
     if not (_count(d["num_samples"]) and d["num_samples"] > 0):
         raise bad("'num_samples' must be a positive integer")
-    if not (_number(d["time_s"]) and d["time_s"] >= 0):
-        raise bad("'time_s' must be a non-negative number")
     if not _count(d["peak_saved_bytes"]):
         raise bad("'peak_saved_bytes' must be a non-negative integer")
 
@@ -547,6 +546,6 @@ def _parse(d: Any, expected_fingerprint: str | None, expected_model: str | None,
         num_samples=d["num_samples"],
         loss=d["loss"],
         seed=d["seed"],
-        time_s=float(d["time_s"]),
+        time_s=math.nan,  # not stored: see to_json_dict
         peak_saved_bytes=d["peak_saved_bytes"],
     )

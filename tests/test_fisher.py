@@ -355,7 +355,7 @@ def test_json_round_trip_is_exact_and_deterministic(tmp_path):
     path = tmp_path / "fisher.json"
     save_json(path, result.to_json_dict("tiny", "f" * 64))
     first = path.read_bytes()
-    save_json(path, result.to_json_dict("tiny", "f" * 64))
+    save_json(path, probe_result().to_json_dict("tiny", "f" * 64))  # a second probe run
     assert path.read_bytes() == first and first.endswith(b"\n")
     assert [p.name for p in tmp_path.iterdir()] == ["fisher.json"]  # no temp file left behind
     loaded = load_fisher(path, "f" * 64)

@@ -6,6 +6,7 @@ turns every TtplanError into one `error: ...` line on stderr and exit status 2).
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
@@ -38,6 +39,8 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(1, help="queries per forward/backward"),
         weights: Optional[str] = typer.Option(None, help="state_dict file (weights_only)"),
         out: Optional[str] = typer.Option(None, help="write the Fisher JSON here"),
+        progress: Optional[bool] = typer.Option(
+            None, help="progress bar over samples on stderr (default: when it is a terminal)"),
     ):
         """Fisher information per output channel (Eq. 2) of the last layers, on your samples."""
         from costmodel.profile import resolve_model
@@ -52,8 +55,9 @@ def register(app: typer.Typer) -> None:
         graph = trace(module, shape, name)
         x, y, described = load_support(data, shape, samples, seed, synthetic)
         names = default_candidate_layers(module, layers)
+        show = sys.stderr.isatty() if progress is None else progress
         result = fisher_information(module, names, x, y, loss=loss, seed=seed,
-                                    batch_size=batch_size)
+                                    batch_size=batch_size, progress=show)
         typer.echo(f"fisher: {len(names)} layers of {name}, {described}; "
                    f"{result.time_s:.3f} s, peak saved {result.peak_saved_bytes:,} B", err=True)
         emit(dumps(result.to_json_dict(name, graph.fingerprint())), out)
