@@ -35,6 +35,13 @@ def apply_policy(model, policy):
     return _apply(model, policy)
 
 
+def load_policy(path):
+    """Read and strictly validate a policy file; see `planner.policy`."""
+    from planner.policy import load_policy as _load
+
+    return _load(path)
+
+
 def fisher_information(*args, **kwargs):
     """Fisher potential of candidate layers on the user's samples (paper Eq. 2)."""
     from planner.fisher import fisher_information as _fisher
@@ -44,4 +51,4 @@ def fisher_information(*args, **kwargs):
 
 __all__ = ["LayerUpdate", "TrainConfig", "TtplanError", "Profile", "profile", "trace",
            "ZOO_MODELS", "build_zoo_model", "load_model", "plan", "apply_policy",
-           "fisher_information"]
+           "load_policy", "fisher_information"]
