@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner
 
-import ttplan
+
 from ttplan.cli import app
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -41,7 +41,7 @@ def test_worked_example(tmp_path, monkeypatch):
     # The Python part, then one step of the loop it leaves to the user.
     namespace = {}
     exec(readme_block("```python\nimport torch, ttplan", "python"), namespace)
-    model, applied, opt = namespace["model"], namespace["applied"], namespace["opt"]
+    model, opt = namespace["model"], namespace["opt"]
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     out = model(torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0)))
     out.square().mean().backward()

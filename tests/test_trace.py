@@ -1,6 +1,5 @@
 """The tracer: both paths give the same graph costs; blocks and kinds are what users expect."""
 
-import torch
 from torch import nn
 
 from costmodel.profile import profile
