@@ -122,7 +122,9 @@ class LayerGraph:
 
     def ops(self) -> list[OpNode]:
         """All operators except the graph input, in execution order."""
-        return [self.nodes[n] for n in self.order if self.nodes[n].kind != "input"]
+        if "ops" not in self.derived:
+            self.derived["ops"] = [self.nodes[n] for n in self.order if self.nodes[n].kind != "input"]
+        return list(self.derived["ops"])
 
     def consumers(self, name: str) -> list[str]:
         return list(self.dag.successors(name))
