@@ -1,0 +1,97 @@
+"""The zoo outputs pinned byte for byte: every command line below, and the SHA-256 of what it
+prints (or writes). `python tests/regression/outputs.py --write` records them again, which is
+only right when an output is meant to change."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+HASHES = Path(__file__).with_name("hashes.json")
+MODELS = ("mcunet-5fps", "mbv2-w0.35", "proxyless-w0.3")
+UPDATES = ("none", "all", "bias-only", "last-layers:3", "last-blocks:2")
+
+
+def command_lines() -> list[list[str]]:
+    """In order: later lines read the files earlier ones write, in a scratch folder."""
+    lines: list[list[str]] = []
+    for model in MODELS:
+        for convention in ("paper", "pytorch"):
+            for update in UPDATES:
+                lines.append(["profile", model, "--update", update, "--convention", convention,
+                              "--format", "json"])
+        lines.append(["fisher", model, "--synthetic", "--samples", "4", "--seed", "0",
+                      "--out", f"{model}.fisher.json"])
+        fisher = f"{model}.fisher.json"
+        for method in ("tinytrain", "sparseupdate", "lastlayer", "tinytl", "fulltrain"):
+            lines.append(["plan", model, "--method", method, "--fisher", fisher, "--memory",
+                          "1MB", "--compute", "15%", "--format", "json",
+                          "--out", f"{model}.{method}.json"])
+            lines.append(["profile", model, "--update", f"{model}.{method}.json",
+                          "--format", "json"])
+        lines.append(["plan", model, "--fisher", fisher, "--memory", "1.2MB", "--compute",
+                      "10%", "--solver", "exact", "--format", "json"])
+        lines.append(["export", f"{model}.tinytrain.json"])
+    lines += [
+        ["profile", "mcunet-5fps", "--update", "last-blocks:4", "--optimizer", "adam",
+         "--batch-size", "2", "--format", "json"],
+        ["profile", "mcunet-5fps", "--update", "all", "--weight-bits", "8",
+         "--activation-bits", "8", "--weights-in-ram", "--format", "json"],
+        ["profile", "mbv2-w0.35", "--update", "last-blocks:2", "--format", "csv"],
+        ["profile", "mbv2-w0.35", "--update", "last-blocks:2", "--format", "md"],
+        ["profile", "proxyless-w0.3", "--update", "all", "--convention", "pytorch",
+         "--optimizer", "momentum", "--format", "table"],
+        ["plan", "mcunet-5fps", "--fisher", "mcunet-5fps.fisher.json", "--memory", "4MB",
+         "--compute", "15%", "--convention", "pytorch", "--channels", "l2norm", "--format",
+         "json"],
+        ["sweep", "mcunet-5fps", "--format", "json"],
+        ["compare", "mbv2-w0.35", "--fisher", "mbv2-w0.35.fisher.json", "--memory", "1MB",
+         "--compute", "15%", "--format", "json"],
+    ]
+    return lines
+
+
+def run_all(scratch: Path) -> dict[str, str]:
+    """Run every line in-process; the hash of stdout, or of the file a line writes with --out."""
+    from ttplan.cli import app
+
+    threads, cwd = torch.get_num_threads(), os.getcwd()
+    torch.set_num_threads(1)
+    os.chdir(scratch)  # relative names, so that no output holds the scratch folder's path
+    try:
+        runner = CliRunner()
+        hashes: dict[str, str] = {}
+        for line in command_lines():
+            args = line
+            result = runner.invoke(app, args)
+            if result.exit_code != 0:
+                raise AssertionError(f"{' '.join(line)} exited {result.exit_code}: "
+                                     f"{result.output}")
+            text = result.stdout
+            if "--out" in args:
+                text += (scratch / args[args.index("--out") + 1]).read_text()
+            hashes[" ".join(line)] = hashlib.sha256(text.encode()).hexdigest()
+        return hashes
+    finally:
+        torch.set_num_threads(threads)
+        os.chdir(cwd)
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        found = run_all(Path(tmp))
+    if "--write" in sys.argv:
+        HASHES.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {len(found)} hashes to {HASHES}")
+    else:
+        known = json.loads(HASHES.read_text())
+        changed = [k for k in known if known[k] != found.get(k)]
+        print("\n".join(changed) or "all outputs unchanged")
