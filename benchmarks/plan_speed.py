@@ -30,15 +30,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
-from costmodel.specs import parse_bytes, parse_compute  # noqa: E402
-from costmodel.trace import trace  # noqa: E402
-from costmodel.zoo import ZOO_MODELS, build_zoo_model  # noqa: E402
-from planner import baselines  # noqa: E402
-from planner.data import synthetic_data  # noqa: E402
-from planner.exact import solve_exact  # noqa: E402
-from planner.fisher import default_candidate_layers, fisher_information  # noqa: E402
-from planner.score import build_candidates  # noqa: E402
-from planner.select import Budget, Coster, CostOptions, greedy  # noqa: E402
+from ttplan.costmodel.specs import parse_bytes, parse_compute  # noqa: E402
+from ttplan.costmodel.trace import trace  # noqa: E402
+from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model  # noqa: E402
+from ttplan.planner import baselines  # noqa: E402
+from ttplan.planner.data import synthetic_data  # noqa: E402
+from ttplan.planner.exact import solve_exact  # noqa: E402
+from ttplan.planner.fisher import default_candidate_layers, fisher_information  # noqa: E402
+from ttplan.planner.score import build_candidates  # noqa: E402
+from ttplan.planner.select import Budget, Coster, CostOptions, greedy  # noqa: E402
 
 SHAPE = (1, 3, 128, 128)
 

@@ -35,10 +35,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
-from costmodel.costs import evaluate  # noqa: E402
-from costmodel.profile import build_config, profile  # noqa: E402
-from costmodel.trace import trace  # noqa: E402
-from costmodel.zoo import ZOO_MODELS, build_zoo_model  # noqa: E402
+from ttplan.costmodel.costs import evaluate  # noqa: E402
+from ttplan.costmodel.profile import build_config, profile  # noqa: E402
+from ttplan.costmodel.trace import trace  # noqa: E402
+from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model  # noqa: E402
 
 ZOO_SHAPE = (1, 3, 128, 128)
 CONVENTIONS = ("paper", "pytorch")

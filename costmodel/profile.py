@@ -103,7 +103,7 @@ def build_config(graph: LayerGraph, update, convention: str, optimizer="sgd", we
         if not isinstance(spec, UpdateSpec):
             raise SpecError(f"update must be a spec string or a dict of LayerUpdate, not {type(update).__name__}")
         if spec.kind == "policy":
-            from planner.policy import load_policy_updates  # the planner owns policy files
+            from ttplan.planner.policy import load_policy_updates  # the planner owns policy files
             updates = load_policy_updates(spec.path, graph)
             text = spec.path
         else:
@@ -120,8 +120,8 @@ def _with_policy_modules(module, name, update, input_shape):
     (as `ttplan plan --method tinytl` did) so that its layers exist and are priced."""
     if not (isinstance(update, str) and parse_update(update).kind == "policy"):
         return module, name
-    from planner.policy import load_policy
-    from planner.tinytl import LITE_ATTR, add_lite_residuals
+    from ttplan.planner.policy import load_policy
+    from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 
     if load_policy(update).method == "tinytl" and \
             not any(LITE_ATTR in path.split(".") for path, _ in module.named_modules()):

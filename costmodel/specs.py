@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from costmodel.errors import SpecError
+from ttplan.costmodel.errors import SpecError
 
 # A non-negative decimal without exponent, sign, nan or inf: "12", "1.5", ".5", "3.".
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"

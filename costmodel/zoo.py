@@ -43,7 +43,7 @@ from importlib import resources
 import torch
 from torch import nn
 
-from costmodel.errors import ModelLoadError
+from ttplan.costmodel.errors import ModelLoadError
 
 ZOO_MODELS: tuple[str, ...] = ("mcunet-5fps", "mbv2-w0.35", "proxyless-w0.3")
 
@@ -54,7 +54,7 @@ _INIT_SEED = 0
 @functools.lru_cache(maxsize=1)
 def _architectures() -> dict:
     # Read from the installed package, so the code works outside the source tree too.
-    text = resources.files("costmodel").joinpath("data/architectures.json").read_text("utf-8")
+    text = resources.files("ttplan.costmodel").joinpath("data/architectures.json").read_text("utf-8")
     return json.loads(text)
 
 

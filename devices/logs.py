@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from costmodel.errors import SpecError
+from ttplan.costmodel.errors import SpecError
 
 COLUMNS = ("device", "model", "method", "batch_size", "iterations", "fisher_s", "total_s",
            "energy_kj", "source")
@@ -29,7 +29,7 @@ _REQUIRED_FLOATS = ("total_s",)
 def load_device_logs(path: str | Path | None = None) -> pd.DataFrame:
     """The built-in measurements, or a user's CSV with the same columns, validated."""
     if path is None:
-        text = resources.files("devices").joinpath("data/device_logs.csv").read_text()
+        text = resources.files("ttplan.devices").joinpath("data/device_logs.csv").read_text()
         source = "built-in device log"
     else:
         try:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from costmodel.measure import measure_saved_bytes, saved_bytes_by_graph_walk  # noqa: E402
+from ttplan.costmodel.measure import measure_saved_bytes, saved_bytes_by_graph_walk  # noqa: E402
 
 
 def _ptr(t: torch.Tensor) -> int:

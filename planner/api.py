@@ -20,11 +20,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from costmodel.config import resolve_weights_in_flash
-from costmodel.errors import SpecError
-from costmodel.profile import profile, resolve_model
-from costmodel.specs import ComputeBudget, parse_bytes, parse_compute
-from costmodel.trace import trace
+from ttplan.costmodel.config import resolve_weights_in_flash
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.profile import profile, resolve_model
+from ttplan.costmodel.specs import ComputeBudget, parse_bytes, parse_compute
+from ttplan.costmodel.trace import trace
 
 from . import baselines
 from .fisher import FisherResult, load_fisher
@@ -228,15 +228,15 @@ def _sparseupdate(coster, graph, name, budget, result, seed, scheme) -> Selectio
 
 
 def _out_channels(node) -> int:
-    from costmodel.config import channel_count
+    from ttplan.costmodel.config import channel_count
     return channel_count(node, 0)
 
 
 def fisher_captured(updates, result: FisherResult, graph) -> float:
     """Σ Δ_o over the weight-updated output channels of the probed layers. A layer updated on
     a subset of INPUT channels (SparseUpdate's axis 1) counts the same fraction of its P."""
-    from costmodel.config import channel_count
-    from costmodel.costs import costing_graph
+    from ttplan.costmodel.config import channel_count
+    from ttplan.costmodel.costs import costing_graph
     folded = costing_graph(graph, "paper")
     total = []
     for name, update in updates.items():

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from costmodel.config import attached_norms
-from costmodel.errors import PolicyError
-from costmodel.trace import trace
+from ttplan.costmodel.config import attached_norms
+from ttplan.costmodel.errors import PolicyError
+from ttplan.costmodel.trace import trace
 
 from .policy import check_against_graph, policy_from_file_or_object
 

@@ -31,10 +31,10 @@ import math
 import random
 from importlib import resources
 
-from costmodel.config import LayerUpdate, channel_count, updatable_layers
-from costmodel.costs import costing_graph
-from costmodel.errors import SpecError
-from costmodel.graph import MAC_KINDS, LayerGraph
+from ttplan.costmodel.config import LayerUpdate, channel_count, updatable_layers
+from ttplan.costmodel.costs import costing_graph
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.graph import MAC_KINDS, LayerGraph
 
 from .select import Budget, Coster, Selection
 
@@ -73,7 +73,7 @@ def tinytl_updates(graph: LayerGraph, lite_layers: list[str]) -> dict[str, Layer
 # ------------------------------------------------------------------------ released schemes
 
 def released_schemes() -> dict:
-    text = resources.files("planner").joinpath("resources/tiny_training_schemes.json").read_text("utf-8")
+    text = resources.files("ttplan.planner").joinpath("resources/tiny_training_schemes.json").read_text("utf-8")
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from costmodel.errors import SpecError
+from ttplan.costmodel.errors import SpecError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm"})
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

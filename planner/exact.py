@@ -50,7 +50,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
-from costmodel.config import OPTIMIZER_STATES, LayerUpdate, attached_norms
+from ttplan.costmodel.config import OPTIMIZER_STATES, LayerUpdate, attached_norms
 
 from .score import Candidate, ranked
 from .select import Budget, Choice, Coster, Selection, captured, updates_of

@@ -50,9 +50,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from costmodel.errors import PolicyError, SpecError, TraceError
-from planner.data import augment
-from planner.jsonio import check_header, load_json
+from ttplan.costmodel.errors import PolicyError, SpecError, TraceError
+from ttplan.planner.data import augment
+from ttplan.planner.jsonio import check_header, load_json
 
 FORMAT = "ttplan-fisher"
 VERSION = 1

@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from costmodel.errors import PolicyError
-from costmodel.fileio import write_text_atomic
+from ttplan.costmodel.errors import PolicyError
+from ttplan.costmodel.fileio import write_text_atomic
 
 
 def dumps(obj: Any) -> str:

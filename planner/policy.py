@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from costmodel.config import LayerUpdate, channel_count, updatable_layers
-from costmodel.errors import PolicyError
-from costmodel.graph import LayerGraph
+from ttplan.costmodel.config import LayerUpdate, channel_count, updatable_layers
+from ttplan.costmodel.errors import PolicyError
+from ttplan.costmodel.graph import LayerGraph
 
 from .jsonio import check_header, load_json, save_json
 

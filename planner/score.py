@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from costmodel.config import channel_count, updatable_layers
-from costmodel.costs import costing_graph
-from costmodel.errors import PolicyError, SpecError
-from costmodel.graph import MAC_KINDS, LayerGraph
-from costmodel.rules import rule_for
+from ttplan.costmodel.config import channel_count, updatable_layers
+from ttplan.costmodel.costs import costing_graph
+from ttplan.costmodel.errors import PolicyError, SpecError
+from ttplan.costmodel.graph import MAC_KINDS, LayerGraph
+from ttplan.costmodel.rules import rule_for
 
 CHANNEL_CRITERIA = ("fisher", "l2norm", "random")
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from costmodel.config import LayerUpdate, TrainConfig
-from costmodel.costs import Evaluation, costing_graph, evaluate
-from costmodel.errors import SpecError
-from costmodel.graph import LayerGraph
-from costmodel.profile import build_config
+from ttplan.costmodel.config import LayerUpdate, TrainConfig
+from ttplan.costmodel.costs import Evaluation, costing_graph, evaluate
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.graph import LayerGraph
+from ttplan.costmodel.profile import build_config
 
 from .score import Candidate, ranked
 

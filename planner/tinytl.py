@@ -32,9 +32,9 @@ import math
 import torch
 from torch import nn
 
-from costmodel.config import mac_blocks
-from costmodel.errors import SpecError
-from costmodel.trace import trace
+from ttplan.costmodel.config import mac_blocks
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.trace import trace
 
 LITE_ATTR = "lite_residual"
 _INIT_SEED = 0

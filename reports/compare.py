@@ -9,7 +9,7 @@ over budget.
 
 from __future__ import annotations
 
-from planner.api import plan
+from ttplan.planner.api import plan
 
 METHODS = ("fulltrain", "lastlayer", "tinytl", "sparseupdate", "tinytrain")
 COMPARE_FIELDS = ("method", "peak_bytes", "memory_ratio", "saved_activation_bytes",

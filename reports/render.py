@@ -12,7 +12,7 @@ import csv
 import io
 import json
 
-from costmodel.errors import SpecError
+from ttplan.costmodel.errors import SpecError
 
 FORMATS = ("table", "json", "csv", "md")
 

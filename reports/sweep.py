@@ -7,11 +7,11 @@ blocks/layers), in both memory conventions if asked.
 
 from __future__ import annotations
 
-from costmodel.config import TrainConfig, mac_blocks, resolve_updates
-from costmodel.costs import evaluate
-from costmodel.errors import SpecError
-from costmodel.graph import LayerGraph
-from costmodel.specs import UpdateSpec
+from ttplan.costmodel.config import TrainConfig, mac_blocks, resolve_updates
+from ttplan.costmodel.costs import evaluate
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.graph import LayerGraph
+from ttplan.costmodel.specs import UpdateSpec
 
 SWEEP_FIELDS = ("k", "convention", "saved_activation_bytes", "saved_kib", "peak_bytes",
                 "backward_macs", "trainable_params")

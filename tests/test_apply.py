@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from costmodel.errors import PolicyError
-from costmodel.zoo import build_zoo_model
-from planner.api import plan
-from planner.apply import apply_policy
-from planner.fisher import FisherResult, default_candidate_layers
+from ttplan.costmodel.errors import PolicyError
+from ttplan.costmodel.zoo import build_zoo_model
+from ttplan.planner.api import plan
+from ttplan.planner.apply import apply_policy
+from ttplan.planner.fisher import FisherResult, default_candidate_layers
 
 SHAPE = (2, 3, 16, 16)
 

@@ -28,9 +28,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from costmodel.graph import MAC_KINDS
-from costmodel.profile import profile
-from costmodel.zoo import ZOO_MODELS, build_zoo_model
+from ttplan.costmodel.graph import MAC_KINDS
+from ttplan.costmodel.profile import profile
+from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
 
 try:  # tests/ may or may not be a package; support both import styles
     from tests import test_macs as small

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from costmodel.errors import SpecError
-from devices.logs import load_device_logs
+from ttplan.costmodel.errors import SpecError
+from ttplan.devices.logs import load_device_logs
 
 
 def test_builtin_logs():

@@ -17,16 +17,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from costmodel.errors import PolicyError, SpecError
-from planner.data import IMAGENET_MEAN, IMAGENET_STD, augment, load_support, synthetic
-from planner.fisher import (
+from ttplan.costmodel.errors import PolicyError, SpecError
+from ttplan.planner.data import IMAGENET_MEAN, IMAGENET_STD, augment, load_support, synthetic
+from ttplan.planner.fisher import (
     PROTONET_SCALE,
     FisherResult,
     default_candidate_layers,
     fisher_information,
     load_fisher,
 )
-from planner.jsonio import load_json, save_json
+from ttplan.planner.jsonio import load_json, save_json
 
 LAYERS = ["0", "3", "7"]  # first conv, second conv, classifier
 

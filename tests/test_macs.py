@@ -22,9 +22,9 @@ import pytest
 import torch
 from torch import nn
 
-from costmodel.config import LayerUpdate
-from costmodel.graph import MAC_KINDS
-from costmodel.profile import profile
+from ttplan.costmodel.config import LayerUpdate
+from ttplan.costmodel.graph import MAC_KINDS
+from ttplan.costmodel.profile import profile
 
 CONVENTIONS = ("paper", "pytorch")
 

@@ -17,7 +17,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from costmodel.measure import (MeasuredSaved, format_records, measure_saved_bytes,
+from ttplan.costmodel.measure import (MeasuredSaved, format_records, measure_saved_bytes,
                                saved_bytes_by_graph_walk)
 
 try:  # tests/ may or may not become a package; support both import styles

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from costmodel.config import LayerUpdate
-from costmodel.profile import profile
+from ttplan.costmodel.config import LayerUpdate
+from ttplan.costmodel.profile import profile
 
 
 def tiny():

@@ -12,19 +12,19 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from costmodel.config import LayerUpdate, updatable_layers
-from costmodel.costs import evaluate
-from costmodel.errors import SpecError
-from costmodel.profile import profile
-from costmodel.trace import trace
-from costmodel.zoo import ZOO_MODELS, build_zoo_model
-from planner import baselines
-from planner.api import plan
-from planner.exact import AdditiveModel, solve_exact
-from planner.fisher import FisherResult, default_candidate_layers
-from planner.score import build_candidates, ranked, score_layers
-from planner.select import Budget, Choice, Coster, CostOptions, greedy, updates_of
-from planner.tinytl import add_lite_residuals, lite_layer_names
+from ttplan.costmodel.config import LayerUpdate, updatable_layers
+from ttplan.costmodel.costs import evaluate
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.profile import profile
+from ttplan.costmodel.trace import trace
+from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
+from ttplan.planner import baselines
+from ttplan.planner.api import plan
+from ttplan.planner.exact import AdditiveModel, solve_exact
+from ttplan.planner.fisher import FisherResult, default_candidate_layers
+from ttplan.planner.score import build_candidates, ranked, score_layers
+from ttplan.planner.select import Budget, Choice, Coster, CostOptions, greedy, updates_of
+from ttplan.planner.tinytl import add_lite_residuals, lite_layer_names
 from ttplan.cli import app
 
 SHAPE = (1, 3, 128, 128)

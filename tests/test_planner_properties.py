@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from costmodel.costs import evaluate
-from costmodel.trace import trace
-from planner import baselines
-from planner.exact import solve_exact
-from planner.score import build_candidates
-from planner.select import Budget, Coster, CostOptions, greedy
+from ttplan.costmodel.costs import evaluate
+from ttplan.costmodel.trace import trace
+from ttplan.planner import baselines
+from ttplan.planner.exact import solve_exact
+from ttplan.planner.score import build_candidates
+from ttplan.planner.select import Budget, Coster, CostOptions, greedy
 
 SHAPE = (1, 3, 16, 16)
 EXACT_GAP = 1e-9  # small models: prove optimality outright
@@ -106,7 +106,7 @@ def test_more_budget_never_captures_less_with_exact(problem, more_memory, more_c
 
 
 def _smallest_updates(cand):
-    from costmodel.config import LayerUpdate
+    from ttplan.costmodel.config import LayerUpdate
     updates = [LayerUpdate(weight=True, bias=False, channels=cand.channel_set(1))]
     if cand.has_bias:
         updates.append(LayerUpdate(weight=False, bias=True))

@@ -9,14 +9,14 @@ import random
 import pytest
 from torch import nn
 
-from costmodel.errors import PolicyError
-from costmodel.profile import profile
-from costmodel.trace import trace
-from costmodel.zoo import build_zoo_model
-from planner import baselines
-from planner.api import plan
-from planner.fisher import FisherResult, default_candidate_layers
-from planner.policy import (Policy, export_sparseupdate, load_policy, load_policy_updates)
+from ttplan.costmodel.errors import PolicyError
+from ttplan.costmodel.profile import profile
+from ttplan.costmodel.trace import trace
+from ttplan.costmodel.zoo import build_zoo_model
+from ttplan.planner import baselines
+from ttplan.planner.api import plan
+from ttplan.planner.fisher import FisherResult, default_candidate_layers
+from ttplan.planner.policy import (Policy, export_sparseupdate, load_policy, load_policy_updates)
 
 SHAPE = (1, 3, 64, 64)
 

@@ -9,12 +9,12 @@ for agreement within 1%; the rules are exact, so most cases agree to the byte.
 import pytest
 import torch
 
-from costmodel.config import TrainConfig, parameter_requires_grad, resolve_updates
-from costmodel.costs import evaluate
-from costmodel.measure import measure_saved_bytes
-from costmodel.specs import parse_update
-from costmodel.trace import trace
-from costmodel.zoo import ZOO_MODELS, build_zoo_model
+from ttplan.costmodel.config import TrainConfig, parameter_requires_grad, resolve_updates
+from ttplan.costmodel.costs import evaluate
+from ttplan.costmodel.measure import measure_saved_bytes
+from ttplan.costmodel.specs import parse_update
+from ttplan.costmodel.trace import trace
+from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
 from tests.varied_models import VARIED_MODELS
 
 UPDATES = ["all", "bias-only", "last-layers:1", "last-layers:3", "last-blocks:2", "none"]

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from costmodel.errors import SpecError
-from costmodel.specs import (ComputeBudget, UpdateSpec, parse_bits, parse_bytes,
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.specs import (ComputeBudget, UpdateSpec, parse_bits, parse_bytes,
                              parse_compute, parse_input_shape, parse_update)
 
 

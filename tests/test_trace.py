@@ -2,9 +2,9 @@
 
 from torch import nn
 
-from costmodel.profile import profile
-from costmodel.trace import trace
-from costmodel.zoo import build_zoo_model
+from ttplan.costmodel.profile import profile
+from ttplan.costmodel.trace import trace
+from ttplan.costmodel.zoo import build_zoo_model
 from tests.varied_models import VARIED_MODELS
 
 

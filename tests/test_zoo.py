@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from costmodel.errors import ModelLoadError
-from costmodel.zoo import ZOO_MODELS, block_of, build_zoo_model, load_model
+from ttplan.costmodel.errors import ModelLoadError
+from ttplan.costmodel.zoo import ZOO_MODELS, block_of, build_zoo_model, load_model
 
 ARCH = json.loads(resources.files("costmodel").joinpath("data/architectures.json")
                   .read_text("utf-8"))

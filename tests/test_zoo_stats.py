@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from costmodel.profile import profile
-from costmodel.zoo import ZOO_MODELS
+from ttplan.costmodel.profile import profile
+from ttplan.costmodel.zoo import ZOO_MODELS
 
 
 def hand_stats(arch, resolution=128):

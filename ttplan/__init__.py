@@ -12,39 +12,39 @@ The public Python API. Everything the CLI does is a call to one of these:
     ttplan.apply_policy(model, policy)
 """
 
-from costmodel.config import LayerUpdate, TrainConfig
-from costmodel.errors import TtplanError
-from costmodel.profile import Profile, profile
-from costmodel.trace import trace
-from costmodel.zoo import ZOO_MODELS, build_zoo_model, load_model
+from ttplan.costmodel.config import LayerUpdate, TrainConfig
+from ttplan.costmodel.errors import TtplanError
+from ttplan.costmodel.profile import Profile, profile
+from ttplan.costmodel.trace import trace
+from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model, load_model
 
 __version__ = "0.1.0"
 
 
 def plan(*args, **kwargs):
     """Budgeted layer/channel selection; see `planner.api.plan`."""
-    from planner.api import plan as _plan
+    from ttplan.planner.api import plan as _plan
 
     return _plan(*args, **kwargs)
 
 
 def apply_policy(model, policy):
     """Make `model` train exactly what `policy` selects; see `planner.apply.apply_policy`."""
-    from planner.apply import apply_policy as _apply
+    from ttplan.planner.apply import apply_policy as _apply
 
     return _apply(model, policy)
 
 
 def load_policy(path):
     """Read and strictly validate a policy file; see `planner.policy`."""
-    from planner.policy import load_policy as _load
+    from ttplan.planner.policy import load_policy as _load
 
     return _load(path)
 
 
 def fisher_information(*args, **kwargs):
     """Fisher potential of candidate layers on the user's samples (paper Eq. 2)."""
-    from planner.fisher import fisher_information as _fisher
+    from ttplan.planner.fisher import fisher_information as _fisher
 
     return _fisher(*args, **kwargs)
 

@@ -1,66 +1,26 @@
-"""The `ttplan` command: a thin Typer layer over the Python API.
-
-Every user error (`TtplanError`) becomes one line on stderr and exit status 2; output files
-are written atomically, so a failed run leaves no half-written file.
-"""
+"""The cost commands: `ttplan profile`, `ttplan sweep`, `ttplan compare`."""
 
 from __future__ import annotations
 
-import functools
-import sys
-import warnings
 from typing import Optional
 
 import typer
 
-from costmodel.errors import SpecError, TtplanError
-from costmodel.fileio import write_text_atomic
-from costmodel.profile import profile as profile_model
-from costmodel.specs import parse_bits, parse_input_shape
-from reports.render import FORMATS, render
-from ttplan.options import (DEFAULT_INPUT_SHAPE, ActivationBits, Classifier, Convention,
-                            GradientBits, InputShape, ModelArg, Optimizer, Out, WeightBits,
-                            WeightsFile, WeightsInFlash)
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.profile import profile as profile_model
+from ttplan.costmodel.profile import resolve_model
+from ttplan.costmodel.specs import parse_bits, parse_compute, parse_input_shape
+from ttplan.costmodel.trace import trace
+from ttplan.reports.compare import COMPARE_FIELDS, METHODS, compare_methods
+from ttplan.reports.render import FORMATS, render, render_rows
+from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Exact costs of on-device training, and budgeted layer/channel plans.")
-
-
-@app.callback()
-def _commands() -> None:
-    """Exact costs of on-device training, and budgeted layer/channel plans."""
+from .common import emit, run_safely
+from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Classifier, Convention, GradientBits,
+                      InputShape, ModelArg, Optimizer, Out, WeightBits, WeightsFile,
+                      WeightsInFlash)
 
 
-def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
-
-
-def run_safely(fn):
-    """Turn user errors into one line and exit 2; let Typer's own exits through."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch/fx chatter is not for the user
-                return fn(*args, **kwargs)
-        except TtplanError as exc:
-            fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        except KeyboardInterrupt:
-            fail("interrupted")
-    return wrapper
-
-
-def emit(text: str, out: Optional[str]) -> None:
-    if out:
-        write_text_atomic(out, text)
-        typer.echo(f"wrote {out}", err=True)
-    else:
-        sys.stdout.write(text)
-
-
-@app.command()
 @run_safely
 def profile(
     model: ModelArg,
@@ -96,7 +56,6 @@ def profile(
     emit(render(prof.to_dict(), fmt), out)
 
 
-@app.command()
 @run_safely
 def sweep(
     model: ModelArg,
@@ -109,10 +68,6 @@ def sweep(
 ):
     """What-if sweep: saved activations, peak memory and backward MACs of training the last K
     blocks or layers (the shape of the paper's Table 7)."""
-    from costmodel.profile import resolve_model
-    from costmodel.trace import trace
-    from reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
-    from reports.render import render_rows
 
     conventions = ("paper", "pytorch") if convention == "both" else (convention,)
     module, name = resolve_model(model)
@@ -121,7 +76,6 @@ def sweep(
     emit(render_rows(rows, SWEEP_FIELDS, fmt), out)
 
 
-@app.command()
 @run_safely
 def compare(
     model: ModelArg,
@@ -137,9 +91,6 @@ def compare(
     out: Out = None,
 ):
     """Table-2-style comparison of every method's memory and backward MACs on one model."""
-    from costmodel.specs import parse_compute
-    from reports.compare import COMPARE_FIELDS, METHODS, compare_methods
-    from reports.render import render_rows
 
     methods = METHODS if fisher else tuple(m for m in METHODS if m != "tinytrain")
     rows = compare_methods(model, fisher=fisher, methods=methods, memory_bytes=memory,
@@ -147,18 +98,3 @@ def compare(
                            input_shape=parse_input_shape(input_shape), convention=convention,
                            optimizer=optimizer, weights_in_flash=weights_in_flash)
     emit(render_rows(rows, COMPARE_FIELDS, fmt), out)
-
-
-def _register_planner_commands() -> None:
-    try:
-        from ttplan.cli_planner import register
-    except ImportError:  # the planner commands are optional while it is being built
-        return
-    register(app)
-
-
-_register_planner_commands()
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()

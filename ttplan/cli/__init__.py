@@ -1,0 +1,29 @@
+"""The `ttplan` command: thin Typer commands over the Python API.
+
+Every user error (`TtplanError`) becomes one line on stderr and exit status 2; output files
+are written atomically, so a failed run leaves no half-written file. Nothing imports this
+package: it sits above every layer.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import costs, planning
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Exact costs of on-device training, and budgeted layer/channel plans.")
+
+
+@app.callback()
+def _commands() -> None:
+    """Exact costs of on-device training, and budgeted layer/channel plans."""
+
+
+for command in (costs.profile, planning.fisher, planning.plan, planning.export, costs.compare,
+                costs.sweep):
+    app.command()(command)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

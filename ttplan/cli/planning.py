@@ -1,0 +1,168 @@
+"""The planner's commands: `ttplan fisher`, `ttplan plan`, `ttplan export`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.profile import resolve_model
+from ttplan.costmodel.specs import parse_bits, parse_compute, parse_input_shape
+from ttplan.costmodel.trace import trace
+from ttplan.planner.api import plan as make_plan
+from ttplan.planner.data import load_support
+from ttplan.planner.fisher import default_candidate_layers, fisher_information
+from ttplan.planner.jsonio import dumps
+from ttplan.planner.policy import export_sparseupdate, load_policy
+
+from .common import emit, run_safely
+from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Classifier, Convention, GradientBits,
+                      InputShape, Optimizer, WeightBits, WeightsFile, WeightsInFlash)
+
+
+@run_safely
+def fisher(
+    model: str = typer.Argument(..., help="zoo name or import path module:callable"),
+    data: Optional[str] = typer.Option(None, help="support set: folder of class "
+                                       "sub-folders, or an .npz with x and y"),
+    synthetic: bool = typer.Option(False, help="use synthetic Gaussian samples instead"),
+    samples: Optional[int] = typer.Option(None, help="at most this many samples "
+                                          "(class-balanced); synthetic default 25"),
+    seed: int = typer.Option(0, help="synthetic data and pseudo-query augmentation"),
+    input_shape: str = typer.Option(DEFAULT_INPUT_SHAPE, help="N,C,H,W of the model input"),
+    layers: float = typer.Option(0.44, help="probe the last fraction of conv/linear "
+                                 "layers (appendix F.1: 0.30-0.44)"),
+    loss: str = typer.Option("protonet", help="protonet (feature backbone) | ce "
+                             "(classifier; zoo models get their classifier)"),
+    batch_size: int = typer.Option(1, help="queries per forward/backward"),
+    weights: Optional[str] = typer.Option(None, help="state_dict file (weights_only)"),
+    out: Optional[str] = typer.Option(None, help="write the Fisher JSON here"),
+    progress: Optional[bool] = typer.Option(
+        None, help="progress bar over samples on stderr (default: when it is a terminal)"),
+):
+    """Fisher information per output channel (Eq. 2) of the last layers, on your samples."""
+
+    shape = parse_input_shape(input_shape)
+    module, name = resolve_model(model, weights=weights, classifier=loss == "ce")
+    graph = trace(module, shape, name)
+    x, y, described = load_support(data, shape, samples, seed, synthetic)
+    names = default_candidate_layers(module, layers)
+    show = sys.stderr.isatty() if progress is None else progress
+    result = fisher_information(module, names, x, y, loss=loss, seed=seed,
+                                batch_size=batch_size, progress=show)
+    typer.echo(f"fisher: {len(names)} layers of {name}, {described}; "
+               f"{result.time_s:.3f} s, peak saved {result.peak_saved_bytes:,} B", err=True)
+    emit(dumps(result.to_json_dict(name, graph.fingerprint())), out)
+
+@run_safely
+def plan(
+    model: str = typer.Argument(..., help="zoo name or import path module:callable"),
+    method: str = typer.Option("tinytrain", help="tinytrain | none | fulltrain | "
+                               "lastlayer | tinytl | sparseupdate"),
+    fisher: Optional[str] = typer.Option(None, help="Fisher JSON from `ttplan fisher`"),
+    memory: Optional[str] = typer.Option(None, help="peak memory budget, e.g. 1MB, 512KiB"),
+    compute: Optional[str] = typer.Option(None, help="backward MACs budget: 15% of full "
+                                          "training, or 6.5M"),
+    solver: str = typer.Option("greedy", help="greedy (Algorithm 1) | exact (MILP)"),
+    channels: str = typer.Option("fisher", help="fisher | l2norm | random"),
+    scheme: str = typer.Option("auto", help="sparseupdate: auto | released | search"),
+    convention: Convention = "paper",
+    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    optimizer: Optimizer = "sgd",
+    weight_bits: WeightBits = "32",
+    activation_bits: ActivationBits = "32",
+    gradient_bits: GradientBits = "32",
+    weights_in_flash: WeightsInFlash = None,
+    classifier: Classifier = False,
+    weights: WeightsFile = None,
+    seed: int = typer.Option(0, help="random channels, sparseupdate search"),
+    out: Optional[str] = typer.Option(None, help="write the policy JSON here"),
+    fmt: str = typer.Option("table", "--format", help="table | json (on stdout)"),
+):
+    """Choose the layers and channels to train within memory and compute budgets."""
+
+    if fmt not in ("table", "json"):
+        raise SpecError(f"unknown --format {fmt!r}: use table or json")
+    module, name = resolve_model(model, weights=weights, classifier=classifier)
+    policy = make_plan(
+        module, model_name=name, method=method, fisher=fisher, convention=convention,
+        memory_bytes=memory, compute=parse_compute(compute) if compute else None,
+        input_shape=parse_input_shape(input_shape), solver=solver, channels=channels,
+        scheme=scheme, seed=seed, optimizer=optimizer, weight_bits=parse_bits(weight_bits),
+        activation_bits=parse_bits(activation_bits),
+        gradient_bits=parse_bits(gradient_bits), weights_in_flash=weights_in_flash)
+    if out:
+        policy.save(out)
+        typer.echo(f"wrote {out}", err=True)
+    for note in policy.notes:
+        typer.echo(f"note: {note}", err=True)
+    emit(dumps(policy.to_dict()) if fmt == "json" else render_policy(policy.to_dict()), None)
+
+@run_safely
+def export(
+    policy: str = typer.Argument(..., help="policy JSON from `ttplan plan`"),
+    fmt: str = typer.Option("sparseupdate", "--format", help="sparseupdate"),
+    model: Optional[str] = typer.Option(None, help="the model, if the policy's name is "
+                                        "not a zoo name (import path module:callable)"),
+    classifier: bool = typer.Option(False, help="zoo models: the policy was made with "
+                                    "the classifier"),
+    out: Optional[str] = typer.Option(None, help="write the JSON here"),
+):
+    """Convert a policy to SparseUpdate's backward_config (n_bias_update,
+    manual_weight_idx, weight_update_ratio)."""
+
+    if fmt != "sparseupdate":
+        raise SpecError(f"unknown --format {fmt!r}: use sparseupdate")
+    loaded = load_policy(policy)
+    if loaded.method == "tinytl":
+        raise SpecError("a tinytl policy trains lite-residual modules SparseUpdate's "
+                        "backward_config cannot express")
+    module, name = resolve_model(model or loaded.model_name, classifier=classifier)
+    graph = trace(module, loaded.input_shape, name)
+    notes: list[str] = []
+    config = export_sparseupdate(loaded, graph, notes)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    emit(dumps(config), out)
+
+
+def render_policy(d: dict) -> str:
+    """A policy for people: budgets against predictions, then one row per selected layer."""
+    pred, budgets = d["predicted"], d["budgets"]
+    peak, macs = pred["memory"]["peak_bytes"], pred["totals"]["backward_macs"]
+
+    def against(value: int, budget, unit: str) -> str:
+        if budget is None:
+            return f"{value:,} {unit} (no budget)"
+        return f"{value:,} {unit} of {budget:,} ({100 * value / budget:.1f}%)"
+
+    lines = [
+        f"model      {d['model']['name']}  input {'x'.join(map(str, d['input_shape']))}  "
+        f"{d['convention']} convention",
+        f"method     {d['method']}" + (f" ({d['selection']['solver']}, channels "
+                                       f"{d['selection']['channels']})"
+                                       if d["selection"]["solver"] else ""),
+        f"memory     {against(peak, budgets['memory_bytes'], 'B')}",
+        f"compute    {against(macs, budgets['compute_macs'], 'backward MACs')}",
+    ]
+    if pred["fisher_captured"] is not None:
+        lines.append(f"fisher     {pred['fisher_captured']:.6g} captured")
+    lines.append(f"layers     {len(d['layers'])} updated"
+                 + ("" if pred["within_budget"] else "  -- OVER BUDGET"))
+    rows = [("layer", "weight", "bias", "channels")]
+    for layer in d["layers"]:
+        if not layer["update_weight"]:
+            chans = "-"
+        elif layer["channels"] is None:
+            chans = "all"
+        else:
+            side = "out" if layer["channel_axis"] == 0 else "in"
+            chans = f"{len(layer['channels'])} {side}"
+        rows.append((layer["name"], "yes" if layer["update_weight"] else "no",
+                     "yes" if layer["update_bias"] else "no", chans))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines.append("")
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines) + "\n"
