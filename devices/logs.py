@@ -19,6 +19,38 @@ import pandas as pd
 
 from ttplan.costmodel.errors import SpecError
 
+# The one log schema: what `ttplan train` appends (one row per run) and what calibration reads.
+# Cost columns are for ONE training step at the row's batch size; a step is one forward and
+# backward of `batch_size` samples, and a run has iterations x ceil(samples / batch_size) steps.
+# Empty cells mean "not measured" and are never invented.
+LOG_COLUMNS = (
+    "device", "model", "method", "policy", "batch_size", "iterations", "samples",
+    "load_s", "fisher_s", "plan_s", "train_s", "total_s", "energy_j",
+    "forward_macs", "backward_input_macs", "backward_weight_macs", "updated_tensors",
+    "peak_bytes_paper", "peak_bytes_pytorch", "saved_bytes_measured", "peak_rss_bytes",
+    "torch_version", "threads", "source",
+)
+
+
+def append_log_row(path: str | Path, row: dict) -> None:
+    """Append one run to a log (header first if the file is new), written atomically: the old
+    file plus the new row replace the old file in one rename."""
+    from ttplan.costmodel.fileio import write_text_atomic
+    import io
+
+    unknown = sorted(set(row) - set(LOG_COLUMNS))
+    if unknown:
+        raise SpecError(f"unknown log column(s) {', '.join(unknown)}")
+    target = Path(path)
+    old = target.read_text(encoding="utf-8") if target.exists() else ""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    if not old:
+        writer.writeheader()
+    writer.writerow({k: "" if row.get(k) is None else row[k] for k in LOG_COLUMNS})
+    write_text_atomic(target, old + buffer.getvalue())
+
+
 COLUMNS = ("device", "model", "method", "batch_size", "iterations", "fisher_s", "total_s",
            "energy_kj", "source")
 _INTS = ("batch_size", "iterations")
