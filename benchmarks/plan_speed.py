@@ -38,7 +38,8 @@ from ttplan.planner.data import synthetic_data  # noqa: E402
 from ttplan.planner.exact import solve_exact  # noqa: E402
 from ttplan.planner.fisher import default_candidate_layers, fisher_information  # noqa: E402
 from ttplan.planner.score import build_candidates  # noqa: E402
-from ttplan.planner.select import Budget, Coster, CostOptions, greedy  # noqa: E402
+from ttplan.costmodel.options import CostOptions
+from ttplan.planner.select import Budget, Coster, greedy  # noqa: E402
 
 SHAPE = (1, 3, 128, 128)
 

@@ -36,12 +36,14 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 from ttplan.costmodel.costs import evaluate  # noqa: E402
-from ttplan.costmodel.profile import build_config, profile  # noqa: E402
+from ttplan.costmodel.options import CONVENTIONS, CostOptions  # noqa: E402
+from ttplan.costmodel.profile import build_config  # noqa: E402
+from ttplan import profile  # noqa: E402
 from ttplan.costmodel.trace import trace  # noqa: E402
 from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model  # noqa: E402
 
 ZOO_SHAPE = (1, 3, 128, 128)
-CONVENTIONS = ("paper", "pytorch")
+
 
 
 def median_time(fn, repeats: int) -> float:
@@ -130,9 +132,8 @@ def scaling_table(sizes, repeats: int, skip_after: float) -> None:
             t_trace, graph = statistics.median(t for t, _ in trace_times), trace_times[-1][1]
             t_eval = {}
             for convention in CONVENTIONS:
-                config, _ = build_config(graph, "all", convention)
-                t_eval[convention] = median_time(
-                    lambda: evaluate(graph, config, convention), runs)
+                config, _ = build_config(graph, "all", CostOptions(convention))
+                t_eval[convention] = median_time(lambda: evaluate(graph, config), runs)
             total = t_trace + sum(t_eval.values())
             previous_total[nested] = total
             print(f"{layers:>7} {'nested' if nested else 'flat':<8}{t_trace:>9.3f}"

@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 
 from .errors import SpecError
 from .graph import MAC_KINDS, NORM_KINDS, LayerGraph, OpNode
+from .options import CostOptions
 from .rules import Grad
-
-OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # state tensors per updated parameter
 
 
 @dataclass(frozen=True)
@@ -40,28 +39,16 @@ class LayerUpdate:
     channel_axis: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
+    """What is updated ({layer name: LayerUpdate}) and how it is costed."""
+
     updates: dict[str, LayerUpdate] = field(default_factory=dict)
-    optimizer: str = "sgd"
-    weight_bits: int = 32
-    activation_bits: int = 32
-    gradient_bits: int = 32
-    weights_in_flash: bool = False
+    options: CostOptions = field(default_factory=CostOptions)
 
-    def __post_init__(self):
-        if self.optimizer not in OPTIMIZER_STATES:
-            raise SpecError(f"unknown optimizer {self.optimizer!r}: use sgd, momentum or adam")
-
-
-def resolve_weights_in_flash(convention: str, weights_in_flash: bool | None) -> bool:
-    """Where frozen weights live unless the user says: in flash under `paper` (A.4 counts only
-    the weights being updated, as on an MCU), in RAM under `pytorch` (PyTorch loads them)."""
-    if weights_in_flash is None:
-        return convention == "paper"
-    if weights_in_flash and convention == "pytorch":
-        raise SpecError("--weights-in-flash applies to --convention paper only")
-    return bool(weights_in_flash)
+    @property
+    def convention(self) -> str:
+        return self.options.convention
 
 
 def attached_norms(graph: LayerGraph) -> dict[str, str]:
@@ -100,7 +87,8 @@ def fold_batchnorm(graph: LayerGraph) -> LayerGraph:
     order = [n for n in graph.order if n not in folded_into]
     outputs = [folded_into.get(o, o) for o in graph.output_names]
     folded = LayerGraph(graph.model_name, graph.input_shape, graph.tracer, nodes, order,
-                        graph.input_name, outputs, list(graph.unknown_ops), graph.declared_blocks)
+                        graph.input_name, outputs, list(graph.unknown_ops), graph.declared_blocks,
+                        graph.rules)
     folded.derived["folded"] = folded  # folding a folded graph changes nothing
     graph.derived["folded"] = folded
     return folded
@@ -196,28 +184,32 @@ def _fractions(node: OpNode, update: LayerUpdate) -> tuple[float, float]:
     return weight_fraction, len(touched) / groups
 
 
-def node_grads(graph: LayerGraph, config: TrainConfig, convention: str) -> dict[str, Grad]:
-    """Which gradients exist at every operator, following requires-grad through the graph."""
+def node_grads(graph: LayerGraph, config: TrainConfig) -> dict[str, Grad]:
+    """Which gradients exist at every operator: an input needs a gradient when it is reached
+    from an operator with updated parameters (`LayerGraph.reached_from`)."""
     attached = {bn: layer for layer, bn in attached_norms(graph).items()}
-    needs_grad: dict[str, bool] = {graph.input_name: False}
-    grads: dict[str, Grad] = {}
-    training = convention == "pytorch"
+    updated: dict[str, tuple[bool, bool, float, float]] = {}
     for node in graph.ops():
         owner = attached.get(node.name, node.name)
         update = config.updates.get(graph[owner].layer_key)
-        weight = bias = False
+        if update is None or not node.params:
+            continue
+        weight = update.weight and node.weight_numel > 0
+        bias = update.bias and node.bias_numel > 0
         weight_fraction = input_fraction = 1.0
-        if update is not None and node.params:
-            weight = update.weight and node.weight_numel > 0
-            bias = update.bias and node.bias_numel > 0
-            if owner == node.name:
-                weight_fraction, input_fraction = _fractions(node, update)
-            elif update.weight and update.channels is not None and update.channel_axis == 0:
-                weight_fraction = len(update.channels) / node.out_channels  # attached norm scale
-        inputs = tuple(needs_grad.get(i, False) for i in node.inputs)
-        grad = Grad(inputs, weight, bias, weight_fraction, input_fraction, training)
-        grads[node.name] = grad
-        needs_grad[node.name] = grad.any and node.kind != "compare"
+        if owner == node.name:
+            weight_fraction, input_fraction = _fractions(node, update)
+        elif update.weight and update.channels is not None and update.channel_axis == 0:
+            weight_fraction = len(update.channels) / node.out_channels  # attached norm scale
+        updated[node.name] = (weight, bias, weight_fraction, input_fraction)
+    reach = graph.reached_from(n for n, (w, b, _, _) in updated.items() if w or b)
+    training = config.convention == "pytorch"
+    grads: dict[str, Grad] = {}
+    for node in graph.ops():
+        weight, bias, weight_fraction, input_fraction = updated.get(
+            node.name, (False, False, 1.0, 1.0))
+        inputs = tuple(i in reach and graph[i].kind != "compare" for i in node.inputs)
+        grads[node.name] = Grad(inputs, weight, bias, weight_fraction, input_fraction, training)
     return grads
 
 
@@ -237,7 +229,7 @@ def parameter_requires_grad(graph: LayerGraph, config: TrainConfig) -> dict[str,
     """{parameter name (``module.weight``): requires_grad} for training `config` in PyTorch:
     the flags a training loop sets before the forward (channel masks are applied separately,
     see `planner.apply`)."""
-    grads = node_grads(graph, config, "pytorch")
+    grads = node_grads(graph, TrainConfig(config.updates, CostOptions("pytorch")))
     flags: dict[str, bool] = {}
     for node in graph.ops():
         if node.module is None or not node.params or node.attrs.get("repeat_call"):

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from ttplan.costmodel.config import LayerUpdate, updatable_layers
 from ttplan.costmodel.costs import evaluate
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.profile import profile
+from ttplan import profile
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
 from ttplan.planner import baselines
@@ -23,7 +23,8 @@ from ttplan.planner.api import plan
 from ttplan.planner.exact import AdditiveModel, solve_exact
 from ttplan.planner.fisher import FisherResult, default_candidate_layers
 from ttplan.planner.score import build_candidates, ranked, score_layers
-from ttplan.planner.select import Budget, Choice, Coster, CostOptions, greedy, updates_of
+from ttplan.costmodel.options import CostOptions
+from ttplan.planner.select import Budget, Choice, Coster, greedy, updates_of
 from ttplan.planner.tinytl import add_lite_residuals, lite_layer_names
 from ttplan.cli import app
 
@@ -131,7 +132,7 @@ def test_greedy_costs_whole_configurations(mcunet):
     candidates = build_candidates(graph, fisher.layers)
     budget = Budget(900_000, 3_000_000)
     selection = greedy(coster, candidates, budget)
-    assert budget.fits(evaluate(graph, coster.config(selection.updates), "paper"))
+    assert budget.fits(evaluate(graph, coster.config(selection.updates)))
     # maximal: no unselected candidate's single channel still fits
     for cand in candidates:
         if cand.name in selection.updates:

@@ -12,6 +12,7 @@ import torch
 from ttplan.costmodel.config import TrainConfig, parameter_requires_grad, resolve_updates
 from ttplan.costmodel.costs import evaluate
 from ttplan.costmodel.measure import measure_saved_bytes
+from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.specs import parse_update
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
@@ -22,8 +23,8 @@ UPDATES = ["all", "bias-only", "last-layers:1", "last-layers:3", "last-blocks:2"
 
 def predicted_and_measured(model, input_shape, update):
     graph = trace(model, input_shape, "m")
-    config = TrainConfig(resolve_updates(parse_update(update), graph))
-    predicted = evaluate(graph, config, "pytorch").memory.saved_activation_bytes
+    config = TrainConfig(resolve_updates(parse_update(update), graph), CostOptions("pytorch"))
+    predicted = evaluate(graph, config).memory.saved_activation_bytes
     flags = parameter_requires_grad(graph, config)
     for name, param in model.named_parameters():
         param.requires_grad_(flags.get(name, False))

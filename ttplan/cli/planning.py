@@ -9,7 +9,7 @@ import typer
 
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.profile import resolve_model
-from ttplan.costmodel.specs import parse_bits, parse_compute, parse_input_shape
+from ttplan.costmodel.specs import parse_compute, parse_input_shape
 from ttplan.costmodel.trace import trace
 from ttplan.planner.api import plan as make_plan
 from ttplan.planner.data import load_support
@@ -90,9 +90,9 @@ def plan(
         module, model_name=name, method=method, fisher=fisher, convention=convention,
         memory_bytes=memory, compute=parse_compute(compute) if compute else None,
         input_shape=parse_input_shape(input_shape), solver=solver, channels=channels,
-        scheme=scheme, seed=seed, optimizer=optimizer, weight_bits=parse_bits(weight_bits),
-        activation_bits=parse_bits(activation_bits),
-        gradient_bits=parse_bits(gradient_bits), weights_in_flash=weights_in_flash)
+        scheme=scheme, seed=seed, optimizer=optimizer, weight_bits=weight_bits,
+        activation_bits=activation_bits, gradient_bits=gradient_bits,
+        weights_in_flash=weights_in_flash)
     if out:
         policy.save(out)
         typer.echo(f"wrote {out}", err=True)
