@@ -1,12 +1,9 @@
 """A training configuration: what is updated, and which gradients that makes exist.
 
 A *layer* (what can be updated) is a MAC layer (conv, transposed conv, linear) or a norm layer
-that does not directly follow one. A BatchNorm that directly follows a MAC layer (and is its
-only consumer) is *attached* to it:
-  * under ``paper`` it is folded into the layer, as deployed on a device (the layer gains a
-    bias of Cout values if it had none, and the norm disappears from the graph);
-  * under ``pytorch`` it stays, and is trained with its layer: its scale with the layer's
-    weights (for the output channels whose weights are updated), its shift with the bias.
+that does not directly follow one. A BatchNorm attached to a MAC layer (`costmodel.transforms`)
+is folded into it under ``paper`` and trained with it under ``pytorch``: its scale with the
+layer's weights (for the output channels whose weights are updated), its shift with the bias.
 
 Update specs (see `resolve_updates`):
   ``none``, ``all``, ``bias-only`` (every layer's bias, no weights),
@@ -18,13 +15,13 @@ Update specs (see `resolve_updates`):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from .errors import SpecError
 from .graph import MAC_KINDS, NORM_KINDS, LayerGraph, OpNode
 from .options import CostOptions
 from .rules import Grad
+from .transforms import attached_norms
 
 
 @dataclass(frozen=True)
@@ -49,49 +46,6 @@ class TrainConfig:
     @property
     def convention(self) -> str:
         return self.options.convention
-
-
-def attached_norms(graph: LayerGraph) -> dict[str, str]:
-    """{MAC layer name: name of the BatchNorm attached to it}."""
-    attached = {}
-    for node in graph.ops():
-        if node.kind == "batchnorm" and len(node.inputs) == 1:
-            src = graph[node.inputs[0]]
-            if src.kind in MAC_KINDS and graph.consumers(src.name) == [node.name]:
-                attached[src.name] = node.name
-    return attached
-
-
-def fold_batchnorm(graph: LayerGraph) -> LayerGraph:
-    """The graph as deployed: every attached BatchNorm folded into its layer."""
-    cached = graph.derived.get("folded")
-    if cached is not None:
-        return cached
-    attached = attached_norms(graph)
-    if not attached:
-        graph.derived["folded"] = graph
-        return graph
-    folded_into = {bn: layer for layer, bn in attached.items()}
-    nodes: dict[str, OpNode] = {}
-    for name in graph.order:
-        if name in folded_into:
-            continue
-        node = graph[name]
-        inputs = [folded_into.get(i, i) for i in node.inputs]
-        attrs = dict(node.attrs)
-        bias = node.bias_numel
-        if name in attached:
-            attrs["folded_bn"] = attached[name]
-            bias = bias or node.out_channels
-        nodes[name] = dataclasses.replace(node, inputs=inputs, bias_numel=bias, attrs=attrs)
-    order = [n for n in graph.order if n not in folded_into]
-    outputs = [folded_into.get(o, o) for o in graph.output_names]
-    folded = LayerGraph(graph.model_name, graph.input_shape, graph.tracer, nodes, order,
-                        graph.input_name, outputs, list(graph.unknown_ops), graph.declared_blocks,
-                        graph.rules)
-    folded.derived["folded"] = folded  # folding a folded graph changes nothing
-    graph.derived["folded"] = folded
-    return folded
 
 
 def updatable_layers(graph: LayerGraph) -> list[OpNode]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .config import TrainConfig, fold_batchnorm, mac_blocks, node_grads, trainable_param_count
+from .config import TrainConfig, mac_blocks, node_grads, trainable_param_count
 from .graph import LayerGraph
 from .memory import MemoryBreakdown, memory_breakdown
 from .rules import registry_of
+from .transforms import fold_batchnorm
 
 
 @dataclass

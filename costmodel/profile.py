@@ -35,6 +35,7 @@ class Profile:
     evaluation: Evaluation
     config: TrainConfig
     update: str  # the update spec as the user gave it
+    verification: dict | None = None  # `verify_saved_bytes`, when asked for
 
     @property
     def convention(self) -> str:
@@ -75,6 +76,7 @@ class Profile:
             "totals": dict(self.totals),
             "memory": self.memory.to_dict(),
             "warnings": list(self.warnings),
+            **({"verify": dict(self.verification)} if self.verification else {}),
         }
 
 

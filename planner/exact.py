@@ -50,8 +50,9 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
-from ttplan.costmodel.config import LayerUpdate, attached_norms
+from ttplan.costmodel.config import LayerUpdate
 from ttplan.costmodel.memory import paper_peak, updated_param_bytes
+from ttplan.costmodel.transforms import attached_norms
 
 from .score import Candidate, ranked
 from .select import Budget, Choice, Coster, Selection, captured, updates_of

@@ -126,6 +126,7 @@ def _layer_update(layer: dict) -> LayerUpdate:
 # ------------------------------------------------------------------------------ loading
 
 def load_policy(path) -> Policy:
+    """Read a policy file and validate every field (one-line PolicyError when it is broken)."""
     return _parse(load_json(path, what="policy"), str(path))
 
 

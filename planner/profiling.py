@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.measure import verify_saved_bytes
 from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import Profile, resolve_model, with_batch_size
 from ttplan.costmodel.profile import profile as cost_profile
@@ -28,7 +29,7 @@ _OPTION_NAMES = ("convention", "optimizer", "weight_bits", "activation_bits", "g
 def profile(model, input_shape=None, *, update="all", batch_size=None, convention=None,
             optimizer=None, weight_bits=None, activation_bits=None, gradient_bits=None,
             weights_in_flash=None, model_name=None, weights=None, classifier=False,
-            tracer="auto", rules=None) -> Profile:
+            tracer="auto", rules=None, verify=False) -> Profile:
     """Trace `model` (an nn.Module, a zoo name or ``module:callable``) and cost training it.
 
     update: "none", "all", "bias-only", "last-layers:K", "last-blocks:K", a policy file
@@ -37,28 +38,33 @@ def profile(model, input_shape=None, *, update="all", batch_size=None, conventio
     convention, optimizer, weight_bits, activation_bits, gradient_bits, weights_in_flash: the
     `CostOptions` fields; None means the policy's value, else CostOptions' default.
     rules: {module class | function | kind: Rule} priced for this call only.
+    verify: also run the configuration once in PyTorch and record in `verification` what
+    autograd kept against the `pytorch` convention's prediction (`verify_saved_bytes`).
     """
     given = {k: v for k, v in zip(_OPTION_NAMES, (convention, optimizer, weight_bits,
                                                   activation_bits, gradient_bits,
                                                   weights_in_flash)) if v is not None}
     policy = _policy_of(update)
+    module, name = resolve_model(model, model_name, weights, classifier)
     if policy is None:
         options = CostOptions(**given)
         shape = with_batch_size(input_shape or DEFAULT_INPUT_SHAPE, batch_size)
-        return cost_profile(model, shape, update=update, options=options,
-                            model_name=model_name, weights=weights, classifier=classifier,
+        prof = cost_profile(module, shape, update=update, options=options, model_name=name,
                             tracer=tracer, rules=rules)
-    options = _policy_options(policy, given)
-    shape = _policy_shape(policy, input_shape, batch_size)
-    module, name = resolve_model(model, model_name, weights, classifier)
-    if policy.method == "tinytl" and \
-            not any(LITE_ATTR in path.split(".") for path, _ in module.named_modules()):
-        module, name = add_lite_residuals(module, shape), f"{name}+lite-residual"
-    graph = trace(module, shape, name, tracer, rules=rules)
-    source = update if isinstance(update, (str, Path)) else "policy"
-    check_against_graph(policy, graph, str(source))
-    return cost_profile(module, shape, update=policy.updates(), options=options, graph=graph,
-                        model_name=name, update_text=str(source))
+    else:
+        options = _policy_options(policy, given)
+        shape = _policy_shape(policy, input_shape, batch_size)
+        if policy.method == "tinytl" and \
+                not any(LITE_ATTR in path.split(".") for path, _ in module.named_modules()):
+            module, name = add_lite_residuals(module, shape), f"{name}+lite-residual"
+        graph = trace(module, shape, name, tracer, rules=rules)
+        source = str(update) if isinstance(update, (str, Path)) else "policy"
+        check_against_graph(policy, graph, source)
+        prof = cost_profile(module, shape, update=policy.updates(), options=options,
+                            graph=graph, model_name=name, update_text=source)
+    if verify:
+        prof.verification = verify_saved_bytes(module, prof.graph, prof.config.updates)
+    return prof
 
 
 def _policy_of(update) -> Policy | None:

@@ -5,7 +5,6 @@ import json
 import math
 import random
 import re
-import time
 
 import pytest
 import torch
@@ -183,7 +182,7 @@ def test_additive_model_equals_evaluate_on_the_zoo(name, flash):
 
 
 @pytest.mark.parametrize("name", ZOO_MODELS)
-def test_exact_is_at_least_greedy_within_budget_and_fast(name):
+def test_exact_is_at_least_greedy_within_budget(name):
     model = build_zoo_model(name)
     graph = trace(model, SHAPE, name)
     fisher = fake_fisher(model)
@@ -192,12 +191,9 @@ def test_exact_is_at_least_greedy_within_budget_and_fast(name):
     full = coster.evaluate(baselines.fulltrain_updates(graph)).totals["backward_macs"]
     budget = Budget(1_000_000 + 200_000 * (name == "mbv2-w0.35"), full * 15 // 100)
     first = greedy(coster, candidates, budget)
-    start = time.perf_counter()
-    exact = solve_exact(coster, candidates, budget, incumbent=first)
-    elapsed = time.perf_counter() - start
+    exact = solve_exact(coster, candidates, budget, incumbent=first)  # speed: benchmarks/
     assert budget.fits(exact.evaluation)
     assert exact.fisher_captured >= first.fisher_captured
-    assert elapsed < 5.0  # ~0.2-0.8 s on a quiet machine (benchmarks/plan_speed.py)
 
 
 def test_exact_through_plan_records_the_greedy(mcunet):

@@ -38,6 +38,8 @@ def profile(
     weights: WeightsFile = None,
     classifier: Classifier = False,
     tracer: str = typer.Option("auto", help="auto | fx | hooks"),
+    verify: bool = typer.Option(False, help="run the configuration once in PyTorch and "
+                                "compare what autograd keeps with the pytorch prediction"),
     fmt: str = typer.Option("table", "--format", help="table | json | csv | md"),
     out: Out = None,
 ):
@@ -50,9 +52,14 @@ def profile(
                          convention=convention, optimizer=optimizer, weight_bits=weight_bits,
                          activation_bits=activation_bits, gradient_bits=gradient_bits,
                          weights_in_flash=weights_in_flash, weights=weights,
-                         classifier=classifier, tracer=tracer)
+                         classifier=classifier, tracer=tracer, verify=verify)
     for warning in prof.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    if prof.verification:
+        v = prof.verification
+        typer.echo(f"verify: autograd kept {v['measured_bytes']:,} B for backward; the pytorch "
+                   f"convention predicts {v['predicted_bytes']:,} B "
+                   f"({v['difference_pct']:+.2f}%)", err=True)
     emit(render(prof.to_dict(), fmt), out)
 
 
