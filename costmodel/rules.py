@@ -40,6 +40,7 @@ import torch.nn as nn
 from .errors import SpecError
 from .graph import OpNode, _numel
 from .kinds import FUNCTION_KINDS, METHOD_KINDS, MODULE_KINDS
+from .options import FP32_BYTES
 
 # Kinds whose backward needs no stored value for the *input* gradient at all under `paper`
 # and whose forward produces a new buffer only when the input is still needed elsewhere.
@@ -198,23 +199,23 @@ def pt_batchnorm(node, g):
     channels = node.in_shapes[0][1] if len(node.in_shapes[0]) > 1 else 1
     saved = [Saved(("in", 0), category="input")]
     if g.training_mode:  # batch mean and inverse std, fp32, one per channel
-        saved += [Saved(("extra", "save_mean"), 4 * channels),
-                  Saved(("extra", "save_invstd"), 4 * channels)]
+        saved += [Saved(("extra", "save_mean"), FP32_BYTES * channels),
+                  Saved(("extra", "save_invstd"), FP32_BYTES * channels)]
     return saved
 
 
 def pt_groupnorm(node, g):
     n = node.in_shapes[0][0]
     groups = node.attrs.get("num_groups", 1)
-    return [Saved(("in", 0), category="input"), Saved(("extra", "mean"), 4 * n * groups),
-            Saved(("extra", "rstd"), 4 * n * groups)]
+    return [Saved(("in", 0), category="input"), Saved(("extra", "mean"), FP32_BYTES * n * groups),
+            Saved(("extra", "rstd"), FP32_BYTES * n * groups)]
 
 
 def pt_layernorm(node, g):
     normalized = node.attrs.get("normalized_shape") or ()
     rows = node.in_numel(0) // max(1, _prod(normalized) if normalized else node.in_shapes[0][-1])
-    return [_saved_input(node, "input"), Saved(("extra", "mean"), 4 * rows),
-            Saved(("extra", "rstd"), 4 * rows)]
+    return [_saved_input(node, "input"), Saved(("extra", "mean"), FP32_BYTES * rows),
+            Saved(("extra", "rstd"), FP32_BYTES * rows)]
 
 
 def pt_saves_output(node, g):
