@@ -56,3 +56,17 @@ def test_worked_example(tmp_path, monkeypatch):
         diff = (weight - before[layer["name"] + ".weight"]).flatten(1).abs().sum(1) > 0
         unselected = sorted(set(range(weight.shape[0])) - set(layer["channels"] or []))
         assert not diff[unselected].any()
+
+
+def test_pricing_your_own_module_example():
+    from ttplan.costmodel.rules import REGISTRY
+
+    namespace = {}
+    exec(readme_block("### Pricing your own module", "python"), namespace)
+    gate, rule = namespace["Gate"], namespace["gate"]
+    try:
+        assert REGISTRY.modules[gate] and REGISTRY.rule_for(REGISTRY.modules[gate]) is rule
+        model = namespace["model"]
+        assert namespace["ttplan"].profile(model, (1, 3, 5, 5)).totals["forward_macs"] == 400
+    finally:
+        del REGISTRY.rules[REGISTRY.modules.pop(gate)]
