@@ -255,14 +255,29 @@ def _pytorch_activation_peak(graph, grads, storages: _Storages, kept, extras) ->
     end = len(graph.order)
     intervals = [(first_saver, end, storages.nbytes[key]) for key, first_saver in savers.items()]
     intervals += [(i, end, nbytes) for i, nbytes in extras.items()]
+    gradient_life = _gradient_lifetimes(graph, index)
     for node in graph.ops():
-        if not grads[node.name].any:
-            continue
-        last = max((index[c] for c in graph.consumers(node.name)), default=end)
-        if node.name in graph.output_names:
-            last = end
-        intervals.append((index[node.name], last, node.out_numel * node.dtype_bytes))
+        if grads[node.name].any:
+            intervals.append(gradient_life[node.name])
     # Walking backward from the end, the live set at step i is everything whose interval
     # contains i: the same scan as the forward pass's.
     backward_peak = peak_of_intervals(intervals, end)
     return max(forward_peak, backward_peak)
+
+
+def _gradient_lifetimes(graph: LayerGraph, index: dict) -> dict[str, tuple[int, int, int]]:
+    """(start, stop, bytes) of each tensor's gradient in the backward scan: from its producer's
+    step to its last consumer's (an output's, or an unused tensor's, to the end). Fixed per
+    graph, so computed once."""
+    key = "gradient_lifetimes"
+    if key not in graph.derived:
+        end = len(graph.order)
+        lives = {}
+        for node in graph.ops():
+            last = max((index[c] for c in graph.consumers(node.name)), default=end)
+            if node.name in graph.output_names:
+                last = end
+            lives[node.name] = (index[node.name], last, node.out_numel * node.dtype_bytes)
+        graph.derived[key] = lives
+    return graph.derived[key]
+

@@ -14,12 +14,16 @@ from .graph import MAC_KINDS, LayerGraph, OpNode
 
 def attached_norms(graph: LayerGraph) -> dict[str, str]:
     """{MAC layer name: name of the BatchNorm attached to it}."""
+    cached = graph.derived.get("attached_norms")
+    if cached is not None:
+        return dict(cached)
     attached = {}
     for node in graph.ops():
         if node.kind == "batchnorm" and len(node.inputs) == 1:
             src = graph[node.inputs[0]]
             if src.kind in MAC_KINDS and graph.consumers(src.name) == [node.name]:
                 attached[src.name] = node.name
+    graph.derived["attached_norms"] = dict(attached)
     return attached
 
 
