@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import SpecError
-from .graph import MAC_KINDS, NORM_KINDS, LayerGraph, OpNode
+from .graph import FREE_PARAM_KINDS, MAC_KINDS, NORM_KINDS, LayerGraph, OpNode
 from .options import CostOptions
 from .rules import Grad
 from .transforms import attached_norms
@@ -53,7 +53,8 @@ def updatable_layers(graph: LayerGraph) -> list[OpNode]:
     attached_bns = set(attached_norms(graph).values())
     layers: dict[str, OpNode] = {}
     for n in graph.ops():
-        if (n.kind in MAC_KINDS or n.kind in NORM_KINDS and n.params) and n.name not in attached_bns:
+        if (n.kind in MAC_KINDS or n.kind in NORM_KINDS | FREE_PARAM_KINDS and n.params) \
+                and n.name not in attached_bns:
             layers.setdefault(n.layer_key, n)  # a shared module is one layer
     return list(layers.values())
 
@@ -189,6 +190,11 @@ def parameter_requires_grad(graph: LayerGraph, config: TrainConfig) -> dict[str,
         if node.module is None or not node.params or node.attrs.get("repeat_call"):
             continue
         grad = grads[node.name]
+        names = node.attrs.get("param_names")
+        if names:  # functional ops, free parameters, recurrent layers: the real names
+            flags.update({n: grad.weight for n in names.get("weight", [])})
+            flags.update({n: grad.bias for n in names.get("bias", [])})
+            continue
         if node.weight_shape is not None:
             flags[f"{node.module}.weight"] = grad.weight
         if node.bias_numel:

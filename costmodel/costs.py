@@ -28,6 +28,19 @@ class Evaluation:
     warnings: list[str] = field(default_factory=list)
 
 
+def unknown_op_warnings(graph: LayerGraph) -> list[str]:
+    """One warning per kind of operator without a rule, with how often it is called."""
+    calls: dict[str, list[str]] = {}
+    for node in graph.ops():
+        if node.kind == "unknown":
+            calls.setdefault(node.op, []).append(node.name)
+    warnings = []
+    for op, names in calls.items():
+        where = names[0] if len(names) == 1 else f"{len(names)} calls, first {names[0]}"
+        warnings.append(f"no cost rule for {op} ({where}): its MACs and memory are NOT counted")
+    return warnings
+
+
 def costing_graph(graph: LayerGraph, convention: str) -> LayerGraph:
     """The graph a convention costs: `paper` folds BatchNorm into its layer, as deployed."""
     return fold_batchnorm(graph) if convention == "paper" else graph
@@ -91,5 +104,5 @@ def evaluate(graph: LayerGraph, config: TrainConfig) -> Evaluation:
     }
     totals["forward_flops"] = 2 * totals["forward_macs"]
     totals["backward_flops"] = 2 * totals["backward_macs"]
-    warnings = [f"no cost rule for {u}: its MACs and memory are NOT counted" for u in unknown]
+    warnings = list(costed.warnings) + unknown_op_warnings(costed)
     return Evaluation(costed, convention, rows, totals, memory, warnings)

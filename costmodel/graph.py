@@ -19,9 +19,11 @@ import networkx as nx
 
 # Kinds whose weights a training configuration can update ("layers" in the paper's sense are
 # the MAC layers; norm layers carry affine parameters too).
-MAC_KINDS = frozenset({"conv", "conv_transpose", "linear"})
+MAC_KINDS = frozenset({"conv", "conv_transpose", "linear", "rnn"})
 NORM_KINDS = frozenset({"batchnorm", "layernorm", "groupnorm"})
-PARAM_KINDS = MAC_KINDS | NORM_KINDS
+# Parameters used on their own (cls_token, pos_embed, layer-scale gamma) and lookup tables.
+FREE_PARAM_KINDS = frozenset({"parameter", "embedding"})
+PARAM_KINDS = MAC_KINDS | NORM_KINDS | FREE_PARAM_KINDS
 
 
 @dataclass
@@ -103,6 +105,7 @@ class LayerGraph:
     unknown_ops: list[str] = field(default_factory=list)  # "name (op)" for ops with no rule
     declared_blocks: list[str] | None = None  # the model's own block list (zoo), if it has one
     rules: object = None  # the costmodel.rules.Registry it was traced with (None: the default)
+    warnings: list[str] = field(default_factory=list)  # from tracing (e.g. the fx fallback)
 
     def __post_init__(self):
         # Things computed from the graph once and reused by every configuration costed on it

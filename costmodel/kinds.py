@@ -32,7 +32,13 @@ MODULE_KINDS: dict[type, str] = {
     nn.Flatten: "reshape", nn.Unflatten: "reshape", nn.Identity: "identity",
     nn.Dropout: "dropout", nn.Dropout2d: "dropout", nn.Dropout1d: "dropout",
     nn.Upsample: "upsample",
+    nn.Dropout3d: "dropout", nn.AlphaDropout: "dropout",
+    nn.LSTM: "rnn", nn.GRU: "rnn", nn.RNN: "rnn",
+    nn.Embedding: "embedding", nn.LogSoftmax: "softmax",
 }
+
+# Classes libraries write themselves (no common base to look up): stochastic depth.
+MODULE_NAME_KINDS: dict[str, str] = {"DropPath": "drop_path", "StochasticDepth": "drop_path"}
 
 FUNCTION_KINDS: dict[object, str] = {
     F.relu: "relu", torch.relu: "relu", F.relu_: "relu", torch.relu_: "relu",
@@ -51,7 +57,21 @@ FUNCTION_KINDS: dict[object, str] = {
     operator.le: "compare", operator.eq: "compare", operator.ne: "compare",
     F.adaptive_avg_pool2d: "adaptive_avgpool", F.avg_pool2d: "avgpool",
     F.max_pool2d: "maxpool", F.dropout: "dropout", F.interpolate: "upsample",
-    F.conv2d: "conv", F.linear: "linear",
+    F.conv2d: "conv", F.linear: "linear", F.conv1d: "conv", F.conv3d: "conv",
+    F.batch_norm: "batchnorm", F.layer_norm: "layernorm", F.group_norm: "groupnorm",
+    F.embedding: "embedding", F.dropout1d: "dropout", F.dropout2d: "dropout",
+    operator.matmul: "matmul", torch.matmul: "matmul", torch.bmm: "matmul", torch.mm: "matmul",
+    torch.einsum: "einsum", torch.baddbmm: "baddbmm",
+    F.scaled_dot_product_attention: "sdpa",
+    F.log_softmax: "softmax", torch.log_softmax: "softmax",
+    torch.chunk: "split", torch.split: "split", torch.unbind: "split",
+    torch.transpose: "reshape", torch.permute: "reshape", torch.stack: "cat",
+    operator.truediv: "div", torch.div: "div", operator.neg: "add",
+    F.adaptive_avg_pool1d: "adaptive_avgpool", F.avg_pool1d: "avgpool",
+    F.max_pool1d: "maxpool",
+    torch.zeros: "constant", torch.ones: "constant", torch.arange: "constant",
+    torch.full: "constant", torch.empty: "constant", torch.zeros_like: "constant",
+    torch.ones_like: "constant", torch.tensor: "constant",
 }
 
 # Tensor methods seen as fx call_method targets or through __torch_function__.
@@ -61,7 +81,14 @@ METHOD_KINDS: dict[str, str] = {
     "sub": "add", "__sub__": "add",
     "mul": "mul", "mul_": "mul", "__mul__": "mul", "__imul__": "mul", "__rmul__": "mul",
     "view": "reshape", "reshape": "reshape", "flatten": "reshape", "squeeze": "reshape",
-    "unsqueeze": "reshape", "contiguous": "identity", "__getitem__": "getitem",
+    "unsqueeze": "reshape", "contiguous": "contiguous", "__getitem__": "getitem",
+    "permute": "reshape", "transpose": "reshape", "expand": "reshape", "expand_as": "reshape",
+    "t": "reshape", "view_as": "reshape", "reshape_as": "reshape", "unflatten": "reshape",
+    "chunk": "split", "split": "split", "unbind": "split", "tensor_split": "split",
+    "matmul": "matmul", "__matmul__": "matmul", "bmm": "matmul", "mm": "matmul",
+    "baddbmm": "baddbmm", "log_softmax": "softmax",
+    "div": "div", "__truediv__": "div", "__neg__": "add", "__rsub__": "add",
+    "to": "identity", "float": "identity", "type_as": "identity", "clone": "contiguous",
     "mean": "mean", "sum": "mean", "clamp": "hardtanh", "clamp_": "hardtanh",
     # Comparisons give boolean tensors: no gradient flows through them (data-dependent
     # control flow in models that only the hooks tracer can follow).
@@ -69,6 +96,9 @@ METHOD_KINDS: dict[str, str] = {
     "ne": "compare", "__gt__": "compare", "__lt__": "compare", "__ge__": "compare",
     "__le__": "compare", "__eq__": "compare", "__ne__": "compare",
 }
+
+# Tensor attributes that are tensors (x.T, x.mT); every other attribute is not an operator.
+TENSOR_ATTRIBUTE_KINDS: dict[str, str] = {"T": "reshape", "mT": "reshape", "data": "identity"}
 
 # Method names that modify their first operand in place.
 INPLACE_METHODS = frozenset({"relu_", "add_", "mul_", "clamp_", "__iadd__", "__imul__"})

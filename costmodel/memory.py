@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from .config import TrainConfig, trainable_param_count
 from .graph import LayerGraph
 from .options import FP32_BYTES, CostOptions
-from .rules import VIEW_KINDS, Grad, registry_of
+from .rules import VIEW_KINDS, Grad, drop_probability, registry_of
 
 
 @dataclass
@@ -80,7 +80,9 @@ class _Storages:
             storage = self._alias(node, convention, last_use, index[name])
             if storage is None:
                 storage = name
-                self.nbytes[name] = node.out_numel * elem_bytes(node)
+                # A parameter is resident with the weights (F1), not an activation buffer.
+                self.nbytes[name] = 0 if node.kind == "parameter" else \
+                    node.out_numel * elem_bytes(node)
                 self.start[name] = index[name]
                 self.stop[name] = last_use[name]
             else:
@@ -98,10 +100,11 @@ class _Storages:
             return None
         if convention == "pytorch":
             src = node.attrs.get("aliases_input")
-            if src is None or node.kind == "dropout":
+            if src is None or node.kind in ("dropout", "drop_path") and drop_probability(node):
                 return None  # the pytorch convention trains: dropout writes a new tensor
             return self.of[node.inputs[src]]
-        if node.kind in VIEW_KINDS:
+        if node.kind in VIEW_KINDS or node.kind == "contiguous" and \
+                node.attrs.get("aliases_input") is not None:
             return self.of[node.inputs[0]]
         rule = self.rules.rule_for(node.kind)
         if rule is not None and rule.elementwise:
@@ -210,6 +213,8 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad],
             else:
                 tensor = node.name if kind == "out" else node.inputs[item.source[1]]
                 key = storages.value_of[tensor]
+                if graph[key].kind == "parameter":
+                    continue  # parameters (and views of them) are not activations
                 nbytes = graph[key].out_numel * elem_bytes(graph[key]) * item.fraction
             old_bytes, old_cat = kept.get(key, (0.0, "mask"))
             category = "input" if "input" in (old_cat, item.category) else "mask"
@@ -251,13 +256,15 @@ def _pytorch_activation_peak(graph, grads, storages: _Storages, kept, extras) ->
                 continue
             tensor = node.name if item.source[0] == "out" else node.inputs[item.source[1]]
             key = storages.of[tensor]
+            if graph[key].kind == "parameter":
+                continue
             savers[key] = min(savers.get(key, index[node.name]), index[node.name])
     end = len(graph.order)
     intervals = [(first_saver, end, storages.nbytes[key]) for key, first_saver in savers.items()]
     intervals += [(i, end, nbytes) for i, nbytes in extras.items()]
     gradient_life = _gradient_lifetimes(graph, index)
     for node in graph.ops():
-        if grads[node.name].any:
+        if grads[node.name].any and node.kind != "parameter":  # its gradient: gradient_bytes
             intervals.append(gradient_life[node.name])
     # Walking backward from the end, the live set at step i is everything whose interval
     # contains i: the same scan as the forward pass's.

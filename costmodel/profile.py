@@ -125,19 +125,20 @@ def with_batch_size(input_shape, batch_size) -> tuple[int, ...]:
 def profile(model, input_shape=DEFAULT_INPUT_SHAPE, *, update="all",
             options: CostOptions | None = None, batch_size=None, model_name=None, weights=None,
             classifier=False, tracer="auto", graph=None, rules=None,
-            update_text: str | None = None) -> Profile:
+            update_text: str | None = None, blocks: str | None = None) -> Profile:
     """Trace `model` (an nn.Module, a zoo name or ``module:callable``) and cost training it.
 
     `update`: "none", "all", "bias-only", "last-layers:K", "last-blocks:K", or {layer name:
     LayerUpdate}; `options`: how it is costed (`CostOptions`). `batch_size` replaces dimension
     0 of `input_shape`. `rules`: {module class | function | kind: Rule} priced for this call
-    only. `graph`: an already traced graph (the model is then not traced again).
+    only. `graph`: an already traced graph (the model is then not traced again). `blocks`: a
+    regular expression naming the blocks `last-blocks:K` counts (`costmodel.blocks`).
     """
     options = options if options is not None else CostOptions()
     input_shape = with_batch_size(input_shape, batch_size)
     if graph is None:
         module, name = resolve_model(model, model_name, weights, classifier)
-        graph = trace(module, input_shape, name, tracer, rules=rules)
+        graph = trace(module, input_shape, name, tracer, rules=rules, blocks=blocks)
     else:
         name = model_name or graph.model_name
     config, text = build_config(graph, update, options)

@@ -39,7 +39,8 @@ import torch.nn as nn
 
 from .errors import SpecError
 from .graph import OpNode, _numel
-from .kinds import FUNCTION_KINDS, METHOD_KINDS, MODULE_KINDS
+from .kinds import FUNCTION_KINDS, METHOD_KINDS, MODULE_KINDS, MODULE_NAME_KINDS
+from .opinfo import measured_key
 from .options import FP32_BYTES
 
 # Kinds whose backward needs no stored value for the *input* gradient at all under `paper`
@@ -47,7 +48,9 @@ from .options import FP32_BYTES
 ELEMENTWISE_ACTIVATIONS = frozenset({"relu", "relu6", "hardtanh", "leaky_relu", "hardswish",
                                      "hardsigmoid", "sigmoid", "silu", "gelu", "tanh"})
 RELU_FAMILY = frozenset({"relu", "relu6", "hardtanh", "leaky_relu"})  # derivative = a 1-bit mask
-VIEW_KINDS = frozenset({"reshape", "identity", "getitem"})
+VIEW_KINDS = frozenset({"reshape", "identity", "getitem", "split"})
+# Gates per hidden unit of a recurrent layer (its weight_ih is gates·H × input).
+RNN_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,59 @@ def no_macs(node: OpNode) -> int:
     return 0
 
 
+def _matmul_operands(node: OpNode) -> tuple[tuple, tuple]:
+    """The two multiplied operands' shapes (baddbmm's are its last two inputs)."""
+    if node.kind == "baddbmm":
+        return node.in_shapes[-2], node.in_shapes[-1]
+    shapes = list(node.in_shapes) + [tuple(node.attrs.get("other_shape", ()))]
+    return shapes[0], shapes[1]
+
+
+def matmul_macs(node: OpNode) -> int:
+    """matmul / @ / bmm / mm / baddbmm: every output element sums K products, K the
+    contracted size (the first operand's last dimension)."""
+    a, _ = _matmul_operands(node)
+    return node.out_numel * int(a[-1]) if a else 0
+
+
+def einsum_macs(node: OpNode) -> int:
+    """A two-operand einsum: one product per combination of all the equation's indices."""
+    sizes = node.attrs.get("index_sizes") or {}
+    return _prod(sizes.values()) if sizes else 0
+
+
+def sdpa_macs(node: OpNode) -> int:
+    """Q·Kᵀ (N·H·L·S·E) plus P·V (N·H·L·S·Ev): q is N…×L×E, k N…×S×E, v N…×S×Ev."""
+    q, k, v = (node.in_shapes + [()] * 3)[:3]
+    if not (q and k and v):
+        return 0
+    rows = _prod(q[:-1])  # N·H·L
+    return rows * int(k[-2]) * int(q[-1]) + rows * int(k[-2]) * int(v[-1])
+
+
+def rnn_macs(node: OpNode) -> int:
+    """LSTM/GRU/RNN: per layer and direction, N·T·G·H·(I_l + H): the input and the hidden
+    projection of every time step (G gates: 4 LSTM, 3 GRU, 1 RNN; I_l the layer's input size,
+    H·directions above the first layer). Gate products and non-linearities are other ops."""
+    return sum(rnn_layer_macs(node))
+
+
+def rnn_layer_macs(node: OpNode) -> list[int]:
+    """[input-projection MACs, hidden-projection MACs] summed over layers and directions."""
+    a = node.attrs
+    gates, hidden = RNN_GATES.get(node.op, 1), int(a.get("hidden_size", 0))
+    layers, dirs = int(a.get("num_layers", 1)), 2 if a.get("bidirectional") else 1
+    x = node.in_shapes[0]
+    steps = _prod(x[:-1])  # N·T
+    first_in = int(x[-1])
+    input_macs = hidden_macs = 0
+    for layer in range(layers):
+        size_in = first_in if layer == 0 else hidden * dirs
+        input_macs += dirs * steps * gates * hidden * size_in
+        hidden_macs += dirs * steps * gates * hidden * hidden
+    return [input_macs, hidden_macs]
+
+
 # ---- backward MACs -------------------------------------------------------------------------
 
 def no_backward_macs(node: OpNode, g: Grad) -> int:
@@ -123,6 +179,42 @@ def channel_weight_grad(forward: Callable[[OpNode], int]) -> Callable[[OpNode, G
     def backward_weight_macs(node: OpNode, g: Grad) -> int:
         return round(forward(node) * g.weight_fraction) if g.weight else 0
     return backward_weight_macs
+
+
+def matmul_input_grads(node: OpNode, g: Grad) -> int:
+    """Each multiplied operand that needs a gradient costs one more product of the forward's
+    size (dA = dC·Bᵀ, dB = Aᵀ·dC), whatever is broadcast."""
+    first = 1 if node.kind == "baddbmm" else 0
+    count = int(g.input(first)) + int(g.input(first + 1))
+    forward = matmul_macs(node) if node.kind != "einsum" else einsum_macs(node)
+    return count * forward
+
+
+def sdpa_input_grads(node: OpNode, g: Grad) -> int:
+    """dV = Pᵀ·dO (S·L·Ev per head) if v needs it; dP = dO·Vᵀ (L·S·Ev) if q or k does;
+    dQ = dS·K (L·S·E) if q does; dK = dSᵀ·Q (S·L·E) if k does."""
+    q, k, v = (node.in_shapes + [()] * 3)[:3]
+    rows, s = _prod(q[:-1]), int(k[-2])
+    e, ev = int(q[-1]), int(v[-1])
+    dq, dk, dv = g.input(0), g.input(1), g.input(2)
+    return rows * s * (ev * (int(dv) + int(dq or dk)) + e * (int(dq) + int(dk)))
+
+
+def rnn_input_grads(node: OpNode, g: Grad) -> int:
+    """Back-propagation through time: the hidden state's gradient every step (all layers'
+    hidden projections) and the inputs of the layers above the first, whenever any gradient
+    passes; the first layer's input projection only when the input needs a gradient."""
+    input_macs, hidden_macs = rnn_layer_macs(node)
+    a = node.attrs
+    dirs = 2 if a.get("bidirectional") else 1
+    first = dirs * _prod(node.in_shapes[0][:-1]) * RNN_GATES.get(node.op, 1) \
+        * int(a.get("hidden_size", 0)) * int(node.in_shapes[0][-1])
+    return hidden_macs + (input_macs - first) + (first if g.input(0) else 0)
+
+
+def rnn_weight_grads(node: OpNode, g: Grad) -> int:
+    """dW_ih and dW_hh: as many MACs as the forward projections."""
+    return rnn_macs(node) if g.weight else 0
 
 
 # ---- other ops ---------------------------------------------------------------------------
@@ -148,6 +240,32 @@ def pool_window(node: OpNode) -> int:
 
 def free(node: OpNode) -> int:
     return 0
+
+
+def copied_elements(node: OpNode) -> int:
+    """`contiguous` / `clone`: one copy per element when it allocates, nothing when it
+    returns its (already contiguous) input."""
+    return 0 if node.attrs.get("aliases_input") is not None else node.out_numel
+
+
+def per_output_rows_softmax(node: OpNode) -> int:
+    """Fused attention's non-MAC work: the softmax over N·H·L·S scores (one op each)."""
+    q, k = (node.in_shapes + [(), ()])[:2]
+    return _prod(q[:-1]) * int(k[-2]) if q and k else 0
+
+
+def embedding_grad_ops(node: OpNode, g: Grad) -> int:
+    """The weight gradient scatters one row per looked-up index: one add per output element."""
+    return node.out_numel if g.weight else 0
+
+
+def rnn_other_ops(node: OpNode) -> int:
+    """Gate non-linearities and products: G + 3 per hidden unit and step (a count, not MACs)."""
+    a = node.attrs
+    dirs = 2 if a.get("bidirectional") else 1
+    steps = _prod(node.in_shapes[0][:-1])
+    return steps * dirs * int(a.get("num_layers", 1)) * (RNN_GATES.get(node.op, 1) + 3) * \
+        int(a.get("hidden_size", 0))
 
 
 def bias_add(node: OpNode) -> int:
@@ -256,8 +374,8 @@ def pt_mul(node, g):
 
 
 def pt_dropout(node, g):
-    if not g.training_mode:
-        return []
+    if not g.training_mode or not drop_probability(node):
+        return []  # p = 0 returns its input: no mask (measured)
     # A float mask (0 or 1/(1-p)): per element for Dropout, per channel for Dropout2d/1d.
     mask_numel = node.out_numel
     if node.op in ("Dropout1d", "Dropout2d", "Dropout3d"):
@@ -274,6 +392,80 @@ def pt_adaptive_avgpool(node, g):
 
 def pt_nothing(node, g):
     return []
+
+
+def _operand_saved(node, i: int, category="mask") -> Saved:
+    """A matmul operand as bmm/mm keeps it: the operand's own storage when expanding and
+    folding its batch dimensions is a view, else the contiguous copy made in the forward
+    (`operand_copied`, measured on the real tensors while tracing)."""
+    copied = node.attrs.get("operand_copied") or []
+    if i < len(copied) and copied[i]:
+        return Saved(("extra", f"operand{i}_copy"), int(copied[i]), category)
+    return Saved(("in", i), category=category)
+
+
+def pt_matmul(node, g):
+    # mm/bmm keep each operand only for the other operand's gradient (measured).
+    first = 1 if node.kind == "baddbmm" else 0
+    saved = []
+    if g.input(first + 1) and first < len(node.inputs):
+        saved.append(_operand_saved(node, first))
+    if g.input(first) and first + 1 < len(node.inputs):
+        saved.append(_operand_saved(node, first + 1))
+    return saved
+
+
+def pt_measured(node, g):
+    """Ops whose saved set was measured while tracing, per situation (einsum's folding,
+    oneDNN's LSTM workspace): {"wbx": [...]} keyed by weight/bias/input needing gradients."""
+    table = node.attrs.get("measured_saved") or {}
+    flags = g.inputs if node.kind == "einsum" else (any(g.inputs),)
+    key = measured_key(g.weight, g.bias, flags)
+    saved = []
+    for source, nbytes in table.get(key, []):
+        if source == "new":
+            saved.append(Saved(("extra", f"measured{len(saved)}"), int(nbytes)))
+        elif source == "out":
+            saved.append(Saved(("out",)))
+        else:
+            saved.append(Saved(("in", int(source))))
+    return saved
+
+
+def pt_sdpa(node, g):
+    # The CPU flash-attention kernel keeps q, k, v, the output and a float32 logsumexp of
+    # N·H·L, whichever input needs a gradient (measured; dropout_p > 0 takes another path).
+    rows = _prod(node.in_shapes[0][:-1]) if node.in_shapes else 0
+    saved = [Saved(("in", i)) for i in range(min(3, len(node.inputs)))]
+    return saved + [Saved(("out",)), Saved(("extra", "logsumexp"), FP32_BYTES * rows)]
+
+
+def pt_div(node, g):
+    # DivBackward0 keeps the divisor for the dividend's gradient, both for the divisor's.
+    if len(node.inputs) < 2:
+        return []
+    if g.input(1):
+        return [Saved(("in", 0)), Saved(("in", 1))]
+    return [Saved(("in", 1))] if g.input(0) else []
+
+
+def pt_embedding(node, g):
+    # EmbeddingBackward0 keeps the indices (int64) for the weight gradient.
+    return [Saved(("in", 0))] if g.weight and node.inputs else []
+
+
+def pt_drop_path(node, g):
+    # x * mask / keep: MulBackward0 keeps the per-sample mask (N×1×…, float) when x needs a
+    # gradient; identity when p = 0 or not training.
+    if not g.training_mode or not g.input(0) or not drop_probability(node):
+        return []
+    return [Saved(("extra", "mask"), node.out_shape[0] * node.dtype_bytes)]
+
+
+def drop_probability(node) -> float:
+    a = node.attrs
+    p = a.get("p", a.get("drop_prob", a.get("dropout_p", 0.0)))
+    return float(p or 0.0)
 
 
 # ---- saved for backward: `paper` (appendix A.4's ideal engine, BN folded) -----------------
@@ -305,7 +497,51 @@ def paper_layer_or_group_norm(node, g):
 
 
 def paper_dropout(node, g):
-    return [Saved(("extra", "mask"), math.ceil(node.out_numel / 8))] if g.input(0) else []
+    if not g.input(0) or not drop_probability(node):
+        return []
+    return [Saved(("extra", "mask"), math.ceil(node.out_numel / 8))]
+
+
+def paper_drop_path(node, g):
+    if not g.input(0) or not drop_probability(node):
+        return []
+    return [Saved(("extra", "mask"), math.ceil(node.out_shape[0] / 8))]
+
+
+def paper_matmul(node, g):
+    """A.4 keeps what a product's gradient needs: each operand for the other's gradient."""
+    first = 1 if node.kind == "baddbmm" else 0
+    saved = []
+    if g.input(first + 1):
+        saved.append(Saved(("in", first)))
+    if g.input(first):
+        saved.append(Saved(("in", first + 1)))
+    return saved
+
+
+def paper_sdpa(node, g):
+    """An engine without recomputation keeps q, k, v and the attention probabilities
+    (N·H·L·S), as the explicit softmax(q·kᵀ)·v would."""
+    if not g.any:
+        return []
+    q, k = node.in_shapes[0], node.in_shapes[1]
+    probs = _prod(q[:-1]) * int(k[-2])
+    return [Saved(("in", i)) for i in range(min(3, len(node.inputs)))] + [
+        Saved(("extra", "probabilities"), probs * node.dtype_bytes)]
+
+
+def paper_rnn(node, g):
+    """A.4-style: the layer input and, per step, the gate activations (G·H per sample and
+    direction per layer) and the cell state, which the gradient of every gate needs."""
+    if not g.any:
+        return []
+    a = node.attrs
+    dirs = 2 if a.get("bidirectional") else 1
+    steps = _prod(node.in_shapes[0][:-1])
+    per_step = (RNN_GATES.get(node.op, 1) + 1) * int(a.get("hidden_size", 0))
+    kept = steps * dirs * int(a.get("num_layers", 1)) * per_step * node.dtype_bytes
+    return [Saved(("in", 0), category="input" if g.weight else "mask"),
+            Saved(("extra", "gates"), kept)]
 
 
 # ---- the registry ------------------------------------------------------------------------
@@ -388,8 +624,32 @@ RULES: dict[str, Rule] = {
     "identity": Rule(forward_other_ops=free),
     "getitem": Rule(forward_other_ops=free),
     "dropout": Rule(saved_pytorch=pt_dropout, saved_paper=paper_dropout, elementwise=True),
+    "drop_path": Rule(saved_pytorch=pt_drop_path, saved_paper=paper_drop_path,
+                      elementwise=True),
     "upsample": Rule(),
     "compare": Rule(),
+    "div": Rule(saved_pytorch=pt_div, saved_paper=pt_div, elementwise=True),
+    "split": Rule(forward_other_ops=free),
+    "contiguous": Rule(forward_other_ops=copied_elements),
+    "constant": Rule(forward_other_ops=free),
+    "parameter": Rule(forward_other_ops=free, backward_other_ops=no_backward_macs),
+    "matmul": Rule(matmul_macs, free, pt_matmul, paper_matmul,
+                   backward_input_macs=matmul_input_grads,
+                   backward_weight_macs=no_backward_macs, backward_other_ops=no_backward_macs),
+    "baddbmm": Rule(matmul_macs, per_output, pt_matmul, paper_matmul,
+                    backward_input_macs=matmul_input_grads,
+                    backward_weight_macs=no_backward_macs,
+                    backward_other_ops=on_gradient_path(per_output)),
+    "einsum": Rule(einsum_macs, free, pt_measured, paper_matmul,
+                   backward_input_macs=matmul_input_grads,
+                   backward_weight_macs=no_backward_macs, backward_other_ops=no_backward_macs),
+    "sdpa": Rule(sdpa_macs, per_output_rows_softmax, pt_sdpa, paper_sdpa,
+                 backward_input_macs=sdpa_input_grads, backward_weight_macs=no_backward_macs),
+    "embedding": Rule(forward_other_ops=free, saved_pytorch=pt_embedding,
+                      backward_other_ops=embedding_grad_ops),
+    "rnn": Rule(rnn_macs, rnn_other_ops, pt_measured, paper_rnn, mac_layer=True,
+                backward_input_macs=rnn_input_grads, backward_weight_macs=rnn_weight_grads,
+                backward_other_ops=bias_grad_ops),
 }
 
 
@@ -411,7 +671,15 @@ class Registry:
             kind = self.modules.get(cls)
             if kind is not None:
                 return kind
-        return "unknown"
+        return self._named_kind(module) or "unknown"
+
+    @staticmethod
+    def _named_kind(module: nn.Module) -> str | None:
+        """Kinds known by class name only (each library writes its own DropPath)."""
+        for cls in type(module).__mro__:
+            if cls.__name__ in MODULE_NAME_KINDS:
+                return MODULE_NAME_KINDS[cls.__name__]
+        return None
 
     def is_leaf(self, module: nn.Module) -> bool:
         """Is a module one operator? Yes when its class (or a base class whose `forward` it
@@ -419,7 +687,7 @@ class Registry:
         for cls in type(module).__mro__:
             if cls in self.modules:
                 return type(module).forward is cls.forward or cls is type(module)
-        return False
+        return self._named_kind(module) is not None
 
     def function_kind(self, target) -> str:
         if isinstance(target, str):

@@ -13,6 +13,7 @@ and eval mode keeps BatchNorm valid for 1×1 maps); each module's mode is restor
 
 from __future__ import annotations
 
+import inspect
 import operator
 
 import torch
@@ -21,35 +22,46 @@ import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
 from .errors import TraceError
-from .graph import LayerGraph, OpNode
-from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, function_name
+from .graph import MAC_KINDS, LayerGraph, OpNode
+from .blocks import BlockFinder, compile_block_pattern
+from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS, function_name
+from .opinfo import (call_attrs, einsum_index_sizes, functional_params, is_param_slot,
+                     matmul_operand_copies, measure_saved)
 from .rules import REGISTRY, Registry
 
-_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
-
-
 def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str = "auto",
-          rules: Registry | dict | None = None) -> LayerGraph:
-    """Trace `model` on a zero input of `input_shape` (batch first). `tracer`: auto|fx|hooks.
-    `rules`: a Registry, or {module class | function | kind: Rule} overriding the default one
-    for this graph."""
+          rules: Registry | dict | None = None, blocks: str | None = None) -> LayerGraph:
+    """Trace `model` on a zero input of `input_shape` (batch first). `tracer`: auto|fx|hooks
+    (auto: fx, and the hooks tracer, with a warning, whenever fx fails). `rules`: a Registry,
+    or {module class | function | kind: Rule} overriding the default one for this graph.
+    `blocks`: a regular expression naming the blocks' module paths (`costmodel.blocks`)."""
     if tracer not in ("auto", "fx", "hooks"):
         raise TraceError(f"unknown tracer {tracer!r}: use auto, fx or hooks")
+    block_pattern = compile_block_pattern(blocks)
     registry = rules if isinstance(rules, Registry) else REGISTRY.with_rules(rules)
     input_shape = tuple(int(d) for d in input_shape)
     x = torch.zeros(input_shape)
     modes = {m: m.training for m in model.modules()}
     model.eval()
+    fallback = None
     try:
         if tracer in ("auto", "fx"):
             try:
                 gm = _symbolic_trace(model, registry)
+                return _FxGraphBuilder(model, gm, model_name, input_shape, registry,
+                                       block_pattern).build(x)
             except Exception as exc:  # fx raises many types for untraceable Python
                 if tracer == "fx":
+                    if isinstance(exc, TraceError):
+                        raise
                     raise TraceError(f"torch.fx cannot trace {model_name}: {_one_line(exc)}") from None
-            else:
-                return _FxGraphBuilder(model, gm, model_name, input_shape, registry).build(x)
-        return _HookGraphBuilder(model, model_name, input_shape, registry).build(x)
+                fallback = (f"torch.fx could not trace {model_name} ({_one_line(exc)}); "
+                            "traced with the hooks tracer instead")
+        graph = _HookGraphBuilder(model, model_name, input_shape, registry,
+                                  block_pattern).build(x)
+        if fallback:
+            graph.warnings.append(fallback)
+        return graph
     finally:
         for m, training in modes.items():
             m.train(training)
@@ -68,8 +80,18 @@ class _LeafTracer(fx.Tracer):
 
 
 def _symbolic_trace(model: nn.Module, registry: Registry) -> fx.GraphModule:
+    """fx's trace, with every optional argument of `forward` fixed to its default (as a call
+    with one input tensor passes them)."""
     tracer = _LeafTracer(registry)
-    graph = tracer.trace(model)
+    params = list(inspect.signature(model.forward).parameters.values())
+    defaults = {p.name: p.default for p in params[1:]
+                if p.default is not inspect.Parameter.empty}
+    required = [p for p in params if p.default is inspect.Parameter.empty
+                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(required) > 1:
+        raise TraceError(f"{type(model).__name__}.forward takes {len(required)} required inputs; "
+                         "ttplan costs models with one input tensor")
+    graph = tracer.trace(model, concrete_args=defaults or None)
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
 
 
@@ -92,51 +114,77 @@ def _run(fn, model_name, input_shape):
 class _Builder:
     """What both tracing paths share: turning a recorded call into an `OpNode`."""
 
-    def __init__(self, model: nn.Module, model_name: str, input_shape, registry: Registry):
+    def __init__(self, model: nn.Module, model_name: str, input_shape, registry: Registry,
+                 block_pattern=None):
         self.model = model
         self.registry = registry
         self.model_name = model_name
         self.input_shape = input_shape
         self.nodes: dict[str, OpNode] = {}
         self.order: list[str] = []
-        self.aliases = dict(getattr(model, "ttplan_block_aliases", {}) or {})
-        self._blocks: dict[str, str] = {}  # module path -> block, computed once per path
-        self._composite: dict[int, bool] = {}
+        self.blocks = BlockFinder(model, registry, block_pattern)
+        self.param_names = {id(p): n for n, p in model.named_parameters()}
+        self.param_calls: dict[str, int] = {}  # owner path -> calls priced so far
+        self.probes: list = []  # (node name, fn, tensors, module): measured after the forward
 
     def block_of(self, path: str) -> str:
-        """The block a module path belongs to: the top-level module, or, inside a plain
-        container (Sequential/ModuleList) of composite modules, the composite child
-        (``blocks.3``, ``layer1.0``, ``features.4``). A model may name blocks itself through an
-        attribute ``ttplan_block_aliases`` {module-path prefix: block name}."""
-        if not path:
-            return ""
-        if path not in self._blocks:
-            self._blocks[path] = self._find_block(path)
-        return self._blocks[path]
+        return self.blocks.block_of(path)
 
-    def _find_block(self, path: str) -> str:
-        for prefix, block in self.aliases.items():
-            if path == prefix or path.startswith(prefix + "."):
-                return block
-        parts = path.split(".")
-        module = self.model
-        for depth, part in enumerate(parts):
-            module = module._modules.get(part) if module is not None else None
-            if not self._has_composite_child(module) or depth == len(parts) - 1:
-                return ".".join(parts[: depth + 1])
-        return path
+    def node_name(self, path: str) -> tuple[str, bool]:
+        """A unique name for a call of the parameters owned by `path` (module or parameter),
+        and whether an earlier call already owns them (shared weights, counted once)."""
+        count = self.param_calls.get(path, 0)
+        self.param_calls[path] = count + 1
+        name = path if count == 0 and path not in self.nodes else f"{path}#{count + 1}"
+        while name in self.nodes:
+            count += 1
+            name = f"{path}#{count + 1}"
+        return name, count > 0
 
-    def _has_composite_child(self, module) -> bool:
-        """Is `module` a plain container holding composite modules? Cached per container: a
-        container of thousands of leaves would otherwise be scanned once per op."""
-        if not isinstance(module, _CONTAINERS):
-            return False
-        key = id(module)
-        if key not in self._composite:
-            self._composite[key] = any(len(c._modules) > 0 for c in module.children())
-        return self._composite[key]
+    def add_parameter(self, param: nn.Parameter, out) -> str:
+        """A parameter used directly in forward (cls_token, pos_embed, a layer-scale gamma):
+        a node of kind "parameter" that owns it, updatable like a layer's weight."""
+        path = self.param_names[id(param)]
+        name, repeat = self.node_name(path)
+        attrs = {"param_names": {"weight": [path], "bias": []}}
+        if repeat:
+            attrs["repeat_call"] = True
+        self.add(name, "parameter", "Parameter", path, path.rpartition(".")[0], [], [], out,
+                 (param, None, []), attrs)
+        return name
+
+    def call_details(self, kind, target, args, kwargs, tensors, out, attrs, name) -> tuple:
+        """(params, module path) of a function call, and the attributes its rule reads."""
+        attrs.update(call_attrs(target, args, kwargs))
+        found = functional_params(target, args, kwargs, self.param_names)
+        if kind in ("matmul",) and len(tensors) >= 2:
+            copies = matmul_operand_copies(tensors[0], tensors[1])
+            if any(copies):
+                attrs["operand_copied"] = copies
+        if kind == "matmul" and len(tensors) == 1:  # x @ W with W a buffer or constant
+            other = [a for a in args if isinstance(a, torch.Tensor) and a is not tensors[0]]
+            if other:
+                attrs["other_shape"] = list(other[0].shape)
+        if kind == "einsum" and attrs.get("equation"):
+            operands = [a for a in _flat(args[1:]) if isinstance(a, torch.Tensor)]
+            attrs["index_sizes"] = einsum_index_sizes(attrs["equation"], operands)
+            if len(operands) == len(tensors):
+                equation = attrs["equation"]
+                self.probes.append((name, lambda *ts: torch.einsum(equation, *ts), tensors, None))
+        if found is None:
+            return (None, None, []), None
+        weight, bias, owner, names = found
+        attrs["param_names"] = names
+        return (weight, bias, []), owner
 
     def add(self, name, kind, op, module_path, scope, inputs, in_tensors, out, params, attrs):
+        outputs = [t for t in _flat(out) if isinstance(t, torch.Tensor)]
+        if isinstance(out, (tuple, list)) and outputs:
+            # chunk/split/unbind, LSTM: the node stands for its first output; getitem nodes
+            # pick each output, tracked on its own.
+            attrs["output_shapes"] = [list(t.shape) for t in outputs]
+            out = outputs[0]
+        in_tensors = [_first_tensor(t) for t in in_tensors]
         if not isinstance(out, torch.Tensor):
             kind, op = "unknown", f"{op} (returns {type(out).__name__})"
             out_shape, dtype_bytes = (), 4
@@ -168,19 +216,42 @@ class _Builder:
         self.order.append(name)
 
     def finish(self, tracer_name: str, output_names) -> LayerGraph:
+        for name, fn, tensors, module in self.probes:
+            self.nodes[name].attrs["measured_saved"] = measure_saved(fn, tensors, module)
         unknown = [f"{n.name} ({n.op})" for n in self.nodes.values() if n.kind == "unknown"]
         declared = None
         if getattr(self.model, "ttplan_blocks", None):  # zoo models list their blocks' convs
             declared = [self.block_of(convs[0]) for convs in self.model.ttplan_blocks]
+        else:
+            with_macs = dict.fromkeys(n.block for n in self.nodes.values()
+                                      if n.block and n.kind in MAC_KINDS)
+            declared = self.blocks.counted_blocks(list(with_macs))
         return LayerGraph(self.model_name, self.input_shape, tracer_name, self.nodes,
                           self.order, "x", list(output_names), unknown, declared, self.registry)
 
 
 def module_params(module: nn.Module):
-    """(weight, bias, other parameters) owned directly by `module`."""
+    """(weight, bias, other parameters) owned directly by `module`. A recurrent layer's
+    weight_ih/hh_l* count as its weight and its bias_* as its bias (flattened)."""
     own = dict(module.named_parameters(recurse=False))
     weight, bias = own.pop("weight", None), own.pop("bias", None)
+    if weight is None and isinstance(module, nn.RNNBase):
+        weights = [p for n, p in own.items() if n.startswith("weight")]
+        biases = [p for n, p in own.items() if n.startswith("bias")]
+        weight = torch.empty(sum(p.numel() for p in weights), device="meta") if weights else None
+        bias = torch.empty(sum(p.numel() for p in biases), device="meta") if biases else None
+        own = {n: p for n, p in own.items() if not n.startswith(("weight", "bias"))}
     return weight, bias, list(own.values())
+
+
+def param_names_of(module: nn.Module, path: str) -> dict:
+    """{"weight": [names], "bias": [names]} of the parameters a module call trains."""
+    names = {"weight": [], "bias": []}
+    for n, _ in module.named_parameters(recurse=False):
+        slot = "weight" if n.startswith("weight") else "bias" if n.startswith("bias") else None
+        if slot:
+            names[slot].append(f"{path}.{n}" if path else n)
+    return names
 
 
 def module_attrs(module: nn.Module) -> dict:
@@ -188,7 +259,8 @@ def module_attrs(module: nn.Module) -> dict:
     for key in ("groups", "stride", "kernel_size", "padding", "dilation", "in_channels",
                 "out_channels", "in_features", "out_features", "num_features", "affine",
                 "inplace", "p", "output_size", "num_groups", "track_running_stats",
-                "normalized_shape"):
+                "normalized_shape", "drop_prob", "hidden_size", "num_layers",
+                "bidirectional", "batch_first", "approximate"):
         if hasattr(module, key):
             value = getattr(module, key)
             attrs[key] = list(value) if isinstance(value, tuple) else value
@@ -196,76 +268,120 @@ def module_attrs(module: nn.Module) -> dict:
 
 
 class _FxGraphBuilder(_Builder):
-    def __init__(self, model, gm: fx.GraphModule, model_name, input_shape, registry):
-        super().__init__(model, model_name, input_shape, registry)
+    def __init__(self, model, gm: fx.GraphModule, model_name, input_shape, registry,
+                 block_pattern=None):
+        super().__init__(model, model_name, input_shape, registry, block_pattern)
         self.gm = gm
 
     def build(self, x) -> LayerGraph:
         values: dict[fx.Node, object] = {}
         names: dict[fx.Node, str] = {}  # fx node -> graph node name (tensor-producing nodes only)
         module_calls: dict[str, int] = {}
+        # The input, then one placeholder per optional argument fixed to its default.
         placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
-        if len(placeholders) != 1:
-            raise TraceError(f"{self.model_name} takes {len(placeholders)} inputs; ttplan costs "
-                             "models with one input tensor")
         interp = _RecordingInterpreter(self.gm, values)
-        _run(lambda: interp.run(x), self.model_name, self.input_shape)
+        _run(lambda: interp.run(x, *[_default_of(p) for p in placeholders[1:]]),
+             self.model_name, self.input_shape)
         outputs = []
         for node in self.gm.graph.nodes:
             out = values.get(node)
             if node.op == "placeholder":
-                self.nodes["x"] = OpNode("x", "input", "input", None, "", [], [], tuple(x.shape),
-                                         x.element_size())
-                self.order.append("x")
-                names[node] = "x"
+                if node is placeholders[0]:
+                    self.nodes["x"] = OpNode("x", "input", "input", None, "", [], [],
+                                             tuple(x.shape), x.element_size())
+                    self.order.append("x")
+                    names[node] = "x"
                 continue
             if node.op == "output":
-                outputs = [names[a] for a in node.all_input_nodes if a in names]
+                outputs = [names[a] for a in _flat_nodes(node.args) if a in names]
                 continue
             if node.op == "get_attr":
+                if isinstance(out, nn.Parameter) and not _only_param_slots(node):
+                    names[node] = self.add_parameter(out, out)
                 continue
             tensor_args = [a for a in node.all_input_nodes
-                           if a in names and isinstance(values.get(a), torch.Tensor)]
-            if not isinstance(out, torch.Tensor) and not tensor_args:
-                continue  # shape arithmetic (x.size(0) …), not a tensor operator
-            if not isinstance(out, torch.Tensor) and node.op == "call_function" \
-                    and node.target is operator.getitem:
-                continue
-            param_args = [values[a] for a in node.all_input_nodes
-                          if a.op == "get_attr" and isinstance(values.get(a), torch.Tensor)]
+                           if a in names and _holds_tensor(values.get(a))]
+            if not _holds_tensor(out):
+                continue  # shapes, sizes, getattr of non-tensors: not tensor operators
             attrs: dict = {}
+            tensors = [values[a] for a in tensor_args]
             if node.op == "call_module":
                 module = self.gm.get_submodule(node.target)
                 kind, op = self.registry.module_kind(module), type(module).__name__
-                path = scope = str(node.target)
+                path = scope = owner = str(node.target)
                 count = module_calls.get(path, 0)
                 module_calls[path] = count + 1
                 name = path if count == 0 else f"{path}#{count + 1}"
                 params = module_params(module)
                 attrs = module_attrs(module)
+                attrs["param_names"] = param_names_of(module, path)
                 if count:
                     attrs["repeat_call"] = True  # shared weights: parameters counted once
                 if kind == "unknown" and any(True for _ in module.parameters()):
                     attrs["has_params"] = True
+                if kind == "rnn":
+                    self.probes.append((name, _call_module, [_first_tensor(t) for t in tensors[:1]],
+                                        module))
             else:
                 kind, op = self.registry.function_kind(node.target), function_name(node.target)
+                if node.target is getattr:
+                    kind = TENSOR_ATTRIBUTE_KINDS.get(node.args[1], "unknown")
+                    op = f"getattr {node.args[1]}"
                 stack = node.meta.get("nn_module_stack") or {}
                 scope = list(stack.values())[-1][0] if stack else ""
                 scope = scope if isinstance(scope, str) else ""
                 name = node.name
-                params = (param_args[0] if param_args else None,
-                          param_args[1] if len(param_args) > 1 else None, param_args[2:])
-                attrs = {k: v for k, v in node.kwargs.items() if isinstance(v, (int, float, bool))}
+                args = fx.node.map_arg(node.args, lambda a: values.get(a))
+                kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
+                params, owner = self.call_details(kind, node.target, args, kwargs, tensors, out,
+                                                  attrs, name)
+                if owner is not None:
+                    name, repeat = self.node_name(owner)
+                    if repeat:
+                        attrs["repeat_call"] = True
                 if node.op == "call_method" and node.target in INPLACE_METHODS \
                         or node.op == "call_function" and node.target in INPLACE_FUNCTIONS:
                     attrs["inplace"] = True
                 if kind == "hardtanh" and op.startswith("clamp"):
                     attrs["clamp_args"] = [a for a in node.args[1:] if isinstance(a, (int, float))]
-            self.add(name, kind, op, path if node.op == "call_module" else None, scope,
-                     [names[a] for a in tensor_args], [values[a] for a in tensor_args], out,
-                     params, attrs)
+            self.add(name, kind, op, owner if node.op == "call_module" or
+                     attrs.get("param_names") else None, scope,
+                     [names[a] for a in tensor_args], tensors, out, params, attrs)
             names[node] = name
         return self.finish("fx", outputs)
+
+
+def _default_of(placeholder: fx.Node):
+    return placeholder.args[0] if placeholder.args else None
+
+
+def _holds_tensor(value) -> bool:
+    return isinstance(value, torch.Tensor) or isinstance(value, (tuple, list)) and any(
+        isinstance(t, torch.Tensor) for t in _flat(value))
+
+
+def _flat_nodes(args):
+    found = []
+    fx.node.map_arg(args, found.append)
+    return found
+
+
+def _only_param_slots(node: fx.Node) -> bool:
+    """Is a get_attr parameter only ever passed as the weight/bias of a functional op (which
+    then owns it), never used on its own?"""
+    for user in node.users:
+        if user.op != "call_function":
+            return False
+        positions = [i for i, a in enumerate(user.args) if a is node]
+        keywords = [k for k, a in user.kwargs.items() if a is node]
+        if not all(is_param_slot(user.target, i, None) for i in positions) or \
+                not all(is_param_slot(user.target, None, k) for k in keywords):
+            return False
+    return True
+
+
+def _call_module(module, *tensors):
+    return module(*tensors)
 
 
 class _RecordingInterpreter(fx.Interpreter):
@@ -296,17 +412,35 @@ class _HookGraphBuilder(_Builder):
         paths = {m: p for p, m in self.model.named_modules()}
         builder = self
 
-        def record(name, kind, op, module_path, scope, args, out, params, attrs):
-            tensors = [a for a in _flat(args) if isinstance(a, torch.Tensor) and id(a) in producer]
+        def produced(t) -> bool:
+            if id(t) in producer:
+                return True
+            if isinstance(t, nn.Parameter) and id(t) in builder.param_names:
+                producer[id(t)] = builder.add_parameter(t, t)  # a free parameter, first use
+                return True
+            return False
+
+        def record(name, kind, op, module_path, scope, args, out, params, attrs, skip=()):
+            tensors = [a for a in _flat(args) if isinstance(a, torch.Tensor)
+                       and all(a is not s for s in skip) and produced(a)]
             builder.add(name, kind, op, module_path, scope, [producer[id(t)] for t in tensors],
                         tensors, out, params, attrs)
-            for t in _flat(out):
-                if isinstance(t, torch.Tensor):
-                    producer[id(t)] = name
+            outs = [t for t in _flat(out) if isinstance(t, torch.Tensor)]
+            if isinstance(out, (tuple, list)) and outs:
+                for i, t in enumerate(outs):  # each output of a tuple on its own
+                    builder.add(f"{name}.{i}", "getitem", "getitem", None, scope, [name], [outs[0]],
+                                t, (None, None, []), {})
+                    producer[id(t)] = f"{name}.{i}"
                     keep_alive.append(t)
+                return tensors
+            for t in outs:
+                producer[id(t)] = name
+                keep_alive.append(t)
+            return tensors
 
         def pre_hook(module, args):
-            leaf = leaf_depth[0] == 0 and (not module._modules or builder.registry.is_leaf(module))
+            # A module the registry prices is one operator; any other is traced into.
+            leaf = leaf_depth[0] == 0 and builder.registry.is_leaf(module)
             stack.append((paths.get(module, "?"), leaf))
             if leaf or leaf_depth[0]:
                 leaf_depth[0] += 1
@@ -321,29 +455,49 @@ class _HookGraphBuilder(_Builder):
             calls[path] = count + 1
             name = path if count == 0 else f"{path}#{count + 1}"
             attrs = module_attrs(module)
+            attrs["param_names"] = param_names_of(module, path)
             if count:
                 attrs["repeat_call"] = True  # shared weights: parameters counted once
-            record(name, builder.registry.module_kind(module), type(module).__name__, path, path,
-                   args, out, module_params(module), attrs)
+            kind = builder.registry.module_kind(module)
+            tensors = record(name, kind, type(module).__name__, path, path, args, out,
+                             module_params(module), attrs)
+            if kind == "rnn":
+                builder.probes.append((name, _call_module, tensors[:1], module))
 
         class FunctionRecorder(TorchFunctionMode):
             def __torch_function__(self, func, types, args=(), kwargs=None):
                 kwargs = kwargs or {}
                 out = func(*args, **kwargs)
-                if leaf_depth[0] == 0 and any(isinstance(a, torch.Tensor) and id(a) in producer
-                                              for a in _flat(args)):
-                    name_ = getattr(func, "__name__", str(func))
-                    if name_ in ("size", "dim", "__get__", "shape", "numel") \
-                            or not isinstance(out, torch.Tensor):
-                        return out
-                    kind = builder.registry.function_kind(func)
-                    if kind == "unknown":
-                        kind = builder.registry.function_kind(name_)
-                    count = calls.get(name_, 0)
-                    calls[name_] = count + 1
-                    attrs = {"inplace": True} if name_ in INPLACE_METHODS else {}
-                    record(f"{name_}_{count}" if count else name_, kind, name_, None,
-                           stack[-1][0] if stack else "", args, out, (None, None, []), attrs)
+                if leaf_depth[0] or not _holds_tensor(out):
+                    return out  # inside an operator, or a shape/size: not an operator
+                found = functional_params(func, args, kwargs, builder.param_names)
+                slots = [p for p in (found[:2] if found else ()) if p is not None]
+                tensors = [a for a in _flat((args, kwargs)) if isinstance(a, torch.Tensor)
+                           and all(a is not p for p in slots)]
+                if not any([produced(a) for a in tensors]):  # registers free parameters
+                    return out
+                tensors = [a for a in tensors if id(a) in producer]
+                name_ = getattr(func, "__name__", str(func))
+                kind = builder.registry.function_kind(func)
+                if name_ == "__get__":  # a tensor property: x.T, x.mT (x.shape is not one)
+                    name_ = getattr(getattr(func, "__self__", None), "__name__", name_)
+                    kind = TENSOR_ATTRIBUTE_KINDS.get(name_, "unknown")
+                elif kind == "unknown":
+                    kind = builder.registry.function_kind(name_)
+                count = calls.get(name_, 0)
+                calls[name_] = count + 1
+                name = f"{name_}_{count}" if count else name_
+                attrs = {"inplace": True} if name_ in INPLACE_METHODS else {}
+                if kind == "hardtanh" and name_.startswith("clamp"):
+                    attrs["clamp_args"] = [a for a in args[1:] if isinstance(a, (int, float))]
+                params, owner = builder.call_details(kind, func, args, kwargs, tensors, out,
+                                                     attrs, name)
+                if owner is not None:
+                    name, repeat = builder.node_name(owner)
+                    if repeat:
+                        attrs["repeat_call"] = True
+                record(name, kind, name_, owner, stack[-1][0] if stack else "",
+                       (args, kwargs), out, params, attrs, tuple(slots))
                 return out
 
         handles = []
@@ -361,6 +515,13 @@ class _HookGraphBuilder(_Builder):
         outputs = [producer[id(t)] for t in _flat(out)
                    if isinstance(t, torch.Tensor) and id(t) in producer]
         return self.finish("hooks", outputs)
+
+
+def _first_tensor(value):
+    """A tuple-valued input (an LSTM's or chunk's outputs) stands for its first tensor."""
+    if isinstance(value, (tuple, list)):
+        return next((t for t in _flat(value) if isinstance(t, torch.Tensor)), value)
+    return value
 
 
 def _flat(obj):

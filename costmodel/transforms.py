@@ -53,7 +53,7 @@ def fold_batchnorm(graph: LayerGraph) -> LayerGraph:
     outputs = [folded_into.get(o, o) for o in graph.output_names]
     folded = LayerGraph(graph.model_name, graph.input_shape, graph.tracer, nodes, order,
                         graph.input_name, outputs, list(graph.unknown_ops), graph.declared_blocks,
-                        graph.rules)
+                        graph.rules, list(graph.warnings))
     folded.derived["folded"] = folded  # folding a folded graph changes nothing
     graph.derived["folded"] = folded
     return folded

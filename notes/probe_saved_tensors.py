@@ -334,5 +334,83 @@ def main() -> None:
         print(f"| `{name}` | {', '.join(calls)} |")
 
 
+class FirstOutput(nn.Module):
+    """A recurrent layer's output sequence (its parameters stay the model's)."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer(x)[0]
+
+
+def library_ops() -> None:
+    """Ops of library-style models (matmul family, attention, splits, recurrent layers)."""
+    torch.manual_seed(0)
+    print(f"Measured with torch {torch.__version__}, CPU.")
+    print("\n## Matmul family and attention (x = first operand, y = second)")
+    a4, b4 = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 5, 6)
+    binary("x @ y, 4-D (2,3,4,5) @ (2,3,5,6)", Lambda(lambda p, q: p @ q), a4, b4)
+    binary("torch.matmul 3-D @ 2-D (2,4,5) @ (5,6) (folded to mm)",
+           Lambda(torch.matmul), torch.randn(2, 4, 5), torch.randn(5, 6))
+    binary("torch.bmm (2,4,5) @ (2,5,6)", Lambda(torch.bmm), torch.randn(2, 4, 5),
+           torch.randn(2, 5, 6))
+    binary("q @ k.transpose(-2, -1), (2,3,4,5) each", Lambda(lambda p, q: p @ q.transpose(-2, -1)),
+           torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5))
+    binary("x @ y with x a permuted view (B,N,H,D)->(B,H,N,D) (the fold copies x)",
+           Lambda(lambda p, q: p.permute(0, 2, 1, 3) @ q), torch.randn(2, 4, 3, 5),
+           torch.randn(2, 3, 5, 6))
+    binary("x @ y with y broadcast over the batch (1,3,5,6) (the expand copies y)",
+           Lambda(lambda p, q: p @ q), a4, torch.randn(1, 3, 5, 6))
+    binary("einsum('bhij,bhjk->bhik')", Lambda(lambda p, q: torch.einsum("bhij,bhjk->bhik", p, q)),
+           a4, b4)
+    binary("torch.baddbmm(zeros, x, y)", Lambda(lambda p, q: torch.baddbmm(
+        torch.zeros(2, 4, 6), p, q)), torch.randn(2, 4, 5), torch.randn(2, 5, 6))
+    binary("F.scaled_dot_product_attention(x, y, y)", Lambda(
+        lambda p, q: F.scaled_dot_product_attention(p, q, q)), a4, torch.randn(2, 3, 4, 5))
+    binary("F.scaled_dot_product_attention(x, y, y), x permuted (non-contiguous)", Lambda(
+        lambda p, q: F.scaled_dot_product_attention(p.transpose(1, 2), q, q)),
+        torch.randn(2, 4, 3, 5), torch.randn(2, 3, 4, 5))
+    binary("x / y", Lambda(lambda p, q: p / q), torch.randn(2, 3, 4), torch.randn(2, 3, 4))
+
+    print("\n## Views, copies, splits, dropout p = 0 (x 2x3x4x5 = 480 B)")
+    weightless("softmax(-1)", lambda: Lambda(lambda t: t.softmax(-1)), a4)
+    weightless("GELU(approximate='tanh')", lambda: nn.GELU(approximate="tanh"), a4)
+    weightless("permute(0, 2, 3, 1)", lambda: Lambda(lambda t: t.permute(0, 2, 3, 1)), a4)
+    weightless("permute(0, 2, 3, 1).contiguous()  (a copy, nothing saved)",
+               lambda: Lambda(lambda t: t.permute(0, 2, 3, 1).contiguous()), a4)
+    weightless("chunk(3, 1), outputs multiplied", lambda: Lambda(
+        lambda t: t.chunk(3, 1)[0] * t.chunk(3, 1)[1]), a4)
+    weightless("unbind(1)[0] * unbind(1)[1]", lambda: Lambda(
+        lambda t: t.unbind(1)[0] * t.unbind(1)[1]), a4)
+    weightless("Dropout(0.0), train", lambda: nn.Dropout(0.0), a4)
+    weightless("F.dropout(x, 0.0, training=True)", lambda: Lambda(
+        lambda t: F.dropout(t, 0.0, True)), a4)
+    weightless("drop path p=0.2: x * mask(N,1,1,1) / keep", lambda: Lambda(
+        lambda t: t * t.new_empty(t.shape[0], 1, 1, 1).bernoulli_(0.8).div_(0.8)), a4)
+
+    print("\n## Recurrent layers (input 2x3x5, hidden 7, batch_first)\n")
+    print("| layer | situation | saved (grad_fn.name: bytes, new storages) | counted B |")
+    print("|---|---|---|---:|")
+    for cell in (nn.LSTM, nn.GRU):
+        for label, freeze in (("all train", "none"), ("bias only", "weight")):
+            torch.manual_seed(0)
+            layer = FirstOutput(cell(5, 7, batch_first=True))
+            for name, p in layer.named_parameters():
+                p.requires_grad_(freeze == "none" or "bias" in name)
+            m = measure_saved_bytes(layer.train(), torch.randn(2, 3, 5))
+            items: dict[str, int] = {}
+            for r in m.records:
+                if r.alive and r.kind not in ("parameter", "buffer"):
+                    key = f"{r.grad_fn}.{r.saved_name}"
+                    items[key] = items.get(key, 0) + r.nbytes
+            text = "; ".join(f"{k}: {v}" for k, v in items.items())
+            print(f"| {cell.__name__} | {label} | {text} | {m.saved_bytes} |")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--library"]:
+        library_ops()
+    else:
+        main()

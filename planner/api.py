@@ -44,7 +44,8 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
          convention: str = "paper", input_shape=DEFAULT_INPUT_SHAPE, solver: str = "greedy",
          channels: str = "fisher", seed: int = 0, optimizer: str = "sgd", weight_bits: int = 32,
          activation_bits: int = 32, gradient_bits: int = 32, weights_in_flash: bool | None = None,
-         model_name: str | None = None, scheme: str = "auto", exact_gap: float = 1e-4) -> Policy:
+         model_name: str | None = None, scheme: str = "auto", exact_gap: float = 1e-4,
+         blocks: str | None = None) -> Policy:
     """Plan which layers/channels to train. `model`: nn.Module, zoo name or module:callable.
 
     memory_bytes: int or text ("1MB"). compute: int MACs, float fraction in (0, 1], a
@@ -57,6 +58,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     convention, optimizer, weight_bits, activation_bits, gradient_bits, weights_in_flash:
     the cost model's `CostOptions` (checked first, with the CLI's messages); they are recorded
     in the policy, and profiling the policy uses them.
+    blocks: a regular expression naming the model's blocks (`costmodel.blocks`).
     """
     options = CostOptions(convention, optimizer, weight_bits, activation_bits, gradient_bits,
                           weights_in_flash)
@@ -79,7 +81,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
         module = add_lite_residuals(module, input_shape)
         name = f"{name}+lite-residual"
         lite_layers = lite_layer_names(module)
-    graph = trace(module, input_shape, name)
+    graph = trace(module, input_shape, name, blocks=blocks)
     coster = Coster(graph, options)
     memory = _memory_budget(memory_bytes)
     compute_macs, fraction = _compute_budget(compute, coster)

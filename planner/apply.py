@@ -63,14 +63,24 @@ def apply_policy(model: nn.Module, policy) -> AppliedPolicy:
     norms = attached_norms(graph)
     modules = dict(model.named_modules())
     params = {id(p): name for name, p in model.named_parameters()}
+    by_name = dict(model.named_parameters())
     for p in model.parameters():
         p.requires_grad_(False)
     applied = AppliedPolicy()
 
     def train(module_name: str, attr: str, mask: torch.Tensor | None) -> None:
-        param = getattr(modules[module_name], attr, None)
-        if not isinstance(param, nn.Parameter):
+        node = graph.nodes.get(module_name)
+        names = (node.attrs.get("param_names") or {}).get(attr) if node is not None else None
+        if names and (names != [f"{module_name}.{attr}"] or module_name not in modules):
+            # functional ops, free parameters and recurrent layers name their parameters
+            for name in names:
+                train_param(by_name[name], mask if len(names) == 1 else None)
             return
+        param = getattr(modules[module_name], attr, None) if module_name in modules else None
+        if isinstance(param, nn.Parameter):
+            train_param(param, mask)
+
+    def train_param(param: nn.Parameter, mask: torch.Tensor | None) -> None:
         name = params[id(param)]
         param.requires_grad_(True)
         applied.trainable[name] = param
@@ -83,6 +93,8 @@ def apply_policy(model: nn.Module, policy) -> AppliedPolicy:
     for layer in policy.layers:
         name = layer["name"]
         module = modules.get(name)
+        if module is None and name in by_name:
+            module = by_name[name]  # a parameter used on its own (cls_token, gamma)
         if module is None:
             raise PolicyError(f"policy layer {name!r} is not a module of the model")
         channels, axis = layer["channels"], layer["channel_axis"]
@@ -104,10 +116,10 @@ def apply_policy(model: nn.Module, policy) -> AppliedPolicy:
     return applied
 
 
-def _weight_mask(module: nn.Module, kind: str, channels, axis: int) -> torch.Tensor | None:
+def _weight_mask(module, kind: str, channels, axis: int) -> torch.Tensor | None:
     if channels is None:
         return None
-    weight = module.weight
+    weight = module if isinstance(module, nn.Parameter) else module.weight
     dim = axis
     if kind == "conv_transpose":  # weight is (Cin, Cout/groups, k...): output channels on dim 1
         dim = 1 - axis

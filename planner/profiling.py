@@ -29,7 +29,7 @@ _OPTION_NAMES = ("convention", "optimizer", "weight_bits", "activation_bits", "g
 def profile(model, input_shape=None, *, update="all", batch_size=None, convention=None,
             optimizer=None, weight_bits=None, activation_bits=None, gradient_bits=None,
             weights_in_flash=None, model_name=None, weights=None, classifier=False,
-            tracer="auto", rules=None, verify=False) -> Profile:
+            tracer="auto", rules=None, verify=False, blocks=None) -> Profile:
     """Trace `model` (an nn.Module, a zoo name or ``module:callable``) and cost training it.
 
     update: "none", "all", "bias-only", "last-layers:K", "last-blocks:K", a policy file
@@ -38,6 +38,7 @@ def profile(model, input_shape=None, *, update="all", batch_size=None, conventio
     convention, optimizer, weight_bits, activation_bits, gradient_bits, weights_in_flash: the
     `CostOptions` fields; None means the policy's value, else CostOptions' default.
     rules: {module class | function | kind: Rule} priced for this call only.
+    blocks: a regular expression naming the blocks last-blocks:K counts (`costmodel.blocks`).
     verify: also run the configuration once in PyTorch and record in `verification` what
     autograd kept against the `pytorch` convention's prediction (`verify_saved_bytes`).
     """
@@ -50,14 +51,14 @@ def profile(model, input_shape=None, *, update="all", batch_size=None, conventio
         options = CostOptions(**given)
         shape = with_batch_size(input_shape or DEFAULT_INPUT_SHAPE, batch_size)
         prof = cost_profile(module, shape, update=update, options=options, model_name=name,
-                            tracer=tracer, rules=rules)
+                            tracer=tracer, rules=rules, blocks=blocks)
     else:
         options = _policy_options(policy, given)
         shape = _policy_shape(policy, input_shape, batch_size)
         if policy.method == "tinytl" and \
                 not any(LITE_ATTR in path.split(".") for path, _ in module.named_modules()):
             module, name = add_lite_residuals(module, shape), f"{name}+lite-residual"
-        graph = trace(module, shape, name, tracer, rules=rules)
+        graph = trace(module, shape, name, tracer, rules=rules, blocks=blocks)
         source = str(update) if isinstance(update, (str, Path)) else "policy"
         check_against_graph(policy, graph, source)
         prof = cost_profile(module, shape, update=policy.updates(), options=options,

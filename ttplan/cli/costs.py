@@ -17,7 +17,8 @@ from ttplan.planner.profiling import profile as profile_model
 from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
 
 from .common import emit, run_safely
-from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Classifier, Convention, GradientBits,
+from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Classifier, Convention,
+                      GradientBits,
                       InputShape, ModelArg, Optimizer, Out, WeightBits, WeightsFile,
                       WeightsInFlash)
 
@@ -38,6 +39,7 @@ def profile(
     weights: WeightsFile = None,
     classifier: Classifier = False,
     tracer: str = typer.Option("auto", help="auto | fx | hooks"),
+    blocks: Blocks = None,
     verify: bool = typer.Option(False, help="run the configuration once in PyTorch and "
                                 "compare what autograd keeps with the pytorch prediction"),
     fmt: str = typer.Option("table", "--format", help="table | json | csv | md"),
@@ -52,7 +54,8 @@ def profile(
                          convention=convention, optimizer=optimizer, weight_bits=weight_bits,
                          activation_bits=activation_bits, gradient_bits=gradient_bits,
                          weights_in_flash=weights_in_flash, weights=weights,
-                         classifier=classifier, tracer=tracer, verify=verify)
+                         classifier=classifier, tracer=tracer, verify=verify,
+                         blocks=blocks)
     for warning in prof.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if prof.verification:
@@ -70,6 +73,7 @@ def sweep(
     k: str = typer.Option("1-6", help="K values: 1-6 or 1,2,4"),
     input_shape: InputShape = DEFAULT_INPUT_SHAPE,
     convention: str = typer.Option("both", help="paper | pytorch | both"),
+    blocks: Blocks = None,
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
     out: Out = None,
 ):
@@ -80,7 +84,7 @@ def sweep(
     # Frozen weights counted in RAM under both conventions, so the two columns compare.
     options = tuple(CostOptions(c, weights_in_flash=False) for c in conventions)
     module, name = resolve_model(model)
-    graph = trace(module, parse_input_shape(input_shape), name)
+    graph = trace(module, parse_input_shape(input_shape), name, blocks=blocks)
     rows = sweep_last_k(graph, unit, parse_k_range(k), options)
     emit(render_rows(rows, SWEEP_FIELDS, fmt), out)
 

@@ -31,6 +31,9 @@ WeightsInFlash = Annotated[Optional[bool], typer.Option(
 WeightsFile = Annotated[Optional[str], typer.Option(
     "--weights", help="state_dict file (loaded with weights_only=True)")]
 Classifier = Annotated[bool, typer.Option(help="zoo models: keep the ImageNet classifier")]
+Blocks = Annotated[Optional[str], typer.Option(
+    "--blocks", help="regular expression naming the blocks' module paths, e.g. "
+    "'stages\\.\\d+\\.blocks\\.\\d+' (default: the repeated units, see README)")]
 Out = Annotated[Optional[str], typer.Option(help="write to this file instead of stdout")]
 
 DEFAULT_INPUT_SHAPE = "1,3,128,128"  # as text, for the commands that always need one

@@ -19,7 +19,8 @@ from ttplan.planner.jsonio import dumps
 from ttplan.planner.policy import export_sparseupdate, load_policy
 
 from .common import emit, run_safely
-from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Classifier, Convention, GradientBits,
+from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Classifier, Convention,
+                      GradientBits,
                       InputShape, Optimizer, WeightBits, WeightsFile, WeightsInFlash)
 
 
@@ -79,6 +80,7 @@ def plan(
     classifier: Classifier = False,
     weights: WeightsFile = None,
     seed: int = typer.Option(0, help="random channels, sparseupdate search"),
+    blocks: Blocks = None,
     out: Optional[str] = typer.Option(None, help="write the policy JSON here"),
     fmt: str = typer.Option("table", "--format", help="table | json (on stdout)"),
 ):
@@ -93,7 +95,7 @@ def plan(
         input_shape=parse_input_shape(input_shape), solver=solver, channels=channels,
         scheme=scheme, seed=seed, optimizer=optimizer, weight_bits=weight_bits,
         activation_bits=activation_bits, gradient_bits=gradient_bits,
-        weights_in_flash=weights_in_flash)
+        weights_in_flash=weights_in_flash, blocks=blocks)
     if out:
         policy.save(out)
         typer.echo(f"wrote {out}", err=True)

@@ -1,0 +1,203 @@
+"""What the tracer records about one call beyond its shapes: the call's named arguments, the
+parameters a functional op uses, how a matmul folds its operands, and what ops whose saved
+set depends on a kernel's internals (einsum's folding, oneDNN's recurrent workspace) keep.
+
+Both tracing paths (fx and hooks) call these on the real tensors of the traced forward.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import itertools
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Functional ops that take parameters: the names of their weight and bias arguments.
+PARAM_SLOTS: dict[object, tuple[str, str | None]] = {
+    F.linear: ("weight", "bias"), F.conv1d: ("weight", "bias"), F.conv2d: ("weight", "bias"),
+    F.conv3d: ("weight", "bias"), F.batch_norm: ("weight", "bias"),
+    F.layer_norm: ("weight", "bias"), F.group_norm: ("weight", "bias"),
+    F.embedding: ("weight", None),
+}
+
+# Scalar arguments kept as node attributes (the cost rules read them).
+_ATTR_ARGS = ("groups", "stride", "padding", "dilation", "num_groups", "normalized_shape", "p",
+              "eps", "equation", "dropout_p", "is_causal", "inplace", "approximate", "dim")
+
+_SIGNATURES: dict[object, inspect.Signature | None] = {}
+
+
+def bind_call(target, args, kwargs) -> dict | None:
+    """The call's arguments by parameter name, or None when the target has no signature."""
+    if target not in _SIGNATURES:
+        try:
+            _SIGNATURES[target] = inspect.signature(target)
+        except (TypeError, ValueError):
+            _SIGNATURES[target] = None
+    signature = _SIGNATURES[target]
+    if signature is None:
+        return None
+    try:
+        bound = signature.bind(*args, **(kwargs or {}))
+    except TypeError:
+        return None
+    return dict(bound.arguments)
+
+
+def call_attrs(target, args, kwargs) -> dict:
+    """Scalar arguments of a call (p, groups, equation …) as plain JSON-able values."""
+    bound = bind_call(target, args, kwargs) if not isinstance(target, str) else None
+    named = dict(kwargs or {}) if bound is None else bound
+    if target is torch.einsum and args and isinstance(args[0], str):
+        named["equation"] = args[0]
+    attrs = {}
+    for key in _ATTR_ARGS:
+        value = named.get(key)
+        if isinstance(value, (bool, int, float, str)):
+            attrs[key] = value
+        elif isinstance(value, (tuple, list)) and all(isinstance(v, int) for v in value):
+            attrs[key] = list(value)
+    return attrs
+
+
+def functional_params(target, args, kwargs, param_names: dict[int, str]):
+    """(weight, bias, owner module path, {"weight": [name], "bias": [name]}) of a functional op
+    called with parameters of the model, or None."""
+    slots = PARAM_SLOTS.get(target)
+    if slots is None:
+        return None
+    bound = bind_call(target, args, kwargs) or {}
+    weight = bound.get(slots[0])
+    bias = bound.get(slots[1]) if slots[1] else None
+    weight = weight if isinstance(weight, nn.Parameter) and id(weight) in param_names else None
+    bias = bias if isinstance(bias, nn.Parameter) and id(bias) in param_names else None
+    if weight is None and bias is None:
+        return None
+    names = {"weight": [], "bias": []}
+    if weight is not None:
+        names["weight"].append(param_names[id(weight)])
+    if bias is not None:
+        names["bias"].append(param_names[id(bias)])
+    first = (names["weight"] or names["bias"])[0]
+    owner = first.rpartition(".")[0] or first
+    return weight, bias, owner, names
+
+
+def is_param_slot(target, position: int | None, keyword: str | None) -> bool:
+    """Does argument (`position` or `keyword`) of `target` receive a weight or bias?"""
+    slots = PARAM_SLOTS.get(target)
+    if slots is None:
+        return False
+    if keyword is not None:
+        return keyword in slots
+    try:
+        names = list(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return False
+    return position is not None and position < len(names) and names[position] in slots
+
+
+def matmul_operand_copies(a: torch.Tensor, b: torch.Tensor) -> list[int]:
+    """Bytes of the contiguous copy `torch.matmul` makes of each operand (0: a view).
+
+    With a ≥3-D first operand and a 1/2-D second, matmul folds the first to 2-D; otherwise it
+    expands both to the broadcast batch shape and folds that to one batch dimension for bmm.
+    Either reshape is a view when the strides allow it, else a copy, which bmm/mm then keeps.
+    """
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.dim() < 1:
+        return [0, 0]
+    if a.dim() <= 2 and b.dim() <= 2:
+        return [0, 0]
+    if b.dim() <= 2:
+        folded = [a.reshape(-1, a.shape[-1]), b]
+    else:
+        batch = torch.broadcast_shapes(a.shape[:-2] if a.dim() > 2 else (),
+                                       b.shape[:-2])
+        folded = [t.expand(batch + t.shape[-2:]).reshape(-1, *t.shape[-2:])
+                  if t.dim() >= 2 else t for t in (a, b)]
+    return [0 if f.untyped_storage().data_ptr() == t.untyped_storage().data_ptr()
+            else f.numel() * f.element_size() for f, t in zip(folded, (a, b))]
+
+
+def einsum_index_sizes(equation: str, operands) -> dict[str, int]:
+    """{index letter: size} of an einsum equation over its operands' shapes."""
+    inputs = equation.replace(" ", "").split("->")[0].split(",")
+    sizes: dict[str, int] = {}
+    for letters, t in zip(inputs, operands):
+        if "." in letters or not isinstance(t, torch.Tensor) or len(letters) != t.dim():
+            return {}
+        for letter, size in zip(letters, t.shape):
+            sizes[letter] = max(sizes.get(letter, 1), int(size))
+    return sizes
+
+
+def measure_saved(fn, inputs: list[torch.Tensor], module: nn.Module | None = None) -> dict:
+    """What `fn(*inputs)` keeps for backward in each situation, measured once while tracing.
+
+    Returns {key: [(source, bytes)]}: key (`measured_key`) is "w"/"-" (module weights need a
+    gradient), "b"/"-" (biases), then "x"/"-" per input (one flag for all inputs of a module,
+    whose node has one input); source is an input's index, "out", or "new" (a
+    fresh storage of `bytes`). Parameters are left out, as in the memory model. `module`
+    (whose parameters `fn` uses) is copied and put in training mode for the measurement.
+    """
+    if module is not None:
+        module = copy.deepcopy(module).train()
+    params = dict(module.named_parameters()) if module is not None else {}
+    has_weight = any("weight" in n for n in params)
+    has_bias = any("bias" in n for n in params)
+    table = {}
+    # Per input when there are no parameters (each operand's gradient needs the other one),
+    # one flag for all inputs otherwise.
+    input_flags = itertools.product((True, False), repeat=len(inputs)) if module is None \
+        else [(x,) * len(inputs) for x in (True, False)]
+    for flags in input_flags:
+        for w, b in itertools.product((True, False), repeat=2):
+            if (w and not has_weight) or (b and not has_bias) or not (w or b or any(flags)):
+                continue
+            for name, p in params.items():
+                p.requires_grad_(w if "weight" in name else b)
+            leaves = [t.detach().clone().requires_grad_(x and t.is_floating_point())
+                      for t, x in zip(inputs, flags)]
+            key = measured_key(w, b, flags if module is None else (any(flags),))
+            run = fn if module is None else (lambda *ts: fn(module, *ts))
+            table[key] = _saved_once(run, leaves, params.values())
+    return table
+
+
+def measured_key(weight: bool, bias: bool, inputs) -> str:
+    """The situation a `measure_saved` entry is for, e.g. "wb-" or "--x-"."""
+    return ("w" if weight else "-") + ("b" if bias else "-") + \
+        "".join("x" if x else "-" for x in inputs)
+
+
+def _saved_once(fn, leaves, params) -> list:
+    packed: list[torch.Tensor] = []
+
+    def pack(t):
+        packed.append(t.detach())
+        return len(packed) - 1
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, packed.__getitem__):
+        out = fn(*leaves)
+    first = out
+    while isinstance(first, (tuple, list)):
+        first = first[0]
+    ptrs = {t.untyped_storage().data_ptr(): i for i, t in enumerate(leaves)}
+    excluded = {p.untyped_storage().data_ptr() for p in params}
+    out_ptr = first.untyped_storage().data_ptr() if isinstance(first, torch.Tensor) else None
+    saved, seen = [], set()
+    for t in packed:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in excluded or ptr in seen:
+            continue
+        seen.add(ptr)
+        if ptr in ptrs:
+            saved.append((ptrs[ptr], 0))
+        elif ptr == out_ptr:
+            saved.append(("out", 0))
+        else:
+            saved.append(("new", t.untyped_storage().nbytes()))
+    return saved
