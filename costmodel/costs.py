@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .config import TrainConfig, fold_batchnorm, mac_blocks, node_grads, trainable_param_count
+from .config import (TrainConfig, fold_batchnorm, mac_blocks, node_grads, trainable_param_count,
+                     updated_tensor_count)
 from .errors import SpecError
 from .graph import LayerGraph
 from .memory import CONVENTIONS, MemoryBreakdown, memory_breakdown
@@ -26,6 +27,7 @@ class Evaluation:
     totals: dict
     memory: MemoryBreakdown
     warnings: list[str] = field(default_factory=list)
+    updated_tensors: int = 0  # weight and bias tensors a step updates (config.updated_tensor_count)
 
 
 def costing_graph(graph: LayerGraph, convention: str) -> LayerGraph:
@@ -104,4 +106,5 @@ def evaluate(graph: LayerGraph, config: TrainConfig, convention: str) -> Evaluat
     totals["forward_flops"] = 2 * totals["forward_macs"]
     totals["backward_flops"] = 2 * totals["backward_macs"]
     warnings = [f"no cost rule for {u}: its MACs and memory are NOT counted" for u in unknown]
-    return Evaluation(costed, convention, rows, totals, memory, warnings)
+    return Evaluation(costed, convention, rows, totals, memory, warnings,
+                      updated_tensor_count(costed, grads))
