@@ -7,7 +7,7 @@ is divided by its measured value, so a 7-minute run weighs as much as a 2-hour o
 errors reported are percentages. A term enters the fit only if the log can say something about
 it: load_s and plan_s when some run measured them (else 0: they are folded into the other
 terms), fisher_s_per_sample when there are tinytrain runs, swap_s_per_byte when the device's RAM
-is known and some run's PyTorch peak exceeds the available RAM.
+is known and some run's peak (under the device's runtime) exceeds the available RAM.
 Energy: the three powers are fitted the same way (nnls, relative) to the measured joules,
 given the seconds the fitted time model puts under each.
 Leave-one-out: each run predicted by a fit (time, then energy) of all the others.
@@ -84,7 +84,7 @@ def _value(x) -> float | None:
 
 # ------------------------------------------------------------------------------ fitting
 
-def included_time_terms(runs: list[Measured], available_bytes) -> dict[str, str]:
+def included_time_terms(runs: list[Measured], device: DeviceProfile) -> dict[str, str]:
     """{term: why it is left out} for the terms this log cannot inform (module docstring)."""
     out = {}
     probes = [m for m in runs if m.run.probes]
@@ -94,19 +94,19 @@ def included_time_terms(runs: list[Measured], available_bytes) -> dict[str, str]
         out["plan_s"] = "no tinytrain run measured plan_s: selection is folded into the other terms"
     if not probes:
         out["fisher_s_per_sample"] = "no tinytrain runs"
-    if available_bytes is None:
+    if device.ram_bytes is None:
         out["swap_s_per_byte"] = "the device's RAM is unknown"
     for name in TIME_NAMES:
-        if name not in out and not any(time_features(m.run, available_bytes)[name] for m in runs):
+        if name not in out and not any(time_features(m.run, device)[name] for m in runs):
             out[name] = "no run exercises it" if name != "swap_s_per_byte" else \
-                "no run's PyTorch peak exceeds the available RAM"
+                "no run's peak exceeds the available RAM"
     return out
 
 
-def _time_equations(runs: list[Measured], available_bytes, names: list[str]):
+def _time_equations(runs: list[Measured], device: DeviceProfile, names: list[str]):
     rows, targets = [], []
     for m in runs:
-        features = time_features(m.run, available_bytes)
+        features = time_features(m.run, device)
         rows.append([features[n] for n in names])
         targets.append(m.total_s)
         for phase, seconds in m.phases.items():
@@ -127,18 +127,20 @@ def _nnls_relative(matrix: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return solution / scale
 
 
-def fit_time(runs: list[Measured], available_bytes, left_out: dict[str, str]) -> dict[str, float]:
+def fit_time(runs: list[Measured], device: DeviceProfile,
+             left_out: dict[str, str]) -> dict[str, float]:
     names = [n for n in TIME_NAMES if n not in left_out]
-    matrix, targets = _time_equations(runs, available_bytes, names)
+    matrix, targets = _time_equations(runs, device, names)
     values = dict(zip(names, _nnls_relative(matrix, targets)))
     return {n: round6(values.get(n, 0.0)) for n in TIME_NAMES}
 
 
-def fit_energy(runs: list[Measured], time_terms: dict[str, float], available_bytes) -> dict[str, float] | None:
+def fit_energy(runs: list[Measured], time_terms: dict[str, float],
+               device: DeviceProfile) -> dict[str, float] | None:
     with_energy = [m for m in runs if m.energy_j]
     if len(with_energy) < MIN_RUNS:
         return None
-    seconds = [energy_features(time_components(m.run, time_terms, available_bytes))
+    seconds = [energy_features(time_components(m.run, time_terms, device))
                for m in with_energy]
     names = [p for p in ENERGY_NAMES if any(s[p] > 0 for s in seconds)]
     matrix = np.array([[s[p] for p in names] for s in seconds], dtype=float)
@@ -174,7 +176,7 @@ class Calibration:
     label: str = ""  # where it came from: "built-in pi-zero-2" or a path
 
     def predict(self, run: Run) -> Prediction:
-        return predict(run, self.time_terms, self.energy_terms, self.device.available_bytes)
+        return predict(run, self.time_terms, self.energy_terms, self.device)
 
     @property
     def time_loo(self) -> dict:
@@ -202,14 +204,13 @@ def calibrate(log: pd.DataFrame, device: DeviceProfile, log_source: str = "log",
     if len(runs) < MIN_RUNS:
         raise SpecError(f"{log_source} has {len(runs)} run(s) of {device.name}: a calibration "
                         f"needs at least {MIN_RUNS}")
-    available = device.available_bytes
-    left_out = included_time_terms(runs, available)
-    time_terms = fit_time(runs, available, left_out)
-    energy_terms = fit_energy(runs, time_terms, available)
-    loo_time, loo_energy = leave_one_out(runs, available, left_out)
+    left_out = included_time_terms(runs, device)
+    time_terms = fit_time(runs, device, left_out)
+    energy_terms = fit_energy(runs, time_terms, device)
+    loo_time, loo_energy = leave_one_out(runs, device, left_out)
     time_rows, energy_rows = [], []
     for m, loo_s, loo_j in zip(runs, loo_time, loo_energy):
-        fitted = predict(m.run, time_terms, energy_terms, available)
+        fitted = predict(m.run, time_terms, energy_terms, device)
         base = {"model": m.model, "method": m.run.method, "batch_size": m.run.cost.batch_size}
         time_rows.append({**base, "measured_s": m.total_s, "fitted_s": round6(fitted.total_s),
                           "fitted_error_pct": round6(pct_error(fitted.total_s, m.total_s)),
@@ -222,6 +223,9 @@ def calibrate(log: pd.DataFrame, device: DeviceProfile, log_source: str = "log",
                                 "loo_predicted_j": round6(loo_j),
                                 "loo_error_pct": round6(pct_error(loo_j, m.energy_j))})
     all_notes = list(notes) + [f"{name} not fitted: {why}" for name, why in left_out.items()]
+    all_notes += [f"{name} fitted as 0: these runs give no evidence for it beyond the other "
+                  "terms; configurations unlike the logged ones are extrapolations"
+                  for name in TIME_NAMES if name not in left_out and time_terms[name] == 0]
     if energy_terms is None:
         all_notes.append(f"no energy model: fewer than {MIN_RUNS} runs measured energy_j")
     data = {
@@ -246,14 +250,14 @@ def _section(terms, values, left_out, rows) -> dict:
     }
 
 
-def leave_one_out(runs: list[Measured], available_bytes, left_out) -> tuple[list, list]:
+def leave_one_out(runs: list[Measured], device: DeviceProfile, left_out) -> tuple[list, list]:
     """(predicted total_s, predicted energy_j or None) of each run by a fit without it."""
     times, energies = [], []
     for i, m in enumerate(runs):
         others = runs[:i] + runs[i + 1:]
-        time_terms = fit_time(others, available_bytes, left_out)
-        energy_terms = fit_energy(others, time_terms, available_bytes)
-        p = predict(m.run, time_terms, energy_terms, available_bytes)
+        time_terms = fit_time(others, device, left_out)
+        energy_terms = fit_energy(others, time_terms, device)
+        p = predict(m.run, time_terms, energy_terms, device)
         times.append(p.total_s)
         energies.append(p.energy_j)
     return times, energies
@@ -269,7 +273,8 @@ def load_calibration(path) -> Calibration:
 def builtin_calibration(name: str) -> Calibration | None:
     if name not in BUILTIN:
         return None
-    text = resources.files("ttplan.devices").joinpath(f"data/calibrations/{name}.json").read_text("utf-8")
+    resource = resources.files("ttplan.devices").joinpath(f"data/calibrations/{name}.json")
+    text = resource.read_text("utf-8")
     cal = calibration_from_dict(json.loads(text), f"built-in calibration {name}")
     cal.label = f"built-in {name}"
     return cal

@@ -75,12 +75,13 @@ _PHASE_TOLERANCE = 1.01  # phases are timed separately; their sum may exceed the
 def read_log_text(path: str | Path | None = None) -> tuple[str, str]:
     """(text, source name) of a log file, or of the built-in log when `path` is None."""
     if path is None:
-        return (resources.files("ttplan.devices").joinpath("data/device_logs.csv").read_text("utf-8"),
-                "built-in device log")
+        builtin = resources.files("ttplan.devices").joinpath("data/device_logs.csv")
+        return builtin.read_text("utf-8"), "built-in device log"
     try:
         return Path(path).read_text(encoding="utf-8"), str(path)
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read device log {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        reason = getattr(exc, "strerror", None) or exc
+        raise SpecError(f"cannot read device log {path}: {reason}") from None
 
 
 def load_device_logs(path: str | Path | None = None) -> pd.DataFrame:
@@ -159,7 +160,8 @@ def _record(row: dict, source: str, line: int) -> dict:
             except ValueError:
                 raise bad(key, f"{text!r} is not a number") from None
             if not (math.isfinite(value) and value >= 0) or (key == "total_s" and value == 0):
-                raise bad(key, f"{text!r} must be a {'positive' if key == 'total_s' else 'non-negative'} finite number")
+                sign = "positive" if key == "total_s" else "non-negative"
+                raise bad(key, f"{text!r} must be a {sign} finite number")
             record[key] = value
         else:  # policy, torch_version, source: free text
             record[key] = text

@@ -12,14 +12,16 @@ TinyTrain + training) is
                      + dense_mac_s x (forward_macs + backward_input_macs)    [s per MAC]
                      + weight_grad_mac_s x backward_weight_macs              [s per MAC]
                      + tensor_update_s x updated_tensors      [s per updated tensor per step]
-                     + swap_s_per_byte x max(0, peak_bytes_pytorch - available RAM) )
+                     + swap_s_per_byte x max(0, peak - available RAM) )
                                                                      [s per byte per step]
 
 Forward and input-gradient MACs share one coefficient: they are the same convolutions (an
 input gradient is a transposed convolution of the same size), and logs of whole runs cannot
 tell them apart. Weight-gradient MACs get their own: PyTorch computes them with other kernels
-(slow for depthwise convolutions). `available RAM` is the device's RAM minus its reserve; a
-configuration whose PyTorch peak exceeds it pages through swap on every step.
+(slow for depthwise convolutions). `available RAM` is the device's RAM minus its reserve and
+`peak` the step's peak under the device's runtime (peak_bytes_pytorch on a board running
+PyTorch, peak_bytes_paper on a bare-metal engine); a configuration whose peak exceeds the
+available RAM pages through swap on every step.
 
 Energy (the paper's Energy = Power x Time) splits the same time into three parts with one
 power each: overhead_w over load, fisher, plan and the per-step and per-tensor time,
@@ -34,6 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .profiles import DeviceProfile
 from .stepcost import StepCost
 
 
@@ -92,10 +95,16 @@ class Run:
         return self.method.lower() == "tinytrain"
 
 
-def time_features(run: Run, available_bytes: int | None) -> dict[str, float]:
+def runtime_peak(cost: StepCost, device: DeviceProfile) -> int:
+    """The peak the device's RAM must hold: its runtime's convention."""
+    return cost.peak_bytes_paper if device.runtime == "paper" else cost.peak_bytes_pytorch
+
+
+def time_features(run: Run, device: DeviceProfile) -> dict[str, float]:
     """What each time term multiplies (its coefficient's unit times this is seconds)."""
     c, steps = run.cost, run.steps
-    excess = 0 if available_bytes is None else max(0, c.peak_bytes_pytorch - available_bytes)
+    available = device.available_bytes
+    excess = 0 if available is None else max(0, runtime_peak(c, device) - available)
     return {
         "load_s": 1.0,
         "fisher_s_per_sample": float(run.samples) if run.probes else 0.0,
@@ -108,9 +117,9 @@ def time_features(run: Run, available_bytes: int | None) -> dict[str, float]:
     }
 
 
-def time_components(run: Run, terms: dict[str, float], available_bytes) -> dict[str, float]:
+def time_components(run: Run, terms: dict[str, float], device: DeviceProfile) -> dict[str, float]:
     """Seconds contributed by each time term."""
-    features = time_features(run, available_bytes)
+    features = time_features(run, device)
     return {name: terms[name] * features[name] for name in TIME_NAMES}
 
 
@@ -128,8 +137,8 @@ class Prediction:
 
 
 def predict(run: Run, time_terms: dict[str, float], energy_terms: dict[str, float] | None,
-            available_bytes: int | None) -> Prediction:
-    comps = time_components(run, time_terms, available_bytes)
+            device: DeviceProfile) -> Prediction:
+    comps = time_components(run, time_terms, device)
     by_phase = {p: 0.0 for p in PHASES}
     for term in TIME_TERMS:
         by_phase[term.group] += comps[term.name]

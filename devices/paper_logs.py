@@ -43,7 +43,8 @@ METHOD_NAMES = {"FullTrain": "fulltrain", "LastLayer": "lastlayer", "TinyTL": "t
 
 
 def paper_measurements() -> list[dict]:
-    text = resources.files("ttplan.devices").joinpath("data/paper_measurements.csv").read_text("utf-8")
+    source = resources.files("ttplan.devices").joinpath("data/paper_measurements.csv")
+    text = source.read_text("utf-8")
     return list(csv.DictReader(io.StringIO(text)))
 
 

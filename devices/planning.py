@@ -30,7 +30,7 @@ from ttplan.planner.policy import Policy, load_policy
 from ttplan.planner.select import LinearLimit
 
 from .calibrate import Calibration, resolve_calibration, round6
-from .model import PHASES, Run, linear_time_limit
+from .model import PHASES, Run, linear_time_limit, runtime_peak
 from .profiles import DeviceProfile, resolve_device
 from .stepcost import StepCost, policy_step_cost, step_cost
 
@@ -101,12 +101,12 @@ def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None
 def prediction(ctx: DeviceContext, method: str, cost: StepCost) -> dict:
     """Time per phase, energy and fit in RAM of one configuration on the device."""
     available = ctx.device.available_bytes
+    peak = runtime_peak(cost, ctx.device)
     out = {"device": ctx.device.name,
            "calibration": None if ctx.calibration is None else ctx.calibration.label,
            "iterations": ctx.iterations, "samples": ctx.samples, "batch_size": cost.batch_size,
            "phases": None, "total_s": None, "energy_j": None,
-           "peak_bytes": cost.peak_bytes_pytorch,
-           "fits_ram": None if available is None else cost.peak_bytes_pytorch <= available,
+           "peak_bytes": peak, "fits_ram": None if available is None else peak <= available,
            "error_band_pct": None, "energy_error_band_pct": None}
     if ctx.calibration is None:
         return out
@@ -177,8 +177,9 @@ def attach_prediction(ctx: DeviceContext, policy: Policy) -> dict:
         policy.notes.append(f"predicted {predicted['total_s']:.4g} s on {ctx.device.name} "
                             f"exceeds the time budget of {ctx.time_s:g} s")
     if predicted["fits_ram"] is False:
-        policy.notes.append(f"the PyTorch peak ({predicted['peak_bytes']:,} B) exceeds "
-                            f"{ctx.device.name}'s available RAM "
-                            f"({ctx.device.available_bytes:,} B): it will swap")
+        policy.notes.append(f"the {ctx.device.runtime} peak ({predicted['peak_bytes']:,} B) "
+                            f"exceeds {ctx.device.name}'s available RAM "
+                            f"({ctx.device.available_bytes:,} B)"
+                            + (": it will swap" if ctx.device.runtime == "pytorch" else ""))
     policy.predicted["device"] = predicted
     return predicted

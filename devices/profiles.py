@@ -10,7 +10,9 @@ clock from cpufreq or /proc/cpuinfo). A user describes another device in a small
      "sources": {"ram_bytes": "what I measured"}}
 
 `name` and `ram_bytes` are required; `flash_bytes`, `cores`, `clock_hz` may be null or left out,
-`reserve_bytes` defaults to 0, `description` and `sources` are free text. Byte sizes are
+`reserve_bytes` defaults to 0, `runtime` to "pytorch" (what trains there: "pytorch", whose
+peak is the pytorch convention's, or "paper", a bare-metal engine as appendix A.4 counts it),
+`description` and `sources` are free text. Byte sizes are
 integers or text such as "512MiB"; clocks integers (Hz) or text such as "216MHz".
 
 `reserve_bytes` is the RAM a training run cannot have: the operating system and the runtime
@@ -36,7 +38,10 @@ FORMAT = "ttplan-device"
 VERSION = 1
 HOST = "host"
 _FIELDS = ("name", "description", "ram_bytes", "flash_bytes", "cores", "clock_hz",
-           "reserve_bytes", "sources")
+           "reserve_bytes", "runtime", "sources")
+# What trains on the device, hence which peak its RAM must hold: PyTorch (a Linux board; the
+# pytorch convention) or a bare-metal training engine as appendix A.4 counts it (paper).
+RUNTIMES = ("pytorch", "paper")
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
@@ -49,6 +54,7 @@ class DeviceProfile:
     cores: int | None = None
     clock_hz: int | None = None
     reserve_bytes: int = 0
+    runtime: str = "pytorch"
     sources: dict = field(default_factory=dict)
 
     @property
@@ -143,8 +149,11 @@ def profile_from_dict(d, source: str, header: bool = True,
     reserve = _size(d.get("reserve_bytes", 0), "reserve_bytes", bad, zero_ok=True) or 0
     if ram is not None and reserve >= ram:
         raise bad(f"reserve_bytes ({reserve:,}) must be below ram_bytes ({ram:,})")
+    runtime = d.get("runtime", "pytorch")
+    if runtime not in RUNTIMES:
+        raise bad(f"runtime must be pytorch or paper, not {runtime!r}")
     return DeviceProfile(
-        name=name, ram_bytes=ram, description=description,
+        name=name, ram_bytes=ram, description=description, runtime=runtime,
         flash_bytes=_size(d.get("flash_bytes"), "flash_bytes", bad),
         cores=_count(d.get("cores"), "cores", bad), clock_hz=_clock(d.get("clock_hz"), bad),
         reserve_bytes=reserve, sources=dict(sources))

@@ -47,8 +47,8 @@ def validate(log: pd.DataFrame, profiles: dict[str, DeviceProfile],
             if len(runs) < MIN_RUNS:
                 raise SpecError(f"device {name} has {len(runs)} run(s): leave-one-out needs at "
                                 f"least {MIN_RUNS}")
-            available = profiles[name].available_bytes
-            times, energies = leave_one_out(runs, available, included_time_terms(runs, available))
+            device = profiles[name]
+            times, energies = leave_one_out(runs, device, included_time_terms(runs, device))
             by = "leave-one-out fit"
         rows = []
         for m, t, e in zip(runs, times, energies):

@@ -43,7 +43,7 @@ def synthetic_log(n=24, seed=0, measure_phases=True) -> pd.DataFrame:
                         rng.randint(2, 120), rng.randint(10**5, 10**6),
                         rng.choice([3 * 10**6, 10**8, 6 * 10**8, 9 * 10**8]))
         run = Run(method, rng.choice([10, 40]), rng.choice([10, 25, 50]), cost)
-        p = predict(run, TRUE_TIME, TRUE_POWER, DEVICE.available_bytes)
+        p = predict(run, TRUE_TIME, TRUE_POWER, DEVICE)
         row = dict.fromkeys(LOG_COLUMNS, math.nan)
         row.update(device="synthetic", model=f"m{i % 3}", method=method, policy="",
                    batch_size=batch, iterations=run.iterations, samples=run.samples,
@@ -82,8 +82,8 @@ def test_leave_one_out_is_a_fit_without_the_run():
     log = log[log.device == "pi-zero-2"].reset_index(drop=True)
     device = builtin_profiles()["pi-zero-2"]
     runs = measured_runs(log)
-    left_out = included_time_terms(runs, device.available_bytes)
-    times, energies = leave_one_out(runs, device.available_bytes, left_out)
+    left_out = included_time_terms(runs, device)
+    times, energies = leave_one_out(runs, device, left_out)
     for i in (0, 6, 14):
         without = calibrate(log.drop(index=i), device, "x.csv")
         p = without.predict(runs[i].run)
@@ -269,3 +269,28 @@ def test_python_api_refuses_what_the_cli_refuses():
         predict_training("mcunet-5fps", "all", "pi-zero-2", iterations=0)
     with pytest.raises(TtplanError):
         load_calibration(ROOT / "devices/data/device_logs.csv")
+
+
+def test_device_memory_budget_and_runtime_peak():
+    from ttplan.devices.planning import plan_for_device
+    pi = plan_for_device("mcunet-5fps", device="pi-zero-2", method="lastlayer")
+    assert pi.budgets["memory_bytes"] == 512 * 2**20 - 256 * 2**20  # RAM - reserve
+    on_pi = pi.predicted["device"]
+    assert on_pi["fits_ram"] and on_pi["total_s"] > 0 and on_pi["time_limit_s"] is None
+    # A microcontroller runs a bare-metal engine: its RAM holds the paper convention's peak.
+    mcu = plan_for_device("mcunet-5fps", device="stm32f746", method="lastlayer",
+                          activation_bits=8, weight_bits=8, gradient_bits=8)
+    on_mcu = mcu.predicted["device"]
+    assert on_mcu["peak_bytes"] == mcu.predicted["memory"]["peak_bytes"] > 320 * 1024
+    assert on_mcu["fits_ram"] is False and not mcu.predicted["within_budget"]
+    assert any("the paper peak" in n and "swap" not in n for n in mcu.notes)
+    assert on_mcu["total_s"] is None  # no calibration, no time
+
+
+def test_compare_with_a_device_adds_time_energy_and_fit():
+    result = runner.invoke(app, ["compare", "mcunet-5fps", "--device", "pi-zero-2",
+                                 "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["method"]: r for r in json.loads(result.stdout)}
+    assert rows["lastlayer"]["total_s"] < rows["fulltrain"]["total_s"]
+    assert all(r["fits_ram"] for r in rows.values()) and rows["lastlayer"]["energy_j"] > 0
