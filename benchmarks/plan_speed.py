@@ -22,23 +22,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import torch
+from table import print_header
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
-from ttplan.costmodel.specs import parse_bytes, parse_compute  # noqa: E402
-from ttplan.costmodel.trace import trace  # noqa: E402
-from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model  # noqa: E402
-from ttplan.planner import baselines  # noqa: E402
-from ttplan.planner.data import synthetic_data  # noqa: E402
-from ttplan.planner.exact import solve_exact  # noqa: E402
-from ttplan.planner.fisher import default_candidate_layers, fisher_information  # noqa: E402
-from ttplan.planner.score import build_candidates  # noqa: E402
-from ttplan.planner.select import Budget, Coster, CostOptions, greedy  # noqa: E402
+from ttplan.costmodel.specs import parse_bytes, parse_compute
+from ttplan.costmodel.trace import trace
+from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
+from ttplan.planner import baselines
+from ttplan.planner.data import synthetic_data
+from ttplan.planner.exact import solve_exact
+from ttplan.planner.fisher import default_candidate_layers, fisher_information
+from ttplan.planner.score import build_candidates
+from ttplan.costmodel.options import CostOptions
+from ttplan.planner.select import Budget, Coster, greedy
 
 SHAPE = (1, 3, 128, 128)
 
@@ -80,8 +79,7 @@ def main() -> None:
           f"MACs (paper convention, weights in flash), {args.threads} thread(s)\n")
     header = (f"{'model':<16}{'probe s':>9}{'plain s':>9}{'ratio':>7}{'greedy s':>10}{'evals':>7}"
               f"{'exact s':>9}{'evals':>7}{'gap %':>7}{'evolution s':>13}{'evals':>7}")
-    print(header)
-    print("-" * len(header))
+    print_header(header)
     for name in ZOO_MODELS:
         model = build_zoo_model(name)
         x, y = synthetic_data(args.samples, 5, SHAPE[1:], 0)

@@ -26,22 +26,22 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import torch
+from table import print_header
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
-from ttplan.costmodel.costs import evaluate  # noqa: E402
-from ttplan.costmodel.profile import build_config, profile  # noqa: E402
-from ttplan.costmodel.trace import trace  # noqa: E402
-from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model  # noqa: E402
+from ttplan.costmodel.costs import evaluate
+from ttplan.costmodel.options import CONVENTIONS, CostOptions
+from ttplan.costmodel.profile import build_config
+from ttplan import profile
+from ttplan.costmodel.trace import trace
+from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
 
 ZOO_SHAPE = (1, 3, 128, 128)
-CONVENTIONS = ("paper", "pytorch")
+
 
 
 def median_time(fn, repeats: int) -> float:
@@ -64,8 +64,7 @@ def fvcore_total(model: nn.Module, x: torch.Tensor) -> float:
 def zoo_table(repeats: int) -> None:
     print(f"Zoo models, input {'x'.join(map(str, ZOO_SHAPE))}, median of {repeats} runs (ms)")
     header = f"{'model':<16}{'paper':>9}{'pytorch':>9}{'fvcore':>9}{'fv/paper':>10}{'fv/pytorch':>11}"
-    print(header)
-    print("-" * len(header))
+    print_header(header)
     for name in ZOO_MODELS:
         model = build_zoo_model(name).eval()
         x = torch.zeros(ZOO_SHAPE)
@@ -113,8 +112,7 @@ def scaling_table(sizes, repeats: int, skip_after: float) -> None:
           f"(seconds; median of {repeats} runs below 10,000 layers, else 1 run)")
     header = (f"{'layers':>7} {'layout':<8}{'trace':>9}{'eval paper':>11}{'eval pytorch':>13}"
               f"{'total':>9}{'us/layer':>10}")
-    print(header)
-    print("-" * len(header))
+    print_header(header)
     previous_total = {False: 0.0, True: 0.0}
     for layers in sizes:
         for nested in (False, True):
@@ -130,9 +128,8 @@ def scaling_table(sizes, repeats: int, skip_after: float) -> None:
             t_trace, graph = statistics.median(t for t, _ in trace_times), trace_times[-1][1]
             t_eval = {}
             for convention in CONVENTIONS:
-                config, _ = build_config(graph, "all", convention)
-                t_eval[convention] = median_time(
-                    lambda: evaluate(graph, config, convention), runs)
+                config, _ = build_config(graph, "all", CostOptions(convention))
+                t_eval[convention] = median_time(lambda: evaluate(graph, config), runs)
             total = t_trace + sum(t_eval.values())
             previous_total[nested] = total
             print(f"{layers:>7} {'nested' if nested else 'flat':<8}{t_trace:>9.3f}"

@@ -1,12 +1,9 @@
 """A training configuration: what is updated, and which gradients that makes exist.
 
 A *layer* (what can be updated) is a MAC layer (conv, transposed conv, linear) or a norm layer
-that does not directly follow one. A BatchNorm that directly follows a MAC layer (and is its
-only consumer) is *attached* to it:
-  * under ``paper`` it is folded into the layer, as deployed on a device (the layer gains a
-    bias of Cout values if it had none, and the norm disappears from the graph);
-  * under ``pytorch`` it stays, and is trained with its layer: its scale with the layer's
-    weights (for the output channels whose weights are updated), its shift with the bias.
+that does not directly follow one. A BatchNorm attached to a MAC layer (`costmodel.transforms`)
+is folded into it under ``paper`` and trained with it under ``pytorch``: its scale with the
+layer's weights (for the output channels whose weights are updated), its shift with the bias.
 
 Update specs (see `resolve_updates`):
   ``none``, ``all``, ``bias-only`` (every layer's bias, no weights),
@@ -18,14 +15,13 @@ Update specs (see `resolve_updates`):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from .errors import SpecError
 from .graph import MAC_KINDS, NORM_KINDS, LayerGraph, OpNode
+from .options import CostOptions
 from .rules import Grad
-
-OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # state tensors per updated parameter
+from .transforms import attached_norms
 
 
 @dataclass(frozen=True)
@@ -40,70 +36,16 @@ class LayerUpdate:
     channel_axis: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
+    """What is updated ({layer name: LayerUpdate}) and how it is costed."""
+
     updates: dict[str, LayerUpdate] = field(default_factory=dict)
-    optimizer: str = "sgd"
-    weight_bits: int = 32
-    activation_bits: int = 32
-    gradient_bits: int = 32
-    weights_in_flash: bool = False
+    options: CostOptions = field(default_factory=CostOptions)
 
-    def __post_init__(self):
-        if self.optimizer not in OPTIMIZER_STATES:
-            raise SpecError(f"unknown optimizer {self.optimizer!r}: use sgd, momentum or adam")
-
-
-def resolve_weights_in_flash(convention: str, weights_in_flash: bool | None) -> bool:
-    """Where frozen weights live unless the user says: in flash under `paper` (A.4 counts only
-    the weights being updated, as on an MCU), in RAM under `pytorch` (PyTorch loads them)."""
-    if weights_in_flash is None:
-        return convention == "paper"
-    if weights_in_flash and convention == "pytorch":
-        raise SpecError("--weights-in-flash applies to --convention paper only")
-    return bool(weights_in_flash)
-
-
-def attached_norms(graph: LayerGraph) -> dict[str, str]:
-    """{MAC layer name: name of the BatchNorm attached to it}."""
-    attached = {}
-    for node in graph.ops():
-        if node.kind == "batchnorm" and len(node.inputs) == 1:
-            src = graph[node.inputs[0]]
-            if src.kind in MAC_KINDS and graph.consumers(src.name) == [node.name]:
-                attached[src.name] = node.name
-    return attached
-
-
-def fold_batchnorm(graph: LayerGraph) -> LayerGraph:
-    """The graph as deployed: every attached BatchNorm folded into its layer."""
-    cached = graph.derived.get("folded")
-    if cached is not None:
-        return cached
-    attached = attached_norms(graph)
-    if not attached:
-        graph.derived["folded"] = graph
-        return graph
-    folded_into = {bn: layer for layer, bn in attached.items()}
-    nodes: dict[str, OpNode] = {}
-    for name in graph.order:
-        if name in folded_into:
-            continue
-        node = graph[name]
-        inputs = [folded_into.get(i, i) for i in node.inputs]
-        attrs = dict(node.attrs)
-        bias = node.bias_numel
-        if name in attached:
-            attrs["folded_bn"] = attached[name]
-            bias = bias or node.out_channels
-        nodes[name] = dataclasses.replace(node, inputs=inputs, bias_numel=bias, attrs=attrs)
-    order = [n for n in graph.order if n not in folded_into]
-    outputs = [folded_into.get(o, o) for o in graph.output_names]
-    folded = LayerGraph(graph.model_name, graph.input_shape, graph.tracer, nodes, order,
-                        graph.input_name, outputs, list(graph.unknown_ops), graph.declared_blocks)
-    folded.derived["folded"] = folded  # folding a folded graph changes nothing
-    graph.derived["folded"] = folded
-    return folded
+    @property
+    def convention(self) -> str:
+        return self.options.convention
 
 
 def updatable_layers(graph: LayerGraph) -> list[OpNode]:
@@ -196,28 +138,32 @@ def _fractions(node: OpNode, update: LayerUpdate) -> tuple[float, float]:
     return weight_fraction, len(touched) / groups
 
 
-def node_grads(graph: LayerGraph, config: TrainConfig, convention: str) -> dict[str, Grad]:
-    """Which gradients exist at every operator, following requires-grad through the graph."""
+def node_grads(graph: LayerGraph, config: TrainConfig) -> dict[str, Grad]:
+    """Which gradients exist at every operator: an input needs a gradient when it is reached
+    from an operator with updated parameters (`LayerGraph.reached_from`)."""
     attached = {bn: layer for layer, bn in attached_norms(graph).items()}
-    needs_grad: dict[str, bool] = {graph.input_name: False}
-    grads: dict[str, Grad] = {}
-    training = convention == "pytorch"
+    updated: dict[str, tuple[bool, bool, float, float]] = {}
     for node in graph.ops():
         owner = attached.get(node.name, node.name)
         update = config.updates.get(graph[owner].layer_key)
-        weight = bias = False
+        if update is None or not node.params:
+            continue
+        weight = update.weight and node.weight_numel > 0
+        bias = update.bias and node.bias_numel > 0
         weight_fraction = input_fraction = 1.0
-        if update is not None and node.params:
-            weight = update.weight and node.weight_numel > 0
-            bias = update.bias and node.bias_numel > 0
-            if owner == node.name:
-                weight_fraction, input_fraction = _fractions(node, update)
-            elif update.weight and update.channels is not None and update.channel_axis == 0:
-                weight_fraction = len(update.channels) / node.out_channels  # attached norm scale
-        inputs = tuple(needs_grad.get(i, False) for i in node.inputs)
-        grad = Grad(inputs, weight, bias, weight_fraction, input_fraction, training)
-        grads[node.name] = grad
-        needs_grad[node.name] = grad.any and node.kind != "compare"
+        if owner == node.name:
+            weight_fraction, input_fraction = _fractions(node, update)
+        elif update.weight and update.channels is not None and update.channel_axis == 0:
+            weight_fraction = len(update.channels) / node.out_channels  # attached norm scale
+        updated[node.name] = (weight, bias, weight_fraction, input_fraction)
+    reach = graph.reached_from(n for n, (w, b, _, _) in updated.items() if w or b)
+    training = config.convention == "pytorch"
+    grads: dict[str, Grad] = {}
+    for node in graph.ops():
+        weight, bias, weight_fraction, input_fraction = updated.get(
+            node.name, (False, False, 1.0, 1.0))
+        inputs = tuple(i in reach and graph[i].kind != "compare" for i in node.inputs)
+        grads[node.name] = Grad(inputs, weight, bias, weight_fraction, input_fraction, training)
     return grads
 
 
@@ -237,7 +183,7 @@ def parameter_requires_grad(graph: LayerGraph, config: TrainConfig) -> dict[str,
     """{parameter name (``module.weight``): requires_grad} for training `config` in PyTorch:
     the flags a training loop sets before the forward (channel masks are applied separately,
     see `planner.apply`)."""
-    grads = node_grads(graph, config, "pytorch")
+    grads = node_grads(graph, TrainConfig(config.updates, CostOptions("pytorch")))
     flags: dict[str, bool] = {}
     for node in graph.ops():
         if node.module is None or not node.params or node.attrs.get("repeat_call"):

@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .config import (TrainConfig, fold_batchnorm, mac_blocks, node_grads, trainable_param_count,
+from .config import (TrainConfig, mac_blocks, node_grads, trainable_param_count,
                      updated_tensor_count)
-from .errors import SpecError
 from .graph import LayerGraph
-from .memory import CONVENTIONS, MemoryBreakdown, memory_breakdown
-from .rules import rule_for
+from .memory import MemoryBreakdown, memory_breakdown
+from .rules import registry_of
+from .transforms import fold_batchnorm
 
 
 @dataclass
@@ -32,8 +32,6 @@ class Evaluation:
 
 def costing_graph(graph: LayerGraph, convention: str) -> LayerGraph:
     """The graph a convention costs: `paper` folds BatchNorm into its layer, as deployed."""
-    if convention not in CONVENTIONS:
-        raise SpecError(f"unknown convention {convention!r}: use paper or pytorch")
     return fold_batchnorm(graph) if convention == "paper" else graph
 
 
@@ -42,8 +40,9 @@ def _static_rows(graph: LayerGraph, convention: str, activation_bits: int) -> li
     key = ("static_rows", convention, activation_bits)
     if key not in graph.derived:
         static = []
+        registry = registry_of(graph)
         for node in graph.ops():
-            rule = rule_for(node.kind)
+            rule = registry.rule_for(node.kind)
             act_bytes = activation_bits / 8 if convention == "paper" else node.dtype_bytes
             row = {
                 "name": node.name, "kind": node.kind, "op": node.op, "block": node.block,
@@ -51,7 +50,7 @@ def _static_rows(graph: LayerGraph, convention: str, activation_bits: int) -> li
                 "params": node.owned_params, "trainable": False, "trainable_params": 0,
                 "forward_macs": rule.forward_macs(node) if rule else 0,
                 "backward_input_macs": 0, "backward_weight_macs": 0,
-                "forward_other_ops": rule.other_ops(node) if rule else 0, "backward_other_ops": 0,
+                "forward_other_ops": rule.forward_other_ops(node) if rule else 0, "backward_other_ops": 0,
                 "input_bytes": math.ceil(sum(math.prod(s) for s in node.in_shapes) * act_bytes),
                 "output_bytes": math.ceil(node.out_numel * act_bytes),
             }
@@ -60,35 +59,24 @@ def _static_rows(graph: LayerGraph, convention: str, activation_bits: int) -> li
     return graph.derived[key]
 
 
-def evaluate(graph: LayerGraph, config: TrainConfig, convention: str) -> Evaluation:
-    """Cost `config` on a traced graph (not yet folded) under `convention`."""
+def evaluate(graph: LayerGraph, config: TrainConfig) -> Evaluation:
+    """Cost `config` on a traced graph (folded or not) under its options' convention."""
+    convention = config.convention
     costed = costing_graph(graph, convention)
-    grads = node_grads(costed, config, convention)
+    grads = node_grads(costed, config)
     rows = []
-    for node, rule, static_row in _static_rows(costed, convention, config.activation_bits):
+    for node, rule, static_row in _static_rows(costed, convention, config.options.activation_bits):
         grad = grads[node.name]
         row = dict(static_row)
         row["trainable"] = bool(grad.weight or grad.bias)
         row["trainable_params"] = trainable_param_count(node, grad)
-        if rule is not None:
-            forward = row["forward_macs"]
-            other = row["forward_other_ops"]
-            if rule.mac_layer:
-                if grad.input(0):
-                    row["backward_input_macs"] = forward
-                if grad.weight:
-                    row["backward_weight_macs"] = round(forward * grad.weight_fraction)
-                backward_other = node.out_numel if grad.bias else 0
-            else:
-                backward_other = other if any(grad.inputs) else 0
-                if grad.weight:
-                    backward_other += node.out_numel  # norm scale gradient
-                if grad.bias:
-                    backward_other += node.out_numel  # norm shift gradient
-            row["backward_other_ops"] = backward_other
+        if rule is not None and grad.any:
+            row["backward_input_macs"] = rule.backward_input_macs(node, grad)
+            row["backward_weight_macs"] = rule.backward_weight_macs(node, grad)
+            row["backward_other_ops"] = rule.backward_other_ops(node, grad)
         row["backward_macs"] = row["backward_input_macs"] + row["backward_weight_macs"]
         rows.append(row)
-    memory = memory_breakdown(costed, grads, config, convention)
+    memory = memory_breakdown(costed, grads, config)
     unknown = list(costed.unknown_ops)
     totals = {
         "params": sum(r["params"] for r in rows),

@@ -102,6 +102,7 @@ class LayerGraph:
     output_names: list[str] = field(default_factory=list)
     unknown_ops: list[str] = field(default_factory=list)  # "name (op)" for ops with no rule
     declared_blocks: list[str] | None = None  # the model's own block list (zoo), if it has one
+    rules: object = None  # the costmodel.rules.Registry it was traced with (None: the default)
 
     def __post_init__(self):
         # Things computed from the graph once and reused by every configuration costed on it
@@ -109,10 +110,15 @@ class LayerGraph:
         self.derived: dict = {}
         self.dag = nx.DiGraph()
         for name in self.order:
-            self.dag.add_node(name)
+            self.dag.add_node(name, op=self.nodes[name])
         for name in self.order:
             for src in self.nodes[name].inputs:
                 self.dag.add_edge(src, name)
+        # The execution order the tracer recorded is one topological order of the DAG; ties
+        # broken by it, networkx gives it back, which checks the edges run forward.
+        position = {name: i for i, name in enumerate(self.order)}
+        if list(nx.lexicographical_topological_sort(self.dag, key=position.get)) != self.order:
+            raise ValueError(f"{self.model_name}: the recorded order is not topological")
 
     def __getitem__(self, name: str) -> OpNode:
         return self.nodes[name]
@@ -128,6 +134,20 @@ class LayerGraph:
 
     def consumers(self, name: str) -> list[str]:
         return list(self.dag.successors(name))
+
+    def reached_from(self, sources) -> set[str]:
+        """Every tensor computed from `sources` (themselves included), not through a comparison
+        (a boolean result carries no gradient): where a gradient flows back from."""
+        key = "gradient_dag"
+        if key not in self.derived:
+            blocking = [(u, v) for u, v in self.dag.edges if self.nodes[u].kind == "compare"]
+            dag = self.dag.copy()
+            dag.remove_edges_from(blocking)
+            self.derived[key] = dag
+        sources = [s for s in sources if s in self.nodes]
+        if not sources:
+            return set()
+        return {n for layer in nx.bfs_layers(self.derived[key], sources) for n in layer}
 
     def mac_layers(self) -> list[OpNode]:
         return [n for n in self.ops() if n.kind in MAC_KINDS]

@@ -1,9 +1,9 @@
-"""Which operator kind a module class or a function is.
+"""Which operator kind a module class or a function is: the tables the registry starts from.
 
 The tracer sees modules (``nn.Conv2d``), functions (``torch.flatten``, ``operator.add``) and
-tensor methods (``x.view``). All of them are mapped here to one normalised kind, the key of the
-cost-rule registry. Anything not listed becomes ``"unknown"``: it is reported and warned
-about, never costed as free.
+tensor methods (``x.view``). All of them are mapped here to one normalised kind, the key of a
+cost rule (`costmodel.rules.Registry` looks module classes up through their MRO). Anything not
+listed becomes ``"unknown"``: it is reported and warned about, never costed as free.
 """
 
 from __future__ import annotations
@@ -73,16 +73,6 @@ METHOD_KINDS: dict[str, str] = {
 # Method names that modify their first operand in place.
 INPLACE_METHODS = frozenset({"relu_", "add_", "mul_", "clamp_", "__iadd__", "__imul__"})
 INPLACE_FUNCTIONS = frozenset({operator.iadd, operator.imul, F.relu_, torch.relu_})
-
-
-def module_kind(module: nn.Module) -> str:
-    return MODULE_KINDS.get(type(module), "unknown")
-
-
-def function_kind(target) -> str:
-    if isinstance(target, str):
-        return METHOD_KINDS.get(target, "unknown")
-    return FUNCTION_KINDS.get(target, "unknown")
 
 
 def function_name(target) -> str:

@@ -1,6 +1,7 @@
 """Measure what eager PyTorch autograd keeps in memory for backward.
 
-This is the ground truth the analytic memory rules are checked against. One forward of
+This is the ground truth the analytic memory rules are checked against, by the tests and by
+users (`ttplan profile --verify`, `verify_saved_bytes`). One forward of
 `model(x)` runs under `torch.autograd.graph.saved_tensors_hooks`; every tensor an autograd
 node saves passes through the pack hook. Two methods run together and check each other:
 
@@ -31,9 +32,14 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
+from .config import TrainConfig, parameter_requires_grad
+from .costs import evaluate
+from .graph import LayerGraph
+from .options import CostOptions
+
 
 class SavedRecord(NamedTuple):
-    """One packed tensor. The first five fields are the debugging tuple the lead asked for."""
+    """One packed tensor: which node saved what, and the storage it lives in."""
 
     grad_fn: str  # e.g. "ConvolutionBackward0"; "?" if the graph walk could not reach it
     shape: tuple[int, ...]
@@ -241,5 +247,40 @@ def format_records(m: MeasuredSaved) -> str:
     return "\n".join(lines)
 
 
+def verify_saved_bytes(model: nn.Module, graph: LayerGraph, updates: dict, seed: int = 0) -> dict:
+    """Run `updates` once in PyTorch and compare what autograd kept with the `pytorch`
+    convention's prediction: {predicted_bytes, measured_bytes, difference_pct}.
+
+    The model trains as the configuration says (requires_grad per parameter, train mode) on
+    one random batch of the traced input shape; its flags, modes and buffers (BatchNorm
+    running statistics) are put back afterwards.
+    """
+    config = TrainConfig(dict(updates), CostOptions("pytorch"))
+    predicted = evaluate(graph, config).memory.saved_activation_bytes
+    flags = parameter_requires_grad(graph, config)
+    params = dict(model.named_parameters())
+    was = {name: p.requires_grad for name, p in params.items()}
+    modes = {m: m.training for m in model.modules()}
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    generator = torch.Generator().manual_seed(seed)
+    try:
+        for name, p in params.items():
+            p.requires_grad_(flags.get(name, False))
+        model.train()
+        x = torch.randn(graph.input_shape, generator=generator)
+        measured = measure_saved_bytes(model, x).saved_bytes
+    finally:
+        for name, p in params.items():
+            p.requires_grad_(was[name])
+        for module, training in modes.items():
+            module.train(training)
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name])
+    difference = 100.0 * (predicted - measured) / measured if measured else 0.0
+    return {"predicted_bytes": int(predicted), "measured_bytes": int(measured),
+            "difference_pct": round(difference, 3)}
+
+
 __all__ = ["MeasuredSaved", "SavedRecord", "measure_saved_bytes", "saved_bytes_by_graph_walk",
-           "format_records"]
+           "format_records", "verify_saved_bytes"]

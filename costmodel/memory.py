@@ -32,11 +32,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from .config import OPTIMIZER_STATES, TrainConfig, trainable_param_count
+from .config import TrainConfig, trainable_param_count
 from .graph import LayerGraph
-from .rules import VIEW_KINDS, Grad, rule_for
-
-CONVENTIONS = ("paper", "pytorch")
+from .options import FP32_BYTES, CostOptions
+from .rules import VIEW_KINDS, Grad, registry_of
 
 
 @dataclass
@@ -60,6 +59,7 @@ class _Storages:
 
     def __init__(self, graph: LayerGraph, convention: str, elem_bytes):
         self.graph = graph
+        self.rules = registry_of(graph)
         index = {name: i for i, name in enumerate(graph.order)}
         self.index = index
         end = len(graph.order)
@@ -103,7 +103,7 @@ class _Storages:
             return self.of[node.inputs[src]]
         if node.kind in VIEW_KINDS:
             return self.of[node.inputs[0]]
-        rule = rule_for(node.kind)
+        rule = self.rules.rule_for(node.kind)
         if rule is not None and rule.elementwise:
             for src in node.inputs:  # reuse an input buffer of the same size that dies here
                 storage = self.of[src]
@@ -121,19 +121,39 @@ class _Storages:
         """Peak bytes alive at once in the forward pass; `extended` buffers stay alive to the
         end (saved for backward), `extra_bytes` {index: bytes} are allocated from that step."""
         end = len(self.graph.order)
-        delta = [0.0] * (end + 2)
-        for storage, nbytes in self.nbytes.items():
-            stop = end if storage in extended else self.stop[storage]
-            delta[self.start[storage]] += nbytes
-            delta[stop + 1] -= nbytes
-        for i, nbytes in (extra_bytes or {}).items():
-            delta[i] += nbytes
-            delta[end + 1] -= nbytes
-        peak = running = 0.0
-        for d in delta:
-            running += d
-            peak = max(peak, running)
-        return peak
+        intervals = [(self.start[s], end if s in extended else self.stop[s], nbytes)
+                     for s, nbytes in self.nbytes.items()]
+        intervals += [(i, end, nbytes) for i, nbytes in (extra_bytes or {}).items()]
+        return peak_of_intervals(intervals, end)
+
+
+def peak_of_intervals(intervals, end: int) -> float:
+    """The largest total of (start, stop, bytes) intervals alive at one step of 0..end, an
+    interval being alive from its start step to its stop step, both included."""
+    delta = [0.0] * (end + 2)
+    for start, stop, nbytes in intervals:
+        delta[start] += nbytes
+        delta[stop + 1] -= nbytes
+    peak = running = 0.0
+    for d in delta:
+        running += d
+        peak = max(peak, running)
+    return peak
+
+
+def updated_param_bytes(options: CostOptions) -> float:
+    """Bytes each updated parameter adds to the peak beyond the frozen weights: its gradient,
+    the optimiser's state, and, with weights in flash, a writable copy of the weight itself."""
+    if options.paper:
+        copy = options.weight_bits / 8 if options.weights_in_flash else 0
+        return options.gradient_bits / 8 * (1 + options.optimizer_states) + copy
+    return FP32_BYTES * (1 + options.optimizer_states)
+
+
+def paper_peak(static_bytes, io_buffer_bytes, saved_bytes):
+    """A.4's overlap: the I/O buffers of inference and what backward keeps are never needed
+    at once, so the activation part of the peak is the larger of the two."""
+    return static_bytes + max(io_buffer_bytes, saved_bytes)
 
 
 def _is_depthwise(node) -> bool:
@@ -142,11 +162,13 @@ def _is_depthwise(node) -> bool:
         and node.weight_shape[0] == groups
 
 
-def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad], config: TrainConfig,
-                     convention: str) -> MemoryBreakdown:
+def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad],
+                     config: TrainConfig) -> MemoryBreakdown:
     """The memory of training `graph` in `config` (for `paper`, pass the folded graph)."""
-    paper = convention == "paper"
-    act_bits = config.activation_bits if paper else None
+    options, convention = config.options, config.convention
+    paper = options.paper
+    act_bits = options.activation_bits if paper else None
+    rules = registry_of(graph)
 
     def elem_bytes(node):
         return act_bits / 8 if paper else node.dtype_bytes
@@ -157,25 +179,25 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad], config: TrainCon
         storages = graph.derived[key] = _Storages(graph, convention, elem_bytes)
 
     # ---- weights, gradients, optimiser state --------------------------------------------
-    weight_bytes_per = config.weight_bits / 8 if paper else 4
-    grad_bytes_per = config.gradient_bits / 8 if paper else 4
+    weight_bytes_per = options.weight_bits / 8 if paper else FP32_BYTES
+    grad_bytes_per = options.gradient_bits / 8 if paper else FP32_BYTES
     all_params = sum(n.owned_params for n in graph.ops())
     if paper:
         updated = sum(trainable_param_count(n, grads[n.name]) for n in graph.ops())
     else:  # PyTorch keeps .grad and optimiser state for whole parameter tensors
         updated = sum(_whole_tensors_updated(n, grads[n.name]) for n in graph.ops())
     updated_weight_bytes = math.ceil(updated * weight_bytes_per)
-    weights_bytes = updated_weight_bytes if (paper and config.weights_in_flash) else \
+    weights_bytes = updated_weight_bytes if (paper and options.weights_in_flash) else \
         math.ceil(all_params * weight_bytes_per)
     gradient_bytes = math.ceil(updated * grad_bytes_per)
-    optimizer_bytes = OPTIMIZER_STATES[config.optimizer] * gradient_bytes
+    optimizer_bytes = options.optimizer_states * gradient_bytes
 
     # ---- saved for backward ---------------------------------------------------------------
     kept: dict[str, tuple[float, str]] = {}  # storage -> (bytes kept, category)
     extras: dict[int, float] = {}
     for node in graph.ops():
         grad = grads[node.name]
-        rule = rule_for(node.kind)
+        rule = rules.rule_for(node.kind)
         if rule is None or not grad.any:
             continue
         saved = (rule.saved_paper if paper else rule.saved_pytorch)(node, grad)
@@ -199,7 +221,7 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad], config: TrainCon
     io_buffer_bytes = math.ceil(storages.live_peak())
     static = weights_bytes + gradient_bytes + optimizer_bytes
     if paper:
-        peak = static + max(io_buffer_bytes, saved_bytes)
+        peak = paper_peak(static, io_buffer_bytes, saved_bytes)
     else:
         peak = static + math.ceil(_pytorch_activation_peak(graph, grads, storages, kept, extras))
     return MemoryBreakdown(weights_bytes, io_buffer_bytes, updated_weight_bytes, gradient_bytes,
@@ -221,7 +243,7 @@ def _pytorch_activation_peak(graph, grads, storages: _Storages, kept, extras) ->
     index = storages.index
     savers: dict[str, int] = {}
     for node in graph.ops():
-        rule = rule_for(node.kind)
+        rule = storages.rules.rule_for(node.kind)
         if rule is None or not grads[node.name].any:
             continue
         for item in rule.saved_pytorch(node, grads[node.name]):
@@ -231,25 +253,16 @@ def _pytorch_activation_peak(graph, grads, storages: _Storages, kept, extras) ->
             key = storages.of[tensor]
             savers[key] = min(savers.get(key, index[node.name]), index[node.name])
     end = len(graph.order)
-    delta = [0.0] * (end + 2)
-    for key, first_saver in savers.items():
-        delta[first_saver] += storages.nbytes[key]
-        delta[end + 1] -= storages.nbytes[key]
-    for i, nbytes in extras.items():
-        delta[i] += nbytes
-        delta[end + 1] -= nbytes
+    intervals = [(first_saver, end, storages.nbytes[key]) for key, first_saver in savers.items()]
+    intervals += [(i, end, nbytes) for i, nbytes in extras.items()]
     for node in graph.ops():
         if not grads[node.name].any:
             continue
         last = max((index[c] for c in graph.consumers(node.name)), default=end)
         if node.name in graph.output_names:
             last = end
-        delta[index[node.name]] += node.out_numel * node.dtype_bytes
-        delta[last + 1] -= node.out_numel * node.dtype_bytes
+        intervals.append((index[node.name], last, node.out_numel * node.dtype_bytes))
     # Walking backward from the end, the live set at step i is everything whose interval
-    # [start, stop] contains i: the same prefix sum read at i.
-    backward_peak = running = 0.0
-    for d in delta:
-        running += d
-        backward_peak = max(backward_peak, running)
+    # contains i: the same scan as the forward pass's.
+    backward_peak = peak_of_intervals(intervals, end)
     return max(forward_peak, backward_peak)

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import pandas as pd
 import torch.nn as nn
 
-from .config import (LayerUpdate, TrainConfig, resolve_updates, resolve_weights_in_flash,
-                     validate_updates)
+from .config import LayerUpdate, TrainConfig, resolve_updates, validate_updates
 from .costs import Evaluation, evaluate
 from .errors import SpecError
 from .graph import LayerGraph
-from .specs import UpdateSpec, parse_update
+from .options import CostOptions
+from .specs import DEFAULT_INPUT_SHAPE, UpdateSpec, parse_update
 from .trace import trace
 from .zoo import load_model
 
@@ -35,6 +35,7 @@ class Profile:
     evaluation: Evaluation
     config: TrainConfig
     update: str  # the update spec as the user gave it
+    verification: dict | None = None  # `verify_saved_bytes`, when asked for
 
     @property
     def convention(self) -> str:
@@ -58,7 +59,7 @@ class Profile:
         return self.evaluation.warnings
 
     def to_dict(self) -> dict:
-        c = self.config
+        c = self.config.options
         return {
             "model": self.model_name,
             "input_shape": list(self.graph.input_shape),
@@ -75,6 +76,7 @@ class Profile:
             "totals": dict(self.totals),
             "memory": self.memory.to_dict(),
             "warnings": list(self.warnings),
+            **({"verify": dict(self.verification)} if self.verification else {}),
         }
 
 
@@ -88,14 +90,9 @@ def resolve_model(model, model_name=None, weights=None, classifier=False):
     raise SpecError(f"model must be an nn.Module, a zoo name or module:callable, not {type(model).__name__}")
 
 
-def build_config(graph: LayerGraph, update, convention: str, optimizer="sgd", weight_bits=32,
-                 activation_bits=32, gradient_bits=32, weights_in_flash=None):
+def build_config(graph: LayerGraph, update, options: CostOptions) -> tuple[TrainConfig, str]:
     """(TrainConfig, update text) from an update spec string, an UpdateSpec, or a dict of
-    {layer name: LayerUpdate}. A policy file (".json") is read by `planner.policy`."""
-    if convention == "pytorch" and (weight_bits, activation_bits, gradient_bits) != (32, 32, 32):
-        raise SpecError("bit-width options apply to --convention paper only; the pytorch "
-                        "convention uses the tensors' own dtypes")
-    weights_in_flash = resolve_weights_in_flash(convention, weights_in_flash)
+    {layer name: LayerUpdate}. Policy files are read above the cost model (`ttplan.profile`)."""
     if isinstance(update, dict):
         updates, text = dict(update), "custom"
     else:
@@ -103,60 +100,49 @@ def build_config(graph: LayerGraph, update, convention: str, optimizer="sgd", we
         if not isinstance(spec, UpdateSpec):
             raise SpecError(f"update must be a spec string or a dict of LayerUpdate, not {type(update).__name__}")
         if spec.kind == "policy":
-            from ttplan.planner.policy import load_policy_updates  # the planner owns policy files
-            updates = load_policy_updates(spec.path, graph)
-            text = spec.path
-        else:
-            updates = resolve_updates(spec, graph)
-            text = update if isinstance(update, str) else _spec_text(spec)
+            raise SpecError("a policy file is read by ttplan.profile, not the cost model: pass "
+                            "its layers as {name: LayerUpdate}")
+        updates = resolve_updates(spec, graph)
+        text = update if isinstance(update, str) else _spec_text(spec)
     validate_updates(updates, graph)
-    config = TrainConfig(updates, optimizer, weight_bits, activation_bits, gradient_bits,
-                         weights_in_flash)
-    return config, text
-
-
-def _with_policy_modules(module, name, update, input_shape):
-    """A TinyTL policy trains lite-residual modules the plain model does not have: add them
-    (as `ttplan plan --method tinytl` did) so that its layers exist and are priced."""
-    if not (isinstance(update, str) and parse_update(update).kind == "policy"):
-        return module, name
-    from ttplan.planner.policy import load_policy
-    from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
-
-    if load_policy(update).method == "tinytl" and \
-            not any(LITE_ATTR in path.split(".") for path, _ in module.named_modules()):
-        return add_lite_residuals(module, input_shape), f"{name}+lite-residual"
-    return module, name
+    return TrainConfig(updates, options), text
 
 
 def _spec_text(spec: UpdateSpec) -> str:
     return f"{spec.kind}:{spec.k}" if spec.k is not None else spec.kind
 
 
-def profile(model, input_shape=(1, 3, 128, 128), *, update="none", convention="paper",
-            batch_size=None, optimizer="sgd", weight_bits=32, activation_bits=32,
-            gradient_bits=32, weights_in_flash=None, model_name=None, weights=None,
-            classifier=False, tracer="auto", graph=None) -> Profile:
+def with_batch_size(input_shape, batch_size) -> tuple[int, ...]:
+    """`input_shape` as a tuple, its first dimension replaced by `batch_size` when given."""
+    input_shape = tuple(int(d) for d in input_shape)
+    if batch_size is None:
+        return input_shape
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise SpecError(f"batch size must be a positive integer, not {batch_size}")
+    return (batch_size,) + input_shape[1:]
+
+
+def profile(model, input_shape=DEFAULT_INPUT_SHAPE, *, update="all",
+            options: CostOptions | None = None, batch_size=None, model_name=None, weights=None,
+            classifier=False, tracer="auto", graph=None, rules=None,
+            update_text: str | None = None) -> Profile:
     """Trace `model` (an nn.Module, a zoo name or ``module:callable``) and cost training it.
 
-    `update`: "none", "all", "bias-only", "last-layers:K", "last-blocks:K", a policy JSON
-    path, or {layer name: LayerUpdate}. `batch_size` replaces dimension 0 of `input_shape`.
-    `weights_in_flash`: None means the convention's default (paper: flash, pytorch: RAM).
+    `update`: "none", "all", "bias-only", "last-layers:K", "last-blocks:K", or {layer name:
+    LayerUpdate}; `options`: how it is costed (`CostOptions`). `batch_size` replaces dimension
+    0 of `input_shape`. `rules`: {module class | function | kind: Rule} priced for this call
+    only. `graph`: an already traced graph (the model is then not traced again).
     """
-    input_shape = tuple(int(d) for d in input_shape)
-    if batch_size is not None:
-        if batch_size < 1:
-            raise SpecError(f"batch size must be a positive integer, not {batch_size}")
-        input_shape = (int(batch_size),) + input_shape[1:]
+    options = options if options is not None else CostOptions()
+    input_shape = with_batch_size(input_shape, batch_size)
     if graph is None:
         module, name = resolve_model(model, model_name, weights, classifier)
-        module, name = _with_policy_modules(module, name, update, input_shape)
-        graph = trace(module, input_shape, name, tracer)
+        graph = trace(module, input_shape, name, tracer, rules=rules)
     else:
         name = model_name or graph.model_name
-    config, text = build_config(graph, update, convention, optimizer, weight_bits,
-                                activation_bits, gradient_bits, weights_in_flash)
-    return Profile(name, graph, evaluate(graph, config, convention), config, text)
+    config, text = build_config(graph, update, options)
+    return Profile(name, graph, evaluate(graph, config), config, update_text or text)
 
 
-__all__ = ["Profile", "profile", "LayerUpdate", "TrainConfig", "build_config", "resolve_model"]
+__all__ = ["Profile", "profile", "LayerUpdate", "TrainConfig", "build_config", "resolve_model",
+           "with_batch_size"]

@@ -1,24 +1,32 @@
-"""THE registry of cost formulas, one `Rule` per operator kind.
+"""THE registry of cost formulas: one `Rule` per operator kind, every column in one place.
 
-Every count ttplan reports comes from here and nowhere else:
+A `Rule`'s fields are named after the cost table's columns, so a column's formula is one hop
+away: ``forward_macs``, ``backward_input_macs``, ``backward_weight_macs``,
+``forward_other_ops``, ``backward_other_ops``, and what the op keeps for backward under each
+memory convention (``saved_pytorch``, ``saved_paper``; see `Saved`).
 
 * ``forward_macs``: multiply-accumulates of the forward pass, whole batch.
   conv: N·Cout·Hout·Wout · (Cin/groups)·kh·kw  (= out_numel · prod(weight.shape[1:]));
   transposed conv: N·Cin·Hin·Win · (Cout/groups)·kh·kw; linear: out_numel · in_features.
   Everything else has no MACs (bias additions, BatchNorm, pooling, element-wise ops are
-  counted separately as ``other_ops``).
-* backward MACs (only for MAC layers): the input gradient costs exactly the forward MACs (it is
-  the transposed operation) and is paid only where the layer's input needs a gradient; the
-  weight gradient costs the forward MACs times the fraction of weight channels updated.
-* ``other_ops``: elementary operations that are not MACs — one per output element for
+  counted separately as other ops).
+* ``backward_input_macs``: a MAC layer's input gradient is the transposed operation, exactly
+  its forward MACs, paid only where the layer's input needs a gradient.
+* ``backward_weight_macs``: the forward MACs times the fraction of weight channels updated.
+* ``forward_other_ops``: elementary operations that are not MACs — one per output element for
   element-wise ops (activations, add, mul, bias add), two per element for an inference-mode
   norm (scale and shift), the window size per output element for pooling, one per input
-  element for reductions; views cost nothing. In backward, each op on the gradient path costs
-  the same again, and a bias gradient costs one add per output-gradient element.
-* what the op keeps for backward, under each memory convention (see `Saved`).
+  element for reductions; views cost nothing.
+* ``backward_other_ops``: each op on the gradient path costs its forward other ops again; a
+  bias (or norm shift) gradient and a norm scale gradient cost one op per output element.
 
 FLOPs, where shown, are 2 × MACs (a multiply and an add), the convention of
-``torch.utils.flop_counter``; they do not include ``other_ops``.
+``torch.utils.flop_counter``; they do not include other ops.
+
+The registry maps module classes (looked up through the class's MRO, so a subclass of
+``nn.Conv2d`` is a conv), functions and tensor methods to kinds (`costmodel.kinds`), and kinds
+to rules. `register_rule` adds a user's own module (duplicates refused); `Registry.with_rules`
+gives a copy with per-call overrides (``ttplan.profile(..., rules={MyBlock: Rule(...)})``).
 """
 
 from __future__ import annotations
@@ -27,7 +35,12 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import torch.nn as nn
+
+from .errors import SpecError
 from .graph import OpNode, _numel
+from .kinds import FUNCTION_KINDS, METHOD_KINDS, MODULE_KINDS
+from .options import FP32_BYTES
 
 # Kinds whose backward needs no stored value for the *input* gradient at all under `paper`
 # and whose forward produces a new buffer only when the input is still needed elsewhere.
@@ -92,6 +105,26 @@ def no_macs(node: OpNode) -> int:
     return 0
 
 
+# ---- backward MACs -------------------------------------------------------------------------
+
+def no_backward_macs(node: OpNode, g: Grad) -> int:
+    return 0
+
+
+def transposed_input_grad(forward: Callable[[OpNode], int]) -> Callable[[OpNode, Grad], int]:
+    """The input gradient of a MAC layer: the transposed op, as many MACs as the forward."""
+    def backward_input_macs(node: OpNode, g: Grad) -> int:
+        return forward(node) if g.input(0) else 0
+    return backward_input_macs
+
+
+def channel_weight_grad(forward: Callable[[OpNode], int]) -> Callable[[OpNode, Grad], int]:
+    """The weight gradient of a MAC layer: the forward MACs of the updated channels."""
+    def backward_weight_macs(node: OpNode, g: Grad) -> int:
+        return round(forward(node) * g.weight_fraction) if g.weight else 0
+    return backward_weight_macs
+
+
 # ---- other ops ---------------------------------------------------------------------------
 
 def per_output(node: OpNode) -> int:
@@ -119,6 +152,20 @@ def free(node: OpNode) -> int:
 
 def bias_add(node: OpNode) -> int:
     return node.out_numel if node.bias_numel else 0
+
+
+def bias_grad_ops(node: OpNode, g: Grad) -> int:
+    """A MAC layer's backward other ops: its bias gradient sums the output gradient."""
+    return node.out_numel if g.bias else 0
+
+
+def on_gradient_path(forward_ops: Callable[[OpNode], int]) -> Callable[[OpNode, Grad], int]:
+    """Backward other ops of a non-MAC op: its forward ops again where a gradient passes
+    through it, plus one op per output element for a scale and for a shift gradient."""
+    def backward_other_ops(node: OpNode, g: Grad) -> int:
+        ops = forward_ops(node) if any(g.inputs) else 0
+        return ops + node.out_numel * (int(g.weight) + int(g.bias))
+    return backward_other_ops
 
 
 # ---- saved for backward: `pytorch` (eager autograd, PyTorch 2.13) --------------------------
@@ -152,23 +199,23 @@ def pt_batchnorm(node, g):
     channels = node.in_shapes[0][1] if len(node.in_shapes[0]) > 1 else 1
     saved = [Saved(("in", 0), category="input")]
     if g.training_mode:  # batch mean and inverse std, fp32, one per channel
-        saved += [Saved(("extra", "save_mean"), 4 * channels),
-                  Saved(("extra", "save_invstd"), 4 * channels)]
+        saved += [Saved(("extra", "save_mean"), FP32_BYTES * channels),
+                  Saved(("extra", "save_invstd"), FP32_BYTES * channels)]
     return saved
 
 
 def pt_groupnorm(node, g):
     n = node.in_shapes[0][0]
     groups = node.attrs.get("num_groups", 1)
-    return [Saved(("in", 0), category="input"), Saved(("extra", "mean"), 4 * n * groups),
-            Saved(("extra", "rstd"), 4 * n * groups)]
+    return [Saved(("in", 0), category="input"), Saved(("extra", "mean"), FP32_BYTES * n * groups),
+            Saved(("extra", "rstd"), FP32_BYTES * n * groups)]
 
 
 def pt_layernorm(node, g):
     normalized = node.attrs.get("normalized_shape") or ()
     rows = node.in_numel(0) // max(1, _prod(normalized) if normalized else node.in_shapes[0][-1])
-    return [_saved_input(node, "input"), Saved(("extra", "mean"), 4 * rows),
-            Saved(("extra", "rstd"), 4 * rows)]
+    return [_saved_input(node, "input"), Saved(("extra", "mean"), FP32_BYTES * rows),
+            Saved(("extra", "rstd"), FP32_BYTES * rows)]
 
 
 def pt_saves_output(node, g):
@@ -265,54 +312,177 @@ def paper_dropout(node, g):
 
 @dataclass(frozen=True)
 class Rule:
-    forward_macs: Callable[[OpNode], int]
-    other_ops: Callable[[OpNode], int]
-    saved_pytorch: Callable[[OpNode, Grad], list]
-    saved_paper: Callable[[OpNode, Grad], list]
+    """How one operator kind costs. Unset backward fields follow from the forward ones: a MAC
+    layer's input and weight gradients from its forward MACs, other ops on the gradient path."""
+
+    forward_macs: Callable[[OpNode], int] = no_macs
+    forward_other_ops: Callable[[OpNode], int] = per_output
+    saved_pytorch: Callable[[OpNode, Grad], list] = pt_nothing
+    saved_paper: Callable[[OpNode, Grad], list] = pt_nothing
     mac_layer: bool = False  # input/weight gradients cost MACs
     elementwise: bool = False  # `paper` engine computes it in place when its input dies
+    backward_input_macs: Callable[[OpNode, Grad], int] | None = None
+    backward_weight_macs: Callable[[OpNode, Grad], int] | None = None
+    backward_other_ops: Callable[[OpNode, Grad], int] | None = None
+
+    def __post_init__(self) -> None:
+        derived = {
+            "backward_input_macs": transposed_input_grad(self.forward_macs)
+            if self.mac_layer else no_backward_macs,
+            "backward_weight_macs": channel_weight_grad(self.forward_macs)
+            if self.mac_layer else no_backward_macs,
+            "backward_other_ops": bias_grad_ops if self.mac_layer
+            else on_gradient_path(self.forward_other_ops),
+        }
+        for name, formula in derived.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, formula)
 
 
-def _rule(fwd=no_macs, ops=per_output, pt=pt_nothing, paper=pt_nothing, mac=False, ew=False):
-    return Rule(fwd, ops, pt, paper, mac, ew)
+def _mac_rule(forward, pt, paper=paper_mac_layer):
+    return Rule(forward, bias_add, pt, paper, mac_layer=True)
 
 
 RULES: dict[str, Rule] = {
-    "input": _rule(ops=free),
-    "conv": _rule(conv_macs, bias_add, pt_conv, paper_mac_layer, mac=True),
-    "conv_transpose": _rule(conv_transpose_macs, bias_add, pt_conv, paper_mac_layer, mac=True),
-    "linear": _rule(linear_macs, bias_add, pt_linear, paper_mac_layer, mac=True),
-    "batchnorm": _rule(ops=per_output_x2, pt=pt_batchnorm, paper=paper_norm, ew=True),
-    "groupnorm": _rule(ops=per_output_x2, pt=pt_groupnorm, paper=paper_layer_or_group_norm),
-    "layernorm": _rule(ops=per_output_x2, pt=pt_layernorm, paper=paper_layer_or_group_norm),
-    "relu": _rule(pt=pt_relu, paper=paper_relu_mask, ew=True),
-    "relu6": _rule(pt=pt_saves_input_copied_inplace, paper=paper_relu_mask, ew=True),
-    "hardtanh": _rule(pt=pt_saves_input_copied_inplace, paper=paper_relu_mask, ew=True),
-    "leaky_relu": _rule(pt=pt_leaky_relu, paper=paper_relu_mask, ew=True),
-    "hardswish": _rule(pt=pt_saves_input_copied_inplace, paper=paper_smooth_activation, ew=True),
-    "hardsigmoid": _rule(pt=pt_saves_input, paper=paper_smooth_activation, ew=True),
-    "silu": _rule(pt=pt_saves_input_copied_inplace, paper=paper_smooth_activation, ew=True),
-    "gelu": _rule(pt=pt_saves_input, paper=paper_smooth_activation, ew=True),
-    "sigmoid": _rule(pt=pt_saves_output, paper=paper_smooth_activation, ew=True),
-    "tanh": _rule(pt=pt_saves_output, paper=paper_smooth_activation, ew=True),
-    "softmax": _rule(pt=pt_saves_output, paper=paper_smooth_activation),
-    "maxpool": _rule(ops=pool_window, pt=pt_maxpool, paper=paper_maxpool),
-    "adaptive_maxpool": _rule(ops=per_input, pt=pt_maxpool, paper=paper_maxpool),
-    "avgpool": _rule(ops=pool_window, pt=pt_saves_input),
-    "adaptive_avgpool": _rule(ops=per_input, pt=pt_adaptive_avgpool),
-    "mean": _rule(ops=per_input),
-    "add": _rule(ew=True),
-    "mul": _rule(pt=pt_mul, paper=pt_mul, ew=True),
-    "cat": _rule(ops=free),
-    "reshape": _rule(ops=free),
-    "identity": _rule(ops=free),
-    "getitem": _rule(ops=free),
-    "dropout": _rule(pt=pt_dropout, paper=paper_dropout, ew=True),
-    "upsample": _rule(),
-    "compare": _rule(),
+    "input": Rule(forward_other_ops=free),
+    "conv": _mac_rule(conv_macs, pt_conv),
+    "conv_transpose": _mac_rule(conv_transpose_macs, pt_conv),
+    "linear": _mac_rule(linear_macs, pt_linear),
+    "batchnorm": Rule(forward_other_ops=per_output_x2, saved_pytorch=pt_batchnorm,
+                      saved_paper=paper_norm, elementwise=True),
+    "groupnorm": Rule(forward_other_ops=per_output_x2, saved_pytorch=pt_groupnorm,
+                      saved_paper=paper_layer_or_group_norm),
+    "layernorm": Rule(forward_other_ops=per_output_x2, saved_pytorch=pt_layernorm,
+                      saved_paper=paper_layer_or_group_norm),
+    "relu": Rule(saved_pytorch=pt_relu, saved_paper=paper_relu_mask, elementwise=True),
+    "relu6": Rule(saved_pytorch=pt_saves_input_copied_inplace, saved_paper=paper_relu_mask,
+                  elementwise=True),
+    "hardtanh": Rule(saved_pytorch=pt_saves_input_copied_inplace, saved_paper=paper_relu_mask,
+                     elementwise=True),
+    "leaky_relu": Rule(saved_pytorch=pt_leaky_relu, saved_paper=paper_relu_mask,
+                       elementwise=True),
+    "hardswish": Rule(saved_pytorch=pt_saves_input_copied_inplace,
+                      saved_paper=paper_smooth_activation, elementwise=True),
+    "hardsigmoid": Rule(saved_pytorch=pt_saves_input, saved_paper=paper_smooth_activation,
+                        elementwise=True),
+    "silu": Rule(saved_pytorch=pt_saves_input_copied_inplace,
+                 saved_paper=paper_smooth_activation, elementwise=True),
+    "gelu": Rule(saved_pytorch=pt_saves_input, saved_paper=paper_smooth_activation,
+                 elementwise=True),
+    "sigmoid": Rule(saved_pytorch=pt_saves_output, saved_paper=paper_smooth_activation,
+                    elementwise=True),
+    "tanh": Rule(saved_pytorch=pt_saves_output, saved_paper=paper_smooth_activation,
+                 elementwise=True),
+    "softmax": Rule(saved_pytorch=pt_saves_output, saved_paper=paper_smooth_activation),
+    "maxpool": Rule(forward_other_ops=pool_window, saved_pytorch=pt_maxpool,
+                    saved_paper=paper_maxpool),
+    "adaptive_maxpool": Rule(forward_other_ops=per_input, saved_pytorch=pt_maxpool,
+                             saved_paper=paper_maxpool),
+    "avgpool": Rule(forward_other_ops=pool_window, saved_pytorch=pt_saves_input),
+    "adaptive_avgpool": Rule(forward_other_ops=per_input, saved_pytorch=pt_adaptive_avgpool),
+    "mean": Rule(forward_other_ops=per_input),
+    "add": Rule(elementwise=True),
+    "mul": Rule(saved_pytorch=pt_mul, saved_paper=pt_mul, elementwise=True),
+    "cat": Rule(forward_other_ops=free),
+    "reshape": Rule(forward_other_ops=free),
+    "identity": Rule(forward_other_ops=free),
+    "getitem": Rule(forward_other_ops=free),
+    "dropout": Rule(saved_pytorch=pt_dropout, saved_paper=paper_dropout, elementwise=True),
+    "upsample": Rule(),
+    "compare": Rule(),
 }
 
 
+class Registry:
+    """Kinds of modules, functions and tensor methods, and the rule of each kind."""
+
+    def __init__(self, rules: dict[str, Rule], modules: dict[type, str],
+                 functions: dict[object, str], methods: dict[str, str]):
+        self.rules, self.modules = dict(rules), dict(modules)
+        self.functions, self.methods = dict(functions), dict(methods)
+
+    def rule_for(self, kind: str) -> Rule | None:
+        """The rule of a kind, or None for an operator ttplan does not know (reported, never 0)."""
+        return self.rules.get(kind)
+
+    def module_kind(self, module: nn.Module) -> str:
+        """The kind of the nearest class in the module's MRO that has one."""
+        for cls in type(module).__mro__:
+            kind = self.modules.get(cls)
+            if kind is not None:
+                return kind
+        return "unknown"
+
+    def is_leaf(self, module: nn.Module) -> bool:
+        """Is a module one operator? Yes when its class (or a base class whose `forward` it
+        keeps) has a kind; a subclass with its own forward is traced into."""
+        for cls in type(module).__mro__:
+            if cls in self.modules:
+                return type(module).forward is cls.forward or cls is type(module)
+        return False
+
+    def function_kind(self, target) -> str:
+        if isinstance(target, str):
+            return self.methods.get(target, "unknown")
+        return self.functions.get(target, "unknown")
+
+    def register(self, key, rule: Rule, kind: str | None = None, *, replace_ok=False) -> str:
+        """Give `key` (an nn.Module subclass, a function, or a kind name) the rule `rule`;
+        returns the kind. Refuses a key or kind that already has one unless `replace_ok`."""
+        if not isinstance(rule, Rule):
+            raise SpecError(f"a cost rule must be a ttplan Rule, not {type(rule).__name__}")
+        if isinstance(key, str):
+            kind, table = key, None
+        elif isinstance(key, type) and issubclass(key, nn.Module):
+            kind, table = kind or f"{key.__module__}.{key.__qualname__}", self.modules
+        elif callable(key):
+            kind = kind or f"{getattr(key, '__module__', '')}.{getattr(key, '__qualname__', key)}"
+            table = self.functions
+        else:
+            raise SpecError(f"cannot register a cost rule for {key!r}: give an nn.Module "
+                            "subclass, a function or a kind name")
+        if not replace_ok:
+            if table is not None and key in table:
+                raise SpecError(f"{_label(key)} already has a cost rule (kind {table[key]!r})")
+            if kind in self.rules:
+                raise SpecError(f"kind {kind!r} already has a cost rule")
+        if table is not None:
+            table[key] = kind
+        self.rules[kind] = rule
+        return kind
+
+    def with_rules(self, overrides: dict | None) -> Registry:
+        """A copy in which `overrides` {module class | function | kind: Rule} take precedence."""
+        if not overrides:
+            return self
+        copy = Registry(self.rules, self.modules, self.functions, self.methods)
+        for key, rule in overrides.items():
+            copy.register(key, rule, replace_ok=True)
+        return copy
+
+
+def _label(key) -> str:
+    return getattr(key, "__qualname__", None) or repr(key)
+
+
+REGISTRY = Registry(RULES, MODULE_KINDS, FUNCTION_KINDS, METHOD_KINDS)
+
+
+def register_rule(key, rule: Rule, kind: str | None = None) -> str:
+    """Price a module class, function or kind of your own everywhere ttplan costs a model.
+    Refuses anything that already has a rule (use ``rules=`` of `profile` to override)."""
+    return REGISTRY.register(key, rule, kind)
+
+
 def rule_for(kind: str) -> Rule | None:
-    """The rule of a kind, or None for an operator ttplan does not know (reported, never 0)."""
-    return RULES.get(kind)
+    """The default registry's rule of a kind."""
+    return REGISTRY.rule_for(kind)
+
+
+def registry_of(graph) -> Registry:
+    """The registry a graph was traced with."""
+    return graph.rules if graph.rules is not None else REGISTRY
+
+
+__all__ = ["Grad", "Saved", "Rule", "Registry", "REGISTRY", "register_rule", "rule_for",
+           "registry_of"]

@@ -16,6 +16,8 @@ from fractions import Fraction
 
 from ttplan.costmodel.errors import SpecError
 
+DEFAULT_INPUT_SHAPE = (1, 3, 128, 128)  # the paper's input resolution, batch 1
+
 # A non-negative decimal without exponent, sign, nan or inf: "12", "1.5", ".5", "3.".
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
 
@@ -134,18 +136,6 @@ def parse_compute(text: str) -> ComputeBudget:
     if macs <= 0:
         raise SpecError(f"invalid compute budget {text!r}: {expected}")
     return ComputeBudget(macs=macs)
-
-
-_BITS = (1, 2, 4, 8, 16, 32)
-
-
-def parse_bits(text: str) -> int:
-    """'8' -> 8; one of 1, 2, 4, 8, 16, 32."""
-    stripped = text.strip()
-    if stripped.isascii() and stripped.isdigit() and int(stripped) in _BITS:
-        return int(stripped)
-    raise SpecError(f"invalid bit-width {text!r}: expected one of "
-                    f"{', '.join(map(str, _BITS))}")
 
 
 _DURATION_UNITS = {"": 1, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}

@@ -22,15 +22,20 @@ from torch.overrides import TorchFunctionMode
 
 from .errors import TraceError
 from .graph import LayerGraph, OpNode
-from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, function_kind, function_name, module_kind
+from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, function_name
+from .rules import REGISTRY, Registry
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
-def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str = "auto") -> LayerGraph:
-    """Trace `model` on a zero input of `input_shape` (batch first). `tracer`: auto|fx|hooks."""
+def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str = "auto",
+          rules: Registry | dict | None = None) -> LayerGraph:
+    """Trace `model` on a zero input of `input_shape` (batch first). `tracer`: auto|fx|hooks.
+    `rules`: a Registry, or {module class | function | kind: Rule} overriding the default one
+    for this graph."""
     if tracer not in ("auto", "fx", "hooks"):
         raise TraceError(f"unknown tracer {tracer!r}: use auto, fx or hooks")
+    registry = rules if isinstance(rules, Registry) else REGISTRY.with_rules(rules)
     input_shape = tuple(int(d) for d in input_shape)
     x = torch.zeros(input_shape)
     modes = {m: m.training for m in model.modules()}
@@ -38,16 +43,34 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
     try:
         if tracer in ("auto", "fx"):
             try:
-                gm = fx.symbolic_trace(model)
+                gm = _symbolic_trace(model, registry)
             except Exception as exc:  # fx raises many types for untraceable Python
                 if tracer == "fx":
                     raise TraceError(f"torch.fx cannot trace {model_name}: {_one_line(exc)}") from None
             else:
-                return _FxGraphBuilder(model, gm, model_name, input_shape).build(x)
-        return _HookGraphBuilder(model, model_name, input_shape).build(x)
+                return _FxGraphBuilder(model, gm, model_name, input_shape, registry).build(x)
+        return _HookGraphBuilder(model, model_name, input_shape, registry).build(x)
     finally:
         for m, training in modes.items():
             m.train(training)
+
+
+class _LeafTracer(fx.Tracer):
+    """fx stops at every module the registry prices as one operator (a subclass of a known
+    layer included), not only at torch.nn's own classes."""
+
+    def __init__(self, registry: Registry):
+        super().__init__()
+        self.registry = registry
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return self.registry.is_leaf(m) or super().is_leaf_module(m, module_qualified_name)
+
+
+def _symbolic_trace(model: nn.Module, registry: Registry) -> fx.GraphModule:
+    tracer = _LeafTracer(registry)
+    graph = tracer.trace(model)
+    return fx.GraphModule(tracer.root, graph, type(model).__name__)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -69,8 +92,9 @@ def _run(fn, model_name, input_shape):
 class _Builder:
     """What both tracing paths share: turning a recorded call into an `OpNode`."""
 
-    def __init__(self, model: nn.Module, model_name: str, input_shape):
+    def __init__(self, model: nn.Module, model_name: str, input_shape, registry: Registry):
         self.model = model
+        self.registry = registry
         self.model_name = model_name
         self.input_shape = input_shape
         self.nodes: dict[str, OpNode] = {}
@@ -149,7 +173,7 @@ class _Builder:
         if getattr(self.model, "ttplan_blocks", None):  # zoo models list their blocks' convs
             declared = [self.block_of(convs[0]) for convs in self.model.ttplan_blocks]
         return LayerGraph(self.model_name, self.input_shape, tracer_name, self.nodes,
-                          self.order, "x", list(output_names), unknown, declared)
+                          self.order, "x", list(output_names), unknown, declared, self.registry)
 
 
 def module_params(module: nn.Module):
@@ -172,8 +196,8 @@ def module_attrs(module: nn.Module) -> dict:
 
 
 class _FxGraphBuilder(_Builder):
-    def __init__(self, model, gm: fx.GraphModule, model_name, input_shape):
-        super().__init__(model, model_name, input_shape)
+    def __init__(self, model, gm: fx.GraphModule, model_name, input_shape, registry):
+        super().__init__(model, model_name, input_shape, registry)
         self.gm = gm
 
     def build(self, x) -> LayerGraph:
@@ -212,7 +236,7 @@ class _FxGraphBuilder(_Builder):
             attrs: dict = {}
             if node.op == "call_module":
                 module = self.gm.get_submodule(node.target)
-                kind, op = module_kind(module), type(module).__name__
+                kind, op = self.registry.module_kind(module), type(module).__name__
                 path = scope = str(node.target)
                 count = module_calls.get(path, 0)
                 module_calls[path] = count + 1
@@ -224,7 +248,7 @@ class _FxGraphBuilder(_Builder):
                 if kind == "unknown" and any(True for _ in module.parameters()):
                     attrs["has_params"] = True
             else:
-                kind, op = function_kind(node.target), function_name(node.target)
+                kind, op = self.registry.function_kind(node.target), function_name(node.target)
                 stack = node.meta.get("nn_module_stack") or {}
                 scope = list(stack.values())[-1][0] if stack else ""
                 scope = scope if isinstance(scope, str) else ""
@@ -266,8 +290,8 @@ class _HookGraphBuilder(_Builder):
         self.nodes["x"] = OpNode("x", "input", "input", None, "", [], [], tuple(x.shape),
                                  x.element_size())
         self.order.append("x")
-        stack: list[str] = []
-        leaf_depth = [0]
+        stack: list[tuple[str, bool]] = []  # (module path, recorded as one operator?)
+        leaf_depth = [0]  # > 0 inside an operator: what runs there is part of it
         calls: dict[str, int] = {}
         paths = {m: p for p, m in self.model.named_modules()}
         builder = self
@@ -282,23 +306,25 @@ class _HookGraphBuilder(_Builder):
                     keep_alive.append(t)
 
         def pre_hook(module, args):
-            stack.append(paths.get(module, "?"))
-            if not module._modules:
+            leaf = leaf_depth[0] == 0 and (not module._modules or builder.registry.is_leaf(module))
+            stack.append((paths.get(module, "?"), leaf))
+            if leaf or leaf_depth[0]:
                 leaf_depth[0] += 1
 
         def post_hook(module, args, out):
-            path = stack.pop()
-            if module._modules:
+            path, leaf = stack.pop()
+            if leaf_depth[0]:
+                leaf_depth[0] -= 1
+            if not leaf:
                 return
-            leaf_depth[0] -= 1
             count = calls.get(path, 0)
             calls[path] = count + 1
             name = path if count == 0 else f"{path}#{count + 1}"
             attrs = module_attrs(module)
             if count:
                 attrs["repeat_call"] = True  # shared weights: parameters counted once
-            record(name, module_kind(module), type(module).__name__, path, path, args, out,
-                   module_params(module), attrs)
+            record(name, builder.registry.module_kind(module), type(module).__name__, path, path,
+                   args, out, module_params(module), attrs)
 
         class FunctionRecorder(TorchFunctionMode):
             def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -310,14 +336,14 @@ class _HookGraphBuilder(_Builder):
                     if name_ in ("size", "dim", "__get__", "shape", "numel") \
                             or not isinstance(out, torch.Tensor):
                         return out
-                    kind = function_kind(func)
+                    kind = builder.registry.function_kind(func)
                     if kind == "unknown":
-                        kind = function_kind(name_)
+                        kind = builder.registry.function_kind(name_)
                     count = calls.get(name_, 0)
                     calls[name_] = count + 1
                     attrs = {"inplace": True} if name_ in INPLACE_METHODS else {}
                     record(f"{name_}_{count}" if count else name_, kind, name_, None,
-                           stack[-1] if stack else "", args, out, (None, None, []), attrs)
+                           stack[-1][0] if stack else "", args, out, (None, None, []), attrs)
                 return out
 
         handles = []

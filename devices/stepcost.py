@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 
+from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.trace import trace
 from ttplan.planner.jsonio import dumps
 from ttplan.planner.policy import Policy, check_against_graph
-from ttplan.planner.tinytl import add_lite_residuals
+from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 
 COST_COLUMNS = ("forward_macs", "backward_input_macs", "backward_weight_macs",
                 "updated_tensors", "peak_bytes_paper", "peak_bytes_pytorch")
@@ -42,17 +43,19 @@ class StepCost:
         return {k: d[k] for k in COST_COLUMNS}
 
 
-def step_cost(model, update, input_shape, *, optimizer="sgd", weight_bits=32,
-              activation_bits=32, gradient_bits=32, weights_in_flash=None, graph=None,
+def step_cost(model, update, input_shape, *, options: CostOptions | None = None, graph=None,
               model_name=None) -> StepCost:
-    """Cost columns of training `update` (a spec, a policy path or {layer: LayerUpdate}) on
-    `model` at `input_shape` (its first dimension is the batch size)."""
-    paper = profile(model, input_shape, update=update, convention="paper", optimizer=optimizer,
-                    weight_bits=weight_bits, activation_bits=activation_bits,
-                    gradient_bits=gradient_bits, weights_in_flash=weights_in_flash,
-                    graph=graph, model_name=model_name)
-    torch_side = profile(None, input_shape, update=update, convention="pytorch",
-                         optimizer=optimizer, graph=paper.graph)
+    """Cost columns of training `update` (a spec or {layer: LayerUpdate}) on `model` at
+    `input_shape` (its first dimension is the batch size). `options`: the configuration's cost
+    options; the paper peak uses its optimiser, bit-widths and weight placement, the pytorch
+    peak its optimiser."""
+    o = options if options is not None else CostOptions()
+    paper_options = CostOptions("paper", o.optimizer, o.weight_bits, o.activation_bits,
+                                o.gradient_bits, o.weights_in_flash)
+    paper = profile(model, input_shape, update=update, options=paper_options, graph=graph,
+                    model_name=model_name)
+    torch_side = profile(None, input_shape, update=update,
+                         options=CostOptions("pytorch", o.optimizer), graph=paper.graph)
     t = paper.totals
     return StepCost(int(paper.graph.input_shape[0]), t["forward_macs"], t["backward_input_macs"],
                     t["backward_weight_macs"], paper.evaluation.updated_tensors,
@@ -70,16 +73,13 @@ def policy_step_cost(policy: Policy, batch_size: int | None = None, model=None) 
         else None
     if graph is None:
         module, name = resolve_model(model if model is not None else _base_name(policy))
-        if policy.method == "tinytl":
+        if policy.method == "tinytl" and \
+                not any(LITE_ATTR in path.split(".") for path, _ in module.named_modules()):
             module = add_lite_residuals(module, shape)
             name = f"{name}+lite-residual"
         graph = trace(module, shape, name)
     check_against_graph(policy, graph)
-    o = policy.cost_options
-    return step_cost(None, policy.updates(), shape, optimizer=o["optimizer"],
-                     weight_bits=o["weight_bits"], activation_bits=o["activation_bits"],
-                     gradient_bits=o["gradient_bits"], weights_in_flash=o["weights_in_flash"],
-                     graph=graph)
+    return step_cost(None, policy.updates(), shape, options=policy.options, graph=graph)
 
 
 def policy_fingerprint(policy: Policy) -> str:

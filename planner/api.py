@@ -20,24 +20,28 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ttplan.costmodel.config import resolve_weights_in_flash
+from ttplan.costmodel.config import channel_count
+from ttplan.costmodel.costs import costing_graph
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import profile, resolve_model
-from ttplan.costmodel.specs import ComputeBudget, parse_bytes, parse_compute
+from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, ComputeBudget, parse_bytes, parse_compute
 from ttplan.costmodel.trace import trace
 
 from . import baselines
+from .exact import solve_exact
 from .fisher import FisherResult, load_fisher
 from .policy import METHODS, Policy, layer_dicts
 from .score import CHANNEL_CRITERIA, build_candidates
-from .select import Budget, Coster, CostOptions, Selection, greedy, infeasible_error
+from .select import Budget, Coster, Selection, greedy, infeasible_error
+from .tinytl import add_lite_residuals, lite_layer_names
 
 SOLVERS = ("greedy", "exact")
 SCHEMES = ("auto", "released", "search")
 
 
 def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, compute=None,
-         convention: str = "paper", input_shape=(1, 3, 128, 128), solver: str = "greedy",
+         convention: str = "paper", input_shape=DEFAULT_INPUT_SHAPE, solver: str = "greedy",
          channels: str = "fisher", seed: int = 0, optimizer: str = "sgd", weight_bits: int = 32,
          activation_bits: int = 32, gradient_bits: int = 32, weights_in_flash: bool | None = None,
          model_name: str | None = None, scheme: str = "auto", exact_gap: float = 1e-4,
@@ -53,9 +57,12 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     released, search (evolutionary, seeded by `seed`).
     limits: extra `select.LinearLimit`s every selecting method must meet (e.g. a training-time
     budget from `devices`); like the budgets, fixed baselines only report them.
-    The remaining options are the cost model's (see `costmodel.profile.profile`); they are
-    recorded in the policy so that profiling it with the same options gives its numbers.
+    convention, optimizer, weight_bits, activation_bits, gradient_bits, weights_in_flash:
+    the cost model's `CostOptions` (checked first, with the CLI's messages); they are recorded
+    in the policy, and profiling the policy uses them.
     """
+    options = CostOptions(convention, optimizer, weight_bits, activation_bits, gradient_bits,
+                          weights_in_flash)
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r}: use {', '.join(METHODS)}")
     if solver not in SOLVERS:
@@ -69,17 +76,13 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SpecError(f"seed must be an integer, not {seed!r}")
     input_shape = tuple(int(d) for d in input_shape)
-    weights_in_flash = resolve_weights_in_flash(convention, weights_in_flash)
     module, name = resolve_model(model, model_name)
     lite_layers: list[str] = []
     if method == "tinytl":
-        from .tinytl import add_lite_residuals, lite_layer_names
         module = add_lite_residuals(module, input_shape)
         name = f"{name}+lite-residual"
         lite_layers = lite_layer_names(module)
     graph = trace(module, input_shape, name)
-    options = CostOptions(convention, optimizer, weight_bits, activation_bits, gradient_bits,
-                          weights_in_flash)
     coster = Coster(graph, options)
     memory = _memory_budget(memory_bytes)
     compute_macs, fraction = _compute_budget(compute, coster)
@@ -96,7 +99,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     if method in ("tinytrain", "sparseupdate") and memory is not None:
         nothing = coster.evaluate({})
         if nothing.memory.peak_bytes > memory:
-            hint = "" if weights_in_flash or convention != "paper" else \
+            hint = "" if options.weights_in_flash or convention != "paper" else \
                 " (weights count as RAM: plan with weights in flash to leave them out)"
             raise SpecError(f"memory budget {memory:,} B is below the peak with nothing trained, "
                             f"{nothing.memory.peak_bytes:,} B ({convention} convention){hint}")
@@ -111,7 +114,6 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
         if selection is None:
             raise infeasible_error(coster, candidates, budget)
         if solver == "exact":
-            from .exact import solve_exact
             greedy_value = selection.fisher_captured
             exact = solve_exact(coster, candidates, budget, incumbent=selection, gap=exact_gap)
             gap = exact.fisher_captured - greedy_value
@@ -127,9 +129,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
             else updates(graph)
         selection = Selection(updates, 0.0, coster.evaluate(updates), 1, f"baseline {method}")
 
-    prof = profile(module, input_shape, update=selection.updates, convention=convention,
-                   optimizer=optimizer, weight_bits=weight_bits, activation_bits=activation_bits,
-                   gradient_bits=gradient_bits, weights_in_flash=weights_in_flash, graph=graph)
+    prof = profile(module, input_shape, update=selection.updates, options=options, graph=graph)
     within = budget.fits(prof.evaluation)
     if not within:
         notes.append(_over_budget(method, budget, prof.memory.peak_bytes,
@@ -233,15 +233,12 @@ def _sparseupdate(coster, graph, name, budget, result, seed, scheme) -> Selectio
 
 
 def _out_channels(node) -> int:
-    from ttplan.costmodel.config import channel_count
     return channel_count(node, 0)
 
 
 def fisher_captured(updates, result: FisherResult, graph) -> float:
     """Σ Δ_o over the weight-updated output channels of the probed layers. A layer updated on
     a subset of INPUT channels (SparseUpdate's axis 1) counts the same fraction of its P."""
-    from ttplan.costmodel.config import channel_count
-    from ttplan.costmodel.costs import costing_graph
     folded = costing_graph(graph, "paper")
     total = []
     for name, update in updates.items():

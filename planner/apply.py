@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ttplan.costmodel.config import attached_norms
+from ttplan.costmodel.transforms import attached_norms
 from ttplan.costmodel.errors import PolicyError
 from ttplan.costmodel.trace import trace
 

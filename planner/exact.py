@@ -50,7 +50,9 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
-from ttplan.costmodel.config import OPTIMIZER_STATES, LayerUpdate, attached_norms
+from ttplan.costmodel.config import LayerUpdate
+from ttplan.costmodel.memory import paper_peak, updated_param_bytes
+from ttplan.costmodel.transforms import attached_norms
 
 from .score import Candidate, ranked
 from .select import Budget, Choice, Coster, Selection, captured, updates_of
@@ -74,8 +76,8 @@ class LayerTerms:
 
     weight_params_per_channel: float
     bias_params: int
-    weight_tensor_bytes: int  # pytorch: whole weight (+ attached norm scale) tensors
-    bias_tensor_bytes: int
+    weight_tensor_params: int  # pytorch: whole weight (+ attached norm scale) tensors
+    bias_tensor_params: int
     saved_input_bytes: float  # paper: the whole input of the layer
     depthwise: bool
     weight_macs_per_channel: float
@@ -95,14 +97,8 @@ class AdditiveModel:
 
     def __init__(self, coster: Coster, candidates: list[Candidate]):
         self.coster = coster
-        self.paper = coster.options.convention == "paper"
-        o = coster.options
-        states = OPTIMIZER_STATES[o.optimizer]
-        if self.paper:
-            self.param_bytes = o.gradient_bits / 8 * (1 + states) + \
-                (o.weight_bits / 8 if o.weights_in_flash else 0)
-        else:
-            self.param_bytes = 4 * (1 + states)
+        self.paper = coster.options.paper
+        self.param_bytes = updated_param_bytes(coster.options)
         nothing = coster.evaluate({})
         self.static_bytes = nothing.memory.weights_bytes
         self.io_bytes = nothing.memory.io_buffer_bytes
@@ -118,7 +114,7 @@ class AdditiveModel:
             bias_tensor = node.bias_numel + (norm.bias_numel if norm is not None else 0)
             self.layers[cand.name] = LayerTerms(
                 node.weight_numel / cand.channels, node.bias_numel if self.paper else bias_tensor,
-                weight_tensor * 4, bias_tensor * 4, rows[cand.name]["input_bytes"],
+                weight_tensor, bias_tensor, rows[cand.name]["input_bytes"],
                 _is_depthwise(node), rows[cand.name]["forward_macs"] / cand.channels)
         self.depths: dict[str, DepthTerms] = {}
         for i, cand in enumerate(self.candidates):
@@ -141,16 +137,15 @@ class AdditiveModel:
             t, ch = self.layers[cand.name], choices[cand.name]
             bias = ch.bias and cand.has_bias
             params += t.weight_params_per_channel * ch.k + (t.bias_params if bias else 0)
-            tensors += (t.weight_tensor_bytes if ch.k else 0) + (t.bias_tensor_bytes if bias else 0)
+            tensors += (t.weight_tensor_params if ch.k else 0) + (t.bias_tensor_params if bias else 0)
             if ch.k:
                 saved += t.saved_input_bytes * (ch.k / cand.channels if t.depthwise else 1)
             weight_macs += t.weight_macs_per_channel * ch.k
         macs = depth.input_grad_macs + weight_macs
         if self.paper:
             static = self.static_bytes + self.param_bytes * params
-            return static + max(self.io_bytes, depth.mask_bytes + saved), macs
-        return self.static_bytes + tensors * (1 + OPTIMIZER_STATES[self.coster.options.optimizer]) \
-            + depth.activation_bytes, macs
+            return paper_peak(static, self.io_bytes, depth.mask_bytes + saved), macs
+        return self.static_bytes + self.param_bytes * tensors + depth.activation_bytes, macs
 
 
 def solve_exact(coster: Coster, candidates: list[Candidate], budget: Budget,
@@ -230,7 +225,6 @@ def _solve_depth(model: AdditiveModel, layers: list[Candidate], budget: Budget, 
     n = len(layers)
     d = model.depths[layers[0].name]
     paper = model.paper
-    states = OPTIMIZER_STATES[model.coster.options.optimizer]
     # variables: K (n), z (n), b (n), f (n)
     K, Z, B, F = 0, n, 2 * n, 3 * n
     cost = np.zeros(4 * n)
@@ -264,6 +258,8 @@ def _solve_depth(model: AdditiveModel, layers: list[Candidate], budget: Budget, 
         rows.append((coeffs, -np.inf, budget.compute_macs - d.input_grad_macs))
     if budget.memory_bytes is not None:
         memory_rows = []
+        # paper_peak's max(F2, B3 + B4) is within a budget exactly when both of its
+        # arguments are: one row each.
         for with_saved in ((False, True) if paper else (True,)):
             coeffs: dict[int, float] = {}
             for j, cand in enumerate(layers):
@@ -277,8 +273,8 @@ def _solve_depth(model: AdditiveModel, layers: list[Candidate], budget: Budget, 
                         else:
                             coeffs[Z + j] = t.saved_input_bytes
                 else:
-                    coeffs[Z + j] = t.weight_tensor_bytes * (1 + states)
-                    coeffs[B + j] = t.bias_tensor_bytes * (1 + states)
+                    coeffs[Z + j] = model.param_bytes * t.weight_tensor_params
+                    coeffs[B + j] = model.param_bytes * t.bias_tensor_params
             constant = model.static_bytes + (
                 (d.mask_bytes if with_saved else model.io_bytes) if paper else d.activation_bytes)
             memory_rows.append(len(rows))

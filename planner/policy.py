@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from ttplan.costmodel.config import LayerUpdate, channel_count, updatable_layers
-from ttplan.costmodel.errors import PolicyError
+from ttplan.costmodel.errors import PolicyError, SpecError
 from ttplan.costmodel.graph import LayerGraph
+from ttplan.costmodel.options import CostOptions
 
 from .jsonio import check_header, load_json, save_json
 
@@ -91,6 +92,11 @@ class Policy:
         return {layer["name"]: _layer_update(layer) for layer in self.layers}
 
     @property
+    def options(self) -> CostOptions:
+        """How the policy was costed (validated when the policy was read)."""
+        return CostOptions(self.convention, **self.cost_options)
+
+    @property
     def fisher_captured(self) -> float | None:
         return self.predicted.get("fisher_captured")
 
@@ -121,6 +127,7 @@ def _layer_update(layer: dict) -> LayerUpdate:
 # ------------------------------------------------------------------------------ loading
 
 def load_policy(path) -> Policy:
+    """Read a policy file and validate every field (one-line PolicyError when it is broken)."""
     return _parse(load_json(path, what="policy"), str(path))
 
 
@@ -194,6 +201,10 @@ def _parse(d: Any, source: str) -> Policy:
                                                            else isinstance(value, str))
         if not ok:
             raise bad(f"cost_options.{key} must be a {kind.__name__}")
+    try:
+        CostOptions(d["convention"], **options)
+    except SpecError as exc:
+        raise bad(f"cost_options: {exc}") from None
     budgets = d["budgets"]
     _keys(budgets, _BUDGETS, "'budgets'", bad)
     for key in ("memory_bytes", "compute_macs"):

@@ -31,7 +31,7 @@ from ttplan.costmodel.config import channel_count, updatable_layers
 from ttplan.costmodel.costs import costing_graph
 from ttplan.costmodel.errors import PolicyError, SpecError
 from ttplan.costmodel.graph import MAC_KINDS, LayerGraph
-from ttplan.costmodel.rules import rule_for
+from ttplan.costmodel.rules import registry_of
 
 CHANNEL_CRITERIA = ("fisher", "l2norm", "random")
 
@@ -54,7 +54,7 @@ def score_layers(graph: LayerGraph, potential: dict[str, float]) -> dict[str, La
         node = folded.nodes.get(name)
         if node is None or node.kind not in MAC_KINDS:
             raise PolicyError(f"Fisher layer {name!r} is not a conv/linear layer of {graph.model_name}")
-        counts[name] = (node.params, rule_for(node.kind).forward_macs(node) // batch)
+        counts[name] = (node.params, registry_of(folded).rule_for(node.kind).forward_macs(node) // batch)
     max_params = max(p for p, _ in counts.values()) or 1
     max_macs = max(m for _, m in counts.values()) or 1
     scores = {}

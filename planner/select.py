@@ -28,28 +28,11 @@ from ttplan.costmodel.config import LayerUpdate, TrainConfig
 from ttplan.costmodel.costs import Evaluation, costing_graph, evaluate
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.graph import LayerGraph
-from ttplan.costmodel.profile import build_config
+from ttplan.costmodel.options import CostOptions
 
 from .score import Candidate, ranked
 
 GREEDY_RATIOS = (1.0, 0.5, 0.25, 0.125)
-
-
-@dataclass(frozen=True)
-class CostOptions:
-    """How configurations are costed; recorded in a policy so `profile` can reproduce it."""
-
-    convention: str = "paper"
-    optimizer: str = "sgd"
-    weight_bits: int = 32
-    activation_bits: int = 32
-    gradient_bits: int = 32
-    weights_in_flash: bool = False
-
-    def to_dict(self) -> dict:
-        return {"optimizer": self.optimizer, "weight_bits": self.weight_bits,
-                "activation_bits": self.activation_bits, "gradient_bits": self.gradient_bits,
-                "weights_in_flash": self.weights_in_flash}
 
 
 class Coster:
@@ -58,22 +41,17 @@ class Coster:
     def __init__(self, graph: LayerGraph, options: CostOptions):
         self.graph = graph
         self.options = options
-        # Same checks and messages as `profile` (bit-widths with pytorch, unknown optimiser).
-        build_config(graph, {}, options.convention, options.optimizer, options.weight_bits,
-                     options.activation_bits, options.gradient_bits, options.weights_in_flash)
         # Folding once here: evaluate() on an already folded graph folds nothing and gives
         # the same numbers, ~10% faster per call.
         self.costed = costing_graph(graph, options.convention)
         self.calls = 0
 
     def config(self, updates: dict[str, LayerUpdate]) -> TrainConfig:
-        o = self.options
-        return TrainConfig(dict(updates), o.optimizer, o.weight_bits, o.activation_bits,
-                           o.gradient_bits, o.weights_in_flash)
+        return TrainConfig(dict(updates), self.options)
 
     def evaluate(self, updates: dict[str, LayerUpdate]) -> Evaluation:
         self.calls += 1
-        return evaluate(self.costed, self.config(updates), self.options.convention)
+        return evaluate(self.costed, self.config(updates))
 
 
 def quantity(ev: Evaluation, name: str) -> float:

@@ -34,6 +34,7 @@ from torch import nn
 
 from ttplan.costmodel.config import mac_blocks
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE
 from ttplan.costmodel.trace import trace
 
 LITE_ATTR = "lite_residual"
@@ -69,7 +70,7 @@ def _with_lite_residual(base: type) -> type:
     return _CLASSES[base]
 
 
-def add_lite_residuals(model: nn.Module, input_shape=(1, 3, 128, 128)) -> nn.Module:
+def add_lite_residuals(model: nn.Module, input_shape=DEFAULT_INPUT_SHAPE) -> nn.Module:
     """A deep copy of `model` with a lite residual beside every block (module docstring).
     The copy cannot be pickled whole (its block classes are made here); save its state_dict."""
     model = copy.deepcopy(model)

@@ -11,14 +11,16 @@ from ttplan.costmodel.config import TrainConfig, mac_blocks, resolve_updates
 from ttplan.costmodel.costs import evaluate
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.graph import LayerGraph
+from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.specs import UpdateSpec
 
 SWEEP_FIELDS = ("k", "convention", "saved_activation_bytes", "saved_kib", "peak_bytes",
                 "backward_macs", "trainable_params")
 
 
-def sweep_last_k(graph: LayerGraph, unit: str, ks, conventions=("paper",), **config) -> list[dict]:
-    """One row per (K, convention) for updating the last K `unit`s ("blocks" or "layers")."""
+def sweep_last_k(graph: LayerGraph, unit: str, ks,
+                 options: tuple[CostOptions, ...] = (CostOptions(),)) -> list[dict]:
+    """One row per (K, options) for updating the last K `unit`s ("blocks" or "layers")."""
     if unit not in ("blocks", "layers"):
         raise SpecError(f"sweep unit must be blocks or layers, not {unit!r}")
     limit = len(mac_blocks(graph)) if unit == "blocks" else len(graph.mac_layers())
@@ -27,9 +29,9 @@ def sweep_last_k(graph: LayerGraph, unit: str, ks, conventions=("paper",), **con
         if not 1 <= k <= limit:
             raise SpecError(f"K={k} is out of range: the model has {limit} {unit}")
         updates = resolve_updates(UpdateSpec(f"last-{unit}", k), graph)
-        for convention in conventions:
-            e = evaluate(graph, TrainConfig(updates, **config), convention)
-            rows.append({"k": k, "convention": convention,
+        for option in options:
+            e = evaluate(graph, TrainConfig(updates, option))
+            rows.append({"k": k, "convention": option.convention,
                          "saved_activation_bytes": e.memory.saved_activation_bytes,
                          "saved_kib": round(e.memory.saved_activation_bytes / 1024, 1),
                          "peak_bytes": e.memory.peak_bytes,

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ttplan.costmodel.graph import MAC_KINDS
-from ttplan.costmodel.profile import profile
+from ttplan import profile
 from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
 
 try:  # tests/ may or may not be a package; support both import styles

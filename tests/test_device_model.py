@@ -235,7 +235,7 @@ def test_linear_limit_equals_the_model_within_ram():
     configuration that fits the available RAM."""
     from ttplan.devices.planning import device_context, plan_budgets
     from ttplan.devices.stepcost import step_cost
-    from ttplan.costmodel.profile import profile
+    from ttplan import profile
     ctx = device_context("pi-zero-2", time=600)
     limit = plan_budgets(ctx, "tinytrain", (1, 3, 128, 128))["limits"][0]
     prof = profile("mcunet-5fps", update="last-blocks:3")
@@ -245,7 +245,7 @@ def test_linear_limit_equals_the_model_within_ram():
 
 
 def test_updated_tensors_is_the_same_in_both_conventions():
-    from ttplan.costmodel.profile import profile
+    from ttplan import profile
     for update in ("all", "bias-only", "last-blocks:2", "none"):
         counts = {profile("mbv2-w0.35", update=update, convention=c).evaluation.updated_tensors
                   for c in ("paper", "pytorch")}

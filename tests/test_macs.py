@@ -24,7 +24,7 @@ from torch import nn
 
 from ttplan.costmodel.config import LayerUpdate
 from ttplan.costmodel.graph import MAC_KINDS
-from ttplan.costmodel.profile import profile
+from ttplan import profile
 
 CONVENTIONS = ("paper", "pytorch")
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ttplan.costmodel.config import LayerUpdate
-from ttplan.costmodel.profile import profile
+from ttplan import profile
 
 
 def tiny():

@@ -13,7 +13,7 @@ F.1: the I/O peaks 640 KB / 896 KB / 512 KB (paper convention, batch 1, fp32).
 
 import pytest
 
-from ttplan.costmodel.profile import profile
+from ttplan import profile
 
 TABLE2_FULLTRAIN = {"mcunet-5fps": (906, 44.9), "mbv2-w0.35": (1049, 34.9),
                     "proxyless-w0.3": (857, 38.4)}

@@ -5,7 +5,6 @@ import json
 import math
 import random
 import re
-import time
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from typer.testing import CliRunner
 from ttplan.costmodel.config import LayerUpdate, updatable_layers
 from ttplan.costmodel.costs import evaluate
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.profile import profile
+from ttplan import profile
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
 from ttplan.planner import baselines
@@ -23,7 +22,8 @@ from ttplan.planner.api import plan
 from ttplan.planner.exact import AdditiveModel, solve_exact
 from ttplan.planner.fisher import FisherResult, default_candidate_layers
 from ttplan.planner.score import build_candidates, ranked, score_layers
-from ttplan.planner.select import Budget, Choice, Coster, CostOptions, greedy, updates_of
+from ttplan.costmodel.options import CostOptions
+from ttplan.planner.select import Budget, Choice, Coster, greedy, updates_of
 from ttplan.planner.tinytl import add_lite_residuals, lite_layer_names
 from ttplan.cli import app
 
@@ -131,7 +131,7 @@ def test_greedy_costs_whole_configurations(mcunet):
     candidates = build_candidates(graph, fisher.layers)
     budget = Budget(900_000, 3_000_000)
     selection = greedy(coster, candidates, budget)
-    assert budget.fits(evaluate(graph, coster.config(selection.updates), "paper"))
+    assert budget.fits(evaluate(graph, coster.config(selection.updates)))
     # maximal: no unselected candidate's single channel still fits
     for cand in candidates:
         if cand.name in selection.updates:
@@ -182,7 +182,7 @@ def test_additive_model_equals_evaluate_on_the_zoo(name, flash):
 
 
 @pytest.mark.parametrize("name", ZOO_MODELS)
-def test_exact_is_at_least_greedy_within_budget_and_fast(name):
+def test_exact_is_at_least_greedy_within_budget(name):
     model = build_zoo_model(name)
     graph = trace(model, SHAPE, name)
     fisher = fake_fisher(model)
@@ -191,12 +191,9 @@ def test_exact_is_at_least_greedy_within_budget_and_fast(name):
     full = coster.evaluate(baselines.fulltrain_updates(graph)).totals["backward_macs"]
     budget = Budget(1_000_000 + 200_000 * (name == "mbv2-w0.35"), full * 15 // 100)
     first = greedy(coster, candidates, budget)
-    start = time.perf_counter()
-    exact = solve_exact(coster, candidates, budget, incumbent=first)
-    elapsed = time.perf_counter() - start
+    exact = solve_exact(coster, candidates, budget, incumbent=first)  # speed: benchmarks/
     assert budget.fits(exact.evaluation)
     assert exact.fisher_captured >= first.fisher_captured
-    assert elapsed < 5.0  # ~0.2-0.8 s on a quiet machine (benchmarks/plan_speed.py)
 
 
 def test_exact_through_plan_records_the_greedy(mcunet):

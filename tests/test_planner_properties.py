@@ -18,7 +18,8 @@ from ttplan.costmodel.trace import trace
 from ttplan.planner import baselines
 from ttplan.planner.exact import solve_exact
 from ttplan.planner.score import build_candidates
-from ttplan.planner.select import Budget, Coster, CostOptions, greedy
+from ttplan.costmodel.options import CostOptions
+from ttplan.planner.select import Budget, Coster, greedy
 
 SHAPE = (1, 3, 16, 16)
 EXACT_GAP = 1e-9  # small models: prove optimality outright
@@ -71,7 +72,7 @@ def setup(problem, convention="paper"):
 
 
 def check_within(graph, coster, selection, budget):
-    ev = evaluate(graph, coster.config(selection.updates), coster.options.convention)
+    ev = evaluate(graph, coster.config(selection.updates))
     assert budget.fits(ev)
 
 

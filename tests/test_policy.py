@@ -10,7 +10,7 @@ import pytest
 from torch import nn
 
 from ttplan.costmodel.errors import PolicyError
-from ttplan.costmodel.profile import profile
+from ttplan import profile
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import build_zoo_model
 from ttplan.planner import baselines

@@ -9,9 +9,11 @@ for agreement within 1%; the rules are exact, so most cases agree to the byte.
 import pytest
 import torch
 
-from ttplan.costmodel.config import TrainConfig, parameter_requires_grad, resolve_updates
+from ttplan.costmodel.config import (TrainConfig, mac_blocks, parameter_requires_grad,
+                                     resolve_updates)
 from ttplan.costmodel.costs import evaluate
 from ttplan.costmodel.measure import measure_saved_bytes
+from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.specs import parse_update
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
@@ -22,8 +24,8 @@ UPDATES = ["all", "bias-only", "last-layers:1", "last-layers:3", "last-blocks:2"
 
 def predicted_and_measured(model, input_shape, update):
     graph = trace(model, input_shape, "m")
-    config = TrainConfig(resolve_updates(parse_update(update), graph))
-    predicted = evaluate(graph, config, "pytorch").memory.saved_activation_bytes
+    config = TrainConfig(resolve_updates(parse_update(update), graph), CostOptions("pytorch"))
+    predicted = evaluate(graph, config).memory.saved_activation_bytes
     flags = parameter_requires_grad(graph, config)
     for name, param in model.named_parameters():
         param.requires_grad_(flags.get(name, False))
@@ -52,16 +54,12 @@ def test_varied_models_match_saved_tensors_hooks(case, update, batch):
     spec = VARIED_MODELS[case]
     shape = (batch,) + tuple(spec.input_shape[1:])
     model = spec()
-    n_macs = sum(1 for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear,
-                                                             torch.nn.ConvTranspose2d)))
-    if update.startswith("last-layers") and int(update.split(":")[1]) > n_macs:
-        pytest.skip("model has fewer layers")
-    try:
-        predicted, measured = predicted_and_measured(model, shape, update)
-    except Exception as exc:  # a spec the model cannot take (e.g. too few blocks)
-        if "only" in str(exc):
-            pytest.skip(str(exc))
-        raise
+    graph = trace(model, shape, case)
+    available = {"last-layers": len(graph.mac_layers()), "last-blocks": len(mac_blocks(graph))}
+    kind, _, k = update.partition(":")
+    if k and int(k) > available[kind]:
+        pytest.skip(f"{case} has only {available[kind]} {kind.split('-')[1]}")
+    predicted, measured = predicted_and_measured(model, shape, update)
     assert_close(predicted, measured)
 
 

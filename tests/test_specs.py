@@ -5,8 +5,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import (ComputeBudget, UpdateSpec, parse_bits, parse_bytes,
-                             parse_compute, parse_input_shape, parse_update)
+from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.specs import (ComputeBudget, UpdateSpec, parse_bytes, parse_compute,
+                                    parse_input_shape, parse_update)
 
 
 def _rejects(parser, text):
@@ -134,10 +135,14 @@ def test_percent_resolve_matches_integer_arithmetic(tenths_of_percent, full_macs
 
 @pytest.mark.parametrize("bits", [1, 2, 4, 8, 16, 32])
 def test_bits_good(bits):
-    assert parse_bits(str(bits)) == bits
-    assert parse_bits(f" {bits} ") == bits
+    assert CostOptions(weight_bits=str(bits)).weight_bits == bits
+    assert CostOptions(activation_bits=f" {bits} ").activation_bits == bits
+    assert CostOptions(gradient_bits=bits).gradient_bits == bits
 
 
-@pytest.mark.parametrize("text", ["", "0", "3", "64", "8.0", "-8", "int8", "eight"])
-def test_bits_bad(text):
-    _rejects(parse_bits, text)
+@pytest.mark.parametrize("value", ["", "0", "3", "64", "8.0", "-8", "int8", "eight", "٨", -8,
+                                   8.0, True, None])
+def test_bits_bad(value):
+    with pytest.raises(SpecError) as err:
+        CostOptions(weight_bits=value)
+    assert "\n" not in str(err.value) and "bit-width" in str(err.value)

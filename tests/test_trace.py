@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from ttplan.costmodel.profile import profile
+from ttplan import profile
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import build_zoo_model
 from tests.varied_models import VARIED_MODELS

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ttplan.costmodel.profile import profile
+from ttplan import profile
 from ttplan.costmodel.zoo import ZOO_MODELS
 
 

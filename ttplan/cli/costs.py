@@ -7,13 +7,14 @@ from typing import Optional
 import typer
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.profile import profile as profile_model
+from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import resolve_model
-from ttplan.costmodel.specs import parse_bits, parse_compute, parse_input_shape
+from ttplan.costmodel.specs import parse_compute, parse_input_shape
 from ttplan.costmodel.trace import trace
 from ttplan.devices.planning import device_context
 from ttplan.reports.compare import COMPARE_FIELDS, DEVICE_FIELDS, METHODS, compare_methods
 from ttplan.reports.render import FORMATS, render, render_rows
+from ttplan.planner.profiling import profile as profile_model
 from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
 
 from .common import emit, run_safely
@@ -25,35 +26,41 @@ from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Classifier, Conventio
 @run_safely
 def profile(
     model: ModelArg,
-    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    input_shape: InputShape = None,
     batch_size: Optional[int] = typer.Option(None, help="replaces N of --input-shape"),
-    update: str = typer.Option("none", help="none | all | bias-only | last-layers:K | "
+    update: str = typer.Option("all", help="all | none | bias-only | last-layers:K | "
                                "last-blocks:K | policy.json"),
-    convention: Convention = "paper",
-    optimizer: Optimizer = "sgd",
-    weight_bits: WeightBits = "32",
-    activation_bits: ActivationBits = "32",
-    gradient_bits: GradientBits = "32",
+    convention: Convention = None,
+    optimizer: Optimizer = None,
+    weight_bits: WeightBits = None,
+    activation_bits: ActivationBits = None,
+    gradient_bits: GradientBits = None,
     weights_in_flash: WeightsInFlash = None,
     weights: WeightsFile = None,
     classifier: Classifier = False,
     tracer: str = typer.Option("auto", help="auto | fx | hooks"),
+    verify: bool = typer.Option(False, help="run the configuration once in PyTorch and "
+                                "compare what autograd keeps with the pytorch prediction"),
     fmt: str = typer.Option("table", "--format", help="table | json | csv | md"),
     out: Out = None,
 ):
-    """Per-layer parameters, forward/backward MACs and the memory of a training configuration."""
+    """Per-layer parameters, forward/backward MACs and the memory of training a model (all of
+    it by default; --update picks what is trained)."""
     if fmt not in FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use {', '.join(FORMATS)}")
-    shape = parse_input_shape(input_shape)
-    prof = profile_model(model, shape, update=update, convention=convention,
-                         batch_size=batch_size, optimizer=optimizer,
-                         weight_bits=parse_bits(weight_bits),
-                         activation_bits=parse_bits(activation_bits),
-                         gradient_bits=parse_bits(gradient_bits),
+    shape = parse_input_shape(input_shape) if input_shape is not None else None
+    prof = profile_model(model, shape, update=update, batch_size=batch_size,
+                         convention=convention, optimizer=optimizer, weight_bits=weight_bits,
+                         activation_bits=activation_bits, gradient_bits=gradient_bits,
                          weights_in_flash=weights_in_flash, weights=weights,
-                         classifier=classifier, tracer=tracer)
+                         classifier=classifier, tracer=tracer, verify=verify)
     for warning in prof.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    if prof.verification:
+        v = prof.verification
+        typer.echo(f"verify: autograd kept {v['measured_bytes']:,} B for backward; the pytorch "
+                   f"convention predicts {v['predicted_bytes']:,} B "
+                   f"({v['difference_pct']:+.2f}%)", err=True)
     emit(render(prof.to_dict(), fmt), out)
 
 
@@ -71,9 +78,11 @@ def sweep(
     blocks or layers (the shape of the paper's Table 7)."""
 
     conventions = ("paper", "pytorch") if convention == "both" else (convention,)
+    # Frozen weights counted in RAM under both conventions, so the two columns compare.
+    options = tuple(CostOptions(c, weights_in_flash=False) for c in conventions)
     module, name = resolve_model(model)
     graph = trace(module, parse_input_shape(input_shape), name)
-    rows = sweep_last_k(graph, unit, parse_k_range(k), conventions)
+    rows = sweep_last_k(graph, unit, parse_k_range(k), options)
     emit(render_rows(rows, SWEEP_FIELDS, fmt), out)
 
 

@@ -12,13 +12,19 @@ import typer
 
 ModelArg = Annotated[str, typer.Argument(
     help="zoo name (mcunet-5fps, mbv2-w0.35, proxyless-w0.3) or import path module:callable")]
-InputShape = Annotated[str, typer.Option(help="N,C,H,W of one input batch")]
-Convention = Annotated[str, typer.Option(
-    help="paper (appendix A.4's engine, BN folded) or pytorch (what eager PyTorch 2.13 keeps)")]
-Optimizer = Annotated[str, typer.Option(help="sgd | momentum | adam")]
-WeightBits = Annotated[str, typer.Option(help="paper convention only")]
-ActivationBits = Annotated[str, typer.Option(help="paper convention only")]
-GradientBits = Annotated[str, typer.Option(help="paper convention only")]
+InputShape = Annotated[Optional[str], typer.Option(
+    help="N,C,H,W of one input batch (profiling a policy: the policy's)")]
+Convention = Annotated[Optional[str], typer.Option(
+    help="paper (appendix A.4's engine, BN folded) or pytorch (what eager PyTorch 2.13 keeps) "
+         "(profiling a policy: the policy's)")]
+Optimizer = Annotated[Optional[str], typer.Option(
+    help="sgd | momentum | adam (profiling a policy: the policy's)")]
+WeightBits = Annotated[Optional[str], typer.Option(
+    help="1|2|4|8|16|32, paper convention only (profiling a policy: the policy's)")]
+ActivationBits = Annotated[Optional[str], typer.Option(
+    help="1|2|4|8|16|32, paper convention only (profiling a policy: the policy's)")]
+GradientBits = Annotated[Optional[str], typer.Option(
+    help="1|2|4|8|16|32, paper convention only (profiling a policy: the policy's)")]
 WeightsInFlash = Annotated[Optional[bool], typer.Option(
     "--weights-in-flash/--weights-in-ram",
     help="where frozen weights live; default: flash under paper (A.4), RAM under pytorch")]
@@ -27,7 +33,7 @@ WeightsFile = Annotated[Optional[str], typer.Option(
 Classifier = Annotated[bool, typer.Option(help="zoo models: keep the ImageNet classifier")]
 Out = Annotated[Optional[str], typer.Option(help="write to this file instead of stdout")]
 
-DEFAULT_INPUT_SHAPE = "1,3,128,128"
+DEFAULT_INPUT_SHAPE = "1,3,128,128"  # as text, for the commands that always need one
 
 # Device-aware planning (plan, compare): see devices.planning.
 Device = Annotated[Optional[str], typer.Option(

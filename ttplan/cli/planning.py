@@ -10,12 +10,13 @@ import typer
 
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.profile import resolve_model
-from ttplan.costmodel.specs import parse_bits, parse_compute, parse_input_shape
+from ttplan.costmodel.specs import parse_compute, parse_input_shape
 from ttplan.costmodel.trace import trace
 from ttplan.devices.planning import plan_for_device
 from ttplan.planner.api import plan as make_plan
 from ttplan.planner.data import load_support
-from ttplan.planner.fisher import default_candidate_layers, fisher_information
+from ttplan.planner.fisher import (DEFAULT_TAIL_FRACTION, default_candidate_layers,
+                                   fisher_information)
 from ttplan.planner.jsonio import dumps
 from ttplan.planner.policy import export_sparseupdate, load_policy
 
@@ -35,8 +36,8 @@ def fisher(
                                           "(class-balanced); synthetic default 25"),
     seed: int = typer.Option(0, help="synthetic data and pseudo-query augmentation"),
     input_shape: str = typer.Option(DEFAULT_INPUT_SHAPE, help="N,C,H,W of the model input"),
-    layers: float = typer.Option(0.44, help="probe the last fraction of conv/linear "
-                                 "layers (appendix F.1: 0.30-0.44)"),
+    layers: float = typer.Option(DEFAULT_TAIL_FRACTION, help="probe the last fraction of "
+                                 "conv/linear layers (appendix F.1: 0.30-0.44)"),
     loss: str = typer.Option("protonet", help="protonet (feature backbone) | ce "
                              "(classifier; zoo models get their classifier)"),
     batch_size: int = typer.Option(1, help="queries per forward/backward"),
@@ -101,9 +102,9 @@ def plan(
         module, model_name=name, method=method, fisher=fisher, convention=convention,
         memory_bytes=memory, compute=parse_compute(compute) if compute else None,
         input_shape=parse_input_shape(input_shape), solver=solver, channels=channels,
-        scheme=scheme, seed=seed, optimizer=optimizer, weight_bits=parse_bits(weight_bits),
-        activation_bits=parse_bits(activation_bits),
-        gradient_bits=parse_bits(gradient_bits), weights_in_flash=weights_in_flash)
+        scheme=scheme, seed=seed, optimizer=optimizer, weight_bits=weight_bits,
+        activation_bits=activation_bits, gradient_bits=gradient_bits,
+        weights_in_flash=weights_in_flash)
     if out:
         policy.save(out)
         typer.echo(f"wrote {out}", err=True)
