@@ -200,3 +200,21 @@ def parameter_requires_grad(graph: LayerGraph, config: TrainConfig) -> dict[str,
         if node.bias_numel:
             flags[f"{node.module}.bias"] = grad.bias
     return flags
+
+
+def updated_tensor_count(graph: LayerGraph, grads: dict[str, Grad]) -> int:
+    """Parameter tensors one training step updates, counted on the model as deployed: a layer's
+    weight is one tensor and its bias another. An attached BatchNorm's scale belongs to its
+    layer's weight and its shift to the bias (they are folded into them on a device), so both
+    conventions give the same count. A device's optimiser pays a fixed cost per such tensor."""
+    owner = {norm: layer for layer, norm in attached_norms(graph).items()}
+    weights, biases = set(), set()
+    for node in graph.ops():
+        if node.attrs.get("repeat_call") or node.name not in grads:
+            continue
+        key = owner.get(node.name, node.name)
+        if grads[node.name].weight:
+            weights.add(key)
+        if grads[node.name].bias:
+            biases.add(key)
+    return len(weights) + len(biases)

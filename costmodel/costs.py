@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .config import TrainConfig, mac_blocks, node_grads, trainable_param_count
+from .config import (TrainConfig, mac_blocks, node_grads, trainable_param_count,
+                     updated_tensor_count)
 from .graph import LayerGraph
 from .memory import MemoryBreakdown, memory_breakdown
 from .rules import registry_of
@@ -26,6 +27,7 @@ class Evaluation:
     totals: dict
     memory: MemoryBreakdown
     warnings: list[str] = field(default_factory=list)
+    updated_tensors: int = 0  # weight and bias tensors a step updates (config.updated_tensor_count)
 
 
 def unknown_op_warnings(graph: LayerGraph) -> list[str]:
@@ -105,4 +107,5 @@ def evaluate(graph: LayerGraph, config: TrainConfig) -> Evaluation:
     totals["forward_flops"] = 2 * totals["forward_macs"]
     totals["backward_flops"] = 2 * totals["backward_macs"]
     warnings = list(costed.warnings) + unknown_op_warnings(costed)
-    return Evaluation(costed, convention, rows, totals, memory, warnings)
+    return Evaluation(costed, convention, rows, totals, memory, warnings,
+                      updated_tensor_count(costed, grads))

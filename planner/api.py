@@ -45,7 +45,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
          channels: str = "fisher", seed: int = 0, optimizer: str = "sgd", weight_bits: int = 32,
          activation_bits: int = 32, gradient_bits: int = 32, weights_in_flash: bool | None = None,
          model_name: str | None = None, scheme: str = "auto", exact_gap: float = 1e-4,
-         blocks: str | None = None) -> Policy:
+         blocks: str | None = None, limits=()) -> Policy:
     """Plan which layers/channels to train. `model`: nn.Module, zoo name or module:callable.
 
     memory_bytes: int or text ("1MB"). compute: int MACs, float fraction in (0, 1], a
@@ -55,6 +55,8 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     channels (tinytrain): fisher | l2norm | random (seeded by `seed`).
     scheme (sparseupdate): auto (the released scheme for a zoo model, else the search),
     released, search (evolutionary, seeded by `seed`).
+    limits: extra `select.LinearLimit`s every selecting method must meet (e.g. a training-time
+    budget from `devices`); like the budgets, fixed baselines only report them.
     convention, optimizer, weight_bits, activation_bits, gradient_bits, weights_in_flash:
     the cost model's `CostOptions` (checked first, with the CLI's messages); they are recorded
     in the policy, and profiling the policy uses them.
@@ -85,7 +87,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     coster = Coster(graph, options)
     memory = _memory_budget(memory_bytes)
     compute_macs, fraction = _compute_budget(compute, coster)
-    budget = Budget(memory, compute_macs)
+    budget = Budget(memory, compute_macs, tuple(limits))
     result = _load_fisher(fisher, graph) if method != "tinytl" else None
     notes: list[str] = []
     greedy_value = None
@@ -132,7 +134,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     within = budget.fits(prof.evaluation)
     if not within:
         notes.append(_over_budget(method, budget, prof.memory.peak_bytes,
-                                  prof.totals["backward_macs"]))
+                                  prof.totals["backward_macs"], prof.evaluation))
     captured = fisher_captured(selection.updates, result, graph) if result is not None else None
     return Policy(
         model_name=name, fingerprint=graph.fingerprint(), input_shape=input_shape,
@@ -152,12 +154,14 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
         notes=notes, graph=graph)
 
 
-def _over_budget(method, budget: Budget, peak_bytes: int, backward_macs: int) -> str:
+def _over_budget(method, budget: Budget, peak_bytes: int, backward_macs: int, ev=None) -> str:
     over = []
     if budget.memory_bytes is not None and peak_bytes > budget.memory_bytes:
         over.append(f"memory: needs {peak_bytes:,} B of {budget.memory_bytes:,} B")
     if budget.compute_macs is not None and backward_macs > budget.compute_macs:
         over.append(f"compute: needs {backward_macs:,} of {budget.compute_macs:,} MACs")
+    over += [f"{lim.label}: needs {lim.value(ev):.6g} of {lim.limit:.6g}"
+             for lim in budget.limits if lim.value(ev) > lim.limit]
     return f"{method} is over budget ({'; '.join(over)})"
 
 

@@ -279,6 +279,12 @@ def _solve_depth(model: AdditiveModel, layers: list[Candidate], budget: Budget, 
                 (d.mask_bytes if with_saved else model.io_bytes) if paper else d.activation_bytes)
             memory_rows.append(len(rows))
             rows.append((coeffs, -np.inf, budget.memory_bytes - constant))
+    limit_rows = []
+    for lim in budget.limits:
+        row = _limit_row(model, layers, d, lim, K, Z, B)
+        if row is not None:  # else verified below like any other budget
+            limit_rows.append((len(rows), lim))
+            rows.append(row)
     integrality = np.concatenate([np.ones(3 * n), np.zeros(n)])
     for _ in range(MAX_ROUNDS):
         r_idx, c_idx, vals = [], [], []
@@ -311,7 +317,35 @@ def _solve_depth(model: AdditiveModel, layers: list[Candidate], budget: Budget, 
         if compute_row is not None and ev.totals["backward_macs"] > budget.compute_macs:
             c, low, high = rows[compute_row]
             rows[compute_row] = (c, low, high - (ev.totals["backward_macs"] - budget.compute_macs))
+        for r, lim in limit_rows:
+            if lim.value(ev) > lim.limit:
+                c, low, high = rows[r]
+                rows[r] = (c, low, high - (lim.value(ev) - lim.limit))
     return None
+
+
+def _limit_row(model: AdditiveModel, layers: list[Candidate], d: DepthTerms, lim, K, Z, B):
+    """A LinearLimit as a MILP row at depth d, when its quantities are additive here: forward
+    MACs (constant), input-gradient MACs (IG(d)), weight-gradient MACs (per channel) and
+    updated tensors (z_i + b_i). None for anything else."""
+    coeffs: dict[int, float] = {}
+    constant = 0.0
+    for name, c in lim.coefficients:
+        if name == "forward_macs":
+            constant += c * model.coster.evaluate({}).totals["forward_macs"]
+        elif name in ("backward_input_macs", "backward_macs"):
+            constant += c * d.input_grad_macs
+        elif name == "updated_tensors":
+            for j in range(len(layers)):
+                coeffs[Z + j] = coeffs.get(Z + j, 0.0) + c
+                coeffs[B + j] = coeffs.get(B + j, 0.0) + c
+        elif name != "backward_weight_macs":
+            return None
+        if name in ("backward_weight_macs", "backward_macs"):
+            for j, cand in enumerate(layers):
+                coeffs[K + j] = coeffs.get(K + j, 0.0) + \
+                    c * model.layers[cand.name].weight_macs_per_channel
+    return coeffs, -np.inf, lim.limit - constant
 
 
 def _add_biases(coster: Coster, candidates: list[Candidate], choices: dict[str, Choice],

@@ -20,7 +20,8 @@ Schema (format "ttplan-policy", version 1; every key required, no others allowed
                       channels: [int, ...] sorted, distinct | null (all)}]  execution order
     predicted       {memory: {...}, totals: {...}  exactly profile(...).to_dict()'s "memory"
                      and "totals" for this policy with the same convention and cost_options,
-                     fisher_captured: float|null, within_budget: bool}
+                     fisher_captured: float|null, within_budget: bool,
+                     device: {...} optional: time and energy on a device (devices.planning)}
     notes           [str]  what a reader should know (a baseline over budget, a rescaled scheme)
 
 No timing is stored: the same inputs and seed give a byte-identical file (planner.jsonio).
@@ -278,7 +279,11 @@ def _check_layers(layers: Any, bad) -> list[dict]:
 
 
 def _check_predicted(pred: Any, bad) -> None:
-    _keys(pred, _PREDICTED, "'predicted'", bad)
+    # `device` (optional): time/energy on a device, added by device-aware planning (devices).
+    _keys(pred, _PREDICTED | ({"device"} & set(pred) if isinstance(pred, dict) else set()),
+          "'predicted'", bad)
+    if "device" in pred and not (isinstance(pred["device"], dict) and pred["device"]):
+        raise bad("predicted.device must be a non-empty object")
     memory = pred["memory"]
     if not (isinstance(memory, dict) and memory and all(isinstance(k, str) and _is_int(v)
                                                          for k, v in memory.items())):

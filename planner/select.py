@@ -54,16 +54,45 @@ class Coster:
         return evaluate(self.costed, self.config(updates))
 
 
+def quantity(ev: Evaluation, name: str) -> float:
+    """A named quantity of a costed configuration: a total (`backward_weight_macs`), a memory
+    field (`peak_bytes`) or `updated_tensors`."""
+    if name in ev.totals and not isinstance(ev.totals[name], list):
+        return ev.totals[name]
+    if name == "updated_tensors":
+        return ev.updated_tensors
+    if name in ev.memory.to_dict():
+        return ev.memory.to_dict()[name]
+    raise SpecError(f"unknown quantity {name!r} in a limit")
+
+
+@dataclass(frozen=True)
+class LinearLimit:
+    """Σ coefficient × quantity ≤ limit over a configuration's named quantities (see
+    `quantity`). Any budget linear in them fits here without the planner knowing what it
+    means: e.g. a training-time budget through a calibrated device model (`devices`)."""
+
+    coefficients: tuple[tuple[str, float], ...]
+    limit: float
+    label: str = "limit"
+
+    def value(self, ev: Evaluation) -> float:
+        return math.fsum(c * quantity(ev, name) for name, c in self.coefficients)
+
+
 @dataclass(frozen=True)
 class Budget:
-    """memory binds `memory.peak_bytes`, compute binds `totals.backward_macs`; None = no limit."""
+    """memory binds `memory.peak_bytes`, compute binds `totals.backward_macs`, each of
+    `limits` its linear combination; None / () = no limit."""
 
     memory_bytes: int | None = None
     compute_macs: int | None = None
+    limits: tuple[LinearLimit, ...] = ()
 
     def fits(self, ev: Evaluation) -> bool:
         return ((self.memory_bytes is None or ev.memory.peak_bytes <= self.memory_bytes)
-                and (self.compute_macs is None or ev.totals["backward_macs"] <= self.compute_macs))
+                and (self.compute_macs is None or ev.totals["backward_macs"] <= self.compute_macs)
+                and all(lim.value(ev) <= lim.limit for lim in self.limits))
 
     def describe(self) -> str:
         parts = []
@@ -71,6 +100,7 @@ class Budget:
             parts.append(f"memory {self.memory_bytes:,} B")
         if self.compute_macs is not None:
             parts.append(f"compute {self.compute_macs:,} MACs")
+        parts += [lim.label for lim in self.limits]
         return " and ".join(parts) or "no budget"
 
 

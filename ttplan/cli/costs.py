@@ -11,16 +11,16 @@ from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.specs import parse_compute, parse_input_shape
 from ttplan.costmodel.trace import trace
-from ttplan.reports.compare import COMPARE_FIELDS, METHODS, compare_methods
+from ttplan.devices.planning import device_context
+from ttplan.reports.compare import COMPARE_FIELDS, DEVICE_FIELDS, METHODS, compare_methods
 from ttplan.reports.render import FORMATS, render, render_rows
 from ttplan.planner.profiling import profile as profile_model
 from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
 
 from .common import emit, run_safely
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Classifier, Convention,
-                      GradientBits,
-                      InputShape, ModelArg, Optimizer, Out, WeightBits, WeightsFile,
-                      WeightsInFlash)
+                      Device, GradientBits, InputShape, Iterations, ModelArg, Optimizer, Out,
+                      Samples, TimeBudget, WeightBits, WeightsFile, WeightsInFlash)
 
 
 @run_safely
@@ -100,14 +100,22 @@ def compare(
     convention: Convention = "paper",
     optimizer: Optimizer = "sgd",
     weights_in_flash: WeightsInFlash = None,
+    device: Device = None,
+    time: TimeBudget = None,
+    iterations: Iterations = 40,
+    samples: Samples = 25,
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
     out: Out = None,
 ):
     """Table-2-style comparison of every method's memory and backward MACs on one model."""
 
+    if time is not None and device is None:
+        raise SpecError("--time needs --device: the time model is a device's calibration")
+    on = None if device is None else device_context(device, time=time, iterations=iterations,
+                                                    samples=samples)
     methods = METHODS if fisher else tuple(m for m in METHODS if m != "tinytrain")
-    rows = compare_methods(model, fisher=fisher, methods=methods, memory_bytes=memory,
+    rows = compare_methods(model, fisher=fisher, methods=methods, device=on, memory_bytes=memory,
                            compute=parse_compute(compute) if compute else None,
                            input_shape=parse_input_shape(input_shape), convention=convention,
                            optimizer=optimizer, weights_in_flash=weights_in_flash)
-    emit(render_rows(rows, COMPARE_FIELDS, fmt), out)
+    emit(render_rows(rows, COMPARE_FIELDS + (DEVICE_FIELDS if on else ()), fmt), out)

@@ -37,3 +37,12 @@ Blocks = Annotated[Optional[str], typer.Option(
 Out = Annotated[Optional[str], typer.Option(help="write to this file instead of stdout")]
 
 DEFAULT_INPUT_SHAPE = "1,3,128,128"  # as text, for the commands that always need one
+
+# Device-aware planning (plan, compare): see devices.planning.
+Device = Annotated[Optional[str], typer.Option(
+    help="plan for a device (pi-zero-2, jetson-nano, ..., a device or calibration JSON): "
+         "memory budget = its RAM minus its reserve unless --memory; predicted time/energy")]
+TimeBudget = Annotated[Optional[str], typer.Option(
+    "--time", help="training-time budget on --device through its calibration, e.g. 10min")]
+Iterations = Annotated[int, typer.Option(help="with --device: passes over the samples")]
+Samples = Annotated[int, typer.Option(help="with --device: support samples")]

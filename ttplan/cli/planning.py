@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Optional
 
@@ -11,6 +12,7 @@ from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.specs import parse_compute, parse_input_shape
 from ttplan.costmodel.trace import trace
+from ttplan.devices.planning import plan_for_device
 from ttplan.planner.api import plan as make_plan
 from ttplan.planner.data import load_support
 from ttplan.planner.fisher import (DEFAULT_TAIL_FRACTION, default_candidate_layers,
@@ -20,8 +22,8 @@ from ttplan.planner.policy import export_sparseupdate, load_policy
 
 from .common import emit, run_safely
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Classifier, Convention,
-                      GradientBits,
-                      InputShape, Optimizer, WeightBits, WeightsFile, WeightsInFlash)
+                      Device, GradientBits, InputShape, Iterations, Optimizer, Samples,
+                      TimeBudget, WeightBits, WeightsFile, WeightsInFlash)
 
 
 @run_safely
@@ -81,6 +83,10 @@ def plan(
     weights: WeightsFile = None,
     seed: int = typer.Option(0, help="random channels, sparseupdate search"),
     blocks: Blocks = None,
+    device: Device = None,
+    time: TimeBudget = None,
+    iterations: Iterations = 40,
+    samples: Samples = 25,
     out: Optional[str] = typer.Option(None, help="write the policy JSON here"),
     fmt: str = typer.Option("table", "--format", help="table | json (on stdout)"),
 ):
@@ -88,8 +94,12 @@ def plan(
 
     if fmt not in ("table", "json"):
         raise SpecError(f"unknown --format {fmt!r}: use table or json")
+    if time is not None and device is None:
+        raise SpecError("--time needs --device: the time model is a device's calibration")
     module, name = resolve_model(model, weights=weights, classifier=classifier)
-    policy = make_plan(
+    make = make_plan if device is None else functools.partial(
+        plan_for_device, device=device, time=time, iterations=iterations, samples=samples)
+    policy = make(
         module, model_name=name, method=method, fisher=fisher, convention=convention,
         memory_bytes=memory, compute=parse_compute(compute) if compute else None,
         input_shape=parse_input_shape(input_shape), solver=solver, channels=channels,
@@ -152,6 +162,13 @@ def render_policy(d: dict) -> str:
     ]
     if pred["fisher_captured"] is not None:
         lines.append(f"fisher     {pred['fisher_captured']:.6g} captured")
+    on_device = pred.get("device")
+    if on_device and on_device["total_s"] is not None:
+        lines.append(f"device     {on_device['device']}: {on_device['total_s']:,.0f} s "
+                     f"(+-{on_device['error_band_pct']:.0f}%)"
+                     + (f", {on_device['energy_j']:,.0f} J" if on_device["energy_j"] else "")
+                     + (f", budget {on_device['time_limit_s']:g} s"
+                        if on_device["time_limit_s"] else ""))
     lines.append(f"layers     {len(d['layers'])} updated"
                  + ("" if pred["within_budget"] else "  -- OVER BUDGET"))
     rows = [("layer", "weight", "bias", "channels")]

@@ -1,0 +1,167 @@
+"""The latency and energy model of a device: few terms, each with a unit and a meaning.
+
+A run trains `iterations` passes over `samples` support samples at `batch_size`, so it takes
+steps = iterations x ceil(samples / batch_size) training steps, each costing the log row's cost
+columns (devices.stepcost). Its end-to-end time (paper §3.2, A.4: load + probe/selection for
+TinyTrain + training) is
+
+  load_s   = load_s                                                  [s per run]
+  fisher_s = fisher_s_per_sample x samples              (tinytrain)  [s per support sample]
+  plan_s   = plan_s                                     (tinytrain)  [s per run]
+  train_s  = steps x ( step_s                                        [s per step]
+                     + dense_mac_s x (forward_macs + backward_input_macs)    [s per MAC]
+                     + weight_grad_mac_s x backward_weight_macs              [s per MAC]
+                     + tensor_update_s x updated_tensors      [s per updated tensor per step]
+                     + swap_s_per_byte x max(0, peak - available RAM) )
+                                                                     [s per byte per step]
+
+Forward and input-gradient MACs share one coefficient: they are the same convolutions (an
+input gradient is a transposed convolution of the same size), and logs of whole runs cannot
+tell them apart. Weight-gradient MACs get their own: PyTorch computes them with other kernels
+(slow for depthwise convolutions). `available RAM` is the device's RAM minus its reserve and
+`peak` the step's peak under the device's runtime (peak_bytes_pytorch on a board running
+PyTorch, peak_bytes_paper on a bare-metal engine); a configuration whose peak exceeds the
+available RAM pages through swap on every step.
+
+Energy (the paper's Energy = Power x Time) splits the same time into three parts with one
+power each: overhead_w over load, fisher, plan and the per-step and per-tensor time,
+compute_w over the MAC time, swap_w over the memory-pressure time. The paper's Pi shows why:
+a batch-100 run waiting on swap draws ~0.8 W, a batch-1 run ~2 W.
+
+Every value is fitted from logs (devices.calibrate); nothing here is hand-set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .profiles import DeviceProfile
+from .stepcost import StepCost
+
+
+@dataclass(frozen=True)
+class Term:
+    name: str
+    unit: str
+    meaning: str
+    group: str  # time: the phase it belongs to; energy: unused
+
+
+TIME_TERMS = (
+    Term("load_s", "s per run", "loading the model and starting up", "load"),
+    Term("fisher_s_per_sample", "s per support sample",
+         "TinyTrain's Fisher probe on the device (tinytrain runs only)", "fisher"),
+    Term("plan_s", "s per run", "TinyTrain's layer/channel selection on the device "
+         "(tinytrain runs only)", "plan"),
+    Term("step_s", "s per step", "fixed cost of one training step: framework dispatch, data, "
+         "loss, optimiser call", "train"),
+    Term("dense_mac_s", "s per MAC", "forward and input-gradient MACs", "train"),
+    Term("weight_grad_mac_s", "s per MAC", "weight-gradient MACs", "train"),
+    Term("tensor_update_s", "s per updated tensor per step",
+         "optimiser update and gradient bookkeeping of one parameter tensor", "train"),
+    Term("swap_s_per_byte", "s per byte per step", "memory pressure: paging the PyTorch "
+         "peak in excess of the available RAM (RAM - reserve) on every step", "train"),
+)
+TIME_NAMES = tuple(t.name for t in TIME_TERMS)
+PHASES = ("load", "fisher", "plan", "train")
+
+ENERGY_TERMS = (
+    Term("overhead_w", "W", "power during load, Fisher probe, planning, per-step and "
+         "per-tensor time", "load_s fisher_s_per_sample plan_s step_s tensor_update_s"),
+    Term("compute_w", "W", "power while computing MACs", "dense_mac_s weight_grad_mac_s"),
+    Term("swap_w", "W", "power while stalled on memory pressure", "swap_s_per_byte"),
+)
+ENERGY_NAMES = tuple(t.name for t in ENERGY_TERMS)
+ENERGY_GROUPS = {t.name: tuple(t.group.split()) for t in ENERGY_TERMS}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One end-to-end run: the method (only `tinytrain` has probe and selection phases), its
+    workload, and one step's costs at `cost.batch_size`."""
+
+    method: str
+    iterations: int
+    samples: int
+    cost: StepCost
+
+    @property
+    def steps(self) -> int:
+        return self.iterations * math.ceil(self.samples / self.cost.batch_size)
+
+    @property
+    def probes(self) -> bool:
+        return self.method.lower() == "tinytrain"
+
+
+def runtime_peak(cost: StepCost, device: DeviceProfile) -> int:
+    """The peak the device's RAM must hold: its runtime's convention."""
+    return cost.peak_bytes_paper if device.runtime == "paper" else cost.peak_bytes_pytorch
+
+
+def time_features(run: Run, device: DeviceProfile) -> dict[str, float]:
+    """What each time term multiplies (its coefficient's unit times this is seconds)."""
+    c, steps = run.cost, run.steps
+    available = device.available_bytes
+    excess = 0 if available is None else max(0, runtime_peak(c, device) - available)
+    return {
+        "load_s": 1.0,
+        "fisher_s_per_sample": float(run.samples) if run.probes else 0.0,
+        "plan_s": 1.0 if run.probes else 0.0,
+        "step_s": float(steps),
+        "dense_mac_s": float(steps) * (c.forward_macs + c.backward_input_macs),
+        "weight_grad_mac_s": float(steps) * c.backward_weight_macs,
+        "tensor_update_s": float(steps) * c.updated_tensors,
+        "swap_s_per_byte": float(steps) * excess,
+    }
+
+
+def time_components(run: Run, terms: dict[str, float], device: DeviceProfile) -> dict[str, float]:
+    """Seconds contributed by each time term."""
+    features = time_features(run, device)
+    return {name: terms[name] * features[name] for name in TIME_NAMES}
+
+
+def energy_features(components: dict[str, float]) -> dict[str, float]:
+    """Seconds spent under each power term."""
+    return {power: math.fsum(components[n] for n in ENERGY_GROUPS[power])
+            for power in ENERGY_NAMES}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    phases: dict[str, float]  # load_s, fisher_s, plan_s, train_s
+    total_s: float
+    energy_j: float | None
+
+
+def predict(run: Run, time_terms: dict[str, float], energy_terms: dict[str, float] | None,
+            device: DeviceProfile) -> Prediction:
+    comps = time_components(run, time_terms, device)
+    by_phase = {p: 0.0 for p in PHASES}
+    for term in TIME_TERMS:
+        by_phase[term.group] += comps[term.name]
+    phases = {f"{p}_s": by_phase[p] for p in PHASES}
+    energy = None
+    if energy_terms is not None:
+        seconds = energy_features(comps)
+        energy = math.fsum(energy_terms[p] * seconds[p] for p in ENERGY_NAMES)
+    return Prediction(phases, math.fsum(phases.values()), energy)
+
+
+def linear_time_limit(time_terms: dict[str, float], *, steps: int, samples: int, probes: bool,
+                      limit_s: float) -> tuple[tuple[tuple[str, float], ...], float]:
+    """A time budget as a linear constraint on a configuration's per-step totals, for a
+    configuration within the available RAM (no memory pressure):
+        Σ coefficient x quantity ≤ limit  with quantities forward_macs, backward_input_macs,
+        backward_weight_macs, updated_tensors (planner.select.LinearLimit)."""
+    t = time_terms
+    fixed = t["load_s"] + steps * t["step_s"]
+    if probes:
+        fixed += t["fisher_s_per_sample"] * samples + t["plan_s"]
+    coefficients = (("forward_macs", steps * t["dense_mac_s"]),
+                    ("backward_input_macs", steps * t["dense_mac_s"]),
+                    ("backward_weight_macs", steps * t["weight_grad_mac_s"]),
+                    ("updated_tensors", steps * t["tensor_update_s"]))
+    return coefficients, limit_s - fixed

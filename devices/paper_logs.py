@@ -1,0 +1,107 @@
+"""The shipped device log: the paper's measurements in the LOG_COLUMNS schema.
+
+`devices/data/paper_measurements.csv` holds the numbers as the paper prints them (Figure 5:
+Pi Zero 2 minutes and kJ; Table 6: Jetson Nano Fisher and total seconds). This module turns
+them into `devices/data/device_logs.csv`: energy in joules (kJ x 1000), 25 support samples,
+methods as policies name them, and each configuration's cost columns from ttplan's cost model
+for the configuration the paper ran:
+
+  fulltrain     every layer, batch 100            lastlayer   the last conv layer, batch 1
+  tinytl        the tinytl method's policy (lite residuals and biases), batch 100
+  sparseupdate  the released scheme, unscaled (no memory budget), batch 1
+  tinytrain     a tinytrain plan at the paper's 1 MB / 15 % budget (paper convention, SGD),
+                with Fisher information from the synthetic probe (25 samples, seed 0), batch 1
+
+Run `python devices/data/make_logs.py` to regenerate; a test checks the result is the
+shipped file byte for byte. The probe runs on one thread so the selection does not depend on
+the machine's thread count.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+from importlib import resources
+
+import torch
+
+from ttplan.costmodel.profile import resolve_model
+from ttplan.planner.api import plan
+from ttplan.planner.data import load_support
+from ttplan.planner.fisher import default_candidate_layers, fisher_information
+
+from .logs import LOG_COLUMNS
+from .stepcost import policy_fingerprint, policy_step_cost
+
+PAPER_SAMPLES = 25
+PAPER_MEMORY = "1MB"
+PAPER_COMPUTE = "15%"
+PROBE_SEED = 0
+METHOD_NAMES = {"FullTrain": "fulltrain", "LastLayer": "lastlayer", "TinyTL": "tinytl",
+                "SparseUpdate": "sparseupdate", "TinyTrain": "tinytrain"}
+
+
+def paper_measurements() -> list[dict]:
+    source = resources.files("ttplan.devices").joinpath("data/paper_measurements.csv")
+    text = source.read_text("utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def paper_policy(model: str, method: str, batch_size: int, probes: dict):
+    """The policy that stands for the paper's configuration (module docstring)."""
+    shape = (batch_size, 3, 128, 128)
+    if method == "tinytrain":
+        if model not in probes:
+            module, _ = resolve_model(model)
+            x, y, _ = load_support(None, shape, PAPER_SAMPLES, PROBE_SEED, True)
+            probes[model] = fisher_information(module, default_candidate_layers(module), x, y,
+                                               loss="protonet", seed=PROBE_SEED)
+        return plan(model, method="tinytrain", fisher=probes[model], memory_bytes=PAPER_MEMORY,
+                    compute=PAPER_COMPUTE, input_shape=shape)
+    if method == "sparseupdate":
+        return plan(model, method="sparseupdate", scheme="released", input_shape=shape)
+    return plan(model, method=method, input_shape=shape)
+
+
+def paper_log_text() -> str:
+    """The content of devices/data/device_logs.csv."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = _rows()
+    finally:
+        torch.set_num_threads(threads)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _rows() -> list[dict]:
+    probes, costs, out = {}, {}, []
+    for m in paper_measurements():
+        method = METHOD_NAMES[m["method"]]
+        batch = int(m["batch_size"])
+        key = (m["model"], method, batch)
+        if key not in costs:
+            policy = paper_policy(m["model"], method, batch, probes)
+            costs[key] = (policy_fingerprint(policy), policy_step_cost(policy).columns())
+        fingerprint, columns = costs[key]
+        energy = m["energy_kj"].strip()
+        out.append({
+            "device": m["device"], "model": m["model"], "method": method,
+            "policy": fingerprint, "batch_size": batch, "iterations": int(m["iterations"]),
+            "samples": PAPER_SAMPLES, "fisher_s": m["fisher_s"].strip(),
+            "total_s": m["total_s"].strip(),
+            "energy_j": _plain(Decimal(energy) * 1000) if energy else "",
+            **columns, "source": f"paper {m['source']}",
+        })
+    return out
+
+
+def _plain(value: Decimal) -> str:
+    """4.4 kJ -> '4400' (exact decimal arithmetic, no binary rounding)."""
+    text = format(value.normalize(), "f")
+    return text

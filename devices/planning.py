@@ -1,0 +1,185 @@
+"""Device-aware prediction and planning: a calibrated device model applied to configurations.
+
+`predict_training` answers "how long, how much energy, does it fit" for one configuration
+(`ttplan predict`). `plan_for_device` plans with a device (`ttplan plan --device --time`):
+
+* memory: without an explicit memory budget, the device's RAM minus its reserve
+  (devices.profiles: the OS and runtime a run cannot use), under the plan's convention;
+* time: the calibrated model is linear in a configuration's per-step totals as long as it fits
+  the available RAM, so `--time T` becomes one `planner.select.LinearLimit`
+      steps x (dense x (forward + input-gradient MACs) + weight_grad x weight MACs
+               + tensor x updated tensors) <= T - load - steps x step_s [- probe - planning]
+  that the planner enforces like its other budgets (greedy, and as a MILP row in the exact
+  solver). The memory-pressure term is not in it: a configuration over the available RAM is
+  already outside the memory budget under the pytorch convention; under paper the prediction
+  in `predicted.device` (which includes the term) is the re-check, and a note says when the
+  full model exceeds the time limit;
+* the policy's `predicted.device` holds the prediction for the planned configuration.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.profile import resolve_model
+from ttplan.costmodel.specs import parse_duration, parse_input_shape, parse_update
+from ttplan.planner.api import plan
+from ttplan.planner.policy import Policy, load_policy
+from ttplan.planner.select import LinearLimit
+
+from .calibrate import Calibration, resolve_calibration, round6
+from .model import PHASES, Run, linear_time_limit, runtime_peak
+from .profiles import DeviceProfile, resolve_device
+from .stepcost import StepCost, policy_step_cost, step_cost
+
+DEFAULT_ITERATIONS = 40  # the paper's workload (§3.2): 40 passes over 25 support samples
+DEFAULT_SAMPLES = 25
+
+
+@dataclass
+class DeviceContext:
+    """A device, its calibration (None if it has none) and the workload to predict for."""
+
+    device: DeviceProfile
+    calibration: Calibration | None
+    iterations: int = DEFAULT_ITERATIONS
+    samples: int = DEFAULT_SAMPLES
+    time_s: float | None = None
+
+
+def device_context(device, *, calibration=None, time=None, iterations=DEFAULT_ITERATIONS,
+                   samples=DEFAULT_SAMPLES) -> DeviceContext:
+    """`device`: a built-in name, `host`, a device JSON or a calibration JSON. `calibration`:
+    a calibration file (default: the device's built-in one, or the file `device` named).
+    `time`: a training-time budget (seconds or text such as 10min)."""
+    for what, value in (("iterations", iterations), ("samples", samples)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(f"{what} must be a positive integer, not {value!r}")
+    profile = resolve_device(device)
+    cal = resolve_calibration(profile, calibration, device)
+    if cal is not None and cal.device.name != profile.name:
+        raise SpecError(f"the calibration is of device {cal.device.name!r}, not {profile.name!r}")
+    time_s = None
+    if time is not None:
+        time_s = parse_duration(time) if isinstance(time, str) else float(time)
+        if not (math.isfinite(time_s) and time_s > 0):
+            raise SpecError(f"a time budget must be a positive duration, not {time!r}")
+        if cal is None:
+            raise SpecError(_no_calibration(profile))
+    return DeviceContext(profile, cal, iterations, samples, time_s)
+
+
+def _no_calibration(device: DeviceProfile) -> str:
+    return (f"no calibration for device {device.name}: fit one with `ttplan calibrate LOG "
+            f"--device {device.name} --out cal.json` and pass --calibration cal.json")
+
+
+def steps_of(iterations: int, samples: int, batch_size: int) -> int:
+    return iterations * math.ceil(samples / batch_size)
+
+
+def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None) -> dict:
+    """plan() keyword arguments the device adds: memory_bytes and limits."""
+    memory = memory_bytes if memory_bytes is not None else ctx.device.available_bytes
+    limits = ()
+    if ctx.time_s is not None:
+        steps = steps_of(ctx.iterations, ctx.samples, int(input_shape[0]))
+        coefficients, limit = linear_time_limit(
+            ctx.calibration.time_terms, steps=steps, samples=ctx.samples,
+            probes=method == "tinytrain", limit_s=ctx.time_s)
+        if limit <= 0:
+            raise SpecError(f"a time budget of {ctx.time_s:g} s is below what any {method} "
+                            f"run takes on {ctx.device.name} ({ctx.time_s - limit:.4g} s for "
+                            f"loading, {steps} steps and the probe, before any MAC)")
+        limits = (LinearLimit(coefficients, limit,
+                              f"time {ctx.time_s:g} s on {ctx.device.name}"),)
+    return {"memory_bytes": memory, "limits": limits}
+
+
+def prediction(ctx: DeviceContext, method: str, cost: StepCost) -> dict:
+    """Time per phase, energy and fit in RAM of one configuration on the device."""
+    available = ctx.device.available_bytes
+    peak = runtime_peak(cost, ctx.device)
+    out = {"device": ctx.device.name,
+           "calibration": None if ctx.calibration is None else ctx.calibration.label,
+           "iterations": ctx.iterations, "samples": ctx.samples, "batch_size": cost.batch_size,
+           "phases": None, "total_s": None, "energy_j": None,
+           "peak_bytes": peak, "fits_ram": None if available is None else peak <= available,
+           "error_band_pct": None, "energy_error_band_pct": None}
+    if ctx.calibration is None:
+        return out
+    cal = ctx.calibration
+    p = cal.predict(Run(method, ctx.iterations, ctx.samples, cost))
+    out.update(phases={f"{ph}_s": round6(p.phases[f"{ph}_s"]) for ph in PHASES},
+               total_s=round6(p.total_s),
+               energy_j=None if p.energy_j is None else round6(p.energy_j),
+               error_band_pct=cal.time_loo["median_abs_pct"],
+               energy_error_band_pct=None if cal.energy_loo is None
+               else cal.energy_loo["median_abs_pct"])
+    return out
+
+
+def predict_training(model, update, device, *, calibration=None,
+                     iterations=DEFAULT_ITERATIONS, samples=DEFAULT_SAMPLES, batch_size=None,
+                     input_shape="1,3,128,128", weights=None, classifier=False) -> dict:
+    """`ttplan predict`: `update` is a policy file (its method, cost options and batch) or an
+    update spec (all, last-blocks:4, ...; method "custom", batch from `input_shape`).
+    error_band_pct is the calibration's median absolute leave-one-out error of the time."""
+    ctx = device_context(device, calibration=calibration, iterations=iterations, samples=samples)
+    if ctx.calibration is None:
+        raise SpecError(_no_calibration(ctx.device))
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise SpecError(f"batch size must be a positive integer, not {batch_size!r}")
+    shape = parse_input_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
+    module, name = resolve_model(model, weights=weights, classifier=classifier)
+    spec = parse_update(update) if isinstance(update, str) else None
+    if spec is not None and spec.kind == "policy":
+        policy = load_policy(spec.path)
+        cost = policy_step_cost(policy, batch_size, model=module)
+        method = policy.method
+    else:
+        if batch_size is not None:
+            shape = (batch_size,) + shape[1:]
+        cost = step_cost(module, update, shape, model_name=name)
+        method = "custom"
+    out = {"model": name, **prediction(ctx, method, cost)}
+    keys = ("model", "device", "calibration", "iterations", "samples", "batch_size", "phases",
+            "total_s", "energy_j", "peak_bytes", "fits_ram", "error_band_pct",
+            "energy_error_band_pct")
+    return {k: out[k] for k in keys}
+
+
+def plan_for_device(model, *, device, time=None, iterations=DEFAULT_ITERATIONS,
+                    samples=DEFAULT_SAMPLES, calibration=None, memory_bytes=None,
+                    method="tinytrain", input_shape=(1, 3, 128, 128), **plan_options) -> Policy:
+    """plan() within the device's RAM (unless `memory_bytes` is given) and `time`, with the
+    prediction in `predicted.device` (module docstring)."""
+    ctx = device_context(device, calibration=calibration, time=time, iterations=iterations,
+                         samples=samples)
+    input_shape = tuple(int(d) for d in input_shape)
+    policy = plan(model, method=method, input_shape=input_shape,
+                  **plan_budgets(ctx, method, input_shape, memory_bytes), **plan_options)
+    attach_prediction(ctx, policy)
+    return policy
+
+
+def attach_prediction(ctx: DeviceContext, policy: Policy) -> dict:
+    """Add `predicted.device` to a planned policy (and a note when the full model, memory
+    pressure included, exceeds the time budget); returns it."""
+    predicted = prediction(ctx, policy.method, policy_step_cost(policy))
+    predicted["time_limit_s"] = ctx.time_s
+    predicted["within_time"] = None if ctx.time_s is None or predicted["total_s"] is None \
+        else predicted["total_s"] <= ctx.time_s
+    if predicted["within_time"] is False:
+        policy.notes.append(f"predicted {predicted['total_s']:.4g} s on {ctx.device.name} "
+                            f"exceeds the time budget of {ctx.time_s:g} s")
+    if predicted["fits_ram"] is False:
+        policy.notes.append(f"the {ctx.device.runtime} peak ({predicted['peak_bytes']:,} B) "
+                            f"exceeds {ctx.device.name}'s available RAM "
+                            f"({ctx.device.available_bytes:,} B)"
+                            + (": it will swap" if ctx.device.runtime == "pytorch" else ""))
+    policy.predicted["device"] = predicted
+    return predicted

@@ -1,0 +1,108 @@
+"""Predicted against measured, for every run of a log.
+
+Without a calibration, each device's runs are predicted leave-one-out: every run by a fit
+(devices.calibrate) of the device's other runs, so every error is out of sample. With a
+calibration, every run is predicted by it as it is (no refitting): a check of a calibration
+against runs it did not see. The result (`ttplan validate --format json`):
+
+  {devices: {NAME: {predicted_by, rows: [{model, method, measured_s, predicted_s, error_pct,
+                                           measured_j, predicted_j}],
+                    loo: {time: {median_abs_pct, max_abs_pct},
+                          energy: {median_abs_pct, max_abs_pct}}}}}
+
+Times are end-to-end (total_s); errors are (predicted - measured) / measured in percent;
+`loo` summarises the absolute errors of the rows (leave-one-out, or against the calibration).
+"""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.fileio import write_bytes_atomic
+
+from .calibrate import (MIN_RUNS, Calibration, abs_error_summary, included_time_terms,
+                        leave_one_out, measured_runs, pct_error, round6)
+from .profiles import DeviceProfile
+
+ROW_FIELDS = ("model", "method", "measured_s", "predicted_s", "error_pct", "measured_j",
+              "predicted_j")
+
+
+def validate(log: pd.DataFrame, profiles: dict[str, DeviceProfile],
+             calibration: Calibration | None = None) -> dict:
+    """`profiles`: the profile of every device name in the log (for the RAM the time model
+    needs); not used with a calibration, which carries its own."""
+    devices = {}
+    for name in dict.fromkeys(log["device"]):  # first-appearance order
+        runs = measured_runs(log[log["device"] == name])
+        if calibration is not None:
+            predictions = [calibration.predict(m.run) for m in runs]
+            times = [p.total_s for p in predictions]
+            energies = [p.energy_j for p in predictions]
+            by = calibration.label
+        else:
+            if len(runs) < MIN_RUNS:
+                raise SpecError(f"device {name} has {len(runs)} run(s): leave-one-out needs at "
+                                f"least {MIN_RUNS}")
+            device = profiles[name]
+            times, energies = leave_one_out(runs, device, included_time_terms(runs, device))
+            by = "leave-one-out fit"
+        rows = []
+        for m, t, e in zip(runs, times, energies):
+            measured_j = m.energy_j
+            rows.append({"model": m.model, "method": m.run.method, "measured_s": m.total_s,
+                         "predicted_s": round6(t), "error_pct": round6(pct_error(t, m.total_s)),
+                         "measured_j": measured_j,
+                         "predicted_j": None if e is None or measured_j is None else round6(e)})
+        energy_errors = [pct_error(r["predicted_j"], r["measured_j"]) for r in rows
+                         if r["predicted_j"] is not None]
+        devices[name] = {"predicted_by": by, "rows": rows,
+                         "loo": {"time": abs_error_summary([r["error_pct"] for r in rows]),
+                                 "energy": abs_error_summary(energy_errors)}}
+    return {"devices": devices}
+
+
+def plot_validation(result: dict, path) -> None:
+    """Predicted against measured time (and energy where measured), log-log, one colour per
+    device; deterministic PNG bytes (Agg, no Software metadata)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SpecError("--plot needs matplotlib: pip install 'ttplan[plots]'") from None
+    with_energy = any(r["predicted_j"] is not None for d in result["devices"].values()
+                      for r in d["rows"])
+    panels = [("measured_s", "predicted_s", "end-to-end time (s)")]
+    if with_energy:
+        panels.append(("measured_j", "predicted_j", "energy (J)"))
+    with matplotlib.rc_context({"svg.hashsalt": "ttplan", "font.size": 9}):
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
+        for ax, (mx, py, label) in zip(axes[0], panels):
+            low, high = float("inf"), 0.0
+            for name, d in result["devices"].items():
+                points = [(r[mx], r[py]) for r in d["rows"] if r[py] is not None]
+                if not points:
+                    continue
+                xs, ys = zip(*points)
+                low, high = min(low, *xs, *ys), max(high, *xs, *ys)
+                stat = d["loo"]["time" if mx == "measured_s" else "energy"]
+                ax.scatter(xs, ys, s=22, label=f"{name} (median |error| "
+                           f"{stat['median_abs_pct']:.1f}%)")
+            if high > 0:
+                ax.plot([low * 0.8, high * 1.25], [low * 0.8, high * 1.25], color="grey",
+                        linewidth=0.8, linestyle="--")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(f"measured {label}")
+            ax.set_ylabel(f"predicted {label}")
+            ax.legend(loc="upper left", fontsize=8)
+        fig.suptitle("ttplan validate: predicted vs measured")
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+        plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())

@@ -1,0 +1,202 @@
+"""The device commands: `ttplan devices`, `calibrate`, `predict`, `validate`."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from ttplan.costmodel.errors import SpecError
+from ttplan.devices.calibrate import BUILTIN, calibration_text, load_calibration
+from ttplan.devices.calibrate import calibrate as fit_calibration
+from ttplan.devices.logs import load_device_logs
+from ttplan.devices.planning import DEFAULT_ITERATIONS, DEFAULT_SAMPLES, predict_training
+from ttplan.devices.profiles import builtin_profiles, detect_host, resolve_device
+from ttplan.devices.validate import ROW_FIELDS, plot_validation, validate as validate_log
+from ttplan.planner.jsonio import dumps
+from ttplan.reports.render import render_rows
+
+from .common import emit, run_safely
+from .options import DEFAULT_INPUT_SHAPE, Classifier, InputShape, ModelArg, Out, WeightsFile
+
+FORMATS = ("table", "json", "csv")
+Format = typer.Option("table", "--format", help="table | json | csv")
+DEVICE_FIELDS = ("name", "ram_bytes", "reserve_bytes", "flash_bytes", "cores", "clock_hz",
+                 "calibration", "description")
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
+
+
+@run_safely
+def devices(
+    device: List[str] = typer.Option([], "--device", help="also show this device JSON file "
+                                     "(repeatable)"),
+    fmt: str = Format,
+    out: Out = None,
+):
+    """Built-in device profiles (RAM, flash, cores, clock, with sources) and the detected host."""
+    _check_format(fmt)
+    profiles = [*builtin_profiles().values(), detect_host(), *(resolve_device(d) for d in device)]
+    rows = [{**p.to_dict(), "calibration": "built-in" if p.name in BUILTIN else None}
+            for p in profiles]
+    if fmt == "json":
+        emit(dumps({"devices": rows}), out)
+        return
+    text = render_rows([{k: r[k] for k in DEVICE_FIELDS} for r in rows], DEVICE_FIELDS, fmt)
+    if fmt == "table":
+        text += "\nsources:\n" + "".join(
+            f"  {r['name']}.{field}: {source}\n" for r in rows
+            for field, source in r["sources"].items())
+    emit(text, out)
+
+
+@run_safely
+def calibrate(
+    log: str = typer.Argument(..., help="CSV log of measured runs (ttplan train / measure)"),
+    device: str = typer.Option(..., help="the device: a built-in name, a device JSON file, or "
+                               "the name in the log's device column (RAM then unknown)"),
+    fmt: str = Format,
+    out: Out = None,
+):
+    """Fit the device's time/energy model to its runs in LOG; write the calibration JSON."""
+    _check_format(fmt)
+    frame = load_device_logs(log)
+    profile = resolve_device(device, log_names=set(frame["device"]))
+    cal = fit_calibration(frame, profile, log)
+    summary = _calibration_rows(cal.to_dict())
+    if out:  # the file is the calibration; a summary for the person on stderr
+        emit(calibration_text(cal), out)
+        typer.echo(_summary_text(cal.to_dict()), err=True, nl=False)
+        return
+    if fmt == "json":
+        emit(calibration_text(cal), None)
+    elif fmt == "csv":
+        emit(render_rows(summary, ("quantity", "term", "value", "unit"), "csv"), None)
+    else:
+        emit(_summary_text(cal.to_dict()), None)
+
+
+def _calibration_rows(d: dict) -> list[dict]:
+    rows = []
+    for quantity in ("time", "energy"):
+        section = d[quantity]
+        if section is None:
+            continue
+        for name, term in section["terms"].items():
+            rows.append({"quantity": quantity, "term": name, "value": term["value"],
+                         "unit": term["unit"]})
+    return rows
+
+
+def _summary_text(d: dict) -> str:
+    lines = [f"calibration of {d['device']['name']} from {d['log']['rows']} runs "
+             f"({d['log']['source']})"]
+    for quantity in ("time", "energy"):
+        section = d[quantity]
+        if section is None:
+            lines.append(f"{quantity}: no model")
+            continue
+        for name, term in section["terms"].items():
+            mark = "" if term["identified"] else "  (not fitted)"
+            lines.append(f"  {name:22s} {term['value']:<12.6g} {term['unit']}{mark}")
+        fit, loo = section["fit"], section["loo"]
+        lines.append(f"  {quantity}: in-sample median |error| {fit['median_abs_pct']:.1f}% "
+                     f"(max {fit['max_abs_pct']:.1f}%), leave-one-out median "
+                     f"{loo['median_abs_pct']:.1f}% (max {loo['max_abs_pct']:.1f}%)")
+    lines += [f"note: {n}" for n in d["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+@run_safely
+def predict(
+    model: ModelArg,
+    update: str = typer.Option(..., help="policy.json, or none | all | bias-only | "
+                               "last-layers:K | last-blocks:K"),
+    device: str = typer.Option(..., help="pi-zero-2, jetson-nano, a device or calibration JSON"),
+    calibration: Optional[str] = typer.Option(None, help="calibration JSON (default: the "
+                                              "device's built-in one)"),
+    iterations: int = typer.Option(DEFAULT_ITERATIONS, help="passes over the samples"),
+    samples: int = typer.Option(DEFAULT_SAMPLES, help="support samples"),
+    batch_size: Optional[int] = typer.Option(None, help="default: the policy's, or N of "
+                                             "--input-shape"),
+    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    weights: WeightsFile = None,
+    classifier: Classifier = False,
+    fmt: str = Format,
+    out: Out = None,
+):
+    """Predicted time per phase, energy and fit in RAM of training on a device."""
+    _check_format(fmt)
+    result = predict_training(model, update, device, calibration=calibration,
+                              iterations=iterations, samples=samples, batch_size=batch_size,
+                              input_shape=input_shape, weights=weights, classifier=classifier)
+    if fmt == "json":
+        emit(dumps(result), out)
+        return
+    flat = {k: v for k, v in result.items() if k != "phases"}
+    for phase, seconds in (result["phases"] or {}).items():
+        flat[phase] = seconds
+    if fmt == "csv":
+        emit(render_rows([flat], tuple(flat), "csv"), out)
+        return
+    band = result["error_band_pct"]
+    e_band = result["energy_error_band_pct"]
+    lines = [f"{result['model']} on {result['device']} ({result['calibration']}): "
+             f"{result['iterations']} iterations over {result['samples']} samples at batch "
+             f"{result['batch_size']}"]
+    lines += [f"  {p:10s} {s:>12,.1f} s" for p, s in result["phases"].items()]
+    lines.append(f"  {'total':10s} {result['total_s']:>12,.1f} s  (+-{band:.1f}%: the "
+                 "calibration's median leave-one-out error)")
+    if result["energy_j"] is not None:
+        lines.append(f"  {'energy':10s} {result['energy_j']:>12,.1f} J  (+-{e_band:.1f}%)")
+    else:
+        lines.append(f"  {'energy':10s}            - (the calibration has no energy model)")
+    fits = {True: "yes", False: "NO (it will swap)", None: "unknown"}[result["fits_ram"]]
+    lines.append(f"  peak {result['peak_bytes']:,} B (PyTorch)   fits in RAM: {fits}")
+    emit("\n".join(lines) + "\n", out)
+
+
+@run_safely
+def validate(
+    log: Optional[str] = typer.Argument(None, help="CSV log (default: the built-in "
+                                        "Pi Zero 2 / Jetson Nano logs)"),
+    calibration: Optional[str] = typer.Option(None, help="check the log against this "
+                                              "calibration (no refitting)"),
+    device: List[str] = typer.Option([], "--device", help="device JSON file for a device "
+                                     "name in the log (repeatable)"),
+    plot: Optional[str] = typer.Option(None, help="write a predicted-vs-measured PNG here"),
+    fmt: str = Format,
+    out: Out = None,
+):
+    """Predicted against measured for every run; leave-one-out median and max |error|."""
+    _check_format(fmt)
+    frame = load_device_logs(log)
+    names = set(frame["device"])
+    given = {p.name: p for p in (resolve_device(d) for d in device)}
+    profiles = {n: given[n] if n in given else resolve_device(n, log_names=names)
+                for n in names}
+    cal = load_calibration(calibration) if calibration else None
+    result = validate_log(frame, profiles, cal)
+    if plot:
+        plot_validation(result, plot)
+        typer.echo(f"wrote {plot}", err=True)
+    if fmt == "json":
+        emit(dumps(result), out)
+        return
+    rows = [{"device": name, **r} for name, d in result["devices"].items() for r in d["rows"]]
+    fields = ("device",) + ROW_FIELDS
+    if fmt == "csv":
+        emit(render_rows(rows, fields, "csv"), out)
+        return
+    text = render_rows(rows, fields, "table")
+    for name, d in result["devices"].items():
+        t, e = d["loo"]["time"], d["loo"]["energy"]
+        line = (f"{name} ({d['predicted_by']}): time median |error| {t['median_abs_pct']:.1f}%, "
+                f"max {t['max_abs_pct']:.1f}%")
+        if e["median_abs_pct"] is not None:
+            line += f"; energy median {e['median_abs_pct']:.1f}%, max {e['max_abs_pct']:.1f}%"
+        text += line + "\n"
+    emit(text, out)
