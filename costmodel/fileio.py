@@ -23,7 +23,12 @@ def _default_file_mode() -> int:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` atomically (temp file + os.replace)."""
+    """Write `text` to `path` atomically (temp file + os.replace), UTF-8 with \\n newlines."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file + os.replace)."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     try:
@@ -31,8 +36,8 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     except OSError as exc:
         raise SpecError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())  # the bytes are on disk before the name points at them
         os.chmod(tmp_name, _default_file_mode())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from . import costs, planning
+from . import costs, planning, reports
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Exact costs of on-device training, and budgeted layer/channel plans.")
@@ -21,7 +21,7 @@ def _commands() -> None:
 
 
 for command in (costs.profile, planning.fisher, planning.plan, planning.export, costs.compare,
-                costs.sweep):
+                costs.sweep, reports.table2, reports.whatif, reports.layers, reports.report):
     app.command()(command)
 
 
