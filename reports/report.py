@@ -189,16 +189,16 @@ def layers_table(rows) -> tuple[list[str], list[list[str]]]:
 def _sections(report: Report):
     d = report.data
     return [
-        ("The plan, and why each layer", "Layers in the order Algorithm 1 takes them "
+        ("plan", "The plan, and why each layer", "Layers in the order Algorithm 1 takes them "
          "(highest s_i first); each line is the plan with that layer and all above it.",
          [why_table(d["plan"]["why"])], []),
-        ("Table 2 setting", "FullTrain and TinyTL at batch 100, the others at batch 1; "
+        ("table2", "Table 2 setting", "FullTrain and TinyTL at batch 100, the others at batch 1; "
          "backward MACs per sample; the paper's figures beside ttplan's for the zoo models.",
          [table2_table(d["table2"]["rows"])], ["table2.png"]),
-        ("What-if: budgets against captured Fisher", "Each cell is a plan; '-' where nothing "
+        ("whatif", "What-if: budgets against captured Fisher", "Each cell is a plan; '-' where nothing "
          "fits. Fisher is the share of the task's total Fisher potential the plan updates.",
          [whatif_table(d["whatif"]["cells"])], ["whatif.png", "pareto.png"]),
-        ("Per layer (Figure 3 style)", "Candidate layers in execution order; the plan's "
+        ("layers", "Per layer (Figure 3 style)", "Candidate layers in execution order; the plan's "
          "layers highlighted.", [layers_table(d["layers"]["layers"])], ["layers.png"]),
     ]
 
@@ -225,13 +225,13 @@ def render_html(report: Report) -> str:
              f"<title>{html.escape(report.title)}</title><style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(report.title)}</h1>", "<h2>Profile summary</h2>",
              _html_table(["", ""], report.summary, "summary")]
-    for title, text, tables, figures in _sections(report):
-        parts += [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(text)}</p>"]
+    for key, title, text, tables, figures in _sections(report):
+        parts += [f'<h2 id="{key}">{html.escape(title)}</h2>', f"<p>{html.escape(text)}</p>"]
         for name in figures:
             encoded = base64.b64encode(report.figures[name]).decode("ascii")
             parts.append(f'<img alt="{name}" src="data:image/png;base64,{encoded}">')
-        for i, (heads, rows) in enumerate(tables):
-            parts.append(_html_table(heads, rows, title.split()[0].lower().strip(":,")))
+        for heads, rows in tables:
+            parts.append(_html_table(heads, rows, key))
     data = json.dumps(report.data, indent=1, sort_keys=True).replace("</", "<\\/")
     parts += ['<h2>Data</h2><p>Every table and figure above as JSON:</p>',
               f'<script type="application/json" id="ttplan-data">{data}</script>',
@@ -255,13 +255,13 @@ def write_markdown(report: Report, folder) -> list[str]:
     directory.mkdir(parents=True, exist_ok=True)
     lines = [f"# {report.title}", "", "## Profile summary", "",
              _md_table(["", ""], report.summary), ""]
-    for title, text, tables, figures in _sections(report):
+    for _, title, text, tables, figures in _sections(report):
         lines += [f"## {title}", "", text, ""]
         lines += [f"![{name}]({name})" for name in figures] + [""]
         for heads, rows in tables:
             lines += [_md_table(heads, rows), ""]
     written = {}
-    written["report.md"] = "\n".join(lines)
+    written["report.md"] = "\n".join(lines).rstrip("\n") + "\n"
     written["report.json"] = json.dumps(report.data, indent=1, sort_keys=True) + "\n"
     written["table2.csv"] = csv_table2(report.data["table2"]["rows"])
     written["whatif.csv"] = render_whatif(report.data["whatif"], "csv")

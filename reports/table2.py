@@ -180,17 +180,22 @@ def _flat(row: dict) -> dict:
         "ttplan MiB": _mib(row["memory_bytes"][row["compared"]["memory"]]),
         "vs": row["compared"]["memory"],
         "mem diff": "-" if diff is None else f"{diff['memory']:+.1f}%",
-        "mem ratio": f"{row['memory_ratio']['compared']:,g}x",
+        "mem ratio": ratio_text(row["memory_ratio"]["compared"]),
         "A.4 MiB": _mib(row["memory_bytes"]["paper"]),
         "PyTorch MiB": _mib(row["memory_bytes"]["pytorch"]),
-        "mem ratio A.4": f"{row['memory_ratio']['paper']:,g}x",
-        "mem ratio PyTorch": f"{row['memory_ratio']['pytorch']:,g}x",
+        "mem ratio A.4": ratio_text(row["memory_ratio"]["paper"]),
+        "mem ratio PyTorch": ratio_text(row["memory_ratio"]["pytorch"]),
         "paper M": "-" if paper is None else f"{paper['compute_m']:g}",
         "ttplan M (paper count)": f"{row['backward_macs_paper_count'] / 1e6:.2f}",
         "exact M": f"{row['backward_macs'] / 1e6:.2f}",
         "compute diff": "-" if diff is None else f"{diff['compute']:+.1f}%",
-        "compute ratio": f"{row['compute_ratio']['paper_count']:,g}x",
+        "compute ratio": ratio_text(row["compute_ratio"]["paper_count"]),
     }
+
+
+def ratio_text(value: float) -> str:
+    """As the paper prints ratios: whole numbers from 100 on, two decimals below."""
+    return f"{value:,.0f}x" if value >= 100 else f"{value:.2f}x"
 
 
 def _mib(n: int) -> str:
@@ -287,10 +292,9 @@ def latex_table2(rows: list[dict]) -> str:
         method = METHOD_LABELS[r["method"]]
         method = r"\textit{" + method + "}" if r["method"] == "tinytrain" else method
         cells = [model, method, _latex_memory(r["memory_bytes"][convention]),
-                 f"{r['memory_ratio']['compared']:,.0f}$\\times$" if r['memory_ratio']['compared'] >= 100
-                 else f"{r['memory_ratio']['compared']:.2f}$\\times$",
+                 ratio_text(r["memory_ratio"]["compared"]).replace("x", r"$\times$"),
                  f"{r['backward_macs_paper_count'] / 1e6:.2f}M",
-                 f"{r['compute_ratio']['paper_count']:,g}$\\times$"]
+                 ratio_text(r["compute_ratio"]["paper_count"]).replace("x", r"$\times$")]
         if with_paper:
             paper = r["paper"]
             cells += ["--", "--"] if paper is None else [
@@ -302,6 +306,8 @@ def latex_table2(rows: list[dict]) -> str:
 
 # ---------------------------------------------------------------------------- figure
 
+_LABEL_OFFSET = {"fulltrain": 15, "tinytl": -17, "lastlayer": 13, "sparseupdate": 14,
+                 "tinytrain": -14}  # points above (+) or below (-) the marker
 _MARKERS = {"fulltrain": "o", "lastlayer": "v", "tinytl": "s", "sparseupdate": "D",
             "tinytrain": "*"}
 
@@ -314,7 +320,7 @@ def plot_table2(rows: list[dict], fmt: str = "png") -> bytes:
     fig, axes = new_figure(3.6 * len(models), 3.6, ncols=len(models))
     for ax, model in zip(axes[0], models):
         mine = [r for r in rows if r["model"] == model]
-        for k, r in enumerate(mine):
+        for r in mine:
             convention = r["compared"]["memory"]
             memory = r["memory_bytes"][convention] / MIB
             ratio = r["memory_ratio"]["compared"]
@@ -322,10 +328,10 @@ def plot_table2(rows: list[dict], fmt: str = "png") -> bytes:
             ax.scatter([r["backward_macs_paper_count"] / 1e6], [memory], s=size,
                        marker=_MARKERS[r["method"]], label=METHOD_LABELS[r["method"]],
                        alpha=0.8, edgecolors="black", linewidths=0.5)
-            ax.annotate(f"{METHOD_LABELS[r['method']]} {ratio:,g}x",
+            ax.annotate(f"{METHOD_LABELS[r['method']]} {ratio_text(ratio)}",
                         (r["backward_macs_paper_count"] / 1e6, memory),
-                        textcoords="offset points", xytext=(-10, 9 if k % 2 else -14),
-                        fontsize=7, ha="right" if r["batch_size"] > 1 else "left")
+                        textcoords="offset points", xytext=(0, _LABEL_OFFSET[r["method"]]),
+                        fontsize=7, ha="center", va="center")
         ax.set_xscale("log")
         ax.set_yscale("log")
         for axis in (ax.xaxis, ax.yaxis):
@@ -334,10 +340,8 @@ def plot_table2(rows: list[dict], fmt: str = "png") -> bytes:
         ax.margins(0.15)
         ax.set_title(MODEL_LABELS.get(model, model))
         ax.set_xlabel("backward MACs per sample (M)")
-        ax.set_ylabel("peak memory (MiB)")
+        ax.set_ylabel("peak memory, MiB (batch 100: PyTorch, batch 1: A.4)", fontsize=8)
     axes[0][0].legend(fontsize=7, loc="center left", markerscale=0.5)
-    fig.suptitle("Table 2 setting: memory (batch 100: PyTorch; batch 1: A.4) vs compute; "
-                 "ratio to TinyTrain", fontsize=8)
     fig.tight_layout()
     return figure_bytes(fig, fmt)
 
