@@ -176,7 +176,7 @@ def _flat(row: dict) -> dict:
     return {
         "model": row["model"], "method": METHOD_LABELS[row["method"]],
         "batch": row["batch_size"],
-        "paper MB": "-" if paper is None else f"{paper['memory_mb']:g}",
+        "paper MB": "-" if paper is None else f"{paper['memory_mb']:,g}",
         "ttplan MiB": _mib(row["memory_bytes"][row["compared"]["memory"]]),
         "vs": row["compared"]["memory"],
         "mem diff": "-" if diff is None else f"{diff['memory']:+.1f}%",
