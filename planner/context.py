@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 
-from ttplan.costmodel.config import channel_count, resolve_weights_in_flash
+from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.costs import Evaluation
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.trace import trace
 
@@ -23,7 +24,7 @@ from .api import fisher_captured
 from .exact import solve_exact
 from .fisher import FisherResult, load_fisher
 from .score import build_candidates
-from .select import Budget, Coster, CostOptions, Selection, greedy
+from .select import Budget, Coster, Selection, greedy
 
 # Methods whose plan depends on the budget, and fixed baselines that fit or do not.
 # (TinyTL needs another model, with lite-residual modules: `plan(method="tinytl")`.)
@@ -60,12 +61,12 @@ class PlanningContext:
                  activation_bits: int = 32, gradient_bits: int = 32,
                  weights_in_flash: bool | None = None, channels: str = "fisher", seed: int = 0,
                  model_name: str | None = None):
-        self.input_shape = tuple(int(d) for d in input_shape)
-        weights_in_flash = resolve_weights_in_flash(convention, weights_in_flash)
-        self.module, self.model_name = resolve_model(model, model_name)
-        self.graph = trace(self.module, self.input_shape, self.model_name)
+        # Options first: a bad option is refused before any work, with `plan`'s message.
         self.options = CostOptions(convention, optimizer, weight_bits, activation_bits,
                                    gradient_bits, weights_in_flash)
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.module, self.model_name = resolve_model(model, model_name)
+        self.graph = trace(self.module, self.input_shape, self.model_name)
         self.coster = CachingCoster(self.graph, self.options)
         self.fisher = self._fisher(fisher)
         self.seed = seed
