@@ -23,7 +23,7 @@ def _default_file_mode() -> int:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` atomically (temp file + os.replace)."""
+    """Write `text` to `path` atomically (temp file + os.replace), UTF-8 with \\n newlines."""
     write_bytes_atomic(path, text.encode("utf-8"))
 
 

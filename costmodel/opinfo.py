@@ -29,6 +29,22 @@ _ATTR_ARGS = ("groups", "stride", "padding", "dilation", "num_groups", "normaliz
 
 _SIGNATURES: dict[object, inspect.Signature | None] = {}
 
+# Builtins that inspect cannot read: their documented parameters, in order.
+_CONV_PARAMS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+_BUILTIN_PARAMS: dict[object, tuple[str, ...]] = {
+    F.conv1d: _CONV_PARAMS, F.conv2d: _CONV_PARAMS, F.conv3d: _CONV_PARAMS,
+    F.linear: ("input", "weight", "bias"),
+}
+
+
+def _builtin_signature(target) -> inspect.Signature | None:
+    names = _BUILTIN_PARAMS.get(target)
+    if names is None:
+        return None
+    return inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                default=None if i else inspect.Parameter.empty)
+                              for i, n in enumerate(names)])
+
 
 def bind_call(target, args, kwargs) -> dict | None:
     """The call's arguments by parameter name, or None when the target has no signature."""
@@ -36,7 +52,7 @@ def bind_call(target, args, kwargs) -> dict | None:
         try:
             _SIGNATURES[target] = inspect.signature(target)
         except (TypeError, ValueError):
-            _SIGNATURES[target] = None
+            _SIGNATURES[target] = _builtin_signature(target)
     signature = _SIGNATURES[target]
     if signature is None:
         return None
@@ -96,7 +112,7 @@ def is_param_slot(target, position: int | None, keyword: str | None) -> bool:
     try:
         names = list(inspect.signature(target).parameters)
     except (TypeError, ValueError):
-        return False
+        names = list(_BUILTIN_PARAMS.get(target, ()))
     return position is not None and position < len(names) and names[position] in slots
 
 

@@ -1,0 +1,273 @@
+"""One report per model: profile summary, the plan and why, Table 2, what-if maps, layers.
+
+`build_report` computes every section's data once; `render_html` makes one self-contained
+HTML file (figures as base64 PNG, the data as embedded JSON, no network), `write_markdown`
+a folder with report.md, the PNGs and the data as JSON/CSV. Nothing depends on the clock:
+the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.fileio import write_bytes_atomic, write_text_atomic
+from ttplan.costmodel.profile import resolve_model
+from ttplan.costmodel.specs import parse_bytes, parse_compute
+from ttplan.planner.api import plan
+from ttplan.planner.context import PlanningContext
+from ttplan.planner.score import ranked
+from ttplan.planner.select import Budget
+
+from .layers import layer_rows, plot_layers, render_layers
+from .predict import predict
+from .table2 import (METHOD_LABELS, csv_table2, plot_table2, synthetic_fisher, table2_rows)
+from .whatif import (parse_range, plot_heatmaps, plot_pareto, render_whatif, run_whatif,
+                     whatif_data)
+
+VERSION_LINE = "ttplan report"
+
+
+@dataclass
+class Report:
+    title: str
+    summary: list[tuple[str, str]]
+    data: dict  # section -> JSON-ready data
+    figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG
+
+
+def build_report(model, *, fisher=None, memory="1MB", compute="15%", solver: str = "greedy",
+                 input_shape=(1, 3, 128, 128), whatif_memory: str | None = None,
+                 whatif_compute: str = "2%:60%:6", whatif_methods=("tinytrain", "sparseupdate"),
+                 predictor=None, model_name: str | None = None, log=None) -> Report:
+    memory_bytes = parse_bytes(memory) if isinstance(memory, str) else int(memory)
+    budget_compute = parse_compute(compute) if isinstance(compute, str) else compute
+    module, name = resolve_model(model, model_name)
+    if fisher is None:
+        if log is not None:
+            log(f"{name}: no Fisher file given; using the synthetic probe (25 samples, seed 0)")
+        fisher = synthetic_fisher(module, (1,) + tuple(input_shape)[1:])
+    context = PlanningContext(module, fisher=fisher, input_shape=input_shape, model_name=name)
+    name = context.model_name
+    policy = plan(context.module, model_name=name, fisher=context.fisher,
+                  memory_bytes=memory_bytes, compute=budget_compute, solver=solver,
+                  input_shape=context.input_shape)
+    budgets = policy.budgets
+    chosen = _why_chosen(context, policy.updates(), Budget(budgets["memory_bytes"],
+                                                           budgets["compute_macs"]))
+    predicted = policy.predicted
+    device = predict(predictor, predicted["totals"], predicted["memory"])
+
+    rows2 = table2_rows(context.module, fisher=context.fisher, input_shape=context.input_shape,
+                        memory_bytes=memory_bytes, compute=budget_compute, model_name=name)
+    grid_memory = parse_range(whatif_memory or f"{memory_bytes // 2}:{memory_bytes * 2}:6",
+                              "memory")
+    grid_compute = parse_range(whatif_compute, "compute")
+    cells = run_whatif(context, grid_memory, grid_compute, methods=whatif_methods,
+                       solver=solver, predictor=predictor)
+    whatif = whatif_data(context, cells, solver)
+    layers = layer_rows(context, policy.updates())
+
+    totals, nothing = predicted["totals"], context.nothing
+    summary = [
+        ("model", name), ("input", "x".join(map(str, context.input_shape))),
+        ("parameters (BN folded)", f"{sum(r['params'] for r in nothing.rows):,}"),
+        ("forward MACs", f"{totals['forward_macs']:,}"),
+        ("full training backward MACs", f"{context.full_backward_macs:,}"),
+        ("inference I/O peak (F2)", f"{nothing.memory.io_buffer_bytes:,} B"),
+        ("convention", "paper (A.4: BN folded, frozen weights in flash, fp32)"),
+        ("budgets", f"memory {budgets['memory_bytes']:,} B, compute "
+                    f"{budgets['compute_macs']:,} backward MACs"),
+        ("plan", f"{policy.method} ({solver}): {len(policy.layers)} layers, peak "
+                 f"{predicted['memory']['peak_bytes']:,} B, {totals['backward_macs']:,} "
+                 f"backward MACs, {_percent(context.fisher_fraction(policy.updates()))} "
+                 "of the Fisher potential"),
+        ("device", "no device model given" if predictor is None else
+         f"time {device['time_s']:.4g} s, energy {device['energy_j']:.4g} J, "
+         f"fits RAM: {'yes' if device['fits_ram'] else 'no'}"),
+    ]
+    data = {"summary": dict(summary), "plan": {"policy": policy.to_dict(), "why": chosen,
+                                               "device": device},
+            "table2": {"rows": rows2}, "whatif": whatif, "layers": {"layers": layers}}
+    figures = {"table2.png": plot_table2(rows2), "whatif.png": plot_heatmaps(whatif),
+               "pareto.png": plot_pareto(whatif),
+               "layers.png": plot_layers(layers, f"{name}: per-layer cost and value")}
+    return Report(f"ttplan report: {name}", summary, data, figures)
+
+
+def _why_chosen(context, updates: dict, budget: Budget) -> list[dict]:
+    """The plan's layers in Eq. 3 order (Algorithm 1's order), each with what the plan costs
+    once it and every layer before it are in, and the budget left."""
+    order = [c for c in ranked(context.candidates) if c.name in updates]
+    extra = [n for n in updates if n not in {c.name for c in order}]
+    steps, so_far = [], {}
+    by_name = {c.name: c for c in context.candidates}
+    for name in [c.name for c in order] + extra:
+        so_far[name] = updates[name]
+        ev = context.coster.evaluate(so_far)
+        cand = by_name.get(name)
+        peak, macs = ev.memory.peak_bytes, ev.totals["backward_macs"]
+        steps.append({
+            "layer": name, "score": cand.score.score if cand else None,
+            "channels": context.channels_updated({name: updates[name]}),
+            "bias": bool(updates[name].bias),
+            "fisher_fraction": context.fisher_fraction({name: updates[name]}),
+            "peak_bytes": peak, "backward_macs": macs,
+            "memory_left_bytes": None if budget.memory_bytes is None else budget.memory_bytes - peak,
+            "compute_left_macs": None if budget.compute_macs is None else budget.compute_macs - macs,
+        })
+    return steps
+
+
+# ---------------------------------------------------------------------------- cells
+
+def _percent(fraction) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.2f}%"
+
+
+def _int(value) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _num(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}"
+
+
+def why_table(steps) -> tuple[list[str], list[list[str]]]:
+    heads = ["layer", "s_i", "channels", "bias", "Fisher", "peak B", "memory left B",
+             "backward MACs", "compute left MACs"]
+    return heads, [[s["layer"], _num(s["score"]), _int(s["channels"]),
+                    "yes" if s["bias"] else "no", _percent(s["fisher_fraction"]),
+                    _int(s["peak_bytes"]), _int(s["memory_left_bytes"]),
+                    _int(s["backward_macs"]), _int(s["compute_left_macs"])] for s in steps]
+
+
+def table2_table(rows) -> tuple[list[str], list[list[str]]]:
+    heads = ["method", "batch", "memory B (paper conv.)", "memory B (pytorch conv.)",
+             "backward MACs", "backward MACs (paper count)", "paper MB", "paper M MACs",
+             "memory diff", "compute diff"]
+    out = []
+    for r in rows:
+        paper, diff = r["paper"], r["difference_pct"]
+        out.append([METHOD_LABELS[r["method"]], str(r["batch_size"]),
+                    _int(r["memory_bytes"]["paper"]), _int(r["memory_bytes"]["pytorch"]),
+                    _int(r["backward_macs"]), _int(r["backward_macs_paper_count"]),
+                    "-" if paper is None else f"{paper['memory_mb']:g}",
+                    "-" if paper is None else f"{paper['compute_m']:g}",
+                    "-" if diff is None else f"{diff['memory']:+.1f}%",
+                    "-" if diff is None else f"{diff['compute']:+.1f}%"])
+    return heads, out
+
+
+def whatif_table(cells) -> tuple[list[str], list[list[str]]]:
+    heads = ["method", "memory budget B", "compute budget MACs", "feasible", "layers",
+             "channels", "Fisher", "backward MACs", "peak B", "time s", "energy J"]
+    return heads, [[c["method"], _int(c["memory_bytes"]), _int(c["compute_macs"]),
+                    "yes" if c["feasible"] else "no", _int(c["layers"]), _int(c["channels"]),
+                    _percent(c["fisher_fraction"]), _int(c["backward_macs"]),
+                    _int(c["peak_bytes"]), _num(c["time_s"]), _num(c["energy_j"])]
+                   for c in cells]
+
+
+def layers_table(rows) -> tuple[list[str], list[list[str]]]:
+    heads = ["layer", "kind", "weights B", "saved input B", "backward weight MACs",
+             "backward input MACs", "Fisher", "s_i", "rank", "selected"]
+    return heads, [[r["name"], r["kind"], _int(r["weight_bytes"]), _int(r["saved_input_bytes"]),
+                    _int(r["backward_weight_macs"]), _int(r["backward_input_macs"]),
+                    _percent(r["fisher_fraction"]), _num(r["score"]), _int(r["rank"]),
+                    "" if not r["selected"] else
+                    ("bias" if r["channels_selected"] is None
+                     else f"{r['channels_selected']}/{r['channels']}")] for r in rows]
+
+
+def _sections(report: Report):
+    d = report.data
+    return [
+        ("plan", "The plan, and why each layer", "Layers in the order Algorithm 1 takes them "
+         "(highest s_i first); each line is the plan with that layer and all above it.",
+         [why_table(d["plan"]["why"])], []),
+        ("table2", "Table 2 setting", "FullTrain and TinyTL at batch 100, the others at batch 1; "
+         "backward MACs per sample; the paper's figures beside ttplan's for the zoo models.",
+         [table2_table(d["table2"]["rows"])], ["table2.png"]),
+        ("whatif", "What-if: budgets against captured Fisher", "Each cell is a plan; '-' where nothing "
+         "fits. Fisher is the share of the task's total Fisher potential the plan updates.",
+         [whatif_table(d["whatif"]["cells"])], ["whatif.png", "pareto.png"]),
+        ("layers", "Per layer (Figure 3 style)", "Candidate layers in execution order; the plan's "
+         "layers highlighted.", [layers_table(d["layers"]["layers"])], ["layers.png"]),
+    ]
+
+
+# ---------------------------------------------------------------------------- HTML
+
+_CSS = ("body{font-family:sans-serif;margin:2em;max-width:1200px}"
+        "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+        "th{background:#eee}td:first-child,th:first-child{text-align:left}"
+        "img{max-width:100%}")
+
+
+def _html_table(heads, rows, cls: str) -> str:
+    out = [f'<table class="{cls}">', "<tr>" + "".join(f"<th>{html.escape(h)}</th>"
+                                                     for h in heads) + "</tr>"]
+    out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def render_html(report: Report) -> str:
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{html.escape(report.title)}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{html.escape(report.title)}</h1>", "<h2>Profile summary</h2>",
+             _html_table(["", ""], report.summary, "summary")]
+    for key, title, text, tables, figures in _sections(report):
+        parts += [f'<h2 id="{key}">{html.escape(title)}</h2>', f"<p>{html.escape(text)}</p>"]
+        for name in figures:
+            encoded = base64.b64encode(report.figures[name]).decode("ascii")
+            parts.append(f'<img alt="{name}" src="data:image/png;base64,{encoded}">')
+        for heads, rows in tables:
+            parts.append(_html_table(heads, rows, key))
+    data = json.dumps(report.data, indent=1, sort_keys=True).replace("</", "<\\/")
+    parts += ['<h2>Data</h2><p>Every table and figure above as JSON:</p>',
+              f'<script type="application/json" id="ttplan-data">{data}</script>',
+              f"<p><small>{VERSION_LINE}</small></p></body></html>"]
+    return "\n".join(parts) + "\n"
+
+
+# ---------------------------------------------------------------------------- Markdown
+
+def _md_table(heads, rows) -> str:
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_markdown(report: Report, folder) -> list[str]:
+    """report.md, the figures and the data files into `folder` (created); the names written."""
+    directory = Path(folder)
+    if directory.exists() and not directory.is_dir():
+        raise SpecError(f"{directory} exists and is not a folder")
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {report.title}", "", "## Profile summary", "",
+             _md_table(["", ""], report.summary), ""]
+    for _, title, text, tables, figures in _sections(report):
+        lines += [f"## {title}", "", text, ""]
+        lines += [f"![{name}]({name})" for name in figures] + [""]
+        for heads, rows in tables:
+            lines += [_md_table(heads, rows), ""]
+    written = {}
+    written["report.md"] = "\n".join(lines).rstrip("\n") + "\n"
+    written["report.json"] = json.dumps(report.data, indent=1, sort_keys=True) + "\n"
+    written["table2.csv"] = csv_table2(report.data["table2"]["rows"])
+    written["whatif.csv"] = render_whatif(report.data["whatif"], "csv")
+    written["layers.csv"] = render_layers(report.data["layers"]["layers"], "csv")
+    for name, text in written.items():
+        write_text_atomic(directory / name, text)
+    for name, png in report.figures.items():
+        write_bytes_atomic(directory / name, png)
+    return sorted(list(written) + list(report.figures))

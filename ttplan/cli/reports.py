@@ -1,0 +1,197 @@
+"""The report commands: `ttplan table2`, `ttplan whatif`, `ttplan layers`, `ttplan report`.
+
+Device time and energy (`reports.predict`) are not offered here yet: they need a device model.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.fileio import write_bytes_atomic
+from ttplan.costmodel.profile import resolve_model
+from ttplan.costmodel.specs import parse_bytes, parse_compute, parse_input_shape
+from ttplan.costmodel.zoo import ZOO_MODELS
+from ttplan.planner.context import PlanningContext
+from ttplan.planner.policy import check_against_graph, load_policy
+from ttplan.reports.figures import format_of
+from ttplan.reports.layers import layer_rows, plot_layers, render_layers
+from ttplan.reports.report import build_report, render_html, write_markdown
+from ttplan.reports.table2 import (PROBE_SAMPLES, PROBE_SEED, plot_table2, render_table2,
+                                   stderr_log, synthetic_fisher)
+from ttplan.reports.table2 import table2 as table2_data
+from ttplan.reports.whatif import (parse_methods, parse_range, plot_heatmaps, plot_pareto,
+                                   render_whatif, run_whatif, whatif_data)
+
+from .common import emit, run_safely
+from .options import DEFAULT_INPUT_SHAPE, Convention, InputShape, Optimizer, Out, WeightsInFlash
+
+FisherFile = Optional[str]
+
+
+def _write_figure(path: Optional[str], draw) -> None:
+    if path:
+        write_bytes_atomic(path, draw(format_of(path)))
+        typer.echo(f"wrote {path}", err=True)
+
+
+def _fisher_or_probe(fisher: Optional[str], module, name: str, shape):
+    if fisher is not None:
+        return fisher
+    stderr_log(f"{name}: no Fisher file given; using the synthetic probe "
+               f"({PROBE_SAMPLES} samples, seed {PROBE_SEED})")
+    return synthetic_fisher(module, (1,) + tuple(shape)[1:])
+
+
+def _format(fmt: Optional[str], out: Optional[str], allowed, default: str) -> str:
+    if fmt is None:
+        suffix = Path(out).suffix.lower().lstrip(".") if out else ""
+        fmt = {"tex": "latex"}.get(suffix, suffix) if suffix in (*allowed, "tex") else default
+    if fmt not in allowed:
+        raise SpecError(f"unknown --format {fmt!r}: use {', '.join(allowed)}")
+    return fmt
+
+
+@run_safely
+def table2(
+    models: Optional[List[str]] = typer.Argument(
+        None, help="zoo names or module:callable (default: the three zoo models)"),
+    fisher: FisherFile = typer.Option(None, help="Fisher file (one model only)"),
+    fisher_dir: Optional[str] = typer.Option(None, help="folder of <model>.json Fisher files"),
+    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    memory: str = typer.Option("1MB", help="TinyTrain's memory budget (paper: ~1 MB)"),
+    compute: str = typer.Option("15%", help="TinyTrain's compute budget (paper: 15%)"),
+    optimizer: Optimizer = "momentum",
+    fmt: Optional[str] = typer.Option(None, "--format",
+                                      help="table | md | csv | json | latex (default: "
+                                      "from --out's suffix, else table)"),
+    out: Out = None,
+    plot: Optional[str] = typer.Option(None, help="Figure-1-style chart (.png or .svg)"),
+):
+    """The paper's Table 2 setting: every method's memory and backward MACs, with the
+    paper's printed figures beside ttplan's for the zoo models."""
+    models = list(models or ZOO_MODELS)
+    fmt = _format(fmt, out, ("table", "md", "csv", "json", "latex"), "table")
+    if fisher is not None and len(models) != 1:
+        raise SpecError("--fisher goes with one model; use --fisher-dir for several")
+    if fisher_dir is not None and not Path(fisher_dir).is_dir():
+        raise SpecError(f"--fisher-dir {fisher_dir!r} is not a folder")
+    fishers = {}
+    for model in models:
+        path = Path(fisher_dir) / f"{model}.json" if fisher_dir else None
+        fishers[model] = fisher if fisher is not None else (
+            str(path) if path is not None and path.is_file() else None)
+    data = table2_data(models, fishers=fishers, log=stderr_log,
+                  input_shape=parse_input_shape(input_shape), memory_bytes=parse_bytes(memory),
+                  compute=parse_compute(compute), optimizer=optimizer)
+    _write_figure(plot, lambda f: plot_table2(data["rows"], f))
+    emit(render_table2(data, fmt), out)
+
+
+
+@run_safely
+def whatif(
+    model: str = typer.Argument(..., help="zoo name or import path module:callable"),
+    fisher: FisherFile = typer.Option(None, help="Fisher file (default: the synthetic probe)"),
+    memory: str = typer.Option("128KB:2MB:12", help="LOW:HIGH:STEPS, log-spaced"),
+    compute: str = typer.Option("2%:60%:12", help="LOW:HIGH:STEPS, linear (% or MACs)"),
+    method: str = typer.Option("tinytrain", help="comma-separated: tinytrain, sparseupdate, "
+                               "fulltrain, lastlayer"),
+    solver: str = typer.Option("greedy", help="greedy | exact"),
+    channels: str = typer.Option("fisher", help="fisher | l2norm | random"),
+    convention: Convention = "paper",
+    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    optimizer: Optimizer = "sgd",
+    weights_in_flash: WeightsInFlash = None,
+    plot: Optional[str] = typer.Option(None, help="heat maps of captured Fisher (.png/.svg)"),
+    pareto_plot: Optional[str] = typer.Option(None, help="Pareto frontier figure (.png/.svg)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="table | csv | json (default: "
+                                      "from --out's suffix, else table)"),
+    out: Out = None,
+    progress: Optional[bool] = typer.Option(None, help="progress bar (default: on a terminal)"),
+):
+    """Plan every cell of a memory x compute grid: what each budget buys."""
+    fmt = _format(fmt, out, ("table", "csv", "json"), "table")
+    methods = parse_methods(method)
+    memory_values, compute_values = parse_range(memory, "memory"), parse_range(compute, "compute")
+    shape = parse_input_shape(input_shape)
+    if solver not in ("greedy", "exact"):
+        raise SpecError(f"unknown solver {solver!r}: use greedy or exact")
+    if solver == "exact" and channels != "fisher":
+        raise SpecError("the exact solver maximises captured Fisher and needs channels=fisher")
+    module, name = resolve_model(model)
+    context = PlanningContext(module, fisher=_fisher_or_probe(fisher, module, name, shape),
+                              input_shape=shape, convention=convention, optimizer=optimizer,
+                              weights_in_flash=weights_in_flash, channels=channels,
+                              model_name=name)
+    show = sys.stderr.isatty() if progress is None else progress
+    cells = run_whatif(context, memory_values, compute_values, methods=methods, solver=solver,
+                       progress=show)
+    data = whatif_data(context, cells, solver)
+    _write_figure(plot, lambda f: plot_heatmaps(data, f))
+    _write_figure(pareto_plot, lambda f: plot_pareto(data, f))
+    emit(render_whatif(data, fmt), out)
+
+
+@run_safely
+def layers(
+    model: str = typer.Argument(..., help="zoo name or import path module:callable"),
+    fisher: FisherFile = typer.Option(None, help="Fisher file (default: the synthetic probe)"),
+    policy: Optional[str] = typer.Option(None, help="policy JSON: highlight its layers"),
+    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    plot: Optional[str] = typer.Option(None, help="Figure-3-style chart (.png/.svg)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="table | csv | json"),
+    out: Out = None,
+):
+    """Per candidate layer: memory, backward MACs, Fisher potential and s_i (Figure 3 style)."""
+    fmt = _format(fmt, out, ("table", "csv", "json"), "table")
+    shape = parse_input_shape(input_shape)
+    module, name = resolve_model(model)
+    context = PlanningContext(module, fisher=_fisher_or_probe(fisher, module, name, shape),
+                              input_shape=shape, model_name=name)
+    updates = None
+    if policy is not None:
+        loaded = load_policy(policy)
+        check_against_graph(loaded, context.graph, policy)
+        updates = loaded.updates()
+    rows = layer_rows(context, updates)
+    _write_figure(plot, lambda f: plot_layers(rows, f"{name}: per-layer cost and value", f))
+    emit(render_layers(rows, fmt), out)
+
+
+@run_safely
+def report(
+    model: str = typer.Argument(..., help="zoo name or import path module:callable"),
+    fisher: FisherFile = typer.Option(None, help="Fisher file (default: the synthetic probe)"),
+    memory: str = typer.Option("1MB", help="memory budget of the plan"),
+    compute: str = typer.Option("15%", help="compute budget of the plan"),
+    solver: str = typer.Option("greedy", help="greedy | exact"),
+    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    whatif_memory: Optional[str] = typer.Option(None, help="what-if memory range (default: "
+                                                "half to twice the budget, 6 steps)"),
+    whatif_compute: str = typer.Option("2%:60%:6", help="what-if compute range"),
+    fmt: str = typer.Option("html", "--format", help="html (one file) | md (a folder)"),
+    out: str = typer.Option(..., help="the HTML file, or the folder for md"),
+):
+    """One self-contained report: profile, plan and why, Table 2, what-if maps, layers."""
+    if fmt not in ("html", "md"):
+        raise SpecError(f"unknown --format {fmt!r}: use html or md")
+    if solver not in ("greedy", "exact"):
+        raise SpecError(f"unknown solver {solver!r}: use greedy or exact")
+    parse_range(whatif_compute, "compute")
+    if whatif_memory is not None:
+        parse_range(whatif_memory, "memory")
+    built = build_report(model, fisher=fisher, memory=parse_bytes(memory),
+                         compute=parse_compute(compute), solver=solver,
+                         input_shape=parse_input_shape(input_shape),
+                         whatif_memory=whatif_memory, whatif_compute=whatif_compute,
+                         log=stderr_log)
+    if fmt == "md":
+        names = write_markdown(built, out)
+        typer.echo(f"wrote {out}/ ({', '.join(names)})", err=True)
+    else:
+        emit(render_html(built), out)
