@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from . import costs, devices_model, planning
+from . import costs, devices_model, devices_train, planning
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Exact costs of on-device training, and budgeted layer/channel plans.")
@@ -22,7 +22,7 @@ def _commands() -> None:
 
 for command in (costs.profile, planning.fisher, planning.plan, planning.export, costs.compare,
                 costs.sweep, devices_model.devices, devices_model.calibrate, devices_model.predict,
-                devices_model.validate):
+                devices_model.validate, devices_train.train, devices_train.measure):
     app.command()(command)
 
 
