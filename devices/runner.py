@@ -40,8 +40,6 @@ after training; otherwise accuracy is None.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 import sys
 import time
@@ -66,12 +64,13 @@ from ttplan.planner.data import load_support
 from ttplan.planner.fisher import (DEFAULT_TAIL_FRACTION, class_prototypes,
                                    default_candidate_layers, fisher_information,
                                    protonet_criterion)
-from ttplan.planner.policy import (METHODS, Policy, check_against_graph, layer_dicts,
+from ttplan.planner.policy import (METHODS, Policy, check_against_graph,
                                    policy_from_file_or_object)
 from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 
 from .host import EnergyCounter, peak_rss_bytes, reset_peak_rss
 from .sparse import install_sparse_layers
+from .stepcost import policy_fingerprint, step_cost
 
 DEFAULT_ITERATIONS = 40  # the paper's runs (§3.2)
 DEFAULT_HOLDOUT = 0.2
@@ -92,7 +91,7 @@ class TrainResult:
     predicted: dict
     accuracy: dict
     run: dict
-    costs: dict  # the log's cost columns, per training step at the run's batch size
+    costs: dict  # the log's cost columns (devices.stepcost), per step at the run's batch size
     warnings: list[str] = field(default_factory=list)
     model: nn.Module | None = field(default=None, repr=False)  # the trained model
 
@@ -197,15 +196,18 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
     validate_updates(updates, graph)
     predicted_pt = profile(module, shape, update=updates, graph=graph, model_name=name,
                            options=CostOptions("pytorch", optimizer), training_mode=False)
-    predicted_paper = profile(module, shape, update=updates, graph=graph, model_name=name,
-                              options=CostOptions("paper", optimizer))
+    # The log's cost columns come from the one place the shipped logs and `predict` use.
+    base = loaded.options if loaded is not None else CostOptions()
+    step = step_cost(None, updates, shape, graph=graph, options=CostOptions(
+        base.convention, optimizer, base.weight_bits, base.activation_bits, base.gradient_bits,
+        base.weights_in_flash))
 
     module.eval()  # BatchNorm statistics as deployed
     applied = apply_updates(module, graph, updates)
     with install_sparse_layers(module, updates) as (sparse, dense):
         for layer in sparse:
             applied.unmask(f"{layer}.weight")  # its backward computes the selected channels only
-        step = _PolicyForward(module, _first_updated(graph, module, applied.trainable))
+        forward = _PolicyForward(module, _first_updated(graph, module, applied.trainable))
         try:
             before = _accuracy(module, x_train, y_train, x_query, y_query, batch_size)
             # Built before the clock starts: the first optimiser of a process imports
@@ -213,20 +215,21 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
             params = applied.parameters()
             stepper = _make_optimizer(params, optimizer, lr) if params else None
             with phases.timed("train_s"):
-                losses = _fine_tune(step, module, stepper, x_train, y_train, iterations,
+                losses = _fine_tune(forward, module, stepper, x_train, y_train, iterations,
                                     batch_size, seed, progress)
-            saved_bytes = measure_saved_bytes(step, x_train[:batch_size]).saved_bytes
+            saved_bytes = measure_saved_bytes(forward, x_train[:batch_size]).saved_bytes
             after = _accuracy(module, x_train, y_train, x_query, y_query, batch_size)
         finally:
-            step.detach()
+            forward.detach()
     applied.remove()
 
     pt = predicted_pt
     return TrainResult(
         model_name=name,
         policy={"method": label, "source": origin,
-                "fingerprint": policy_fingerprint(updates, graph), "layers": len(updates),
-                "updated_tensors": len(applied.trainable), "channel_sparse": sparse,
+                "fingerprint": None if loaded is None else policy_fingerprint(loaded),
+                "layers": len(updates), "trainable_tensors": len(applied.trainable),
+                "channel_sparse": sparse,
                 "dense_masked": dense},
         measured={"phases": {key: phases.seconds[key] for key in PHASES},
                   "iteration_s": phases.seconds["train_s"] / iterations,
@@ -242,12 +245,7 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
              "optimizer": optimizer, "lr": lr, "seed": seed,
              "loss": {"first": losses[0], "last": losses[-1]}, "peak_rss_since": peak_since,
              "threads": torch.get_num_threads(), "torch_version": torch.__version__},
-        costs={"forward_macs": pt.totals["forward_macs"],
-               "backward_input_macs": pt.totals["backward_input_macs"],
-               "backward_weight_macs": pt.totals["backward_weight_macs"],
-               "updated_tensors": len(applied.trainable),
-               "peak_bytes_paper": predicted_paper.memory.peak_bytes,
-               "peak_bytes_pytorch": pt.memory.peak_bytes},
+        costs=step.columns(),
         warnings=list(pt.warnings),
         model=module,
     )
@@ -303,12 +301,6 @@ def holdout_split(x: torch.Tensor, y: torch.Tensor, holdout: float):
         seen[label] = seen.get(label, 0) + 1
         train_mask[i] = seen[label] <= keep[label]
     return x[train_mask], y[train_mask], x[~train_mask], y[~train_mask]
-
-
-def policy_fingerprint(updates, graph) -> str:
-    """A short hash of what is updated (the policy's `layers` list): the log's `policy`."""
-    blob = json.dumps(layer_dicts(updates, graph), sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- the run
@@ -437,5 +429,5 @@ def _round(value):
     return None if value is None else round(float(value), 6)
 
 
-__all__ = ["TrainResult", "train", "holdout_split", "policy_fingerprint", "OPTIMIZERS",
+__all__ = ["TrainResult", "train", "holdout_split", "OPTIMIZERS",
            "DEFAULT_ITERATIONS"]

@@ -158,7 +158,8 @@ def render_train(d: dict) -> str:
     lines = [
         f"model        {d['model']}",
         f"update       {pol['method']} ({pol['source']}): {pol['layers']} layer(s), "
-        f"{pol['updated_tensors']} tensor(s){sparse}; fingerprint {pol['fingerprint']}",
+        f"{pol['trainable_tensors']} parameter tensor(s){sparse}"
+        + (f"; policy {pol['fingerprint']}" if pol["fingerprint"] else ""),
         f"run          {run['samples']} samples, batch {run['batch_size']}, "
         f"{run['iterations']} iteration(s) = {run['steps']} steps, {run['optimizer']} "
         f"lr {run['lr']:g}; {run['threads']} thread(s), torch {run['torch_version']}",
