@@ -42,6 +42,11 @@ class TrainConfig:
 
     updates: dict[str, LayerUpdate] = field(default_factory=dict)
     options: CostOptions = field(default_factory=CostOptions)
+    # `pytorch` convention only: modules in train mode (BatchNorm computes batch statistics and
+    # keeps them for backward, dropout is active) or, False, in eval mode, as a device
+    # fine-tunes with the statistics as deployed (`ttplan train`). Not a cost option of a
+    # policy: the same policy is priced either way.
+    training_mode: bool = True
 
     @property
     def convention(self) -> str:
@@ -158,7 +163,7 @@ def node_grads(graph: LayerGraph, config: TrainConfig) -> dict[str, Grad]:
             weight_fraction = len(update.channels) / node.out_channels  # attached norm scale
         updated[node.name] = (weight, bias, weight_fraction, input_fraction)
     reach = graph.reached_from(n for n, (w, b, _, _) in updated.items() if w or b)
-    training = config.convention == "pytorch"
+    training = config.convention == "pytorch" and config.training_mode
     grads: dict[str, Grad] = {}
     for node in graph.ops():
         weight, bias, weight_fraction, input_fraction = updated.get(

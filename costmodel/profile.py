@@ -90,7 +90,8 @@ def resolve_model(model, model_name=None, weights=None, classifier=False):
     raise SpecError(f"model must be an nn.Module, a zoo name or module:callable, not {type(model).__name__}")
 
 
-def build_config(graph: LayerGraph, update, options: CostOptions) -> tuple[TrainConfig, str]:
+def build_config(graph: LayerGraph, update, options: CostOptions,
+                 training_mode: bool = True) -> tuple[TrainConfig, str]:
     """(TrainConfig, update text) from an update spec string, an UpdateSpec, or a dict of
     {layer name: LayerUpdate}. Policy files are read above the cost model (`ttplan.profile`)."""
     if isinstance(update, dict):
@@ -105,7 +106,7 @@ def build_config(graph: LayerGraph, update, options: CostOptions) -> tuple[Train
         updates = resolve_updates(spec, graph)
         text = update if isinstance(update, str) else _spec_text(spec)
     validate_updates(updates, graph)
-    return TrainConfig(updates, options), text
+    return TrainConfig(updates, options, training_mode), text
 
 
 def _spec_text(spec: UpdateSpec) -> str:
@@ -125,7 +126,8 @@ def with_batch_size(input_shape, batch_size) -> tuple[int, ...]:
 def profile(model, input_shape=DEFAULT_INPUT_SHAPE, *, update="all",
             options: CostOptions | None = None, batch_size=None, model_name=None, weights=None,
             classifier=False, tracer="auto", graph=None, rules=None,
-            update_text: str | None = None, blocks: str | None = None) -> Profile:
+            update_text: str | None = None, blocks: str | None = None,
+            training_mode: bool = True) -> Profile:
     """Trace `model` (an nn.Module, a zoo name or ``module:callable``) and cost training it.
 
     `update`: "none", "all", "bias-only", "last-layers:K", "last-blocks:K", or {layer name:
@@ -133,6 +135,8 @@ def profile(model, input_shape=DEFAULT_INPUT_SHAPE, *, update="all",
     0 of `input_shape`. `rules`: {module class | function | kind: Rule} priced for this call
     only. `graph`: an already traced graph (the model is then not traced again). `blocks`: a
     regular expression naming the blocks `last-blocks:K` counts (`costmodel.blocks`).
+    `training_mode` (pytorch convention): False prices the modules in eval mode, as
+    `ttplan train` runs them (BatchNorm keeps no batch statistics for backward).
     """
     options = options if options is not None else CostOptions()
     input_shape = with_batch_size(input_shape, batch_size)
@@ -141,7 +145,7 @@ def profile(model, input_shape=DEFAULT_INPUT_SHAPE, *, update="all",
         graph = trace(module, input_shape, name, tracer, rules=rules, blocks=blocks)
     else:
         name = model_name or graph.model_name
-    config, text = build_config(graph, update, options)
+    config, text = build_config(graph, update, options, training_mode)
     return Profile(name, graph, evaluate(graph, config), config, update_text or text)
 
 

@@ -30,7 +30,9 @@ import torch
 from torch import nn
 
 from ttplan.costmodel.transforms import attached_norms
+from ttplan.costmodel.config import LayerUpdate
 from ttplan.costmodel.errors import PolicyError
+from ttplan.costmodel.graph import LayerGraph
 from ttplan.costmodel.trace import trace
 
 from .policy import check_against_graph, policy_from_file_or_object
@@ -43,6 +45,15 @@ class AppliedPolicy:
     trainable: dict[str, nn.Parameter] = field(default_factory=dict)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)  # partial ones only
     handles: list = field(default_factory=list)
+    mask_handles: dict = field(default_factory=dict)  # parameter name -> its mask hook
+
+    def unmask(self, name: str) -> None:
+        """Remove the mask hook of one parameter (for a layer whose backward computes only the
+        selected channels' gradient itself, e.g. devices.sparse)."""
+        handle = self.mask_handles.pop(name, None)
+        if handle is not None:
+            handle.remove()
+            self.handles.remove(handle)
 
     def parameters(self) -> list[nn.Parameter]:
         """What to give the optimiser."""
@@ -53,6 +64,7 @@ class AppliedPolicy:
         for handle in self.handles:
             handle.remove()
         self.handles.clear()
+        self.mask_handles.clear()
 
 
 def apply_policy(model: nn.Module, policy) -> AppliedPolicy:
@@ -60,6 +72,12 @@ def apply_policy(model: nn.Module, policy) -> AppliedPolicy:
     policy = policy_from_file_or_object(policy)
     graph = trace(model, policy.input_shape, policy.model_name)
     check_against_graph(policy, graph)
+    return apply_updates(model, graph, policy.updates())
+
+
+def apply_updates(model: nn.Module, graph: LayerGraph, updates: dict[str, LayerUpdate]) -> AppliedPolicy:
+    """What `apply_policy` does, for {layer name: LayerUpdate} on `model`'s traced `graph`
+    (checked against the model by the caller)."""
     norms = attached_norms(graph)
     modules = dict(model.named_modules())
     params = {id(p): name for name, p in model.named_parameters()}
@@ -88,30 +106,31 @@ def apply_policy(model: nn.Module, policy) -> AppliedPolicy:
             mask = mask.to(dtype=param.dtype, device=param.device)
             applied.masks[name] = mask
             # Default argument binds this mask, not the loop's last one.
-            applied.handles.append(param.register_hook(lambda g, m=mask: g * m))
+            handle = param.register_hook(lambda g, m=mask: g * m)
+            applied.handles.append(handle)
+            applied.mask_handles[name] = handle
 
-    for layer in policy.layers:
-        name = layer["name"]
+    for name, update in updates.items():
         module = modules.get(name)
         if module is None and name in by_name:
             module = by_name[name]  # a parameter used on its own (cls_token, gamma)
         if module is None:
             raise PolicyError(f"policy layer {name!r} is not a module of the model")
-        channels, axis = layer["channels"], layer["channel_axis"]
-        if layer["update_weight"]:
+        channels, axis = update.channels, update.channel_axis
+        if update.weight:
             train(name, "weight", _weight_mask(module, graph[name].kind, channels, axis))
-        if layer["update_bias"]:
+        if update.bias:
             train(name, "bias", None)
         norm = norms.get(name)
         if norm is not None:
-            if layer["update_weight"]:
+            if update.weight:
                 gamma = modules[norm].weight if hasattr(modules[norm], "weight") else None
                 mask = None
                 if channels is not None and axis == 0 and gamma is not None:
                     mask = torch.zeros(gamma.shape)
                     mask[list(channels)] = 1
                 train(norm, "weight", mask)
-            if layer["update_bias"]:
+            if update.bias:
                 train(norm, "bias", None)
     return applied
 

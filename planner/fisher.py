@@ -390,6 +390,24 @@ def _make_protonet(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int
     return queries, criterion
 
 
+def protonet_criterion(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int,
+                       batch_size: int = 1) -> tuple[torch.Tensor, LossFn]:
+    """(pseudo-queries, criterion): the probe's ProtoNet loss, for fine-tuning with it too.
+
+    Prototypes come from `model` on the un-augmented `x` now, without gradient; the queries are
+    `augment(x, Generator().manual_seed(seed))`; criterion(features, labels) is the SUM of the
+    per-query cosine cross-entropies (scale PROTONET_SCALE), labels as given in `y`.
+    """
+    return _make_protonet(model, x, y, seed, batch_size)
+
+
+def class_prototypes(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     batch_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sorted class labels, their prototypes): the probe's mean features per class, no grad."""
+    classes, labels = torch.unique(y, sorted=True, return_inverse=True)
+    return classes, _prototypes(model, x, labels, len(classes), batch_size)
+
+
 def _prototypes(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, num_classes: int, batch_size: int) -> torch.Tensor:
     """c_k = mean of the flattened features of class k's support samples, without gradient."""
     with torch.no_grad():

@@ -29,7 +29,8 @@ _OPTION_NAMES = ("convention", "optimizer", "weight_bits", "activation_bits", "g
 def profile(model, input_shape=None, *, update="all", batch_size=None, convention=None,
             optimizer=None, weight_bits=None, activation_bits=None, gradient_bits=None,
             weights_in_flash=None, model_name=None, weights=None, classifier=False,
-            tracer="auto", rules=None, verify=False, blocks=None) -> Profile:
+            tracer="auto", rules=None, verify=False, blocks=None,
+            training_mode=True) -> Profile:
     """Trace `model` (an nn.Module, a zoo name or ``module:callable``) and cost training it.
 
     update: "none", "all", "bias-only", "last-layers:K", "last-blocks:K", a policy file
@@ -39,6 +40,8 @@ def profile(model, input_shape=None, *, update="all", batch_size=None, conventio
     `CostOptions` fields; None means the policy's value, else CostOptions' default.
     rules: {module class | function | kind: Rule} priced for this call only.
     blocks: a regular expression naming the blocks last-blocks:K counts (`costmodel.blocks`).
+    training_mode (pytorch convention): False prices the modules in eval mode, as `ttplan
+    train` runs them (BatchNorm keeps no batch statistics for backward).
     verify: also run the configuration once in PyTorch and record in `verification` what
     autograd kept against the `pytorch` convention's prediction (`verify_saved_bytes`).
     """
@@ -51,7 +54,8 @@ def profile(model, input_shape=None, *, update="all", batch_size=None, conventio
         options = CostOptions(**given)
         shape = with_batch_size(input_shape or DEFAULT_INPUT_SHAPE, batch_size)
         prof = cost_profile(module, shape, update=update, options=options, model_name=name,
-                            tracer=tracer, rules=rules, blocks=blocks)
+                            tracer=tracer, rules=rules, blocks=blocks,
+                            training_mode=training_mode)
     else:
         options = _policy_options(policy, given)
         shape = _policy_shape(policy, input_shape, batch_size)
@@ -62,7 +66,8 @@ def profile(model, input_shape=None, *, update="all", batch_size=None, conventio
         source = str(update) if isinstance(update, (str, Path)) else "policy"
         check_against_graph(policy, graph, source)
         prof = cost_profile(module, shape, update=policy.updates(), options=options,
-                            graph=graph, model_name=name, update_text=source)
+                            graph=graph, model_name=name, update_text=source,
+                            training_mode=training_mode)
     if verify:
         prof.verification = verify_saved_bytes(module, prof.graph, prof.config.updates)
     return prof

@@ -28,9 +28,11 @@ from ttplan.planner.apply import apply_policy
 from ttplan.planner.fisher import fisher_information
 from ttplan.planner.policy import Policy, load_policy
 from ttplan.planner.profiling import profile
+from ttplan.devices.runner import train
 
 __version__ = "0.1.0"
 
 __all__ = ["LayerUpdate", "TrainConfig", "TtplanError", "CostOptions", "Profile", "profile",
            "Rule", "Saved", "Grad", "register_rule", "trace", "ZOO_MODELS", "build_zoo_model",
-           "load_model", "plan", "apply_policy", "load_policy", "Policy", "fisher_information"]
+           "load_model", "plan", "apply_policy", "load_policy", "Policy", "fisher_information",
+           "train"]

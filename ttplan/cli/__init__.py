@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from . import costs, devices_model, planning, reports
+from . import costs, devices_model, devices_train, planning, reports
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Exact costs of on-device training, and budgeted layer/channel plans.")
@@ -22,8 +22,8 @@ def _commands() -> None:
 
 for command in (costs.profile, planning.fisher, planning.plan, planning.export, costs.compare,
                 costs.sweep, devices_model.devices, devices_model.calibrate, devices_model.predict,
-                devices_model.validate, reports.table2, reports.whatif, reports.layers,
-                reports.report):
+                devices_model.validate, devices_train.train, devices_train.measure, reports.table2,
+                reports.whatif, reports.layers, reports.report):
     app.command()(command)
 
 

@@ -1,0 +1,214 @@
+"""`measure(...)`: a bounded grid of training runs on this machine, one log row each.
+
+The grid, in this fixed order (cheapest update first within each batch size, so that a short
+time limit still covers the range of update depths at batch 1):
+
+    for batch size in 1, 4, 16:
+        none, last-layers:1, last-blocks:1, tinytrain (Fisher probe + plan on the device,
+        compute budget 15 %), last-blocks:2, last-blocks:4, all
+
+Configurations the model or the samples cannot take (more blocks than the model has, a batch
+larger than the samples) are skipped. Every run uses synthetic samples (`samples`, `seed`) and
+no held-out queries. By default each run is a fresh Python process, so that its peak resident
+memory and its load time are its own; that pays for importing torch every time (seconds on a
+PC, more on a Pi). `isolate=False` runs them all in this process, restarting the peak before
+each (Linux, `devices.host.reset_peak_rss`); memory an earlier run left resident (allocator
+and kernel caches: about 85 MB after a batch-16 FullTrain of MCUNet, measured on this machine)
+then counts in the later runs' peaks.
+
+Time: before each run the remaining time is shared equally among the configurations left; the
+run gets as many iterations (at most `max_iterations`, at least 1) as its share holds after its
+fixed overhead (process start, load, trace, prediction: the largest seen so far). Seconds per
+iteration are predicted from the last run's seconds per MAC of work (per pass: a no-gradient
+forward of every sample for the prototypes, then a forward and backward of every sample, MACs
+from the cost model), doubled for safety. The first run has one iteration. A run that would not
+fit the time left is not started. An isolated run that overruns the deadline is stopped and not
+logged; an in-process one cannot be stopped: it is logged, and the grid ends.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from ttplan.costmodel.config import mac_blocks
+from ttplan.costmodel.errors import SpecError, TtplanError
+from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.profile import profile, resolve_model
+from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE
+from ttplan.costmodel.trace import trace
+
+from .logs import append_log_row
+from .runner import DEFAULT_ITERATIONS, train
+
+GRID_UPDATES = ("none", "last-layers:1", "last-blocks:1", "tinytrain", "last-blocks:2",
+                "last-blocks:4", "all")
+GRID_BATCH_SIZES = (1, 4, 16)
+TINYTRAIN_COMPUTE = 0.15
+DEFAULT_SAMPLES = 25
+SAFETY = 2.0  # predicted seconds per iteration are doubled before sharing the time left
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|min|h)?")
+_UNIT_S = {None: 1.0, "s": 1.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """'100s' -> 100.0, '20min' -> 1200.0, '1h' -> 3600.0, '90' -> 90.0 (seconds)."""
+    match = _DURATION.fullmatch(str(text).strip().lower())
+    if not match or float(match.group(1)) <= 0:
+        raise SpecError(f"invalid time limit {text!r}: expected a positive duration such as "
+                        "100s, 20min or 1h")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Configuration:
+    update: str  # an update spec, or "tinytrain"
+    batch_size: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.update} b{self.batch_size}"
+
+
+def grid_configurations(graph, samples: int) -> list[Configuration]:
+    """The grid in its fixed order, without what this model or sample count cannot run."""
+    blocks = len(mac_blocks(graph))
+    out = []
+    for batch_size in GRID_BATCH_SIZES:
+        if batch_size > samples:
+            continue
+        for update in GRID_UPDATES:
+            if update.startswith("last-blocks:") and int(update.split(":")[1]) > blocks:
+                continue
+            out.append(Configuration(update, batch_size))
+    return out
+
+
+def measure(model: str, *, time_limit_s: float, log, device_name: str = "host",
+            samples: int = DEFAULT_SAMPLES, seed: int = 0, input_shape=None,
+            max_iterations: int = DEFAULT_ITERATIONS, isolate: bool = True,
+            report: Callable[[str], None] | None = None) -> list[dict]:
+    """Run the grid within `time_limit_s` seconds, appending one row per run to `log`.
+
+    `model`: zoo name or import path (an nn.Module always runs in this process).
+    `isolate`: each run in a fresh Python process (see the module docstring).
+    Returns the rows appended. `report` receives one line per configuration.
+    """
+    deadline = time.perf_counter() + time_limit_s
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
+        raise SpecError(f"iterations must be a positive integer, not {max_iterations!r}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
+        raise SpecError(f"samples must be an integer of at least 2, not {samples!r}")
+    if not isinstance(model, str):
+        isolate = False
+    shape = tuple(input_shape or DEFAULT_INPUT_SHAPE)
+    module, name = resolve_model(model)
+    graph = trace(module, (1,) + tuple(shape[1:]), name)
+    configurations = grid_configurations(graph, samples)
+    work = {c: _work_macs(module, graph, c, samples) for c in configurations}
+    say = report or (lambda line: None)
+
+    rows: list[dict] = []
+    seconds_per_mac = None
+    overhead_s = 0.0
+    for i, config in enumerate(configurations):
+        remaining = deadline - time.perf_counter()
+        if seconds_per_mac is None:
+            iterations, needed = 1, 0.0
+        else:
+            per_iteration = SAFETY * seconds_per_mac * work[config]["iteration"]
+            setup = overhead_s + SAFETY * seconds_per_mac * work[config]["setup"]
+            share = remaining / (len(configurations) - i)
+            iterations = max(1, min(max_iterations, math.floor((share - setup) / per_iteration)))
+            needed = setup + per_iteration
+        if remaining <= 0 or needed > remaining:
+            say(f"time limit reached: {len(rows)} of {len(configurations)} configurations run")
+            break
+        kwargs = {"model": model if isolate else _fresh(model), "seed": seed,
+                  "samples": samples, "synthetic": True,
+                  "input_shape": [config.batch_size] + list(shape[1:]), "holdout": 0.0,
+                  "iterations": iterations, "batch_size": config.batch_size,
+                  "device_name": device_name}
+        if config.update == "tinytrain":
+            kwargs.update(method="tinytrain", compute=TINYTRAIN_COMPUTE)
+        else:
+            kwargs["update"] = config.update
+        started = time.perf_counter()
+        row = _run_isolated(kwargs, remaining) if isolate else \
+            train(**kwargs, own_peak_rss=True).log_row()
+        wall_s = time.perf_counter() - started
+        if row is None:
+            say(f"{config.label}: stopped at the time limit (not logged)")
+            break
+        append_log_row(log, row)
+        rows.append(row)
+        seconds_per_mac = row["train_s"] / (iterations * work[config]["iteration"])
+        overhead_s = max(overhead_s, wall_s - row["train_s"] - row["fisher_s"])
+        say(f"[{i + 1}/{len(configurations)}] {config.label}: {iterations} iteration(s), "
+            f"train {row['train_s']:.2f} s, run {wall_s:.1f} s")
+    return rows
+
+
+def _fresh(model):
+    """Every in-process run starts from the model as given, not from the last run's result."""
+    return copy.deepcopy(model) if isinstance(model, nn.Module) else model
+
+
+def _work_macs(module, graph, config: Configuration, samples: int) -> dict:
+    """MACs of one pass (prototypes + training steps) and of the on-device setup."""
+    shape = graph.input_shape
+    options = CostOptions("pytorch")
+    full = profile(module, shape, update="all", options=options, graph=graph).totals
+    forward = full["forward_macs"]
+    if config.update == "tinytrain":
+        backward = TINYTRAIN_COMPUTE * full["backward_macs"]
+        setup = samples * (forward + full["backward_macs"])  # the probe's forward + backward
+    else:
+        costs = profile(module, shape, update=config.update, options=options, graph=graph)
+        backward, setup = costs.totals["backward_macs"], 0.0
+    # Per pass: prototypes (a forward of every sample) + a forward and backward of each.
+    return {"iteration": max(1.0, samples * (2 * forward + backward)), "setup": setup}
+
+
+def _run_isolated(kwargs: dict, timeout_s: float) -> dict | None:
+    """One `train(...)` in a fresh Python process; its log row, or None past the timeout."""
+    command = [sys.executable, "-c", "from ttplan.devices.grid import _child_main; _child_main()"]
+    try:
+        done = subprocess.run(command, input=json.dumps(kwargs), capture_output=True, text=True,
+                              timeout=max(1.0, timeout_s))
+    except subprocess.TimeoutExpired:
+        return None
+    try:
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SpecError(f"the training run {kwargs.get('update') or kwargs.get('method')} "
+                        f"b{kwargs['batch_size']} failed: {last}") from None
+    if "error" in answer:
+        raise SpecError(answer["error"])
+    return answer["row"]
+
+
+def _child_main() -> None:
+    """Entry point of an isolated run: kwargs as JSON on stdin, {"row": ...} on stdout."""
+    kwargs = json.loads(sys.stdin.read())
+    try:
+        row = train(**kwargs).log_row()
+        answer = {"row": row}
+    except TtplanError as exc:
+        answer = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+    sys.stdout.write(json.dumps(answer) + "\n")
+
+
+__all__ = ["measure", "parse_duration", "grid_configurations", "Configuration",
+           "GRID_UPDATES", "GRID_BATCH_SIZES"]

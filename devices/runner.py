@@ -1,0 +1,433 @@
+"""`train(...)`: TinyTrain's online stage on the device, measured beside the cost model.
+
+A run, as the paper times it end to end (§3.2, appendix A.4, E.3):
+
+  load   the model (zoo name, import path or nn.Module; `weights` with weights_only=True) and
+         the support samples;
+  fisher only for `method="tinytrain"`: the Fisher probe on the training samples;
+  plan   only with `method`: the planner, on the device (for tinytrain with the probe's result);
+  train  `iterations` passes over the training samples in steps of `batch_size`.
+
+Each pass recomputes the class prototypes from the un-augmented samples (one forward of every
+sample, no gradient) and draws fresh pseudo-queries (`augment`, seeded by seed + pass): the
+Fisher probe's ProtoNet cosine loss (`planner.fisher.protonet_criterion`), averaged over the
+step's queries. Samples are visited in a seeded random order each pass.
+
+What the run does to realise the cost model's savings (not only to mask gradients):
+  * modules in eval mode: BatchNorm normalises with its statistics as deployed, as
+    `apply_policy` documents; the prediction prices the same (`training_mode=False`);
+  * every parameter the policy does not select has requires_grad False, so frozen layers keep
+    only what the gradient's path needs;
+  * the forward runs under torch.no_grad() until the first updated layer (a forward pre-hook
+    turns gradients on there): the layers before it record nothing for backward;
+  * a conv2d/linear layer updated on some channels computes only their weight gradient
+    (`devices.sparse`); other partial layers keep the dense, masked gradient and are listed.
+
+Measured beside the `pytorch` convention's prediction for the same configuration (modules in
+eval mode, the run's batch size and optimiser): wall time per phase, time per pass, the bytes
+autograd keeps for one step's forward (saved_tensors_hooks, storages once, parameters and
+buffers excluded: `costmodel.measure`, measured once after training), the process's peak
+resident memory and, where the machine has a counter, the energy of the four phases
+(`devices.host`). Not timed: tracing the model, the prediction, the accuracy evaluation and
+the saved-bytes measurement.
+
+Held-out accuracy: when every class has at least two samples and `holdout` > 0, the last
+max(1, round(holdout × n_c)) samples of each class (in the source's order) are held out as
+queries, classified by the nearest prototype (cosine) of the training samples, before and
+after training; otherwise accuracy is None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ttplan.costmodel.config import resolve_updates, validate_updates
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.measure import measure_saved_bytes
+from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.profile import profile, resolve_model
+from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, parse_input_shape, parse_update
+from ttplan.costmodel.trace import trace
+from ttplan.planner.api import plan as make_plan
+from ttplan.planner.apply import apply_updates
+from ttplan.planner.data import load_support
+from ttplan.planner.fisher import (DEFAULT_TAIL_FRACTION, class_prototypes,
+                                   default_candidate_layers, fisher_information,
+                                   protonet_criterion)
+from ttplan.planner.policy import (METHODS, Policy, check_against_graph,
+                                   policy_from_file_or_object)
+from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
+
+from .host import EnergyCounter, peak_rss_bytes, reset_peak_rss
+from .sparse import install_sparse_layers
+from .stepcost import policy_fingerprint, step_cost
+
+DEFAULT_ITERATIONS = 40  # the paper's runs (§3.2)
+DEFAULT_HOLDOUT = 0.2
+DEFAULT_LR = 0.01
+OPTIMIZERS = ("sgd", "momentum", "adam")
+PHASES = ("load_s", "fisher_s", "plan_s", "train_s")
+SOURCE = "ttplan train"
+
+
+@dataclass
+class TrainResult:
+    """One run. `to_dict()` is the `ttplan train --format json` contract; `log_row()` the
+    `devices.logs.LOG_COLUMNS` row."""
+
+    model_name: str
+    policy: dict
+    measured: dict
+    predicted: dict
+    accuracy: dict
+    run: dict
+    costs: dict  # the log's cost columns (devices.stepcost), per step at the run's batch size
+    warnings: list[str] = field(default_factory=list)
+    model: nn.Module | None = field(default=None, repr=False)  # the trained model
+
+    def to_dict(self) -> dict:
+        return {"model": self.model_name, "policy": dict(self.policy),
+                "measured": dict(self.measured), "predicted": dict(self.predicted),
+                "accuracy": dict(self.accuracy), "run": dict(self.run),
+                "warnings": list(self.warnings)}
+
+    def log_row(self) -> dict:
+        phases = self.measured["phases"]
+        return {
+            "device": self.run["device"], "model": self.model_name,
+            "method": self.policy["method"], "policy": self.policy["fingerprint"],
+            "batch_size": self.run["batch_size"], "iterations": self.run["iterations"],
+            "samples": self.run["samples"],
+            **{key: _round(phases[key]) for key in PHASES},
+            "total_s": _round(sum(phases[key] for key in PHASES)),
+            "energy_j": _round(self.measured["energy_j"]),
+            **self.costs,
+            "saved_bytes_measured": self.measured["saved_bytes"],
+            "peak_rss_bytes": self.measured["peak_rss_bytes"],
+            "torch_version": self.run["torch_version"], "threads": self.run["threads"],
+            "source": SOURCE,
+        }
+
+
+def train(model, *, policy=None, method: str | None = None, update: str | None = None,
+          memory=None, compute=None, convention: str = "paper", data=None,
+          synthetic: bool = False, samples: int | None = None, seed: int = 0,
+          input_shape=None, weights=None, iterations: int = DEFAULT_ITERATIONS,
+          batch_size: int = 1, lr: float = DEFAULT_LR, optimizer: str | None = None,
+          holdout: float = DEFAULT_HOLDOUT, fisher_layers: float = DEFAULT_TAIL_FRACTION,
+          device_name: str = "host", progress: bool = False,
+          model_name: str | None = None, own_peak_rss: bool = False) -> TrainResult:
+    """Fine-tune `model` on the support samples following a policy, and measure the run.
+
+    What to update, exactly one of:
+      policy   a Policy, policy dict or policy file from `ttplan plan`;
+      method   plan on the device: tinytrain (runs the Fisher probe first; `memory`, `compute`
+               and `convention` are the planner's budgets), fulltrain, lastlayer, none,
+               sparseupdate, tinytl;
+      update   an update spec: none, all, bias-only, last-layers:K, last-blocks:K.
+    Samples: `data` (folder of class sub-folders or .npz) or `synthetic` (`samples`, `seed`).
+    `optimizer`: sgd | momentum (0.9) | adam, no weight decay; default the policy's
+    cost_options optimizer, else sgd. The model (when an nn.Module is given) is trained in
+    place; the result holds it as `.model`.
+    `own_peak_rss`: measure the peak resident memory from the start of this run (Linux; see
+    `devices.host.reset_peak_rss`) instead of since the process started.
+    """
+    _check_run(iterations, batch_size, lr, holdout, optimizer)
+    chosen = [name for name, value in (("policy", policy), ("method", method), ("update", update))
+              if value is not None]
+    if len(chosen) != 1:
+        raise SpecError("give exactly one of a policy, a method (plan on the device) or an "
+                        f"update spec{'' if not chosen else ', not ' + ' and '.join(chosen)}")
+    if method is None and (memory is not None or compute is not None):
+        raise SpecError("memory and compute budgets apply to planning on the device (a method)")
+    if method is not None and method not in METHODS:
+        raise SpecError(f"unknown method {method!r}: use {', '.join(METHODS)}")
+
+    peak_since = "run start" if own_peak_rss and reset_peak_rss() else "process start"
+    phases = _Phases()
+    with phases.timed("load_s"):
+        loaded = policy_from_file_or_object(policy) if policy is not None else None
+        shape = _input_shape(input_shape, loaded, batch_size)
+        module, name = resolve_model(model, model_name, weights)
+        if loaded is not None and loaded.method == "tinytl":
+            module, name = _with_lite_residuals(module, name, shape)
+        x, y, described = load_support(data, shape, samples, seed, synthetic)
+    x_train, y_train, x_query, y_query = holdout_split(x, y, holdout)
+    if batch_size > len(x_train):
+        raise SpecError(f"batch size {batch_size} exceeds the {len(x_train)} training samples")
+    optimizer = optimizer or (loaded.options.optimizer if loaded else "sgd")
+
+    fisher = None
+    if method == "tinytrain":
+        with phases.timed("fisher_s"):
+            fisher = fisher_information(module, default_candidate_layers(module, fisher_layers),
+                                        x_train, y_train, loss="protonet", seed=seed,
+                                        batch_size=batch_size, progress=progress)
+    if method is not None:
+        with phases.timed("plan_s"):
+            loaded = make_plan(module, model_name=name, method=method, fisher=fisher,
+                               memory_bytes=memory, compute=compute, convention=convention,
+                               input_shape=shape, optimizer=optimizer, seed=seed)
+            if method == "tinytl":
+                module, name = _with_lite_residuals(module, name, shape)
+
+    graph = trace(module, shape, name)
+    if loaded is not None:
+        check_against_graph(loaded, graph, str(policy) if isinstance(policy, (str, Path))
+                            else "policy")
+        updates, label = loaded.updates(), loaded.method
+        origin = "planned on the device" if method else (
+            str(policy) if isinstance(policy, (str, Path)) else "policy object")
+    else:
+        spec = parse_update(update)
+        if spec.kind == "policy":
+            raise SpecError("give a policy file as policy=, not as an update spec")
+        updates, label, origin = resolve_updates(spec, graph), update, "update spec"
+    validate_updates(updates, graph)
+    predicted_pt = profile(module, shape, update=updates, graph=graph, model_name=name,
+                           options=CostOptions("pytorch", optimizer), training_mode=False)
+    # The log's cost columns come from the one place the shipped logs and `predict` use.
+    base = loaded.options if loaded is not None else CostOptions()
+    step = step_cost(None, updates, shape, graph=graph, options=CostOptions(
+        base.convention, optimizer, base.weight_bits, base.activation_bits, base.gradient_bits,
+        base.weights_in_flash))
+
+    module.eval()  # BatchNorm statistics as deployed
+    applied = apply_updates(module, graph, updates)
+    with install_sparse_layers(module, updates) as (sparse, dense):
+        for layer in sparse:
+            applied.unmask(f"{layer}.weight")  # its backward computes the selected channels only
+        forward = _PolicyForward(module, _first_updated(graph, module, applied.trainable))
+        try:
+            before = _accuracy(module, x_train, y_train, x_query, y_query, batch_size)
+            # Built before the clock starts: the first optimiser of a process imports
+            # torch._dynamo (seconds), a cost of starting Python, not of training.
+            params = applied.parameters()
+            stepper = _make_optimizer(params, optimizer, lr) if params else None
+            with phases.timed("train_s"):
+                losses = _fine_tune(forward, module, stepper, x_train, y_train, iterations,
+                                    batch_size, seed, progress)
+            saved_bytes = measure_saved_bytes(forward, x_train[:batch_size]).saved_bytes
+            after = _accuracy(module, x_train, y_train, x_query, y_query, batch_size)
+        finally:
+            forward.detach()
+    applied.remove()
+
+    pt = predicted_pt
+    return TrainResult(
+        model_name=name,
+        policy={"method": label, "source": origin,
+                "fingerprint": None if loaded is None else policy_fingerprint(loaded),
+                "layers": len(updates), "trainable_tensors": len(applied.trainable),
+                "channel_sparse": sparse,
+                "dense_masked": dense},
+        measured={"phases": {key: phases.seconds[key] for key in PHASES},
+                  "iteration_s": phases.seconds["train_s"] / iterations,
+                  "saved_bytes": saved_bytes, "peak_rss_bytes": peak_rss_bytes(),
+                  "energy_j": phases.joules()},
+        predicted={"saved_bytes": pt.memory.saved_activation_bytes,
+                   "peak_bytes": pt.memory.peak_bytes,
+                   "backward_macs": pt.totals["backward_macs"], "phases": None},
+        accuracy={"before": before, "after": after},
+        run={"device": device_name, "data": described, "batch_size": batch_size,
+             "iterations": iterations, "samples": len(x_train), "query_samples": len(x_query),
+             "steps": iterations * math.ceil(len(x_train) / batch_size),
+             "optimizer": optimizer, "lr": lr, "seed": seed,
+             "loss": {"first": losses[0], "last": losses[-1]}, "peak_rss_since": peak_since,
+             "threads": torch.get_num_threads(), "torch_version": torch.__version__},
+        costs=step.columns(),
+        warnings=list(pt.warnings),
+        model=module,
+    )
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _check_run(iterations, batch_size, lr, holdout, optimizer) -> None:
+    for label, value in (("iterations", iterations), ("batch size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(f"{label} must be a positive integer, not {value!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+        raise SpecError(f"learning rate must be a positive number, not {lr!r}")
+    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0 <= holdout < 1:
+        raise SpecError(f"holdout must be a fraction in [0, 1), not {holdout!r}")
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise SpecError(f"unknown optimizer {optimizer!r}: use sgd, momentum or adam")
+
+
+def _input_shape(input_shape, policy: Policy | None, batch_size: int) -> tuple[int, ...]:
+    """(batch_size, C, H, W): the policy's C×H×W, or the given one, or 1×3×128×128's."""
+    given = parse_input_shape(input_shape) if isinstance(input_shape, str) else input_shape
+    if given is not None:
+        given = tuple(int(d) for d in given)
+        if len(given) != 4:
+            raise SpecError(f"input shape must be N,C,H,W, got {given}")
+    if policy is not None:
+        planned = tuple(policy.input_shape)
+        if given is not None and given[1:] != planned[1:]:
+            raise SpecError(f"the policy was planned for input {list(planned[1:])}, "
+                            f"not {list(given[1:])}")
+        given = planned
+    return (batch_size,) + tuple((given or DEFAULT_INPUT_SHAPE)[1:])
+
+
+def _with_lite_residuals(module: nn.Module, name: str, shape) -> tuple[nn.Module, str]:
+    if any(LITE_ATTR in path.split(".") for path, _ in module.named_modules()):
+        return module, name
+    return add_lite_residuals(module, shape), f"{name}+lite-residual"
+
+
+def holdout_split(x: torch.Tensor, y: torch.Tensor, holdout: float):
+    """(x_train, y_train, x_query, y_query): the last max(1, round(holdout × n_c)) samples of
+    each class held out, when every class has at least two samples; else no queries."""
+    counts = {int(c): int(n) for c, n in zip(*torch.unique(y, return_counts=True))}
+    if holdout <= 0 or min(counts.values()) < 2:
+        return x, y, x[:0], y[:0]
+    keep = {c: n - min(n - 1, max(1, round(holdout * n))) for c, n in counts.items()}
+    seen: dict[int, int] = {}
+    train_mask = torch.zeros(len(y), dtype=torch.bool)
+    for i, label in enumerate(y.tolist()):
+        seen[label] = seen.get(label, 0) + 1
+        train_mask[i] = seen[label] <= keep[label]
+    return x[train_mask], y[train_mask], x[~train_mask], y[~train_mask]
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class _Phases:
+    """Wall time and, where a counter exists, energy of each phase."""
+
+    def __init__(self):
+        self.seconds = {key: 0.0 for key in PHASES}
+        self.counter = EnergyCounter()
+        self._joules: list[float | None] = []
+
+    @contextlib.contextmanager
+    def timed(self, key: str):
+        self.counter.start()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[key] += time.perf_counter() - start
+            self._joules.append(self.counter.joules())
+
+    def joules(self) -> float | None:
+        if not self.counter.available or any(j is None for j in self._joules):
+            return None
+        return math.fsum(self._joules)
+
+
+class _PolicyForward(nn.Module):
+    """model(x) with torch.no_grad() up to the first updated layer.
+
+    `first` is that layer's module, "all" when a parameter of the root module itself is
+    updated (no prefix), None when nothing is updated (the whole forward without gradient).
+    """
+
+    def __init__(self, model: nn.Module, first):
+        super().__init__()
+        self.model = model
+        self.whole_graph = isinstance(first, str)  # "all": no prefix to run without gradient
+        self._active = False
+        self._handle = None
+        if isinstance(first, nn.Module):  # a hook, not an attribute: it is not a submodule
+            self._handle = first.register_forward_pre_hook(self._gradients_from_here)
+
+    def _gradients_from_here(self, module, args):
+        if self._active:  # only in a training step: not for prototypes or accuracy
+            torch.set_grad_enabled(True)
+
+    def forward(self, x):
+        if self.whole_graph:
+            return self.model(x)
+        self._active = True
+        try:
+            with torch.no_grad():  # exiting restores the caller's mode, the graph stays
+                return self.model(x)
+        finally:
+            self._active = False
+
+    def detach(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+def _first_updated(graph, model: nn.Module, trainable: dict):
+    """The module of the first operator, in execution order, with an updated parameter."""
+    if not trainable:
+        return None
+    owners = {name.rpartition(".")[0] for name in trainable}
+    if "" in owners:
+        return "all"
+    modules = dict(model.named_modules())
+    for node in graph.ops():
+        if node.module in owners:
+            return modules[node.module]
+    return "all"  # updated parameters used outside a traced module call: no prefix
+
+
+def _make_optimizer(params, name: str, lr: float):
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9 if name == "momentum" else 0.0)
+
+
+def _fine_tune(step: _PolicyForward, model, optimizer, x, y, iterations, batch_size, seed,
+               progress) -> list[float]:
+    """`iterations` passes of ProtoNet fine-tuning; the mean loss of each pass."""
+    steps = math.ceil(len(x) / batch_size)
+    pass_losses = []
+    with tqdm(total=iterations * steps, disable=not progress, file=sys.stderr, desc="train",
+              unit="step") as bar:
+        for iteration in range(iterations):
+            queries, criterion = protonet_criterion(model, x, y, seed + iteration, batch_size)
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + iteration))
+            total = 0.0
+            for begin in range(0, len(x), batch_size):
+                index = order[begin: begin + batch_size]
+                loss = criterion(step(queries[index]), y[index]) / len(index)
+                if optimizer is not None and loss.requires_grad:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                value = float(loss.detach())
+                total += value * len(index)
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            pass_losses.append(total / len(x))
+    return pass_losses
+
+
+def _accuracy(model, x_train, y_train, x_query, y_query, batch_size) -> float | None:
+    """Nearest-prototype (cosine) accuracy on the held-out queries, or None without any."""
+    if len(x_query) == 0:
+        return None
+    with torch.no_grad():
+        classes, prototypes = class_prototypes(model, x_train, y_train, batch_size)
+        features = torch.cat([model(x_query[i: i + batch_size]).reshape(len(x_query[i: i + batch_size]), -1)
+                              for i in range(0, len(x_query), batch_size)])
+        similarity = F.normalize(features, dim=1) @ F.normalize(prototypes, dim=1).T
+        predicted = classes[similarity.argmax(dim=1)]
+    return float((predicted == y_query).double().mean())
+
+
+def _round(value):
+    return None if value is None else round(float(value), 6)
+
+
+__all__ = ["TrainResult", "train", "holdout_split", "OPTIMIZERS",
+           "DEFAULT_ITERATIONS"]

@@ -1,0 +1,182 @@
+"""Training on the device: `ttplan train` (one measured run) and `ttplan measure` (a grid)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Optional
+
+import typer
+
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.specs import parse_input_shape
+from ttplan.devices.grid import measure as measure_grid
+from ttplan.devices.grid import parse_duration
+from ttplan.devices.logs import LOG_COLUMNS, append_log_row
+from ttplan.devices.runner import DEFAULT_ITERATIONS, train as train_model
+from ttplan.reports.render import render_rows
+
+from .common import emit, run_safely
+from .options import Convention, ModelArg, Out, WeightsFile
+
+TRAIN_FORMATS = ("table", "json", "csv")
+MEASURE_TABLE_FIELDS = ("method", "batch_size", "iterations", "load_s", "fisher_s", "plan_s",
+                        "train_s", "saved_bytes_measured", "peak_bytes_pytorch", "peak_rss_bytes")
+
+
+@run_safely
+def train(
+    model: ModelArg,
+    policy: Optional[str] = typer.Option(None, help="policy JSON from `ttplan plan`"),
+    method: Optional[str] = typer.Option(None, help="plan on the device instead: tinytrain "
+                                         "(Fisher probe + planner) | lastlayer | fulltrain | "
+                                         "none | sparseupdate | tinytl"),
+    update: Optional[str] = typer.Option(None, help="or an update spec: none | all | "
+                                         "bias-only | last-layers:K | last-blocks:K"),
+    memory: Optional[str] = typer.Option(None, help="with --method: peak memory budget, e.g. 1MB"),
+    compute: Optional[str] = typer.Option(None, help="with --method: backward MACs budget, "
+                                          "e.g. 15% or 6.5M"),
+    convention: Convention = "paper",
+    data: Optional[str] = typer.Option(None, help="support set: folder of class sub-folders, "
+                                       "or an .npz with x and y"),
+    synthetic: bool = typer.Option(False, help="use synthetic Gaussian samples instead"),
+    samples: Optional[str] = typer.Option(None, help="at most this many samples "
+                                          "(class-balanced); synthetic default 25"),
+    seed: int = typer.Option(0, help="synthetic data, augmentation, sample order"),
+    input_shape: Optional[str] = typer.Option(None, help="N,C,H,W (default: the policy's, "
+                                              "else 1,3,128,128; N is --batch-size)"),
+    weights: WeightsFile = None,
+    iterations: str = typer.Option(str(DEFAULT_ITERATIONS), help="passes over the samples"),
+    batch_size: str = typer.Option("1", help="samples per training step"),
+    lr: str = typer.Option("0.01", help="learning rate"),
+    optimizer: Optional[str] = typer.Option(None, help="sgd | momentum | adam (default: the "
+                                            "policy's, else sgd); no weight decay"),
+    holdout: float = typer.Option(0.2, help="fraction of each class held out to measure "
+                                  "accuracy (0: none)"),
+    device_name: str = typer.Option("host", help="the device column of the log row"),
+    log: Optional[str] = typer.Option(None, help="append one row to this CSV log"),
+    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    out: Out = None,
+    progress: Optional[bool] = typer.Option(
+        None, help="progress bars on stderr (default: when it is a terminal)"),
+):
+    """Fine-tune on the support samples following a policy, measured beside its prediction."""
+    if fmt not in TRAIN_FORMATS:
+        raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
+    show = sys.stderr.isatty() if progress is None else progress
+    result = train_model(
+        model, policy=policy, method=method, update=update, memory=memory, compute=compute,
+        convention=convention, data=data, synthetic=synthetic,
+        samples=None if samples is None else _positive_int("--samples", samples), seed=seed,
+        input_shape=parse_input_shape(input_shape) if input_shape else None, weights=weights,
+        iterations=_positive_int("--iterations", iterations),
+        batch_size=_positive_int("--batch-size", batch_size), lr=_positive_float("--lr", lr),
+        optimizer=optimizer, holdout=holdout, device_name=device_name, progress=show)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if log:
+        append_log_row(log, result.log_row())
+        typer.echo(f"appended a row to {log}", err=True)
+    if fmt == "json":
+        text = json.dumps(result.to_dict(), indent=2) + "\n"
+    elif fmt == "csv":
+        text = render_rows([result.log_row()], LOG_COLUMNS, "csv")
+    else:
+        text = render_train(result.to_dict())
+    emit(text, out)
+
+
+@run_safely
+def measure(
+    model: ModelArg,
+    time_limit: str = typer.Option(..., help="wall-time bound for the whole grid: 100s, "
+                                   "20min, 1h"),
+    log: str = typer.Option(..., help="append one row per run to this CSV log"),
+    device_name: str = typer.Option("host", help="the device column of the log rows"),
+    samples: str = typer.Option("25", help="synthetic samples per run"),
+    seed: int = typer.Option(0, help="synthetic data and augmentation"),
+    input_shape: str = typer.Option("1,3,128,128", help="N,C,H,W (N is each run's batch size)"),
+    iterations: str = typer.Option(str(DEFAULT_ITERATIONS), help="at most this many "
+                                   "iterations per run (fewer when time is short)"),
+    isolate: bool = typer.Option(
+        True, "--isolate/--in-process", help="each run in a fresh Python process (its own "
+        "peak memory and load time), or all in this one (faster; later runs' peaks include "
+        "memory earlier runs left resident)"),
+    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    out: Out = None,
+):
+    """Calibration runs: a fixed grid of updates and batch sizes within a time limit."""
+    if fmt not in TRAIN_FORMATS:
+        raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
+    limit_s = parse_duration(time_limit)
+    rows = measure_grid(model, time_limit_s=limit_s, log=log, device_name=device_name,
+                        samples=_positive_int("--samples", samples), seed=seed,
+                        input_shape=parse_input_shape(input_shape),
+                        max_iterations=_positive_int("--iterations", iterations),
+                        isolate=isolate, report=lambda line: typer.echo(line, err=True))
+    typer.echo(f"appended {len(rows)} row(s) to {log}", err=True)
+    if fmt == "table":
+        text = render_rows(rows, MEASURE_TABLE_FIELDS, "table") if rows else "no runs\n"
+    else:
+        text = render_rows(rows, LOG_COLUMNS, fmt)
+    emit(text, out)
+
+
+def _positive_int(flag: str, text: str) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SpecError(f"{flag} must be a positive integer, not {text!r}")
+    return value
+
+
+def _positive_float(flag: str, text: str) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise SpecError(f"{flag} must be a positive number, not {text!r}")
+    return value
+
+
+def render_train(d: dict) -> str:
+    """A run for people: what was trained, then measured beside predicted."""
+    pol, run, got, pred = d["policy"], d["run"], d["measured"], d["predicted"]
+    phases = got["phases"]
+
+    def pct(measured, predicted):
+        return f" ({100 * (measured - predicted) / predicted:+.1f}%)" if predicted else ""
+
+    def acc(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
+    sparse = f", {len(pol['channel_sparse'])} channel-sparse" if pol["channel_sparse"] else ""
+    lines = [
+        f"model        {d['model']}",
+        f"update       {pol['method']} ({pol['source']}): {pol['layers']} layer(s), "
+        f"{pol['trainable_tensors']} parameter tensor(s){sparse}"
+        + (f"; policy {pol['fingerprint']}" if pol["fingerprint"] else ""),
+        f"run          {run['samples']} samples, batch {run['batch_size']}, "
+        f"{run['iterations']} iteration(s) = {run['steps']} steps, {run['optimizer']} "
+        f"lr {run['lr']:g}; {run['threads']} thread(s), torch {run['torch_version']}",
+        f"phases       load {phases['load_s']:.3f} s, fisher {phases['fisher_s']:.3f} s, "
+        f"plan {phases['plan_s']:.3f} s, train {phases['train_s']:.3f} s "
+        f"({got['iteration_s']:.4f} s per iteration)",
+        f"saved        {got['saved_bytes']:,} B measured, {pred['saved_bytes']:,} B predicted "
+        f"(pytorch){pct(got['saved_bytes'], pred['saved_bytes'])}",
+        f"memory       peak RSS {got['peak_rss_bytes']:,} B (process); predicted training "
+        f"peak {pred['peak_bytes']:,} B",
+        f"backward     {pred['backward_macs']:,} MACs per step (predicted)",
+        "energy       " + ("n/a (no energy counter on this machine)" if got["energy_j"] is None
+                           else f"{got['energy_j']:.2f} J"),
+        f"accuracy     before {acc(d['accuracy']['before'])}, after "
+        f"{acc(d['accuracy']['after'])} ({run['query_samples']} held-out queries)",
+        f"loss         first pass {run['loss']['first']:.4f}, last pass {run['loss']['last']:.4f}",
+    ]
+    if pol["dense_masked"]:
+        lines.append(f"note         dense masked gradient for {', '.join(pol['dense_masked'])}")
+    return "\n".join(lines) + "\n"
