@@ -9,11 +9,23 @@ called between modules (``+``, ``torch.cat``, ``flatten`` …). The graph says w
 
 The forward pass runs in eval mode under ``torch.no_grad`` (shapes do not depend on the mode,
 and eval mode keeps BatchNorm valid for 1×1 maps); each module's mode is restored afterwards.
+
+Shapes without values. The pass first runs on the ``meta`` device: the input and, for the
+duration of the pass, every parameter and buffer are meta tensors, which carry shape, dtype,
+strides and storage identity but no data, so tracing at batch 100 allocates nothing. A model
+that needs real values (``if x.sum() > 0``, ``.item()``, a CPU tensor created inside forward,
+lazy modules) fails on meta and is traced again on a real zero input; that pass keeps only a
+summary of each tensor (`TensorInfo`), so intermediates are freed as soon as the model drops
+them. Storage identity (views, in-place ops) is the storage object's, never its data pointer
+(every meta tensor's pointer is 0).
 """
 
 from __future__ import annotations
 
+import contextlib
 import operator
+import weakref
+from dataclasses import dataclass
 
 import torch
 import torch.fx as fx
@@ -21,6 +33,7 @@ import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
 from .errors import TraceError
+from .specs import check_input_size
 from .graph import LayerGraph, OpNode
 from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, function_kind, function_name, module_kind
 
@@ -31,23 +44,106 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
     """Trace `model` on a zero input of `input_shape` (batch first). `tracer`: auto|fx|hooks."""
     if tracer not in ("auto", "fx", "hooks"):
         raise TraceError(f"unknown tracer {tracer!r}: use auto, fx or hooks")
-    input_shape = tuple(int(d) for d in input_shape)
-    x = torch.zeros(input_shape)
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TraceError(f"{model_name} is a TorchScript module; ttplan traces eager PyTorch: "
+                         "give the nn.Module before torch.jit.script/trace")
+    if not isinstance(model, nn.Module):
+        raise TraceError(f"{model_name} is a {type(model).__name__}, not a torch.nn.Module")
+    input_shape = check_input_size(tuple(int(d) for d in input_shape))
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
+        gm = None
         if tracer in ("auto", "fx"):
             try:
                 gm = fx.symbolic_trace(model)
             except Exception as exc:  # fx raises many types for untraceable Python
                 if tracer == "fx":
                     raise TraceError(f"torch.fx cannot trace {model_name}: {_one_line(exc)}") from None
-            else:
-                return _FxGraphBuilder(model, gm, model_name, input_shape).build(x)
-        return _HookGraphBuilder(model, model_name, input_shape).build(x)
+
+        def builder():
+            if gm is not None:
+                return _FxGraphBuilder(model, gm, model_name, input_shape)
+            return _HookGraphBuilder(model, model_name, input_shape)
+
+        if _meta_capable(model):
+            try:
+                with _parameters_on_meta([model] + ([gm] if gm is not None else [])):
+                    return builder().build(torch.zeros(input_shape, device="meta"))
+            except Exception:  # the model needs real values: trace it on a real input below
+                pass
+        return builder().build(_zero_input(input_shape, model_name))
     finally:
         for m, training in modes.items():
             m.train(training)
+
+
+def _meta_capable(model: nn.Module) -> bool:
+    """Lazy modules initialise their parameters on the first call: that must be a real one."""
+    from torch.nn.parameter import is_lazy
+    return not any(is_lazy(t) for t in list(model.parameters()) + list(model.buffers()))
+
+
+@contextlib.contextmanager
+def _parameters_on_meta(roots):
+    """Every parameter and buffer of `roots` replaced by a meta tensor of the same shape, dtype
+    and strides (one per original tensor, so tied weights stay tied), restored afterwards."""
+    replaced: dict[int, torch.Tensor] = {}
+    saved = []
+    modules = {id(m): m for root in roots for m in root.modules()}
+    try:
+        for module in modules.values():
+            for table in (module._parameters, module._buffers):
+                for key, tensor in list(table.items()):
+                    if tensor is None:
+                        continue
+                    if id(tensor) not in replaced:
+                        meta = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype,
+                                                   device="meta")
+                        if isinstance(tensor, nn.Parameter):
+                            meta = nn.Parameter(meta, requires_grad=tensor.requires_grad)
+                        replaced[id(tensor)] = meta
+                    saved.append((table, key, tensor))
+                    table[key] = replaced[id(tensor)]
+        yield
+    finally:
+        for table, key, tensor in saved:
+            table[key] = tensor
+
+
+def _zero_input(input_shape, model_name: str) -> torch.Tensor:
+    try:
+        return torch.zeros(input_shape)
+    except (RuntimeError, MemoryError) as exc:
+        raise TraceError(f"not enough memory to trace {model_name} on a real input of shape "
+                         f"{list(input_shape)} ({type(exc).__name__})") from None
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What the graph needs of a tensor, kept instead of the tensor so that it can be freed."""
+
+    shape: tuple[int, ...]
+    element_size: int
+    storage: int  # identity of the storage object (views and in-place results share it)
+    contiguous: bool
+    flattens_as_view: bool | None  # ≥3-D, non-contiguous: would view(-1, last dim) work?
+
+    @staticmethod
+    def of(t: torch.Tensor) -> TensorInfo:
+        flattens = None
+        if t.dim() > 2 and not t.is_contiguous():
+            try:  # F.linear flattens leading dims: a view if the strides allow, else a copy
+                t.view(-1, t.shape[-1])
+                flattens = True
+            except RuntimeError:
+                flattens = False
+        return TensorInfo(tuple(t.shape), t.element_size(), _storage_key(t), t.is_contiguous(),
+                          flattens)
+
+
+def _storage_key(t: torch.Tensor) -> int:
+    return t.untyped_storage()._cdata
 
 
 def _one_line(exc: BaseException) -> str:
@@ -61,7 +157,7 @@ def _run(fn, model_name, input_shape):
             return fn()
     except TraceError:
         raise
-    except Exception as exc:
+    except (Exception, MemoryError) as exc:
         raise TraceError(f"{model_name} fails on an input of shape {list(input_shape)}: "
                          f"{type(exc).__name__}: {_one_line(exc)}") from None
 
@@ -112,30 +208,28 @@ class _Builder:
             self._composite[key] = any(len(c._modules) > 0 for c in module.children())
         return self._composite[key]
 
-    def add(self, name, kind, op, module_path, scope, inputs, in_tensors, out, params, attrs):
-        if not isinstance(out, torch.Tensor):
-            kind, op = "unknown", f"{op} (returns {type(out).__name__})"
+    def add(self, name, kind, op, module_path, scope, inputs, in_infos, out, params, attrs):
+        """`in_infos`: TensorInfo of each tensor input; `out`: the output's TensorInfo, or
+        whatever non-tensor the op returned."""
+        if not isinstance(out, TensorInfo):
+            kind, op = "unknown", f"{op} (returns {_type_name(out)})"
             out_shape, dtype_bytes = (), 4
         else:
-            out_shape, dtype_bytes = tuple(out.shape), out.element_size()
-            ptr = out.untyped_storage().data_ptr()
-            for i, t in enumerate(in_tensors):
-                if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() == ptr:
+            out_shape, dtype_bytes = out.shape, out.element_size
+            for i, t in enumerate(in_infos):
+                if t.storage == out.storage:
                     attrs["aliases_input"] = i  # a view, or written in place
                     break
-        if any(isinstance(t, torch.Tensor) and not t.is_contiguous() for t in in_tensors):
+        if any(not t.contiguous for t in in_infos):
             # Some kernels (linear on ≥3-D input, layer norm) copy such inputs and save the copy.
-            attrs["inputs_contiguous"] = [bool(t.is_contiguous()) for t in in_tensors]
-            if kind == "linear" and in_tensors and in_tensors[0].dim() > 2:
-                try:  # F.linear flattens leading dims: a view if the strides allow, else a copy
-                    in_tensors[0].view(-1, in_tensors[0].shape[-1])
-                    attrs["input_flattens_as_view"] = True
-                except RuntimeError:
-                    attrs["input_flattens_as_view"] = False
+            attrs["inputs_contiguous"] = [t.contiguous for t in in_infos]
+            if kind == "linear" and in_infos and len(in_infos[0].shape) > 2:
+                attrs["input_flattens_as_view"] = bool(in_infos[0].flattens_as_view) \
+                    if in_infos[0].flattens_as_view is not None else True
         weight, bias, others = params
         node = OpNode(
             name=name, kind=kind, op=op, module=module_path, block=self.block_of(scope),
-            inputs=list(inputs), in_shapes=[tuple(t.shape) for t in in_tensors],
+            inputs=list(inputs), in_shapes=[t.shape for t in in_infos],
             out_shape=out_shape, dtype_bytes=dtype_bytes,
             weight_shape=tuple(weight.shape) if weight is not None else None,
             bias_numel=bias.numel() if bias is not None else 0,
@@ -201,10 +295,10 @@ class _FxGraphBuilder(_Builder):
             if node.op == "get_attr":
                 continue
             tensor_args = [a for a in node.all_input_nodes
-                           if a in names and isinstance(values.get(a), torch.Tensor)]
-            if not isinstance(out, torch.Tensor) and not tensor_args:
+                           if a in names and isinstance(values.get(a), TensorInfo)]
+            if not isinstance(out, TensorInfo) and not tensor_args:
                 continue  # shape arithmetic (x.size(0) …), not a tensor operator
-            if not isinstance(out, torch.Tensor) and node.op == "call_function" \
+            if not isinstance(out, TensorInfo) and node.op == "call_function" \
                     and node.target is operator.getitem:
                 continue
             param_args = [values[a] for a in node.all_input_nodes
@@ -245,7 +339,8 @@ class _FxGraphBuilder(_Builder):
 
 
 class _RecordingInterpreter(fx.Interpreter):
-    """Runs the traced graph and keeps every node's value, for shapes and storage aliasing."""
+    """Runs the traced graph and keeps a summary of every node's value (a `TensorInfo` for a
+    tensor), not the value: the interpreter frees each tensor after its last use."""
 
     def __init__(self, gm, values):
         super().__init__(gm)
@@ -253,16 +348,42 @@ class _RecordingInterpreter(fx.Interpreter):
 
     def run_node(self, n):
         result = super().run_node(n)
-        self.values[n] = result
+        if n.op == "get_attr" or not _holds_tensor(result):
+            self.values[n] = result  # parameters (alive anyway), ints from x.size(0) …
+        elif isinstance(result, torch.Tensor):
+            self.values[n] = TensorInfo.of(result)
+        else:
+            self.values[n] = _NonTensor(type(result).__name__)
         return result
+
+
+@dataclass(frozen=True)
+class _NonTensor:
+    """A container of tensors (a tuple from torch.chunk …) seen as one value; its items are
+    picked out by getitem nodes, which are recorded on their own."""
+
+    type_name: str
+
+
+def _holds_tensor(value) -> bool:
+    return any(isinstance(v, torch.Tensor) for v in _flat(value))
+
+
+def _type_name(value) -> str:
+    return value.type_name if isinstance(value, _NonTensor) else type(value).__name__
 
 
 class _HookGraphBuilder(_Builder):
     """Fallback: module hooks for modules, a TorchFunctionMode for functions between them."""
 
     def build(self, x) -> LayerGraph:
-        producer: dict[int, str] = {id(x): "x"}
-        keep_alive = [x]  # ids of tensors stay unique only while the tensors live
+        # id(tensor) -> (node name, weak reference): an id is reused once its tensor dies, so a
+        # hit counts only while the reference still points at the same tensor.
+        producer: dict[int, tuple[str, weakref.ref]] = {id(x): ("x", weakref.ref(x))}
+
+        def made_here(t) -> bool:
+            entry = producer.get(id(t))
+            return entry is not None and entry[1]() is t
         self.nodes["x"] = OpNode("x", "input", "input", None, "", [], [], tuple(x.shape),
                                  x.element_size())
         self.order.append("x")
@@ -273,13 +394,13 @@ class _HookGraphBuilder(_Builder):
         builder = self
 
         def record(name, kind, op, module_path, scope, args, out, params, attrs):
-            tensors = [a for a in _flat(args) if isinstance(a, torch.Tensor) and id(a) in producer]
-            builder.add(name, kind, op, module_path, scope, [producer[id(t)] for t in tensors],
-                        tensors, out, params, attrs)
+            tensors = [a for a in _flat(args) if isinstance(a, torch.Tensor) and made_here(a)]
+            summary = TensorInfo.of(out) if isinstance(out, torch.Tensor) else out
+            builder.add(name, kind, op, module_path, scope, [producer[id(t)][0] for t in tensors],
+                        [TensorInfo.of(t) for t in tensors], summary, params, attrs)
             for t in _flat(out):
                 if isinstance(t, torch.Tensor):
-                    producer[id(t)] = name
-                    keep_alive.append(t)
+                    producer[id(t)] = (name, weakref.ref(t))
 
         def pre_hook(module, args):
             stack.append(paths.get(module, "?"))
@@ -304,7 +425,7 @@ class _HookGraphBuilder(_Builder):
             def __torch_function__(self, func, types, args=(), kwargs=None):
                 kwargs = kwargs or {}
                 out = func(*args, **kwargs)
-                if leaf_depth[0] == 0 and any(isinstance(a, torch.Tensor) and id(a) in producer
+                if leaf_depth[0] == 0 and any(isinstance(a, torch.Tensor) and made_here(a)
                                               for a in _flat(args)):
                     name_ = getattr(func, "__name__", str(func))
                     if name_ in ("size", "dim", "__get__", "shape", "numel") \
@@ -332,8 +453,8 @@ class _HookGraphBuilder(_Builder):
         finally:
             for h in handles:
                 h.remove()
-        outputs = [producer[id(t)] for t in _flat(out)
-                   if isinstance(t, torch.Tensor) and id(t) in producer]
+        outputs = [producer[id(t)][0] for t in _flat(out)
+                   if isinstance(t, torch.Tensor) and made_here(t)]
         return self.finish("hooks", outputs)
 
 
