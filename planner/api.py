@@ -27,7 +27,7 @@ from ttplan.costmodel.specs import ComputeBudget, parse_bytes, parse_compute
 from ttplan.costmodel.trace import trace
 
 from . import baselines
-from .fisher import FisherResult, load_fisher
+from .fisher import FisherResult, check_weights, load_fisher
 from .policy import METHODS, Policy, layer_dicts
 from .score import CHANNEL_CRITERIA, build_candidates
 from .select import Budget, Coster, CostOptions, Selection, greedy, infeasible_error
@@ -82,6 +82,8 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     compute_macs, fraction = _compute_budget(compute, coster)
     budget = Budget(memory, compute_macs)
     result = _load_fisher(fisher, graph) if method != "tinytl" else None
+    if result is not None:  # a probe of other weights ranks channels these weights do not have
+        check_weights(result, module, str(fisher) if isinstance(fisher, (str, Path)) else "fisher")
     notes: list[str] = []
     greedy_value = None
     if method == "tinytl":

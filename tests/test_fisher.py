@@ -375,7 +375,7 @@ def test_malformed_fisher_files_are_refused(tmp_path):
     good = probe_result().to_json_dict("tiny", "fp")
     broken = [
         {**good, "format": "something-else"},
-        {**good, "version": 2},
+        {**good, "version": 1},  # written before the weights were recorded
         {k: v for k, v in good.items() if k != "seed"},
         {**good, "extra": 1},
         {**good, "layers": [{**good["layers"][0], "potential": 123.0}]},

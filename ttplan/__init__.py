@@ -10,45 +10,45 @@ The public Python API. Everything the CLI does is a call to one of these:
 
     policy = ttplan.plan("mcunet-5fps", fisher=..., memory_bytes=1_000_000, compute=0.15)
     ttplan.apply_policy(model, policy)
+
+The names are loaded on first use (PEP 562), so that `import ttplan` — which the `ttplan`
+command does first — does not import torch before the command can catch Ctrl-C.
 """
 
-from ttplan.costmodel.config import LayerUpdate, TrainConfig
-from ttplan.costmodel.errors import TtplanError
-from ttplan.costmodel.profile import Profile, profile
-from ttplan.costmodel.trace import trace
-from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model, load_model
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
+# public name -> (module, attribute)
+_EXPORTS = {
+    "LayerUpdate": ("ttplan.costmodel.config", "LayerUpdate"),
+    "TrainConfig": ("ttplan.costmodel.config", "TrainConfig"),
+    "TtplanError": ("ttplan.costmodel.errors", "TtplanError"),
+    "Profile": ("ttplan.costmodel.profile", "Profile"),
+    "profile": ("ttplan.costmodel.profile", "profile"),
+    "trace": ("ttplan.costmodel.trace", "trace"),
+    "ZOO_MODELS": ("ttplan.costmodel.zoo", "ZOO_MODELS"),
+    "build_zoo_model": ("ttplan.costmodel.zoo", "build_zoo_model"),
+    "load_model": ("ttplan.costmodel.zoo", "load_model"),
+    "plan": ("ttplan.planner.api", "plan"),
+    "apply_policy": ("ttplan.planner.apply", "apply_policy"),
+    "load_policy": ("ttplan.planner.policy", "load_policy"),
+    "fisher_information": ("ttplan.planner.fisher_probe", "fisher_information"),
+}
 
-def plan(*args, **kwargs):
-    """Budgeted layer/channel selection; see `planner.api.plan`."""
-    from ttplan.planner.api import plan as _plan
-
-    return _plan(*args, **kwargs)
-
-
-def apply_policy(model, policy):
-    """Make `model` train exactly what `policy` selects; see `planner.apply.apply_policy`."""
-    from ttplan.planner.apply import apply_policy as _apply
-
-    return _apply(model, policy)
-
-
-def load_policy(path):
-    """Read and strictly validate a policy file; see `planner.policy`."""
-    from ttplan.planner.policy import load_policy as _load
-
-    return _load(path)
+__all__ = list(_EXPORTS)
 
 
-def fisher_information(*args, **kwargs):
-    """Fisher potential of candidate layers on the user's samples (paper Eq. 2)."""
-    from ttplan.planner.fisher import fisher_information as _fisher
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ttplan' has no attribute {name!r}")
+    module, attribute = _EXPORTS[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-    return _fisher(*args, **kwargs)
 
-
-__all__ = ["LayerUpdate", "TrainConfig", "TtplanError", "Profile", "profile", "trace",
-           "ZOO_MODELS", "build_zoo_model", "load_model", "plan", "apply_policy",
-           "load_policy", "fisher_information"]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

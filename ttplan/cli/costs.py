@@ -15,9 +15,9 @@ from ttplan.reports.compare import COMPARE_FIELDS, METHODS, compare_methods
 from ttplan.reports.render import FORMATS, render, render_rows
 from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
 
-from .common import emit, run_safely
-from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Classifier, Convention, GradientBits,
-                      InputShape, ModelArg, Optimizer, Out, WeightBits, WeightsFile,
+from .common import emit, run_safely, warn_uncosted
+from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, BatchSize, Classifier, Convention,
+                      GradientBits, InputShape, ModelArg, Optimizer, Out, WeightBits, WeightsFile,
                       WeightsInFlash)
 
 
@@ -25,7 +25,7 @@ from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Classifier, Conventio
 def profile(
     model: ModelArg,
     input_shape: InputShape = DEFAULT_INPUT_SHAPE,
-    batch_size: Optional[int] = typer.Option(None, help="replaces N of --input-shape"),
+    batch_size: BatchSize = None,
     update: str = typer.Option("none", help="none | all | bias-only | last-layers:K | "
                                "last-blocks:K | policy.json"),
     convention: Convention = "paper",
@@ -51,8 +51,7 @@ def profile(
                          gradient_bits=parse_bits(gradient_bits),
                          weights_in_flash=weights_in_flash, weights=weights,
                          classifier=classifier, tracer=tracer)
-    for warning in prof.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+    warn_uncosted(prof.graph.unknown_ops, prof.warnings)
     emit(render(prof.to_dict(), fmt), out)
 
 
@@ -69,10 +68,16 @@ def sweep(
     """What-if sweep: saved activations, peak memory and backward MACs of training the last K
     blocks or layers (the shape of the paper's Table 7)."""
 
+    if convention not in ("paper", "pytorch", "both"):
+        raise SpecError(f"unknown convention {convention!r}: use paper, pytorch or both")
+    if fmt not in ("table", "json", "csv"):
+        raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
     conventions = ("paper", "pytorch") if convention == "both" else (convention,)
     module, name = resolve_model(model)
+    ks = parse_k_range(k)
     graph = trace(module, parse_input_shape(input_shape), name)
-    rows = sweep_last_k(graph, unit, parse_k_range(k), conventions)
+    warn_uncosted(graph.unknown_ops)
+    rows = sweep_last_k(graph, unit, ks, conventions)
     emit(render_rows(rows, SWEEP_FIELDS, fmt), out)
 
 
@@ -92,6 +97,8 @@ def compare(
 ):
     """Table-2-style comparison of every method's memory and backward MACs on one model."""
 
+    if fmt not in ("table", "json", "csv"):
+        raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
     methods = METHODS if fisher else tuple(m for m in METHODS if m != "tinytrain")
     rows = compare_methods(model, fisher=fisher, methods=methods, memory_bytes=memory,
                            compute=parse_compute(compute) if compute else None,
