@@ -20,7 +20,6 @@ import sys
 import warnings
 from typing import Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -139,8 +138,11 @@ def _libc():
     return ctypes.CDLL(None)
 
 
+# Typer >= 0.22 raises its own vendored copy of Click's exceptions, older Typer Click's own:
+# find the base class through the one Typer exports, whichever it is.
+_CLICK_EXCEPTION = next(k for k in typer.BadParameter.__mro__ if k.__name__ == "ClickException")
 # Click >= 8.2 raises this for a bare `ttplan`; its message is the whole help text.
-_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+_NO_ARGS_IS_HELP = getattr(sys.modules[_CLICK_EXCEPTION.__module__], "NoArgsIsHelpError", ())
 
 
 class OneLineErrors(TyperGroup):
@@ -155,10 +157,10 @@ class OneLineErrors(TyperGroup):
         except _NO_ARGS_IS_HELP as exc:
             typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
             sys.exit(2)
-        except click.exceptions.ClickException as exc:
+        except _CLICK_EXCEPTION as exc:
             _echo_error(exc.format_message())
             sys.exit(2)
-        except click.exceptions.Abort:
+        except typer.Abort:
             _echo_error("interrupted")
             sys.exit(2)
         except KeyboardInterrupt:

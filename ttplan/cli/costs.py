@@ -101,7 +101,7 @@ def compare(
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
     methods = METHODS if fisher else tuple(m for m in METHODS if m != "tinytrain")
     rows = compare_methods(model, fisher=fisher, methods=methods, memory_bytes=memory,
-                           compute=parse_compute(compute) if compute else None,
+                           compute=parse_compute(compute) if compute is not None else None,
                            input_shape=parse_input_shape(input_shape), convention=convention,
                            optimizer=optimizer, weights_in_flash=weights_in_flash)
     emit(render_rows(rows, COMPARE_FIELDS, fmt), out)

@@ -97,7 +97,7 @@ def plan(
     module, name = resolve_model(model, weights=weights, classifier=classifier)
     policy = make_plan(
         module, model_name=name, method=method, fisher=fisher, convention=convention,
-        memory_bytes=memory, compute=parse_compute(compute) if compute else None,
+        memory_bytes=memory, compute=parse_compute(compute) if compute is not None else None,
         input_shape=parse_input_shape(input_shape), solver=solver, channels=channels,
         scheme=scheme, seed=seed, optimizer=optimizer, weight_bits=parse_bits(weight_bits),
         activation_bits=parse_bits(activation_bits),
