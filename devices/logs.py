@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.fileio import read_text_input
 
 # The one log schema: what `ttplan train` appends (one row per run) and what calibration reads.
 # Cost columns are for ONE training step at the row's batch size; a step is one forward and
@@ -64,10 +65,7 @@ def load_device_logs(path: str | Path | None = None) -> pd.DataFrame:
         text = resources.files("ttplan.devices").joinpath("data/device_logs.csv").read_text()
         source = "built-in device log"
     else:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(f"cannot read device log {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        text = read_text_input(path, "device log")  # size-capped, one-line errors
         source = str(path)
     rows = list(csv.DictReader(text.splitlines()))
     if not rows:
@@ -95,9 +93,11 @@ def _number(text, kind, source, line, key, required):
             raise SpecError(f"{source} line {line}: {key} is empty")
         return math.nan
     try:
+        if not text.isascii() or len(text) > 40:  # int()/float() accept "١٢"; 5,000 digits
+            raise ValueError
         value = kind(text)
     except ValueError:
-        raise SpecError(f"{source} line {line}: {key} {text!r} is not a number") from None
+        raise SpecError(f"{source} line {line}: {key} {text[:40]!r} is not a number") from None
     if not value >= 0 or (kind is float and math.isinf(value)):
         raise SpecError(f"{source} line {line}: {key} must be a non-negative finite number")
     return value
