@@ -36,7 +36,7 @@ from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model  # noqa: E402
 from ttplan.planner import baselines  # noqa: E402
 from ttplan.planner.data import synthetic_data  # noqa: E402
 from ttplan.planner.exact import solve_exact  # noqa: E402
-from ttplan.planner.fisher import default_candidate_layers, fisher_information  # noqa: E402
+from ttplan.planner.fisher_probe import default_candidate_layers, fisher_information  # noqa: E402
 from ttplan.planner.score import build_candidates  # noqa: E402
 from ttplan.planner.select import Budget, Coster, CostOptions, greedy  # noqa: E402
 

@@ -10,9 +10,10 @@ called between modules (``+``, ``torch.cat``, ``flatten`` …). The graph says w
 The forward pass runs in eval mode under ``torch.no_grad`` (shapes do not depend on the mode,
 and eval mode keeps BatchNorm valid for 1×1 maps); each module's mode is restored afterwards.
 
-Shapes without values. The pass first runs on the ``meta`` device: the input and, for the
-duration of the pass, every parameter and buffer are meta tensors, which carry shape, dtype,
-strides and storage identity but no data, so tracing at batch 100 allocates nothing. A model
+Shapes without values. For a large input (``META_INPUT_ELEMENTS``, e.g. batch 100 of 128×128
+images) the pass first runs on the ``meta`` device: the input and, for the duration of the
+pass, every parameter and buffer are meta tensors, which carry shape, dtype, strides and
+storage identity but no data, so tracing at batch 100 allocates nothing. A model
 that needs real values (``if x.sum() > 0``, ``.item()``, a CPU tensor created inside forward,
 lazy modules) fails on meta and is traced again on a real zero input; that pass keeps only a
 summary of each tensor (`TensorInfo`), so intermediates are freed as soon as the model drops
@@ -23,6 +24,7 @@ them. Storage identity (views, in-place ops) is the storage object's, never its 
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 import weakref
 from dataclasses import dataclass
@@ -66,7 +68,7 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
                 return _FxGraphBuilder(model, gm, model_name, input_shape)
             return _HookGraphBuilder(model, model_name, input_shape)
 
-        if _meta_capable(model):
+        if math.prod(input_shape) >= META_INPUT_ELEMENTS and _meta_capable(model):
             try:
                 with _parameters_on_meta([model] + ([gm] if gm is not None else [])):
                     return builder().build(torch.zeros(input_shape, device="meta"))
@@ -76,6 +78,12 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
     finally:
         for m, training in modes.items():
             m.train(training)
+
+
+# From this input size on, the pass runs on meta tensors. Meta kernels dispatch through Python
+# (about 4x slower than a real batch-1 pass of small convolutions), so small inputs, where the
+# real pass costs little memory anyway, run for real. Either way the graph is the same.
+META_INPUT_ELEMENTS = 1 << 20
 
 
 def _meta_capable(model: nn.Module) -> bool:

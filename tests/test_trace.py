@@ -52,3 +52,30 @@ def test_model_modes_are_restored():
     model.train()
     trace(model, VARIED_MODELS["dropout"].input_shape)
     assert all(m.training for m in model.modules())
+
+
+def _graph_record(graph):
+    return (graph.tracer, graph.order, {n: repr(graph[n]) for n in graph.order},
+            graph.unknown_ops, graph.output_names, graph.fingerprint())
+
+
+def test_tracing_on_meta_tensors_gives_the_real_graph(monkeypatch):
+    """The meta pass (large inputs) and the real pass (small ones) record the same graph:
+    shapes, storage aliasing, contiguity, blocks; a model needing values falls back."""
+    import ttplan.costmodel.trace as tracing
+    from tests.varied_models import untraceable
+
+    cases = [(name, case, case.input_shape) for name, case in VARIED_MODELS.items()]
+    cases += [("mcunet-5fps", lambda: build_zoo_model("mcunet-5fps"), (2, 3, 64, 64)),
+              ("untraceable", untraceable, (1, 3, 32, 32))]
+    for name, make, shape in cases:
+        for tracer in ("auto", "hooks"):
+            model = make()
+            weights = {k: v.clone() for k, v in model.state_dict().items()}
+            monkeypatch.setattr(tracing, "META_INPUT_ELEMENTS", 0)
+            on_meta = trace(model, shape, name, tracer)
+            monkeypatch.setattr(tracing, "META_INPUT_ELEMENTS", 1 << 62)
+            for_real = trace(model, shape, name, tracer)
+            assert _graph_record(on_meta) == _graph_record(for_real), (name, tracer)
+            state = model.state_dict()  # the meta pass put every real tensor back
+            assert all(state[k].device.type == "cpu" and state[k].equal(v) for k, v in weights.items())
