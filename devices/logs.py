@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.fileio import read_text_input
+from ttplan.costmodel.fileio import read_text_input, write_text_atomic
 
 # The one log schema: what `ttplan train` appends (one row per run) and what calibration reads.
 # Cost columns are for ONE training step at the row's batch size; a step is one forward and
@@ -36,7 +36,6 @@ LOG_COLUMNS = (
 def append_log_row(path: str | Path, row: dict) -> None:
     """Append one run to a log (header first if the file is new), written atomically: the old
     file plus the new row replace the old file in one rename."""
-    from ttplan.costmodel.fileio import write_text_atomic
     import io
 
     unknown = sorted(set(row) - set(LOG_COLUMNS))

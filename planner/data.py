@@ -23,7 +23,6 @@ when the work is split across threads (notes/fisher_determinism.md).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,14 +35,17 @@ from PIL import Image, UnidentifiedImageError
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.fileio import note_input
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm"})
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# A grayscale model sees the average of the RGB statistics (the usual choice when a 1-channel
-# input is fed to an ImageNet-style normalisation).
-GRAY_MEAN = (sum(IMAGENET_MEAN) / 3,)
-GRAY_STD = (sum(IMAGENET_STD) / 3,)
+from .npz_support import open_npz
+from .support import (GRAY_MEAN, GRAY_STD, IMAGENET_MEAN, IMAGENET_STD, SupportSet,
+                      TensorSupport, balanced_subset, check_classes, normalise, one_thread)
 
+# Importable from here too, where the sources are.
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "GRAY_MEAN", "GRAY_STD", "SupportSet",
+           "TensorSupport", "balanced_subset", "normalise", "one_thread", "load_support",
+           "open_support", "synthetic_data", "synthetic", "SyntheticSupport", "augment",
+           "IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS"]
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm"})
 # Synthetic data when the user gives no count: 5-way 5-shot, the paper's running example
 # ("e.g. 25 samples").
 SYNTHETIC_DEFAULT_SAMPLES = 25
@@ -53,49 +55,6 @@ SYNTHETIC_DEFAULT_CLASSES = 5
 # An image larger than this is refused before it is decoded (a "decompression bomb": a small
 # file that expands to gigabytes). PIL's own default, which PIL only warns about.
 MAX_IMAGE_PIXELS = 89_478_485
-
-
-# ----------------------------------------------------------------------------- support sets
-
-
-class SupportSet:
-    """Labelled samples: `labels` now, the samples in order, one batch at a time."""
-
-    labels: torch.Tensor  # int64, N
-    description: str
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
-        """float32 N×C×H×W batches of the samples, in order; each call starts again."""
-        raise NotImplementedError
-
-    def tensor(self) -> torch.Tensor:
-        """All samples at once (small sets only)."""
-        return torch.cat(list(self.batches(max(1, len(self)))))
-
-
-class TensorSupport(SupportSet):
-    """Samples already in memory."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, description: str = "tensors"):
-        self.x, self.labels, self.description = x, y, description
-
-    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
-        for begin in range(0, len(self.x), batch_size):
-            yield self.x[begin : begin + batch_size]
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """One intra-op thread for the duration: results that do not depend on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -145,8 +104,6 @@ def open_support(
     if path.is_dir():
         return _open_folder(path, (channels, height, width), samples)
     if path.suffix.lower() == ".npz":
-        from .npz_support import open_npz  # the npz reader is its own module
-
         return open_npz(path, (channels, height, width), samples)
     raise SpecError(f"unsupported support data {path}: expected a folder of class sub-folders or an .npz file")
 
@@ -158,39 +115,6 @@ def _chw(input_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(dims) != 3 or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in dims):
         raise SpecError(f"input shape must be C×H×W (or N×C×H×W) positive integers, got {tuple(input_shape)}")
     return dims  # type: ignore[return-value]
-
-
-# ----------------------------------------------------------------------------- selection
-
-
-def balanced_subset(labels: Sequence[int], limit: int | None) -> list[int]:
-    """Indices of at most `limit` samples, taken round-robin over the sorted classes.
-
-    Round k takes the k-th sample (in the given order) of every class that still has one, so
-    `limit` samples spread as evenly as the classes allow. The kept indices are returned in
-    their original order, so labels stay grouped as in the source.
-    """
-    if limit is None or limit >= len(labels):
-        return list(range(len(labels)))
-    per_class: dict[int, list[int]] = {}
-    for index, label in enumerate(labels):
-        per_class.setdefault(int(label), []).append(index)
-    queues = [per_class[label] for label in sorted(per_class)]
-    chosen: list[int] = []
-    for round_index in range(max(len(q) for q in queues)):
-        for queue in queues:
-            if round_index < len(queue):
-                chosen.append(queue[round_index])
-                if len(chosen) == limit:
-                    return sorted(chosen)
-    return sorted(chosen)
-
-
-def _check_classes(y: torch.Tensor, where: str) -> None:
-    if y.numel() == 0:
-        raise SpecError(f"{where} holds no samples")
-    if torch.unique(y).numel() < 2:
-        raise SpecError(f"{where} has only one class; the Fisher probe needs at least two")
 
 
 # ----------------------------------------------------------------------------- image folders
@@ -221,7 +145,7 @@ def _open_folder(root: Path, chw: tuple[int, int, int], samples: int | None) -> 
 
     keep = balanced_subset(labels, samples)
     y = torch.tensor([labels[i] for i in keep], dtype=torch.int64)
-    _check_classes(y, f"{root} after --samples {samples}")
+    check_classes(y, f"{root} after --samples {samples}")
     kept_classes = len(set(y.tolist()))
     return _FolderSupport([files[i] for i in keep], y, "L" if channels == 1 else "RGB",
                           height, width, f"folder {root}: {len(keep)} images, {kept_classes} classes")
@@ -267,17 +191,6 @@ def _read_image(path: Path, mode: str, height: int, width: int) -> torch.Tensor:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
-
-
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] pixels → ImageNet-normalised inputs (per-channel mean/std)."""
-    channels = x.shape[1]
-    mean, std = (GRAY_MEAN, GRAY_STD) if channels == 1 else (IMAGENET_MEAN, IMAGENET_STD)
-    if channels not in (1, 3):
-        raise SpecError(f"ImageNet normalisation needs 1 or 3 channels, got {channels}")
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, channels, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, channels, 1, 1)
-    return (x - mean_t) / std_t
 
 
 # ----------------------------------------------------------------------------- synthetic

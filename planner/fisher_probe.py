@@ -57,7 +57,7 @@ from tqdm import tqdm
 
 from ttplan.costmodel.errors import SpecError, TraceError
 
-from .data import SupportSet, TensorSupport, one_thread
+from .support import SupportSet, TensorSupport, one_thread
 from .fisher_file import FisherResult, check_values, weights_digest
 from .fisher_losses import LossFn, model_device, resolve_loss
 

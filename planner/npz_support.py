@@ -34,7 +34,7 @@ from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.fileio import note_input
 from ttplan.costmodel.specs import MAX_INPUT_ELEMENTS
 
-from .data import SupportSet, _check_classes, balanced_subset, normalise
+from .support import SupportSet, balanced_subset, check_classes, normalise
 
 MAX_SAMPLES = 10_000_000
 MAX_LABEL = 2**31 - 1
@@ -73,7 +73,7 @@ def open_npz(path: Path, chw: tuple[int, int, int], samples: int | None) -> Supp
     labels = y_np.astype(np.int64)
     keep = balanced_subset(labels.tolist(), samples)
     y = torch.from_numpy(labels[keep])
-    _check_classes(y, f"{path}" + (f" after --samples {samples}" if samples else ""))
+    check_classes(y, f"{path}" + (f" after --samples {samples}" if samples else ""))
     classes = torch.unique(y).numel()
     return _NpzSupport(path, keep, y, x_head, channels_last, integer_pixels, (height, width),
                        f"npz {path}: {len(y)} samples, {classes} classes")

@@ -34,7 +34,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ttplan.cli import app
-from ttplan.costmodel.errors import PolicyError, SpecError, TraceError
+from ttplan.costmodel.errors import PolicyError, SpecError
 from ttplan.costmodel.fileio import command_io, note_input, write_text_atomic
 from ttplan.planner import data as support_data
 from ttplan.planner.api import plan
