@@ -94,33 +94,49 @@ def read_text_input(path: str | os.PathLike, what: str, error: type[TtplanError]
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` as the module docstring says (atomically for files)."""
+    data = text.encode("utf-8")
+    how, name, existing = _output_target(path)
+    if how == "through":
+        _write_through(name, data)
+    else:
+        _replace_file(name, data, existing)
+
+
+def check_output_target(path: str | os.PathLike) -> None:
+    """Refuse now, before any work, what `write_text_atomic(path, ...)` would refuse (the
+    check against the command's inputs is repeated when writing, once they are known)."""
+    _output_target(path)
+
+
+def _output_target(path) -> tuple[str, str, os.stat_result | None]:
+    """("through" | "replace", the path to write, the existing file's stat or None)."""
     name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path
     if not isinstance(name, str) or not name:
         raise SpecError("the output file name is empty: give a path, or leave --out out "
                         "to print on stdout")
     if "\0" in name:
         raise SpecError("the output file name contains a NUL character")
-    data = text.encode("utf-8")
     try:
         st = os.stat(name)  # follows symlinks: what the path finally names
     except FileNotFoundError:
         if os.path.islink(name):
             raise SpecError(f"cannot write {name}: it is a symlink to "
                             f"{os.readlink(name)!r}, which does not exist") from None
-        _replace_file(name, data, None)
-        return
+        directory = os.path.dirname(name) or "."
+        if not os.path.isdir(directory):
+            raise SpecError(f"cannot write {name}: no directory {directory}")
+        return "replace", name, None
     except OSError as exc:
         raise SpecError(f"cannot write {name}: {_reason(exc)}") from None
     kind = st.st_mode
     if stat.S_ISCHR(kind) or stat.S_ISFIFO(kind):
-        _write_through(name, data)
-    elif stat.S_ISREG(kind):
+        return "through", name, st
+    if stat.S_ISREG(kind):
         _check_replaceable(name, st)
-        _replace_file(os.path.realpath(name), data, st)
-    else:
-        what = ("a directory" if stat.S_ISDIR(kind) else "a block device" if stat.S_ISBLK(kind)
-                else "a socket" if stat.S_ISSOCK(kind) else "not a regular file")
-        raise SpecError(f"cannot write {name}: it is {what}")
+        return "replace", os.path.realpath(name), st
+    what = ("a directory" if stat.S_ISDIR(kind) else "a block device" if stat.S_ISBLK(kind)
+            else "a socket" if stat.S_ISSOCK(kind) else "not a regular file")
+    raise SpecError(f"cannot write {name}: it is {what}")
 
 
 def _check_replaceable(name: str, st: os.stat_result) -> None:

@@ -7,7 +7,8 @@ the command succeeded, and `--out` through `costmodel.fileio`.
 * files the command reads are recorded (`fileio.command_io`) so `--out` can refuse them;
 * while the body runs, stdout (Python's and file descriptor 1, which C libraries such as
   HiGHS print to) points at stderr, so nothing but the result reaches stdout; `emit` keeps the
-  result and it is written after the body succeeded. A closed or full stdout is one line too.
+  results and they are written, in order, once the body succeeded and stdout is stdout again
+  (so `--out /dev/stdout` is the real stdout). A closed or full stdout is one line too.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import typer
 from typer.core import TyperGroup
 
 from ttplan.costmodel.errors import SpecError, TtplanError
-from ttplan.costmodel.fileio import command_io, write_text_atomic
+from ttplan.costmodel.fileio import check_output_target, command_io, write_text_atomic
 from ttplan.costmodel.zoo import command_line_models
 
-# Text `emit` holds for stdout until the command body has returned.
-_pending_stdout: list[str] = []
+# (text, --out path or None for stdout) that `emit` holds until the command body has returned.
+_pending: list[tuple[str, Optional[str]]] = []
 
 
 def fail(message: str) -> None:
@@ -47,13 +48,16 @@ def run_safely(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        _pending_stdout.clear()
+        _pending.clear()
         try:
-            with warnings.catch_warnings(), command_io(), command_line_models(), \
-                    _stdout_to_stderr():
+            with warnings.catch_warnings(), command_io(), command_line_models():
                 warnings.simplefilter("ignore")  # torch/fx chatter is not for the user
-                result = fn(*args, **kwargs)
-            _write_stdout("".join(_pending_stdout))
+                if kwargs.get("out") is not None:
+                    check_output_target(kwargs["out"])  # before any work, not after it
+                with _stdout_to_stderr():
+                    result = fn(*args, **kwargs)
+                for text, out in _pending:  # inside command_io: --out is checked against inputs
+                    _write_result(text, out)
             return result
         except TtplanError as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -62,18 +66,23 @@ def run_safely(fn):
         except MemoryError:
             fail("out of memory (a smaller --batch-size, --samples or input shape needs less)")
         finally:
-            _pending_stdout.clear()
+            _pending.clear()
     return wrapper
 
 
 def emit(text: str, out: Optional[str]) -> None:
-    """The command's result: to `out` now (atomically), or to stdout once the command is done."""
-    if out is not None:
-        write_text_atomic(out, text)
-        with contextlib.suppress(Exception):
-            typer.echo(f"wrote {out}", err=True)
-    else:
-        _pending_stdout.append(text)
+    """A result of the command: to `out` (see costmodel.fileio) or to stdout, written once the
+    command body has succeeded."""
+    _pending.append((text, out))
+
+
+def _write_result(text: str, out: Optional[str]) -> None:
+    if out is None:
+        _write_stdout(text)
+        return
+    write_text_atomic(out, text)
+    with contextlib.suppress(Exception):
+        typer.echo(f"wrote {out}", err=True)
 
 
 def _write_stdout(text: str) -> None:
