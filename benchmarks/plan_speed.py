@@ -34,7 +34,7 @@ from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
 from ttplan.planner import baselines
 from ttplan.planner.data import synthetic_data
 from ttplan.planner.exact import solve_exact
-from ttplan.planner.fisher import default_candidate_layers, fisher_information
+from ttplan.planner.fisher_probe import default_candidate_layers, fisher_information
 from ttplan.planner.score import build_candidates
 from ttplan.costmodel.options import CostOptions
 from ttplan.planner.select import Budget, Coster, greedy

@@ -67,10 +67,11 @@ class CostOptions:
 
 def _bit_width(name: str, value) -> int:
     text = value.strip() if isinstance(value, str) else value
-    if isinstance(text, str) and text.isascii() and text.isdigit():
+    if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 2:
         text = int(text)
     if isinstance(text, bool) or not isinstance(text, int) or text not in BIT_WIDTHS:
         label = name.replace("_bits", "")
-        raise SpecError(f"invalid {label} bit-width {value}: expected one of "
+        shown = str(value) if len(str(value)) <= 40 else str(value)[:30] + "..."
+        raise SpecError(f"invalid {label} bit-width {shown}: expected one of "
                         f"{', '.join(map(str, BIT_WIDTHS))}")
     return text

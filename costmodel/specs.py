@@ -2,6 +2,10 @@
 
 Each parser raises SpecError with a one-line message naming the bad value and the expected form.
 
+Every number on the command line goes through this module: ASCII digits only (Python's int()
+and float() also accept "١٢" or "1_000"; we do not), a bounded number of digits (never Python's
+4,300-digit conversion limit), and values that fit the 64-bit integers our files hold.
+
 Byte units: decimal kB/KB, MB, GB are powers of 1000 ("KB" and "kB" both mean 1000 bytes);
 binary KiB, MiB, GiB are powers of 1024. Units are case-insensitive and may follow a space.
 Fractional amounts are allowed and rounded down to whole bytes (or MACs).
@@ -19,7 +23,53 @@ from ttplan.costmodel.errors import SpecError
 DEFAULT_INPUT_SHAPE = (1, 3, 128, 128)  # the paper's input resolution, batch 1
 
 # A non-negative decimal without exponent, sign, nan or inf: "12", "1.5", ".5", "3.".
-_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
+# ASCII digits only (every pattern here is compiled with re.ASCII), at most 30 of them.
+_NUMBER = r"(\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})"
+
+# Counts, bytes, MACs and seeds are stored in JSON files as 64-bit integers.
+MAX_INT = 2**63 - 1
+# The largest input tensor (elements, batch included) ttplan traces: 8 GiB of float32. Beyond
+# that a real forward pass (the Fisher probe, a model that needs real values to trace) cannot
+# run on the machines this is for, and some kernels index with 32-bit integers.
+MAX_INPUT_ELEMENTS = 2**31 - 1
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:30] + "...")
+
+
+def parse_int(text: str, what: str, minimum: int = 0, maximum: int = MAX_INT) -> int:
+    """The one integer parser: ASCII digits (no sign, no '_'), minimum <= value <= maximum."""
+    stripped = text.strip() if isinstance(text, str) else str(text)
+    if not (stripped.isascii() and stripped.isdigit()):
+        raise SpecError(f"invalid {what} {_shown(text)}: expected a whole number "
+                        f"(ASCII digits) from {minimum:,} to {maximum:,}")
+    digits = stripped.lstrip("0") or "0"
+    if len(digits) > len(str(maximum)) or not minimum <= int(digits) <= maximum:
+        raise SpecError(f"invalid {what} {_shown(text)}: expected a whole number from "
+                        f"{minimum:,} to {maximum:,}")
+    return int(digits)
+
+
+def parse_fraction(text: str, what: str) -> float:
+    """A decimal in (0, 1] such as '0.44' (ASCII, no exponent, no nan/inf)."""
+    stripped = text.strip() if isinstance(text, str) else str(text)
+    match = re.fullmatch(_NUMBER, stripped, re.ASCII)
+    if not match or not 0 < Fraction(match.group(1)) <= 1:
+        raise SpecError(f"invalid {what} {_shown(text)}: expected a decimal in (0, 1], e.g. 0.44")
+    return float(Fraction(match.group(1)))
+
+
+def check_input_size(shape, where: str = "input shape") -> tuple[int, ...]:
+    """Positive integer dims whose product is at most MAX_INPUT_ELEMENTS (checked before
+    anything is allocated)."""
+    dims = tuple(shape)
+    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise SpecError(f"invalid {where} {list(dims)}: expected positive integers")
+    if math.prod(dims) > MAX_INPUT_ELEMENTS:
+        raise SpecError(f"{where} {'x'.join(map(str, dims))} has {math.prod(dims):,} elements; "
+                        f"ttplan traces inputs of at most {MAX_INPUT_ELEMENTS:,}")
+    return dims
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
@@ -30,12 +80,12 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     # One separator kind per value, so that a typo like "1,3x96" is not silently accepted.
     sep = "," if "," in stripped else "x"
     parts = [p.strip() for p in stripped.lower().split(sep)]
-    if len(parts) < 2 or not all(p.isascii() and p.isdigit() for p in parts):
-        raise SpecError(f"invalid input shape {text!r}: {expected}")
-    dims = tuple(int(p) for p in parts)
-    if min(dims) <= 0:
-        raise SpecError(f"invalid input shape {text!r}: {expected}")
-    return dims
+    if len(parts) < 2 or len(parts) > 8 or not all(p.isascii() and p.isdigit() for p in parts):
+        raise SpecError(f"invalid input shape {_shown(text)}: {expected}")
+    digits = [p.lstrip("0") for p in parts]  # int() of 5,000 zeros would hit Python's limit
+    if any(not d or len(d) > 10 for d in digits):
+        raise SpecError(f"invalid input shape {_shown(text)}: {expected}")
+    return check_input_size(tuple(int(d) for d in digits))
 
 
 @dataclass(frozen=True)
@@ -58,16 +108,16 @@ _UPDATE_FORMS = "none, all, bias-only, last-layers:K, last-blocks:K (K a positiv
 def parse_update(text: str) -> UpdateSpec:
     """Parse an update spec such as 'all', 'last-blocks:2' or 'policy.json'."""
     stripped = text.strip()
-    lowered = stripped.lower()
+    lowered = stripped.lower() if stripped.isascii() else stripped
     if lowered in ("none", "all", "bias-only"):
         return UpdateSpec(lowered)
     if lowered.endswith(".json") and len(lowered) > len(".json"):
         # The path keeps its original case: file systems may be case-sensitive.
         return UpdateSpec("policy", path=stripped)
-    match = re.fullmatch(r"(last-layers|last-blocks)\s*:\s*(\d+)", lowered)
+    match = re.fullmatch(r"(last-layers|last-blocks)\s*:\s*(\d{1,10})", lowered, re.ASCII)
     if match and int(match.group(2)) > 0:
         return UpdateSpec(match.group(1), k=int(match.group(2)))
-    raise SpecError(f"invalid update spec {text!r}: expected {_UPDATE_FORMS}")
+    raise SpecError(f"invalid update spec {_shown(text)}: expected {_UPDATE_FORMS}")
 
 
 # Multipliers by lower-cased unit; "" and "b" are plain bytes.
@@ -82,13 +132,17 @@ def parse_bytes(text: str) -> int:
     """'1MB' -> 1000000, '1.5 KiB' -> 1536, '4096' -> 4096. Must come to at least one byte."""
     expected = "expected a positive amount with an optional unit B, kB/KB, MB, GB (x1000) " \
                "or KiB, MiB, GiB (x1024), e.g. 256kB"
-    match = re.fullmatch(_NUMBER + r"\s*([a-z]*)", text.strip().lower())
+    # isascii first: str.lower() maps some non-ASCII letters (the Kelvin sign) to ASCII ones.
+    match = text.isascii() and re.fullmatch(_NUMBER + r"\s*([a-z]*)", text.strip().lower(),
+                                             re.ASCII)
     if not match or match.group(2) not in _BYTE_UNITS:
-        raise SpecError(f"invalid byte size {text!r}: {expected}")
+        raise SpecError(f"invalid byte size {_shown(text)}: {expected}")
     # Fraction keeps "1.1MB" exact, where float arithmetic could round 1099999.99... down.
     amount = math.floor(Fraction(match.group(1)) * _BYTE_UNITS[match.group(2)])
     if amount <= 0:
-        raise SpecError(f"invalid byte size {text!r}: it is less than one byte; {expected}")
+        raise SpecError(f"invalid byte size {_shown(text)}: it is less than one byte; {expected}")
+    if amount > MAX_INT:
+        raise SpecError(f"invalid byte size {_shown(text)}: more than {MAX_INT:,} bytes")
     return amount
 
 
@@ -122,19 +176,22 @@ def parse_compute(text: str) -> ComputeBudget:
     """'15%' -> fraction 0.15; '6.5M', '500k', '1.2G MACs', '6500000' -> absolute MACs."""
     expected = "expected a percentage in (0, 100] such as 15%, or a positive MAC count " \
                "with optional k/M/G and optional 'MACs', such as 6.5M"
+    if not text.isascii():
+        raise SpecError(f"invalid compute budget {_shown(text)}: {expected}")
     lowered = text.strip().lower()
-    pct = re.fullmatch(_NUMBER + r"\s*%", lowered)
+    pct = re.fullmatch(_NUMBER + r"\s*%", lowered, re.ASCII)
     if pct:
         percent = Fraction(pct.group(1))
         if not 0 < percent <= 100:
-            raise SpecError(f"invalid compute budget {text!r}: {expected}")
+            raise SpecError(f"invalid compute budget {_shown(text)}: {expected}")
         return ComputeBudget(fraction=float(percent / 100))
-    absolute = re.fullmatch(_NUMBER + r"\s*([kmg]?)\s*(?:macs?)?", lowered)
+    absolute = re.fullmatch(_NUMBER + r"\s*([kmg]?)\s*(?:macs?)?", lowered, re.ASCII)
     if not absolute:
-        raise SpecError(f"invalid compute budget {text!r}: {expected}")
+        raise SpecError(f"invalid compute budget {_shown(text)}: {expected}")
     macs = math.floor(Fraction(absolute.group(1)) * _MAC_UNITS[absolute.group(2)])
-    if macs <= 0:
-        raise SpecError(f"invalid compute budget {text!r}: {expected}")
+    if not 0 < macs <= MAX_INT:
+        raise SpecError(f"invalid compute budget {_shown(text)}: {expected} "
+                        f"(at most {MAX_INT:,} MACs)")
     return ComputeBudget(macs=macs)
 
 
@@ -144,7 +201,7 @@ _DURATION_UNITS = {"": 1, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
 def parse_duration(text: str) -> float:
     """'100s', '100', '20min', '1.5h' -> seconds (a bare number is seconds). Must be positive."""
     expected = "expected a positive duration such as 100s, 20min or 1h"
-    match = re.fullmatch(_NUMBER + r"\s*([a-z]*)", str(text).strip().lower())
+    match = re.fullmatch(_NUMBER + r"\s*([a-z]*)", str(text).strip().lower(), re.ASCII)
     if not match or match.group(2) not in _DURATION_UNITS:
         raise SpecError(f"invalid duration {text!r}: {expected}")
     seconds = float(Fraction(match.group(1)) * _DURATION_UNITS[match.group(2)])

@@ -14,7 +14,6 @@ and eval mode keeps BatchNorm valid for 1×1 maps); each module's mode is restor
 from __future__ import annotations
 
 import inspect
-import operator
 
 import torch
 import torch.fx as fx
@@ -28,6 +27,7 @@ from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS, f
 from .opinfo import (call_attrs, einsum_index_sizes, functional_params, is_param_slot,
                      matmul_operand_copies, measure_saved)
 from .rules import REGISTRY, Registry
+from .specs import check_input_size
 
 def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str = "auto",
           rules: Registry | dict | None = None, blocks: str | None = None) -> LayerGraph:
@@ -37,10 +37,15 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
     `blocks`: a regular expression naming the blocks' module paths (`costmodel.blocks`)."""
     if tracer not in ("auto", "fx", "hooks"):
         raise TraceError(f"unknown tracer {tracer!r}: use auto, fx or hooks")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TraceError(f"{model_name} is a TorchScript module; ttplan traces eager PyTorch: "
+                         "give the nn.Module before torch.jit.script/trace")
+    if not isinstance(model, nn.Module):
+        raise TraceError(f"{model_name} is a {type(model).__name__}, not a torch.nn.Module")
     block_pattern = compile_block_pattern(blocks)
     registry = rules if isinstance(rules, Registry) else REGISTRY.with_rules(rules)
-    input_shape = tuple(int(d) for d in input_shape)
-    x = torch.zeros(input_shape)
+    input_shape = check_input_size(tuple(int(d) for d in input_shape))
+    x = _zero_input(input_shape, model_name)
     modes = {m: m.training for m in model.modules()}
     model.eval()
     fallback = None
@@ -93,6 +98,14 @@ def _symbolic_trace(model: nn.Module, registry: Registry) -> fx.GraphModule:
                          "ttplan costs models with one input tensor")
     graph = tracer.trace(model, concrete_args=defaults or None)
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
+
+
+def _zero_input(input_shape, model_name: str) -> torch.Tensor:
+    try:
+        return torch.zeros(input_shape)
+    except (RuntimeError, MemoryError) as exc:
+        raise TraceError(f"not enough memory to trace {model_name} on a real input of shape "
+                         f"{list(input_shape)} ({type(exc).__name__})") from None
 
 
 def _one_line(exc: BaseException) -> str:

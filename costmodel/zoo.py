@@ -30,6 +30,8 @@ train mode, as `nn.Module` constructs them; callers that need eval mode call `.e
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import functools
 import importlib
@@ -37,13 +39,14 @@ import json
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import resources
 
 import torch
 from torch import nn
 
 from ttplan.costmodel.errors import ModelLoadError
+from ttplan.costmodel.fileio import note_input
 
 ZOO_MODELS: tuple[str, ...] = ("mcunet-5fps", "mbv2-w0.35", "proxyless-w0.3")
 
@@ -197,6 +200,53 @@ def block_of(model: nn.Module, module_path: str) -> int | None:
 
 # --------------------------------------------------------------------------------------------
 # Loading a model from the command line: a zoo name or an import path, plus optional weights.
+#
+# Only the user may name code to run. An import path comes from the command line (or a Python
+# caller); a name read from a file (a policy's model.name) is only ever looked up in the zoo
+# (`zoo_model_named_in_file`). `module:callable` is imported from sys.path as Python would;
+# inside `command_line_models()` — what the CLI opens for each command — the working
+# directory is searched too, after everything else and only while that module is imported and
+# its callable called, so `ttplan profile mymodels:build` finds ./mymodels.py. Nothing is left
+# on sys.path afterwards.
+
+_SEARCH_CWD: contextvars.ContextVar[bool] = contextvars.ContextVar("ttplan_search_cwd",
+                                                                   default=False)
+
+
+@contextlib.contextmanager
+def command_line_models() -> Iterator[None]:
+    """Import paths given in this scope come from the command line: search the working
+    directory for them too."""
+    token = _SEARCH_CWD.set(True)
+    try:
+        yield
+    finally:
+        _SEARCH_CWD.reset(token)
+
+
+@contextlib.contextmanager
+def _working_directory_on_path() -> Iterator[None]:
+    if not _SEARCH_CWD.get():
+        yield
+        return
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.append(cwd)  # last: it never shadows an installed package
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def zoo_model_named_in_file(name: str, source: str, classifier: bool = False) -> tuple[nn.Module, str]:
+    """The model a data file names: a zoo model, or a one-line refusal. Never imports."""
+    if not isinstance(name, str) or name not in ZOO_MODELS:
+        raise ModelLoadError(f"{source} names model {str(name)[:80]!r}, which is not a zoo model "
+                             f"({', '.join(ZOO_MODELS)}); a file never names code to run: give "
+                             "the model on the command line with --model module:callable")
+    return build_zoo_model(name, classifier=classifier), name
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
@@ -219,17 +269,18 @@ def _model_from_import_path(spec: str) -> nn.Module:
     module_name, _, attr_path = spec.partition(":")
     if not module_name or not attr_path:
         raise ModelLoadError(f"bad import path {spec!r}: expected 'module.sub:callable'")
-    # Console scripts do not put the working directory on sys.path, but a user naming
-    # `mymodels:build` expects the file next to them to be found. Appended, not prepended,
-    # so it never shadows an installed package.
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.append(cwd)
+    with _working_directory_on_path():
+        return _import_and_call(spec, module_name, attr_path)
+
+
+def _import_and_call(spec: str, module_name: str, attr_path: str) -> nn.Module:
     try:
         target = importlib.import_module(module_name)
-    except Exception as exc:  # any import-time failure is the user's module, not ours
+    except (Exception, SystemExit) as exc:  # any import-time failure is the user's module
         raise ModelLoadError(f"cannot import module {module_name!r} for model {spec!r}: "
                              f"{_one_line(exc)}") from exc
+    if getattr(target, "__file__", None):
+        note_input(target.__file__)  # --out must not overwrite the model's own code
     for attr in attr_path.split("."):
         if not hasattr(target, attr):
             raise ModelLoadError(f"model {spec!r}: module {module_name!r} has no attribute "
@@ -239,7 +290,7 @@ def _model_from_import_path(spec: str) -> nn.Module:
         raise ModelLoadError(f"model {spec!r}: {attr_path!r} is not callable")
     try:
         model = target()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ModelLoadError(f"model {spec!r}: calling {attr_path}() failed: "
                              f"{_one_line(exc)}") from exc
     if not isinstance(model, nn.Module):
@@ -254,10 +305,13 @@ def _first_few(keys: list[str], n: int = 3) -> str:
 
 
 def _load_weights(model: nn.Module, path: str) -> None:
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"weights {path!r}: not found or not a regular file")
+    note_input(path)
     try:
         # weights_only: a weights file must never be able to run code.
         loaded = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:
+    except (Exception, MemoryError) as exc:
         raise ModelLoadError(f"cannot read weights {path!r} as a torch checkpoint: "
                              f"{_one_line(exc)}") from exc
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):

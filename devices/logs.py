@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.fileio import write_text_atomic
+from ttplan.costmodel.fileio import read_text_input, write_text_atomic
 
 # The one log schema: what `ttplan train` appends (one row per run) and what calibration reads.
 # Cost columns are for ONE training step at the row's batch size; a step is one forward and
@@ -75,11 +75,7 @@ def read_log_text(path: str | Path | None = None) -> tuple[str, str]:
     if path is None:
         builtin = resources.files("ttplan.devices").joinpath("data/device_logs.csv")
         return builtin.read_text("utf-8"), "built-in device log"
-    try:
-        return Path(path).read_text(encoding="utf-8"), str(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise SpecError(f"cannot read device log {path}: {reason}") from None
+    return read_text_input(path, "device log"), str(path)  # size-capped, one-line errors
 
 
 def load_device_logs(path: str | Path | None = None) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from ttplan.costmodel.trace import trace
 
 from . import baselines
 from .exact import solve_exact
-from .fisher import FisherResult, load_fisher
+from .fisher import FisherResult, check_weights, load_fisher
 from .policy import METHODS, Policy, layer_dicts
 from .score import CHANNEL_CRITERIA, build_candidates
 from .select import Budget, Coster, Selection, greedy, infeasible_error
@@ -89,6 +89,8 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     compute_macs, fraction = _compute_budget(compute, coster)
     budget = Budget(memory, compute_macs, tuple(limits))
     result = _load_fisher(fisher, graph) if method != "tinytl" else None
+    if result is not None:  # a probe of other weights ranks channels these weights do not have
+        check_weights(result, module, str(fisher) if isinstance(fisher, (str, Path)) else "fisher")
     notes: list[str] = []
     greedy_value = None
     if method == "tinytl":

@@ -8,7 +8,7 @@ tinytl      (planner.tinytl adds the lite-residual modules) the lite-residual co
 sparseupdate
   released  for the zoo models, the schemes SparseUpdate released
             (resources/tiny_training_schemes.json): conv indices count every conv in
-            execution order, stem = 0; a ratio is the fraction of a conv's INPUT channels
+            execution order, stem = 0 (a conv module called twice is one conv); a ratio is the fraction of a conv's INPUT channels
             whose weights are updated, the first round(ratio·Cin) of them (channel_axis 1);
             biases of the last n_bias_update convs. When a budget is given and the scheme does
             not fit, it is shrunk until it does, the way SparseUpdate's smaller-budget schemes
@@ -44,6 +44,16 @@ SEARCH_POPULATION = 16
 BISECTION_STEPS = 12
 
 
+def distinct_layers(nodes) -> list:
+    """One node per layer, in execution order: a module called more than once is one layer
+    (its first call, whose name is the module path); later calls are not layers to update."""
+    seen: dict[str, object] = {}
+    for node in nodes:
+        if not node.attrs.get("repeat_call"):
+            seen.setdefault(node.layer_key, node)
+    return list(seen.values())
+
+
 def none_updates(graph: LayerGraph) -> dict[str, LayerUpdate]:
     return {}
 
@@ -56,7 +66,7 @@ def lastlayer_updates(graph: LayerGraph) -> dict[str, LayerUpdate]:
     macs = graph.mac_layers()
     if not macs:
         raise SpecError(f"{graph.model_name} has no conv/linear layer to train")
-    return {macs[-1].name: LayerUpdate()}
+    return {macs[-1].layer_key: LayerUpdate()}  # a repeated last call trains its module
 
 
 def tinytl_updates(graph: LayerGraph, lite_layers: list[str]) -> dict[str, LayerUpdate]:
@@ -84,7 +94,7 @@ def released_scheme_for(graph: LayerGraph, model_name: str, memory_bytes: int | 
     schemes = released_schemes().get(model_name)
     if not schemes:
         return None
-    convs = [n for n in graph.mac_layers() if n.kind == "conv"]
+    convs = distinct_layers(n for n in graph.mac_layers() if n.kind == "conv")
     keys = sorted(schemes, key=float)
     if memory_bytes is not None:
         below = [k for k in keys if float(k) * 1000 <= memory_bytes]
@@ -110,7 +120,7 @@ def _scheme_updates(convs, n_bias: int, weights: list[tuple[int, float]], scale:
 
 def sparseupdate_released(coster: Coster, key: str, scheme: dict, budget: Budget) -> Selection | None:
     """The released scheme, shrunk to the budget if needed (see the module docstring)."""
-    convs = [n for n in coster.graph.mac_layers() if n.kind == "conv"]
+    convs = distinct_layers(n for n in coster.graph.mac_layers() if n.kind == "conv")
     weights = list(zip(scheme["weight_update_idx"], scheme["weight_update_ratio"]))
     n_bias = scheme["n_bias_update"]
     start = coster.calls
@@ -149,7 +159,7 @@ def sparseupdate_released(coster: Coster, key: str, scheme: dict, budget: Budget
 def sparseupdate_search(coster: Coster, budget: Budget, potential: dict[str, float] | None,
                         seed: int, evaluations: int = SEARCH_EVALUATIONS) -> Selection | None:
     """SparseUpdate-style evolutionary search (module docstring). None if nothing fits."""
-    layers = [n for n in coster.costed.ops() if n.kind in MAC_KINDS]
+    layers = distinct_layers(n for n in coster.costed.ops() if n.kind in MAC_KINDS)
     if not layers:
         raise SpecError(f"{coster.graph.model_name} has no conv/linear layer to train")
     rng = random.Random(seed)

@@ -1,25 +1,30 @@
 """The user's few labelled samples (the support set), loaded deterministically.
 
-Three sources, all returning `x` (float32, N×C×H×W, model-ready) and `y` (int64, N):
+Three sources, each a `SupportSet`: the labels `y` (int64, N) up front, and the samples `x`
+(float32, N×C×H×W, model-ready) read batch by batch in a fixed order, so that 10,000 images
+never sit in memory at once (`open_support`; `load_support` reads them all, for small sets):
 
 * a folder of class sub-folders of images: class names sorted → labels 0..K-1, files sorted by
   name; each image is converted to RGB (L for a 1-channel model), resized bilinearly to the
   model's H×W, scaled to [0, 1] and normalised with the ImageNet mean/std the backbones were
   pre-trained with;
-* an `.npz` with arrays `x` and `y` (see `_load_npz` for the layouts it accepts);
+* an `.npz` with arrays `x` and `y` (see `planner.npz_support` for the layouts it accepts and
+  the checks made on its headers before anything is read);
 * `synthetic(...)`: Gaussian images whose mean depends on the class, for trying the tool
   without data.
 
 `augment` is the pseudo-query augmentation of the paper's appendix C (after Hu et al., 2022),
 written with plain torch ops so it needs no torchvision and is reproducible from a generator.
 
-Nothing here draws from torch's global RNG: the same arguments give the same tensors.
+Nothing here draws from torch's global RNG: the same arguments give the same tensors, on one
+intra-op thread (`one_thread`), because some kernels (bilinear resizing) round differently
+when the work is split across threads (notes/fisher_determinism.md).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,19 +33,28 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.fileio import note_input
+
+from .npz_support import open_npz
+from .support import (GRAY_MEAN, GRAY_STD, IMAGENET_MEAN, IMAGENET_STD, SupportSet,
+                      TensorSupport, balanced_subset, check_classes, normalise, one_thread)
+
+# Importable from here too, where the sources are.
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "GRAY_MEAN", "GRAY_STD", "SupportSet",
+           "TensorSupport", "balanced_subset", "normalise", "one_thread", "load_support",
+           "open_support", "synthetic_data", "synthetic", "SyntheticSupport", "augment",
+           "IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS"]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm"})
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# A grayscale model sees the average of the RGB statistics (the usual choice when a 1-channel
-# input is fed to an ImageNet-style normalisation).
-GRAY_MEAN = (sum(IMAGENET_MEAN) / 3,)
-GRAY_STD = (sum(IMAGENET_STD) / 3,)
-
 # Synthetic data when the user gives no count: 5-way 5-shot, the paper's running example
 # ("e.g. 25 samples").
 SYNTHETIC_DEFAULT_SAMPLES = 25
 SYNTHETIC_DEFAULT_CLASSES = 5
+
+
+# An image larger than this is refused before it is decoded (a "decompression bomb": a small
+# file that expands to gigabytes). PIL's own default, which PIL only warns about.
+MAX_IMAGE_PIXELS = 89_478_485
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -53,7 +67,20 @@ def load_support(
     seed: int,
     synthetic: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """Load the support set → (x, y, one-line description).
+    """Load the whole support set → (x, y, one-line description); see `open_support`."""
+    support = open_support(source, input_shape, samples, seed, synthetic)
+    with one_thread():
+        return support.tensor(), support.labels, support.description
+
+
+def open_support(
+    source: str | None,
+    input_shape: Sequence[int],
+    samples: int | None,
+    seed: int,
+    synthetic: bool,
+) -> SupportSet:
+    """The support set, checked (labels, shapes, classes), its samples read lazily.
 
     `input_shape` is the model's input, (C, H, W) or (N, C, H, W) (a leading batch dimension is
     ignored). `samples` keeps at most that many samples, class-balanced (see `balanced_subset`).
@@ -67,8 +94,7 @@ def load_support(
             raise SpecError("give either a data source or --synthetic, not both")
         n = samples if samples is not None else SYNTHETIC_DEFAULT_SAMPLES
         classes = min(SYNTHETIC_DEFAULT_CLASSES, n)
-        x, y = synthetic_data(n, classes, (channels, height, width), seed)
-        return x, y, f"synthetic: {n} samples, {classes} classes, seed {seed}"
+        return SyntheticSupport(n, classes, (channels, height, width), seed)
     if source is None:
         raise SpecError("no support data: give a folder of class sub-folders, an .npz file, or --synthetic")
 
@@ -76,9 +102,9 @@ def load_support(
     if not path.exists():
         raise SpecError(f"support data not found: {path}")
     if path.is_dir():
-        return _load_folder(path, (channels, height, width), samples)
+        return _open_folder(path, (channels, height, width), samples)
     if path.suffix.lower() == ".npz":
-        return _load_npz(path, (channels, height, width), samples)
+        return open_npz(path, (channels, height, width), samples)
     raise SpecError(f"unsupported support data {path}: expected a folder of class sub-folders or an .npz file")
 
 
@@ -91,45 +117,10 @@ def _chw(input_shape: Sequence[int]) -> tuple[int, int, int]:
     return dims  # type: ignore[return-value]
 
 
-# ----------------------------------------------------------------------------- selection
-
-
-def balanced_subset(labels: Sequence[int], limit: int | None) -> list[int]:
-    """Indices of at most `limit` samples, taken round-robin over the sorted classes.
-
-    Round k takes the k-th sample (in the given order) of every class that still has one, so
-    `limit` samples spread as evenly as the classes allow. The kept indices are returned in
-    their original order, so labels stay grouped as in the source.
-    """
-    if limit is None or limit >= len(labels):
-        return list(range(len(labels)))
-    per_class: dict[int, list[int]] = {}
-    for index, label in enumerate(labels):
-        per_class.setdefault(int(label), []).append(index)
-    queues = [per_class[label] for label in sorted(per_class)]
-    chosen: list[int] = []
-    for round_index in range(max(len(q) for q in queues)):
-        for queue in queues:
-            if round_index < len(queue):
-                chosen.append(queue[round_index])
-                if len(chosen) == limit:
-                    return sorted(chosen)
-    return sorted(chosen)
-
-
-def _check_classes(y: torch.Tensor, where: str) -> None:
-    if y.numel() == 0:
-        raise SpecError(f"{where} holds no samples")
-    if torch.unique(y).numel() < 2:
-        raise SpecError(f"{where} has only one class; the Fisher probe needs at least two")
-
-
 # ----------------------------------------------------------------------------- image folders
 
 
-def _load_folder(
-    root: Path, chw: tuple[int, int, int], samples: int | None
-) -> tuple[torch.Tensor, torch.Tensor, str]:
+def _open_folder(root: Path, chw: tuple[int, int, int], samples: int | None) -> SupportSet:
     channels, height, width = chw
     if channels not in (1, 3):
         raise SpecError(f"image folders need a model with 1 or 3 input channels, this one takes {channels}")
@@ -153,117 +144,53 @@ def _load_folder(
         raise SpecError(f"{root} has only one class ({class_dirs[0].name}); the Fisher probe needs at least two")
 
     keep = balanced_subset(labels, samples)
-    mode = "L" if channels == 1 else "RGB"
-    x = torch.stack([_read_image(files[i], mode, height, width) for i in keep])
     y = torch.tensor([labels[i] for i in keep], dtype=torch.int64)
-    _check_classes(y, f"{root} after --samples {samples}")
-    x = normalise(x)
+    check_classes(y, f"{root} after --samples {samples}")
     kept_classes = len(set(y.tolist()))
-    return x, y, f"folder {root}: {len(keep)} images, {kept_classes} classes"
+    return _FolderSupport([files[i] for i in keep], y, "L" if channels == 1 else "RGB",
+                          height, width, f"folder {root}: {len(keep)} images, {kept_classes} classes")
+
+
+class _FolderSupport(SupportSet):
+    def __init__(self, files: list[Path], labels: torch.Tensor, mode: str, height: int,
+                 width: int, description: str):
+        self.files, self.labels, self.description = files, labels, description
+        self.mode, self.height, self.width = mode, height, width
+
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        for begin in range(0, len(self.files), batch_size):
+            chunk = self.files[begin : begin + batch_size]
+            yield normalise(torch.stack([_read_image(f, self.mode, self.height, self.width)
+                                         for f in chunk]))
 
 
 def _read_image(path: Path, mode: str, height: int, width: int) -> torch.Tensor:
-    """One image → float32 C×H×W in [0, 1]."""
+    """One image → float32 C×H×W in [0, 1]. Its size is checked before it is decoded."""
     try:
         with Image.open(path) as image:
+            pixels_count = image.size[0] * image.size[1]
+            if pixels_count > MAX_IMAGE_PIXELS:
+                raise SpecError(f"image {path} has {pixels_count:,} pixels, more than the "
+                                f"{MAX_IMAGE_PIXELS:,} ttplan decodes")
+            note_input(path)
             image = image.convert(mode).resize((width, height), Image.BILINEAR)
             pixels = np.asarray(image, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SpecError(f"cannot read image {path}: {reason}") from None
+    except SpecError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise SpecError(f"cannot read image {path}: {_first_line(exc)}") from None
+    except MemoryError:
+        raise SpecError(f"cannot read image {path}: not enough memory to decode it") from None
+    except Exception as exc:  # a damaged file makes decoders raise anything (SyntaxError, struct.error …)
+        raise SpecError(f"cannot read image {path}: {type(exc).__name__}: {_first_line(exc)}") from None
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
 
 
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] pixels → ImageNet-normalised inputs (per-channel mean/std)."""
-    channels = x.shape[1]
-    mean, std = (GRAY_MEAN, GRAY_STD) if channels == 1 else (IMAGENET_MEAN, IMAGENET_STD)
-    if channels not in (1, 3):
-        raise SpecError(f"ImageNet normalisation needs 1 or 3 channels, got {channels}")
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, channels, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, channels, 1, 1)
-    return (x - mean_t) / std_t
-
-
-# ----------------------------------------------------------------------------- npz files
-
-
-def _load_npz(
-    path: Path, chw: tuple[int, int, int], samples: int | None
-) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """Arrays `x` and `y` from an .npz.
-
-    `x` layouts, told apart by where the model's channel count sits:
-      * N×C×H×W — if floating point, taken as already model-ready (no scaling);
-      * N×H×W×C — transposed to N×C×H×W;
-      * N×H×W   — for a 1-channel model.
-    Integer pixels (uint8) are 0..255: scaled to [0, 1] and ImageNet-normalised like images;
-    floating-point arrays are used as they are. A spatial size other than the model's is resized
-    bilinearly. When both axes 1 and 3 equal C, uint8 is read as N×H×W×C (how images are
-    stored) and floats as N×C×H×W (how tensors are).
-    """
-    channels, height, width = chw
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [key for key in ("x", "y") if key not in archive.files]
-            if missing:
-                raise SpecError(f"{path} lacks array(s) {', '.join(missing)} (expected 'x' and 'y')")
-            x_np, y_np = archive["x"], archive["y"]
-    except SpecError:
-        raise
-    except (OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SpecError(f"cannot read {path}: {reason}") from None
-
-    if y_np.ndim != 1 or not (np.issubdtype(y_np.dtype, np.integer) or _integral_floats(y_np)):
-        raise SpecError(f"{path}: 'y' must be a 1-D array of integer labels, got shape {y_np.shape} {y_np.dtype}")
-    if x_np.shape[:1] != y_np.shape:
-        raise SpecError(f"{path}: 'x' has {x_np.shape[0] if x_np.ndim else 0} samples but 'y' has {len(y_np)}")
-    if (y_np < 0).any():
-        raise SpecError(f"{path}: labels in 'y' must be non-negative")
-
-    integer_pixels = np.issubdtype(x_np.dtype, np.integer)
-    if not (integer_pixels or np.issubdtype(x_np.dtype, np.floating)):
-        raise SpecError(f"{path}: 'x' must hold numbers, got {x_np.dtype}")
-    x_np = _to_nchw(x_np, channels, integer_pixels, path)
-
-    labels = y_np.astype(np.int64)
-    keep = balanced_subset(labels.tolist(), samples)
-    x = torch.from_numpy(np.ascontiguousarray(x_np[keep])).to(torch.float32)
-    y = torch.from_numpy(labels[keep])
-    if not torch.isfinite(x).all():
-        raise SpecError(f"{path}: 'x' contains NaN or infinite values")
-    _check_classes(y, f"{path}" + (f" after --samples {samples}" if samples else ""))
-
-    if integer_pixels:
-        x = normalise(x / 255.0)
-    if x.shape[2:] != (height, width):
-        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
-    classes = torch.unique(y).numel()
-    return x, y, f"npz {path}: {len(y)} samples, {classes} classes"
-
-
-def _integral_floats(array: np.ndarray) -> bool:
-    return np.issubdtype(array.dtype, np.floating) and bool(np.all(np.isfinite(array))) and bool(
-        np.all(array == np.round(array))
-    )
-
-
-def _to_nchw(x: np.ndarray, channels: int, integer_pixels: bool, path: Path) -> np.ndarray:
-    if x.ndim == 3 and channels == 1:
-        return x[:, None, :, :]
-    if x.ndim != 4:
-        raise SpecError(f"{path}: 'x' must be N×C×H×W or N×H×W×C, got shape {x.shape}")
-    first, last = x.shape[1] == channels, x.shape[3] == channels
-    if first and last:
-        channels_last = integer_pixels
-    elif first or last:
-        channels_last = last
-    else:
-        raise SpecError(f"{path}: 'x' of shape {x.shape} has no axis of {channels} channels for this model")
-    return x.transpose(0, 3, 1, 2) if channels_last else x
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 # ----------------------------------------------------------------------------- synthetic
@@ -279,18 +206,58 @@ def synthetic_data(
     The unit-variance noise on top makes the samples of one class differ.
     """
     channels, height, width = _chw(input_shape)
+    _check_synthetic(n, num_classes)
+    with one_thread():
+        generator, means = _class_means(num_classes, (channels, height, width), seed)
+        y = torch.arange(n, dtype=torch.int64) % num_classes
+        noise = torch.randn(n, channels, height, width, generator=generator)
+        return (means[y] + noise).to(torch.float32), y
+
+
+class SyntheticSupport(SupportSet):
+    """`synthetic_data(n, num_classes, chw, seed)` generated batch by batch, bit for bit the
+    same tensor: CPU `randn` fills a float32 tensor of at least 16 elements from uniform draws
+    taken in order and transformed in blocks of 16, so consecutive pieces whose sizes are
+    multiples of 16 draw exactly what one call would. A sample of another size is generated
+    whole (tested in tests/test_hostile_inputs.py)."""
+
+    def __init__(self, n: int, num_classes: int, chw: tuple[int, int, int], seed: int):
+        _check_synthetic(n, num_classes)
+        self.n, self.num_classes, self.chw, self.seed = n, num_classes, chw, seed
+        self.labels = torch.arange(n, dtype=torch.int64) % num_classes
+        self.description = f"synthetic: {n} samples, {num_classes} classes, seed {seed}"
+
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        channels, height, width = self.chw
+        generator, means = _class_means(self.num_classes, self.chw, self.seed)
+        per_sample = channels * height * width
+        if per_sample % 16:
+            noise = torch.randn(self.n, channels, height, width, generator=generator)
+            for begin in range(0, self.n, batch_size):
+                y = self.labels[begin : begin + batch_size]
+                yield (means[y] + noise[begin : begin + batch_size]).to(torch.float32)
+            return
+        for begin in range(0, self.n, batch_size):
+            y = self.labels[begin : begin + batch_size]
+            noise = torch.randn(len(y), channels, height, width, generator=generator)
+            yield (means[y] + noise).to(torch.float32)
+
+
+def _check_synthetic(n, num_classes) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or isinstance(num_classes, bool) or not isinstance(num_classes, int):
         raise SpecError("synthetic data needs integer sample and class counts")
     if num_classes < 2:
         raise SpecError(f"synthetic data needs at least two classes, got {num_classes}")
     if n < num_classes:
         raise SpecError(f"synthetic data needs at least one sample per class: {n} samples for {num_classes} classes")
+
+
+def _class_means(num_classes: int, chw: tuple[int, int, int], seed: int):
+    channels, height, width = chw
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.randn(num_classes, channels, 4, 4, generator=generator)
     means = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
-    y = torch.arange(n, dtype=torch.int64) % num_classes
-    noise = torch.randn(n, channels, height, width, generator=generator)
-    return (means[y] + noise).to(torch.float32), y
+    return generator, means
 
 
 # The name the brief uses; `synthetic_data` avoids shadowing load_support's `synthetic` flag.

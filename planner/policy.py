@@ -40,6 +40,7 @@ from ttplan.costmodel.errors import PolicyError, SpecError
 from ttplan.costmodel.graph import LayerGraph
 from ttplan.costmodel.options import CostOptions
 
+from .baselines import distinct_layers
 from .jsonio import check_header, load_json, save_json
 
 FORMAT = "ttplan-policy"
@@ -310,7 +311,8 @@ def export_sparseupdate(policy: Policy, graph: LayerGraph, notes: list[str] | No
     """
     check_against_graph(policy, graph)
     notes = notes if notes is not None else []
-    convs = [n.name for n in graph.mac_layers() if n.kind == "conv"]
+    # One conv per module (a module called twice is one conv), as the released schemes count.
+    convs = [n.name for n in distinct_layers(n for n in graph.mac_layers() if n.kind == "conv")]
     index = {name: i for i, name in enumerate(convs)}
     nodes = {n.name: n for n in updatable_layers(graph)}
     weights: list[tuple[int, float]] = []

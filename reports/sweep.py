@@ -12,7 +12,7 @@ from ttplan.costmodel.costs import evaluate
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.graph import LayerGraph
 from ttplan.costmodel.options import CostOptions
-from ttplan.costmodel.specs import UpdateSpec
+from ttplan.costmodel.specs import UpdateSpec, parse_int
 
 SWEEP_FIELDS = ("k", "convention", "saved_activation_bytes", "saved_kib", "peak_bytes",
                 "backward_macs", "trainable_params")
@@ -40,12 +40,26 @@ def sweep_last_k(graph: LayerGraph, unit: str, ks,
     return rows
 
 
+# More K values than any sweep needs, and a bound on the list one range may expand into.
+MAX_K_VALUES = 10_000
+
+
 def parse_k_range(text: str) -> list[int]:
-    """"1-6" → [1..6]; "1,2,4" → [1, 2, 4]."""
+    """"1-6" → [1..6]; "1,2,4" → [1, 2, 4]. Positive ASCII integers; a range runs upwards."""
+    expected = "use e.g. 1-6 or 1,2,4 (positive whole numbers, a range from low to high)"
     try:
         if "-" in text:
-            lo, hi = (int(p) for p in text.split("-", 1))
-            return list(range(lo, hi + 1))
-        return [int(p) for p in text.split(",")]
-    except ValueError:
-        raise SpecError(f"malformed K range {text!r}: use e.g. 1-6 or 1,2,4") from None
+            low, high = (parse_int(part, "K", 1) for part in text.split("-", 1))
+            if low > high:
+                raise SpecError(f"malformed K range {text!r}: {low} > {high}; {expected}")
+            if high - low >= MAX_K_VALUES:
+                raise SpecError(f"K range {text!r} has more than {MAX_K_VALUES:,} values")
+            return list(range(low, high + 1))
+        values = [parse_int(part, "K", 1) for part in text.split(",", MAX_K_VALUES)]
+    except SpecError as exc:
+        if str(exc).startswith(("malformed", "K range")):
+            raise
+        raise SpecError(f"malformed K range {text[:40]!r}: {expected}") from None
+    if len(values) > MAX_K_VALUES:
+        raise SpecError(f"K list has more than {MAX_K_VALUES:,} values")
+    return values

@@ -270,9 +270,11 @@ def test_cli_errors_are_one_line(args, message):
 @pytest.fixture
 def tiny_module(tmp_path, monkeypatch):
     (tmp_path / "tinymodels.py").write_text(textwrap.dedent("""
+        import torch
         from torch import nn
 
         def net():
+            torch.manual_seed(0)  # the same weights every call, as a trained model has
             return nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU6(),
                                  nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU6(),
                                  nn.Conv2d(16, 16, 1), nn.BatchNorm2d(16), nn.ReLU6(),

@@ -52,3 +52,8 @@ def test_model_modes_are_restored():
     model.train()
     trace(model, VARIED_MODELS["dropout"].input_shape)
     assert all(m.training for m in model.modules())
+
+
+def _graph_record(graph):
+    return (graph.tracer, graph.order, {n: repr(graph[n]) for n in graph.order},
+            graph.unknown_ops, graph.output_names, graph.fingerprint())

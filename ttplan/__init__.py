@@ -14,25 +14,52 @@ The public Python API. Everything the CLI does is a call to one of these:
 Layers, each importing only those before it: `ttplan.costmodel` (tracing, cost rules, memory),
 `ttplan.planner` (Fisher, selection, policies), `ttplan.devices`, `ttplan.reports`; the CLI
 (`ttplan.cli`) sits on top and nothing imports it.
+
+The names are loaded on first use (PEP 562), so that `import ttplan` — which the `ttplan`
+command does first — does not import torch before the command can catch Ctrl-C.
 """
 
-from ttplan.costmodel.config import LayerUpdate, TrainConfig
-from ttplan.costmodel.errors import TtplanError
-from ttplan.costmodel.options import CostOptions
-from ttplan.costmodel.profile import Profile
-from ttplan.costmodel.rules import Grad, Rule, Saved, register_rule
-from ttplan.costmodel.trace import trace
-from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model, load_model
-from ttplan.planner.api import plan
-from ttplan.planner.apply import apply_policy
-from ttplan.planner.fisher import fisher_information
-from ttplan.planner.policy import Policy, load_policy
-from ttplan.planner.profiling import profile
-from ttplan.devices.runner import train
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["LayerUpdate", "TrainConfig", "TtplanError", "CostOptions", "Profile", "profile",
-           "Rule", "Saved", "Grad", "register_rule", "trace", "ZOO_MODELS", "build_zoo_model",
-           "load_model", "plan", "apply_policy", "load_policy", "Policy", "fisher_information",
-           "train"]
+# public name -> (module, attribute)
+_EXPORTS = {
+    "LayerUpdate": ("ttplan.costmodel.config", "LayerUpdate"),
+    "TrainConfig": ("ttplan.costmodel.config", "TrainConfig"),
+    "TtplanError": ("ttplan.costmodel.errors", "TtplanError"),
+    "CostOptions": ("ttplan.costmodel.options", "CostOptions"),
+    "Profile": ("ttplan.costmodel.profile", "Profile"),
+    "Rule": ("ttplan.costmodel.rules", "Rule"),
+    "Saved": ("ttplan.costmodel.rules", "Saved"),
+    "Grad": ("ttplan.costmodel.rules", "Grad"),
+    "register_rule": ("ttplan.costmodel.rules", "register_rule"),
+    "trace": ("ttplan.costmodel.trace", "trace"),
+    "ZOO_MODELS": ("ttplan.costmodel.zoo", "ZOO_MODELS"),
+    "build_zoo_model": ("ttplan.costmodel.zoo", "build_zoo_model"),
+    "load_model": ("ttplan.costmodel.zoo", "load_model"),
+    "profile": ("ttplan.planner.profiling", "profile"),
+    "plan": ("ttplan.planner.api", "plan"),
+    "apply_policy": ("ttplan.planner.apply", "apply_policy"),
+    "load_policy": ("ttplan.planner.policy", "load_policy"),
+    "Policy": ("ttplan.planner.policy", "Policy"),
+    "fisher_information": ("ttplan.planner.fisher_probe", "fisher_information"),
+    "train": ("ttplan.devices.runner", "train"),
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ttplan' has no attribute {name!r}")
+    module, attribute = _EXPORTS[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

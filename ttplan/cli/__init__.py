@@ -1,8 +1,10 @@
 """The `ttplan` command: thin Typer commands over the Python API.
 
-Every user error (`TtplanError`) becomes one line on stderr and exit status 2; output files
-are written atomically, so a failed run leaves no half-written file. Nothing imports this
-package: it sits above every layer.
+Every user error (`TtplanError`) and every usage error becomes one line on stderr and exit
+status 2 (`common.OneLineErrors`, `common.run_safely`); output files are written through
+`costmodel.fileio`, so a failed run leaves no half-written file. Nothing imports this
+package: it sits above every layer. The console script and `python -m ttplan` start in
+`ttplan.__main__.main`, which imports this package under its Ctrl-C guard.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import typer
 
 from . import costs, devices_model, devices_train, planning, reports
+from .common import OneLineErrors
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
                   help="Exact costs of on-device training, and budgeted layer/channel plans.")
 
 

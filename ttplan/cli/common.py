@@ -1,21 +1,47 @@
-"""What every command shares: one-line errors with exit status 2, and atomic output."""
+"""What every command shares: one-line errors with exit status 2, output on stdout only when
+the command succeeded, and `--out` through `costmodel.fileio`.
+
+`run_safely` wraps a command body:
+* user errors (`TtplanError`), Ctrl-C and running out of memory become one `error:` line on
+  stderr and exit status 2;
+* files the command reads are recorded (`fileio.command_io`) so `--out` can refuse them;
+* while the body runs, stdout (Python's and file descriptor 1, which C libraries such as
+  HiGHS print to) points at stderr, so nothing but the result reaches stdout; `emit` keeps the
+  results and they are written, in order, once the body succeeded and stdout is stdout again
+  (so `--out /dev/stdout` is the real stdout). A closed or full stdout is one line too.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
+import os
 import sys
 import warnings
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
-from ttplan.costmodel.errors import TtplanError
-from ttplan.costmodel.fileio import write_text_atomic
+from ttplan.costmodel.costs import unknown_op_warnings
+from ttplan.costmodel.errors import SpecError, TtplanError
+from ttplan.costmodel.fileio import check_output_target, command_io, write_text_atomic
+from ttplan.costmodel.zoo import command_line_models
+
+# (text, --out path or None for stdout) that `emit` holds until the command body has returned.
+_pending: list[tuple[str, Optional[str]]] = []
 
 
 def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    _echo_error(message)
     raise typer.Exit(code=2)
+
+
+def _echo_error(message: str) -> None:
+    line = " ".join(str(message).split()) or "failed"
+    with contextlib.suppress(Exception):  # a closed stderr cannot be told anything
+        typer.echo(f"error: {line}", err=True)
 
 
 def run_safely(fn):
@@ -23,20 +49,151 @@ def run_safely(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        _pending.clear()
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), command_io(), command_line_models():
                 warnings.simplefilter("ignore")  # torch/fx chatter is not for the user
-                return fn(*args, **kwargs)
+                if kwargs.get("out") is not None:
+                    check_output_target(kwargs["out"])  # before any work, not after it
+                with _stdout_to_stderr():
+                    result = fn(*args, **kwargs)
+                for text, out in _pending:  # inside command_io: --out is checked against inputs
+                    _write_result(text, out)
+            return result
         except TtplanError as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         except KeyboardInterrupt:
             fail("interrupted")
+        except MemoryError:
+            fail("out of memory (a smaller --batch-size, --samples or input shape needs less)")
+        finally:
+            _pending.clear()
     return wrapper
 
 
 def emit(text: str, out: Optional[str]) -> None:
-    if out:
-        write_text_atomic(out, text)
+    """A result of the command: to `out` (see costmodel.fileio) or to stdout, written once the
+    command body has succeeded."""
+    _pending.append((text, out))
+
+
+def _write_result(text: str, out: Optional[str]) -> None:
+    if out is None:
+        _write_stdout(text)
+        return
+    write_text_atomic(out, text)
+    with contextlib.suppress(Exception):
         typer.echo(f"wrote {out}", err=True)
-    else:
-        sys.stdout.write(text)
+
+
+def _write_stdout(text: str) -> None:
+    if not text:
+        return
+    stream = sys.stdout
+    if stream is None:
+        raise_stdout_error("stdout is closed")
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError) as exc:  # EPIPE, ENOSPC, EBADF; ValueError: closed file
+        _silence_real_stdout(stream)
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise_stdout_error(f"cannot write to stdout: {reason}")
+
+
+def raise_stdout_error(message: str) -> None:
+    _echo_error(message)
+    raise typer.Exit(code=2)
+
+
+def _silence_real_stdout(stream) -> None:
+    """After a failed write, Python would try to flush the same bytes again at exit and print
+    'Exception ignored ...': point the real stdout at /dev/null first."""
+    if stream is not sys.__stdout__:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Python's stdout and file descriptor 1 point at stderr for the duration."""
+    saved_fd = None
+    with contextlib.suppress(Exception):
+        _flush_all()
+        saved_fd = os.dup(1)
+        os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved_fd is not None:
+            _flush_all()
+            os.dup2(saved_fd, 1)
+            os.close(saved_fd)
+
+
+def _flush_all() -> None:
+    for stream in (sys.stdout, sys.__stdout__):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(Exception):
+        _libc().fflush(None)  # C stdio buffers (HiGHS, OpenMP runtimes)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    return ctypes.CDLL(None)
+
+
+# Typer >= 0.22 raises its own vendored copy of Click's exceptions, older Typer Click's own:
+# find the base class through the one Typer exports, whichever it is.
+_CLICK_EXCEPTION = next(k for k in typer.BadParameter.__mro__ if k.__name__ == "ClickException")
+# Click >= 8.2 raises this for a bare `ttplan`; its message is the whole help text.
+_NO_ARGS_IS_HELP = getattr(sys.modules[_CLICK_EXCEPTION.__module__], "NoArgsIsHelpError", ())
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (unknown option, bad value, missing argument) as one `error:` line and
+    exit status 2, instead of Click's multi-line box; also for `CliRunner` in the tests."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as exc:
+            typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+            sys.exit(2)
+        except _CLICK_EXCEPTION as exc:
+            _echo_error(exc.format_message())
+            sys.exit(2)
+        except typer.Abort:
+            _echo_error("interrupted")
+            sys.exit(2)
+        except KeyboardInterrupt:
+            _echo_error("interrupted")
+            sys.exit(2)
+        except OSError as exc:  # a broken stdout while Click printed help
+            _silence_real_stdout(sys.stdout)
+            _echo_error(f"cannot write to stdout: {exc.strerror or exc}")
+            sys.exit(2)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def check_choice(value: str, choices, what: str) -> str:
+    if value not in choices:
+        raise SpecError(f"unknown {what} {value!r}: use {', '.join(choices)}")
+    return value
+
+
+def warn_uncosted(graph, other_warnings=()) -> None:
+    """One stderr line per kind of operator of `graph` without a cost rule, with how many
+    there are (`costmodel.costs.unknown_op_warnings`); other warnings as they are."""
+    for warning in unknown_op_warnings(graph):
+        typer.echo(f"warning: {warning}", err=True)
+    for warning in other_warnings:
+        if not str(warning).startswith("no cost rule for "):
+            typer.echo(f"warning: {warning}", err=True)

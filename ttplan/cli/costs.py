@@ -17,17 +17,18 @@ from ttplan.reports.render import FORMATS, render, render_rows
 from ttplan.planner.profiling import profile as profile_model
 from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
 
-from .common import emit, run_safely
-from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Classifier, Convention,
-                      Device, GradientBits, InputShape, Iterations, ModelArg, Optimizer, Out,
-                      Samples, TimeBudget, WeightBits, WeightsFile, WeightsInFlash)
+from .common import emit, run_safely, warn_uncosted
+from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, BatchSize, Blocks, Classifier,
+                      Convention, Device, GradientBits, InputShape, Iterations, ModelArg,
+                      Optimizer, Out, Samples, TimeBudget, WeightBits, WeightsFile,
+                      WeightsInFlash)
 
 
 @run_safely
 def profile(
     model: ModelArg,
     input_shape: InputShape = None,
-    batch_size: Optional[int] = typer.Option(None, help="replaces N of --input-shape"),
+    batch_size: BatchSize = None,
     update: str = typer.Option("all", help="all | none | bias-only | last-layers:K | "
                                "last-blocks:K | policy.json"),
     convention: Convention = None,
@@ -56,8 +57,7 @@ def profile(
                          weights_in_flash=weights_in_flash, weights=weights,
                          classifier=classifier, tracer=tracer, verify=verify,
                          blocks=blocks)
-    for warning in prof.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+    warn_uncosted(prof.graph, prof.warnings)
     if prof.verification:
         v = prof.verification
         typer.echo(f"verify: autograd kept {v['measured_bytes']:,} B for backward; the pytorch "
@@ -80,12 +80,18 @@ def sweep(
     """What-if sweep: saved activations, peak memory and backward MACs of training the last K
     blocks or layers (the shape of the paper's Table 7)."""
 
+    if convention not in ("paper", "pytorch", "both"):
+        raise SpecError(f"unknown convention {convention!r}: use paper, pytorch or both")
+    if fmt not in ("table", "json", "csv"):
+        raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
     conventions = ("paper", "pytorch") if convention == "both" else (convention,)
     # Frozen weights counted in RAM under both conventions, so the two columns compare.
     options = tuple(CostOptions(c, weights_in_flash=False) for c in conventions)
     module, name = resolve_model(model)
+    ks = parse_k_range(k)
     graph = trace(module, parse_input_shape(input_shape), name, blocks=blocks)
-    rows = sweep_last_k(graph, unit, parse_k_range(k), options)
+    warn_uncosted(graph, graph.warnings)
+    rows = sweep_last_k(graph, unit, ks, options)
     emit(render_rows(rows, SWEEP_FIELDS, fmt), out)
 
 
@@ -109,13 +115,15 @@ def compare(
 ):
     """Table-2-style comparison of every method's memory and backward MACs on one model."""
 
+    if fmt not in ("table", "json", "csv"):
+        raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
     if time is not None and device is None:
         raise SpecError("--time needs --device: the time model is a device's calibration")
     on = None if device is None else device_context(device, time=time, iterations=iterations,
                                                     samples=samples)
     methods = METHODS if fisher else tuple(m for m in METHODS if m != "tinytrain")
     rows = compare_methods(model, fisher=fisher, methods=methods, device=on, memory_bytes=memory,
-                           compute=parse_compute(compute) if compute else None,
+                           compute=parse_compute(compute) if compute is not None else None,
                            input_shape=parse_input_shape(input_shape), convention=convention,
                            optimizer=optimizer, weights_in_flash=weights_in_flash)
     emit(render_rows(rows, COMPARE_FIELDS + (DEVICE_FIELDS if on else ()), fmt), out)

@@ -1,7 +1,9 @@
 """Command-line options shared by several commands, defined once.
 
 Each is an `Annotated` type: a command declares `optimizer: Optimizer = "sgd"` and gets the
-same flag name and help text as every other command that takes it.
+same flag name and help text as every other command that takes it. Every number goes through
+`costmodel.specs` (ASCII digits, bounded): integer options use `parser=`, so a bad value is a
+usage error (one line, exit status 2) naming the option.
 """
 
 from __future__ import annotations
@@ -9,6 +11,37 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.specs import MAX_INPUT_ELEMENTS, MAX_INT, parse_fraction, parse_int
+
+
+def _number(parse, *bounds):
+    def parser(value):
+        if not isinstance(value, str):  # a default already of the right type
+            return value
+        try:
+            return parse(value, "value", *bounds)
+        except SpecError as exc:
+            raise typer.BadParameter(str(exc).replace("invalid value ", "")) from None
+    return parser
+
+
+_NO_DEFAULT = object()
+
+
+def count_option(help_text: str, minimum: int = 1, maximum: int = MAX_INT, default=_NO_DEFAULT):
+    """An integer option parsed by `specs.parse_int` (no default inside `Annotated`)."""
+    first = () if default is _NO_DEFAULT else (default,)
+    return typer.Option(*first, help=help_text, parser=_number(parse_int, minimum, maximum),
+                        metavar="INTEGER")
+
+
+def fraction_option(help_text: str, default: float):
+    """A decimal in (0, 1] parsed by `specs.parse_fraction`."""
+    return typer.Option(default, help=help_text, parser=_number(parse_fraction),
+                        metavar="FRACTION")
+
 
 ModelArg = Annotated[str, typer.Argument(
     help="zoo name (mcunet-5fps, mbv2-w0.35, proxyless-w0.3) or import path module:callable")]
@@ -34,7 +67,13 @@ Classifier = Annotated[bool, typer.Option(help="zoo models: keep the ImageNet cl
 Blocks = Annotated[Optional[str], typer.Option(
     "--blocks", help="regular expression naming the blocks' module paths, e.g. "
     "'stages\\.\\d+\\.blocks\\.\\d+' (default: the repeated units, see README)")]
-Out = Annotated[Optional[str], typer.Option(help="write to this file instead of stdout")]
+Out = Annotated[Optional[str], typer.Option(
+    help="write to this file instead of stdout (a symlink is followed; /dev/null, a terminal "
+         "or a FIFO is written through; a directory, a hard-linked, read-only or input file "
+         "is refused)")]
+Seed = Annotated[int, count_option("random seed", minimum=0)]
+BatchSize = Annotated[Optional[int], count_option("replaces N of --input-shape",
+                                                  maximum=MAX_INPUT_ELEMENTS)]
 
 DEFAULT_INPUT_SHAPE = "1,3,128,128"  # as text, for the commands that always need one
 

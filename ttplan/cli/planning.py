@@ -12,18 +12,20 @@ from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.specs import parse_compute, parse_input_shape
 from ttplan.costmodel.trace import trace
+from ttplan.costmodel.zoo import zoo_model_named_in_file
 from ttplan.devices.planning import plan_for_device
 from ttplan.planner.api import plan as make_plan
-from ttplan.planner.data import load_support
-from ttplan.planner.fisher import (DEFAULT_TAIL_FRACTION, default_candidate_layers,
-                                   fisher_information)
+from ttplan.planner.data import open_support
+from ttplan.planner.fisher_probe import (DEFAULT_TAIL_FRACTION, default_candidate_layers,
+                                         fisher_information)
 from ttplan.planner.jsonio import dumps
 from ttplan.planner.policy import export_sparseupdate, load_policy
 
-from .common import emit, run_safely
+from .common import emit, run_safely, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Classifier, Convention,
-                      Device, GradientBits, InputShape, Iterations, Optimizer, Samples,
-                      TimeBudget, WeightBits, WeightsFile, WeightsInFlash)
+                      Device, GradientBits, InputShape, Iterations, Optimizer, Out, Samples,
+                      TimeBudget, WeightBits, WeightsFile, WeightsInFlash, count_option,
+                      fraction_option)
 
 
 @run_safely
@@ -32,33 +34,40 @@ def fisher(
     data: Optional[str] = typer.Option(None, help="support set: folder of class "
                                        "sub-folders, or an .npz with x and y"),
     synthetic: bool = typer.Option(False, help="use synthetic Gaussian samples instead"),
-    samples: Optional[int] = typer.Option(None, help="at most this many samples "
-                                          "(class-balanced); synthetic default 25"),
-    seed: int = typer.Option(0, help="synthetic data and pseudo-query augmentation"),
+    samples: Optional[int] = count_option("at most this many samples (class-balanced); "
+                                          "synthetic default 25", maximum=10_000_000,
+                                          default=None),
+    seed: int = count_option("synthetic data and pseudo-query augmentation", minimum=0,
+                             default=0),
     input_shape: str = typer.Option(DEFAULT_INPUT_SHAPE, help="N,C,H,W of the model input"),
-    layers: float = typer.Option(DEFAULT_TAIL_FRACTION, help="probe the last fraction of "
-                                 "conv/linear layers (appendix F.1: 0.30-0.44)"),
+    layers: float = fraction_option("probe the last fraction of conv/linear layers "
+                                    "(appendix F.1: 0.30-0.44)", DEFAULT_TAIL_FRACTION),
     loss: str = typer.Option("protonet", help="protonet (feature backbone) | ce "
                              "(classifier; zoo models get their classifier)"),
-    batch_size: int = typer.Option(1, help="queries per forward/backward"),
+    batch_size: int = count_option("queries per forward/backward", maximum=2**31 - 1,
+                                   default=1),
     weights: Optional[str] = typer.Option(None, help="state_dict file (weights_only)"),
-    out: Optional[str] = typer.Option(None, help="write the Fisher JSON here"),
+    out: Out = None,
     progress: Optional[bool] = typer.Option(
         None, help="progress bar over samples on stderr (default: when it is a terminal)"),
 ):
     """Fisher information per output channel (Eq. 2) of the last layers, on your samples."""
 
     shape = parse_input_shape(input_shape)
+    if len(shape) != 4:
+        raise SpecError(f"the Fisher probe reads images: --input-shape must be N,C,H,W, "
+                        f"not {input_shape!r}")
     module, name = resolve_model(model, weights=weights, classifier=loss == "ce")
     graph = trace(module, shape, name)
-    x, y, described = load_support(data, shape, samples, seed, synthetic)
+    support = open_support(data, shape, samples, seed, synthetic)
     names = default_candidate_layers(module, layers)
     show = sys.stderr.isatty() if progress is None else progress
-    result = fisher_information(module, names, x, y, loss=loss, seed=seed,
+    result = fisher_information(module, names, support, loss=loss, seed=seed,
                                 batch_size=batch_size, progress=show)
-    typer.echo(f"fisher: {len(names)} layers of {name}, {described}; "
+    text = dumps(result.to_json_dict(name, graph.fingerprint()))  # checked before anything is said
+    typer.echo(f"fisher: {len(names)} layers of {name}, {support.description}; "
                f"{result.time_s:.3f} s, peak saved {result.peak_saved_bytes:,} B", err=True)
-    emit(dumps(result.to_json_dict(name, graph.fingerprint())), out)
+    emit(text, out)
 
 @run_safely
 def plan(
@@ -81,13 +90,13 @@ def plan(
     weights_in_flash: WeightsInFlash = None,
     classifier: Classifier = False,
     weights: WeightsFile = None,
-    seed: int = typer.Option(0, help="random channels, sparseupdate search"),
+    seed: int = count_option("random channels, sparseupdate search", minimum=0, default=0),
     blocks: Blocks = None,
     device: Device = None,
     time: TimeBudget = None,
     iterations: Iterations = 40,
     samples: Samples = 25,
-    out: Optional[str] = typer.Option(None, help="write the policy JSON here"),
+    out: Out = None,
     fmt: str = typer.Option("table", "--format", help="table | json (on stdout)"),
 ):
     """Choose the layers and channels to train within memory and compute budgets."""
@@ -101,14 +110,15 @@ def plan(
         plan_for_device, device=device, time=time, iterations=iterations, samples=samples)
     policy = make(
         module, model_name=name, method=method, fisher=fisher, convention=convention,
-        memory_bytes=memory, compute=parse_compute(compute) if compute else None,
+        memory_bytes=memory, compute=parse_compute(compute) if compute is not None else None,
         input_shape=parse_input_shape(input_shape), solver=solver, channels=channels,
         scheme=scheme, seed=seed, optimizer=optimizer, weight_bits=weight_bits,
         activation_bits=activation_bits, gradient_bits=gradient_bits,
         weights_in_flash=weights_in_flash, blocks=blocks)
-    if out:
-        policy.save(out)
-        typer.echo(f"wrote {out}", err=True)
+    if policy.graph is not None:
+        warn_uncosted(policy.graph)
+    if out is not None:
+        emit(dumps(policy.to_dict()), out)
     for note in policy.notes:
         typer.echo(f"note: {note}", err=True)
     emit(dumps(policy.to_dict()) if fmt == "json" else render_policy(policy.to_dict()), None)
@@ -118,10 +128,11 @@ def export(
     policy: str = typer.Argument(..., help="policy JSON from `ttplan plan`"),
     fmt: str = typer.Option("sparseupdate", "--format", help="sparseupdate"),
     model: Optional[str] = typer.Option(None, help="the model, if the policy's name is "
-                                        "not a zoo name (import path module:callable)"),
+                                        "not a zoo name (import path module:callable); a "
+                                        "policy's own name is never imported"),
     classifier: bool = typer.Option(False, help="zoo models: the policy was made with "
                                     "the classifier"),
-    out: Optional[str] = typer.Option(None, help="write the JSON here"),
+    out: Out = None,
 ):
     """Convert a policy to SparseUpdate's backward_config (n_bias_update,
     manual_weight_idx, weight_update_ratio)."""
@@ -132,7 +143,10 @@ def export(
     if loaded.method == "tinytl":
         raise SpecError("a tinytl policy trains lite-residual modules SparseUpdate's "
                         "backward_config cannot express")
-    module, name = resolve_model(model or loaded.model_name, classifier=classifier)
+    if model is not None:
+        module, name = resolve_model(model, classifier=classifier)
+    else:  # a name from a data file: built from the zoo, never imported
+        module, name = zoo_model_named_in_file(loaded.model_name, policy, classifier=classifier)
     graph = trace(module, loaded.input_shape, name)
     notes: list[str] = []
     config = export_sparseupdate(loaded, graph, notes)
