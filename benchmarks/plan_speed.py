@@ -26,7 +26,7 @@ import time
 import warnings
 
 import torch
-from table import print_header
+from common import print_header
 
 from ttplan.costmodel.specs import parse_bytes, parse_compute
 from ttplan.costmodel.trace import trace

@@ -30,7 +30,7 @@ import time
 import warnings
 
 import torch
-from table import print_header
+from common import median_time, print_header
 from torch import nn
 
 from ttplan.costmodel.costs import evaluate
@@ -42,15 +42,6 @@ from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
 
 ZOO_SHAPE = (1, 3, 128, 128)
 
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def fvcore_total(model: nn.Module, x: torch.Tensor) -> float:

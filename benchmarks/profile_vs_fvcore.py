@@ -19,24 +19,15 @@ import argparse
 import logging
 import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import torch
+from common import median_time  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 from ttplan import profile  # noqa: E402
 from tests.library_models import BENCHMARK_SIZES  # noqa: E402
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def fvcore_total(model, x) -> int:
