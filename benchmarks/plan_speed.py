@@ -31,7 +31,7 @@ from common import print_header
 from ttplan.costmodel.specs import parse_bytes, parse_compute
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
-from ttplan.planner import baselines
+from ttplan.planner import baselines, sparseupdate
 from ttplan.planner.data import synthetic_data
 from ttplan.planner.exact import solve_exact
 from ttplan.planner.fisher_probe import default_candidate_layers, fisher_information
@@ -108,7 +108,7 @@ def main() -> None:
 
         def run_search():
             before = coster.calls
-            return (baselines.sparseupdate_search(coster, budget, probe.potential, seed=0),
+            return (sparseupdate.sparseupdate_search(coster, budget, probe.potential, seed=0),
                     coster.calls - before)
 
         search_s, (_, search_evals) = timed(run_search, 1)

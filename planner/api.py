@@ -28,7 +28,7 @@ from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, ComputeBudget, parse_bytes, parse_compute
 from ttplan.costmodel.trace import trace
 
-from . import baselines
+from . import baselines, sparseupdate
 from .exact import solve_exact
 from .fisher import FisherResult, check_weights, load_fisher
 from .policy import METHODS, Policy, layer_dicts
@@ -220,14 +220,14 @@ def _load_fisher(fisher, graph) -> FisherResult | None:
 def _sparseupdate(coster, graph, name, budget, result, seed, scheme) -> Selection:
     released = None
     if scheme in ("auto", "released"):
-        released = baselines.released_scheme_for(graph, name, budget.memory_bytes)
+        released = sparseupdate.released_scheme_for(graph, name, budget.memory_bytes)
         if released is None and scheme == "released":
             raise SpecError(f"no released SparseUpdate scheme for {name}: use scheme=search")
     if released is not None:
-        selection = baselines.sparseupdate_released(coster, *released, budget)
+        selection = sparseupdate.sparseupdate_released(coster, *released, budget)
     else:
         potential = result.potential if result is not None else None
-        selection = baselines.sparseupdate_search(coster, budget, potential, seed)
+        selection = sparseupdate.sparseupdate_search(coster, budget, potential, seed)
     if selection is None:
         layers = [n for n in coster.costed.ops() if n.kind in ("conv", "conv_transpose", "linear")]
         candidates = build_candidates(graph, {n.name: [0.0] * _out_channels(n) for n in layers})

@@ -19,7 +19,7 @@ from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.trace import trace
 
-from . import baselines
+from . import baselines, sparseupdate
 from .api import fisher_captured
 from .exact import solve_exact
 from .fisher import FisherResult, load_fisher
@@ -113,11 +113,11 @@ class PlanningContext:
         return exact if exact.fisher_captured >= selection.fisher_captured else selection
 
     def _sparseupdate(self, budget: Budget) -> Selection | None:
-        released = baselines.released_scheme_for(self.graph, self.model_name, budget.memory_bytes)
+        released = sparseupdate.released_scheme_for(self.graph, self.model_name, budget.memory_bytes)
         if released is not None:
-            return baselines.sparseupdate_released(self.coster, *released, budget)
+            return sparseupdate.sparseupdate_released(self.coster, *released, budget)
         potential = self.fisher.potential if self.fisher is not None else None
-        return baselines.sparseupdate_search(self.coster, budget, potential, self.seed)
+        return sparseupdate.sparseupdate_search(self.coster, budget, potential, self.seed)
 
     def fisher_fraction(self, updates) -> float | None:
         """Captured Fisher potential over the probe's total (None without a probe)."""

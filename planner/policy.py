@@ -40,7 +40,6 @@ from ttplan.costmodel.errors import PolicyError, SpecError
 from ttplan.costmodel.graph import LayerGraph
 from ttplan.costmodel.options import CostOptions
 
-from .baselines import distinct_layers
 from .jsonio import check_header, load_json, save_json
 
 FORMAT = "ttplan-policy"
@@ -295,54 +294,6 @@ def _check_predicted(pred: Any, bad) -> None:
         raise bad("predicted.fisher_captured must be a number or null")
     if not isinstance(pred["within_budget"], bool):
         raise bad("predicted.within_budget must be true or false")
-
-
-# ------------------------------------------------------------------------------ export
-
-def export_sparseupdate(policy: Policy, graph: LayerGraph, notes: list[str] | None = None) -> dict:
-    """The policy in SparseUpdate's `backward_config` form.
-
-    Conv indices count every conv in execution order, the stem being 0 (as the released
-    schemes do). SparseUpdate can only say "the biases of the last n convs" and "the first
-    ratio·Cin input channels of these convs", so an export can be lossy; each approximation is
-    appended to `notes`: a bias set that is not a suffix (n_bias_update then covers the earliest
-    one and everything after it), an output-channel selection (exported as its fraction), and
-    layers that are not convs (a classifier, which SparseUpdate always trains; norm layers).
-    """
-    check_against_graph(policy, graph)
-    notes = notes if notes is not None else []
-    # One conv per module (a module called twice is one conv), as the released schemes count.
-    convs = [n.name for n in distinct_layers(n for n in graph.mac_layers() if n.kind == "conv")]
-    index = {name: i for i, name in enumerate(convs)}
-    nodes = {n.name: n for n in updatable_layers(graph)}
-    weights: list[tuple[int, float]] = []
-    bias_idx = []
-    for layer in policy.layers:
-        name = layer["name"]
-        if name not in index:
-            notes.append(f"{name} is not a conv: SparseUpdate's format has no place for it")
-            continue
-        if layer["update_bias"]:
-            bias_idx.append(index[name])
-        if not layer["update_weight"]:
-            continue
-        ratio = 1.0
-        if layer["channels"] is not None:
-            size = channel_count(nodes[name], layer["channel_axis"])
-            ratio = len(layer["channels"]) / size
-            prefix = layer["channels"] == list(range(len(layer["channels"])))
-            if layer["channel_axis"] != 1 or not prefix:
-                notes.append(f"{name}: {len(layer['channels'])} of {size} "
-                             f"{'output' if layer['channel_axis'] == 0 else 'input'} channels "
-                             f"exported as ratio {ratio:g} of the first input channels")
-        weights.append((index[name], ratio))
-    n_bias = len(convs) - min(bias_idx) if bias_idx else 0
-    if bias_idx and len(bias_idx) != n_bias:
-        notes.append(f"n_bias_update={n_bias} also updates {n_bias - len(bias_idx)} conv "
-                     "bias(es) the policy leaves frozen (SparseUpdate updates a suffix)")
-    weights.sort()
-    return {"n_bias_update": n_bias, "manual_weight_idx": [i for i, _ in weights],
-            "weight_update_ratio": [r for _, r in weights]}
 
 
 def policy_from_file_or_object(policy) -> Policy:

@@ -17,7 +17,7 @@ from ttplan.costmodel.errors import SpecError
 from ttplan import profile
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
-from ttplan.planner import baselines
+from ttplan.planner import baselines, sparseupdate
 from ttplan.planner.api import plan
 from ttplan.planner.exact import AdditiveModel, solve_exact
 from ttplan.planner.fisher import FisherResult, default_candidate_layers
@@ -230,7 +230,7 @@ def test_sparseupdate_released_scheme(mcunet):
     model, graph, _ = mcunet
     policy = plan(model, method="sparseupdate")
     convs = [n for n in graph.mac_layers() if n.kind == "conv"]
-    scheme = baselines.released_schemes()["mcunet-5fps"]["99"]
+    scheme = sparseupdate.released_schemes()["mcunet-5fps"]["99"]
     layers = {l["name"]: l for l in policy.layers}
     for idx, ratio in zip(scheme["weight_update_idx"], scheme["weight_update_ratio"]):
         layer = layers[convs[idx].name]

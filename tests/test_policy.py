@@ -13,10 +13,11 @@ from ttplan.costmodel.errors import PolicyError
 from ttplan import profile
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import build_zoo_model
-from ttplan.planner import baselines
+from ttplan.planner import sparseupdate
 from ttplan.planner.api import plan
 from ttplan.planner.fisher import FisherResult, default_candidate_layers
-from ttplan.planner.policy import (Policy, export_sparseupdate, load_policy, load_policy_updates)
+from ttplan.planner.policy import Policy, load_policy, load_policy_updates
+from ttplan.planner.sparseupdate import export_sparseupdate
 
 SHAPE = (1, 3, 64, 64)
 
@@ -150,7 +151,7 @@ def test_export_of_the_released_scheme_is_the_scheme():
     policy = plan(model, method="sparseupdate", input_shape=SHAPE)
     notes = []
     config = export_sparseupdate(policy, graph, notes)
-    scheme = baselines.released_schemes()["mcunet-5fps"]["99"]
+    scheme = sparseupdate.released_schemes()["mcunet-5fps"]["99"]
     assert config["n_bias_update"] == scheme["n_bias_update"]
     assert config["manual_weight_idx"] == scheme["weight_update_idx"]
     # ratios come back as the fraction of channels kept: exact where r·Cin is whole

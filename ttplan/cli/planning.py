@@ -19,7 +19,8 @@ from ttplan.planner.data import open_support
 from ttplan.planner.fisher_probe import (DEFAULT_TAIL_FRACTION, default_candidate_layers,
                                          fisher_information)
 from ttplan.planner.jsonio import dumps
-from ttplan.planner.policy import export_sparseupdate, load_policy
+from ttplan.planner.policy import load_policy
+from ttplan.planner.sparseupdate import export_sparseupdate
 
 from .common import emit, run_safely, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Classifier, Convention,
