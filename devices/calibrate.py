@@ -38,7 +38,7 @@ import pandas as pd
 from scipy.optimize import nnls
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.planner.jsonio import check_header, dumps, load_json, save_json
+from ttplan.planner.jsonio import check_header, check_keys, dumps, load_json, save_json
 
 from .model import (ENERGY_NAMES, ENERGY_TERMS, TIME_NAMES, TIME_TERMS, Prediction, Run,
                     energy_features, predict, time_components, time_features)
@@ -285,9 +285,9 @@ def calibration_from_dict(d, source: str) -> Calibration:
         return SpecError(f"{source} is not a valid calibration: {problem}")
 
     check_header(d, source, FORMAT, VERSION, "calibration")
-    _exact_keys(d, _TOP, "the calibration", bad)
+    check_keys(d, _TOP, "the calibration", bad)
     device = profile_from_dict(d["device"], source, header=False, ram_optional=True)
-    _exact_keys(d["log"], {"source", "rows"}, "'log'", bad)
+    check_keys(d["log"], {"source", "rows"}, "'log'", bad)
     if not isinstance(d["fit_method"], str):
         raise bad("fit_method must be text")
     time_terms = _terms(d["time"], TIME_TERMS, "time", bad)
@@ -297,24 +297,14 @@ def calibration_from_dict(d, source: str) -> Calibration:
     return Calibration(device, time_terms, energy_terms, d, label=source)
 
 
-def _exact_keys(d, expected: set, where: str, bad) -> None:
-    if not isinstance(d, dict):
-        raise bad(f"{where} must be an object")
-    extra, missing = sorted(set(d) - expected), sorted(expected - set(d))
-    if extra:
-        raise bad(f"unknown key(s) {', '.join(extra)} in {where}")
-    if missing:
-        raise bad(f"missing key(s) {', '.join(missing)} in {where}")
-
-
 def _terms(section, terms, where: str, bad) -> dict[str, float]:
-    _exact_keys(section, {"terms", "rows", "fit", "loo"}, f"'{where}'", bad)
+    check_keys(section, {"terms", "rows", "fit", "loo"}, f"'{where}'", bad)
     names = {t.name for t in terms}
-    _exact_keys(section["terms"], names, f"{where}.terms", bad)
+    check_keys(section["terms"], names, f"{where}.terms", bad)
     values = {}
     for name in sorted(names):
         term = section["terms"][name]
-        _exact_keys(term, {"value", "unit", "meaning", "identified"}, f"{where}.terms.{name}", bad)
+        check_keys(term, {"value", "unit", "meaning", "identified"}, f"{where}.terms.{name}", bad)
         v = term["value"]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise bad(f"{where}.terms.{name}.value must be a non-negative number")
@@ -324,7 +314,7 @@ def _terms(section, terms, where: str, bad) -> dict[str, float]:
     if not (isinstance(section["rows"], list) and all(isinstance(r, dict) for r in section["rows"])):
         raise bad(f"{where}.rows must be a list of objects")
     for key in ("fit", "loo"):
-        _exact_keys(section[key], {"median_abs_pct", "max_abs_pct"}, f"{where}.{key}", bad)
+        check_keys(section[key], {"median_abs_pct", "max_abs_pct"}, f"{where}.{key}", bad)
         for v in section[key].values():
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
                 raise bad(f"{where}.{key} values must be non-negative numbers or null")

@@ -33,7 +33,7 @@ from torch import nn
 
 from ttplan.costmodel.errors import PolicyError
 
-from .jsonio import check_header, load_json
+from .jsonio import check_header, check_keys, load_json
 
 FORMAT = "ttplan-fisher"
 VERSION = 2
@@ -157,9 +157,7 @@ def _parse(d: Any, expected_fingerprint: str | None, expected_model: str | None,
         return PolicyError(f"{source} is not a valid Fisher file: {problem}")
 
     check_header(d, source, FORMAT, VERSION, "Fisher file")
-    if set(d) != _TOP_KEYS:
-        missing, extra = sorted(_TOP_KEYS - set(d)), sorted(set(d) - _TOP_KEYS)
-        raise bad(f"missing keys {missing}" if missing else f"unknown keys {extra}")
+    check_keys(d, _TOP_KEYS, "the file", bad)
 
     model = d["model"]
     if not (isinstance(model, dict) and set(model) == _MODEL_KEYS

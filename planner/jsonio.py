@@ -88,8 +88,26 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """An integer in a JSON file: bool is not one, though Python says it is."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A finite JSON number (bool excluded)."""
+    return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def check_keys(d: Any, expected: set, where: str, bad) -> None:
+    """Refuse, through `bad(problem) -> Exception`, a value that is not an object holding
+    exactly the keys `expected`: one field check for every file ttplan reads."""
+    if not isinstance(d, dict):
+        raise bad(f"{where} must be an object")
+    missing, extra = sorted(expected - set(d)), sorted(set(d) - expected)
+    if extra:
+        raise bad(f"unknown key(s) {', '.join(extra)} in {where}")
+    if missing:
+        raise bad(f"missing key(s) {', '.join(missing)} in {where}")
 
 
 def check_header(d: Any, source: str, fmt: str, version: int, what: str) -> None:
@@ -101,8 +119,8 @@ def check_header(d: Any, source: str, fmt: str, version: int, what: str) -> None
             found = type(found).__name__
         raise PolicyError(f"{source} is not a ttplan {what} (format {found!r}, expected {fmt!r})")
     found_version = d.get("version")
-    if not (_is_int(found_version) and found_version == version):
-        shown = found_version if _is_int(found_version) or found_version is None \
+    if not (is_int(found_version) and found_version == version):
+        shown = found_version if is_int(found_version) or found_version is None \
             else json.dumps(found_version)[:24]
         raise PolicyError(f"{source} has {what} version {shown}; this ttplan "
                           f"reads version {version} (an integer)")

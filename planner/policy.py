@@ -30,7 +30,6 @@ No timing is stored: the same inputs and seed give a byte-identical file (planne
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from ttplan.costmodel.errors import PolicyError, SpecError
 from ttplan.costmodel.graph import LayerGraph
 from ttplan.costmodel.options import CostOptions
 
-from .jsonio import check_header, load_json, save_json
+from .jsonio import check_header, check_keys, is_int, is_number, load_json, save_json
 
 FORMAT = "ttplan-policy"
 VERSION = 1
@@ -158,46 +157,28 @@ def check_against_graph(policy: Policy, graph: LayerGraph, source: str = "policy
                                   "is out of range")
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
-
-
-def _keys(d: Any, expected: set, where: str, bad) -> None:
-    if not isinstance(d, dict):
-        raise bad(f"{where} must be an object")
-    missing, extra = sorted(expected - set(d)), sorted(set(d) - expected)
-    if extra:
-        raise bad(f"unknown key(s) {', '.join(extra)} in {where}")
-    if missing:
-        raise bad(f"missing key(s) {', '.join(missing)} in {where}")
-
-
 def _parse(d: Any, source: str) -> Policy:
     def bad(problem: str) -> PolicyError:
         return PolicyError(f"{source} is not a valid policy: {problem}")
 
     check_header(d, source, FORMAT, VERSION, "policy")
-    _keys(d, _TOP, "the policy", bad)
+    check_keys(d, _TOP, "the policy", bad)
     model = d["model"]
-    _keys(model, {"name", "fingerprint"}, "'model'", bad)
+    check_keys(model, {"name", "fingerprint"}, "'model'", bad)
     if not all(isinstance(model[k], str) and model[k] for k in model):
         raise bad("'model' name and fingerprint must be non-empty strings")
     shape = d["input_shape"]
-    if not (isinstance(shape, list) and len(shape) >= 2 and all(_is_int(v) and v > 0 for v in shape)):
+    if not (isinstance(shape, list) and len(shape) >= 2 and all(is_int(v) and v > 0 for v in shape)):
         raise bad("'input_shape' must be a list of at least 2 positive integers")
     if d["method"] not in METHODS:
         raise bad(f"'method' must be one of {', '.join(METHODS)}, not {d['method']!r}")
     if d["convention"] not in ("paper", "pytorch"):
         raise bad(f"'convention' must be paper or pytorch, not {d['convention']!r}")
     options = d["cost_options"]
-    _keys(options, set(_COST_OPTIONS), "'cost_options'", bad)
+    check_keys(options, set(_COST_OPTIONS), "'cost_options'", bad)
     for key, kind in _COST_OPTIONS.items():
         value = options[key]
-        ok = isinstance(value, bool) if kind is bool else (_is_int(value) if kind is int
+        ok = isinstance(value, bool) if kind is bool else (is_int(value) if kind is int
                                                            else isinstance(value, str))
         if not ok:
             raise bad(f"cost_options.{key} must be a {kind.__name__}")
@@ -206,12 +187,12 @@ def _parse(d: Any, source: str) -> Policy:
     except SpecError as exc:
         raise bad(f"cost_options: {exc}") from None
     budgets = d["budgets"]
-    _keys(budgets, _BUDGETS, "'budgets'", bad)
+    check_keys(budgets, _BUDGETS, "'budgets'", bad)
     for key in ("memory_bytes", "compute_macs"):
-        if budgets[key] is not None and not (_is_int(budgets[key]) and budgets[key] > 0):
+        if budgets[key] is not None and not (is_int(budgets[key]) and budgets[key] > 0):
             raise bad(f"budgets.{key} must be a positive integer or null")
     fraction = budgets["compute_fraction"]
-    if fraction is not None and not (_is_number(fraction) and 0 < fraction <= 1):
+    if fraction is not None and not (is_number(fraction) and 0 < fraction <= 1):
         raise bad("budgets.compute_fraction must be a number in (0, 1] or null")
     _check_selection(d["selection"], bad)
     layers = _check_layers(d["layers"], bad)
@@ -225,22 +206,22 @@ def _parse(d: Any, source: str) -> Policy:
 
 
 def _check_selection(sel: Any, bad) -> None:
-    _keys(sel, _SELECTION, "'selection'", bad)
+    check_keys(sel, _SELECTION, "'selection'", bad)
     for key in ("solver", "channels"):
         if sel[key] is not None and not isinstance(sel[key], str):
             raise bad(f"selection.{key} must be a string or null")
-    if not _is_int(sel["seed"]):
+    if not is_int(sel["seed"]):
         raise bad("selection.seed must be an integer")
-    if not (_is_int(sel["evaluations"]) and sel["evaluations"] >= 0):
+    if not (is_int(sel["evaluations"]) and sel["evaluations"] >= 0):
         raise bad("selection.evaluations must be a non-negative integer")
-    if sel["greedy_fisher_captured"] is not None and not _is_number(sel["greedy_fisher_captured"]):
+    if sel["greedy_fisher_captured"] is not None and not is_number(sel["greedy_fisher_captured"]):
         raise bad("selection.greedy_fisher_captured must be a number or null")
     if not isinstance(sel["detail"], str):
         raise bad("selection.detail must be a string")
     fisher = sel["fisher"]
     if fisher is not None:
-        _keys(fisher, {"num_samples", "loss", "seed"}, "selection.fisher", bad)
-        if not (_is_int(fisher["num_samples"]) and _is_int(fisher["seed"])
+        check_keys(fisher, {"num_samples", "loss", "seed"}, "selection.fisher", bad)
+        if not (is_int(fisher["num_samples"]) and is_int(fisher["seed"])
                 and isinstance(fisher["loss"], str)):
             raise bad("selection.fisher must hold integer num_samples and seed and a loss name")
 
@@ -251,7 +232,7 @@ def _check_layers(layers: Any, bad) -> list[dict]:
     seen = set()
     out = []
     for i, layer in enumerate(layers):
-        _keys(layer, _LAYER, f"layers[{i}]", bad)
+        check_keys(layer, _LAYER, f"layers[{i}]", bad)
         name = layer["name"]
         if not (isinstance(name, str) and name):
             raise bad(f"layers[{i}].name must be a non-empty string")
@@ -268,7 +249,7 @@ def _check_layers(layers: Any, bad) -> list[dict]:
         if channels is not None:
             if not layer["update_weight"]:
                 raise bad(f"layer {name!r}: channels apply to weight updates; use null")
-            if not (isinstance(channels, list) and channels and all(_is_int(c) for c in channels)):
+            if not (isinstance(channels, list) and channels and all(is_int(c) for c in channels)):
                 raise bad(f"layer {name!r}: channels must be a non-empty list of integers or null")
             if len(set(channels)) != len(channels):
                 raise bad(f"layer {name!r}: channel indices are duplicated")
@@ -280,17 +261,17 @@ def _check_layers(layers: Any, bad) -> list[dict]:
 
 def _check_predicted(pred: Any, bad) -> None:
     # `device` (optional): time/energy on a device, added by device-aware planning (devices).
-    _keys(pred, _PREDICTED | ({"device"} & set(pred) if isinstance(pred, dict) else set()),
+    check_keys(pred, _PREDICTED | ({"device"} & set(pred) if isinstance(pred, dict) else set()),
           "'predicted'", bad)
     if "device" in pred and not (isinstance(pred["device"], dict) and pred["device"]):
         raise bad("predicted.device must be a non-empty object")
     memory = pred["memory"]
-    if not (isinstance(memory, dict) and memory and all(isinstance(k, str) and _is_int(v)
+    if not (isinstance(memory, dict) and memory and all(isinstance(k, str) and is_int(v)
                                                          for k, v in memory.items())):
         raise bad("predicted.memory must map names to integers (bytes)")
     if not (isinstance(pred["totals"], dict) and pred["totals"]):
         raise bad("predicted.totals must be a non-empty object")
-    if pred["fisher_captured"] is not None and not _is_number(pred["fisher_captured"]):
+    if pred["fisher_captured"] is not None and not is_number(pred["fisher_captured"]):
         raise bad("predicted.fisher_captured must be a number or null")
     if not isinstance(pred["within_budget"], bool):
         raise bad("predicted.within_budget must be true or false")
