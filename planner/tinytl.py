@@ -21,7 +21,11 @@ Blocks are the model's declared blocks (the zoo's inverted-residual blocks, not 
 else the tracer's blocks minus the one holding the first MAC layer (the stem); only blocks
 that map one 4-D tensor to one 4-D tensor get a branch. The module paths of the original
 layers do not change: each block's class is swapped for a subclass whose forward adds the
-branch, which lives at `<block>.lite_residual`.
+branch, which lives at `<block>.lite_residual`. A block whose forward runs its own children in
+order (`nn.Sequential`'s) would run the new child as one more layer; its subclass's main path
+runs every child but `lite_residual`, in order. After wrapping, one forward pass checks that
+every branch runs exactly once per block call, so a container that iterates its children in
+some other way is refused (one line) instead of priced wrong.
 """
 
 from __future__ import annotations
@@ -58,14 +62,27 @@ class LiteResidual(nn.Module):
 _CLASSES: dict[type, type] = {}
 
 
+class _LiteBlock:
+    """Marker base of every block class with a lite residual (for the run-once check)."""
+
+
+def _children_but_lite(self, x):
+    """nn.Sequential's forward without the branch: the block's own layers, in order."""
+    for name, child in self._modules.items():
+        if name != LITE_ATTR:
+            x = child(x)
+    return x
+
+
 def _with_lite_residual(base: type) -> type:
     """A subclass of `base` whose forward adds the lite residual branch (one per base class)."""
     if base not in _CLASSES:
         def forward(self, x):
             return self._ttplan_main_forward(x) + self.lite_residual(x)
 
-        _CLASSES[base] = type(f"LiteResidual{base.__name__}", (base,),
-                              {"forward": forward, "_ttplan_main_forward": base.forward,
+        main = _children_but_lite if base.forward is nn.Sequential.forward else base.forward
+        _CLASSES[base] = type(f"LiteResidual{base.__name__}", (base, _LiteBlock),
+                              {"forward": forward, "_ttplan_main_forward": main,
                                "__module__": __name__})
     return _CLASSES[base]
 
@@ -103,8 +120,39 @@ def add_lite_residuals(model: nn.Module, input_shape=DEFAULT_INPUT_SHAPE) -> nn.
     if not added:
         raise SpecError(f"{name} has no block that maps a 4-D tensor to a 4-D tensor: "
                         "no place for a lite residual")
+    _check_each_branch_runs_once(model, name, input_shape)
     model.ttplan_lite_residual = True
     return model
+
+
+def _check_each_branch_runs_once(model: nn.Module, name: str, input_shape) -> None:
+    """One forward pass: every block calls its own branch exactly once, once per block call."""
+    blocks = {path: m for path, m in model.named_modules() if isinstance(m, _LiteBlock)}
+    calls = dict.fromkeys(blocks, 0)
+    hooks = []
+    for path, block in blocks.items():
+        hooks.append(block.register_forward_hook(lambda *_, p=path: calls.__setitem__(
+            p, calls[p] - 1)))
+        hooks.append(block.lite_residual.register_forward_hook(lambda *_, p=path: calls.__setitem__(
+            p, calls[p] + 1)))
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(tuple(input_shape)))
+    except Exception as exc:  # the wrapped model must still run: say which way it failed
+        raise SpecError(f"{name}: a lite residual cannot be added beside its blocks: "
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                        ) from None
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, training in modes.items():
+            m.train(training)
+    wrong = [p for p, n in calls.items() if n != 0]
+    if wrong:
+        raise SpecError(f"{name}: block {wrong[0]} runs its lite residual other than once per "
+                        "call (its forward iterates its children): no place for a lite residual")
 
 
 def _block_shapes(model: nn.Module, blocks: list[nn.Module], input_shape) -> dict:

@@ -1,9 +1,13 @@
 """The one place a device model enters the reports.
 
-A predictor is any callable `(totals, memory) -> {"time_s", "energy_j", "fits_ram"}` taking a
-configuration's profile totals (`Profile.to_dict()["totals"]`) and memory breakdown
-(`["memory"]`); the devices layer provides one per device. Without a predictor every
-device-dependent field is None, never a guess.
+A predictor is any callable `(method, graph, updates, options) -> {"time_s", "energy_j",
+"fits_ram"}` taking one configuration: the method that chose it (TinyTrain's runs include the
+Fisher probe), the traced graph (its input shape gives the batch size), the updates
+({layer: LayerUpdate}) and the cost options it was planned under. `device_predictor` makes
+one from a device (`devices.planning.device_context`): the configuration's step cost
+(`devices.stepcost.step_cost`, the same columns the device logs and `ttplan predict` use) put
+through the device's calibration. Without a predictor every device-dependent field is None,
+never a guess; a device without a calibration gives fits_ram and None for time and energy.
 """
 
 from __future__ import annotations
@@ -11,16 +15,49 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ttplan.costmodel.errors import SpecError
+from ttplan.devices.planning import DeviceContext, prediction
+from ttplan.devices.stepcost import step_cost
 
-Predictor = Callable[[dict, dict], dict]
+Predictor = Callable[..., dict]
 DEVICE_FIELDS = ("time_s", "energy_j", "fits_ram")
 
 
-def predict(predictor: Predictor | None, totals: dict, memory: dict) -> dict:
+def predict(predictor: Predictor | None, method: str, graph, updates: dict, options) -> dict:
     """{time_s, energy_j, fits_ram} from the predictor, or all None without one."""
     if predictor is None:
         return dict.fromkeys(DEVICE_FIELDS)
-    result = predictor(totals, memory)
+    result = predictor(method, graph, updates, options)
     if not isinstance(result, dict) or not set(DEVICE_FIELDS) <= set(result):
         raise SpecError(f"a device predictor must return a dict with {', '.join(DEVICE_FIELDS)}")
     return {k: result[k] for k in DEVICE_FIELDS}
+
+
+class DevicePredictor:
+    """A predictor for one device and workload; remembers each configuration it has costed
+    (neighbouring what-if cells often plan the same configuration)."""
+
+    def __init__(self, ctx: DeviceContext):
+        self.ctx = ctx
+        self._seen: dict = {}
+
+    @property
+    def label(self) -> str:
+        cal = self.ctx.calibration
+        return (f"{self.ctx.device.name}, {self.ctx.iterations} iterations x "
+                f"{self.ctx.samples} samples"
+                + ("" if cal is None else f", calibration {cal.label}"))
+
+    def __call__(self, method: str, graph, updates: dict, options) -> dict:
+        key = (method, id(graph), options, frozenset(updates.items()))
+        if key not in self._seen:
+            cost = step_cost(None, updates, tuple(graph.input_shape), options=options,
+                             graph=graph)
+            p = prediction(self.ctx, method, cost)
+            # The graph is kept alive with its entry, so its id() is never reused.
+            self._seen[key] = (graph, {"time_s": p["total_s"], "energy_j": p["energy_j"],
+                                       "fits_ram": p["fits_ram"]})
+        return dict(self._seen[key][1])
+
+
+def device_predictor(ctx: DeviceContext | None) -> DevicePredictor | None:
+    return None if ctx is None else DevicePredictor(ctx)

@@ -60,10 +60,11 @@ def build_report(model, *, fisher=None, memory="1MB", compute="15%", solver: str
     chosen = _why_chosen(context, policy.updates(), Budget(budgets["memory_bytes"],
                                                            budgets["compute_macs"]))
     predicted = policy.predicted
-    device = predict(predictor, predicted["totals"], predicted["memory"])
+    device = predict(predictor, policy.method, policy.graph, policy.updates(), policy.options)
 
     rows2 = table2_rows(context.module, fisher=context.fisher, input_shape=context.input_shape,
-                        memory_bytes=memory_bytes, compute=budget_compute, model_name=name)
+                        memory_bytes=memory_bytes, compute=budget_compute, model_name=name,
+                        predictor=predictor)
     grid_memory = parse_range(whatif_memory or f"{memory_bytes // 2}:{memory_bytes * 2}:6",
                               "memory")
     grid_compute = parse_range(whatif_compute, "compute")
@@ -86,17 +87,26 @@ def build_report(model, *, fisher=None, memory="1MB", compute="15%", solver: str
                  f"{predicted['memory']['peak_bytes']:,} B, {totals['backward_macs']:,} "
                  f"backward MACs, {_percent(context.fisher_fraction(policy.updates()))} "
                  "of the Fisher potential"),
-        ("device", "no device model given" if predictor is None else
-         f"time {device['time_s']:.4g} s, energy {device['energy_j']:.4g} J, "
-         f"fits RAM: {'yes' if device['fits_ram'] else 'no'}"),
+        ("device", _device_line(predictor, device)),
     ]
     data = {"summary": dict(summary), "plan": {"policy": policy.to_dict(), "why": chosen,
-                                               "device": device},
+                                               "device": device,
+                                               "device_model": getattr(predictor, "label", None)
+                                               if predictor is not None else None},
             "table2": {"rows": rows2}, "whatif": whatif, "layers": {"layers": layers}}
     figures = {"table2.png": plot_table2(rows2), "whatif.png": plot_heatmaps(whatif),
                "pareto.png": plot_pareto(whatif),
                "layers.png": plot_layers(layers, f"{name}: per-layer cost and value")}
     return Report(f"ttplan report: {name}", summary, data, figures)
+
+
+def _device_line(predictor, device: dict) -> str:
+    if predictor is None:
+        return "no device model given"
+    fits = {True: "yes", False: "no", None: "unknown (RAM not known)"}[device["fits_ram"]]
+    label = getattr(predictor, "label", "device model")
+    return (f"{label}: time {_num(device['time_s'])} s, energy {_num(device['energy_j'])} J, "
+            f"fits RAM: {fits}")
 
 
 def _why_chosen(context, updates: dict, budget: Budget) -> list[dict]:
@@ -148,6 +158,11 @@ def why_table(steps) -> tuple[list[str], list[list[str]]]:
                     _int(s["backward_macs"]), _int(s["compute_left_macs"])] for s in steps]
 
 
+def plan_device_table(plan_data) -> tuple[list[str], list[list[str]]]:
+    return ["device model"] + DEVICE_HEADS, [[plan_data["device_model"]]
+                                             + _device_cells(plan_data["device"])]
+
+
 def table2_table(rows) -> tuple[list[str], list[list[str]]]:
     heads = ["method", "batch", "memory B (paper conv.)", "memory B (pytorch conv.)",
              "backward MACs", "backward MACs (paper count)", "paper MB", "paper M MACs",
@@ -161,17 +176,31 @@ def table2_table(rows) -> tuple[list[str], list[list[str]]]:
                     "-" if paper is None else f"{paper['memory_mb']:g}",
                     "-" if paper is None else f"{paper['compute_m']:g}",
                     "-" if diff is None else f"{diff['memory']:+.1f}%",
-                    "-" if diff is None else f"{diff['compute']:+.1f}%"])
+                    "-" if diff is None else f"{diff['compute']:+.1f}%"]
+                   + (_device_cells(r["device"]) if "device" in r else []))
+    if any("device" in r for r in rows):
+        heads += DEVICE_HEADS
     return heads, out
+
+
+DEVICE_HEADS = ["device time s", "device energy J", "fits RAM"]
+
+
+def _yes_no(value) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def _device_cells(device: dict) -> list[str]:
+    return [_num(device["time_s"]), _num(device["energy_j"]), _yes_no(device["fits_ram"])]
 
 
 def whatif_table(cells) -> tuple[list[str], list[list[str]]]:
     heads = ["method", "memory budget B", "compute budget MACs", "feasible", "layers",
-             "channels", "Fisher", "backward MACs", "peak B", "time s", "energy J"]
+             "channels", "Fisher", "backward MACs", "peak B"] + DEVICE_HEADS
     return heads, [[c["method"], _int(c["memory_bytes"]), _int(c["compute_macs"]),
                     "yes" if c["feasible"] else "no", _int(c["layers"]), _int(c["channels"]),
                     _percent(c["fisher_fraction"]), _int(c["backward_macs"]),
-                    _int(c["peak_bytes"]), _num(c["time_s"]), _num(c["energy_j"])]
+                    _int(c["peak_bytes"])] + _device_cells(c)
                    for c in cells]
 
 
@@ -191,7 +220,8 @@ def _sections(report: Report):
     return [
         ("plan", "The plan, and why each layer", "Layers in the order Algorithm 1 takes them "
          "(highest s_i first); each line is the plan with that layer and all above it.",
-         [why_table(d["plan"]["why"])], []),
+         [why_table(d["plan"]["why"])] + ([plan_device_table(d["plan"])]
+                                          if d["plan"]["device_model"] else []), []),
         ("table2", "Table 2 setting", "FullTrain and TinyTL at batch 100, the others at batch 1; "
          "backward MACs per sample; the paper's figures beside ttplan's for the zoo models.",
          [table2_table(d["table2"]["rows"])], ["table2.png"]),

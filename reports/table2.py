@@ -45,6 +45,7 @@ from ttplan.planner.fisher import default_candidate_layers, fisher_information
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .figures import figure_bytes, new_figure, styled
+from .predict import predict
 
 METHODS = ("fulltrain", "lastlayer", "tinytl", "sparseupdate", "tinytrain")  # the paper's order
 METHOD_LABELS = {"fulltrain": "FullTrain", "lastlayer": "LastLayer", "tinytl": "TinyTL",
@@ -78,9 +79,11 @@ def synthetic_fisher(module, input_shape, samples: int = PROBE_SAMPLES, seed: in
 
 def table2_rows(model, *, fisher=None, input_shape=(1, 3, 128, 128), memory_bytes=1_000_000,
                 compute=0.15, optimizer: str = "momentum", model_name: str | None = None,
-                log=None) -> list[dict]:
+                log=None, predictor=None) -> list[dict]:
     """The five rows of one model (see the module docstring). `fisher`: a Fisher file, a
-    FisherResult, or None (the synthetic probe, seed 0, 25 samples; `log` is told)."""
+    FisherResult, or None (the synthetic probe, seed 0, 25 samples; `log` is told). With a
+    device `predictor` (`reports.predict`) each row also has `device`: {time_s, energy_j,
+    fits_ram} of the method's run at its batch size."""
     module, name = resolve_model(model, model_name)
     sample_shape = (1,) + tuple(int(d) for d in input_shape)[1:]
     if fisher is None:
@@ -117,6 +120,8 @@ def table2_rows(model, *, fisher=None, input_shape=(1, 3, 128, 128), memory_byte
             "compared": {"memory": "pytorch" if batch > 1 else "paper",
                          "compute": "backward_macs_paper_count"},
         })
+        if predictor is not None:
+            rows[-1]["device"] = predict(predictor, method, policy.graph, updates, policy.options)
     _ratios_and_differences(rows)
     return rows
 

@@ -132,7 +132,7 @@ def _cell(context, method, memory, macs, fraction, selection, predictor) -> dict
     cell.update(layers=len(selection.updates), channels=context.channels_updated(selection.updates),
                 fisher_fraction=None if fraction_captured is None else round(fraction_captured, 6),
                 backward_macs=ev.totals["backward_macs"], peak_bytes=ev.memory.peak_bytes,
-                **predict(predictor, ev.totals, ev.memory.to_dict()))
+                **predict(predictor, method, context.graph, selection.updates, context.options))
     return cell
 
 

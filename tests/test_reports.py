@@ -17,10 +17,12 @@ from typer.testing import CliRunner
 from ttplan.cli import app
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
+from ttplan.devices.planning import device_context, predict_training
 from ttplan.planner.context import PlanningContext
 from ttplan.reports import report as report_module
 from ttplan.reports.layers import layer_rows
 from ttplan.reports.table2 import MIB, render_table2, synthetic_fisher, table2
+from ttplan.reports.predict import device_predictor
 from ttplan.reports.whatif import parse_range, run_whatif
 
 runner = CliRunner()
@@ -107,9 +109,10 @@ def test_whatif_exact_within_budgets_and_monotone(mcunet_context):
 
 
 def test_whatif_predictor_and_infeasible_cells(mcunet_context):
-    def predictor(totals, memory):
-        return {"time_s": totals["backward_macs"] * 1e-9, "energy_j": 1.0,
-                "fits_ram": memory["peak_bytes"] < 2**20}
+    def predictor(method, graph, updates, options):
+        ev = mcunet_context.coster.evaluate(updates)
+        return {"time_s": ev.totals["backward_macs"] * 1e-9, "energy_j": 1.0,
+                "fits_ram": ev.memory.peak_bytes < 2**20}
 
     cells = run_whatif(mcunet_context, [100_000, 1_000_000], [0.15],
                        methods=("tinytrain", "sparseupdate"), predictor=predictor)
@@ -117,6 +120,27 @@ def test_whatif_predictor_and_infeasible_cells(mcunet_context):
     assert all(not c["feasible"] and c["fisher_fraction"] is None for c in small)
     big = [c for c in cells if c["memory_bytes"] == 1_000_000]
     assert all(c["feasible"] and c["time_s"] == c["backward_macs"] * 1e-9 for c in big)
+
+
+def test_whatif_device_cells_agree_with_ttplan_predict(mcunet_context):
+    """A what-if cell's device figures are `ttplan predict`'s for the same configuration."""
+    ctx = device_context("pi-zero-2", iterations=40, samples=25)
+    cells = run_whatif(mcunet_context, [300_000, 20_000_000], [1.0],
+                       methods=("fulltrain", "tinytrain"), predictor=device_predictor(ctx))
+    by = {(c["method"], c["memory_bytes"]): c for c in cells}
+    assert not by[("fulltrain", 300_000)]["feasible"]
+    assert by[("fulltrain", 300_000)]["time_s"] is None
+    full = by[("fulltrain", 20_000_000)]
+    expected = predict_training("mcunet-5fps", "all", "pi-zero-2")
+    assert full["time_s"] == expected["total_s"] and full["energy_j"] == expected["energy_j"]
+    assert full["fits_ram"] is expected["fits_ram"] is True
+    tiny = by[("tinytrain", 20_000_000)]
+    assert 0 < tiny["time_s"] and 0 < tiny["energy_j"] and tiny["fits_ram"] is True
+    # Without a calibration a device still answers whether the plan fits its RAM.
+    mcu = run_whatif(mcunet_context, [20_000_000], [1.0], methods=("fulltrain",),
+                     predictor=device_predictor(device_context("stm32f746")))
+    assert mcu[0]["time_s"] is None and mcu[0]["energy_j"] is None
+    assert mcu[0]["fits_ram"] is False
 
 
 @pytest.mark.parametrize("text, what", [("1MB:128KB:4", "memory"), ("1MB:2MB", "memory"),
@@ -167,6 +191,7 @@ class _Tables(HTMLParser):
     def __init__(self):
         super().__init__()
         self.tables, self.images, self.script, self._in_script = [], [], "", False
+        self._in_cell = False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -176,6 +201,7 @@ class _Tables(HTMLParser):
             self.tables[-1][1].append([])
         elif tag in ("td", "th"):
             self.tables[-1][1][-1].append("")
+            self._in_cell = True
         elif tag == "img":
             self.images.append(attrs["src"])
         elif tag == "script":
@@ -184,19 +210,51 @@ class _Tables(HTMLParser):
     def handle_endtag(self, tag):
         if tag == "script":
             self._in_script = False
+        elif tag in ("td", "th"):
+            self._in_cell = False
 
     def handle_data(self, data):
         if self._in_script:
             self.script += data
-        elif self.tables and self.tables[-1][1] and self.tables[-1][1][-1]:
+        elif self._in_cell:
             self.tables[-1][1][-1][-1] += data
 
 
-def _tiny_report():
+def _tiny_report(predictor=None):
     model = tiny_net()
     return report_module.build_report(model, model_name="tiny", memory=200_000,
                                       compute="30%", input_shape=(1, 3, 32, 32),
-                                      whatif_memory="50KB:300KB:3", whatif_compute="10%:60%:3")
+                                      whatif_memory="50KB:300KB:3", whatif_compute="10%:60%:3",
+                                      predictor=predictor)
+
+
+def test_report_with_a_device_shows_time_and_energy_in_every_section():
+    predictor = device_predictor(device_context("pi-zero-2"))
+    parsed = _Tables()
+    parsed.feed(report_module.render_html(_tiny_report(predictor)))
+    data = json.loads(parsed.script.replace("<\\/", "</"))
+    tables = {}
+    for cls, rows in parsed.tables:
+        tables.setdefault(cls, []).append(rows)
+    plan_device = data["plan"]["device"]
+    assert plan_device["time_s"] > 0 and plan_device["fits_ram"] is True
+    assert data["plan"]["device_model"].startswith("pi-zero-2, 40 iterations x 25 samples")
+    heads, row = tables["plan"][1]
+    assert heads[1:] == ["device time s", "device energy J", "fits RAM"]
+    assert row[1:] == [f"{plan_device['time_s']:.4g}", f"{plan_device['energy_j']:.4g}", "yes"]
+    assert "pi-zero-2" in data["summary"]["device"]
+    table2 = tables["table2"][0]
+    assert table2[0][-3:] == ["device time s", "device energy J", "fits RAM"]
+    for row, r in zip(table2[1:], data["table2"]["rows"]):
+        assert row[-3] == f"{r['device']['time_s']:.4g}" and r["device"]["energy_j"] > 0
+    batch100 = [r["device"]["time_s"] for r in data["table2"]["rows"] if r["batch_size"] == 100]
+    assert len(batch100) == 2 and all(t > 0 for t in batch100)
+    whatif = tables["whatif"][0]
+    assert whatif[0][-3:] == ["device time s", "device energy J", "fits RAM"]
+    for row, cell in zip(whatif[1:], data["whatif"]["cells"]):
+        assert row[-3] == ("-" if cell["time_s"] is None else f"{cell['time_s']:.4g}")
+        assert (cell["time_s"] is None) == (not cell["feasible"])
+    assert len(parsed.images) == 4
 
 
 def test_report_html_is_self_contained_and_matches_json(tmp_path):
@@ -259,6 +317,9 @@ def run(*args):
     (("table2", "mcunet-5fps", "mbv2-w0.35", "--fisher", "f.json"), "one model"),
     (("report", "mcunet-5fps", "--out", "r.html", "--whatif-compute", "1:2"), "invalid"),
     (("layers", "nosuchmodel"), "unknown model"),
+    (("whatif", "mcunet-5fps", "--device", "nosuch"), "unknown device 'nosuch'"),
+    (("report", "mcunet-5fps", "--out", "r.html", "--device", "nosuch"), "unknown device"),
+    (("whatif", "mcunet-5fps", "--device", "pi-zero-2", "--samples", "0"), "samples must be"),
 ])
 def test_cli_errors_are_one_line(args, message):
     result = run(*args)
@@ -300,6 +361,16 @@ def test_cli_whatif_layers_table2_on_a_user_model(tiny_module, tmp_path):
                                                  "fisher_fraction", "backward_macs",
                                                  "peak_bytes", "time_s", "energy_j"}
     Image.open(tmp_path / "w.png").verify()
+    assert all(c["time_s"] is None for c in cells)
+    result = run("whatif", tiny_module, "--fisher", "f.json", "--input-shape", shape,
+                 "--memory", "20KB:200KB:2", "--compute", "10%:90%:2", "--device", "pi-zero-2",
+                 "--iterations", "10", "--samples", "5", "--plot", "t.png", "--format", "json")
+    assert result.exit_code == 0, result.output
+    timed = json.loads(result.stdout)["cells"]
+    assert len(timed) == 4 and all((c["time_s"] is not None) == c["feasible"] for c in timed)
+    assert any(c["feasible"] for c in timed)
+    wide, narrow = Image.open(tmp_path / "t.png"), Image.open(tmp_path / "w.png")
+    assert wide.size[0] > 1.5 * narrow.size[0]  # a second panel: the time heat map
     assert (tmp_path / "p.svg").read_text().startswith("<?xml")
     result = run("plan", tiny_module, "--fisher", "f.json", "--input-shape", shape,
                  "--memory", "200KB", "--out", "policy.json")

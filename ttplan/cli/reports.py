@@ -1,6 +1,7 @@
 """The report commands: `ttplan table2`, `ttplan whatif`, `ttplan layers`, `ttplan report`.
 
-Device time and energy (`reports.predict`) are not offered here yet: they need a device model.
+`whatif` and `report` take `--device` (with `--iterations`, `--samples`, as `plan` and
+`compare` take them): device time, energy and fit in RAM through `reports.predict`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from ttplan.costmodel.fileio import write_bytes_atomic
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.specs import parse_bytes, parse_compute, parse_input_shape
 from ttplan.costmodel.zoo import ZOO_MODELS
+from ttplan.devices.planning import device_context
 from ttplan.planner.context import PlanningContext
 from ttplan.planner.policy import check_against_graph, load_policy
 from ttplan.reports.figures import format_of
 from ttplan.reports.layers import layer_rows, plot_layers, render_layers
+from ttplan.reports.predict import device_predictor
 from ttplan.reports.report import build_report, render_html, write_markdown
 from ttplan.reports.table2 import (PROBE_SAMPLES, PROBE_SEED, plot_table2, render_table2,
                                    stderr_log, synthetic_fisher)
@@ -28,7 +31,8 @@ from ttplan.reports.whatif import (parse_methods, parse_range, plot_heatmaps, pl
                                    render_whatif, run_whatif, whatif_data)
 
 from .common import emit, run_safely
-from .options import DEFAULT_INPUT_SHAPE, Convention, InputShape, Optimizer, Out, WeightsInFlash
+from .options import (DEFAULT_INPUT_SHAPE, Convention, Device, InputShape, Iterations, Optimizer,
+                      Out, Samples, WeightsInFlash)
 
 FisherFile = Optional[str]
 
@@ -45,6 +49,13 @@ def _fisher_or_probe(fisher: Optional[str], module, name: str, shape):
     stderr_log(f"{name}: no Fisher file given; using the synthetic probe "
                f"({PROBE_SAMPLES} samples, seed {PROBE_SEED})")
     return synthetic_fisher(module, (1,) + tuple(shape)[1:])
+
+
+def _predictor(device: Optional[str], iterations: int, samples: int):
+    """The device predictor, checked before any work (an unknown device is a one-line error)."""
+    if device is None:
+        return None
+    return device_predictor(device_context(device, iterations=iterations, samples=samples))
 
 
 def _format(fmt: Optional[str], out: Optional[str], allowed, default: str) -> str:
@@ -107,7 +118,11 @@ def whatif(
     input_shape: InputShape = DEFAULT_INPUT_SHAPE,
     optimizer: Optimizer = "sgd",
     weights_in_flash: WeightsInFlash = None,
-    plot: Optional[str] = typer.Option(None, help="heat maps of captured Fisher (.png/.svg)"),
+    device: Device = None,
+    iterations: Iterations = 40,
+    samples: Samples = 25,
+    plot: Optional[str] = typer.Option(None, help="heat maps of captured Fisher, and of "
+                                       "predicted time with --device (.png/.svg)"),
     pareto_plot: Optional[str] = typer.Option(None, help="Pareto frontier figure (.png/.svg)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="table | csv | json (default: "
                                       "from --out's suffix, else table)"),
@@ -121,6 +136,7 @@ def whatif(
     shape = parse_input_shape(input_shape)
     if solver not in ("greedy", "exact"):
         raise SpecError(f"unknown solver {solver!r}: use greedy or exact")
+    predictor = _predictor(device, iterations, samples)
     if solver == "exact" and channels != "fisher":
         raise SpecError("the exact solver maximises captured Fisher and needs channels=fisher")
     module, name = resolve_model(model)
@@ -130,7 +146,7 @@ def whatif(
                               model_name=name)
     show = sys.stderr.isatty() if progress is None else progress
     cells = run_whatif(context, memory_values, compute_values, methods=methods, solver=solver,
-                       progress=show)
+                       predictor=predictor, progress=show)
     data = whatif_data(context, cells, solver)
     _write_figure(plot, lambda f: plot_heatmaps(data, f))
     _write_figure(pareto_plot, lambda f: plot_pareto(data, f))
@@ -174,6 +190,9 @@ def report(
     whatif_memory: Optional[str] = typer.Option(None, help="what-if memory range (default: "
                                                 "half to twice the budget, 6 steps)"),
     whatif_compute: str = typer.Option("2%:60%:6", help="what-if compute range"),
+    device: Device = None,
+    iterations: Iterations = 40,
+    samples: Samples = 25,
     fmt: str = typer.Option("html", "--format", help="html (one file) | md (a folder)"),
     out: str = typer.Option(..., help="the HTML file, or the folder for md"),
 ):
@@ -185,11 +204,12 @@ def report(
     parse_range(whatif_compute, "compute")
     if whatif_memory is not None:
         parse_range(whatif_memory, "memory")
+    predictor = _predictor(device, iterations, samples)
     built = build_report(model, fisher=fisher, memory=parse_bytes(memory),
                          compute=parse_compute(compute), solver=solver,
                          input_shape=parse_input_shape(input_shape),
                          whatif_memory=whatif_memory, whatif_compute=whatif_compute,
-                         log=stderr_log)
+                         predictor=predictor, log=stderr_log)
     if fmt == "md":
         names = write_markdown(built, out)
         typer.echo(f"wrote {out}/ ({', '.join(names)})", err=True)
