@@ -85,3 +85,7 @@ TimeBudget = Annotated[Optional[str], typer.Option(
     "--time", help="training-time budget on --device through its calibration, e.g. 10min")]
 Iterations = Annotated[int, typer.Option(help="with --device: passes over the samples")]
 Samples = Annotated[int, typer.Option(help="with --device: support samples")]
+FisherProbe = Annotated[Optional[str], typer.Option(
+    "--fisher", help="Fisher file from `ttplan fisher` (default: the synthetic probe)")]
+Solver = Annotated[str, typer.Option(help="greedy (Algorithm 1) | exact (MILP)")]
+Channels = Annotated[str, typer.Option(help="fisher | l2norm | random")]

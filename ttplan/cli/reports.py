@@ -31,8 +31,9 @@ from ttplan.reports.whatif import (parse_methods, parse_range, plot_heatmaps, pl
                                    render_whatif, run_whatif, whatif_data)
 
 from .common import emit, run_safely
-from .options import (DEFAULT_INPUT_SHAPE, Convention, Device, InputShape, Iterations, Optimizer,
-                      Out, Samples, WeightsInFlash)
+from .options import (DEFAULT_INPUT_SHAPE, Channels, Convention, Device, FisherProbe,
+                      InputShape, Iterations, ModelArg, Optimizer, Out, Samples, Solver,
+                      WeightsInFlash)
 
 FisherFile = Optional[str]
 
@@ -106,14 +107,14 @@ def table2(
 
 @run_safely
 def whatif(
-    model: str = typer.Argument(..., help="zoo name or import path module:callable"),
-    fisher: FisherFile = typer.Option(None, help="Fisher file (default: the synthetic probe)"),
+    model: ModelArg,
+    fisher: FisherProbe = None,
     memory: str = typer.Option("128KB:2MB:12", help="LOW:HIGH:STEPS, log-spaced"),
     compute: str = typer.Option("2%:60%:12", help="LOW:HIGH:STEPS, linear (% or MACs)"),
     method: str = typer.Option("tinytrain", help="comma-separated: tinytrain, sparseupdate, "
                                "fulltrain, lastlayer"),
-    solver: str = typer.Option("greedy", help="greedy | exact"),
-    channels: str = typer.Option("fisher", help="fisher | l2norm | random"),
+    solver: Solver = "greedy",
+    channels: Channels = "fisher",
     convention: Convention = "paper",
     input_shape: InputShape = DEFAULT_INPUT_SHAPE,
     optimizer: Optimizer = "sgd",
@@ -155,8 +156,8 @@ def whatif(
 
 @run_safely
 def layers(
-    model: str = typer.Argument(..., help="zoo name or import path module:callable"),
-    fisher: FisherFile = typer.Option(None, help="Fisher file (default: the synthetic probe)"),
+    model: ModelArg,
+    fisher: FisherProbe = None,
     policy: Optional[str] = typer.Option(None, help="policy JSON: highlight its layers"),
     input_shape: InputShape = DEFAULT_INPUT_SHAPE,
     plot: Optional[str] = typer.Option(None, help="Figure-3-style chart (.png/.svg)"),
@@ -181,11 +182,11 @@ def layers(
 
 @run_safely
 def report(
-    model: str = typer.Argument(..., help="zoo name or import path module:callable"),
-    fisher: FisherFile = typer.Option(None, help="Fisher file (default: the synthetic probe)"),
+    model: ModelArg,
+    fisher: FisherProbe = None,
     memory: str = typer.Option("1MB", help="memory budget of the plan"),
     compute: str = typer.Option("15%", help="compute budget of the plan"),
-    solver: str = typer.Option("greedy", help="greedy | exact"),
+    solver: Solver = "greedy",
     input_shape: InputShape = DEFAULT_INPUT_SHAPE,
     whatif_memory: Optional[str] = typer.Option(None, help="what-if memory range (default: "
                                                 "half to twice the budget, 6 steps)"),
