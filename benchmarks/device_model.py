@@ -2,11 +2,12 @@
 
     python benchmarks/device_model.py [--fit mcunet-5fps,mbv2-w0.35] [--third proxyless-w0.3]
                                       [--time-limit 100s] [--input-shape 1,3,64,64]
-                                      [--workdir DIR]
+                                      [--isolate] [--workdir DIR]
 
 In one run, on this machine (device `host`):
-  1. `ttplan measure` (devices.grid.measure, each run a fresh process) on the two --fit models,
-     each within --time-limit, into one log;
+  1. `ttplan measure --in-process` (devices.grid.measure; `--isolate`: each run a fresh
+     process, which spends most of a short time limit starting Python and torch, leaving one
+     iteration per run) on the two --fit models, each within --time-limit, into one log;
   2. `ttplan calibrate` (devices.calibrate) of that log for device `host`;
   3. `ttplan measure` on the --third model within --time-limit, into its own log;
   4. `ttplan validate THIRD.csv --calibration cal.json` (devices.validate, no refitting):
@@ -48,6 +49,7 @@ def main(argv=None) -> int:
     parser.add_argument("--third", default="proxyless-w0.3")
     parser.add_argument("--time-limit", default="100s")
     parser.add_argument("--input-shape", default="1,3,64,64")
+    parser.add_argument("--isolate", action="store_true")
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args(argv)
     limit_s = parse_duration(args.time_limit)
@@ -60,12 +62,13 @@ def main(argv=None) -> int:
             path.unlink()
     started = time.perf_counter()
     print(f"workdir {workdir}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
-          f"input {args.input_shape}; time limit {limit_s:g} s per model")
+          f"input {args.input_shape}; time limit {limit_s:g} s per model; "
+          f"{'isolated' if args.isolate else 'in-process'} runs")
 
     for model in args.fit.split(","):
         print(f"measure {model}")
         measure(model, time_limit_s=limit_s, log=fit_log, device_name=DEVICE,
-                input_shape=shape, report=lambda line: print("  " + line))
+                input_shape=shape, isolate=args.isolate, report=lambda line: print("  " + line))
 
     host = resolve_device(DEVICE)
     cal = calibrate(load_device_logs(fit_log), host, str(fit_log))
@@ -78,7 +81,7 @@ def main(argv=None) -> int:
 
     print(f"measure {args.third} (not in the calibration)")
     measure(args.third, time_limit_s=limit_s, log=third_log, device_name=DEVICE,
-            input_shape=shape, report=lambda line: print("  " + line))
+            input_shape=shape, isolate=args.isolate, report=lambda line: print("  " + line))
     result = validate(load_device_logs(third_log), {DEVICE: host}, cal)
     rows = result["devices"][DEVICE]["rows"]
     third = load_device_logs(third_log)

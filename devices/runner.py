@@ -68,6 +68,7 @@ from ttplan.planner.policy import (METHODS, Policy, check_against_graph,
                                    policy_from_file_or_object)
 from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 
+from .calibrate import load_calibration
 from .host import EnergyCounter, peak_rss_bytes, reset_peak_rss
 from .planning import DeviceContext, device_context, no_calibration, prediction
 from .sparse import install_sparse_layers
@@ -274,8 +275,9 @@ def _device_model(device, calibration) -> DeviceContext | None:
     """The calibrated device model to predict the run with, checked before any work."""
     if device is None and calibration is None:
         return None
-    # A calibration alone names its device (resolve_device reads a calibration JSON).
-    ctx = device_context(calibration if device is None else device, calibration=calibration)
+    if device is None:  # a calibration alone: its own device (also `host`, not a file name)
+        device = load_calibration(calibration).device
+    ctx = device_context(device, calibration=calibration)
     if ctx.calibration is None:
         raise SpecError(no_calibration(ctx.device))
     return ctx
