@@ -54,3 +54,12 @@ def test_device_loop_from_the_readme(tmp_path, monkeypatch):
     assert "last-blocks:1" in last
     assert float(last.split()[4]) == pytest.approx(predicted["total_s"], rel=1e-3)
     assert "host (host.json): time median |error|" in outputs[6]
+
+
+def test_public_api_predict_is_the_cli_predict():
+    import ttplan
+    assert {"predict", "plan_for_device", "train"} <= set(ttplan.__all__)
+    result = CliRunner().invoke(app, ["predict", "mcunet-5fps", "--update", "last-blocks:2",
+                                      "--device", "pi-zero-2", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert ttplan.predict("mcunet-5fps", "last-blocks:2", "pi-zero-2") == json.loads(result.stdout)
