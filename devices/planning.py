@@ -67,11 +67,11 @@ def device_context(device, *, calibration=None, time=None, iterations=DEFAULT_IT
         if not (math.isfinite(time_s) and time_s > 0):
             raise SpecError(f"a time budget must be a positive duration, not {time!r}")
         if cal is None:
-            raise SpecError(_no_calibration(profile))
+            raise SpecError(no_calibration(profile))
     return DeviceContext(profile, cal, iterations, samples, time_s)
 
 
-def _no_calibration(device: DeviceProfile) -> str:
+def no_calibration(device: DeviceProfile) -> str:
     return (f"no calibration for device {device.name}: fit one with `ttplan calibrate LOG "
             f"--device {device.name} --out cal.json` and pass --calibration cal.json")
 
@@ -129,7 +129,7 @@ def predict_training(model, update, device, *, calibration=None,
     error_band_pct is the calibration's median absolute leave-one-out error of the time."""
     ctx = device_context(device, calibration=calibration, iterations=iterations, samples=samples)
     if ctx.calibration is None:
-        raise SpecError(_no_calibration(ctx.device))
+        raise SpecError(no_calibration(ctx.device))
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or batch_size < 1):
         raise SpecError(f"batch size must be a positive integer, not {batch_size!r}")

@@ -136,7 +136,9 @@ def profile_from_dict(d, source: str, header: bool = True,
     name = d["name"]
     if not (isinstance(name, str) and _NAME.fullmatch(name)):
         raise bad(f"name must be lower-case letters, digits, '.', '_' or '-', not {name!r}")
-    if name == HOST:
+    if name == HOST and header:
+        # A device file may not claim to be the detected machine; a calibration of `host`
+        # (`ttplan calibrate LOG --device host`) records the machine it was fitted on.
         raise bad("the name 'host' is reserved for the detected machine")
     description = d.get("description", "")
     if not isinstance(description, str):

@@ -68,7 +68,9 @@ from ttplan.planner.policy import (METHODS, Policy, check_against_graph,
                                    policy_from_file_or_object)
 from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 
+from .calibrate import load_calibration
 from .host import EnergyCounter, peak_rss_bytes, reset_peak_rss
+from .planning import DeviceContext, device_context, no_calibration, prediction
 from .sparse import install_sparse_layers
 from .stepcost import policy_fingerprint, step_cost
 
@@ -125,7 +127,8 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
           input_shape=None, weights=None, iterations: int = DEFAULT_ITERATIONS,
           batch_size: int = 1, lr: float = DEFAULT_LR, optimizer: str | None = None,
           holdout: float = DEFAULT_HOLDOUT, fisher_layers: float = DEFAULT_TAIL_FRACTION,
-          device_name: str = "host", progress: bool = False,
+          device_name: str | None = None, device=None, calibration=None,
+          progress: bool = False,
           model_name: str | None = None, own_peak_rss: bool = False) -> TrainResult:
     """Fine-tune `model` on the support samples following a policy, and measure the run.
 
@@ -139,6 +142,12 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
     `optimizer`: sgd | momentum (0.9) | adam, no weight decay; default the policy's
     cost_options optimizer, else sgd. The model (when an nn.Module is given) is trained in
     place; the result holds it as `.model`.
+    `device` / `calibration`: predict the run's phases, total time and energy with the
+    device's calibrated model (devices.planning; `device` a built-in name, `host`, a device or
+    calibration JSON; `calibration` a calibration JSON, default the device's built-in one), for
+    the same configuration, iterations and training samples; without either `predicted`'s
+    phases, total_s and energy_j are None. `device_name`: the log row's device column
+    (default: the device's name, else host).
     `own_peak_rss`: measure the peak resident memory from the start of this run (Linux; see
     `devices.host.reset_peak_rss`) instead of since the process started.
     """
@@ -153,6 +162,9 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
     if method is not None and method not in METHODS:
         raise SpecError(f"unknown method {method!r}: use {', '.join(METHODS)}")
 
+    ctx = _device_model(device, calibration)
+    if device_name is None:
+        device_name = "host" if ctx is None else ctx.device.name
     peak_since = "run start" if own_peak_rss and reset_peak_rss() else "process start"
     phases = _Phases()
     with phases.timed("load_s"):
@@ -224,6 +236,11 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
     applied.remove()
 
     pt = predicted_pt
+    by_device = {"phases": None, "total_s": None, "energy_j": None, "calibration": None}
+    if ctx is not None:  # the same configuration and workload, as a log row of this run
+        ctx.iterations, ctx.samples = iterations, len(x_train)
+        got = prediction(ctx, label, step)
+        by_device = {key: got[key] for key in ("phases", "total_s", "energy_j", "calibration")}
     return TrainResult(
         model_name=name,
         policy={"method": label, "source": origin,
@@ -237,7 +254,7 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
                   "energy_j": phases.joules()},
         predicted={"saved_bytes": pt.memory.saved_activation_bytes,
                    "peak_bytes": pt.memory.peak_bytes,
-                   "backward_macs": pt.totals["backward_macs"], "phases": None},
+                   "backward_macs": pt.totals["backward_macs"], **by_device},
         accuracy={"before": before, "after": after},
         run={"device": device_name, "data": described, "batch_size": batch_size,
              "iterations": iterations, "samples": len(x_train), "query_samples": len(x_query),
@@ -252,6 +269,18 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
 
 
 # ----------------------------------------------------------------------------- inputs
+
+
+def _device_model(device, calibration) -> DeviceContext | None:
+    """The calibrated device model to predict the run with, checked before any work."""
+    if device is None and calibration is None:
+        return None
+    if device is None:  # a calibration alone: its own device (also `host`, not a file name)
+        device = load_calibration(calibration).device
+    ctx = device_context(device, calibration=calibration)
+    if ctx.calibration is None:
+        raise SpecError(no_calibration(ctx.device))
+    return ctx
 
 
 def _check_run(iterations, batch_size, lr, holdout, optimizer) -> None:

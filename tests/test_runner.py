@@ -315,15 +315,46 @@ def test_train_cli_json_contract(tmp_path):
     assert set(data["measured"]) == {"phases", "iteration_s", "saved_bytes", "peak_rss_bytes",
                                      "energy_j"}
     assert set(data["measured"]["phases"]) == {"load_s", "fisher_s", "plan_s", "train_s"}
-    assert set(data["predicted"]) == {"saved_bytes", "peak_bytes", "backward_macs", "phases"}
-    assert data["predicted"]["phases"] is None
+    assert set(data["predicted"]) == {"saved_bytes", "peak_bytes", "backward_macs", "phases",
+                                      "total_s", "energy_j", "calibration"}
+    assert data["predicted"]["phases"] is None  # no device model asked for
+    assert data["predicted"]["total_s"] is None and data["predicted"]["energy_j"] is None
     assert data["measured"]["saved_bytes"] == data["predicted"]["saved_bytes"]
     assert set(data["accuracy"]) == {"before", "after"}
     assert 0 <= data["accuracy"]["before"] <= 1  # 2 per class: one held out
     assert log.read_text().startswith(",".join(LOG_COLUMNS) + "\n")
 
 
+def test_train_with_device_predicts_the_same_configuration_as_validate(tmp_path):
+    """--device fills predicted.phases with the calibrated model's prediction of exactly the
+    run that was logged: what `ttplan validate LOG --calibration` predicts for its row."""
+    log = tmp_path / "runs.csv"
+    result = cli("train", "mcunet-5fps", "--update", "last-blocks:1", "--synthetic",
+                 "--samples", "6", "--input-shape", "1,3,32,32", "--iterations", "1",
+                 "--batch-size", "2", "--holdout", "0", "--device", "pi-zero-2",
+                 "--format", "json", "--log", str(log))
+    assert result.exit_code == 0, result.output
+    predicted = json.loads(result.stdout)["predicted"]
+    assert set(predicted["phases"]) == {"load_s", "fisher_s", "plan_s", "train_s"}
+    assert predicted["phases"]["fisher_s"] == predicted["phases"]["plan_s"] == 0
+    assert predicted["total_s"] == pytest.approx(sum(predicted["phases"].values()), rel=1e-5)
+    assert predicted["energy_j"] > 0 and predicted["calibration"] == "built-in pi-zero-2"
+    assert "pi-zero-2" in log.read_text().splitlines()[1]  # the row's device: --device's name
+    checked = cli("validate", str(log), "--calibration", str(builtin_calibration_path()),
+                  "--format", "json")
+    assert checked.exit_code == 0, checked.output
+    row = json.loads(checked.stdout)["devices"]["pi-zero-2"]["rows"][0]
+    assert row["predicted_s"] == pytest.approx(predicted["total_s"], rel=1e-5)
+
+
+def builtin_calibration_path():
+    from importlib import resources
+    return resources.files("ttplan.devices").joinpath("data/calibrations/pi-zero-2.json")
+
+
 BAD = [
+    (["train", "mcunet-5fps", "--update", "all", "--synthetic", "--device", "host"],
+     "no calibration"),
     (["measure", "mcunet-5fps", "--time-limit", "20 minutes", "--log", "x.csv"], "time limit"),
     (["train", "mcunet-5fps", "--policy", "missing.json", "--synthetic"], "missing.json"),
     (["train", "mcunet-5fps", "--update", "all", "--synthetic", "--iterations", "0"],

@@ -11,6 +11,10 @@ The public Python API. Everything the CLI does is a call to one of these:
     policy = ttplan.plan("mcunet-5fps", fisher=..., memory_bytes=1_000_000, compute=0.15)
     ttplan.apply_policy(model, policy)
 
+    ttplan.train("mcunet-5fps", policy=policy, synthetic=True, device="pi-zero-2")
+    ttplan.predict("mcunet-5fps", "last-blocks:2", "pi-zero-2")   # `ttplan predict` JSON
+    ttplan.plan_for_device("mcunet-5fps", device="pi-zero-2", time="10min", fisher=...)
+
 Layers, each importing only those before it: `ttplan.costmodel` (tracing, cost rules, memory),
 `ttplan.planner` (Fisher, selection, policies), `ttplan.devices`, `ttplan.reports`; the CLI
 (`ttplan.cli`) sits on top and nothing imports it.
@@ -47,6 +51,8 @@ _EXPORTS = {
     "Policy": ("ttplan.planner.policy", "Policy"),
     "fisher_information": ("ttplan.planner.fisher_probe", "fisher_information"),
     "train": ("ttplan.devices.runner", "train"),
+    "predict": ("ttplan.devices.planning", "predict_training"),
+    "plan_for_device": ("ttplan.devices.planning", "plan_for_device"),
 }
 
 __all__ = list(_EXPORTS)

@@ -54,7 +54,13 @@ def train(
                                             "policy's, else sgd); no weight decay"),
     holdout: float = typer.Option(0.2, help="fraction of each class held out to measure "
                                   "accuracy (0: none)"),
-    device_name: str = typer.Option("host", help="the device column of the log row"),
+    device_name: Optional[str] = typer.Option(None, help="the device column of the log row "
+                                              "(default: --device's name, else host)"),
+    device: Optional[str] = typer.Option(None, help="predict the run's phases with this "
+                                         "device's calibrated model: a built-in name, host, a "
+                                         "device or calibration JSON"),
+    calibration: Optional[str] = typer.Option(None, help="calibration JSON to predict with "
+                                              "(default: the device's built-in one)"),
     log: Optional[str] = typer.Option(None, help="append one row to this CSV log"),
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
     out: Out = None,
@@ -72,7 +78,8 @@ def train(
         input_shape=parse_input_shape(input_shape) if input_shape else None, weights=weights,
         iterations=_positive_int("--iterations", iterations),
         batch_size=_positive_int("--batch-size", batch_size), lr=_positive_float("--lr", lr),
-        optimizer=optimizer, holdout=holdout, device_name=device_name, progress=show)
+        optimizer=optimizer, holdout=holdout, device_name=device_name, device=device,
+        calibration=calibration, progress=show)
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if log:
@@ -143,6 +150,18 @@ def _positive_float(flag: str, text: str) -> float:
     return value
 
 
+def _predicted_phases(pred: dict, measured: dict) -> str:
+    if pred["phases"] is None:
+        return "predicted    n/a (no device model: --device or --calibration)"
+    p = pred["phases"]
+    total = sum(measured[key] for key in ("load_s", "fisher_s", "plan_s", "train_s"))
+    error = f" ({100 * (pred['total_s'] - total) / total:+.1f}% vs measured)" if total else ""
+    energy = "" if pred["energy_j"] is None else f", {pred['energy_j']:.2f} J"
+    return (f"predicted    load {p['load_s']:.3f} s, fisher {p['fisher_s']:.3f} s, plan "
+            f"{p['plan_s']:.3f} s, train {p['train_s']:.3f} s = {pred['total_s']:.3f} s"
+            f"{error}{energy} ({pred['calibration']})")
+
+
 def render_train(d: dict) -> str:
     """A run for people: what was trained, then measured beside predicted."""
     pol, run, got, pred = d["policy"], d["run"], d["measured"], d["predicted"]
@@ -166,6 +185,7 @@ def render_train(d: dict) -> str:
         f"phases       load {phases['load_s']:.3f} s, fisher {phases['fisher_s']:.3f} s, "
         f"plan {phases['plan_s']:.3f} s, train {phases['train_s']:.3f} s "
         f"({got['iteration_s']:.4f} s per iteration)",
+        _predicted_phases(pred, phases),
         f"saved        {got['saved_bytes']:,} B measured, {pred['saved_bytes']:,} B predicted "
         f"(pytorch){pct(got['saved_bytes'], pred['saved_bytes'])}",
         f"memory       peak RSS {got['peak_rss_bytes']:,} B (process); predicted training "
