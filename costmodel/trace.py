@@ -9,15 +9,27 @@ called between modules (``+``, ``torch.cat``, ``flatten`` …). The graph says w
 
 The forward pass runs in eval mode under ``torch.no_grad`` (shapes do not depend on the mode,
 and eval mode keeps BatchNorm valid for 1×1 maps); each module's mode is restored afterwards.
+
+Shapes without values. From ``META_INPUT_ELEMENTS`` input elements on (batch 100 of 128×128
+images) the pass first runs on the ``meta`` device: the input and, for the duration of the pass,
+every parameter and buffer are meta tensors, which carry shape, dtype, strides and storage
+identity but no data, so tracing a large batch allocates next to nothing. A model that needs
+real values fails on meta (``if x.sum() > 0``, ``.item()``, a CPU tensor made inside forward,
+lazy modules) and so does one whose saved tensors are measured on real values (einsum,
+recurrent layers: `opinfo.measure_saved`); both are traced again on a real zero input. Storage
+identity on meta is the storage object's (`opinfo.storage_key`): every meta data pointer is 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import math
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
+from torch.nn.parameter import is_lazy
 from torch.overrides import TorchFunctionMode
 
 from .errors import TraceError
@@ -25,7 +37,7 @@ from .graph import MAC_KINDS, LayerGraph, OpNode
 from .blocks import BlockFinder, compile_block_pattern
 from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS, function_name
 from .opinfo import (call_attrs, einsum_index_sizes, functional_params, is_param_slot,
-                     matmul_operand_copies, measure_saved)
+                     matmul_operand_copies, measure_saved, storage_key)
 from .rules import REGISTRY, Registry
 from .specs import check_input_size
 
@@ -45,7 +57,6 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
     block_pattern = compile_block_pattern(blocks)
     registry = rules if isinstance(rules, Registry) else REGISTRY.with_rules(rules)
     input_shape = check_input_size(tuple(int(d) for d in input_shape))
-    x = _zero_input(input_shape, model_name)
     modes = {m: m.training for m in model.modules()}
     model.eval()
     fallback = None
@@ -53,8 +64,9 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
         if tracer in ("auto", "fx"):
             try:
                 gm = _symbolic_trace(model, registry)
-                return _FxGraphBuilder(model, gm, model_name, input_shape, registry,
-                                       block_pattern).build(x)
+                return _build(lambda: _FxGraphBuilder(model, gm, model_name, input_shape, registry,
+                                                      block_pattern), [model, gm], model_name,
+                              input_shape)
             except Exception as exc:  # fx raises many types for untraceable Python
                 if tracer == "fx":
                     if isinstance(exc, TraceError):
@@ -62,8 +74,8 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
                     raise TraceError(f"torch.fx cannot trace {model_name}: {_one_line(exc)}") from None
                 fallback = (f"torch.fx could not trace {model_name} ({_one_line(exc)}); "
                             "traced with the hooks tracer instead")
-        graph = _HookGraphBuilder(model, model_name, input_shape, registry,
-                                  block_pattern).build(x)
+        graph = _build(lambda: _HookGraphBuilder(model, model_name, input_shape, registry,
+                                                 block_pattern), [model], model_name, input_shape)
         if fallback:
             graph.warnings.append(fallback)
         return graph
@@ -100,6 +112,60 @@ def _symbolic_trace(model: nn.Module, registry: Registry) -> fx.GraphModule:
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
 
 
+# From this input size on, the pass runs on meta tensors first. Meta kernels dispatch through
+# Python (slower than a real batch-1 pass of small convolutions), so small inputs, where the real
+# pass costs little memory anyway, run for real. Either way the graph is the same (tested).
+META_INPUT_ELEMENTS = 1 << 20
+
+
+class _NeedsRealValues(Exception):
+    """The meta pass cannot finish this graph: some quantity is measured on real values."""
+
+
+def _build(make_builder, roots, model_name: str, input_shape) -> LayerGraph:
+    """The graph from a meta pass when the input is large and the model allows it, else (or
+    when the meta pass fails for any reason) from a pass on a real zero input."""
+    if math.prod(input_shape) >= META_INPUT_ELEMENTS and _meta_capable(roots[0]):
+        try:
+            with _parameters_on_meta(roots):
+                return make_builder().build(torch.zeros(input_shape, device="meta"))
+        except Exception:  # the model needs real values: traced on a real input below
+            pass
+    return make_builder().build(_zero_input(input_shape, model_name))
+
+
+def _meta_capable(model: nn.Module) -> bool:
+    """Lazy modules initialise their parameters on the first call: that must be a real one."""
+    return not any(is_lazy(t) for t in list(model.parameters()) + list(model.buffers()))
+
+
+@contextlib.contextmanager
+def _parameters_on_meta(roots):
+    """Every parameter and buffer of `roots` replaced by a meta tensor of the same shape, dtype
+    and strides (one per original tensor, so tied weights stay tied), restored afterwards."""
+    replaced: dict[int, torch.Tensor] = {}
+    saved = []
+    modules = {id(m): m for root in roots for m in root.modules()}
+    try:
+        for module in modules.values():
+            for table in (module._parameters, module._buffers):
+                for key, tensor in list(table.items()):
+                    if tensor is None:
+                        continue
+                    if id(tensor) not in replaced:
+                        meta = torch.empty_strided(tensor.shape, tensor.stride(),
+                                                   dtype=tensor.dtype, device="meta")
+                        if isinstance(tensor, nn.Parameter):
+                            meta = nn.Parameter(meta, requires_grad=tensor.requires_grad)
+                        replaced[id(tensor)] = meta
+                    saved.append((table, key, tensor))
+                    table[key] = replaced[id(tensor)]
+        yield
+    finally:
+        for table, key, tensor in saved:
+            table[key] = tensor
+
+
 def _zero_input(input_shape, model_name: str) -> torch.Tensor:
     try:
         return torch.zeros(input_shape)
@@ -117,7 +183,7 @@ def _run(fn, model_name, input_shape):
     try:
         with torch.no_grad():
             return fn()
-    except TraceError:
+    except (TraceError, _RecordingFailed):
         raise
     except Exception as exc:
         raise TraceError(f"{model_name} fails on an input of shape {list(input_shape)}: "
@@ -203,9 +269,9 @@ class _Builder:
             out_shape, dtype_bytes = (), 4
         else:
             out_shape, dtype_bytes = tuple(out.shape), out.element_size()
-            ptr = out.untyped_storage().data_ptr()
+            key = storage_key(out)
             for i, t in enumerate(in_tensors):
-                if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() == ptr:
+                if isinstance(t, torch.Tensor) and storage_key(t) == key:
                     attrs["aliases_input"] = i  # a view, or written in place
                     break
         if any(isinstance(t, torch.Tensor) and not t.is_contiguous() for t in in_tensors):
@@ -229,6 +295,9 @@ class _Builder:
         self.order.append(name)
 
     def finish(self, tracer_name: str, output_names) -> LayerGraph:
+        if any(t.is_meta for _, _, tensors, _ in self.probes for t in tensors
+               if isinstance(t, torch.Tensor)):
+            raise _NeedsRealValues("saved tensors are measured on real values")
         for name, fn, tensors, module in self.probes:
             self.nodes[name].attrs["measured_saved"] = measure_saved(fn, tensors, module)
         unknown = [f"{n.name} ({n.op})" for n in self.nodes.values() if n.kind == "unknown"]
@@ -287,81 +356,88 @@ class _FxGraphBuilder(_Builder):
         self.gm = gm
 
     def build(self, x) -> LayerGraph:
-        values: dict[fx.Node, object] = {}
-        names: dict[fx.Node, str] = {}  # fx node -> graph node name (tensor-producing nodes only)
-        module_calls: dict[str, int] = {}
+        self.x = x
+        self.values: dict[fx.Node, object] = {}  # values still to be read by a later node
+        self.names: dict[fx.Node, str] = {}  # fx node -> graph node name (tensor-producing nodes)
+        self.module_calls: dict[str, int] = {}
+        self.outputs: list[str] = []
         # The input, then one placeholder per optional argument fixed to its default.
-        placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
-        interp = _RecordingInterpreter(self.gm, values)
-        _run(lambda: interp.run(x, *[_default_of(p) for p in placeholders[1:]]),
-             self.model_name, self.input_shape)
-        outputs = []
-        for node in self.gm.graph.nodes:
-            out = values.get(node)
-            if node.op == "placeholder":
-                if node is placeholders[0]:
-                    self.nodes["x"] = OpNode("x", "input", "input", None, "", [], [],
-                                             tuple(x.shape), x.element_size())
-                    self.order.append("x")
-                    names[node] = "x"
-                continue
-            if node.op == "output":
-                outputs = [names[a] for a in _flat_nodes(node.args) if a in names]
-                continue
-            if node.op == "get_attr":
-                if isinstance(out, nn.Parameter) and not _only_param_slots(node):
-                    names[node] = self.add_parameter(out, out)
-                continue
-            tensor_args = [a for a in node.all_input_nodes
-                           if a in names and _holds_tensor(values.get(a))]
-            if not _holds_tensor(out):
-                continue  # shapes, sizes, getattr of non-tensors: not tensor operators
-            attrs: dict = {}
-            tensors = [values[a] for a in tensor_args]
-            if node.op == "call_module":
-                module = self.gm.get_submodule(node.target)
-                kind, op = self.registry.module_kind(module), type(module).__name__
-                path = scope = owner = str(node.target)
-                count = module_calls.get(path, 0)
-                module_calls[path] = count + 1
-                name = path if count == 0 else f"{path}#{count + 1}"
-                params = module_params(module)
-                attrs = module_attrs(module)
-                attrs["param_names"] = param_names_of(module, path)
-                if count:
-                    attrs["repeat_call"] = True  # shared weights: parameters counted once
-                if kind == "unknown" and any(True for _ in module.parameters()):
-                    attrs["has_params"] = True
-                if kind == "rnn":
-                    self.probes.append((name, _call_module, [_first_tensor(t) for t in tensors[:1]],
-                                        module))
-            else:
-                kind, op = self.registry.function_kind(node.target), function_name(node.target)
-                if node.target is getattr:
-                    kind = TENSOR_ATTRIBUTE_KINDS.get(node.args[1], "unknown")
-                    op = f"getattr {node.args[1]}"
-                stack = node.meta.get("nn_module_stack") or {}
-                scope = list(stack.values())[-1][0] if stack else ""
-                scope = scope if isinstance(scope, str) else ""
-                name = node.name
-                args = fx.node.map_arg(node.args, lambda a: values.get(a))
-                kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
-                params, owner = self.call_details(kind, node.target, args, kwargs, tensors, out,
-                                                  attrs, name)
-                if owner is not None:
-                    name, repeat = self.node_name(owner)
-                    if repeat:
-                        attrs["repeat_call"] = True
-                if node.op == "call_method" and node.target in INPLACE_METHODS \
-                        or node.op == "call_function" and node.target in INPLACE_FUNCTIONS:
-                    attrs["inplace"] = True
-                if kind == "hardtanh" and op.startswith("clamp"):
-                    attrs["clamp_args"] = [a for a in node.args[1:] if isinstance(a, (int, float))]
-            self.add(name, kind, op, owner if node.op == "call_module" or
-                     attrs.get("param_names") else None, scope,
-                     [names[a] for a in tensor_args], tensors, out, params, attrs)
-            names[node] = name
-        return self.finish("fx", outputs)
+        self.placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
+        interp = _RecordingInterpreter(self.gm, self.values, self.record)
+        try:
+            _run(lambda: interp.run(x, *[_default_of(p) for p in self.placeholders[1:]]),
+                 self.model_name, self.input_shape)
+        except _RecordingFailed as failed:  # ttplan's own error, not the model's
+            raise failed.original from None
+        return self.finish("fx", self.outputs)
+
+    def record(self, node: fx.Node, out) -> None:
+        """Turn one fx node, just run with output `out`, into an OpNode (or nothing)."""
+        x, values, names = self.x, self.values, self.names
+        module_calls, placeholders = self.module_calls, self.placeholders
+        if node.op == "placeholder":
+            if node is placeholders[0]:
+                self.nodes["x"] = OpNode("x", "input", "input", None, "", [], [],
+                                         tuple(x.shape), x.element_size())
+                self.order.append("x")
+                names[node] = "x"
+            return
+        if node.op == "output":
+            self.outputs = [names[a] for a in _flat_nodes(node.args) if a in names]
+            return
+        if node.op == "get_attr":
+            if isinstance(out, nn.Parameter) and not _only_param_slots(node):
+                names[node] = self.add_parameter(out, out)
+            return
+        tensor_args = [a for a in node.all_input_nodes
+                       if a in names and _holds_tensor(values.get(a))]
+        if not _holds_tensor(out):
+            return  # shapes, sizes, getattr of non-tensors: not tensor operators
+        attrs: dict = {}
+        tensors = [values[a] for a in tensor_args]
+        if node.op == "call_module":
+            module = self.gm.get_submodule(node.target)
+            kind, op = self.registry.module_kind(module), type(module).__name__
+            path = scope = owner = str(node.target)
+            count = module_calls.get(path, 0)
+            module_calls[path] = count + 1
+            name = path if count == 0 else f"{path}#{count + 1}"
+            params = module_params(module)
+            attrs = module_attrs(module)
+            attrs["param_names"] = param_names_of(module, path)
+            if count:
+                attrs["repeat_call"] = True  # shared weights: parameters counted once
+            if kind == "unknown" and any(True for _ in module.parameters()):
+                attrs["has_params"] = True
+            if kind == "rnn":
+                self.probes.append((name, _call_module, [_first_tensor(t) for t in tensors[:1]],
+                                    module))
+        else:
+            kind, op = self.registry.function_kind(node.target), function_name(node.target)
+            if node.target is getattr:
+                kind = TENSOR_ATTRIBUTE_KINDS.get(node.args[1], "unknown")
+                op = f"getattr {node.args[1]}"
+            stack = node.meta.get("nn_module_stack") or {}
+            scope = list(stack.values())[-1][0] if stack else ""
+            scope = scope if isinstance(scope, str) else ""
+            name = node.name
+            args = fx.node.map_arg(node.args, lambda a: values.get(a))
+            kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
+            params, owner = self.call_details(kind, node.target, args, kwargs, tensors, out,
+                                              attrs, name)
+            if owner is not None:
+                name, repeat = self.node_name(owner)
+                if repeat:
+                    attrs["repeat_call"] = True
+            if node.op == "call_method" and node.target in INPLACE_METHODS \
+                    or node.op == "call_function" and node.target in INPLACE_FUNCTIONS:
+                attrs["inplace"] = True
+            if kind == "hardtanh" and op.startswith("clamp"):
+                attrs["clamp_args"] = [a for a in node.args[1:] if isinstance(a, (int, float))]
+        self.add(name, kind, op, owner if node.op == "call_module" or
+                 attrs.get("param_names") else None, scope,
+                 [names[a] for a in tensor_args], tensors, out, params, attrs)
+        names[node] = name
 
 
 def _default_of(placeholder: fx.Node):
@@ -398,16 +474,41 @@ def _call_module(module, *tensors):
 
 
 class _RecordingInterpreter(fx.Interpreter):
-    """Runs the traced graph and keeps every node's value, for shapes and storage aliasing."""
+    """Runs the traced graph, hands every node's value to `record` as soon as it is computed,
+    and keeps it (for the nodes reading it: shapes, storage aliasing, parameters) only until its
+    last reader has run, so intermediates are freed as the model's own forward would free them."""
 
-    def __init__(self, gm, values):
+    def __init__(self, gm, values, record):
         super().__init__(gm)
         self.values = values
+        self.record = record
+        self.dies_after: dict[fx.Node, list[fx.Node]] = {}
+        last_reader: dict[fx.Node, fx.Node] = {}
+        for node in gm.graph.nodes:
+            last_reader[node] = node  # a value nothing reads dies after its own recording
+            for source in node.all_input_nodes:
+                last_reader[source] = node
+        for node, reader in last_reader.items():
+            self.dies_after.setdefault(reader, []).append(node)
 
     def run_node(self, n):
         result = super().run_node(n)
         self.values[n] = result
+        try:
+            self.record(n, result)
+        except Exception as exc:
+            raise _RecordingFailed(exc) from exc
+        for dead in self.dies_after.get(n, ()):
+            self.values.pop(dead, None)
         return result
+
+
+class _RecordingFailed(Exception):
+    """Recording a node (ttplan's code, not the model's) raised `original`."""
+
+    def __init__(self, original: BaseException):
+        super().__init__(str(original))
+        self.original = original
 
 
 class _HookGraphBuilder(_Builder):
