@@ -134,15 +134,8 @@ def matmul_operand_copies(a: torch.Tensor, b: torch.Tensor) -> list[int]:
                                        b.shape[:-2])
         folded = [t.expand(batch + t.shape[-2:]).reshape(-1, *t.shape[-2:])
                   if t.dim() >= 2 else t for t in (a, b)]
-    return [0 if storage_key(f) == storage_key(t)
+    return [0 if f.untyped_storage().data_ptr() == t.untyped_storage().data_ptr()
             else f.numel() * f.element_size() for f, t in zip(folded, (a, b))]
-
-
-def storage_key(t: torch.Tensor) -> int:
-    """Identity of the memory a tensor reads: views and in-place results share it. A real
-    tensor's data pointer; a meta tensor has none (every pointer is 0), so its storage object."""
-    storage = t.untyped_storage()
-    return storage._cdata if t.is_meta else storage.data_ptr()
 
 
 def einsum_index_sizes(equation: str, operands) -> dict[str, int]:

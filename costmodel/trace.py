@@ -10,26 +10,21 @@ called between modules (``+``, ``torch.cat``, ``flatten`` …). The graph says w
 The forward pass runs in eval mode under ``torch.no_grad`` (shapes do not depend on the mode,
 and eval mode keeps BatchNorm valid for 1×1 maps); each module's mode is restored afterwards.
 
-Shapes without values. From ``META_INPUT_ELEMENTS`` input elements on (batch 100 of 128×128
-images) the pass first runs on the ``meta`` device: the input and, for the duration of the pass,
-every parameter and buffer are meta tensors, which carry shape, dtype, strides and storage
-identity but no data, so tracing a large batch allocates next to nothing. A model that needs
-real values fails on meta (``if x.sum() > 0``, ``.item()``, a CPU tensor made inside forward,
-lazy modules) and so does one whose saved tensors are measured on real values (einsum,
-recurrent layers: `opinfo.measure_saved`); both are traced again on a real zero input. Storage
-identity on meta is the storage object's (`opinfo.storage_key`): every meta data pointer is 0.
+Memory. The fx path records each node as soon as it has run and drops its value after the
+node's last reader, and the hooks path knows tensors by weak reference only, so tracing holds
+about what the model's own forward holds (batch 100 costs little more than batch 1). Shapes are not taken from ``meta`` tensors: their kernels
+do not always give the strides the CPU kernels give (scaled_dot_product_attention's output,
+layer norm after a permute), and strides decide views, copies and so the pytorch convention.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import math
+import weakref
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
-from torch.nn.parameter import is_lazy
 from torch.overrides import TorchFunctionMode
 
 from .errors import TraceError
@@ -37,7 +32,7 @@ from .graph import MAC_KINDS, LayerGraph, OpNode
 from .blocks import BlockFinder, compile_block_pattern
 from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS, function_name
 from .opinfo import (call_attrs, einsum_index_sizes, functional_params, is_param_slot,
-                     matmul_operand_copies, measure_saved, storage_key)
+                     matmul_operand_copies, measure_saved)
 from .rules import REGISTRY, Registry
 from .specs import check_input_size
 
@@ -64,9 +59,8 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
         if tracer in ("auto", "fx"):
             try:
                 gm = _symbolic_trace(model, registry)
-                return _build(lambda: _FxGraphBuilder(model, gm, model_name, input_shape, registry,
-                                                      block_pattern), [model, gm], model_name,
-                              input_shape)
+                return _FxGraphBuilder(model, gm, model_name, input_shape, registry,
+                                       block_pattern).build(_zero_input(input_shape, model_name))
             except Exception as exc:  # fx raises many types for untraceable Python
                 if tracer == "fx":
                     if isinstance(exc, TraceError):
@@ -74,8 +68,8 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
                     raise TraceError(f"torch.fx cannot trace {model_name}: {_one_line(exc)}") from None
                 fallback = (f"torch.fx could not trace {model_name} ({_one_line(exc)}); "
                             "traced with the hooks tracer instead")
-        graph = _build(lambda: _HookGraphBuilder(model, model_name, input_shape, registry,
-                                                 block_pattern), [model], model_name, input_shape)
+        graph = _HookGraphBuilder(model, model_name, input_shape, registry,
+                                  block_pattern).build(_zero_input(input_shape, model_name))
         if fallback:
             graph.warnings.append(fallback)
         return graph
@@ -110,60 +104,6 @@ def _symbolic_trace(model: nn.Module, registry: Registry) -> fx.GraphModule:
                          "ttplan costs models with one input tensor")
     graph = tracer.trace(model, concrete_args=defaults or None)
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
-
-
-# From this input size on, the pass runs on meta tensors first. Meta kernels dispatch through
-# Python (slower than a real batch-1 pass of small convolutions), so small inputs, where the real
-# pass costs little memory anyway, run for real. Either way the graph is the same (tested).
-META_INPUT_ELEMENTS = 1 << 20
-
-
-class _NeedsRealValues(Exception):
-    """The meta pass cannot finish this graph: some quantity is measured on real values."""
-
-
-def _build(make_builder, roots, model_name: str, input_shape) -> LayerGraph:
-    """The graph from a meta pass when the input is large and the model allows it, else (or
-    when the meta pass fails for any reason) from a pass on a real zero input."""
-    if math.prod(input_shape) >= META_INPUT_ELEMENTS and _meta_capable(roots[0]):
-        try:
-            with _parameters_on_meta(roots):
-                return make_builder().build(torch.zeros(input_shape, device="meta"))
-        except Exception:  # the model needs real values: traced on a real input below
-            pass
-    return make_builder().build(_zero_input(input_shape, model_name))
-
-
-def _meta_capable(model: nn.Module) -> bool:
-    """Lazy modules initialise their parameters on the first call: that must be a real one."""
-    return not any(is_lazy(t) for t in list(model.parameters()) + list(model.buffers()))
-
-
-@contextlib.contextmanager
-def _parameters_on_meta(roots):
-    """Every parameter and buffer of `roots` replaced by a meta tensor of the same shape, dtype
-    and strides (one per original tensor, so tied weights stay tied), restored afterwards."""
-    replaced: dict[int, torch.Tensor] = {}
-    saved = []
-    modules = {id(m): m for root in roots for m in root.modules()}
-    try:
-        for module in modules.values():
-            for table in (module._parameters, module._buffers):
-                for key, tensor in list(table.items()):
-                    if tensor is None:
-                        continue
-                    if id(tensor) not in replaced:
-                        meta = torch.empty_strided(tensor.shape, tensor.stride(),
-                                                   dtype=tensor.dtype, device="meta")
-                        if isinstance(tensor, nn.Parameter):
-                            meta = nn.Parameter(meta, requires_grad=tensor.requires_grad)
-                        replaced[id(tensor)] = meta
-                    saved.append((table, key, tensor))
-                    table[key] = replaced[id(tensor)]
-        yield
-    finally:
-        for table, key, tensor in saved:
-            table[key] = tensor
 
 
 def _zero_input(input_shape, model_name: str) -> torch.Tensor:
@@ -269,9 +209,9 @@ class _Builder:
             out_shape, dtype_bytes = (), 4
         else:
             out_shape, dtype_bytes = tuple(out.shape), out.element_size()
-            key = storage_key(out)
+            ptr = out.untyped_storage().data_ptr()
             for i, t in enumerate(in_tensors):
-                if isinstance(t, torch.Tensor) and storage_key(t) == key:
+                if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() == ptr:
                     attrs["aliases_input"] = i  # a view, or written in place
                     break
         if any(isinstance(t, torch.Tensor) and not t.is_contiguous() for t in in_tensors):
@@ -295,9 +235,6 @@ class _Builder:
         self.order.append(name)
 
     def finish(self, tracer_name: str, output_names) -> LayerGraph:
-        if any(t.is_meta for _, _, tensors, _ in self.probes for t in tensors
-               if isinstance(t, torch.Tensor)):
-            raise _NeedsRealValues("saved tensors are measured on real values")
         for name, fn, tensors, module in self.probes:
             self.nodes[name].attrs["measured_saved"] = measure_saved(fn, tensors, module)
         unknown = [f"{n.name} ({n.op})" for n in self.nodes.values() if n.kind == "unknown"]
@@ -515,8 +452,8 @@ class _HookGraphBuilder(_Builder):
     """Fallback: module hooks for modules, a TorchFunctionMode for functions between them."""
 
     def build(self, x) -> LayerGraph:
-        producer: dict[int, str] = {id(x): "x"}
-        keep_alive = [x]  # ids of tensors stay unique only while the tensors live
+        producer = _Producers()
+        producer[x] = "x"
         self.nodes["x"] = OpNode("x", "input", "input", None, "", [], [], tuple(x.shape),
                                  x.element_size())
         self.order.append("x")
@@ -527,29 +464,27 @@ class _HookGraphBuilder(_Builder):
         builder = self
 
         def produced(t) -> bool:
-            if id(t) in producer:
+            if t in producer:
                 return True
             if isinstance(t, nn.Parameter) and id(t) in builder.param_names:
-                producer[id(t)] = builder.add_parameter(t, t)  # a free parameter, first use
+                producer[t] = builder.add_parameter(t, t)  # a free parameter, first use
                 return True
             return False
 
         def record(name, kind, op, module_path, scope, args, out, params, attrs, skip=()):
             tensors = [a for a in _flat(args) if isinstance(a, torch.Tensor)
                        and all(a is not s for s in skip) and produced(a)]
-            builder.add(name, kind, op, module_path, scope, [producer[id(t)] for t in tensors],
+            builder.add(name, kind, op, module_path, scope, [producer[t] for t in tensors],
                         tensors, out, params, attrs)
             outs = [t for t in _flat(out) if isinstance(t, torch.Tensor)]
             if isinstance(out, (tuple, list)) and outs:
                 for i, t in enumerate(outs):  # each output of a tuple on its own
                     builder.add(f"{name}.{i}", "getitem", "getitem", None, scope, [name], [outs[0]],
                                 t, (None, None, []), {})
-                    producer[id(t)] = f"{name}.{i}"
-                    keep_alive.append(t)
+                    producer[t] = f"{name}.{i}"
                 return tensors
             for t in outs:
-                producer[id(t)] = name
-                keep_alive.append(t)
+                producer[t] = name
             return tensors
 
         def pre_hook(module, args):
@@ -590,7 +525,7 @@ class _HookGraphBuilder(_Builder):
                            and all(a is not p for p in slots)]
                 if not any([produced(a) for a in tensors]):  # registers free parameters
                     return out
-                tensors = [a for a in tensors if id(a) in producer]
+                tensors = [a for a in tensors if a in producer]
                 name_ = getattr(func, "__name__", str(func))
                 kind = builder.registry.function_kind(func)
                 if name_ == "__get__":  # a tensor property: x.T, x.mT (x.shape is not one)
@@ -626,9 +561,28 @@ class _HookGraphBuilder(_Builder):
         finally:
             for h in handles:
                 h.remove()
-        outputs = [producer[id(t)] for t in _flat(out)
-                   if isinstance(t, torch.Tensor) and id(t) in producer]
+        outputs = [producer[t] for t in _flat(out)
+                   if isinstance(t, torch.Tensor) and t in producer]
         return self.finish("hooks", outputs)
+
+
+class _Producers:
+    """Which graph node made each live tensor, without keeping the tensor alive (so the hooks
+    path frees intermediates as the forward drops them). An id is reused once its tensor
+    dies, so an entry counts only while its weak reference still points at the tensor."""
+
+    def __init__(self):
+        self._by_id: dict[int, tuple[str, weakref.ref]] = {}
+
+    def __setitem__(self, tensor: torch.Tensor, name: str) -> None:
+        self._by_id[id(tensor)] = (name, weakref.ref(tensor))
+
+    def __contains__(self, tensor) -> bool:
+        entry = self._by_id.get(id(tensor))
+        return entry is not None and entry[1]() is tensor
+
+    def __getitem__(self, tensor: torch.Tensor) -> str:
+        return self._by_id[id(tensor)][0]
 
 
 def _first_tensor(value):
