@@ -11,8 +11,8 @@ leak into the next), and its peak resident set is the child's `ru_maxrss` from
    --input-size x --input-size images): peak RSS and the ratio to the smallest N. The samples
    are generated and read one batch at a time, so the ratio should stay near 1 (target < 2).
 2. `profile MODEL --batch-size B` for each B (default 1 and 100, 128x128): peak RSS and the
-   ratio to the smallest B. A large input is traced on meta tensors (batch 1 runs for real,
-   which is faster), so the ratio stays well under the target of 2.
+   ratio to the smallest B. Tracing drops each intermediate after its last reader, as the
+   forward itself does, so the ratio stays well under the target of 2.
 
 Both run with OMP_NUM_THREADS=1; times are printed for orientation only.
 """

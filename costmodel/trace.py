@@ -9,11 +9,18 @@ called between modules (``+``, ``torch.cat``, ``flatten`` …). The graph says w
 
 The forward pass runs in eval mode under ``torch.no_grad`` (shapes do not depend on the mode,
 and eval mode keeps BatchNorm valid for 1×1 maps); each module's mode is restored afterwards.
+
+Memory. The fx path records each node as soon as it has run and drops its value after the
+node's last reader, and the hooks path knows tensors by weak reference only, so tracing holds
+about what the model's own forward holds (batch 100 costs little more than batch 1). Shapes are not taken from ``meta`` tensors: their kernels
+do not always give the strides the CPU kernels give (scaled_dot_product_attention's output,
+layer norm after a permute), and strides decide views, copies and so the pytorch convention.
 """
 
 from __future__ import annotations
 
 import inspect
+import weakref
 
 import torch
 import torch.fx as fx
@@ -45,7 +52,6 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
     block_pattern = compile_block_pattern(blocks)
     registry = rules if isinstance(rules, Registry) else REGISTRY.with_rules(rules)
     input_shape = check_input_size(tuple(int(d) for d in input_shape))
-    x = _zero_input(input_shape, model_name)
     modes = {m: m.training for m in model.modules()}
     model.eval()
     fallback = None
@@ -54,7 +60,7 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
             try:
                 gm = _symbolic_trace(model, registry)
                 return _FxGraphBuilder(model, gm, model_name, input_shape, registry,
-                                       block_pattern).build(x)
+                                       block_pattern).build(_zero_input(input_shape, model_name))
             except Exception as exc:  # fx raises many types for untraceable Python
                 if tracer == "fx":
                     if isinstance(exc, TraceError):
@@ -63,7 +69,7 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
                 fallback = (f"torch.fx could not trace {model_name} ({_one_line(exc)}); "
                             "traced with the hooks tracer instead")
         graph = _HookGraphBuilder(model, model_name, input_shape, registry,
-                                  block_pattern).build(x)
+                                  block_pattern).build(_zero_input(input_shape, model_name))
         if fallback:
             graph.warnings.append(fallback)
         return graph
@@ -117,7 +123,7 @@ def _run(fn, model_name, input_shape):
     try:
         with torch.no_grad():
             return fn()
-    except TraceError:
+    except (TraceError, _RecordingFailed):
         raise
     except Exception as exc:
         raise TraceError(f"{model_name} fails on an input of shape {list(input_shape)}: "
@@ -287,81 +293,88 @@ class _FxGraphBuilder(_Builder):
         self.gm = gm
 
     def build(self, x) -> LayerGraph:
-        values: dict[fx.Node, object] = {}
-        names: dict[fx.Node, str] = {}  # fx node -> graph node name (tensor-producing nodes only)
-        module_calls: dict[str, int] = {}
+        self.x = x
+        self.values: dict[fx.Node, object] = {}  # values still to be read by a later node
+        self.names: dict[fx.Node, str] = {}  # fx node -> graph node name (tensor-producing nodes)
+        self.module_calls: dict[str, int] = {}
+        self.outputs: list[str] = []
         # The input, then one placeholder per optional argument fixed to its default.
-        placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
-        interp = _RecordingInterpreter(self.gm, values)
-        _run(lambda: interp.run(x, *[_default_of(p) for p in placeholders[1:]]),
-             self.model_name, self.input_shape)
-        outputs = []
-        for node in self.gm.graph.nodes:
-            out = values.get(node)
-            if node.op == "placeholder":
-                if node is placeholders[0]:
-                    self.nodes["x"] = OpNode("x", "input", "input", None, "", [], [],
-                                             tuple(x.shape), x.element_size())
-                    self.order.append("x")
-                    names[node] = "x"
-                continue
-            if node.op == "output":
-                outputs = [names[a] for a in _flat_nodes(node.args) if a in names]
-                continue
-            if node.op == "get_attr":
-                if isinstance(out, nn.Parameter) and not _only_param_slots(node):
-                    names[node] = self.add_parameter(out, out)
-                continue
-            tensor_args = [a for a in node.all_input_nodes
-                           if a in names and _holds_tensor(values.get(a))]
-            if not _holds_tensor(out):
-                continue  # shapes, sizes, getattr of non-tensors: not tensor operators
-            attrs: dict = {}
-            tensors = [values[a] for a in tensor_args]
-            if node.op == "call_module":
-                module = self.gm.get_submodule(node.target)
-                kind, op = self.registry.module_kind(module), type(module).__name__
-                path = scope = owner = str(node.target)
-                count = module_calls.get(path, 0)
-                module_calls[path] = count + 1
-                name = path if count == 0 else f"{path}#{count + 1}"
-                params = module_params(module)
-                attrs = module_attrs(module)
-                attrs["param_names"] = param_names_of(module, path)
-                if count:
-                    attrs["repeat_call"] = True  # shared weights: parameters counted once
-                if kind == "unknown" and any(True for _ in module.parameters()):
-                    attrs["has_params"] = True
-                if kind == "rnn":
-                    self.probes.append((name, _call_module, [_first_tensor(t) for t in tensors[:1]],
-                                        module))
-            else:
-                kind, op = self.registry.function_kind(node.target), function_name(node.target)
-                if node.target is getattr:
-                    kind = TENSOR_ATTRIBUTE_KINDS.get(node.args[1], "unknown")
-                    op = f"getattr {node.args[1]}"
-                stack = node.meta.get("nn_module_stack") or {}
-                scope = list(stack.values())[-1][0] if stack else ""
-                scope = scope if isinstance(scope, str) else ""
-                name = node.name
-                args = fx.node.map_arg(node.args, lambda a: values.get(a))
-                kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
-                params, owner = self.call_details(kind, node.target, args, kwargs, tensors, out,
-                                                  attrs, name)
-                if owner is not None:
-                    name, repeat = self.node_name(owner)
-                    if repeat:
-                        attrs["repeat_call"] = True
-                if node.op == "call_method" and node.target in INPLACE_METHODS \
-                        or node.op == "call_function" and node.target in INPLACE_FUNCTIONS:
-                    attrs["inplace"] = True
-                if kind == "hardtanh" and op.startswith("clamp"):
-                    attrs["clamp_args"] = [a for a in node.args[1:] if isinstance(a, (int, float))]
-            self.add(name, kind, op, owner if node.op == "call_module" or
-                     attrs.get("param_names") else None, scope,
-                     [names[a] for a in tensor_args], tensors, out, params, attrs)
-            names[node] = name
-        return self.finish("fx", outputs)
+        self.placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
+        interp = _RecordingInterpreter(self.gm, self.values, self.record)
+        try:
+            _run(lambda: interp.run(x, *[_default_of(p) for p in self.placeholders[1:]]),
+                 self.model_name, self.input_shape)
+        except _RecordingFailed as failed:  # ttplan's own error, not the model's
+            raise failed.original from None
+        return self.finish("fx", self.outputs)
+
+    def record(self, node: fx.Node, out) -> None:
+        """Turn one fx node, just run with output `out`, into an OpNode (or nothing)."""
+        x, values, names = self.x, self.values, self.names
+        module_calls, placeholders = self.module_calls, self.placeholders
+        if node.op == "placeholder":
+            if node is placeholders[0]:
+                self.nodes["x"] = OpNode("x", "input", "input", None, "", [], [],
+                                         tuple(x.shape), x.element_size())
+                self.order.append("x")
+                names[node] = "x"
+            return
+        if node.op == "output":
+            self.outputs = [names[a] for a in _flat_nodes(node.args) if a in names]
+            return
+        if node.op == "get_attr":
+            if isinstance(out, nn.Parameter) and not _only_param_slots(node):
+                names[node] = self.add_parameter(out, out)
+            return
+        tensor_args = [a for a in node.all_input_nodes
+                       if a in names and _holds_tensor(values.get(a))]
+        if not _holds_tensor(out):
+            return  # shapes, sizes, getattr of non-tensors: not tensor operators
+        attrs: dict = {}
+        tensors = [values[a] for a in tensor_args]
+        if node.op == "call_module":
+            module = self.gm.get_submodule(node.target)
+            kind, op = self.registry.module_kind(module), type(module).__name__
+            path = scope = owner = str(node.target)
+            count = module_calls.get(path, 0)
+            module_calls[path] = count + 1
+            name = path if count == 0 else f"{path}#{count + 1}"
+            params = module_params(module)
+            attrs = module_attrs(module)
+            attrs["param_names"] = param_names_of(module, path)
+            if count:
+                attrs["repeat_call"] = True  # shared weights: parameters counted once
+            if kind == "unknown" and any(True for _ in module.parameters()):
+                attrs["has_params"] = True
+            if kind == "rnn":
+                self.probes.append((name, _call_module, [_first_tensor(t) for t in tensors[:1]],
+                                    module))
+        else:
+            kind, op = self.registry.function_kind(node.target), function_name(node.target)
+            if node.target is getattr:
+                kind = TENSOR_ATTRIBUTE_KINDS.get(node.args[1], "unknown")
+                op = f"getattr {node.args[1]}"
+            stack = node.meta.get("nn_module_stack") or {}
+            scope = list(stack.values())[-1][0] if stack else ""
+            scope = scope if isinstance(scope, str) else ""
+            name = node.name
+            args = fx.node.map_arg(node.args, lambda a: values.get(a))
+            kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
+            params, owner = self.call_details(kind, node.target, args, kwargs, tensors, out,
+                                              attrs, name)
+            if owner is not None:
+                name, repeat = self.node_name(owner)
+                if repeat:
+                    attrs["repeat_call"] = True
+            if node.op == "call_method" and node.target in INPLACE_METHODS \
+                    or node.op == "call_function" and node.target in INPLACE_FUNCTIONS:
+                attrs["inplace"] = True
+            if kind == "hardtanh" and op.startswith("clamp"):
+                attrs["clamp_args"] = [a for a in node.args[1:] if isinstance(a, (int, float))]
+        self.add(name, kind, op, owner if node.op == "call_module" or
+                 attrs.get("param_names") else None, scope,
+                 [names[a] for a in tensor_args], tensors, out, params, attrs)
+        names[node] = name
 
 
 def _default_of(placeholder: fx.Node):
@@ -398,24 +411,49 @@ def _call_module(module, *tensors):
 
 
 class _RecordingInterpreter(fx.Interpreter):
-    """Runs the traced graph and keeps every node's value, for shapes and storage aliasing."""
+    """Runs the traced graph, hands every node's value to `record` as soon as it is computed,
+    and keeps it (for the nodes reading it: shapes, storage aliasing, parameters) only until its
+    last reader has run, so intermediates are freed as the model's own forward would free them."""
 
-    def __init__(self, gm, values):
+    def __init__(self, gm, values, record):
         super().__init__(gm)
         self.values = values
+        self.record = record
+        self.dies_after: dict[fx.Node, list[fx.Node]] = {}
+        last_reader: dict[fx.Node, fx.Node] = {}
+        for node in gm.graph.nodes:
+            last_reader[node] = node  # a value nothing reads dies after its own recording
+            for source in node.all_input_nodes:
+                last_reader[source] = node
+        for node, reader in last_reader.items():
+            self.dies_after.setdefault(reader, []).append(node)
 
     def run_node(self, n):
         result = super().run_node(n)
         self.values[n] = result
+        try:
+            self.record(n, result)
+        except Exception as exc:
+            raise _RecordingFailed(exc) from exc
+        for dead in self.dies_after.get(n, ()):
+            self.values.pop(dead, None)
         return result
+
+
+class _RecordingFailed(Exception):
+    """Recording a node (ttplan's code, not the model's) raised `original`."""
+
+    def __init__(self, original: BaseException):
+        super().__init__(str(original))
+        self.original = original
 
 
 class _HookGraphBuilder(_Builder):
     """Fallback: module hooks for modules, a TorchFunctionMode for functions between them."""
 
     def build(self, x) -> LayerGraph:
-        producer: dict[int, str] = {id(x): "x"}
-        keep_alive = [x]  # ids of tensors stay unique only while the tensors live
+        producer = _Producers()
+        producer[x] = "x"
         self.nodes["x"] = OpNode("x", "input", "input", None, "", [], [], tuple(x.shape),
                                  x.element_size())
         self.order.append("x")
@@ -426,29 +464,27 @@ class _HookGraphBuilder(_Builder):
         builder = self
 
         def produced(t) -> bool:
-            if id(t) in producer:
+            if t in producer:
                 return True
             if isinstance(t, nn.Parameter) and id(t) in builder.param_names:
-                producer[id(t)] = builder.add_parameter(t, t)  # a free parameter, first use
+                producer[t] = builder.add_parameter(t, t)  # a free parameter, first use
                 return True
             return False
 
         def record(name, kind, op, module_path, scope, args, out, params, attrs, skip=()):
             tensors = [a for a in _flat(args) if isinstance(a, torch.Tensor)
                        and all(a is not s for s in skip) and produced(a)]
-            builder.add(name, kind, op, module_path, scope, [producer[id(t)] for t in tensors],
+            builder.add(name, kind, op, module_path, scope, [producer[t] for t in tensors],
                         tensors, out, params, attrs)
             outs = [t for t in _flat(out) if isinstance(t, torch.Tensor)]
             if isinstance(out, (tuple, list)) and outs:
                 for i, t in enumerate(outs):  # each output of a tuple on its own
                     builder.add(f"{name}.{i}", "getitem", "getitem", None, scope, [name], [outs[0]],
                                 t, (None, None, []), {})
-                    producer[id(t)] = f"{name}.{i}"
-                    keep_alive.append(t)
+                    producer[t] = f"{name}.{i}"
                 return tensors
             for t in outs:
-                producer[id(t)] = name
-                keep_alive.append(t)
+                producer[t] = name
             return tensors
 
         def pre_hook(module, args):
@@ -489,7 +525,7 @@ class _HookGraphBuilder(_Builder):
                            and all(a is not p for p in slots)]
                 if not any([produced(a) for a in tensors]):  # registers free parameters
                     return out
-                tensors = [a for a in tensors if id(a) in producer]
+                tensors = [a for a in tensors if a in producer]
                 name_ = getattr(func, "__name__", str(func))
                 kind = builder.registry.function_kind(func)
                 if name_ == "__get__":  # a tensor property: x.T, x.mT (x.shape is not one)
@@ -525,9 +561,28 @@ class _HookGraphBuilder(_Builder):
         finally:
             for h in handles:
                 h.remove()
-        outputs = [producer[id(t)] for t in _flat(out)
-                   if isinstance(t, torch.Tensor) and id(t) in producer]
+        outputs = [producer[t] for t in _flat(out)
+                   if isinstance(t, torch.Tensor) and t in producer]
         return self.finish("hooks", outputs)
+
+
+class _Producers:
+    """Which graph node made each live tensor, without keeping the tensor alive (so the hooks
+    path frees intermediates as the forward drops them). An id is reused once its tensor
+    dies, so an entry counts only while its weak reference still points at the tensor."""
+
+    def __init__(self):
+        self._by_id: dict[int, tuple[str, weakref.ref]] = {}
+
+    def __setitem__(self, tensor: torch.Tensor, name: str) -> None:
+        self._by_id[id(tensor)] = (name, weakref.ref(tensor))
+
+    def __contains__(self, tensor) -> bool:
+        entry = self._by_id.get(id(tensor))
+        return entry is not None and entry[1]() is tensor
+
+    def __getitem__(self, tensor: torch.Tensor) -> str:
+        return self._by_id[id(tensor)][0]
 
 
 def _first_tensor(value):

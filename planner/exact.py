@@ -297,7 +297,7 @@ def _solve_depth(model: AdditiveModel, layers: list[Candidate], budget: Budget, 
         highs = np.array([high for _, _, high in rows], dtype=float)
         res = milp(cost, integrality=integrality, bounds=Bounds(lower, upper),
                    constraints=LinearConstraint(matrix, lows, highs),
-                   options={"mip_rel_gap": gap, "presolve": True})
+                   options={"mip_rel_gap": gap, "presolve": True, "disp": False})
         if res.x is None:
             return None
         choices = {}

@@ -196,8 +196,9 @@ def test_exact_is_at_least_greedy_within_budget(name):
     assert exact.fisher_captured >= first.fisher_captured
 
 
-def test_exact_through_plan_records_the_greedy(mcunet):
+def test_exact_through_plan_records_the_greedy(mcunet, capfd):
     model, graph, fisher = mcunet
+    capfd.readouterr()
     policy = plan(model, fisher=fisher, memory_bytes="1MB", compute="15%", weights_in_flash=True,
                   solver="exact")
     sel = policy.selection
@@ -207,6 +208,7 @@ def test_exact_through_plan_records_the_greedy(mcunet):
     again = plan(model, fisher=fisher, memory_bytes="1MB", compute="15%", weights_in_flash=True,
                  solver="exact")
     assert again.to_dict() == policy.to_dict()  # HiGHS is deterministic: same file
+    assert capfd.readouterr().out == ""  # HiGHS writes nothing into a --format json stdout
 
 
 # ---------------------------------------------------------------------------- baselines

@@ -57,3 +57,30 @@ def test_model_modes_are_restored():
 def _graph_record(graph):
     return (graph.tracer, graph.order, {n: repr(graph[n]) for n in graph.order},
             graph.unknown_ops, graph.output_names, graph.fingerprint())
+
+
+
+def test_tracing_frees_intermediates_as_the_forward_does(monkeypatch):
+    """Both tracers let go of a value once nothing later reads it: tracing a chain of 40
+    operators never holds more than a few of their outputs (it used to hold all 40)."""
+    import weakref
+    import ttplan.costmodel.trace as tracing
+
+    model = nn.Sequential(*[nn.Conv2d(4, 4, 3, padding=1) if i % 2 == 0 else nn.ReLU()
+                            for i in range(40)])
+    recorded = tracing._Builder.add
+    for tracer in ("fx", "hooks"):
+        outputs, most_alive = [], [0]
+
+        def counting_add(self, name, kind, op, module_path, scope, inputs, in_tensors, out,
+                         params, attrs):
+            recorded(self, name, kind, op, module_path, scope, inputs, in_tensors, out,
+                     params, attrs)
+            outputs.append(weakref.ref(out))
+            most_alive[0] = max(most_alive[0], sum(ref() is not None for ref in outputs))
+
+        monkeypatch.setattr(tracing._Builder, "add", counting_add)
+        graph = trace(model, (1, 4, 8, 8), tracer=tracer)
+        assert graph.tracer == tracer and len(graph.order) == 41
+        assert most_alive[0] <= 3, (tracer, most_alive[0])
+        monkeypatch.setattr(tracing._Builder, "add", recorded)
