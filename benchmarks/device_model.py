@@ -32,7 +32,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 from ttplan.costmodel.specs import parse_input_shape  # noqa: E402
 from ttplan.devices.calibrate import calibrate  # noqa: E402
 from ttplan.devices.grid import measure, parse_duration  # noqa: E402

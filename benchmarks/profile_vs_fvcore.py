@@ -25,8 +25,10 @@ from pathlib import Path
 import torch
 from common import median_time  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 from ttplan import profile  # noqa: E402
+# The lookalike models live in the checkout's tests/; appended after ttplan is imported, so
+# the checkout's ttplan/ folder cannot shadow the installed package.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 from tests.library_models import BENCHMARK_SIZES  # noqa: E402
 
 

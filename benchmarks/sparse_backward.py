@@ -32,7 +32,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 from ttplan.costmodel.config import LayerUpdate, resolve_updates  # noqa: E402
 from ttplan.costmodel.options import CostOptions  # noqa: E402
 from ttplan.costmodel.profile import profile  # noqa: E402

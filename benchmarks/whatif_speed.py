@@ -25,7 +25,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 from ttplan.costmodel.zoo import build_zoo_model  # noqa: E402
 from ttplan.planner.api import plan  # noqa: E402
 from ttplan.planner.context import PlanningContext  # noqa: E402
