@@ -23,13 +23,13 @@ import warnings
 from pathlib import Path
 
 import torch
-from common import median_time  # noqa: E402
+from common import median_time
 
-from ttplan import profile  # noqa: E402
+from ttplan import profile
 # The lookalike models live in the checkout's tests/; appended after ttplan is imported, so
 # the checkout's ttplan/ folder cannot shadow the installed package.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
-from tests.library_models import BENCHMARK_SIZES  # noqa: E402
+from tests.library_models import BENCHMARK_SIZES
 
 
 def fvcore_total(model, x) -> int:

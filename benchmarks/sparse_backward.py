@@ -4,13 +4,16 @@
                                          [--repeats 30] [--threads 1] [--fraction 0.25]
 
 For each case, the same conv layers of a zoo model (3x128x128 inputs, eval mode, everything
-else frozen) are updated either on all their output channels (PyTorch's own backward: dense
-weight gradients, what `ttplan train` runs for a whole layer) or on `--fraction` of them,
-evenly spaced (`ttplan.devices.sparse`: the weight gradient of the selected channels only, as
-`ttplan train` runs a channel-sparse policy). The time of `loss.backward()` is measured with
-time.perf_counter, the two variants alternating, after 3 warm-up steps of each. Printed: the
-median time of each, the median of the per-pair ratios sparse / dense (robust to the machine's
-load drifting), and the cost model's ratio of backward MACs (pytorch convention, eval mode).
+else frozen) are updated three ways: on all their output channels by PyTorch's own backward
+(`dense 100%`: dense weight gradients, what `ttplan train` runs for a whole layer); on all of
+them through ttplan's channel-sparse backward (`ours 100%`: the same kernels as the sparse
+case, so the comparison with it isolates what fewer channels save); and on `--fraction` of
+them, evenly spaced (`ours 25%`: `ttplan.devices.sparse`, the weight gradient of the selected
+channels only, as `ttplan train` runs a channel-sparse policy). The time of `loss.backward()`
+is measured with time.perf_counter, the three variants interleaved, after 3 warm-up steps of
+each. Printed: the median time of each, the medians of the per-round ratios of the sparse
+time to each 100 % time (robust to the machine's load drifting), and the cost model's ratio
+of backward MACs (pytorch convention, eval mode).
 
 Cases: the last conv, the last block's convs, and every conv of the last four blocks — where
 TinyTrain's policies put their updates.
@@ -26,20 +29,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-from ttplan.costmodel.config import LayerUpdate, resolve_updates  # noqa: E402
-from ttplan.costmodel.options import CostOptions  # noqa: E402
-from ttplan.costmodel.profile import profile  # noqa: E402
-from ttplan.costmodel.specs import parse_update  # noqa: E402
-from ttplan.costmodel.trace import trace  # noqa: E402
-from ttplan.costmodel.zoo import build_zoo_model  # noqa: E402
-from ttplan.devices.sparse import install_sparse_layers  # noqa: E402
-from ttplan.planner.apply import apply_updates  # noqa: E402
+from ttplan.costmodel.config import LayerUpdate, resolve_updates
+from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.profile import profile
+from ttplan.costmodel.specs import parse_update
+from ttplan.costmodel.trace import trace
+from ttplan.costmodel.zoo import build_zoo_model
+from ttplan.devices.sparse import install_sparse_layers
+from ttplan.planner.apply import apply_updates
 
 
 def spaced(count: int, fraction: float) -> tuple[int, ...]:
@@ -84,7 +85,8 @@ def main() -> None:
     model = build_zoo_model(args.model).eval()
     print(f"{args.model} 3x128x128, {args.threads} thread(s), torch {torch.__version__}; "
           f"backward median of {args.repeats} (ms); {args.fraction:.0%} of output channels")
-    print(f"{'batch':>5s}  {'case':22s} {'dense 100%':>10s} {'sparse':>9s} {'ratio':>6s} "
+    print(f"{'batch':>5s}  {'case':22s} {'dense 100%':>10s} {'ours 100%':>9s} "
+          f"{'ours ' + format(args.fraction, '.0%'):>9s} {'/dense':>8s} {'/ours':>8s} "
           f"{'MACs ratio':>10s}")
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         shape = (batch_size, 3, 128, 128)
@@ -92,20 +94,23 @@ def main() -> None:
         x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
         for label, layers in cases(graph).items():
             dense = {name: LayerUpdate() for name in layers}
+            every = {name: LayerUpdate(channels=tuple(range(graph[name].weight_shape[0])))
+                     for name in layers}
             partial = {name: LayerUpdate(channels=spaced(graph[name].weight_shape[0],
                                                          args.fraction)) for name in layers}
             macs = [profile(model, shape, update=u, options=CostOptions("pytorch"), graph=graph,
                             training_mode=False).totals["backward_macs"] for u in (dense, partial)]
+            variants = (dense, every, partial)
             for _ in range(3):
-                backward_time(model, graph, dense, x)
-                backward_time(model, graph, partial, x)
-            pairs = [(backward_time(model, graph, dense, x), backward_time(model, graph, partial, x))
-                     for _ in range(args.repeats)]
-            d = statistics.median(p[0] for p in pairs)
-            s = statistics.median(p[1] for p in pairs)
-            ratio = statistics.median(p[1] / p[0] for p in pairs)
-            print(f"{batch_size:5d}  {label:22s} {1e3 * d:10.3f} {1e3 * s:9.3f} {ratio:6.2f} "
-                  f"{macs[1] / macs[0]:10.2f}", flush=True)
+                for u in variants:
+                    backward_time(model, graph, u, x)
+            runs = [[backward_time(model, graph, u, x) for u in variants]
+                    for _ in range(args.repeats)]
+            d, e, s = (statistics.median(r[i] for r in runs) for i in range(3))
+            to_dense = statistics.median(r[2] / r[0] for r in runs)
+            to_every = statistics.median(r[2] / r[1] for r in runs)
+            print(f"{batch_size:5d}  {label:22s} {1e3 * d:10.3f} {1e3 * e:9.3f} {1e3 * s:9.3f} "
+                  f"{to_dense:8.2f} {to_every:8.2f} {macs[1] / macs[0]:10.2f}", flush=True)
 
 
 if __name__ == "__main__":

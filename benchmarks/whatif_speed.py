@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import torch
 
-from ttplan.costmodel.zoo import build_zoo_model  # noqa: E402
-from ttplan.planner.api import plan  # noqa: E402
-from ttplan.planner.context import PlanningContext  # noqa: E402
-from ttplan.reports.table2 import synthetic_fisher  # noqa: E402
-from ttplan.reports.whatif import parse_methods, parse_range, run_whatif  # noqa: E402
+from ttplan.costmodel.zoo import build_zoo_model
+from ttplan.planner.api import plan
+from ttplan.planner.context import PlanningContext
+from ttplan.reports.table2 import synthetic_fisher
+from ttplan.reports.whatif import parse_methods, parse_range, run_whatif
 
 
 def main() -> None:

@@ -112,7 +112,7 @@ class _Storages:
                 storage = self.of[src]
                 if self.stop[storage] == i and self.graph[src].out_numel == node.out_numel:
                     return storage
-        if _is_depthwise(node):
+        if is_depthwise(node):
             # MCU engines (TinyEngine) run depthwise convolutions in place: each channel's
             # output overwrites its input once it is no longer read.
             storage = self.of[node.inputs[0]]
@@ -159,7 +159,8 @@ def paper_peak(static_bytes, io_buffer_bytes, saved_bytes):
     return static_bytes + max(io_buffer_bytes, saved_bytes)
 
 
-def _is_depthwise(node) -> bool:
+def is_depthwise(node) -> bool:
+    """A convolution with one input channel per group and one group per output channel."""
     groups = int(node.attrs.get("groups", 1) or 1)
     return node.kind == "conv" and groups > 1 and node.weight_shape[1] == 1 \
         and node.weight_shape[0] == groups

@@ -43,7 +43,7 @@ from ttplan.planner.jsonio import check_header, check_keys, dumps, load_json, sa
 from .model import (ENERGY_NAMES, ENERGY_TERMS, TIME_NAMES, TIME_TERMS, Prediction, Run,
                     energy_features, predict, time_components, time_features)
 from .profiles import DeviceProfile, profile_from_dict
-from .stepcost import StepCost
+from .stepcost import COST_COLUMNS, StepCost
 
 FORMAT = "ttplan-calibration"
 VERSION = 1
@@ -69,9 +69,7 @@ class Measured:
 def measured_runs(log: pd.DataFrame) -> list[Measured]:
     out = []
     for r in log.to_dict("records"):
-        cost = StepCost(int(r["batch_size"]), *(int(r[c]) for c in (
-            "forward_macs", "backward_input_macs", "backward_weight_macs", "updated_tensors",
-            "peak_bytes_paper", "peak_bytes_pytorch")))
+        cost = StepCost(int(r["batch_size"]), *(int(r[c]) for c in COST_COLUMNS))
         run = Run(r["method"], int(r["iterations"]), int(r["samples"]), cost)
         phases = {p: _value(r[c]) for p, c in _PHASE_COLUMNS.items()}
         out.append(Measured(r["model"], run, float(r["total_s"]), phases, _value(r["energy_j"])))

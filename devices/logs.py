@@ -40,7 +40,9 @@ LOG_COLUMNS = (
     "device", "model", "method", "policy", "batch_size", "iterations", "samples",
     "load_s", "fisher_s", "plan_s", "train_s", "total_s", "energy_j",
     "forward_macs", "backward_input_macs", "backward_weight_macs", "updated_tensors",
-    "peak_bytes_paper", "peak_bytes_pytorch", "saved_bytes_measured", "peak_rss_bytes",
+    "peak_bytes_paper", "peak_bytes_pytorch",
+    "depthwise_forward_macs", "depthwise_backward_input_macs", "depthwise_backward_weight_macs",
+    "saved_bytes_measured", "peak_rss_bytes",
     "torch_version", "threads", "source",
 )
 
@@ -64,7 +66,8 @@ def append_log_row(path: str | Path, row: dict) -> None:
 _TEXT_REQUIRED = ("device", "model", "method")
 _INT_POSITIVE = ("batch_size", "iterations", "samples")
 _INT_REQUIRED = ("forward_macs", "backward_input_macs", "backward_weight_macs", "updated_tensors",
-                 "peak_bytes_paper", "peak_bytes_pytorch")
+                 "peak_bytes_paper", "peak_bytes_pytorch", "depthwise_forward_macs",
+                 "depthwise_backward_input_macs", "depthwise_backward_weight_macs")
 _INT_OPTIONAL = ("saved_bytes_measured", "peak_rss_bytes", "threads")
 _SECONDS = ("load_s", "fisher_s", "plan_s", "train_s")
 _PHASE_TOLERANCE = 1.01  # phases are timed separately; their sum may exceed the total by 1%

@@ -9,16 +9,23 @@ TinyTrain + training) is
   fisher_s = fisher_s_per_sample x samples              (tinytrain)  [s per support sample]
   plan_s   = plan_s                                     (tinytrain)  [s per run]
   train_s  = steps x ( step_s                                        [s per step]
-                     + dense_mac_s x (forward_macs + backward_input_macs)    [s per MAC]
-                     + weight_grad_mac_s x backward_weight_macs              [s per MAC]
+                     + dense_mac_s x (forward + backward_input MACs, not depthwise)
+                     + depthwise_mac_s x (forward + backward_input MACs, depthwise)
+                     + weight_grad_mac_s x (backward_weight MACs, not depthwise)
+                     + depthwise_weight_grad_mac_s x (backward_weight MACs, depthwise)
+                                                                     [each s per MAC]
                      + tensor_update_s x updated_tensors      [s per updated tensor per step]
                      + swap_s_per_byte x max(0, peak - available RAM) )
                                                                      [s per byte per step]
 
 Forward and input-gradient MACs share one coefficient: they are the same convolutions (an
 input gradient is a transposed convolution of the same size), and logs of whole runs cannot
-tell them apart. Weight-gradient MACs get their own: PyTorch computes them with other kernels
-(slow for depthwise convolutions). `available RAM` is the device's RAM minus its reserve and
+tell them apart. Weight-gradient MACs get their own: PyTorch computes them with other kernels.
+Depthwise convolutions get their own pair: they do ~9-49 MACs per value moved, so they run
+memory-bound, several times slower per MAC than dense and pointwise convolutions (measured
+on this project's 2-core x86 host; notes/device_time_model.md), and models differ in their
+share of them (16 % of MCUNet's forward MACs at 64x64, 28 % of ProxylessNAS's). `available
+RAM` is the device's RAM minus its reserve and
 `peak` the step's peak under the device's runtime (peak_bytes_pytorch on a board running
 PyTorch, peak_bytes_paper on a bare-metal engine); a configuration whose peak exceeds the
 available RAM pages through swap on every step.
@@ -56,8 +63,12 @@ TIME_TERMS = (
          "(tinytrain runs only)", "plan"),
     Term("step_s", "s per step", "fixed cost of one training step: framework dispatch, data, "
          "loss, optimiser call", "train"),
-    Term("dense_mac_s", "s per MAC", "forward and input-gradient MACs", "train"),
-    Term("weight_grad_mac_s", "s per MAC", "weight-gradient MACs", "train"),
+    Term("dense_mac_s", "s per MAC", "forward and input-gradient MACs, not depthwise", "train"),
+    Term("depthwise_mac_s", "s per MAC", "forward and input-gradient MACs of depthwise "
+         "convolutions", "train"),
+    Term("weight_grad_mac_s", "s per MAC", "weight-gradient MACs, not depthwise", "train"),
+    Term("depthwise_weight_grad_mac_s", "s per MAC", "weight-gradient MACs of depthwise "
+         "convolutions", "train"),
     Term("tensor_update_s", "s per updated tensor per step",
          "optimiser update and gradient bookkeeping of one parameter tensor", "train"),
     Term("swap_s_per_byte", "s per byte per step", "memory pressure: paging the PyTorch "
@@ -69,7 +80,8 @@ PHASES = ("load", "fisher", "plan", "train")
 ENERGY_TERMS = (
     Term("overhead_w", "W", "power during load, Fisher probe, planning, per-step and "
          "per-tensor time", "load_s fisher_s_per_sample plan_s step_s tensor_update_s"),
-    Term("compute_w", "W", "power while computing MACs", "dense_mac_s weight_grad_mac_s"),
+    Term("compute_w", "W", "power while computing MACs",
+         "dense_mac_s depthwise_mac_s weight_grad_mac_s depthwise_weight_grad_mac_s"),
     Term("swap_w", "W", "power while stalled on memory pressure", "swap_s_per_byte"),
 )
 ENERGY_NAMES = tuple(t.name for t in ENERGY_TERMS)
@@ -110,8 +122,14 @@ def time_features(run: Run, device: DeviceProfile) -> dict[str, float]:
         "fisher_s_per_sample": float(run.samples) if run.probes else 0.0,
         "plan_s": 1.0 if run.probes else 0.0,
         "step_s": float(steps),
-        "dense_mac_s": float(steps) * (c.forward_macs + c.backward_input_macs),
-        "weight_grad_mac_s": float(steps) * c.backward_weight_macs,
+        "dense_mac_s": float(steps) * (c.forward_macs + c.backward_input_macs
+                                       - c.depthwise_forward_macs
+                                       - c.depthwise_backward_input_macs),
+        "depthwise_mac_s": float(steps) * (c.depthwise_forward_macs
+                                           + c.depthwise_backward_input_macs),
+        "weight_grad_mac_s": float(steps) * (c.backward_weight_macs
+                                             - c.depthwise_backward_weight_macs),
+        "depthwise_weight_grad_mac_s": float(steps) * c.depthwise_backward_weight_macs,
         "tensor_update_s": float(steps) * c.updated_tensors,
         "swap_s_per_byte": float(steps) * excess,
     }
@@ -155,13 +173,21 @@ def linear_time_limit(time_terms: dict[str, float], *, steps: int, samples: int,
     """A time budget as a linear constraint on a configuration's per-step totals, for a
     configuration within the available RAM (no memory pressure):
         Σ coefficient x quantity ≤ limit  with quantities forward_macs, backward_input_macs,
-        backward_weight_macs, updated_tensors (planner.select.LinearLimit)."""
+        backward_weight_macs, updated_tensors (planner.select.LinearLimit).
+    Each MAC total is priced at the dense rate and its depthwise part (`depthwise_forward_macs`,
+    `depthwise_backward_input_macs`, `depthwise_backward_weight_macs`) at the difference of
+    the two rates, which is exactly the model's time."""
     t = time_terms
     fixed = t["load_s"] + steps * t["step_s"]
     if probes:
         fixed += t["fisher_s_per_sample"] * samples + t["plan_s"]
+    depthwise_extra_s = t["depthwise_mac_s"] - t["dense_mac_s"]
     coefficients = (("forward_macs", steps * t["dense_mac_s"]),
+                    ("depthwise_forward_macs", steps * depthwise_extra_s),
                     ("backward_input_macs", steps * t["dense_mac_s"]),
+                    ("depthwise_backward_input_macs", steps * depthwise_extra_s),
                     ("backward_weight_macs", steps * t["weight_grad_mac_s"]),
+                    ("depthwise_backward_weight_macs",
+                     steps * (t["depthwise_weight_grad_mac_s"] - t["weight_grad_mac_s"])),
                     ("updated_tensors", steps * t["tensor_update_s"]))
     return coefficients, limit_s - fixed

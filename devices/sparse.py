@@ -11,6 +11,9 @@ through an `autograd.Function` whose backward computes:
   `torch.nn.grad.conv2d_weight` calls, here with a contiguous placeholder weight, for which
   the CPU picks its fast kernels) or one matrix product; the other channels' gradient is
   zero, as the policy's mask would make it;
+* for a pointwise conv (1x1, stride 1, no padding, one group) both gradients are batched
+  matrix products over the pixels: PyTorch's CPU backward of such a conv goes through
+  im2col buffers it zeroes and accumulates, which cost more than the product on small maps;
 * the bias gradient in full (a policy updates a bias whole).
 
 The backward MACs of the weight gradient are then the forward MACs times the fraction of
@@ -38,66 +41,99 @@ from ttplan.costmodel.config import LayerUpdate
 
 
 class SparseConv2dFunction(torch.autograd.Function):
-    """conv2d whose weight gradient covers `channels` along `axis` of the weight only."""
+    """conv2d whose weight gradient covers `layer.index` along `layer.axis` of the weight only."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, dilation, groups, channels, axis):
+    def forward(ctx, x, weight, bias, layer):
         ctx.save_for_backward(x, weight)
-        ctx.geometry = (stride, padding, dilation, groups)
-        ctx.channels, ctx.axis = channels, axis
-        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+        ctx.layer = layer
+        return F.conv2d(x, weight, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
-        stride, padding, dilation, groups = ctx.geometry
+        layer = ctx.layer
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
         grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = _convolution_backward(grad_out, x, weight, ctx.geometry, input_grad=True)
-        if ctx.needs_input_grad[1]:
-            grad_w = weight.new_zeros(weight.shape)
-            part = _conv_weight_part(x, weight, grad_out, ctx.channels, ctx.axis, ctx.geometry)
-            grad_w.index_copy_(ctx.axis, ctx.channels, part)
-        if ctx.needs_input_grad[2]:
+        if layer.pointwise:  # a 1x1 conv is a matrix product per sample: no im2col, no kernel choice
+            n, k_out, h, w = grad_out.shape
+            g = grad_out.reshape(n, k_out, h * w)
+            flat = x.reshape(n, x.shape[1], h * w)
+            if need_x:
+                grad_x = torch.matmul(weight.reshape(k_out, -1).T, g).reshape(x.shape)
+            if need_w:
+                if layer.axis == 0:
+                    part = torch.matmul(g.index_select(1, layer.index), flat.transpose(1, 2))
+                else:
+                    part = torch.matmul(g, flat.index_select(1, layer.index).transpose(1, 2))
+                part = part.sum(0) if n > 1 else part[0]
+                grad_w = _scatter(weight, layer, part.reshape(layer.part_shape))
+        else:
+            if need_x:
+                grad_x = _convolution_backward(grad_out, x, weight, layer, layer.groups, True)
+            if need_w:
+                if layer.axis == 0:
+                    g = grad_out.index_select(1, layer.index)
+                    xs = x if layer.inputs is None else x.index_select(1, layer.inputs)
+                else:
+                    g, xs = grad_out, x.index_select(1, layer.inputs)
+                part = _convolution_backward(g, xs, layer.placeholder, layer, layer.part_groups,
+                                             False)
+                grad_w = _scatter(weight, layer, part)
+        if need_b:
             grad_b = grad_out.sum(dim=(0, 2, 3))
-        return grad_x, grad_w, grad_b, None, None, None, None, None, None
+        return grad_x, grad_w, grad_b, None
 
 
-def _convolution_backward(grad_out, x, weight, geometry, input_grad: bool, groups=None):
+def _scatter(weight, layer, part):
+    """The full-size weight gradient: `part` at the selected channels, zero elsewhere."""
+    return weight.new_zeros(weight.shape).index_copy_(layer.axis, layer.index, part)
+
+
+def _convolution_backward(grad_out, x, weight, layer, groups, input_grad: bool):
     """One gradient of conv2d(x, weight): the input's, or the weight's (`weight` then only
     gives the gradient's shape: it is not read)."""
-    stride, padding, dilation, own_groups = geometry
-    mask = (True, False, False) if input_grad else (False, True, False)
-    grads = torch.ops.aten.convolution_backward(
-        grad_out, x, weight, None, stride, padding, dilation, False, [0, 0],
-        own_groups if groups is None else groups, list(mask))
+    grads = _CONVOLUTION_BACKWARD(grad_out, x, weight, None, layer.stride, layer.padding,
+                                  layer.dilation, False, [0, 0], groups,
+                                  [True, False, False] if input_grad else [False, True, False])
     return grads[0] if input_grad else grads[1]
 
 
-def _conv_weight_part(x, weight, grad_out, channels, axis, geometry):
-    """The weight gradient restricted to `channels` (a LongTensor) along `axis`."""
-    out_channels, in_per_group, kh, kw = weight.shape
-    groups = geometry[3]
-    k = len(channels)
-    if axis == 0:
-        grad_sel = grad_out.index_select(1, channels)
-        if groups == 1:
-            return _convolution_backward(grad_sel, x, weight.new_empty(k, in_per_group, kh, kw),
-                                         geometry, input_grad=False)
-        # Each selected output channel reads its own group's inputs: gather those input
-        # channels per selected channel and let every selected channel be its own group (for a
-        # depthwise conv this is just the selected input channels).
-        out_per_group = out_channels // groups
-        group_of = torch.div(channels, out_per_group, rounding_mode="floor")
-        inputs = (group_of[:, None] * in_per_group + torch.arange(in_per_group)).reshape(-1)
-        return _convolution_backward(grad_sel, x.index_select(1, inputs),
-                                     weight.new_empty(k, in_per_group, kh, kw), geometry,
-                                     input_grad=False, groups=k)
-    # axis 1: the selected input channels of every group, all output channels.
-    inputs = (torch.arange(groups)[:, None] * in_per_group + channels).reshape(-1)
-    return _convolution_backward(grad_out, x.index_select(1, inputs),
-                                 weight.new_empty(out_channels, k, kh, kw), geometry,
-                                 input_grad=False)
+_CONVOLUTION_BACKWARD = torch.ops.aten.convolution_backward.default
+
+
+class SparseConv2d:
+    """What the backward of one channel-sparse conv2d needs, worked out once when installed:
+    the selected channels, and the input channels and groups of their weight gradient."""
+
+    def __init__(self, module: nn.Conv2d, channels: Sequence[int], axis: int):
+        self.stride, self.padding = list(module.stride), list(module.padding)
+        self.dilation, self.groups = list(module.dilation), module.groups
+        self.axis = axis
+        self.index = torch.tensor(sorted(channels), dtype=torch.long)
+        out_channels, in_per_group, kh, kw = module.weight.shape
+        k = len(self.index)
+        self.pointwise = (kh, kw) == (1, 1) and self.stride == [1, 1] \
+            and self.padding == [0, 0] and self.groups == 1
+        self.inputs = None
+        self.part_groups = self.groups
+        if axis == 0:
+            self.part_shape = (k, in_per_group, kh, kw)
+            if self.groups > 1:
+                # Each selected output channel reads its own group's inputs: gather those input
+                # channels per selected channel and let every selected channel be its own group
+                # (for a depthwise conv, just the selected input channels).
+                group_of = torch.div(self.index, out_channels // self.groups,
+                                     rounding_mode="floor")
+                self.inputs = (group_of[:, None] * in_per_group
+                               + torch.arange(in_per_group)).reshape(-1)
+                self.part_groups = k
+        else:  # the selected input channels of every group, all output channels
+            self.part_shape = (out_channels, k, kh, kw)
+            self.inputs = (torch.arange(self.groups)[:, None] * in_per_group
+                           + self.index).reshape(-1)
+        # Only its shape is used; a contiguous one, for which the CPU picks its fast kernels.
+        self.placeholder = module.weight.new_empty(self.part_shape)
 
 
 class SparseLinearFunction(torch.autograd.Function):
@@ -142,15 +178,16 @@ def supports_sparse(module: nn.Module) -> bool:
 
 def sparse_forward(module: nn.Module, channels: Sequence[int], axis: int):
     """A forward for `module` (see `supports_sparse`) with the channel-sparse backward."""
-    index = torch.tensor(sorted(channels), dtype=torch.long)
     if isinstance(module, nn.Linear):
+        index = torch.tensor(sorted(channels), dtype=torch.long)
+
         def forward(x):
             return SparseLinearFunction.apply(x, module.weight, module.bias, index, axis)
     else:
+        layer = SparseConv2d(module, channels, axis)
+
         def forward(x):
-            return SparseConv2dFunction.apply(x, module.weight, module.bias, module.stride,
-                                              module.padding, module.dilation, module.groups,
-                                              index, axis)
+            return SparseConv2dFunction.apply(x, module.weight, module.bias, layer)
     return forward
 
 

@@ -10,6 +10,10 @@ agree):
   peak_bytes_pytorch  peak under the pytorch convention (what eager PyTorch keeps, weights in
                       RAM, the policy's optimiser): what a Linux board running PyTorch holds,
                       and what the time model's memory-pressure term compares with its RAM
+  depthwise_forward_macs, depthwise_backward_input_macs, depthwise_backward_weight_macs
+                      the part of the three MAC totals spent in depthwise convolutions
+                      (one input channel per group, groups = channels): they run on other
+                      kernels than dense convolutions, at another speed per MAC
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 
+from ttplan.costmodel.memory import is_depthwise
 from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.trace import trace
@@ -25,7 +30,9 @@ from ttplan.planner.policy import Policy, check_against_graph
 from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 
 COST_COLUMNS = ("forward_macs", "backward_input_macs", "backward_weight_macs",
-                "updated_tensors", "peak_bytes_paper", "peak_bytes_pytorch")
+                "updated_tensors", "peak_bytes_paper", "peak_bytes_pytorch",
+                "depthwise_forward_macs", "depthwise_backward_input_macs",
+                "depthwise_backward_weight_macs")
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,9 @@ class StepCost:
     updated_tensors: int
     peak_bytes_paper: int
     peak_bytes_pytorch: int
+    depthwise_forward_macs: int
+    depthwise_backward_input_macs: int
+    depthwise_backward_weight_macs: int
 
     def columns(self) -> dict[str, int]:
         d = asdict(self)
@@ -57,9 +67,13 @@ def step_cost(model, update, input_shape, *, options: CostOptions | None = None,
     torch_side = profile(None, input_shape, update=update,
                          options=CostOptions("pytorch", o.optimizer), graph=paper.graph)
     t = paper.totals
+    rows = paper.table
+    depthwise = rows[[is_depthwise(paper.graph[name]) for name in rows.name]]
     return StepCost(int(paper.graph.input_shape[0]), t["forward_macs"], t["backward_input_macs"],
                     t["backward_weight_macs"], paper.evaluation.updated_tensors,
-                    paper.memory.peak_bytes, torch_side.memory.peak_bytes)
+                    paper.memory.peak_bytes, torch_side.memory.peak_bytes,
+                    int(depthwise.forward_macs.sum()), int(depthwise.backward_input_macs.sum()),
+                    int(depthwise.backward_weight_macs.sum()))
 
 
 def policy_step_cost(policy: Policy, batch_size: int | None = None, model=None) -> StepCost:

@@ -51,23 +51,17 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
 from ttplan.costmodel.config import LayerUpdate
-from ttplan.costmodel.memory import paper_peak, updated_param_bytes
+from ttplan.costmodel.memory import is_depthwise, paper_peak, updated_param_bytes
 from ttplan.costmodel.transforms import attached_norms
 
 from .score import Candidate, ranked
-from .select import Budget, Choice, Coster, Selection, captured, updates_of
+from .select import Budget, Choice, Coster, Selection, captured, quantity, updates_of
 
 MAX_ROUNDS = 6
 # HiGHS stops when its proven bound is within this relative distance of its best solution.
 # Proving the last 0.01% on a zoo model costs seconds (many near-equal channel mixes); the
 # Fisher values themselves are estimates from a few samples, far noisier than that.
 MIP_REL_GAP = 1e-4
-
-
-def _is_depthwise(node) -> bool:
-    groups = int(node.attrs.get("groups", 1) or 1)
-    return node.kind == "conv" and groups > 1 and node.weight_shape[1] == 1 \
-        and node.weight_shape[0] == groups
 
 
 @dataclass
@@ -89,6 +83,7 @@ class DepthTerms:
 
     mask_bytes: int  # paper B3
     input_grad_macs: int
+    depthwise_input_grad_macs: int  # the part of input_grad_macs in depthwise convs
     activation_bytes: int  # pytorch: activation peak with every candidate from d on trained
 
 
@@ -115,15 +110,16 @@ class AdditiveModel:
             self.layers[cand.name] = LayerTerms(
                 node.weight_numel / cand.channels, node.bias_numel if self.paper else bias_tensor,
                 weight_tensor, bias_tensor, rows[cand.name]["input_bytes"],
-                _is_depthwise(node), rows[cand.name]["forward_macs"] / cand.channels)
+                is_depthwise(node), rows[cand.name]["forward_macs"] / cand.channels)
         self.depths: dict[str, DepthTerms] = {}
         for i, cand in enumerate(self.candidates):
             everything = {c.name: LayerUpdate() for c in self.candidates[i:]}
             ev = coster.evaluate(everything)
             m = ev.memory
             activation = m.peak_bytes - m.weights_bytes - m.gradient_bytes - m.optimizer_bytes
-            self.depths[cand.name] = DepthTerms(m.mask_bytes, ev.totals["backward_input_macs"],
-                                                activation)
+            self.depths[cand.name] = DepthTerms(
+                m.mask_bytes, ev.totals["backward_input_macs"],
+                int(quantity(ev, "depthwise_backward_input_macs")), activation)
 
     def predict(self, choices: dict[str, Choice]) -> tuple[float, float]:
         """(peak bytes, backward MACs) the additive model gives a configuration."""
@@ -326,23 +322,28 @@ def _solve_depth(model: AdditiveModel, layers: list[Candidate], budget: Budget, 
 
 def _limit_row(model: AdditiveModel, layers: list[Candidate], d: DepthTerms, lim, K, Z, B):
     """A LinearLimit as a MILP row at depth d, when its quantities are additive here: forward
-    MACs (constant), input-gradient MACs (IG(d)), weight-gradient MACs (per channel) and
-    updated tensors (z_i + b_i). None for anything else."""
+    MACs and their depthwise part (constant), input-gradient MACs and their depthwise part
+    (IG(d)), weight-gradient MACs and their depthwise part (per channel) and updated tensors
+    (z_i + b_i). None for anything else."""
     coeffs: dict[int, float] = {}
     constant = 0.0
     for name, c in lim.coefficients:
-        if name == "forward_macs":
-            constant += c * model.coster.evaluate({}).totals["forward_macs"]
+        if name in ("forward_macs", "depthwise_forward_macs"):  # the same for every choice
+            constant += c * quantity(model.coster.evaluate({}), name)
         elif name in ("backward_input_macs", "backward_macs"):
             constant += c * d.input_grad_macs
+        elif name == "depthwise_backward_input_macs":
+            constant += c * d.depthwise_input_grad_macs
         elif name == "updated_tensors":
             for j in range(len(layers)):
                 coeffs[Z + j] = coeffs.get(Z + j, 0.0) + c
                 coeffs[B + j] = coeffs.get(B + j, 0.0) + c
-        elif name != "backward_weight_macs":
+        elif name not in ("backward_weight_macs", "depthwise_backward_weight_macs"):
             return None
-        if name in ("backward_weight_macs", "backward_macs"):
+        if name in ("backward_weight_macs", "backward_macs", "depthwise_backward_weight_macs"):
             for j, cand in enumerate(layers):
+                if name == "depthwise_backward_weight_macs" and not model.layers[cand.name].depthwise:
+                    continue
                 coeffs[K + j] = coeffs.get(K + j, 0.0) + \
                     c * model.layers[cand.name].weight_macs_per_channel
     return coeffs, -np.inf, lim.limit - constant

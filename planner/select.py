@@ -28,6 +28,7 @@ from ttplan.costmodel.config import LayerUpdate, TrainConfig
 from ttplan.costmodel.costs import Evaluation, costing_graph, evaluate
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.graph import LayerGraph
+from ttplan.costmodel.memory import is_depthwise
 from ttplan.costmodel.options import CostOptions
 
 from .score import Candidate, ranked
@@ -54,13 +55,23 @@ class Coster:
         return evaluate(self.costed, self.config(updates))
 
 
+DEPTHWISE_QUANTITIES = {"depthwise_forward_macs": "forward_macs",
+                        "depthwise_backward_input_macs": "backward_input_macs",
+                        "depthwise_backward_weight_macs": "backward_weight_macs"}
+
+
 def quantity(ev: Evaluation, name: str) -> float:
-    """A named quantity of a costed configuration: a total (`backward_weight_macs`), a memory
-    field (`peak_bytes`) or `updated_tensors`."""
+    """A named quantity of a costed configuration: a total (`backward_weight_macs`), its
+    depthwise part (`depthwise_backward_weight_macs`), a memory field (`peak_bytes`) or
+    `updated_tensors`."""
     if name in ev.totals and not isinstance(ev.totals[name], list):
         return ev.totals[name]
     if name == "updated_tensors":
         return ev.updated_tensors
+    if name in DEPTHWISE_QUANTITIES:  # the part of a MAC total spent in depthwise convs
+        total = DEPTHWISE_QUANTITIES[name]
+        return math.fsum(row[total] for row in ev.rows
+                         if is_depthwise(ev.graph[row["name"]]))
     if name in ev.memory.to_dict():
         return ev.memory.to_dict()[name]
     raise SpecError(f"unknown quantity {name!r} in a limit")

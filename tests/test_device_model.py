@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from ttplan.cli import app
+from ttplan.costmodel.config import LayerUpdate
 from ttplan.costmodel.errors import SpecError, TtplanError
 from ttplan.devices.builtin import builtin_calibration_texts
 from ttplan.devices.calibrate import (builtin_calibration, calibrate, leave_one_out,
@@ -25,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 TRUE_TIME = {"load_s": 4.0, "fisher_s_per_sample": 1.3, "plan_s": 2.5, "step_s": 0.2,
-             "dense_mac_s": 3e-9, "weight_grad_mac_s": 2e-8, "tensor_update_s": 0.004,
+             "dense_mac_s": 3e-9, "depthwise_mac_s": 1.2e-8, "weight_grad_mac_s": 2e-8,
+             "depthwise_weight_grad_mac_s": 6e-8, "tensor_update_s": 0.004,
              "swap_s_per_byte": 5e-8}
 TRUE_POWER = {"overhead_w": 2.2, "compute_w": 1.1, "swap_w": 0.7}
 DEVICE = DeviceProfile("synthetic", ram_bytes=512 * 2**20, reserve_bytes=256 * 2**20)
@@ -39,9 +42,12 @@ def synthetic_log(n=24, seed=0, measure_phases=True) -> pd.DataFrame:
         batch = rng.choice([1, 1, 8, 100])
         method = ["tinytrain", "sparseupdate", "fulltrain", "lastlayer"][i % 4]
         forward = rng.randint(10, 30) * 1_000_000 * batch
-        cost = StepCost(batch, forward, rng.randint(0, forward), rng.randint(0, forward // 2),
+        input_grad, weight_grad = rng.randint(0, forward), rng.randint(0, forward // 2)
+        cost = StepCost(batch, forward, input_grad, weight_grad,
                         rng.randint(2, 120), rng.randint(10**5, 10**6),
-                        rng.choice([3 * 10**6, 10**8, 6 * 10**8, 9 * 10**8]))
+                        rng.choice([3 * 10**6, 10**8, 6 * 10**8, 9 * 10**8]),
+                        *(rng.randint(0, total // 3) for total in (forward, input_grad,
+                                                                   weight_grad)))
         run = Run(method, rng.choice([10, 40]), rng.choice([10, 25, 50]), cost)
         p = predict(run, TRUE_TIME, TRUE_POWER, DEVICE)
         row = dict.fromkeys(LOG_COLUMNS, math.nan)
@@ -294,3 +300,66 @@ def test_compare_with_a_device_adds_time_energy_and_fit():
     rows = {r["method"]: r for r in json.loads(result.stdout)}
     assert rows["lastlayer"]["total_s"] < rows["fulltrain"]["total_s"]
     assert all(r["fits_ram"] for r in rows.values()) and rows["lastlayer"]["energy_j"] > 0
+
+
+class _Separable(torch.nn.Module):
+    """3x3 depthwise (8 channels, stride 2) then 1x1 pointwise 8 -> 4, on 1x8x6x6."""
+
+    def __init__(self):
+        super().__init__()
+        self.depthwise = torch.nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8)
+        self.pointwise = torch.nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        return self.pointwise(self.depthwise(x))
+
+
+def test_depthwise_columns_by_hand():
+    from ttplan.devices.stepcost import step_cost
+    # depthwise: out 1x8x3x3 = 72 values x 9 taps = 648 MACs; pointwise: 1x4x3x3 x 8 = 288.
+    every = step_cost(_Separable(), "all", (1, 8, 6, 6))
+    assert (every.forward_macs, every.depthwise_forward_macs) == (936, 648)
+    # all: the depthwise conv's weight gradient (648) and, for the pointwise conv, its input
+    # gradient (288) and weight gradient (288); the depthwise input gradient is not needed.
+    assert (every.depthwise_backward_weight_macs, every.backward_weight_macs) == (648, 936)
+    assert (every.depthwise_backward_input_macs, every.backward_input_macs) == (0, 288)
+    # two of the depthwise conv's eight channels: a quarter of its weight gradient
+    sparse = step_cost(_Separable(), {"depthwise": LayerUpdate(channels=(1, 5))}, (1, 8, 6, 6))
+    assert sparse.depthwise_backward_weight_macs == sparse.backward_weight_macs == 162
+    assert sparse.depthwise_backward_input_macs == 0 and sparse.backward_input_macs == 288
+
+
+def test_time_limit_prices_depthwise_macs_as_the_model_does(tmp_path):
+    """With a depthwise rate unlike the dense one, the LinearLimit is still the model's time,
+    on the planner's Evaluation and in the exact solver's constraint (the plan meets it)."""
+    from ttplan import plan, profile
+    from ttplan.devices.model import linear_time_limit
+    from ttplan.devices.stepcost import step_cost
+    from ttplan.planner.select import LinearLimit
+    device = DeviceProfile("synthetic", ram_bytes=None)
+    terms = {**TRUE_TIME, "swap_s_per_byte": 0.0}
+    coefficients, limit = linear_time_limit(terms, steps=25, samples=25, probes=False,
+                                            limit_s=1e9)
+    spec = {"blocks.12.depthwise.0": LayerUpdate(channels=(0, 3, 9)),
+            "blocks.13.project.0": LayerUpdate()}
+    for update in ("last-blocks:3", "all", spec):
+        ev = profile("mcunet-5fps", (1, 3, 64, 64), update=update).evaluation
+        cost = step_cost("mcunet-5fps", update, (1, 3, 64, 64))
+        p = predict(Run("sparseupdate", 1, 25, cost), terms, None, device)
+        assert 1e9 - limit + LinearLimit(coefficients, limit).value(ev) == \
+            pytest.approx(p.total_s, rel=1e-9)
+    full = predict(Run("sparseupdate", 1, 25, step_cost("mcunet-5fps", "all", (1, 3, 64, 64))),
+                   terms, None, device).total_s
+    budget_s = 0.5 * full
+    coefficients, limit = linear_time_limit(terms, steps=25, samples=25, probes=False,
+                                            limit_s=budget_s)
+    fisher = tmp_path / "fisher.json"
+    assert runner.invoke(app, ["fisher", "mcunet-5fps", "--synthetic", "--samples", "4",
+                               "--input-shape", "1,3,64,64", "--out", str(fisher)]).exit_code == 0
+    for solver in ("greedy", "exact"):
+        policy = plan("mcunet-5fps", fisher=str(fisher), input_shape=(1, 3, 64, 64),
+                      solver=solver, limits=(LinearLimit(coefficients, limit, "time"),))
+        cost = step_cost("mcunet-5fps", policy.updates(), (1, 3, 64, 64))
+        assert cost.depthwise_backward_weight_macs > 0, solver  # the depthwise rate matters
+        assert predict(Run("sparseupdate", 1, 25, cost), terms, None, device).total_s \
+            <= budget_s * (1 + 1e-9), solver
