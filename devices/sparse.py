@@ -57,16 +57,20 @@ class SparseConv2dFunction(torch.autograd.Function):
         grad_x = grad_w = grad_b = None
         if layer.pointwise:  # a 1x1 conv is a matrix product per sample: no im2col, no kernel choice
             n, k_out, h, w = grad_out.shape
-            g = grad_out.reshape(n, k_out, h * w)
-            flat = x.reshape(n, x.shape[1], h * w)
+            # (n, channels, pixels); one sample: plain matrices, for mm's lower overhead
+            g = grad_out.reshape(n, k_out, h * w) if n > 1 else grad_out.reshape(k_out, h * w)
+            flat = x.reshape(n, x.shape[1], h * w) if n > 1 else x.reshape(x.shape[1], h * w)
+            channel_dim = g.dim() - 2
             if need_x:
                 grad_x = torch.matmul(weight.reshape(k_out, -1).T, g).reshape(x.shape)
             if need_w:
                 if layer.axis == 0:
-                    part = torch.matmul(g.index_select(1, layer.index), flat.transpose(1, 2))
+                    part = torch.matmul(g.index_select(channel_dim, layer.index),
+                                        flat.transpose(-1, -2))
                 else:
-                    part = torch.matmul(g, flat.index_select(1, layer.index).transpose(1, 2))
-                part = part.sum(0) if n > 1 else part[0]
+                    part = torch.matmul(g, flat.index_select(channel_dim, layer.index)
+                                        .transpose(-1, -2))
+                part = part.sum(0) if n > 1 else part
                 grad_w = _scatter(weight, layer, part.reshape(layer.part_shape))
         else:
             if need_x:

@@ -71,16 +71,18 @@ SPARSE_CASES = [
     ("conv", dict(in_channels=6, out_channels=8, kernel_size=3, padding=1, groups=2), [0, 3, 6], 0),
     ("conv", dict(in_channels=6, out_channels=8, kernel_size=3, padding=1, groups=2), [1, 2], 1),
     ("conv", dict(in_channels=6, out_channels=8, kernel_size=1, dilation=2), [0, 5], 1),
+    ("conv", dict(in_channels=6, out_channels=8, kernel_size=1), [2, 3, 7], 0),  # pointwise
     ("linear", dict(in_features=6, out_features=5), [1, 3], 0),
     ("linear", dict(in_features=6, out_features=5), [0, 4, 5], 1),
 ]
 
 
+@pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("kind,kwargs,channels,axis", SPARSE_CASES)
-def test_sparse_gradient_equals_dense_on_selected_channels(kind, kwargs, channels, axis):
+def test_sparse_gradient_equals_dense_on_selected_channels(kind, kwargs, channels, axis, batch):
     torch.manual_seed(0)
     module = nn.Conv2d(**kwargs) if kind == "conv" else nn.Linear(**kwargs)
-    x = torch.randn(3, 6, 9, 9) if kind == "conv" else torch.randn(3, 4, 6)
+    x = torch.randn(batch, 6, 9, 9) if kind == "conv" else torch.randn(batch, 4, 6)
     x.requires_grad_(True)
     dense_out = module(x)
     g = torch.randn_like(dense_out)
