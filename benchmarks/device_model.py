@@ -7,7 +7,9 @@
 In one run, on this machine (device `host`):
   1. `ttplan measure --in-process` (devices.grid.measure; `--isolate`: each run a fresh
      process, which spends most of a short time limit starting Python and torch, leaving one
-     iteration per run) on each of --models, within --time-limit each, into its own log;
+     iteration per run) on each of --models, within --time-limit each, into its own log,
+     interleaved: batch size 1 of every model, then 4, then 16 (a third of the time each), so
+     that the machine's speed drifting over minutes affects every model alike;
   2. for each model in turn, held out: `ttplan calibrate` (devices.calibrate) of the other
      models' logs for device `host`, then `ttplan validate HELD_OUT.csv --calibration cal.json`
      (devices.validate, no refitting): every run of the held-out model predicted by the
@@ -43,7 +45,7 @@ import torch
 
 from ttplan.costmodel.specs import parse_input_shape
 from ttplan.devices.calibrate import calibrate
-from ttplan.devices.grid import measure, parse_duration
+from ttplan.devices.grid import GRID_BATCH_SIZES, measure, parse_duration
 from ttplan.devices.logs import load_device_logs
 from ttplan.devices.profiles import resolve_device
 from ttplan.devices.validate import validate
@@ -69,14 +71,19 @@ def main(argv=None) -> int:
           f"input {args.input_shape}; time limit {limit_s:g} s per model; "
           f"{'isolated' if args.isolate else 'in-process'} runs; torch {torch.__version__}")
 
-    logs = {}
-    for model in models:
-        logs[model] = workdir / f"{model}.csv"
-        if logs[model].exists():
-            logs[model].unlink()
-        print(f"measure {model}")
-        measure(model, time_limit_s=limit_s, log=logs[model], device_name=DEVICE,
-                input_shape=shape, isolate=args.isolate, report=lambda line: print("  " + line))
+    logs = {model: workdir / f"{model}.csv" for model in models}
+    for path in logs.values():
+        if path.exists():
+            path.unlink()
+    # Interleaved, one batch size of every model at a time: this machine's speed drifts by
+    # tens of percent over minutes (a shared VM), and a calibration measured in one period
+    # checked against a model measured in another would measure the drift.
+    for batch_size in GRID_BATCH_SIZES:
+        for model in models:
+            print(f"measure {model}, batch size {batch_size}")
+            measure(model, time_limit_s=limit_s / len(GRID_BATCH_SIZES), log=logs[model],
+                    device_name=DEVICE, input_shape=shape, isolate=args.isolate,
+                    batch_sizes=(batch_size,), report=lambda line: print("  " + line))
 
     host = resolve_device(DEVICE)
     summary = []

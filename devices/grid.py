@@ -3,7 +3,7 @@
 The grid, in this fixed order (cheapest update first within each batch size, so that a short
 time limit still covers the range of update depths at batch 1):
 
-    for batch size in 1, 4, 16:
+    for batch size in 1, 4, 16 (or the ones asked for):
         none, last-layers:1, last-blocks:1, tinytrain (Fisher probe + plan on the device,
         compute budget 15 %), last-blocks:2, last-blocks:4, all
 
@@ -80,11 +80,12 @@ class Configuration:
         return f"{self.update} b{self.batch_size}"
 
 
-def grid_configurations(graph, samples: int) -> list[Configuration]:
+def grid_configurations(graph, samples: int,
+                        batch_sizes: tuple[int, ...] = GRID_BATCH_SIZES) -> list[Configuration]:
     """The grid in its fixed order, without what this model or sample count cannot run."""
     blocks = len(mac_blocks(graph))
     out = []
-    for batch_size in GRID_BATCH_SIZES:
+    for batch_size in batch_sizes:
         if batch_size > samples:
             continue
         for update in GRID_UPDATES:
@@ -97,11 +98,13 @@ def grid_configurations(graph, samples: int) -> list[Configuration]:
 def measure(model: str, *, time_limit_s: float, log, device_name: str = "host",
             samples: int = DEFAULT_SAMPLES, seed: int = 0, input_shape=None,
             max_iterations: int = DEFAULT_ITERATIONS, isolate: bool = True,
+            batch_sizes=GRID_BATCH_SIZES,
             report: Callable[[str], None] | None = None) -> list[dict]:
     """Run the grid within `time_limit_s` seconds, appending one row per run to `log`.
 
     `model`: zoo name or import path (an nn.Module always runs in this process).
     `isolate`: each run in a fresh Python process (see the module docstring).
+    `batch_sizes`: the grid's batch sizes, in the order to run them (default 1, 4, 16).
     Returns the rows appended. `report` receives one line per configuration.
     """
     deadline = time.perf_counter() + time_limit_s
@@ -109,12 +112,19 @@ def measure(model: str, *, time_limit_s: float, log, device_name: str = "host",
         raise SpecError(f"iterations must be a positive integer, not {max_iterations!r}")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise SpecError(f"samples must be an integer of at least 2, not {samples!r}")
+    batch_sizes = tuple(batch_sizes)
+    if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1
+                              for b in batch_sizes):
+        raise SpecError(f"batch sizes must be positive integers, not {list(batch_sizes)!r}")
     if not isinstance(model, str):
         isolate = False
     shape = tuple(input_shape or DEFAULT_INPUT_SHAPE)
     module, name = resolve_model(model)
     graph = trace(module, (1,) + tuple(shape[1:]), name)
-    configurations = grid_configurations(graph, samples)
+    configurations = grid_configurations(graph, samples, batch_sizes)
+    if not configurations:
+        raise SpecError(f"no grid configuration fits {samples} samples at batch sizes "
+                        f"{', '.join(map(str, batch_sizes))}")
     work = {c: _work_macs(module, graph, c, samples) for c in configurations}
     say = report or (lambda line: None)
 

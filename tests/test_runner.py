@@ -289,6 +289,18 @@ def test_measure_grid_in_order(tmp_path):
     assert tiny["fisher_s"] > 0 and tiny["plan_s"] > 0
 
 
+def test_measure_grid_at_chosen_batch_sizes(tmp_path):
+    rows = grid.measure(TinyNet(), time_limit_s=600, log=tmp_path / "grid.csv", samples=4,
+                        max_iterations=1, input_shape=SHAPE, isolate=False,
+                        batch_sizes=(2,))
+    assert [(r["method"], r["batch_size"]) for r in rows] == [(u, 2) for u in grid.GRID_UPDATES]
+    for bad in ((), (0,), (8,)):  # nothing, not positive, nothing fits 4 samples
+        with pytest.raises(SpecError, match="batch size"):
+            grid.measure(TinyNet(), time_limit_s=60, log=tmp_path / "bad.csv", samples=4,
+                         input_shape=SHAPE, isolate=False, batch_sizes=bad)
+    assert not (tmp_path / "bad.csv").exists()
+
+
 def test_measure_runs_isolated_in_a_fresh_process():
     # "none" builds no optimiser, whose first construction imports torch._dynamo (seconds).
     row = grid._run_isolated({"model": "mcunet-5fps", "update": "none",
@@ -358,6 +370,10 @@ BAD = [
     (["train", "mcunet-5fps", "--update", "all", "--synthetic", "--device", "host"],
      "no calibration"),
     (["measure", "mcunet-5fps", "--time-limit", "20 minutes", "--log", "x.csv"], "time limit"),
+    (["measure", "mcunet-5fps", "--time-limit", "1min", "--log", "x.csv", "--batch-sizes",
+      "1,four"], "--batch-sizes"),
+    (["measure", "mcunet-5fps", "--time-limit", "1min", "--log", "x.csv", "--samples",
+      "\u0661\u0662"], "--samples"),
     (["train", "mcunet-5fps", "--policy", "missing.json", "--synthetic"], "missing.json"),
     (["train", "mcunet-5fps", "--update", "all", "--synthetic", "--iterations", "0"],
      "--iterations"),

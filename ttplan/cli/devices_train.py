@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import parse_input_shape
+from ttplan.costmodel.specs import parse_input_shape, parse_int
 from ttplan.devices.grid import measure as measure_grid
 from ttplan.devices.grid import parse_duration
 from ttplan.devices.logs import LOG_COLUMNS, append_log_row
@@ -106,6 +106,8 @@ def measure(
     input_shape: str = typer.Option("1,3,128,128", help="N,C,H,W (N is each run's batch size)"),
     iterations: str = typer.Option(str(DEFAULT_ITERATIONS), help="at most this many "
                                    "iterations per run (fewer when time is short)"),
+    batch_sizes: str = typer.Option("1,4,16", help="the grid's batch sizes, in the order "
+                                    "to run them"),
     isolate: bool = typer.Option(
         True, "--isolate/--in-process", help="each run in a fresh Python process (its own "
         "peak memory and load time), or all in this one (faster; later runs' peaks include "
@@ -121,7 +123,8 @@ def measure(
                         samples=_positive_int("--samples", samples), seed=seed,
                         input_shape=parse_input_shape(input_shape),
                         max_iterations=_positive_int("--iterations", iterations),
-                        isolate=isolate, report=lambda line: typer.echo(line, err=True))
+                        isolate=isolate, batch_sizes=_batch_sizes(batch_sizes),
+                        report=lambda line: typer.echo(line, err=True))
     typer.echo(f"appended {len(rows)} row(s) to {log}", err=True)
     if fmt == "table":
         text = render_rows(rows, MEASURE_TABLE_FIELDS, "table") if rows else "no runs\n"
@@ -131,13 +134,11 @@ def measure(
 
 
 def _positive_int(flag: str, text: str) -> int:
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise SpecError(f"{flag} must be a positive integer, not {text!r}")
-    return value
+    return parse_int(text, flag, minimum=1)
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    return tuple(parse_int(part, "--batch-sizes entry", minimum=1) for part in text.split(","))
 
 
 def _positive_float(flag: str, text: str) -> float:
