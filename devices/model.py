@@ -22,10 +22,10 @@ Forward and input-gradient MACs share one coefficient: they are the same convolu
 input gradient is a transposed convolution of the same size), and logs of whole runs cannot
 tell them apart. Weight-gradient MACs get their own: PyTorch computes them with other kernels.
 Depthwise convolutions get their own pair: they do ~9-49 MACs per value moved, so they run
-memory-bound, several times slower per MAC than dense and pointwise convolutions (measured
-on this project's 2-core x86 host; notes/device_time_model.md), and models differ in their
-share of them (16 % of MCUNet's forward MACs at 64x64, 28 % of ProxylessNAS's). `available
-RAM` is the device's RAM minus its reserve and
+memory-bound, up to several times slower per MAC than dense and pointwise convolutions
+(measured on this project's 2-core x86 host; notes/device_time_model.md), and models differ in
+their share of them (17 % of MCUNet's forward MACs, 28 % of ProxylessNAS's). `available RAM`
+is the device's RAM minus its reserve and
 `peak` the step's peak under the device's runtime (peak_bytes_pytorch on a board running
 PyTorch, peak_bytes_paper on a bare-metal engine); a configuration whose peak exceeds the
 available RAM pages through swap on every step.

@@ -54,39 +54,45 @@ class SparseConv2dFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         layer = ctx.layer
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_x = grad_w = grad_b = None
-        if layer.pointwise:  # a 1x1 conv is a matrix product per sample: no im2col, no kernel choice
-            n, k_out, h, w = grad_out.shape
-            # (n, channels, pixels); one sample: plain matrices, for mm's lower overhead
-            g = grad_out.reshape(n, k_out, h * w) if n > 1 else grad_out.reshape(k_out, h * w)
-            flat = x.reshape(n, x.shape[1], h * w) if n > 1 else x.reshape(x.shape[1], h * w)
-            channel_dim = g.dim() - 2
-            if need_x:
-                grad_x = torch.matmul(weight.reshape(k_out, -1).T, g).reshape(x.shape)
-            if need_w:
-                if layer.axis == 0:
-                    part = torch.matmul(g.index_select(channel_dim, layer.index),
-                                        flat.transpose(-1, -2))
-                else:
-                    part = torch.matmul(g, flat.index_select(channel_dim, layer.index)
-                                        .transpose(-1, -2))
-                part = part.sum(0) if n > 1 else part
-                grad_w = _scatter(weight, layer, part.reshape(layer.part_shape))
-        else:
-            if need_x:
-                grad_x = _convolution_backward(grad_out, x, weight, layer, layer.groups, True)
-            if need_w:
-                if layer.axis == 0:
-                    g = grad_out.index_select(1, layer.index)
-                    xs = x if layer.inputs is None else x.index_select(1, layer.inputs)
-                else:
-                    g, xs = grad_out, x.index_select(1, layer.inputs)
-                part = _convolution_backward(g, xs, layer.placeholder, layer, layer.part_groups,
-                                             False)
-                grad_w = _scatter(weight, layer, part)
-        if need_b:
-            grad_b = grad_out.sum(dim=(0, 2, 3))
+        gradients = _pointwise_gradients if layer.pointwise else _conv_gradients
+        grad_x, grad_w = gradients(grad_out, x, weight, layer, need_x, need_w)
+        grad_b = grad_out.sum(dim=(0, 2, 3)) if need_b else None
         return grad_x, grad_w, grad_b, None
+
+
+def _pointwise_gradients(grad_out, x, weight, layer, need_x: bool, need_w: bool):
+    """A 1x1 conv is a matrix product per sample: no im2col, no kernel choice."""
+    grad_x = grad_w = None
+    n, k_out, h, w = grad_out.shape
+    # (n, channels, pixels); for one sample plain matrices, for mm's lower overhead
+    g = grad_out.reshape(n, k_out, h * w) if n > 1 else grad_out.reshape(k_out, h * w)
+    flat = x.reshape(n, x.shape[1], h * w) if n > 1 else x.reshape(x.shape[1], h * w)
+    channels = g.dim() - 2
+    if need_x:
+        grad_x = torch.matmul(weight.reshape(k_out, -1).T, g).reshape(x.shape)
+    if need_w:
+        if layer.axis == 0:
+            part = torch.matmul(g.index_select(channels, layer.index), flat.transpose(-1, -2))
+        else:
+            part = torch.matmul(g, flat.index_select(channels, layer.index).transpose(-1, -2))
+        part = part.sum(0) if n > 1 else part
+        grad_w = _scatter(weight, layer, part.reshape(layer.part_shape))
+    return grad_x, grad_w
+
+
+def _conv_gradients(grad_out, x, weight, layer, need_x: bool, need_w: bool):
+    grad_x = grad_w = None
+    if need_x:
+        grad_x = _convolution_backward(grad_out, x, weight, layer, layer.groups, True)
+    if need_w:
+        if layer.axis == 0:
+            g = grad_out.index_select(1, layer.index)
+            xs = x if layer.inputs is None else x.index_select(1, layer.inputs)
+        else:
+            g, xs = grad_out, x.index_select(1, layer.inputs)
+        part = _convolution_backward(g, xs, layer.placeholder, layer, layer.part_groups, False)
+        grad_w = _scatter(weight, layer, part)
+    return grad_x, grad_w
 
 
 def _scatter(weight, layer, part):
