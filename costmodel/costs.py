@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from .config import (TrainConfig, mac_blocks, node_grads, trainable_param_count,
                      updated_tensor_count)
-from .graph import LayerGraph
+from .graph import MAC_KINDS, LayerGraph
 from .memory import MemoryBreakdown, memory_breakdown
 from .rules import registry_of
 from .transforms import fold_batchnorm
@@ -28,6 +28,36 @@ class Evaluation:
     memory: MemoryBreakdown
     warnings: list[str] = field(default_factory=list)
     updated_tensors: int = 0  # weight and bias tensors a step updates (config.updated_tensor_count)
+    grads: dict = field(default_factory=dict, repr=False)  # {operator: Grad} (config.node_grads)
+
+
+@dataclass(frozen=True)
+class OperatorWork:
+    """The work of one step that MACs do not measure: how many operators PyTorch calls (each
+    pays a fixed dispatch cost whatever its size) and how many output elements the operators
+    without MACs write (normalisation, activations, additions, pooling: memory-bound, their time
+    follows the elements they move). Counted as eager PyTorch runs the model: a BatchNorm the
+    `paper` convention folds into its layer is still its own call over its layer's output.
+    Backward: the operators a gradient passes through or whose parameters are updated (the
+    autograd nodes the step runs); none when nothing is updated."""
+
+    forward_operators: int
+    forward_elements: int
+    backward_operators: int
+    backward_elements: int
+
+
+def operator_work(ev: Evaluation) -> OperatorWork:
+    counts = [0, 0, 0, 0]
+    for node in ev.graph.ops():
+        calls = 2 if node.attrs.get("folded_bn") else 1
+        elements = node.out_numel * (calls - 1 if node.kind in MAC_KINDS else calls)
+        counts[0] += calls
+        counts[1] += elements
+        if ev.grads[node.name].any:
+            counts[2] += calls
+            counts[3] += elements
+    return OperatorWork(*counts)
 
 
 def unknown_op_warnings(graph: LayerGraph) -> list[str]:
@@ -108,4 +138,4 @@ def evaluate(graph: LayerGraph, config: TrainConfig) -> Evaluation:
     totals["backward_flops"] = 2 * totals["backward_macs"]
     warnings = list(costed.warnings) + unknown_op_warnings(costed)
     return Evaluation(costed, convention, rows, totals, memory, warnings,
-                      updated_tensor_count(costed, grads))
+                      updated_tensor_count(costed, grads), grads)

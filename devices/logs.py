@@ -42,6 +42,7 @@ LOG_COLUMNS = (
     "forward_macs", "backward_input_macs", "backward_weight_macs", "updated_tensors",
     "peak_bytes_paper", "peak_bytes_pytorch",
     "depthwise_forward_macs", "depthwise_backward_input_macs", "depthwise_backward_weight_macs",
+    "forward_operators", "forward_elements", "backward_operators", "backward_elements",
     "saved_bytes_measured", "peak_rss_bytes",
     "torch_version", "threads", "source",
 )
@@ -67,7 +68,8 @@ _TEXT_REQUIRED = ("device", "model", "method")
 _INT_POSITIVE = ("batch_size", "iterations", "samples")
 _INT_REQUIRED = ("forward_macs", "backward_input_macs", "backward_weight_macs", "updated_tensors",
                  "peak_bytes_paper", "peak_bytes_pytorch", "depthwise_forward_macs",
-                 "depthwise_backward_input_macs", "depthwise_backward_weight_macs")
+                 "depthwise_backward_input_macs", "depthwise_backward_weight_macs",
+                 "forward_operators", "forward_elements", "backward_operators", "backward_elements")
 _INT_OPTIONAL = ("saved_bytes_measured", "peak_rss_bytes", "threads")
 _SECONDS = ("load_s", "fisher_s", "plan_s", "train_s")
 _PHASE_TOLERANCE = 1.01  # phases are timed separately; their sum may exceed the total by 1%

@@ -15,6 +15,10 @@ TinyTrain + training) is
                      + depthwise_weight_grad_mac_s x (backward_weight MACs, depthwise)
                                                                      [each s per MAC]
                      + tensor_update_s x updated_tensors      [s per updated tensor per step]
+                     + operator_s x forward_operators           [s per operator call]
+                     + backward_operator_s x backward_operators [s per backward operator call]
+                     + element_s x forward_elements     [s per element, operators without MACs]
+                     + backward_element_s x backward_elements                 [the same]
                      + swap_s_per_byte x max(0, peak - available RAM) )
                                                                      [s per byte per step]
 
@@ -24,7 +28,12 @@ tell them apart. Weight-gradient MACs get their own: PyTorch computes them with 
 Depthwise convolutions get their own pair: they do ~9-49 MACs per value moved, so they run
 memory-bound, up to several times slower per MAC than dense and pointwise convolutions
 (measured on this project's 2-core x86 host; notes/device_time_model.md), and models differ in
-their share of them (17 % of MCUNet's forward MACs, 28 % of ProxylessNAS's). `available RAM`
+their share of them (17 % of MCUNet's forward MACs, 28 % of ProxylessNAS's). The operator and
+element terms price what MACs do not (costmodel.costs.OperatorWork): a fixed cost per operator
+PyTorch calls, and the memory-bound normalisations, activations and additions, whose time
+follows the elements they write. Without them a calibration on two models mispredicted a third
+with another number of layers or another ratio of MACs to activations by 20-29 % on this
+project's host (notes/device_time_model.md). `available RAM`
 is the device's RAM minus its reserve and
 `peak` the step's peak under the device's runtime (peak_bytes_pytorch on a board running
 PyTorch, peak_bytes_paper on a bare-metal engine); a configuration whose peak exceeds the
@@ -71,6 +80,14 @@ TIME_TERMS = (
          "convolutions", "train"),
     Term("tensor_update_s", "s per updated tensor per step",
          "optimiser update and gradient bookkeeping of one parameter tensor", "train"),
+    Term("operator_s", "s per operator call", "fixed cost of calling one operator in the "
+         "forward pass, whatever its size", "train"),
+    Term("backward_operator_s", "s per operator call", "fixed cost of one operator of the "
+         "backward pass", "train"),
+    Term("element_s", "s per element", "forward output elements of operators without MACs "
+         "(normalisation, activations, additions: memory-bound)", "train"),
+    Term("backward_element_s", "s per element", "the same operators' elements in the "
+         "backward pass", "train"),
     Term("swap_s_per_byte", "s per byte per step", "memory pressure: paging the PyTorch "
          "peak in excess of the available RAM (RAM - reserve) on every step", "train"),
 )
@@ -78,10 +95,12 @@ TIME_NAMES = tuple(t.name for t in TIME_TERMS)
 PHASES = ("load", "fisher", "plan", "train")
 
 ENERGY_TERMS = (
-    Term("overhead_w", "W", "power during load, Fisher probe, planning, per-step and "
-         "per-tensor time", "load_s fisher_s_per_sample plan_s step_s tensor_update_s"),
-    Term("compute_w", "W", "power while computing MACs",
-         "dense_mac_s depthwise_mac_s weight_grad_mac_s depthwise_weight_grad_mac_s"),
+    Term("overhead_w", "W", "power during load, Fisher probe, planning, per-step, "
+         "per-tensor and per-operator time", "load_s fisher_s_per_sample plan_s step_s "
+         "tensor_update_s operator_s backward_operator_s"),
+    Term("compute_w", "W", "power while computing MACs and elements",
+         "dense_mac_s depthwise_mac_s weight_grad_mac_s depthwise_weight_grad_mac_s "
+         "element_s backward_element_s"),
     Term("swap_w", "W", "power while stalled on memory pressure", "swap_s_per_byte"),
 )
 ENERGY_NAMES = tuple(t.name for t in ENERGY_TERMS)
@@ -131,6 +150,10 @@ def time_features(run: Run, device: DeviceProfile) -> dict[str, float]:
                                              - c.depthwise_backward_weight_macs),
         "depthwise_weight_grad_mac_s": float(steps) * c.depthwise_backward_weight_macs,
         "tensor_update_s": float(steps) * c.updated_tensors,
+        "operator_s": float(steps) * c.forward_operators,
+        "backward_operator_s": float(steps) * c.backward_operators,
+        "element_s": float(steps) * c.forward_elements,
+        "backward_element_s": float(steps) * c.backward_elements,
         "swap_s_per_byte": float(steps) * excess,
     }
 
@@ -173,7 +196,8 @@ def linear_time_limit(time_terms: dict[str, float], *, steps: int, samples: int,
     """A time budget as a linear constraint on a configuration's per-step totals, for a
     configuration within the available RAM (no memory pressure):
         Σ coefficient x quantity ≤ limit  with quantities forward_macs, backward_input_macs,
-        backward_weight_macs, updated_tensors (planner.select.LinearLimit).
+        backward_weight_macs, updated_tensors, forward_operators, forward_elements,
+        backward_operators, backward_elements (planner.select.LinearLimit).
     Each MAC total is priced at the dense rate and its depthwise part (`depthwise_forward_macs`,
     `depthwise_backward_input_macs`, `depthwise_backward_weight_macs`) at the difference of
     the two rates, which is exactly the model's time."""
@@ -189,5 +213,9 @@ def linear_time_limit(time_terms: dict[str, float], *, steps: int, samples: int,
                     ("backward_weight_macs", steps * t["weight_grad_mac_s"]),
                     ("depthwise_backward_weight_macs",
                      steps * (t["depthwise_weight_grad_mac_s"] - t["weight_grad_mac_s"])),
-                    ("updated_tensors", steps * t["tensor_update_s"]))
+                    ("updated_tensors", steps * t["tensor_update_s"]),
+                    ("forward_operators", steps * t["operator_s"]),
+                    ("forward_elements", steps * t["element_s"]),
+                    ("backward_operators", steps * t["backward_operator_s"]),
+                    ("backward_elements", steps * t["backward_element_s"]))
     return coefficients, limit_s - fixed

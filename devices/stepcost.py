@@ -14,6 +14,11 @@ agree):
                       the part of the three MAC totals spent in depthwise convolutions
                       (one input channel per group, groups = channels): they run on other
                       kernels than dense convolutions, at another speed per MAC
+  forward_operators, forward_elements, backward_operators, backward_elements
+                      the work MACs do not measure (costmodel.costs.OperatorWork): operator
+                      calls, each with a fixed dispatch cost, and the output elements of the
+                      operators without MACs (normalisation, activations, additions), which
+                      run memory-bound
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 
+from ttplan.costmodel.costs import operator_work
 from ttplan.costmodel.memory import is_depthwise
 from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import profile, resolve_model
@@ -32,7 +38,8 @@ from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 COST_COLUMNS = ("forward_macs", "backward_input_macs", "backward_weight_macs",
                 "updated_tensors", "peak_bytes_paper", "peak_bytes_pytorch",
                 "depthwise_forward_macs", "depthwise_backward_input_macs",
-                "depthwise_backward_weight_macs")
+                "depthwise_backward_weight_macs", "forward_operators", "forward_elements",
+                "backward_operators", "backward_elements")
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,10 @@ class StepCost:
     depthwise_forward_macs: int
     depthwise_backward_input_macs: int
     depthwise_backward_weight_macs: int
+    forward_operators: int
+    forward_elements: int
+    backward_operators: int
+    backward_elements: int
 
     def columns(self) -> dict[str, int]:
         d = asdict(self)
@@ -69,11 +80,13 @@ def step_cost(model, update, input_shape, *, options: CostOptions | None = None,
     t = paper.totals
     rows = paper.table
     depthwise = rows[[is_depthwise(paper.graph[name]) for name in rows.name]]
+    work = operator_work(paper.evaluation)
     return StepCost(int(paper.graph.input_shape[0]), t["forward_macs"], t["backward_input_macs"],
                     t["backward_weight_macs"], paper.evaluation.updated_tensors,
                     paper.memory.peak_bytes, torch_side.memory.peak_bytes,
                     int(depthwise.forward_macs.sum()), int(depthwise.backward_input_macs.sum()),
-                    int(depthwise.backward_weight_macs.sum()))
+                    int(depthwise.backward_weight_macs.sum()), work.forward_operators,
+                    work.forward_elements, work.backward_operators, work.backward_elements)
 
 
 def policy_step_cost(policy: Policy, batch_size: int | None = None, model=None) -> StepCost:

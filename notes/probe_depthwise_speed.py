@@ -9,7 +9,7 @@ nanoseconds per MAC. Used by notes/device_time_model.md.
 
 import argparse
 import statistics
-import time
+import timeit
 
 import torch
 from torch import nn
@@ -20,14 +20,8 @@ MODELS = ("mcunet-5fps", "mbv2-w0.35", "proxyless-w0.3")
 
 
 def median_s(fn, repeats=20):
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    fn(), fn(), fn()  # warm-up
+    return statistics.median(timeit.repeat(fn, number=1, repeat=repeats))
 
 
 def main():

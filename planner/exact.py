@@ -51,6 +51,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
 from ttplan.costmodel.config import LayerUpdate
+from ttplan.costmodel.costs import operator_work
 from ttplan.costmodel.memory import is_depthwise, paper_peak, updated_param_bytes
 from ttplan.costmodel.transforms import attached_norms
 
@@ -85,6 +86,8 @@ class DepthTerms:
     input_grad_macs: int
     depthwise_input_grad_macs: int  # the part of input_grad_macs in depthwise convs
     activation_bytes: int  # pytorch: activation peak with every candidate from d on trained
+    backward_operators: int  # costmodel.costs.OperatorWork with every candidate from d on
+    backward_elements: int
 
 
 class AdditiveModel:
@@ -117,9 +120,11 @@ class AdditiveModel:
             ev = coster.evaluate(everything)
             m = ev.memory
             activation = m.peak_bytes - m.weights_bytes - m.gradient_bytes - m.optimizer_bytes
+            work = operator_work(ev)
             self.depths[cand.name] = DepthTerms(
                 m.mask_bytes, ev.totals["backward_input_macs"],
-                int(quantity(ev, "depthwise_backward_input_macs")), activation)
+                int(quantity(ev, "depthwise_backward_input_macs")), activation,
+                work.backward_operators, work.backward_elements)
 
     def predict(self, choices: dict[str, Choice]) -> tuple[float, float]:
         """(peak bytes, backward MACs) the additive model gives a configuration."""
@@ -322,18 +327,26 @@ def _solve_depth(model: AdditiveModel, layers: list[Candidate], budget: Budget, 
 
 def _limit_row(model: AdditiveModel, layers: list[Candidate], d: DepthTerms, lim, K, Z, B):
     """A LinearLimit as a MILP row at depth d, when its quantities are additive here: forward
-    MACs and their depthwise part (constant), input-gradient MACs and their depthwise part
-    (IG(d)), weight-gradient MACs and their depthwise part (per channel) and updated tensors
+    MACs and their depthwise part, forward operators and elements (constant), input-gradient
+    MACs and their depthwise part (IG(d)), backward operators and elements (those of training
+    everything from d: a gradient reaches the same operators from d whatever else is chosen in
+    a chain of layers; the solution is checked against the true costs and the row tightened),
+    weight-gradient MACs and their depthwise part (per channel) and updated tensors
     (z_i + b_i). None for anything else."""
     coeffs: dict[int, float] = {}
     constant = 0.0
     for name, c in lim.coefficients:
-        if name in ("forward_macs", "depthwise_forward_macs"):  # the same for every choice
+        if name in ("forward_macs", "depthwise_forward_macs", "forward_operators",
+                    "forward_elements"):  # the same for every choice
             constant += c * quantity(model.coster.evaluate({}), name)
         elif name in ("backward_input_macs", "backward_macs"):
             constant += c * d.input_grad_macs
         elif name == "depthwise_backward_input_macs":
             constant += c * d.depthwise_input_grad_macs
+        elif name == "backward_operators":
+            constant += c * d.backward_operators
+        elif name == "backward_elements":
+            constant += c * d.backward_elements
         elif name == "updated_tensors":
             for j in range(len(layers)):
                 coeffs[Z + j] = coeffs.get(Z + j, 0.0) + c

@@ -21,11 +21,12 @@ fits any single update gets one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from ttplan.costmodel.config import LayerUpdate, TrainConfig
-from ttplan.costmodel.costs import Evaluation, costing_graph, evaluate
+from ttplan.costmodel.costs import Evaluation, OperatorWork, costing_graph, evaluate, operator_work
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.graph import LayerGraph
 from ttplan.costmodel.memory import is_depthwise
@@ -60,10 +61,13 @@ DEPTHWISE_QUANTITIES = {"depthwise_forward_macs": "forward_macs",
                         "depthwise_backward_weight_macs": "backward_weight_macs"}
 
 
+OPERATOR_QUANTITIES = tuple(f.name for f in dataclasses.fields(OperatorWork))
+
+
 def quantity(ev: Evaluation, name: str) -> float:
     """A named quantity of a costed configuration: a total (`backward_weight_macs`), its
-    depthwise part (`depthwise_backward_weight_macs`), a memory field (`peak_bytes`) or
-    `updated_tensors`."""
+    depthwise part (`depthwise_backward_weight_macs`), a memory field (`peak_bytes`),
+    `updated_tensors` or a field of `costmodel.costs.OperatorWork` (`backward_operators`)."""
     if name in ev.totals and not isinstance(ev.totals[name], list):
         return ev.totals[name]
     if name == "updated_tensors":
@@ -72,6 +76,8 @@ def quantity(ev: Evaluation, name: str) -> float:
         total = DEPTHWISE_QUANTITIES[name]
         return math.fsum(row[total] for row in ev.rows
                          if is_depthwise(ev.graph[row["name"]]))
+    if name in OPERATOR_QUANTITIES:
+        return getattr(operator_work(ev), name)
     if name in ev.memory.to_dict():
         return ev.memory.to_dict()[name]
     raise SpecError(f"unknown quantity {name!r} in a limit")

@@ -29,7 +29,8 @@ runner = CliRunner()
 TRUE_TIME = {"load_s": 4.0, "fisher_s_per_sample": 1.3, "plan_s": 2.5, "step_s": 0.2,
              "dense_mac_s": 3e-9, "depthwise_mac_s": 1.2e-8, "weight_grad_mac_s": 2e-8,
              "depthwise_weight_grad_mac_s": 6e-8, "tensor_update_s": 0.004,
-             "swap_s_per_byte": 5e-8}
+             "swap_s_per_byte": 5e-8, "operator_s": 2e-4, "backward_operator_s": 5e-4,
+             "element_s": 4e-9, "backward_element_s": 9e-9}
 TRUE_POWER = {"overhead_w": 2.2, "compute_w": 1.1, "swap_w": 0.7}
 DEVICE = DeviceProfile("synthetic", ram_bytes=512 * 2**20, reserve_bytes=256 * 2**20)
 
@@ -47,7 +48,9 @@ def synthetic_log(n=24, seed=0, measure_phases=True) -> pd.DataFrame:
                         rng.randint(2, 120), rng.randint(10**5, 10**6),
                         rng.choice([3 * 10**6, 10**8, 6 * 10**8, 9 * 10**8]),
                         *(rng.randint(0, total // 3) for total in (forward, input_grad,
-                                                                   weight_grad)))
+                                                                   weight_grad)),
+                        operators := rng.randint(40, 200), elements := rng.randint(1, 5) * 10**6 * batch,
+                        rng.randint(0, operators), rng.randint(0, elements))
         run = Run(method, rng.choice([10, 40]), rng.choice([10, 25, 50]), cost)
         p = predict(run, TRUE_TIME, TRUE_POWER, DEVICE)
         row = dict.fromkeys(LOG_COLUMNS, math.nan)
@@ -363,3 +366,53 @@ def test_time_limit_prices_depthwise_macs_as_the_model_does(tmp_path):
         assert cost.depthwise_backward_weight_macs > 0, solver  # the depthwise rate matters
         assert predict(Run("sparseupdate", 1, 25, cost), terms, None, device).total_s \
             <= budget_s * (1 + 1e-9), solver
+
+
+class _ConvBlock(torch.nn.Module):
+    """conv 3->4 (3x3) -> BatchNorm -> ReLU -> conv 4->4 (1x1) -> + the ReLU's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.conv2 = torch.nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.bn(self.conv1(x)))
+        return self.conv2(h) + h
+
+
+def _autograd_nodes(output) -> int:
+    """Nodes of the backward graph PyTorch built, parameters' AccumulateGrad left out."""
+    seen, stack = set(), [output.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen or type(node).__name__ == "AccumulateGrad":
+            continue
+        seen.add(node)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return len(seen)
+
+
+@pytest.mark.parametrize("update,operators,elements", [
+    ("all", 5, 192),  # every operator; BatchNorm, ReLU and add write 4x4x4 = 64 elements each
+    ({"conv2": LayerUpdate()}, 2, 64),  # conv2's weight gradient, and the add it feeds
+    ("none", 0, 0),
+])
+def test_operator_columns_by_hand_and_against_autograd(update, operators, elements):
+    from ttplan.costmodel.config import TrainConfig, parameter_requires_grad, resolve_updates
+    from ttplan.costmodel.specs import parse_update
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.stepcost import step_cost
+    model = _ConvBlock()
+    cost = step_cost(model, update, (2, 3, 4, 4))  # batch 2: the elements double
+    assert (cost.forward_operators, cost.forward_elements) == (5, 2 * 192)
+    assert (cost.backward_operators, cost.backward_elements) == (operators, 2 * elements)
+    # The independent count: the autograd nodes PyTorch builds for the same update.
+    graph = trace(model, (2, 3, 4, 4), "conv-block")
+    updates = resolve_updates(parse_update(update), graph) if isinstance(update, str) else update
+    flags = parameter_requires_grad(graph, TrainConfig(updates))
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(flags.get(name, False))
+    output = model(torch.randn(2, 3, 4, 4))
+    assert (_autograd_nodes(output) if output.requires_grad else 0) == operators

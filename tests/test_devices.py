@@ -73,7 +73,8 @@ def test_append_then_load(tmp_path):
                iterations=40, samples=25, fisher_s=30.5, total_s=600, forward_macs=1,
                backward_input_macs=2, backward_weight_macs=3, updated_tensors=4,
                peak_bytes_paper=5, peak_bytes_pytorch=6, depthwise_forward_macs=0,
-               depthwise_backward_input_macs=0, depthwise_backward_weight_macs=1, threads=1)
+               depthwise_backward_input_macs=0, depthwise_backward_weight_macs=1, forward_operators=7,
+               forward_elements=8, backward_operators=2, backward_elements=3, threads=1)
     append_log_row(path, row)
     append_log_row(path, row)
     logs = load_device_logs(path)
@@ -82,7 +83,7 @@ def test_append_then_load(tmp_path):
 
 
 HEADER = ",".join(LOG_COLUMNS) + "\n"
-GOOD = "pi,m,tinytrain,,1,40,25,,,,,600,,10,0,5,2,100,200,3,0,1,,,,,x\n"
+GOOD = "pi,m,tinytrain,,1,40,25,,,,,600,,10,0,5,2,100,200,3,0,1,9,40,2,8,,,,,x\n"
 
 
 def _with(column: str, value: str) -> str:
@@ -101,9 +102,10 @@ def _with(column: str, value: str) -> str:
     (HEADER + _with("samples", "0"), "column samples: must be positive"),
     (HEADER + _with("forward_macs", ""), "column forward_macs: is empty"),
     (HEADER + _with("depthwise_backward_weight_macs", ""), "column depthwise_backward_weight_macs: is empty"),
+    (HEADER + _with("backward_operators", "2.5"), "column backward_operators: '2.5' is not a whole"),
     (HEADER + _with("device", ""), "column device: is empty"),
     (HEADER + _with("fisher_s", "700"), "column total_s: 600 s is less than the sum of its phases"),
-    (HEADER + GOOD.replace(",x\n", ",x,y\n"), "line 2: 28 fields, expected 27"),
+    (HEADER + GOOD.replace(",x\n", ",x,y\n"), "line 2: 32 fields, expected 31"),
     ("", "no rows"),
     (HEADER, "no rows"),
 ])
