@@ -25,11 +25,13 @@ The default input is ttplan's and the paper's, 1x3x128x128. At 1x3x64x64 Proxyle
 stages run 7x7 depthwise convolutions on 2x2 outputs, which this machine's oneDNN computes at
 ~3.5 ns per MAC against 0.1-0.6 for every other depthwise layer of the three models
 (notes/device_time_model.md): a calibration on the other two models cannot know that, and
-the ProxylessNAS runs come out ~35 % slower than predicted.
+the ProxylessNAS runs came out ~35 % slower than predicted (measured before the time model had
+its operator and element terms).
 
 The default time limit, 300 s per model, gives runs of ~5-15 s; with 100 s (runs of 2-5 s)
 the held-out errors on this VM, whose speed varies by tens of percent from minute to minute,
-scattered from 9 % to 29 % between runs of the benchmark (notes/device_time_model.md).
+scattered from 9 % to 29 % between runs of the benchmark (before the operator terms;
+notes/device_time_model.md).
 
 Wall time: about len(models) x --time-limit plus the tracing of the models.
 """

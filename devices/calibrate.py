@@ -12,7 +12,7 @@ Energy: the three powers are fitted the same way (nnls, relative) to the measure
 given the seconds the fitted time model puts under each.
 Leave-one-out: each run predicted by a fit (time, then energy) of all the others.
 
-The calibration file (format "ttplan-calibration", version 1; strictly validated):
+The calibration file (format "ttplan-calibration", version 2; strictly validated):
   device      the device profile (devices.profiles) whose RAM the pressure term uses
   log         {source: file name, rows: runs fitted}
   fit_method  how the terms were fitted
@@ -46,7 +46,7 @@ from .profiles import DeviceProfile, profile_from_dict
 from .stepcost import COST_COLUMNS, StepCost
 
 FORMAT = "ttplan-calibration"
-VERSION = 1
+VERSION = 2  # 2: the depthwise and operator terms
 MIN_RUNS = 3
 FIT_METHOD = ("scipy.optimize.nnls on relative residuals (each equation divided by its "
               "measured value; columns scaled to unit maximum)")

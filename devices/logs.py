@@ -13,7 +13,9 @@ Columns (LOG_COLUMNS; an empty cell means "not measured" and is never invented):
   load_s, fisher_s, plan_s, train_s   seconds of each phase, optional
   total_s                        end-to-end seconds, required
   energy_j                       joules, optional
-  forward_macs ... peak_bytes_pytorch   one training step's costs (devices.stepcost), required
+  forward_macs ... backward_elements   one training step's costs (devices.stepcost.COST_COLUMNS:
+                                 MACs and their depthwise parts, updated tensors, peaks, operator
+                                 calls and elements), required whole numbers
   saved_bytes_measured, peak_rss_bytes   bytes, optional
   torch_version, threads, source  optional
 Loading is strict: a malformed row is a one-line SpecError naming the file, line and column.
