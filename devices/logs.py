@@ -66,6 +66,10 @@ def append_log_row(path: str | Path, row: dict) -> None:
     write_text_atomic(target, old + buffer.getvalue())
 
 
+# Cost columns added after the schema's first release (depthwise MACs, operator work).
+_LATER_COLUMNS = ("depthwise_forward_macs", "depthwise_backward_input_macs",
+                  "depthwise_backward_weight_macs", "forward_operators", "forward_elements",
+                  "backward_operators", "backward_elements")
 _TEXT_REQUIRED = ("device", "model", "method")
 _INT_POSITIVE = ("batch_size", "iterations", "samples")
 _INT_REQUIRED = ("forward_macs", "backward_input_macs", "backward_weight_macs", "updated_tensors",
@@ -104,7 +108,10 @@ def parse_log(text: str, source: str) -> pd.DataFrame:
     missing = [c for c in LOG_COLUMNS if c not in header]
     unknown = [c for c in header if c not in LOG_COLUMNS]
     if missing:
-        raise SpecError(f"{source} line 1: missing column(s) {', '.join(missing)}")
+        hint = ("; a log written before these cost columns existed cannot be completed from "
+                "its rows: measure the runs again (ttplan train / ttplan measure)"
+                if set(missing) <= set(_LATER_COLUMNS) else "")
+        raise SpecError(f"{source} line 1: missing column(s) {', '.join(missing)}{hint}")
     if unknown or len(set(header)) != len(header):
         what = f"unknown column(s) {', '.join(unknown)}" if unknown else "a repeated column"
         raise SpecError(f"{source} line 1: {what}; the columns are {', '.join(LOG_COLUMNS)}")

@@ -94,6 +94,8 @@ def _with(column: str, value: str) -> str:
 
 @pytest.mark.parametrize("body,needle", [
     ("device,model\nx,y\n", "line 1: missing column(s) method"),
+    (HEADER.replace(",forward_operators,forward_elements", "") + GOOD,
+     "missing column(s) forward_operators, forward_elements; a log written before"),
     (HEADER.replace("source", "source,extra"), "line 1: unknown column(s) extra"),
     (HEADER + GOOD + _with("batch_size", "one"), "line 3, column batch_size: 'one' is not a whole number"),
     (HEADER + _with("total_s", ""), "line 2, column total_s: is empty"),
