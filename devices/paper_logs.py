@@ -28,8 +28,6 @@ import io
 from decimal import Decimal
 from importlib import resources
 
-import torch
-
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.trace import trace
 from ttplan.planner.api import plan
@@ -56,19 +54,14 @@ def paper_measurements() -> list[dict]:
 
 
 def paper_fisher_text(model: str) -> str:
-    """Measure the Fisher file of a paper model on this machine (one thread): the synthetic
-    probe of 25 samples, seed 0, at 1x3x128x128, ProtoNet loss."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        module, _ = resolve_model(model)
-        shape = (1, 3, 128, 128)
-        x, y, _ = load_support(None, shape, PAPER_SAMPLES, PROBE_SEED, True)
-        result = fisher_information(module, default_candidate_layers(module), x, y,
-                                    loss="protonet", seed=PROBE_SEED)
-        fingerprint = trace(module, shape, model_name=model).fingerprint()
-    finally:
-        torch.set_num_threads(threads)
+    """Measure the Fisher file of a paper model on this machine: the synthetic probe of 25
+    samples, seed 0, at 1x3x128x128, ProtoNet loss (the probe runs on one thread itself)."""
+    module, _ = resolve_model(model)
+    shape = (1, 3, 128, 128)
+    x, y, _ = load_support(None, shape, PAPER_SAMPLES, PROBE_SEED, True)
+    result = fisher_information(module, default_candidate_layers(module), x, y,
+                                loss="protonet", seed=PROBE_SEED)
+    fingerprint = trace(module, shape, model_name=model).fingerprint()
     return dumps(result.to_json_dict(model, fingerprint))
 
 
