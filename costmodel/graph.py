@@ -19,7 +19,7 @@ import networkx as nx
 
 # Kinds whose weights a training configuration can update ("layers" in the paper's sense are
 # the MAC layers; norm layers carry affine parameters too).
-MAC_KINDS = frozenset({"conv", "conv_transpose", "linear", "rnn"})
+MAC_KINDS = frozenset({"conv", "conv_transpose", "linear", "rnn", "mha"})
 NORM_KINDS = frozenset({"batchnorm", "layernorm", "groupnorm"})
 # Parameters used on their own (cls_token, pos_embed, layer-scale gamma) and lookup tables.
 FREE_PARAM_KINDS = frozenset({"parameter", "embedding"})
@@ -79,7 +79,7 @@ class OpNode:
     @property
     def out_channels(self) -> int:
         """Channels of the output (dimension 1 for N×C×…, the last dim for linear)."""
-        if self.kind == "linear":
+        if self.kind in ("linear", "mha"):
             return self.out_shape[-1]
         return self.out_shape[1] if len(self.out_shape) > 1 else 1
 

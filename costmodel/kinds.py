@@ -35,6 +35,7 @@ MODULE_KINDS: dict[type, str] = {
     nn.Dropout3d: "dropout", nn.AlphaDropout: "dropout",
     nn.LSTM: "rnn", nn.GRU: "rnn", nn.RNN: "rnn",
     nn.Embedding: "embedding", nn.LogSoftmax: "softmax",
+    nn.MultiheadAttention: "mha",
 }
 
 # Classes libraries write themselves (no common base to look up): stochastic depth.
@@ -72,6 +73,10 @@ FUNCTION_KINDS: dict[object, str] = {
     torch.zeros: "constant", torch.ones: "constant", torch.arange: "constant",
     torch.full: "constant", torch.empty: "constant", torch.zeros_like: "constant",
     torch.ones_like: "constant", torch.tensor: "constant",
+    torch.addmm: "addmm", torch.addcmul: "addcmul", F.normalize: "normalize",
+    torch.norm: "norm", torch.linalg.vector_norm: "norm", torch.pow: "pow",
+    operator.pow: "pow", torch.sin: "sin", torch.cos: "cos", torch.exp: "exp",
+    torch.rsqrt: "rsqrt", torch.cumsum: "cumsum", F.pad: "pad", torch.roll: "roll",
 }
 
 # Tensor methods seen as fx call_method targets or through __torch_function__.
@@ -90,6 +95,9 @@ METHOD_KINDS: dict[str, str] = {
     "div": "div", "__truediv__": "div", "__neg__": "add", "__rsub__": "add",
     "to": "identity", "float": "identity", "type_as": "identity", "clone": "contiguous",
     "mean": "mean", "sum": "mean", "clamp": "hardtanh", "clamp_": "hardtanh",
+    "addmm": "addmm", "addcmul": "addcmul", "norm": "norm", "pow": "pow", "__pow__": "pow",
+    "sin": "sin", "cos": "cos", "exp": "exp", "rsqrt": "rsqrt", "cumsum": "cumsum",
+    "roll": "roll",
     # Comparisons give boolean tensors: no gradient flows through them (data-dependent
     # control flow in models that only the hooks tracer can follow).
     "gt": "compare", "lt": "compare", "ge": "compare", "le": "compare", "eq": "compare",

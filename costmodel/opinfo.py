@@ -21,6 +21,7 @@ PARAM_SLOTS: dict[object, tuple[str, str | None]] = {
     F.conv3d: ("weight", "bias"), F.batch_norm: ("weight", "bias"),
     F.layer_norm: ("weight", "bias"), F.group_norm: ("weight", "bias"),
     F.embedding: ("weight", None),
+    torch.addmm: ("mat2", "input"),  # GPT-2's Conv1D: addmm(bias, x, W) with W in × out
 }
 
 # Scalar arguments kept as node attributes (the cost rules read them).
@@ -33,7 +34,7 @@ _SIGNATURES: dict[object, inspect.Signature | None] = {}
 _CONV_PARAMS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 _BUILTIN_PARAMS: dict[object, tuple[str, ...]] = {
     F.conv1d: _CONV_PARAMS, F.conv2d: _CONV_PARAMS, F.conv3d: _CONV_PARAMS,
-    F.linear: ("input", "weight", "bias"),
+    F.linear: ("input", "weight", "bias"), torch.addmm: ("input", "mat1", "mat2"),
 }
 
 
@@ -217,3 +218,34 @@ def _saved_once(fn, leaves, params) -> list:
         else:
             saved.append(("new", t.untyped_storage().nbytes()))
     return saved
+
+
+def substituted(call, args, kwargs, tensors):
+    """`call` as a function of fresh tensors standing for `tensors` (matched by identity
+    wherever they appear in `args`/`kwargs`), for measuring what autograd keeps."""
+    slots = {id(t): i for i, t in enumerate(tensors)}
+
+    def swap(value, leaves):
+        if isinstance(value, torch.Tensor) and id(value) in slots:
+            return leaves[slots[id(value)]]
+        if isinstance(value, (list, tuple)):
+            return type(value)(swap(v, leaves) for v in value)
+        if isinstance(value, dict):
+            return {k: swap(v, leaves) for k, v in value.items()}
+        return value
+
+    def run(*leaves):
+        return call(*swap(tuple(args), leaves), **swap(dict(kwargs or {}), leaves))
+    return run
+
+
+def mha_attrs(module: nn.Module, args, kwargs) -> dict:
+    """What nn.MultiheadAttention's rule reads: q, k, v shapes (batch first or not), the
+    embedding and key/value sizes, and the heads."""
+    bound = dict(zip(("query", "key", "value"), args))
+    bound.update({k: v for k, v in (kwargs or {}).items() if k in ("query", "key", "value")})
+    shapes = {k: list(bound[k].shape) for k in ("query", "key", "value")
+              if isinstance(bound.get(k), torch.Tensor)}
+    return {"mha_shapes": shapes, "embed_dim": module.embed_dim, "kdim": module.kdim,
+            "vdim": module.vdim, "num_heads": module.num_heads,
+            "batch_first": bool(module.batch_first)}

@@ -51,6 +51,10 @@ RELU_FAMILY = frozenset({"relu", "relu6", "hardtanh", "leaky_relu"})  # derivati
 VIEW_KINDS = frozenset({"reshape", "identity", "getitem", "split"})
 # Gates per hidden unit of a recurrent layer (its weight_ih is gates·H × input).
 RNN_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+# Products that add a first operand (beta·input + a·b): the multiplied operands are inputs 1, 2.
+ADD_PRODUCT_KINDS = frozenset({"baddbmm", "addmm"})
+# Modules whose saved set is measured per situation with one flag for all their inputs.
+MODULE_PROBED_KINDS = frozenset({"rnn", "mha"})
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def no_macs(node: OpNode) -> int:
 
 def _matmul_operands(node: OpNode) -> tuple[tuple, tuple]:
     """The two multiplied operands' shapes (baddbmm's are its last two inputs)."""
-    if node.kind == "baddbmm":
+    if node.kind in ADD_PRODUCT_KINDS:
         return node.in_shapes[-2], node.in_shapes[-1]
     shapes = list(node.in_shapes) + [tuple(node.attrs.get("other_shape", ()))]
     return shapes[0], shapes[1]
@@ -184,7 +188,7 @@ def channel_weight_grad(forward: Callable[[OpNode], int]) -> Callable[[OpNode, G
 def matmul_input_grads(node: OpNode, g: Grad) -> int:
     """Each multiplied operand that needs a gradient costs one more product of the forward's
     size (dA = dC·Bᵀ, dB = Aᵀ·dC), whatever is broadcast."""
-    first = 1 if node.kind == "baddbmm" else 0
+    first = 1 if node.kind in ADD_PRODUCT_KINDS else 0
     count = int(g.input(first)) + int(g.input(first + 1))
     forward = matmul_macs(node) if node.kind != "einsum" else einsum_macs(node)
     return count * forward
@@ -197,7 +201,8 @@ def sdpa_input_grads(node: OpNode, g: Grad) -> int:
     rows, s = _prod(q[:-1]), int(k[-2])
     e, ev = int(q[-1]), int(v[-1])
     dq, dk, dv = g.input(0), g.input(1), g.input(2)
-    return rows * s * (ev * (int(dv) + int(dq or dk)) + e * (int(dq) + int(dk)))
+    dmask = any(g.input(i) for i in range(3, len(node.in_shapes)))  # a trainable bias mask
+    return rows * s * (ev * (int(dv) + int(dq or dk or dmask)) + e * (int(dq) + int(dk)))
 
 
 def rnn_input_grads(node: OpNode, g: Grad) -> int:
@@ -332,7 +337,9 @@ def pt_groupnorm(node, g):
 def pt_layernorm(node, g):
     normalized = node.attrs.get("normalized_shape") or ()
     rows = node.in_numel(0) // max(1, _prod(normalized) if normalized else node.in_shapes[0][-1])
-    return [_saved_input(node, "input"), Saved(("extra", "mean"), FP32_BYTES * rows),
+    # NativeLayerNormBackward0 keeps the input as given: a strided view (a slice x[:, 0:1], a
+    # permute) keeps its whole storage, no copy (measured, notes/pytorch_saved_tensors.md).
+    return [Saved(("in", 0), category="input"), Saved(("extra", "mean"), FP32_BYTES * rows),
             Saved(("extra", "rstd"), FP32_BYTES * rows)]
 
 
@@ -406,7 +413,7 @@ def _operand_saved(node, i: int, category="mask") -> Saved:
 
 def pt_matmul(node, g):
     # mm/bmm keep each operand only for the other operand's gradient (measured).
-    first = 1 if node.kind == "baddbmm" else 0
+    first = 1 if node.kind in ADD_PRODUCT_KINDS else 0
     saved = []
     if g.input(first + 1) and first < len(node.inputs):
         saved.append(_operand_saved(node, first))
@@ -419,7 +426,7 @@ def pt_measured(node, g):
     """Ops whose saved set was measured while tracing, per situation (einsum's folding,
     oneDNN's LSTM workspace): {"wbx": [...]} keyed by weight/bias/input needing gradients."""
     table = node.attrs.get("measured_saved") or {}
-    flags = g.inputs if node.kind == "einsum" else (any(g.inputs),)
+    flags = (any(g.inputs),) if node.kind in MODULE_PROBED_KINDS else g.inputs
     key = measured_key(g.weight, g.bias, flags)
     saved = []
     for source, nbytes in table.get(key, []):
@@ -433,6 +440,10 @@ def pt_measured(node, g):
 
 
 def pt_sdpa(node, g):
+    if "measured_saved" in node.attrs:
+        # Dropout or an attention mask: PyTorch takes the math path (scaled q, kᵀ, the
+        # probabilities, the dropout mask, v), measured on the real call while tracing.
+        return pt_measured(node, g)
     # The CPU flash-attention kernel keeps q, k, v, the output and a float32 logsumexp of
     # N·H·L, whichever input needs a gradient (measured; dropout_p > 0 takes another path).
     rows = _prod(node.in_shapes[0][:-1]) if node.in_shapes else 0
@@ -510,7 +521,7 @@ def paper_drop_path(node, g):
 
 def paper_matmul(node, g):
     """A.4 keeps what a product's gradient needs: each operand for the other's gradient."""
-    first = 1 if node.kind == "baddbmm" else 0
+    first = 1 if node.kind in ADD_PRODUCT_KINDS else 0
     saved = []
     if g.input(first + 1):
         saved.append(Saved(("in", first)))
@@ -542,6 +553,107 @@ def paper_rnn(node, g):
     kept = steps * dirs * int(a.get("num_layers", 1)) * per_step * node.dtype_bytes
     return [Saved(("in", 0), category="input" if g.weight else "mask"),
             Saved(("extra", "gates"), kept)]
+
+
+# ---- nn.MultiheadAttention ------------------------------------------------------------------
+
+def _mha_sizes(node: OpNode) -> tuple[int, int, int, int, int, int]:
+    """(query rows N·L, key rows N·S, S, E, kdim, vdim) of a MultiheadAttention call."""
+    a = node.attrs
+    shapes = a.get("mha_shapes") or {}
+    q = shapes.get("query") or list(node.in_shapes[0])
+    k = shapes.get("key") or q
+    seq_dim = 1 if a.get("batch_first") and len(k) == 3 else 0
+    return (_prod(q[:-1]), _prod(k[:-1]), int(k[seq_dim]), int(a.get("embed_dim", q[-1])),
+            int(a.get("kdim") or q[-1]), int(a.get("vdim") or q[-1]))
+
+
+def mha_projection_macs(node: OpNode) -> tuple[int, int]:
+    """(input projections, output projection): q, k, v projected to E (rows·E·size_in each),
+    and the attention output projected E → E."""
+    rows_q, rows_k, _, e, kdim, vdim = _mha_sizes(node)
+    return rows_q * e * e + rows_k * e * (kdim + vdim), rows_q * e * e
+
+
+def mha_attention_macs(node: OpNode) -> int:
+    """Q·Kᵀ and P·V over all heads: 2·N·L·S·E (heads × head_dim = E)."""
+    rows_q, _, s, e, _, _ = _mha_sizes(node)
+    return 2 * rows_q * s * e
+
+
+def mha_macs(node: OpNode) -> int:
+    return sum(mha_projection_macs(node)) + mha_attention_macs(node)
+
+
+def mha_input_grads(node: OpNode, g: Grad) -> int:
+    """Every gradient of a MultiheadAttention call (its weights, biases or input) goes back
+    through the output projection (rows·E·E) and the attention (dV, dP, dQ, dK: 4·N·L·S·E);
+    the input projections' input gradient only when the input needs one."""
+    into, out = mha_projection_macs(node)
+    return out + 2 * mha_attention_macs(node) + (into if g.input(0) else 0)
+
+
+def mha_weight_grads(node: OpNode, g: Grad) -> int:
+    return round(sum(mha_projection_macs(node)) * g.weight_fraction) if g.weight else 0
+
+
+def mha_other_ops(node: OpNode) -> int:
+    """The softmax over N·heads·L·S scores."""
+    rows_q, _, s, _, _, _ = _mha_sizes(node)
+    return rows_q * int(node.attrs.get("num_heads", 1)) * s
+
+
+def paper_mha(node, g):
+    """A.4-style: the input (for the projections' weight gradient), q, k, v, the attention
+    probabilities and the attention output (for the output projection's)."""
+    if not g.any:
+        return []
+    rows_q, rows_k, s, e, _, _ = _mha_sizes(node)
+    heads = int(node.attrs.get("num_heads", 1))
+    kept = (2 * rows_q * e + 2 * rows_k * e + rows_q * heads * s) * node.dtype_bytes
+    return [Saved(("in", 0), category="input" if g.weight else "mask"),
+            Saved(("extra", "qkv_probabilities_output"), kept)]
+
+
+# ---- element-wise and reduction operators (saved sets measured, notes/) ---------------------
+
+def pt_pow(node, g):
+    # PowBackward0 (scalar exponent) keeps the base; PowBackward1 (tensor exponent) keeps
+    # base, exponent and result.
+    if len(node.inputs) < 2:
+        return [Saved(("in", 0))]
+    return [Saved(("in", 0)), Saved(("in", 1)), Saved(("out",))]
+
+
+def pt_norm(node, g):
+    # LinalgVectorNormBackward0 keeps the input and the norm.
+    return [Saved(("in", 0)), Saved(("out",))]
+
+
+def _reduced_numel(node) -> int:
+    dims = node.attrs.get("dim", 1)
+    dims = dims if isinstance(dims, list) else [dims]
+    shape = node.in_shapes[0] if node.in_shapes else node.out_shape
+    reduced = _prod(shape[int(d)] for d in dims) if shape else 1
+    return _numel(shape) // max(1, reduced)
+
+
+def pt_normalize(node, g):
+    # x / max(‖x‖, eps): the norm keeps x and ‖x‖, the division its divisor (the clamped
+    # norm, a fresh tensor of the reduced shape).
+    small = _reduced_numel(node) * node.dtype_bytes
+    return [Saved(("in", 0)), Saved(("extra", "norm"), small),
+            Saved(("extra", "clamped_norm"), small)]
+
+
+def pt_addcmul(node, g):
+    # AddcmulBackward0 (input + value·t1·t2) keeps t2 for t1's gradient and t1 for t2's.
+    saved = []
+    if g.input(1) and len(node.inputs) > 2:
+        saved.append(Saved(("in", 2)))
+    if g.input(2) and len(node.inputs) > 2:
+        saved.append(Saved(("in", 1)))
+    return saved
 
 
 # ---- the registry ------------------------------------------------------------------------
@@ -650,6 +762,26 @@ RULES: dict[str, Rule] = {
     "rnn": Rule(rnn_macs, rnn_other_ops, pt_measured, paper_rnn, mac_layer=True,
                 backward_input_macs=rnn_input_grads, backward_weight_macs=rnn_weight_grads,
                 backward_other_ops=bias_grad_ops),
+    "mha": Rule(mha_macs, mha_other_ops, pt_measured, paper_mha, mac_layer=True,
+                backward_input_macs=mha_input_grads, backward_weight_macs=mha_weight_grads,
+                backward_other_ops=on_gradient_path(mha_other_ops)),
+    "addmm": Rule(matmul_macs, per_output, pt_matmul, paper_matmul,
+                  backward_input_macs=matmul_input_grads, backward_weight_macs=no_backward_macs,
+                  backward_other_ops=on_gradient_path(per_output)),
+    "addcmul": Rule(forward_other_ops=per_output_x2, saved_pytorch=pt_addcmul,
+                    saved_paper=pt_addcmul),
+    "norm": Rule(forward_other_ops=per_input, saved_pytorch=pt_norm,
+                 saved_paper=paper_smooth_activation),
+    "normalize": Rule(forward_other_ops=per_output_x2, saved_pytorch=pt_normalize,
+                      saved_paper=paper_smooth_activation),
+    "pow": Rule(saved_pytorch=pt_pow, saved_paper=paper_smooth_activation),
+    "sin": Rule(saved_pytorch=pt_saves_input, saved_paper=paper_smooth_activation),
+    "cos": Rule(saved_pytorch=pt_saves_input, saved_paper=paper_smooth_activation),
+    "exp": Rule(saved_pytorch=pt_saves_output, saved_paper=paper_smooth_activation),
+    "rsqrt": Rule(saved_pytorch=pt_saves_output, saved_paper=paper_smooth_activation),
+    "cumsum": Rule(),  # CumsumBackward0 keeps nothing: its gradient is a reversed cumsum
+    "pad": Rule(forward_other_ops=free),  # a copy into a larger buffer; keeps nothing
+    "roll": Rule(forward_other_ops=free),  # a permutation of elements; keeps nothing
 }
 
 

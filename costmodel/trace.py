@@ -7,8 +7,9 @@ the model (data-dependent control flow, unsupported Python), the second path run
 once with forward hooks on every module and a ``TorchFunctionMode`` that sees the functions
 called between modules (``+``, ``torch.cat``, ``flatten`` …). The graph says which path made it.
 
-The forward pass runs in eval mode under ``torch.no_grad`` (shapes do not depend on the mode,
-and eval mode keeps BatchNorm valid for 1×1 maps); each module's mode is restored afterwards.
+The forward pass runs under ``torch.no_grad`` in train mode, as a training step runs it (dropout
+active, ``if self.training`` branches taken), except BatchNorm-like layers, which stay in eval
+mode (same shapes, valid for 1×1 maps); modes, buffers and the RNG state are restored afterwards.
 
 Memory. The fx path records each node as soon as it has run and drops its value after the
 node's last reader, and the hooks path knows tensors by weak reference only, so tracing holds
@@ -32,7 +33,7 @@ from .graph import MAC_KINDS, LayerGraph, OpNode
 from .blocks import BlockFinder, compile_block_pattern
 from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS, function_name
 from .opinfo import (call_attrs, einsum_index_sizes, functional_params, is_param_slot,
-                     matmul_operand_copies, measure_saved)
+                     matmul_operand_copies, measure_saved, mha_attrs, substituted)
 from .rules import REGISTRY, Registry
 from .specs import check_input_size
 
@@ -53,7 +54,7 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
     registry = rules if isinstance(rules, Registry) else REGISTRY.with_rules(rules)
     input_shape = check_input_size(tuple(int(d) for d in input_shape))
     modes = {m: m.training for m in model.modules()}
-    model.eval()
+    state = _TrainModeState(model)
     fallback = None
     try:
         if tracer in ("auto", "fx"):
@@ -76,6 +77,30 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
     finally:
         for m, training in modes.items():
             m.train(training)
+        state.restore()
+
+
+class _TrainModeState:
+    """Puts a model in the mode a training step runs in, for the trace, and gives its state
+    back afterwards. Train mode (dropout active, `if self.training` branches, the attention
+    path PyTorch takes in training) except normalisation layers with running statistics,
+    which stay in eval mode (same shapes, and valid on the 1×1 maps of a batch of one); the
+    buffers and the RNG state a train-mode forward may change are restored."""
+
+    def __init__(self, model: nn.Module):
+        self.rng = torch.random.get_rng_state()
+        self.buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        model.train()
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._NormBase):
+                m.eval()
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for buffer, saved in self.buffers:
+                if buffer.shape == saved.shape:
+                    buffer.copy_(saved)
+        torch.random.set_rng_state(self.rng)
 
 
 class _LeafTracer(fx.Tracer):
@@ -145,6 +170,17 @@ class _Builder:
         self.param_names = {id(p): n for n, p in model.named_parameters()}
         self.param_calls: dict[str, int] = {}  # owner path -> calls priced so far
         self.probes: list = []  # (node name, fn, tensors, module): measured after the forward
+        # Module paths name module calls; a function's node never takes one (a block profiled
+        # on its own may call x.norm() and own a module named `norm`).
+        self.module_paths = {p for p, _ in model.named_modules()}
+
+    def fresh_name(self, name: str) -> str:
+        """`name`, or `name_k`, whichever no node and no module path holds yet."""
+        base, k = name, 1
+        while name in self.nodes or name in self.module_paths:
+            name = f"{base}_{k}"
+            k += 1
+        return name
 
     def block_of(self, path: str) -> str:
         return self.blocks.block_of(path)
@@ -190,11 +226,25 @@ class _Builder:
             if len(operands) == len(tensors):
                 equation = attrs["equation"]
                 self.probes.append((name, lambda *ts: torch.einsum(equation, *ts), tensors, None))
+        if kind == "sdpa":
+            mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
+            if attrs.get("dropout_p") or isinstance(mask, torch.Tensor):
+                # The math path (dropout, a mask): what it keeps is measured on the call.
+                self.probes.append((name, substituted(target, args, kwargs, tensors), tensors,
+                                    None))
         if found is None:
             return (None, None, []), None
         weight, bias, owner, names = found
         attrs["param_names"] = names
         return (weight, bias, []), owner
+
+    def _probe_module_call(self, name, module, args, kwargs, tensors, attrs) -> None:
+        """nn.MultiheadAttention: its shapes, and what it keeps measured on the call as
+        made (q, k, v the same tensor or not, need_weights, masks)."""
+        attrs.update(mha_attrs(module, args, kwargs))
+        distinct = list({id(t): t for t in tensors if isinstance(t, torch.Tensor)}.values())
+        self.probes.append((name, lambda m, *leaves: substituted(m, args, kwargs, distinct)(
+            *leaves), distinct, module))
 
     def add(self, name, kind, op, module_path, scope, inputs, in_tensors, out, params, attrs):
         outputs = [t for t in _flat(out) if isinstance(t, torch.Tensor)]
@@ -224,11 +274,16 @@ class _Builder:
                 except RuntimeError:
                     attrs["input_flattens_as_view"] = False
         weight, bias, others = params
+        weight_shape = tuple(weight.shape) if weight is not None else None
+        if kind == "addmm" and weight is not None:
+            # addmm(b, x, W), W in × out (GPT-2's Conv1D): a linear layer, weight transposed.
+            kind, weight_shape = "linear", weight_shape[::-1]
+            attrs["weight_transposed"] = True
         node = OpNode(
             name=name, kind=kind, op=op, module=module_path, block=self.block_of(scope),
             inputs=list(inputs), in_shapes=[tuple(t.shape) for t in in_tensors],
             out_shape=out_shape, dtype_bytes=dtype_bytes,
-            weight_shape=tuple(weight.shape) if weight is not None else None,
+            weight_shape=weight_shape,
             bias_numel=bias.numel() if bias is not None else 0,
             other_param_numel=sum(p.numel() for p in others), attrs=attrs)
         self.nodes[name] = node
@@ -252,6 +307,9 @@ class _Builder:
 def module_params(module: nn.Module):
     """(weight, bias, other parameters) owned directly by `module`. A recurrent layer's
     weight_ih/hh_l* count as its weight and its bias_* as its bias (flattened)."""
+    if isinstance(module, nn.MultiheadAttention):  # its out_proj is never called on its own
+        slots = _mha_slots(module)
+        return (_flat_meta(slots["weight"]), _flat_meta(slots["bias"]), slots["other"])
     own = dict(module.named_parameters(recurse=False))
     weight, bias = own.pop("weight", None), own.pop("bias", None)
     if weight is None and isinstance(module, nn.RNNBase):
@@ -263,8 +321,30 @@ def module_params(module: nn.Module):
     return weight, bias, list(own.values())
 
 
+def _mha_slots(module: nn.Module) -> dict:
+    """nn.MultiheadAttention's parameters: the projection weights (in_proj or q/k/v_proj, and
+    out_proj.weight) train as its weight, in_proj_bias and out_proj.bias as its bias;
+    bias_k / bias_v are other parameters."""
+    slots = {"weight": [], "bias": [], "other": [], "names": {"weight": [], "bias": []}}
+    for n, p in module.named_parameters():
+        slot = "weight" if n.endswith("weight") else "bias" if n.endswith(
+            ("in_proj_bias", "out_proj.bias")) else "other"
+        slots[slot].append(p)
+        if slot != "other":
+            slots["names"][slot].append(n)
+    return slots
+
+
+def _flat_meta(params):
+    """Several parameter tensors counted as one flat one (shape only)."""
+    return torch.empty(sum(p.numel() for p in params), device="meta") if params else None
+
+
 def param_names_of(module: nn.Module, path: str) -> dict:
     """{"weight": [names], "bias": [names]} of the parameters a module call trains."""
+    if isinstance(module, nn.MultiheadAttention):
+        own = _mha_slots(module)["names"]
+        return {k: [f"{path}.{n}" if path else n for n in v] for k, v in own.items()}
     names = {"weight": [], "bias": []}
     for n, _ in module.named_parameters(recurse=False):
         slot = "weight" if n.startswith("weight") else "bias" if n.startswith("bias") else None
@@ -349,6 +429,10 @@ class _FxGraphBuilder(_Builder):
             if kind == "rnn":
                 self.probes.append((name, _call_module, [_first_tensor(t) for t in tensors[:1]],
                                     module))
+            elif kind == "mha":
+                args = fx.node.map_arg(node.args, lambda a: values.get(a))
+                kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
+                self._probe_module_call(name, module, args, kwargs, tensors, attrs)
         else:
             kind, op = self.registry.function_kind(node.target), function_name(node.target)
             if node.target is getattr:
@@ -357,7 +441,7 @@ class _FxGraphBuilder(_Builder):
             stack = node.meta.get("nn_module_stack") or {}
             scope = list(stack.values())[-1][0] if stack else ""
             scope = scope if isinstance(scope, str) else ""
-            name = node.name
+            name = self.fresh_name(node.name)
             args = fx.node.map_arg(node.args, lambda a: values.get(a))
             kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
             params, owner = self.call_details(kind, node.target, args, kwargs, tensors, out,
@@ -392,10 +476,19 @@ def _flat_nodes(args):
     return found
 
 
+# What reading gives no tensor: a parameter read only for these is not used.
+_NON_TENSOR_READS = frozenset({"size", "dim", "numel", "device", "dtype", "shape", "ndim",
+                               "is_cuda", "requires_grad", "element_size", "layout"})
+
+
 def _only_param_slots(node: fx.Node) -> bool:
     """Is a get_attr parameter only ever passed as the weight/bias of a functional op (which
-    then owns it), never used on its own?"""
+    then owns it), or read for its device, dtype or size, never used on its own?"""
     for user in node.users:
+        if user.op == "call_function" and user.target is getattr and \
+                user.args[1] in _NON_TENSOR_READS or \
+                user.op == "call_method" and user.target in _NON_TENSOR_READS:
+            continue
         if user.op != "call_function":
             return False
         positions = [i for i, a in enumerate(user.args) if a is node]
@@ -471,9 +564,24 @@ class _HookGraphBuilder(_Builder):
                 return True
             return False
 
+        buffers = {id(b) for b in self.model.buffers()}
+
+        def known(t, scope) -> bool:
+            """Produced by the graph, or a tensor the forward made from no input (torch.ones,
+            arange … as fx records them): a constant node. Buffers are model state."""
+            if produced(t):
+                return True
+            if id(t) in buffers:
+                return False
+            const = builder.fresh_name("constant")
+            builder.add(const, "constant", "constant", None, scope, [], [], t,
+                        (None, None, []), {})
+            producer[t] = const
+            return True
+
         def record(name, kind, op, module_path, scope, args, out, params, attrs, skip=()):
             tensors = [a for a in _flat(args) if isinstance(a, torch.Tensor)
-                       and all(a is not s for s in skip) and produced(a)]
+                       and all(a is not s for s in skip) and known(a, scope)]
             builder.add(name, kind, op, module_path, scope, [producer[t] for t in tensors],
                         tensors, out, params, attrs)
             outs = [t for t in _flat(out) if isinstance(t, torch.Tensor)]
@@ -494,7 +602,7 @@ class _HookGraphBuilder(_Builder):
             if leaf or leaf_depth[0]:
                 leaf_depth[0] += 1
 
-        def post_hook(module, args, out):
+        def post_hook(module, args, kwargs, out):
             path, leaf = stack.pop()
             if leaf_depth[0]:
                 leaf_depth[0] -= 1
@@ -508,10 +616,13 @@ class _HookGraphBuilder(_Builder):
             if count:
                 attrs["repeat_call"] = True  # shared weights: parameters counted once
             kind = builder.registry.module_kind(module)
-            tensors = record(name, kind, type(module).__name__, path, path, args, out,
+            tensors = record(name, kind, type(module).__name__, path, path,
+                             (args, kwargs) if kind == "mha" else args, out,
                              module_params(module), attrs)
             if kind == "rnn":
                 builder.probes.append((name, _call_module, tensors[:1], module))
+            elif kind == "mha":
+                builder._probe_module_call(name, module, args, kwargs, tensors, attrs)
 
         class FunctionRecorder(TorchFunctionMode):
             def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -535,7 +646,7 @@ class _HookGraphBuilder(_Builder):
                     kind = builder.registry.function_kind(name_)
                 count = calls.get(name_, 0)
                 calls[name_] = count + 1
-                name = f"{name_}_{count}" if count else name_
+                name = builder.fresh_name(f"{name_}_{count}" if count else name_)
                 attrs = {"inplace": True} if name_ in INPLACE_METHODS else {}
                 if kind == "hardtanh" and name_.startswith("clamp"):
                     attrs["clamp_args"] = [a for a in args[1:] if isinstance(a, (int, float))]
@@ -552,7 +663,7 @@ class _HookGraphBuilder(_Builder):
         handles = []
         for module in self.model.modules():
             handles.append(module.register_forward_pre_hook(pre_hook))
-            handles.append(module.register_forward_hook(post_hook))
+            handles.append(module.register_forward_hook(post_hook, with_kwargs=True))
         try:
             def go():
                 with FunctionRecorder():

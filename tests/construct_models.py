@@ -1,0 +1,357 @@
+"""One small model per construct of issue 17, written here (not any library's code).
+
+nn.MultiheadAttention; cross-covariance attention over F.normalize'd q, k (XCiT/EdgeNeXt);
+ConvNeXt-V2's global response norm (x.norm, addcmul); GPT-2's Conv1D (addmm); attention whose
+dropout is active only in training; SDPA with a trainable bias mask that is cached as a buffer
+in eval mode (TinyViT); a LayerNorm on a token slice; a positional encoding that reads
+weight.device (sin/cos, cumsum, pow, rsqrt); shifted windows (roll, pad). `CONSTRUCT_MODELS`
+maps a name to a `ModelCase` with tiny shapes.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tests.varied_models import ModelCase
+
+
+# ---- nn.MultiheadAttention ViT ------------------------------------------------------------------
+
+class MHABlock(nn.Module):
+    def __init__(self, dim, heads, need_weights=False):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.need_weights = need_weights
+
+    def forward(self, x):
+        y = self.norm1(x)
+        x = x + self.attn(y, y, y, need_weights=self.need_weights)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class MHAViT(nn.Module):
+    def __init__(self, img=8, patch=4, dim=16, depth=3, heads=2, num_classes=5,
+                 need_weights=False):
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, dim, patch, patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.blocks = nn.Sequential(*[MHABlock(dim, heads, need_weights) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+# ---- XCiT-style cross-covariance attention -----------------------------------------------------
+
+class XCA(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 4, 1)
+        q, k, v = qkv.unbind(0)  # B, heads, C/heads, N
+        q = F.normalize(q, dim=-1)
+        k = F.normalize(k, dim=-1)
+        attn = (q @ k.transpose(-2, -1)) * self.temperature
+        x = (attn.softmax(dim=-1) @ v).permute(0, 3, 1, 2).reshape(B, N, C)
+        return self.proj(x)
+
+
+class XCANet(nn.Module):
+    def __init__(self, dim=16, heads=2, depth=2, num_classes=3):
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.ModuleDict({"norm": nn.LayerNorm(dim),
+                                                   "attn": XCA(dim, heads)})
+                                    for _ in range(depth))
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = x + block["attn"](block["norm"](x))
+        return self.head(x.mean(1))
+
+
+# ---- ConvNeXt-V2 block with global response norm -----------------------------------------------
+
+class GRN(nn.Module):
+    """Channels-last global response norm: x + bias + weight · x · (‖x‖ / mean ‖x‖)."""
+
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        gx = x.norm(p=2, dim=(1, 2), keepdim=True)
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + self.eps)
+        shape = (1, 1, 1, -1)
+        return x + torch.addcmul(self.bias.view(shape), self.weight.view(shape), x * nx)
+
+
+class ConvNeXtV2Block(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.conv_dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.grn = GRN(4 * dim)
+        self.fc2 = nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        shortcut = x
+        x = self.norm(self.conv_dw(x).permute(0, 2, 3, 1))
+        x = self.fc2(self.grn(self.act(self.fc1(x))))
+        return x.permute(0, 3, 1, 2) + shortcut
+
+
+class ConvNeXtV2Like(nn.Module):
+    def __init__(self, dim=8, depth=2, num_classes=5):
+        super().__init__()
+        self.stem = nn.Conv2d(3, dim, 4, 4)
+        self.blocks = nn.Sequential(*[ConvNeXtV2Block(dim) for _ in range(depth)])
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+# ---- GPT-2 Conv1D (addmm) -----------------------------------------------------------------------
+
+class Conv1D(nn.Module):
+    """A linear layer with its weight stored in × out, applied with addmm."""
+
+    def __init__(self, nf, nx):
+        super().__init__()
+        self.nf = nf
+        self.weight = nn.Parameter(0.02 * torch.randn(nx, nf))
+        self.bias = nn.Parameter(torch.zeros(nf))
+
+    def forward(self, x):
+        size_out = x.size()[:-1] + (self.nf,)
+        x = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
+        return x.view(size_out)
+
+
+class GPT2Block(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.ln_1 = nn.LayerNorm(dim)
+        self.c_attn = Conv1D(3 * dim, dim)
+        self.c_proj = Conv1D(dim, dim)
+        self.ln_2 = nn.LayerNorm(dim)
+        self.c_fc = Conv1D(4 * dim, dim)
+        self.mlp_proj = Conv1D(dim, 4 * dim)
+
+    def forward(self, x):
+        B, L, C = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, L, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.c_proj(a.transpose(1, 2).reshape(B, L, C))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+
+class GPT2Conv1DNet(nn.Module):
+    def __init__(self, dim=16, heads=2, depth=2, num_classes=3):
+        super().__init__()
+        self.h = nn.ModuleList(GPT2Block(dim, heads) for _ in range(depth))
+        self.ln_f = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        for block in self.h:
+            x = block(x)
+        return self.head(self.ln_f(x)[:, -1])
+
+
+# ---- attention dropout active only in training --------------------------------------------------
+
+class TrainDropoutAttention(nn.Module):
+    """Fused attention with `dropout_p = p if self.training else 0.0`, and an explicit twin
+    whose probabilities go through F.dropout(..., training=self.training)."""
+
+    def __init__(self, dim, heads, p=0.1, fused=True):
+        super().__init__()
+        self.heads, self.p, self.fused = heads, p, fused
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, L, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, L, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        if self.fused:
+            dropout_p = self.p if self.training else 0.0
+            x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        else:
+            attn = (q @ k.transpose(-2, -1)) * (C // self.heads) ** -0.5
+            attn = F.dropout(attn.softmax(dim=-1), self.p, self.training)
+            x = attn @ v
+        return self.proj(x.transpose(1, 2).reshape(B, L, C))
+
+
+class TrainDropoutNet(nn.Module):
+    def __init__(self, dim=16, heads=2, depth=2, num_classes=3, fused=True):
+        super().__init__()
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(depth))
+        self.attns = nn.ModuleList(TrainDropoutAttention(dim, heads, fused=fused)
+                                   for _ in range(depth))
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        for norm, attn in zip(self.norms, self.attns):
+            x = x + attn(norm(x))
+        return self.head(x.mean(1))
+
+
+# ---- SDPA with a trainable bias mask (TinyViT-style, cached in eval mode) -----------------------
+
+class BiasAttention(nn.Module):
+    def __init__(self, dim, heads, tokens):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        offsets = torch.arange(tokens)
+        self.attention_biases = nn.Parameter(0.02 * torch.randn(heads, 2 * tokens - 1))
+        self.register_buffer("bias_idxs", (offsets[:, None] - offsets[None, :] + tokens - 1),
+                             persistent=False)
+        self.register_buffer("cached_bias", torch.zeros(heads, tokens, tokens), persistent=False)
+
+    def train(self, mode=True):
+        super().train(mode)
+        if not mode:  # eval: the bias is computed once and cached (no parameter read)
+            with torch.no_grad():
+                self.cached_bias.copy_(self.attention_biases[:, self.bias_idxs])
+        return self
+
+    def forward(self, x):
+        B, L, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, L, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        bias = self.attention_biases[:, self.bias_idxs] if self.training else self.cached_bias
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.proj(x.transpose(1, 2).reshape(B, L, C))
+
+
+class BiasAttentionNet(nn.Module):
+    def __init__(self, dim=16, heads=2, tokens=6, depth=2, num_classes=3):
+        super().__init__()
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(depth))
+        self.attns = nn.ModuleList(BiasAttention(dim, heads, tokens) for _ in range(depth))
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        for norm, attn in zip(self.norms, self.attns):
+            x = x + attn(norm(x))
+        return self.head(x.mean(1))
+
+
+# ---- LayerNorm on a slice of the token sequence -------------------------------------------------
+
+class SliceNormNet(nn.Module):
+    """A class-token readout normalised on its own: norm(x[:, 0:1]) of an N×L×C sequence."""
+
+    def __init__(self, dim=16, num_classes=3):
+        super().__init__()
+        self.fc = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        x = F.gelu(self.fc(x))
+        return self.head(self.norm(x[:, 0:1]).flatten(1))
+
+
+# ---- positional encoding reading weight.device (sin, cos, cumsum, pow, rsqrt) --------------------
+
+class SinusoidalPosition(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        weight = self.proj.weight
+        ones = torch.ones(x.shape[1], device=weight.device, dtype=weight.dtype)
+        pos = torch.cumsum(ones, 0)[:, None]
+        freq = torch.exp(torch.arange(0, self.dim, 2, device=weight.device, dtype=weight.dtype)
+                         * (-math.log(10000.0) / self.dim))
+        pe = torch.cat([torch.sin(pos * freq), torch.cos(pos * freq)], dim=-1)
+        return x + self.proj(pe)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class PositionNet(nn.Module):
+    def __init__(self, dim=16, num_classes=3):
+        super().__init__()
+        self.pos = SinusoidalPosition(dim)
+        self.norm = RMSNorm(dim)
+        self.fc = nn.Linear(dim, dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        x = self.norm(self.pos(x))
+        x = x + torch.sin(self.fc(x)) * torch.cos(x)
+        return self.head(x.mean(1))
+
+
+# ---- shifted windows: roll and pad ---------------------------------------------------------------
+
+class ShiftPadNet(nn.Module):
+    def __init__(self, dim=8, num_classes=3):
+        super().__init__()
+        self.conv = nn.Conv2d(3, dim, 3)
+        self.fc = nn.Linear(dim, dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        x = F.pad(self.conv(x), (1, 1, 1, 1))
+        x = torch.roll(x, shifts=(-1, -1), dims=(2, 3)).permute(0, 2, 3, 1)
+        x = self.fc(x)
+        return self.head(x.mean((1, 2)))
+
+
+CONSTRUCT_MODELS: dict[str, ModelCase] = {
+    "mha_vit": ModelCase(MHAViT, (2, 3, 8, 8)),
+    "mha_vit_weights": ModelCase(functools.partial(MHAViT, need_weights=True), (2, 3, 8, 8)),
+    "xca": ModelCase(XCANet, (2, 6, 16)),
+    "convnextv2_grn": ModelCase(ConvNeXtV2Like, (2, 3, 16, 16)),
+    "gpt2_conv1d": ModelCase(GPT2Conv1DNet, (2, 6, 16)),
+    "train_dropout_sdpa": ModelCase(TrainDropoutNet, (2, 6, 16)),
+    "train_dropout_explicit": ModelCase(functools.partial(TrainDropoutNet, fused=False),
+                                        (2, 6, 16)),
+    "sdpa_bias_mask": ModelCase(BiasAttentionNet, (2, 6, 16)),
+    "slice_norm": ModelCase(SliceNormNet, (2, 6, 16)),
+    "position_device": ModelCase(PositionNet, (2, 6, 16)),
+    "shift_pad": ModelCase(ShiftPadNet, (2, 3, 8, 8)),
+}
+
+__all__ = ["CONSTRUCT_MODELS"]
