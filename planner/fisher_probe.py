@@ -185,9 +185,13 @@ class _ActivationProbe:
                 handle.remove()
 
     def _hook_for(self, name: str) -> Callable:
-        channel_dim = -1 if isinstance(self.modules[name], nn.Linear) else 1
+        # Channels last: Linear, and nn.MultiheadAttention / recurrent layers (batch first).
+        channel_dim = -1 if isinstance(self.modules[name], (nn.Linear, nn.MultiheadAttention,
+                                                            nn.RNNBase)) else 1
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+                output = output[0]  # MultiheadAttention, LSTM: (output, weights or state)
             if not isinstance(output, torch.Tensor) or not output.is_floating_point() or output.dim() < 2:
                 raise TraceError(f"layer {name} returns {type(output).__name__}, not a batched float tensor")
             if not output.requires_grad:

@@ -252,6 +252,16 @@ def export_sparseupdate(policy: Policy, graph: LayerGraph, notes: list[str] | No
     if bias_idx and len(bias_idx) != n_bias:
         notes.append(f"n_bias_update={n_bias} also updates {n_bias - len(bias_idx)} conv "
                      "bias(es) the policy leaves frozen (SparseUpdate updates a suffix)")
+    if not weights and not n_bias:
+        # Never an empty backward_config with success: say what the format cannot express.
+        trained = [layer["name"] for layer in policy.layers
+                   if layer["update_weight"] or layer["update_bias"]]
+        if not trained:
+            raise SpecError("the policy trains no layer: there is no backward_config to export")
+        shown = ", ".join(trained[:5]) + (f" and {len(trained) - 5} more" if len(trained) > 5
+                                          else "")
+        raise SpecError(f"SparseUpdate's backward_config can express none of this policy: it "
+                        f"trains {shown}, and the format indexes convs only")
     weights.sort()
     return {"n_bias_update": n_bias, "manual_weight_idx": [i for i, _ in weights],
             "weight_update_ratio": [r for _, r in weights]}

@@ -1,0 +1,241 @@
+"""Issue 17's constructs (tests/construct_models.py), one model each, checked as the library
+lookalikes are (tests/test_library_models.py): parameters equal sum(p.numel()), no unknown
+operator and no warning under both tracers, both tracers cost the same, and the `pytorch`
+convention's saved bytes equal what autograd keeps in a train-mode step (saved_tensors_hooks)
+within 1 % under all, bias-only and last-blocks:2. Forward and backward MACs by hand:
+
+  linear rows·out·in; conv N·Cout·Hout·Wout·(Cin/groups)·k²
+  nn.MultiheadAttention (q = k = v, N×L×E, heads·head_dim = E): projections in N·L·3E·E and
+      out N·L·E·E, attention Q·Kᵀ + P·V 2·N·L·L·E; backward: the output projection's and the
+      attention's input gradients (N·L·E·E + 4·N·L·L·E) whenever anything in it trains, the
+      input projections' when its input needs a gradient; weight gradient = projections
+  matmul / SDPA: Q·Kᵀ and P·V; each operand needing a gradient one more product of that size
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import ttplan
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.trace import trace
+from tests.construct_models import (CONSTRUCT_MODELS, ConvNeXtV2Block, MHABlock, MHAViT,
+                                    SinusoidalPosition)
+from tests.test_pytorch_convention import assert_close, predicted_and_measured
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TRACERS = ("fx", "hooks")
+
+
+def prof(name, update="all", tracer="auto", **kw):
+    case = CONSTRUCT_MODELS[name]
+    return ttplan.profile(case(), case.input_shape, update=update, convention="pytorch",
+                          tracer=tracer, **kw)
+
+
+@pytest.mark.parametrize("tracer", TRACERS)
+@pytest.mark.parametrize("name", sorted(CONSTRUCT_MODELS))
+def test_params_counted_and_every_op_priced(name, tracer):
+    p = prof(name, tracer=tracer)
+    assert p.graph.tracer == tracer
+    assert p.totals["params"] == sum(q.numel() for q in CONSTRUCT_MODELS[name]().parameters())
+    assert p.totals["unknown_ops"] == [] and p.warnings == []
+    assert p.totals["trainable_params"] == p.totals["params"]  # `all` trains every parameter
+
+
+@pytest.mark.parametrize("name", sorted(CONSTRUCT_MODELS))
+def test_both_tracers_cost_the_same(name):
+    a, b = prof(name, tracer="fx"), prof(name, tracer="hooks")
+    keys = ("params", "trainable_params", "forward_macs", "backward_macs", "blocks")
+    assert {k: a.totals[k] for k in keys} == {k: b.totals[k] for k in keys}
+    assert a.memory.saved_activation_bytes == b.memory.saved_activation_bytes
+
+
+@pytest.mark.parametrize("update", ["all", "bias-only", "last-blocks:2"])
+@pytest.mark.parametrize("name", sorted(CONSTRUCT_MODELS))
+def test_saved_bytes_match_autograd(name, update):
+    case = CONSTRUCT_MODELS[name]
+    predicted, measured = predicted_and_measured(case(), case.input_shape, update)
+    assert measured > 0
+    assert_close(predicted, measured)
+
+
+def conv(n, cout, hw, cin_per_group, k):
+    return n * cout * hw * hw * cin_per_group * k * k
+
+
+def linear(rows, cin, cout):
+    return rows * cin * cout
+
+
+def macs(name, update="all"):
+    t = prof(name, update).totals
+    return t["forward_macs"], t["backward_input_macs"], t["backward_weight_macs"]
+
+
+def test_multihead_attention_macs_by_hand():
+    n, tokens, e = 2, 5, 16  # 8×8 image, 4×4 patches, a class token
+    rows = n * tokens
+    patch, head = conv(n, e, 2, 3, 4), linear(n, e, 5)
+    into, out = linear(rows, e, 3 * e), linear(rows, e, e)
+    attention = 2 * n * tokens * tokens * e
+    mlp = linear(rows, e, 2 * e) + linear(rows, 2 * e, e)
+    for name in ("mha_vit", "mha_vit_weights"):
+        assert macs(name) == (patch + 3 * (into + attention + out + mlp) + head,
+                              3 * (out + 2 * attention + into + mlp) + head,
+                              patch + 3 * (into + out + mlp) + head)
+    # last-blocks:2 trains blocks.1 and blocks.2 (their norms too, so each attention's input
+    # needs a gradient); blocks.0 and the patch embedding get none, the head passes it back.
+    assert macs("mha_vit", "last-blocks:2")[1:] == (
+        2 * (out + 2 * attention + into + mlp) + head, 2 * (into + out + mlp))
+
+
+def test_multihead_attention_is_a_layer_under_every_update():
+    model = MHAViT()
+    names = {n for n, _ in model.named_parameters() if n.startswith("blocks.1.attn")}
+    rows = {r["name"]: r for r in prof("mha_vit", "bias-only").evaluation.rows}
+    assert rows["blocks.1.attn"]["kind"] == "mha"
+    assert rows["blocks.1.attn"]["trainable_params"] == 3 * 16 + 16  # in_proj_bias, out bias
+    assert prof("mha_vit").graph["blocks.1.attn"].params == \
+        sum(p.numel() for n, p in model.named_parameters() if n in names)
+    from ttplan.costmodel.config import parameter_requires_grad, resolve_updates
+    from ttplan.costmodel.specs import parse_update
+    graph = trace(model, (2, 3, 8, 8))
+    for spec, expect in (("all", names), ("bias-only", {"blocks.1.attn.in_proj_bias",
+                                                         "blocks.1.attn.out_proj.bias"})):
+        from ttplan.costmodel.config import TrainConfig
+        flags = parameter_requires_grad(graph, TrainConfig(resolve_updates(parse_update(spec),
+                                                                          graph)))
+        assert {n for n in names if flags.get(n)} == expect, spec
+
+
+def test_fisher_probes_multihead_attention():
+    model = MHAViT()
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 0, 1])
+    result = ttplan.fisher_information(model, ["blocks.0.attn", "blocks.2.attn"], x, y)
+    assert set(result.layers) == {"blocks.0.attn", "blocks.2.attn"}
+    assert all(len(d) == 16 for d in result.layers.values())  # one Δ per embedding channel
+
+
+def test_xca_macs_by_hand():
+    n, length, c, heads, depth = 2, 6, 16, 2, 2
+    rows, head_dim = n * length, c // heads
+    qkv, proj, head = linear(rows, c, 3 * c), linear(rows, c, c), linear(n, c, 3)
+    product = n * heads * head_dim * head_dim * length  # (C/h × N)·(N × C/h), then · v
+    assert macs("xca") == (depth * (qkv + proj + 2 * product) + head,
+                           depth * (qkv + proj + 4 * product) + head,
+                           depth * (qkv + proj) + head)
+
+
+def test_convnextv2_grn_macs_by_hand():
+    n, dim, depth = 2, 8, 2
+    stem, head = conv(n, dim, 4, 3, 4), linear(n, dim, 5)
+    block = conv(n, dim, 4, 1, 7) + 2 * linear(n * 16, dim, 4 * dim)
+    forward = stem + depth * block + head
+    assert macs("convnextv2_grn") == (forward, forward - stem, forward)
+
+
+def test_gpt2_conv1d_macs_by_hand():
+    n, length, c, depth = 2, 6, 16, 2
+    rows = n * length
+    linears = linear(rows, c, 3 * c) + linear(rows, c, c) + 2 * linear(rows, c, 4 * c)
+    attention = 2 * n * length * length * c
+    head = linear(n, c, 3)
+    assert macs("gpt2_conv1d") == (depth * (linears + attention) + head,
+                                   depth * (linears + 2 * attention) + head,
+                                   depth * linears + head)
+    layer = prof("gpt2_conv1d").graph["h.0.c_fc"]
+    assert (layer.kind, layer.op, layer.weight_shape) == ("linear", "addmm", (64, 16))
+
+
+@pytest.mark.parametrize("name", ["train_dropout_sdpa", "train_dropout_explicit",
+                                  "sdpa_bias_mask"])
+def test_attention_macs_by_hand(name):
+    n, length, c, depth = 2, 6, 16, 2
+    rows = n * length
+    linears, attention = linear(rows, c, 3 * c) + linear(rows, c, c), 2 * n * length * length * c
+    head = linear(n, c, 3)
+    assert macs(name) == (depth * (linears + attention) + head,
+                          depth * (linears + 2 * attention) + head, depth * linears + head)
+
+
+def test_small_constructs_macs_by_hand():
+    n, length, c = 2, 6, 16
+    assert macs("slice_norm") == (linear(n * length, c, c) + linear(n, c, 3),
+                                  linear(n, c, 3), linear(n * length, c, c) + linear(n, c, 3))
+    pos, fc, head = linear(length, c, c), linear(n * length, c, c), linear(n, c, 3)
+    # The position projection's input is computed from no input: no input gradient.
+    assert macs("position_device") == (pos + fc + head, fc + head, pos + fc + head)
+    stem, fc, head = conv(n, 8, 6, 3, 3), linear(n * 64, 8, 8), linear(n, 8, 3)
+    assert macs("shift_pad") == (stem + fc + head, fc + head, stem + fc + head)
+
+
+def test_forward_flops_match_flop_counter():
+    from torch.utils.flop_counter import FlopCounterMode
+    for name in ("xca", "convnextv2_grn", "train_dropout_explicit", "slice_norm",
+                 "position_device", "shift_pad"):
+        case = CONSTRUCT_MODELS[name]
+        model = case().eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(case.example_input())
+        assert counter.get_total_flops() == prof(name).totals["forward_flops"], name
+
+
+def test_train_only_dropout_is_priced_and_the_model_state_kept():
+    model = CONSTRUCT_MODELS["train_dropout_sdpa"]()
+    model.eval()
+    torch.manual_seed(3)
+    rng = torch.random.get_rng_state()
+    graph = trace(model, (2, 6, 16))
+    assert graph["scaled_dot_product_attention"].attrs["dropout_p"] == 0.1
+    assert not any(m.training for m in model.modules())  # modes given back
+    assert torch.equal(torch.random.get_rng_state(), rng)  # and the RNG state
+
+
+def test_batchnorm_running_statistics_are_not_changed_by_tracing():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Flatten(),
+                          nn.Linear(4 * 36, 2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trace(model, (2, 3, 8, 8))
+    trace(model, (2, 3, 8, 8), tracer="hooks")
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.training and model[1].training
+
+
+def test_a_parameter_read_for_its_device_is_not_a_use():
+    for tracer in TRACERS:
+        p = ttplan.profile(SinusoidalPosition(16), (2, 6, 16), tracer=tracer)
+        assert p.totals["params"] == 16 * 16 + 16
+        assert [r["name"] for r in p.evaluation.rows if r["kind"] == "parameter"] == []
+
+
+@pytest.mark.parametrize("tracer", TRACERS)
+@pytest.mark.parametrize("block, shape", [(ConvNeXtV2Block(8), (2, 8, 4, 4)),
+                                          (MHABlock(16, 2), (2, 5, 16))])
+def test_a_single_block_profiles_on_its_own(block, shape, tracer):
+    p = ttplan.profile(block, shape, tracer=tracer, convention="pytorch")
+    assert p.totals["params"] == sum(q.numel() for q in block.parameters())
+    assert p.warnings == [] and p.totals["unknown_ops"] == []
+    names = [r["name"] for r in p.evaluation.rows]
+    # ConvNeXtV2Block owns a module `norm` and calls x.norm(): two operators, two names.
+    assert "norm" in names or isinstance(block, MHABlock)
+    assert len(names) == len(set(names))
+
+
+def test_export_of_linear_layers_says_it_can_express_nothing():
+    from ttplan.planner.api import plan
+    from ttplan.planner.policy import Policy
+    from ttplan.planner.sparseupdate import export_sparseupdate
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+    d = plan(model, method="none", input_shape=(2, 8)).to_dict()
+    graph = trace(model, (2, 8))
+    with pytest.raises(SpecError, match="trains no layer"):
+        export_sparseupdate(Policy.from_dict(d), graph)
+    d["layers"] = [{"name": "2", "update_weight": True, "update_bias": True,
+                    "channel_axis": 0, "channels": None}]
+    with pytest.raises(SpecError, match="can express none of this policy: it trains 2"):
+        export_sparseupdate(Policy.from_dict(d), graph)
