@@ -106,6 +106,9 @@ class LayerGraph:
     declared_blocks: list[str] | None = None  # the model's own block list (zoo), if it has one
     rules: object = None  # the costmodel.rules.Registry it was traced with (None: the default)
     warnings: list[str] = field(default_factory=list)  # from tracing (e.g. the fx fallback)
+    # The inputs' specs ({name, dtype, shape}, costmodel.inputs) when the model is not called
+    # with one float32 tensor of `input_shape`; None for that shorthand.
+    input_specs: list[dict] | None = None
 
     def __post_init__(self):
         # Things computed from the graph once and reused by every configuration costed on it
@@ -170,5 +173,8 @@ class LayerGraph:
         for node in self.ops():
             items.append([node.name, node.kind, node.inputs, list(node.out_shape[1:]),
                           list(node.weight_shape or ()), node.bias_numel])
-        blob = json.dumps([list(self.input_shape[1:]), items], sort_keys=True)
+        head = list(self.input_shape[1:])
+        if self.input_specs is not None:  # dtypes and names matter; the shorthand's hash stays
+            head = [head, [[s["name"], s["dtype"], s["shape"][1:]] for s in self.input_specs]]
+        blob = json.dumps([head, items], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -35,6 +35,7 @@ from torch.utils._pytree import tree_flatten
 from .config import TrainConfig, parameter_requires_grad
 from .costs import evaluate
 from .graph import LayerGraph
+from .inputs import ModelInputs, call_args, from_json
 from .options import CostOptions
 
 
@@ -173,11 +174,14 @@ def measure_saved_bytes(model: nn.Module, x: torch.Tensor) -> MeasuredSaved:
     """Bytes autograd keeps for backward after one forward of `model(x)`; no backward runs.
 
     The caller decides train/eval mode and which parameters require grad; neither is changed.
-    `x` is used with requires_grad False (a detached alias of the caller's tensor).
+    `x` is used with requires_grad False (a detached alias of the caller's tensor); it may
+    also be a tuple (positional), a dict (keyword) or `ModelInputs` (costmodel.inputs).
     """
     excluded = _excluded_storages(model)
-    x = x.detach()
-    input_ptr = _storage_key(x)[0]
+    args, kwargs = call_args(x)
+    args = tuple(a.detach() for a in args)
+    kwargs = {k: v.detach() for k, v in kwargs.items()}
+    input_ptrs = {_storage_key(t)[0] for t in list(args) + list(kwargs.values())}
 
     # Strong references to every packed tensor until counting is done, so no storage is freed
     # and its address reused by a later allocation (that would merge two storages in dedup).
@@ -199,7 +203,7 @@ def measure_saved_bytes(model: nn.Module, x: torch.Tensor) -> MeasuredSaved:
         return packed[h.index]
 
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, unpack):
-        out = model(x)
+        out = model(*args, **kwargs)
     outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
 
     attribution: dict[int, tuple[str, str]] = {}
@@ -213,7 +217,7 @@ def measure_saved_bytes(model: nn.Module, x: torch.Tensor) -> MeasuredSaved:
     for i, t in enumerate(packed):
         ptr, storage_nbytes = _storage_key(t)
         sidx = storage_index.setdefault(ptr, len(storage_index))
-        kind = excluded.get(ptr) or ("input" if ptr == input_ptr else "activation")
+        kind = excluded.get(ptr) or ("input" if ptr in input_ptrs else "activation")
         alive = handles[i]() is not None
         grad_fn, saved_name = attribution.get(i, ("?", "?"))
         if alive and i not in attribution:
@@ -247,6 +251,18 @@ def format_records(m: MeasuredSaved) -> str:
     return "\n".join(lines)
 
 
+def random_inputs(graph: LayerGraph, generator: torch.Generator):
+    """One random batch of what `graph` was traced on: Gaussian floats; integer inputs
+    (token ids) and masks zeros, as traced (what autograd keeps depends on shapes only)."""
+    if graph.input_specs is None:
+        return torch.randn(graph.input_shape, generator=generator)
+    inputs = from_json(graph.input_specs)
+    args, kwargs = inputs.build()
+    fill = lambda t: torch.randn(t.shape, generator=generator, dtype=t.dtype) \
+        if t.is_floating_point() else t
+    return ModelInputs(inputs.specs, [fill(t) for t in list(args) + list(kwargs.values())])
+
+
 def verify_saved_bytes(model: nn.Module, graph: LayerGraph, updates: dict, seed: int = 0) -> dict:
     """Run `updates` once in PyTorch and compare what autograd kept with the `pytorch`
     convention's prediction: {predicted_bytes, measured_bytes, difference_pct}.
@@ -267,8 +283,7 @@ def verify_saved_bytes(model: nn.Module, graph: LayerGraph, updates: dict, seed:
         for name, p in params.items():
             p.requires_grad_(flags.get(name, False))
         model.train()
-        x = torch.randn(graph.input_shape, generator=generator)
-        measured = measure_saved_bytes(model, x).saved_bytes
+        measured = measure_saved_bytes(model, random_inputs(graph, generator)).saved_bytes
     finally:
         for name, p in params.items():
             p.requires_grad_(was[name])

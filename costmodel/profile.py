@@ -17,6 +17,7 @@ from .config import LayerUpdate, TrainConfig, resolve_updates, validate_updates
 from .costs import Evaluation, evaluate
 from .errors import SpecError
 from .graph import LayerGraph
+from .inputs import resolve_inputs
 from .options import CostOptions
 from .specs import DEFAULT_INPUT_SHAPE, UpdateSpec, parse_update
 from .trace import trace
@@ -64,6 +65,7 @@ class Profile:
             "model": self.model_name,
             "input_shape": list(self.graph.input_shape),
             "batch_size": self.graph.input_shape[0],
+            **({"inputs": self.graph.input_specs} if self.graph.input_specs is not None else {}),
             "convention": self.convention,
             "update": self.update,
             "tracer": self.graph.tracer,
@@ -123,26 +125,27 @@ def with_batch_size(input_shape, batch_size) -> tuple[int, ...]:
     return (batch_size,) + input_shape[1:]
 
 
-def profile(model, input_shape=DEFAULT_INPUT_SHAPE, *, update="all",
+def profile(model, input_shape=None, *, update="all",
             options: CostOptions | None = None, batch_size=None, model_name=None, weights=None,
             classifier=False, tracer="auto", graph=None, rules=None,
             update_text: str | None = None, blocks: str | None = None,
-            training_mode: bool = True) -> Profile:
+            training_mode: bool = True, inputs=None) -> Profile:
     """Trace `model` (an nn.Module, a zoo name or ``module:callable``) and cost training it.
 
     `update`: "none", "all", "bias-only", "last-layers:K", "last-blocks:K", or {layer name:
     LayerUpdate}; `options`: how it is costed (`CostOptions`). `batch_size` replaces dimension
-    0 of `input_shape`. `rules`: {module class | function | kind: Rule} priced for this call
+    0 of `input_shape`, or of every input of `inputs` (a tensor, a tuple of tensors, a dict
+    of keyword tensors, spec strings or an .npz: `costmodel.inputs`). `rules`: {module class | function | kind: Rule} priced for this call
     only. `graph`: an already traced graph (the model is then not traced again). `blocks`: a
     regular expression naming the blocks `last-blocks:K` counts (`costmodel.blocks`).
     `training_mode` (pytorch convention): False prices the modules in eval mode, as
     `ttplan train` runs them (BatchNorm keeps no batch statistics for backward).
     """
     options = options if options is not None else CostOptions()
-    input_shape = with_batch_size(input_shape, batch_size)
     if graph is None:
+        given = resolve_inputs(inputs, input_shape, batch_size)
         module, name = resolve_model(model, model_name, weights, classifier)
-        graph = trace(module, input_shape, name, tracer, rules=rules, blocks=blocks)
+        graph = trace(module, given, name, tracer, rules=rules, blocks=blocks)
     else:
         name = model_name or graph.model_name
     config, text = build_config(graph, update, options, training_mode)

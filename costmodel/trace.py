@@ -35,11 +35,14 @@ from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS, f
 from .opinfo import (call_attrs, einsum_index_sizes, functional_params, is_param_slot,
                      matmul_operand_copies, measure_saved, mha_attrs, substituted)
 from .rules import REGISTRY, Registry
-from .specs import check_input_size
+from .inputs import ModelInputs, as_inputs
 
-def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str = "auto",
-          rules: Registry | dict | None = None, blocks: str | None = None) -> LayerGraph:
-    """Trace `model` on a zero input of `input_shape` (batch first). `tracer`: auto|fx|hooks
+def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer: str = "auto",
+          rules: Registry | dict | None = None, blocks: str | None = None,
+          inputs=None) -> LayerGraph:
+    """Trace `model` on a zero input of `input_shape` (batch first), or called with `inputs`
+    (any form `costmodel.inputs.as_inputs` takes: tensors, a dict, specs; `input_shape` may
+    be one too). `tracer`: auto|fx|hooks
     (auto: fx, and the hooks tracer, with a warning, whenever fx fails). `rules`: a Registry,
     or {module class | function | kind: Rule} overriding the default one for this graph.
     `blocks`: a regular expression naming the blocks' module paths (`costmodel.blocks`)."""
@@ -52,16 +55,18 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
         raise TraceError(f"{model_name} is a {type(model).__name__}, not a torch.nn.Module")
     block_pattern = compile_block_pattern(blocks)
     registry = rules if isinstance(rules, Registry) else REGISTRY.with_rules(rules)
-    input_shape = check_input_size(tuple(int(d) for d in input_shape))
+    inputs = as_inputs(inputs if inputs is not None else input_shape)
+    input_shape = inputs.shape
     modes = {m: m.training for m in model.modules()}
     state = _TrainModeState(model)
     fallback = None
     try:
+        arguments, defaults, given = _bind_inputs(model, inputs, model_name)
         if tracer in ("auto", "fx"):
             try:
-                gm = _symbolic_trace(model, registry)
-                return _FxGraphBuilder(model, gm, model_name, input_shape, registry,
-                                       block_pattern).build(_zero_input(input_shape, model_name))
+                gm = _symbolic_trace(model, registry, defaults)
+                return _FxGraphBuilder(model, gm, model_name, inputs, registry,
+                                       block_pattern).build(arguments, given)
             except Exception as exc:  # fx raises many types for untraceable Python
                 if tracer == "fx":
                     if isinstance(exc, TraceError):
@@ -69,8 +74,8 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
                     raise TraceError(f"torch.fx cannot trace {model_name}: {_one_line(exc)}") from None
                 fallback = (f"torch.fx could not trace {model_name} ({_one_line(exc)}); "
                             "traced with the hooks tracer instead")
-        graph = _HookGraphBuilder(model, model_name, input_shape, registry,
-                                  block_pattern).build(_zero_input(input_shape, model_name))
+        graph = _HookGraphBuilder(model, model_name, inputs, registry,
+                                  block_pattern).build(*given)
         if fallback:
             graph.warnings.append(fallback)
         return graph
@@ -115,28 +120,38 @@ class _LeafTracer(fx.Tracer):
         return self.registry.is_leaf(m) or super().is_leaf_module(m, module_qualified_name)
 
 
-def _symbolic_trace(model: nn.Module, registry: Registry) -> fx.GraphModule:
-    """fx's trace, with every optional argument of `forward` fixed to its default (as a call
-    with one input tensor passes them)."""
-    tracer = _LeafTracer(registry)
-    params = list(inspect.signature(model.forward).parameters.values())
-    defaults = {p.name: p.default for p in params[1:]
-                if p.default is not inspect.Parameter.empty}
-    required = [p for p in params if p.default is inspect.Parameter.empty
+def _bind_inputs(model: nn.Module, inputs: ModelInputs, model_name: str):
+    """({forward's argument: value} of the inputs and the defaults, the defaults of those
+    the inputs do not give, (positional, keyword) input tensors)."""
+    args, kwargs = inputs.build(model_name)
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):  # a C-implemented forward: nothing to bind
+        return {}, {}, (args, kwargs)
+    try:
+        given = signature.bind_partial(*args, **kwargs).arguments
+    except TypeError as exc:
+        raise TraceError(f"{model_name}.forward does not take {inputs.text()}: "
+                         f"{_one_line(exc)}") from None
+    params = list(signature.parameters.values())
+    defaults = {p.name: p.default for p in params
+                if p.name not in given and p.default is not inspect.Parameter.empty}
+    required = [p.name for p in params if p.name not in given
+                and p.default is inspect.Parameter.empty
                 and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(required) > 1:
-        raise TraceError(f"{type(model).__name__}.forward takes {len(required)} required inputs; "
-                         "ttplan costs models with one input tensor")
+    if required:
+        raise TraceError(f"{model_name}.forward needs input(s) {', '.join(required)} that "
+                         f"{inputs.text()} does not give: give every input (--input "
+                         "name:dtype[shape], or inputs=)")
+    return {**defaults, **given}, defaults, (args, kwargs)
+
+
+def _symbolic_trace(model: nn.Module, registry: Registry, defaults: dict) -> fx.GraphModule:
+    """fx's trace, with every argument of `forward` the inputs do not give fixed to its
+    default."""
+    tracer = _LeafTracer(registry)
     graph = tracer.trace(model, concrete_args=defaults or None)
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
-
-
-def _zero_input(input_shape, model_name: str) -> torch.Tensor:
-    try:
-        return torch.zeros(input_shape)
-    except (RuntimeError, MemoryError) as exc:
-        raise TraceError(f"not enough memory to trace {model_name} on a real input of shape "
-                         f"{list(input_shape)} ({type(exc).__name__})") from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -144,26 +159,27 @@ def _one_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-def _run(fn, model_name, input_shape):
+def _run(fn, model_name, inputs: ModelInputs):
     try:
         with torch.no_grad():
             return fn()
     except (TraceError, _RecordingFailed):
         raise
     except Exception as exc:
-        raise TraceError(f"{model_name} fails on an input of shape {list(input_shape)}: "
+        raise TraceError(f"{model_name} fails on {inputs.described()}: "
                          f"{type(exc).__name__}: {_one_line(exc)}") from None
 
 
 class _Builder:
     """What both tracing paths share: turning a recorded call into an `OpNode`."""
 
-    def __init__(self, model: nn.Module, model_name: str, input_shape, registry: Registry,
-                 block_pattern=None):
+    def __init__(self, model: nn.Module, model_name: str, inputs: ModelInputs,
+                 registry: Registry, block_pattern=None):
         self.model = model
         self.registry = registry
         self.model_name = model_name
-        self.input_shape = input_shape
+        self.inputs = inputs
+        self.input_shape = inputs.shape
         self.nodes: dict[str, OpNode] = {}
         self.order: list[str] = []
         self.blocks = BlockFinder(model, registry, block_pattern)
@@ -300,8 +316,19 @@ class _Builder:
             with_macs = dict.fromkeys(n.block for n in self.nodes.values()
                                       if n.block and n.kind in MAC_KINDS)
             declared = self.blocks.counted_blocks(list(with_macs))
-        return LayerGraph(self.model_name, self.input_shape, tracer_name, self.nodes,
-                          self.order, "x", list(output_names), unknown, declared, self.registry)
+        graph = LayerGraph(self.model_name, self.input_shape, tracer_name, self.nodes,
+                           self.order, "x", list(output_names), unknown, declared, self.registry)
+        if not self.inputs.is_image_shorthand:  # the shorthand's graphs stay as they were
+            graph.input_specs = self.inputs.to_json()
+        return graph
+
+    def add_input(self, index: int, spec_name: str | None, tensor: torch.Tensor) -> str:
+        """The graph node of one model input: "x" for the first, "x:<argument>" for others."""
+        name = "x" if index == 0 else f"x:{spec_name or index}"
+        self.nodes[name] = OpNode(name, "input", "input", None, "", [], [],
+                                  tuple(tensor.shape), tensor.element_size())
+        self.order.append(name)
+        return name
 
 
 def module_params(module: nn.Module):
@@ -367,37 +394,42 @@ def module_attrs(module: nn.Module) -> dict:
 
 
 class _FxGraphBuilder(_Builder):
-    def __init__(self, model, gm: fx.GraphModule, model_name, input_shape, registry,
+    def __init__(self, model, gm: fx.GraphModule, model_name, inputs, registry,
                  block_pattern=None):
-        super().__init__(model, model_name, input_shape, registry, block_pattern)
+        super().__init__(model, model_name, inputs, registry, block_pattern)
         self.gm = gm
 
-    def build(self, x) -> LayerGraph:
-        self.x = x
+    def build(self, arguments: dict, given) -> LayerGraph:
+        """`arguments`: {forward's argument name: value} (defaults, then inputs); `given`:
+        the input tensors (positional, keyword)."""
+        self.given = given
         self.values: dict[fx.Node, object] = {}  # values still to be read by a later node
         self.names: dict[fx.Node, str] = {}  # fx node -> graph node name (tensor-producing nodes)
         self.module_calls: dict[str, int] = {}
         self.outputs: list[str] = []
-        # The input, then one placeholder per optional argument fixed to its default.
+        # One placeholder per argument of forward: the inputs, and those fixed to defaults.
         self.placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
+        values = [arguments.get(str(p.target).lstrip("*"), _default_of(p))
+                  for p in self.placeholders]
+        # placeholder -> the input tensor it receives (defaults that are tensors are constants)
+        self.input_args = {p: v for p, v in zip(self.placeholders, values)
+                           if isinstance(v, torch.Tensor)
+                           and any(v is t for t in _flat(self.given))}
         interp = _RecordingInterpreter(self.gm, self.values, self.record)
         try:
-            _run(lambda: interp.run(x, *[_default_of(p) for p in self.placeholders[1:]]),
-                 self.model_name, self.input_shape)
+            _run(lambda: interp.run(*values), self.model_name, self.inputs)
         except _RecordingFailed as failed:  # ttplan's own error, not the model's
             raise failed.original from None
         return self.finish("fx", self.outputs)
 
     def record(self, node: fx.Node, out) -> None:
         """Turn one fx node, just run with output `out`, into an OpNode (or nothing)."""
-        x, values, names = self.x, self.values, self.names
-        module_calls, placeholders = self.module_calls, self.placeholders
+        values, names = self.values, self.names
+        module_calls = self.module_calls
         if node.op == "placeholder":
-            if node is placeholders[0]:
-                self.nodes["x"] = OpNode("x", "input", "input", None, "", [], [],
-                                         tuple(x.shape), x.element_size())
-                self.order.append("x")
-                names[node] = "x"
+            if node in self.input_args:
+                names[node] = self.add_input(len([n for n in names if n.op == "placeholder"]),
+                                             str(node.target), self.input_args[node])
             return
         if node.op == "output":
             self.outputs = [names[a] for a in _flat_nodes(node.args) if a in names]
@@ -544,12 +576,10 @@ class _RecordingFailed(Exception):
 class _HookGraphBuilder(_Builder):
     """Fallback: module hooks for modules, a TorchFunctionMode for functions between them."""
 
-    def build(self, x) -> LayerGraph:
+    def build(self, args: tuple, kwargs: dict) -> LayerGraph:
         producer = _Producers()
-        producer[x] = "x"
-        self.nodes["x"] = OpNode("x", "input", "input", None, "", [], [], tuple(x.shape),
-                                 x.element_size())
-        self.order.append("x")
+        for i, (key, t) in enumerate(_named_arguments(self.model, args, kwargs)):
+            producer[t] = self.add_input(i, key, t)
         stack: list[tuple[str, bool]] = []  # (module path, recorded as one operator?)
         leaf_depth = [0]  # > 0 inside an operator: what runs there is part of it
         calls: dict[str, int] = {}
@@ -667,14 +697,26 @@ class _HookGraphBuilder(_Builder):
         try:
             def go():
                 with FunctionRecorder():
-                    return self.model(x)
-            out = _run(go, self.model_name, self.input_shape)
+                    return self.model(*args, **kwargs)
+            out = _run(go, self.model_name, self.inputs)
         finally:
             for h in handles:
                 h.remove()
         outputs = [producer[t] for t in _flat(out)
                    if isinstance(t, torch.Tensor) and t in producer]
         return self.finish("hooks", outputs)
+
+
+def _named_arguments(model: nn.Module, args: tuple, kwargs: dict) -> list:
+    """[(forward's argument name, tensor)] of the inputs, as the fx path names them."""
+    try:
+        bound = inspect.signature(model.forward).bind_partial(*args, **kwargs).arguments
+        named = [(k, v) for k, v in bound.items() if isinstance(v, torch.Tensor)]
+        if len(named) == len(args) + len(kwargs):
+            return named
+    except (TypeError, ValueError):
+        pass
+    return [(None, a) for a in args] + list(kwargs.items())
 
 
 class _Producers:

@@ -54,6 +54,7 @@ def fold_batchnorm(graph: LayerGraph) -> LayerGraph:
     folded = LayerGraph(graph.model_name, graph.input_shape, graph.tracer, nodes, order,
                         graph.input_name, outputs, list(graph.unknown_ops), graph.declared_blocks,
                         graph.rules, list(graph.warnings))
+    folded.input_specs = graph.input_specs
     folded.derived["folded"] = folded  # folding a folded graph changes nothing
     graph.derived["folded"] = folded
     return folded

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.profile import resolve_model
+from ttplan.costmodel.inputs import resolve_inputs
 from ttplan.costmodel.specs import parse_duration, parse_input_shape, parse_update
 from ttplan.planner.api import plan
 from ttplan.planner.policy import Policy, load_policy
@@ -123,10 +124,12 @@ def prediction(ctx: DeviceContext, method: str, cost: StepCost) -> dict:
 
 def predict_training(model, update, device, *, calibration=None,
                      iterations=DEFAULT_ITERATIONS, samples=DEFAULT_SAMPLES, batch_size=None,
-                     input_shape="1,3,128,128", weights=None, classifier=False) -> dict:
+                     input_shape="1,3,128,128", weights=None, classifier=False,
+                     inputs=None) -> dict:
     """`ttplan predict`: `update` is a policy file (its method, cost options and batch) or an
     update spec (all, last-blocks:4, ...; method "custom", batch from `input_shape`).
-    error_band_pct is the calibration's median absolute leave-one-out error of the time."""
+    error_band_pct is the calibration's median absolute leave-one-out error of the time.
+    `inputs` (instead of input_shape): what the model is called with (`costmodel.inputs`)."""
     ctx = device_context(device, calibration=calibration, iterations=iterations, samples=samples)
     if ctx.calibration is None:
         raise SpecError(no_calibration(ctx.device))
@@ -134,6 +137,8 @@ def predict_training(model, update, device, *, calibration=None,
                                    or batch_size < 1):
         raise SpecError(f"batch size must be a positive integer, not {batch_size!r}")
     shape = parse_input_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
+    if inputs is not None:
+        shape = resolve_inputs(inputs)
     module, name = resolve_model(model, weights=weights, classifier=classifier)
     spec = parse_update(update) if isinstance(update, str) else None
     if spec is not None and spec.kind == "policy":
@@ -141,8 +146,7 @@ def predict_training(model, update, device, *, calibration=None,
         cost = policy_step_cost(policy, batch_size, model=module)
         method = policy.method
     else:
-        if batch_size is not None:
-            shape = (batch_size,) + shape[1:]
+        shape = resolve_inputs(None, shape, batch_size)
         cost = step_cost(module, update, shape, model_name=name)
         method = "custom"
     out = {"model": name, **prediction(ctx, method, cost)}
@@ -159,9 +163,10 @@ def plan_for_device(model, *, device, time=None, iterations=DEFAULT_ITERATIONS,
     prediction in `predicted.device` (module docstring)."""
     ctx = device_context(device, calibration=calibration, time=time, iterations=iterations,
                          samples=samples)
-    input_shape = tuple(int(d) for d in input_shape)
-    policy = plan(model, method=method, input_shape=input_shape,
-                  **plan_budgets(ctx, method, input_shape, memory_bytes), **plan_options)
+    inputs = plan_options.pop("inputs", None)
+    given = resolve_inputs(inputs, None if inputs is not None else input_shape)
+    policy = plan(model, method=method, inputs=given,
+                  **plan_budgets(ctx, method, given.shape, memory_bytes), **plan_options)
     attach_prediction(ctx, policy)
     return policy
 

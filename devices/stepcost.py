@@ -93,11 +93,9 @@ def policy_step_cost(policy: Policy, batch_size: int | None = None, model=None) 
     """Cost columns of a policy at `batch_size` (default: the batch it was planned for).
     `model`: the nn.Module or name to trace (default: the policy's model name, a zoo name or
     import path); a TinyTL policy's lite-residual modules are added as `plan` added them."""
-    shape = tuple(policy.input_shape)
-    if batch_size is not None:
-        shape = (int(batch_size),) + shape[1:]
-    graph = policy.graph if policy.graph is not None and tuple(policy.graph.input_shape) == shape \
-        else None
+    shape = policy.model_inputs().with_batch(None if batch_size is None else int(batch_size))
+    graph = policy.graph if policy.graph is not None and \
+        tuple(policy.graph.input_shape) == shape.shape else None
     if graph is None:
         module, name = resolve_model(model if model is not None else _base_name(policy))
         if policy.method == "tinytl" and \

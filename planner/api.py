@@ -23,6 +23,7 @@ from pathlib import Path
 from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.costs import costing_graph
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.inputs import resolve_inputs
 from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, ComputeBudget, parse_bytes, parse_compute
@@ -45,7 +46,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
          channels: str = "fisher", seed: int = 0, optimizer: str = "sgd", weight_bits: int = 32,
          activation_bits: int = 32, gradient_bits: int = 32, weights_in_flash: bool | None = None,
          model_name: str | None = None, scheme: str = "auto", exact_gap: float = 1e-4,
-         blocks: str | None = None, limits=()) -> Policy:
+         blocks: str | None = None, limits=(), inputs=None) -> Policy:
     """Plan which layers/channels to train. `model`: nn.Module, zoo name or module:callable.
 
     memory_bytes: int or text ("1MB"). compute: int MACs, float fraction in (0, 1], a
@@ -61,6 +62,9 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     the cost model's `CostOptions` (checked first, with the CLI's messages); they are recorded
     in the policy, and profiling the policy uses them.
     blocks: a regular expression naming the model's blocks (`costmodel.blocks`).
+    inputs: instead of input_shape, what the model is called with (a tensor, a tuple or dict
+    of tensors, spec strings like "ids:int64[1,128]", an .npz: `costmodel.inputs`); the
+    policy records them.
     """
     options = CostOptions(convention, optimizer, weight_bits, activation_bits, gradient_bits,
                           weights_in_flash)
@@ -76,14 +80,15 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
         raise SpecError("the exact solver maximises captured Fisher and needs channels=fisher")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SpecError(f"seed must be an integer, not {seed!r}")
-    input_shape = tuple(int(d) for d in input_shape)
+    given = resolve_inputs(inputs, None if inputs is not None else input_shape)
+    input_shape = given.shape
     module, name = resolve_model(model, model_name)
     lite_layers: list[str] = []
     if method == "tinytl":
-        module = add_lite_residuals(module, input_shape)
+        module = add_lite_residuals(module, given)
         name = f"{name}+lite-residual"
         lite_layers = lite_layer_names(module)
-    graph = trace(module, input_shape, name, blocks=blocks)
+    graph = trace(module, given, name, blocks=blocks)
     coster = Coster(graph, options)
     memory = _memory_budget(memory_bytes)
     compute_macs, fraction = _compute_budget(compute, coster)
@@ -153,7 +158,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
         layers=layer_dicts(selection.updates, graph),
         predicted={"memory": prof.to_dict()["memory"], "totals": prof.to_dict()["totals"],
                    "fisher_captured": captured, "within_budget": within},
-        notes=notes, graph=graph)
+        notes=notes, graph=graph, inputs=graph.input_specs)
 
 
 def _over_budget(method, budget: Budget, peak_bytes: int, backward_macs: int, ev=None) -> str:

@@ -70,7 +70,7 @@ class AppliedPolicy:
 def apply_policy(model: nn.Module, policy) -> AppliedPolicy:
     """Freeze what `policy` (Policy, dict or path) does not select; mask partial channels."""
     policy = policy_from_file_or_object(policy)
-    graph = trace(model, policy.input_shape, policy.model_name)
+    graph = trace(model, policy.model_inputs(), policy.model_name)
     check_against_graph(policy, graph)
     return apply_updates(model, graph, policy.updates())
 

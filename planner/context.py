@@ -15,6 +15,7 @@ import math
 from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.costs import Evaluation
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.inputs import resolve_inputs
 from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.trace import trace
@@ -60,13 +61,14 @@ class PlanningContext:
                  convention: str = "paper", optimizer: str = "sgd", weight_bits: int = 32,
                  activation_bits: int = 32, gradient_bits: int = 32,
                  weights_in_flash: bool | None = None, channels: str = "fisher", seed: int = 0,
-                 model_name: str | None = None):
+                 model_name: str | None = None, inputs=None):
         # Options first: a bad option is refused before any work, with `plan`'s message.
         self.options = CostOptions(convention, optimizer, weight_bits, activation_bits,
                                    gradient_bits, weights_in_flash)
-        self.input_shape = tuple(int(d) for d in input_shape)
+        given = resolve_inputs(inputs, None if inputs is not None else input_shape)
+        self.input_shape = given.shape
         self.module, self.model_name = resolve_model(model, model_name)
-        self.graph = trace(self.module, self.input_shape, self.model_name)
+        self.graph = trace(self.module, given, self.model_name)
         self.coster = CachingCoster(self.graph, self.options)
         self.fisher = self._fisher(fisher)
         self.seed = seed

@@ -23,6 +23,9 @@ Schema (format "ttplan-policy", version 1; every key required, no others allowed
                      fisher_captured: float|null, within_budget: bool,
                      device: {...} optional: time and energy on a device (devices.planning)}
     notes           [str]  what a reader should know (a baseline over budget, a rescaled scheme)
+    inputs          [{name, dtype, shape}]  OPTIONAL, only for a model not called with one
+                    float32 tensor of input_shape (costmodel.inputs); input_shape is then the
+                    first input's
 
 No timing is stored: the same inputs and seed give a byte-identical file (planner.jsonio).
 `load_policy_updates(path, graph)` is what `costmodel.profile` calls for `update="x.json"`.
@@ -37,6 +40,7 @@ from typing import Any
 from ttplan.costmodel.config import LayerUpdate, channel_count, updatable_layers
 from ttplan.costmodel.errors import PolicyError, SpecError
 from ttplan.costmodel.graph import LayerGraph
+from ttplan.costmodel.inputs import ModelInputs, from_json, from_shape
 from ttplan.costmodel.options import CostOptions
 
 from .jsonio import check_header, check_keys, is_int, is_number, load_json, save_json
@@ -72,6 +76,11 @@ class Policy:
     predicted: dict
     notes: list[str] = field(default_factory=list)
     graph: LayerGraph | None = field(default=None, repr=False, compare=False)
+    inputs: list[dict] | None = None  # the input specs, when not the float-image shorthand
+
+    def model_inputs(self) -> ModelInputs:
+        """What the model is called with, as planned (zeros of each input's dtype)."""
+        return from_json(self.inputs) if self.inputs is not None else from_shape(self.input_shape)
 
     def to_dict(self) -> dict:
         return {
@@ -82,6 +91,7 @@ class Policy:
             "budgets": dict(self.budgets), "selection": dict(self.selection),
             "layers": [dict(layer) for layer in self.layers],
             "predicted": dict(self.predicted), "notes": list(self.notes),
+            **({"inputs": [dict(s) for s in self.inputs]} if self.inputs is not None else {}),
         }
 
     def save(self, path) -> None:
@@ -162,7 +172,15 @@ def _parse(d: Any, source: str) -> Policy:
         return PolicyError(f"{source} is not a valid policy: {problem}")
 
     check_header(d, source, FORMAT, VERSION, "policy")
-    check_keys(d, _TOP, "the policy", bad)
+    check_keys(d, _TOP | ({"inputs"} if isinstance(d, dict) and "inputs" in d else set()),
+               "the policy", bad)
+    inputs = d.get("inputs")
+    if inputs is not None:
+        try:
+            if list(from_json(inputs, "'inputs'").shape) != d["input_shape"]:
+                raise bad("'input_shape' must be the first input's shape")
+        except SpecError as exc:
+            raise bad(str(exc)) from None
     model = d["model"]
     check_keys(model, {"name", "fingerprint"}, "'model'", bad)
     if not all(isinstance(model[k], str) and model[k] for k in model):
@@ -202,7 +220,7 @@ def _parse(d: Any, source: str) -> Policy:
         raise bad("'notes' must be a list of strings")
     return Policy(model["name"], model["fingerprint"], tuple(shape), d["method"], d["convention"],
                   dict(options), dict(budgets), dict(d["selection"]), layers, dict(d["predicted"]),
-                  list(notes))
+                  list(notes), inputs=inputs)
 
 
 def _check_selection(sel: Any, bad) -> None:

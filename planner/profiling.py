@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.inputs import ModelInputs, resolve_inputs
 from ttplan.costmodel.measure import verify_saved_bytes
 from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import Profile, resolve_model, with_batch_size
@@ -30,12 +31,15 @@ def profile(model, input_shape=None, *, update="all", batch_size=None, conventio
             optimizer=None, weight_bits=None, activation_bits=None, gradient_bits=None,
             weights_in_flash=None, model_name=None, weights=None, classifier=False,
             tracer="auto", rules=None, verify=False, blocks=None,
-            training_mode=True) -> Profile:
+            training_mode=True, inputs=None) -> Profile:
     """Trace `model` (an nn.Module, a zoo name or ``module:callable``) and cost training it.
 
     update: "none", "all", "bias-only", "last-layers:K", "last-blocks:K", a policy file
     (``*.json``) or `Policy`, or {layer name: LayerUpdate}.
     input_shape: N,C,H,W (default: the policy's, else 1×3×128×128); `batch_size` replaces N.
+    inputs: instead of input_shape, what the model is called with: a tensor, a tuple of
+    tensors (positional), a dict (keyword), spec strings like "ids:int64[1,128]" or an .npz
+    (`costmodel.inputs`); `batch_size` replaces dimension 0 of every input.
     convention, optimizer, weight_bits, activation_bits, gradient_bits, weights_in_flash: the
     `CostOptions` fields; None means the policy's value, else CostOptions' default.
     rules: {module class | function | kind: Rule} priced for this call only.
@@ -52,13 +56,13 @@ def profile(model, input_shape=None, *, update="all", batch_size=None, conventio
     module, name = resolve_model(model, model_name, weights, classifier)
     if policy is None:
         options = CostOptions(**given)
-        shape = with_batch_size(input_shape or DEFAULT_INPUT_SHAPE, batch_size)
+        shape = resolve_inputs(inputs, input_shape, batch_size)
         prof = cost_profile(module, shape, update=update, options=options, model_name=name,
                             tracer=tracer, rules=rules, blocks=blocks,
                             training_mode=training_mode)
     else:
         options = _policy_options(policy, given)
-        shape = _policy_shape(policy, input_shape, batch_size)
+        shape = _policy_inputs(policy, input_shape, batch_size, inputs)
         if policy.method == "tinytl" and \
                 not any(LITE_ATTR in path.split(".") for path, _ in module.named_modules()):
             module, name = add_lite_residuals(module, shape), f"{name}+lite-residual"
@@ -91,10 +95,17 @@ def _policy_options(policy: Policy, given: dict) -> CostOptions:
     return recorded
 
 
-def _policy_shape(policy: Policy, input_shape, batch_size) -> tuple[int, ...]:
+def _policy_inputs(policy: Policy, input_shape, batch_size, inputs) -> ModelInputs:
+    planned = policy.model_inputs()
+    if inputs is not None:  # real tensors may stand in for the planned zeros, same specs
+        given = resolve_inputs(inputs, input_shape, batch_size)
+        if given.to_json() != planned.to_json():
+            raise SpecError(f"inputs {given.text()} contradict the policy's {planned.text()}: "
+                            "leave them out to use the policy's")
+        return given
     shape = tuple(policy.input_shape)
     asked = with_batch_size(input_shape if input_shape is not None else shape, batch_size)
     if asked != shape:
         raise SpecError(f"input shape {'x'.join(map(str, asked))} contradicts the policy's "
                         f"{'x'.join(map(str, shape))}: leave it out to use the policy's")
-    return shape
+    return planned

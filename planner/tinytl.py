@@ -38,6 +38,7 @@ from torch import nn
 
 from ttplan.costmodel.config import mac_blocks
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.inputs import as_inputs
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE
 from ttplan.costmodel.trace import trace
 
@@ -139,7 +140,7 @@ def _check_each_branch_runs_once(model: nn.Module, name: str, input_shape) -> No
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(tuple(input_shape)))
+            _call(model, input_shape)
     except Exception as exc:  # the wrapped model must still run: say which way it failed
         raise SpecError(f"{name}: a lite residual cannot be added beside its blocks: "
                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -153,6 +154,12 @@ def _check_each_branch_runs_once(model: nn.Module, name: str, input_shape) -> No
     if wrong:
         raise SpecError(f"{name}: block {wrong[0]} runs its lite residual other than once per "
                         "call (its forward iterates its children): no place for a lite residual")
+
+
+def _call(model: nn.Module, input_shape) -> None:
+    """model(...) on zeros of `input_shape`, or on the inputs it stands for (costmodel.inputs)."""
+    args, kwargs = as_inputs(input_shape).build()
+    model(*args, **kwargs)
 
 
 def _block_shapes(model: nn.Module, blocks: list[nn.Module], input_shape) -> dict:
@@ -170,7 +177,7 @@ def _block_shapes(model: nn.Module, blocks: list[nn.Module], input_shape) -> dic
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(tuple(input_shape)))
+            _call(model, input_shape)
     finally:
         for h in handles:
             h.remove()
