@@ -94,6 +94,8 @@ METHOD_KINDS: dict[str, str] = {
     "baddbmm": "baddbmm", "log_softmax": "softmax",
     "div": "div", "__truediv__": "div", "__neg__": "add", "__rsub__": "add",
     "to": "identity", "float": "identity", "type_as": "identity", "clone": "contiguous",
+    "int": "identity", "long": "identity", "bool": "identity", "half": "identity",
+    "double": "identity", "type": "identity",
     "mean": "mean", "sum": "mean", "clamp": "hardtanh", "clamp_": "hardtanh",
     "addmm": "addmm", "addcmul": "addcmul", "norm": "norm", "pow": "pow", "__pow__": "pow",
     "sin": "sin", "cos": "cos", "exp": "exp", "rsqrt": "rsqrt", "cumsum": "cumsum",

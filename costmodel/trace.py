@@ -189,6 +189,7 @@ class _Builder:
         # Module paths name module calls; a function's node never takes one (a block profiled
         # on its own may call x.norm() and own a module named `norm`).
         self.module_paths = {p for p, _ in model.named_modules()}
+        self.counted_params: set[str] = set()  # parameter names some node already owns
 
     def fresh_name(self, name: str) -> str:
         """`name`, or `name_k`, whichever no node and no module path holds yet."""
@@ -289,6 +290,10 @@ class _Builder:
                     attrs["input_flattens_as_view"] = True
                 except RuntimeError:
                     attrs["input_flattens_as_view"] = False
+        owned = [n for names in (attrs.get("param_names") or {}).values() for n in names]
+        if owned and all(n in self.counted_params for n in owned):
+            attrs["repeat_call"] = True  # tied weights (an LM head reading the embedding's)
+        self.counted_params.update(owned)
         weight, bias, others = params
         weight_shape = tuple(weight.shape) if weight is not None else None
         if kind == "addmm" and weight is not None:

@@ -339,6 +339,118 @@ class ShiftPadNet(nn.Module):
         return self.head(x.mean((1, 2)))
 
 
+# ---- text models taking integer token ids ------------------------------------------------------
+
+class BertSelfAttention(nn.Module):
+    """Explicit attention as BERT writes it: additive mask, dropout on the probabilities."""
+
+    def __init__(self, dim, heads, p=0.1):
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.query, self.key, self.value = (nn.Linear(dim, dim) for _ in range(3))
+        self.dropout = nn.Dropout(p)
+        self.output = nn.Linear(dim, dim)
+
+    def split(self, x):
+        return x.view(x.size(0), x.size(1), self.heads, self.head_dim).permute(0, 2, 1, 3)
+
+    def forward(self, x, extended_mask):
+        q, k, v = self.split(self.query(x)), self.split(self.key(x)), self.split(self.value(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim) + extended_mask
+        context = torch.matmul(self.dropout(scores.softmax(-1)), v).permute(0, 2, 1, 3)
+        return self.output(context.reshape(x.shape))
+
+
+class BertLayer(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.attention = BertSelfAttention(dim, heads)
+        self.ln1 = nn.LayerNorm(dim)
+        self.intermediate = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(2 * dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+
+    def forward(self, x, extended_mask):
+        x = self.ln1(x + self.attention(x, extended_mask))
+        return self.ln2(x + self.out(F.gelu(self.intermediate(x))))
+
+
+class BertLike(nn.Module):
+    """Token ids (N×T int64) and an optional attention mask; RoBERTa-style position ids from
+    the ids (cumsum over non-padding tokens), a pooler (tanh) on the first token."""
+
+    def __init__(self, vocab=50, max_len=16, dim=16, heads=2, depth=2, num_classes=3, pad=1):
+        super().__init__()
+        self.pad = pad
+        self.word_embeddings = nn.Embedding(vocab, dim, padding_idx=pad)
+        self.position_embeddings = nn.Embedding(max_len + pad + 1, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(0.1)
+        self.layers = nn.ModuleList(BertLayer(dim, heads) for _ in range(depth))
+        self.pooler = nn.Linear(dim, dim)
+        self.classifier = nn.Linear(dim, num_classes)
+
+    def forward(self, input_ids, attention_mask=None):
+        not_pad = input_ids.ne(self.pad).int()
+        positions = torch.cumsum(not_pad, dim=1).type_as(not_pad) * not_pad + self.pad
+        x = self.word_embeddings(input_ids) + self.position_embeddings(positions.long())
+        x = self.drop(self.norm(x))
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        extended = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * -10000.0
+        for layer in self.layers:
+            x = layer(x, extended)
+        return self.classifier(torch.tanh(self.pooler(x[:, 0])))
+
+
+class GPTBlock(nn.Module):
+    def __init__(self, dim, heads, p=0.1):
+        super().__init__()
+        self.heads, self.p = heads, p
+        self.ln_1 = nn.LayerNorm(dim)
+        self.c_attn = Conv1D(3 * dim, dim)
+        self.c_proj = Conv1D(dim, dim)
+        self.ln_2 = nn.LayerNorm(dim)
+        self.c_fc = Conv1D(4 * dim, dim)
+        self.mlp_proj = Conv1D(dim, 4 * dim)
+        self.drop = nn.Dropout(p)
+
+    def forward(self, x):
+        B, L, C = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, L, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           dropout_p=self.p if self.training else 0.0)
+        x = x + self.drop(self.c_proj(a.transpose(1, 2).reshape(B, L, C)))
+        return x + self.drop(self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")))
+
+
+class GPTLike(nn.Module):
+    """Token ids (N×T int64) -> token + position embeddings -> causal blocks -> logits over
+    the vocabulary from the token embedding's own weight (tied)."""
+
+    def __init__(self, vocab=50, max_len=16, dim=16, heads=2, depth=2):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, dim)
+        self.wpe = nn.Embedding(max_len, dim)
+        self.h = nn.ModuleList(GPTBlock(dim, heads) for _ in range(depth))
+        self.ln_f = nn.LayerNorm(dim)
+
+    def forward(self, input_ids):
+        positions = torch.arange(input_ids.shape[1], device=self.wte.weight.device)
+        x = self.wte(input_ids) + self.wpe(positions)
+        for block in self.h:
+            x = block(x)
+        return F.linear(self.ln_f(x), self.wte.weight)
+
+
+# Text models are called with token ids: {name: (factory, inputs)}.
+TEXT_MODELS: dict[str, tuple] = {
+    "bert_like": (BertLike, ["input_ids:int64[2,8]", "attention_mask:int64[2,8]"]),
+    "gpt_like": (GPTLike, "input_ids:int64[2,8]"),
+}
+
+
 CONSTRUCT_MODELS: dict[str, ModelCase] = {
     "mha_vit": ModelCase(MHAViT, (2, 3, 8, 8)),
     "mha_vit_weights": ModelCase(functools.partial(MHAViT, need_weights=True), (2, 3, 8, 8)),
@@ -354,4 +466,4 @@ CONSTRUCT_MODELS: dict[str, ModelCase] = {
     "shift_pad": ModelCase(ShiftPadNet, (2, 3, 8, 8)),
 }
 
-__all__ = ["CONSTRUCT_MODELS"]
+__all__ = ["CONSTRUCT_MODELS", "TEXT_MODELS"]

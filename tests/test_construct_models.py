@@ -1,4 +1,5 @@
-"""Issue 17's constructs (tests/construct_models.py), one model each, checked as the library
+"""Issue 17's constructs (tests/construct_models.py), one model each (the BERT-like and GPT-like
+text models called with integer token ids through `inputs=`), checked as the library
 lookalikes are (tests/test_library_models.py): parameters equal sum(p.numel()), no unknown
 operator and no warning under both tracers, both tracers cost the same, and the `pytorch`
 convention's saved bytes equal what autograd keeps in a train-mode step (saved_tensors_hooks)
@@ -21,8 +22,8 @@ from torch import nn
 import ttplan
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.trace import trace
-from tests.construct_models import (CONSTRUCT_MODELS, ConvNeXtV2Block, MHABlock, MHAViT,
-                                    SinusoidalPosition)
+from tests.construct_models import (CONSTRUCT_MODELS, TEXT_MODELS, ConvNeXtV2Block, MHABlock,
+                                    MHAViT, SinusoidalPosition)
 from tests.test_pytorch_convention import assert_close, predicted_and_measured
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -239,3 +240,52 @@ def test_export_of_linear_layers_says_it_can_express_nothing():
                     "channel_axis": 0, "channels": None}]
     with pytest.raises(SpecError, match="can express none of this policy: it trains 2"):
         export_sparseupdate(Policy.from_dict(d), graph)
+
+
+# ---- text models called with integer token ids (inputs=) ------------------------------------
+
+def text_prof(name, update="all", tracer="auto", **kw):
+    make, inputs = TEXT_MODELS[name]
+    torch.manual_seed(0)
+    return ttplan.profile(make(), inputs=inputs, update=update, convention="pytorch",
+                          tracer=tracer, **kw)
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_MODELS))
+def test_text_models_params_and_tracers(name):
+    a, b = text_prof(name, tracer="fx"), text_prof(name, tracer="hooks")
+    params = sum(p.numel() for p in TEXT_MODELS[name][0]().parameters())  # tied: counted once
+    keys = ("params", "trainable_params", "forward_macs", "backward_macs", "blocks")
+    assert {k: a.totals[k] for k in keys} == {k: b.totals[k] for k in keys}
+    assert a.totals["params"] == a.totals["trainable_params"] == params
+    for p in (a, b):
+        assert p.totals["unknown_ops"] == [] and p.warnings == []
+    assert a.memory.saved_activation_bytes == b.memory.saved_activation_bytes
+
+
+@pytest.mark.parametrize("update", ["all", "bias-only", "last-blocks:2"])
+@pytest.mark.parametrize("name", sorted(TEXT_MODELS))
+def test_text_models_saved_bytes_match_autograd(name, update):
+    v = text_prof(name, update, verify=True).verification
+    assert v["measured_bytes"] > 0
+    assert_close(v["predicted_bytes"], v["measured_bytes"])
+
+
+def test_text_models_macs_by_hand():
+    n, t, d, depth = 2, 8, 16, 2
+    rows, attention = n * t, 2 * n * t * t * d  # q·kᵀ and p·v over both heads
+    # BERT-like: q, k, v, output d×d, FFN d×2d and back; pooler d×d, classifier d×3 on
+    # the first token; embeddings cost no MACs.
+    bert = 4 * linear(rows, d, d) + 2 * linear(rows, d, 2 * d)
+    tail = linear(n, d, d) + linear(n, d, 3)
+    assert text_prof("bert_like").totals["forward_macs"] == depth * (bert + attention) + tail
+    t_ = text_prof("bert_like").totals
+    assert (t_["backward_input_macs"], t_["backward_weight_macs"]) == (
+        depth * (bert + 2 * attention) + tail, depth * bert + tail)
+    # GPT-like: Conv1D (addmm) d×3d, d×d, d×4d, 4d×d; the tied LM head d×vocab per token.
+    gpt, lm_head = linear(rows, d, 3 * d) + linear(rows, d, d) + 2 * linear(rows, d, 4 * d), \
+        linear(rows, d, 50)
+    t_ = text_prof("gpt_like").totals
+    assert (t_["forward_macs"], t_["backward_input_macs"], t_["backward_weight_macs"]) == (
+        depth * (gpt + attention) + lm_head, depth * (gpt + 2 * attention) + lm_head,
+        depth * gpt + lm_head)
