@@ -62,15 +62,27 @@ def operator_work(ev: Evaluation) -> OperatorWork:
 
 def unknown_op_warnings(graph: LayerGraph) -> list[str]:
     """One warning per kind of operator without a rule, with how often it is called."""
-    calls: dict[str, list[str]] = {}
+    calls: dict[tuple[str, str], list[str]] = {}
     for node in graph.ops():
-        if node.kind == "unknown":
-            calls.setdefault(node.op, []).append(node.name)
+        if node.kind == "unknown" or node.kind == "derived" and derived_costs_something(node):
+            calls.setdefault((node.kind, node.op), []).append(node.name)
     warnings = []
-    for op, names in calls.items():
+    for (kind, op), names in calls.items():
         where = names[0] if len(names) == 1 else f"{len(names)} calls, first {names[0]}"
-        warnings.append(f"no cost rule for {op} ({where}): its MACs and memory are NOT counted")
+        if kind == "derived":
+            warnings.append(f"no cost rule for {op} ({where}): derived from the traced call "
+                            "(MACs counted on the operator, saved tensors read from autograd)")
+        else:
+            warnings.append(f"no cost rule for {op} ({where}): its MACs and memory are NOT "
+                            "counted")
     return warnings
+
+
+def derived_costs_something(node) -> bool:
+    """A derived operator that multiplies or keeps a tensor (one that does neither, a view or
+    a copy, is priced exactly and not warned about)."""
+    table = node.attrs.get("measured_saved") or {}
+    return bool(node.attrs.get("derived_macs")) or any(table.values())
 
 
 def costing_graph(graph: LayerGraph, convention: str) -> LayerGraph:

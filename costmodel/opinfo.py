@@ -249,3 +249,24 @@ def mha_attrs(module: nn.Module, args, kwargs) -> dict:
     return {"mha_shapes": shapes, "embed_dim": module.embed_dim, "kdim": module.kdim,
             "vdim": module.vdim, "num_heads": module.num_heads,
             "batch_first": bool(module.batch_first)}
+
+
+# An operator without a rule is derived when it has at most this many tensor inputs (what it
+# keeps is measured in every combination of inputs needing a gradient: 2^n small runs).
+MAX_DERIVED_INPUTS = 4
+
+
+def derive_unknown(fn, tensors) -> dict | None:
+    """{"measured_saved": …, "derived_macs": …} of an operator without a rule, from its traced
+    call `fn(*tensors)`, or None when it cannot be measured (too many inputs, in place,
+    not differentiable)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    if len(tensors) > MAX_DERIVED_INPUTS or not tensors:
+        return None
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            fn(*[t.detach().clone() for t in tensors])
+        table = measure_saved(fn, list(tensors))
+    except Exception:  # noqa: BLE001 — in place on a leaf, not differentiable: stays unknown
+        return None
+    return {"measured_saved": table, "derived_macs": counter.get_total_flops() // 2}

@@ -656,6 +656,22 @@ def pt_addcmul(node, g):
     return saved
 
 
+# ---- operators without a rule: derived from the traced call ---------------------------------
+
+def derived_macs(node: OpNode) -> int:
+    """MACs an operator-level count (torch.utils.flop_counter: FLOPs / 2) gave for the call."""
+    return int(node.attrs.get("derived_macs", 0))
+
+
+def derived_other_ops(node: OpNode) -> int:
+    return 0 if derived_macs(node) else node.out_numel
+
+
+def derived_input_grads(node: OpNode, g: Grad) -> int:
+    """A product's gradient with respect to each operand is one more product of its size."""
+    return derived_macs(node) * sum(1 for x in g.inputs if x)
+
+
 # ---- the registry ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -782,6 +798,12 @@ RULES: dict[str, Rule] = {
     "cumsum": Rule(),  # CumsumBackward0 keeps nothing: its gradient is a reversed cumsum
     "pad": Rule(forward_other_ops=free),  # a copy into a larger buffer; keeps nothing
     "roll": Rule(forward_other_ops=free),  # a permutation of elements; keeps nothing
+    # No rule of its own: what it keeps is read from autograd on the traced call, per
+    # situation (which inputs need a gradient), and its MACs are counted on the operator.
+    "derived": Rule(derived_macs, derived_other_ops, pt_measured, pt_measured,
+                    backward_input_macs=derived_input_grads,
+                    backward_weight_macs=no_backward_macs,
+                    backward_other_ops=on_gradient_path(derived_other_ops)),
 }
 
 

@@ -32,8 +32,9 @@ from .errors import TraceError
 from .graph import MAC_KINDS, LayerGraph, OpNode
 from .blocks import BlockFinder, compile_block_pattern
 from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS, function_name
-from .opinfo import (call_attrs, einsum_index_sizes, functional_params, is_param_slot,
-                     matmul_operand_copies, measure_saved, mha_attrs, substituted)
+from .opinfo import (call_attrs, derive_unknown, einsum_index_sizes, functional_params,
+                     is_param_slot, matmul_operand_copies, measure_saved, mha_attrs,
+                     substituted)
 from .rules import REGISTRY, Registry
 from .inputs import ModelInputs, as_inputs
 
@@ -190,6 +191,7 @@ class _Builder:
         # on its own may call x.norm() and own a module named `norm`).
         self.module_paths = {p for p, _ in model.named_modules()}
         self.counted_params: set[str] = set()  # parameter names some node already owns
+        self.unknown_calls: list = []  # (node name, fn, tensors): derived after the forward
 
     def fresh_name(self, name: str) -> str:
         """`name`, or `name_k`, whichever no node and no module path holds yet."""
@@ -310,9 +312,19 @@ class _Builder:
         self.nodes[name] = node
         self.order.append(name)
 
+    def derive_later(self, name, call, args, kwargs, tensors) -> None:
+        """An operator without a rule: priced from its own call after the forward."""
+        self.unknown_calls.append((name, substituted(call, args, kwargs, tensors), tensors))
+
     def finish(self, tracer_name: str, output_names) -> LayerGraph:
         for name, fn, tensors, module in self.probes:
             self.nodes[name].attrs["measured_saved"] = measure_saved(fn, tensors, module)
+        for name, fn, tensors in self.unknown_calls:
+            derived = derive_unknown(fn, tensors)
+            if derived is not None and self.nodes[name].kind == "unknown":
+                self.nodes[name].kind = "derived"
+                self.nodes[name].attrs.update(derived)
+        self.unknown_calls = []
         unknown = [f"{n.name} ({n.op})" for n in self.nodes.values() if n.kind == "unknown"]
         declared = None
         if getattr(self.model, "ttplan_blocks", None):  # zoo models list their blocks' convs
@@ -463,6 +475,10 @@ class _FxGraphBuilder(_Builder):
                 attrs["repeat_call"] = True  # shared weights: parameters counted once
             if kind == "unknown" and any(True for _ in module.parameters()):
                 attrs["has_params"] = True
+            elif kind == "unknown":  # a torch.nn module without a rule (Mish, ELU …): derived
+                args = fx.node.map_arg(node.args, lambda a: values.get(a))
+                kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
+                self.derive_later(name, module, args, kwargs, tensors)
             if kind == "rnn":
                 self.probes.append((name, _call_module, [_first_tensor(t) for t in tensors[:1]],
                                     module))
@@ -496,6 +512,10 @@ class _FxGraphBuilder(_Builder):
                  attrs.get("param_names") else None, scope,
                  [names[a] for a in tensor_args], tensors, out, params, attrs)
         names[node] = name
+        if kind == "unknown" and node.op in ("call_function", "call_method") \
+                and node.target is not getattr:
+            call = node.target if node.op == "call_function" else _method(node.target)
+            self.derive_later(name, call, args, kwargs, tensors)
 
 
 def _default_of(placeholder: fx.Node):
@@ -538,6 +558,11 @@ def _only_param_slots(node: fx.Node) -> bool:
 
 def _call_module(module, *tensors):
     return module(*tensors)
+
+
+def _method(name: str):
+    """A tensor method as a function of (self, *args)."""
+    return lambda self, *args, **kwargs: getattr(self, name)(*args, **kwargs)
 
 
 class _RecordingInterpreter(fx.Interpreter):
@@ -671,7 +696,8 @@ class _HookGraphBuilder(_Builder):
                            and all(a is not p for p in slots)]
                 if not any([produced(a) for a in tensors]):  # registers free parameters
                     return out
-                tensors = [a for a in tensors if a in producer]
+                scope = stack[-1][0] if stack else ""
+                tensors = [a for a in tensors if known(a, scope)]  # as `record` will
                 name_ = getattr(func, "__name__", str(func))
                 kind = builder.registry.function_kind(func)
                 if name_ == "__get__":  # a tensor property: x.T, x.mT (x.shape is not one)
@@ -691,8 +717,10 @@ class _HookGraphBuilder(_Builder):
                     name, repeat = builder.node_name(owner)
                     if repeat:
                         attrs["repeat_call"] = True
-                record(name, kind, name_, owner, stack[-1][0] if stack else "",
-                       (args, kwargs), out, params, attrs, tuple(slots))
+                inputs = record(name, kind, name_, owner, stack[-1][0] if stack else "",
+                                (args, kwargs), out, params, attrs, tuple(slots))
+                if kind == "unknown" and name_ != "__get__":
+                    builder.derive_later(name, func, args, kwargs, inputs)
                 return out
 
         handles = []

@@ -345,6 +345,17 @@ class FirstOutput(nn.Module):
         return self.layer(x)[0]
 
 
+class SelfAttentionOutput(nn.Module):
+    """nn.MultiheadAttention(x, x, x)'s output (its parameters stay the model's)."""
+
+    def __init__(self, layer: nn.Module, need_weights: bool):
+        super().__init__()
+        self.layer, self.need_weights = layer, need_weights
+
+    def forward(self, x):
+        return self.layer(x, x, x, need_weights=self.need_weights)[0]
+
+
 def library_ops() -> None:
     """Ops of library-style models (matmul family, attention, splits, recurrent layers)."""
     torch.manual_seed(0)
@@ -409,8 +420,54 @@ def library_ops() -> None:
             print(f"| {cell.__name__} | {label} | {text} | {m.saved_bytes} |")
 
 
+def construct_ops() -> None:
+    """Ops of issue 17's constructs: GRN, XCA, GPT-2 Conv1D, positional encodings, shifted
+    windows, SDPA's training paths, LayerNorm on a slice, nn.MultiheadAttention."""
+    torch.manual_seed(0)
+    print(f"Measured with torch {torch.__version__}, CPU.")
+    x4, x3 = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4)
+    print("\n## Element-wise, reductions, views (x 2x3x4x5 = 480 B unless said)")
+    for title, fn in (("torch.sin", torch.sin), ("torch.cos", torch.cos),
+                      ("torch.exp", torch.exp), ("torch.rsqrt", torch.rsqrt),
+                      ("x.pow(2)", lambda t: t.pow(2)), ("torch.cumsum(x, 1)",
+                                                          lambda t: torch.cumsum(t, 1)),
+                      ("F.pad(x, (1, 1, 1, 1))", lambda t: F.pad(t, (1, 1, 1, 1))),
+                      ("torch.roll(x, (1, 1), (2, 3))", lambda t: torch.roll(t, (1, 1), (2, 3))),
+                      ("x.norm(p=2, dim=(1, 2), keepdim=True)",
+                       lambda t: t.norm(p=2, dim=(1, 2), keepdim=True)),
+                      ("F.normalize(x, dim=-1)", lambda t: F.normalize(t, dim=-1))):
+        weightless(title, lambda fn=fn: Lambda(fn), x4)
+    print("\n## Products with a bias (x = first multiplied operand, y = second)")
+    binary("torch.addcmul(b (5,), x (2,3,4,5), y (5,))  (GRN: x + b + w·x·n)",
+           Lambda(lambda p, q: torch.addcmul(torch.zeros(5), p, q)), x4, torch.randn(5))
+    binary("torch.addmm(b (6,), x (4,5), y (5,6))  (GPT-2 Conv1D)",
+           Lambda(lambda p, q: torch.addmm(torch.zeros(6), p, q)), torch.randn(4, 5),
+           torch.randn(5, 6))
+    print("\n## SDPA in training (q = x, k = v = y, 2x2x6x8 each)")
+    q, kv = torch.randn(2, 2, 6, 8), torch.randn(2, 2, 6, 8)
+    binary("dropout_p = 0.1 (math path)", Lambda(
+        lambda p, r: F.scaled_dot_product_attention(p, r, r, dropout_p=0.1)), q, kv)
+    binary("attn_mask = a (2,6,6) constant (math path)", Lambda(
+        lambda p, r: F.scaled_dot_product_attention(p, r, r, attn_mask=torch.zeros(2, 6, 6))),
+        q, kv)
+    print("\n## LayerNorm(4) on strided views of x 2x3x4")
+    weighted("LayerNorm on x[:, 0:1] (a slice: keeps the whole storage of x)",
+             lambda: nn.Sequential(Lambda(lambda t: t[:, 0:1]), nn.LayerNorm(4)), x3)
+    weighted("LayerNorm on x.transpose(0, 1) (no copy: keeps x's storage)",
+             lambda: nn.Sequential(Lambda(lambda t: t.transpose(0, 1)), nn.LayerNorm(4)), x3)
+    print("\n## nn.MultiheadAttention(8, 2, batch_first=True), q = k = v = x 2x5x8 (320 B)")
+    x = torch.randn(2, 5, 8)
+    # need_weights=True (explicit softmax, head-averaged weights) is left out: its dead
+    # weights branch makes this script's graph-walk cross-check disagree; the tracer measures
+    # every call as made, against the pack hook (tests/test_construct_models.py).
+    weighted("need_weights=False (SDPA inside)", lambda: SelfAttentionOutput(
+        nn.MultiheadAttention(8, 2, batch_first=True), False), x)
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--library"]:
         library_ops()
+    elif sys.argv[1:] == ["--constructs"]:
+        construct_ops()
     else:
         main()

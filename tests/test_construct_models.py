@@ -289,3 +289,39 @@ def test_text_models_macs_by_hand():
     assert (t_["forward_macs"], t_["backward_input_macs"], t_["backward_weight_macs"]) == (
         depth * (gpt + attention) + lm_head, depth * (gpt + 2 * attention) + lm_head,
         depth * gpt + lm_head)
+
+
+class _NoRules(nn.Module):
+    """Operators without a rule of their own: a product (tensordot), element-wise ops that
+    keep tensors (erfcx, softplus, logsumexp), views and copies that keep nothing (narrow,
+    flip), and a torch.nn module without a rule (Mish)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.w = nn.Parameter(torch.randn(8, 8))
+        self.act = nn.Mish()
+
+    def forward(self, x):
+        x = self.act(self.fc(x))
+        t = torch.tensordot(torch.special.erfcx(x), self.w, dims=1)
+        u = x.narrow(1, 0, 4).flip(0)
+        v = torch.logsumexp(x, 1, keepdim=True)
+        return t.sum() + u.sum() + v.sum() + torch.nn.functional.softplus(x).sum()
+
+
+@pytest.mark.parametrize("tracer", TRACERS)
+def test_operators_without_a_rule_are_derived(tracer):
+    p = ttplan.profile(_NoRules(), (4, 8), tracer=tracer, convention="pytorch")
+    kinds = {r["op"]: r["kind"] for r in p.evaluation.rows}
+    assert kinds["tensordot"] == kinds["narrow"] == kinds["flip"] == "derived"
+    assert p.totals["unknown_ops"] == []
+    fc, product = linear(4, 8, 8), 4 * 8 * 8  # tensordot counted on the operator
+    assert p.totals["forward_macs"] == fc + product
+    assert p.totals["backward_macs"] == fc + 2 * product  # x and w both need a gradient
+    warned = " ".join(p.warnings)
+    assert "tensordot" in warned and "derived" in warned
+    assert "narrow" not in warned and "flip" not in warned  # no MACs, nothing kept
+    for update in ("all", "bias-only"):
+        predicted, measured = predicted_and_measured(_NoRules(), (4, 8), update)
+        assert predicted == measured

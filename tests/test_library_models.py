@@ -226,9 +226,14 @@ def test_unknown_ops_are_reported_once_per_kind_with_a_count():
                 x = torch.special.erfcx(x)
             return x
 
+    # No rule, but derived from the call (issue 17): listed once, with the count.
     p = ttplan.profile(nn.Sequential(nn.Linear(4, 4), Odd()), (2, 4))
-    assert len(p.totals["unknown_ops"]) == 3
-    assert len(p.warnings) == 1 and "(3 calls" in p.warnings[0]
+    assert p.totals["unknown_ops"] == []
+    assert len(p.warnings) == 1 and "(3 calls" in p.warnings[0] and "derived" in p.warnings[0]
+    # A module with parameters and no rule cannot be derived: NOT counted, said once.
+    p = ttplan.profile(nn.Sequential(nn.Linear(4, 4), nn.PReLU(), nn.PReLU()), (2, 4))
+    assert len(p.totals["unknown_ops"]) == 2
+    assert len(p.warnings) == 1 and "(2 calls" in p.warnings[0] and "NOT counted" in p.warnings[0]
 
 
 def test_layernorm_over_channels_and_subclass_head():
