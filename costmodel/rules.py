@@ -440,7 +440,9 @@ def pt_measured(node, g):
 
 
 def pt_sdpa(node, g):
-    if "measured_saved" in node.attrs:
+    # Modules in eval mode (`ttplan train`) run no dropout: without a mask, the flash path.
+    eval_flash = not g.training_mode and not node.attrs.get("attn_mask")
+    if "measured_saved" in node.attrs and not eval_flash:
         # Dropout or an attention mask: PyTorch takes the math path (scaled q, kᵀ, the
         # probabilities, the dropout mask, v), measured on the real call while tracing.
         return pt_measured(node, g)

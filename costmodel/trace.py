@@ -247,7 +247,8 @@ class _Builder:
                 self.probes.append((name, lambda *ts: torch.einsum(equation, *ts), tensors, None))
         if kind == "sdpa":
             mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
-            if attrs.get("dropout_p") or isinstance(mask, torch.Tensor):
+            attrs["attn_mask"] = isinstance(mask, torch.Tensor)
+            if attrs.get("dropout_p") or attrs["attn_mask"]:
                 # The math path (dropout, a mask): what it keeps is measured on the call.
                 self.probes.append((name, substituted(target, args, kwargs, tensors), tensors,
                                     None))

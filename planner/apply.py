@@ -118,7 +118,7 @@ def apply_updates(model: nn.Module, graph: LayerGraph, updates: dict[str, LayerU
             raise PolicyError(f"policy layer {name!r} is not a module of the model")
         channels, axis = update.channels, update.channel_axis
         if update.weight:
-            train(name, "weight", _weight_mask(module, graph[name].kind, channels, axis))
+            train(name, "weight", _weight_mask(module, graph[name], channels, axis))
         if update.bias:
             train(name, "bias", None)
         norm = norms.get(name)
@@ -135,12 +135,17 @@ def apply_updates(model: nn.Module, graph: LayerGraph, updates: dict[str, LayerU
     return applied
 
 
-def _weight_mask(module, kind: str, channels, axis: int) -> torch.Tensor | None:
+def _weight_mask(module, node, channels, axis: int) -> torch.Tensor | None:
     if channels is None:
         return None
-    weight = module if isinstance(module, nn.Parameter) else module.weight
+    weight = module if isinstance(module, nn.Parameter) else getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):  # nn.MultiheadAttention, recurrent layers
+        raise PolicyError(f"layer {node.name!r} ({node.op}) has no single weight tensor to "
+                          "select channels of: update it whole")
     dim = axis
-    if kind == "conv_transpose":  # weight is (Cin, Cout/groups, k...): output channels on dim 1
+    # Output channels on dim 1: a transposed conv's (Cin, Cout/groups, k...) weight, and
+    # GPT-2's Conv1D (addmm with W in × out).
+    if node.kind == "conv_transpose" or node.attrs.get("weight_transposed"):
         dim = 1 - axis
     if weight.dim() == 1:
         dim = 0

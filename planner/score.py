@@ -65,6 +65,9 @@ def score_layers(graph: LayerGraph, potential: dict[str, float]) -> dict[str, La
     return scores
 
 
+WHOLE_LAYER_KINDS = frozenset({"mha", "rnn"})
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A layer the planner may update: its Fisher per output channel and the order in which its
@@ -112,11 +115,16 @@ def build_candidates(graph: LayerGraph, layers: dict[str, list[float]], *, chann
         node = folded[name]
         if name not in updatable:
             raise PolicyError(f"Fisher layer {name!r} is not an updatable layer of {graph.model_name}")
-        size = channel_count(node, 0)
+        # nn.MultiheadAttention and recurrent layers hold several weight tensors, none of
+        # them the layer's output channels alone: they are updated all or nothing.
+        whole = node.kind in WHOLE_LAYER_KINDS
+        size = node.out_channels if whole else channel_count(node, 0)
         deltas = tuple(float(v) for v in layers[name])
         if len(deltas) != size:
             raise PolicyError(f"Fisher layer {name!r} has {len(deltas)} channels; "
                               f"the model's layer has {size}")
+        if whole:
+            deltas, size = (math.fsum(deltas),), 1
         if channels == "fisher":
             order = sorted(range(size), key=lambda c: (-deltas[c], c))
         elif channels == "l2norm":

@@ -121,6 +121,21 @@ def test_fisher_probes_multihead_attention():
     assert all(len(d) == 16 for d in result.layers.values())  # one Δ per embedding channel
 
 
+def test_multihead_attention_is_planned_whole_and_applied():
+    model = MHAViT()
+    x = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    layers = sorted({n.layer_key for n in trace(model, (2, 3, 8, 8)).mac_layers()})
+    fisher = ttplan.fisher_information(model, layers, x, torch.arange(8) % 2)
+    policy = ttplan.plan(model, fisher=fisher, input_shape=(1, 3, 8, 8),
+                         memory_bytes="400kB", compute="90%")
+    attn = [l for l in policy.layers if l["name"].endswith("attn")]
+    assert attn and all(l["channels"] is None for l in attn)  # all or nothing
+    trained = set(ttplan.apply_policy(model, policy).trainable)
+    for layer in attn:
+        assert {f"{layer['name']}.{p}" for p in ("in_proj_weight", "out_proj.weight",
+                                                  "in_proj_bias", "out_proj.bias")} <= trained
+
+
 def test_xca_macs_by_hand():
     n, length, c, heads, depth = 2, 6, 16, 2, 2
     rows, head_dim = n * length, c // heads
