@@ -77,6 +77,7 @@ FUNCTION_KINDS: dict[object, str] = {
     torch.norm: "norm", torch.linalg.vector_norm: "norm", torch.pow: "pow",
     operator.pow: "pow", torch.sin: "sin", torch.cos: "cos", torch.exp: "exp",
     torch.rsqrt: "rsqrt", torch.cumsum: "cumsum", F.pad: "pad", torch.roll: "roll",
+    torch.abs: "abs", operator.abs: "abs",
 }
 
 # Tensor methods seen as fx call_method targets or through __torch_function__.
@@ -99,7 +100,7 @@ METHOD_KINDS: dict[str, str] = {
     "mean": "mean", "sum": "mean", "clamp": "hardtanh", "clamp_": "hardtanh",
     "addmm": "addmm", "addcmul": "addcmul", "norm": "norm", "pow": "pow", "__pow__": "pow",
     "sin": "sin", "cos": "cos", "exp": "exp", "rsqrt": "rsqrt", "cumsum": "cumsum",
-    "roll": "roll",
+    "roll": "roll", "abs": "abs", "__abs__": "abs",
     # Comparisons give boolean tensors: no gradient flows through them (data-dependent
     # control flow in models that only the hooks tracer can follow).
     "gt": "compare", "lt": "compare", "ge": "compare", "le": "compare", "eq": "compare",

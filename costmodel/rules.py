@@ -439,6 +439,11 @@ def pt_measured(node, g):
     return saved
 
 
+def pt_measured_if_any(node, g):
+    """Views keep nothing; indexing with tensors keeps what was measured on its call."""
+    return pt_measured(node, g) if "measured_saved" in node.attrs else []
+
+
 def pt_sdpa(node, g):
     # Modules in eval mode (`ttplan train`) run no dropout: without a mask, the flash path.
     eval_flash = not g.training_mode and not node.attrs.get("attn_mask")
@@ -752,7 +757,7 @@ RULES: dict[str, Rule] = {
     "cat": Rule(forward_other_ops=free),
     "reshape": Rule(forward_other_ops=free),
     "identity": Rule(forward_other_ops=free),
-    "getitem": Rule(forward_other_ops=free),
+    "getitem": Rule(forward_other_ops=free, saved_pytorch=pt_measured_if_any),
     "dropout": Rule(saved_pytorch=pt_dropout, saved_paper=paper_dropout, elementwise=True),
     "drop_path": Rule(saved_pytorch=pt_drop_path, saved_paper=paper_drop_path,
                       elementwise=True),
@@ -795,6 +800,7 @@ RULES: dict[str, Rule] = {
     "pow": Rule(saved_pytorch=pt_pow, saved_paper=paper_smooth_activation),
     "sin": Rule(saved_pytorch=pt_saves_input, saved_paper=paper_smooth_activation),
     "cos": Rule(saved_pytorch=pt_saves_input, saved_paper=paper_smooth_activation),
+    "abs": Rule(saved_pytorch=pt_saves_input, saved_paper=paper_smooth_activation),
     "exp": Rule(saved_pytorch=pt_saves_output, saved_paper=paper_smooth_activation),
     "rsqrt": Rule(saved_pytorch=pt_saves_output, saved_paper=paper_smooth_activation),
     "cumsum": Rule(),  # CumsumBackward0 keeps nothing: its gradient is a reversed cumsum

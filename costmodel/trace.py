@@ -245,6 +245,11 @@ class _Builder:
             if len(operands) == len(tensors):
                 equation = attrs["equation"]
                 self.probes.append((name, lambda *ts: torch.einsum(equation, *ts), tensors, None))
+        if kind == "getitem" and len(tensors) > 1:
+            # Indexing with a tensor (x[idx], x[rows, lengths]): IndexBackward0 keeps the
+            # indices it used (or made from a mask), measured on the call.
+            self.probes.append((name, substituted(target, args, kwargs, tensors), tensors,
+                                None))
         if kind == "sdpa":
             mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
             attrs["attn_mask"] = isinstance(mask, torch.Tensor)

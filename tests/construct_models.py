@@ -451,6 +451,23 @@ TEXT_MODELS: dict[str, tuple] = {
 }
 
 
+# ---- indexing with computed indices: the last real token of each sequence ---------------------
+
+class LastTokenNet(nn.Module):
+    """Picks each sequence's last non-zero token (GPT-2's sequence classification) with
+    x[rows, lengths]; the indices are computed, so autograd keeps them."""
+
+    def __init__(self, dim=16, num_classes=3):
+        super().__init__()
+        self.fc = nn.Linear(dim, dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        lengths = (x.abs().sum(-1) > 0).sum(-1) - 1
+        h = torch.tanh(self.fc(x))
+        return self.head(h[torch.arange(x.shape[0]), lengths])
+
+
 CONSTRUCT_MODELS: dict[str, ModelCase] = {
     "mha_vit": ModelCase(MHAViT, (2, 3, 8, 8)),
     "mha_vit_weights": ModelCase(functools.partial(MHAViT, need_weights=True), (2, 3, 8, 8)),
@@ -464,6 +481,7 @@ CONSTRUCT_MODELS: dict[str, ModelCase] = {
     "slice_norm": ModelCase(SliceNormNet, (2, 6, 16)),
     "position_device": ModelCase(PositionNet, (2, 6, 16)),
     "shift_pad": ModelCase(ShiftPadNet, (2, 3, 8, 8)),
+    "last_token": ModelCase(LastTokenNet, (2, 6, 16)),
 }
 
 __all__ = ["CONSTRUCT_MODELS", "TEXT_MODELS"]

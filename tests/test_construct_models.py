@@ -180,6 +180,8 @@ def test_attention_macs_by_hand(name):
 
 def test_small_constructs_macs_by_hand():
     n, length, c = 2, 6, 16
+    fc, head = linear(n * length, c, c), linear(n, c, 3)
+    assert macs("last_token") == (fc + head, head, fc + head)
     assert macs("slice_norm") == (linear(n * length, c, c) + linear(n, c, 3),
                                   linear(n, c, 3), linear(n * length, c, c) + linear(n, c, 3))
     pos, fc, head = linear(length, c, c), linear(n * length, c, c), linear(n, c, 3)
