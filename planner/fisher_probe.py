@@ -66,7 +66,8 @@ DEFAULT_TAIL_FRACTION = 0.44
 
 
 def default_candidate_layers(model: nn.Module, tail_fraction: float = DEFAULT_TAIL_FRACTION) -> list[str]:
-    """The last ceil(tail_fraction × count) Conv2d/Linear layers, in `named_modules` order.
+    """The last ceil(tail_fraction × count) Conv2d/Linear/MultiheadAttention layers, in
+    `named_modules` order.
 
     Appendix F.1: the layers that matter for a cross-domain task are among the last ones, and
     inspecting 30–44% of them is enough; 0.44 keeps the upper end. `named_modules` order is
@@ -76,7 +77,12 @@ def default_candidate_layers(model: nn.Module, tail_fraction: float = DEFAULT_TA
     """
     if isinstance(tail_fraction, bool) or not (0.0 < tail_fraction <= 1.0):
         raise SpecError(f"tail fraction must be in (0, 1], got {tail_fraction}")
-    names = [name for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
+    # nn.MultiheadAttention is one layer (its out_proj is never called as a module).
+    attention = [name for name, module in model.named_modules()
+                 if isinstance(module, nn.MultiheadAttention)]
+    names = [name for name, module in model.named_modules()
+             if isinstance(module, (nn.Conv2d, nn.Linear, nn.MultiheadAttention))
+             and not any(name.startswith(f"{a}.") for a in attention)]
     if not names:
         raise SpecError("the model has no Conv2d or Linear layer to probe")
     # round() first: 0.44 × 25 is 11.000000000000002 in binary floating point, and ceil of that

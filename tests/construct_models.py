@@ -484,4 +484,17 @@ CONSTRUCT_MODELS: dict[str, ModelCase] = {
     "last_token": ModelCase(LastTokenNet, (2, 6, 16)),
 }
 
-__all__ = ["CONSTRUCT_MODELS", "TEXT_MODELS"]
+
+
+def mha_vit() -> nn.Module:
+    """The nn.MultiheadAttention ViT with fixed weights (a CLI import path)."""
+    return CONSTRUCT_MODELS["mha_vit"]()
+
+
+def mlp() -> nn.Module:
+    """Linear layers only (a CLI import path: nothing SparseUpdate's format can express)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+__all__ = ["CONSTRUCT_MODELS", "TEXT_MODELS", "mha_vit", "mlp"]

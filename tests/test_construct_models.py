@@ -342,3 +342,41 @@ def test_operators_without_a_rule_are_derived(tracer):
     for update in ("all", "bias-only"):
         predicted, measured = predicted_and_measured(_NoRules(), (4, 8), update)
         assert predicted == measured
+
+
+# ---- the CLI ------------------------------------------------------------------------------------
+
+def _cli(*args):
+    from typer.testing import CliRunner
+    from ttplan.cli import app
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_fisher_plan_profile_a_multihead_attention_model(tmp_path):
+    fisher, policy = tmp_path / "f.json", tmp_path / "p.json"
+    model = "tests.construct_models:mha_vit"
+    result = _cli("fisher", model, "--synthetic", "--samples", "4", "--input-shape", "1,3,8,8",
+                  "--out", fisher)
+    assert result.exit_code == 0, result.output
+    import json
+    probed = [layer["name"] for layer in json.loads(fisher.read_text())["layers"]]
+    assert "blocks.2.attn" in probed and not any("out_proj" in n for n in probed)
+    result = _cli("plan", model, "--fisher", fisher, "--input-shape", "1,3,8,8", "--memory",
+                  "400kB", "--compute", "90%", "--out", policy)
+    assert result.exit_code == 0, result.output
+    result = _cli("profile", model, "--input-shape", "2,3,8,8", "--convention", "pytorch",
+                  "--verify")
+    assert result.exit_code == 0 and "(+0.00%)" in result.stderr, result.output
+    assert "warning" not in result.stderr
+
+
+def test_cli_export_of_a_plan_of_linear_layers_is_a_one_line_error(tmp_path):
+    policy = tmp_path / "q.json"
+    model = "tests.construct_models:mlp"
+    result = _cli("plan", model, "--method", "fulltrain", "--input-shape", "1,3,8,8", "--out",
+                  policy)
+    assert result.exit_code == 0, result.output
+    result = _cli("export", policy, "--model", model)
+    assert result.exit_code == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "express none" in lines[0]
