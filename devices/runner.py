@@ -66,7 +66,7 @@ from ttplan.planner.sequence_support import infer_vocab
 from ttplan.planner.fisher import (DEFAULT_TAIL_FRACTION, class_prototypes,
                                    default_candidate_layers, fisher_information,
                                    protonet_criterion)
-from ttplan.planner.policy import (METHODS, Policy, check_against_graph,
+from ttplan.planner.policy import (METHODS, Policy, check_at_any_batch,
                                    policy_from_file_or_object)
 from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 
@@ -202,13 +202,8 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
 
     graph = trace(module, shape, name)
     if loaded is not None:
-        planned_batch = loaded.input_shape[0]
-        # An RNN's state keeps the batch in dimension 1, which the fingerprint (batch = dim 0)
-        # does not leave out: check against the graph at the batch size planned for.
-        same = graph if graph.fingerprint() == loaded.fingerprint or \
-            shape.batch_size == planned_batch else trace(module, shape.with_batch(planned_batch), name)
-        check_against_graph(loaded, same, str(policy) if isinstance(policy, (str, Path))
-                            else "policy")
+        check_at_any_batch(loaded, graph, lambda n: trace(module, shape.with_batch(n), name),
+                           str(policy) if isinstance(policy, (str, Path)) else "policy")
         updates, label = loaded.updates(), loaded.method
         origin = "planned on the device" if method else (
             str(policy) if isinstance(policy, (str, Path)) else "policy object")

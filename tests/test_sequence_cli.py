@@ -97,6 +97,8 @@ def test_synthetic_samples_are_of_the_input_spec():
     assert 0 <= int(ids.min()) and int(ids.max()) < 20
     again = SyntheticSequences(10, 5, parse_input_spec("int32[1,6]"), seed=3, vocab=20).tensor()
     assert torch.equal(ids, again)
+    with pytest.raises(ttplan.TtplanError, match="give --vocab"):
+        SyntheticSequences(10, 5, parse_input_spec("int64[1,6]"), seed=3, vocab=None)
     feats = SyntheticSequences(4, 2, parse_input_spec("float32[1,3,5]"), 0, None).tensor()
     assert feats.shape == (4, 3, 5) and feats.dtype == torch.float32
 

@@ -111,7 +111,9 @@ def compare(
                                          "(needed for tinytrain)"),
     memory: Optional[str] = typer.Option(None, help="memory budget, e.g. 1MB"),
     compute: Optional[str] = typer.Option(None, help="compute budget, e.g. 15% or 6.5M"),
-    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    input_shape: InputShape = None,
+    input_specs: InputSpecs = None,
+    inputs_file: InputsFile = None,
     convention: Convention = "paper",
     optimizer: Optimizer = "sgd",
     weights_in_flash: WeightsInFlash = None,
@@ -131,8 +133,13 @@ def compare(
     on = None if device is None else device_context(device, time=time, iterations=iterations,
                                                     samples=samples)
     methods = METHODS if fisher else tuple(m for m in METHODS if m != "tinytrain")
+    inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
+    if not (inputs.specs[0].is_float and len(inputs.shape) == 4):
+        # TinyTL's lite residuals are 2-D convolutions beside blocks that map images.
+        methods = tuple(m for m in methods if m != "tinytl")
+        typer.echo("note: tinytl is left out: its lite residuals need an image model", err=True)
     rows = compare_methods(model, fisher=fisher, methods=methods, device=on, memory_bytes=memory,
                            compute=parse_compute(compute) if compute is not None else None,
-                           input_shape=parse_input_shape(input_shape), convention=convention,
+                           input_shape=inputs.shape, inputs=inputs, convention=convention,
                            optimizer=optimizer, weights_in_flash=weights_in_flash)
     emit(render_rows(rows, COMPARE_FIELDS + (DEVICE_FIELDS if on else ()), fmt), out)
