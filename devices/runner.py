@@ -236,7 +236,10 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
             with phases.timed("train_s"):
                 losses = _fine_tune(forward, module, stepper, x_train, y_train, iterations,
                                     batch_size, seed, progress)
-            saved_bytes = measure_saved_bytes(forward, x_train[:batch_size]).saved_bytes
+            # A copy, as a step's batch is (queries[index]): a view would keep, and count,
+            # the whole support tensor's storage wherever the input itself is saved (token
+            # ids for an embedding's gradient, images for a trained first conv).
+            saved_bytes = measure_saved_bytes(forward, x_train[:batch_size].clone()).saved_bytes
             after = _accuracy(module, x_train, y_train, x_query, y_query, batch_size)
         finally:
             forward.detach()
