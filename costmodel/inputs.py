@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from .errors import SpecError
+from .fileio import note_input
 from .specs import DEFAULT_INPUT_SHAPE, MAX_INPUT_ELEMENTS, check_input_size
 
 # dtype names a spec may use -> torch dtype ("float" and "long" as PyTorch spells them too).
@@ -251,6 +252,7 @@ def load_npz_inputs(path: Path) -> ModelInputs:
 
     if not path.is_file():
         raise SpecError(f"inputs file not found: {path}")
+    note_input(path)  # an --out naming it is refused
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

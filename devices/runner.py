@@ -53,6 +53,7 @@ from tqdm import tqdm
 
 from ttplan.costmodel.config import resolve_updates, validate_updates
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.inputs import ModelInputs, resolve_inputs
 from ttplan.costmodel.measure import measure_saved_bytes
 from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import profile, resolve_model
@@ -61,10 +62,11 @@ from ttplan.costmodel.trace import trace
 from ttplan.planner.api import plan as make_plan
 from ttplan.planner.apply import apply_updates
 from ttplan.planner.data import load_support
+from ttplan.planner.sequence_support import infer_vocab
 from ttplan.planner.fisher import (DEFAULT_TAIL_FRACTION, class_prototypes,
                                    default_candidate_layers, fisher_information,
                                    protonet_criterion)
-from ttplan.planner.policy import (METHODS, Policy, check_against_graph,
+from ttplan.planner.policy import (METHODS, Policy, check_at_any_batch,
                                    policy_from_file_or_object)
 from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 
@@ -128,7 +130,7 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
           batch_size: int = 1, lr: float = DEFAULT_LR, optimizer: str | None = None,
           holdout: float = DEFAULT_HOLDOUT, fisher_layers: float = DEFAULT_TAIL_FRACTION,
           device_name: str | None = None, device=None, calibration=None,
-          progress: bool = False,
+          progress: bool = False, inputs=None, vocab: int | None = None,
           model_name: str | None = None, own_peak_rss: bool = False) -> TrainResult:
     """Fine-tune `model` on the support samples following a policy, and measure the run.
 
@@ -139,6 +141,10 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
                sparseupdate, tinytl;
       update   an update spec: none, all, bias-only, last-layers:K, last-blocks:K.
     Samples: `data` (folder of class sub-folders or .npz) or `synthetic` (`samples`, `seed`).
+    `inputs` (instead of `input_shape`): a model not called with one float image — its one
+    input's spec ("x:float32[1,40,100]", "int64[1,16]", a tensor: `costmodel.inputs`);
+    samples are then an .npz with x of N×(that shape) or synthetic (token ids below `vocab`,
+    default the first nn.Embedding's size). Dimension 0 is replaced by `batch_size`.
     `optimizer`: sgd | momentum (0.9) | adam, no weight decay; default the policy's
     cost_options optimizer, else sgd. The model (when an nn.Module is given) is trained in
     place; the result holds it as `.model`.
@@ -169,11 +175,12 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
     phases = _Phases()
     with phases.timed("load_s"):
         loaded = policy_from_file_or_object(policy) if policy is not None else None
-        shape = _input_shape(input_shape, loaded, batch_size)
+        shape = _run_inputs(input_shape, inputs, loaded, batch_size)
         module, name = resolve_model(model, model_name, weights)
         if loaded is not None and loaded.method == "tinytl":
             module, name = _with_lite_residuals(module, name, shape)
-        x, y, described = load_support(data, shape, samples, seed, synthetic)
+        x, y, described = load_support(data, shape, samples, seed, synthetic,
+                                       vocab if vocab is not None else infer_vocab(module))
     x_train, y_train, x_query, y_query = holdout_split(x, y, holdout)
     if batch_size > len(x_train):
         raise SpecError(f"batch size {batch_size} exceeds the {len(x_train)} training samples")
@@ -189,14 +196,14 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
         with phases.timed("plan_s"):
             loaded = make_plan(module, model_name=name, method=method, fisher=fisher,
                                memory_bytes=memory, compute=compute, convention=convention,
-                               input_shape=shape, optimizer=optimizer, seed=seed)
+                               inputs=shape, optimizer=optimizer, seed=seed)
             if method == "tinytl":
                 module, name = _with_lite_residuals(module, name, shape)
 
     graph = trace(module, shape, name)
     if loaded is not None:
-        check_against_graph(loaded, graph, str(policy) if isinstance(policy, (str, Path))
-                            else "policy")
+        check_at_any_batch(loaded, graph, lambda n: trace(module, shape.with_batch(n), name),
+                           str(policy) if isinstance(policy, (str, Path)) else "policy")
         updates, label = loaded.updates(), loaded.method
         origin = "planned on the device" if method else (
             str(policy) if isinstance(policy, (str, Path)) else "policy object")
@@ -229,7 +236,10 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
             with phases.timed("train_s"):
                 losses = _fine_tune(forward, module, stepper, x_train, y_train, iterations,
                                     batch_size, seed, progress)
-            saved_bytes = measure_saved_bytes(forward, x_train[:batch_size]).saved_bytes
+            # A copy, as a step's batch is (queries[index]): a view would keep, and count,
+            # the whole support tensor's storage wherever the input itself is saved (token
+            # ids for an embedding's gradient, images for a trained first conv).
+            saved_bytes = measure_saved_bytes(forward, x_train[:batch_size].clone()).saved_bytes
             after = _accuracy(module, x_train, y_train, x_query, y_query, batch_size)
         finally:
             forward.detach()
@@ -295,20 +305,26 @@ def _check_run(iterations, batch_size, lr, holdout, optimizer) -> None:
         raise SpecError(f"unknown optimizer {optimizer!r}: use sgd, momentum or adam")
 
 
-def _input_shape(input_shape, policy: Policy | None, batch_size: int) -> tuple[int, ...]:
-    """(batch_size, C, H, W): the policy's C×H×W, or the given one, or 1×3×128×128's."""
-    given = parse_input_shape(input_shape) if isinstance(input_shape, str) else input_shape
-    if given is not None:
-        given = tuple(int(d) for d in given)
-        if len(given) != 4:
-            raise SpecError(f"input shape must be N,C,H,W, got {given}")
+def _run_inputs(input_shape, inputs, policy: Policy | None, batch_size: int) -> ModelInputs:
+    """The policy's inputs, or the given ones, or 1×3×128×128, with dim 0 `batch_size`."""
+    given = None
+    if inputs is not None or input_shape is not None:
+        shape = parse_input_shape(input_shape) if isinstance(input_shape, str) else input_shape
+        given = resolve_inputs(inputs, shape)
     if policy is not None:
-        planned = tuple(policy.input_shape)
-        if given is not None and given[1:] != planned[1:]:
-            raise SpecError(f"the policy was planned for input {list(planned[1:])}, "
-                            f"not {list(given[1:])}")
+        planned = policy.model_inputs()
+        if given is not None and _per_sample(given) != _per_sample(planned):
+            if given.is_image_shorthand and planned.is_image_shorthand:
+                raise SpecError(f"the policy was planned for input {list(planned.shape[1:])}, "
+                                f"not {list(given.shape[1:])}")
+            raise SpecError(f"the policy was planned for inputs {planned.text()}, not "
+                            f"{given.text()} (dimension 0, the batch, aside)")
         given = planned
-    return (batch_size,) + tuple((given or DEFAULT_INPUT_SHAPE)[1:])
+    return (given or resolve_inputs(None, DEFAULT_INPUT_SHAPE)).with_batch(batch_size)
+
+
+def _per_sample(inputs: ModelInputs) -> list:
+    return [(s.name, s.dtype, s.shape[1:]) for s in inputs.specs]
 
 
 def _with_lite_residuals(module: nn.Module, name: str, shape) -> tuple[nn.Module, str]:

@@ -32,7 +32,7 @@ from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.trace import trace
 from ttplan.planner.jsonio import dumps
-from ttplan.planner.policy import Policy, check_against_graph
+from ttplan.planner.policy import Policy, check_against_graph, check_at_any_batch
 from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 
 COST_COLUMNS = ("forward_macs", "backward_input_macs", "backward_weight_macs",
@@ -103,7 +103,9 @@ def policy_step_cost(policy: Policy, batch_size: int | None = None, model=None) 
             module = add_lite_residuals(module, shape)
             name = f"{name}+lite-residual"
         graph = trace(module, shape, name)
-    check_against_graph(policy, graph)
+        check_at_any_batch(policy, graph, lambda n: trace(module, shape.with_batch(n), name))
+    else:
+        check_against_graph(policy, graph)
     return step_cost(None, policy.updates(), shape, options=policy.options, graph=graph)
 
 

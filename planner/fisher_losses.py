@@ -7,7 +7,8 @@ sample n's activation is that of sample n's own loss).
 
 * "protonet" (TinyTrain's, Eq. 1): prototypes c_k = mean features of class k's support samples
   (no gradient, one streamed pass); the queries are the support samples augmented once, in
-  order, from `Generator().manual_seed(seed)` (appendix C); logits = 10 · cos(f(q), c_k).
+  order, from `Generator().manual_seed(seed)` (appendix C; images only — other samples are
+  their own queries); logits = 10 · cos(f(q), c_k).
 * "ce": the model ends in a classifier over labels 0..K-1; the un-augmented samples.
 * a callable (output, labels) -> scalar: applied to the un-augmented samples.
 """
@@ -74,7 +75,7 @@ def make_protonet(model: nn.Module, support: SupportSet, seed: int, batch_size: 
         # One generator across the batches: each sample draws in order, as augment(all) would.
         generator = torch.Generator().manual_seed(seed)
         for batch in support.batches(size):
-            yield augment(batch, generator)
+            yield augment_images(batch, generator)
 
     # The probe feeds the original labels; map them to prototype indices by position.
     label_of = {int(c): i for i, c in enumerate(classes.tolist())}
@@ -86,6 +87,15 @@ def make_protonet(model: nn.Module, support: SupportSet, seed: int, batch_size: 
         return F.cross_entropy(logits, targets, reduction="sum")
 
     return queries, criterion
+
+
+def augment_images(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Appendix C's augmentation for float N×C×H×W images; other samples (sequences, audio
+    features, token ids) are their own pseudo-queries: flips and crops of them have no
+    agreed meaning."""
+    if batch.dim() == 4 and batch.is_floating_point():
+        return augment(batch, generator)
+    return batch
 
 
 def protonet_criterion(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int,

@@ -66,8 +66,8 @@ DEFAULT_TAIL_FRACTION = 0.44
 
 
 def default_candidate_layers(model: nn.Module, tail_fraction: float = DEFAULT_TAIL_FRACTION) -> list[str]:
-    """The last ceil(tail_fraction × count) Conv2d/Linear/MultiheadAttention layers, in
-    `named_modules` order.
+    """The last ceil(tail_fraction × count) Conv1d/Conv2d/Linear/MultiheadAttention layers,
+    in `named_modules` order.
 
     Appendix F.1: the layers that matter for a cross-domain task are among the last ones, and
     inspecting 30–44% of them is enough; 0.44 keeps the upper end. `named_modules` order is
@@ -81,10 +81,11 @@ def default_candidate_layers(model: nn.Module, tail_fraction: float = DEFAULT_TA
     attention = [name for name, module in model.named_modules()
                  if isinstance(module, nn.MultiheadAttention)]
     names = [name for name, module in model.named_modules()
-             if isinstance(module, (nn.Conv2d, nn.Linear, nn.MultiheadAttention))
+             if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear, nn.MultiheadAttention))
              and not any(name.startswith(f"{a}.") for a in attention)]
     if not names:
-        raise SpecError("the model has no Conv2d or Linear layer to probe")
+        raise SpecError("the model has no Conv1d, Conv2d, Linear or MultiheadAttention layer "
+                        "to probe")
     # round() first: 0.44 × 25 is 11.000000000000002 in binary floating point, and ceil of that
     # would keep 12 layers instead of 11.
     keep = max(1, math.ceil(round(tail_fraction * len(names), 9)))
@@ -331,8 +332,9 @@ def _support_of(x, y) -> SupportSet:
         raise SpecError("samples must be tensors x (N×…) and y (N), or a SupportSet")
     if y.dim() != 1 or len(y) != len(x) or len(x) == 0:
         raise SpecError(f"need N ≥ 1 samples with one label each, got x {tuple(x.shape)} and y {tuple(y.shape)}")
-    if not x.is_floating_point() or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise SpecError(f"x must be floating point and y integer labels, got {x.dtype} and {y.dtype}")
+    if x.is_complex() or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise SpecError(f"x must be real samples (float, or integer token ids) and y integer "
+                        f"labels, got {x.dtype} and {y.dtype}")
     return TensorSupport(x.detach(), y.detach().to(torch.int64))
 
 

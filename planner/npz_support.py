@@ -41,8 +41,8 @@ MAX_LABEL = 2**31 - 1
 _READ_CHUNK_BYTES = 1 << 20
 
 
-def open_npz(path: Path, chw: tuple[int, int, int], samples: int | None) -> SupportSet:
-    channels, height, width = chw
+def _open_heads(path: Path):
+    """(x's header, y's labels), checked from the headers; nothing of x read yet."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -56,7 +56,41 @@ def open_npz(path: Path, chw: tuple[int, int, int], samples: int | None) -> Supp
         y_head = _header(archive, members["y.npy"], path, "y")
         y_np = _read_labels(archive, members["y.npy"], y_head, path)
     note_input(path)
+    return x_head, y_np
 
+
+def _keep_labels(path: Path, y_np: np.ndarray, samples: int | None):
+    labels = y_np.astype(np.int64)
+    keep = balanced_subset(labels.tolist(), samples)
+    y = torch.from_numpy(labels[keep])
+    check_classes(y, f"{path}" + (f" after --samples {samples}" if samples else ""))
+    return keep, y
+
+
+def open_npz_samples(path: Path, sample_shape: tuple[int, ...], dtype: torch.dtype,
+                     samples: int | None) -> SupportSet:
+    """Samples of any shape and dtype (sequences, audio features, token ids): `x` is
+    N×`sample_shape`, used as it is (no scaling, no resizing), converted to `dtype` — an
+    integer or boolean model input takes integer or boolean `x` only."""
+    x_head, y_np = _open_heads(path)
+    shape, x_dtype, _ = x_head
+    if not shape or shape[0] != len(y_np):
+        raise SpecError(f"{path}: 'x' has {shape[0] if shape else 0} samples but 'y' has {len(y_np)}")
+    if tuple(shape[1:]) != tuple(sample_shape):
+        raise SpecError(f"{path}: 'x' holds samples of shape {list(shape[1:])}; the model's "
+                        f"input takes {list(sample_shape)} per sample (dimension 0 is the batch)")
+    kinds = "iufb" if dtype.is_floating_point else "iub"
+    if x_dtype.kind not in kinds:
+        raise SpecError(f"{path}: 'x' holds {x_dtype}; the model's input is {dtype} "
+                        f"({'numbers' if dtype.is_floating_point else 'integers'} expected)")
+    keep, y = _keep_labels(path, y_np, samples)
+    return _NpzSamples(path, keep, y, x_head, dtype,
+                       f"npz {path}: {len(y)} samples, {torch.unique(y).numel()} classes")
+
+
+def open_npz(path: Path, chw: tuple[int, int, int], samples: int | None) -> SupportSet:
+    channels, height, width = chw
+    x_head, y_np = _open_heads(path)
     shape, dtype, fortran = x_head
     if dtype.kind not in "iuf":
         raise SpecError(f"{path}: 'x' must hold numbers, got {dtype}")
@@ -70,10 +104,7 @@ def open_npz(path: Path, chw: tuple[int, int, int], samples: int | None) -> Supp
     integer_pixels = dtype.kind in "iu"
     channels_last = _layout(shape, channels, integer_pixels, path)
 
-    labels = y_np.astype(np.int64)
-    keep = balanced_subset(labels.tolist(), samples)
-    y = torch.from_numpy(labels[keep])
-    check_classes(y, f"{path}" + (f" after --samples {samples}" if samples else ""))
+    keep, y = _keep_labels(path, y_np, samples)
     classes = torch.unique(y).numel()
     return _NpzSupport(path, keep, y, x_head, channels_last, integer_pixels, (height, width),
                        f"npz {path}: {len(y)} samples, {classes} classes")
@@ -127,6 +158,21 @@ class _NpzSupport(SupportSet):
         if x.shape[2:] != self.size:
             x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
         return x
+
+
+class _NpzSamples(_NpzSupport):
+    """Rows of `x` as they are, converted to the model input's dtype."""
+
+    def __init__(self, path, keep, labels, x_head, dtype: torch.dtype, description):
+        super().__init__(path, keep, labels, x_head, False, False, None, description)
+        self.target = dtype
+
+    def _prepare(self, chunk: np.ndarray) -> torch.Tensor:
+        native = chunk.dtype.newbyteorder("=") if chunk.dtype.kind != "b" else chunk.dtype
+        x = torch.from_numpy(np.ascontiguousarray(chunk, dtype=native))
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            raise SpecError(f"{self.path}: 'x' contains NaN or infinite values")
+        return x.to(self.target)
 
 
 def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, key: str):

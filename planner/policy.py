@@ -147,6 +147,15 @@ def load_policy_updates(path, graph: LayerGraph) -> dict[str, LayerUpdate]:
     return policy.updates()
 
 
+def check_at_any_batch(policy: Policy, graph: LayerGraph, retrace, source: str = "policy") -> None:
+    """`check_against_graph` for a graph traced at another batch size: when the fingerprints
+    differ, against `retrace(planned batch)` instead (an RNN's state keeps the batch in
+    dimension 1, which the fingerprint, batch = dimension 0, does not leave out)."""
+    if graph.fingerprint() != policy.fingerprint and graph.input_shape[0] != policy.input_shape[0]:
+        graph = retrace(policy.input_shape[0])
+    check_against_graph(policy, graph, source)
+
+
 def check_against_graph(policy: Policy, graph: LayerGraph, source: str = "policy") -> None:
     """Refuse a policy made for another model; check names and channel indices."""
     expected = graph.fingerprint()

@@ -462,7 +462,11 @@ def test_decompression_bombs_are_refused_before_decoding(workdir, monkeypatch):
     (["profile", "hostile_models:scripted", "--input-shape", SMALL], "TorchScript"),
     (["fisher", "hostile_models:nan_net", "--synthetic", "--samples", "4", "--input-shape", SMALL,
       "--out", "nan.json"], "nan"),
-    (["fisher", "hostile_models:flat", "--synthetic", "--input-shape", "1,10"], "N,C,H,W"),
+    # (issue 17: a non-image input is probed now; this model does not take token ids)
+    (["fisher", "hostile_models:flat", "--synthetic", "--input", "int64[1,10]"],
+     "fails on inputs int64[1,10]"),
+    (["fisher", "hostile_models:flat", "--synthetic", "--input", "a:int64[1,10]",
+      "--input", "b:int64[1,10]"], "feed one input"),
     (["fisher", "hostile_models:twice", "--synthetic", "--input-shape", "1,4,16,16"], "fails"),
     (["profile", "mcunet-5fps", "--batch-size", "2000000"], "elements"),
     (["profile", "hostile_models:twice", "--weights", "/dev/zero", "--input-shape", SMALL],

@@ -127,3 +127,28 @@ def test_npz_of_real_inputs(tmp_path):
     assert inputs.text() == "int64[1,16] attention_mask:bool[1,16]"
     assert ttplan.profile(tiny_bert(), inputs=path).totals["forward_macs"] == bert_macs(1)
     assert VOCAB > 0
+
+
+def test_train_and_fisher_take_token_ids_from_python():
+    result = ttplan.train(lstm_classifier(), inputs="int64[1,16]", update="all", synthetic=True,
+                          samples=8, iterations=1, batch_size=2)
+    assert result.run["batch_size"] == 2 and "token ids < 50" in result.run["data"]
+    assert result.measured["saved_bytes"] == result.predicted["saved_bytes"]
+    ids = torch.randint(0, VOCAB, (6, SEQ), generator=torch.Generator().manual_seed(0))
+    fisher = ttplan.fisher_information(lstm_classifier(), ["fc"], ids, torch.arange(6) % 2)
+    assert len(fisher.layers["fc"]) == 4 and fisher.num_samples == 6
+
+
+def test_a_hugging_face_style_forward_takes_keyword_inputs():
+    class KeywordOnly(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = tiny_bert()
+
+        def forward(self, input_ids=None, attention_mask=None, **kwargs):
+            return self.bert(input_ids, attention_mask)
+
+    for tracer in ("fx", "hooks"):
+        prof = ttplan.profile(KeywordOnly(), inputs={"input_ids": IDS}, tracer=tracer,
+                              batch_size=2)
+        assert prof.totals["forward_macs"] == bert_macs(2) and prof.graph.tracer == tracer

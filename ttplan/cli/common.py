@@ -25,6 +25,8 @@ import typer
 from typer.core import TyperGroup
 
 from ttplan.costmodel.costs import unknown_op_warnings
+from ttplan.costmodel.inputs import ModelInputs, as_inputs, from_shape
+from ttplan.costmodel.specs import parse_input_shape
 from ttplan.costmodel.errors import SpecError, TtplanError
 from ttplan.costmodel.fileio import check_output_target, command_io, write_text_atomic
 from ttplan.costmodel.zoo import command_line_models
@@ -69,6 +71,24 @@ def run_safely(fn):
         finally:
             _pending.clear()
     return wrapper
+
+
+def model_inputs(input_shape: Optional[str], specs: Optional[list[str]],
+                 inputs_file: Optional[str], default: Optional[str] = None) -> Optional[ModelInputs]:
+    """What the model is called with, from --input-shape, --input (repeatable) or --inputs
+    (at most one of them); `default` (a shape) when none is given, else None."""
+    given = [flag for flag, value in (("--input-shape", input_shape), ("--input", specs),
+                                      ("--inputs", inputs_file)) if value]
+    if len(given) > 1:
+        raise SpecError(f"give one of {' and '.join(given)}, not both")
+    if specs:
+        return as_inputs(list(specs))
+    if inputs_file:
+        if not inputs_file.lower().endswith(".npz"):
+            raise SpecError(f"--inputs takes an .npz file, not {inputs_file!r}")
+        return as_inputs(inputs_file)
+    shape = input_shape or default
+    return from_shape(parse_input_shape(shape)) if shape else None
 
 
 def emit(text: str, out: Optional[str]) -> None:

@@ -17,9 +17,10 @@ from ttplan.reports.render import FORMATS, render, render_rows
 from ttplan.planner.profiling import profile as profile_model
 from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
 
-from .common import emit, run_safely, warn_uncosted
+from .common import emit, model_inputs, run_safely, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, BatchSize, Blocks, Classifier,
-                      Convention, Device, GradientBits, InputShape, Iterations, ModelArg,
+                      Convention, Device, GradientBits, InputShape, InputSpecs, InputsFile,
+                      Iterations, ModelArg,
                       Optimizer, Out, Samples, TimeBudget, WeightBits, WeightsFile,
                       WeightsInFlash)
 
@@ -28,6 +29,8 @@ from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, BatchSize, Blocks, Cl
 def profile(
     model: ModelArg,
     input_shape: InputShape = None,
+    input_specs: InputSpecs = None,
+    inputs_file: InputsFile = None,
     batch_size: BatchSize = None,
     update: str = typer.Option("all", help="all | none | bias-only | last-layers:K | "
                                "last-blocks:K | policy.json"),
@@ -51,7 +54,10 @@ def profile(
     if fmt not in FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use {', '.join(FORMATS)}")
     shape = parse_input_shape(input_shape) if input_shape is not None else None
-    prof = profile_model(model, shape, update=update, batch_size=batch_size,
+    inputs = model_inputs(None, input_specs, inputs_file) if input_specs or inputs_file else None
+    if inputs is not None and shape is not None:
+        raise SpecError("give one of --input-shape and --input/--inputs, not both")
+    prof = profile_model(model, shape, update=update, batch_size=batch_size, inputs=inputs,
                          convention=convention, optimizer=optimizer, weight_bits=weight_bits,
                          activation_bits=activation_bits, gradient_bits=gradient_bits,
                          weights_in_flash=weights_in_flash, weights=weights,
@@ -71,7 +77,9 @@ def sweep(
     model: ModelArg,
     unit: str = typer.Option("blocks", help="blocks | layers: update the last K of them"),
     k: str = typer.Option("1-6", help="K values: 1-6 or 1,2,4"),
-    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    input_shape: InputShape = None,
+    input_specs: InputSpecs = None,
+    inputs_file: InputsFile = None,
     convention: str = typer.Option("both", help="paper | pytorch | both"),
     blocks: Blocks = None,
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
@@ -89,7 +97,8 @@ def sweep(
     options = tuple(CostOptions(c, weights_in_flash=False) for c in conventions)
     module, name = resolve_model(model)
     ks = parse_k_range(k)
-    graph = trace(module, parse_input_shape(input_shape), name, blocks=blocks)
+    graph = trace(module, model_inputs(input_shape, input_specs, inputs_file,
+                                       DEFAULT_INPUT_SHAPE), name, blocks=blocks)
     warn_uncosted(graph, graph.warnings)
     rows = sweep_last_k(graph, unit, ks, options)
     emit(render_rows(rows, SWEEP_FIELDS, fmt), out)
@@ -102,7 +111,9 @@ def compare(
                                          "(needed for tinytrain)"),
     memory: Optional[str] = typer.Option(None, help="memory budget, e.g. 1MB"),
     compute: Optional[str] = typer.Option(None, help="compute budget, e.g. 15% or 6.5M"),
-    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    input_shape: InputShape = None,
+    input_specs: InputSpecs = None,
+    inputs_file: InputsFile = None,
     convention: Convention = "paper",
     optimizer: Optimizer = "sgd",
     weights_in_flash: WeightsInFlash = None,
@@ -122,8 +133,13 @@ def compare(
     on = None if device is None else device_context(device, time=time, iterations=iterations,
                                                     samples=samples)
     methods = METHODS if fisher else tuple(m for m in METHODS if m != "tinytrain")
+    inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
+    if not (inputs.specs[0].is_float and len(inputs.shape) == 4):
+        # TinyTL's lite residuals are 2-D convolutions beside blocks that map images.
+        methods = tuple(m for m in methods if m != "tinytl")
+        typer.echo("note: tinytl is left out: its lite residuals need an image model", err=True)
     rows = compare_methods(model, fisher=fisher, methods=methods, device=on, memory_bytes=memory,
                            compute=parse_compute(compute) if compute is not None else None,
-                           input_shape=parse_input_shape(input_shape), convention=convention,
+                           input_shape=inputs.shape, inputs=inputs, convention=convention,
                            optimizer=optimizer, weights_in_flash=weights_in_flash)
     emit(render_rows(rows, COMPARE_FIELDS + (DEVICE_FIELDS if on else ()), fmt), out)

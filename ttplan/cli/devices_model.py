@@ -16,8 +16,9 @@ from ttplan.devices.validate import ROW_FIELDS, plot_validation, validate as val
 from ttplan.planner.jsonio import dumps
 from ttplan.reports.render import render_rows
 
-from .common import emit, run_safely
-from .options import DEFAULT_INPUT_SHAPE, Classifier, InputShape, ModelArg, Out, WeightsFile
+from .common import emit, model_inputs, run_safely
+from .options import (DEFAULT_INPUT_SHAPE, Classifier, InputShape, InputSpecs, InputsFile,
+                      ModelArg, Out, WeightsFile)
 
 FORMATS = ("table", "json", "csv")
 Format = typer.Option("table", "--format", help="table | json | csv")
@@ -122,7 +123,9 @@ def predict(
     samples: int = typer.Option(DEFAULT_SAMPLES, help="support samples"),
     batch_size: Optional[int] = typer.Option(None, help="default: the policy's, or N of "
                                              "--input-shape"),
-    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    input_shape: InputShape = None,
+    input_specs: InputSpecs = None,
+    inputs_file: InputsFile = None,
     weights: WeightsFile = None,
     classifier: Classifier = False,
     fmt: str = Format,
@@ -130,9 +133,11 @@ def predict(
 ):
     """Predicted time per phase, energy and fit in RAM of training on a device."""
     _check_format(fmt)
+    inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
     result = predict_training(model, update, device, calibration=calibration,
                               iterations=iterations, samples=samples, batch_size=batch_size,
-                              input_shape=input_shape, weights=weights, classifier=classifier)
+                              input_shape=inputs.shape, inputs=inputs, weights=weights,
+                              classifier=classifier)
     if fmt == "json":
         emit(dumps(result), out)
         return

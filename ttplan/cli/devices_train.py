@@ -17,8 +17,9 @@ from ttplan.devices.logs import LOG_COLUMNS, append_log_row
 from ttplan.devices.runner import DEFAULT_ITERATIONS, train as train_model
 from ttplan.reports.render import render_rows
 
-from .common import emit, run_safely
-from .options import Convention, ModelArg, Out, WeightsFile
+from .common import emit, model_inputs, run_safely
+from .options import (Convention, InputSpecs, InputsFile, ModelArg, Out, Vocab,
+                      WeightsFile)
 
 TRAIN_FORMATS = ("table", "json", "csv")
 MEASURE_TABLE_FIELDS = ("method", "batch_size", "iterations", "load_s", "fisher_s", "plan_s",
@@ -46,6 +47,9 @@ def train(
     seed: int = typer.Option(0, help="synthetic data, augmentation, sample order"),
     input_shape: Optional[str] = typer.Option(None, help="N,C,H,W (default: the policy's, "
                                               "else 1,3,128,128; N is --batch-size)"),
+    input_specs: InputSpecs = None,
+    inputs_file: InputsFile = None,
+    vocab: Vocab = None,
     weights: WeightsFile = None,
     iterations: str = typer.Option(str(DEFAULT_ITERATIONS), help="passes over the samples"),
     batch_size: str = typer.Option("1", help="samples per training step"),
@@ -75,7 +79,8 @@ def train(
         model, policy=policy, method=method, update=update, memory=memory, compute=compute,
         convention=convention, data=data, synthetic=synthetic,
         samples=None if samples is None else _positive_int("--samples", samples), seed=seed,
-        input_shape=parse_input_shape(input_shape) if input_shape else None, weights=weights,
+        inputs=model_inputs(input_shape, input_specs, inputs_file), weights=weights,
+        vocab=vocab,
         iterations=_positive_int("--iterations", iterations),
         batch_size=_positive_int("--batch-size", batch_size), lr=_positive_float("--lr", lr),
         optimizer=optimizer, holdout=holdout, device_name=device_name, device=device,

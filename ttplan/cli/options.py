@@ -47,6 +47,16 @@ ModelArg = Annotated[str, typer.Argument(
     help="zoo name (mcunet-5fps, mbv2-w0.35, proxyless-w0.3) or import path module:callable")]
 InputShape = Annotated[Optional[str], typer.Option(
     help="N,C,H,W of one input batch (profiling a policy: the policy's)")]
+# Inputs other than one float image (costmodel.inputs); `model_inputs` reads the three.
+InputSpecs = Annotated[Optional[list[str]], typer.Option(
+    "--input", help="one input of the model as [name:]dtype[d0,d1,...] (dim 0 is the batch), "
+    "e.g. ids:int64[1,128] or float32[1,40,100]; repeat for several: no name = positional, in "
+    "order, name: = keyword argument. Instead of --input-shape")]
+InputsFile = Annotated[Optional[str], typer.Option(
+    "--inputs", help=".npz of real input tensors (dim 0 the batch): arr_0, arr_1, ... "
+    "positional, other names keyword arguments. Instead of --input-shape")]
+Vocab = Annotated[Optional[int], count_option(
+    "--synthetic token ids are drawn from [0, VOCAB) (default: the first nn.Embedding's size)")]
 Convention = Annotated[Optional[str], typer.Option(
     help="paper (appendix A.4's engine, BN folded) or pytorch (what eager PyTorch 2.13 keeps) "
          "(profiling a policy: the policy's)")]
@@ -72,7 +82,8 @@ Out = Annotated[Optional[str], typer.Option(
          "or a FIFO is written through; a directory, a hard-linked, read-only or input file "
          "is refused)")]
 Seed = Annotated[int, count_option("random seed", minimum=0)]
-BatchSize = Annotated[Optional[int], count_option("replaces N of --input-shape",
+BatchSize = Annotated[Optional[int], count_option("replaces N of --input-shape (dim 0 of every "
+                                                  "--input)",
                                                   maximum=MAX_INPUT_ELEMENTS)]
 
 DEFAULT_INPUT_SHAPE = "1,3,128,128"  # as text, for the commands that always need one

@@ -10,21 +10,23 @@ import typer
 
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.profile import resolve_model
-from ttplan.costmodel.specs import parse_compute, parse_input_shape
+from ttplan.costmodel.specs import parse_compute
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import zoo_model_named_in_file
 from ttplan.devices.planning import plan_for_device
 from ttplan.planner.api import plan as make_plan
-from ttplan.planner.data import open_support
+from ttplan.planner.data import open_support, support_input
+from ttplan.planner.sequence_support import infer_vocab
 from ttplan.planner.fisher_probe import (DEFAULT_TAIL_FRACTION, default_candidate_layers,
                                          fisher_information)
 from ttplan.planner.jsonio import dumps
 from ttplan.planner.policy import load_policy
 from ttplan.planner.sparseupdate import export_sparseupdate
 
-from .common import emit, run_safely, warn_uncosted
+from .common import emit, model_inputs, run_safely, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Classifier, Convention,
-                      Device, GradientBits, InputShape, Iterations, Optimizer, Out, Samples,
+                      Device, GradientBits, InputShape, InputSpecs, InputsFile, Iterations,
+                      Optimizer, Out, Samples, Vocab,
                       TimeBudget, WeightBits, WeightsFile, WeightsInFlash, count_option,
                       fraction_option)
 
@@ -40,7 +42,11 @@ def fisher(
                                           default=None),
     seed: int = count_option("synthetic data and pseudo-query augmentation", minimum=0,
                              default=0),
-    input_shape: str = typer.Option(DEFAULT_INPUT_SHAPE, help="N,C,H,W of the model input"),
+    input_shape: Optional[str] = typer.Option(None, help="N,C,H,W of the model input "
+                                              "(default 1,3,128,128)"),
+    input_specs: InputSpecs = None,
+    inputs_file: InputsFile = None,
+    vocab: Vocab = None,
     layers: float = fraction_option("probe the last fraction of conv/linear layers "
                                     "(appendix F.1: 0.30-0.44)", DEFAULT_TAIL_FRACTION),
     loss: str = typer.Option("protonet", help="protonet (feature backbone) | ce "
@@ -54,13 +60,12 @@ def fisher(
 ):
     """Fisher information per output channel (Eq. 2) of the last layers, on your samples."""
 
-    shape = parse_input_shape(input_shape)
-    if len(shape) != 4:
-        raise SpecError(f"the Fisher probe reads images: --input-shape must be N,C,H,W, "
-                        f"not {input_shape!r}")
+    inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
+    support_input(inputs)  # one input: what the samples feed, checked before the model loads
     module, name = resolve_model(model, weights=weights, classifier=loss == "ce")
-    graph = trace(module, shape, name)
-    support = open_support(data, shape, samples, seed, synthetic)
+    graph = trace(module, inputs, name)
+    support = open_support(data, inputs, samples, seed, synthetic,
+                           vocab if vocab is not None else infer_vocab(module))
     names = default_candidate_layers(module, layers)
     show = sys.stderr.isatty() if progress is None else progress
     result = fisher_information(module, names, support, loss=loss, seed=seed,
@@ -83,7 +88,9 @@ def plan(
     channels: str = typer.Option("fisher", help="fisher | l2norm | random"),
     scheme: str = typer.Option("auto", help="sparseupdate: auto | released | search"),
     convention: Convention = "paper",
-    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    input_shape: InputShape = None,
+    input_specs: InputSpecs = None,
+    inputs_file: InputsFile = None,
     optimizer: Optimizer = "sgd",
     weight_bits: WeightBits = "32",
     activation_bits: ActivationBits = "32",
@@ -112,7 +119,8 @@ def plan(
     policy = make(
         module, model_name=name, method=method, fisher=fisher, convention=convention,
         memory_bytes=memory, compute=parse_compute(compute) if compute is not None else None,
-        input_shape=parse_input_shape(input_shape), solver=solver, channels=channels,
+        inputs=model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE),
+        solver=solver, channels=channels,
         scheme=scheme, seed=seed, optimizer=optimizer, weight_bits=weight_bits,
         activation_bits=activation_bits, gradient_bits=gradient_bits,
         weights_in_flash=weights_in_flash, blocks=blocks)
