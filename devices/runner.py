@@ -249,6 +249,7 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
                 "channel_sparse": sparse,
                 "dense_masked": dense},
         measured={"phases": {key: phases.seconds[key] for key in PHASES},
+                  "cpu_phases": {key: phases.cpu_seconds[key] for key in PHASES},
                   "iteration_s": phases.seconds["train_s"] / iterations,
                   "saved_bytes": saved_bytes, "peak_rss_bytes": peak_rss_bytes(),
                   "energy_j": phases.joules()},
@@ -336,21 +337,23 @@ def holdout_split(x: torch.Tensor, y: torch.Tensor, holdout: float):
 
 
 class _Phases:
-    """Wall time and, where a counter exists, energy of each phase."""
+    """Wall time, process CPU time and, where a counter exists, energy of each phase."""
 
     def __init__(self):
         self.seconds = {key: 0.0 for key in PHASES}
+        self.cpu_seconds = {key: 0.0 for key in PHASES}
         self.counter = EnergyCounter()
         self._joules: list[float | None] = []
 
     @contextlib.contextmanager
     def timed(self, key: str):
         self.counter.start()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.seconds[key] += time.perf_counter() - start
+            self.cpu_seconds[key] += time.process_time() - cpu_start
             self._joules.append(self.counter.joules())
 
     def joules(self) -> float | None:

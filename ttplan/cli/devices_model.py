@@ -196,7 +196,17 @@ def validate(
         t, e = d["loo"]["time"], d["loo"]["energy"]
         line = (f"{name} ({d['predicted_by']}): time median |error| {t['median_abs_pct']:.1f}%, "
                 f"max {t['max_abs_pct']:.1f}%")
+        lm_, share = d["loo_model"], d["within_10_pct"]
+        if lm_["median_abs_pct"] is not None:
+            line += (f"; leave-one-model-out median {lm_['median_abs_pct']:.1f}%, max "
+                     f"{lm_['max_abs_pct']:.1f}%")
+        if share["run_out"] is not None:
+            line += f"; within ±10%: {100 * share['run_out']:.0f}% of rows"
+            if share["model_out"] is not None:
+                line += f" ({100 * share['model_out']:.0f}% model out)"
         if e["median_abs_pct"] is not None:
             line += f"; energy median {e['median_abs_pct']:.1f}%, max {e['max_abs_pct']:.1f}%"
         text += line + "\n"
+        if d["caveat"]:
+            text += f"  caveat: {d['caveat']}\n"
     emit(text, out)
