@@ -44,7 +44,10 @@ from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, cost_kind, pass_ele
 
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
             "view": "elementwise"}
-GLUE_TERMS = ("layer_factor", "step_s", "tensor_update_s", "input_element_s")
+# The layers' own seconds count as measured (no free scale); the glue adds what a layer alone
+# does not pay: a call inside a model, a step (loss, optimiser call, data), a tensor update,
+# and once per run the first call of each operator (kernel selection, allocations).
+GLUE_TERMS = ("call_s", "step_s", "tensor_update_s", "first_call_s")
 MIN_ROWS_PER_TERM = 1  # never more free terms than rows
 
 
@@ -154,12 +157,15 @@ def pass_seconds(step: dict, forward: dict, kinds: dict, samples: int, batch_siz
 
 # ------------------------------------------------------------------------------ fitting
 
-def _nnls_relative(matrix: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    weighted = matrix / targets[:, None]
+def _nnls_weighted(matrix: np.ndarray, targets: np.ndarray, power: float = 0.5) -> np.ndarray:
+    """NNLS with residuals divided by target**power: 1 is relative (every layer alike), 0
+    absolute (the big layers decide); 0.5 between, as a model's time is a sum of layers of
+    very different sizes."""
+    weights = targets ** power
+    weighted = matrix / weights[:, None]
     scale = np.abs(weighted).max(axis=0)
     scale[scale == 0] = 1.0
-    solution, _ = nnls(weighted / scale, np.ones(len(targets)),
-                       maxiter=50 * matrix.shape[1] + 100)
+    solution, _ = nnls(weighted / scale, targets / weights, maxiter=50 * matrix.shape[1] + 100)
     return solution / scale
 
 
@@ -192,7 +198,7 @@ def fit_kinds(rows: list[dict]) -> dict:
                                 "cannot determine them")
                 out[_key(kind, pass_name)] = entry
                 continue
-            values = _nnls_relative(matrix, np.array([r["cpu_s"] for r in mine]))
+            values = _nnls_weighted(matrix, np.array([r["cpu_s"] for r in mine]))
             entry.update(dict(zip(names, (float(v) for v in values))), identified=True)
             out[_key(kind, pass_name)] = entry
     return out
@@ -210,22 +216,28 @@ def run_layer_seconds(run: dict, kinds: dict) -> dict:
     return {"train": train, "fisher": fisher}
 
 
+def calls(work: dict) -> float:
+    return float(sum(w[-1] for w in work.values()))
+
+
 def glue_features(run: dict, kinds: dict) -> list[float]:
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
-    return [run_layer_seconds(run, kinds)["train"], float(steps),
+    train_calls = steps * (calls(run["forward_work"]) + calls(run["step_work"]))
+    return [train_calls, float(steps),
             float(steps * run["updated_tensors"]),
-            float(run["iterations"] * run["samples"] * run["input_elements"])]
+            calls(run["step_work"])]
 
 
 def fit_glue(runs: list[dict], kinds: dict) -> dict:
-    """layer_factor, step_s, tensor_update_s from the runs' measured process-CPU train_s."""
+    """The GLUE_TERMS from the runs' measured process-CPU train_s beyond their layers'."""
     usable = [r for r in runs if r["measured"]["train_cpu_s"] > 0]
     if len(usable) < len(GLUE_TERMS):
-        return {"layer_factor": 1.0, "step_s": 0.0, "tensor_update_s": 0.0,
-                "input_element_s": 0.0, "identified": False}
+        return {"call_s": 0.0, "step_s": 0.0, "tensor_update_s": 0.0,
+                "first_call_s": 0.0, "identified": False}
     matrix = np.array([glue_features(r, kinds) for r in usable])
     targets = np.array([r["measured"]["train_cpu_s"] for r in usable])
-    values = _nnls_relative(matrix, targets)
+    layers = np.array([run_layer_seconds(r, kinds)["train"] for r in usable])
+    values = _nnls_weighted(matrix, np.clip(targets - layers, 1e-6, None), power=1.0)
     out = dict(zip(GLUE_TERMS, (float(v) for v in values)))
     out["identified"] = True
     return out
@@ -246,14 +258,18 @@ def predict_phases(run: dict, model: dict) -> dict:
     kinds, glue = model["kinds"], model["glue"]
     layer = run_layer_seconds(run, kinds)
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
-    augment = glue["input_element_s"] * run["samples"] * run["input_elements"]
-    train = (glue["layer_factor"] * layer["train"] + glue["step_s"] * steps
+    first = glue["first_call_s"] * calls(run["step_work"])  # once per run: warm-up
+    train_calls = steps * (calls(run["forward_work"]) + calls(run["step_work"]))
+    train = (layer["train"] + glue["call_s"] * train_calls
+             + glue["step_s"] * steps
              + glue["tensor_update_s"] * steps * run["updated_tensors"]
-             + run["iterations"] * augment)
+             + first)
     fisher = 0.0
     if run.get("probe_work"):
         probe_steps = math.ceil(run["samples"] / run["batch_size"])
-        fisher = glue["layer_factor"] * layer["fisher"] + glue["step_s"] * probe_steps + augment
+        probe_calls = probe_steps * (calls(run["forward_work"]) + calls(run["probe_work"]))
+        fisher = (layer["fisher"] + glue["call_s"] * probe_calls
+                  + glue["step_s"] * probe_steps + glue["first_call_s"] * calls(run["probe_work"]))
     probes = bool(run.get("probe_work"))
     return {"load_s": model["phases"].get("load_s") or 0.0,
             "fisher_s": fisher,

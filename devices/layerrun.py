@@ -62,16 +62,72 @@ def run_description(module, updates, shape, *, iterations: int, samples: int,
     return desc
 
 
+class _Attention(torch.nn.Module):
+    """(B, heads x tokens x 3 x dim) -> scaled_dot_product_attention of its q, k, v."""
+
+    def __init__(self, heads: int, tokens: int, dim: int):
+        super().__init__()
+        self.shape = (heads, tokens, dim)
+
+    def forward(self, x):
+        h, n, d = self.shape
+        q, k, v = x.reshape(x.shape[0], 3, h, n, d).unbind(1)
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
+    """Generic layers of the kinds a MobileNet-like zoo does not have (dense k x k
+    convolutions, linear layers, attention, LayerNorm, GELU), at a fixed grid of shapes chosen
+    as common sizes, not from any model: (label, module, per-sample input shape)."""
+    nn = torch.nn
+    out = []
+    for cin, cout, hw, stride in ((8, 16, 56, 1), (16, 32, 56, 2), (32, 32, 28, 1),
+                                  (32, 64, 28, 2), (64, 64, 14, 1), (64, 128, 14, 2),
+                                  (128, 128, 7, 1), (24, 48, 28, 1)):
+        out.append((f"conv3x3 {cin}-{cout} {hw} s{stride}",
+                    nn.Conv2d(cin, cout, 3, stride, 1, bias=False), (cin, hw, hw)))
+    for tokens, fin, fout in ((64, 64, 192), (64, 128, 128), (196, 64, 64), (49, 256, 512),
+                              (16, 512, 128), (196, 128, 256), (1, 256, 10)):
+        out.append((f"linear {tokens}x{fin}-{fout}", nn.Linear(fin, fout), (tokens, fin)))
+        out.append((f"layernorm {tokens}x{fin}", nn.LayerNorm(fin), (tokens, fin)))
+        out.append((f"gelu {tokens}x{fout}", nn.GELU(), (tokens, fout)))
+    for heads, tokens, dim in ((2, 64, 32), (4, 196, 32), (4, 49, 64), (8, 16, 16)):
+        out.append((f"attention {heads}x{tokens}x{dim}", _Attention(heads, tokens, dim),
+                    (3 * heads * tokens * dim,)))
+    return out
+
+
+def measure_sweep(batch_sizes, repeats: int = 5) -> list[dict]:
+    """Layer rows of `kind_sweep()` at each batch size (model "kind-sweep")."""
+    rows = []
+    for label, layer, sample_shape in kind_sweep():
+        module = torch.nn.Sequential(layer).eval()  # the layer a submodule, as in a model
+        for b in batch_sizes:
+            shape = (b,) + tuple(sample_shape)
+            graph = trace(module, shape, label)
+            full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
+                                                    training_mode=False,
+                                                    options=CostOptions("pytorch")
+                                                    ).evaluation.rows}
+            rows += [dict(r, model="kind-sweep", layer=f"{label}/{r['layer']}")
+                     for r in measure_layers(module, graph, full, repeats=repeats)
+                     if r["kind"] != "view"]
+    return rows
+
+
 def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 25,
                   iterations: int = 2, updates=TABLE_UPDATES, seed: int = 0,
-                  repeats: int = 5, report: Callable[[str], None] | None = None) -> dict:
+                  repeats: int = 5, sweep: bool = True,
+                  report: Callable[[str], None] | None = None) -> dict:
+    """The layer table of `model` (module docstring); `sweep`: add the generic layers of
+    `kind_sweep()` (rows of model "kind-sweep"), so kinds the model lacks are measured too."""
     from .runner import train  # runner imports planning, which imports this module's users
 
     say = report or (lambda line: None)
     module, name = resolve_model(model)
     load_before = machine_load()
     warnings = []
-    layers, runs = [], []
+    layers, runs = ([] if not sweep else measure_sweep(batch_sizes, repeats)), []
     for b in batch_sizes:
         shape = (b,) + tuple(input_shape[1:])
         graph = trace(module, shape, name)
@@ -102,7 +158,8 @@ def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 
             cpu, wall = result.measured["cpu_phases"], result.measured["phases"]
             desc.update(model=name, update=spec, measured={
                 **{f"{k[:-2]}_cpu_s": cpu[k] for k in cpu},
-                "train_cpu_s": cpu["train_s"], "train_wall_s": wall["train_s"]})
+                "train_cpu_s": cpu["train_s"], "train_wall_s": wall["train_s"],
+                "energy_j": result.measured["energy_j"]})
             if cpu["train_s"] < SHORT_RUN_S:
                 warnings.append(f"{name} {spec} b{b}: train took {cpu['train_s']:.3f} s of CPU, "
                                 "too short to time well: give more --iterations")
@@ -163,14 +220,20 @@ def fit_layer_model(tables: list[dict]) -> dict:
 
 
 def _fit(tables: list[dict]) -> dict:
-    layers = [r for t in tables for r in t["layers"]]
+    layers = [r for t in tables for r in t["layers"] if r["model"] != "kind-sweep"]
+    layers += next(([r for r in t["layers"] if r["model"] == "kind-sweep"] for t in tables
+                    if any(r["model"] == "kind-sweep" for r in t["layers"])), [])
     runs = [r for t in tables for r in t["runs"]]
     kinds = lm.fit_kinds(layers)
     glue = lm.fit_glue(runs, kinds)
     notes = [f"{k}: {v['why']}" for k, v in kinds.items() if not v["identified"] and v["why"]]
     if not glue["identified"]:
         notes.append(f"overheads not fitted: {len(runs)} run(s) for {len(lm.GLUE_TERMS)} terms")
-    return {"kinds": kinds, "glue": glue, "phases": lm.phase_constants(runs),
+    with_energy = [r for r in runs if r["measured"].get("energy_j")]
+    power_w = (sum(r["measured"]["energy_j"] for r in with_energy)
+               / sum(sum(r["measured"][f"{p}_cpu_s"] for p in ("load", "fisher", "plan", "train"))
+                     for r in with_energy)) if with_energy else None
+    return {"kinds": kinds, "glue": glue, "phases": lm.phase_constants(runs), "power_w": power_w,
             "models": sorted({t["model"] for t in tables}), "notes": notes}
 
 
@@ -188,4 +251,4 @@ def round_model(model: dict) -> dict:
 
 
 __all__ = ["measure_table", "fit_layer_model", "run_description", "load_table", "save_table",
-           "math"]
+           "kind_sweep", "measure_sweep"]
