@@ -21,6 +21,13 @@ The calibration file (format "ttplan-calibration", version 2; strictly validated
                        loo_predicted_s, loo_error_pct}],
                fit: {median_abs_pct, max_abs_pct}, loo: {median_abs_pct, max_abs_pct}}
   energy      null (no energy measured), or the same with W terms and _j values
+  layers      null, or the per-layer model fitted from layer tables (devices.layerrun):
+              {kinds: {KIND/PASS: {mac_s, element_s, weight_s, call_s, rows, identified, why}},
+               glue: {call_s, step_s, tensor_update_s, first_call_s, identified},
+               phases: {load_s, plan_s}, power_w (null: no energy measured), models, notes,
+               loo: {by: leave-one-model-out, rows, median_abs_pct, max_abs_pct}}
+              It predicts configurations of a model (its layers); the whole-run terms predict
+              log rows. A calibration from layer tables alone has no whole-run terms (log.rows 0).
   notes       [str]
 Numbers are rounded to 6 significant digits, so a calibration regenerates byte-identically.
 """
@@ -46,13 +53,13 @@ from .profiles import DeviceProfile, profile_from_dict
 from .stepcost import COST_COLUMNS, StepCost
 
 FORMAT = "ttplan-calibration"
-VERSION = 2  # 2: the depthwise and operator terms
+VERSION = 3  # 2: the depthwise and operator terms; 3: the per-layer model (`layers`)
 MIN_RUNS = 3
 FIT_METHOD = ("scipy.optimize.nnls on relative residuals (each equation divided by its "
               "measured value; columns scaled to unit maximum)")
 BUILTIN = ("pi-zero-2", "jetson-nano")
 _PHASE_COLUMNS = {"load": "load_s", "fisher": "fisher_s", "plan": "plan_s", "train": "train_s"}
-_TOP = {"format", "version", "device", "log", "fit_method", "time", "energy", "notes"}
+_TOP = {"format", "version", "device", "log", "fit_method", "time", "energy", "layers", "notes"}
 
 
 @dataclass(frozen=True)
@@ -82,8 +89,32 @@ def _value(x) -> float | None:
 
 # ------------------------------------------------------------------------------ fitting
 
+# The order in which whole-run terms earn a place in a fit: at most one free term per two
+# logged runs (never more free terms than rows). The first ones price what every run does
+# (steps, MACs, memory pressure, the probe); the splits by kind of operator come last, as the
+# data can tell them apart only with many runs. Chosen on the shipped logs' leave-one-model-out
+# error (notes/device_time_model.md §6): with all 12 the Pi's held-out-model max was 20.8 %.
+TERM_PRIORITY = ("step_s", "dense_mac_s", "weight_grad_mac_s", "swap_s_per_byte",
+                 "fisher_s_per_sample", "tensor_update_s", "operator_s", "element_s",
+                 "depthwise_mac_s", "depthwise_weight_grad_mac_s", "backward_operator_s",
+                 "backward_element_s")
+RUNS_PER_TERM = 2
+
+
 def included_time_terms(runs: list[Measured], device: DeviceProfile) -> dict[str, str]:
     """{term: why it is left out} for the terms this log cannot inform (module docstring)."""
+    out = _uninformed_terms(runs, device)
+    rows = len(runs) + sum(1 for m in runs for p in ("load", "fisher", "plan", "train")
+                           if m.phases[p])  # each measured phase is an equation too
+    allowed = max(1, rows // RUNS_PER_TERM)
+    candidates = [n for n in TERM_PRIORITY if n not in out]
+    for name in candidates[allowed:]:
+        out[name] = (f"too few runs: {rows} measured values fit at most {allowed} free terms "
+                     f"(one per {RUNS_PER_TERM})")
+    return out
+
+
+def _uninformed_terms(runs: list[Measured], device: DeviceProfile) -> dict[str, str]:
     out = {}
     probes = [m for m in runs if m.run.probes]
     if all(m.phases["load"] is None for m in runs):
@@ -173,11 +204,26 @@ class Calibration:
     data: dict = field(default_factory=dict)  # the file's content
     label: str = ""  # where it came from: "built-in pi-zero-2" or a path
 
+    @property
+    def layers(self) -> dict | None:
+        return self.data.get("layers")
+
+    @property
+    def whole_run(self) -> bool:
+        """Whether it has whole-run terms (fitted to a log's rows)."""
+        return bool(self.data["log"]["rows"])
+
     def predict(self, run: Run) -> Prediction:
+        if not self.whole_run:
+            raise SpecError(f"{self.label} is a per-layer calibration (no whole-run terms): it "
+                            "predicts configurations of a model, not log rows")
         return predict(run, self.time_terms, self.energy_terms, self.device)
 
     @property
     def time_loo(self) -> dict:
+        if not self.whole_run and self.layers is not None:
+            loo = self.layers["loo"]
+            return {"median_abs_pct": loo["median_abs_pct"], "max_abs_pct": loo["max_abs_pct"]}
         return self.data["time"]["loo"]
 
     @property
@@ -189,6 +235,31 @@ class Calibration:
 
     def save(self, path) -> None:
         save_json(path, self.data)
+
+
+def calibrate_layers(tables: list[dict], device: DeviceProfile,
+                     log: pd.DataFrame | None = None, log_source: str = "log") -> Calibration:
+    """A per-layer calibration from layer tables (devices.layerrun), with the whole-run terms
+    of `log` too when given."""
+    from .layerrun import fit_layer_model, round_model
+
+    layers = round_model(fit_layer_model(tables))
+    if log is not None:
+        cal = calibrate(log, device, log_source)
+        cal.data["layers"] = layers
+        return calibration_from_dict(cal.data, cal.label)
+    empty = {t.name: 0.0 for t in TIME_TERMS}
+    why = {t.name: "no log: a per-layer calibration" for t in TIME_TERMS}
+    data = {
+        "format": FORMAT, "version": VERSION, "device": device.to_dict(),
+        "log": {"source": None, "rows": 0}, "fit_method": FIT_METHOD,
+        "time": _section(TIME_TERMS, empty, why, []), "energy": None, "layers": layers,
+        "notes": ["no whole-run terms: per-layer model only (predicts configurations of a "
+                  "model, not log rows)"] + layers["notes"]
+        + ([] if layers.get("power_w") else ["no energy model: the layer tables' runs measured "
+                                             "no energy (no readable counter)"]),
+    }
+    return calibration_from_dict(data, "layer tables")
 
 
 def calibrate(log: pd.DataFrame, device: DeviceProfile, log_source: str = "log",
@@ -233,6 +304,7 @@ def calibrate(log: pd.DataFrame, device: DeviceProfile, log_source: str = "log",
         "time": _section(TIME_TERMS, time_terms, left_out, time_rows),
         "energy": None if energy_terms is None else _section(ENERGY_TERMS, energy_terms, {},
                                                              energy_rows),
+        "layers": None,
         "notes": all_notes,
     }
     return Calibration(device, time_terms, energy_terms, data, label=f"fitted to {log_source}")
@@ -261,6 +333,34 @@ def leave_one_out(runs: list[Measured], device: DeviceProfile, left_out) -> tupl
     return times, energies
 
 
+def leave_one_model_out(runs: list[Measured], device: DeviceProfile, left_out) -> list:
+    """Predicted total_s of each run by a fit of the OTHER models' runs only (None where a
+    model's runs are all there is): how a model the calibration never saw is predicted."""
+    out = []
+    fits = {}
+    for m in runs:
+        if m.model not in fits:
+            others = [o for o in runs if o.model != m.model]
+            fits[m.model] = fit_time(others, device, left_out) if others else None
+        terms = fits[m.model]
+        out.append(None if terms is None else predict(m.run, terms, None, device).total_s)
+    return out
+
+
+def share_within(errors: list[float], pct: float = 10.0) -> float | None:
+    """Share of the rows whose |error| is at most `pct` percent (None without rows)."""
+    return None if not errors else round6(sum(abs(e) <= pct for e in errors) / len(errors))
+
+
+def too_few_rows(runs: list[Measured], left_out: dict) -> str | None:
+    """The caveat of a fit that had to leave terms out for want of rows."""
+    dropped = [n for n, why in left_out.items() if why.startswith("too few runs")]
+    if not dropped:
+        return None
+    return (f"too few rows: {len(runs)} runs fit {len(TIME_NAMES) - len(left_out)} free terms; "
+            f"{', '.join(dropped)} not fitted, and a held-out fit has fewer rows still")
+
+
 # ------------------------------------------------------------------------------ files
 
 def load_calibration(path) -> Calibration:
@@ -286,6 +386,9 @@ def calibration_from_dict(d, source: str) -> Calibration:
     check_keys(d, _TOP, "the calibration", bad)
     device = profile_from_dict(d["device"], source, header=False, ram_optional=True)
     check_keys(d["log"], {"source", "rows"}, "'log'", bad)
+    if d["layers"] is not None and not (isinstance(d["layers"], dict) and
+                                        {"kinds", "glue", "phases", "loo"} <= set(d["layers"])):
+        raise bad("'layers' must be null or a per-layer model (kinds, glue, phases, loo)")
     if not isinstance(d["fit_method"], str):
         raise bad("fit_method must be text")
     time_terms = _terms(d["time"], TIME_TERMS, "time", bad)

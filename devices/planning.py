@@ -99,8 +99,10 @@ def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None
     return {"memory_bytes": memory, "limits": limits}
 
 
-def prediction(ctx: DeviceContext, method: str, cost: StepCost) -> dict:
-    """Time per phase, energy and fit in RAM of one configuration on the device."""
+def prediction(ctx: DeviceContext, method: str, cost: StepCost, run: dict | None = None) -> dict:
+    """Time per phase, energy and fit in RAM of one configuration on the device. `run`: what
+    the run executes (devices.layerrun.run_description); with a per-layer calibration the
+    phases are the sum of what it runs (devices.layermodel)."""
     available = ctx.device.available_bytes
     peak = runtime_peak(cost, ctx.device)
     out = {"device": ctx.device.name,
@@ -108,18 +110,61 @@ def prediction(ctx: DeviceContext, method: str, cost: StepCost) -> dict:
            "iterations": ctx.iterations, "samples": ctx.samples, "batch_size": cost.batch_size,
            "phases": None, "total_s": None, "energy_j": None,
            "peak_bytes": peak, "fits_ram": None if available is None else peak <= available,
-           "error_band_pct": None, "energy_error_band_pct": None}
+           "error_band_pct": None, "energy_error_band_pct": None, "time_model": None,
+           "energy_basis": None}
     if ctx.calibration is None:
         return out
     cal = ctx.calibration
+    if cal.layers is not None and run is not None:
+        return _layer_prediction(out, cal, run)
+    if not cal.whole_run:
+        return out
     p = cal.predict(Run(method, ctx.iterations, ctx.samples, cost))
     out.update(phases={f"{ph}_s": round6(p.phases[f"{ph}_s"]) for ph in PHASES},
                total_s=round6(p.total_s),
                energy_j=None if p.energy_j is None else round6(p.energy_j),
                error_band_pct=cal.time_loo["median_abs_pct"],
                energy_error_band_pct=None if cal.energy_loo is None
-               else cal.energy_loo["median_abs_pct"])
+               else cal.energy_loo["median_abs_pct"], time_model="whole-run",
+               energy_basis=None if p.energy_j is None else "calibrated powers x time")
     return out
+
+
+def _layer_prediction(out: dict, cal: Calibration, run: dict) -> dict:
+    """The per-layer model's phases; energy = the calibrated power x time, or None when the
+    calibration measured no energy (never a guess)."""
+    from .layermodel import predict_phases
+
+    phases = predict_phases(run, cal.layers)
+    phases = {f"{ph}_s": round6(phases[f"{ph}_s"]) for ph in PHASES}
+    total = round6(sum(phases.values()))
+    power = cal.layers.get("power_w")
+    out.update(phases=phases, total_s=total,
+               energy_j=None if not power else round6(power * total),
+               error_band_pct=cal.layers["loo"]["median_abs_pct"],
+               time_model="per-layer",
+               energy_basis=None if not power else "calibrated power x time")
+    return out
+
+
+def layer_run(module, updates, shape, ctx: DeviceContext, *, probes: bool, graph=None,
+              fisher_layers=None) -> dict:
+    """What a run of `updates` (a spec or {layer: LayerUpdate}) executes, for the per-layer
+    model: its steps at shape[0], the prototypes' forward, the probe when it `probes` (and then
+    the planner runs too)."""
+    from ttplan.costmodel.config import resolve_updates
+    from ttplan.costmodel.trace import trace
+
+    from .layerrun import run_description
+
+    one = (1,) + tuple(shape[1:])
+    graph = graph if graph is not None and tuple(graph.input_shape) == one else \
+        trace(module, one, "model")
+    if isinstance(updates, str):
+        updates = resolve_updates(parse_update(updates), graph)
+    return run_description(module, updates, shape, iterations=ctx.iterations,
+                           samples=ctx.samples, probes=probes, plans=probes, graph=graph,
+                           fisher_layers=fisher_layers)
 
 
 def predict_training(model, update, device, *, calibration=None,
@@ -145,14 +190,18 @@ def predict_training(model, update, device, *, calibration=None,
         policy = load_policy(spec.path)
         cost = policy_step_cost(policy, batch_size, model=module)
         method = policy.method
+        updates, shape = policy.updates(), (cost.batch_size,) + tuple(policy.input_shape[1:])
     else:
         shape = resolve_inputs(None, shape, batch_size)
         cost = step_cost(module, update, shape, model_name=name)
-        method = "custom"
-    out = {"model": name, **prediction(ctx, method, cost)}
+        method, updates = "custom", update
+    run = None
+    if ctx.calibration.layers is not None:
+        run = layer_run(module, updates, shape, ctx, probes=method == "tinytrain")
+    out = {"model": name, **prediction(ctx, method, cost, run)}
     keys = ("model", "device", "calibration", "iterations", "samples", "batch_size", "phases",
             "total_s", "energy_j", "peak_bytes", "fits_ram", "error_band_pct",
-            "energy_error_band_pct")
+            "energy_error_band_pct", "time_model", "energy_basis")
     return {k: out[k] for k in keys}
 
 

@@ -72,7 +72,8 @@ from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 
 from .calibrate import load_calibration
 from .host import EnergyCounter, peak_rss_bytes, reset_peak_rss
-from .planning import DeviceContext, device_context, no_calibration, prediction
+from .layertable import busy_warning, machine_load
+from .planning import DeviceContext, device_context, layer_run, no_calibration, prediction
 from .sparse import install_sparse_layers
 from .stepcost import policy_fingerprint, step_cost
 
@@ -82,6 +83,7 @@ DEFAULT_LR = 0.01
 OPTIMIZERS = ("sgd", "momentum", "adam")
 PHASES = ("load_s", "fisher_s", "plan_s", "train_s")
 SOURCE = "ttplan train"
+SHORT_RUN_S = 0.5  # process CPU seconds below which a training phase is too short to time
 
 
 @dataclass
@@ -246,11 +248,21 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
     applied.remove()
 
     pt = predicted_pt
-    by_device = {"phases": None, "total_s": None, "energy_j": None, "calibration": None}
+    by_device = {"phases": None, "total_s": None, "energy_j": None, "calibration": None,
+                 "time_model": None, "energy_basis": None}
     if ctx is not None:  # the same configuration and workload, as a log row of this run
         ctx.iterations, ctx.samples = iterations, len(x_train)
-        got = prediction(ctx, label, step)
-        by_device = {key: got[key] for key in ("phases", "total_s", "energy_j", "calibration")}
+        # Only a run that planned on the device probed and planned: a policy given as a file
+        # pays for neither, whatever method made it.
+        run_label = label if method is not None or loaded is None else "custom"
+        layers_run = None if ctx.calibration.layers is None else layer_run(
+            module, updates, shape, ctx, probes=method == "tinytrain",
+            fisher_layers=fisher_layers)
+        if layers_run is not None:
+            layers_run["plans"] = method is not None
+        got = prediction(ctx, run_label, step, layers_run)
+        by_device = {key: got[key] for key in ("phases", "total_s", "energy_j", "calibration",
+                                               "time_model", "energy_basis")}
     return TrainResult(
         model_name=name,
         policy={"method": label, "source": origin,
@@ -259,9 +271,13 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
                 "channel_sparse": sparse,
                 "dense_masked": dense},
         measured={"phases": {key: phases.seconds[key] for key in PHASES},
+                  "cpu_phases": {key: phases.cpu_seconds[key] for key in PHASES},
                   "iteration_s": phases.seconds["train_s"] / iterations,
                   "saved_bytes": saved_bytes, "peak_rss_bytes": peak_rss_bytes(),
-                  "energy_j": phases.joules()},
+                  "energy_j": phases.joules(),
+                  "energy_basis": None if phases.joules() is None else "powercap counter",
+                  "clock": "phases: wall time; cpu_phases: process CPU time",
+                  "load": machine_load()},
         predicted={"saved_bytes": pt.memory.saved_activation_bytes,
                    "peak_bytes": pt.memory.peak_bytes,
                    "backward_macs": pt.totals["backward_macs"], **by_device},
@@ -273,7 +289,7 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
              "loss": {"first": losses[0], "last": losses[-1]}, "peak_rss_since": peak_since,
              "threads": torch.get_num_threads(), "torch_version": torch.__version__},
         costs=step.columns(),
-        warnings=list(pt.warnings),
+        warnings=list(pt.warnings) + _timing_warnings(phases),
         model=module,
     )
 
@@ -352,21 +368,23 @@ def holdout_split(x: torch.Tensor, y: torch.Tensor, holdout: float):
 
 
 class _Phases:
-    """Wall time and, where a counter exists, energy of each phase."""
+    """Wall time, process CPU time and, where a counter exists, energy of each phase."""
 
     def __init__(self):
         self.seconds = {key: 0.0 for key in PHASES}
+        self.cpu_seconds = {key: 0.0 for key in PHASES}
         self.counter = EnergyCounter()
         self._joules: list[float | None] = []
 
     @contextlib.contextmanager
     def timed(self, key: str):
         self.counter.start()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.seconds[key] += time.perf_counter() - start
+            self.cpu_seconds[key] += time.process_time() - cpu_start
             self._joules.append(self.counter.joules())
 
     def joules(self) -> float | None:
@@ -468,6 +486,19 @@ def _accuracy(model, x_train, y_train, x_query, y_query, batch_size) -> float | 
         similarity = F.normalize(features, dim=1) @ F.normalize(prototypes, dim=1).T
         predicted = classes[similarity.argmax(dim=1)]
     return float((predicted == y_query).double().mean())
+
+
+def _timing_warnings(phases: _Phases) -> list[str]:
+    """A run too short to time, or a machine too busy for its wall time to mean much."""
+    out = []
+    train_cpu = phases.cpu_seconds["train_s"]
+    if 0 < train_cpu < SHORT_RUN_S:
+        out.append(f"training took {train_cpu:.3f} s of CPU: too short to time well "
+                   "(more iterations or samples)")
+    busy = busy_warning(machine_load())
+    if busy:
+        out.append(busy)
+    return out
 
 
 def _round(value):

@@ -6,9 +6,17 @@ calibration, every run is predicted by it as it is (no refitting): a check of a 
 against runs it did not see. The result (`ttplan validate --format json`):
 
   {devices: {NAME: {predicted_by, rows: [{model, method, measured_s, predicted_s, error_pct,
+                                           model_out_predicted_s, model_out_error_pct,
                                            measured_j, predicted_j}],
                     loo: {time: {median_abs_pct, max_abs_pct},
-                          energy: {median_abs_pct, max_abs_pct}}}}}
+                          energy: {median_abs_pct, max_abs_pct}},
+                    loo_model: {median_abs_pct, max_abs_pct},
+                    within_10_pct: {run_out, model_out},
+                    free_terms, caveat}}}
+
+`loo` leaves one RUN out; `loo_model` leaves one MODEL out (each run predicted by a fit of the
+other models' runs only: a model the calibration never saw). `within_10_pct` is the share of
+rows within ±10 %. `caveat` says when the fit had too few rows for its terms (null otherwise).
 
 Times are end-to-end (total_s); errors are (predicted - measured) / measured in percent;
 `loo` summarises the absolute errors of the rows (leave-one-out, or against the calibration).
@@ -23,12 +31,13 @@ import pandas as pd
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.fileio import write_bytes_atomic
 
-from .calibrate import (MIN_RUNS, Calibration, abs_error_summary, included_time_terms,
-                        leave_one_out, measured_runs, pct_error, round6)
+from .calibrate import (MIN_RUNS, TIME_NAMES, Calibration, abs_error_summary,
+                        included_time_terms, leave_one_model_out, leave_one_out, measured_runs,
+                        pct_error, round6, share_within, too_few_rows)
 from .profiles import DeviceProfile
 
-ROW_FIELDS = ("model", "method", "measured_s", "predicted_s", "error_pct", "measured_j",
-              "predicted_j")
+ROW_FIELDS = ("model", "method", "measured_s", "predicted_s", "error_pct",
+              "model_out_error_pct", "measured_j", "predicted_j")
 
 
 def validate(log: pd.DataFrame, profiles: dict[str, DeviceProfile],
@@ -38,6 +47,7 @@ def validate(log: pd.DataFrame, profiles: dict[str, DeviceProfile],
     devices = {}
     for name in dict.fromkeys(log["device"]):  # first-appearance order
         runs = measured_runs(log[log["device"] == name])
+        by_model, caveat, free = [None] * len(runs), None, None
         if calibration is not None:
             predictions = [calibration.predict(m.run) for m in runs]
             times = [p.total_s for p in predictions]
@@ -48,20 +58,33 @@ def validate(log: pd.DataFrame, profiles: dict[str, DeviceProfile],
                 raise SpecError(f"device {name} has {len(runs)} run(s): leave-one-out needs at "
                                 f"least {MIN_RUNS}")
             device = profiles[name]
-            times, energies = leave_one_out(runs, device, included_time_terms(runs, device))
+            left_out = included_time_terms(runs, device)
+            times, energies = leave_one_out(runs, device, left_out)
+            by_model = leave_one_model_out(runs, device, left_out)
+            caveat, free = too_few_rows(runs, left_out), len(TIME_NAMES) - len(left_out)
             by = "leave-one-out fit"
         rows = []
-        for m, t, e in zip(runs, times, energies):
+        for m, t, e, tm in zip(runs, times, energies, by_model):
             measured_j = m.energy_j
             rows.append({"model": m.model, "method": m.run.method, "measured_s": m.total_s,
                          "predicted_s": round6(t), "error_pct": round6(pct_error(t, m.total_s)),
+                         "model_out_predicted_s": None if tm is None else round6(tm),
+                         "model_out_error_pct": None if tm is None
+                         else round6(pct_error(tm, m.total_s)),
                          "measured_j": measured_j,
                          "predicted_j": None if e is None or measured_j is None else round6(e)})
         energy_errors = [pct_error(r["predicted_j"], r["measured_j"]) for r in rows
                          if r["predicted_j"] is not None]
+        model_errors = [r["model_out_error_pct"] for r in rows
+                        if r["model_out_error_pct"] is not None]
         devices[name] = {"predicted_by": by, "rows": rows,
                          "loo": {"time": abs_error_summary([r["error_pct"] for r in rows]),
-                                 "energy": abs_error_summary(energy_errors)}}
+                                 "energy": abs_error_summary(energy_errors)},
+                         "loo_model": abs_error_summary(model_errors),
+                         "within_10_pct": {
+                             "run_out": share_within([r["error_pct"] for r in rows]),
+                             "model_out": share_within(model_errors)},
+                         "free_terms": free, "caveat": caveat}
     return {"devices": devices}
 
 

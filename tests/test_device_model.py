@@ -120,7 +120,13 @@ def test_validate_builtin_logs_meets_the_pi_target(tmp_path):
     assert nano["loo"]["time"]["median_abs_pct"] is not None
     assert nano["loo"]["energy"] == {"median_abs_pct": None, "max_abs_pct": None}
     assert len(pi["rows"]) == 15 and set(pi["rows"][0]) == {
-        "model", "method", "measured_s", "predicted_s", "error_pct", "measured_j", "predicted_j"}
+        "model", "method", "measured_s", "predicted_s", "error_pct", "model_out_predicted_s",
+        "model_out_error_pct", "measured_j", "predicted_j"}
+    # issue 16: a model the calibration never saw, from the Pi's shipped rows
+    assert pi["loo_model"]["median_abs_pct"] <= 10.0 and pi["loo_model"]["max_abs_pct"] <= 20.0
+    assert 0 < pi["within_10_pct"]["run_out"] <= 1 and pi["within_10_pct"]["model_out"] > 0
+    assert nano["caveat"].startswith("too few rows: 6 runs fit 4 free terms")
+    assert nano["free_terms"] == 4
     again = runner.invoke(app, ["validate", "--plot", str(tmp_path / "b.png")])
     assert again.exit_code == 0 and "pi-zero-2 (leave-one-out fit): time median" in again.stdout
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()

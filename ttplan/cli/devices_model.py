@@ -56,17 +56,30 @@ def devices(
 
 @run_safely
 def calibrate(
-    log: str = typer.Argument(..., help="CSV log of measured runs (ttplan train / measure)"),
+    log: Optional[str] = typer.Argument(None, help="CSV log of measured runs (ttplan train / "
+                                        "measure); optional with --layer-table"),
     device: str = typer.Option(..., help="the device: a built-in name, a device JSON file, or "
                                "the name in the log's device column (RAM then unknown)"),
+    layer_table: List[str] = typer.Option([], "--layer-table", help="per-layer table from "
+                                          "`ttplan measure --layer-table` (repeatable): fit the "
+                                          "per-layer model too"),
     fmt: str = Format,
     out: Out = None,
 ):
-    """Fit the device's time/energy model to its runs in LOG; write the calibration JSON."""
+    """Fit the device's time/energy model to its runs in LOG and/or its layer tables; write
+    the calibration JSON."""
     _check_format(fmt)
-    frame = load_device_logs(log)
-    profile = resolve_device(device, log_names=set(frame["device"]))
-    cal = fit_calibration(frame, profile, log)
+    if log is None and not layer_table:
+        raise SpecError("give a LOG of runs, --layer-table files, or both")
+    frame = load_device_logs(log) if log is not None else None
+    profile = resolve_device(device, log_names=set() if frame is None else set(frame["device"]))
+    if layer_table:
+        from ttplan.devices.calibrate import calibrate_layers
+        from ttplan.devices.layerrun import load_table
+        tables = [load_table(path) for path in layer_table]
+        cal = calibrate_layers(tables, profile, frame, log or "log")
+    else:
+        cal = fit_calibration(frame, profile, log)
     summary = _calibration_rows(cal.to_dict())
     if out:  # the file is the calibration; a summary for the person on stderr
         emit(calibration_text(cal), out)
@@ -104,9 +117,22 @@ def _summary_text(d: dict) -> str:
             mark = "" if term["identified"] else "  (not fitted)"
             lines.append(f"  {name:22s} {term['value']:<12.6g} {term['unit']}{mark}")
         fit, loo = section["fit"], section["loo"]
+        if fit["median_abs_pct"] is None:
+            lines.append(f"  {quantity}: no whole-run fit (no log)")
+            continue
         lines.append(f"  {quantity}: in-sample median |error| {fit['median_abs_pct']:.1f}% "
                      f"(max {fit['max_abs_pct']:.1f}%), leave-one-out median "
                      f"{loo['median_abs_pct']:.1f}% (max {loo['max_abs_pct']:.1f}%)")
+    layers = d.get("layers")
+    if layers is not None:
+        loo = layers["loo"]
+        lines.append(f"per-layer model from the tables of {', '.join(layers['models'])}: glue "
+                     + ", ".join(f"{k} {v:.4g}" for k, v in layers["glue"].items()
+                                 if k != "identified"))
+        if loo["median_abs_pct"] is not None:
+            lines.append(f"  train_s leave-one-model-out median |error| "
+                         f"{loo['median_abs_pct']:.1f}% (max {loo['max_abs_pct']:.1f}%) over "
+                         f"{len(loo['rows'])} runs")
     lines += [f"note: {n}" for n in d["notes"]]
     return "\n".join(lines) + "\n"
 
@@ -201,7 +227,17 @@ def validate(
         t, e = d["loo"]["time"], d["loo"]["energy"]
         line = (f"{name} ({d['predicted_by']}): time median |error| {t['median_abs_pct']:.1f}%, "
                 f"max {t['max_abs_pct']:.1f}%")
+        lm_, share = d["loo_model"], d["within_10_pct"]
+        if lm_["median_abs_pct"] is not None:
+            line += (f"; leave-one-model-out median {lm_['median_abs_pct']:.1f}%, max "
+                     f"{lm_['max_abs_pct']:.1f}%")
+        if share["run_out"] is not None:
+            line += f"; within ±10%: {100 * share['run_out']:.0f}% of rows"
+            if share["model_out"] is not None:
+                line += f" ({100 * share['model_out']:.0f}% model out)"
         if e["median_abs_pct"] is not None:
             line += f"; energy median {e['median_abs_pct']:.1f}%, max {e['max_abs_pct']:.1f}%"
         text += line + "\n"
+        if d["caveat"]:
+            text += f"  caveat: {d['caveat']}\n"
     emit(text, out)

@@ -102,9 +102,10 @@ def train(
 @run_safely
 def measure(
     model: ModelArg,
-    time_limit: str = typer.Option(..., help="wall-time bound for the whole grid: 100s, "
+    time_limit: str = typer.Option("20min", help="wall-time bound for the whole grid: 100s, "
                                    "20min, 1h"),
-    log: str = typer.Option(..., help="append one row per run to this CSV log"),
+    log: Optional[str] = typer.Option(None, help="append one row per run to this CSV log "
+                                      "(required for the grid)"),
     device_name: str = typer.Option("host", help="the device column of the log rows"),
     samples: str = typer.Option("25", help="synthetic samples per run"),
     seed: int = typer.Option(0, help="synthetic data and augmentation"),
@@ -117,12 +118,30 @@ def measure(
         True, "--isolate/--in-process", help="each run in a fresh Python process (its own "
         "peak memory and load time), or all in this one (faster; later runs' peaks include "
         "memory earlier runs left resident)"),
+    layer_table: Optional[str] = typer.Option(
+        None, help="instead of the grid: write this model's per-layer device table (every "
+        "layer timed alone at each batch size, short runs for the overheads; JSON) here"),
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
     out: Out = None,
 ):
     """Calibration runs: a fixed grid of updates and batch sizes within a time limit."""
     if fmt not in TRAIN_FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
+    if layer_table:
+        from ttplan.devices.layerrun import measure_table, save_table
+        table = measure_table(model, input_shape=parse_input_shape(input_shape),
+                              batch_sizes=_batch_sizes(batch_sizes),
+                              samples=_positive_int("--samples", samples), seed=seed,
+                              iterations=_positive_int("--iterations", iterations),
+                              report=lambda line: typer.echo(line, err=True))
+        save_table(layer_table, table)
+        for warning in table["warnings"]:
+            typer.echo(f"warning: {warning}", err=True)
+        typer.echo(f"wrote {layer_table}: {len(table['layers'])} layer timings, "
+                   f"{len(table['runs'])} runs", err=True)
+        return
+    if not log:
+        raise SpecError("--log is required (or --layer-table for a per-layer table)")
     limit_s = parse_duration(time_limit)
     rows = measure_grid(model, time_limit_s=limit_s, log=log, device_name=device_name,
                         samples=_positive_int("--samples", samples), seed=seed,

@@ -1,0 +1,277 @@
+"""A configuration's device time as the sum of what it runs, layer by layer.
+
+Each layer's pass costs what its kind's cost function of the layer's shape says:
+
+    seconds(kind, pass) = mac_s x MACs + element_s x elements + call_s      (per call)
+                          [+ weight_s x weight elements x batch, weight gradients of MAC kinds]
+
+(MAC kinds: conv (dense k x k), pointwise (1 x 1), depthwise, linear (linear, attention
+products); others: norm, elementwise, and view, which costs a call only). The constants are
+fitted per (kind, pass) by non-negative least squares on relative residuals to the rows of
+per-layer tables (devices.layertable), never with more free terms than rows; a (kind, pass)
+the tables cannot determine (too few rows, or not of full rank) borrows the constants of a
+kind that runs on the same kernels (conv and linear: pointwise, a matrix product; norm and
+view: elementwise) and says so.
+
+A training step of batch b runs, in the order autograd runs it:
+  forward      every operator (under no_grad before the first updated layer: the same kernels);
+  input_grad   the operators a gradient passes through (grads.inputs): nothing before the
+               first updated layer, no input gradient where none is needed;
+  weight_grad  the updated weights, at the channel fraction updated (the MACs say how much);
+  bias_grad    the updated biases and norm shifts;
+plus the overheads fitted from whole training runs (`fit_glue`): the in-model factor on the
+layers' seconds (a layer inside a model does not run exactly as alone), the fixed cost of a
+step (loss, optimiser call, data) and of updating one tensor. A `train` pass also runs the
+prototypes' forward of every sample (no gradient). The Fisher probe runs the prototypes'
+forward, then a forward of every sample and the backward of the probed tail (input gradients
+from the first candidate layer on) — its time follows from that, not from a constant.
+
+The work of a configuration is counted per sample (MACs and elements scale with the batch,
+calls do not), from one batch-1 evaluation, so any batch size can be predicted.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import nnls
+
+from ttplan.costmodel.rules import registry_of
+
+from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, cost_kind, pass_elements,
+                         weight_elements)
+
+FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
+            "view": "elementwise"}
+# The layers' own seconds count as measured (no free scale); the glue adds what a layer alone
+# does not pay: a call inside a model, a step (loss, optimiser call, data), a tensor update,
+# and once per run the first call of each operator (kernel selection, allocations).
+GLUE_TERMS = ("call_s", "step_s", "tensor_update_s", "first_call_s")
+MIN_ROWS_PER_TERM = 1  # never more free terms than rows
+
+
+def _key(kind: str, pass_name: str) -> str:
+    return f"{kind}/{pass_name}"
+
+
+# ------------------------------------------------------------------------------ work
+
+def step_work(evaluation) -> dict[str, list[float]]:
+    """{kind/pass: [macs, elements, weight elements per sample, calls]} of one training step,
+    from a batch-1 evaluation (pytorch convention: BatchNorm its own call)."""
+    work: dict[str, list[float]] = {}
+    rows = {r["name"]: r for r in evaluation.rows}
+
+    def add(kind, pass_name, macs, elements, weights=0.0):
+        w = work.setdefault(_key(kind, pass_name), [0.0, 0.0, 0.0, 0.0])
+        w[0] += macs
+        w[1] += elements
+        w[2] += weights
+        w[3] += 1
+
+    for node in evaluation.graph.ops():
+        kind, row = cost_kind(node), rows[node.name]
+        elements = pass_elements(node)
+        add(kind, "forward", row["forward_macs"], elements)
+        grad = evaluation.grads[node.name]
+        if any(grad.inputs):
+            add(kind, "input_grad", row["backward_input_macs"], elements)
+        if grad.weight:
+            fraction = row["backward_weight_macs"] / row["forward_macs"] \
+                if row["forward_macs"] else 1.0
+            add(kind, "weight_grad", row["backward_weight_macs"], elements,
+                weight_elements(node) * fraction)
+        if grad.bias:
+            add(kind, "bias_grad", 0, math.prod(node.out_shape))
+    return work
+
+
+def forward_work(evaluation) -> dict[str, list[float]]:
+    return {k: v for k, v in step_work(evaluation).items() if k.endswith("/forward")}
+
+
+def probe_work(graph, candidates: set[str]) -> dict[str, list[float]]:
+    """A Fisher probe step: the forward of every operator and the input gradients from the
+    first candidate layer's output on (the probe's backward of the tail)."""
+    work: dict[str, list[float]] = {}
+    started = False
+    for node in graph.ops():
+        kind, elements = cost_kind(node), pass_elements(node)
+        rule = registry_of(graph).rule_for(node.kind)
+        macs = rule.forward_macs(node) if rule is not None else 0
+        for pass_name, on in (("forward", True), ("input_grad", started)):
+            if on:
+                w = work.setdefault(_key(kind, pass_name), [0.0, 0.0, 0.0, 0.0])
+                w[0] += macs  # an input gradient does the forward's MACs (transposed product)
+                w[1] += elements
+                w[3] += 1
+        if node.module in candidates:
+            started = True
+    return work
+
+
+def per_sample(work: dict, batch: int) -> dict:
+    return {k: [m / batch, e / batch, w / batch, c] for k, (m, e, w, c) in work.items()}
+
+
+def batches(samples: int, batch_size: int) -> list[int]:
+    """The batch sizes of one pass over `samples` (the last one may be smaller)."""
+    full, rest = divmod(samples, batch_size)
+    return [batch_size] * full + ([rest] if rest else [])
+
+
+# ------------------------------------------------------------------------------ seconds
+
+def constants_for(kinds: dict, kind: str, pass_name: str) -> dict:
+    """The fitted constants of (kind, pass), or of the kind it falls back to."""
+    seen = kind
+    while True:
+        c = kinds.get(_key(seen, pass_name))
+        if c is not None and c["identified"]:
+            if kind == "view":  # a view costs a call, whatever its size
+                return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": c["call_s"]}
+            return c
+        if seen not in FALLBACK:
+            return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": 0.0}
+        seen = FALLBACK[seen]
+
+
+def work_seconds(work_per_sample: dict, kinds: dict, batch: int) -> float:
+    total = 0.0
+    for key, (macs, elements, weights, calls) in work_per_sample.items():
+        kind, pass_name = key.split("/")
+        c = constants_for(kinds, kind, pass_name)
+        total += batch * (c["mac_s"] * macs + c["element_s"] * elements
+                          + c.get("weight_s", 0.0) * weights) + c["call_s"] * calls
+    return total
+
+
+def pass_seconds(step: dict, forward: dict, kinds: dict, samples: int, batch_size: int,
+                 iterations: int) -> float:
+    """Layer seconds of `iterations` train passes: prototypes' forward + each step."""
+    one = sum(work_seconds(forward, kinds, b) + work_seconds(step, kinds, b)
+              for b in batches(samples, batch_size))
+    return iterations * one
+
+
+# ------------------------------------------------------------------------------ fitting
+
+def _nnls_weighted(matrix: np.ndarray, targets: np.ndarray, power: float = 0.5) -> np.ndarray:
+    """NNLS with residuals divided by target**power: 1 is relative (every layer alike), 0
+    absolute (the big layers decide); 0.5 between, as a model's time is a sum of layers of
+    very different sizes."""
+    weights = targets ** power
+    weighted = matrix / weights[:, None]
+    scale = np.abs(weighted).max(axis=0)
+    scale[scale == 0] = 1.0
+    solution, _ = nnls(weighted / scale, targets / weights, maxiter=50 * matrix.shape[1] + 100)
+    return solution / scale
+
+
+def fit_kinds(rows: list[dict]) -> dict:
+    """{kind/pass: {mac_s, element_s, call_s, rows, identified, why}} from table rows."""
+    out = {}
+    for kind in COST_KINDS:
+        for pass_name in PASSES:
+            mine = [r for r in rows if r["kind"] == kind and r["pass"] == pass_name
+                    and r["cpu_s"] > 0]
+            use_macs = kind in MAC_COST_KINDS and pass_name != "bias_grad"
+            use_weights = kind in MAC_COST_KINDS and pass_name == "weight_grad"
+            names = (["mac_s"] if use_macs else []) + ["element_s"] + \
+                (["weight_s"] if use_weights else []) + ["call_s"]
+            entry = {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": 0.0,
+                     "rows": len(mine),
+                     "identified": False, "why": ""}
+            if not mine:
+                if kind != "view":
+                    entry["why"] = "no layer of this kind in the tables"
+                    out[_key(kind, pass_name)] = entry
+                continue
+            columns = ([[r["macs"] for r in mine]] if use_macs else []) + \
+                [[r["elements"] for r in mine]] + \
+                ([[r["weights"] for r in mine]] if use_weights else []) + [[1.0] * len(mine)]
+            matrix = np.array(columns, dtype=float).T
+            rank = np.linalg.matrix_rank(matrix / np.abs(matrix).max(axis=0).clip(min=1e-300))
+            if len(mine) < len(names) * MIN_ROWS_PER_TERM or rank < len(names):
+                entry["why"] = (f"{len(mine)} row(s) of rank {rank} for {len(names)} terms: "
+                                "cannot determine them")
+                out[_key(kind, pass_name)] = entry
+                continue
+            values = _nnls_weighted(matrix, np.array([r["cpu_s"] for r in mine]))
+            entry.update(dict(zip(names, (float(v) for v in values))), identified=True)
+            out[_key(kind, pass_name)] = entry
+    return out
+
+
+def run_layer_seconds(run: dict, kinds: dict) -> dict:
+    """Layer seconds of a whole run's phases: {train, fisher} (before the glue)."""
+    train = pass_seconds(run["step_work"], run["forward_work"], kinds, run["samples"],
+                         run["batch_size"], run["iterations"])
+    fisher = 0.0
+    if run.get("probe_work"):
+        fisher = sum(work_seconds(run["forward_work"], kinds, b)  # the prototypes
+                     + work_seconds(run["probe_work"], kinds, b)  # forward + tail backward
+                     for b in batches(run["samples"], run["batch_size"]))
+    return {"train": train, "fisher": fisher}
+
+
+def calls(work: dict) -> float:
+    return float(sum(w[-1] for w in work.values()))
+
+
+def glue_features(run: dict, kinds: dict) -> list[float]:
+    steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
+    train_calls = steps * (calls(run["forward_work"]) + calls(run["step_work"]))
+    return [train_calls, float(steps),
+            float(steps * run["updated_tensors"]),
+            calls(run["step_work"])]
+
+
+def fit_glue(runs: list[dict], kinds: dict) -> dict:
+    """The GLUE_TERMS from the runs' measured process-CPU train_s beyond their layers'."""
+    usable = [r for r in runs if r["measured"]["train_cpu_s"] > 0]
+    if len(usable) < len(GLUE_TERMS):
+        return {"call_s": 0.0, "step_s": 0.0, "tensor_update_s": 0.0,
+                "first_call_s": 0.0, "identified": False}
+    matrix = np.array([glue_features(r, kinds) for r in usable])
+    targets = np.array([r["measured"]["train_cpu_s"] for r in usable])
+    layers = np.array([run_layer_seconds(r, kinds)["train"] for r in usable])
+    values = _nnls_weighted(matrix, np.clip(targets - layers, 1e-6, None), power=1.0)
+    out = dict(zip(GLUE_TERMS, (float(v) for v in values)))
+    out["identified"] = True
+    return out
+
+
+def phase_constants(runs: list[dict]) -> dict:
+    """load_s and plan_s per run: medians of what the runs measured (None: not measured)."""
+    out = {}
+    for phase in ("load", "plan"):
+        seen = [r["measured"][f"{phase}_cpu_s"] for r in runs
+                if r["measured"].get(f"{phase}_cpu_s")]
+        out[f"{phase}_s"] = float(np.median(seen)) if seen else None
+    return out
+
+
+def predict_phases(run: dict, model: dict) -> dict:
+    """{load_s, fisher_s, plan_s, train_s} of a run description (see `run_description`)."""
+    kinds, glue = model["kinds"], model["glue"]
+    layer = run_layer_seconds(run, kinds)
+    steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
+    first = glue["first_call_s"] * calls(run["step_work"])  # once per run: warm-up
+    train_calls = steps * (calls(run["forward_work"]) + calls(run["step_work"]))
+    train = (layer["train"] + glue["call_s"] * train_calls
+             + glue["step_s"] * steps
+             + glue["tensor_update_s"] * steps * run["updated_tensors"]
+             + first)
+    fisher = 0.0
+    if run.get("probe_work"):
+        probe_steps = math.ceil(run["samples"] / run["batch_size"])
+        probe_calls = probe_steps * (calls(run["forward_work"]) + calls(run["probe_work"]))
+        fisher = (layer["fisher"] + glue["call_s"] * probe_calls
+                  + glue["step_s"] * probe_steps + glue["first_call_s"] * calls(run["probe_work"]))
+    probes = bool(run.get("probe_work"))
+    return {"load_s": model["phases"].get("load_s") or 0.0,
+            "fisher_s": fisher,
+            "plan_s": (model["phases"].get("plan_s") or 0.0) if run.get("plans") else 0.0,
+            "train_s": train, "probes": probes}

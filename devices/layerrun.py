@@ -1,0 +1,254 @@
+"""Layer tables of a model and the per-layer device model fitted from several of them.
+
+`measure_table(model, ...)` (what `ttplan measure --layer-table` writes) holds, for one model:
+  layers  every layer timed alone at each batch size (devices.layertable);
+  runs    short whole training runs (`train`, in this process) of a few update specs at each
+          batch size — what fits the overheads the layers alone do not show (the in-model
+          factor, the per-step and per-tensor costs), with each run's work per (kind, pass);
+  machine the load average before and after, the cores, threads and torch version.
+`fit_layer_model(tables)` fits the per-kind constants from all layer rows, then the overheads
+from all runs, and checks it leave-one-MODEL-out: each table's runs predicted by a fit of the
+other tables only (layers and runs), as a model the calibration never saw would be.
+
+File format "ttplan-layer-table", version 1 (JSON, written atomically).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+
+import torch
+
+from ttplan.costmodel.config import resolve_updates
+from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.profile import profile, resolve_model
+from ttplan.costmodel.specs import parse_update
+from ttplan.costmodel.trace import trace
+from ttplan.planner.fisher import default_candidate_layers
+from ttplan.planner.jsonio import check_header, load_json, save_json
+
+from . import layermodel as lm
+from .layertable import busy_warning, machine_load, measure_layers
+
+FORMAT = "ttplan-layer-table"
+VERSION = 1
+TABLE_UPDATES = ("none", "bias-only", "last-blocks:1", "last-blocks:2", "all")
+SHORT_RUN_S = 0.5  # a run shorter than this is too short to time well
+
+
+def run_description(module, updates, shape, *, iterations: int, samples: int,
+                    probes: bool = False, plans: bool = False, graph=None,
+                    fisher_layers: float | None = None) -> dict:
+    """What a run executes, per (kind, pass) and per sample: its training step, the
+    prototypes' forward, and (probes) the Fisher probe's step. `shape`: (batch, C, H, W)."""
+    one = (1,) + tuple(shape[1:])
+    g1 = graph if graph is not None and tuple(graph.input_shape) == one else \
+        trace(module, one, getattr(graph, "model_name", None) or "model")
+    ev = profile(None, one, update=updates, graph=g1, training_mode=False,
+                 options=CostOptions("pytorch")).evaluation
+    step = lm.step_work(ev)
+    desc = {"batch_size": int(shape[0]), "iterations": int(iterations),
+            "samples": int(samples), "updated_tensors": int(ev.updated_tensors),
+            "input_elements": int(math.prod(shape[1:])),
+            "step_work": step, "forward_work": {k: v for k, v in step.items()
+                                                if k.endswith("/forward")},
+            "probe_work": None, "plans": bool(plans)}
+    if probes:
+        args = () if fisher_layers is None else (fisher_layers,)
+        desc["probe_work"] = lm.probe_work(g1, set(default_candidate_layers(module, *args)))
+    return desc
+
+
+class _Attention(torch.nn.Module):
+    """(B, heads x tokens x 3 x dim) -> scaled_dot_product_attention of its q, k, v."""
+
+    def __init__(self, heads: int, tokens: int, dim: int):
+        super().__init__()
+        self.shape = (heads, tokens, dim)
+
+    def forward(self, x):
+        h, n, d = self.shape
+        q, k, v = x.reshape(x.shape[0], 3, h, n, d).unbind(1)
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
+    """Generic layers of the kinds a MobileNet-like zoo does not have (dense k x k
+    convolutions, linear layers, attention, LayerNorm, GELU), at a fixed grid of shapes chosen
+    as common sizes, not from any model: (label, module, per-sample input shape)."""
+    nn = torch.nn
+    out = []
+    for cin, cout, hw, stride in ((8, 16, 56, 1), (16, 32, 56, 2), (32, 32, 28, 1),
+                                  (32, 64, 28, 2), (64, 64, 14, 1), (64, 128, 14, 2),
+                                  (128, 128, 7, 1), (24, 48, 28, 1)):
+        out.append((f"conv3x3 {cin}-{cout} {hw} s{stride}",
+                    nn.Conv2d(cin, cout, 3, stride, 1, bias=False), (cin, hw, hw)))
+    for tokens, fin, fout in ((64, 64, 192), (64, 128, 128), (196, 64, 64), (49, 256, 512),
+                              (16, 512, 128), (196, 128, 256), (1, 256, 10)):
+        out.append((f"linear {tokens}x{fin}-{fout}", nn.Linear(fin, fout), (tokens, fin)))
+        out.append((f"layernorm {tokens}x{fin}", nn.LayerNorm(fin), (tokens, fin)))
+        out.append((f"gelu {tokens}x{fout}", nn.GELU(), (tokens, fout)))
+    for heads, tokens, dim in ((2, 64, 32), (4, 196, 32), (4, 49, 64), (8, 16, 16)):
+        out.append((f"attention {heads}x{tokens}x{dim}", _Attention(heads, tokens, dim),
+                    (3 * heads * tokens * dim,)))
+    return out
+
+
+def measure_sweep(batch_sizes, repeats: int = 5) -> list[dict]:
+    """Layer rows of `kind_sweep()` at each batch size (model "kind-sweep")."""
+    rows = []
+    for label, layer, sample_shape in kind_sweep():
+        module = torch.nn.Sequential(layer).eval()  # the layer a submodule, as in a model
+        for b in batch_sizes:
+            shape = (b,) + tuple(sample_shape)
+            graph = trace(module, shape, label)
+            full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
+                                                    training_mode=False,
+                                                    options=CostOptions("pytorch")
+                                                    ).evaluation.rows}
+            rows += [dict(r, model="kind-sweep", layer=f"{label}/{r['layer']}")
+                     for r in measure_layers(module, graph, full, repeats=repeats)
+                     if r["kind"] != "view"]
+    return rows
+
+
+def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 25,
+                  iterations: int = 2, updates=TABLE_UPDATES, seed: int = 0,
+                  repeats: int = 5, sweep: bool = True,
+                  report: Callable[[str], None] | None = None) -> dict:
+    """The layer table of `model` (module docstring); `sweep`: add the generic layers of
+    `kind_sweep()` (rows of model "kind-sweep"), so kinds the model lacks are measured too."""
+    from .runner import train  # runner imports planning, which imports this module's users
+
+    say = report or (lambda line: None)
+    module, name = resolve_model(model)
+    load_before = machine_load()
+    warnings = []
+    layers, runs = ([] if not sweep else measure_sweep(batch_sizes, repeats)), []
+    for b in batch_sizes:
+        shape = (b,) + tuple(input_shape[1:])
+        graph = trace(module, shape, name)
+        full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
+                                                training_mode=False,
+                                                options=CostOptions("pytorch")).evaluation.rows}
+        rows = measure_layers(module, graph, full, repeats=repeats, model_name=name)
+        layers += rows
+        noisy = [r for r in rows if r["spread"] > 0.5]
+        say(f"{name} b{b}: {len(rows)} layer passes timed"
+            + (f", {len(noisy)} with spread > 50 %" if noisy else ""))
+        if len(noisy) > len(rows) / 10:
+            warnings.append(f"{name} b{b}: {len(noisy)} of {len(rows)} layer timings spread by "
+                            "more than 50 % between repeats: the machine was busy")
+    for b in batch_sizes:
+        if b > samples:
+            continue
+        shape = (b,) + tuple(input_shape[1:])
+        for spec in updates:
+            fresh, _ = resolve_model(model)
+            result = train(fresh, update=spec, synthetic=True, samples=samples, seed=seed,
+                           input_shape=list(shape), holdout=0.0, iterations=iterations,
+                           batch_size=b, model_name=name)
+            graph = trace(fresh, (1,) + tuple(shape[1:]), name)
+            updates_map = resolve_updates(parse_update(spec), graph)
+            desc = run_description(fresh, updates_map, shape, iterations=iterations,
+                                   samples=samples, graph=graph)
+            cpu, wall = result.measured["cpu_phases"], result.measured["phases"]
+            desc.update(model=name, update=spec, measured={
+                **{f"{k[:-2]}_cpu_s": cpu[k] for k in cpu},
+                "train_cpu_s": cpu["train_s"], "train_wall_s": wall["train_s"],
+                "energy_j": result.measured["energy_j"]})
+            if cpu["train_s"] < SHORT_RUN_S:
+                warnings.append(f"{name} {spec} b{b}: train took {cpu['train_s']:.3f} s of CPU, "
+                                "too short to time well: give more --iterations")
+            runs.append(desc)
+            say(f"{name} {spec} b{b}: train {cpu['train_s']:.2f} s CPU, "
+                f"{wall['train_s']:.2f} s wall")
+    load_after = machine_load()
+    for load in (load_before, load_after):
+        w = busy_warning(load)
+        if w and w not in warnings:
+            warnings.append(w)
+    return {"format": FORMAT, "version": VERSION, "model": name,
+            "input_shape": list(input_shape), "batch_sizes": list(batch_sizes),
+            "machine": {"before": load_before, "after": load_after,
+                        "torch_version": torch.__version__},
+            "clock": "process CPU time (time.process_time), wall time beside it",
+            "layers": layers, "runs": runs, "warnings": warnings}
+
+
+def save_table(path, table: dict) -> None:
+    save_json(path, table)
+
+
+def load_table(path) -> dict:
+    d = load_json(path, what="layer table")
+    check_header(d, str(path), FORMAT, VERSION, "layer table")
+    for key in ("model", "layers", "runs"):
+        if key not in d:
+            raise SpecError(f"{path} is not a valid layer table: no {key!r}")
+    return d
+
+
+# ------------------------------------------------------------------------------ fitting
+
+def fit_layer_model(tables: list[dict]) -> dict:
+    """{kinds, glue, phases, notes, loo} from the tables of one device."""
+    if not tables:
+        raise SpecError("a per-layer calibration needs at least one layer table")
+    model = _fit(tables)
+    rows = []
+    names = [t["model"] for t in tables]
+    if len(set(names)) >= 2:
+        for i, t in enumerate(tables):
+            others = [o for j, o in enumerate(tables) if o["model"] != t["model"]]
+            fit = _fit(others)
+            for r in t["runs"]:
+                predicted = lm.predict_phases(r, fit)["train_s"]
+                measured = r["measured"]["train_cpu_s"]
+                rows.append({"model": r["model"], "update": r["update"],
+                             "batch_size": r["batch_size"], "measured_train_s": measured,
+                             "predicted_train_s": predicted,
+                             "error_pct": 100 * (predicted - measured) / measured})
+    errors = [abs(r["error_pct"]) for r in rows]
+    model["loo"] = {"by": "leave-one-model-out", "rows": rows,
+                    "median_abs_pct": statistics.median(errors) if errors else None,
+                    "max_abs_pct": max(errors) if errors else None}
+    return model
+
+
+def _fit(tables: list[dict]) -> dict:
+    layers = [r for t in tables for r in t["layers"] if r["model"] != "kind-sweep"]
+    layers += next(([r for r in t["layers"] if r["model"] == "kind-sweep"] for t in tables
+                    if any(r["model"] == "kind-sweep" for r in t["layers"])), [])
+    runs = [r for t in tables for r in t["runs"]]
+    kinds = lm.fit_kinds(layers)
+    glue = lm.fit_glue(runs, kinds)
+    notes = [f"{k}: {v['why']}" for k, v in kinds.items() if not v["identified"] and v["why"]]
+    if not glue["identified"]:
+        notes.append(f"overheads not fitted: {len(runs)} run(s) for {len(lm.GLUE_TERMS)} terms")
+    with_energy = [r for r in runs if r["measured"].get("energy_j")]
+    power_w = (sum(r["measured"]["energy_j"] for r in with_energy)
+               / sum(sum(r["measured"][f"{p}_cpu_s"] for p in ("load", "fisher", "plan", "train"))
+                     for r in with_energy)) if with_energy else None
+    return {"kinds": kinds, "glue": glue, "phases": lm.phase_constants(runs), "power_w": power_w,
+            "models": sorted({t["model"] for t in tables}), "notes": notes}
+
+
+def round_model(model: dict) -> dict:
+    """6 significant digits everywhere (a calibration regenerates byte-identically)."""
+    def r(x):
+        if isinstance(x, float):
+            return float(f"{x:.6g}") + 0.0
+        if isinstance(x, dict):
+            return {k: r(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [r(v) for v in x]
+        return x
+    return r(model)
+
+
+__all__ = ["measure_table", "fit_layer_model", "run_description", "load_table", "save_table",
+           "kind_sweep", "measure_sweep"]

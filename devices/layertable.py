@@ -1,0 +1,196 @@
+"""Per-layer device tables: every layer of a model timed alone at its real shapes.
+
+`measure_layers(module, graph)` times each operator of a traced graph that it can run on its
+own (a leaf module call; the functional `add`, `mul` and `scaled_dot_product_attention`) in
+each pass a training step may run:
+
+  forward      under torch.no_grad()
+  input_grad   the gradient of its input(s) only (parameters frozen)
+  weight_grad  the gradient of its weight only (input without gradient)
+  bias_grad    the gradient of its bias only
+
+Each row: {layer, kind (cost kind, `cost_kind`), pass, batch_size, macs, elements, cpu_s, wall_s,
+spread}. `macs` are the pass's MACs from the cost model (forward, backward_input,
+backward_weight), `elements` the input and output elements the pass reads and writes
+(memory traffic), and the seconds are per call.
+
+Timing (a person can trust it): one warm-up call, then `repeats` repeats, each of as many
+calls as take at least `min_repeat_s`; the table keeps the median per call of the repeats and
+their spread ((max - min) / median). Process CPU time (time.process_time) is the primary
+clock: with OMP_NUM_THREADS=1 it is what the computation itself costs, whatever else shares the
+machine; wall time is recorded beside it. Views (reshape, getitem, flatten) are not timed: they
+cost a call, priced by the elementwise kind's per-call term.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ttplan.costmodel.graph import NORM_KINDS
+from ttplan.costmodel.memory import is_depthwise
+
+PASSES = ("forward", "input_grad", "weight_grad", "bias_grad")
+COST_KINDS = ("conv", "pointwise", "depthwise", "linear", "norm", "elementwise", "view")
+MAC_COST_KINDS = ("conv", "pointwise", "depthwise", "linear")
+VIEW_KINDS = frozenset({"reshape", "identity", "getitem", "split", "flatten", "dropout",
+                        "parameter", "cat"})
+_FUNCTIONS = {"add": torch.add, "mul": torch.mul,
+              "sdpa": F.scaled_dot_product_attention}
+
+
+def cost_kind(node) -> str:
+    """The cost function a layer's time follows (its shape's MACs and elements)."""
+    if node.kind == "conv":
+        if is_depthwise(node):
+            return "depthwise"
+        kernel = node.weight_shape[2:] if node.weight_shape else ()
+        return "pointwise" if all(int(k) == 1 for k in kernel) else "conv"
+    if node.kind in ("linear", "sdpa", "matmul", "bmm", "conv_transpose", "rnn"):
+        return "linear"
+    if node.kind in NORM_KINDS:
+        return "norm"
+    if node.kind in VIEW_KINDS:
+        return "view"
+    return "elementwise"
+
+
+def pass_elements(node) -> int:
+    """Elements a pass of the layer reads and writes: its inputs and its output."""
+    return int(sum(math.prod(s) for s in node.in_shapes) + math.prod(node.out_shape))
+
+
+# ------------------------------------------------------------------------------ timing
+
+def time_call(fn, *, repeats: int = 5, min_repeat_s: float = 0.002) -> dict:
+    """{cpu_s, wall_s, spread, calls}: medians per call over `repeats` repeats (one warm-up)."""
+    fn()  # warm-up: first-call allocations and kernel selection
+    start = time.process_time()
+    fn()
+    once = max(time.process_time() - start, 1e-6)
+    inner = max(1, min(1000, math.ceil(min_repeat_s / once)))
+    cpu, wall = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(inner):
+            fn()
+        cpu.append((time.process_time() - c0) / inner)
+        wall.append((time.perf_counter() - w0) / inner)
+    median = statistics.median(cpu)
+    spread = (max(cpu) - min(cpu)) / median if median > 0 else 0.0
+    return {"cpu_s": median, "wall_s": statistics.median(wall), "spread": spread,
+            "calls": inner * repeats}
+
+
+def machine_load() -> dict:
+    """The 1-minute load average and the cores, to warn when the machine is busy."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    return {"load_1min": load, "cores": os.cpu_count(),
+            "threads": torch.get_num_threads()}
+
+
+def busy_warning(load: dict) -> str | None:
+    if load["load_1min"] is not None and load["cores"] and load["load_1min"] > load["cores"]:
+        return (f"the machine is busy (load average {load['load_1min']:.2f} on "
+                f"{load['cores']} cores): wall times are inflated; process CPU time is the "
+                "measurement to trust")
+    return None
+
+
+# ------------------------------------------------------------------------------ layers
+
+def _inputs(node, generator) -> list[torch.Tensor]:
+    return [torch.randn(tuple(s), generator=generator) for s in node.in_shapes]
+
+
+def _callable(node, modules: dict):
+    if node.module is not None and node.kind not in VIEW_KINDS:
+        module = modules.get(node.module)
+        if module is not None and not list(module.children()):
+            if getattr(module, "inplace", False):  # alone, its input may require a gradient
+                module = copy.copy(module)
+                module.inplace = False
+            return module.eval()
+    if node.module is None and node.kind in _FUNCTIONS and node.in_shapes:
+        return _FUNCTIONS[node.kind]
+    return None
+
+
+def _macs(row: dict, pass_name: str) -> int:
+    """An input or weight gradient does the forward's MACs (a transposed product of the same
+    size), whether or not a configuration asks for it (the first layer's input gradient)."""
+    return 0 if pass_name == "bias_grad" else row["forward_macs"]
+
+
+def weight_elements(node) -> int:
+    """Weight elements of a layer: a weight gradient reduces over them once per sample."""
+    return int(math.prod(node.weight_shape)) if node.weight_shape else 0
+
+
+def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 5,
+                   min_repeat_s: float = 0.002, model_name: str = "") -> list[dict]:
+    """One row per (timed layer, pass) at the graph's input shape (its batch size).
+    `full_rows`: {layer: cost row} of the graph with every layer updated (pytorch convention),
+    for the passes' MACs."""
+    modules = dict(module.named_modules())
+    generator = torch.Generator().manual_seed(0)
+    batch = int(graph.input_shape[0])
+    out = []
+    for node in graph.ops():
+        fn = _callable(node, modules)
+        if fn is None or node.name not in full_rows:
+            continue
+        try:
+            xs = _inputs(node, generator)
+            params = dict(fn.named_parameters(recurse=False)) if isinstance(fn, nn.Module) else {}
+            with torch.no_grad():
+                y = fn(*xs)
+            if not isinstance(y, torch.Tensor):
+                continue
+        except Exception:  # a layer that does not run alone: priced by its kind's function
+            continue
+        grad_out = torch.ones_like(y)
+        timings = {}
+        with torch.no_grad():
+            timings["forward"] = time_call(lambda: fn(*xs), repeats=repeats,
+                                           min_repeat_s=min_repeat_s)
+        for p in params.values():
+            p.requires_grad_(False)
+        inputs = [x.detach().requires_grad_() for x in xs]
+        y = fn(*inputs)
+        timings["input_grad"] = time_call(
+            lambda: torch.autograd.grad(y, inputs, grad_out, retain_graph=True),
+            repeats=repeats, min_repeat_s=min_repeat_s)
+        for pass_name, pname in (("weight_grad", "weight"), ("bias_grad", "bias")):
+            p = params.get(pname)
+            if p is None:
+                continue
+            p.requires_grad_(True)
+            y = fn(*xs)
+            timings[pass_name] = time_call(
+                lambda: torch.autograd.grad(y, [p], grad_out, retain_graph=True),
+                repeats=repeats, min_repeat_s=min_repeat_s)
+            p.requires_grad_(False)
+        for p in params.values():
+            p.requires_grad_(True)
+        kind = cost_kind(node)
+        for pass_name, t in timings.items():
+            out.append({"model": model_name, "layer": node.name, "kind": kind,
+                        "pass": pass_name, "batch_size": batch,
+                        "macs": int(_macs(full_rows[node.name], pass_name)),
+                        "elements": pass_elements(node),
+                        "weights": weight_elements(node) * batch
+                        if pass_name == "weight_grad" else 0,
+                        "cpu_s": t["cpu_s"], "wall_s": t["wall_s"],
+                        "spread": round(t["spread"], 4)})
+    return out
