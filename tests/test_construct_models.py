@@ -134,6 +134,11 @@ def test_multihead_attention_is_planned_whole_and_applied():
     for layer in attn:
         assert {f"{layer['name']}.{p}" for p in ("in_proj_weight", "out_proj.weight",
                                                   "in_proj_bias", "out_proj.bias")} <= trained
+    # SparseUpdate's search takes per-layer input-channel ratios: all or nothing here too.
+    baseline = ttplan.plan(model, method="sparseupdate", input_shape=(1, 3, 8, 8),
+                           memory_bytes="400kB")
+    assert all(l["channels"] is None for l in baseline.layers if l["name"].endswith("attn"))
+    ttplan.apply_policy(MHAViT(), baseline)
 
 
 def test_xca_macs_by_hand():
