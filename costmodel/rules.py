@@ -627,9 +627,12 @@ def paper_mha(node, g):
 def pt_pow(node, g):
     # PowBackward0 (scalar exponent) keeps the base; PowBackward1 (tensor exponent) keeps
     # base, exponent and result.
-    if len(node.inputs) < 2:
+    # PowBackward2 (scalar base, 2 ** x) keeps the exponent and the result.
+    if node.attrs.get("scalar_base"):
+        return [Saved(("in", 0)), Saved(("out",))]
+    if not node.attrs.get("tensor_exponent"):
         return [Saved(("in", 0))]
-    return [Saved(("in", 0)), Saved(("in", 1)), Saved(("out",))]
+    return [Saved(("in", 0)), Saved(("in", min(1, len(node.inputs) - 1))), Saved(("out",))]
 
 
 def pt_norm(node, g):

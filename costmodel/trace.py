@@ -245,6 +245,11 @@ class _Builder:
             if len(operands) == len(tensors):
                 equation = attrs["equation"]
                 self.probes.append((name, lambda *ts: torch.einsum(equation, *ts), tensors, None))
+        if kind == "pow" and (args and not isinstance(args[0], torch.Tensor)
+                              or function_name(target) == "__rpow__"):
+            attrs["scalar_base"] = True  # 2 ** x: PowBackward2 keeps x and the result
+        elif kind == "pow" and len(args) > 1 and isinstance(args[1], torch.Tensor):
+            attrs["tensor_exponent"] = True  # x ** y (y may be x: one graph input)
         if kind == "getitem" and len(tensors) > 1:
             # Indexing with a tensor (x[idx], x[rows, lengths]): IndexBackward0 keeps the
             # indices it used (or made from a mask), measured on the call.

@@ -385,3 +385,25 @@ def test_cli_export_of_a_plan_of_linear_layers_is_a_one_line_error(tmp_path):
     assert result.exit_code == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "express none" in lines[0]
+
+
+class _Powers(nn.Module):
+    """x ** 3 keeps x; 2 ** x keeps x and the result; x ** y (y = x too) keeps x, y, result."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.g = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return (2 ** h) + h ** 3 + torch.pow(h, h) + h.pow(self.g(x))
+
+
+@pytest.mark.parametrize("update", ["all", "bias-only"])
+def test_every_form_of_pow_keeps_what_autograd_keeps(update):
+    for tracer in TRACERS:
+        p = ttplan.profile(_Powers(), (2, 4), tracer=tracer, update=update,
+                           convention="pytorch")
+        assert p.warnings == []
+        predicted, measured = predicted_and_measured(_Powers(), (2, 4), update)
+        assert p.memory.saved_activation_bytes == predicted == measured
