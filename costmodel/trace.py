@@ -256,6 +256,13 @@ class _Builder:
             self.probes.append((name, substituted(target, args, kwargs, tensors), tensors,
                                 None))
         if kind == "sdpa":
+            operands = [kwargs.get(k, args[i] if len(args) > i else None)
+                        for i, k in enumerate(("query", "key", "value"))]
+            if all(isinstance(t, torch.Tensor) for t in operands):
+                ids = [id(t) for t in tensors]
+                attrs["qkv_shapes"] = [list(t.shape) for t in operands]
+                attrs["qkv_inputs"] = [ids.index(id(t)) if id(t) in ids else None
+                                       for t in operands]
             mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
             attrs["attn_mask"] = isinstance(mask, torch.Tensor)
             if attrs.get("dropout_p") or attrs["attn_mask"]:

@@ -407,3 +407,27 @@ def test_every_form_of_pow_keeps_what_autograd_keeps(update):
         assert p.warnings == []
         predicted, measured = predicted_and_measured(_Powers(), (2, 4), update)
         assert p.memory.saved_activation_bytes == predicted == measured
+
+
+class _SelfSDPA(nn.Module):
+    """Attention of a sequence with itself: sdpa(x, x, x), one graph input three times."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        h = self.fc(x).unflatten(-1, (2, 4)).transpose(1, 2)
+        return torch.nn.functional.scaled_dot_product_attention(h, h, h).sum((1, 2))
+
+
+def test_sdpa_of_one_tensor_with_itself():
+    n, heads, length, head_dim = 2, 2, 5, 4
+    attention = 2 * n * heads * length * length * head_dim
+    fc = linear(n * length, 8, 8)
+    for tracer in TRACERS:
+        t = ttplan.profile(_SelfSDPA(), (n, length, 8), tracer=tracer).totals
+        assert t["forward_macs"] == fc + attention
+        assert t["backward_input_macs"] == 2 * attention  # dV, dP, dQ, dK
+        predicted, measured = predicted_and_measured(_SelfSDPA(), (n, length, 8), "all")
+        assert predicted == measured
