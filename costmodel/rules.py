@@ -194,11 +194,17 @@ def channel_weight_grad(forward: Callable[[OpNode], int]) -> Callable[[OpNode, G
     return backward_weight_macs
 
 
+def _product_inputs(node: OpNode) -> tuple[int, int]:
+    """The graph inputs the two multiplied operands are (x @ x: the same one twice)."""
+    first = 1 if node.kind in ADD_PRODUCT_KINDS else 0
+    return first, first if node.attrs.get("operands_same") else first + 1
+
+
 def matmul_input_grads(node: OpNode, g: Grad) -> int:
     """Each multiplied operand that needs a gradient costs one more product of the forward's
     size (dA = dC·Bᵀ, dB = Aᵀ·dC), whatever is broadcast."""
-    first = 1 if node.kind in ADD_PRODUCT_KINDS else 0
-    count = int(g.input(first)) + int(g.input(first + 1))
+    a, b = _product_inputs(node)
+    count = int(g.input(a)) + int(g.input(b))
     forward = matmul_macs(node) if node.kind != "einsum" else einsum_macs(node)
     return count * forward
 
@@ -422,12 +428,12 @@ def _operand_saved(node, i: int, category="mask") -> Saved:
 
 def pt_matmul(node, g):
     # mm/bmm keep each operand only for the other operand's gradient (measured).
-    first = 1 if node.kind in ADD_PRODUCT_KINDS else 0
+    a, b = _product_inputs(node)
     saved = []
-    if g.input(first + 1) and first < len(node.inputs):
-        saved.append(_operand_saved(node, first))
-    if g.input(first) and first + 1 < len(node.inputs):
-        saved.append(_operand_saved(node, first + 1))
+    if g.input(b) and a < len(node.inputs):
+        saved.append(_operand_saved(node, a))
+    if g.input(a) and b < len(node.inputs):
+        saved.append(_operand_saved(node, b))
     return saved
 
 
@@ -539,12 +545,12 @@ def paper_drop_path(node, g):
 
 def paper_matmul(node, g):
     """A.4 keeps what a product's gradient needs: each operand for the other's gradient."""
-    first = 1 if node.kind in ADD_PRODUCT_KINDS else 0
+    a, b = _product_inputs(node)
     saved = []
-    if g.input(first + 1):
-        saved.append(Saved(("in", first)))
-    if g.input(first):
-        saved.append(Saved(("in", first + 1)))
+    if g.input(b):
+        saved.append(Saved(("in", a)))
+    if g.input(a):
+        saved.append(Saved(("in", b)))
     return saved
 
 

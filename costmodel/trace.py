@@ -239,6 +239,8 @@ class _Builder:
             other = [a for a in args if isinstance(a, torch.Tensor) and a is not tensors[0]]
             if other:
                 attrs["other_shape"] = list(other[0].shape)
+            elif sum(a is tensors[0] for a in args) == 2:
+                attrs["operands_same"] = True  # x @ x: one graph input, both operands
         if kind == "einsum" and attrs.get("equation"):
             operands = [a for a in _flat(args[1:]) if isinstance(a, torch.Tensor)]
             attrs["index_sizes"] = einsum_index_sizes(attrs["equation"], operands)

@@ -431,3 +431,25 @@ def test_sdpa_of_one_tensor_with_itself():
         assert t["backward_input_macs"] == 2 * attention  # dV, dP, dQ, dK
         predicted, measured = predicted_and_measured(_SelfSDPA(), (n, length, 8), "all")
         assert predicted == measured
+
+
+class _Square(nn.Module):
+    """A product of a tensor with itself: h @ h (one graph input, both operands)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return (h @ h).sum(-1)
+
+
+def test_a_product_of_a_tensor_with_itself():
+    n, d = 3, 6  # x: 3×6×6, h @ h: 3 products of 6×6 by 6×6
+    fc, product = linear(n * d, d, d), n * d * d * d
+    for tracer in TRACERS:
+        t = ttplan.profile(_Square(), (n, d, d), tracer=tracer).totals
+        assert (t["forward_macs"], t["backward_input_macs"]) == (fc + product, 2 * product)
+    predicted, measured = predicted_and_measured(_Square(), (n, d, d), "all")
+    assert predicted == measured
