@@ -20,6 +20,9 @@ import networkx as nx
 # Kinds whose weights a training configuration can update ("layers" in the paper's sense are
 # the MAC layers; norm layers carry affine parameters too).
 MAC_KINDS = frozenset({"conv", "conv_transpose", "linear", "rnn", "mha"})
+# MAC layers holding several weight tensors, none of them the layer's output channels alone
+# (nn.MultiheadAttention, recurrent layers): updated all or nothing, never per channel.
+WHOLE_LAYER_KINDS = frozenset({"rnn", "mha"})
 NORM_KINDS = frozenset({"batchnorm", "layernorm", "groupnorm"})
 # Parameters used on their own (cls_token, pos_embed, layer-scale gamma) and lookup tables.
 FREE_PARAM_KINDS = frozenset({"parameter", "embedding"})

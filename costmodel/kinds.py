@@ -100,7 +100,7 @@ METHOD_KINDS: dict[str, str] = {
     "mean": "mean", "sum": "mean", "clamp": "hardtanh", "clamp_": "hardtanh",
     "addmm": "addmm", "addcmul": "addcmul", "norm": "norm", "pow": "pow", "__pow__": "pow",
     "sin": "sin", "cos": "cos", "exp": "exp", "rsqrt": "rsqrt", "cumsum": "cumsum",
-    "roll": "roll", "abs": "abs", "__abs__": "abs",
+    "roll": "roll", "abs": "abs", "__abs__": "abs", "__rpow__": "pow",
     # Comparisons give boolean tensors: no gradient flows through them (data-dependent
     # control flow in models that only the hooks tracer can follow).
     "gt": "compare", "lt": "compare", "ge": "compare", "le": "compare", "eq": "compare",

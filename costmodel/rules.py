@@ -133,9 +133,18 @@ def einsum_macs(node: OpNode) -> int:
     return _prod(sizes.values()) if sizes else 0
 
 
+def _sdpa_operands(node: OpNode) -> tuple[list, list]:
+    """Shapes of q, k, v and the graph input each one is (an index of `node.inputs`): the
+    call's own operands when recorded (sdpa(x, x, x) is one graph input three times)."""
+    shapes = node.attrs.get("qkv_shapes")
+    if shapes and len(shapes) == 3:
+        return [tuple(s) for s in shapes], list(node.attrs.get("qkv_inputs") or [0, 1, 2])
+    return (list(node.in_shapes) + [()] * 3)[:3], [0, 1, 2]
+
+
 def sdpa_macs(node: OpNode) -> int:
     """Q·Kᵀ (N·H·L·S·E) plus P·V (N·H·L·S·Ev): q is N…×L×E, k N…×S×E, v N…×S×Ev."""
-    q, k, v = (node.in_shapes + [()] * 3)[:3]
+    (q, k, v), _ = _sdpa_operands(node)
     if not (q and k and v):
         return 0
     rows = _prod(q[:-1])  # N·H·L
@@ -185,11 +194,17 @@ def channel_weight_grad(forward: Callable[[OpNode], int]) -> Callable[[OpNode, G
     return backward_weight_macs
 
 
+def _product_inputs(node: OpNode) -> tuple[int, int]:
+    """The graph inputs the two multiplied operands are (x @ x: the same one twice)."""
+    first = 1 if node.kind in ADD_PRODUCT_KINDS else 0
+    return first, first if node.attrs.get("operands_same") else first + 1
+
+
 def matmul_input_grads(node: OpNode, g: Grad) -> int:
     """Each multiplied operand that needs a gradient costs one more product of the forward's
     size (dA = dC·Bᵀ, dB = Aᵀ·dC), whatever is broadcast."""
-    first = 1 if node.kind in ADD_PRODUCT_KINDS else 0
-    count = int(g.input(first)) + int(g.input(first + 1))
+    a, b = _product_inputs(node)
+    count = int(g.input(a)) + int(g.input(b))
     forward = matmul_macs(node) if node.kind != "einsum" else einsum_macs(node)
     return count * forward
 
@@ -197,11 +212,11 @@ def matmul_input_grads(node: OpNode, g: Grad) -> int:
 def sdpa_input_grads(node: OpNode, g: Grad) -> int:
     """dV = Pᵀ·dO (S·L·Ev per head) if v needs it; dP = dO·Vᵀ (L·S·Ev) if q or k does;
     dQ = dS·K (L·S·E) if q does; dK = dSᵀ·Q (S·L·E) if k does."""
-    q, k, v = (node.in_shapes + [()] * 3)[:3]
+    (q, k, v), where = _sdpa_operands(node)
     rows, s = _prod(q[:-1]), int(k[-2])
     e, ev = int(q[-1]), int(v[-1])
-    dq, dk, dv = g.input(0), g.input(1), g.input(2)
-    dmask = any(g.input(i) for i in range(3, len(node.in_shapes)))  # a trainable bias mask
+    dq, dk, dv = (i is not None and g.input(i) for i in where)
+    dmask = any(g.input(i) for i in range(len(node.inputs)) if i not in where)  # a bias mask
     return rows * s * (ev * (int(dv) + int(dq or dk or dmask)) + e * (int(dq) + int(dk)))
 
 
@@ -255,7 +270,7 @@ def copied_elements(node: OpNode) -> int:
 
 def per_output_rows_softmax(node: OpNode) -> int:
     """Fused attention's non-MAC work: the softmax over N·H·L·S scores (one op each)."""
-    q, k = (node.in_shapes + [(), ()])[:2]
+    (q, k, _), _ = _sdpa_operands(node)
     return _prod(q[:-1]) * int(k[-2]) if q and k else 0
 
 
@@ -413,12 +428,12 @@ def _operand_saved(node, i: int, category="mask") -> Saved:
 
 def pt_matmul(node, g):
     # mm/bmm keep each operand only for the other operand's gradient (measured).
-    first = 1 if node.kind in ADD_PRODUCT_KINDS else 0
+    a, b = _product_inputs(node)
     saved = []
-    if g.input(first + 1) and first < len(node.inputs):
-        saved.append(_operand_saved(node, first))
-    if g.input(first) and first + 1 < len(node.inputs):
-        saved.append(_operand_saved(node, first + 1))
+    if g.input(b) and a < len(node.inputs):
+        saved.append(_operand_saved(node, a))
+    if g.input(a) and b < len(node.inputs):
+        saved.append(_operand_saved(node, b))
     return saved
 
 
@@ -453,8 +468,10 @@ def pt_sdpa(node, g):
         return pt_measured(node, g)
     # The CPU flash-attention kernel keeps q, k, v, the output and a float32 logsumexp of
     # N·H·L, whichever input needs a gradient (measured; dropout_p > 0 takes another path).
-    rows = _prod(node.in_shapes[0][:-1]) if node.in_shapes else 0
-    saved = [Saved(("in", i)) for i in range(min(3, len(node.inputs)))]
+    (q, _, _), where = _sdpa_operands(node)
+    rows = _prod(q[:-1]) if q else 0
+    saved = [Saved(("in", i)) for i in sorted({i for i in where if i is not None})
+             if i < len(node.inputs)]
     return saved + [Saved(("out",)), Saved(("extra", "logsumexp"), FP32_BYTES * rows)]
 
 
@@ -528,12 +545,12 @@ def paper_drop_path(node, g):
 
 def paper_matmul(node, g):
     """A.4 keeps what a product's gradient needs: each operand for the other's gradient."""
-    first = 1 if node.kind in ADD_PRODUCT_KINDS else 0
+    a, b = _product_inputs(node)
     saved = []
-    if g.input(first + 1):
-        saved.append(Saved(("in", first)))
-    if g.input(first):
-        saved.append(Saved(("in", first + 1)))
+    if g.input(b):
+        saved.append(Saved(("in", a)))
+    if g.input(a):
+        saved.append(Saved(("in", b)))
     return saved
 
 
@@ -542,9 +559,9 @@ def paper_sdpa(node, g):
     (N·H·L·S), as the explicit softmax(q·kᵀ)·v would."""
     if not g.any:
         return []
-    q, k = node.in_shapes[0], node.in_shapes[1]
+    (q, k, _), where = _sdpa_operands(node)
     probs = _prod(q[:-1]) * int(k[-2])
-    return [Saved(("in", i)) for i in range(min(3, len(node.inputs)))] + [
+    return [Saved(("in", i)) for i in sorted({i for i in where if i is not None})] + [
         Saved(("extra", "probabilities"), probs * node.dtype_bytes)]
 
 
@@ -627,9 +644,12 @@ def paper_mha(node, g):
 def pt_pow(node, g):
     # PowBackward0 (scalar exponent) keeps the base; PowBackward1 (tensor exponent) keeps
     # base, exponent and result.
-    if len(node.inputs) < 2:
+    # PowBackward2 (scalar base, 2 ** x) keeps the exponent and the result.
+    if node.attrs.get("scalar_base"):
+        return [Saved(("in", 0)), Saved(("out",))]
+    if not node.attrs.get("tensor_exponent"):
         return [Saved(("in", 0))]
-    return [Saved(("in", 0)), Saved(("in", 1)), Saved(("out",))]
+    return [Saved(("in", 0)), Saved(("in", min(1, len(node.inputs) - 1))), Saved(("out",))]
 
 
 def pt_norm(node, g):

@@ -191,7 +191,7 @@ class _Builder:
         # on its own may call x.norm() and own a module named `norm`).
         self.module_paths = {p for p, _ in model.named_modules()}
         self.counted_params: set[str] = set()  # parameter names some node already owns
-        self.unknown_calls: list = []  # (node name, fn, tensors): derived after the forward
+        self.derived: dict[str, dict] = {}  # node name -> what an op without a rule costs
 
     def fresh_name(self, name: str) -> str:
         """`name`, or `name_k`, whichever no node and no module path holds yet."""
@@ -239,18 +239,32 @@ class _Builder:
             other = [a for a in args if isinstance(a, torch.Tensor) and a is not tensors[0]]
             if other:
                 attrs["other_shape"] = list(other[0].shape)
+            elif sum(a is tensors[0] for a in args) == 2:
+                attrs["operands_same"] = True  # x @ x: one graph input, both operands
         if kind == "einsum" and attrs.get("equation"):
             operands = [a for a in _flat(args[1:]) if isinstance(a, torch.Tensor)]
             attrs["index_sizes"] = einsum_index_sizes(attrs["equation"], operands)
             if len(operands) == len(tensors):
                 equation = attrs["equation"]
                 self.probes.append((name, lambda *ts: torch.einsum(equation, *ts), tensors, None))
+        if kind == "pow" and (args and not isinstance(args[0], torch.Tensor)
+                              or function_name(target) == "__rpow__"):
+            attrs["scalar_base"] = True  # 2 ** x: PowBackward2 keeps x and the result
+        elif kind == "pow" and len(args) > 1 and isinstance(args[1], torch.Tensor):
+            attrs["tensor_exponent"] = True  # x ** y (y may be x: one graph input)
         if kind == "getitem" and len(tensors) > 1:
             # Indexing with a tensor (x[idx], x[rows, lengths]): IndexBackward0 keeps the
             # indices it used (or made from a mask), measured on the call.
             self.probes.append((name, substituted(target, args, kwargs, tensors), tensors,
                                 None))
         if kind == "sdpa":
+            operands = [kwargs.get(k, args[i] if len(args) > i else None)
+                        for i, k in enumerate(("query", "key", "value"))]
+            if all(isinstance(t, torch.Tensor) for t in operands):
+                ids = [id(t) for t in tensors]
+                attrs["qkv_shapes"] = [list(t.shape) for t in operands]
+                attrs["qkv_inputs"] = [ids.index(id(t)) if id(t) in ids else None
+                                       for t in operands]
             mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
             attrs["attn_mask"] = isinstance(mask, torch.Tensor)
             if attrs.get("dropout_p") or attrs["attn_mask"]:
@@ -318,19 +332,20 @@ class _Builder:
         self.nodes[name] = node
         self.order.append(name)
 
-    def derive_later(self, name, call, args, kwargs, tensors) -> None:
-        """An operator without a rule: priced from its own call after the forward."""
-        self.unknown_calls.append((name, substituted(call, args, kwargs, tensors), tensors))
+    def derive(self, name, call, args, kwargs, tensors) -> None:
+        """An operator without a rule: priced from its own call, measured at once (so its
+        inputs are not held past their last use)."""
+        derived = derive_unknown(substituted(call, args, kwargs, tensors), tensors)
+        if derived is not None:
+            self.derived[name] = derived
 
     def finish(self, tracer_name: str, output_names) -> LayerGraph:
         for name, fn, tensors, module in self.probes:
             self.nodes[name].attrs["measured_saved"] = measure_saved(fn, tensors, module)
-        for name, fn, tensors in self.unknown_calls:
-            derived = derive_unknown(fn, tensors)
-            if derived is not None and self.nodes[name].kind == "unknown":
+        for name, derived in self.derived.items():
+            if self.nodes[name].kind == "unknown":
                 self.nodes[name].kind = "derived"
                 self.nodes[name].attrs.update(derived)
-        self.unknown_calls = []
         unknown = [f"{n.name} ({n.op})" for n in self.nodes.values() if n.kind == "unknown"]
         declared = None
         if getattr(self.model, "ttplan_blocks", None):  # zoo models list their blocks' convs
@@ -484,7 +499,7 @@ class _FxGraphBuilder(_Builder):
             elif kind == "unknown":  # a torch.nn module without a rule (Mish, ELU …): derived
                 args = fx.node.map_arg(node.args, lambda a: values.get(a))
                 kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
-                self.derive_later(name, module, args, kwargs, tensors)
+                self.derive(name, module, args, kwargs, tensors)
             if kind == "rnn":
                 self.probes.append((name, _call_module, [_first_tensor(t) for t in tensors[:1]],
                                     module))
@@ -521,7 +536,7 @@ class _FxGraphBuilder(_Builder):
         if kind == "unknown" and node.op in ("call_function", "call_method") \
                 and node.target is not getattr:
             call = node.target if node.op == "call_function" else _method(node.target)
-            self.derive_later(name, call, args, kwargs, tensors)
+            self.derive(name, call, args, kwargs, tensors)
 
 
 def _default_of(placeholder: fx.Node):
@@ -726,7 +741,7 @@ class _HookGraphBuilder(_Builder):
                 inputs = record(name, kind, name_, owner, stack[-1][0] if stack else "",
                                 (args, kwargs), out, params, attrs, tuple(slots))
                 if kind == "unknown" and name_ != "__get__":
-                    builder.derive_later(name, func, args, kwargs, inputs)
+                    builder.derive(name, func, args, kwargs, inputs)
                 return out
 
         handles = []

@@ -30,7 +30,7 @@ from torch import nn
 from ttplan.costmodel.config import channel_count, updatable_layers
 from ttplan.costmodel.costs import costing_graph
 from ttplan.costmodel.errors import PolicyError, SpecError
-from ttplan.costmodel.graph import MAC_KINDS, LayerGraph
+from ttplan.costmodel.graph import MAC_KINDS, WHOLE_LAYER_KINDS, LayerGraph
 from ttplan.costmodel.rules import registry_of
 
 CHANNEL_CRITERIA = ("fisher", "l2norm", "random")
@@ -63,9 +63,6 @@ def score_layers(graph: LayerGraph, potential: dict[str, float]) -> dict[str, La
         value = potential[name] / cost if cost > 0 else 0.0
         scores[name] = LayerScore(name, float(potential[name]), params, macs, value)
     return scores
-
-
-WHOLE_LAYER_KINDS = frozenset({"mha", "rnn"})
 
 
 @dataclass(frozen=True)
@@ -115,8 +112,6 @@ def build_candidates(graph: LayerGraph, layers: dict[str, list[float]], *, chann
         node = folded[name]
         if name not in updatable:
             raise PolicyError(f"Fisher layer {name!r} is not an updatable layer of {graph.model_name}")
-        # nn.MultiheadAttention and recurrent layers hold several weight tensors, none of
-        # them the layer's output channels alone: they are updated all or nothing.
         whole = node.kind in WHOLE_LAYER_KINDS
         size = node.out_channels if whole else channel_count(node, 0)
         deltas = tuple(float(v) for v in layers[name])

@@ -28,7 +28,7 @@ from importlib import resources
 
 from ttplan.costmodel.config import LayerUpdate, channel_count, updatable_layers
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.graph import MAC_KINDS, LayerGraph
+from ttplan.costmodel.graph import MAC_KINDS, WHOLE_LAYER_KINDS, LayerGraph
 
 from .baselines import distinct_layers
 from .policy import Policy, check_against_graph
@@ -133,7 +133,8 @@ def sparseupdate_search(coster: Coster, budget: Budget, potential: dict[str, flo
             ratio = SEARCH_RATIOS[ratios[i]]
             if ratio:
                 size = channel_count(node, 1)
-                k = min(size, max(1, math.floor(ratio * size + 0.5)))
+                k = size if node.kind in WHOLE_LAYER_KINDS else \
+                    min(size, max(1, math.floor(ratio * size + 0.5)))
                 updates[node.name] = LayerUpdate(True, bias, None if k == size else tuple(range(k)), 1)
             elif bias:
                 updates[node.name] = LayerUpdate(weight=False, bias=True)

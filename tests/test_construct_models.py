@@ -134,6 +134,11 @@ def test_multihead_attention_is_planned_whole_and_applied():
     for layer in attn:
         assert {f"{layer['name']}.{p}" for p in ("in_proj_weight", "out_proj.weight",
                                                   "in_proj_bias", "out_proj.bias")} <= trained
+    # SparseUpdate's search takes per-layer input-channel ratios: all or nothing here too.
+    baseline = ttplan.plan(model, method="sparseupdate", input_shape=(1, 3, 8, 8),
+                           memory_bytes="400kB")
+    assert all(l["channels"] is None for l in baseline.layers if l["name"].endswith("attn"))
+    ttplan.apply_policy(MHAViT(), baseline)
 
 
 def test_xca_macs_by_hand():
@@ -380,3 +385,71 @@ def test_cli_export_of_a_plan_of_linear_layers_is_a_one_line_error(tmp_path):
     assert result.exit_code == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "express none" in lines[0]
+
+
+class _Powers(nn.Module):
+    """x ** 3 keeps x; 2 ** x keeps x and the result; x ** y (y = x too) keeps x, y, result."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.g = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return (2 ** h) + h ** 3 + torch.pow(h, h) + h.pow(self.g(x))
+
+
+@pytest.mark.parametrize("update", ["all", "bias-only"])
+def test_every_form_of_pow_keeps_what_autograd_keeps(update):
+    for tracer in TRACERS:
+        p = ttplan.profile(_Powers(), (2, 4), tracer=tracer, update=update,
+                           convention="pytorch")
+        assert p.warnings == []
+        predicted, measured = predicted_and_measured(_Powers(), (2, 4), update)
+        assert p.memory.saved_activation_bytes == predicted == measured
+
+
+class _SelfSDPA(nn.Module):
+    """Attention of a sequence with itself: sdpa(x, x, x), one graph input three times."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        h = self.fc(x).unflatten(-1, (2, 4)).transpose(1, 2)
+        return torch.nn.functional.scaled_dot_product_attention(h, h, h).sum((1, 2))
+
+
+def test_sdpa_of_one_tensor_with_itself():
+    n, heads, length, head_dim = 2, 2, 5, 4
+    attention = 2 * n * heads * length * length * head_dim
+    fc = linear(n * length, 8, 8)
+    for tracer in TRACERS:
+        t = ttplan.profile(_SelfSDPA(), (n, length, 8), tracer=tracer).totals
+        assert t["forward_macs"] == fc + attention
+        assert t["backward_input_macs"] == 2 * attention  # dV, dP, dQ, dK
+        predicted, measured = predicted_and_measured(_SelfSDPA(), (n, length, 8), "all")
+        assert predicted == measured
+
+
+class _Square(nn.Module):
+    """A product of a tensor with itself: h @ h (one graph input, both operands)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return (h @ h).sum(-1)
+
+
+def test_a_product_of_a_tensor_with_itself():
+    n, d = 3, 6  # x: 3×6×6, h @ h: 3 products of 6×6 by 6×6
+    fc, product = linear(n * d, d, d), n * d * d * d
+    for tracer in TRACERS:
+        t = ttplan.profile(_Square(), (n, d, d), tracer=tracer).totals
+        assert (t["forward_macs"], t["backward_input_macs"]) == (fc + product, 2 * product)
+    predicted, measured = predicted_and_measured(_Square(), (n, d, d), "all")
+    assert predicted == measured
