@@ -34,7 +34,6 @@ from PIL import Image, UnidentifiedImageError
 
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.fileio import note_input
-
 from ttplan.costmodel.inputs import InputSpec, ModelInputs
 
 from .npz_support import open_npz
