@@ -158,3 +158,13 @@ def test_fisher_of_a_sample_shape_the_model_does_not_take(kws_data):
                                  "int64[1,16]", "--data", str(kws_data)])
     assert result.exit_code == 2
     assert "holds samples of shape [40, 100]; the model's input takes [16]" in result.stderr
+
+
+def test_layers_and_whatif_take_token_ids():
+    result = run("layers", "sequence_models:tiny_bert", "--input", "input_ids:int64[1,16]",
+                 "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert "\"head\"" in result.stdout
+    result = run("whatif", "sequence_models:keyword_spotter", "--input", "float32[1,40,100]",
+                 "--memory", "20kB:200kB:2", "--compute", "5%:50%:2", "--format", "json")
+    assert result.exit_code == 0, result.output
