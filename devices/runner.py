@@ -62,7 +62,7 @@ from ttplan.costmodel.trace import trace
 from ttplan.planner.api import plan as make_plan
 from ttplan.planner.apply import apply_updates
 from ttplan.planner.data import load_support
-from ttplan.planner.sequence_support import infer_vocab
+from ttplan.planner.sequence_support import feeding, infer_vocab
 from ttplan.planner.fisher import (DEFAULT_TAIL_FRACTION, class_prototypes,
                                    default_candidate_layers, fisher_information,
                                    protonet_criterion)
@@ -190,7 +190,7 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
 
     fisher = None
     if method == "tinytrain":
-        with phases.timed("fisher_s"):
+        with phases.timed("fisher_s"), feeding(module, shape):
             fisher = fisher_information(module, default_candidate_layers(module, fisher_layers),
                                         x_train, y_train, loss="protonet", seed=seed,
                                         batch_size=batch_size, progress=progress)
@@ -225,7 +225,8 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
 
     module.eval()  # BatchNorm statistics as deployed
     applied = apply_updates(module, graph, updates)
-    with install_sparse_layers(module, updates) as (sparse, dense):
+    # `feeding`: samples of several inputs come packed in one tensor (sequence_support).
+    with install_sparse_layers(module, updates) as (sparse, dense), feeding(module, shape):
         for layer in sparse:
             applied.unmask(f"{layer}.weight")  # its backward computes the selected channels only
         forward = _PolicyForward(module, _first_updated(graph, module, applied.trainable))

@@ -34,8 +34,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.fileio import note_input
-
-from ttplan.costmodel.inputs import InputSpec, ModelInputs
+from ttplan.costmodel.inputs import ModelInputs
 
 from .npz_support import open_npz
 from .sequence_support import open_sequence_support
@@ -88,7 +87,7 @@ def open_support(
     """The support set, checked (labels, shapes, classes), its samples read lazily.
 
     `input_shape` is the model's input, (C, H, W) or (N, C, H, W) (a leading batch dimension is
-    ignored), or its `costmodel.inputs.ModelInputs`: one input, an image (float, N×C×H×W) or
+    ignored), or its `costmodel.inputs.ModelInputs`: one image input (float, N×C×H×W), or
     anything else (`planner.sequence_support`; `vocab`: synthetic token ids' range).
     `samples` keeps at most that many samples, class-balanced (see `balanced_subset`).
     `seed` only matters for synthetic data; folders and npz files involve no randomness.
@@ -96,15 +95,15 @@ def open_support(
     if samples is not None and (isinstance(samples, bool) or samples < 1):
         raise SpecError(f"--samples must be a positive number of samples, got {samples}")
     if isinstance(input_shape, ModelInputs):
-        spec = support_input(input_shape)
-        if not (spec.dtype.is_floating_point and len(spec.shape) == 4):
+        spec = input_shape.specs[0]
+        if len(input_shape.specs) > 1 or not (spec.is_float and len(spec.shape) == 4):
             if synthetic and source is not None:
                 raise SpecError("give either a data source or --synthetic, not both")
             if not synthetic and source is None:
                 raise SpecError("no support data: give an .npz with x and y, or --synthetic")
             if source is not None and not Path(source).exists():
                 raise SpecError(f"support data not found: {source}")
-            return open_sequence_support(source, spec, samples, seed, synthetic, vocab,
+            return open_sequence_support(source, input_shape, samples, seed, synthetic, vocab,
                                          SYNTHETIC_DEFAULT_SAMPLES, SYNTHETIC_DEFAULT_CLASSES)
         input_shape = spec.shape
     channels, height, width = _chw(input_shape)
@@ -125,14 +124,6 @@ def open_support(
     if path.suffix.lower() == ".npz":
         return open_npz(path, (channels, height, width), samples)
     raise SpecError(f"unsupported support data {path}: expected a folder of class sub-folders or an .npz file")
-
-
-def support_input(inputs: ModelInputs) -> InputSpec:
-    """The one input support samples feed (the probe and `train` call model(x))."""
-    if len(inputs.specs) != 1:
-        raise SpecError(f"support samples feed one input (x of the .npz), but the model is "
-                        f"called with {len(inputs.specs)}: {inputs.text()}")
-    return inputs.specs[0]
 
 
 def _chw(input_shape: Sequence[int]) -> tuple[int, int, int]:

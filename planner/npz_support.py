@@ -41,18 +41,18 @@ MAX_LABEL = 2**31 - 1
 _READ_CHUNK_BYTES = 1 << 20
 
 
-def _open_heads(path: Path):
-    """(x's header, y's labels), checked from the headers; nothing of x read yet."""
+def _open_heads(path: Path, key: str = "x"):
+    """(`key`'s header, y's labels), checked from the headers; nothing of `key` read yet."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise SpecError(f"cannot read {path}: not an .npz (zip) archive ({_reason(exc)})") from None
     with archive:
         members = {info.filename: info for info in archive.infolist()}
-        missing = [key for key in ("x", "y") if f"{key}.npy" not in members]
+        missing = [k for k in (key, "y") if f"{k}.npy" not in members]
         if missing:
-            raise SpecError(f"{path} lacks array(s) {', '.join(missing)} (expected 'x' and 'y')")
-        x_head = _header(archive, members["x.npy"], path, "x")
+            raise SpecError(f"{path} lacks array(s) {', '.join(missing)} (expected '{key}' and 'y')")
+        x_head = _header(archive, members[f"{key}.npy"], path, key)
         y_head = _header(archive, members["y.npy"], path, "y")
         y_np = _read_labels(archive, members["y.npy"], y_head, path)
     note_input(path)
@@ -68,24 +68,27 @@ def _keep_labels(path: Path, y_np: np.ndarray, samples: int | None):
 
 
 def open_npz_samples(path: Path, sample_shape: tuple[int, ...], dtype: torch.dtype,
-                     samples: int | None) -> SupportSet:
-    """Samples of any shape and dtype (sequences, audio features, token ids): `x` is
+                     samples: int | None, key: str = "x") -> SupportSet:
+    """Samples of any shape and dtype (sequences, audio features, token ids): array `key` is
     N×`sample_shape`, used as it is (no scaling, no resizing), converted to `dtype` — an
-    integer or boolean model input takes integer or boolean `x` only."""
-    x_head, y_np = _open_heads(path)
+    integer or boolean model input takes integer or boolean samples only."""
+    x_head, y_np = _open_heads(path, key)
     shape, x_dtype, _ = x_head
     if not shape or shape[0] != len(y_np):
-        raise SpecError(f"{path}: 'x' has {shape[0] if shape else 0} samples but 'y' has {len(y_np)}")
+        raise SpecError(f"{path}: '{key}' has {shape[0] if shape else 0} samples but 'y' has "
+                        f"{len(y_np)}")
     if tuple(shape[1:]) != tuple(sample_shape):
-        raise SpecError(f"{path}: 'x' holds samples of shape {list(shape[1:])}; the model's "
+        raise SpecError(f"{path}: '{key}' holds samples of shape {list(shape[1:])}; the model's "
                         f"input takes {list(sample_shape)} per sample (dimension 0 is the batch)")
     kinds = "iufb" if dtype.is_floating_point else "iub"
     if x_dtype.kind not in kinds:
-        raise SpecError(f"{path}: 'x' holds {x_dtype}; the model's input is {dtype} "
+        raise SpecError(f"{path}: '{key}' holds {x_dtype}; the model's input is {dtype} "
                         f"({'numbers' if dtype.is_floating_point else 'integers'} expected)")
     keep, y = _keep_labels(path, y_np, samples)
-    return _NpzSamples(path, keep, y, x_head, dtype,
-                       f"npz {path}: {len(y)} samples, {torch.unique(y).numel()} classes")
+    support = _NpzSamples(path, keep, y, x_head, dtype,
+                          f"npz {path}: {len(y)} samples, {torch.unique(y).numel()} classes")
+    support.key = key
+    return support
 
 
 def open_npz(path: Path, chw: tuple[int, int, int], samples: int | None) -> SupportSet:
@@ -122,12 +125,14 @@ class _NpzSupport(SupportSet):
             chunk = np.stack([next(rows) for _ in self.keep[begin : begin + batch_size]])
             yield self._prepare(chunk)
 
+    key = "x"  # the array the samples are read from
+
     def _rows(self) -> Iterator[np.ndarray]:
         """The kept samples of `x`, in order, read from the zip one at a time."""
         row_shape = self.shape[1:]
         row_bytes = math.prod(row_shape) * self.dtype.itemsize
         try:
-            with zipfile.ZipFile(self.path) as archive, archive.open("x.npy") as stream:
+            with zipfile.ZipFile(self.path) as archive, archive.open(f"{self.key}.npy") as stream:
                 _skip_header(stream)
                 if self.fortran:  # stored column-major: one sample is not contiguous
                     whole = _read_exact(stream, row_bytes * self.shape[0], self.path)

@@ -2,7 +2,9 @@
 token ids (issue 17). The image sources (`planner.data`) stay as they were.
 
 * an `.npz` with `x` of shape N×(the model input's per-sample shape) and labels `y`
-  (`npz_support.open_npz_samples`): used as it is, converted to the input's dtype;
+  (`npz_support.open_npz_samples`): used as it is, converted to the input's dtype; a model
+  of several inputs reads one array per input (`sample_keys`) and gets them packed
+  (`PackedSupport`, unpacked by `feeding`);
 * `SyntheticSequences`: per-class patterns for trying the tool without data — Gaussian
   features around a per-class mean for a float input; for integer token ids, ids drawn from
   [0, vocab) where every other position takes a token of the class's own band of the
@@ -14,6 +16,8 @@ first `nn.Embedding` (`infer_vocab`).
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +25,7 @@ import torch
 from torch import nn
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.inputs import InputSpec
+from ttplan.costmodel.inputs import InputSpec, ModelInputs
 
 from .npz_support import open_npz_samples
 from .support import SupportSet, one_thread
@@ -35,8 +39,24 @@ def infer_vocab(model: nn.Module) -> int | None:
     return None
 
 
-def open_sequence_support(source, spec: InputSpec, samples, seed, synthetic, vocab,
+def sample_keys(inputs: ModelInputs) -> list[str]:
+    """The .npz array of each input: `x` for a model of one input; with several, each
+    keyword input's name, `x` for the first positional one, `x1`, `x2`, ... for the others."""
+    if len(inputs.specs) == 1:
+        return ["x"]
+    return [s.name or ("x" if i == 0 else f"x{i}") for i, s in enumerate(inputs.specs)]
+
+
+def open_sequence_support(source, inputs: ModelInputs, samples, seed, synthetic, vocab,
                           default_samples: int, default_classes: int) -> SupportSet:
+    parts = [_open_one(source, spec, key, samples, seed + i, synthetic, vocab, default_samples,
+                       default_classes)
+             for i, (spec, key) in enumerate(zip(inputs.specs, sample_keys(inputs)))]
+    return parts[0] if len(parts) == 1 else PackedSupport(parts)
+
+
+def _open_one(source, spec: InputSpec, key, samples, seed, synthetic, vocab,
+              default_samples: int, default_classes: int) -> SupportSet:
     if synthetic:
         n = samples if samples is not None else default_samples
         return SyntheticSequences(n, min(default_classes, n), spec, seed, vocab)
@@ -47,7 +67,69 @@ def open_sequence_support(source, spec: InputSpec, samples, seed, synthetic, voc
                         f"{'×'.join(map(str, spec.shape[1:]))}) and labels y")
     if path.suffix.lower() != ".npz":
         raise SpecError(f"unsupported support data {path}: expected an .npz with x and y")
-    return open_npz_samples(path, spec.shape[1:], spec.dtype, samples)
+    return open_npz_samples(path, spec.shape[1:], spec.dtype, samples, key)
+
+
+# Integers up to 2**53 (token ids, masks, float32 features) survive float64 exactly.
+_EXACT_FLOAT64 = 2**53
+
+
+class PackedSupport(SupportSet):
+    """Several inputs' samples as ONE float64 tensor per batch, N × (the inputs' per-sample
+    sizes, flattened, side by side), so the probe and `train` index, split and hold out one
+    tensor; `feeding(model, inputs)` unpacks it into the model's arguments."""
+
+    def __init__(self, parts: list[SupportSet]):
+        self.parts = parts
+        self.labels = parts[0].labels
+        if any(not torch.equal(p.labels, self.labels) for p in parts[1:]):
+            raise SpecError("the inputs' samples disagree on the labels")
+        self.description = f"{parts[0].description} (+{len(parts) - 1} more input(s))"
+
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        for chunks in zip(*(p.batches(batch_size) for p in self.parts)):
+            flat = [c.reshape(len(c), -1) for c in chunks]
+            for c in flat:
+                if not c.is_floating_point() and c.numel() and \
+                        int(c.abs().max() if c.dtype != torch.bool else 0) >= _EXACT_FLOAT64:
+                    raise SpecError(f"integer samples beyond 2**53 cannot be packed: {c.dtype}")
+            yield torch.cat([c.to(torch.float64) for c in flat], dim=1)
+
+
+@contextlib.contextmanager
+def feeding(model: nn.Module, inputs: ModelInputs) -> Iterator[nn.Module]:
+    """`model(x)` for the support samples x of `inputs`: a model of one positional input is
+    left alone; otherwise, for the duration, the instance's `forward` takes x (a keyword
+    input's tensor, or a `PackedSupport` batch) and calls the real forward with the inputs'
+    arguments. Module names, parameters and hooks are untouched."""
+    specs = inputs.specs
+    if len(specs) == 1 and specs[0].name is None:
+        yield model
+        return
+    real = model.forward
+    own = "forward" in vars(model)
+    sizes = [math.prod(s.shape[1:]) for s in specs]
+
+    def forward(x):
+        if len(specs) == 1:
+            return real(**{specs[0].name: x})
+        args, kwargs = [], {}
+        for spec, part in zip(specs, torch.split(x, sizes, dim=1)):
+            value = part.reshape((len(x),) + spec.shape[1:]).to(spec.dtype)
+            if spec.name is None:
+                args.append(value)
+            else:
+                kwargs[spec.name] = value
+        return real(*args, **kwargs)
+
+    model.forward = forward
+    try:
+        yield model
+    finally:
+        if own:
+            model.forward = real
+        else:
+            del model.forward
 
 
 class SyntheticSequences(SupportSet):

@@ -71,9 +71,11 @@ PROBE_SAMPLES = 25
 PROBE_SEED = 0
 
 
-def synthetic_fisher(module, input_shape, samples: int = PROBE_SAMPLES, seed: int = PROBE_SEED):
-    """The Fisher probe on synthetic samples (as `ttplan fisher --synthetic`)."""
-    x, y, _ = load_support(None, input_shape, samples, seed, True)
+def synthetic_fisher(module, input_shape, samples: int = PROBE_SAMPLES, seed: int = PROBE_SEED,
+                     vocab: int | None = None):
+    """The Fisher probe on synthetic samples (as `ttplan fisher --synthetic`); `input_shape`
+    may be `costmodel.inputs.ModelInputs` (`vocab`: synthetic token ids' range)."""
+    x, y, _ = load_support(None, input_shape, samples, seed, True, vocab)
     return fisher_information(module, default_candidate_layers(module), x, y, seed=seed)
 
 

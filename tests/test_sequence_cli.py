@@ -51,6 +51,7 @@ def token_data(tmp_path):
     ("sequence_models:keyword_spotter", ["--input-shape", "1,40,100"], "kws_data"),
     ("sequence_models:keyword_spotter", ["--input", "float32[1,40,100]"], "kws_data"),
     ("sequence_models:lstm_classifier", ["--input", "int64[1,16]"], "token_data"),
+    ("sequence_models:tiny_bert", ["--input", "input_ids:int64[1,16]"], "token_data"),
 ])
 def test_profile_fisher_plan_train(tmp_path, request, model, spec, data):
     data = request.getfixturevalue(data)
@@ -158,3 +159,55 @@ def test_fisher_of_a_sample_shape_the_model_does_not_take(kws_data):
                                  "int64[1,16]", "--data", str(kws_data)])
     assert result.exit_code == 2
     assert "holds samples of shape [40, 100]; the model's input takes [16]" in result.stderr
+
+
+def test_layers_and_whatif_take_token_ids():
+    result = run("layers", "sequence_models:tiny_bert", "--input", "input_ids:int64[1,16]",
+                 "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert "\"head\"" in result.stdout
+    result = run("whatif", "sequence_models:keyword_spotter", "--input", "float32[1,40,100]",
+                 "--memory", "20kB:200kB:2", "--compute", "5%:50%:2", "--format", "json")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_model_of_two_inputs_goes_fisher_plan_train(tmp_path, token_data):
+    # One array per input, named after its keyword argument; packed into one tensor for the
+    # probe and the run, unpacked into forward(input_ids=..., attention_mask=...).
+    with np.load(token_data) as loaded:
+        ids, y = loaded["x"], loaded["y"]
+    mask = np.ones(ids.shape, bool)
+    mask[:, 12:] = False
+    data = tmp_path / "two.npz"
+    np.savez(data, input_ids=ids, attention_mask=mask, y=y)
+    specs = ["--input", "input_ids:int64[1,16]", "--input", "attention_mask:bool[1,16]"]
+    fisher, policy = tmp_path / "f.json", tmp_path / "p.json"
+    result = run("fisher", "sequence_models:tiny_bert", *specs, "--data", data, "--out", fisher)
+    assert result.exit_code == 0, result.output
+    assert "(+1 more input(s))" in result.stderr
+    result = run("plan", "sequence_models:tiny_bert", *specs, "--fisher", fisher, "--memory",
+                 "100kB", "--compute", "30%", "--out", policy)
+    assert result.exit_code == 0, result.output
+    result = run("train", "sequence_models:tiny_bert", "--policy", policy, "--data", data,
+                 "--iterations", "1", "--batch-size", "2", "--format", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["measured"]["saved_bytes"] == out["predicted"]["saved_bytes"]
+    result = runner.invoke(app, ["fisher", "sequence_models:tiny_bert", *specs, "--data",
+                                 str(token_data)])
+    assert result.exit_code == 2 and "lacks array(s) input_ids" in result.stderr
+
+
+def test_feeding_restores_the_model():
+    from ttplan.costmodel.inputs import as_inputs
+    from ttplan.planner.sequence_support import feeding
+
+    model = tiny_bert()
+    inputs = as_inputs(["input_ids:int64[1,16]", "attention_mask:bool[1,16]"])
+    packed = torch.cat([torch.zeros(2, SEQ, dtype=torch.float64),
+                        torch.ones(2, SEQ, dtype=torch.float64)], dim=1)
+    with feeding(model, inputs) as fed:
+        out = fed(packed)
+    assert "forward" not in vars(model)
+    expected = model(torch.zeros(2, SEQ, dtype=torch.int64), torch.ones(2, SEQ, dtype=torch.bool))
+    assert torch.equal(out, expected)

@@ -49,7 +49,7 @@ InputShape = Annotated[Optional[str], typer.Option(
     help="N,C,H,W of one input batch (profiling a policy: the policy's)")]
 # Inputs other than one float image (costmodel.inputs); `model_inputs` reads the three.
 InputSpecs = Annotated[Optional[list[str]], typer.Option(
-    "--input", help="one input of the model as [name:]dtype[d0,d1,...] (dim 0 is the batch), "
+    "--input", help="one input of the model as [NAME:]DTYPE[D0,D1,...] (D0 is the batch), "
     "e.g. ids:int64[1,128] or float32[1,40,100]; repeat for several: no name = positional, in "
     "order, name: = keyword argument. Instead of --input-shape")]
 InputsFile = Annotated[Optional[str], typer.Option(

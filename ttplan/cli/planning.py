@@ -15,8 +15,8 @@ from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import zoo_model_named_in_file
 from ttplan.devices.planning import plan_for_device
 from ttplan.planner.api import plan as make_plan
-from ttplan.planner.data import open_support, support_input
-from ttplan.planner.sequence_support import infer_vocab
+from ttplan.planner.data import open_support
+from ttplan.planner.sequence_support import feeding, infer_vocab
 from ttplan.planner.fisher_probe import (DEFAULT_TAIL_FRACTION, default_candidate_layers,
                                          fisher_information)
 from ttplan.planner.jsonio import dumps
@@ -61,15 +61,15 @@ def fisher(
     """Fisher information per output channel (Eq. 2) of the last layers, on your samples."""
 
     inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
-    support_input(inputs)  # one input: what the samples feed, checked before the model loads
     module, name = resolve_model(model, weights=weights, classifier=loss == "ce")
     graph = trace(module, inputs, name)
     support = open_support(data, inputs, samples, seed, synthetic,
                            vocab if vocab is not None else infer_vocab(module))
     names = default_candidate_layers(module, layers)
     show = sys.stderr.isatty() if progress is None else progress
-    result = fisher_information(module, names, support, loss=loss, seed=seed,
-                                batch_size=batch_size, progress=show)
+    with feeding(module, inputs):  # support samples of several inputs come packed
+        result = fisher_information(module, names, support, loss=loss, seed=seed,
+                                    batch_size=batch_size, progress=show)
     text = dumps(result.to_json_dict(name, graph.fingerprint()))  # checked before anything is said
     typer.echo(f"fisher: {len(names)} layers of {name}, {support.description}; "
                f"{result.time_s:.3f} s, peak saved {result.peak_saved_bytes:,} B", err=True)

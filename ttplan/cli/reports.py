@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.inputs import ModelInputs
 from ttplan.costmodel.fileio import write_bytes_atomic
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.specs import parse_bytes, parse_compute, parse_input_shape
@@ -20,6 +21,7 @@ from ttplan.costmodel.zoo import ZOO_MODELS
 from ttplan.devices.planning import device_context
 from ttplan.planner.context import PlanningContext
 from ttplan.planner.policy import check_against_graph, load_policy
+from ttplan.planner.sequence_support import infer_vocab
 from ttplan.reports.figures import format_of
 from ttplan.reports.layers import layer_rows, plot_layers, render_layers
 from ttplan.reports.predict import device_predictor
@@ -30,8 +32,9 @@ from ttplan.reports.table2 import table2 as table2_data
 from ttplan.reports.whatif import (parse_methods, parse_range, plot_heatmaps, plot_pareto,
                                    render_whatif, run_whatif, whatif_data)
 
-from .common import emit, run_safely
+from .common import emit, model_inputs, run_safely
 from .options import (DEFAULT_INPUT_SHAPE, Channels, Convention, Device, FisherProbe,
+                      InputSpecs, InputsFile,
                       InputShape, Iterations, ModelArg, Optimizer, Out, Samples, Solver,
                       WeightsInFlash)
 
@@ -49,6 +52,8 @@ def _fisher_or_probe(fisher: Optional[str], module, name: str, shape):
         return fisher
     stderr_log(f"{name}: no Fisher file given; using the synthetic probe "
                f"({PROBE_SAMPLES} samples, seed {PROBE_SEED})")
+    if isinstance(shape, ModelInputs):
+        return synthetic_fisher(module, shape.with_batch(1), vocab=infer_vocab(module))
     return synthetic_fisher(module, (1,) + tuple(shape)[1:])
 
 
@@ -116,7 +121,9 @@ def whatif(
     solver: Solver = "greedy",
     channels: Channels = "fisher",
     convention: Convention = "paper",
-    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    input_shape: InputShape = None,
+    input_specs: InputSpecs = None,
+    inputs_file: InputsFile = None,
     optimizer: Optimizer = "sgd",
     weights_in_flash: WeightsInFlash = None,
     device: Device = None,
@@ -134,7 +141,7 @@ def whatif(
     fmt = _format(fmt, out, ("table", "csv", "json"), "table")
     methods = parse_methods(method)
     memory_values, compute_values = parse_range(memory, "memory"), parse_range(compute, "compute")
-    shape = parse_input_shape(input_shape)
+    shape = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
     if solver not in ("greedy", "exact"):
         raise SpecError(f"unknown solver {solver!r}: use greedy or exact")
     predictor = _predictor(device, iterations, samples)
@@ -142,7 +149,7 @@ def whatif(
         raise SpecError("the exact solver maximises captured Fisher and needs channels=fisher")
     module, name = resolve_model(model)
     context = PlanningContext(module, fisher=_fisher_or_probe(fisher, module, name, shape),
-                              input_shape=shape, convention=convention, optimizer=optimizer,
+                              inputs=shape, convention=convention, optimizer=optimizer,
                               weights_in_flash=weights_in_flash, channels=channels,
                               model_name=name)
     show = sys.stderr.isatty() if progress is None else progress
@@ -159,17 +166,19 @@ def layers(
     model: ModelArg,
     fisher: FisherProbe = None,
     policy: Optional[str] = typer.Option(None, help="policy JSON: highlight its layers"),
-    input_shape: InputShape = DEFAULT_INPUT_SHAPE,
+    input_shape: InputShape = None,
+    input_specs: InputSpecs = None,
+    inputs_file: InputsFile = None,
     plot: Optional[str] = typer.Option(None, help="Figure-3-style chart (.png/.svg)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="table | csv | json"),
     out: Out = None,
 ):
     """Per candidate layer: memory, backward MACs, Fisher potential and s_i (Figure 3 style)."""
     fmt = _format(fmt, out, ("table", "csv", "json"), "table")
-    shape = parse_input_shape(input_shape)
+    shape = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
     module, name = resolve_model(model)
     context = PlanningContext(module, fisher=_fisher_or_probe(fisher, module, name, shape),
-                              input_shape=shape, model_name=name)
+                              inputs=shape, model_name=name)
     updates = None
     if policy is not None:
         loaded = load_policy(policy)
