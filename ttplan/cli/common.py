@@ -24,10 +24,8 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from ttplan.costmodel.costs import unknown_op_warnings
 from ttplan.costmodel.errors import SpecError, TtplanError
 from ttplan.costmodel.fileio import check_output_target, command_io, write_text_atomic
-from ttplan.costmodel.zoo import command_line_models
 
 # (text, --out path or None for stdout) that `emit` holds until the command body has returned.
 _pending: list[tuple[str, Optional[str]]] = []
@@ -51,6 +49,9 @@ def run_safely(fn):
     def wrapper(*args, **kwargs):
         _pending.clear()
         try:
+            # Imported here, not at the top: `--help` and usage errors never import torch.
+            from ttplan.costmodel.zoo import command_line_models
+
             with warnings.catch_warnings(), command_io(), command_line_models():
                 warnings.simplefilter("ignore")  # torch/fx chatter is not for the user
                 if kwargs.get("out") is not None:
@@ -192,6 +193,8 @@ def check_choice(value: str, choices, what: str) -> str:
 def warn_uncosted(graph, other_warnings=()) -> None:
     """One stderr line per kind of operator of `graph` without a cost rule, with how many
     there are (`costmodel.costs.unknown_op_warnings`); other warnings as they are."""
+    from ttplan.costmodel.costs import unknown_op_warnings
+
     for warning in unknown_op_warnings(graph):
         typer.echo(f"warning: {warning}", err=True)
     for warning in other_warnings:
