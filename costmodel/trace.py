@@ -58,8 +58,8 @@ def trace(model: nn.Module, input_shape, model_name: str = "model", tracer: str 
     try:
         if tracer in ("auto", "fx"):
             try:
-                gm = _symbolic_trace(model, registry)
-                return _FxGraphBuilder(model, gm, model_name, input_shape, registry,
+                graph = _symbolic_trace(model, registry)
+                return _FxGraphBuilder(model, graph, model_name, input_shape, registry,
                                        block_pattern).build(_zero_input(input_shape, model_name))
             except Exception as exc:  # fx raises many types for untraceable Python
                 if tracer == "fx":
@@ -90,9 +90,11 @@ class _LeafTracer(fx.Tracer):
         return self.registry.is_leaf(m) or super().is_leaf_module(m, module_qualified_name)
 
 
-def _symbolic_trace(model: nn.Module, registry: Registry) -> fx.GraphModule:
+def _symbolic_trace(model: nn.Module, registry: Registry) -> fx.Graph:
     """fx's trace, with every optional argument of `forward` fixed to its default (as a call
-    with one input tensor passes them)."""
+    with one input tensor passes them). The graph's targets are paths in `model` itself: it runs
+    on `model`, no `fx.GraphModule` is built (its code generation and compile took a tenth of a
+    profile)."""
     tracer = _LeafTracer(registry)
     params = list(inspect.signature(model.forward).parameters.values())
     defaults = {p.name: p.default for p in params[1:]
@@ -102,8 +104,7 @@ def _symbolic_trace(model: nn.Module, registry: Registry) -> fx.GraphModule:
     if len(required) > 1:
         raise TraceError(f"{type(model).__name__}.forward takes {len(required)} required inputs; "
                          "ttplan costs models with one input tensor")
-    graph = tracer.trace(model, concrete_args=defaults or None)
-    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+    return tracer.trace(model, concrete_args=defaults or None)
 
 
 def _zero_input(input_shape, model_name: str) -> torch.Tensor:
@@ -287,10 +288,10 @@ def module_attrs(module: nn.Module) -> dict:
 
 
 class _FxGraphBuilder(_Builder):
-    def __init__(self, model, gm: fx.GraphModule, model_name, input_shape, registry,
+    def __init__(self, model, graph: fx.Graph, model_name, input_shape, registry,
                  block_pattern=None):
         super().__init__(model, model_name, input_shape, registry, block_pattern)
-        self.gm = gm
+        self.graph = graph
 
     def build(self, x) -> LayerGraph:
         self.x = x
@@ -299,8 +300,8 @@ class _FxGraphBuilder(_Builder):
         self.module_calls: dict[str, int] = {}
         self.outputs: list[str] = []
         # The input, then one placeholder per optional argument fixed to its default.
-        self.placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
-        interp = _RecordingInterpreter(self.gm, self.values, self.record)
+        self.placeholders = [n for n in self.graph.nodes if n.op == "placeholder"]
+        interp = _RecordingInterpreter(self.model, self.graph, self.values, self.record)
         try:
             _run(lambda: interp.run(x, *[_default_of(p) for p in self.placeholders[1:]]),
                  self.model_name, self.input_shape)
@@ -333,7 +334,7 @@ class _FxGraphBuilder(_Builder):
         attrs: dict = {}
         tensors = [values[a] for a in tensor_args]
         if node.op == "call_module":
-            module = self.gm.get_submodule(node.target)
+            module = self.model.get_submodule(node.target)
             kind, op = self.registry.module_kind(module), type(module).__name__
             path = scope = owner = str(node.target)
             count = module_calls.get(path, 0)
@@ -415,13 +416,13 @@ class _RecordingInterpreter(fx.Interpreter):
     and keeps it (for the nodes reading it: shapes, storage aliasing, parameters) only until its
     last reader has run, so intermediates are freed as the model's own forward would free them."""
 
-    def __init__(self, gm, values, record):
-        super().__init__(gm)
+    def __init__(self, model, graph, values, record):
+        super().__init__(model, graph=graph)
         self.values = values
         self.record = record
         self.dies_after: dict[fx.Node, list[fx.Node]] = {}
         last_reader: dict[fx.Node, fx.Node] = {}
-        for node in gm.graph.nodes:
+        for node in graph.nodes:
             last_reader[node] = node  # a value nothing reads dies after its own recording
             for source in node.all_input_nodes:
                 last_reader[source] = node
