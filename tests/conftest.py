@@ -21,7 +21,8 @@ def one_thread():
 # report tests are left to the full suite. A test elsewhere can join with @pytest.mark.quick.
 QUICK_MODULES = {"test_specs.py", "test_macs.py", "test_trace.py", "test_memory_paper.py",
                  "test_registry.py", "test_policy.py", "test_fisher.py", "test_layers.py",
-                 "test_zoo.py", "test_api_boundary.py", "test_crosscheck.py", "test_apply.py"}
+                 "test_zoo.py", "test_api_boundary.py", "test_crosscheck.py", "test_apply.py",
+                 "test_reparam_models.py"}
 
 
 def pytest_collection_modifyitems(config, items):

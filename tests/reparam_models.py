@@ -2,7 +2,7 @@
 RepVGG: every block sums several conv-BN branches (k×k convs, a 1×1 "scale" conv, a
 BatchNorm-only identity) before its activation, which at inference would be folded into one
 conv. Many small operators per block, so it is the hard case for a profiler's per-operator cost
-(benchmarks/profile_speed.py; tests/test_profile_speed_models.py checks its counts).
+(benchmarks/profile_speed.py; tests/test_reparam_models.py checks its counts).
 """
 
 from __future__ import annotations
