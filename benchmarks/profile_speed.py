@@ -1,9 +1,9 @@
 """How fast is `ttplan`'s profile, against fvcore and as networks grow?  (A script, not a test.)
 
     python benchmarks/profile_speed.py [--repeats 5] [--threads 1] [--max-layers 10000]
-                                       [--skip-after 2.0]
+                                       [--skip-after 2.0] [--tables zoo,scaling,step]
 
-Prints two tables, all measured in this run with time.perf_counter:
+Prints three tables (--tables picks), all measured in this run:
 
 1. Zoo models at 1x3x128x128: the median time of `profile(model, update="all")` (trace +
    evaluate) under each convention, against the median time of fvcore's
@@ -14,6 +14,13 @@ Prints two tables, all measured in this run with time.perf_counter:
    models are): trace time, evaluate time per convention, and total time per layer. Constant
    time per layer means linear growth. A size is skipped when the size before it (10x fewer
    layers) already took more than --skip-after seconds.
+3. Profile against one training step (CPU time, time.process_time): on the ten architectures
+   of tests/library_models.py (`BENCHMARK_SIZES`, as benchmarks/profile_vs_fvcore.py) and on
+   the MobileOne/RepVGG-style net of tests/reparam_models.py: the median of `--repeats`
+   `profile(model, shape, update="all", convention="pytorch")` against the median of as many
+   plain forward+backward passes (train mode, every parameter trainable, `.sum().backward()`),
+   interleaved, their ratio (the target is <= 2), and the first profile of the model in this
+   process (the first model also pays the process's first-call costs).
 
 Threads: torch runs on one thread by default. The forward pass inside each tracer is tiny, and
 on a shared, loaded machine OpenMP's thread barriers can make a 1x8x8x8 conv take milliseconds
@@ -26,8 +33,10 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 from common import median_time, print_header
@@ -129,6 +138,50 @@ def scaling_table(sizes, repeats: int, skip_after: float) -> None:
     print()
 
 
+def step_table(repeats: int) -> None:
+    # The checkout's tests/ hold the models; appended after ttplan is imported, so the
+    # checkout's ttplan/ folder cannot shadow the installed package.
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
+    from tests.library_models import BENCHMARK_SIZES
+    from tests.reparam_models import RepNet
+
+    models = {**BENCHMARK_SIZES, "repnet (MobileOne-S0-like)": (RepNet, (1, 3, 128, 128))}
+    print(f"profile(update='all', convention='pytorch') against one forward+backward, CPU ms, "
+          f"median of {repeats} interleaved")
+    header = f"{'model':<28}{'input':>12}{'ops':>6}{'first':>9}{'profile':>9}{'fwd+bwd':>9}{'ratio':>7}"
+    print_header(header)
+    ratios = []
+    for name, (factory, shape) in models.items():
+        torch.manual_seed(0)
+        model = factory()
+        x = torch.randn(shape)
+        start = time.process_time()
+        ops = len(profile(model, shape, update="all", convention="pytorch").graph.order)
+        first = time.process_time() - start
+        ours, step = [], []
+        for _ in range(repeats):
+            step.append(_cpu(lambda: _forward_backward(model, x)))
+            ours.append(_cpu(lambda: profile(model, shape, update="all", convention="pytorch")))
+        ratio = statistics.median(ours) / statistics.median(step)
+        ratios.append(ratio)
+        print(f"{name:<28}{'x'.join(map(str, shape)):>12}{ops:>6}{first * 1e3:>9.1f}"
+              f"{statistics.median(ours) * 1e3:>9.1f}{statistics.median(step) * 1e3:>9.1f}"
+              f"{ratio:>7.2f}", flush=True)
+    print(f"\nprofile / step: median {statistics.median(ratios):.2f}, max {max(ratios):.2f}\n")
+
+
+def _forward_backward(model: nn.Module, x: torch.Tensor) -> None:
+    model.train()
+    model.zero_grad(set_to_none=True)
+    model(x).sum().backward()
+
+
+def _cpu(fn) -> float:
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -136,14 +189,21 @@ def main() -> None:
     parser.add_argument("--max-layers", type=int, default=10_000)
     parser.add_argument("--skip-after", type=float, default=2.0,
                         help="skip a network size when the previous size took longer (s)")
+    parser.add_argument("--tables", default="zoo,scaling,step",
+                        help="which tables, comma-separated: zoo, scaling, step")
     args = parser.parse_args()
+    tables = args.tables.split(",")
     torch.set_num_threads(args.threads)
     logging.getLogger("fvcore").setLevel(logging.CRITICAL)
     warnings.simplefilter("ignore")  # fvcore's jit trace warnings say nothing about speed
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)\n")
-    zoo_table(args.repeats)
-    scaling_table([n for n in (100, 1_000, 10_000) if n <= args.max_layers], 3,
-                  args.skip_after)
+    if "step" in tables:  # first: its first-call column is a first call in the process
+        step_table(args.repeats)
+    if "zoo" in tables:
+        zoo_table(args.repeats)
+    if "scaling" in tables:
+        scaling_table([n for n in (100, 1_000, 10_000) if n <= args.max_layers], 3,
+                      args.skip_after)
 
 
 if __name__ == "__main__":

@@ -131,12 +131,19 @@ def matmul_operand_copies(a: torch.Tensor, b: torch.Tensor) -> list[int]:
     if b.dim() <= 2:
         folded = [a.reshape(-1, a.shape[-1]), b]
     else:
-        batch = torch.broadcast_shapes(a.shape[:-2] if a.dim() > 2 else (),
-                                       b.shape[:-2])
+        batch = _broadcast_shape(a.shape[:-2] if a.dim() > 2 else (), b.shape[:-2])
         folded = [t.expand(batch + t.shape[-2:]).reshape(-1, *t.shape[-2:])
                   if t.dim() >= 2 else t for t in (a, b)]
     return [0 if f.untyped_storage().data_ptr() == t.untyped_storage().data_ptr()
             else f.numel() * f.element_size() for f, t in zip(folded, (a, b))]
+
+
+def _broadcast_shape(x, y) -> torch.Size:
+    """The broadcast of two shapes that broadcast (matmul just ran on them). Not
+    `torch.broadcast_shapes`: its first call imports sympy, about 0.3 s of CPU."""
+    n = max(len(x), len(y))
+    x, y = (1,) * (n - len(x)) + tuple(x), (1,) * (n - len(y)) + tuple(y)
+    return torch.Size(b if a == 1 else a for a, b in zip(x, y))
 
 
 def einsum_index_sizes(equation: str, operands) -> dict[str, int]:

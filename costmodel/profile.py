@@ -9,8 +9,8 @@ warnings. Per-layer numbers are for the whole batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch.nn as nn
 
 from .config import LayerUpdate, TrainConfig, resolve_updates, validate_updates
@@ -22,6 +22,9 @@ from .options import CostOptions
 from .specs import DEFAULT_INPUT_SHAPE, UpdateSpec, parse_update
 from .trace import trace
 from .zoo import load_model
+
+if TYPE_CHECKING:  # pandas is imported by `table` only: a profile does not need it
+    import pandas as pd
 
 LAYER_FIELDS = ("name", "kind", "op", "block", "output_shape", "params", "trainable",
                 "trainable_params", "forward_macs", "backward_input_macs",
@@ -45,6 +48,8 @@ class Profile:
     @property
     def table(self) -> pd.DataFrame:
         """The cost table: one row per operator, units in the column names."""
+        import pandas as pd
+
         return pd.DataFrame(self.evaluation.rows, columns=list(LAYER_FIELDS))
 
     @property

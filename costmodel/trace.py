@@ -20,8 +20,12 @@ layer norm after a permute), and strides decide views, copies and so the pytorch
 
 from __future__ import annotations
 
+import dis
+import functools
 import inspect
+import sys
 import weakref
+from bisect import bisect_left
 
 import torch
 import torch.fx as fx
@@ -65,8 +69,8 @@ def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer:
         arguments, defaults, given = _bind_inputs(model, inputs, model_name)
         if tracer in ("auto", "fx"):
             try:
-                gm = _symbolic_trace(model, registry, defaults)
-                return _FxGraphBuilder(model, gm, model_name, inputs, registry,
+                graph = _symbolic_trace(model, registry, defaults)
+                return _FxGraphBuilder(model, graph, model_name, inputs, registry,
                                        block_pattern).build(arguments, given)
             except Exception as exc:  # fx raises many types for untraceable Python
                 if tracer == "fx":
@@ -120,6 +124,9 @@ class _LeafTracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return self.registry.is_leaf(m) or super().is_leaf_module(m, module_qualified_name)
 
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _Proxy(node, self)
+
 
 def _bind_inputs(model: nn.Module, inputs: ModelInputs, model_name: str):
     """({forward's argument: value} of the inputs and the defaults, the defaults of those
@@ -147,12 +154,46 @@ def _bind_inputs(model: nn.Module, inputs: ModelInputs, model_name: str):
     return {**defaults, **given}, defaults, (args, kwargs)
 
 
-def _symbolic_trace(model: nn.Module, registry: Registry, defaults: dict) -> fx.GraphModule:
+class _Proxy(fx.Proxy):
+    """fx's Proxy; unpacking (`q, k, v = x.unbind(0)`) reads the calling instruction from a
+    disassembly cached per function, where fx disassembles the whole function at every
+    unpacking (a sixth of tracing a ViT). Otherwise as fx: the tracer's `iter`."""
+
+    def __iter__(self):
+        caller = inspect.currentframe().f_back
+        instruction = _instruction_at(caller.f_code, caller.f_lasti)
+        if instruction.opname == "UNPACK_SEQUENCE":
+            return (self[i] for i in range(instruction.argval))
+        return self.tracer.iter(self)
+
+    def __getattr__(self, k: str) -> fx.Proxy:
+        return _Attribute(self, k)  # `B, N, C = x.shape` unpacks an attribute
+
+
+class _Attribute(fx.proxy.Attribute):
+    __iter__ = _Proxy.__iter__
+    __getattr__ = _Proxy.__getattr__
+
+
+@functools.lru_cache(maxsize=512)
+def _instructions(code) -> tuple[list, list[int]]:
+    instructions = list(dis.get_instructions(code))
+    return instructions, [i.offset for i in instructions]
+
+
+def _instruction_at(code, lasti: int):
+    instructions, offsets = _instructions(code)
+    if sys.version_info >= (3, 11):
+        return instructions[bisect_left(offsets, lasti)]
+    return instructions[lasti // 2]
+
+
+def _symbolic_trace(model: nn.Module, registry: Registry, defaults: dict) -> fx.Graph:
     """fx's trace, with every argument of `forward` the inputs do not give fixed to its
-    default."""
+    default. The graph's targets are paths in `model` itself: it runs on `model`, no
+    `fx.GraphModule` is built (its code generation and compile took a tenth of a profile)."""
     tracer = _LeafTracer(registry)
-    graph = tracer.trace(model, concrete_args=defaults or None)
-    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+    return tracer.trace(model, concrete_args=defaults or None)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -432,10 +473,10 @@ def module_attrs(module: nn.Module) -> dict:
 
 
 class _FxGraphBuilder(_Builder):
-    def __init__(self, model, gm: fx.GraphModule, model_name, inputs, registry,
+    def __init__(self, model, graph: fx.Graph, model_name, inputs, registry,
                  block_pattern=None):
         super().__init__(model, model_name, inputs, registry, block_pattern)
-        self.gm = gm
+        self.graph = graph
 
     def build(self, arguments: dict, given) -> LayerGraph:
         """`arguments`: {forward's argument name: value} (defaults, then inputs); `given`:
@@ -446,14 +487,14 @@ class _FxGraphBuilder(_Builder):
         self.module_calls: dict[str, int] = {}
         self.outputs: list[str] = []
         # One placeholder per argument of forward: the inputs, and those fixed to defaults.
-        self.placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
+        self.placeholders = [n for n in self.graph.nodes if n.op == "placeholder"]
         values = [arguments.get(str(p.target).lstrip("*"), _default_of(p))
                   for p in self.placeholders]
         # placeholder -> the input tensor it receives (defaults that are tensors are constants)
         self.input_args = {p: v for p, v in zip(self.placeholders, values)
                            if isinstance(v, torch.Tensor)
                            and any(v is t for t in _flat(self.given))}
-        interp = _RecordingInterpreter(self.gm, self.values, self.record)
+        interp = _RecordingInterpreter(self.model, self.graph, self.values, self.record)
         try:
             _run(lambda: interp.run(*values), self.model_name, self.inputs)
         except _RecordingFailed as failed:  # ttplan's own error, not the model's
@@ -483,7 +524,7 @@ class _FxGraphBuilder(_Builder):
         attrs: dict = {}
         tensors = [values[a] for a in tensor_args]
         if node.op == "call_module":
-            module = self.gm.get_submodule(node.target)
+            module = self.model.get_submodule(node.target)
             kind, op = self.registry.module_kind(module), type(module).__name__
             path = scope = owner = str(node.target)
             count = module_calls.get(path, 0)
@@ -591,13 +632,13 @@ class _RecordingInterpreter(fx.Interpreter):
     and keeps it (for the nodes reading it: shapes, storage aliasing, parameters) only until its
     last reader has run, so intermediates are freed as the model's own forward would free them."""
 
-    def __init__(self, gm, values, record):
-        super().__init__(gm)
+    def __init__(self, model, graph, values, record):
+        super().__init__(model, graph=graph)
         self.values = values
         self.record = record
         self.dies_after: dict[fx.Node, list[fx.Node]] = {}
         last_reader: dict[fx.Node, fx.Node] = {}
-        for node in gm.graph.nodes:
+        for node in graph.nodes:
             last_reader[node] = node  # a value nothing reads dies after its own recording
             for source in node.all_input_nodes:
                 last_reader[source] = node

@@ -35,8 +35,7 @@ from .model import PHASES, Run, linear_time_limit, runtime_peak
 from .profiles import DeviceProfile, resolve_device
 from .stepcost import StepCost, policy_step_cost, step_cost
 
-DEFAULT_ITERATIONS = 40  # the paper's workload (§3.2): 40 passes over 25 support samples
-DEFAULT_SAMPLES = 25
+from .workload import DEFAULT_ITERATIONS, DEFAULT_SAMPLES  # noqa: F401 (re-exported)
 
 
 @dataclass

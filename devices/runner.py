@@ -76,8 +76,8 @@ from .layertable import busy_warning, machine_load
 from .planning import DeviceContext, device_context, layer_run, no_calibration, prediction
 from .sparse import install_sparse_layers
 from .stepcost import policy_fingerprint, step_cost
+from .workload import DEFAULT_ITERATIONS  # noqa: F401 (the paper's runs, §3.2; re-exported)
 
-DEFAULT_ITERATIONS = 40  # the paper's runs (§3.2)
 DEFAULT_HOLDOUT = 0.2
 DEFAULT_LR = 0.01
 OPTIMIZERS = ("sgd", "momentum", "adam")

@@ -60,9 +60,7 @@ from ttplan.costmodel.errors import SpecError, TraceError
 from .support import SupportSet, TensorSupport, one_thread
 from .fisher_file import FisherResult, check_values, weights_digest
 from .fisher_losses import LossFn, model_device, resolve_loss
-
-# Appendix F.1: inspecting the last 30-44% of the layers suffices for SOTA accuracy.
-DEFAULT_TAIL_FRACTION = 0.44
+from .probe_defaults import DEFAULT_TAIL_FRACTION
 
 
 def default_candidate_layers(model: nn.Module, tail_fraction: float = DEFAULT_TAIL_FRACTION) -> list[str]:

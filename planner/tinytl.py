@@ -93,6 +93,9 @@ def add_lite_residuals(model: nn.Module, input_shape=DEFAULT_INPUT_SHAPE) -> nn.
     The copy cannot be pickled whole (its block classes are made here); save its state_dict."""
     model = copy.deepcopy(model)
     name = getattr(model, "ttplan_name", type(model).__name__)
+    # Where a residual goes depends on the blocks and on one sample's shapes, not on the batch:
+    # found on a batch of one (at batch 100 these three forward passes were most of a plan).
+    input_shape = (1,) + tuple(input_shape)[1:]
     graph = trace(model, input_shape, name)
     blocks = list(mac_blocks(graph))
     if not getattr(graph, "declared_blocks", None):

@@ -13,3 +13,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# The edit-test loop, `python -m pytest -m quick`: the modules that check the cost model's
+# numbers (MACs, memory, rules, trace, cross-checks), specs, policies, the Fisher probe and the
+# layer order, in-process and on small models. Whole-command, subprocess, device-loop and
+# report tests are left to the full suite. A test elsewhere can join with @pytest.mark.quick.
+QUICK_MODULES = {"test_specs.py", "test_macs.py", "test_trace.py", "test_memory_paper.py",
+                 "test_registry.py", "test_policy.py", "test_fisher.py", "test_layers.py",
+                 "test_zoo.py", "test_api_boundary.py", "test_crosscheck.py", "test_apply.py",
+                 "test_reparam_models.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in QUICK_MODULES:
+            item.add_marker(pytest.mark.quick)

@@ -22,8 +22,24 @@ from tests.varied_models import VARIED_MODELS
 UPDATES = ["all", "bias-only", "last-layers:1", "last-layers:3", "last-blocks:2", "none"]
 
 
-def predicted_and_measured(model, input_shape, update):
-    graph = trace(model, input_shape, "m")
+@pytest.fixture(scope="module")
+def traced():
+    """get(key, build, shape) -> (model, graph), built and traced once per key and shape for
+    every update tested on it: a graph is never changed after tracing, and each test sets
+    every parameter's requires_grad and the train mode itself (BatchNorm's running statistics,
+    which a measurement updates, change no byte count)."""
+    cache = {}
+
+    def get(key, build, shape):
+        if (key, shape) not in cache:
+            model = build()
+            cache[key, shape] = (model, trace(model, shape, str(key)))
+        return cache[key, shape]
+    return get
+
+
+def predicted_and_measured(model, input_shape, update, graph=None):
+    graph = graph if graph is not None else trace(model, input_shape, "m")
     config = TrainConfig(resolve_updates(parse_update(update), graph), CostOptions("pytorch"))
     predicted = evaluate(graph, config).memory.saved_activation_bytes
     flags = parameter_requires_grad(graph, config)
@@ -41,8 +57,10 @@ def assert_close(predicted, measured):
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("update", ["all", "last-blocks:3", "last-layers:5", "bias-only"])
 @pytest.mark.parametrize("name", ZOO_MODELS)
-def test_zoo_models_match_saved_tensors_hooks(name, update, batch):
-    predicted, measured = predicted_and_measured(build_zoo_model(name), (batch, 3, 64, 64), update)
+def test_zoo_models_match_saved_tensors_hooks(name, update, batch, traced):
+    shape = (batch, 3, 64, 64)
+    model, graph = traced(name, lambda: build_zoo_model(name), shape)
+    predicted, measured = predicted_and_measured(model, shape, update, graph)
     assert measured > 0
     assert_close(predicted, measured)
 
@@ -50,16 +68,15 @@ def test_zoo_models_match_saved_tensors_hooks(name, update, batch):
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("update", UPDATES)
 @pytest.mark.parametrize("case", sorted(VARIED_MODELS))
-def test_varied_models_match_saved_tensors_hooks(case, update, batch):
+def test_varied_models_match_saved_tensors_hooks(case, update, batch, traced):
     spec = VARIED_MODELS[case]
     shape = (batch,) + tuple(spec.input_shape[1:])
-    model = spec()
-    graph = trace(model, shape, case)
+    model, graph = traced(case, spec, shape)
     available = {"last-layers": len(graph.mac_layers()), "last-blocks": len(mac_blocks(graph))}
     kind, _, k = update.partition(":")
     if k and int(k) > available[kind]:
         pytest.skip(f"{case} has only {available[kind]} {kind.split('-')[1]}")
-    predicted, measured = predicted_and_measured(model, shape, update)
+    predicted, measured = predicted_and_measured(model, shape, update, graph)
     assert_close(predicted, measured)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import gc
 import os
 import sys
 import warnings
@@ -24,12 +25,8 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from ttplan.costmodel.costs import unknown_op_warnings
-from ttplan.costmodel.inputs import ModelInputs, as_inputs, from_shape
-from ttplan.costmodel.specs import parse_input_shape
 from ttplan.costmodel.errors import SpecError, TtplanError
 from ttplan.costmodel.fileio import check_output_target, command_io, write_text_atomic
-from ttplan.costmodel.zoo import command_line_models
 
 # (text, --out path or None for stdout) that `emit` holds until the command body has returned.
 _pending: list[tuple[str, Optional[str]]] = []
@@ -53,6 +50,14 @@ def run_safely(fn):
     def wrapper(*args, **kwargs):
         _pending.clear()
         try:
+            # Imported here, not at the top: `--help` and usage errors never import torch.
+            from ttplan.costmodel.zoo import command_line_models
+
+            # torch's import-time objects live as long as the process: moved out of the
+            # collector's reach (once), the first full collection does not walk them (~0.1 s
+            # of CPU).
+            if not gc.get_freeze_count():
+                gc.freeze()
             with warnings.catch_warnings(), command_io(), command_line_models():
                 warnings.simplefilter("ignore")  # torch/fx chatter is not for the user
                 if kwargs.get("out") is not None:
@@ -74,9 +79,13 @@ def run_safely(fn):
 
 
 def model_inputs(input_shape: Optional[str], specs: Optional[list[str]],
-                 inputs_file: Optional[str], default: Optional[str] = None) -> Optional[ModelInputs]:
-    """What the model is called with, from --input-shape, --input (repeatable) or --inputs
-    (at most one of them); `default` (a shape) when none is given, else None."""
+                 inputs_file: Optional[str], default: Optional[str] = None):
+    """What the model is called with (a `costmodel.inputs.ModelInputs`), from --input-shape,
+    --input (repeatable) or --inputs (at most one of them); `default` (a shape) when none is
+    given, else None."""
+    from ttplan.costmodel.inputs import as_inputs, from_shape  # imports torch
+    from ttplan.costmodel.specs import parse_input_shape
+
     given = [flag for flag, value in (("--input-shape", input_shape), ("--input", specs),
                                       ("--inputs", inputs_file)) if value]
     if len(given) > 1:
@@ -212,6 +221,8 @@ def check_choice(value: str, choices, what: str) -> str:
 def warn_uncosted(graph, other_warnings=()) -> None:
     """One stderr line per kind of operator of `graph` without a cost rule, with how many
     there are (`costmodel.costs.unknown_op_warnings`); other warnings as they are."""
+    from ttplan.costmodel.costs import unknown_op_warnings
+
     for warning in unknown_op_warnings(graph):
         typer.echo(f"warning: {warning}", err=True)
     for warning in other_warnings:

@@ -6,16 +6,12 @@ from typing import Optional
 
 import typer
 
+# Only modules that import neither torch nor pandas at the top: the rest is imported inside
+# the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.options import CostOptions
-from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.specs import parse_compute, parse_input_shape
-from ttplan.costmodel.trace import trace
-from ttplan.devices.planning import device_context
-from ttplan.reports.compare import COMPARE_FIELDS, DEVICE_FIELDS, METHODS, compare_methods
 from ttplan.reports.render import FORMATS, render, render_rows
-from ttplan.planner.profiling import profile as profile_model
-from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
 
 from .common import emit, model_inputs, run_safely, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, BatchSize, Blocks, Classifier,
@@ -51,6 +47,8 @@ def profile(
 ):
     """Per-layer parameters, forward/backward MACs and the memory of training a model (all of
     it by default; --update picks what is trained)."""
+    from ttplan.planner.profiling import profile as profile_model
+
     if fmt not in FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use {', '.join(FORMATS)}")
     shape = parse_input_shape(input_shape) if input_shape is not None else None
@@ -87,6 +85,9 @@ def sweep(
 ):
     """What-if sweep: saved activations, peak memory and backward MACs of training the last K
     blocks or layers (the shape of the paper's Table 7)."""
+    from ttplan.costmodel.profile import resolve_model
+    from ttplan.costmodel.trace import trace
+    from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
 
     if convention not in ("paper", "pytorch", "both"):
         raise SpecError(f"unknown convention {convention!r}: use paper, pytorch or both")
@@ -125,6 +126,8 @@ def compare(
     out: Out = None,
 ):
     """Table-2-style comparison of every method's memory and backward MACs on one model."""
+    from ttplan.devices.planning import device_context
+    from ttplan.reports.compare import COMPARE_FIELDS, DEVICE_FIELDS, METHODS, compare_methods
 
     if fmt not in ("table", "json", "csv"):
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")

@@ -6,13 +6,11 @@ from typing import List, Optional
 
 import typer
 
+# Only modules that import neither torch nor pandas at the top: the rest is imported inside
+# the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.costmodel.errors import SpecError
-from ttplan.devices.calibrate import BUILTIN, calibration_text, load_calibration
-from ttplan.devices.calibrate import calibrate as fit_calibration
-from ttplan.devices.logs import load_device_logs
-from ttplan.devices.planning import DEFAULT_ITERATIONS, DEFAULT_SAMPLES, predict_training
 from ttplan.devices.profiles import builtin_profiles, detect_host, resolve_device
-from ttplan.devices.validate import ROW_FIELDS, plot_validation, validate as validate_log
+from ttplan.devices.workload import DEFAULT_ITERATIONS, DEFAULT_SAMPLES
 from ttplan.planner.jsonio import dumps
 from ttplan.reports.render import render_rows
 
@@ -39,6 +37,8 @@ def devices(
     out: Out = None,
 ):
     """Built-in device profiles (RAM, flash, cores, clock, with sources) and the detected host."""
+    from ttplan.devices.calibrate import BUILTIN
+
     _check_format(fmt)
     profiles = [*builtin_profiles().values(), detect_host(), *(resolve_device(d) for d in device)]
     rows = [{**p.to_dict(), "calibration": "built-in" if p.name in BUILTIN else None}
@@ -68,6 +68,10 @@ def calibrate(
 ):
     """Fit the device's time/energy model to its runs in LOG and/or its layer tables; write
     the calibration JSON."""
+    from ttplan.devices.calibrate import calibrate as fit_calibration
+    from ttplan.devices.calibrate import calibration_text
+    from ttplan.devices.logs import load_device_logs
+
     _check_format(fmt)
     if log is None and not layer_table:
         raise SpecError("give a LOG of runs, --layer-table files, or both")
@@ -158,6 +162,8 @@ def predict(
     out: Out = None,
 ):
     """Predicted time per phase, energy and fit in RAM of training on a device."""
+    from ttplan.devices.planning import predict_training
+
     _check_format(fmt)
     inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
     result = predict_training(model, update, device, calibration=calibration,
@@ -203,6 +209,10 @@ def validate(
     out: Out = None,
 ):
     """Predicted against measured for every run; leave-one-out median and max |error|."""
+    from ttplan.devices.calibrate import load_calibration
+    from ttplan.devices.logs import load_device_logs
+    from ttplan.devices.validate import ROW_FIELDS, plot_validation, validate as validate_log
+
     _check_format(fmt)
     frame = load_device_logs(log)
     names = set(frame["device"])

@@ -9,12 +9,11 @@ from typing import Optional
 
 import typer
 
+# Only modules that import neither torch nor pandas at the top: the rest is imported inside
+# the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.specs import parse_input_shape, parse_int
-from ttplan.devices.grid import measure as measure_grid
-from ttplan.devices.grid import parse_duration
-from ttplan.devices.logs import LOG_COLUMNS, append_log_row
-from ttplan.devices.runner import DEFAULT_ITERATIONS, train as train_model
+from ttplan.devices.workload import DEFAULT_ITERATIONS
 from ttplan.reports.render import render_rows
 
 from .common import emit, model_inputs, run_safely
@@ -72,6 +71,9 @@ def train(
         None, help="progress bars on stderr (default: when it is a terminal)"),
 ):
     """Fine-tune on the support samples following a policy, measured beside its prediction."""
+    from ttplan.devices.logs import LOG_COLUMNS, append_log_row
+    from ttplan.devices.runner import train as train_model
+
     if fmt not in TRAIN_FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
     show = sys.stderr.isatty() if progress is None else progress
@@ -125,6 +127,10 @@ def measure(
     out: Out = None,
 ):
     """Calibration runs: a fixed grid of updates and batch sizes within a time limit."""
+    from ttplan.devices.grid import measure as measure_grid
+    from ttplan.devices.grid import parse_duration
+    from ttplan.devices.logs import LOG_COLUMNS
+
     if fmt not in TRAIN_FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
     if layer_table:

@@ -8,20 +8,12 @@ from typing import Optional
 
 import typer
 
+# Only modules that import neither torch nor pandas at the top: the rest is imported inside
+# the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.specs import parse_compute
-from ttplan.costmodel.trace import trace
-from ttplan.costmodel.zoo import zoo_model_named_in_file
-from ttplan.devices.planning import plan_for_device
-from ttplan.planner.api import plan as make_plan
-from ttplan.planner.data import open_support
-from ttplan.planner.sequence_support import feeding, infer_vocab
-from ttplan.planner.fisher_probe import (DEFAULT_TAIL_FRACTION, default_candidate_layers,
-                                         fisher_information)
 from ttplan.planner.jsonio import dumps
-from ttplan.planner.policy import load_policy
-from ttplan.planner.sparseupdate import export_sparseupdate
+from ttplan.planner.probe_defaults import DEFAULT_TAIL_FRACTION
 
 from .common import emit, model_inputs, run_safely, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Classifier, Convention,
@@ -59,6 +51,11 @@ def fisher(
         None, help="progress bar over samples on stderr (default: when it is a terminal)"),
 ):
     """Fisher information per output channel (Eq. 2) of the last layers, on your samples."""
+    from ttplan.costmodel.profile import resolve_model
+    from ttplan.costmodel.trace import trace
+    from ttplan.planner.data import open_support
+    from ttplan.planner.fisher_probe import default_candidate_layers, fisher_information
+    from ttplan.planner.sequence_support import feeding, infer_vocab
 
     inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
     module, name = resolve_model(model, weights=weights, classifier=loss == "ce")
@@ -108,6 +105,9 @@ def plan(
     fmt: str = typer.Option("table", "--format", help="table | json (on stdout)"),
 ):
     """Choose the layers and channels to train within memory and compute budgets."""
+    from ttplan.costmodel.profile import resolve_model
+    from ttplan.devices.planning import plan_for_device
+    from ttplan.planner.api import plan as make_plan
 
     if fmt not in ("table", "json"):
         raise SpecError(f"unknown --format {fmt!r}: use table or json")
@@ -145,6 +145,11 @@ def export(
 ):
     """Convert a policy to SparseUpdate's backward_config (n_bias_update,
     manual_weight_idx, weight_update_ratio)."""
+    from ttplan.costmodel.profile import resolve_model
+    from ttplan.costmodel.trace import trace
+    from ttplan.costmodel.zoo import zoo_model_named_in_file
+    from ttplan.planner.policy import load_policy
+    from ttplan.planner.sparseupdate import export_sparseupdate
 
     if fmt != "sparseupdate":
         raise SpecError(f"unknown --format {fmt!r}: use sparseupdate")

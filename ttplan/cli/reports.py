@@ -12,25 +12,11 @@ from typing import List, Optional
 
 import typer
 
+# Only modules that import neither torch nor pandas at the top: the rest is imported inside
+# the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.inputs import ModelInputs
 from ttplan.costmodel.fileio import write_bytes_atomic
-from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.specs import parse_bytes, parse_compute, parse_input_shape
-from ttplan.costmodel.zoo import ZOO_MODELS
-from ttplan.devices.planning import device_context
-from ttplan.planner.context import PlanningContext
-from ttplan.planner.policy import check_against_graph, load_policy
-from ttplan.planner.sequence_support import infer_vocab
-from ttplan.reports.figures import format_of
-from ttplan.reports.layers import layer_rows, plot_layers, render_layers
-from ttplan.reports.predict import device_predictor
-from ttplan.reports.report import build_report, render_html, write_markdown
-from ttplan.reports.table2 import (PROBE_SAMPLES, PROBE_SEED, plot_table2, render_table2,
-                                   stderr_log, synthetic_fisher)
-from ttplan.reports.table2 import table2 as table2_data
-from ttplan.reports.whatif import (parse_methods, parse_range, plot_heatmaps, plot_pareto,
-                                   render_whatif, run_whatif, whatif_data)
 
 from .common import emit, model_inputs, run_safely
 from .options import (DEFAULT_INPUT_SHAPE, Channels, Convention, Device, FisherProbe,
@@ -42,12 +28,18 @@ FisherFile = Optional[str]
 
 
 def _write_figure(path: Optional[str], draw) -> None:
+    from ttplan.reports.figures import format_of
+
     if path:
         write_bytes_atomic(path, draw(format_of(path)))
         typer.echo(f"wrote {path}", err=True)
 
 
 def _fisher_or_probe(fisher: Optional[str], module, name: str, shape):
+    from ttplan.costmodel.inputs import ModelInputs
+    from ttplan.planner.sequence_support import infer_vocab
+    from ttplan.reports.table2 import PROBE_SAMPLES, PROBE_SEED, stderr_log, synthetic_fisher
+
     if fisher is not None:
         return fisher
     stderr_log(f"{name}: no Fisher file given; using the synthetic probe "
@@ -59,6 +51,9 @@ def _fisher_or_probe(fisher: Optional[str], module, name: str, shape):
 
 def _predictor(device: Optional[str], iterations: int, samples: int):
     """The device predictor, checked before any work (an unknown device is a one-line error)."""
+    from ttplan.devices.planning import device_context
+    from ttplan.reports.predict import device_predictor
+
     if device is None:
         return None
     return device_predictor(device_context(device, iterations=iterations, samples=samples))
@@ -91,6 +86,10 @@ def table2(
 ):
     """The paper's Table 2 setting: every method's memory and backward MACs, with the
     paper's printed figures beside ttplan's for the zoo models."""
+    from ttplan.costmodel.zoo import ZOO_MODELS
+    from ttplan.reports.table2 import plot_table2, render_table2, stderr_log
+    from ttplan.reports.table2 import table2 as table2_data
+
     models = list(models or ZOO_MODELS)
     fmt = _format(fmt, out, ("table", "md", "csv", "json", "latex"), "table")
     if fisher is not None and len(models) != 1:
@@ -138,6 +137,11 @@ def whatif(
     progress: Optional[bool] = typer.Option(None, help="progress bar (default: on a terminal)"),
 ):
     """Plan every cell of a memory x compute grid: what each budget buys."""
+    from ttplan.costmodel.profile import resolve_model
+    from ttplan.planner.context import PlanningContext
+    from ttplan.reports.whatif import (parse_methods, parse_range, plot_heatmaps, plot_pareto,
+                                       render_whatif, run_whatif, whatif_data)
+
     fmt = _format(fmt, out, ("table", "csv", "json"), "table")
     methods = parse_methods(method)
     memory_values, compute_values = parse_range(memory, "memory"), parse_range(compute, "compute")
@@ -174,6 +178,11 @@ def layers(
     out: Out = None,
 ):
     """Per candidate layer: memory, backward MACs, Fisher potential and s_i (Figure 3 style)."""
+    from ttplan.costmodel.profile import resolve_model
+    from ttplan.planner.context import PlanningContext
+    from ttplan.planner.policy import check_against_graph, load_policy
+    from ttplan.reports.layers import layer_rows, plot_layers, render_layers
+
     fmt = _format(fmt, out, ("table", "csv", "json"), "table")
     shape = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
     module, name = resolve_model(model)
@@ -207,6 +216,10 @@ def report(
     out: str = typer.Option(..., help="the HTML file, or the folder for md"),
 ):
     """One self-contained report: profile, plan and why, Table 2, what-if maps, layers."""
+    from ttplan.reports.report import build_report, render_html, write_markdown
+    from ttplan.reports.table2 import stderr_log
+    from ttplan.reports.whatif import parse_range
+
     if fmt not in ("html", "md"):
         raise SpecError(f"unknown --format {fmt!r}: use html or md")
     if solver not in ("greedy", "exact"):
