@@ -95,7 +95,7 @@ def add_lite_residuals(model: nn.Module, input_shape=DEFAULT_INPUT_SHAPE) -> nn.
     name = getattr(model, "ttplan_name", type(model).__name__)
     # Where a residual goes depends on the blocks and on one sample's shapes, not on the batch:
     # found on a batch of one (at batch 100 these three forward passes were most of a plan).
-    input_shape = (1,) + tuple(input_shape)[1:]
+    input_shape = as_inputs(input_shape).with_batch(1)
     graph = trace(model, input_shape, name)
     blocks = list(mac_blocks(graph))
     if not getattr(graph, "declared_blocks", None):

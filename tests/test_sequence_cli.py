@@ -20,8 +20,15 @@ runner = CliRunner()
 def run(*args):
     result = runner.invoke(app, [str(a) for a in args])
     assert "Traceback" not in result.output + result.stderr
-    assert "warning" not in result.stderr, result.stderr  # no unknown operator, no fallback
+    # No unknown operator, no fallback; a timing warning (a run too short to time, a busy
+    # machine) is about this machine, not the model.
+    model_warnings = [line for line in result.stderr.splitlines() if "warning" in line
+                      and not any(t in line for t in TIMING_WARNINGS)]
+    assert not model_warnings, result.stderr
     return result
+
+
+TIMING_WARNINGS = ("too short to time", "the machine is busy")
 
 
 def write_support(path, x, classes=4):
