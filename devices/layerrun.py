@@ -15,8 +15,11 @@ File format "ttplan-layer-table", version 1 (JSON, written atomically).
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+import subprocess
+import sys
 from collections.abc import Callable
 
 import torch
@@ -35,7 +38,7 @@ from .layertable import busy_warning, machine_load, measure_layers
 
 FORMAT = "ttplan-layer-table"
 VERSION = 1
-TABLE_UPDATES = ("none", "bias-only", "last-blocks:1", "last-blocks:2", "all")
+TABLE_UPDATES = ("none", "bias-only", "last-blocks:2", "all")
 SHORT_RUN_S = 0.5  # a run shorter than this is too short to time well
 
 
@@ -117,10 +120,12 @@ def measure_sweep(batch_sizes, repeats: int = 5) -> list[dict]:
 
 def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 25,
                   iterations: int = 2, updates=TABLE_UPDATES, seed: int = 0,
-                  repeats: int = 5, sweep: bool = True,
+                  repeats: int = 5, sweep: bool = True, isolate: bool = True,
                   report: Callable[[str], None] | None = None) -> dict:
     """The layer table of `model` (module docstring); `sweep`: add the generic layers of
-    `kind_sweep()` (rows of model "kind-sweep"), so kinds the model lacks are measured too."""
+    `kind_sweep()` (rows of model "kind-sweep"), so kinds the model lacks are measured too.
+    `isolate`: each whole run in a fresh Python process (a zoo name or import path), cold as a
+    user's `ttplan train` is; otherwise in this process, after the layer timings warmed it."""
     from .runner import train  # runner imports planning, which imports this module's users
 
     say = report or (lambda line: None)
@@ -147,19 +152,23 @@ def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 
             continue
         shape = (b,) + tuple(input_shape[1:])
         for spec in updates:
+            kwargs = {"update": spec, "synthetic": True, "samples": samples, "seed": seed,
+                      "input_shape": list(shape), "holdout": 0.0, "iterations": iterations,
+                      "batch_size": b}
+            if isolate and isinstance(model, str):  # cold, as a user's `ttplan train` runs
+                measured = _isolated_run(model, kwargs)
+            else:
+                measured = train(resolve_model(model)[0], model_name=name, **kwargs).measured
             fresh, _ = resolve_model(model)
-            result = train(fresh, update=spec, synthetic=True, samples=samples, seed=seed,
-                           input_shape=list(shape), holdout=0.0, iterations=iterations,
-                           batch_size=b, model_name=name)
             graph = trace(fresh, (1,) + tuple(shape[1:]), name)
             updates_map = resolve_updates(parse_update(spec), graph)
             desc = run_description(fresh, updates_map, shape, iterations=iterations,
                                    samples=samples, graph=graph)
-            cpu, wall = result.measured["cpu_phases"], result.measured["phases"]
+            cpu, wall = measured["cpu_phases"], measured["phases"]
             desc.update(model=name, update=spec, measured={
                 **{f"{k[:-2]}_cpu_s": cpu[k] for k in cpu},
                 "train_cpu_s": cpu["train_s"], "train_wall_s": wall["train_s"],
-                "energy_j": result.measured["energy_j"]})
+                "energy_j": measured["energy_j"]})
             if cpu["train_s"] < SHORT_RUN_S:
                 warnings.append(f"{name} {spec} b{b}: train took {cpu['train_s']:.3f} s of CPU, "
                                 "too short to time well: give more --iterations")
@@ -177,6 +186,22 @@ def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 
                         "torch_version": torch.__version__},
             "clock": "process CPU time (time.process_time), wall time beside it",
             "layers": layers, "runs": runs, "warnings": warnings}
+
+
+def _isolated_run(model: str, kwargs: dict) -> dict:
+    """`train(model, **kwargs).measured` in a fresh Python process."""
+    code = ("import json, sys; from ttplan.devices.runner import train; "
+            "a = json.loads(sys.stdin.read()); "
+            "r = train(a.pop('model'), **a); "
+            "print(json.dumps({k: r.measured[k] for k in ('phases', 'cpu_phases', 'energy_j')}))")
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps({"model": model, **kwargs}),
+                          capture_output=True, text=True)
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SpecError(f"the table run {kwargs['update']} b{kwargs['batch_size']} of {model} "
+                        f"failed: {last}") from None
 
 
 def save_table(path, table: dict) -> None:

@@ -37,7 +37,8 @@ from torch import nn
 from ttplan.costmodel.graph import NORM_KINDS
 from ttplan.costmodel.memory import is_depthwise
 
-PASSES = ("forward", "input_grad", "weight_grad", "bias_grad")
+PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_grad")
+SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
 COST_KINDS = ("conv", "pointwise", "depthwise", "linear", "norm", "elementwise", "view")
 MAC_COST_KINDS = ("conv", "pointwise", "depthwise", "linear")
 VIEW_KINDS = frozenset({"reshape", "identity", "getitem", "split", "flatten", "dropout",
@@ -132,6 +133,25 @@ def _macs(row: dict, pass_name: str) -> int:
     return 0 if pass_name == "bias_grad" else row["forward_macs"]
 
 
+def _sparse_timing(fn, xs, grad_out, repeats, min_repeat_s) -> dict | None:
+    """The runner's channel-sparse weight gradient (devices.sparse) of SPARSE_FRACTION of the
+    output channels, or None for a layer it does not serve."""
+    from .sparse import sparse_forward, supports_sparse
+
+    if not isinstance(fn, nn.Module) or not supports_sparse(fn) or len(xs) != 1:
+        return None
+    channels = range(max(1, round(SPARSE_FRACTION * fn.weight.shape[0])))
+    forward = sparse_forward(fn, list(channels), 0)
+    weight = fn.weight
+    weight.requires_grad_(True)
+    try:
+        y = forward(xs[0])
+        return time_call(lambda: torch.autograd.grad(y, [weight], grad_out, retain_graph=True),
+                         repeats=repeats, min_repeat_s=min_repeat_s)
+    finally:
+        weight.requires_grad_(False)
+
+
 def weight_elements(node) -> int:
     """Weight elements of a layer: a weight gradient reduces over them once per sample."""
     return int(math.prod(node.weight_shape)) if node.weight_shape else 0
@@ -181,16 +201,21 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
                 lambda: torch.autograd.grad(y, [p], grad_out, retain_graph=True),
                 repeats=repeats, min_repeat_s=min_repeat_s)
             p.requires_grad_(False)
+        sparse = _sparse_timing(fn, xs, grad_out, repeats, min_repeat_s)
+        if sparse is not None:
+            timings["sparse_weight_grad"] = sparse
         for p in params.values():
             p.requires_grad_(True)
         kind = cost_kind(node)
         for pass_name, t in timings.items():
             out.append({"model": model_name, "layer": node.name, "kind": kind,
                         "pass": pass_name, "batch_size": batch,
-                        "macs": int(_macs(full_rows[node.name], pass_name)),
+                        "macs": int(_macs(full_rows[node.name], pass_name)
+                                    * (SPARSE_FRACTION if pass_name.startswith("sparse") else 1)),
                         "elements": pass_elements(node),
-                        "weights": weight_elements(node) * batch
-                        if pass_name == "weight_grad" else 0,
+                        "weights": weight_elements(node) * batch * (
+                            SPARSE_FRACTION if pass_name.startswith("sparse") else 1)
+                        if pass_name.endswith("weight_grad") else 0,
                         "cpu_s": t["cpu_s"], "wall_s": t["wall_s"],
                         "spread": round(t["spread"], 4)})
     return out
