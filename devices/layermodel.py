@@ -81,6 +81,10 @@ def step_work(evaluation) -> dict[str, list[float]]:
             add("norm", "forward", 0, out)
             if grad.any:
                 add("norm", "input_grad", 0, out)
+            if grad.weight:  # the runner updates the folded norm's scale and shift with it
+                add("norm", "weight_grad", 0, out)
+            if grad.weight or grad.bias:
+                add("norm", "bias_grad", 0, out // 2)
         if any(grad.inputs):
             add(kind, "input_grad", row["backward_input_macs"], elements)
         if grad.weight:
