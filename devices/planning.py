@@ -230,7 +230,7 @@ def predict_training(model, update, device, *, calibration=None,
         cost = step_cost(module, update, shape, model_name=name)
         method, updates = "custom", update
     run = None
-    if ctx.calibration.layers is not None:
+    if ctx.calibration.layers is not None and method != "tinytl":  # tinytl adds modules
         run = layer_run(module, updates, shape, ctx, probes=method == "tinytrain")
     out = {"model": name, **prediction(ctx, method, cost, run)}
     keys = ("model", "device", "calibration", "iterations", "samples", "batch_size", "phases",
