@@ -17,7 +17,8 @@ Printed: per run, measured train_s by process CPU time (the primary clock: with 
 is the computation's own cost, whatever else shares the machine) and by wall time, the
 prediction and both errors; the median and max absolute error (issue 16's target: 15 % median,
 30 % max), and for the TinyTrain runs the Fisher phase predicted from what the probe runs
-against measured. The machine's load average is printed before and after.
+against measured. The machine's load average is printed before and after, and per run how
+much slower than at calibration the machine ran a fixed reference workload (`slower`).
 Wall time: ~5-10 minutes on this project's 2-core VM.
 """
 
@@ -101,17 +102,20 @@ def main() -> None:
                          "cpu": m["cpu_phases"]["train_s"], "wall": m["phases"]["train_s"],
                          "pred": p["phases"]["train_s"],
                          "fisher_cpu": m["cpu_phases"]["fisher_s"],
+                         "slower": m["reference_s"] / layers["reference_s"]
+                         if layers.get("reference_s") else None,
                          "fisher_pred": p["phases"]["fisher_s"]})
     print()
     header = (f"{'model':18s} {'update':14s} {'CPU s':>7s} {'wall s':>7s} {'pred s':>7s} "
-              f"{'err CPU':>8s} {'err wall':>8s}")
+              f"{'err CPU':>8s} {'err wall':>8s} {'slower':>6s}")
     print(header)
     print("-" * len(header))
     for r in rows:
         r["err_cpu"] = 100 * (r["pred"] - r["cpu"]) / r["cpu"]
         r["err_wall"] = 100 * (r["pred"] - r["wall"]) / r["wall"]
         print(f"{r['model']:18s} {r['update']:14s} {r['cpu']:7.3f} {r['wall']:7.3f} "
-              f"{r['pred']:7.3f} {r['err_cpu']:+7.1f}% {r['err_wall']:+7.1f}%")
+              f"{r['pred']:7.3f} {r['err_cpu']:+7.1f}% {r['err_wall']:+7.1f}% "
+              + (f"{r['slower']:6.2f}" if r["slower"] else "     -"))
     for clock in ("cpu", "wall"):
         errors = [abs(r[f"err_{clock}"]) for r in rows]
         print(f"train_s vs measured {'process CPU' if clock == 'cpu' else 'wall'} time: median "

@@ -5,6 +5,7 @@ predicts through the calibrations layerrun's fit feeds."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from ttplan.costmodel.specs import parse_update
 from ttplan.costmodel.trace import trace
 
 from .layerrun import FORMAT, SHORT_RUN_S, TABLE_UPDATES, VERSION, measure_sweep, run_description
-from .layertable import busy_warning, machine_load, measure_layers
+from .layertable import busy_warning, machine_load, measure_layers, speed_reference
 from .runner import train
 
 
@@ -34,6 +35,7 @@ def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 
     say = report or (lambda line: None)
     module, name = resolve_model(model)
     load_before = machine_load()
+    reference_before = speed_reference()
     warnings = []
     layers, runs = ([] if not sweep else measure_sweep(batch_sizes, repeats)), []
     for b in batch_sizes:
@@ -79,13 +81,14 @@ def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 
             say(f"{name} {spec} b{b}: train {cpu['train_s']:.2f} s CPU, "
                 f"{wall['train_s']:.2f} s wall")
     load_after = machine_load()
+    reference = statistics.median([reference_before, speed_reference()])
     for load in (load_before, load_after):
         w = busy_warning(load)
         if w and w not in warnings:
             warnings.append(w)
     return {"format": FORMAT, "version": VERSION, "model": name,
             "input_shape": list(input_shape), "batch_sizes": list(batch_sizes),
-            "machine": {"before": load_before, "after": load_after,
+            "machine": {"before": load_before, "after": load_after, "reference_s": reference,
                         "torch_version": torch.__version__},
             "clock": "process CPU time (time.process_time), wall time beside it",
             "layers": layers, "runs": runs, "warnings": warnings}

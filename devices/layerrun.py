@@ -167,7 +167,10 @@ def _fit(tables: list[dict]) -> dict:
     power_w = (sum(r["measured"]["energy_j"] for r in with_energy)
                / sum(sum(r["measured"][f"{p}_cpu_s"] for p in ("load", "fisher", "plan", "train"))
                      for r in with_energy)) if with_energy else None
+    references = [t.get("machine", {}).get("reference_s") for t in tables]
+    references = [r for r in references if r]
     return {"kinds": kinds, "glue": glue, "phases": lm.phase_constants(runs), "power_w": power_w,
+            "reference_s": statistics.median(references) if references else None,
             "models": sorted({t["model"] for t in tables}), "notes": notes}
 
 

@@ -100,6 +100,27 @@ def machine_load() -> dict:
             "threads": torch.get_num_threads()}
 
 
+_REFERENCE = None
+
+
+def speed_reference() -> float:
+    """Process CPU seconds of a fixed small workload (a 3x3 convolution of 32 channels on
+    28 x 28, forward and backward): the machine's speed now, to compare with its speed when
+    it was calibrated (on a shared VM the same run's CPU time moved by 1.0-1.7x in minutes)."""
+    global _REFERENCE
+    if _REFERENCE is None:
+        gen = torch.Generator().manual_seed(0)
+        conv = nn.Conv2d(32, 32, 3, padding=1)
+        x = torch.randn(1, 32, 28, 28, generator=gen, requires_grad=True)
+        _REFERENCE = (conv, x)
+    conv, x = _REFERENCE
+
+    def step():
+        conv(x).sum().backward()
+
+    return time_call(step, repeats=5, min_repeat_s=0.002)["cpu_s"]
+
+
 def busy_warning(load: dict) -> str | None:
     if load["load_1min"] is not None and load["cores"] and load["load_1min"] > load["cores"]:
         return (f"the machine is busy (load average {load['load_1min']:.2f} on "

@@ -159,3 +159,16 @@ def test_predict_with_a_layer_calibration_has_no_energy_without_energy_data(tmp_
     assert out["time_model"] == "per-layer"
     assert out["energy_j"] is None and out["energy_basis"] is None
     assert out["phases"]["train_s"] > 0 and out["phases"]["fisher_s"] == 0.0
+
+
+def test_a_run_too_short_or_on_a_slower_machine_is_warned_about():
+    from types import SimpleNamespace
+
+    from ttplan.devices.runner import _Phases, _timing_warnings
+    phases = _Phases()
+    phases.cpu_seconds["train_s"] = 2.0
+    ctx = SimpleNamespace(calibration=SimpleNamespace(layers={"reference_s": 0.001}))
+    assert any("1.50x slower" in w for w in _timing_warnings(phases, 0.0015, ctx))
+    assert not any("slower than" in w for w in _timing_warnings(phases, 0.0011, ctx))
+    phases.cpu_seconds["train_s"] = 0.1
+    assert any("too short to time" in w for w in _timing_warnings(phases, 0.001, None))

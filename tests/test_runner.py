@@ -328,7 +328,7 @@ def test_train_cli_json_contract(tmp_path):
     assert set(data) >= {"model", "policy", "measured", "predicted", "accuracy"}
     assert set(data["measured"]) == {"phases", "cpu_phases", "iteration_s", "saved_bytes",
                                      "peak_rss_bytes", "energy_j", "energy_basis", "clock",
-                                     "load"}
+                                     "load", "reference_s"}
     assert set(data["measured"]["phases"]) == {"load_s", "fisher_s", "plan_s", "train_s"}
     assert set(data["measured"]["cpu_phases"]) == {"load_s", "fisher_s", "plan_s", "train_s"}
     assert data["measured"]["energy_basis"] in (None, "powercap counter")
