@@ -4,8 +4,11 @@ The grid, in this fixed order (cheapest update first within each batch size, so 
 time limit still covers the range of update depths at batch 1):
 
     for batch size in 1, 4, 16 (or the ones asked for):
-        none, last-layers:1, last-blocks:1, tinytrain (Fisher probe + plan on the device,
-        compute budget 15 %), last-blocks:2, last-blocks:4, all
+        none, bias-only, last-layers:1, last-blocks:1, tinytrain (Fisher probe + plan on the
+        device, compute budget 15 %: channel-sparse layers), last-blocks:2, last-blocks:4, all
+
+(bias-only: what `predict` is asked about must be in the grid, or a fit cannot tell weight
+gradients from the rest; issue 16 found it predicted equal to `all`.)
 
 Configurations the model or the samples cannot take (more blocks than the model has, a batch
 larger than the samples) are skipped. Every run uses synthetic samples (`samples`, `seed`) and
@@ -50,8 +53,8 @@ from ttplan.costmodel.trace import trace
 from .logs import append_log_row
 from .runner import DEFAULT_ITERATIONS, train
 
-GRID_UPDATES = ("none", "last-layers:1", "last-blocks:1", "tinytrain", "last-blocks:2",
-                "last-blocks:4", "all")
+GRID_UPDATES = ("none", "bias-only", "last-layers:1", "last-blocks:1", "tinytrain",
+                "last-blocks:2", "last-blocks:4", "all")
 GRID_BATCH_SIZES = (1, 4, 16)
 TINYTRAIN_COMPUTE = 0.15
 DEFAULT_SAMPLES = 25

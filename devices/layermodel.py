@@ -42,6 +42,7 @@ from ttplan.costmodel.rules import registry_of
 from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, cost_kind, pass_elements,
                          weight_elements)
 
+SPARSE_KINDS = frozenset({"conv", "linear"})  # what devices.sparse serves
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
             "view": "elementwise"}
 # The layers' own seconds count as measured (no free scale); the glue adds what a layer alone
@@ -75,13 +76,24 @@ def step_work(evaluation) -> dict[str, list[float]]:
         elements = pass_elements(node)
         add(kind, "forward", row["forward_macs"], elements)
         grad = evaluation.grads[node.name]
+        if node.attrs.get("folded_bn"):  # the paper convention folds it; PyTorch still runs it
+            out = 2 * math.prod(node.out_shape)
+            add("norm", "forward", 0, out)
+            if grad.any:
+                add("norm", "input_grad", 0, out)
+            if grad.weight:  # the runner updates the folded norm's scale and shift with it
+                add("norm", "weight_grad", 0, out)
+            if grad.weight or grad.bias:
+                add("norm", "bias_grad", 0, out // 2)
         if any(grad.inputs):
             add(kind, "input_grad", row["backward_input_macs"], elements)
         if grad.weight:
             fraction = row["backward_weight_macs"] / row["forward_macs"] \
                 if row["forward_macs"] else 1.0
-            add(kind, "weight_grad", row["backward_weight_macs"], elements,
-                weight_elements(node) * fraction)
+            # a conv/linear updated on some channels runs the runner's sparse backward
+            sparse = fraction < 1.0 and kind in MAC_COST_KINDS and node.kind in SPARSE_KINDS
+            add(kind, "sparse_weight_grad" if sparse else "weight_grad",
+                row["backward_weight_macs"], elements, weight_elements(node) * fraction)
         if grad.bias:
             add(kind, "bias_grad", 0, math.prod(node.out_shape))
     return work
@@ -133,6 +145,8 @@ def constants_for(kinds: dict, kind: str, pass_name: str) -> dict:
                 return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": c["call_s"]}
             return c
         if seen not in FALLBACK:
+            if pass_name == "sparse_weight_grad":  # unmeasured: as dense
+                return constants_for(kinds, kind, "weight_grad")
             return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": 0.0}
         seen = FALLBACK[seen]
 
@@ -177,7 +191,7 @@ def fit_kinds(rows: list[dict]) -> dict:
             mine = [r for r in rows if r["kind"] == kind and r["pass"] == pass_name
                     and r["cpu_s"] > 0]
             use_macs = kind in MAC_COST_KINDS and pass_name != "bias_grad"
-            use_weights = kind in MAC_COST_KINDS and pass_name == "weight_grad"
+            use_weights = kind in MAC_COST_KINDS and pass_name.endswith("weight_grad")
             names = (["mac_s"] if use_macs else []) + ["element_s"] + \
                 (["weight_s"] if use_weights else []) + ["call_s"]
             entry = {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": 0.0,

@@ -1,6 +1,7 @@
 """Layer tables of a model and the per-layer device model fitted from several of them.
 
-`measure_table(model, ...)` (what `ttplan measure --layer-table` writes) holds, for one model:
+`layermeasure.measure_table(model, ...)` (what `ttplan measure --layer-table` writes) holds,
+for one model:
   layers  every layer timed alone at each batch size (devices.layertable);
   runs    short whole training runs (`train`, in this process) of a few update specs at each
           batch size — what fits the overheads the layers alone do not show (the in-model
@@ -17,25 +18,22 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
 
 import torch
 
-from ttplan.costmodel.config import resolve_updates
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.options import CostOptions
-from ttplan.costmodel.profile import profile, resolve_model
-from ttplan.costmodel.specs import parse_update
+from ttplan.costmodel.profile import profile
 from ttplan.costmodel.trace import trace
 from ttplan.planner.fisher import default_candidate_layers
 from ttplan.planner.jsonio import check_header, load_json, save_json
 
 from . import layermodel as lm
-from .layertable import busy_warning, machine_load, measure_layers
+from .layertable import measure_layers
 
 FORMAT = "ttplan-layer-table"
 VERSION = 1
-TABLE_UPDATES = ("none", "bias-only", "last-blocks:1", "last-blocks:2", "all")
+TABLE_UPDATES = ("none", "bias-only", "last-blocks:2", "all")
 SHORT_RUN_S = 0.5  # a run shorter than this is too short to time well
 
 
@@ -115,70 +113,6 @@ def measure_sweep(batch_sizes, repeats: int = 5) -> list[dict]:
     return rows
 
 
-def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 25,
-                  iterations: int = 2, updates=TABLE_UPDATES, seed: int = 0,
-                  repeats: int = 5, sweep: bool = True,
-                  report: Callable[[str], None] | None = None) -> dict:
-    """The layer table of `model` (module docstring); `sweep`: add the generic layers of
-    `kind_sweep()` (rows of model "kind-sweep"), so kinds the model lacks are measured too."""
-    from .runner import train  # runner imports planning, which imports this module's users
-
-    say = report or (lambda line: None)
-    module, name = resolve_model(model)
-    load_before = machine_load()
-    warnings = []
-    layers, runs = ([] if not sweep else measure_sweep(batch_sizes, repeats)), []
-    for b in batch_sizes:
-        shape = (b,) + tuple(input_shape[1:])
-        graph = trace(module, shape, name)
-        full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
-                                                training_mode=False,
-                                                options=CostOptions("pytorch")).evaluation.rows}
-        rows = measure_layers(module, graph, full, repeats=repeats, model_name=name)
-        layers += rows
-        noisy = [r for r in rows if r["spread"] > 0.5]
-        say(f"{name} b{b}: {len(rows)} layer passes timed"
-            + (f", {len(noisy)} with spread > 50 %" if noisy else ""))
-        if len(noisy) > len(rows) / 10:
-            warnings.append(f"{name} b{b}: {len(noisy)} of {len(rows)} layer timings spread by "
-                            "more than 50 % between repeats: the machine was busy")
-    for b in batch_sizes:
-        if b > samples:
-            continue
-        shape = (b,) + tuple(input_shape[1:])
-        for spec in updates:
-            fresh, _ = resolve_model(model)
-            result = train(fresh, update=spec, synthetic=True, samples=samples, seed=seed,
-                           input_shape=list(shape), holdout=0.0, iterations=iterations,
-                           batch_size=b, model_name=name)
-            graph = trace(fresh, (1,) + tuple(shape[1:]), name)
-            updates_map = resolve_updates(parse_update(spec), graph)
-            desc = run_description(fresh, updates_map, shape, iterations=iterations,
-                                   samples=samples, graph=graph)
-            cpu, wall = result.measured["cpu_phases"], result.measured["phases"]
-            desc.update(model=name, update=spec, measured={
-                **{f"{k[:-2]}_cpu_s": cpu[k] for k in cpu},
-                "train_cpu_s": cpu["train_s"], "train_wall_s": wall["train_s"],
-                "energy_j": result.measured["energy_j"]})
-            if cpu["train_s"] < SHORT_RUN_S:
-                warnings.append(f"{name} {spec} b{b}: train took {cpu['train_s']:.3f} s of CPU, "
-                                "too short to time well: give more --iterations")
-            runs.append(desc)
-            say(f"{name} {spec} b{b}: train {cpu['train_s']:.2f} s CPU, "
-                f"{wall['train_s']:.2f} s wall")
-    load_after = machine_load()
-    for load in (load_before, load_after):
-        w = busy_warning(load)
-        if w and w not in warnings:
-            warnings.append(w)
-    return {"format": FORMAT, "version": VERSION, "model": name,
-            "input_shape": list(input_shape), "batch_sizes": list(batch_sizes),
-            "machine": {"before": load_before, "after": load_after,
-                        "torch_version": torch.__version__},
-            "clock": "process CPU time (time.process_time), wall time beside it",
-            "layers": layers, "runs": runs, "warnings": warnings}
-
-
 def save_table(path, table: dict) -> None:
     save_json(path, table)
 
@@ -233,7 +167,10 @@ def _fit(tables: list[dict]) -> dict:
     power_w = (sum(r["measured"]["energy_j"] for r in with_energy)
                / sum(sum(r["measured"][f"{p}_cpu_s"] for p in ("load", "fisher", "plan", "train"))
                      for r in with_energy)) if with_energy else None
+    references = [t.get("machine", {}).get("reference_s") for t in tables]
+    references = [r for r in references if r]
     return {"kinds": kinds, "glue": glue, "phases": lm.phase_constants(runs), "power_w": power_w,
+            "reference_s": statistics.median(references) if references else None,
             "models": sorted({t["model"] for t in tables}), "notes": notes}
 
 
@@ -250,5 +187,5 @@ def round_model(model: dict) -> dict:
     return r(model)
 
 
-__all__ = ["measure_table", "fit_layer_model", "run_description", "load_table", "save_table",
+__all__ = ["fit_layer_model", "run_description", "load_table", "save_table",
            "kind_sweep", "measure_sweep"]

@@ -37,7 +37,8 @@ from torch import nn
 from ttplan.costmodel.graph import NORM_KINDS
 from ttplan.costmodel.memory import is_depthwise
 
-PASSES = ("forward", "input_grad", "weight_grad", "bias_grad")
+PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_grad")
+SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
 COST_KINDS = ("conv", "pointwise", "depthwise", "linear", "norm", "elementwise", "view")
 MAC_COST_KINDS = ("conv", "pointwise", "depthwise", "linear")
 VIEW_KINDS = frozenset({"reshape", "identity", "getitem", "split", "flatten", "dropout",
@@ -99,6 +100,27 @@ def machine_load() -> dict:
             "threads": torch.get_num_threads()}
 
 
+_REFERENCE = None
+
+
+def speed_reference() -> float:
+    """Process CPU seconds of a fixed small workload (a 3x3 convolution of 32 channels on
+    28 x 28, forward and backward): the machine's speed now, to compare with its speed when
+    it was calibrated (on a shared VM the same run's CPU time moved by 1.0-1.7x in minutes)."""
+    global _REFERENCE
+    if _REFERENCE is None:
+        gen = torch.Generator().manual_seed(0)
+        conv = nn.Conv2d(32, 32, 3, padding=1)
+        x = torch.randn(1, 32, 28, 28, generator=gen, requires_grad=True)
+        _REFERENCE = (conv, x)
+    conv, x = _REFERENCE
+
+    def step():
+        conv(x).sum().backward()
+
+    return time_call(step, repeats=5, min_repeat_s=0.002)["cpu_s"]
+
+
 def busy_warning(load: dict) -> str | None:
     if load["load_1min"] is not None and load["cores"] and load["load_1min"] > load["cores"]:
         return (f"the machine is busy (load average {load['load_1min']:.2f} on "
@@ -130,6 +152,25 @@ def _macs(row: dict, pass_name: str) -> int:
     """An input or weight gradient does the forward's MACs (a transposed product of the same
     size), whether or not a configuration asks for it (the first layer's input gradient)."""
     return 0 if pass_name == "bias_grad" else row["forward_macs"]
+
+
+def _sparse_timing(fn, xs, grad_out, repeats, min_repeat_s) -> dict | None:
+    """The runner's channel-sparse weight gradient (devices.sparse) of SPARSE_FRACTION of the
+    output channels, or None for a layer it does not serve."""
+    from .sparse import sparse_forward, supports_sparse
+
+    if not isinstance(fn, nn.Module) or not supports_sparse(fn) or len(xs) != 1:
+        return None
+    channels = range(max(1, round(SPARSE_FRACTION * fn.weight.shape[0])))
+    forward = sparse_forward(fn, list(channels), 0)
+    weight = fn.weight
+    weight.requires_grad_(True)
+    try:
+        y = forward(xs[0])
+        return time_call(lambda: torch.autograd.grad(y, [weight], grad_out, retain_graph=True),
+                         repeats=repeats, min_repeat_s=min_repeat_s)
+    finally:
+        weight.requires_grad_(False)
 
 
 def weight_elements(node) -> int:
@@ -181,16 +222,21 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
                 lambda: torch.autograd.grad(y, [p], grad_out, retain_graph=True),
                 repeats=repeats, min_repeat_s=min_repeat_s)
             p.requires_grad_(False)
+        sparse = _sparse_timing(fn, xs, grad_out, repeats, min_repeat_s)
+        if sparse is not None:
+            timings["sparse_weight_grad"] = sparse
         for p in params.values():
             p.requires_grad_(True)
         kind = cost_kind(node)
         for pass_name, t in timings.items():
             out.append({"model": model_name, "layer": node.name, "kind": kind,
                         "pass": pass_name, "batch_size": batch,
-                        "macs": int(_macs(full_rows[node.name], pass_name)),
+                        "macs": int(_macs(full_rows[node.name], pass_name)
+                                    * (SPARSE_FRACTION if pass_name.startswith("sparse") else 1)),
                         "elements": pass_elements(node),
-                        "weights": weight_elements(node) * batch
-                        if pass_name == "weight_grad" else 0,
+                        "weights": weight_elements(node) * batch * (
+                            SPARSE_FRACTION if pass_name.startswith("sparse") else 1)
+                        if pass_name.endswith("weight_grad") else 0,
                         "cpu_s": t["cpu_s"], "wall_s": t["wall_s"],
                         "spread": round(t["spread"], 4)})
     return out

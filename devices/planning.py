@@ -80,10 +80,48 @@ def steps_of(iterations: int, samples: int, batch_size: int) -> int:
     return iterations * math.ceil(samples / batch_size)
 
 
-def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None) -> dict:
-    """plan() keyword arguments the device adds: memory_bytes and limits."""
+@dataclass(frozen=True)
+class LayerTimeLimit:
+    """A training-time budget through the per-layer model: the predicted seconds of the run
+    (devices.layermodel: every layer's passes priced by the device's table, a channel-sparse
+    weight gradient at what the device's sparse path costs) <= `limit`. Not linear in the
+    planner's totals (coefficients empty): the greedy checks `value`, the exact solver
+    verifies its solutions against it."""
+
+    model: dict
+    iterations: int
+    samples: int
+    probe: dict | None
+    limit: float
+    label: str = "time"
+    coefficients: tuple = ()
+
+    def value(self, ev) -> float:
+        from .layermodel import predict_phases, step_work
+
+        batch = int(ev.graph.input_shape[0])
+        step = {k: [m / batch, e / batch, w / batch, c] for k, (m, e, w, c)
+                in step_work(ev).items()}
+        run = {"batch_size": batch, "iterations": self.iterations, "samples": self.samples,
+               "updated_tensors": ev.updated_tensors, "step_work": step,
+               "forward_work": {k: v for k, v in step.items() if k.endswith("/forward")},
+               "probe_work": self.probe, "plans": self.probe is not None}
+        phases = predict_phases(run, self.model)
+        return sum(phases[f"{p}_s"] for p in PHASES)
+
+
+def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None,
+                 model=None) -> dict:
+    """plan() keyword arguments the device adds: memory_bytes and limits. `model`: the
+    nn.Module or name (for a per-layer calibration's probe work)."""
     memory = memory_bytes if memory_bytes is not None else ctx.device.available_bytes
     limits = ()
+    if ctx.time_s is not None and ctx.calibration.layers is not None and model is not None:
+        # The plan is made here; the device runs the policy (`train --policy`): no probe and
+        # no planning there, so the budget covers loading and training.
+        return {"memory_bytes": memory, "limits": (LayerTimeLimit(
+            ctx.calibration.layers, ctx.iterations, ctx.samples, None, ctx.time_s,
+            f"time {ctx.time_s:g} s on {ctx.device.name} (per-layer model)"),)}
     if ctx.time_s is not None:
         steps = steps_of(ctx.iterations, ctx.samples, int(input_shape[0]))
         coefficients, limit = linear_time_limit(
@@ -195,7 +233,7 @@ def predict_training(model, update, device, *, calibration=None,
         cost = step_cost(module, update, shape, model_name=name)
         method, updates = "custom", update
     run = None
-    if ctx.calibration.layers is not None:
+    if ctx.calibration.layers is not None and method != "tinytl":  # tinytl adds modules
         run = layer_run(module, updates, shape, ctx, probes=method == "tinytrain")
     out = {"model": name, **prediction(ctx, method, cost, run)}
     keys = ("model", "device", "calibration", "iterations", "samples", "batch_size", "phases",
@@ -214,15 +252,22 @@ def plan_for_device(model, *, device, time=None, iterations=DEFAULT_ITERATIONS,
     inputs = plan_options.pop("inputs", None)
     given = resolve_inputs(inputs, None if inputs is not None else input_shape)
     policy = plan(model, method=method, inputs=given,
-                  **plan_budgets(ctx, method, given.shape, memory_bytes), **plan_options)
-    attach_prediction(ctx, policy)
+                  **plan_budgets(ctx, method, given.shape, memory_bytes, model), **plan_options)
+    attach_prediction(ctx, policy, model)
     return policy
 
 
-def attach_prediction(ctx: DeviceContext, policy: Policy) -> dict:
+def attach_prediction(ctx: DeviceContext, policy: Policy, model=None) -> dict:
     """Add `predicted.device` to a planned policy (and a note when the full model, memory
-    pressure included, exceeds the time budget); returns it."""
-    predicted = prediction(ctx, policy.method, policy_step_cost(policy))
+    pressure included, exceeds the time budget); returns it. With a per-layer calibration
+    (and `model`), the prediction is of the policy's run on the device (`train --policy`: no
+    probe, no planning)."""
+    run = None
+    if ctx.calibration is not None and ctx.calibration.layers is not None and \
+            model is not None and policy.method != "tinytl":  # tinytl adds modules
+        module, _ = resolve_model(model)
+        run = layer_run(module, policy.updates(), tuple(policy.input_shape), ctx, probes=False)
+    predicted = prediction(ctx, policy.method, policy_step_cost(policy), run)
     predicted["time_limit_s"] = ctx.time_s
     predicted["within_time"] = None if ctx.time_s is None or predicted["total_s"] is None \
         else predicted["total_s"] <= ctx.time_s

@@ -72,7 +72,7 @@ from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 
 from .calibrate import load_calibration
 from .host import EnergyCounter, peak_rss_bytes, reset_peak_rss
-from .layertable import busy_warning, machine_load
+from .layertable import busy_warning, machine_load, speed_reference
 from .planning import DeviceContext, device_context, layer_run, no_calibration, prediction
 from .sparse import install_sparse_layers
 from .stepcost import policy_fingerprint, step_cost
@@ -84,6 +84,7 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 PHASES = ("load_s", "fisher_s", "plan_s", "train_s")
 SOURCE = "ttplan train"
 SHORT_RUN_S = 0.5  # process CPU seconds below which a training phase is too short to time
+SLOWER = 1.2  # reference workload this much slower than at calibration: warn
 
 
 @dataclass
@@ -236,6 +237,7 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
             # torch._dynamo (seconds), a cost of starting Python, not of training.
             params = applied.parameters()
             stepper = _make_optimizer(params, optimizer, lr) if params else None
+            reference_s = speed_reference()  # the machine's speed now (not timed)
             with phases.timed("train_s"):
                 losses = _fine_tune(forward, module, stepper, x_train, y_train, iterations,
                                     batch_size, seed, progress)
@@ -278,7 +280,7 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
                   "energy_j": phases.joules(),
                   "energy_basis": None if phases.joules() is None else "powercap counter",
                   "clock": "phases: wall time; cpu_phases: process CPU time",
-                  "load": machine_load()},
+                  "load": machine_load(), "reference_s": reference_s},
         predicted={"saved_bytes": pt.memory.saved_activation_bytes,
                    "peak_bytes": pt.memory.peak_bytes,
                    "backward_macs": pt.totals["backward_macs"], **by_device},
@@ -290,7 +292,7 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
              "loss": {"first": losses[0], "last": losses[-1]}, "peak_rss_since": peak_since,
              "threads": torch.get_num_threads(), "torch_version": torch.__version__},
         costs=step.columns(),
-        warnings=list(pt.warnings) + _timing_warnings(phases),
+        warnings=list(pt.warnings) + _timing_warnings(phases, reference_s, ctx),
         model=module,
     )
 
@@ -489,9 +491,16 @@ def _accuracy(model, x_train, y_train, x_query, y_query, batch_size) -> float | 
     return float((predicted == y_query).double().mean())
 
 
-def _timing_warnings(phases: _Phases) -> list[str]:
-    """A run too short to time, or a machine too busy for its wall time to mean much."""
+def _timing_warnings(phases: _Phases, reference_s: float, ctx) -> list[str]:
+    """A run too short to time, a machine too busy for its wall time to mean much, or slower
+    than when its calibration was measured (the reference workload, devices.layertable)."""
     out = []
+    calibrated = None if ctx is None or ctx.calibration.layers is None \
+        else ctx.calibration.layers.get("reference_s")
+    if calibrated and reference_s > SLOWER * calibrated:
+        out.append(f"this machine ran the reference workload {reference_s / calibrated:.2f}x "
+                   "slower than when it was calibrated: measured times will exceed the "
+                   "prediction by about as much")
     train_cpu = phases.cpu_seconds["train_s"]
     if 0 < train_cpu < SHORT_RUN_S:
         out.append(f"training took {train_cpu:.3f} s of CPU: too short to time well "

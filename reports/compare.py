@@ -30,10 +30,10 @@ def compare_methods(model, *, fisher=None, methods=METHODS, device: DeviceContex
         options = dict(plan_options)
         if device is not None:
             options.update(plan_budgets(device, method, options.get("input_shape", (1, 3, 128, 128)),
-                                        options.pop("memory_bytes", None)))
+                                        options.pop("memory_bytes", None), model))
         policy = plan(model, method=method, fisher=fisher if method != "tinytl" else None,
                       **options)
-        predicted = attach_prediction(device, policy) if device is not None else {}
+        predicted = attach_prediction(device, policy, model) if device is not None else {}
         memory, totals = policy.predicted["memory"], policy.predicted["totals"]
         rows.append({"method": method, "peak_bytes": memory["peak_bytes"],
                      "saved_activation_bytes": memory["saved_activation_bytes"],

@@ -188,12 +188,12 @@ def _write(path, text):
      "no calibration for device stm32f746"),
     (lambda d: ["predict", "mcunet-5fps", "--update", "all", "--device", "pi-zero-2",
                 "--calibration", _write(d / "c.json", '{"format": "ttplan-calibration", '
-                                        '"version": 2}')],
+                                        '"version": 3}')],
      "is not a valid calibration: missing key(s) device"),
     (lambda d: ["predict", "mcunet-5fps", "--update", "all", "--device", "pi-zero-2",
                 "--calibration", _write(d / "c.json", '{"format": "ttplan-calibration", '
                                         '"version": 1}')],
-     "has calibration version 1; this ttplan reads version 2"),
+     "has calibration version 1; this ttplan reads version 3"),
     (lambda d: ["predict", "mcunet-5fps", "--update", "all", "--device", "pi-zero-2",
                 "--calibration", _write(d / "c.json", "{not json")], "is not valid JSON"),
     (lambda d: ["devices", "--device", _write(d / "x.json", json.dumps(

@@ -326,11 +326,16 @@ def test_train_cli_json_contract(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data) >= {"model", "policy", "measured", "predicted", "accuracy"}
-    assert set(data["measured"]) == {"phases", "iteration_s", "saved_bytes", "peak_rss_bytes",
-                                     "energy_j"}
+    assert set(data["measured"]) == {"phases", "cpu_phases", "iteration_s", "saved_bytes",
+                                     "peak_rss_bytes", "energy_j", "energy_basis", "clock",
+                                     "load", "reference_s"}
     assert set(data["measured"]["phases"]) == {"load_s", "fisher_s", "plan_s", "train_s"}
+    assert set(data["measured"]["cpu_phases"]) == {"load_s", "fisher_s", "plan_s", "train_s"}
+    assert data["measured"]["energy_basis"] in (None, "powercap counter")
     assert set(data["predicted"]) == {"saved_bytes", "peak_bytes", "backward_macs", "phases",
-                                      "total_s", "energy_j", "calibration"}
+                                      "total_s", "energy_j", "calibration", "time_model",
+                                      "energy_basis"}
+    assert any("too short to time" in w for w in data["warnings"])  # one tiny iteration
     assert data["predicted"]["phases"] is None  # no device model asked for
     assert data["predicted"]["total_s"] is None and data["predicted"]["energy_j"] is None
     assert data["measured"]["saved_bytes"] == data["predicted"]["saved_bytes"]

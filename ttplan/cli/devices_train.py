@@ -134,7 +134,8 @@ def measure(
     if fmt not in TRAIN_FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
     if layer_table:
-        from ttplan.devices.layerrun import measure_table, save_table
+        from ttplan.devices.layerrun import save_table
+        from ttplan.devices.layermeasure import measure_table
         table = measure_table(model, input_shape=parse_input_shape(input_shape),
                               batch_sizes=_batch_sizes(batch_sizes),
                               samples=_positive_int("--samples", samples), seed=seed,

@@ -1,0 +1,110 @@
+"""Does a plan made for this machine's time budget pay off in the run?  (A script.)
+
+    OMP_NUM_THREADS=1 python benchmarks/plan_pays_off.py --calibration HOST.json
+        [--model mcunet-5fps] [--input-shape 1,3,96,96] [--iterations 10] [--workdir DIR]
+
+HOST.json: a per-layer calibration of this machine (`benchmarks/unseen_device_model.py`
+leaves one in its workdir as host.json). At batch 1, with the CLI a user would type:
+  1. `ttplan train MODEL --update last-blocks:2` (fresh process): T = its measured load_s +
+     train_s (process CPU time, the primary clock; wall time printed beside it);
+  2. `ttplan fisher MODEL` (the synthetic probe) and `ttplan plan MODEL --fisher ... --device
+     HOST.json --time T` (TinyTrain, greedy; memory: the host's available RAM);
+  3. `ttplan train MODEL --policy plan.json` (fresh process).
+Checks (issue 16): the plan's run takes at most T + 10 %; it is not slower than last-blocks:2's
+run by more than 10 %; the plan captures at least the Fisher potential last-blocks:2 would
+(every channel of the layers it updates). Wall time: ~1-2 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def ttplan(*args: str) -> str:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "ttplan", *args], capture_output=True,
+                          text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"ttplan {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
+def run_seconds(out: dict) -> tuple[float, float]:
+    """(process CPU, wall) seconds of load + train of a `train --format json` result."""
+    cpu, wall = out["measured"]["cpu_phases"], out["measured"]["phases"]
+    return cpu["load_s"] + cpu["train_s"], wall["load_s"] + wall["train_s"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calibration", required=True)
+    ap.add_argument("--model", default="mcunet-5fps")
+    ap.add_argument("--input-shape", default="1,3,96,96")
+    ap.add_argument("--iterations", default="10")
+    ap.add_argument("--samples", default="25")
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="ttplan-payoff-"))
+    work.mkdir(parents=True, exist_ok=True)
+    one, five, _ = os.getloadavg()
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, load average {one:.2f} / {five:.2f}"
+          f" on {os.cpu_count()} cores, workdir {work}")
+    common = ["--synthetic", "--samples", args.samples, "--input-shape", args.input_shape,
+              "--iterations", args.iterations, "--holdout", "0", "--calibration",
+              args.calibration, "--format", "json"]
+
+    base = json.loads(ttplan("train", args.model, "--update", "last-blocks:2", *common))
+    t_cpu, t_wall = run_seconds(base)
+    print(f"last-blocks:2: {t_cpu:.3f} s CPU ({t_wall:.3f} s wall) load + train; predicted "
+          f"{base['predicted']['phases']['load_s'] + base['predicted']['phases']['train_s']:.3f} s")
+
+    fisher = work / "fisher.json"
+    ttplan("fisher", args.model, "--synthetic", "--samples", args.samples, "--input-shape",
+           args.input_shape, "--out", str(fisher))
+    policy = work / "plan.json"
+    ttplan("plan", args.model, "--fisher", str(fisher), "--device", args.calibration,
+           "--time", f"{t_cpu:.4f}", "--iterations", args.iterations, "--samples", args.samples,
+           "--input-shape", args.input_shape, "--out", str(policy))
+    planned = json.loads(policy.read_text())
+    device = planned["predicted"]["device"]
+    sparse = [l["name"] for l in planned["layers"]
+              if l.get("channels") is not None and l.get("update_weight")]
+    print(f"plan: {len(planned['layers'])} layers, {len(sparse)} channel-sparse, predicted "
+          f"{device['total_s']:.3f} s of budget {device['time_limit_s']:.3f} s, Fisher captured "
+          f"{planned['predicted']['fisher_captured']:.6g}")
+
+    run = json.loads(ttplan("train", args.model, "--policy", str(policy), *common))
+    p_cpu, p_wall = run_seconds(run)
+
+    # The Fisher potential last-blocks:2 would capture: every channel of the layers it updates.
+    from ttplan.costmodel.config import resolve_updates
+    from ttplan.costmodel.profile import resolve_model
+    from ttplan.costmodel.specs import parse_update
+    from ttplan.costmodel.trace import trace
+    module, name = resolve_model(args.model)
+    shape = tuple(int(d) for d in args.input_shape.split(","))
+    updates = resolve_updates(parse_update("last-blocks:2"), trace(module, shape, name))
+    layers = {l["name"]: l for l in json.loads(fisher.read_text())["layers"]}
+    lb2 = sum(sum(layers[n]["channel_fisher"]) for n, u in updates.items()
+              if u.weight and n in layers)
+
+    ok_t = p_cpu <= 1.10 * t_cpu
+    print(f"plan's run: {p_cpu:.3f} s CPU ({p_wall:.3f} s wall); T = {t_cpu:.3f} s: "
+          f"{100 * (p_cpu - t_cpu) / t_cpu:+.1f} % -> {'within' if ok_t else 'OVER'} T + 10 %")
+    print(f"vs last-blocks:2 by wall time: {100 * (p_wall - t_wall) / t_wall:+.1f} %")
+    print(f"Fisher: plan {planned['predicted']['fisher_captured']:.6g}, last-blocks:2 {lb2:.6g} "
+          f"-> {'at least' if planned['predicted']['fisher_captured'] >= lb2 else 'LESS than'} "
+          "last-blocks:2's")
+    one, five, _ = os.getloadavg()
+    print(f"load average {one:.2f} / {five:.2f}")
+
+
+if __name__ == "__main__":
+    main()

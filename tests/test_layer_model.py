@@ -1,0 +1,174 @@
+"""The per-layer device model on tiny, synthetic tables: no timing is asserted, only what the
+model does with given numbers (fits, fall-backs, what a configuration runs, the files)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from ttplan.costmodel.errors import TtplanError
+from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.profile import profile
+from ttplan.devices import layermodel as lm
+from ttplan.devices.calibrate import calibrate_layers, calibration_from_dict, load_calibration
+from ttplan.devices.layerrun import fit_layer_model, run_description
+from ttplan.devices.planning import predict_training
+from ttplan.devices.profiles import DeviceProfile
+
+
+def tiny_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(),
+                         nn.Conv2d(8, 4, 1)).eval()
+
+
+def layer_row(kind, pass_name, macs, elements, seconds, model="m", weights=0):
+    return {"model": model, "layer": f"{kind}{macs}", "kind": kind, "pass": pass_name,
+            "batch_size": 1, "macs": macs, "elements": elements, "weights": weights,
+            "cpu_s": seconds, "wall_s": seconds, "spread": 0.0}
+
+
+def test_fit_recovers_known_constants_and_says_what_it_cannot_determine():
+    # pointwise forward: 1e-9 s per MAC + 1e-8 s per element + 1e-5 s per call, exactly
+    rows = [layer_row("pointwise", "forward", m, e, 1e-9 * m + 1e-8 * e + 1e-5)
+            for m, e in ((1000, 100), (5000, 300), (20000, 700), (80000, 900))]
+    rows += [layer_row("conv", "forward", 1000, 100, 1e-4)]  # one row, three terms
+    kinds = lm.fit_kinds(rows)
+    fit = kinds["pointwise/forward"]
+    assert fit["identified"] and fit["rows"] == 4
+    assert fit["mac_s"] == pytest.approx(1e-9, rel=1e-6)
+    assert fit["element_s"] == pytest.approx(1e-8, rel=1e-6)
+    assert fit["call_s"] == pytest.approx(1e-5, rel=1e-6)
+    assert not kinds["conv/forward"]["identified"]
+    assert "cannot determine" in kinds["conv/forward"]["why"]
+    # conv falls back to pointwise (the same matrix product); no kind at all -> nothing
+    assert lm.constants_for(kinds, "conv", "forward") is fit
+    assert lm.constants_for(kinds, "depthwise", "forward")["mac_s"] == 0.0
+
+
+def test_a_configuration_runs_nothing_before_its_first_updated_layer():
+    net = tiny_net()
+    shape = (1, 3, 4, 4)
+    last = lm.step_work(profile(net, shape, update="last-layers:1", training_mode=False,
+                                options=CostOptions("pytorch")).evaluation)
+    everything = lm.step_work(profile(net, shape, update="all", training_mode=False,
+                                      options=CostOptions("pytorch")).evaluation)
+    # forward: every operator either way
+    assert last["pointwise/forward"] == everything["pointwise/forward"]
+    # the last layer alone: its weight gradient and no input gradient anywhere
+    assert "pointwise/input_grad" not in last and "depthwise/weight_grad" not in last
+    assert last["pointwise/weight_grad"][3] == 1
+    # all: every weight, input gradients except the first layer's (its input needs none)
+    assert everything["pointwise/weight_grad"][3] == 2
+    assert everything["pointwise/input_grad"][3] == 1
+    assert everything["depthwise/weight_grad"][3] == 1
+
+
+def test_bias_only_is_cheaper_than_all_when_weight_gradients_cost_time():
+    net = tiny_net()
+    rows = []
+    for kind in ("pointwise", "depthwise"):
+        for p in ("forward", "input_grad", "weight_grad", "bias_grad"):
+            rows += [layer_row(kind, p, m, e, 1e-9 * m + 1e-9 * e + 1e-6, weights=w)
+                     for m, e, w in ((100, 50, 10), (900, 70, 20), (4000, 300, 50),
+                                     (9000, 100, 90), (20000, 800, 7))]
+    for kind in ("norm", "elementwise"):
+        for p in ("forward", "input_grad", "weight_grad", "bias_grad"):
+            rows += [layer_row(kind, p, 0, e, 1e-9 * e + 1e-6) for e in (10, 100, 1000)]
+    model = {"kinds": lm.fit_kinds(rows), "glue": {"call_s": 0.0, "step_s": 1e-4,
+             "tensor_update_s": 1e-5, "first_call_s": 0.0}, "phases": {}}
+    shape = (1, 3, 4, 4)
+    times = {}
+    for spec in ("none", "bias-only", "all"):
+        run = run_description(net, spec if spec != "bias-only" else _bias_only(net, shape),
+                              shape, iterations=2, samples=4)
+        times[spec] = lm.predict_phases(run, model)["train_s"]
+    assert times["none"] < times["bias-only"] < times["all"]
+
+
+def _bias_only(net, shape):
+    from ttplan.costmodel.config import resolve_updates
+    from ttplan.costmodel.specs import parse_update
+    from ttplan.costmodel.trace import trace
+    return resolve_updates(parse_update("bias-only"), trace(net, (1,) + shape[1:], "net"))
+
+
+def test_the_probe_runs_the_tail_backward_only():
+    net = tiny_net()
+    from ttplan.costmodel.trace import trace
+    graph = trace(net, (1, 3, 4, 4), "net")
+    work = lm.probe_work(graph, {"5"})  # the last conv is the only candidate
+    assert work["pointwise/forward"][3] == 2
+    assert "pointwise/input_grad" not in work  # nothing after the candidate's output
+    work = lm.probe_work(graph, {"0"})
+    assert work["depthwise/input_grad"][3] == 1 and work["pointwise/input_grad"][3] == 1
+
+
+def synthetic_table(model: str, scale: float) -> dict:
+    rows = [layer_row(k, p, m, e, scale * (1e-9 * m + 1e-9 * e + 1e-6), model=model,
+                      weights=w)
+            for k in ("pointwise", "depthwise") for p in ("forward", "input_grad", "weight_grad")
+            for m, e, w in ((100, 50, 5), (900, 70, 9), (4000, 300, 40), (9000, 100, 80))]
+    rows += [layer_row(k, p, 0, e, 1e-9 * e + 1e-6, model=model)
+             for k in ("norm", "elementwise") for p in ("forward", "input_grad")
+             for e in (10, 100, 1000)]
+    net = tiny_net()
+    runs = []
+    for spec, measured in (("none", 0.01), ("all", 0.03), ("last-layers:1", 0.015),
+                           ("none", 0.011)):
+        run = run_description(net, spec, (1, 3, 4, 4), iterations=2, samples=4)
+        run.update(model=model, update=spec, measured={
+            "load_cpu_s": 0.1, "fisher_cpu_s": 0.0, "plan_cpu_s": 0.0,
+            "train_cpu_s": measured * scale, "train_wall_s": measured, "energy_j": None})
+        runs.append(run)
+    return {"format": "ttplan-layer-table", "version": 1, "model": model,
+            "layers": rows, "runs": runs, "warnings": []}
+
+
+def test_layer_calibration_file_round_trip_and_leave_one_model_out(tmp_path):
+    tables = [synthetic_table("a", 1.0), synthetic_table("b", 1.1)]
+    fitted = fit_layer_model(tables)
+    assert fitted["loo"]["by"] == "leave-one-model-out"
+    assert len(fitted["loo"]["rows"]) == 8
+    cal = calibrate_layers(tables, DeviceProfile("host", None))
+    assert cal.data["version"] == 3 and cal.layers is not None and not cal.whole_run
+    assert any("no energy model" in n for n in cal.data["notes"])
+    path = tmp_path / "cal.json"
+    cal.save(path)
+    again = load_calibration(path)
+    assert again.layers == cal.layers
+    with pytest.raises(TtplanError, match="per-layer calibration"):
+        again.predict(None)
+    old = dict(json.loads(path.read_text()), version=2)
+    with pytest.raises(TtplanError, match="version 2; this ttplan reads version 3"):
+        calibration_from_dict(old, "old.json")
+
+
+def test_predict_with_a_layer_calibration_has_no_energy_without_energy_data(tmp_path):
+    cal = calibrate_layers([synthetic_table("a", 1.0), synthetic_table("b", 1.0)],
+                           DeviceProfile("host", None))
+    path = tmp_path / "cal.json"
+    cal.save(path)
+    net = tiny_net()
+    out = predict_training(net, "all", "host", calibration=str(path), iterations=2, samples=4,
+                           input_shape="1,3,4,4")
+    assert out["time_model"] == "per-layer"
+    assert out["energy_j"] is None and out["energy_basis"] is None
+    assert out["phases"]["train_s"] > 0 and out["phases"]["fisher_s"] == 0.0
+
+
+def test_a_run_too_short_or_on_a_slower_machine_is_warned_about():
+    from types import SimpleNamespace
+
+    from ttplan.devices.runner import _Phases, _timing_warnings
+    phases = _Phases()
+    phases.cpu_seconds["train_s"] = 2.0
+    ctx = SimpleNamespace(calibration=SimpleNamespace(layers={"reference_s": 0.001}))
+    assert any("1.50x slower" in w for w in _timing_warnings(phases, 0.0015, ctx))
+    assert not any("slower than" in w for w in _timing_warnings(phases, 0.0011, ctx))
+    phases.cpu_seconds["train_s"] = 0.1
+    assert any("too short to time" in w for w in _timing_warnings(phases, 0.001, None))
