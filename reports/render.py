@@ -99,8 +99,7 @@ def _text(data: dict) -> str:
     for key, label in MEMORY_LABELS:
         value = data["memory"][key]
         lines.append(f"  {label:<36} {value:>14,}  {_human_bytes(value)}")
-    for warning in data["warnings"]:
-        lines.append(f"WARNING: {warning}")
+    # Warnings go to stderr once (the CLI's warn_uncosted), not a second time here.
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,8 @@ the command succeeded, and `--out` through `costmodel.fileio`.
   HiGHS print to) points at stderr, so nothing but the result reaches stdout; `emit` keeps the
   results and they are written, in order, once the body succeeded and stdout is stdout again
   (so `--out /dev/stdout` is the real stdout). A closed or full stdout is one line too.
+* notes and warnings for the person (`tell`) are held the same way: shown on stderr once the
+  command succeeded, dropped when it fails, so a failure's stderr is its `error:` line alone.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from ttplan.costmodel.zoo import command_line_models
 
 # (text, --out path or None for stdout) that `emit` holds until the command body has returned.
 _pending: list[tuple[str, Optional[str]]] = []
+# stderr lines (notes, warnings, "wrote ...") held until the command body has returned.
+_told: list[str] = []
 
 
 def fail(message: str) -> None:
@@ -50,6 +54,7 @@ def run_safely(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         _pending.clear()
+        _told.clear()
         try:
             with warnings.catch_warnings(), command_io(), command_line_models():
                 warnings.simplefilter("ignore")  # torch/fx chatter is not for the user
@@ -57,6 +62,7 @@ def run_safely(fn):
                     check_output_target(kwargs["out"])  # before any work, not after it
                 with _stdout_to_stderr():
                     result = fn(*args, **kwargs)
+                _flush_told()
                 for text, out in _pending:  # inside command_io: --out is checked against inputs
                     _write_result(text, out)
             return result
@@ -68,7 +74,30 @@ def run_safely(fn):
             fail("out of memory (a smaller --batch-size, --samples or input shape needs less)")
         finally:
             _pending.clear()
+            _told.clear()
     return wrapper
+
+
+def tell(line: str) -> None:
+    """A line for the person on stderr (a note, a warning, a summary), shown once the command
+    has succeeded; a failed command shows its error line only."""
+    _told.append(line.rstrip("\n"))
+
+
+def note(message: str) -> None:
+    tell(f"note: {message}")
+
+
+def _flush_told() -> None:
+    lines, seen = [], set()
+    for line in _told:
+        if line not in seen:  # a warning is said once, whoever said it first
+            seen.add(line)
+            lines.append(line)
+    _told.clear()
+    with contextlib.suppress(Exception):
+        for line in lines:
+            typer.echo(line, err=True)
 
 
 def emit(text: str, out: Optional[str]) -> None:
@@ -83,7 +112,7 @@ def _write_result(text: str, out: Optional[str]) -> None:
         return
     write_text_atomic(out, text)
     with contextlib.suppress(Exception):
-        typer.echo(f"wrote {out}", err=True)
+        typer.echo(f"wrote {out}", err=True)  # after the write: the file is there
 
 
 def _write_stdout(text: str) -> None:
@@ -193,7 +222,7 @@ def warn_uncosted(graph, other_warnings=()) -> None:
     """One stderr line per kind of operator of `graph` without a cost rule, with how many
     there are (`costmodel.costs.unknown_op_warnings`); other warnings as they are."""
     for warning in unknown_op_warnings(graph):
-        typer.echo(f"warning: {warning}", err=True)
+        tell(f"warning: {warning}")
     for warning in other_warnings:
         if not str(warning).startswith("no cost rule for "):
-            typer.echo(f"warning: {warning}", err=True)
+            tell(f"warning: {warning}")

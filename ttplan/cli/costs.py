@@ -17,7 +17,7 @@ from ttplan.reports.render import FORMATS, render, render_rows
 from ttplan.planner.profiling import profile as profile_model
 from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
 
-from .common import emit, run_safely, warn_uncosted
+from .common import emit, note, run_safely, tell, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, BatchSize, Blocks, Classifier,
                       Convention, Device, GradientBits, InputShape, Iterations, ModelArg,
                       Optimizer, Out, Samples, TimeBudget, WeightBits, WeightsFile,
@@ -60,9 +60,8 @@ def profile(
     warn_uncosted(prof.graph, prof.warnings)
     if prof.verification:
         v = prof.verification
-        typer.echo(f"verify: autograd kept {v['measured_bytes']:,} B for backward; the pytorch "
-                   f"convention predicts {v['predicted_bytes']:,} B "
-                   f"({v['difference_pct']:+.2f}%)", err=True)
+        tell(f"verify: autograd kept {v['measured_bytes']:,} B for backward; the pytorch "
+             f"convention predicts {v['predicted_bytes']:,} B ({v['difference_pct']:+.2f}%)")
     emit(render(prof.to_dict(), fmt), out)
 
 

@@ -16,7 +16,7 @@ from ttplan.devices.validate import ROW_FIELDS, plot_validation, validate as val
 from ttplan.planner.jsonio import dumps
 from ttplan.reports.render import render_rows
 
-from .common import emit, run_safely
+from .common import emit, note, run_safely, tell
 from .options import DEFAULT_INPUT_SHAPE, Classifier, InputShape, ModelArg, Out, WeightsFile
 
 FORMATS = ("table", "json", "csv")
@@ -69,7 +69,7 @@ def calibrate(
     summary = _calibration_rows(cal.to_dict())
     if out:  # the file is the calibration; a summary for the person on stderr
         emit(calibration_text(cal), out)
-        typer.echo(_summary_text(cal.to_dict()), err=True, nl=False)
+        tell(_summary_text(cal.to_dict()))
         return
     if fmt == "json":
         emit(calibration_text(cal), None)
@@ -182,7 +182,7 @@ def validate(
     result = validate_log(frame, profiles, cal)
     if plot:
         plot_validation(result, plot)
-        typer.echo(f"wrote {plot}", err=True)
+        tell(f"wrote {plot}")
     if fmt == "json":
         emit(dumps(result), out)
         return

@@ -12,12 +12,12 @@ import typer
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.specs import parse_input_shape, parse_int
 from ttplan.devices.grid import measure as measure_grid
-from ttplan.devices.grid import parse_duration
-from ttplan.devices.logs import LOG_COLUMNS, append_log_row
+from ttplan.costmodel.specs import parse_duration
+from ttplan.devices.logs import LOG_COLUMNS, append_log_row, check_log_target
 from ttplan.devices.runner import DEFAULT_ITERATIONS, train as train_model
 from ttplan.reports.render import render_rows
 
-from .common import emit, run_safely
+from .common import emit, note, run_safely, tell
 from .options import Convention, ModelArg, Out, WeightsFile
 
 TRAIN_FORMATS = ("table", "json", "csv")
@@ -70,6 +70,8 @@ def train(
     """Fine-tune on the support samples following a policy, measured beside its prediction."""
     if fmt not in TRAIN_FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
+    if log:
+        check_log_target(log)  # before the run, not after it
     show = sys.stderr.isatty() if progress is None else progress
     result = train_model(
         model, policy=policy, method=method, update=update, memory=memory, compute=compute,
@@ -81,10 +83,10 @@ def train(
         optimizer=optimizer, holdout=holdout, device_name=device_name, device=device,
         calibration=calibration, progress=show)
     for warning in result.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        tell(f"warning: {warning}")
     if log:
         append_log_row(log, result.log_row())
-        typer.echo(f"appended a row to {log}", err=True)
+        tell(f"appended a row to {log}")
     if fmt == "json":
         text = json.dumps(result.to_dict(), indent=2) + "\n"
     elif fmt == "csv":
@@ -98,7 +100,7 @@ def train(
 def measure(
     model: ModelArg,
     time_limit: str = typer.Option(..., help="wall-time bound for the whole grid: 100s, "
-                                   "20min, 1h"),
+                                   "20min (20m), 1h"),
     log: str = typer.Option(..., help="append one row per run to this CSV log"),
     device_name: str = typer.Option("host", help="the device column of the log rows"),
     samples: str = typer.Option("25", help="synthetic samples per run"),
@@ -118,14 +120,14 @@ def measure(
     """Calibration runs: a fixed grid of updates and batch sizes within a time limit."""
     if fmt not in TRAIN_FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
-    limit_s = parse_duration(time_limit)
+    limit_s = parse_duration(time_limit, "time limit")
     rows = measure_grid(model, time_limit_s=limit_s, log=log, device_name=device_name,
                         samples=_positive_int("--samples", samples), seed=seed,
                         input_shape=parse_input_shape(input_shape),
                         max_iterations=_positive_int("--iterations", iterations),
                         isolate=isolate, batch_sizes=_batch_sizes(batch_sizes),
                         report=lambda line: typer.echo(line, err=True))
-    typer.echo(f"appended {len(rows)} row(s) to {log}", err=True)
+    tell(f"appended {len(rows)} row(s) to {log}")
     if fmt == "table":
         text = render_rows(rows, MEASURE_TABLE_FIELDS, "table") if rows else "no runs\n"
     else:

@@ -22,7 +22,7 @@ from ttplan.planner.jsonio import dumps
 from ttplan.planner.policy import load_policy
 from ttplan.planner.sparseupdate import export_sparseupdate
 
-from .common import emit, run_safely, warn_uncosted
+from .common import emit, note, run_safely, tell, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Classifier, Convention,
                       Device, GradientBits, InputShape, Iterations, Optimizer, Out, Samples,
                       TimeBudget, WeightBits, WeightsFile, WeightsInFlash, count_option,
@@ -66,8 +66,8 @@ def fisher(
     result = fisher_information(module, names, support, loss=loss, seed=seed,
                                 batch_size=batch_size, progress=show)
     text = dumps(result.to_json_dict(name, graph.fingerprint()))  # checked before anything is said
-    typer.echo(f"fisher: {len(names)} layers of {name}, {support.description}; "
-               f"{result.time_s:.3f} s, peak saved {result.peak_saved_bytes:,} B", err=True)
+    tell(f"fisher: {len(names)} layers of {name}, {support.description}; "
+         f"{result.time_s:.3f} s, peak saved {result.peak_saved_bytes:,} B")
     emit(text, out)
 
 @run_safely
@@ -120,8 +120,8 @@ def plan(
         warn_uncosted(policy.graph)
     if out is not None:
         emit(dumps(policy.to_dict()), out)
-    for note in policy.notes:
-        typer.echo(f"note: {note}", err=True)
+    for text in policy.notes:
+        note(text)
     emit(dumps(policy.to_dict()) if fmt == "json" else render_policy(policy.to_dict()), None)
 
 @run_safely
@@ -151,8 +151,8 @@ def export(
     graph = trace(module, loaded.input_shape, name)
     notes: list[str] = []
     config = export_sparseupdate(loaded, graph, notes)
-    for note in notes:
-        typer.echo(f"note: {note}", err=True)
+    for text in notes:
+        note(text)
     emit(dumps(config), out)
 
 

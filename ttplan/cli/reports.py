@@ -25,12 +25,12 @@ from ttplan.reports.layers import layer_rows, plot_layers, render_layers
 from ttplan.reports.predict import device_predictor
 from ttplan.reports.report import build_report, render_html, write_markdown
 from ttplan.reports.table2 import (PROBE_SAMPLES, PROBE_SEED, plot_table2, render_table2,
-                                   stderr_log, synthetic_fisher)
+                                   synthetic_fisher)
 from ttplan.reports.table2 import table2 as table2_data
 from ttplan.reports.whatif import (parse_methods, parse_range, plot_heatmaps, plot_pareto,
                                    render_whatif, run_whatif, whatif_data)
 
-from .common import emit, run_safely
+from .common import emit, note, run_safely, tell
 from .options import (DEFAULT_INPUT_SHAPE, Channels, Convention, Device, FisherProbe,
                       InputShape, Iterations, ModelArg, Optimizer, Out, Samples, Solver,
                       WeightsInFlash)
@@ -41,13 +41,13 @@ FisherFile = Optional[str]
 def _write_figure(path: Optional[str], draw) -> None:
     if path:
         write_bytes_atomic(path, draw(format_of(path)))
-        typer.echo(f"wrote {path}", err=True)
+        tell(f"wrote {path}")
 
 
 def _fisher_or_probe(fisher: Optional[str], module, name: str, shape):
     if fisher is not None:
         return fisher
-    stderr_log(f"{name}: no Fisher file given; using the synthetic probe "
+    note(f"{name}: no Fisher file given; using the synthetic probe "
                f"({PROBE_SAMPLES} samples, seed {PROBE_SEED})")
     return synthetic_fisher(module, (1,) + tuple(shape)[1:])
 
@@ -97,7 +97,7 @@ def table2(
         path = Path(fisher_dir) / f"{model}.json" if fisher_dir else None
         fishers[model] = fisher if fisher is not None else (
             str(path) if path is not None and path.is_file() else None)
-    data = table2_data(models, fishers=fishers, log=stderr_log,
+    data = table2_data(models, fishers=fishers, log=note,
                   input_shape=parse_input_shape(input_shape), memory_bytes=parse_bytes(memory),
                   compute=parse_compute(compute), optimizer=optimizer)
     _write_figure(plot, lambda f: plot_table2(data["rows"], f))
@@ -210,9 +210,9 @@ def report(
                          compute=parse_compute(compute), solver=solver,
                          input_shape=parse_input_shape(input_shape),
                          whatif_memory=whatif_memory, whatif_compute=whatif_compute,
-                         predictor=predictor, log=stderr_log)
+                         predictor=predictor, log=note)
     if fmt == "md":
         names = write_markdown(built, out)
-        typer.echo(f"wrote {out}/ ({', '.join(names)})", err=True)
+        tell(f"wrote {out}/ ({', '.join(names)})")
     else:
         emit(render_html(built), out)
