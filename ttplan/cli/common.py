@@ -30,6 +30,7 @@ from ttplan.costmodel.costs import unknown_op_warnings
 from ttplan.costmodel.errors import SpecError, TtplanError
 from ttplan.costmodel.fileio import check_output_target, command_io, write_text_atomic
 from ttplan.costmodel.zoo import command_line_models
+from ttplan.reports.render import DEFAULT_WIDTH
 
 # (text, --out path or None for stdout) that `emit` holds until the command body has returned.
 _pending: list[tuple[str, Optional[str]]] = []
@@ -210,6 +211,15 @@ class OneLineErrors(TyperGroup):
             _echo_error(f"cannot write to stdout: {exc.strerror or exc}")
             sys.exit(2)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def table_width() -> int:
+    """The width tables fit (reports.render.fit_table): $COLUMNS when it is a sensible number,
+    else 100. The terminal itself is not asked, so piped output is the same as on screen."""
+    text = os.environ.get("COLUMNS", "")
+    if text.isascii() and text.isdigit() and 40 <= int(text) <= 1000:
+        return int(text)
+    return DEFAULT_WIDTH
 
 
 def check_choice(value: str, choices, what: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import typer
@@ -11,23 +12,26 @@ from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.specs import parse_compute, parse_input_shape
 from ttplan.costmodel.trace import trace
+from ttplan.costmodel.units import percent
 from ttplan.devices.planning import device_context
 from ttplan.reports.compare import COMPARE_FIELDS, DEVICE_FIELDS, METHODS, compare_methods
 from ttplan.reports.render import FORMATS, render, render_rows
+from ttplan.planner.fisher_file import load_fisher
 from ttplan.planner.profiling import profile as profile_model
 from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
 
-from .common import emit, note, run_safely, tell, warn_uncosted
+from .common import emit, run_safely, table_width, tell, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, BatchSize, Blocks, Classifier,
                       Convention, Device, GradientBits, InputShape, Iterations, ModelArg,
+                      ProfileInputShape,
                       Optimizer, Out, Samples, TimeBudget, WeightBits, WeightsFile,
-                      WeightsInFlash)
+                      WeightsInFlash, Wide)
 
 
 @run_safely
 def profile(
     model: ModelArg,
-    input_shape: InputShape = None,
+    input_shape: ProfileInputShape = None,
     batch_size: BatchSize = None,
     update: str = typer.Option("all", help="all | none | bias-only | last-layers:K | "
                                "last-blocks:K | policy.json"),
@@ -44,10 +48,14 @@ def profile(
     verify: bool = typer.Option(False, help="run the configuration once in PyTorch and "
                                 "compare what autograd keeps with the pytorch prediction"),
     fmt: str = typer.Option("table", "--format", help="table | json | csv | md"),
+    wide: Wide = False,
     out: Out = None,
 ):
-    """Per-layer parameters, forward/backward MACs and the memory of training a model (all of
-    it by default; --update picks what is trained)."""
+    """Per-layer parameters, forward/backward MACs and the memory of training a model.
+
+    All of it is trained by default; --update picks what is trained. With --update
+    policy.json, the policy's input shape, convention, optimizer and bit widths are used
+    unless given."""
     if fmt not in FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use {', '.join(FORMATS)}")
     shape = parse_input_shape(input_shape) if input_shape is not None else None
@@ -62,7 +70,7 @@ def profile(
         v = prof.verification
         tell(f"verify: autograd kept {v['measured_bytes']:,} B for backward; the pytorch "
              f"convention predicts {v['predicted_bytes']:,} B ({v['difference_pct']:+.2f}%)")
-    emit(render(prof.to_dict(), fmt), out)
+    emit(render(prof.to_dict(), fmt, table_width(), wide), out)
 
 
 @run_safely
@@ -74,10 +82,13 @@ def sweep(
     convention: str = typer.Option("both", help="paper | pytorch | both"),
     blocks: Blocks = None,
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    wide: Wide = False,
     out: Out = None,
 ):
-    """What-if sweep: saved activations, peak memory and backward MACs of training the last K
-    blocks or layers (the shape of the paper's Table 7)."""
+    """What-if sweep: memory and backward MACs of training the last K blocks or layers.
+
+    Saved activations, peak memory and backward MACs for each K, the shape of the paper's
+    Table 7."""
 
     if convention not in ("paper", "pytorch", "both"):
         raise SpecError(f"unknown convention {convention!r}: use paper, pytorch or both")
@@ -91,7 +102,7 @@ def sweep(
     graph = trace(module, parse_input_shape(input_shape), name, blocks=blocks)
     warn_uncosted(graph, graph.warnings)
     rows = sweep_last_k(graph, unit, ks, options)
-    emit(render_rows(rows, SWEEP_FIELDS, fmt), out)
+    emit(render_rows(rows, SWEEP_FIELDS, fmt, table_width(), wide), out)
 
 
 @run_safely
@@ -110,6 +121,7 @@ def compare(
     iterations: Iterations = 40,
     samples: Samples = 25,
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    wide: Wide = False,
     out: Out = None,
 ):
     """Table-2-style comparison of every method's memory and backward MACs on one model."""
@@ -125,4 +137,22 @@ def compare(
                            compute=parse_compute(compute) if compute is not None else None,
                            input_shape=parse_input_shape(input_shape), convention=convention,
                            optimizer=optimizer, weights_in_flash=weights_in_flash)
-    emit(render_rows(rows, COMPARE_FIELDS + (DEVICE_FIELDS if on else ()), fmt), out)
+    fields = COMPARE_FIELDS + (DEVICE_FIELDS if on else ())
+    if fmt == "table" and not wide:  # Fisher as a share of the potential, as everywhere
+        total = total_potential(fisher) if fisher else 0.0
+        rows = [{**r, "fisher_captured": None if r["fisher_captured"] is None or not total
+                 else percent(r["fisher_captured"] / total)} for r in rows]
+    emit(render_rows(rows, fields, fmt, table_width(), wide, heads=COMPARE_HEADS,
+                     optional=("saved_activation_bytes", "trainable_params")), out)
+
+
+# Short names for people (`--wide`, CSV and JSON keep the fields' own names).
+COMPARE_HEADS = {"memory_ratio": "x mem", "compute_ratio": "x MACs", "backward_macs": "bwd MACs", "saved_activation_bytes":
+                 "saved", "trainable_params": "params", "fisher_captured": "Fisher",
+                 "within_budget": "budget ok", "total_s": "time", "energy_j": "energy",
+                 "fits_ram": "fits RAM"}
+
+
+def total_potential(fisher: str) -> float:
+    """The Fisher potential of every probed layer of a Fisher file (what shares are of)."""
+    return math.fsum(load_fisher(fisher, None).potential.values())

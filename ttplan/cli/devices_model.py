@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.units import human_bytes, human_joules, human_seconds
 from ttplan.devices.calibrate import BUILTIN, calibration_text, load_calibration
 from ttplan.devices.calibrate import calibrate as fit_calibration
 from ttplan.devices.logs import load_device_logs
@@ -14,10 +15,10 @@ from ttplan.devices.planning import DEFAULT_ITERATIONS, DEFAULT_SAMPLES, predict
 from ttplan.devices.profiles import builtin_profiles, detect_host, resolve_device
 from ttplan.devices.validate import ROW_FIELDS, plot_validation, validate as validate_log
 from ttplan.planner.jsonio import dumps
-from ttplan.reports.render import render_rows
+from ttplan.reports.render import render_rows, wrap_lines
 
-from .common import emit, note, run_safely, tell
-from .options import DEFAULT_INPUT_SHAPE, Classifier, InputShape, ModelArg, Out, WeightsFile
+from .common import emit, run_safely, table_width, tell
+from .options import DEFAULT_INPUT_SHAPE, Classifier, InputShape, ModelArg, Out, WeightsFile, Wide
 
 FORMATS = ("table", "json", "csv")
 Format = typer.Option("table", "--format", help="table | json | csv")
@@ -35,6 +36,7 @@ def devices(
     device: List[str] = typer.Option([], "--device", help="also show this device JSON file "
                                      "(repeatable)"),
     fmt: str = Format,
+    wide: Wide = False,
     out: Out = None,
 ):
     """Built-in device profiles (RAM, flash, cores, clock, with sources) and the detected host."""
@@ -45,11 +47,13 @@ def devices(
     if fmt == "json":
         emit(dumps({"devices": rows}), out)
         return
-    text = render_rows([{k: r[k] for k in DEVICE_FIELDS} for r in rows], DEVICE_FIELDS, fmt)
+    width = None if wide else table_width()
+    text = render_rows([{k: r[k] for k in DEVICE_FIELDS} for r in rows], DEVICE_FIELDS, fmt,
+                       width, wide, squeeze=("description",))
     if fmt == "table":
         text += "\nsources:\n" + "".join(
-            f"  {r['name']}.{field}: {source}\n" for r in rows
-            for field, source in r["sources"].items())
+            line + "\n" for r in rows for field, source in r["sources"].items()
+            for line in wrap_lines([f"  {r['name']}.{field}: {source}"], width, "    "))
     emit(text, out)
 
 
@@ -147,16 +151,18 @@ def predict(
     lines = [f"{result['model']} on {result['device']} ({result['calibration']}): "
              f"{result['iterations']} iterations over {result['samples']} samples at batch "
              f"{result['batch_size']}"]
-    lines += [f"  {p:10s} {s:>12,.1f} s" for p, s in result["phases"].items()]
-    lines.append(f"  {'total':10s} {result['total_s']:>12,.1f} s  (+-{band:.1f}%: the "
+    lines += [f"  {p.removesuffix('_s'):10s} {human_seconds(s):>12}"
+              for p, s in result["phases"].items()]
+    lines.append(f"  {'total':10s} {human_seconds(result['total_s']):>12}  (+-{band:.1f}%: the "
                  "calibration's median leave-one-out error)")
     if result["energy_j"] is not None:
-        lines.append(f"  {'energy':10s} {result['energy_j']:>12,.1f} J  (+-{e_band:.1f}%)")
+        lines.append(f"  {'energy':10s} {human_joules(result['energy_j']):>12}  (+-{e_band:.1f}%)")
     else:
-        lines.append(f"  {'energy':10s}            - (the calibration has no energy model)")
+        lines.append(f"  {'energy':10s} {'-':>12}  (the calibration has no energy model)")
     fits = {True: "yes", False: "NO (it will swap)", None: "unknown"}[result["fits_ram"]]
-    lines.append(f"  peak {result['peak_bytes']:,} B (PyTorch)   fits in RAM: {fits}")
-    emit("\n".join(lines) + "\n", out)
+    lines.append(f"  {'peak':10s} {human_bytes(result['peak_bytes']):>12}  (PyTorch)  fits in "
+                 f"RAM: {fits}")
+    emit("\n".join(wrap_lines(lines, table_width())) + "\n", out)
 
 
 @run_safely
@@ -167,8 +173,10 @@ def validate(
                                               "calibration (no refitting)"),
     device: List[str] = typer.Option([], "--device", help="device JSON file for a device "
                                      "name in the log (repeatable)"),
-    plot: Optional[str] = typer.Option(None, help="write a predicted-vs-measured PNG here"),
+    plot: Optional[str] = typer.Option(None, help="write a predicted-vs-measured figure here "
+                                       "(.png, .svg or .pdf)"),
     fmt: str = Format,
+    wide: Wide = False,
     out: Out = None,
 ):
     """Predicted against measured for every run; leave-one-out median and max |error|."""
@@ -191,7 +199,8 @@ def validate(
     if fmt == "csv":
         emit(render_rows(rows, fields, "csv"), out)
         return
-    text = render_rows(rows, fields, "table")
+    text = render_rows(rows, fields, "table", table_width(), wide, squeeze=("model",),
+                       heads={"error_pct": "error %"})
     for name, d in result["devices"].items():
         t, e = d["loo"]["time"], d["loo"]["energy"]
         line = (f"{name} ({d['predicted_by']}): time median |error| {t['median_abs_pct']:.1f}%, "

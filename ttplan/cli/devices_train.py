@@ -10,15 +10,16 @@ from typing import Optional
 import typer
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import parse_input_shape, parse_int
+from ttplan.costmodel.specs import parse_duration, parse_input_shape, parse_int
+from ttplan.costmodel.units import human_bytes, human_macs, human_seconds
+from ttplan.costmodel.zoo import ZOO_MODELS
 from ttplan.devices.grid import measure as measure_grid
-from ttplan.costmodel.specs import parse_duration
 from ttplan.devices.logs import LOG_COLUMNS, append_log_row, check_log_target
 from ttplan.devices.runner import DEFAULT_ITERATIONS, train as train_model
-from ttplan.reports.render import render_rows
+from ttplan.reports.render import render_rows, wrap_lines
 
-from .common import emit, note, run_safely, tell
-from .options import Convention, ModelArg, Out, WeightsFile
+from .common import emit, run_safely, table_width, tell
+from .options import Convention, ModelArg, Out, WeightsFile, Wide
 
 TRAIN_FORMATS = ("table", "json", "csv")
 MEASURE_TABLE_FIELDS = ("method", "batch_size", "iterations", "load_s", "fisher_s", "plan_s",
@@ -92,8 +93,20 @@ def train(
     elif fmt == "csv":
         text = render_rows([result.log_row()], LOG_COLUMNS, "csv")
     else:
-        text = render_train(result.to_dict())
+        text = render_train(result.to_dict(), _accuracy_caveat(model, weights, synthetic),
+                            table_width())
     emit(text, out)
+
+
+def _accuracy_caveat(model: str, weights: Optional[str], synthetic: bool) -> Optional[str]:
+    """Why the accuracy line means nothing, if it does not: a zoo model without --weights has
+    fixed-seed random weights; synthetic samples are Gaussian blobs, not a task."""
+    if weights is None and model in ZOO_MODELS:
+        return ("meaningless: random fixed-seed weights (a zoo model without --weights); "
+                "pass --weights with trained weights")
+    if synthetic:
+        return "synthetic samples: not a measure of the model"
+    return None
 
 
 @run_safely
@@ -115,6 +128,7 @@ def measure(
         "peak memory and load time), or all in this one (faster; later runs' peaks include "
         "memory earlier runs left resident)"),
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    wide: Wide = False,
     out: Out = None,
 ):
     """Calibration runs: a fixed grid of updates and batch sizes within a time limit."""
@@ -129,7 +143,8 @@ def measure(
                         report=lambda line: typer.echo(line, err=True))
     tell(f"appended {len(rows)} row(s) to {log}")
     if fmt == "table":
-        text = render_rows(rows, MEASURE_TABLE_FIELDS, "table") if rows else "no runs\n"
+        text = (render_rows(rows, MEASURE_TABLE_FIELDS, "table", table_width(), wide)
+                if rows else "no runs\n")
     else:
         text = render_rows(rows, LOG_COLUMNS, fmt)
     emit(text, out)
@@ -153,20 +168,25 @@ def _positive_float(flag: str, text: str) -> float:
     return value
 
 
+def _phases(p: dict) -> str:
+    return (f"load {human_seconds(p['load_s'])}, fisher {human_seconds(p['fisher_s'])}, plan "
+            f"{human_seconds(p['plan_s'])}, train {human_seconds(p['train_s'])}")
+
+
 def _predicted_phases(pred: dict, measured: dict) -> str:
     if pred["phases"] is None:
         return "predicted    n/a (no device model: --device or --calibration)"
-    p = pred["phases"]
     total = sum(measured[key] for key in ("load_s", "fisher_s", "plan_s", "train_s"))
     error = f" ({100 * (pred['total_s'] - total) / total:+.1f}% vs measured)" if total else ""
     energy = "" if pred["energy_j"] is None else f", {pred['energy_j']:.2f} J"
-    return (f"predicted    load {p['load_s']:.3f} s, fisher {p['fisher_s']:.3f} s, plan "
-            f"{p['plan_s']:.3f} s, train {p['train_s']:.3f} s = {pred['total_s']:.3f} s"
+    return (f"predicted    {_phases(pred['phases'])} = {human_seconds(pred['total_s'])}"
             f"{error}{energy} ({pred['calibration']})")
 
 
-def render_train(d: dict) -> str:
-    """A run for people: what was trained, then measured beside predicted."""
+def render_train(d: dict, accuracy_caveat: Optional[str] = None, width: Optional[int] = None
+                 ) -> str:
+    """A run for people: what was trained, then measured beside predicted (in `width`
+    columns; `accuracy_caveat` says why the accuracy means nothing, when it does not)."""
     pol, run, got, pred = d["policy"], d["run"], d["measured"], d["predicted"]
     phases = got["phases"]
 
@@ -185,21 +205,21 @@ def render_train(d: dict) -> str:
         f"run          {run['samples']} samples, batch {run['batch_size']}, "
         f"{run['iterations']} iteration(s) = {run['steps']} steps, {run['optimizer']} "
         f"lr {run['lr']:g}; {run['threads']} thread(s), torch {run['torch_version']}",
-        f"phases       load {phases['load_s']:.3f} s, fisher {phases['fisher_s']:.3f} s, "
-        f"plan {phases['plan_s']:.3f} s, train {phases['train_s']:.3f} s "
-        f"({got['iteration_s']:.4f} s per iteration)",
+        f"phases       {_phases(phases)} ({human_seconds(got['iteration_s'])} per iteration)",
         _predicted_phases(pred, phases),
-        f"saved        {got['saved_bytes']:,} B measured, {pred['saved_bytes']:,} B predicted "
-        f"(pytorch){pct(got['saved_bytes'], pred['saved_bytes'])}",
-        f"memory       peak RSS {got['peak_rss_bytes']:,} B (process); predicted training "
-        f"peak {pred['peak_bytes']:,} B",
-        f"backward     {pred['backward_macs']:,} MACs per step (predicted)",
+        f"saved        {human_bytes(got['saved_bytes'])} measured, "
+        f"{human_bytes(pred['saved_bytes'])} predicted (pytorch)"
+        f"{pct(got['saved_bytes'], pred['saved_bytes'])}",
+        f"memory       peak RSS {human_bytes(got['peak_rss_bytes'])} (process); predicted "
+        f"training peak {human_bytes(pred['peak_bytes'])}",
+        f"backward     {human_macs(pred['backward_macs'])} MACs per step (predicted)",
         "energy       " + ("n/a (no energy counter on this machine)" if got["energy_j"] is None
                            else f"{got['energy_j']:.2f} J"),
         f"accuracy     before {acc(d['accuracy']['before'])}, after "
-        f"{acc(d['accuracy']['after'])} ({run['query_samples']} held-out queries)",
+        f"{acc(d['accuracy']['after'])} ({run['query_samples']} held-out queries)"
+        + (f"; {accuracy_caveat}" if accuracy_caveat else ""),
         f"loss         first pass {run['loss']['first']:.4f}, last pass {run['loss']['last']:.4f}",
     ]
     if pol["dense_masked"]:
         lines.append(f"note         dense masked gradient for {', '.join(pol['dense_masked'])}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(wrap_lines(lines, width, " " * 13)) + "\n"

@@ -84,8 +84,10 @@ def table2(
     out: Out = None,
     plot: Optional[str] = typer.Option(None, help="Figure-1-style chart (.png or .svg)"),
 ):
-    """The paper's Table 2 setting: every method's memory and backward MACs, with the
-    paper's printed figures beside ttplan's for the zoo models."""
+    """The paper's Table 2: every method's memory and backward MACs, beside the paper's.
+
+    The paper's printed figures stand beside ttplan's for the zoo models; md and latex
+    print the paper's compact layout, csv and json every column."""
     models = list(models or ZOO_MODELS)
     fmt = _format(fmt, out, ("table", "md", "csv", "json", "latex"), "table")
     if fisher is not None and len(models) != 1:
