@@ -24,7 +24,7 @@ from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.graph import MAC_KINDS
 
-from .figures import figure_bytes, new_figure, styled
+from .figures import MIN_FONT_PT, TEXT_WIDTH_IN, figure_bytes, new_figure, styled
 
 LAYER_FIELDS = ("name", "kind", "position", "params", "weight_bytes", "saved_input_bytes",
                 "forward_macs", "backward_weight_macs", "backward_input_macs",
@@ -113,7 +113,7 @@ def _selected_text(row: dict) -> str:
 def plot_layers(rows: list[dict], title: str, fmt: str = "png") -> bytes:
     """Four panels over the candidate layers: memory (weights + saved input), backward MACs,
     Fisher potential (% of the total) and s_i; selected layers drawn dark and shaded."""
-    fig, axes = new_figure(max(6.0, 0.28 * len(rows) + 2), 8.0, nrows=4)
+    fig, axes = new_figure(TEXT_WIDTH_IN, 8.0, nrows=4)
     xs = list(range(len(rows)))
     selected = [r["selected"] for r in rows]
     colors = ["#1f5fa8" if s else "#9cbbe0" for s in selected]
@@ -123,7 +123,7 @@ def plot_layers(rows: list[dict], title: str, fmt: str = "png") -> bytes:
                   bottom=[r["weight_bytes"] / 1024 for r in rows], color=colors, hatch="///",
                   edgecolor="white", label="saved input")
     panels[0].set_ylabel("memory (KiB)")
-    panels[0].legend(fontsize=7, loc="upper left")
+    panels[0].legend(loc="upper left")
     panels[1].bar(xs, [(r["backward_weight_macs"] + r["backward_input_macs"]) / 1e6
                        for r in rows], color=colors)
     panels[1].set_ylabel("backward MACs (M)")
@@ -141,7 +141,11 @@ def plot_layers(rows: list[dict], title: str, fmt: str = "png") -> bytes:
                 ax.axvspan(x - 0.5, x + 0.5, color="#f2c14e", alpha=0.25, lw=0)
         ax.set_xticks(xs)
         ax.set_xticklabels([])
-    panels[3].set_xticklabels([r["name"] for r in rows], rotation=90, fontsize=6)
+    # at the text width, a name every ~11 points: every k-th layer named when there are more
+    every = max(1, math.ceil(len(rows) / 45))
+    panels[3].set_xticks(xs[::every])
+    panels[3].set_xticklabels([r["name"] for r in rows][::every], rotation=90,
+                              fontsize=MIN_FONT_PT)
     panels[0].set_title(title)
     fig.tight_layout()
     return figure_bytes(fig, fmt)

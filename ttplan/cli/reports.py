@@ -30,10 +30,10 @@ from ttplan.reports.table2 import table2 as table2_data
 from ttplan.reports.whatif import (parse_methods, parse_range, plot_heatmaps, plot_pareto,
                                    render_whatif, run_whatif, whatif_data)
 
-from .common import emit, note, run_safely, tell
+from .common import emit, note, run_safely, table_width, tell
 from .options import (DEFAULT_INPUT_SHAPE, Channels, Convention, Device, FisherProbe,
                       InputShape, Iterations, ModelArg, Optimizer, Out, Samples, Solver,
-                      WeightsInFlash)
+                      WeightsInFlash, Wide)
 
 FisherFile = Optional[str]
 
@@ -81,8 +81,9 @@ def table2(
     fmt: Optional[str] = typer.Option(None, "--format",
                                       help="table | md | csv | json | latex (default: "
                                       "from --out's suffix, else table)"),
+    wide: Wide = False,
     out: Out = None,
-    plot: Optional[str] = typer.Option(None, help="Figure-1-style chart (.png or .svg)"),
+    plot: Optional[str] = typer.Option(None, help="Figure-1-style chart (.png, .svg or .pdf)"),
 ):
     """The paper's Table 2: every method's memory and backward MACs, beside the paper's.
 
@@ -103,7 +104,7 @@ def table2(
                   input_shape=parse_input_shape(input_shape), memory_bytes=parse_bytes(memory),
                   compute=parse_compute(compute), optimizer=optimizer)
     _write_figure(plot, lambda f: plot_table2(data["rows"], f))
-    emit(render_table2(data, fmt), out)
+    emit(render_table2(data, fmt, table_width(), wide), out)
 
 
 
@@ -125,8 +126,9 @@ def whatif(
     iterations: Iterations = 40,
     samples: Samples = 25,
     plot: Optional[str] = typer.Option(None, help="heat maps of captured Fisher, and of "
-                                       "predicted time with --device (.png/.svg)"),
-    pareto_plot: Optional[str] = typer.Option(None, help="Pareto frontier figure (.png/.svg)"),
+                                       "predicted time with --device (.png, .svg or .pdf)"),
+    pareto_plot: Optional[str] = typer.Option(None, help="Pareto frontier figure (.png, .svg "
+                                              "or .pdf)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="table | csv | json (default: "
                                       "from --out's suffix, else table)"),
     out: Out = None,
@@ -162,7 +164,7 @@ def layers(
     fisher: FisherProbe = None,
     policy: Optional[str] = typer.Option(None, help="policy JSON: highlight its layers"),
     input_shape: InputShape = DEFAULT_INPUT_SHAPE,
-    plot: Optional[str] = typer.Option(None, help="Figure-3-style chart (.png/.svg)"),
+    plot: Optional[str] = typer.Option(None, help="Figure-3-style chart (.png, .svg or .pdf)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="table | csv | json"),
     out: Out = None,
 ):
@@ -196,7 +198,8 @@ def report(
     device: Device = None,
     iterations: Iterations = 40,
     samples: Samples = 25,
-    fmt: str = typer.Option("html", "--format", help="html (one file) | md (a folder)"),
+    fmt: str = typer.Option("html", "--format", help="html (one file) | md (a folder, with "
+                            "each figure as PNG, SVG and PDF)"),
     out: str = typer.Option(..., help="the HTML file, or the folder for md"),
 ):
     """One self-contained report: profile, plan and why, Table 2, what-if maps, layers."""
