@@ -71,10 +71,10 @@ def human_joules(j) -> str:
 
 
 def percent(fraction) -> str:
-    """0.8051 -> '80.51 %' (a share, e.g. of the Fisher potential)."""
+    """0.8051 -> '80.51%' (a share, e.g. of the Fisher potential; as the report writes it)."""
     if fraction is None:
         return "-"
-    return f"{100 * fraction:.2f} %"
+    return f"{100 * fraction:.2f}%"
 
 
 def _digits(x: float) -> str:

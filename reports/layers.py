@@ -106,7 +106,7 @@ def _selected_text(row: dict) -> str:
         return ""
     if row["channels_selected"] is None:
         return "bias"
-    return f"{row['channels_selected']}/{row['channels']}"
+    return f"{row['channels_selected']} of {row['channels']}"
 
 
 @styled

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.fileio import write_bytes_atomic, write_text_atomic
 from ttplan.costmodel.profile import resolve_model
@@ -130,6 +131,8 @@ def _why_chosen(context, updates: dict, budget: Budget) -> list[dict]:
         steps.append({
             "layer": name, "score": cand.score.score if cand else None,
             "channels": context.channels_updated({name: updates[name]}),
+            "channels_total": (channel_count(context.graph[name], updates[name].channel_axis)
+                               if updates[name].weight else 0),
             "bias": bool(updates[name].bias),
             "fisher_fraction": context.fisher_fraction({name: updates[name]}),
             "peak_bytes": peak, "backward_macs": macs,
@@ -149,6 +152,11 @@ def _int(value) -> str:
     return "-" if value is None else f"{value:,}"
 
 
+def _of(count, total) -> str:
+    """A channel count with the total it is chosen from: '60 of 240'."""
+    return _int(count) if not total else f"{count:,} of {total:,}"
+
+
 def _num(value) -> str:
     if value is None:
         return "-"
@@ -158,7 +166,7 @@ def _num(value) -> str:
 def why_table(steps) -> tuple[list[str], list[list[str]]]:
     heads = ["layer", "s_i", "channels", "bias", "Fisher", "peak B", "memory left B",
              "backward MACs", "compute left MACs"]
-    return heads, [[s["layer"], _num(s["score"]), _int(s["channels"]),
+    return heads, [[s["layer"], _num(s["score"]), _of(s["channels"], s.get("channels_total")),
                     "yes" if s["bias"] else "no", _percent(s["fisher_fraction"]),
                     _int(s["peak_bytes"]), _int(s["memory_left_bytes"]),
                     _int(s["backward_macs"]), _int(s["compute_left_macs"])] for s in steps]
@@ -218,7 +226,7 @@ def layers_table(rows) -> tuple[list[str], list[list[str]]]:
                     _percent(r["fisher_fraction"]), _num(r["score"]), _int(r["rank"]),
                     "" if not r["selected"] else
                     ("bias" if r["channels_selected"] is None
-                     else f"{r['channels_selected']}/{r['channels']}")] for r in rows]
+                     else _of(r["channels_selected"], r["channels"]))] for r in rows]
 
 
 def _sections(report: Report):

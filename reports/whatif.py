@@ -232,7 +232,9 @@ def plot_heatmaps(data: dict, fmt: str = "png") -> bytes:
         grid = [[math.nan if by[(m, k)][field] is None else scale * by[(m, k)][field]
                  for k in computes] for m in memories]
         image = ax.imshow(grid, origin="lower", aspect="auto", cmap=_GREY_WHERE_INFEASIBLE)
-        if len(memories) * len(computes) <= 144:  # a label per cell while it can be read
+        # a label per cell while a cell is wide enough for "100" at MIN_FONT_PT (two panels
+        # across the text width leave ~190 pt per panel: 8 columns); else the colour bar says
+        if len(computes) <= 8 and len(memories) <= 16:
             for i, row in enumerate(grid):
                 for j, value in enumerate(row):
                     text = "-" if math.isnan(value) else (f"{value:.0f}" if field ==
@@ -277,7 +279,7 @@ def plot_pareto(data: dict, fmt: str = "png") -> bytes:
     axes[0][1].set_xlabel("backward MACs of the plan (M)")
     for ax in axes[0]:
         ax.set_ylabel("captured Fisher potential (%)")
-        ax.legend(loc="lower right")
+    axes[0][0].legend(loc="lower right")  # one legend: the same methods in both panels
     fig.suptitle("Pareto frontier: captured Fisher against memory and compute")
     fig.tight_layout()
     return figure_bytes(fig, fmt)
