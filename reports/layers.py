@@ -24,7 +24,10 @@ from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.graph import MAC_KINDS
 
+from ttplan.costmodel.units import human_bytes, human_macs
+
 from .figures import MIN_FONT_PT, TEXT_WIDTH_IN, figure_bytes, new_figure, styled
+from .render import DEFAULT_WIDTH, fit_table
 
 LAYER_FIELDS = ("name", "kind", "position", "params", "weight_bytes", "saved_input_bytes",
                 "forward_macs", "backward_weight_macs", "backward_input_macs",
@@ -74,7 +77,9 @@ def layer_rows(context, updates: dict | None = None) -> list[dict]:
     return out
 
 
-def render_layers(rows: list[dict], fmt: str) -> str:
+def render_layers(rows: list[dict], fmt: str, width: int | None = DEFAULT_WIDTH) -> str:
+    """JSON and CSV exact; the table in human units, fitting `width` (reports.render), or
+    whole and exact with `width=None` (--wide)."""
     if fmt not in LAYER_FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use {', '.join(LAYER_FORMATS)}")
     if fmt == "json":
@@ -85,20 +90,22 @@ def render_layers(rows: list[dict], fmt: str) -> str:
         writer.writeheader()
         writer.writerows(rows)
         return buffer.getvalue()
-    heads = ("layer", "kind", "weights B", "saved in B", "bwd w MACs", "bwd in MACs",
-             "Fisher %", "s_i", "rank", "selected")
-    cells = [[r["name"], r["kind"], f"{r['weight_bytes']:,}", f"{r['saved_input_bytes']:,}",
-              f"{r['backward_weight_macs']:,}", f"{r['backward_input_macs']:,}",
+    heads = ["layer", "kind", "weights", "saved in", "bwd w MACs", "bwd in MACs", "Fisher",
+             "s_i", "rank", "selected"]
+    size, macs = (human_bytes, human_macs) if width is not None else (_exact, _exact)
+    cells = [[r["name"], r["kind"], size(r["weight_bytes"]),
+              size(r["saved_input_bytes"]), macs(r["backward_weight_macs"]),
+              macs(r["backward_input_macs"]),
               "-" if r["fisher_fraction"] is None else f"{100 * r['fisher_fraction']:.2f}%",
               "-" if r["score"] is None else f"{r['score']:.4g}",
               "-" if r["rank"] is None else str(r["rank"]),
               _selected_text(r)] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
-    lines = ["  ".join(h.ljust(w) if i < 2 else h.rjust(w)
-                       for i, (h, w) in enumerate(zip(heads, widths)))]
-    lines += ["  ".join(v.ljust(w) if i < 2 else v.rjust(w)
-                        for i, (v, w) in enumerate(zip(c, widths))) for c in cells]
-    return "\n".join(lines) + "\n"
+    return "\n".join(fit_table(heads, cells, left=2, width=width, squeeze=(0,),
+                                optional=(1, 5))) + "\n"
+
+
+def _exact(n: int) -> str:
+    return f"{n:,}"
 
 
 def _selected_text(row: dict) -> str:

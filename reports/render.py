@@ -120,7 +120,7 @@ def fit_table(heads: list[str], rows: list[list[str]], *, left: int | set = 1,
               hidden_note: bool = True) -> list[str]:
     """An aligned table (the first `left` columns, or those in the set `left`, flush left, the
     others right) in at most `width` columns: the `squeeze` columns (long text such as names)
-    are cut short first, then the `optional` columns are left out (in that order), then columns
+    are cut short after the `optional` columns are left out (in that order), then columns go
     from the right, and a last line says which (--wide shows them). No line ends in spaces. `width=None`: everything, as it is."""
     lefts = set(range(left)) if isinstance(left, int) else set(left)
     keep = list(range(len(heads)))
@@ -137,6 +137,11 @@ def fit_table(heads: list[str], rows: list[list[str]], *, left: int | set = 1,
 
     dropped: list[int] = []
     if width is not None and total(keep) > width:
+        for i in optional:
+            if total(keep) <= width:
+                break
+            keep.remove(i)
+            dropped.append(i)
         for i in squeeze:  # cut long text down, but not below 16 characters
             excess = total(keep) - width
             if excess <= 0:
@@ -147,11 +152,6 @@ def fit_table(heads: list[str], rows: list[list[str]], *, left: int | set = 1,
                     if len(c[i]) > target:
                         c[i] = c[i][:target - 3] + "..."
                 w[i] = target
-        for i in optional:
-            if total(keep) <= width:
-                break
-            keep.remove(i)
-            dropped.append(i)
         while total(keep) > width and len(keep) > 1:
             dropped.append(keep.pop())
         dropped.sort()

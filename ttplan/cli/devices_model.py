@@ -111,7 +111,7 @@ def _summary_text(d: dict) -> str:
                      f"(max {fit['max_abs_pct']:.1f}%), leave-one-out median "
                      f"{loo['median_abs_pct']:.1f}% (max {loo['max_abs_pct']:.1f}%)")
     lines += [f"note: {n}" for n in d["notes"]]
-    return "\n".join(lines) + "\n"
+    return "\n".join(wrap_lines(lines, table_width(), "      ")) + "\n"
 
 
 @run_safely

@@ -166,6 +166,7 @@ def layers(
     input_shape: InputShape = DEFAULT_INPUT_SHAPE,
     plot: Optional[str] = typer.Option(None, help="Figure-3-style chart (.png, .svg or .pdf)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="table | csv | json"),
+    wide: Wide = False,
     out: Out = None,
 ):
     """Per candidate layer: memory, backward MACs, Fisher potential and s_i (Figure 3 style)."""
@@ -181,7 +182,7 @@ def layers(
         updates = loaded.updates()
     rows = layer_rows(context, updates)
     _write_figure(plot, lambda f: plot_layers(rows, f"{name}: per-layer cost and value", f))
-    emit(render_layers(rows, fmt), out)
+    emit(render_layers(rows, fmt, None if wide else table_width()), out)
 
 
 @run_safely
