@@ -173,8 +173,7 @@ def validate(
                                               "calibration (no refitting)"),
     device: List[str] = typer.Option([], "--device", help="device JSON file for a device "
                                      "name in the log (repeatable)"),
-    plot: Optional[str] = typer.Option(None, help="write a predicted-vs-measured figure here "
-                                       "(.png, .svg or .pdf)"),
+    plot: Optional[str] = typer.Option(None, help="write a predicted-vs-measured PNG here"),
     fmt: str = Format,
     wide: Wide = False,
     out: Out = None,
