@@ -63,9 +63,9 @@ def run_safely(fn):
                     check_output_target(kwargs["out"])  # before any work, not after it
                 with _stdout_to_stderr():
                     result = fn(*args, **kwargs)
-                _flush_told()
                 for text, out in _pending:  # inside command_io: --out is checked against inputs
                     _write_result(text, out)
+                _flush_told()  # once the results are out: a failed write is its error alone
             return result
         except TtplanError as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
