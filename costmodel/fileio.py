@@ -16,8 +16,10 @@ what is at the path decides how it is written. Nothing there is ever replaced bl
   write (read-only), and any file this command read as input (compared by device and inode,
   so another name for the same file is caught too).
 
-Reading (`read_text_input`): at most `MAX_TEXT_INPUT_BYTES`; a larger file (or an endless
-device such as `/dev/zero`) is a one-line error before it fills memory.
+Reading (`read_text_input`, `read_bytes_input`, `check_input_file` for files another library
+opens): only a regular file is read; a FIFO, a device (`/dev/zero`) or a socket is refused at
+once, without waiting for a writer, and so is a file over `MAX_TEXT_INPUT_BYTES` (a text file)
+or the reader's own cap; undecodable text is one line naming the byte.
 
 Inputs are recorded inside `command_io()` (the CLI opens one per command) so that the output
 check knows them; outside it (plain Python use) there is no command and nothing is recorded.
@@ -68,28 +70,90 @@ def note_input(path: str | os.PathLike) -> None:
 
 
 def read_text_input(path: str | os.PathLike, what: str, error: type[TtplanError] = SpecError,
-                    limit: int = MAX_TEXT_INPUT_BYTES) -> str:
-    """The UTF-8 text of an input file, at most `limit` bytes; every failure is one line."""
-    source = Path(path)
-    if str(path) == "":
-        raise error(f"{what} file name is empty")
-    try:
-        with open(source, "rb") as handle:
-            data = handle.read(limit + 1)
-    except FileNotFoundError:
-        raise error(f"{what} file not found: {source}") from None
-    except IsADirectoryError:
-        raise error(f"{what} file {source} is a directory, not a file") from None
-    except (OSError, ValueError) as exc:
-        raise error(f"cannot read {what} file {source}: {_reason(exc)}") from None
-    if len(data) > limit:
-        raise error(f"{what} file {source} is larger than {limit // 2**20} MiB; "
-                    "that is not a file ttplan wrote")
-    note_input(source)
+                    limit: int = MAX_TEXT_INPUT_BYTES, record: bool = True) -> str:
+    """The UTF-8 text of an input file, at most `limit` bytes; every failure is one line.
+    `record=False`: a file the command reads to append to (a log), so not an input `--out`
+    must avoid on that account."""
+    data = read_bytes_input(path, what, error, limit, record)
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise error(f"{what} file {source} is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} file {path} is not UTF-8 text (byte {exc.start}: "
+                    f"0x{data[exc.start]:02x})") from None
+
+
+def read_bytes_input(path: str | os.PathLike, what: str, error: type[TtplanError] = SpecError,
+                     limit: int = MAX_TEXT_INPUT_BYTES, record: bool = True) -> bytes:
+    """The bytes of a regular input file, at most `limit`; a FIFO, device or socket is refused
+    at once (opened without blocking, so a FIFO with no writer cannot hang the command)."""
+    source = _input_name(path, what, error)
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise error(f"{what} file not found: {source}") from None
+    except (OSError, ValueError) as exc:
+        raise error(f"cannot read {what} file {source}: {_reason(exc)}") from None
+    try:
+        st = os.fstat(fd)
+        _check_regular_input(source, st, what, error, limit)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise error(f"cannot read {what} file {source}: {_reason(exc)}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # grew while read
+        raise error(f"{what} file {source} is larger than {_mib(limit)}; "
+                    "that is not a file ttplan wrote")
+    if record:
+        note_input(source)
+    return data
+
+
+def check_input_file(path: str | os.PathLike, what: str, error: type[TtplanError] = SpecError,
+                     limit: int | None = MAX_TEXT_INPUT_BYTES) -> str:
+    """Refuse now what no reader should open: a missing path, a directory, a FIFO, a device or
+    a socket (opening one could wait forever), or a file over `limit` bytes. The path as text."""
+    source = _input_name(path, what, error)
+    try:
+        st = os.stat(source)
+    except FileNotFoundError:
+        raise error(f"{what} file not found: {source}") from None
+    except (OSError, ValueError) as exc:
+        raise error(f"cannot read {what} file {source}: {_reason(exc)}") from None
+    _check_regular_input(source, st, what, error, limit)
+    return source
+
+
+def _input_name(path, what: str, error: type[TtplanError]) -> str:
+    source = os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path)
+    if source == "":
+        raise error(f"{what} file name is empty")
+    if "\0" in source:
+        raise error(f"{what} file name contains a NUL character")
+    return source
+
+
+def _check_regular_input(source: str, st: os.stat_result, what: str,
+                         error: type[TtplanError], limit: int | None) -> None:
+    kind = st.st_mode
+    if stat.S_ISDIR(kind):
+        raise error(f"{what} file {source} is a directory, not a file")
+    if not stat.S_ISREG(kind):
+        raise error(f"{what} file {source} is {_special_kind(kind)}, not a regular file")
+    if limit is not None and st.st_size > limit:
+        raise error(f"{what} file {source} is larger than {_mib(limit)}; "
+                    "that is not a file ttplan wrote")
+
+
+def _special_kind(mode: int) -> str:
+    return ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device"
+            if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a special file")
+
+
+def _mib(limit: int) -> str:
+    return f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit:,} bytes"
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

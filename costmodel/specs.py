@@ -198,13 +198,14 @@ def parse_compute(text: str) -> ComputeBudget:
 _DURATION_UNITS = {"": 1, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
 
 
-def parse_duration(text: str) -> float:
-    """'100s', '100', '20min', '1.5h' -> seconds (a bare number is seconds). Must be positive."""
-    expected = "expected a positive duration such as 100s, 20min or 1h"
+def parse_duration(text: str, what: str = "duration") -> float:
+    """'100s', '100', '20min', '20m', '1.5h' -> seconds (a bare number is seconds). Must be
+    positive. The one duration grammar: `plan --time`, `measure --time-limit`, the API."""
+    expected = "expected a positive duration such as 100s, 20min (or 20m) or 1h"
     match = re.fullmatch(_NUMBER + r"\s*([a-z]*)", str(text).strip().lower(), re.ASCII)
     if not match or match.group(2) not in _DURATION_UNITS:
-        raise SpecError(f"invalid duration {text!r}: {expected}")
+        raise SpecError(f"invalid {what} {text!r}: {expected}")
     seconds = float(Fraction(match.group(1)) * _DURATION_UNITS[match.group(2)])
     if seconds <= 0:
-        raise SpecError(f"invalid duration {text!r}: {expected}")
+        raise SpecError(f"invalid {what} {text!r}: {expected}")
     return seconds

@@ -305,7 +305,7 @@ def _first_few(keys: list[str], n: int = 3) -> str:
 
 
 def _load_weights(model: nn.Module, path: str) -> None:
-    if not os.path.isfile(path):
+    if not os.path.isfile(path):  # a FIFO or device is refused before torch.load waits on it
         raise ModelLoadError(f"weights {path!r}: not found or not a regular file")
     note_input(path)
     try:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import re
 import subprocess
 import sys
 import time
@@ -48,9 +47,10 @@ from ttplan.costmodel.errors import SpecError, TtplanError
 from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE
+from ttplan.costmodel.specs import parse_duration  # one duration grammar: --time, --time-limit
 from ttplan.costmodel.trace import trace
 
-from .logs import append_log_row
+from .logs import append_log_row, check_log_target
 from .runner import DEFAULT_ITERATIONS, train
 
 GRID_UPDATES = ("none", "bias-only", "last-layers:1", "last-blocks:1", "tinytrain",
@@ -59,19 +59,6 @@ GRID_BATCH_SIZES = (1, 4, 16)
 TINYTRAIN_COMPUTE = 0.15
 DEFAULT_SAMPLES = 25
 SAFETY = 2.0  # predicted seconds per iteration are doubled before sharing the time left
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|min|h)?")
-_UNIT_S = {None: 1.0, "s": 1.0, "min": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """'100s' -> 100.0, '20min' -> 1200.0, '1h' -> 3600.0, '90' -> 90.0 (seconds)."""
-    match = _DURATION.fullmatch(str(text).strip().lower())
-    if not match or float(match.group(1)) <= 0:
-        raise SpecError(f"invalid time limit {text!r}: expected a positive duration such as "
-                        "100s, 20min or 1h")
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
-
 
 @dataclass(frozen=True)
 class Configuration:
@@ -110,6 +97,7 @@ def measure(model: str, *, time_limit_s: float, log, device_name: str = "host",
     `batch_sizes`: the grid's batch sizes, in the order to run them (default 1, 4, 16).
     Returns the rows appended. `report` receives one line per configuration.
     """
+    check_log_target(log)  # a foreign file is refused before any run, not after the first
     deadline = time.perf_counter() + time_limit_s
     if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
         raise SpecError(f"iterations must be a positive integer, not {max_iterations!r}")

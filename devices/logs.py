@@ -26,13 +26,15 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.fileio import read_text_input, write_text_atomic
+from ttplan.costmodel.fileio import (check_output_target, note_input, read_text_input,
+                                     write_text_atomic)
 
 # The one log schema: what `ttplan train` appends (one row per run) and what calibration reads.
 # Cost columns are for ONE training step at the row's batch size; a step is one forward and
@@ -50,20 +52,56 @@ LOG_COLUMNS = (
 )
 
 
+def check_log_target(path: str | Path) -> list[str] | None:
+    """Refuse, before any work, a log `append_log_row` must not append to. A log is absent,
+    empty, or a ttplan log: a CSV whose header holds exactly LOG_COLUMNS (in any order). The
+    header's columns, or None when a new header is to be written."""
+    name = str(path)
+    if not name:
+        raise SpecError("the --log file name is empty")
+    if not os.path.lexists(name):
+        check_output_target(name)  # its folder exists
+        return None
+    check_output_target(name)  # a directory, a device, read-only, hard-linked: refused
+    # A log is rewritten whole (old rows + the new one, then a rename): it must be a file.
+    text = read_text_input(name, "--log", record=False)  # appended to, then an input (below)
+    if not text.strip():
+        return None
+    first = text.splitlines()[0]
+    try:
+        header = [h.strip() for h in next(csv.reader([first]))]
+    except (csv.Error, StopIteration):
+        header = []
+    if sorted(header) != sorted(LOG_COLUMNS):
+        missing = [c for c in LOG_COLUMNS if c not in header]
+        if header and set(header) < set(LOG_COLUMNS):
+            why = f"its header lacks {', '.join(missing[:3])}" + (
+                f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        else:
+            why = "its first line is not a ttplan log header"
+        raise SpecError(f"refusing to append to {name}: {why}; --log takes a new or empty "
+                        "file or a ttplan log (ttplan train / measure) with the same columns")
+    return header
+
+
 def append_log_row(path: str | Path, row: dict) -> None:
     """Append one run to a log (header first if the file is new), written atomically: the old
-    file plus the new row replace the old file in one rename."""
+    file plus the new row replace the old file in one rename, so the row is there whole or not
+    at all. The log must pass `check_log_target`; the row follows the file's column order."""
     unknown = sorted(set(row) - set(LOG_COLUMNS))
     if unknown:
         raise SpecError(f"unknown log column(s) {', '.join(unknown)}")
-    target = Path(path)
-    old = target.read_text(encoding="utf-8") if target.exists() else ""
+    header = check_log_target(path)
+    old = read_text_input(path, "--log", record=False) if header is not None else ""
+    if old and not old.endswith("\n"):
+        old += "\n"
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
-    if not old:
+    writer = csv.DictWriter(buffer, fieldnames=header or LOG_COLUMNS, lineterminator="\n")
+    if header is None:
         writer.writeheader()
     writer.writerow({k: "" if row.get(k) is None else row[k] for k in LOG_COLUMNS})
-    write_text_atomic(target, old + buffer.getvalue())
+    write_text_atomic(path, old + buffer.getvalue())
+    note_input(path)  # the command's --out may not replace the log it just appended to
 
 
 # Cost columns added after the schema's first release (depthwise MACs, operator work).

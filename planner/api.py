@@ -107,7 +107,8 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     if method in ("tinytrain", "sparseupdate") and memory is not None:
         nothing = coster.evaluate({})
         if nothing.memory.peak_bytes > memory:
-            hint = "" if options.weights_in_flash or convention != "paper" else \
+            hint = ": give a budget of at least that, or a smaller input shape" \
+                if options.weights_in_flash or convention != "paper" else \
                 " (weights count as RAM: plan with weights in flash to leave them out)"
             raise SpecError(f"memory budget {memory:,} B is below the peak with nothing trained, "
                             f"{nothing.memory.peak_bytes:,} B ({convention} convention){hint}")

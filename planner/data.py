@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.fileio import note_input
+from ttplan.costmodel.fileio import check_input_file, note_input
 from ttplan.costmodel.inputs import ModelInputs
 
 from .npz_support import open_npz
@@ -121,6 +121,7 @@ def open_support(
         raise SpecError(f"support data not found: {path}")
     if path.is_dir():
         return _open_folder(path, (channels, height, width), samples)
+    check_input_file(path, "support data", limit=None)  # a FIFO or device: refused, not waited on
     if path.suffix.lower() == ".npz":
         return open_npz(path, (channels, height, width), samples)
     raise SpecError(f"unsupported support data {path}: expected a folder of class sub-folders or an .npz file")

@@ -119,8 +119,10 @@ def check_weights(result: FisherResult, model: nn.Module, source: str = "the Fis
     current = weights_digest(model)
     if result.weights != current:
         raise PolicyError(f"{source} was computed with other weights (digest {result.weights}) "
-                          f"than this model's (digest {current}): run `ttplan fisher` again "
-                          "with these weights")
+                          f"than this model's (digest {current}): a model builder that is not "
+                          "seeded makes new weights on every call; seed it (torch.manual_seed "
+                          "in the builder), or save the weights once and pass the same "
+                          "--weights to `ttplan fisher` and this command")
 
 
 def check_values(layers: dict[str, list[float]], where: str) -> None:

@@ -24,7 +24,10 @@ from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.graph import MAC_KINDS
 
-from .figures import figure_bytes, new_figure, styled
+from ttplan.costmodel.units import human_bytes, human_macs
+
+from .figures import MIN_FONT_PT, TEXT_WIDTH_IN, figure_bytes, new_figure, styled
+from .render import DEFAULT_WIDTH, fit_table
 
 LAYER_FIELDS = ("name", "kind", "position", "params", "weight_bytes", "saved_input_bytes",
                 "forward_macs", "backward_weight_macs", "backward_input_macs",
@@ -74,7 +77,9 @@ def layer_rows(context, updates: dict | None = None) -> list[dict]:
     return out
 
 
-def render_layers(rows: list[dict], fmt: str) -> str:
+def render_layers(rows: list[dict], fmt: str, width: int | None = DEFAULT_WIDTH) -> str:
+    """JSON and CSV exact; the table in human units, fitting `width` (reports.render), or
+    whole and exact with `width=None` (--wide)."""
     if fmt not in LAYER_FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use {', '.join(LAYER_FORMATS)}")
     if fmt == "json":
@@ -85,20 +90,22 @@ def render_layers(rows: list[dict], fmt: str) -> str:
         writer.writeheader()
         writer.writerows(rows)
         return buffer.getvalue()
-    heads = ("layer", "kind", "weights B", "saved in B", "bwd w MACs", "bwd in MACs",
-             "Fisher %", "s_i", "rank", "selected")
-    cells = [[r["name"], r["kind"], f"{r['weight_bytes']:,}", f"{r['saved_input_bytes']:,}",
-              f"{r['backward_weight_macs']:,}", f"{r['backward_input_macs']:,}",
+    heads = ["layer", "kind", "weights", "saved in", "bwd w MACs", "bwd in MACs", "Fisher",
+             "s_i", "rank", "selected"]
+    size, macs = (human_bytes, human_macs) if width is not None else (_exact, _exact)
+    cells = [[r["name"], r["kind"], size(r["weight_bytes"]),
+              size(r["saved_input_bytes"]), macs(r["backward_weight_macs"]),
+              macs(r["backward_input_macs"]),
               "-" if r["fisher_fraction"] is None else f"{100 * r['fisher_fraction']:.2f}%",
               "-" if r["score"] is None else f"{r['score']:.4g}",
               "-" if r["rank"] is None else str(r["rank"]),
               _selected_text(r)] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
-    lines = ["  ".join(h.ljust(w) if i < 2 else h.rjust(w)
-                       for i, (h, w) in enumerate(zip(heads, widths)))]
-    lines += ["  ".join(v.ljust(w) if i < 2 else v.rjust(w)
-                        for i, (v, w) in enumerate(zip(c, widths))) for c in cells]
-    return "\n".join(lines) + "\n"
+    return "\n".join(fit_table(heads, cells, left=2, width=width, squeeze=(0,),
+                                optional=(1, 5))) + "\n"
+
+
+def _exact(n: int) -> str:
+    return f"{n:,}"
 
 
 def _selected_text(row: dict) -> str:
@@ -106,14 +113,14 @@ def _selected_text(row: dict) -> str:
         return ""
     if row["channels_selected"] is None:
         return "bias"
-    return f"{row['channels_selected']}/{row['channels']}"
+    return f"{row['channels_selected']} of {row['channels']}"
 
 
 @styled
 def plot_layers(rows: list[dict], title: str, fmt: str = "png") -> bytes:
     """Four panels over the candidate layers: memory (weights + saved input), backward MACs,
     Fisher potential (% of the total) and s_i; selected layers drawn dark and shaded."""
-    fig, axes = new_figure(max(6.0, 0.28 * len(rows) + 2), 8.0, nrows=4)
+    fig, axes = new_figure(TEXT_WIDTH_IN, 8.0, nrows=4)
     xs = list(range(len(rows)))
     selected = [r["selected"] for r in rows]
     colors = ["#1f5fa8" if s else "#9cbbe0" for s in selected]
@@ -123,7 +130,7 @@ def plot_layers(rows: list[dict], title: str, fmt: str = "png") -> bytes:
                   bottom=[r["weight_bytes"] / 1024 for r in rows], color=colors, hatch="///",
                   edgecolor="white", label="saved input")
     panels[0].set_ylabel("memory (KiB)")
-    panels[0].legend(fontsize=7, loc="upper left")
+    panels[0].legend(loc="upper left")
     panels[1].bar(xs, [(r["backward_weight_macs"] + r["backward_input_macs"]) / 1e6
                        for r in rows], color=colors)
     panels[1].set_ylabel("backward MACs (M)")
@@ -141,7 +148,11 @@ def plot_layers(rows: list[dict], title: str, fmt: str = "png") -> bytes:
                 ax.axvspan(x - 0.5, x + 0.5, color="#f2c14e", alpha=0.25, lw=0)
         ax.set_xticks(xs)
         ax.set_xticklabels([])
-    panels[3].set_xticklabels([r["name"] for r in rows], rotation=90, fontsize=6)
+    # at the text width, a name every ~11 points: every k-th layer named when there are more
+    every = max(1, math.ceil(len(rows) / 45))
+    panels[3].set_xticks(xs[::every])
+    panels[3].set_xticklabels([r["name"] for r in rows][::every], rotation=90,
+                              fontsize=MIN_FONT_PT)
     panels[0].set_title(title)
     fig.tight_layout()
     return figure_bytes(fig, fmt)

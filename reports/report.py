@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.fileio import write_bytes_atomic, write_text_atomic
 from ttplan.costmodel.profile import resolve_model
@@ -23,6 +24,7 @@ from ttplan.planner.context import PlanningContext
 from ttplan.planner.score import ranked
 from ttplan.planner.select import Budget
 
+from .figures import VECTOR_FORMATS
 from .layers import layer_rows, plot_layers, render_layers
 from .predict import predict
 from .table2 import (METHOD_LABELS, csv_table2, plot_table2, synthetic_fisher, table2_rows)
@@ -38,6 +40,9 @@ class Report:
     summary: list[tuple[str, str]]
     data: dict  # section -> JSON-ready data
     figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG
+    # figure stem -> draw(format): the vector files (SVG, PDF) the Markdown folder holds too,
+    # drawn only when written
+    drawers: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def build_report(model, *, fisher=None, memory="1MB", compute="15%", solver: str = "greedy",
@@ -94,10 +99,12 @@ def build_report(model, *, fisher=None, memory="1MB", compute="15%", solver: str
                                                "device_model": getattr(predictor, "label", None)
                                                if predictor is not None else None},
             "table2": {"rows": rows2}, "whatif": whatif, "layers": {"layers": layers}}
-    figures = {"table2.png": plot_table2(rows2), "whatif.png": plot_heatmaps(whatif),
-               "pareto.png": plot_pareto(whatif),
-               "layers.png": plot_layers(layers, f"{name}: per-layer cost and value")}
-    return Report(f"ttplan report: {name}", summary, data, figures)
+    drawers = {"table2": lambda fmt: plot_table2(rows2, fmt),
+               "whatif": lambda fmt: plot_heatmaps(whatif, fmt),
+               "pareto": lambda fmt: plot_pareto(whatif, fmt),
+               "layers": lambda fmt: plot_layers(layers, f"{name}: per-layer cost and value", fmt)}
+    figures = {f"{stem}.png": draw("png") for stem, draw in drawers.items()}
+    return Report(f"ttplan report: {name}", summary, data, figures, drawers)
 
 
 def _device_line(predictor, device: dict) -> str:
@@ -124,6 +131,8 @@ def _why_chosen(context, updates: dict, budget: Budget) -> list[dict]:
         steps.append({
             "layer": name, "score": cand.score.score if cand else None,
             "channels": context.channels_updated({name: updates[name]}),
+            "channels_total": (channel_count(context.graph[name], updates[name].channel_axis)
+                               if updates[name].weight else 0),
             "bias": bool(updates[name].bias),
             "fisher_fraction": context.fisher_fraction({name: updates[name]}),
             "peak_bytes": peak, "backward_macs": macs,
@@ -143,6 +152,11 @@ def _int(value) -> str:
     return "-" if value is None else f"{value:,}"
 
 
+def _of(count, total) -> str:
+    """A channel count with the total it is chosen from: '60 of 240'."""
+    return _int(count) if not total else f"{count:,} of {total:,}"
+
+
 def _num(value) -> str:
     if value is None:
         return "-"
@@ -152,7 +166,7 @@ def _num(value) -> str:
 def why_table(steps) -> tuple[list[str], list[list[str]]]:
     heads = ["layer", "s_i", "channels", "bias", "Fisher", "peak B", "memory left B",
              "backward MACs", "compute left MACs"]
-    return heads, [[s["layer"], _num(s["score"]), _int(s["channels"]),
+    return heads, [[s["layer"], _num(s["score"]), _of(s["channels"], s.get("channels_total")),
                     "yes" if s["bias"] else "no", _percent(s["fisher_fraction"]),
                     _int(s["peak_bytes"]), _int(s["memory_left_bytes"]),
                     _int(s["backward_macs"]), _int(s["compute_left_macs"])] for s in steps]
@@ -212,7 +226,7 @@ def layers_table(rows) -> tuple[list[str], list[list[str]]]:
                     _percent(r["fisher_fraction"]), _num(r["score"]), _int(r["rank"]),
                     "" if not r["selected"] else
                     ("bias" if r["channels_selected"] is None
-                     else f"{r['channels_selected']}/{r['channels']}")] for r in rows]
+                     else _of(r["channels_selected"], r["channels"]))] for r in rows]
 
 
 def _sections(report: Report):
@@ -235,26 +249,46 @@ def _sections(report: Report):
 
 # ---------------------------------------------------------------------------- HTML
 
-_CSS = ("body{font-family:sans-serif;margin:2em;max-width:1200px}"
-        "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+# A page that never scrolls sideways: wide tables scroll inside their own box, figures shrink
+# to the page; long tables are collapsed (<details>) so the figures stay together.
+_CSS = ("body{font-family:sans-serif;margin:2em auto;padding:0 1em;max-width:1100px;"
+        "line-height:1.4}"
+        ".scroll{overflow-x:auto;max-width:100%}"
+        "table{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}"
         "th{background:#eee}td:first-child,th:first-child{text-align:left}"
-        "img{max-width:100%}")
+        "table.summary td,table.summary th{white-space:normal;text-align:left}"
+        "img{max-width:100%;height:auto;display:block;margin:0.5em 0}"
+        "summary{cursor:pointer;color:#245;margin:0.5em 0}")
+
+# Tables longer than this are collapsed under a one-line summary.
+COLLAPSE_ROWS = 12
 
 
 def _html_table(heads, rows, cls: str) -> str:
-    out = [f'<table class="{cls}">', "<tr>" + "".join(f"<th>{html.escape(h)}</th>"
-                                                     for h in heads) + "</tr>"]
+    out = [f'<div class="scroll"><table class="{cls}">',
+           "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr>"]
     out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
-    out.append("</table>")
-    return "\n".join(out)
+    out.append("</table></div>")
+    table = "\n".join(out)
+    if len(rows) > COLLAPSE_ROWS:
+        return (f"<details><summary>{len(rows)} rows: show the table</summary>\n{table}\n"
+                "</details>")
+    return table
+
+
+def _html_summary(pairs) -> str:
+    """The profile summary: one row per item, the item as the row's header (no header row)."""
+    rows = "\n".join(f'<tr><th scope="row">{html.escape(k)}</th><td>{html.escape(v)}</td></tr>'
+                     for k, v in pairs)
+    return f'<div class="scroll"><table class="summary">\n{rows}\n</table></div>'
 
 
 def render_html(report: Report) -> str:
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{html.escape(report.title)}</title><style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(report.title)}</h1>", "<h2>Profile summary</h2>",
-             _html_table(["", ""], report.summary, "summary")]
+             _html_summary(report.summary)]
     for key, title, text, tables, figures in _sections(report):
         parts += [f'<h2 id="{key}">{html.escape(title)}</h2>', f"<p>{html.escape(text)}</p>"]
         for name in figures:
@@ -274,7 +308,11 @@ def render_html(report: Report) -> str:
 def _md_table(heads, rows) -> str:
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    table = "\n".join(lines)
+    if len(rows) > COLLAPSE_ROWS:  # GitHub and most renderers fold <details>
+        return (f"<details><summary>{len(rows)} rows: show the table</summary>\n\n{table}\n\n"
+                "</details>")
+    return table
 
 
 def write_markdown(report: Report, folder) -> list[str]:
@@ -283,11 +321,12 @@ def write_markdown(report: Report, folder) -> list[str]:
     if directory.exists() and not directory.is_dir():
         raise SpecError(f"{directory} exists and is not a folder")
     directory.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {report.title}", "", "## Profile summary", "",
-             _md_table(["", ""], report.summary), ""]
+    lines = [f"# {report.title}", "", "## Profile summary", ""]
+    lines += [f"- **{k}**: {v}" for k, v in report.summary] + [""]
     for _, title, text, tables, figures in _sections(report):
         lines += [f"## {title}", "", text, ""]
-        lines += [f"![{name}]({name})" for name in figures] + [""]
+        lines += [f"![{name}]({name}) (vector: [SVG]({name[:-4]}.svg), [PDF]({name[:-4]}.pdf))"
+                  for name in figures] + [""]
         for heads, rows in tables:
             lines += [_md_table(heads, rows), ""]
     written = {}
@@ -300,4 +339,8 @@ def write_markdown(report: Report, folder) -> list[str]:
         write_text_atomic(directory / name, text)
     for name, png in report.figures.items():
         write_bytes_atomic(directory / name, png)
-    return sorted(list(written) + list(report.figures))
+    vectors = {f"{stem}.{fmt}": draw(fmt) for stem, draw in report.drawers.items()
+               for fmt in VECTOR_FORMATS}
+    for name, data in vectors.items():
+        write_bytes_atomic(directory / name, data)
+    return sorted(list(written) + list(report.figures) + list(vectors))

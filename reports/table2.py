@@ -44,8 +44,10 @@ from ttplan.planner.fisher import default_candidate_layers, fisher_information
 
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from .figures import figure_bytes, new_figure, styled
+from .figures import (COLUMN_WIDTH_IN, MIN_FONT_PT, TEXT_WIDTH_IN, figure_bytes, new_figure,
+                      styled)
 from .predict import predict
+from .render import fit_table, wrap_lines
 
 METHODS = ("fulltrain", "lastlayer", "tinytl", "sparseupdate", "tinytrain")  # the paper's order
 METHOD_LABELS = {"fulltrain": "FullTrain", "lastlayer": "LastLayer", "tinytl": "TinyTL",
@@ -211,25 +213,68 @@ def _mib(n: int) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
 
 
-def render_table2(data: dict, fmt: str) -> str:
+# The paper's compact layout (md, and the terminal table): one line per method, the model
+# named once, ttplan's memory and compute beside the paper's with the relative difference;
+# a difference over 10 % in bold (md). `--wide`, csv and json keep every column.
+COMPACT_COLUMNS = ("model", "method", "batch", "paper MB", "ttplan MiB (convention)", "diff",
+                   "paper MMACs", "ttplan (paper count)", "diff")
+# The same columns in a terminal, under names that fit 100 columns.
+TERMINAL_COLUMNS = ("model", "method", "batch", "paper MB", "ttplan MiB", "diff", "paper M",
+                    "ttplan M", "diff")
+FLAGGED_PCT = 10.0
+
+
+def _paper_number(value: float) -> str:
+    """As the paper prints: 906, 1,049, 44.9, 2.03, 0.80."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _difference(pct, bold: bool) -> str:
+    if pct is None:
+        return "-"
+    text = f"{pct:+.1f} %".replace("-", "\u2212")
+    return f"**{text}**" if bold and abs(pct) > FLAGGED_PCT else text
+
+
+def compact_rows(rows: list[dict], bold: bool = False) -> list[list[str]]:
+    out, previous = [], None
+    for r in rows:
+        paper, diff = r["paper"], r["difference_pct"] or {}
+        convention = r["compared"]["memory"]
+        out.append([
+            MODEL_LABELS.get(r["model"], r["model"]) if r["model"] != previous else "",
+            METHOD_LABELS[r["method"]], str(r["batch_size"]),
+            "-" if paper is None else _paper_number(paper["memory_mb"]),
+            f"{_mib(r['memory_bytes'][convention])} ({convention})",
+            _difference(diff.get("memory"), bold),
+            "-" if paper is None else _paper_number(paper["compute_m"]),
+            f"{r['backward_macs_paper_count'] / 1e6:.2f}",
+            _difference(diff.get("compute"), bold)])
+        previous = r["model"]
+    return out
+
+
+def render_table2(data: dict, fmt: str, width: int | None = None, wide: bool = False) -> str:
     if fmt not in TABLE2_FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use {', '.join(TABLE2_FORMATS)}")
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
     if fmt == "latex":
         return latex_table2(data["rows"])
-    flat = [_flat(r) for r in data["rows"]]
     if fmt == "csv":
         return csv_table2(data["rows"])
     if fmt == "md":
-        lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
-        lines += ["| " + " | ".join(str(f[c]) for c in _COLUMNS) + " |" for f in flat]
+        rows = compact_rows(data["rows"], bold=True)
+        lines = ["| " + " | ".join(COMPACT_COLUMNS) + " |", "|" + "---|" * len(COMPACT_COLUMNS)]
+        lines += ["|" + "|".join(f" {c} " if c else " " for c in r) + "|" for r in rows]
         return "\n".join(lines) + f"\n\n{data['note']}\n"
-    cells = [[str(f[c]) for c in _COLUMNS] for f in flat]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(_COLUMNS)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(_COLUMNS, widths))]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-    return "\n".join(lines) + f"\n{data['note']}\n"
+    if wide:
+        flat = [_flat(r) for r in data["rows"]]
+        cells = [[str(f[c]) for c in _COLUMNS] for f in flat]
+        lines = fit_table(list(_COLUMNS), cells, left=2, width=None)
+        return "\n".join(lines) + f"\n{data['note']}\n"
+    lines = fit_table(list(TERMINAL_COLUMNS), compact_rows(data["rows"]), left=2, width=width)
+    return "\n".join(lines + wrap_lines([data["note"]], width, "")) + "\n"
 
 
 CSV_FIELDS = ("model", "method", "batch_size", "memory_bytes_paper", "memory_bytes_pytorch",
@@ -274,21 +319,22 @@ def latex_escape(text: str) -> str:
 
 
 def _latex_memory(n_bytes: int) -> str:
-    value = n_bytes / MIB
-    return f"{value:,.0f} MB" if value >= 100 else f"{value:.2f} MB"
+    return f"{_mib(n_bytes)} MB"  # MiB, written "MB" as the paper writes it
+
+
+def _latex_ratio(value: float) -> str:
+    text = "1" if value == 1 else ratio_text(value)[:-1]
+    return text + r" $\times$"
 
 
 def latex_table2(rows: list[dict]) -> str:
-    """A booktabs tabular (needs \\usepackage{booktabs}), as a paper pastes it: ttplan's
-    memory (the compared convention, MiB written "MB" as the paper does) and paper-count
-    compute with their ratios to TinyTrain, and the paper's figures where it prints them."""
-    with_paper = any(r["paper"] is not None for r in rows)
-    spec = "llrrrr" + ("rr" if with_paper else "")
-    head = ["Model", "Method", "Memory", "Ratio", "Compute", "Ratio"]
-    if with_paper:
-        head += ["Paper memory", "Paper compute"]
-    lines = [r"\begin{tabular}{" + spec + "}", r"\toprule",
-             " & ".join(head) + r" \\", r"\midrule"]
+    """The paper's Table 2 layout as a booktabs tabular (needs \\usepackage{booktabs}): Model,
+    Method, Memory, Ratio, Compute, Ratio; the model named on its first row, TinyTrain in
+    italics with its figures in bold, ratios to TinyTrain. ttplan's memory is the compared
+    convention's peak (PyTorch at batch 100, A.4 at batch 1; MiB written "MB" as the paper
+    does), compute the paper count per sample. The paper's own figures: md, csv, json."""
+    lines = [r"\begin{tabular}{llrrrr}", r"\toprule",
+             r"Model & Method & Memory & Ratio & Compute & Ratio \\", r"\midrule"]
     previous = None
     for r in rows:
         if previous is not None and r["model"] != previous:
@@ -296,17 +342,15 @@ def latex_table2(rows: list[dict]) -> str:
         model = latex_escape(MODEL_LABELS.get(r["model"], r["model"])) \
             if r["model"] != previous else ""
         previous = r["model"]
-        convention = r["compared"]["memory"]
+        ours = r["method"] == "tinytrain"
+        memory = _latex_memory(r["memory_bytes"][r["compared"]["memory"]])
+        compute = f"{_paper_number(r['backward_macs_paper_count'] / 1e6)}M"
+        if ours:
+            memory, compute = r"\textbf{" + memory + "}", r"\textbf{" + compute + "}"
         method = METHOD_LABELS[r["method"]]
-        method = r"\textit{" + method + "}" if r["method"] == "tinytrain" else method
-        cells = [model, method, _latex_memory(r["memory_bytes"][convention]),
-                 ratio_text(r["memory_ratio"]["compared"]).replace("x", r"$\times$"),
-                 f"{r['backward_macs_paper_count'] / 1e6:.2f}M",
-                 ratio_text(r["compute_ratio"]["paper_count"]).replace("x", r"$\times$")]
-        if with_paper:
-            paper = r["paper"]
-            cells += ["--", "--"] if paper is None else [
-                f"{paper['memory_mb']:,g} MB", f"{paper['compute_m']:.2f}M"]
+        cells = [model, r"\textit{" + method + "}" if ours else method, memory,
+                 _latex_ratio(r["memory_ratio"]["compared"]), compute,
+                 _latex_ratio(r["compute_ratio"]["paper_count"])]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
@@ -322,35 +366,38 @@ _MARKERS = {"fulltrain": "o", "lastlayer": "v", "tinytl": "s", "sparseupdate": "
 
 @styled
 def plot_table2(rows: list[dict], fmt: str = "png") -> bytes:
-    """Figure-1-style: backward MACs (x, log) against peak memory (y, log), one marker per
-    method, its area growing with memory, labelled with its memory ratio to TinyTrain."""
+    """Figure-1-style: backward MACs per sample (x, log) against peak memory under the PyTorch
+    convention (y, log; one quantity for every method, at the paper's batch sizes), one marker
+    per method, labelled with its memory ratio to TinyTrain."""
     models = list(dict.fromkeys(r["model"] for r in rows))
-    fig, axes = new_figure(3.6 * len(models), 3.6, ncols=len(models))
+    fig, axes = new_figure(TEXT_WIDTH_IN if len(models) > 1 else COLUMN_WIDTH_IN, 2.9,
+                           ncols=len(models))
     for ax, model in zip(axes[0], models):
         mine = [r for r in rows if r["model"] == model]
         for r in mine:
-            convention = r["compared"]["memory"]
-            memory = r["memory_bytes"][convention] / MIB
-            ratio = r["memory_ratio"]["compared"]
-            size = 40 + 60 * max(0.0, math.log10(max(memory, 1e-3) * 1000))
-            ax.scatter([r["backward_macs_paper_count"] / 1e6], [memory], s=size,
-                       marker=_MARKERS[r["method"]], label=METHOD_LABELS[r["method"]],
-                       alpha=0.8, edgecolors="black", linewidths=0.5)
-            ax.annotate(f"{METHOD_LABELS[r['method']]} {ratio_text(ratio)}",
-                        (r["backward_macs_paper_count"] / 1e6, memory),
-                        textcoords="offset points", xytext=(0, _LABEL_OFFSET[r["method"]]),
-                        fontsize=7, ha="center", va="center")
+            memory = r["memory_bytes"]["pytorch"] / MIB
+            macs = r["backward_macs_paper_count"] / 1e6
+            ax.scatter([macs], [memory], s=45, marker=_MARKERS[r["method"]],
+                       label=METHOD_LABELS[r["method"]], alpha=0.85, edgecolors="black",
+                       linewidths=0.5)
+            ax.annotate(ratio_text(r["memory_ratio"]["pytorch"]).replace("x", "\u00d7"),
+                        (macs, memory), textcoords="offset points",
+                        xytext=(0, 9 if _LABEL_OFFSET[r["method"]] > 0 else -10),
+                        fontsize=MIN_FONT_PT, ha="center", va="center")
         ax.set_xscale("log")
         ax.set_yscale("log")
         for axis in (ax.xaxis, ax.yaxis):
             axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             axis.set_minor_formatter(NullFormatter())
-        ax.margins(0.15)
+        ax.margins(0.2)
         ax.set_title(MODEL_LABELS.get(model, model))
         ax.set_xlabel("backward MACs per sample (M)")
-        ax.set_ylabel("peak memory, MiB (batch 100: PyTorch, batch 1: A.4)", fontsize=8)
-    axes[0][0].legend(fontsize=7, loc="center left", markerscale=0.5)
-    fig.tight_layout()
+    axes[0][0].set_ylabel("peak memory, PyTorch (MiB)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    across = len(labels) if len(models) > 1 else 3  # one column: the legend on two lines
+    fig.legend(handles, labels, loc="lower center", ncol=across, frameon=False,
+               markerscale=0.8, handletextpad=0.2, columnspacing=1.0)
+    fig.tight_layout(rect=(0, 0.1 if len(models) > 1 else 0.17, 1, 1))
     return figure_bytes(fig, fmt)
 
 

@@ -32,7 +32,8 @@ from ttplan.costmodel.specs import ComputeBudget, parse_bytes, parse_compute
 from ttplan.planner.context import CONTEXT_METHODS, PlanningContext
 from ttplan.planner.select import Budget
 
-from .figures import figure_bytes, new_figure, percent_label, styled
+from .figures import (COLUMN_WIDTH_IN, MIN_FONT_PT, TEXT_WIDTH_IN, figure_bytes, new_figure,
+                      percent_label, styled)
 from .predict import predict
 
 WHATIF_FIELDS = ("method", "memory_bytes", "compute_macs", "compute_fraction", "feasible",
@@ -215,8 +216,14 @@ def plot_heatmaps(data: dict, fmt: str = "png") -> bytes:
     timed = any(c["time_s"] is not None for c in cells)
     panels = [(m, "fisher_fraction") for m in methods] + \
         ([(m, "time_s") for m in methods] if timed else [])
-    fig, axes = new_figure(4.6 * len(panels), 4.2, ncols=len(panels))
-    for ax, (method, field) in zip(axes[0], panels):
+    ncols = 1 if len(panels) == 1 else 2  # two panels across the text width, then more rows
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = new_figure(COLUMN_WIDTH_IN if ncols == 1 else TEXT_WIDTH_IN, 3.4 * nrows,
+                           ncols=ncols, nrows=nrows)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (method, field) in zip(flat, panels):
         mine = [c for c in cells if c["method"] == method]
         memories = list(dict.fromkeys(c["memory_bytes"] for c in mine))
         computes = list(dict.fromkeys(c["compute_macs"] for c in mine))
@@ -225,24 +232,26 @@ def plot_heatmaps(data: dict, fmt: str = "png") -> bytes:
         grid = [[math.nan if by[(m, k)][field] is None else scale * by[(m, k)][field]
                  for k in computes] for m in memories]
         image = ax.imshow(grid, origin="lower", aspect="auto", cmap=_GREY_WHERE_INFEASIBLE)
-        if len(memories) * len(computes) <= 225:
+        # a label per cell while a cell is wide enough for "100" at MIN_FONT_PT (two panels
+        # across the text width leave ~190 pt per panel: 8 columns); else the colour bar says
+        if len(computes) <= 8 and len(memories) <= 16:
             for i, row in enumerate(grid):
                 for j, value in enumerate(row):
                     text = "-" if math.isnan(value) else (f"{value:.0f}" if field ==
                                                             "fisher_fraction" else f"{value:.3g}")
-                    ax.text(j, i, text, ha="center", va="center", fontsize=6,
+                    ax.text(j, i, text, ha="center", va="center", fontsize=MIN_FONT_PT,
                             color="white" if not math.isnan(value) else "black")
         ax.set_xticks(range(len(computes)))
         ax.set_xticklabels([compute_label(by[(memories[0], k)]) for k in computes],
-                           rotation=60, fontsize=7)
+                           rotation=60)
         ax.set_yticks(range(len(memories)))
-        ax.set_yticklabels([bytes_label(m) for m in memories], fontsize=7)
+        ax.set_yticklabels([bytes_label(m) for m in memories])
         ax.set_xlabel("compute budget (backward MACs)")
         ax.set_ylabel("memory budget (peak)")
         ax.grid(False)
-        what = "captured Fisher potential (%)" if field == "fisher_fraction" else "time (s)"
+        what = "captured Fisher (%)" if field == "fisher_fraction" else "predicted time (s)"
         ax.set_title(f"{method}: {what}")
-        fig.colorbar(image, ax=ax, shrink=0.8)
+        fig.colorbar(image, ax=ax, shrink=0.8, label=what)
     fig.tight_layout()
     return figure_bytes(fig, fmt)
 
@@ -250,7 +259,7 @@ def plot_heatmaps(data: dict, fmt: str = "png") -> bytes:
 @styled
 def plot_pareto(data: dict, fmt: str = "png") -> bytes:
     """Captured Fisher against the plans' peak memory and backward MACs; frontier joined."""
-    fig, axes = new_figure(9.0, 3.6, ncols=2)
+    fig, axes = new_figure(TEXT_WIDTH_IN, 3.0, ncols=2)
     feasible = [c for c in data["cells"] if c["feasible"] and c["fisher_fraction"] is not None]
     for method in dict.fromkeys(c["method"] for c in data["cells"]):
         mine = [c for c in feasible if c["method"] == method]
@@ -270,8 +279,8 @@ def plot_pareto(data: dict, fmt: str = "png") -> bytes:
     axes[0][1].set_xlabel("backward MACs of the plan (M)")
     for ax in axes[0]:
         ax.set_ylabel("captured Fisher potential (%)")
-        ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle("Pareto frontier: captured Fisher against memory and compute", fontsize=9)
+    axes[0][0].legend(loc="lower right")  # one legend: the same methods in both panels
+    fig.suptitle("Pareto frontier: captured Fisher against memory and compute")
     fig.tight_layout()
     return figure_bytes(fig, fmt)
 

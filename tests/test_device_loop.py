@@ -50,7 +50,8 @@ def test_device_loop_from_the_readme(tmp_path, monkeypatch):
     assert trained["predicted"]["calibration"] == "host.json"
 
     # validate --calibration predicts the logged row of that run with the same number.
-    last = outputs[6].splitlines()[4]  # header, then the four runs
+    # (the table's human units round: --wide shows exact seconds)
+    last = runner.invoke(app, [*commands[6], "--wide"]).stdout.splitlines()[4]
     assert "last-blocks:1" in last
     assert float(last.split()[4]) == pytest.approx(predicted["total_s"], rel=1e-3)
     assert "host (host.json): time median |error|" in outputs[6]

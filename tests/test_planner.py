@@ -304,7 +304,7 @@ def test_cli_fisher_plan_export(tmp_path):
                                  "1,3,32,32", "--memory", "200kB", "--compute", "15%",
                                  "--weights-in-flash", "--out", str(policy)])
     assert result.exit_code == 0, result.output
-    assert "tinytrain" in result.stdout and "of 200,000" in result.stdout
+    assert "tinytrain" in result.stdout and "of 195.3 KiB" in result.stdout  # 200kB, in KiB
     saved = json.loads(policy.read_text())
     result = runner.invoke(app, ["plan", "mcunet-5fps", "--fisher", str(fisher), "--input-shape",
                                  "1,3,32,32", "--memory", "200kB", "--compute", "15%",

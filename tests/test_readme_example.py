@@ -70,3 +70,17 @@ def test_pricing_your_own_module_example():
         assert namespace["ttplan"].profile(model, (1, 3, 5, 5)).totals["forward_macs"] == 400
     finally:
         del REGISTRY.rules[REGISTRY.modules.pop(gate)]
+
+
+def test_shown_outputs_are_what_the_commands_print():
+    """Every ```text block of the README that starts with `$ ttplan ...` shows what the command
+    prints at 100 columns: stdout, or stderr when the command sends stdout to /dev/null."""
+    runner = CliRunner(env={"COLUMNS": "100"})
+    examples = re.findall(r"```text\n\$ ttplan (.*?)\n(.*?)```", README, re.S)
+    assert len(examples) >= 3
+    for command, shown in examples:
+        quiet = command.endswith("> /dev/null")
+        args = command.removesuffix("> /dev/null").split()
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (command, result.output)
+        assert (result.stderr if quiet else result.stdout) == shown, command

@@ -78,7 +78,34 @@ def test_table2_formats_agree(zoo_table2):
     csv_lines = render_table2(zoo_table2, "csv").splitlines()
     assert len(csv_lines) == 16 and csv_lines[0].startswith("model,method,batch_size")
     md = render_table2(zoo_table2, "md")
-    assert sum(line.startswith("| ") for line in md.splitlines()) == 16
+    assert sum(line.startswith("|") and not line.startswith("|---")
+               for line in md.splitlines()) == 16
+    wide = render_table2(zoo_table2, "table", wide=True).splitlines()[0]
+    assert "mem ratio PyTorch" in wide and "exact M" in wide  # every column with --wide
+
+
+def test_table2_md_is_the_readmes(zoo_table2):
+    """The README's `table2 --format md` block is what the command prints: the same layout and
+    every row but TinyTrain's (its plan depends on the probe; the README's used 25 samples,
+    this fixture 5)."""
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("| model | method | batch | paper MB")
+    shown = readme[start:readme.index("\n\n", start)].splitlines()
+    printed = render_table2(zoo_table2, "md").split("\n\n")[0].splitlines()
+    assert len(shown) == len(printed) == 17
+    for ours, theirs in zip(printed, shown):
+        if "| TinyTrain |" not in ours:
+            assert ours == theirs
+
+
+def test_table2_latex_has_the_papers_layout(zoo_table2):
+    latex = render_table2(zoo_table2, "latex").splitlines()
+    assert latex[2] == r"Model & Method & Memory & Ratio & Compute & Ratio \\"
+    assert latex[4].startswith("MCUNet & FullTrain & ") and latex[5].startswith(" & LastLayer")
+    tinytrain = latex[8].split(" & ")
+    assert tinytrain[1] == r"\textit{TinyTrain}" and tinytrain[2].startswith(r"\textbf{")
+    assert tinytrain[3] == r"1 $\times$" and tinytrain[5] == r"1 $\times$ \\"
 
 
 @pytest.fixture(scope="module")
@@ -300,6 +327,17 @@ def test_report_same_bytes_twice(tmp_path):
     names = report_module.write_markdown(_tiny_report(), tmp_path / "md")
     assert "report.md" in names and "whatif.png" in names
     Image.open(tmp_path / "md" / "layers.png").verify()
+    # every figure also as vector files beside its PNG, the same bytes twice
+    for stem in ("table2", "whatif", "pareto", "layers"):
+        assert {f"{stem}.svg", f"{stem}.pdf"} <= set(names)
+        assert (tmp_path / "md" / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
+        assert (tmp_path / "md" / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
+    again = report_module.write_markdown(_tiny_report(), tmp_path / "md2")
+    assert again == names
+    for name in names:
+        assert (tmp_path / "md" / name).read_bytes() == (tmp_path / "md2" / name).read_bytes()
+    md = (tmp_path / "md" / "report.md").read_text()
+    assert "|  |" not in md and "| |" not in md.split("## The plan")[0]  # no empty header row
 
 
 # ------------------------------------------------------------------------------ CLI

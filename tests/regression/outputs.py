@@ -74,7 +74,7 @@ def run_all(scratch: Path, record_fisher: bool = False) -> dict[str, str]:
     torch.set_num_threads(1)
     os.chdir(scratch)  # relative names, so that no output holds the scratch folder's path
     try:
-        runner = CliRunner()
+        runner = CliRunner(env={"COLUMNS": "100"})  # tables fit $COLUMNS: pin the width
         hashes: dict[str, str] = {}
         for line in command_lines():
             args = line

@@ -9,6 +9,8 @@ the command succeeded, and `--out` through `costmodel.fileio`.
   HiGHS print to) points at stderr, so nothing but the result reaches stdout; `emit` keeps the
   results and they are written, in order, once the body succeeded and stdout is stdout again
   (so `--out /dev/stdout` is the real stdout). A closed or full stdout is one line too.
+* notes and warnings for the person (`tell`) are held the same way: shown on stderr once the
+  command succeeded, dropped when it fails, so a failure's stderr is its `error:` line alone.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from typer.core import TyperGroup
 
 from ttplan.costmodel.errors import SpecError, TtplanError
 from ttplan.costmodel.fileio import check_output_target, command_io, write_text_atomic
+from ttplan.reports.render import DEFAULT_WIDTH
 
 # (text, --out path or None for stdout) that `emit` holds until the command body has returned.
 _pending: list[tuple[str, Optional[str]]] = []
+# stderr lines (notes, warnings, "wrote ...") held until the command body has returned.
+_told: list[str] = []
 
 
 def fail(message: str) -> None:
@@ -49,6 +54,7 @@ def run_safely(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         _pending.clear()
+        _told.clear()
         try:
             # Imported here, not at the top: `--help` and usage errors never import torch.
             from ttplan.costmodel.zoo import command_line_models
@@ -66,6 +72,7 @@ def run_safely(fn):
                     result = fn(*args, **kwargs)
                 for text, out in _pending:  # inside command_io: --out is checked against inputs
                     _write_result(text, out)
+                _flush_told()  # once the results are out: a failed write is its error alone
             return result
         except TtplanError as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -75,6 +82,7 @@ def run_safely(fn):
             fail("out of memory (a smaller --batch-size, --samples or input shape needs less)")
         finally:
             _pending.clear()
+            _told.clear()
     return wrapper
 
 
@@ -100,6 +108,28 @@ def model_inputs(input_shape: Optional[str], specs: Optional[list[str]],
     return from_shape(parse_input_shape(shape)) if shape else None
 
 
+def tell(line: str) -> None:
+    """A line for the person on stderr (a note, a warning, a summary), shown once the command
+    has succeeded; a failed command shows its error line only."""
+    _told.append(line.rstrip("\n"))
+
+
+def note(message: str) -> None:
+    tell(f"note: {message}")
+
+
+def _flush_told() -> None:
+    lines, seen = [], set()
+    for line in _told:
+        if line not in seen:  # a warning is said once, whoever said it first
+            seen.add(line)
+            lines.append(line)
+    _told.clear()
+    with contextlib.suppress(Exception):
+        for line in lines:
+            typer.echo(line, err=True)
+
+
 def emit(text: str, out: Optional[str]) -> None:
     """A result of the command: to `out` (see costmodel.fileio) or to stdout, written once the
     command body has succeeded."""
@@ -112,7 +142,7 @@ def _write_result(text: str, out: Optional[str]) -> None:
         return
     write_text_atomic(out, text)
     with contextlib.suppress(Exception):
-        typer.echo(f"wrote {out}", err=True)
+        typer.echo(f"wrote {out}", err=True)  # after the write: the file is there
 
 
 def _write_stdout(text: str) -> None:
@@ -212,6 +242,15 @@ class OneLineErrors(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def table_width() -> int:
+    """The width tables fit (reports.render.fit_table): $COLUMNS when it is a sensible number,
+    else 100. The terminal itself is not asked, so piped output is the same as on screen."""
+    text = os.environ.get("COLUMNS", "")
+    if text.isascii() and text.isdigit() and 40 <= int(text) <= 1000:
+        return int(text)
+    return DEFAULT_WIDTH
+
+
 def check_choice(value: str, choices, what: str) -> str:
     if value not in choices:
         raise SpecError(f"unknown {what} {value!r}: use {', '.join(choices)}")
@@ -224,7 +263,7 @@ def warn_uncosted(graph, other_warnings=()) -> None:
     from ttplan.costmodel.costs import unknown_op_warnings
 
     for warning in unknown_op_warnings(graph):
-        typer.echo(f"warning: {warning}", err=True)
+        tell(f"warning: {warning}")
     for warning in other_warnings:
         if not str(warning).startswith("no cost rule for "):
-            typer.echo(f"warning: {warning}", err=True)
+            tell(f"warning: {warning}")

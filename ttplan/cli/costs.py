@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import typer
@@ -11,20 +12,21 @@ import typer
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.specs import parse_compute, parse_input_shape
+from ttplan.costmodel.units import percent
 from ttplan.reports.render import FORMATS, render, render_rows
 
-from .common import emit, model_inputs, run_safely, warn_uncosted
+from .common import emit, model_inputs, run_safely, table_width, tell, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, BatchSize, Blocks, Classifier,
                       Convention, Device, GradientBits, InputShape, InputSpecs, InputsFile,
-                      Iterations, ModelArg,
+                      Iterations, ModelArg, ProfileInputShape,
                       Optimizer, Out, Samples, TimeBudget, WeightBits, WeightsFile,
-                      WeightsInFlash)
+                      WeightsInFlash, Wide)
 
 
 @run_safely
 def profile(
     model: ModelArg,
-    input_shape: InputShape = None,
+    input_shape: ProfileInputShape = None,
     input_specs: InputSpecs = None,
     inputs_file: InputsFile = None,
     batch_size: BatchSize = None,
@@ -43,10 +45,14 @@ def profile(
     verify: bool = typer.Option(False, help="run the configuration once in PyTorch and "
                                 "compare what autograd keeps with the pytorch prediction"),
     fmt: str = typer.Option("table", "--format", help="table | json | csv | md"),
+    wide: Wide = False,
     out: Out = None,
 ):
-    """Per-layer parameters, forward/backward MACs and the memory of training a model (all of
-    it by default; --update picks what is trained)."""
+    """Per-layer parameters, forward/backward MACs and the memory of training a model.
+
+    All of it is trained by default; --update picks what is trained. With --update
+    policy.json, the policy's input shape, convention, optimizer and bit widths are used
+    unless given."""
     from ttplan.planner.profiling import profile as profile_model
 
     if fmt not in FORMATS:
@@ -64,10 +70,9 @@ def profile(
     warn_uncosted(prof.graph, prof.warnings)
     if prof.verification:
         v = prof.verification
-        typer.echo(f"verify: autograd kept {v['measured_bytes']:,} B for backward; the pytorch "
-                   f"convention predicts {v['predicted_bytes']:,} B "
-                   f"({v['difference_pct']:+.2f}%)", err=True)
-    emit(render(prof.to_dict(), fmt), out)
+        tell(f"verify: autograd kept {v['measured_bytes']:,} B for backward; the pytorch "
+             f"convention predicts {v['predicted_bytes']:,} B ({v['difference_pct']:+.2f}%)")
+    emit(render(prof.to_dict(), fmt, table_width(), wide), out)
 
 
 @run_safely
@@ -81,10 +86,13 @@ def sweep(
     convention: str = typer.Option("both", help="paper | pytorch | both"),
     blocks: Blocks = None,
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    wide: Wide = False,
     out: Out = None,
 ):
-    """What-if sweep: saved activations, peak memory and backward MACs of training the last K
-    blocks or layers (the shape of the paper's Table 7)."""
+    """What-if sweep: memory and backward MACs of training the last K blocks or layers.
+
+    Saved activations, peak memory and backward MACs for each K, the shape of the paper's
+    Table 7."""
     from ttplan.costmodel.profile import resolve_model
     from ttplan.costmodel.trace import trace
     from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
@@ -102,7 +110,7 @@ def sweep(
                                        DEFAULT_INPUT_SHAPE), name, blocks=blocks)
     warn_uncosted(graph, graph.warnings)
     rows = sweep_last_k(graph, unit, ks, options)
-    emit(render_rows(rows, SWEEP_FIELDS, fmt), out)
+    emit(render_rows(rows, SWEEP_FIELDS, fmt, table_width(), wide), out)
 
 
 @run_safely
@@ -123,6 +131,7 @@ def compare(
     iterations: Iterations = 40,
     samples: Samples = 25,
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    wide: Wide = False,
     out: Out = None,
 ):
     """Table-2-style comparison of every method's memory and backward MACs on one model."""
@@ -140,9 +149,29 @@ def compare(
     if not (inputs.specs[0].is_float and len(inputs.shape) == 4):
         # TinyTL's lite residuals are 2-D convolutions beside blocks that map images.
         methods = tuple(m for m in methods if m != "tinytl")
-        typer.echo("note: tinytl is left out: its lite residuals need an image model", err=True)
+        tell("note: tinytl is left out: its lite residuals need an image model")
     rows = compare_methods(model, fisher=fisher, methods=methods, device=on, memory_bytes=memory,
                            compute=parse_compute(compute) if compute is not None else None,
                            input_shape=inputs.shape, inputs=inputs, convention=convention,
                            optimizer=optimizer, weights_in_flash=weights_in_flash)
-    emit(render_rows(rows, COMPARE_FIELDS + (DEVICE_FIELDS if on else ()), fmt), out)
+    fields = COMPARE_FIELDS + (DEVICE_FIELDS if on else ())
+    if fmt == "table" and not wide:  # Fisher as a share of the potential, as everywhere
+        total = total_potential(fisher) if fisher else 0.0
+        rows = [{**r, "fisher_captured": None if r["fisher_captured"] is None or not total
+                 else percent(r["fisher_captured"] / total)} for r in rows]
+    emit(render_rows(rows, fields, fmt, table_width(), wide, heads=COMPARE_HEADS,
+                     optional=("saved_activation_bytes", "trainable_params")), out)
+
+
+# Short names for people (`--wide`, CSV and JSON keep the fields' own names).
+COMPARE_HEADS = {"memory_ratio": "x mem", "compute_ratio": "x MACs", "backward_macs": "bwd MACs", "saved_activation_bytes":
+                 "saved", "trainable_params": "params", "fisher_captured": "Fisher",
+                 "within_budget": "budget ok", "total_s": "time", "energy_j": "energy",
+                 "fits_ram": "fits RAM"}
+
+
+def total_potential(fisher: str) -> float:
+    """The Fisher potential of every probed layer of a Fisher file (what shares are of)."""
+    from ttplan.planner.fisher_file import load_fisher
+
+    return math.fsum(load_fisher(fisher, None).potential.values())

@@ -9,14 +9,15 @@ import typer
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.units import human_bytes, human_joules, human_seconds
 from ttplan.devices.profiles import builtin_profiles, detect_host, resolve_device
 from ttplan.devices.workload import DEFAULT_ITERATIONS, DEFAULT_SAMPLES
 from ttplan.planner.jsonio import dumps
-from ttplan.reports.render import render_rows
+from ttplan.reports.render import render_rows, wrap_lines
 
-from .common import emit, model_inputs, run_safely
+from .common import emit, model_inputs, run_safely, table_width, tell
 from .options import (DEFAULT_INPUT_SHAPE, Classifier, InputShape, InputSpecs, InputsFile,
-                      ModelArg, Out, WeightsFile)
+                      ModelArg, Out, WeightsFile, Wide)
 
 FORMATS = ("table", "json", "csv")
 Format = typer.Option("table", "--format", help="table | json | csv")
@@ -34,6 +35,7 @@ def devices(
     device: List[str] = typer.Option([], "--device", help="also show this device JSON file "
                                      "(repeatable)"),
     fmt: str = Format,
+    wide: Wide = False,
     out: Out = None,
 ):
     """Built-in device profiles (RAM, flash, cores, clock, with sources) and the detected host."""
@@ -46,11 +48,13 @@ def devices(
     if fmt == "json":
         emit(dumps({"devices": rows}), out)
         return
-    text = render_rows([{k: r[k] for k in DEVICE_FIELDS} for r in rows], DEVICE_FIELDS, fmt)
+    width = None if wide else table_width()
+    text = render_rows([{k: r[k] for k in DEVICE_FIELDS} for r in rows], DEVICE_FIELDS, fmt,
+                       width, wide, squeeze=("description",))
     if fmt == "table":
         text += "\nsources:\n" + "".join(
-            f"  {r['name']}.{field}: {source}\n" for r in rows
-            for field, source in r["sources"].items())
+            line + "\n" for r in rows for field, source in r["sources"].items()
+            for line in wrap_lines([f"  {r['name']}.{field}: {source}"], width, "    "))
     emit(text, out)
 
 
@@ -87,7 +91,7 @@ def calibrate(
     summary = _calibration_rows(cal.to_dict())
     if out:  # the file is the calibration; a summary for the person on stderr
         emit(calibration_text(cal), out)
-        typer.echo(_summary_text(cal.to_dict()), err=True, nl=False)
+        tell(_summary_text(cal.to_dict()))
         return
     if fmt == "json":
         emit(calibration_text(cal), None)
@@ -138,7 +142,7 @@ def _summary_text(d: dict) -> str:
                          f"{loo['median_abs_pct']:.1f}% (max {loo['max_abs_pct']:.1f}%) over "
                          f"{len(loo['rows'])} runs")
     lines += [f"note: {n}" for n in d["notes"]]
-    return "\n".join(lines) + "\n"
+    return "\n".join(wrap_lines(lines, table_width(), "      ")) + "\n"
 
 
 @run_safely
@@ -184,16 +188,18 @@ def predict(
     lines = [f"{result['model']} on {result['device']} ({result['calibration']}): "
              f"{result['iterations']} iterations over {result['samples']} samples at batch "
              f"{result['batch_size']}"]
-    lines += [f"  {p:10s} {s:>12,.1f} s" for p, s in result["phases"].items()]
-    lines.append(f"  {'total':10s} {result['total_s']:>12,.1f} s  (+-{band:.1f}%: the "
+    lines += [f"  {p.removesuffix('_s'):10s} {human_seconds(s):>12}"
+              for p, s in result["phases"].items()]
+    lines.append(f"  {'total':10s} {human_seconds(result['total_s']):>12}  (+-{band:.1f}%: the "
                  "calibration's median leave-one-out error)")
     if result["energy_j"] is not None:
-        lines.append(f"  {'energy':10s} {result['energy_j']:>12,.1f} J  (+-{e_band:.1f}%)")
+        lines.append(f"  {'energy':10s} {human_joules(result['energy_j']):>12}  (+-{e_band:.1f}%)")
     else:
-        lines.append(f"  {'energy':10s}            - (the calibration has no energy model)")
+        lines.append(f"  {'energy':10s} {'-':>12}  (the calibration has no energy model)")
     fits = {True: "yes", False: "NO (it will swap)", None: "unknown"}[result["fits_ram"]]
-    lines.append(f"  peak {result['peak_bytes']:,} B (PyTorch)   fits in RAM: {fits}")
-    emit("\n".join(lines) + "\n", out)
+    lines.append(f"  {'peak':10s} {human_bytes(result['peak_bytes']):>12}  (PyTorch)  fits in "
+                 f"RAM: {fits}")
+    emit("\n".join(wrap_lines(lines, table_width())) + "\n", out)
 
 
 @run_safely
@@ -206,6 +212,7 @@ def validate(
                                      "name in the log (repeatable)"),
     plot: Optional[str] = typer.Option(None, help="write a predicted-vs-measured PNG here"),
     fmt: str = Format,
+    wide: Wide = False,
     out: Out = None,
 ):
     """Predicted against measured for every run; leave-one-out median and max |error|."""
@@ -223,7 +230,7 @@ def validate(
     result = validate_log(frame, profiles, cal)
     if plot:
         plot_validation(result, plot)
-        typer.echo(f"wrote {plot}", err=True)
+        tell(f"wrote {plot}")
     if fmt == "json":
         emit(dumps(result), out)
         return
@@ -232,7 +239,8 @@ def validate(
     if fmt == "csv":
         emit(render_rows(rows, fields, "csv"), out)
         return
-    text = render_rows(rows, fields, "table")
+    text = render_rows(rows, fields, "table", table_width(), wide, squeeze=("model",),
+                       heads={"error_pct": "error %"})
     for name, d in result["devices"].items():
         t, e = d["loo"]["time"], d["loo"]["energy"]
         line = (f"{name} ({d['predicted_by']}): time median |error| {t['median_abs_pct']:.1f}%, "

@@ -12,13 +12,14 @@ import typer
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import parse_input_shape, parse_int
+from ttplan.costmodel.specs import parse_duration, parse_input_shape, parse_int
+from ttplan.costmodel.units import human_bytes, human_macs, human_seconds
 from ttplan.devices.workload import DEFAULT_ITERATIONS
-from ttplan.reports.render import render_rows
+from ttplan.reports.render import render_rows, wrap_lines
 
-from .common import emit, model_inputs, run_safely
-from .options import (Convention, InputSpecs, InputsFile, ModelArg, Out, Vocab,
-                      WeightsFile)
+from .common import emit, model_inputs, run_safely, table_width, tell
+from .options import (Convention, InputSpecs, InputsFile, ModelArg, Out, Vocab, WeightsFile,
+                      Wide)
 
 TRAIN_FORMATS = ("table", "json", "csv")
 MEASURE_TABLE_FIELDS = ("method", "batch_size", "iterations", "load_s", "fisher_s", "plan_s",
@@ -71,11 +72,13 @@ def train(
         None, help="progress bars on stderr (default: when it is a terminal)"),
 ):
     """Fine-tune on the support samples following a policy, measured beside its prediction."""
-    from ttplan.devices.logs import LOG_COLUMNS, append_log_row
+    from ttplan.devices.logs import LOG_COLUMNS, append_log_row, check_log_target
     from ttplan.devices.runner import train as train_model
 
     if fmt not in TRAIN_FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
+    if log:
+        check_log_target(log)  # before the run, not after it
     show = sys.stderr.isatty() if progress is None else progress
     result = train_model(
         model, policy=policy, method=method, update=update, memory=memory, compute=compute,
@@ -88,24 +91,38 @@ def train(
         optimizer=optimizer, holdout=holdout, device_name=device_name, device=device,
         calibration=calibration, progress=show)
     for warning in result.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        tell(f"warning: {warning}")
     if log:
         append_log_row(log, result.log_row())
-        typer.echo(f"appended a row to {log}", err=True)
+        tell(f"appended a row to {log}")
     if fmt == "json":
         text = json.dumps(result.to_dict(), indent=2) + "\n"
     elif fmt == "csv":
         text = render_rows([result.log_row()], LOG_COLUMNS, "csv")
     else:
-        text = render_train(result.to_dict())
+        text = render_train(result.to_dict(), _accuracy_caveat(model, weights, synthetic),
+                            table_width())
     emit(text, out)
+
+
+def _accuracy_caveat(model: str, weights: Optional[str], synthetic: bool) -> Optional[str]:
+    """Why the accuracy line means nothing, if it does not: a zoo model without --weights has
+    fixed-seed random weights; synthetic samples are Gaussian blobs, not a task."""
+    from ttplan.costmodel.zoo import ZOO_MODELS
+
+    if weights is None and model in ZOO_MODELS:
+        return ("meaningless: random fixed-seed weights (a zoo model without --weights); "
+                "pass --weights with trained weights")
+    if synthetic:
+        return "synthetic samples: not a measure of the model"
+    return None
 
 
 @run_safely
 def measure(
     model: ModelArg,
     time_limit: str = typer.Option("20min", help="wall-time bound for the whole grid: 100s, "
-                                   "20min, 1h"),
+                                   "20min (20m), 1h"),
     log: Optional[str] = typer.Option(None, help="append one row per run to this CSV log "
                                       "(required for the grid)"),
     device_name: str = typer.Option("host", help="the device column of the log rows"),
@@ -124,11 +141,11 @@ def measure(
         None, help="instead of the grid: write this model's per-layer device table (every "
         "layer timed alone at each batch size, short runs for the overheads; JSON) here"),
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    wide: Wide = False,
     out: Out = None,
 ):
     """Calibration runs: a fixed grid of updates and batch sizes within a time limit."""
     from ttplan.devices.grid import measure as measure_grid
-    from ttplan.devices.grid import parse_duration
     from ttplan.devices.logs import LOG_COLUMNS
 
     if fmt not in TRAIN_FORMATS:
@@ -143,22 +160,23 @@ def measure(
                               report=lambda line: typer.echo(line, err=True))
         save_table(layer_table, table)
         for warning in table["warnings"]:
-            typer.echo(f"warning: {warning}", err=True)
-        typer.echo(f"wrote {layer_table}: {len(table['layers'])} layer timings, "
-                   f"{len(table['runs'])} runs", err=True)
+            tell(f"warning: {warning}")
+        tell(f"wrote {layer_table}: {len(table['layers'])} layer timings, "
+             f"{len(table['runs'])} runs")
         return
     if not log:
         raise SpecError("--log is required (or --layer-table for a per-layer table)")
-    limit_s = parse_duration(time_limit)
+    limit_s = parse_duration(time_limit, "time limit")
     rows = measure_grid(model, time_limit_s=limit_s, log=log, device_name=device_name,
                         samples=_positive_int("--samples", samples), seed=seed,
                         input_shape=parse_input_shape(input_shape),
                         max_iterations=_positive_int("--iterations", iterations),
                         isolate=isolate, batch_sizes=_batch_sizes(batch_sizes),
                         report=lambda line: typer.echo(line, err=True))
-    typer.echo(f"appended {len(rows)} row(s) to {log}", err=True)
+    tell(f"appended {len(rows)} row(s) to {log}")
     if fmt == "table":
-        text = render_rows(rows, MEASURE_TABLE_FIELDS, "table") if rows else "no runs\n"
+        text = (render_rows(rows, MEASURE_TABLE_FIELDS, "table", table_width(), wide)
+                if rows else "no runs\n")
     else:
         text = render_rows(rows, LOG_COLUMNS, fmt)
     emit(text, out)
@@ -182,20 +200,25 @@ def _positive_float(flag: str, text: str) -> float:
     return value
 
 
+def _phases(p: dict) -> str:
+    return (f"load {human_seconds(p['load_s'])}, fisher {human_seconds(p['fisher_s'])}, plan "
+            f"{human_seconds(p['plan_s'])}, train {human_seconds(p['train_s'])}")
+
+
 def _predicted_phases(pred: dict, measured: dict) -> str:
     if pred["phases"] is None:
         return "predicted    n/a (no device model: --device or --calibration)"
-    p = pred["phases"]
     total = sum(measured[key] for key in ("load_s", "fisher_s", "plan_s", "train_s"))
     error = f" ({100 * (pred['total_s'] - total) / total:+.1f}% vs measured)" if total else ""
     energy = "" if pred["energy_j"] is None else f", {pred['energy_j']:.2f} J"
-    return (f"predicted    load {p['load_s']:.3f} s, fisher {p['fisher_s']:.3f} s, plan "
-            f"{p['plan_s']:.3f} s, train {p['train_s']:.3f} s = {pred['total_s']:.3f} s"
+    return (f"predicted    {_phases(pred['phases'])} = {human_seconds(pred['total_s'])}"
             f"{error}{energy} ({pred['calibration']})")
 
 
-def render_train(d: dict) -> str:
-    """A run for people: what was trained, then measured beside predicted."""
+def render_train(d: dict, accuracy_caveat: Optional[str] = None, width: Optional[int] = None
+                 ) -> str:
+    """A run for people: what was trained, then measured beside predicted (in `width`
+    columns; `accuracy_caveat` says why the accuracy means nothing, when it does not)."""
     pol, run, got, pred = d["policy"], d["run"], d["measured"], d["predicted"]
     phases = got["phases"]
 
@@ -214,21 +237,21 @@ def render_train(d: dict) -> str:
         f"run          {run['samples']} samples, batch {run['batch_size']}, "
         f"{run['iterations']} iteration(s) = {run['steps']} steps, {run['optimizer']} "
         f"lr {run['lr']:g}; {run['threads']} thread(s), torch {run['torch_version']}",
-        f"phases       load {phases['load_s']:.3f} s, fisher {phases['fisher_s']:.3f} s, "
-        f"plan {phases['plan_s']:.3f} s, train {phases['train_s']:.3f} s "
-        f"({got['iteration_s']:.4f} s per iteration)",
+        f"phases       {_phases(phases)} ({human_seconds(got['iteration_s'])} per iteration)",
         _predicted_phases(pred, phases),
-        f"saved        {got['saved_bytes']:,} B measured, {pred['saved_bytes']:,} B predicted "
-        f"(pytorch){pct(got['saved_bytes'], pred['saved_bytes'])}",
-        f"memory       peak RSS {got['peak_rss_bytes']:,} B (process); predicted training "
-        f"peak {pred['peak_bytes']:,} B",
-        f"backward     {pred['backward_macs']:,} MACs per step (predicted)",
+        f"saved        {human_bytes(got['saved_bytes'])} measured, "
+        f"{human_bytes(pred['saved_bytes'])} predicted (pytorch)"
+        f"{pct(got['saved_bytes'], pred['saved_bytes'])}",
+        f"memory       peak RSS {human_bytes(got['peak_rss_bytes'])} (process); predicted "
+        f"training peak {human_bytes(pred['peak_bytes'])}",
+        f"backward     {human_macs(pred['backward_macs'])} MACs per step (predicted)",
         "energy       " + ("n/a (no energy counter on this machine)" if got["energy_j"] is None
                            else f"{got['energy_j']:.2f} J"),
         f"accuracy     before {acc(d['accuracy']['before'])}, after "
-        f"{acc(d['accuracy']['after'])} ({run['query_samples']} held-out queries)",
+        f"{acc(d['accuracy']['after'])} ({run['query_samples']} held-out queries)"
+        + (f"; {accuracy_caveat}" if accuracy_caveat else ""),
         f"loss         first pass {run['loss']['first']:.4f}, last pass {run['loss']['last']:.4f}",
     ]
     if pol["dense_masked"]:
         lines.append(f"note         dense masked gradient for {', '.join(pol['dense_masked'])}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(wrap_lines(lines, width, " " * 13)) + "\n"

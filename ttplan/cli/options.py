@@ -34,19 +34,19 @@ def count_option(help_text: str, minimum: int = 1, maximum: int = MAX_INT, defau
     """An integer option parsed by `specs.parse_int` (no default inside `Annotated`)."""
     first = () if default is _NO_DEFAULT else (default,)
     return typer.Option(*first, help=help_text, parser=_number(parse_int, minimum, maximum),
-                        metavar="INTEGER")
+                        metavar="<int>")
 
 
 def fraction_option(help_text: str, default: float):
     """A decimal in (0, 1] parsed by `specs.parse_fraction`."""
     return typer.Option(default, help=help_text, parser=_number(parse_fraction),
-                        metavar="FRACTION")
+                        metavar="<fraction>")
 
 
 ModelArg = Annotated[str, typer.Argument(
     help="zoo name (mcunet-5fps, mbv2-w0.35, proxyless-w0.3) or import path module:callable")]
 InputShape = Annotated[Optional[str], typer.Option(
-    help="N,C,H,W of one input batch (profiling a policy: the policy's)")]
+    help="N,C,H,W of one input batch")]
 # Inputs other than one float image (costmodel.inputs); `model_inputs` reads the three.
 InputSpecs = Annotated[Optional[list[str]], typer.Option(
     "--input", help="one input of the model as [NAME:]DTYPE[D0,D1,...] (D0 is the batch), "
@@ -57,17 +57,20 @@ InputsFile = Annotated[Optional[str], typer.Option(
     "positional, other names keyword arguments. Instead of --input-shape")]
 Vocab = Annotated[Optional[int], count_option(
     "--synthetic token ids are drawn from [0, VOCAB) (default: the first nn.Embedding's size)")]
+# profile: a policy given as --update brings its own shape (and convention, optimizer, bits).
+ProfileInputShape = Annotated[Optional[str], typer.Option(
+    "--input-shape", help="N,C,H,W of one input batch",
+    show_default="1,3,128,128, or the --update policy's")]
 Convention = Annotated[Optional[str], typer.Option(
-    help="paper (appendix A.4's engine, BN folded) or pytorch (what eager PyTorch 2.13 keeps) "
-         "(profiling a policy: the policy's)")]
+    help="paper (appendix A.4's engine, BN folded) | pytorch (what eager PyTorch 2.13 keeps)")]
 Optimizer = Annotated[Optional[str], typer.Option(
-    help="sgd | momentum | adam (profiling a policy: the policy's)")]
+    help="sgd | momentum | adam")]
 WeightBits = Annotated[Optional[str], typer.Option(
-    help="1|2|4|8|16|32, paper convention only (profiling a policy: the policy's)")]
+    help="1 | 2 | 4 | 8 | 16 | 32, paper convention only")]
 ActivationBits = Annotated[Optional[str], typer.Option(
-    help="1|2|4|8|16|32, paper convention only (profiling a policy: the policy's)")]
+    help="1 | 2 | 4 | 8 | 16 | 32, paper convention only")]
 GradientBits = Annotated[Optional[str], typer.Option(
-    help="1|2|4|8|16|32, paper convention only (profiling a policy: the policy's)")]
+    help="1 | 2 | 4 | 8 | 16 | 32, paper convention only")]
 WeightsInFlash = Annotated[Optional[bool], typer.Option(
     "--weights-in-flash/--weights-in-ram",
     help="where frozen weights live; default: flash under paper (A.4), RAM under pytorch")]
@@ -81,6 +84,9 @@ Out = Annotated[Optional[str], typer.Option(
     help="write to this file instead of stdout (a symlink is followed; /dev/null, a terminal "
          "or a FIFO is written through; a directory, a hard-linked, read-only or input file "
          "is refused)")]
+Wide = Annotated[bool, typer.Option(
+    "--wide", help="the whole table with exact values, however wide (default: fit $COLUMNS, "
+    "else 100 columns, in human units)")]
 Seed = Annotated[int, count_option("random seed", minimum=0)]
 BatchSize = Annotated[Optional[int], count_option("replaces N of --input-shape (dim 0 of every "
                                                   "--input)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from typing import Optional
 
@@ -12,20 +13,21 @@ import typer
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.specs import parse_compute
+from ttplan.costmodel.units import human_bytes, human_joules, human_macs, human_seconds, percent
 from ttplan.planner.jsonio import dumps
 from ttplan.planner.probe_defaults import DEFAULT_TAIL_FRACTION
+from ttplan.reports.render import fit_table, wrap_lines
 
-from .common import emit, model_inputs, run_safely, warn_uncosted
-from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Classifier, Convention,
-                      Device, GradientBits, InputShape, InputSpecs, InputsFile, Iterations,
-                      Optimizer, Out, Samples, Vocab,
-                      TimeBudget, WeightBits, WeightsFile, WeightsInFlash, count_option,
-                      fraction_option)
+from .common import emit, model_inputs, note, run_safely, table_width, tell, warn_uncosted
+from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Channels, Classifier,
+                      Convention, Device, GradientBits, InputShape, InputSpecs, InputsFile,
+                      Iterations, ModelArg, Optimizer, Out, Samples, Solver, TimeBudget, Vocab,
+                      WeightBits, WeightsFile, WeightsInFlash, count_option, fraction_option)
 
 
 @run_safely
 def fisher(
-    model: str = typer.Argument(..., help="zoo name or import path module:callable"),
+    model: ModelArg,
     data: Optional[str] = typer.Option(None, help="support set: folder of class "
                                        "sub-folders, or an .npz with x and y"),
     synthetic: bool = typer.Option(False, help="use synthetic Gaussian samples instead"),
@@ -45,7 +47,7 @@ def fisher(
                              "(classifier; zoo models get their classifier)"),
     batch_size: int = count_option("queries per forward/backward", maximum=2**31 - 1,
                                    default=1),
-    weights: Optional[str] = typer.Option(None, help="state_dict file (weights_only)"),
+    weights: WeightsFile = None,
     out: Out = None,
     progress: Optional[bool] = typer.Option(
         None, help="progress bar over samples on stderr (default: when it is a terminal)"),
@@ -68,21 +70,21 @@ def fisher(
         result = fisher_information(module, names, support, loss=loss, seed=seed,
                                     batch_size=batch_size, progress=show)
     text = dumps(result.to_json_dict(name, graph.fingerprint()))  # checked before anything is said
-    typer.echo(f"fisher: {len(names)} layers of {name}, {support.description}; "
-               f"{result.time_s:.3f} s, peak saved {result.peak_saved_bytes:,} B", err=True)
+    tell(f"fisher: {len(names)} layers of {name}, {support.description}; "
+         f"{result.time_s:.3f} s, peak saved {result.peak_saved_bytes:,} B")
     emit(text, out)
 
 @run_safely
 def plan(
-    model: str = typer.Argument(..., help="zoo name or import path module:callable"),
+    model: ModelArg,
     method: str = typer.Option("tinytrain", help="tinytrain | none | fulltrain | "
                                "lastlayer | tinytl | sparseupdate"),
     fisher: Optional[str] = typer.Option(None, help="Fisher JSON from `ttplan fisher`"),
     memory: Optional[str] = typer.Option(None, help="peak memory budget, e.g. 1MB, 512KiB"),
     compute: Optional[str] = typer.Option(None, help="backward MACs budget: 15% of full "
                                           "training, or 6.5M"),
-    solver: str = typer.Option("greedy", help="greedy (Algorithm 1) | exact (MILP)"),
-    channels: str = typer.Option("fisher", help="fisher | l2norm | random"),
+    solver: Solver = "greedy",
+    channels: Channels = "fisher",
     scheme: str = typer.Option("auto", help="sparseupdate: auto | released | search"),
     convention: Convention = "paper",
     input_shape: InputShape = None,
@@ -108,6 +110,7 @@ def plan(
     from ttplan.costmodel.profile import resolve_model
     from ttplan.devices.planning import plan_for_device
     from ttplan.planner.api import plan as make_plan
+    from ttplan.planner.fisher_file import load_fisher
 
     if fmt not in ("table", "json"):
         raise SpecError(f"unknown --format {fmt!r}: use table or json")
@@ -128,9 +131,13 @@ def plan(
         warn_uncosted(policy.graph)
     if out is not None:
         emit(dumps(policy.to_dict()), out)
-    for note in policy.notes:
-        typer.echo(f"note: {note}", err=True)
-    emit(dumps(policy.to_dict()) if fmt == "json" else render_policy(policy.to_dict()), None)
+    for text in policy.notes:
+        note(text)
+    if fmt == "json":
+        emit(dumps(policy.to_dict()), None)
+        return
+    total = math.fsum(load_fisher(fisher, None).potential.values()) if fisher else None
+    emit(render_policy(policy.to_dict(), total, _channel_totals(policy.graph)), None)
 
 @run_safely
 def export(
@@ -143,8 +150,9 @@ def export(
                                     "the classifier"),
     out: Out = None,
 ):
-    """Convert a policy to SparseUpdate's backward_config (n_bias_update,
-    manual_weight_idx, weight_update_ratio)."""
+    """Convert a policy to SparseUpdate's backward_config.
+
+    The config's n_bias_update, manual_weight_idx and weight_update_ratio, as JSON."""
     from ttplan.costmodel.profile import resolve_model
     from ttplan.costmodel.trace import trace
     from ttplan.costmodel.zoo import zoo_model_named_in_file
@@ -164,20 +172,31 @@ def export(
     graph = trace(module, loaded.input_shape, name)
     notes: list[str] = []
     config = export_sparseupdate(loaded, graph, notes)
-    for note in notes:
-        typer.echo(f"note: {note}", err=True)
+    for text in notes:
+        note(text)
     emit(dumps(config), out)
 
 
-def render_policy(d: dict) -> str:
-    """A policy for people: budgets against predictions, then one row per selected layer."""
+def _channel_totals(graph) -> dict[str, tuple[int, ...]]:
+    """Each layer's weight shape: how many channels a channel-sparse update chooses from."""
+    if graph is None:
+        return {}
+    return {name: node.weight_shape for name, node in graph.nodes.items() if node.weight_shape}
+
+
+def render_policy(d: dict, fisher_total: float | None = None,
+                  weight_shapes: dict | None = None) -> str:
+    """A policy for people: budgets against predictions, then one row per selected layer.
+    Fisher as the share of the potential `fisher_total` (the raw value is in the JSON);
+    channels with the total they are chosen from when `weight_shapes` knows it."""
     pred, budgets = d["predicted"], d["budgets"]
     peak, macs = pred["memory"]["peak_bytes"], pred["totals"]["backward_macs"]
+    weight_shapes = weight_shapes or {}
 
-    def against(value: int, budget, unit: str) -> str:
+    def against(value: int, budget, show) -> str:
         if budget is None:
-            return f"{value:,} {unit} (no budget)"
-        return f"{value:,} {unit} of {budget:,} ({100 * value / budget:.1f}%)"
+            return f"{show(value)} (no budget)"
+        return f"{show(value)} of {show(budget)} ({100 * value / budget:.1f}%)"
 
     lines = [
         f"model      {d['model']['name']}  input {'x'.join(map(str, d['input_shape']))}  "
@@ -185,21 +204,24 @@ def render_policy(d: dict) -> str:
         f"method     {d['method']}" + (f" ({d['selection']['solver']}, channels "
                                        f"{d['selection']['channels']})"
                                        if d["selection"]["solver"] else ""),
-        f"memory     {against(peak, budgets['memory_bytes'], 'B')}",
-        f"compute    {against(macs, budgets['compute_macs'], 'backward MACs')}",
+        f"memory     {against(peak, budgets['memory_bytes'], human_bytes)} peak",
+        f"compute    {against(macs, budgets['compute_macs'], human_macs)} backward MACs",
     ]
     if pred["fisher_captured"] is not None:
-        lines.append(f"fisher     {pred['fisher_captured']:.6g} captured")
+        share = (f"{percent(pred['fisher_captured'] / fisher_total)} of the Fisher potential"
+                 if fisher_total else f"{pred['fisher_captured']:.6g} captured")
+        lines.append(f"fisher     {share}")
     on_device = pred.get("device")
     if on_device and on_device["total_s"] is not None:
-        lines.append(f"device     {on_device['device']}: {on_device['total_s']:,.0f} s "
+        lines.append(f"device     {on_device['device']}: {human_seconds(on_device['total_s'])} "
                      f"(+-{on_device['error_band_pct']:.0f}%)"
-                     + (f", {on_device['energy_j']:,.0f} J" if on_device["energy_j"] else "")
-                     + (f", budget {on_device['time_limit_s']:g} s"
+                     + (f", {human_joules(on_device['energy_j'])}" if on_device["energy_j"]
+                        else "")
+                     + (f", budget {human_seconds(on_device['time_limit_s'])}"
                         if on_device["time_limit_s"] else ""))
     lines.append(f"layers     {len(d['layers'])} updated"
                  + ("" if pred["within_budget"] else "  -- OVER BUDGET"))
-    rows = [("layer", "weight", "bias", "channels")]
+    rows = []
     for layer in d["layers"]:
         if not layer["update_weight"]:
             chans = "-"
@@ -207,10 +229,12 @@ def render_policy(d: dict) -> str:
             chans = "all"
         else:
             side = "out" if layer["channel_axis"] == 0 else "in"
-            chans = f"{len(layer['channels'])} {side}"
-        rows.append((layer["name"], "yes" if layer["update_weight"] else "no",
-                     "yes" if layer["update_bias"] else "no", chans))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+            shape = weight_shapes.get(layer["name"])
+            of = f" of {shape[layer['channel_axis']]}" if shape else ""
+            chans = f"{len(layer['channels'])}{of} {side}"
+        rows.append([layer["name"], "yes" if layer["update_weight"] else "no",
+                     "yes" if layer["update_bias"] else "no", chans])
     lines.append("")
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(lines) + "\n"
+    lines += fit_table(["layer", "weight", "bias", "channels"], rows, left=4,
+                       width=table_width(), squeeze=(0,))
+    return "\n".join(wrap_lines(lines, table_width(), " " * 9)) + "\n"

@@ -18,11 +18,11 @@ from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.fileio import write_bytes_atomic
 from ttplan.costmodel.specs import parse_bytes, parse_compute, parse_input_shape
 
-from .common import emit, model_inputs, run_safely
+from .common import emit, model_inputs, note, run_safely, table_width, tell
 from .options import (DEFAULT_INPUT_SHAPE, Channels, Convention, Device, FisherProbe,
                       InputSpecs, InputsFile,
                       InputShape, Iterations, ModelArg, Optimizer, Out, Samples, Solver,
-                      WeightsInFlash)
+                      WeightsInFlash, Wide)
 
 FisherFile = Optional[str]
 
@@ -32,17 +32,17 @@ def _write_figure(path: Optional[str], draw) -> None:
 
     if path:
         write_bytes_atomic(path, draw(format_of(path)))
-        typer.echo(f"wrote {path}", err=True)
+        tell(f"wrote {path}")
 
 
 def _fisher_or_probe(fisher: Optional[str], module, name: str, shape):
     from ttplan.costmodel.inputs import ModelInputs
     from ttplan.planner.sequence_support import infer_vocab
-    from ttplan.reports.table2 import PROBE_SAMPLES, PROBE_SEED, stderr_log, synthetic_fisher
+    from ttplan.reports.table2 import PROBE_SAMPLES, PROBE_SEED, synthetic_fisher
 
     if fisher is not None:
         return fisher
-    stderr_log(f"{name}: no Fisher file given; using the synthetic probe "
+    note(f"{name}: no Fisher file given; using the synthetic probe "
                f"({PROBE_SAMPLES} samples, seed {PROBE_SEED})")
     if isinstance(shape, ModelInputs):
         return synthetic_fisher(module, shape.with_batch(1), vocab=infer_vocab(module))
@@ -81,13 +81,16 @@ def table2(
     fmt: Optional[str] = typer.Option(None, "--format",
                                       help="table | md | csv | json | latex (default: "
                                       "from --out's suffix, else table)"),
+    wide: Wide = False,
     out: Out = None,
-    plot: Optional[str] = typer.Option(None, help="Figure-1-style chart (.png or .svg)"),
+    plot: Optional[str] = typer.Option(None, help="Figure-1-style chart (.png, .svg or .pdf)"),
 ):
-    """The paper's Table 2 setting: every method's memory and backward MACs, with the
-    paper's printed figures beside ttplan's for the zoo models."""
+    """The paper's Table 2: every method's memory and backward MACs, beside the paper's.
+
+    The paper's printed figures stand beside ttplan's for the zoo models; md and latex
+    print the paper's compact layout, csv and json every column."""
     from ttplan.costmodel.zoo import ZOO_MODELS
-    from ttplan.reports.table2 import plot_table2, render_table2, stderr_log
+    from ttplan.reports.table2 import plot_table2, render_table2
     from ttplan.reports.table2 import table2 as table2_data
 
     models = list(models or ZOO_MODELS)
@@ -101,11 +104,11 @@ def table2(
         path = Path(fisher_dir) / f"{model}.json" if fisher_dir else None
         fishers[model] = fisher if fisher is not None else (
             str(path) if path is not None and path.is_file() else None)
-    data = table2_data(models, fishers=fishers, log=stderr_log,
+    data = table2_data(models, fishers=fishers, log=note,
                   input_shape=parse_input_shape(input_shape), memory_bytes=parse_bytes(memory),
                   compute=parse_compute(compute), optimizer=optimizer)
     _write_figure(plot, lambda f: plot_table2(data["rows"], f))
-    emit(render_table2(data, fmt), out)
+    emit(render_table2(data, fmt, table_width(), wide), out)
 
 
 
@@ -129,8 +132,9 @@ def whatif(
     iterations: Iterations = 40,
     samples: Samples = 25,
     plot: Optional[str] = typer.Option(None, help="heat maps of captured Fisher, and of "
-                                       "predicted time with --device (.png/.svg)"),
-    pareto_plot: Optional[str] = typer.Option(None, help="Pareto frontier figure (.png/.svg)"),
+                                       "predicted time with --device (.png, .svg or .pdf)"),
+    pareto_plot: Optional[str] = typer.Option(None, help="Pareto frontier figure (.png, .svg "
+                                              "or .pdf)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="table | csv | json (default: "
                                       "from --out's suffix, else table)"),
     out: Out = None,
@@ -173,8 +177,9 @@ def layers(
     input_shape: InputShape = None,
     input_specs: InputSpecs = None,
     inputs_file: InputsFile = None,
-    plot: Optional[str] = typer.Option(None, help="Figure-3-style chart (.png/.svg)"),
+    plot: Optional[str] = typer.Option(None, help="Figure-3-style chart (.png, .svg or .pdf)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="table | csv | json"),
+    wide: Wide = False,
     out: Out = None,
 ):
     """Per candidate layer: memory, backward MACs, Fisher potential and s_i (Figure 3 style)."""
@@ -195,7 +200,7 @@ def layers(
         updates = loaded.updates()
     rows = layer_rows(context, updates)
     _write_figure(plot, lambda f: plot_layers(rows, f"{name}: per-layer cost and value", f))
-    emit(render_layers(rows, fmt), out)
+    emit(render_layers(rows, fmt, None if wide else table_width()), out)
 
 
 @run_safely
@@ -212,12 +217,12 @@ def report(
     device: Device = None,
     iterations: Iterations = 40,
     samples: Samples = 25,
-    fmt: str = typer.Option("html", "--format", help="html (one file) | md (a folder)"),
+    fmt: str = typer.Option("html", "--format", help="html (one file) | md (a folder, with "
+                            "each figure as PNG, SVG and PDF)"),
     out: str = typer.Option(..., help="the HTML file, or the folder for md"),
 ):
     """One self-contained report: profile, plan and why, Table 2, what-if maps, layers."""
     from ttplan.reports.report import build_report, render_html, write_markdown
-    from ttplan.reports.table2 import stderr_log
     from ttplan.reports.whatif import parse_range
 
     if fmt not in ("html", "md"):
@@ -232,9 +237,9 @@ def report(
                          compute=parse_compute(compute), solver=solver,
                          input_shape=parse_input_shape(input_shape),
                          whatif_memory=whatif_memory, whatif_compute=whatif_compute,
-                         predictor=predictor, log=stderr_log)
+                         predictor=predictor, log=note)
     if fmt == "md":
         names = write_markdown(built, out)
-        typer.echo(f"wrote {out}/ ({', '.join(names)})", err=True)
+        tell(f"wrote {out}/ ({', '.join(names)})")
     else:
         emit(render_html(built), out)
