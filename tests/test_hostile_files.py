@@ -207,7 +207,7 @@ def test_sweep_failure_is_one_line_and_its_success_warns_once(untraceable):
 
 
 def test_ctrl_c_during_report_is_the_error_line_alone(tmp_path, monkeypatch):
-    from ttplan.cli import reports as report_command
+    from ttplan.reports import report as report_command  # the CLI imports it when it runs
 
     def interrupted(*args, log, **kwargs):
         log("mcunet-5fps: no Fisher file given; using the synthetic probe")

@@ -164,7 +164,7 @@ def measure(
         tell(f"wrote {layer_table}: {len(table['layers'])} layer timings, "
              f"{len(table['runs'])} runs")
         return
-    if not log:
+    if log is None:
         raise SpecError("--log is required (or --layer-table for a per-layer table)")
     limit_s = parse_duration(time_limit, "time limit")
     rows = measure_grid(model, time_limit_s=limit_s, log=log, device_name=device_name,
