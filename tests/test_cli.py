@@ -209,3 +209,14 @@ def test_compare_table2_style(tmp_path):
     assert rows["fulltrain"]["peak_bytes"] == full["memory"]["peak_bytes"]
     assert rows["fulltrain"]["memory_ratio"] == round(
         full["memory"]["peak_bytes"] / rows["tinytrain"]["peak_bytes"], 2)
+
+
+def test_profile_verify_answers_batchnorm_on_a_one_by_one_map_at_batch_1():
+    # mcunet-5fps at 32x32 ends on a 1x1 map: BN in train mode at batch 1 is refused by
+    # PyTorch; --verify measures batches 2 and 3 instead of ending in a traceback.
+    result = run("profile", "mcunet-5fps", "--update", "all", "--input-shape", "1,3,32,32",
+                 "--verify", "--format", "json")
+    assert result.exit_code == 0, result.output
+    verify = json.loads(result.stdout)["verify"]
+    assert verify["measured_batches"] == [2, 3]
+    assert verify["measured_bytes"] == verify["predicted_bytes"]

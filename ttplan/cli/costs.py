@@ -62,7 +62,11 @@ def profile(
         v = prof.verification
         typer.echo(f"verify: autograd kept {v['measured_bytes']:,} B for backward; the pytorch "
                    f"convention predicts {v['predicted_bytes']:,} B "
-                   f"({v['difference_pct']:+.2f}%)", err=True)
+                   f"({v['difference_pct']:+.2f}%)"
+                   + ("" if len(v["measured_batches"]) == 1 else
+                      " (BatchNorm in train mode sees one value per channel at this batch, "
+                      "which PyTorch refuses: measured at batches 2 and 3, affine in the batch)"),
+                   err=True)
     emit(render(prof.to_dict(), fmt), out)
 
 
