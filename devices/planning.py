@@ -156,9 +156,13 @@ def plan_for_device(model, *, device, time=None, iterations=DEFAULT_ITERATIONS,
                     samples=DEFAULT_SAMPLES, calibration=None, memory_bytes=None,
                     method="tinytrain", input_shape=(1, 3, 128, 128), **plan_options) -> Policy:
     """plan() within the device's RAM (unless `memory_bytes` is given) and `time`, with the
-    prediction in `predicted.device` (module docstring)."""
+    prediction in `predicted.device` (module docstring). Without a `convention` (or with
+    None) the plan is budgeted under the device's runtime: `pytorch` where PyTorch trains
+    (a Linux board, the host), `paper` on a bare-metal engine."""
     ctx = device_context(device, calibration=calibration, time=time, iterations=iterations,
                          samples=samples)
+    if plan_options.get("convention") is None:
+        plan_options["convention"] = ctx.device.runtime  # what its RAM must hold
     input_shape = tuple(int(d) for d in input_shape)
     policy = plan(model, method=method, input_shape=input_shape,
                   **plan_budgets(ctx, method, input_shape, memory_bytes), **plan_options)

@@ -122,7 +122,7 @@ class TrainResult:
 
 
 def train(model, *, policy=None, method: str | None = None, update: str | None = None,
-          memory=None, compute=None, convention: str = "paper", data=None,
+          memory=None, compute=None, convention: str | None = None, data=None,
           synthetic: bool = False, samples: int | None = None, seed: int = 0,
           input_shape=None, weights=None, iterations: int = DEFAULT_ITERATIONS,
           batch_size: int = 1, lr: float = DEFAULT_LR, optimizer: str | None = None,
@@ -135,7 +135,8 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
     What to update, exactly one of:
       policy   a Policy, policy dict or policy file from `ttplan plan`;
       method   plan on the device: tinytrain (runs the Fisher probe first; `memory`, `compute`
-               and `convention` are the planner's budgets), fulltrain, lastlayer, none,
+               and `convention` are the planner's budgets; `convention` defaults to the
+               device's runtime with `device`, else paper), fulltrain, lastlayer, none,
                sparseupdate, tinytl;
       update   an update spec: none, all, bias-only, last-layers:K, last-blocks:K.
     Samples: `data` (folder of class sub-folders or .npz) or `synthetic` (`samples`, `seed`).
@@ -188,7 +189,8 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
     if method is not None:
         with phases.timed("plan_s"):
             loaded = make_plan(module, model_name=name, method=method, fisher=fisher,
-                               memory_bytes=memory, compute=compute, convention=convention,
+                               memory_bytes=memory, compute=compute,
+                               convention=convention or (ctx.device.runtime if ctx else "paper"),
                                input_shape=shape, optimizer=optimizer, seed=seed)
             if method == "tinytl":
                 module, name = _with_lite_residuals(module, name, shape)

@@ -107,7 +107,7 @@ def compare(
     memory: Optional[str] = typer.Option(None, help="memory budget, e.g. 1MB"),
     compute: Optional[str] = typer.Option(None, help="compute budget, e.g. 15% or 6.5M"),
     input_shape: InputShape = DEFAULT_INPUT_SHAPE,
-    convention: Convention = "paper",
+    convention: Convention = None,
     optimizer: Optimizer = "sgd",
     weights_in_flash: WeightsInFlash = None,
     device: Device = None,
@@ -117,7 +117,8 @@ def compare(
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
     out: Out = None,
 ):
-    """Table-2-style comparison of every method's memory and backward MACs on one model."""
+    """Table-2-style comparison of every method's memory and backward MACs on one model.
+    --convention defaults to paper; with --device, to the device's runtime."""
 
     if fmt not in ("table", "json", "csv"):
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
@@ -128,6 +129,7 @@ def compare(
     methods = METHODS if fisher else tuple(m for m in METHODS if m != "tinytrain")
     rows = compare_methods(model, fisher=fisher, methods=methods, device=on, memory_bytes=memory,
                            compute=parse_compute(compute) if compute is not None else None,
-                           input_shape=parse_input_shape(input_shape), convention=convention,
+                           input_shape=parse_input_shape(input_shape),
+                           convention=convention or (on.device.runtime if on else "paper"),
                            optimizer=optimizer, weights_in_flash=weights_in_flash)
     emit(render_rows(rows, COMPARE_FIELDS + (DEVICE_FIELDS if on else ()), fmt), out)
