@@ -31,6 +31,7 @@ from ttplan.planner.select import LinearLimit
 
 from .calibrate import Calibration, resolve_calibration, round6
 from .model import PHASES, Run, linear_time_limit, runtime_peak
+from .process import process_memory
 from .profiles import DeviceProfile, resolve_device
 from .stepcost import StepCost, policy_step_cost, step_cost
 
@@ -98,15 +99,26 @@ def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None
     return {"memory_bytes": memory, "limits": limits}
 
 
-def prediction(ctx: DeviceContext, method: str, cost: StepCost) -> dict:
-    """Time per phase, energy and fit in RAM of one configuration on the device."""
+def prediction(ctx: DeviceContext, method: str, cost: StepCost, sample_shape=None) -> dict:
+    """Time per phase, energy and fit in RAM of one configuration on the device.
+    `sample_shape` (C x H x W): the support set's share of the process's peak resident memory
+    (devices.process); where a process is predicted, `fits_ram` compares its peak resident
+    set with the RAM the OS leaves (`process_ram_bytes`), else the runtime's peak with the
+    available RAM."""
     available = ctx.device.available_bytes
     peak = runtime_peak(cost, ctx.device)
+    process = process_memory(ctx.device, cost.peak_bytes_pytorch, ctx.samples,
+                             sample_shape or ())
+    rss = None if process is None else process.peak_rss_bytes
+    fits = None if available is None else peak <= available
+    if rss is not None and ctx.device.process_ram_bytes is not None:
+        fits = rss <= ctx.device.process_ram_bytes
     out = {"device": ctx.device.name,
            "calibration": None if ctx.calibration is None else ctx.calibration.label,
            "iterations": ctx.iterations, "samples": ctx.samples, "batch_size": cost.batch_size,
            "phases": None, "total_s": None, "energy_j": None,
-           "peak_bytes": peak, "fits_ram": None if available is None else peak <= available,
+           "peak_bytes": peak, "peak_rss_bytes": rss,
+           "process_memory": None if process is None else process.to_dict(), "fits_ram": fits,
            "error_band_pct": None, "energy_error_band_pct": None}
     if ctx.calibration is None:
         return out
@@ -139,16 +151,16 @@ def predict_training(model, update, device, *, calibration=None,
     if spec is not None and spec.kind == "policy":
         policy = load_policy(spec.path)
         cost = policy_step_cost(policy, batch_size, model=module)
-        method = policy.method
+        method, shape = policy.method, tuple(policy.input_shape)
     else:
         if batch_size is not None:
             shape = (batch_size,) + shape[1:]
         cost = step_cost(module, update, shape, model_name=name)
         method = "custom"
-    out = {"model": name, **prediction(ctx, method, cost)}
+    out = {"model": name, **prediction(ctx, method, cost, shape[1:])}
     keys = ("model", "device", "calibration", "iterations", "samples", "batch_size", "phases",
-            "total_s", "energy_j", "peak_bytes", "fits_ram", "error_band_pct",
-            "energy_error_band_pct")
+            "total_s", "energy_j", "peak_bytes", "peak_rss_bytes", "process_memory",
+            "fits_ram", "error_band_pct", "energy_error_band_pct")
     return {k: out[k] for k in keys}
 
 
@@ -173,14 +185,19 @@ def plan_for_device(model, *, device, time=None, iterations=DEFAULT_ITERATIONS,
 def attach_prediction(ctx: DeviceContext, policy: Policy) -> dict:
     """Add `predicted.device` to a planned policy (and a note when the full model, memory
     pressure included, exceeds the time budget); returns it."""
-    predicted = prediction(ctx, policy.method, policy_step_cost(policy))
+    predicted = prediction(ctx, policy.method, policy_step_cost(policy),
+                           tuple(policy.input_shape[1:]))
     predicted["time_limit_s"] = ctx.time_s
     predicted["within_time"] = None if ctx.time_s is None or predicted["total_s"] is None \
         else predicted["total_s"] <= ctx.time_s
     if predicted["within_time"] is False:
         policy.notes.append(f"predicted {predicted['total_s']:.4g} s on {ctx.device.name} "
                             f"exceeds the time budget of {ctx.time_s:g} s")
-    if predicted["fits_ram"] is False:
+    if predicted["fits_ram"] is False and predicted["peak_rss_bytes"] is not None:
+        policy.notes.append(f"the predicted peak resident memory ({predicted['peak_rss_bytes']:,}"
+                            f" B) exceeds {ctx.device.name}'s RAM less its OS reserve "
+                            f"({ctx.device.process_ram_bytes:,} B): it will swap")
+    elif predicted["fits_ram"] is False:
         policy.notes.append(f"the {ctx.device.runtime} peak ({predicted['peak_bytes']:,} B) "
                             f"exceeds {ctx.device.name}'s available RAM "
                             f"({ctx.device.available_bytes:,} B)"

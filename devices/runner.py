@@ -71,6 +71,8 @@ from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 from .calibrate import load_calibration
 from .host import EnergyCounter, peak_rss_bytes, reset_peak_rss
 from .planning import DeviceContext, device_context, no_calibration, prediction
+from .process import process_memory
+from .profiles import detect_host
 from .sparse import install_sparse_layers
 from .stepcost import policy_fingerprint, step_cost
 
@@ -238,6 +240,12 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
     applied.remove()
 
     pt = predicted_pt
+    # The process's peak resident set: the runtime of the device the run is predicted for
+    # (this machine without one), the support set (all of it, held-out queries too) and
+    # the step's tensors (devices.process). After the run: the host's baseline is measured
+    # in a child process.
+    process = process_memory(ctx.device if ctx is not None else detect_host(),
+                             pt.memory.peak_bytes, len(x), shape[1:])
     by_device = {"phases": None, "total_s": None, "energy_j": None, "calibration": None}
     if ctx is not None:  # the same configuration and workload, as a log row of this run
         ctx.iterations, ctx.samples = iterations, len(x_train)
@@ -256,7 +264,10 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
                   "energy_j": phases.joules()},
         predicted={"saved_bytes": pt.memory.saved_activation_bytes,
                    "peak_bytes": pt.memory.peak_bytes,
-                   "backward_macs": pt.totals["backward_macs"], **by_device},
+                   "backward_macs": pt.totals["backward_macs"],
+                   "peak_rss_bytes": None if process is None else process.peak_rss_bytes,
+                   "process_memory": None if process is None else process.to_dict(),
+                   **by_device},
         accuracy={"before": before, "after": after},
         run={"device": device_name, "data": described, "batch_size": batch_size,
              "iterations": iterations, "samples": len(x_train), "query_samples": len(x_query),

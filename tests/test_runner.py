@@ -342,7 +342,8 @@ def test_train_cli_json_contract(tmp_path):
                                      "energy_j"}
     assert set(data["measured"]["phases"]) == {"load_s", "fisher_s", "plan_s", "train_s"}
     assert set(data["predicted"]) == {"saved_bytes", "peak_bytes", "backward_macs", "phases",
-                                      "total_s", "energy_j", "calibration"}
+                                      "total_s", "energy_j", "calibration", "peak_rss_bytes",
+                                      "process_memory"}
     assert data["predicted"]["phases"] is None  # no device model asked for
     assert data["predicted"]["total_s"] is None and data["predicted"]["energy_j"] is None
     assert data["measured"]["saved_bytes"] == data["predicted"]["saved_bytes"]
