@@ -136,7 +136,7 @@ def predict(
     if fmt == "json":
         emit(dumps(result), out)
         return
-    flat = {k: v for k, v in result.items() if k != "phases"}
+    flat = {k: v for k, v in result.items() if k not in ("phases", "process_memory")}
     for phase, seconds in (result["phases"] or {}).items():
         flat[phase] = seconds
     if fmt == "csv":
@@ -156,6 +156,11 @@ def predict(
         lines.append(f"  {'energy':10s}            - (the calibration has no energy model)")
     fits = {True: "yes", False: "NO (it will swap)", None: "unknown"}[result["fits_ram"]]
     lines.append(f"  peak {result['peak_bytes']:,} B (PyTorch)   fits in RAM: {fits}")
+    process = result["process_memory"]
+    if process is not None:
+        lines.append(f"  process peak {process['peak_rss_bytes']:,} B resident = runtime "
+                     f"{process['runtime_bytes']:,} + support set {process['support_copies']:g}"
+                     f" x {process['support_bytes']:,} + the step's tensors")
     emit("\n".join(lines) + "\n", out)
 
 
