@@ -1,7 +1,7 @@
 """The resident memory of a training process: what `fits_ram` compares with a device's RAM.
 
 A tensor count is not what a Linux board must hold. A `ttplan train` process on this project's
-host holds ~420 MiB before its model matters: the interpreter, torch (`import torch` alone
+host holds ~427 MiB before its model matters: the interpreter, torch (`import torch` alone
 ~218 MiB resident), ttplan's own imports (pandas, scipy, networkx, typer, matplotlib), the
 optimiser's first construction (it imports torch._dynamo, ~65 MiB) and the allocator's arenas
 (notes/process_memory.md has the measured parts). So the predicted peak resident set is

@@ -21,8 +21,8 @@ from .options import DEFAULT_INPUT_SHAPE, Classifier, InputShape, ModelArg, Out,
 
 FORMATS = ("table", "json", "csv")
 Format = typer.Option("table", "--format", help="table | json | csv")
-DEVICE_FIELDS = ("name", "ram_bytes", "reserve_bytes", "flash_bytes", "cores", "clock_hz",
-                 "calibration", "description")
+DEVICE_FIELDS = ("name", "ram_bytes", "reserve_bytes", "runtime_bytes", "flash_bytes", "cores",
+                 "clock_hz", "calibration", "description")
 
 
 def _check_format(fmt: str) -> None:
@@ -45,7 +45,7 @@ def devices(
     if fmt == "json":
         emit(dumps({"devices": rows}), out)
         return
-    text = render_rows([{k: r[k] for k in DEVICE_FIELDS} for r in rows], DEVICE_FIELDS, fmt)
+    text = render_rows([{k: r.get(k) for k in DEVICE_FIELDS} for r in rows], DEVICE_FIELDS, fmt)
     if fmt == "table":
         text += "\nsources:\n" + "".join(
             f"  {r['name']}.{field}: {source}\n" for r in rows
