@@ -13,7 +13,7 @@ optimiser's first construction (it imports torch._dynamo, ~65 MiB) and the alloc
 
 * `runtime_bytes`: a device profile's field (devices.profiles; for the built-in boards an
   estimate, not measured here, with its source). For `host` it is measured: a fresh
-  `python -m ttplan.devices.process 0` runs the `ttplan train` command in-process on a
+  `python -m ttplan.cli.runtime_probe 0` runs the `ttplan train` command in-process on a
   negligible model (`tiny_model`: a 3->4 channel conv, 4 synthetic 3x8x8 samples, one pass)
   and reports its peak resident set (VmHWM). Measured once per process (two child
   processes, ~10 s), after a run, never during one.
@@ -95,7 +95,7 @@ def process_memory(device: DeviceProfile, training_bytes: int, samples: int,
         return None  # the probe does not measure itself
     runtime, copies = measured_host_runtime()
     return ProcessMemory(runtime, copies, data, int(training_bytes),
-                         "measured on this machine: `python -m ttplan.devices.process` "
+                         "measured on this machine: `python -m ttplan.cli.runtime_probe` "
                          "(ttplan train on a negligible model in a fresh process, its VmHWM)")
 
 
@@ -109,7 +109,7 @@ def measured_host_runtime() -> tuple[int, float]:
 
 
 def _run_probe(which: int) -> int:
-    done = subprocess.run([sys.executable, "-m", "ttplan.devices.process", str(which)],
+    done = subprocess.run([sys.executable, "-m", "ttplan.cli.runtime_probe", str(which)],
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, PROBE_ENV: "1"})
     if done.returncode:
@@ -118,7 +118,7 @@ def _run_probe(which: int) -> int:
     return int(json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_bytes"])
 
 
-def _peak_resident_bytes() -> int:
+def peak_resident_bytes() -> int:
     """VmHWM of this process (Linux); ru_maxrss elsewhere."""
     try:
         with open("/proc/self/status") as f:
@@ -139,28 +139,3 @@ def tiny_model():
         torch.manual_seed(0)
         return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
-
-
-def _probe(which: int) -> dict:
-    """Run in a fresh process: the `ttplan train` command, in this process, on a negligible
-    model with the small (0) or the large (1) support set; its peak resident set."""
-    import contextlib
-    import io
-
-    import torch
-
-    from ttplan.cli import app
-
-    os.environ[PROBE_ENV] = "1"
-    samples, chw = (PROBE_SMALL, PROBE_LARGE)[which]
-    with contextlib.redirect_stdout(io.StringIO()):
-        app(["train", "ttplan.devices.process:tiny_model", "--update", "all", "--synthetic",
-             "--samples", str(samples), "--iterations", "1", "--holdout", "0",
-             "--input-shape", ",".join(map(str, (1, *chw))), "--format", "json"],
-            standalone_mode=False)
-    return {"peak_rss_bytes": _peak_resident_bytes(), "samples": samples, "sample_shape": chw,
-            "torch_version": torch.__version__}
-
-
-if __name__ == "__main__":
-    print(json.dumps(_probe(int(sys.argv[1]) if len(sys.argv) > 1 else 0)))

@@ -18,7 +18,7 @@ integers or text such as "512MiB"; clocks integers (Hz) or text such as "216MHz"
 `reserve_bytes` is the RAM a training process cannot have: the operating system at idle.
 `runtime_bytes` (optional, PyTorch devices) is the training process before its model: the
 interpreter, torch, ttplan's imports and the allocator (devices.process; on `host` it is
-measured when a prediction needs it; measure a board with `python -m ttplan.devices.process`
+measured when a prediction needs it; measure a board with `python -m ttplan.cli.runtime_probe`
 on it). The predicted peak resident set of a run (devices.process) is compared with
 `ram_bytes - reserve_bytes` (`fits_ram`); device-aware planning budgets the tensors
 `ram_bytes - reserve_bytes - runtime_bytes`, and the time model's memory-pressure term starts
