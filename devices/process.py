@@ -37,6 +37,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 
 from ttplan.costmodel.errors import SpecError
@@ -46,8 +47,9 @@ from .profiles import HOST, DeviceProfile
 FP32_BYTES = 4
 PROBE_SMALL = (4, (3, 8, 8))  # samples, C x H x W: the runtime on its own
 PROBE_LARGE = (25, (3, 160, 160))  # the support set's share, as a slope
-# Measured on this project's host (notes/process_memory.md) and used for the built-in boards,
-# which run the same Python code on the same allocator (glibc) but were not measured.
+# For the built-in boards, which run the same Python code on the same allocator (glibc) but
+# were not measured: this host's slope between fresh processes (6.3-6.8 from 128² to 256²;
+# the probe itself finds 4.6-5.8 from run to run; notes/process_memory.md).
 DEFAULT_SUPPORT_COPIES = 6.5
 # Set in the probe's environment: the probe's own `train` must not start another probe.
 PROBE_ENV = "TTPLAN_RUNTIME_PROBE"
@@ -93,7 +95,11 @@ def process_memory(device: DeviceProfile, training_bytes: int, samples: int,
                              int(training_bytes), source)
     if device.name != HOST or os.environ.get(PROBE_ENV):
         return None  # the probe does not measure itself
-    runtime, copies = measured_host_runtime()
+    try:
+        runtime, copies = measured_host_runtime()
+    except SpecError as problem:  # a prediction left out, not a finished run thrown away
+        warnings.warn(str(problem), stacklevel=2)
+        return None
     return ProcessMemory(runtime, copies, data, int(training_bytes),
                          "measured on this machine: `python -m ttplan.cli.runtime_probe` "
                          "(ttplan train on a negligible model in a fresh process, its VmHWM)")
@@ -109,13 +115,20 @@ def measured_host_runtime() -> tuple[int, float]:
 
 
 def _run_probe(which: int) -> int:
-    done = subprocess.run([sys.executable, "-m", "ttplan.cli.runtime_probe", str(which)],
-                          capture_output=True, text=True, timeout=600,
-                          env={**os.environ, PROBE_ENV: "1"})
+    problem = "cannot measure this machine's runtime baseline"
+    try:
+        done = subprocess.run([sys.executable, "-m", "ttplan.cli.runtime_probe", str(which)],
+                              capture_output=True, text=True, timeout=600,
+                              env={**os.environ, PROBE_ENV: "1"})
+    except (OSError, subprocess.SubprocessError) as error:
+        raise SpecError(f"{problem}: {error}") from None
     if done.returncode:
-        raise SpecError("cannot measure this machine's runtime baseline: "
+        raise SpecError(f"{problem}: "
                         + (done.stderr.strip().splitlines() or ["no output"])[-1])
-    return int(json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_bytes"])
+    try:
+        return int(json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_bytes"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise SpecError(f"{problem}: the probe printed no peak") from None
 
 
 def peak_resident_bytes() -> int:

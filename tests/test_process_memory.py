@@ -89,3 +89,12 @@ def test_the_host_probe_measures_a_fresh_process():
     # The real probe (the conftest stands in for it elsewhere): one child process running
     # `ttplan train` on the negligible model; only that it answers is machine-independent.
     assert process._run_probe(0) > 0
+
+
+def test_a_failed_probe_leaves_the_prediction_out_with_a_warning(monkeypatch):
+    def fails():
+        raise SpecError("cannot measure this machine's runtime baseline: no output")
+    monkeypatch.setattr(process, "measured_host_runtime", fails)
+    host = resolve_device("host")
+    with pytest.warns(UserWarning, match="runtime baseline"):
+        assert process.process_memory(host, 1000, 4, (3, 8, 8)) is None
