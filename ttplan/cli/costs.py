@@ -43,6 +43,10 @@ def profile(
     blocks: Blocks = None,
     verify: bool = typer.Option(False, help="run the configuration once in PyTorch and "
                                 "compare what autograd keeps with the pytorch prediction"),
+    train_mode: bool = typer.Option(True, "--train-mode/--eval-mode",
+                                    help="pytorch convention: modules in train mode (BatchNorm "
+                                    "keeps batch statistics) or eval mode, as `ttplan train` "
+                                    "runs them"),
     fmt: str = typer.Option("table", "--format", help="table | json | csv | md"),
     out: Out = None,
 ):
@@ -56,6 +60,7 @@ def profile(
                          activation_bits=activation_bits, gradient_bits=gradient_bits,
                          weights_in_flash=weights_in_flash, weights=weights,
                          classifier=classifier, tracer=tracer, verify=verify,
+                         training_mode=train_mode,
                          blocks=blocks)
     warn_uncosted(prof.graph, prof.warnings)
     if prof.verification:
