@@ -12,7 +12,13 @@ from torch import nn
 _SEED = 20261206
 
 
-def _seeded(model: nn.Module) -> nn.Module:
+def _seeded(build) -> nn.Module:
+    # The default initialisation (biases, the class token) draws from the global generator:
+    # build under a fixed seed too, so every call gives the same weights (a Fisher file or a
+    # policy computed on one build checks its weights' digest against the next).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_SEED)
+        model = build()
     gen = torch.Generator().manual_seed(_SEED)
     with torch.no_grad():
         for p in model.parameters():
@@ -146,15 +152,15 @@ class SmallViT(nn.Module):
 
 
 def resnet_basic() -> nn.Module:
-    return _seeded(ResNetBasic())
+    return _seeded(ResNetBasic)
 
 
 def separable_hswish() -> nn.Module:
-    return _seeded(SeparableNet())
+    return _seeded(SeparableNet)
 
 
 def small_vit() -> nn.Module:
-    return _seeded(SmallViT())
+    return _seeded(SmallViT)
 
 
 UNSEEN = {"resnet_basic": resnet_basic, "separable_hswish": separable_hswish, "small_vit": small_vit}

@@ -19,11 +19,17 @@ all, then the same graph walk reading the saved tensors directly. The tests chec
 
 Bytes are de-duplicated by storage: a saved view counts its whole storage, once, however many
 nodes save it. Storages of the model's parameters and buffers (e.g. BN running stats) are
-excluded: they are resident anyway. The input `x` is NOT excluded; records mark it `input`.
+excluded: they are resident anyway. The input `x` is NOT excluded; records mark it `input`,
+and it counts as the batch a training step feeds: its own elements in a storage of its own.
+A batch cut from a larger tensor (`x_train[:2]`) is a view whose storage is the whole tensor;
+counting that storage made `ttplan train --update all` (whose first layer saves its input)
+report the support set instead of the batch (notes/pytorch_saved_tensors.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -174,13 +180,15 @@ def measure_saved_bytes(model: nn.Module, x: torch.Tensor) -> MeasuredSaved:
     """Bytes autograd keeps for backward after one forward of `model(x)`; no backward runs.
 
     The caller decides train/eval mode and which parameters require grad; neither is changed.
-    `x` is used with requires_grad False (a detached alias of the caller's tensor); it may
+    `x` is used with requires_grad False, each input copied into a contiguous storage of its
+    own (a view of a larger tensor would otherwise count that tensor's whole storage); it may
     also be a tuple (positional), a dict (keyword) or `ModelInputs` (costmodel.inputs).
     """
     excluded = _excluded_storages(model)
     args, kwargs = call_args(x)
-    args = tuple(a.detach() for a in args)
-    kwargs = {k: v.detach() for k, v in kwargs.items()}
+    own = lambda t: t.detach().clone(memory_format=torch.contiguous_format)  # noqa: E731
+    args = tuple(own(a) for a in args)
+    kwargs = {k: own(v) for k, v in kwargs.items()}
     input_ptrs = {_storage_key(t)[0] for t in list(args) + list(kwargs.values())}
 
     # Strong references to every packed tensor until counting is done, so no storage is freed
@@ -251,39 +259,81 @@ def format_records(m: MeasuredSaved) -> str:
     return "\n".join(lines)
 
 
-def random_inputs(graph: LayerGraph, generator: torch.Generator):
-    """One random batch of what `graph` was traced on: Gaussian floats; integer inputs
-    (token ids) and masks zeros, as traced (what autograd keeps depends on shapes only)."""
+def random_inputs(graph: LayerGraph, generator: torch.Generator, batch: int | None = None):
+    """One random batch (of `batch` samples, default the traced batch) of what `graph` was
+    traced on: Gaussian floats; integer inputs (token ids) and masks zeros, as traced (what
+    autograd keeps depends on shapes only)."""
     if graph.input_specs is None:
-        return torch.randn(graph.input_shape, generator=generator)
-    inputs = from_json(graph.input_specs)
+        shape = tuple(graph.input_shape)
+        return torch.randn((batch or shape[0],) + shape[1:], generator=generator)
+    inputs = from_json(graph.input_specs).with_batch(batch)
     args, kwargs = inputs.build()
     fill = lambda t: torch.randn(t.shape, generator=generator, dtype=t.dtype) \
-        if t.is_floating_point() else t
+        if t.is_floating_point() else t  # noqa: E731
     return ModelInputs(inputs.specs, [fill(t) for t in list(args) + list(kwargs.values())])
 
 
-def verify_saved_bytes(model: nn.Module, graph: LayerGraph, updates: dict, seed: int = 0) -> dict:
+def verify_saved_bytes(model: nn.Module, graph: LayerGraph, updates: dict, seed: int = 0,
+                       training_mode: bool = True) -> dict:
     """Run `updates` once in PyTorch and compare what autograd kept with the `pytorch`
-    convention's prediction: {predicted_bytes, measured_bytes, difference_pct}.
+    convention's prediction: {predicted_bytes, measured_bytes, difference_pct,
+    measured_batches}.
 
-    The model trains as the configuration says (requires_grad per parameter, train mode) on
-    one random batch of the traced input shape; its flags, modes and buffers (BatchNorm
-    running statistics) are put back afterwards.
+    The model runs as the configuration says (requires_grad per parameter; train mode, or
+    eval mode when `training_mode` is False, as `ttplan train` runs it) on random batches of
+    the traced input shape; its flags, modes and buffers (BatchNorm running statistics) are
+    put back afterwards.
+
+    PyTorch refuses a BatchNorm in train mode that sees one value per channel (batch 1 on a
+    1x1 map). Then the configuration is measured at batches 2 and 3 and the bytes at the
+    traced batch b follow from the line through them: every saved tensor is either per
+    sample (activations) or per channel (BatchNorm's batch mean and inverse std), so the bytes
+    are affine in the batch (checked against direct measurements in tests/test_measure.py;
+    notes/pytorch_saved_tensors.md). `measured_batches` says which batches ran.
     """
-    config = TrainConfig(dict(updates), CostOptions("pytorch"))
+    config = TrainConfig(dict(updates), CostOptions("pytorch"), training_mode)
     predicted = evaluate(graph, config).memory.saved_activation_bytes
     flags = parameter_requires_grad(graph, config)
+    batch = int(graph.input_shape[0])
+    batches = (2, 3) if training_mode and _batchnorm_sees_one_value(graph) else (batch,)
+    generator = torch.Generator().manual_seed(seed)
+    by_batch = {}
+    with _configured(model, flags, training_mode):
+        for b in batches:
+            x = random_inputs(graph, generator, b)
+            by_batch[b] = measure_saved_bytes(model, x).saved_bytes
+    if len(batches) == 1:
+        measured = by_batch[batch]
+    else:  # the line through (2, m2) and (3, m3), at the traced batch
+        measured = by_batch[2] + (batch - 2) * (by_batch[3] - by_batch[2])
+    difference = 100.0 * (predicted - measured) / measured if measured else 0.0
+    return {"predicted_bytes": int(predicted), "measured_bytes": int(measured),
+            "difference_pct": round(difference, 3), "measured_batches": list(batches)}
+
+
+def _batchnorm_sees_one_value(graph: LayerGraph) -> bool:
+    """A BatchNorm whose input has one value per channel (N x H x W == 1): train mode fails."""
+    for node in graph.ops():
+        if node.kind == "batchnorm" and node.in_shapes and len(node.in_shapes[0]) >= 2:
+            shape = node.in_shapes[0]
+            if math.prod(shape) // max(1, shape[1]) == 1:
+                return True
+    return False
+
+
+@contextlib.contextmanager
+def _configured(model: nn.Module, flags: dict, training_mode: bool):
+    """The model with `flags` as requires_grad and every module in train (or eval) mode;
+    flags, modes and buffers as they were afterwards."""
     params = dict(model.named_parameters())
     was = {name: p.requires_grad for name, p in params.items()}
     modes = {m: m.training for m in model.modules()}
     buffers = {name: b.clone() for name, b in model.named_buffers()}
-    generator = torch.Generator().manual_seed(seed)
     try:
         for name, p in params.items():
             p.requires_grad_(flags.get(name, False))
-        model.train()
-        measured = measure_saved_bytes(model, random_inputs(graph, generator)).saved_bytes
+        model.train(training_mode)
+        yield model
     finally:
         for name, p in params.items():
             p.requires_grad_(was[name])
@@ -292,9 +342,6 @@ def verify_saved_bytes(model: nn.Module, graph: LayerGraph, updates: dict, seed:
         with torch.no_grad():
             for name, b in model.named_buffers():
                 b.copy_(buffers[name])
-    difference = 100.0 * (predicted - measured) / measured if measured else 0.0
-    return {"predicted_bytes": int(predicted), "measured_bytes": int(measured),
-            "difference_pct": round(difference, 3)}
 
 
 __all__ = ["MeasuredSaved", "SavedRecord", "measure_saved_bytes", "saved_bytes_by_graph_walk",

@@ -32,6 +32,7 @@ from ttplan.planner.select import LinearLimit
 
 from .calibrate import Calibration, resolve_calibration, round6
 from .model import PHASES, Run, linear_time_limit, runtime_peak
+from .process import process_memory
 from .profiles import DeviceProfile, resolve_device
 from .stepcost import StepCost, policy_step_cost, step_cost
 
@@ -136,17 +137,28 @@ def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None
     return {"memory_bytes": memory, "limits": limits}
 
 
-def prediction(ctx: DeviceContext, method: str, cost: StepCost, run: dict | None = None) -> dict:
+def prediction(ctx: DeviceContext, method: str, cost: StepCost, run: dict | None = None,
+               sample_shape=None) -> dict:
     """Time per phase, energy and fit in RAM of one configuration on the device. `run`: what
     the run executes (devices.layerrun.run_description); with a per-layer calibration the
-    phases are the sum of what it runs (devices.layermodel)."""
+    phases are the sum of what it runs (devices.layermodel). `sample_shape` (one sample's
+    shape): the support set's share of the process's peak resident memory (devices.process);
+    where a process is predicted, `fits_ram` compares its peak resident set with the RAM the
+    OS leaves (`process_ram_bytes`), else the runtime's peak with the available RAM."""
     available = ctx.device.available_bytes
     peak = runtime_peak(cost, ctx.device)
+    process = process_memory(ctx.device, cost.peak_bytes_pytorch, ctx.samples,
+                             sample_shape or ())
+    rss = None if process is None else process.peak_rss_bytes
+    fits = None if available is None else peak <= available
+    if rss is not None and ctx.device.process_ram_bytes is not None:
+        fits = rss <= ctx.device.process_ram_bytes
     out = {"device": ctx.device.name,
            "calibration": None if ctx.calibration is None else ctx.calibration.label,
            "iterations": ctx.iterations, "samples": ctx.samples, "batch_size": cost.batch_size,
            "phases": None, "total_s": None, "energy_j": None,
-           "peak_bytes": peak, "fits_ram": None if available is None else peak <= available,
+           "peak_bytes": peak, "peak_rss_bytes": rss,
+           "process_memory": None if process is None else process.to_dict(), "fits_ram": fits,
            "error_band_pct": None, "energy_error_band_pct": None, "time_model": None,
            "energy_basis": None}
     if ctx.calibration is None:
@@ -235,20 +247,29 @@ def predict_training(model, update, device, *, calibration=None,
     run = None
     if ctx.calibration.layers is not None and method != "tinytl":  # tinytl adds modules
         run = layer_run(module, updates, shape, ctx, probes=method == "tinytrain")
-    out = {"model": name, **prediction(ctx, method, cost, run)}
+    out = {"model": name, **prediction(ctx, method, cost, run, _sample_shape(shape))}
     keys = ("model", "device", "calibration", "iterations", "samples", "batch_size", "phases",
-            "total_s", "energy_j", "peak_bytes", "fits_ram", "error_band_pct",
-            "energy_error_band_pct", "time_model", "energy_basis")
+            "total_s", "energy_j", "peak_bytes", "peak_rss_bytes", "process_memory",
+            "fits_ram", "error_band_pct", "energy_error_band_pct", "time_model", "energy_basis")
     return {k: out[k] for k in keys}
+
+
+def _sample_shape(shape) -> tuple:
+    """One sample's shape: of an input shape, or of the first input of `ModelInputs`."""
+    return tuple(getattr(shape, "shape", shape)[1:])
 
 
 def plan_for_device(model, *, device, time=None, iterations=DEFAULT_ITERATIONS,
                     samples=DEFAULT_SAMPLES, calibration=None, memory_bytes=None,
                     method="tinytrain", input_shape=(1, 3, 128, 128), **plan_options) -> Policy:
     """plan() within the device's RAM (unless `memory_bytes` is given) and `time`, with the
-    prediction in `predicted.device` (module docstring)."""
+    prediction in `predicted.device` (module docstring). Without a `convention` (or with
+    None) the plan is budgeted under the device's runtime: `pytorch` where PyTorch trains
+    (a Linux board, the host), `paper` on a bare-metal engine."""
     ctx = device_context(device, calibration=calibration, time=time, iterations=iterations,
                          samples=samples)
+    if plan_options.get("convention") is None:
+        plan_options["convention"] = ctx.device.runtime  # what its RAM must hold
     inputs = plan_options.pop("inputs", None)
     given = resolve_inputs(inputs, None if inputs is not None else input_shape)
     policy = plan(model, method=method, inputs=given,
@@ -267,14 +288,19 @@ def attach_prediction(ctx: DeviceContext, policy: Policy, model=None) -> dict:
             model is not None and policy.method != "tinytl":  # tinytl adds modules
         module, _ = resolve_model(model)
         run = layer_run(module, policy.updates(), tuple(policy.input_shape), ctx, probes=False)
-    predicted = prediction(ctx, policy.method, policy_step_cost(policy), run)
+    predicted = prediction(ctx, policy.method, policy_step_cost(policy), run,
+                           tuple(policy.input_shape[1:]))
     predicted["time_limit_s"] = ctx.time_s
     predicted["within_time"] = None if ctx.time_s is None or predicted["total_s"] is None \
         else predicted["total_s"] <= ctx.time_s
     if predicted["within_time"] is False:
         policy.notes.append(f"predicted {predicted['total_s']:.4g} s on {ctx.device.name} "
                             f"exceeds the time budget of {ctx.time_s:g} s")
-    if predicted["fits_ram"] is False:
+    if predicted["fits_ram"] is False and predicted["peak_rss_bytes"] is not None:
+        policy.notes.append(f"the predicted peak resident memory ({predicted['peak_rss_bytes']:,}"
+                            f" B) exceeds {ctx.device.name}'s RAM less its OS reserve "
+                            f"({ctx.device.process_ram_bytes:,} B): it will swap")
+    elif predicted["fits_ram"] is False:
         policy.notes.append(f"the {ctx.device.runtime} peak ({predicted['peak_bytes']:,} B) "
                             f"exceeds {ctx.device.name}'s available RAM "
                             f"({ctx.device.available_bytes:,} B)"

@@ -15,9 +15,14 @@ peak is the pytorch convention's, or "paper", a bare-metal engine as appendix A.
 `description` and `sources` are free text. Byte sizes are
 integers or text such as "512MiB"; clocks integers (Hz) or text such as "216MHz".
 
-`reserve_bytes` is the RAM a training run cannot have: the operating system and the runtime
-(for a Linux board, the OS at idle plus Python and PyTorch). Device-aware planning budgets
-`ram_bytes - reserve_bytes`, and the time model's memory-pressure term starts there.
+`reserve_bytes` is the RAM a training process cannot have: the operating system at idle.
+`runtime_bytes` (optional, PyTorch devices) is the training process before its model: the
+interpreter, torch, ttplan's imports and the allocator (devices.process; on `host` it is
+measured when a prediction needs it; measure a board with `python -m ttplan.cli.runtime_probe`
+on it). The predicted peak resident set of a run (devices.process) is compared with
+`ram_bytes - reserve_bytes` (`fits_ram`); device-aware planning budgets the tensors
+`ram_bytes - reserve_bytes - runtime_bytes`, and the time model's memory-pressure term starts
+there.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ FORMAT = "ttplan-device"
 VERSION = 1
 HOST = "host"
 _FIELDS = ("name", "description", "ram_bytes", "flash_bytes", "cores", "clock_hz",
-           "reserve_bytes", "runtime", "sources")
+           "reserve_bytes", "runtime", "runtime_bytes", "sources")
 # What trains on the device, hence which peak its RAM must hold: PyTorch (a Linux board; the
 # pytorch convention) or a bare-metal training engine as appendix A.4 counts it (paper).
 RUNTIMES = ("pytorch", "paper")
@@ -56,16 +61,27 @@ class DeviceProfile:
     reserve_bytes: int = 0
     runtime: str = "pytorch"
     sources: dict = field(default_factory=dict)
+    runtime_bytes: int | None = None  # the training process before its model (devices.process)
 
     @property
     def available_bytes(self) -> int | None:
-        """RAM a training run can use: RAM minus the reserve."""
+        """RAM a training run's tensors can use: RAM minus the reserve (the OS) minus the
+        runtime baseline (the process before its model), when the profile knows it."""
+        if self.ram_bytes is None:
+            return None
+        return max(0, self.ram_bytes - self.reserve_bytes - (self.runtime_bytes or 0))
+
+    @property
+    def process_ram_bytes(self) -> int | None:
+        """RAM a training process can have: RAM minus the reserve (the OS)."""
         return None if self.ram_bytes is None else max(0, self.ram_bytes - self.reserve_bytes)
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        if d["runtime_bytes"] is None:  # files written before the field stay as they were
+            d.pop("runtime_bytes")
         d["sources"] = dict(sorted(self.sources.items()))
-        return {k: d[k] for k in _FIELDS}
+        return {k: d[k] for k in _FIELDS if k in d}
 
 
 def builtin_profiles() -> dict[str, DeviceProfile]:
@@ -154,11 +170,15 @@ def profile_from_dict(d, source: str, header: bool = True,
     runtime = d.get("runtime", "pytorch")
     if runtime not in RUNTIMES:
         raise bad(f"runtime must be pytorch or paper, not {runtime!r}")
+    runtime_bytes = _size(d.get("runtime_bytes"), "runtime_bytes", bad, zero_ok=True)
+    if ram is not None and reserve + (runtime_bytes or 0) >= ram:
+        raise bad(f"reserve_bytes + runtime_bytes ({reserve + (runtime_bytes or 0):,}) must be "
+                  f"below ram_bytes ({ram:,})")
     return DeviceProfile(
         name=name, ram_bytes=ram, description=description, runtime=runtime,
         flash_bytes=_size(d.get("flash_bytes"), "flash_bytes", bad),
         cores=_count(d.get("cores"), "cores", bad), clock_hz=_clock(d.get("clock_hz"), bad),
-        reserve_bytes=reserve, sources=dict(sources))
+        reserve_bytes=reserve, runtime_bytes=runtime_bytes, sources=dict(sources))
 
 
 def _size(value, key, bad, required=False, zero_ok=False) -> int | None:

@@ -74,6 +74,8 @@ from .calibrate import load_calibration
 from .host import EnergyCounter, peak_rss_bytes, reset_peak_rss
 from .layertable import busy_warning, machine_load, speed_reference
 from .planning import DeviceContext, device_context, layer_run, no_calibration, prediction
+from .process import process_memory
+from .profiles import detect_host
 from .sparse import install_sparse_layers
 from .stepcost import policy_fingerprint, step_cost
 from .workload import DEFAULT_ITERATIONS  # noqa: F401 (the paper's runs, §3.2; re-exported)
@@ -127,7 +129,7 @@ class TrainResult:
 
 
 def train(model, *, policy=None, method: str | None = None, update: str | None = None,
-          memory=None, compute=None, convention: str = "paper", data=None,
+          memory=None, compute=None, convention: str | None = None, data=None,
           synthetic: bool = False, samples: int | None = None, seed: int = 0,
           input_shape=None, weights=None, iterations: int = DEFAULT_ITERATIONS,
           batch_size: int = 1, lr: float = DEFAULT_LR, optimizer: str | None = None,
@@ -140,7 +142,8 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
     What to update, exactly one of:
       policy   a Policy, policy dict or policy file from `ttplan plan`;
       method   plan on the device: tinytrain (runs the Fisher probe first; `memory`, `compute`
-               and `convention` are the planner's budgets), fulltrain, lastlayer, none,
+               and `convention` are the planner's budgets; `convention` defaults to the
+               device's runtime with `device`, else paper), fulltrain, lastlayer, none,
                sparseupdate, tinytl;
       update   an update spec: none, all, bias-only, last-layers:K, last-blocks:K.
     Samples: `data` (folder of class sub-folders or .npz) or `synthetic` (`samples`, `seed`).
@@ -198,7 +201,8 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
     if method is not None:
         with phases.timed("plan_s"):
             loaded = make_plan(module, model_name=name, method=method, fisher=fisher,
-                               memory_bytes=memory, compute=compute, convention=convention,
+                               memory_bytes=memory, compute=compute,
+                               convention=convention or (ctx.device.runtime if ctx else "paper"),
                                inputs=shape, optimizer=optimizer, seed=seed)
             if method == "tinytl":
                 module, name = _with_lite_residuals(module, name, shape)
@@ -251,6 +255,12 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
     applied.remove()
 
     pt = predicted_pt
+    # The process's peak resident set: the runtime of the device the run is predicted for
+    # (this machine without one), the support set (all of it, held-out queries too) and
+    # the step's tensors (devices.process). After the run: the host's baseline is measured
+    # in a child process.
+    process = process_memory(ctx.device if ctx is not None else detect_host(),
+                             pt.memory.peak_bytes, len(x), tuple(x.shape[1:]))
     by_device = {"phases": None, "total_s": None, "energy_j": None, "calibration": None,
                  "time_model": None, "energy_basis": None}
     if ctx is not None:  # the same configuration and workload, as a log row of this run
@@ -263,7 +273,7 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
             fisher_layers=fisher_layers)
         if layers_run is not None:
             layers_run["plans"] = method is not None
-        got = prediction(ctx, run_label, step, layers_run)
+        got = prediction(ctx, run_label, step, layers_run, tuple(x.shape[1:]))
         by_device = {key: got[key] for key in ("phases", "total_s", "energy_j", "calibration",
                                                "time_model", "energy_basis")}
     return TrainResult(
@@ -283,7 +293,10 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
                   "load": machine_load(), "reference_s": reference_s},
         predicted={"saved_bytes": pt.memory.saved_activation_bytes,
                    "peak_bytes": pt.memory.peak_bytes,
-                   "backward_macs": pt.totals["backward_macs"], **by_device},
+                   "backward_macs": pt.totals["backward_macs"],
+                   "peak_rss_bytes": None if process is None else process.peak_rss_bytes,
+                   "process_memory": None if process is None else process.to_dict(),
+                   **by_device},
         accuracy={"before": before, "after": after},
         run={"device": device_name, "data": described, "batch_size": batch_size,
              "iterations": iterations, "samples": len(x_train), "query_samples": len(x_query),

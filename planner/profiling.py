@@ -73,7 +73,8 @@ def profile(model, input_shape=None, *, update="all", batch_size=None, conventio
                             graph=graph, model_name=name, update_text=source,
                             training_mode=training_mode)
     if verify:
-        prof.verification = verify_saved_bytes(module, prof.graph, prof.config.updates)
+        prof.verification = verify_saved_bytes(module, prof.graph, prof.config.updates,
+                                               training_mode=prof.config.training_mode)
     return prof
 
 

@@ -29,3 +29,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in QUICK_MODULES:
             item.add_marker(pytest.mark.quick)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def host_runtime_not_probed():
+    """The host's runtime baseline is measured by two child processes (~10 s,
+    devices.process); tests check the arithmetic with a fixed stand-in instead
+    (tests/test_process_memory.py runs the real probe once)."""
+    from ttplan.devices import process
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(process, "measured_host_runtime", lambda: (400 * 2**20, 5.0))
+        yield

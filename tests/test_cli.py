@@ -211,3 +211,29 @@ def test_compare_table2_style(tmp_path):
     assert rows["fulltrain"]["peak_bytes"] == full["memory"]["peak_bytes"]
     assert rows["fulltrain"]["memory_ratio"] == round(
         full["memory"]["peak_bytes"] / rows["tinytrain"]["peak_bytes"], 2)
+
+
+def test_profile_verify_answers_batchnorm_on_a_one_by_one_map_at_batch_1():
+    # mcunet-5fps at 32x32 ends on a 1x1 map: BN in train mode at batch 1 is refused by
+    # PyTorch; --verify measures batches 2 and 3 instead of ending in a traceback.
+    result = run("profile", "mcunet-5fps", "--update", "all", "--input-shape", "1,3,32,32",
+                 "--verify", "--format", "json")
+    assert result.exit_code == 0, result.output
+    verify = json.loads(result.stdout)["verify"]
+    assert verify["measured_batches"] == [2, 3]
+    assert verify["measured_bytes"] == verify["predicted_bytes"]
+
+
+def test_profile_verify_in_eval_mode_is_what_train_measures():
+    # One definition: --eval-mode runs BatchNorm as `ttplan train` does (batch 1 then runs);
+    # the same bytes as train's measured saved bytes for the same configuration.
+    import ttplan
+    result = run("profile", "mcunet-5fps", "--update", "all", "--input-shape", "1,3,32,32",
+                 "--verify", "--eval-mode", "--format", "json")
+    assert result.exit_code == 0, result.output
+    verify = json.loads(result.stdout)["verify"]
+    assert verify["measured_batches"] == [1]
+    trained = ttplan.train("mcunet-5fps", update="all", synthetic=True, samples=5,
+                           iterations=1, holdout=0, input_shape=(1, 3, 32, 32))
+    assert verify["measured_bytes"] == verify["predicted_bytes"] == \
+        trained.measured["saved_bytes"] == trained.predicted["saved_bytes"]

@@ -306,6 +306,26 @@ def test_device_memory_budget_and_runtime_peak():
     assert on_mcu["total_s"] is None  # no calibration, no time
 
 
+def test_a_device_plans_under_its_runtime_unless_told_otherwise():
+    from ttplan.devices.planning import plan_for_device
+    # The Pi runs PyTorch: its RAM must hold what eager PyTorch keeps.
+    pi = plan_for_device("mcunet-5fps", device="pi-zero-2", method="lastlayer")
+    assert pi.options.convention == "pytorch"
+    paper = plan_for_device("mcunet-5fps", device="pi-zero-2", method="lastlayer",
+                            convention="paper")
+    assert paper.options.convention == "paper"  # an explicit convention wins
+    assert plan_for_device("mcunet-5fps", device="stm32f746",
+                           method="lastlayer").options.convention == "paper"
+    shown = runner.invoke(app, ["plan", "mcunet-5fps", "--device", "pi-zero-2", "--method",
+                                "lastlayer"])
+    assert shown.exit_code == 0 and "pytorch convention" in shown.stdout
+    told = runner.invoke(app, ["plan", "mcunet-5fps", "--device", "pi-zero-2", "--method",
+                               "lastlayer", "--convention", "paper"])
+    assert "paper convention" in told.stdout
+    plain = runner.invoke(app, ["plan", "mcunet-5fps", "--method", "lastlayer"])
+    assert "paper convention" in plain.stdout  # no device: the paper's convention
+
+
 def test_compare_with_a_device_adds_time_energy_and_fit():
     result = runner.invoke(app, ["compare", "mcunet-5fps", "--device", "pi-zero-2",
                                  "--format", "json"])

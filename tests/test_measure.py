@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ttplan.costmodel.measure import (MeasuredSaved, format_records, measure_saved_bytes,
-                               saved_bytes_by_graph_walk)
+                               saved_bytes_by_graph_walk, verify_saved_bytes)
 
 try:  # tests/ may or may not become a package; support both import styles
     from tests.varied_models import VARIED_MODELS, untraceable
@@ -312,3 +312,50 @@ def test_untraceable_is_separate_and_fails_fx_but_measures_eagerly():
         torch.fx.symbolic_trace(untraceable())
     m = measure(untraceable().train(), untraceable.example_input())
     assert m.saved_bytes > 0
+
+
+# --- The input, and --verify where PyTorch refuses train mode -----------------------------
+
+def test_input_cut_from_a_larger_tensor_counts_the_batch_only():
+    # A trained first conv saves its input; x8 cut from a 5-sample tensor is a view of 5 x 768 B.
+    samples = torch.randn(5, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    m = measure(nn.Sequential(conv()), samples[:1])
+    (record,) = [r for r in m.records if r.kind == "input"]
+    assert record.storage_nbytes == X8_B and m.saved_bytes == X8_B
+
+
+class PooledBN(nn.Module):
+    """conv -> pool to 1x1 -> BatchNorm: at batch 1 the BN sees one value per channel."""
+
+    def __init__(self):
+        super().__init__()
+        self.c, self.bn, self.l = conv(bias=False), nn.BatchNorm2d(4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.l(torch.relu(self.bn(F.adaptive_avg_pool2d(self.c(x), 1))).flatten(1))
+
+
+def test_verify_at_one_value_per_channel_measures_batches_2_and_3():
+    from ttplan.costmodel.profile import profile
+    prof = profile(PooledBN(), (1, 3, 8, 8), update="all", options=None)
+    v = verify_saved_bytes(PooledBN(), prof.graph, prof.config.updates)
+    assert v["measured_batches"] == [2, 3]
+    assert v["measured_bytes"] == v["predicted_bytes"] > 0
+    with pytest.raises(ValueError, match="more than 1 value per channel"):  # why: PyTorch refuses
+        PooledBN().train()(x8())
+
+
+@pytest.mark.parametrize("update", ["all", "bias-only", "last-layers:1"])
+def test_saved_bytes_are_affine_in_the_batch(update):
+    # The extrapolation's premise, measured: on a BN net that runs at batch 1, the line
+    # through batches 2 and 3 gives batch 1's bytes exactly.
+    from ttplan.costmodel.profile import profile
+    model = nn.Sequential(conv(bias=False), nn.BatchNorm2d(4), nn.ReLU(), conv(4, 4))
+    got = {}
+    for batch in (1, 2, 3):
+        prof = profile(model, (batch, 3, 8, 8), update=update)
+        got[batch] = verify_saved_bytes(model, prof.graph, prof.config.updates)
+        assert got[batch]["measured_batches"] == [batch]
+        assert got[batch]["measured_bytes"] == got[batch]["predicted_bytes"]
+    m = {b: v["measured_bytes"] for b, v in got.items()}
+    assert m[1] == 2 * m[2] - m[3]

@@ -181,6 +181,18 @@ def test_no_grad_prefix_keeps_nothing_before_the_first_updated_layer():
     assert profile.table.set_index("name").loc["block2.0.0", "backward_input_macs"] == 0
 
 
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("update", ["all", "bias-only", "last-blocks:2", "policy"])
+def test_train_measures_the_saved_bytes_it_predicts(update, batch):
+    # One definition: the batch a step feeds, not the support set it is cut from (under
+    # `all` the stem saves the input; its storage was once the whole x_train).
+    model = TinyNet()
+    spec = {"policy": tinytrain_policy(model)} if update == "policy" else {"update": update}
+    result = ttplan.train(model, **spec, synthetic=True, samples=8, iterations=1,
+                          batch_size=batch, holdout=0, input_shape=SHAPE)
+    assert result.measured["saved_bytes"] == result.predicted["saved_bytes"] > 0
+
+
 class PlainNet(nn.Module):
     """No BatchNorm: a well-conditioned net from a seeded init, to check the loop learns."""
 
@@ -334,7 +346,7 @@ def test_train_cli_json_contract(tmp_path):
     assert data["measured"]["energy_basis"] in (None, "powercap counter")
     assert set(data["predicted"]) == {"saved_bytes", "peak_bytes", "backward_macs", "phases",
                                       "total_s", "energy_j", "calibration", "time_model",
-                                      "energy_basis"}
+                                      "energy_basis", "peak_rss_bytes", "process_memory"}
     assert any("too short to time" in w for w in data["warnings"])  # one tiny iteration
     assert data["predicted"]["phases"] is None  # no device model asked for
     assert data["predicted"]["total_s"] is None and data["predicted"]["energy_j"] is None

@@ -21,8 +21,8 @@ from .options import (DEFAULT_INPUT_SHAPE, Classifier, InputShape, InputSpecs, I
 
 FORMATS = ("table", "json", "csv")
 Format = typer.Option("table", "--format", help="table | json | csv")
-DEVICE_FIELDS = ("name", "ram_bytes", "reserve_bytes", "flash_bytes", "cores", "clock_hz",
-                 "calibration", "description")
+DEVICE_FIELDS = ("name", "ram_bytes", "reserve_bytes", "runtime_bytes", "flash_bytes", "cores",
+                 "clock_hz", "calibration", "description")
 
 
 def _check_format(fmt: str) -> None:
@@ -49,7 +49,7 @@ def devices(
         emit(dumps({"devices": rows}), out)
         return
     width = None if wide else table_width()
-    text = render_rows([{k: r[k] for k in DEVICE_FIELDS} for r in rows], DEVICE_FIELDS, fmt,
+    text = render_rows([{k: r.get(k) for k in DEVICE_FIELDS} for r in rows], DEVICE_FIELDS, fmt,
                        width, wide, squeeze=("description",))
     if fmt == "table":
         text += "\nsources:\n" + "".join(
@@ -177,7 +177,7 @@ def predict(
     if fmt == "json":
         emit(dumps(result), out)
         return
-    flat = {k: v for k, v in result.items() if k != "phases"}
+    flat = {k: v for k, v in result.items() if k not in ("phases", "process_memory")}
     for phase, seconds in (result["phases"] or {}).items():
         flat[phase] = seconds
     if fmt == "csv":
@@ -199,6 +199,12 @@ def predict(
     fits = {True: "yes", False: "NO (it will swap)", None: "unknown"}[result["fits_ram"]]
     lines.append(f"  {'peak':10s} {human_bytes(result['peak_bytes']):>12}  (PyTorch)  fits in "
                  f"RAM: {fits}")
+    process = result["process_memory"]
+    if process is not None:
+        lines.append(f"  process peak {human_bytes(process['peak_rss_bytes'])} resident = "
+                     f"runtime {human_bytes(process['runtime_bytes'])} + support set "
+                     f"{process['support_copies']:g} x {human_bytes(process['support_bytes'])}"
+                     " + the step's tensors")
     emit("\n".join(wrap_lines(lines, table_width())) + "\n", out)
 
 

@@ -38,7 +38,7 @@ def train(
     memory: Optional[str] = typer.Option(None, help="with --method: peak memory budget, e.g. 1MB"),
     compute: Optional[str] = typer.Option(None, help="with --method: backward MACs budget, "
                                           "e.g. 15% or 6.5M"),
-    convention: Convention = "paper",
+    convention: Convention = None,
     data: Optional[str] = typer.Option(None, help="support set: folder of class sub-folders, "
                                        "or an .npz with x and y"),
     synthetic: bool = typer.Option(False, help="use synthetic Gaussian samples instead"),

@@ -86,7 +86,7 @@ def plan(
     solver: Solver = "greedy",
     channels: Channels = "fisher",
     scheme: str = typer.Option("auto", help="sparseupdate: auto | released | search"),
-    convention: Convention = "paper",
+    convention: Convention = None,
     input_shape: InputShape = None,
     input_specs: InputSpecs = None,
     inputs_file: InputsFile = None,
@@ -106,7 +106,10 @@ def plan(
     out: Out = None,
     fmt: str = typer.Option("table", "--format", help="table | json (on stdout)"),
 ):
-    """Choose the layers and channels to train within memory and compute budgets."""
+    """Choose the layers and channels to train within memory and compute budgets.
+
+    --convention defaults to paper; with --device, to what trains there (its runtime:
+    pytorch on a Linux board, paper on a microcontroller)."""
     from ttplan.costmodel.profile import resolve_model
     from ttplan.devices.planning import plan_for_device
     from ttplan.planner.api import plan as make_plan
@@ -117,8 +120,11 @@ def plan(
     if time is not None and device is None:
         raise SpecError("--time needs --device: the time model is a device's calibration")
     module, name = resolve_model(model, weights=weights, classifier=classifier)
-    make = make_plan if device is None else functools.partial(
-        plan_for_device, device=device, time=time, iterations=iterations, samples=samples)
+    if device is None:
+        make, convention = make_plan, convention or "paper"
+    else:  # convention None: the device's runtime decides (devices.planning.plan_for_device)
+        make = functools.partial(plan_for_device, device=device, time=time,
+                                 iterations=iterations, samples=samples)
     policy = make(
         module, model_name=name, method=method, fisher=fisher, convention=convention,
         memory_bytes=memory, compute=parse_compute(compute) if compute is not None else None,
