@@ -52,7 +52,7 @@ class DevicePredictor:
         if key not in self._seen:
             cost = step_cost(None, updates, tuple(graph.input_shape), options=options,
                              graph=graph)
-            p = prediction(self.ctx, method, cost, tuple(graph.input_shape[1:]))
+            p = prediction(self.ctx, method, cost, sample_shape=tuple(graph.input_shape[1:]))
             # The graph is kept alive with its entry, so its id() is never reused.
             self._seen[key] = (graph, {"time_s": p["total_s"], "energy_j": p["energy_j"],
                                        "fits_ram": p["fits_ram"]})

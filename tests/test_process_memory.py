@@ -62,7 +62,7 @@ def test_predict_reports_the_process_peak_and_fits_ram_uses_it(tmp_path):
     cost = ttplan.devices.stepcost.step_cost("mcunet-5fps", "last-blocks:1", (1, 3, 64, 64))
     assert cost.peak_bytes_pytorch < profile.available_bytes + 64 * MiB
     from ttplan.devices.planning import DeviceContext, prediction
-    out = prediction(DeviceContext(profile, None), "custom", cost, (3, 64, 64))
+    out = prediction(DeviceContext(profile, None), "custom", cost, sample_shape=(3, 64, 64))
     assert out["peak_rss_bytes"] > profile.process_ram_bytes and out["fits_ram"] is False
 
 
