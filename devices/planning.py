@@ -206,9 +206,12 @@ def layer_run(module, updates, shape, ctx: DeviceContext, *, probes: bool, graph
 
     from .layerrun import run_description
 
+    traced_on = None
+    if hasattr(shape, "with_batch"):  # costmodel.inputs.ModelInputs: traced on its own inputs
+        traced_on, shape = shape.with_batch(1), tuple(shape.shape)
     one = (1,) + tuple(shape[1:])
     graph = graph if graph is not None and tuple(graph.input_shape) == one else \
-        trace(module, one, "model")
+        trace(module, traced_on or one, "model")
     if isinstance(updates, str):
         updates = resolve_updates(parse_update(updates), graph)
     return run_description(module, updates, shape, iterations=ctx.iterations,

@@ -70,8 +70,9 @@ def calibrate(
     fmt: str = Format,
     out: Out = None,
 ):
-    """Fit the device's time/energy model to its runs in LOG and/or its layer tables; write
-    the calibration JSON."""
+    """Fit the device's time/energy model to its runs in LOG; write the calibration JSON.
+
+    With --layer-table (repeatable), the per-layer model is fitted from those tables too."""
     from ttplan.devices.calibrate import calibrate as fit_calibration
     from ttplan.devices.calibrate import calibration_text
     from ttplan.devices.logs import load_device_logs
@@ -261,7 +262,9 @@ def validate(
                 line += f" ({100 * share['model_out']:.0f}% model out)"
         if e["median_abs_pct"] is not None:
             line += f"; energy median {e['median_abs_pct']:.1f}%, max {e['max_abs_pct']:.1f}%"
-        text += line + "\n"
+        width = None if wide else table_width()
+        text += "".join(f"{part}\n" for part in wrap_lines([line], width, "  "))
         if d["caveat"]:
-            text += f"  caveat: {d['caveat']}\n"
+            text += "".join(f"{part}\n" for part in
+                            wrap_lines([f"  caveat: {d['caveat']}"], width, "    "))
     emit(text, out)
