@@ -29,7 +29,7 @@ from typer.core import TyperGroup
 
 from ttplan.costmodel.errors import SpecError, TtplanError
 from ttplan.costmodel.fileio import check_output_target, command_io, write_text_atomic
-from ttplan.reports.render import DEFAULT_WIDTH
+from ttplan.reports.render import DEFAULT_WIDTH, wrap_lines
 
 # (text, --out path or None for stdout) that `emit` holds until the command body has returned.
 _pending: list[tuple[str, Optional[str]]] = []
@@ -126,7 +126,7 @@ def _flush_told() -> None:
             lines.append(line)
     _told.clear()
     with contextlib.suppress(Exception):
-        for line in lines:
+        for line in wrap_lines(lines, table_width(), "    "):  # a terminal's width, as tables
             typer.echo(line, err=True)
 
 
