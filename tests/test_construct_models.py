@@ -24,47 +24,17 @@ from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.trace import trace
 from tests.construct_models import (CONSTRUCT_MODELS, TEXT_MODELS, ConvNeXtV2Block, MHABlock,
                                     MHAViT, SinusoidalPosition)
+from tests.model_checks import TRACERS, conv, exactness_tests, profile_case
 from tests.test_pytorch_convention import assert_close, predicted_and_measured
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-TRACERS = ("fx", "hooks")
+
+(test_params_counted_and_every_op_priced, test_both_tracers_cost_the_same,
+ test_saved_bytes_match_autograd) = exactness_tests(CONSTRUCT_MODELS)
 
 
 def prof(name, update="all", tracer="auto", **kw):
-    case = CONSTRUCT_MODELS[name]
-    return ttplan.profile(case(), case.input_shape, update=update, convention="pytorch",
-                          tracer=tracer, **kw)
-
-
-@pytest.mark.parametrize("tracer", TRACERS)
-@pytest.mark.parametrize("name", sorted(CONSTRUCT_MODELS))
-def test_params_counted_and_every_op_priced(name, tracer):
-    p = prof(name, tracer=tracer)
-    assert p.graph.tracer == tracer
-    assert p.totals["params"] == sum(q.numel() for q in CONSTRUCT_MODELS[name]().parameters())
-    assert p.totals["unknown_ops"] == [] and p.warnings == []
-    assert p.totals["trainable_params"] == p.totals["params"]  # `all` trains every parameter
-
-
-@pytest.mark.parametrize("name", sorted(CONSTRUCT_MODELS))
-def test_both_tracers_cost_the_same(name):
-    a, b = prof(name, tracer="fx"), prof(name, tracer="hooks")
-    keys = ("params", "trainable_params", "forward_macs", "backward_macs", "blocks")
-    assert {k: a.totals[k] for k in keys} == {k: b.totals[k] for k in keys}
-    assert a.memory.saved_activation_bytes == b.memory.saved_activation_bytes
-
-
-@pytest.mark.parametrize("update", ["all", "bias-only", "last-blocks:2"])
-@pytest.mark.parametrize("name", sorted(CONSTRUCT_MODELS))
-def test_saved_bytes_match_autograd(name, update):
-    case = CONSTRUCT_MODELS[name]
-    predicted, measured = predicted_and_measured(case(), case.input_shape, update)
-    assert measured > 0
-    assert_close(predicted, measured)
-
-
-def conv(n, cout, hw, cin_per_group, k):
-    return n * cout * hw * hw * cin_per_group * k * k
+    return profile_case(CONSTRUCT_MODELS, name, update, tracer, **kw)
 
 
 def linear(rows, cin, cout):
