@@ -44,7 +44,8 @@ def run_ttplan(*args: str, pythonpath: str | None = None) -> str:
     inherited PYTHONPATH); a failure ends the benchmark with the command's last error."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     if pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, os.environ.get("PYTHONPATH")]))
+        inherited = os.environ.get("PYTHONPATH")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, inherited]))
     done = subprocess.run([sys.executable, "-m", "ttplan", *args], capture_output=True,
                           text=True, env=env)
     if done.returncode != 0:

@@ -163,13 +163,20 @@ class GPT2Block(nn.Module):
         self.c_fc = Conv1D(4 * dim, dim)
         self.mlp_proj = Conv1D(dim, 4 * dim)
 
-    def forward(self, x):
+    def attend(self, x, **sdpa_kw):
+        """Causal self-attention of ln_1(x) through Conv1D projections."""
         B, L, C = x.shape
         q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
         q, k, v = (t.view(B, L, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.c_proj(a.transpose(1, 2).reshape(B, L, C))
-        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, **sdpa_kw)
+        return self.c_proj(a.transpose(1, 2).reshape(B, L, C))
+
+    def mlp(self, x):
+        return self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+    def forward(self, x):
+        x = x + self.attend(x)
+        return x + self.mlp(x)
 
 
 class GPT2Conv1DNet(nn.Module):
@@ -383,26 +390,18 @@ class BertLike(nn.Module):
         return self.classifier(torch.tanh(self.pooler(x[:, 0])))
 
 
-class GPTBlock(nn.Module):
+class GPTBlock(GPT2Block):
+    """GPT2Block with dropout: on the attention probabilities (train mode only) and on both
+    residual branches."""
+
     def __init__(self, dim, heads, p=0.1):
-        super().__init__()
-        self.heads, self.p = heads, p
-        self.ln_1 = nn.LayerNorm(dim)
-        self.c_attn = Conv1D(3 * dim, dim)
-        self.c_proj = Conv1D(dim, dim)
-        self.ln_2 = nn.LayerNorm(dim)
-        self.c_fc = Conv1D(4 * dim, dim)
-        self.mlp_proj = Conv1D(dim, 4 * dim)
+        super().__init__(dim, heads)
+        self.p = p
         self.drop = nn.Dropout(p)
 
     def forward(self, x):
-        B, L, C = x.shape
-        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
-        q, k, v = (t.view(B, L, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.p if self.training else 0.0)
-        x = x + self.drop(self.c_proj(a.transpose(1, 2).reshape(B, L, C)))
-        return x + self.drop(self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")))
+        x = x + self.drop(self.attend(x, dropout_p=self.p if self.training else 0.0))
+        return x + self.drop(self.mlp(x))
 
 
 class GPTLike(nn.Module):

@@ -55,4 +55,18 @@ def exactness_tests(models: dict):
         assert measured > 0
         assert_close(predicted, measured)
 
-    return params_counted_and_every_op_priced, both_tracers_cost_the_same, saved_bytes_match_autograd
+    return (params_counted_and_every_op_priced, both_tracers_cost_the_same,
+            saved_bytes_match_autograd)
+
+
+def assert_forward_flops_match_flop_counter(models: dict, names):
+    """torch.utils.flop_counter's count of an eval-mode forward equals ttplan's forward FLOPs."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    for name in names:
+        case = models[name]
+        model = case().eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(case.example_input())
+        assert counter.get_total_flops() == \
+            profile_case(models, name).totals["forward_flops"], name

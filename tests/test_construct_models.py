@@ -24,7 +24,8 @@ from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.trace import trace
 from tests.construct_models import (CONSTRUCT_MODELS, TEXT_MODELS, ConvNeXtV2Block, MHABlock,
                                     MHAViT, SinusoidalPosition)
-from tests.model_checks import TRACERS, conv, exactness_tests, profile_case
+from tests.model_checks import (TRACERS, conv, exactness_tests, profile_case,
+                                 assert_forward_flops_match_flop_counter)
 from tests.test_pytorch_convention import assert_close, predicted_and_measured
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -167,14 +168,9 @@ def test_small_constructs_macs_by_hand():
 
 
 def test_forward_flops_match_flop_counter():
-    from torch.utils.flop_counter import FlopCounterMode
-    for name in ("xca", "convnextv2_grn", "train_dropout_explicit", "slice_norm",
-                 "position_device", "shift_pad"):
-        case = CONSTRUCT_MODELS[name]
-        model = case().eval()
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(case.example_input())
-        assert counter.get_total_flops() == prof(name).totals["forward_flops"], name
+    assert_forward_flops_match_flop_counter(
+        CONSTRUCT_MODELS, ("xca", "convnextv2_grn", "train_dropout_explicit",
+                           "slice_norm", "position_device", "shift_pad"))
 
 
 def test_train_only_dropout_is_priced_and_the_model_state_kept():

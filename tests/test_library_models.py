@@ -22,7 +22,8 @@ from torch import nn
 import ttplan
 from ttplan.costmodel.trace import trace
 from tests.library_models import LIBRARY_MODELS, ConvNeXtLike, DropPath, ViTLike
-from tests.model_checks import conv, exactness_tests, profile_case
+from tests.model_checks import (conv, exactness_tests, profile_case,
+                                 assert_forward_flops_match_flop_counter)
 from tests.test_pytorch_convention import predicted_and_measured
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -93,14 +94,9 @@ def test_recurrent_macs_by_hand(name, gates, layers):
 def test_forward_flops_match_flop_counter():
     # Not the fused-attention ViT: flop_counter has no formula for the CPU flash-attention
     # kernel (it counts 0 there); its explicit twin checks the same attention MACs.
-    from torch.utils.flop_counter import FlopCounterMode
-    for name in ("vit_explicit_chunk", "mixer", "text_encoder",
-                 "gated_mlp", "resnet_getattr"):
-        case = LIBRARY_MODELS[name]
-        model = case().eval()
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(case.example_input())
-        assert counter.get_total_flops() == prof(name).totals["forward_flops"], name
+    assert_forward_flops_match_flop_counter(
+        LIBRARY_MODELS, ("vit_explicit_chunk", "mixer", "text_encoder",
+                         "gated_mlp", "resnet_getattr"))
 
 
 def test_blocks_are_repeated_units():
