@@ -15,6 +15,8 @@ within 1 % under all, bias-only and last-blocks:2. Forward and backward MACs by 
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -32,10 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 (test_params_counted_and_every_op_priced, test_both_tracers_cost_the_same,
  test_saved_bytes_match_autograd) = exactness_tests(CONSTRUCT_MODELS)
-
-
-def prof(name, update="all", tracer="auto", **kw):
-    return profile_case(CONSTRUCT_MODELS, name, update, tracer, **kw)
+prof = functools.partial(profile_case, CONSTRUCT_MODELS)  # prof(name, update, tracer, **kw)
 
 
 def linear(rows, cin, cout):

@@ -15,6 +15,8 @@ MACs are written out by hand for one model per family:
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -30,10 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 (test_params_counted_and_every_op_priced, test_both_tracers_cost_the_same,
  test_saved_bytes_match_autograd) = exactness_tests(LIBRARY_MODELS)
-
-
-def prof(name, update="all", tracer="auto", **kw):
-    return profile_case(LIBRARY_MODELS, name, update, tracer, **kw)
+prof = functools.partial(profile_case, LIBRARY_MODELS)  # prof(name, update, tracer, **kw)
 
 
 def test_mobilenet_bnact_macs_by_hand():
