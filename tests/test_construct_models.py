@@ -258,6 +258,14 @@ def test_text_models_saved_bytes_match_autograd(name, update):
     assert_close(v["predicted_bytes"], v["measured_bytes"])
 
 
+def test_an_input_the_forward_does_not_take_names_the_ones_it_does():
+    # `ids` where the forward calls it `input_ids`: the error names the forward's arguments.
+    from ttplan.costmodel.errors import TraceError
+    with pytest.raises(TraceError, match=r"does not take ids:int64\[2,8\]: .*"
+                                         r"\(it takes input_ids, attention_mask\)$"):
+        ttplan.profile(TEXT_MODELS["bert_like"][0](), inputs="ids:int64[2,8]")
+
+
 def test_text_models_macs_by_hand():
     n, t, d, depth = 2, 8, 16, 2
     rows, attention = n * t, 2 * n * t * t * d  # q·kᵀ and p·v over both heads
