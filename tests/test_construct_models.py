@@ -360,6 +360,17 @@ def test_cli_export_of_a_plan_of_linear_layers_is_a_one_line_error(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ") and "express none" in lines[0]
 
 
+def test_plan_table_shows_no_bias_where_a_layer_has_none():
+    # The policy's bias flag is set for every layer fulltrain picks; a class token has no bias.
+    result = _cli("plan", "tests.construct_models:mha_vit", "--method", "fulltrain",
+                  "--input-shape", "1,3,8,8")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()
+            if line.startswith(("cls_token ", "patch_embed ", "head "))}
+    assert rows == {"cls_token": ["yes", "-", "all"], "patch_embed": ["yes", "yes", "all"],
+                    "head": ["yes", "yes", "all"]}
+
+
 class _Powers(nn.Module):
     """x ** 3 keeps x; 2 ** x keeps x and the result; x ** y (y = x too) keeps x, y, result."""
 
