@@ -126,12 +126,3 @@ def test_help_reads_as_one_manual():
             (command, labels)
     assert "profiling a policy" not in run("plan", "--help").stdout
     assert "1,3,128,128" in run("profile", "--help").stdout
-
-
-def test_fisher_summary_wraps_to_the_terminal(tmp_path):
-    # A model path and a support description made the one summary line 114-140 columns.
-    result = run("fisher", "mcunet-5fps", "--synthetic", "--samples", "4", *SHAPE, "--out",
-                 tmp_path / "f.json", env={"COLUMNS": "60"})
-    summary = result.stderr[result.stderr.index("fisher: "):]
-    assert "peak saved" in summary and summary.count("\n") >= 2
-    assert_fits(summary, 60)

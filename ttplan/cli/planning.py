@@ -70,9 +70,8 @@ def fisher(
         result = fisher_information(module, names, support, loss=loss, seed=seed,
                                     batch_size=batch_size, progress=show)
     text = dumps(result.to_json_dict(name, graph.fingerprint()))  # checked before anything is said
-    summary = (f"fisher: {len(names)} layers of {name}, {support.description}; "
-               f"{result.time_s:.3f} s, peak saved {result.peak_saved_bytes:,} B")
-    tell("\n".join(wrap_lines([summary], table_width())))  # a long model name or path wraps
+    tell(f"fisher: {len(names)} layers of {name}, {support.description}; "
+         f"{result.time_s:.3f} s, peak saved {result.peak_saved_bytes:,} B")
     emit(text, out)
 
 @run_safely
