@@ -30,6 +30,7 @@ import time
 import warnings
 
 import torch
+from common import plain_forward_backward
 
 from ttplan.costmodel.zoo import build_zoo_model
 from ttplan.planner.data import synthetic_data
@@ -51,15 +52,7 @@ for i in range(len(x)):
 
 
 def plain_loop(model, x) -> float:
-    model.eval()  # the probe runs in eval mode too (BatchNorm on a batch of one)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    start = time.process_time()
-    for i in range(len(x)):
-        model(x[i:i + 1]).square().sum().backward()
-    elapsed = time.process_time() - start
-    model.zero_grad(set_to_none=True)
-    return elapsed
+    return plain_forward_backward(model, x, clock=time.process_time)
 
 
 def probe(model, layers, x, y) -> float:

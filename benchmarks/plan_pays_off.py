@@ -20,20 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-
-def ttplan(*args: str) -> str:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "ttplan", *args], capture_output=True,
-                          text=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"ttplan {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
-    return done.stdout
+from common import run_ttplan as ttplan
 
 
 def run_seconds(out: dict) -> tuple[float, float]:

@@ -26,7 +26,7 @@ import time
 import warnings
 
 import torch
-from common import print_header
+from common import plain_forward_backward, print_header
 
 from ttplan.costmodel.specs import parse_bytes, parse_compute
 from ttplan.costmodel.trace import trace
@@ -40,18 +40,6 @@ from ttplan.costmodel.options import CostOptions
 from ttplan.planner.select import Budget, Coster, greedy
 
 SHAPE = (1, 3, 128, 128)
-
-
-def plain_forward_backward(model, x) -> float:
-    model.eval()  # the probe runs in eval mode too (BatchNorm on a batch of one)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    start = time.perf_counter()
-    for i in range(len(x)):
-        model(x[i:i + 1]).square().sum().backward()
-    elapsed = time.perf_counter() - start
-    model.zero_grad(set_to_none=True)
-    return elapsed
 
 
 def timed(fn, repeats):

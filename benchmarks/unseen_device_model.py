@@ -28,12 +28,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from common import run_ttplan
 
 HERE = Path(__file__).resolve().parent
 ZOO = ("mcunet-5fps", "mbv2-w0.35", "proxyless-w0.3")
@@ -43,13 +43,7 @@ UPDATES = ("all", "bias-only", "last-blocks:2", "tinytrain")
 
 
 def ttplan(*args: str) -> str:
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
-    done = subprocess.run([sys.executable, "-m", "ttplan", *args], capture_output=True,
-                          text=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"ttplan {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
-    return done.stdout
+    return run_ttplan(*args, pythonpath=str(HERE))
 
 
 def load() -> str:

@@ -734,6 +734,13 @@ def _mac_rule(forward, pt, paper=paper_mac_layer):
     return Rule(forward, bias_add, pt, paper, mac_layer=True)
 
 
+# One rule for ADD_PRODUCT_KINDS: the product's MACs and saved operands, plus one op per output
+# element for the added term (and on the gradient path, its gradient).
+_ADD_PRODUCT_RULE = Rule(matmul_macs, per_output, pt_matmul, paper_matmul,
+                         backward_input_macs=matmul_input_grads,
+                         backward_weight_macs=no_backward_macs,
+                         backward_other_ops=on_gradient_path(per_output))
+
 RULES: dict[str, Rule] = {
     "input": Rule(forward_other_ops=free),
     "conv": _mac_rule(conv_macs, pt_conv),
@@ -791,10 +798,7 @@ RULES: dict[str, Rule] = {
     "matmul": Rule(matmul_macs, free, pt_matmul, paper_matmul,
                    backward_input_macs=matmul_input_grads,
                    backward_weight_macs=no_backward_macs, backward_other_ops=no_backward_macs),
-    "baddbmm": Rule(matmul_macs, per_output, pt_matmul, paper_matmul,
-                    backward_input_macs=matmul_input_grads,
-                    backward_weight_macs=no_backward_macs,
-                    backward_other_ops=on_gradient_path(per_output)),
+    "baddbmm": _ADD_PRODUCT_RULE,
     "einsum": Rule(einsum_macs, free, pt_measured, paper_matmul,
                    backward_input_macs=matmul_input_grads,
                    backward_weight_macs=no_backward_macs, backward_other_ops=no_backward_macs),
@@ -808,9 +812,7 @@ RULES: dict[str, Rule] = {
     "mha": Rule(mha_macs, mha_other_ops, pt_measured, paper_mha, mac_layer=True,
                 backward_input_macs=mha_input_grads, backward_weight_macs=mha_weight_grads,
                 backward_other_ops=on_gradient_path(mha_other_ops)),
-    "addmm": Rule(matmul_macs, per_output, pt_matmul, paper_matmul,
-                  backward_input_macs=matmul_input_grads, backward_weight_macs=no_backward_macs,
-                  backward_other_ops=on_gradient_path(per_output)),
+    "addmm": _ADD_PRODUCT_RULE,
     "addcmul": Rule(forward_other_ops=per_output_x2, saved_pytorch=pt_addcmul,
                     saved_paper=pt_addcmul),
     "norm": Rule(forward_other_ops=per_input, saved_pytorch=pt_norm,

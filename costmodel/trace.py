@@ -139,8 +139,9 @@ def _bind_inputs(model: nn.Module, inputs: ModelInputs, model_name: str):
     try:
         given = signature.bind_partial(*args, **kwargs).arguments
     except TypeError as exc:
+        takes = ", ".join(signature.parameters) or "no arguments"
         raise TraceError(f"{model_name}.forward does not take {inputs.text()}: "
-                         f"{_one_line(exc)}") from None
+                         f"{_one_line(exc)} (it takes {takes})") from None
     params = list(signature.parameters.values())
     defaults = {p.name: p.default for p in params
                 if p.name not in given and p.default is not inspect.Parameter.empty}

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.sequence_models import PostNormLayer, QKVAttention
 from tests.varied_models import ModelCase
 
 
@@ -162,13 +163,20 @@ class GPT2Block(nn.Module):
         self.c_fc = Conv1D(4 * dim, dim)
         self.mlp_proj = Conv1D(dim, 4 * dim)
 
-    def forward(self, x):
+    def attend(self, x, **sdpa_kw):
+        """Causal self-attention of ln_1(x) through Conv1D projections."""
         B, L, C = x.shape
         q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
         q, k, v = (t.view(B, L, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.c_proj(a.transpose(1, 2).reshape(B, L, C))
-        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, **sdpa_kw)
+        return self.c_proj(a.transpose(1, 2).reshape(B, L, C))
+
+    def mlp(self, x):
+        return self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+    def forward(self, x):
+        x = x + self.attend(x)
+        return x + self.mlp(x)
 
 
 class GPT2Conv1DNet(nn.Module):
@@ -186,35 +194,34 @@ class GPT2Conv1DNet(nn.Module):
 
 # ---- attention dropout active only in training --------------------------------------------------
 
-class TrainDropoutAttention(nn.Module):
+class TrainDropoutAttention(QKVAttention):
     """Fused attention with `dropout_p = p if self.training else 0.0`, and an explicit twin
     whose probabilities go through F.dropout(..., training=self.training)."""
 
     def __init__(self, dim, heads, p=0.1, fused=True):
-        super().__init__()
-        self.heads, self.p, self.fused = heads, p, fused
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        super().__init__(dim, heads)
+        self.p, self.fused = p, fused
 
     def forward(self, x):
-        B, L, C = x.shape
-        q, k, v = self.qkv(x).reshape(B, L, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = self.split_heads(x)
         if self.fused:
             dropout_p = self.p if self.training else 0.0
-            x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         else:
-            attn = (q @ k.transpose(-2, -1)) * (C // self.heads) ** -0.5
+            attn = (q @ k.transpose(-2, -1)) * (x.shape[-1] // self.heads) ** -0.5
             attn = F.dropout(attn.softmax(dim=-1), self.p, self.training)
-            x = attn @ v
-        return self.proj(x.transpose(1, 2).reshape(B, L, C))
+            out = attn @ v
+        return self.merge_heads(out, x.shape)
 
 
-class TrainDropoutNet(nn.Module):
-    def __init__(self, dim=16, heads=2, depth=2, num_classes=3, fused=True):
+class PreNormAttentionNet(nn.Module):
+    """`depth` pre-norm residual attention blocks from `make_attention()` and a linear head on
+    the mean token: the frame the attention constructs below are tested in."""
+
+    def __init__(self, make_attention, dim, depth, num_classes):
         super().__init__()
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(depth))
-        self.attns = nn.ModuleList(TrainDropoutAttention(dim, heads, fused=fused)
-                                   for _ in range(depth))
+        self.attns = nn.ModuleList(make_attention() for _ in range(depth))
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x):
@@ -223,14 +230,17 @@ class TrainDropoutNet(nn.Module):
         return self.head(x.mean(1))
 
 
+class TrainDropoutNet(PreNormAttentionNet):
+    def __init__(self, dim=16, heads=2, depth=2, num_classes=3, fused=True):
+        super().__init__(lambda: TrainDropoutAttention(dim, heads, fused=fused), dim, depth,
+                         num_classes)
+
+
 # ---- SDPA with a trainable bias mask (TinyViT-style, cached in eval mode) -----------------------
 
-class BiasAttention(nn.Module):
+class BiasAttention(QKVAttention):
     def __init__(self, dim, heads, tokens):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        super().__init__(dim, heads)
         offsets = torch.arange(tokens)
         self.attention_biases = nn.Parameter(0.02 * torch.randn(heads, 2 * tokens - 1))
         self.register_buffer("bias_idxs", (offsets[:, None] - offsets[None, :] + tokens - 1),
@@ -245,24 +255,14 @@ class BiasAttention(nn.Module):
         return self
 
     def forward(self, x):
-        B, L, C = x.shape
-        q, k, v = self.qkv(x).reshape(B, L, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = self.split_heads(x)
         bias = self.attention_biases[:, self.bias_idxs] if self.training else self.cached_bias
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        return self.proj(x.transpose(1, 2).reshape(B, L, C))
+        return self.merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=bias), x.shape)
 
 
-class BiasAttentionNet(nn.Module):
+class BiasAttentionNet(PreNormAttentionNet):
     def __init__(self, dim=16, heads=2, tokens=6, depth=2, num_classes=3):
-        super().__init__()
-        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(depth))
-        self.attns = nn.ModuleList(BiasAttention(dim, heads, tokens) for _ in range(depth))
-        self.head = nn.Linear(dim, num_classes)
-
-    def forward(self, x):
-        for norm, attn in zip(self.norms, self.attns):
-            x = x + attn(norm(x))
-        return self.head(x.mean(1))
+        super().__init__(lambda: BiasAttention(dim, heads, tokens), dim, depth, num_classes)
 
 
 # ---- LayerNorm on a slice of the token sequence -------------------------------------------------
@@ -361,20 +361,6 @@ class BertSelfAttention(nn.Module):
         return self.output(context.reshape(x.shape))
 
 
-class BertLayer(nn.Module):
-    def __init__(self, dim, heads):
-        super().__init__()
-        self.attention = BertSelfAttention(dim, heads)
-        self.ln1 = nn.LayerNorm(dim)
-        self.intermediate = nn.Linear(dim, 2 * dim)
-        self.out = nn.Linear(2 * dim, dim)
-        self.ln2 = nn.LayerNorm(dim)
-
-    def forward(self, x, extended_mask):
-        x = self.ln1(x + self.attention(x, extended_mask))
-        return self.ln2(x + self.out(F.gelu(self.intermediate(x))))
-
-
 class BertLike(nn.Module):
     """Token ids (N×T int64) and an optional attention mask; RoBERTa-style position ids from
     the ids (cumsum over non-padding tokens), a pooler (tanh) on the first token."""
@@ -386,7 +372,8 @@ class BertLike(nn.Module):
         self.position_embeddings = nn.Embedding(max_len + pad + 1, dim)
         self.norm = nn.LayerNorm(dim)
         self.drop = nn.Dropout(0.1)
-        self.layers = nn.ModuleList(BertLayer(dim, heads) for _ in range(depth))
+        self.layers = nn.ModuleList(PostNormLayer(BertSelfAttention(dim, heads), dim)
+                                    for _ in range(depth))
         self.pooler = nn.Linear(dim, dim)
         self.classifier = nn.Linear(dim, num_classes)
 
@@ -403,26 +390,18 @@ class BertLike(nn.Module):
         return self.classifier(torch.tanh(self.pooler(x[:, 0])))
 
 
-class GPTBlock(nn.Module):
+class GPTBlock(GPT2Block):
+    """GPT2Block with dropout: on the attention probabilities (train mode only) and on both
+    residual branches."""
+
     def __init__(self, dim, heads, p=0.1):
-        super().__init__()
-        self.heads, self.p = heads, p
-        self.ln_1 = nn.LayerNorm(dim)
-        self.c_attn = Conv1D(3 * dim, dim)
-        self.c_proj = Conv1D(dim, dim)
-        self.ln_2 = nn.LayerNorm(dim)
-        self.c_fc = Conv1D(4 * dim, dim)
-        self.mlp_proj = Conv1D(dim, 4 * dim)
+        super().__init__(dim, heads)
+        self.p = p
         self.drop = nn.Dropout(p)
 
     def forward(self, x):
-        B, L, C = x.shape
-        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
-        q, k, v = (t.view(B, L, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.p if self.training else 0.0)
-        x = x + self.drop(self.c_proj(a.transpose(1, 2).reshape(B, L, C)))
-        return x + self.drop(self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")))
+        x = x + self.drop(self.attend(x, dropout_p=self.p if self.training else 0.0))
+        return x + self.drop(self.mlp(x))
 
 
 class GPTLike(nn.Module):

@@ -44,24 +44,39 @@ class LSTMClassifier(nn.Module):
         return self.fc(out[:, -1])
 
 
-class _Attention(nn.Module):
+class QKVAttention(nn.Module):
+    """The frame of multi-head self-attention from one qkv Linear (also tests/construct_models.py's
+    attention constructs): q, k, v split into heads, and the heads merged into `proj`."""
+
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x, mask):
+    def split_heads(self, x):
+        """q, k, v (stacked on the first dimension) of N×L×C tokens, each N×heads×L×C/heads."""
         n, t, c = x.shape
-        q, k, v = self.qkv(x).reshape(n, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.proj(out.transpose(1, 2).reshape(n, t, c))
+        return self.qkv(x).reshape(n, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+
+    def merge_heads(self, out, shape):
+        """N×heads×L×C/heads attention output -> `proj` of the N×L×C tokens."""
+        return self.proj(out.transpose(1, 2).reshape(shape))
 
 
-class _Layer(nn.Module):
-    def __init__(self, dim: int, heads: int):
+class _Attention(QKVAttention):
+    def forward(self, x, mask):
+        q, k, v = self.split_heads(x)
+        return self.merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask), x.shape)
+
+
+class PostNormLayer(nn.Module):
+    """A BERT layer: x = norm1(x + attn(x, mask)); norm2(x + fc2(gelu(fc1(x)))), fc1 2× wide
+    (also tests/construct_models.py's BertLike, with its own attention)."""
+
+    def __init__(self, attn: nn.Module, dim: int):
         super().__init__()
-        self.attn = _Attention(dim, heads)
+        self.attn = attn
         self.norm1 = nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, 2 * dim)
         self.fc2 = nn.Linear(2 * dim, dim)
@@ -82,7 +97,8 @@ class TinyBert(nn.Module):
         self.tokens = nn.Embedding(vocab, dim)
         self.positions = nn.Parameter(torch.zeros(1, seq, dim))
         self.norm = nn.LayerNorm(dim)
-        self.layers = nn.ModuleList([_Layer(dim, heads) for _ in range(2)])
+        self.layers = nn.ModuleList([PostNormLayer(_Attention(dim, heads), dim)
+                                     for _ in range(2)])
         self.head = nn.Linear(dim, classes)
 
     def forward(self, input_ids, attention_mask=None):

@@ -15,6 +15,8 @@ within 1 % under all, bias-only and last-blocks:2. Forward and backward MACs by 
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -24,47 +26,15 @@ from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.trace import trace
 from tests.construct_models import (CONSTRUCT_MODELS, TEXT_MODELS, ConvNeXtV2Block, MHABlock,
                                     MHAViT, SinusoidalPosition)
+from tests.model_checks import (TRACERS, conv, exactness_tests, profile_case,
+                                 assert_forward_flops_match_flop_counter)
 from tests.test_pytorch_convention import assert_close, predicted_and_measured
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-TRACERS = ("fx", "hooks")
 
-
-def prof(name, update="all", tracer="auto", **kw):
-    case = CONSTRUCT_MODELS[name]
-    return ttplan.profile(case(), case.input_shape, update=update, convention="pytorch",
-                          tracer=tracer, **kw)
-
-
-@pytest.mark.parametrize("tracer", TRACERS)
-@pytest.mark.parametrize("name", sorted(CONSTRUCT_MODELS))
-def test_params_counted_and_every_op_priced(name, tracer):
-    p = prof(name, tracer=tracer)
-    assert p.graph.tracer == tracer
-    assert p.totals["params"] == sum(q.numel() for q in CONSTRUCT_MODELS[name]().parameters())
-    assert p.totals["unknown_ops"] == [] and p.warnings == []
-    assert p.totals["trainable_params"] == p.totals["params"]  # `all` trains every parameter
-
-
-@pytest.mark.parametrize("name", sorted(CONSTRUCT_MODELS))
-def test_both_tracers_cost_the_same(name):
-    a, b = prof(name, tracer="fx"), prof(name, tracer="hooks")
-    keys = ("params", "trainable_params", "forward_macs", "backward_macs", "blocks")
-    assert {k: a.totals[k] for k in keys} == {k: b.totals[k] for k in keys}
-    assert a.memory.saved_activation_bytes == b.memory.saved_activation_bytes
-
-
-@pytest.mark.parametrize("update", ["all", "bias-only", "last-blocks:2"])
-@pytest.mark.parametrize("name", sorted(CONSTRUCT_MODELS))
-def test_saved_bytes_match_autograd(name, update):
-    case = CONSTRUCT_MODELS[name]
-    predicted, measured = predicted_and_measured(case(), case.input_shape, update)
-    assert measured > 0
-    assert_close(predicted, measured)
-
-
-def conv(n, cout, hw, cin_per_group, k):
-    return n * cout * hw * hw * cin_per_group * k * k
+(test_params_counted_and_every_op_priced, test_both_tracers_cost_the_same,
+ test_saved_bytes_match_autograd) = exactness_tests(CONSTRUCT_MODELS)
+prof = functools.partial(profile_case, CONSTRUCT_MODELS)  # prof(name, update, tracer, **kw)
 
 
 def linear(rows, cin, cout):
@@ -197,14 +167,9 @@ def test_small_constructs_macs_by_hand():
 
 
 def test_forward_flops_match_flop_counter():
-    from torch.utils.flop_counter import FlopCounterMode
-    for name in ("xca", "convnextv2_grn", "train_dropout_explicit", "slice_norm",
-                 "position_device", "shift_pad"):
-        case = CONSTRUCT_MODELS[name]
-        model = case().eval()
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(case.example_input())
-        assert counter.get_total_flops() == prof(name).totals["forward_flops"], name
+    assert_forward_flops_match_flop_counter(
+        CONSTRUCT_MODELS, ("xca", "convnextv2_grn", "train_dropout_explicit",
+                           "slice_norm", "position_device", "shift_pad"))
 
 
 def test_train_only_dropout_is_priced_and_the_model_state_kept():
@@ -291,6 +256,14 @@ def test_text_models_saved_bytes_match_autograd(name, update):
     v = text_prof(name, update, verify=True).verification
     assert v["measured_bytes"] > 0
     assert_close(v["predicted_bytes"], v["measured_bytes"])
+
+
+def test_an_input_the_forward_does_not_take_names_the_ones_it_does():
+    # `ids` where the forward calls it `input_ids`: the error names the forward's arguments.
+    from ttplan.costmodel.errors import TraceError
+    with pytest.raises(TraceError, match=r"does not take ids:int64\[2,8\]: .*"
+                                         r"\(it takes input_ids, attention_mask\)$"):
+        ttplan.profile(TEXT_MODELS["bert_like"][0](), inputs="ids:int64[2,8]")
 
 
 def test_text_models_macs_by_hand():
@@ -385,6 +358,17 @@ def test_cli_export_of_a_plan_of_linear_layers_is_a_one_line_error(tmp_path):
     assert result.exit_code == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "express none" in lines[0]
+
+
+def test_plan_table_shows_no_bias_where_a_layer_has_none():
+    # The policy's bias flag is set for every layer fulltrain picks; a class token has no bias.
+    result = _cli("plan", "tests.construct_models:mha_vit", "--method", "fulltrain",
+                  "--input-shape", "1,3,8,8")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()
+            if line.startswith(("cls_token ", "patch_embed ", "head "))}
+    assert rows == {"cls_token": ["yes", "-", "all"], "patch_embed": ["yes", "yes", "all"],
+                    "head": ["yes", "yes", "all"]}
 
 
 class _Powers(nn.Module):

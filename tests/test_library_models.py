@@ -15,6 +15,8 @@ MACs are written out by hand for one model per family:
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -22,47 +24,15 @@ from torch import nn
 import ttplan
 from ttplan.costmodel.trace import trace
 from tests.library_models import LIBRARY_MODELS, ConvNeXtLike, DropPath, ViTLike
-from tests.test_pytorch_convention import assert_close, predicted_and_measured
+from tests.model_checks import (conv, exactness_tests, profile_case,
+                                 assert_forward_flops_match_flop_counter)
+from tests.test_pytorch_convention import predicted_and_measured
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-TRACERS = ("fx", "hooks")
 
-
-def prof(name, update="all", tracer="auto", **kw):
-    case = LIBRARY_MODELS[name]
-    return ttplan.profile(case(), case.input_shape, update=update, convention="pytorch",
-                          tracer=tracer, **kw)
-
-
-@pytest.mark.parametrize("tracer", TRACERS)
-@pytest.mark.parametrize("name", sorted(LIBRARY_MODELS))
-def test_params_counted_and_every_op_priced(name, tracer):
-    p = prof(name, tracer=tracer)
-    assert p.graph.tracer == tracer
-    assert p.totals["params"] == sum(q.numel() for q in LIBRARY_MODELS[name]().parameters())
-    assert p.totals["unknown_ops"] == [] and p.warnings == []
-    assert p.totals["trainable_params"] == p.totals["params"]  # `all` trains every parameter
-
-
-@pytest.mark.parametrize("name", sorted(LIBRARY_MODELS))
-def test_both_tracers_cost_the_same(name):
-    a, b = prof(name, tracer="fx"), prof(name, tracer="hooks")
-    keys = ("params", "trainable_params", "forward_macs", "backward_macs", "blocks")
-    assert {k: a.totals[k] for k in keys} == {k: b.totals[k] for k in keys}
-    assert a.memory.saved_activation_bytes == b.memory.saved_activation_bytes
-
-
-@pytest.mark.parametrize("update", ["all", "bias-only", "last-blocks:2"])
-@pytest.mark.parametrize("name", sorted(LIBRARY_MODELS))
-def test_saved_bytes_match_autograd(name, update):
-    case = LIBRARY_MODELS[name]
-    predicted, measured = predicted_and_measured(case(), case.input_shape, update)
-    assert measured > 0
-    assert_close(predicted, measured)
-
-
-def conv(n, cout, hw, cin_per_group, k):
-    return n * cout * hw * hw * cin_per_group * k * k
+(test_params_counted_and_every_op_priced, test_both_tracers_cost_the_same,
+ test_saved_bytes_match_autograd) = exactness_tests(LIBRARY_MODELS)
+prof = functools.partial(profile_case, LIBRARY_MODELS)  # prof(name, update, tracer, **kw)
 
 
 def test_mobilenet_bnact_macs_by_hand():
@@ -123,14 +93,9 @@ def test_recurrent_macs_by_hand(name, gates, layers):
 def test_forward_flops_match_flop_counter():
     # Not the fused-attention ViT: flop_counter has no formula for the CPU flash-attention
     # kernel (it counts 0 there); its explicit twin checks the same attention MACs.
-    from torch.utils.flop_counter import FlopCounterMode
-    for name in ("vit_explicit_chunk", "mixer", "text_encoder",
-                 "gated_mlp", "resnet_getattr"):
-        case = LIBRARY_MODELS[name]
-        model = case().eval()
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(case.example_input())
-        assert counter.get_total_flops() == prof(name).totals["forward_flops"], name
+    assert_forward_flops_match_flop_counter(
+        LIBRARY_MODELS, ("vit_explicit_chunk", "mixer", "text_encoder",
+                         "gated_mlp", "resnet_getattr"))
 
 
 def test_blocks_are_repeated_units():

@@ -45,6 +45,7 @@ def fisher_file(tmp_path_factory):
     ("compare", "mcunet-5fps", *SHAPE, "--device", "pi-zero-2"),
     ("devices",),
     ("predict", "mcunet-5fps", "--update", "last-layers:2", "--device", "pi-zero-2"),
+    ("predict", "mcunet-5fps", "--device", "pi-zero-2", "--update", "last-blocks:2"),
     ("validate",),
     ("sweep", "mcunet-5fps", "--k", "1-2", *SHAPE),
     TRAIN,
@@ -53,6 +54,18 @@ def test_tables_fit_100_columns(args):
     result = run(*args)
     assert_fits(result.stdout)
     assert_fits(result.stderr)
+    said = [line for line in result.output.splitlines() if "warning" in line.lower()]
+    assert len(said) == len(set(said)), said  # every warning once
+    if args[0] == "predict":
+        assert re.search(r"^  process peak .* resident = runtime", result.stdout, re.M)
+
+
+def test_timing_warnings_fit_100_columns():
+    # The busy-machine warning appears only under load, so the table test cannot rely on it.
+    from ttplan.devices.layertable import busy_warning
+    line = "warning: " + busy_warning({"load_1min": 999.99, "cores": 128})
+    assert_fits(line)
+    assert "the machine is busy" in line
 
 
 def test_narrower_columns_are_honoured():

@@ -143,7 +143,8 @@ def plan(
         emit(dumps(policy.to_dict()), None)
         return
     total = math.fsum(load_fisher(fisher, None).potential.values()) if fisher else None
-    emit(render_policy(policy.to_dict(), total, _channel_totals(policy.graph)), None)
+    emit(render_policy(policy.to_dict(), total, _channel_totals(policy.graph),
+                       _without_bias(policy.graph)), None)
 
 @run_safely
 def export(
@@ -190,11 +191,24 @@ def _channel_totals(graph) -> dict[str, tuple[int, ...]]:
     return {name: node.weight_shape for name, node in graph.nodes.items() if node.weight_shape}
 
 
+def _without_bias(graph) -> frozenset[str]:
+    """Layers with no bias to train (an embedding, a free parameter): their bias cell is "-",
+    not "yes". A layer's attached BatchNorm trains its shift with the bias under either
+    convention (planner.apply), so the folded graph says which layers have one."""
+    if graph is None:
+        return frozenset()
+    from ttplan.costmodel.transforms import fold_batchnorm
+    nodes = fold_batchnorm(graph).nodes
+    return frozenset(name for name, node in nodes.items() if not node.bias_numel)
+
+
 def render_policy(d: dict, fisher_total: float | None = None,
-                  weight_shapes: dict | None = None) -> str:
+                  weight_shapes: dict | None = None,
+                  without_bias: frozenset[str] = frozenset()) -> str:
     """A policy for people: budgets against predictions, then one row per selected layer.
     Fisher as the share of the potential `fisher_total` (the raw value is in the JSON);
-    channels with the total they are chosen from when `weight_shapes` knows it."""
+    channels with the total they are chosen from when `weight_shapes` knows it; "-" for the
+    bias of a layer in `without_bias`."""
     pred, budgets = d["predicted"], d["budgets"]
     peak, macs = pred["memory"]["peak_bytes"], pred["totals"]["backward_macs"]
     weight_shapes = weight_shapes or {}
@@ -238,8 +252,9 @@ def render_policy(d: dict, fisher_total: float | None = None,
             shape = weight_shapes.get(layer["name"])
             of = f" of {shape[layer['channel_axis']]}" if shape else ""
             chans = f"{len(layer['channels'])}{of} {side}"
-        rows.append([layer["name"], "yes" if layer["update_weight"] else "no",
-                     "yes" if layer["update_bias"] else "no", chans])
+        bias = ("-" if layer["name"] in without_bias
+                else "yes" if layer["update_bias"] else "no")
+        rows.append([layer["name"], "yes" if layer["update_weight"] else "no", bias, chans])
     lines.append("")
     lines += fit_table(["layer", "weight", "bias", "channels"], rows, left=4,
                        width=table_width(), squeeze=(0,))
