@@ -129,6 +129,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
             notes.append(f"exact optimum captures {exact.fisher_captured:.6g}, greedy "
                          f"{greedy_value:.6g} ({_percent(gap, exact.fisher_captured)} below)")
             selection = exact
+        selection = _at_least_baselines(coster, budget, result, graph, selection, notes)
     elif method == "sparseupdate":
         selection = _sparseupdate(coster, graph, name, budget, result, seed, scheme)
     else:
@@ -160,6 +161,34 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
         predicted={"memory": prof.to_dict()["memory"], "totals": prof.to_dict()["totals"],
                    "fisher_captured": captured, "within_budget": within},
         notes=notes, graph=graph, inputs=graph.input_specs)
+
+
+def _at_least_baselines(coster: Coster, budget: Budget, result: FisherResult, graph,
+                        selection: Selection, notes: list[str]) -> Selection:
+    """The selection, or the simple baseline (last-blocks:K, last-layers:K) that fits the same
+    budgets and captures more Fisher than it: a plan never captures less than a feasible
+    baseline. The greedy can: it adds layers by Eq. 3's score, and a high-scoring layer
+    early in the order can crowd out a block whose layers capture more together (and its
+    channel-sparse layers cost more than dense ones under a device's time budget)."""
+    best_value = fisher_captured(selection.updates, result, graph)
+    planned_value, best, start = best_value, None, coster.calls
+    for kind in baselines.LAST_K_KINDS:
+        for k, updates in baselines.last_k_baselines(graph, kind):
+            ev = coster.evaluate(updates)
+            if not budget.fits(ev):
+                break  # larger K trains a superset: over budget too
+            value = fisher_captured(updates, result, graph)
+            if value > best_value:
+                best_value, best = value, (f"{kind}:{k}", updates, ev)
+    if best is None:
+        return selection
+    spec, updates, ev = best
+    notes.append(f"{spec} fits the same budgets and captures more Fisher ({best_value:.6g}) "
+                 f"than the selection found ({planned_value:.6g}): "
+                 f"the plan is {spec}")
+    return Selection(updates, best_value, ev,
+                     selection.evaluations + coster.calls - start,
+                     f"{spec}, a baseline capturing more than the {selection.note}")
 
 
 def _over_budget(method, budget: Budget, peak_bytes: int, backward_macs: int, ev=None) -> str:

@@ -6,14 +6,19 @@ lastlayer   the last MAC layer (the classifier when there is one), weight and bi
 tinytl      (planner.tinytl adds the lite-residual modules) the lite-residual convs' weights
             and every layer's bias, the backbone's weights frozen.
 sparseupdate  see `planner.sparseupdate`: its released schemes and its search.
+
+last-blocks:K / last-layers:K (`costmodel.config.resolve_updates`) are the simple baselines a
+selecting plan must not capture less Fisher than when they fit the same budgets
+(`last_k_baselines`, used by `planner.api.plan`).
 """
 
 from __future__ import annotations
 
-from ttplan.costmodel.config import LayerUpdate, updatable_layers
+from ttplan.costmodel.config import LayerUpdate, mac_blocks, resolve_updates, updatable_layers
 from ttplan.costmodel.costs import costing_graph
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.graph import LayerGraph
+from ttplan.costmodel.specs import UpdateSpec
 
 
 def distinct_layers(nodes) -> list:
@@ -52,4 +57,14 @@ def tinytl_updates(graph: LayerGraph, lite_layers: list[str]) -> dict[str, Layer
     return updates
 
 
-# ------------------------------------------------------------------------ released schemes
+LAST_K_KINDS = ("last-blocks", "last-layers")
+
+
+def last_k_baselines(graph: LayerGraph, kind: str):
+    """(k, updates) of `kind` (last-blocks or last-layers) for K = 1, 2, ... Each K + 1 trains
+    a superset of K (one more block or layer, backprop one further), so its memory, MACs and
+    time are no smaller: a caller may stop at the first K over budget."""
+    count = len(mac_blocks(graph)) if kind == "last-blocks" else \
+        len(dict.fromkeys(n.layer_key for n in graph.mac_layers()))
+    for k in range(1, count + 1):
+        yield k, resolve_updates(UpdateSpec(kind, k), graph)

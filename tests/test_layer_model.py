@@ -172,3 +172,42 @@ def test_a_run_too_short_or_on_a_slower_machine_is_warned_about():
     assert not any("slower than" in w for w in _timing_warnings(phases, 0.0011, ctx))
     phases.cpu_seconds["train_s"] = 0.1
     assert any("too short to time" in w for w in _timing_warnings(phases, 0.001, None))
+
+
+def test_a_time_budgeted_plan_captures_at_least_a_baseline_that_fits(tmp_path):
+    """Eq. 3 ranks the first conv (cheap, fairly important) first; under a time budget that
+    fits any two layers the greedy takes it with the last conv, while last-blocks:2 (the
+    depthwise and the last conv, biases too) fits the same budget and captures more. The plan
+    is then that baseline, with a note; when the greedy captures more, it is kept."""
+    import math
+
+    from ttplan.devices.planning import plan_for_device
+    from ttplan.planner.fisher_file import FisherResult
+
+    cal = calibrate_layers([synthetic_table("a", 1.0), synthetic_table("b", 1.0)],
+                           DeviceProfile("host", None))
+    path = tmp_path / "cal.json"
+    cal.save(path)
+    budget_s = 1.001 * predict_training(tiny_net(), "last-blocks:2", "host",
+                                        calibration=str(path), iterations=2, samples=4,
+                                        input_shape="1,3,4,4")["total_s"]
+
+    def planned(potential):  # {layer: P_i}, spread evenly over its output channels
+        deltas = {name: [p / n] * n for (name, p), n in zip(potential.items(), (8, 8, 4))}
+        fisher = FisherResult(deltas, {k: math.fsum(v) for k, v in deltas.items()}, 4, "ce",
+                              0, 0.0, 0)
+        return plan_for_device(tiny_net(), device="host", calibration=str(path), time=budget_s,
+                               iterations=2, samples=4, input_shape=(1, 3, 4, 4),
+                               fisher=fisher)
+
+    floor = planned({"0": 0.5, "3": 1.0, "5": 0.3})
+    assert [(l["name"], l["channels"]) for l in floor.layers] == [("3", None), ("5", None)]
+    assert floor.predicted["fisher_captured"] == pytest.approx(1.3)
+    assert floor.selection["detail"].startswith("last-blocks:2, a baseline")
+    assert any("captures more Fisher (1.3) than the selection found (0.8)" in n
+               for n in floor.notes)
+    assert floor.predicted["device"]["within_time"]
+    kept = planned({"0": 1.0, "3": 0.9, "5": 0.9})  # the greedy's 1.9 beats every baseline
+    assert kept.selection["detail"].startswith("greedy")
+    assert kept.predicted["fisher_captured"] == pytest.approx(1.9)
+    assert not any("captures more Fisher" in n for n in kept.notes)
