@@ -284,8 +284,15 @@ def test_report_with_a_device_shows_time_and_energy_in_every_section():
     assert len(parsed.images) == 4
 
 
-def test_report_html_is_self_contained_and_matches_json(tmp_path):
-    html_text = report_module.render_html(_tiny_report())
+@pytest.fixture(scope="module")
+def tiny_report(one_thread):
+    """One report of the tiny net, shared by the tests that only read it (rendering does not
+    change a report: the same-bytes test renders it twice beside a second, separate build)."""
+    return _tiny_report()
+
+
+def test_report_html_is_self_contained_and_matches_json(tiny_report):
+    html_text = report_module.render_html(tiny_report)
     assert "http://" not in html_text and "https://" not in html_text
     parsed = _Tables()
     parsed.feed(html_text)
@@ -321,10 +328,11 @@ def test_report_html_is_self_contained_and_matches_json(tmp_path):
     assert last["peak_bytes"] == data["plan"]["policy"]["predicted"]["memory"]["peak_bytes"]
 
 
-def test_report_same_bytes_twice(tmp_path):
-    first = report_module.render_html(_tiny_report())
-    assert report_module.render_html(_tiny_report()) == first
-    names = report_module.write_markdown(_tiny_report(), tmp_path / "md")
+def test_report_same_bytes_twice(tiny_report, tmp_path):
+    # two separate builds of the same report, each rendered to HTML and to markdown + figures
+    second = _tiny_report()
+    assert report_module.render_html(second) == report_module.render_html(tiny_report)
+    names = report_module.write_markdown(tiny_report, tmp_path / "md")
     assert "report.md" in names and "whatif.png" in names
     Image.open(tmp_path / "md" / "layers.png").verify()
     # every figure also as vector files beside its PNG, the same bytes twice
@@ -332,7 +340,7 @@ def test_report_same_bytes_twice(tmp_path):
         assert {f"{stem}.svg", f"{stem}.pdf"} <= set(names)
         assert (tmp_path / "md" / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
         assert (tmp_path / "md" / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
-    again = report_module.write_markdown(_tiny_report(), tmp_path / "md2")
+    again = report_module.write_markdown(second, tmp_path / "md2")
     assert again == names
     for name in names:
         assert (tmp_path / "md" / name).read_bytes() == (tmp_path / "md2" / name).read_bytes()

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import ttplan
 from ttplan.cli import app
 from ttplan.costmodel.errors import SpecError
-from ttplan.devices import grid, runner
+from ttplan.devices import grid, process, runner
 from ttplan.devices.host import EnergyCounter, peak_rss_bytes
 from ttplan.devices.logs import LOG_COLUMNS, append_log_row, load_device_logs
 from ttplan.devices.stepcost import step_cost
@@ -313,8 +313,12 @@ def test_measure_grid_at_chosen_batch_sizes(tmp_path):
     assert not (tmp_path / "bad.csv").exists()
 
 
-def test_measure_runs_isolated_in_a_fresh_process():
+def test_measure_runs_isolated_in_a_fresh_process(monkeypatch):
     # "none" builds no optimiser, whose first construction imports torch._dynamo (seconds).
+    # The child inherits the environment: as everywhere in the tests (conftest), the host's
+    # runtime baseline is not probed (two more fresh processes, ~7 s of CPU); the real probe
+    # runs once in tests/test_process_memory.py.
+    monkeypatch.setenv(process.PROBE_ENV, "1")
     row = grid._run_isolated({"model": "mcunet-5fps", "update": "none",
                               "input_shape": [1, 3, 32, 32], "synthetic": True, "samples": 4,
                               "iterations": 1, "batch_size": 1, "holdout": 0.0,
