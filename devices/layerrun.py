@@ -34,7 +34,7 @@ from .layertable import measure_layers
 FORMAT = "ttplan-layer-table"
 VERSION = 1
 TABLE_UPDATES = ("none", "bias-only", "last-blocks:2", "all")
-SHORT_RUN_S = 0.5  # a run shorter than this is too short to time well
+SHORT_RUN_S = 0.5  # process CPU seconds below which a run or training phase is too short to time
 
 
 def run_description(module, updates, shape, *, iterations: int, samples: int,

@@ -72,6 +72,7 @@ from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 
 from .calibrate import load_calibration
 from .host import EnergyCounter, peak_rss_bytes, reset_peak_rss
+from .layerrun import SHORT_RUN_S
 from .layertable import busy_warning, machine_load, speed_reference
 from .planning import DeviceContext, device_context, layer_run, no_calibration, prediction
 from .process import process_memory
@@ -85,7 +86,6 @@ DEFAULT_LR = 0.01
 OPTIMIZERS = ("sgd", "momentum", "adam")
 PHASES = ("load_s", "fisher_s", "plan_s", "train_s")
 SOURCE = "ttplan train"
-SHORT_RUN_S = 0.5  # process CPU seconds below which a training phase is too short to time
 SLOWER = 1.2  # reference workload this much slower than at calibration: warn
 
 
