@@ -6,7 +6,7 @@ from torch import nn
 
 import ttplan
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.rules import REGISTRY, Registry, Rule, per_output
+from ttplan.costmodel.rules import REGISTRY, Operator, Registry, Rule, per_output
 
 
 class MyConv(nn.Conv2d):
@@ -48,8 +48,10 @@ class Gate(nn.Module):
 
 
 def gate_rule():
-    # One multiply per output element: count it as a MAC to see the rule take effect.
-    return Rule(forward_macs=lambda node: node.out_numel, forward_other_ops=per_output)
+    # One multiply per output element: count it as a MAC to see the rule take effect; its
+    # gradient is the transposed multiply (mac_layer), as a registered rule must say.
+    return Rule(forward_macs=lambda node: node.out_numel, forward_other_ops=per_output,
+                mac_layer=True)
 
 
 def test_a_registered_rule_prices_a_custom_module():
@@ -107,3 +109,51 @@ def test_backward_formulas_live_in_the_rule():
     for column in ("forward_macs", "backward_input_macs", "backward_weight_macs",
                    "forward_other_ops", "backward_other_ops", "saved_pytorch", "saved_paper"):
         assert callable(getattr(rule, column))
+
+
+def test_a_rule_with_forward_macs_must_state_its_backward():
+    """Backward MACs never silently zero: unstated, every way into a registry refuses it."""
+    unstated = Rule(forward_macs=lambda node: node.out_numel)
+    assert unstated.unstated_backward() == ["backward_input_macs", "backward_weight_macs"]
+    registry = Registry(REGISTRY.rules, REGISTRY.modules, REGISTRY.functions, REGISTRY.methods)
+    for register in (lambda: registry.register(Gate, unstated),
+                     lambda: registry.with_rules({Gate: unstated}),
+                     lambda: ttplan.register_rule(Gate, unstated),
+                     lambda: Registry({"gate": unstated}, {}, {}, {})):
+        with pytest.raises(SpecError, match="does not state its backward") as refused:
+            register()
+        assert "\n" not in str(refused.value) and "backward_input_macs=" in str(refused.value)
+    half = Rule(forward_macs=lambda node: node.out_numel,
+                backward_input_macs=lambda node, g: node.out_numel)
+    with pytest.raises(SpecError, match="backward_weight_macs="):
+        registry.register(Gate, half)
+    assert Gate not in REGISTRY.modules and Gate not in registry.modules
+
+
+def test_stated_backward_is_what_is_counted():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), Gate(4))
+    explicit = Rule(forward_macs=lambda node: node.out_numel,
+                    backward_input_macs=lambda node, g: 7 if g.input(0) else 0,
+                    backward_weight_macs=Rule.NO_BACKWARD_MACS)
+    transposed = gate_rule()
+    rows = {}
+    for name, rule in (("explicit", explicit), ("transposed", transposed)):
+        prof = ttplan.profile(model, (1, 3, 5, 5), update="all", rules={Gate: rule},
+                              tracer="hooks")
+        rows[name] = next(r for r in prof.evaluation.rows if r["op"] == "Gate")
+    assert (rows["explicit"]["backward_input_macs"], rows["explicit"]["backward_weight_macs"]) \
+        == (7, 0)
+    # mac_layer: the input gradient is the transposed op, as many MACs as the forward.
+    assert rows["transposed"]["backward_input_macs"] == 100
+    # Without forward MACs there is nothing to transpose: no backward MACs, stated or not.
+    assert Rule().unstated_backward() == []
+
+
+def test_an_operator_is_taken_in_one_step_or_not_at_all():
+    registry = Registry(REGISTRY.rules, REGISTRY.modules, REGISTRY.functions, REGISTRY.methods)
+    clash = Operator("my_gate", Rule(), modules=(Gate,), methods=("relu",))  # relu is taken
+    with pytest.raises(SpecError, match="already has a cost rule"):
+        registry.add(clash)
+    assert "my_gate" not in registry.rules and Gate not in registry.modules
+    assert registry.add(Operator("my_gate", Rule(), modules=(Gate,))) == "my_gate"
+    assert registry.module_kind(Gate(2)) == "my_gate"

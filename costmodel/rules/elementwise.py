@@ -1,0 +1,94 @@
+"""Element-wise arithmetic and maths: add/sub/neg, mul, div, comparisons, pow, sin, cos, abs,
+exp, rsqrt, addcmul. One other op per output element (addcmul two), no MACs: a product of two
+activations is counted as an op here, as torch.utils.flop_counter does.
+
+Saved sets are measured (notes/pytorch_saved_tensors.md); where the ``paper`` engine needs the
+same tensors as autograd, one function serves both conventions.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from .common import (paper_saves_input_for_its_gradient, per_output_x2, pt_saves_input,
+                     pt_saves_output)
+from .rule import Operator, Rule, Saved
+
+
+def pt_mul(node, g):
+    # MulBackward0 keeps each factor for the other factor's gradient.
+    saved = []
+    if g.input(0) and len(node.in_shapes) > 1:
+        saved.append(Saved(("in", 1)))
+    if g.input(1):
+        saved.append(Saved(("in", 0)))
+    return saved
+
+
+def pt_div(node, g):
+    # DivBackward0 keeps the divisor for the dividend's gradient, both for the divisor's.
+    if len(node.inputs) < 2:
+        return []
+    if g.input(1):
+        return [Saved(("in", 0)), Saved(("in", 1))]
+    return [Saved(("in", 1))] if g.input(0) else []
+
+
+def pt_pow(node, g):
+    # PowBackward0 (scalar exponent) keeps the base; PowBackward1 (tensor exponent) keeps
+    # base, exponent and result; PowBackward2 (scalar base, 2 ** x) the exponent and result.
+    if node.attrs.get("scalar_base"):
+        return [Saved(("in", 0)), Saved(("out",))]
+    if not node.attrs.get("tensor_exponent"):
+        return [Saved(("in", 0))]
+    return [Saved(("in", 0)), Saved(("in", min(1, len(node.inputs) - 1))), Saved(("out",))]
+
+
+def pt_addcmul(node, g):
+    # AddcmulBackward0 (input + value·t1·t2) keeps t2 for t1's gradient and t1 for t2's.
+    saved = []
+    if g.input(1) and len(node.inputs) > 2:
+        saved.append(Saved(("in", 2)))
+    if g.input(2) and len(node.inputs) > 2:
+        saved.append(Saved(("in", 1)))
+    return saved
+
+
+def smooth(saved_pytorch) -> Rule:
+    """A smooth function of one tensor: `paper` keeps its input for its derivative."""
+    return Rule(saved_pytorch=saved_pytorch, saved_paper=paper_saves_input_for_its_gradient)
+
+
+COMPARISONS = ("gt", "lt", "ge", "le", "eq", "ne")
+
+OPERATORS = (
+    # Subtraction and negation are additions for cost: one op per element, nothing kept.
+    Operator("add", Rule(elementwise=True),
+             functions=(operator.add, torch.add, operator.iadd, operator.sub, torch.sub,
+                        operator.neg),
+             methods=("add", "add_", "__add__", "__iadd__", "__radd__", "sub", "__sub__",
+                      "__neg__", "__rsub__")),
+    Operator("mul", Rule(saved_pytorch=pt_mul, saved_paper=pt_mul, elementwise=True),
+             functions=(operator.mul, torch.mul, operator.imul),
+             methods=("mul", "mul_", "__mul__", "__imul__", "__rmul__")),
+    Operator("div", Rule(saved_pytorch=pt_div, saved_paper=pt_div, elementwise=True),
+             functions=(operator.truediv, torch.div), methods=("div", "__truediv__")),
+    # Comparisons give boolean tensors: no gradient flows through them (data-dependent
+    # control flow in models that only the hooks tracer can follow).
+    Operator("compare", Rule(),
+             functions=tuple(getattr(operator, name) for name in COMPARISONS),
+             methods=COMPARISONS + tuple(f"__{name}__" for name in COMPARISONS)),
+    Operator("pow", smooth(pt_pow), functions=(torch.pow, operator.pow),
+             methods=("pow", "__pow__", "__rpow__")),
+    Operator("sin", smooth(pt_saves_input), functions=(torch.sin,), methods=("sin",)),
+    Operator("cos", smooth(pt_saves_input), functions=(torch.cos,), methods=("cos",)),
+    Operator("abs", smooth(pt_saves_input), functions=(torch.abs, operator.abs),
+             methods=("abs", "__abs__")),
+    Operator("exp", smooth(pt_saves_output), functions=(torch.exp,), methods=("exp",)),
+    Operator("rsqrt", smooth(pt_saves_output), functions=(torch.rsqrt,), methods=("rsqrt",)),
+    Operator("addcmul", Rule(forward_other_ops=per_output_x2, saved_pytorch=pt_addcmul,
+                             saved_paper=pt_addcmul),
+             functions=(torch.addcmul,), methods=("addcmul",)),
+)

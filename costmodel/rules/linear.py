@@ -1,0 +1,31 @@
+"""``nn.Linear`` / ``F.linear``: out_numel · in_features MACs (every output element sums
+in_features products); backward as any MAC layer (the transposed op, the updated channels)."""
+
+from __future__ import annotations
+
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..graph import OpNode
+from .common import mac_layer_rule
+from .rule import Operator, Saved
+
+
+def linear_macs(node: OpNode) -> int:
+    return node.out_numel * node.weight_shape[1]
+
+
+def pt_linear(node, g):
+    """addmm/mm keep the input only to form the weight gradient: the input itself, or the
+    contiguous copy made when flattening its leading dimensions is not a view."""
+    if not g.weight:
+        return []
+    if not node.attrs.get("input_flattens_as_view", True):
+        return [Saved(("extra", "contiguous_input"), node.in_numel(0) * node.dtype_bytes, "input")]
+    return [Saved(("in", 0), category="input")]
+
+
+OPERATORS = (
+    Operator("linear", mac_layer_rule(linear_macs, pt_linear),
+             modules=(nn.Linear,), functions=(F.linear,)),
+)
