@@ -1,9 +1,9 @@
-"""THE registry: one open table keyed by operator kind, holding each kind's `Rule` and every
+"""The registry: one open table keyed by operator kind, holding each kind's `Rule` and every
 key the tracer meets it under (module classes, looked up through the MRO; module class names;
 functions; tensor method names).
 
-Each family module (conv.py, norm.py, …) declares its `Operator`s; `default_registry` takes
-them in one step each. Every way in (the families, `register_rule`, ``rules=`` overrides, a
+Each family module (conv.py, norm.py, …) declares its `Operator`s; the package takes them in,
+one step each, into `REGISTRY` (`costmodel.rules`). Every way in (the families, `register_rule`, ``rules=`` overrides, a
 `Registry` built from tables) passes `check_rule`: a Rule whose backward MACs are unstated is
 refused, and a kind or key that already has a rule is refused unless the caller overrides.
 """
@@ -13,12 +13,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ..errors import SpecError
-from . import (activations, attention, conv, derived, dropout, elementwise, embedding, linear,
-               norm, pooling, products, recurrent, reductions, sources, views)
 from .rule import Operator, Rule, check_rule
-
-FAMILIES = (sources, conv, linear, products, attention, recurrent, norm, activations,
-            elementwise, reductions, pooling, dropout, views, embedding, derived)
 
 
 class Registry:
@@ -32,6 +27,14 @@ class Registry:
         self.rules, self.modules = dict(rules), dict(modules)
         self.functions, self.methods = dict(functions), dict(methods)
         self.module_names = dict(module_names or {})
+
+    @classmethod
+    def from_operators(cls, operators) -> Registry:
+        """A registry of `operators`, each taken in one step (a duplicate key is an error)."""
+        registry = cls({}, {}, {}, {})
+        for op in operators:
+            registry.add(op)
+        return registry
 
     # ---- lookup ----------------------------------------------------------------------------
 
@@ -116,32 +119,3 @@ class Registry:
 
 def _label(key) -> str:
     return getattr(key, "__qualname__", None) or repr(key)
-
-
-def default_registry() -> Registry:
-    """Every family's operators, each taken in one step (a duplicate key is an error)."""
-    registry = Registry({}, {}, {}, {})
-    for family in FAMILIES:
-        for op in family.OPERATORS:
-            registry.add(op)
-    return registry
-
-
-REGISTRY = default_registry()
-
-
-def register_rule(key, rule: Rule, kind: str | None = None) -> str:
-    """Price a module class, function or kind of your own everywhere ttplan costs a model.
-    Refuses anything that already has a rule (use ``rules=`` of `profile` to override), and a
-    rule with forward MACs whose backward is not stated (see `Rule`)."""
-    return REGISTRY.register(key, rule, kind)
-
-
-def rule_for(kind: str) -> Rule | None:
-    """The default registry's rule of a kind."""
-    return REGISTRY.rule_for(kind)
-
-
-def registry_of(graph) -> Registry:
-    """The registry a graph was traced with."""
-    return graph.rules if graph.rules is not None else REGISTRY
