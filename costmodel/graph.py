@@ -34,7 +34,7 @@ class OpNode:
     """One operator of the forward pass, with everything the cost formulas need."""
 
     name: str  # unique; the module path for module calls, the fx name for functions
-    kind: str  # normalised operator kind, a key of costmodel.rules.RULES ("unknown" otherwise)
+    kind: str  # normalised operator kind, a key of costmodel.rules.REGISTRY ("unknown" otherwise)
     op: str  # what it really is: module class name or function name (shown for unknown ops)
     module: str | None  # module path when the op is a module call (owner of the parameters)
     block: str  # the block (module path) the op belongs to, "" for top-level ops

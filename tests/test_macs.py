@@ -3,7 +3,7 @@
 Every expected number below is written out as a product of the model's own integers with a
 comment saying where each factor comes from; none is copied from ttplan's output.
 
-Formulas (the rules.py docstring, restated so the derivations can be read alone):
+Formulas (costmodel/rules/conv.py and linear.py, restated so the derivations can be read alone):
   conv      forward = N · Cout · Hout · Wout · (Cin/groups) · kh · kw
   conv^T    forward = N · Cin · Hin · Win · (Cout/groups) · kh · kw  (each input element
             meets every weight of its group once)

@@ -157,3 +157,15 @@ def test_an_operator_is_taken_in_one_step_or_not_at_all():
     assert "my_gate" not in registry.rules and Gate not in registry.modules
     assert registry.add(Operator("my_gate", Rule(), modules=(Gate,))) == "my_gate"
     assert registry.module_kind(Gate(2)) == "my_gate"
+
+
+def test_every_kind_the_code_names_has_a_rule():
+    """Kinds named outside the registry (graph's kind sets, the tracer's attribute table,
+    memory's views) all exist in it, so a renamed family cannot leave one behind."""
+    from ttplan.costmodel.graph import FREE_PARAM_KINDS, MAC_KINDS, NORM_KINDS
+    from ttplan.costmodel.kinds import TENSOR_ATTRIBUTE_KINDS
+    from ttplan.costmodel.rules import VIEW_KINDS
+
+    named = MAC_KINDS | NORM_KINDS | FREE_PARAM_KINDS | VIEW_KINDS | {"contiguous", "derived"}
+    assert named | set(TENSOR_ATTRIBUTE_KINDS.values()) <= set(REGISTRY.rules)
+    assert all(not rule.unstated_backward() for rule in REGISTRY.rules.values())
