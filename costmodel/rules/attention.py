@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..graph import OpNode
 from ..options import FP32_BYTES
-from .common import prod, pt_measured, pt_measured_module
+from .common import layer_input, prod, pt_measured, pt_measured_module
 from .rule import NO_BACKWARD_MACS, Grad, Operator, Rule, Saved, on_gradient_path
 
 # ---- F.scaled_dot_product_attention --------------------------------------------------------
@@ -134,8 +134,7 @@ def paper_mha(node, g):
     rows_q, rows_k, s, e, _, _ = _mha_sizes(node)
     heads = int(node.attrs.get("num_heads", 1))
     kept = (2 * rows_q * e + 2 * rows_k * e + rows_q * heads * s) * node.dtype_bytes
-    return [Saved(("in", 0), category="input" if g.weight else "mask"),
-            Saved(("extra", "qkv_probabilities_output"), kept)]
+    return [layer_input(g), Saved(("extra", "qkv_probabilities_output"), kept)]
 
 
 OPERATORS = (

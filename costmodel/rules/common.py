@@ -60,6 +60,12 @@ def paper_saves_input_for_its_gradient(node, g):
     return [Saved(("in", 0))] if g.input(0) else []
 
 
+def layer_input(g: Grad) -> Saved:
+    """A layer's input kept for all its gradients: B4 (input) when its weights are updated,
+    else B3 (what the input gradient needs)."""
+    return Saved(("in", 0), category="input" if g.weight else "mask")
+
+
 def paper_mac_layer(node, g):
     """A.4: a MAC layer keeps its input (the selected channels) for the weight gradient;
     bias and input gradients need no stored activation."""

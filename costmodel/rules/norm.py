@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..options import FP32_BYTES
-from .common import per_output_x2, prod
+from .common import layer_input, per_output_x2, prod
 from .rule import Operator, Rule, Saved
 
 
@@ -49,7 +49,7 @@ def paper_batchnorm(node, g):
 
 def paper_layer_or_group_norm(node, g):
     """Not foldable (statistics per sample): the input serves every gradient."""
-    return [Saved(("in", 0), category="input" if g.weight else "mask")] if g.any else []
+    return [layer_input(g)] if g.any else []
 
 
 OPERATORS = (

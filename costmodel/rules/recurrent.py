@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ..graph import OpNode
-from .common import prod, pt_measured_module
+from .common import layer_input, prod, pt_measured_module
 from .rule import Grad, Operator, Rule, Saved, bias_grad_ops
 
 # Gates per hidden unit (a layer's weight_ih is gates·H × input).
@@ -75,8 +75,7 @@ def paper_rnn(node, g):
     if not g.any:
         return []
     kept = _gate_values(node, RNN_GATES.get(node.op, 1) + 1) * node.dtype_bytes
-    return [Saved(("in", 0), category="input" if g.weight else "mask"),
-            Saved(("extra", "gates"), kept)]
+    return [layer_input(g), Saved(("extra", "gates"), kept)]
 
 
 OPERATORS = (
