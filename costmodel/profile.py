@@ -1,6 +1,6 @@
 """`profile`: the cost of one training configuration of one model, for people and scripts.
 
-The JSON form (`Profile.to_dict`) is a documented contract (README, "Profile JSON"):
+The JSON form (`Profile.to_dict`) is a documented contract (docs/contracts.md, "Profile JSON"):
 model, input_shape, batch_size, convention, update, tracer, fingerprint, optimizer, bits,
 weights_in_flash, layers (one object per operator), totals, memory (integers, bytes),
 warnings. Per-layer numbers are for the whole batch.

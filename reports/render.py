@@ -1,6 +1,6 @@
 """Render a profile for people (terminal table, Markdown) and for scripts (JSON, CSV).
 
-JSON is the documented contract (see the README, "Profile JSON"); CSV is the per-layer cost
+JSON is the documented contract (docs/contracts.md, "Profile JSON"); CSV is the per-layer cost
 table; the terminal table and Markdown show the layers that cost something, then the totals
 and the memory breakdown. Every renderer is a pure function of `Profile.to_dict()`, so the
 same inputs give byte-identical output.

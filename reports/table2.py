@@ -19,7 +19,7 @@ Per row:
 * memory_ratio / compute_ratio: to the TinyTrain row, per convention / per count.
 * paper: the paper's printed Table 2 (zoo models), memory in MB, compute in millions. Its
   "MB" is compared as MiB (2^20 B): that is the unit in which ttplan reproduces FullTrain's
-  906 / 1,049 / 857 MB (README, "Memory").
+  906 / 1,049 / 857 MB (docs/cost-model.md, "Memory").
 * compared / difference_pct: which ttplan figure each printed figure is set against, and the
   relative difference (ttplan / paper - 1). Memory: the `pytorch` convention for the batch-100
   rows (the documented FullTrain accounting), the `paper` convention (A.4's engine) for the

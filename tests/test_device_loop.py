@@ -1,4 +1,4 @@
-"""The README's device loop, run as written: train → log → calibrate → predict → train → validate."""
+"""The docs' device loop (docs/guides/train.md), run as written: train → log → calibrate → predict → train → validate."""
 
 import csv
 import json
@@ -11,16 +11,16 @@ from typer.testing import CliRunner
 from ttplan.cli import app
 from ttplan.devices.logs import LOG_COLUMNS
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+PAGE = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "train.md").read_text()
 
 
 def loop_commands() -> list[list[str]]:
-    start = README.index("### The loop: train → log → calibrate → predict")
-    block = re.search(r"```bash\n(.*?)```", README[start:], re.S).group(1)
+    start = PAGE.index("## The loop: train → log → calibrate → predict")
+    block = re.search(r"```bash\n(.*?)```", PAGE[start:], re.S).group(1)
     return [line.split("#")[0].split()[1:] for line in block.strip().splitlines()]
 
 
-def test_device_loop_from_the_readme(tmp_path, monkeypatch):
+def test_device_loop_from_the_docs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     commands = loop_commands()

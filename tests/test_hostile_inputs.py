@@ -1,4 +1,4 @@
-"""Hostile but fair input, one test per class of promise (README, "Errors"):
+"""Hostile but fair input, one test per class of promise (docs/errors.md):
 
 1. `--out` never replaces what is at the path blindly (devices, FIFOs, symlinks, read-only and
    hard-linked files, directories, the command's own inputs, an empty name);

@@ -1,4 +1,5 @@
-"""The README's worked example, run as written: fisher → plan → profile → export → apply."""
+"""The docs' worked example, run as written: fisher → plan → profile → export → apply
+(docs/guides/plan.md), and the rule for your own module (docs/guides/own-models.md)."""
 
 import json
 import re
@@ -11,12 +12,17 @@ from typer.testing import CliRunner
 
 from ttplan.cli import app
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+PAGES = {"## Plan what to train": DOCS / "guides" / "plan.md",
+         "```python\nimport torch, ttplan": DOCS / "guides" / "plan.md",
+         "### Pricing your own module": DOCS / "guides" / "own-models.md"}
 
 
 def readme_block(after: str, lang: str) -> str:
-    start = README.index(after)
-    match = re.search(rf"```{lang}\n(.*?)```", README[start:], re.S)
+    """The first `lang` block after `after` on its page (a heading matches at any level)."""
+    text = PAGES[after].read_text()
+    start = text.index(after.lstrip("#")) if after.startswith("#") else text.index(after)
+    match = re.search(rf"```{lang}\n(.*?)```", text[start:], re.S)
     return match.group(1)
 
 
@@ -78,15 +84,4 @@ def test_pricing_your_own_module_example():
         del REGISTRY.rules[REGISTRY.modules.pop(gate)]
 
 
-def test_shown_outputs_are_what_the_commands_print():
-    """Every ```text block of the README that starts with `$ ttplan ...` shows what the command
-    prints at 100 columns: stdout, or stderr when the command sends stdout to /dev/null."""
-    runner = CliRunner(env={"COLUMNS": "100"})
-    examples = re.findall(r"```text\n\$ ttplan (.*?)\n(.*?)```", README, re.S)
-    assert len(examples) >= 3
-    for command, shown in examples:
-        quiet = command.endswith("> /dev/null")
-        args = command.removesuffix("> /dev/null").split()
-        result = runner.invoke(app, args)
-        assert result.exit_code == 0, (command, result.output)
-        assert (result.stderr if quiet else result.stdout) == shown, command
+# Every `$ ttplan` block of the README and the docs: tests/test_docs.py.

@@ -44,7 +44,7 @@ def test_table2_zoo_rows_beside_the_paper(zoo_table2):
     for r in rows:
         assert r["paper"] is not None and set(r["memory_bytes"]) == {"paper", "pytorch"}
         assert r["batch_size"] == (100 if r["method"] in ("fulltrain", "tinytl") else 1)
-        if r["method"] == "fulltrain":  # batch 100, the pytorch convention (README)
+        if r["method"] == "fulltrain":  # batch 100, the pytorch convention (docs/cost-model.md)
             mib = r["memory_bytes"]["pytorch"] / MIB
             assert abs(mib / r["paper"]["memory_mb"] - 1) < 0.01
             assert r["backward_macs_paper_count"] == 2 * r["backward_macs_paper_count"] // 2
@@ -84,12 +84,12 @@ def test_table2_formats_agree(zoo_table2):
     assert "mem ratio PyTorch" in wide and "exact M" in wide  # every column with --wide
 
 
-def test_table2_md_is_the_readmes(zoo_table2):
-    """The README's `table2 --format md` block is what the command prints: the same layout and
-    every row but TinyTrain's (its plan depends on the probe; the README's used 25 samples,
-    this fixture 5)."""
+def test_table2_md_is_the_docs(zoo_table2):
+    """The docs' `table2 --format md` block (docs/guides/reports.md) is what the command prints:
+    the same layout and every row but TinyTrain's (its plan depends on the probe; the docs'
+    used 25 samples, this fixture 5)."""
     from pathlib import Path
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "reports.md").read_text()
     start = readme.index("| model | method | batch | paper MB")
     shown = readme[start:readme.index("\n\n", start)].splitlines()
     printed = render_table2(zoo_table2, "md").split("\n\n")[0].splitlines()

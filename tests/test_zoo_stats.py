@@ -2,7 +2,7 @@
 
 Forward MACs by hand from costmodel/data/architectures.json at 128×128: the stem halves the
 resolution; each block's depthwise conv applies its stride; expand and project are 1×1 convs.
-The README's zoo table states the same numbers; this test keeps the two in step.
+The docs' zoo table (docs/guides/profile.md) states the same numbers; this test keeps the two in step.
 """
 
 import json
@@ -45,7 +45,7 @@ def test_zoo_stats_from_the_architecture_file(name):
     assert totals["forward_macs"] == macs
     assert totals["mac_layers"] == convs
     assert totals["blocks"] == blocks
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "profile.md").read_text()
     row = f"| {name} | {{}} | {macs:,} | {convs} | {blocks} |"
     assert any(line.startswith(f"| {name} |") and line.endswith(f"| {macs:,} | {convs} | {blocks} |")
                for line in readme.splitlines()), row
@@ -53,7 +53,7 @@ def test_zoo_stats_from_the_architecture_file(name):
 
 def test_paper_text_rounding():
     # A.2: "23M, 17M, 19M MACs": MobileNetV2 and ProxylessNAS round to those. MCUNet's 22.45M
-    # does not (see README), but its Table 2 FullTrain compute, 44.9M, is 2 × 22.45M.
+    # does not (see docs/guides/profile.md), but its Table 2 FullTrain compute, 44.9M, is 2 × 22.45M.
     assert round(2 * profile("mcunet-5fps").totals["forward_macs"] / 1e5) == 449
     assert round(profile("mbv2-w0.35").totals["forward_macs"] / 1e6) == 17
     assert round(profile("proxyless-w0.3").totals["forward_macs"] / 1e6) == 19
