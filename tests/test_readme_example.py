@@ -65,11 +65,6 @@ def test_worked_example(tmp_path, monkeypatch):
         assert not diff[unselected].any()
 
 
-# The README's Gate rule gives forward MACs and no backward; a registry now refuses that
-# ("backward stated, never silently zero", issue 20). README.md is another helper's to edit:
-# its line `ttplan.Rule(forward_macs=...)` needs `mac_layer=True`. Strict, so the fixed README
-# makes this fail until the marker goes.
-@pytest.mark.xfail(strict=True, reason="README's Gate Rule states no backward (issue 20)")
 def test_pricing_your_own_module_example():
     from ttplan.costmodel.rules import REGISTRY
 
