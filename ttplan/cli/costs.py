@@ -9,11 +9,8 @@ import typer
 
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
-from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.options import CostOptions
-from ttplan.costmodel.specs import parse_compute, parse_input_shape
-from ttplan.costmodel.units import percent
-from ttplan.reports.render import FORMATS, render, render_rows
+from ttplan.render import FORMATS, percent, render, render_rows
+from ttplan.specs import SpecError, parse_compute, parse_input_shape
 
 from .common import emit, model_inputs, run_safely, table_width, tell, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, BatchSize, Blocks, Classifier,
@@ -57,7 +54,7 @@ def profile(
     All of it is trained by default; --update picks what is trained. With --update
     policy.json, the policy's input shape, convention, optimizer and bit widths are used
     unless given."""
-    from ttplan.planner.profiling import profile as profile_model
+    from ttplan import profile as profile_model
 
     if fmt not in FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use {', '.join(FORMATS)}")
@@ -101,9 +98,9 @@ def sweep(
 
     Saved activations, peak memory and backward MACs for each K, the shape of the paper's
     Table 7."""
-    from ttplan.costmodel.profile import resolve_model
-    from ttplan.costmodel.trace import trace
-    from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
+    from ttplan import CostOptions, resolve_model, sweep_last_k, trace
+    from ttplan.render import SWEEP_FIELDS
+    from ttplan.specs import parse_k_range
 
     if convention not in ("paper", "pytorch", "both"):
         raise SpecError(f"unknown convention {convention!r}: use paper, pytorch or both")
@@ -145,8 +142,10 @@ def compare(
     """Table-2-style comparison of every method's memory and backward MACs on one model.
 
     --convention defaults to paper; with --device, to the device's runtime."""
-    from ttplan.devices.planning import device_context
-    from ttplan.reports.compare import COMPARE_FIELDS, DEVICE_FIELDS, METHODS, compare_methods
+    from ttplan import COMPARE_METHODS as METHODS
+    from ttplan import compare_methods, device_context
+    from ttplan.render import COMPARE_DEVICE_FIELDS as DEVICE_FIELDS
+    from ttplan.render import COMPARE_FIELDS
 
     if fmt not in ("table", "json", "csv"):
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
@@ -183,6 +182,6 @@ COMPARE_HEADS = {"memory_ratio": "x mem", "compute_ratio": "x MACs", "backward_m
 
 def total_potential(fisher: str) -> float:
     """The Fisher potential of every probed layer of a Fisher file (what shares are of)."""
-    from ttplan.planner.fisher_file import load_fisher
+    from ttplan.io import load_fisher
 
     return math.fsum(load_fisher(fisher, None).potential.values())

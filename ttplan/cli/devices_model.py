@@ -8,12 +8,9 @@ import typer
 
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
-from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.units import human_bytes, human_joules, human_seconds
-from ttplan.devices.profiles import builtin_profiles, detect_host, resolve_device
-from ttplan.devices.workload import DEFAULT_ITERATIONS, DEFAULT_SAMPLES
-from ttplan.planner.jsonio import dumps
-from ttplan.reports.render import render_rows, wrap_lines
+from ttplan.io import json_text as dumps
+from ttplan.render import human_bytes, human_joules, human_seconds, render_rows, wrap_lines
+from ttplan.specs import DEFAULT_ITERATIONS, DEFAULT_SAMPLES, SpecError
 
 from .common import emit, model_inputs, run_safely, table_width, tell
 from .options import (DEFAULT_INPUT_SHAPE, Classifier, InputShape, InputSpecs, InputsFile,
@@ -39,7 +36,9 @@ def devices(
     out: Out = None,
 ):
     """Built-in device profiles (RAM, flash, cores, clock, with sources) and the detected host."""
-    from ttplan.devices.calibrate import BUILTIN
+    from ttplan import BUILTIN_CALIBRATIONS as BUILTIN
+    from ttplan import builtin_devices as builtin_profiles
+    from ttplan import detect_host, resolve_device
 
     _check_format(fmt)
     profiles = [*builtin_profiles().values(), detect_host(), *(resolve_device(d) for d in device)]
@@ -73,9 +72,9 @@ def calibrate(
     """Fit the device's time/energy model to its runs in LOG; write the calibration JSON.
 
     With --layer-table (repeatable), the per-layer model is fitted from those tables too."""
-    from ttplan.devices.calibrate import calibrate as fit_calibration
-    from ttplan.devices.calibrate import calibration_text
-    from ttplan.devices.logs import load_device_logs
+    from ttplan import calibrate as fit_calibration
+    from ttplan import resolve_device
+    from ttplan.io import calibration_text, load_device_logs
 
     _check_format(fmt)
     if log is None and not layer_table:
@@ -83,8 +82,8 @@ def calibrate(
     frame = load_device_logs(log) if log is not None else None
     profile = resolve_device(device, log_names=set() if frame is None else set(frame["device"]))
     if layer_table:
-        from ttplan.devices.calibrate import calibrate_layers
-        from ttplan.devices.layerrun import load_table
+        from ttplan import calibrate_layers
+        from ttplan.io import load_layer_table as load_table
         tables = [load_table(path) for path in layer_table]
         cal = calibrate_layers(tables, profile, frame, log or "log")
     else:
@@ -167,7 +166,7 @@ def predict(
     out: Out = None,
 ):
     """Predicted time per phase, energy and fit in RAM of training on a device."""
-    from ttplan.devices.planning import predict_training
+    from ttplan import predict as predict_training
 
     _check_format(fmt)
     inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
@@ -223,9 +222,11 @@ def validate(
     out: Out = None,
 ):
     """Predicted against measured for every run; leave-one-out median and max |error|."""
-    from ttplan.devices.calibrate import load_calibration
-    from ttplan.devices.logs import load_device_logs
-    from ttplan.devices.validate import ROW_FIELDS, plot_validation, validate as validate_log
+    from ttplan import resolve_device
+    from ttplan import validate_runs as validate_log
+    from ttplan.io import load_calibration, load_device_logs
+    from ttplan.render import VALIDATION_FIELDS as ROW_FIELDS
+    from ttplan.render import plot_validation
 
     _check_format(fmt)
     frame = load_device_logs(log)

@@ -11,11 +11,8 @@ import typer
 
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
-from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import parse_duration, parse_input_shape, parse_int
-from ttplan.costmodel.units import human_bytes, human_macs, human_seconds
-from ttplan.devices.workload import DEFAULT_ITERATIONS
-from ttplan.reports.render import render_rows, wrap_lines
+from ttplan.render import human_bytes, human_macs, human_seconds, render_rows, wrap_lines
+from ttplan.specs import DEFAULT_ITERATIONS, SpecError, parse_duration, parse_input_shape, parse_int
 
 from .common import emit, model_inputs, run_safely, table_width, tell
 from .options import (Convention, InputSpecs, InputsFile, ModelArg, Out, Vocab, WeightsFile,
@@ -72,8 +69,8 @@ def train(
         None, help="progress bars on stderr (default: when it is a terminal)"),
 ):
     """Fine-tune on the support samples following a policy, measured beside its prediction."""
-    from ttplan.devices.logs import LOG_COLUMNS, append_log_row, check_log_target
-    from ttplan.devices.runner import train as train_model
+    from ttplan import train as train_model
+    from ttplan.io import LOG_COLUMNS, append_log_row, check_log_target
 
     if fmt not in TRAIN_FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
@@ -108,7 +105,7 @@ def train(
 def _accuracy_caveat(model: str, weights: Optional[str], synthetic: bool) -> Optional[str]:
     """Why the accuracy line means nothing, if it does not: a zoo model without --weights has
     fixed-seed random weights; synthetic samples are Gaussian blobs, not a task."""
-    from ttplan.costmodel.zoo import ZOO_MODELS
+    from ttplan import ZOO_MODELS
 
     if weights is None and model in ZOO_MODELS:
         return ("meaningless: random fixed-seed weights (a zoo model without --weights); "
@@ -145,14 +142,14 @@ def measure(
     out: Out = None,
 ):
     """Calibration runs: a fixed grid of updates and batch sizes within a time limit."""
-    from ttplan.devices.grid import measure as measure_grid
-    from ttplan.devices.logs import LOG_COLUMNS
+    from ttplan import measure_grid
+    from ttplan.io import LOG_COLUMNS
 
     if fmt not in TRAIN_FORMATS:
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
     if layer_table:
-        from ttplan.devices.layerrun import save_table
-        from ttplan.devices.layermeasure import measure_table
+        from ttplan import measure_layer_table as measure_table
+        from ttplan.io import save_layer_table as save_table
         table = measure_table(model, input_shape=parse_input_shape(input_shape),
                               batch_sizes=_batch_sizes(batch_sizes),
                               samples=_positive_int("--samples", samples), seed=seed,

@@ -2,7 +2,7 @@
 
 Each is an `Annotated` type: a command declares `optimizer: Optimizer = "sgd"` and gets the
 same flag name and help text as every other command that takes it. Every number goes through
-`costmodel.specs` (ASCII digits, bounded): integer options use `parser=`, so a bad value is a
+`ttplan.specs` (ASCII digits, bounded): integer options use `parser=`, so a bad value is a
 usage error (one line, exit status 2) naming the option.
 """
 
@@ -12,8 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import MAX_INPUT_ELEMENTS, MAX_INT, parse_fraction, parse_int
+from ttplan.specs import MAX_INPUT_ELEMENTS, MAX_INT, SpecError, parse_fraction, parse_int
 
 
 def _number(parse, *bounds):
@@ -31,14 +30,14 @@ _NO_DEFAULT = object()
 
 
 def count_option(help_text: str, minimum: int = 1, maximum: int = MAX_INT, default=_NO_DEFAULT):
-    """An integer option parsed by `specs.parse_int` (no default inside `Annotated`)."""
+    """An integer option parsed by `ttplan.specs.parse_int` (no default inside `Annotated`)."""
     first = () if default is _NO_DEFAULT else (default,)
     return typer.Option(*first, help=help_text, parser=_number(parse_int, minimum, maximum),
                         metavar="<int>")
 
 
 def fraction_option(help_text: str, default: float):
-    """A decimal in (0, 1] parsed by `specs.parse_fraction`."""
+    """A decimal in (0, 1] parsed by `ttplan.specs.parse_fraction`."""
     return typer.Option(default, help=help_text, parser=_number(parse_fraction),
                         metavar="<fraction>")
 
@@ -47,7 +46,7 @@ ModelArg = Annotated[str, typer.Argument(
     help="zoo name (mcunet-5fps, mbv2-w0.35, proxyless-w0.3) or import path module:callable")]
 InputShape = Annotated[Optional[str], typer.Option(
     help="N,C,H,W of one input batch")]
-# Inputs other than one float image (costmodel.inputs); `model_inputs` reads the three.
+# Inputs other than one float image (`ttplan.specs.ModelInputs`); `model_inputs` reads the three.
 InputSpecs = Annotated[Optional[list[str]], typer.Option(
     "--input", help="one input of the model as [NAME:]DTYPE[D0,D1,...] (D0 is the batch), "
     "e.g. ids:int64[1,128] or float32[1,40,100]; repeat for several: no name = positional, in "
@@ -94,7 +93,7 @@ BatchSize = Annotated[Optional[int], count_option("replaces N of --input-shape (
 
 DEFAULT_INPUT_SHAPE = "1,3,128,128"  # as text, for the commands that always need one
 
-# Device-aware planning (plan, compare): see devices.planning.
+# Device-aware planning (plan, compare): see `ttplan.plan_for_device`.
 Device = Annotated[Optional[str], typer.Option(
     help="plan for a device (pi-zero-2, jetson-nano, ..., a device or calibration JSON): "
          "memory budget = its RAM minus its reserve unless --memory; predicted time/energy")]

@@ -11,12 +11,10 @@ import typer
 
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
-from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import parse_compute
-from ttplan.costmodel.units import human_bytes, human_joules, human_macs, human_seconds, percent
-from ttplan.planner.jsonio import dumps
-from ttplan.planner.probe_defaults import DEFAULT_TAIL_FRACTION
-from ttplan.reports.render import fit_table, wrap_lines
+from ttplan.io import json_text as dumps
+from ttplan.render import (fit_table, human_bytes, human_joules, human_macs, human_seconds,
+                           percent, wrap_lines)
+from ttplan.specs import DEFAULT_TAIL_FRACTION, SpecError, parse_compute
 
 from .common import emit, model_inputs, note, run_safely, table_width, tell, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Channels, Classifier,
@@ -53,11 +51,8 @@ def fisher(
         None, help="progress bar over samples on stderr (default: when it is a terminal)"),
 ):
     """Fisher information per output channel (Eq. 2) of the last layers, on your samples."""
-    from ttplan.costmodel.profile import resolve_model
-    from ttplan.costmodel.trace import trace
-    from ttplan.planner.data import open_support
-    from ttplan.planner.fisher_probe import default_candidate_layers, fisher_information
-    from ttplan.planner.sequence_support import feeding, infer_vocab
+    from ttplan import fisher_information, feeding, infer_vocab, open_support, resolve_model, trace
+    from ttplan import fisher_layers as default_candidate_layers
 
     inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
     module, name = resolve_model(model, weights=weights, classifier=loss == "ce")
@@ -110,10 +105,9 @@ def plan(
 
     --convention defaults to paper; with --device, to what trains there (its runtime:
     pytorch on a Linux board, paper on a microcontroller)."""
-    from ttplan.costmodel.profile import resolve_model
-    from ttplan.devices.planning import plan_for_device
-    from ttplan.planner.api import plan as make_plan
-    from ttplan.planner.fisher_file import load_fisher
+    from ttplan import plan as make_plan
+    from ttplan import plan_for_device, resolve_model
+    from ttplan.io import load_fisher
 
     if fmt not in ("table", "json"):
         raise SpecError(f"unknown --format {fmt!r}: use table or json")
@@ -122,7 +116,7 @@ def plan(
     module, name = resolve_model(model, weights=weights, classifier=classifier)
     if device is None:
         make, convention = make_plan, convention or "paper"
-    else:  # convention None: the device's runtime decides (devices.planning.plan_for_device)
+    else:  # convention None: the device's runtime decides (`ttplan.plan_for_device`)
         make = functools.partial(plan_for_device, device=device, time=time,
                                  iterations=iterations, samples=samples)
     policy = make(
@@ -160,11 +154,8 @@ def export(
     """Convert a policy to SparseUpdate's backward_config.
 
     The config's n_bias_update, manual_weight_idx and weight_update_ratio, as JSON."""
-    from ttplan.costmodel.profile import resolve_model
-    from ttplan.costmodel.trace import trace
-    from ttplan.costmodel.zoo import zoo_model_named_in_file
-    from ttplan.planner.policy import load_policy
-    from ttplan.planner.sparseupdate import export_sparseupdate
+    from ttplan import export_sparseupdate, load_policy, resolve_model, trace
+    from ttplan import model_named_in_file as zoo_model_named_in_file
 
     if fmt != "sparseupdate":
         raise SpecError(f"unknown --format {fmt!r}: use sparseupdate")
@@ -194,10 +185,10 @@ def _channel_totals(graph) -> dict[str, tuple[int, ...]]:
 def _without_bias(graph) -> frozenset[str]:
     """Layers with no bias to train (an embedding, a free parameter): their bias cell is "-",
     not "yes". A layer's attached BatchNorm trains its shift with the bias under either
-    convention (planner.apply), so the folded graph says which layers have one."""
+    convention (`ttplan.apply_policy`), so the folded graph says which layers have one."""
     if graph is None:
         return frozenset()
-    from ttplan.costmodel.transforms import fold_batchnorm
+    from ttplan import fold_batchnorm
     nodes = fold_batchnorm(graph).nodes
     return frozenset(name for name, node in nodes.items() if not node.bias_numel)
 
