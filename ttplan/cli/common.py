@@ -251,12 +251,6 @@ def table_width() -> int:
     return DEFAULT_WIDTH
 
 
-def check_choice(value: str, choices, what: str) -> str:
-    if value not in choices:
-        raise SpecError(f"unknown {what} {value!r}: use {', '.join(choices)}")
-    return value
-
-
 def warn_uncosted(graph, other_warnings=()) -> None:
     """One stderr line per kind of operator of `graph` without a cost rule, with how many
     there are (`ttplan.render.uncosted_warnings`); other warnings as they are."""

@@ -13,25 +13,19 @@ from ttplan.render import human_bytes, human_joules, human_seconds, render_rows,
 from ttplan.specs import DEFAULT_ITERATIONS, DEFAULT_SAMPLES, SpecError
 
 from .common import emit, model_inputs, run_safely, table_width, tell
-from .options import (DEFAULT_INPUT_SHAPE, Classifier, InputShape, InputSpecs, InputsFile,
-                      ModelArg, Out, WeightsFile, Wide)
+from .options import (DEFAULT_INPUT_SHAPE, BatchSize, Calibration, Classifier, InputShape,
+                      InputSpecs, InputsFile, Iterations, ModelArg, Out, Samples, TableFormat,
+                      Update, WeightsFile, Wide)
 
-FORMATS = ("table", "json", "csv")
-Format = typer.Option("table", "--format", help="table | json | csv")
 DEVICE_FIELDS = ("name", "ram_bytes", "reserve_bytes", "runtime_bytes", "flash_bytes", "cores",
                  "clock_hz", "calibration", "description")
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
 
 
 @run_safely
 def devices(
     device: List[str] = typer.Option([], "--device", help="also show this device JSON file "
                                      "(repeatable)"),
-    fmt: str = Format,
+    fmt: TableFormat = "table",
     wide: Wide = False,
     out: Out = None,
 ):
@@ -40,7 +34,6 @@ def devices(
     from ttplan import builtin_devices as builtin_profiles
     from ttplan import detect_host, resolve_device
 
-    _check_format(fmt)
     profiles = [*builtin_profiles().values(), detect_host(), *(resolve_device(d) for d in device)]
     rows = [{**p.to_dict(), "calibration": "built-in" if p.name in BUILTIN else None}
             for p in profiles]
@@ -66,7 +59,7 @@ def calibrate(
     layer_table: List[str] = typer.Option([], "--layer-table", help="per-layer table from "
                                           "`ttplan measure --layer-table` (repeatable): fit the "
                                           "per-layer model too"),
-    fmt: str = Format,
+    fmt: TableFormat = "table",
     out: Out = None,
 ):
     """Fit the device's time/energy model to its runs in LOG; write the calibration JSON.
@@ -76,7 +69,6 @@ def calibrate(
     from ttplan import resolve_device
     from ttplan.io import calibration_text, load_device_logs
 
-    _check_format(fmt)
     if log is None and not layer_table:
         raise SpecError("give a LOG of runs, --layer-table files, or both")
     frame = load_device_logs(log) if log is not None else None
@@ -148,27 +140,23 @@ def _summary_text(d: dict) -> str:
 @run_safely
 def predict(
     model: ModelArg,
-    update: str = typer.Option(..., help="policy.json, or none | all | bias-only | "
-                               "last-layers:K | last-blocks:K"),
+    update: Update,
     device: str = typer.Option(..., help="pi-zero-2, jetson-nano, a device or calibration JSON"),
-    calibration: Optional[str] = typer.Option(None, help="calibration JSON (default: the "
-                                              "device's built-in one)"),
-    iterations: int = typer.Option(DEFAULT_ITERATIONS, help="passes over the samples"),
-    samples: int = typer.Option(DEFAULT_SAMPLES, help="support samples"),
-    batch_size: Optional[int] = typer.Option(None, help="default: the policy's, or N of "
-                                             "--input-shape"),
+    calibration: Calibration = None,
+    iterations: Iterations = DEFAULT_ITERATIONS,
+    samples: Samples = DEFAULT_SAMPLES,
+    batch_size: BatchSize = None,
     input_shape: InputShape = None,
     input_specs: InputSpecs = None,
     inputs_file: InputsFile = None,
     weights: WeightsFile = None,
     classifier: Classifier = False,
-    fmt: str = Format,
+    fmt: TableFormat = "table",
     out: Out = None,
 ):
     """Predicted time per phase, energy and fit in RAM of training on a device."""
     from ttplan import predict as predict_training
 
-    _check_format(fmt)
     inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
     result = predict_training(model, update, device, calibration=calibration,
                               iterations=iterations, samples=samples, batch_size=batch_size,
@@ -217,7 +205,7 @@ def validate(
     device: List[str] = typer.Option([], "--device", help="device JSON file for a device "
                                      "name in the log (repeatable)"),
     plot: Optional[str] = typer.Option(None, help="write a predicted-vs-measured PNG here"),
-    fmt: str = Format,
+    fmt: TableFormat = "table",
     wide: Wide = False,
     out: Out = None,
 ):
@@ -228,7 +216,6 @@ def validate(
     from ttplan.render import VALIDATION_FIELDS as ROW_FIELDS
     from ttplan.render import plot_validation
 
-    _check_format(fmt)
     frame = load_device_logs(log)
     names = set(frame["device"])
     given = {p.name: p for p in (resolve_device(d) for d in device)}
