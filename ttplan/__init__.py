@@ -26,6 +26,32 @@ Layers, each importing only those before it: `ttplan.costmodel` (tracing, cost r
 
 The names are loaded on first use (PEP 562), so that `import ttplan` — which the `ttplan`
 command does first — does not import torch before the command can catch Ctrl-C.
+
+Models, traces and costs (each function's own docstring says how it is called)
+    profile -> Profile          per-operator costs and the memory of a configuration
+    resolve_model               a zoo name or module:callable -> (module, name)
+    ZOO_MODELS, build_zoo_model, load_model; model_named_in_file (a model name read from a
+                                file: built from the zoo, never imported)
+    trace                       a model -> its layer graph; fold_batchnorm (the paper's graph)
+    CostOptions, TrainConfig, LayerUpdate   what is trained and how it is counted
+    Rule, Saved, Grad, register_rule        cost rules for operators ttplan does not know
+    TtplanError                 every error in what a person gave
+Fisher information
+    fisher_information; fisher_layers (the last layers a probe sees); open_support (the
+    support set: folder, .npz or synthetic); feeding, infer_vocab (models of several or
+    integer inputs); synthetic_fisher with PROBE_SAMPLES, PROBE_SEED (the default probe)
+Plans and policies
+    plan -> Policy; PlanningContext (a model traced once, planned many times)
+    load_policy, check_policy (a policy against a model's graph), apply_policy
+    export_sparseupdate         a policy as SparseUpdate's backward_config
+Devices
+    predict, plan_for_device, train; device_context, device_predictor (a device resolved
+    once, with its calibration); resolve_device, builtin_devices, detect_host,
+    BUILTIN_CALIBRATIONS; calibrate, calibrate_layers, measure_grid, measure_layer_table,
+    validate_runs (calibration runs, their fit and its leave-one-out error)
+Reports
+    sweep_last_k, compare_methods with COMPARE_METHODS, table2, run_whatif and whatif_data,
+    layer_rows, build_report
 """
 
 from __future__ import annotations
