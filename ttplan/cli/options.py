@@ -170,11 +170,11 @@ SupportData = Annotated[Optional[str], typer.Option(
 Synthetic = Annotated[bool, typer.Option(help="use synthetic Gaussian samples instead")]
 SupportSamples = Annotated[Optional[int], count_option(
     "at most this many samples (class-balanced); synthetic default 25", maximum=10_000_000)]
+StepBatchSize = Annotated[int, count_option("samples per training step")]  # train
 # `measure`'s grid of runs.
 MaxIterations = Annotated[int, count_option(
     "at most this many passes per run (fewer when time is short)")]
 RunSamples = Annotated[int, count_option("synthetic samples per run")]
-StepBatchSize = Annotated[int, count_option("samples per training step")]
 Progress = Annotated[Optional[bool], typer.Option(
     help="progress bars on stderr (default: when it is a terminal)")]
 
