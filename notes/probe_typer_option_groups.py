@@ -2,8 +2,11 @@
 
 A decorator flattens each dataclass-typed parameter into its fields (each an `Annotated`
 option) through `__signature__`, which Typer reads with `inspect.signature`; the callback
-then receives the dataclasses built in one step. Run: python notes/probe_typer_option_groups.py (typer 0.29.2: exit 0, the options listed, the
-dataclasses built)
+then receives the dataclasses built in one step.
+
+Run: python notes/probe_typer_option_groups.py. With typer 0.29.2 it printed exit status 0
+with the two dataclasses built, every field's flag in --help, and "parameters Typer sees: 6;
+parameters of the callback: 4".
 """
 
 from __future__ import annotations
