@@ -29,6 +29,7 @@ sys.__stderr__.write("EXIT %s IMPORTED %s\\n" % (code, ",".join(heavy)))
     (["predict", "--help"], 0),
     (["profile", "mcunet-5fps", "--bogus"], 2),
     (["plan", "mcunet-5fps", "--seed", "x"], 2),
+    (["profile", "mcunet-5fps", "--format", "xml"], 2),  # a choice, checked before any work
 ])
 def test_help_and_usage_errors_import_no_heavy_library(args, code):
     done = subprocess.run([sys.executable, "-c", CHECK.format(argv=["ttplan", *args])],

@@ -1,6 +1,6 @@
 """ttplan: what on-device training costs, and what to update within a budget.
 
-The public Python API. Everything the CLI does is a call to one of these:
+The public Python API. Every `ttplan` command is a call to one or more of these:
 
     import ttplan
     prof = ttplan.profile("mcunet-5fps", update="last-blocks:4", convention="paper")
@@ -15,57 +15,115 @@ The public Python API. Everything the CLI does is a call to one of these:
     ttplan.predict("mcunet-5fps", "last-blocks:2", "pi-zero-2")   # `ttplan predict` JSON
     ttplan.plan_for_device("mcunet-5fps", device="pi-zero-2", time="10min", fisher=...)
 
+What the `ttplan` command uses besides these lives in three public modules beside this one:
+`ttplan.specs` (text into typed values: sizes, budgets, durations, shapes), `ttplan.io`
+(files written whole or not at all, logs, calibrations) and `ttplan.render` (tables, units,
+figures). The command imports nothing else (tests/test_layers.py checks it).
+
 Layers, each importing only those before it: `ttplan.costmodel` (tracing, cost rules, memory),
 `ttplan.planner` (Fisher, selection, policies), `ttplan.devices`, `ttplan.reports`; the CLI
 (`ttplan.cli`) sits on top and nothing imports it.
 
 The names are loaded on first use (PEP 562), so that `import ttplan` — which the `ttplan`
 command does first — does not import torch before the command can catch Ctrl-C.
+
+Models, traces and costs (each function's own docstring says how it is called)
+    profile -> Profile          per-operator costs and the memory of a configuration
+    resolve_model               a zoo name or module:callable -> (module, name)
+    ZOO_MODELS, build_zoo_model, load_model; model_named_in_file (a model name read from a
+                                file: built from the zoo, never imported)
+    trace                       a model -> its layer graph; fold_batchnorm (the paper's graph)
+    CostOptions, TrainConfig, LayerUpdate   what is trained and how it is counted
+    Rule, Saved, Grad, register_rule        cost rules for operators ttplan does not know
+    TtplanError                 every error in what a person gave
+Fisher information
+    fisher_information; fisher_layers (the last layers a probe sees); open_support (the
+    support set: folder, .npz or synthetic); feeding, infer_vocab (models of several or
+    integer inputs); synthetic_fisher with PROBE_SAMPLES, PROBE_SEED (the default probe)
+Plans and policies
+    plan -> Policy; PlanningContext (a model traced once, planned many times)
+    load_policy, check_policy (a policy against a model's graph), apply_policy
+    export_sparseupdate         a policy as SparseUpdate's backward_config
+Devices
+    predict, plan_for_device, train; device_context, device_predictor (a device resolved
+    once, with its calibration); resolve_device, builtin_devices, detect_host,
+    BUILTIN_CALIBRATIONS; calibrate, calibrate_layers, measure_grid, measure_layer_table,
+    validate_runs (calibration runs, their fit and its leave-one-out error)
+Reports
+    sweep_last_k, compare_methods with COMPARE_METHODS, table2, run_whatif and whatif_data,
+    layer_rows, build_report
 """
 
 from __future__ import annotations
 
-import importlib
+from ttplan._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
 # public name -> (module, attribute)
 _EXPORTS = {
+    # models, traces and their costs
     "LayerUpdate": ("ttplan.costmodel.config", "LayerUpdate"),
     "TrainConfig": ("ttplan.costmodel.config", "TrainConfig"),
     "TtplanError": ("ttplan.costmodel.errors", "TtplanError"),
     "CostOptions": ("ttplan.costmodel.options", "CostOptions"),
     "Profile": ("ttplan.costmodel.profile", "Profile"),
+    "resolve_model": ("ttplan.costmodel.profile", "resolve_model"),
     "Rule": ("ttplan.costmodel.rules", "Rule"),
     "Saved": ("ttplan.costmodel.rules", "Saved"),
     "Grad": ("ttplan.costmodel.rules", "Grad"),
     "register_rule": ("ttplan.costmodel.rules", "register_rule"),
     "trace": ("ttplan.costmodel.trace", "trace"),
+    "fold_batchnorm": ("ttplan.costmodel.transforms", "fold_batchnorm"),
     "ZOO_MODELS": ("ttplan.costmodel.zoo", "ZOO_MODELS"),
     "build_zoo_model": ("ttplan.costmodel.zoo", "build_zoo_model"),
     "load_model": ("ttplan.costmodel.zoo", "load_model"),
+    "model_named_in_file": ("ttplan.costmodel.zoo", "zoo_model_named_in_file"),
     "profile": ("ttplan.planner.profiling", "profile"),
+    # Fisher information and the support set
+    "fisher_information": ("ttplan.planner.fisher_probe", "fisher_information"),
+    "fisher_layers": ("ttplan.planner.fisher_probe", "default_candidate_layers"),
+    "open_support": ("ttplan.planner.data", "open_support"),
+    "feeding": ("ttplan.planner.sequence_support", "feeding"),
+    "infer_vocab": ("ttplan.planner.sequence_support", "infer_vocab"),
+    "synthetic_fisher": ("ttplan.reports.table2", "synthetic_fisher"),
+    "PROBE_SAMPLES": ("ttplan.reports.table2", "PROBE_SAMPLES"),
+    "PROBE_SEED": ("ttplan.reports.table2", "PROBE_SEED"),
+    # plans and policies
     "plan": ("ttplan.planner.api", "plan"),
+    "PlanningContext": ("ttplan.planner.context", "PlanningContext"),
     "apply_policy": ("ttplan.planner.apply", "apply_policy"),
     "load_policy": ("ttplan.planner.policy", "load_policy"),
+    "check_policy": ("ttplan.planner.policy", "check_against_graph"),
     "Policy": ("ttplan.planner.policy", "Policy"),
-    "fisher_information": ("ttplan.planner.fisher_probe", "fisher_information"),
+    "export_sparseupdate": ("ttplan.planner.sparseupdate", "export_sparseupdate"),
+    # devices: profiles, predictions, runs, calibration
     "train": ("ttplan.devices.runner", "train"),
     "predict": ("ttplan.devices.planning", "predict_training"),
     "plan_for_device": ("ttplan.devices.planning", "plan_for_device"),
+    "device_context": ("ttplan.devices.planning", "device_context"),
+    "resolve_device": ("ttplan.devices.profiles", "resolve_device"),
+    "builtin_devices": ("ttplan.devices.profiles", "builtin_profiles"),
+    "detect_host": ("ttplan.devices.profiles", "detect_host"),
+    "BUILTIN_CALIBRATIONS": ("ttplan.devices.calibrate", "BUILTIN"),
+    "calibrate": ("ttplan.devices.calibrate", "calibrate"),
+    "calibrate_layers": ("ttplan.devices.calibrate", "calibrate_layers"),
+    "measure_grid": ("ttplan.devices.grid", "measure"),
+    "measure_layer_table": ("ttplan.devices.layermeasure", "measure_table"),
+    "validate_runs": ("ttplan.devices.validate", "validate"),
+    # reports
+    "sweep_last_k": ("ttplan.reports.sweep", "sweep_last_k"),
+    "compare_methods": ("ttplan.reports.compare", "compare_methods"),
+    "COMPARE_METHODS": ("ttplan.reports.compare", "METHODS"),
+    "table2": ("ttplan.reports.table2", "table2"),
+    "run_whatif": ("ttplan.reports.whatif", "run_whatif"),
+    "whatif_data": ("ttplan.reports.whatif", "whatif_data"),
+    "layer_rows": ("ttplan.reports.layers", "layer_rows"),
+    "device_predictor": ("ttplan.reports.predict", "device_predictor"),
+    "build_report": ("ttplan.reports.report", "build_report"),
 }
 
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ttplan' has no attribute {name!r}")
-    module, attribute = _EXPORTS[name]
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -1,10 +1,10 @@
 """What every command shares: one-line errors with exit status 2, output on stdout only when
-the command succeeded, and `--out` through `costmodel.fileio`.
+the command succeeded, and `--out` through `ttplan.io` (written whole or not at all).
 
 `run_safely` wraps a command body:
 * user errors (`TtplanError`), Ctrl-C and running out of memory become one `error:` line on
   stderr and exit status 2;
-* files the command reads are recorded (`fileio.command_io`) so `--out` can refuse them;
+* files the command reads are recorded (`ttplan.io.command_io`) so `--out` can refuse them;
 * while the body runs, stdout (Python's and file descriptor 1, which C libraries such as
   HiGHS print to) points at stderr, so nothing but the result reaches stdout; `emit` keeps the
   results and they are written, in order, once the body succeeded and stdout is stdout again
@@ -27,9 +27,9 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from ttplan.costmodel.errors import SpecError, TtplanError
-from ttplan.costmodel.fileio import check_output_target, command_io, write_text_atomic
-from ttplan.reports.render import DEFAULT_WIDTH, wrap_lines
+from ttplan.io import check_output_target, command_io, write_text_atomic
+from ttplan.render import DEFAULT_WIDTH, wrap_lines
+from ttplan.specs import SpecError, TtplanError
 
 # (text, --out path or None for stdout) that `emit` holds until the command body has returned.
 _pending: list[tuple[str, Optional[str]]] = []
@@ -57,7 +57,7 @@ def run_safely(fn):
         _told.clear()
         try:
             # Imported here, not at the top: `--help` and usage errors never import torch.
-            from ttplan.costmodel.zoo import command_line_models
+            from ttplan.io import command_line_models
 
             # torch's import-time objects live as long as the process: moved out of the
             # collector's reach (once), the first full collection does not walk them (~0.1 s
@@ -88,24 +88,24 @@ def run_safely(fn):
 
 def model_inputs(input_shape: Optional[str], specs: Optional[list[str]],
                  inputs_file: Optional[str], default: Optional[str] = None):
-    """What the model is called with (a `costmodel.inputs.ModelInputs`), from --input-shape,
+    """What the model is called with (a `ttplan.specs.ModelInputs`), from --input-shape,
     --input (repeatable) or --inputs (at most one of them); `default` (a shape) when none is
     given, else None."""
-    from ttplan.costmodel.inputs import as_inputs, from_shape  # imports torch
-    from ttplan.costmodel.specs import parse_input_shape
+    from ttplan.specs import inputs_from_shape, inputs_from_specs  # imports torch
+    from ttplan.specs import parse_input_shape
 
     given = [flag for flag, value in (("--input-shape", input_shape), ("--input", specs),
                                       ("--inputs", inputs_file)) if value]
     if len(given) > 1:
         raise SpecError(f"give one of {' and '.join(given)}, not both")
     if specs:
-        return as_inputs(list(specs))
+        return inputs_from_specs(list(specs))
     if inputs_file:
         if not inputs_file.lower().endswith(".npz"):
             raise SpecError(f"--inputs takes an .npz file, not {inputs_file!r}")
-        return as_inputs(inputs_file)
+        return inputs_from_specs(inputs_file)
     shape = input_shape or default
-    return from_shape(parse_input_shape(shape)) if shape else None
+    return inputs_from_shape(parse_input_shape(shape)) if shape else None
 
 
 def tell(line: str) -> None:
@@ -131,7 +131,7 @@ def _flush_told() -> None:
 
 
 def emit(text: str, out: Optional[str]) -> None:
-    """A result of the command: to `out` (see costmodel.fileio) or to stdout, written once the
+    """A result of the command: to `out` (see `ttplan.io`) or to stdout, written once the
     command body has succeeded."""
     _pending.append((text, out))
 
@@ -243,7 +243,7 @@ class OneLineErrors(TyperGroup):
 
 
 def table_width() -> int:
-    """The width tables fit (reports.render.fit_table): $COLUMNS when it is a sensible number,
+    """The width tables fit (`ttplan.render.fit_table`): $COLUMNS when it is a sensible number,
     else 100. The terminal itself is not asked, so piped output is the same as on screen."""
     text = os.environ.get("COLUMNS", "")
     if text.isascii() and text.isdigit() and 40 <= int(text) <= 1000:
@@ -251,18 +251,12 @@ def table_width() -> int:
     return DEFAULT_WIDTH
 
 
-def check_choice(value: str, choices, what: str) -> str:
-    if value not in choices:
-        raise SpecError(f"unknown {what} {value!r}: use {', '.join(choices)}")
-    return value
-
-
 def warn_uncosted(graph, other_warnings=()) -> None:
     """One stderr line per kind of operator of `graph` without a cost rule, with how many
-    there are (`costmodel.costs.unknown_op_warnings`); other warnings as they are."""
-    from ttplan.costmodel.costs import unknown_op_warnings
+    there are (`ttplan.render.uncosted_warnings`); other warnings as they are."""
+    from ttplan.render import uncosted_warnings
 
-    for warning in unknown_op_warnings(graph):
+    for warning in uncosted_warnings(graph):
         tell(f"warning: {warning}")
     for warning in other_warnings:
         if not str(warning).startswith("no cost rule for "):

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
-
 import typer
 
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
-from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.options import CostOptions
-from ttplan.costmodel.specs import parse_compute, parse_input_shape
-from ttplan.costmodel.units import percent
-from ttplan.reports.render import FORMATS, render, render_rows
+from ttplan.render import percent, render, render_rows
+from ttplan.specs import SpecError, parse_compute, parse_input_shape
 
 from .common import emit, model_inputs, run_safely, table_width, tell, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, BatchSize, Blocks, Classifier,
-                      Convention, Device, GradientBits, InputShape, InputSpecs, InputsFile,
-                      Iterations, ModelArg, ProfileInputShape,
-                      Optimizer, Out, Samples, TimeBudget, WeightBits, WeightsFile,
-                      WeightsInFlash, Wide)
+                      ComputeBudget, Convention, Device, FisherFile, GradientBits, InputShape,
+                      InputSpecs, InputsFile, Iterations, MemoryBudget, ModelArg, Optimizer, Out,
+                      ProfileFormat, ProfileInputShape, Samples, SweepConvention, TableFormat,
+                      TimeBudget, Update, WeightBits, WeightsFile, WeightsInFlash, Wide)
 
 
 @run_safely
@@ -30,8 +25,7 @@ def profile(
     input_specs: InputSpecs = None,
     inputs_file: InputsFile = None,
     batch_size: BatchSize = None,
-    update: str = typer.Option("all", help="all | none | bias-only | last-layers:K | "
-                               "last-blocks:K | policy.json"),
+    update: Update = "all",
     convention: Convention = None,
     optimizer: Optimizer = None,
     weight_bits: WeightBits = None,
@@ -48,7 +42,7 @@ def profile(
                                     help="pytorch convention: modules in train mode (BatchNorm "
                                     "keeps batch statistics) or eval mode, as `ttplan train` "
                                     "runs them"),
-    fmt: str = typer.Option("table", "--format", help="table | json | csv | md"),
+    fmt: ProfileFormat = "table",
     wide: Wide = False,
     out: Out = None,
 ):
@@ -57,10 +51,8 @@ def profile(
     All of it is trained by default; --update picks what is trained. With --update
     policy.json, the policy's input shape, convention, optimizer and bit widths are used
     unless given."""
-    from ttplan.planner.profiling import profile as profile_model
+    from ttplan import profile as profile_model
 
-    if fmt not in FORMATS:
-        raise SpecError(f"unknown --format {fmt!r}: use {', '.join(FORMATS)}")
     shape = parse_input_shape(input_shape) if input_shape is not None else None
     inputs = model_inputs(None, input_specs, inputs_file) if input_specs or inputs_file else None
     if inputs is not None and shape is not None:
@@ -91,9 +83,9 @@ def sweep(
     input_shape: InputShape = None,
     input_specs: InputSpecs = None,
     inputs_file: InputsFile = None,
-    convention: str = typer.Option("both", help="paper | pytorch | both"),
+    convention: SweepConvention = "both",
     blocks: Blocks = None,
-    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    fmt: TableFormat = "table",
     wide: Wide = False,
     out: Out = None,
 ):
@@ -101,14 +93,10 @@ def sweep(
 
     Saved activations, peak memory and backward MACs for each K, the shape of the paper's
     Table 7."""
-    from ttplan.costmodel.profile import resolve_model
-    from ttplan.costmodel.trace import trace
-    from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
+    from ttplan import CostOptions, resolve_model, sweep_last_k, trace
+    from ttplan.render import SWEEP_FIELDS
+    from ttplan.specs import parse_k_range
 
-    if convention not in ("paper", "pytorch", "both"):
-        raise SpecError(f"unknown convention {convention!r}: use paper, pytorch or both")
-    if fmt not in ("table", "json", "csv"):
-        raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
     conventions = ("paper", "pytorch") if convention == "both" else (convention,)
     # Frozen weights counted in RAM under both conventions, so the two columns compare.
     options = tuple(CostOptions(c, weights_in_flash=False) for c in conventions)
@@ -124,10 +112,9 @@ def sweep(
 @run_safely
 def compare(
     model: ModelArg,
-    fisher: Optional[str] = typer.Option(None, help="Fisher file from `ttplan fisher` "
-                                         "(needed for tinytrain)"),
-    memory: Optional[str] = typer.Option(None, help="memory budget, e.g. 1MB"),
-    compute: Optional[str] = typer.Option(None, help="compute budget, e.g. 15% or 6.5M"),
+    fisher: FisherFile = None,
+    memory: MemoryBudget = None,
+    compute: ComputeBudget = None,
     input_shape: InputShape = None,
     input_specs: InputSpecs = None,
     inputs_file: InputsFile = None,
@@ -138,18 +125,18 @@ def compare(
     time: TimeBudget = None,
     iterations: Iterations = 40,
     samples: Samples = 25,
-    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    fmt: TableFormat = "table",
     wide: Wide = False,
     out: Out = None,
 ):
     """Table-2-style comparison of every method's memory and backward MACs on one model.
 
     --convention defaults to paper; with --device, to the device's runtime."""
-    from ttplan.devices.planning import device_context
-    from ttplan.reports.compare import COMPARE_FIELDS, DEVICE_FIELDS, METHODS, compare_methods
+    from ttplan import COMPARE_METHODS as METHODS
+    from ttplan import compare_methods, device_context
+    from ttplan.render import COMPARE_DEVICE_FIELDS as DEVICE_FIELDS
+    from ttplan.render import COMPARE_FIELDS
 
-    if fmt not in ("table", "json", "csv"):
-        raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
     if time is not None and device is None:
         raise SpecError("--time needs --device: the time model is a device's calibration")
     on = None if device is None else device_context(device, time=time, iterations=iterations,
@@ -183,6 +170,6 @@ COMPARE_HEADS = {"memory_ratio": "x mem", "compute_ratio": "x MACs", "backward_m
 
 def total_potential(fisher: str) -> float:
     """The Fisher potential of every probed layer of a Fisher file (what shares are of)."""
-    from ttplan.planner.fisher_file import load_fisher
+    from ttplan.io import load_fisher
 
     return math.fsum(load_fisher(fisher, None).potential.values())

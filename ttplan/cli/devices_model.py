@@ -8,40 +8,32 @@ import typer
 
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
-from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.units import human_bytes, human_joules, human_seconds
-from ttplan.devices.profiles import builtin_profiles, detect_host, resolve_device
-from ttplan.devices.workload import DEFAULT_ITERATIONS, DEFAULT_SAMPLES
-from ttplan.planner.jsonio import dumps
-from ttplan.reports.render import render_rows, wrap_lines
+from ttplan.io import json_text as dumps
+from ttplan.render import human_bytes, human_joules, human_seconds, render_rows, wrap_lines
+from ttplan.specs import DEFAULT_ITERATIONS, DEFAULT_SAMPLES, SpecError
 
 from .common import emit, model_inputs, run_safely, table_width, tell
-from .options import (DEFAULT_INPUT_SHAPE, Classifier, InputShape, InputSpecs, InputsFile,
-                      ModelArg, Out, WeightsFile, Wide)
+from .options import (DEFAULT_INPUT_SHAPE, BatchSize, Calibration, Classifier, InputShape,
+                      InputSpecs, InputsFile, Iterations, ModelArg, Out, Samples, TableFormat,
+                      Update, WeightsFile, Wide)
 
-FORMATS = ("table", "json", "csv")
-Format = typer.Option("table", "--format", help="table | json | csv")
 DEVICE_FIELDS = ("name", "ram_bytes", "reserve_bytes", "runtime_bytes", "flash_bytes", "cores",
                  "clock_hz", "calibration", "description")
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
 
 
 @run_safely
 def devices(
     device: List[str] = typer.Option([], "--device", help="also show this device JSON file "
                                      "(repeatable)"),
-    fmt: str = Format,
+    fmt: TableFormat = "table",
     wide: Wide = False,
     out: Out = None,
 ):
     """Built-in device profiles (RAM, flash, cores, clock, with sources) and the detected host."""
-    from ttplan.devices.calibrate import BUILTIN
+    from ttplan import BUILTIN_CALIBRATIONS as BUILTIN
+    from ttplan import builtin_devices as builtin_profiles
+    from ttplan import detect_host, resolve_device
 
-    _check_format(fmt)
     profiles = [*builtin_profiles().values(), detect_host(), *(resolve_device(d) for d in device)]
     rows = [{**p.to_dict(), "calibration": "built-in" if p.name in BUILTIN else None}
             for p in profiles]
@@ -67,24 +59,23 @@ def calibrate(
     layer_table: List[str] = typer.Option([], "--layer-table", help="per-layer table from "
                                           "`ttplan measure --layer-table` (repeatable): fit the "
                                           "per-layer model too"),
-    fmt: str = Format,
+    fmt: TableFormat = "table",
     out: Out = None,
 ):
     """Fit the device's time/energy model to its runs in LOG; write the calibration JSON.
 
     With --layer-table (repeatable), the per-layer model is fitted from those tables too."""
-    from ttplan.devices.calibrate import calibrate as fit_calibration
-    from ttplan.devices.calibrate import calibration_text
-    from ttplan.devices.logs import load_device_logs
+    from ttplan import calibrate as fit_calibration
+    from ttplan import resolve_device
+    from ttplan.io import calibration_text, load_device_logs
 
-    _check_format(fmt)
     if log is None and not layer_table:
         raise SpecError("give a LOG of runs, --layer-table files, or both")
     frame = load_device_logs(log) if log is not None else None
     profile = resolve_device(device, log_names=set() if frame is None else set(frame["device"]))
     if layer_table:
-        from ttplan.devices.calibrate import calibrate_layers
-        from ttplan.devices.layerrun import load_table
+        from ttplan import calibrate_layers
+        from ttplan.io import load_layer_table as load_table
         tables = [load_table(path) for path in layer_table]
         cal = calibrate_layers(tables, profile, frame, log or "log")
     else:
@@ -149,27 +140,23 @@ def _summary_text(d: dict) -> str:
 @run_safely
 def predict(
     model: ModelArg,
-    update: str = typer.Option(..., help="policy.json, or none | all | bias-only | "
-                               "last-layers:K | last-blocks:K"),
+    update: Update,
     device: str = typer.Option(..., help="pi-zero-2, jetson-nano, a device or calibration JSON"),
-    calibration: Optional[str] = typer.Option(None, help="calibration JSON (default: the "
-                                              "device's built-in one)"),
-    iterations: int = typer.Option(DEFAULT_ITERATIONS, help="passes over the samples"),
-    samples: int = typer.Option(DEFAULT_SAMPLES, help="support samples"),
-    batch_size: Optional[int] = typer.Option(None, help="default: the policy's, or N of "
-                                             "--input-shape"),
+    calibration: Calibration = None,
+    iterations: Iterations = DEFAULT_ITERATIONS,
+    samples: Samples = DEFAULT_SAMPLES,
+    batch_size: BatchSize = None,
     input_shape: InputShape = None,
     input_specs: InputSpecs = None,
     inputs_file: InputsFile = None,
     weights: WeightsFile = None,
     classifier: Classifier = False,
-    fmt: str = Format,
+    fmt: TableFormat = "table",
     out: Out = None,
 ):
     """Predicted time per phase, energy and fit in RAM of training on a device."""
-    from ttplan.devices.planning import predict_training
+    from ttplan import predict as predict_training
 
-    _check_format(fmt)
     inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
     result = predict_training(model, update, device, calibration=calibration,
                               iterations=iterations, samples=samples, batch_size=batch_size,
@@ -218,16 +205,17 @@ def validate(
     device: List[str] = typer.Option([], "--device", help="device JSON file for a device "
                                      "name in the log (repeatable)"),
     plot: Optional[str] = typer.Option(None, help="write a predicted-vs-measured PNG here"),
-    fmt: str = Format,
+    fmt: TableFormat = "table",
     wide: Wide = False,
     out: Out = None,
 ):
     """Predicted against measured for every run; leave-one-out median and max |error|."""
-    from ttplan.devices.calibrate import load_calibration
-    from ttplan.devices.logs import load_device_logs
-    from ttplan.devices.validate import ROW_FIELDS, plot_validation, validate as validate_log
+    from ttplan import resolve_device
+    from ttplan import validate_runs as validate_log
+    from ttplan.io import load_calibration, load_device_logs
+    from ttplan.render import VALIDATION_FIELDS as ROW_FIELDS
+    from ttplan.render import plot_validation
 
-    _check_format(fmt)
     frame = load_device_logs(log)
     names = set(frame["device"])
     given = {p.name: p for p in (resolve_device(d) for d in device)}

@@ -11,17 +11,16 @@ import typer
 
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
-from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import parse_duration, parse_input_shape, parse_int
-from ttplan.costmodel.units import human_bytes, human_macs, human_seconds
-from ttplan.devices.workload import DEFAULT_ITERATIONS
-from ttplan.reports.render import render_rows, wrap_lines
+from ttplan.render import human_bytes, human_macs, human_seconds, render_rows, wrap_lines
+from ttplan.specs import (DEFAULT_ITERATIONS, DEFAULT_SAMPLES, SpecError, parse_duration,
+                          parse_input_shape, parse_int)
 
 from .common import emit, model_inputs, run_safely, table_width, tell
-from .options import (Convention, InputSpecs, InputsFile, ModelArg, Out, Vocab, WeightsFile,
-                      Wide)
+from .options import (Calibration, ComputeBudget, Convention, InputSpecs, InputsFile, Iterations,
+                      MaxIterations, MemoryBudget, ModelArg, Out, Progress, RunSamples, Seed,
+                      StepBatchSize, SupportData, SupportSamples, Synthetic, TableFormat, Vocab,
+                      WeightsFile, Wide)
 
-TRAIN_FORMATS = ("table", "json", "csv")
 MEASURE_TABLE_FIELDS = ("method", "batch_size", "iterations", "load_s", "fisher_s", "plan_s",
                         "train_s", "saved_bytes_measured", "peak_bytes_pytorch", "peak_rss_bytes")
 
@@ -35,24 +34,21 @@ def train(
                                          "none | sparseupdate | tinytl"),
     update: Optional[str] = typer.Option(None, help="or an update spec: none | all | "
                                          "bias-only | last-layers:K | last-blocks:K"),
-    memory: Optional[str] = typer.Option(None, help="with --method: peak memory budget, e.g. 1MB"),
-    compute: Optional[str] = typer.Option(None, help="with --method: backward MACs budget, "
-                                          "e.g. 15% or 6.5M"),
+    memory: MemoryBudget = None,
+    compute: ComputeBudget = None,
     convention: Convention = None,
-    data: Optional[str] = typer.Option(None, help="support set: folder of class sub-folders, "
-                                       "or an .npz with x and y"),
-    synthetic: bool = typer.Option(False, help="use synthetic Gaussian samples instead"),
-    samples: Optional[str] = typer.Option(None, help="at most this many samples "
-                                          "(class-balanced); synthetic default 25"),
-    seed: int = typer.Option(0, help="synthetic data, augmentation, sample order"),
+    data: SupportData = None,
+    synthetic: Synthetic = False,
+    samples: SupportSamples = None,
+    seed: Seed = 0,
     input_shape: Optional[str] = typer.Option(None, help="N,C,H,W (default: the policy's, "
                                               "else 1,3,128,128; N is --batch-size)"),
     input_specs: InputSpecs = None,
     inputs_file: InputsFile = None,
     vocab: Vocab = None,
     weights: WeightsFile = None,
-    iterations: str = typer.Option(str(DEFAULT_ITERATIONS), help="passes over the samples"),
-    batch_size: str = typer.Option("1", help="samples per training step"),
+    iterations: Iterations = DEFAULT_ITERATIONS,
+    batch_size: StepBatchSize = 1,
     lr: str = typer.Option("0.01", help="learning rate"),
     optimizer: Optional[str] = typer.Option(None, help="sgd | momentum | adam (default: the "
                                             "policy's, else sgd); no weight decay"),
@@ -63,31 +59,27 @@ def train(
     device: Optional[str] = typer.Option(None, help="predict the run's phases with this "
                                          "device's calibrated model: a built-in name, host, a "
                                          "device or calibration JSON"),
-    calibration: Optional[str] = typer.Option(None, help="calibration JSON to predict with "
-                                              "(default: the device's built-in one)"),
+    calibration: Calibration = None,
     log: Optional[str] = typer.Option(None, help="append one row to this CSV log"),
-    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    fmt: TableFormat = "table",
     out: Out = None,
-    progress: Optional[bool] = typer.Option(
-        None, help="progress bars on stderr (default: when it is a terminal)"),
+    progress: Progress = None,
 ):
     """Fine-tune on the support samples following a policy, measured beside its prediction."""
-    from ttplan.devices.logs import LOG_COLUMNS, append_log_row, check_log_target
-    from ttplan.devices.runner import train as train_model
+    from ttplan import train as train_model
+    from ttplan.io import LOG_COLUMNS, append_log_row, check_log_target
 
-    if fmt not in TRAIN_FORMATS:
-        raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
     if log:
         check_log_target(log)  # before the run, not after it
     show = sys.stderr.isatty() if progress is None else progress
     result = train_model(
         model, policy=policy, method=method, update=update, memory=memory, compute=compute,
         convention=convention, data=data, synthetic=synthetic,
-        samples=None if samples is None else _positive_int("--samples", samples), seed=seed,
+        samples=samples, seed=seed,
         inputs=model_inputs(input_shape, input_specs, inputs_file), weights=weights,
         vocab=vocab,
-        iterations=_positive_int("--iterations", iterations),
-        batch_size=_positive_int("--batch-size", batch_size), lr=_positive_float("--lr", lr),
+        iterations=iterations,
+        batch_size=batch_size, lr=_positive_float("--lr", lr),
         optimizer=optimizer, holdout=holdout, device_name=device_name, device=device,
         calibration=calibration, progress=show)
     for warning in result.warnings:
@@ -108,7 +100,7 @@ def train(
 def _accuracy_caveat(model: str, weights: Optional[str], synthetic: bool) -> Optional[str]:
     """Why the accuracy line means nothing, if it does not: a zoo model without --weights has
     fixed-seed random weights; synthetic samples are Gaussian blobs, not a task."""
-    from ttplan.costmodel.zoo import ZOO_MODELS
+    from ttplan import ZOO_MODELS
 
     if weights is None and model in ZOO_MODELS:
         return ("meaningless: random fixed-seed weights (a zoo model without --weights); "
@@ -126,11 +118,10 @@ def measure(
     log: Optional[str] = typer.Option(None, help="append one row per run to this CSV log "
                                       "(required for the grid)"),
     device_name: str = typer.Option("host", help="the device column of the log rows"),
-    samples: str = typer.Option("25", help="synthetic samples per run"),
-    seed: int = typer.Option(0, help="synthetic data and augmentation"),
+    samples: RunSamples = DEFAULT_SAMPLES,
+    seed: Seed = 0,
     input_shape: str = typer.Option("1,3,128,128", help="N,C,H,W (N is each run's batch size)"),
-    iterations: str = typer.Option(str(DEFAULT_ITERATIONS), help="at most this many "
-                                   "iterations per run (fewer when time is short)"),
+    iterations: MaxIterations = DEFAULT_ITERATIONS,
     batch_sizes: str = typer.Option("1,4,16", help="the grid's batch sizes, in the order "
                                     "to run them"),
     isolate: bool = typer.Option(
@@ -140,23 +131,20 @@ def measure(
     layer_table: Optional[str] = typer.Option(
         None, help="instead of the grid: write this model's per-layer device table (every "
         "layer timed alone at each batch size, short runs for the overheads; JSON) here"),
-    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    fmt: TableFormat = "table",
     wide: Wide = False,
     out: Out = None,
 ):
     """Calibration runs: a fixed grid of updates and batch sizes within a time limit."""
-    from ttplan.devices.grid import measure as measure_grid
-    from ttplan.devices.logs import LOG_COLUMNS
+    from ttplan import measure_grid
+    from ttplan.io import LOG_COLUMNS
 
-    if fmt not in TRAIN_FORMATS:
-        raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
     if layer_table:
-        from ttplan.devices.layerrun import save_table
-        from ttplan.devices.layermeasure import measure_table
+        from ttplan import measure_layer_table as measure_table
+        from ttplan.io import save_layer_table as save_table
         table = measure_table(model, input_shape=parse_input_shape(input_shape),
                               batch_sizes=_batch_sizes(batch_sizes),
-                              samples=_positive_int("--samples", samples), seed=seed,
-                              iterations=_positive_int("--iterations", iterations),
+                              samples=samples, seed=seed, iterations=iterations,
                               report=lambda line: typer.echo(line, err=True))
         save_table(layer_table, table)
         for warning in table["warnings"]:
@@ -168,9 +156,9 @@ def measure(
         raise SpecError("--log is required (or --layer-table for a per-layer table)")
     limit_s = parse_duration(time_limit, "time limit")
     rows = measure_grid(model, time_limit_s=limit_s, log=log, device_name=device_name,
-                        samples=_positive_int("--samples", samples), seed=seed,
+                        samples=samples, seed=seed,
                         input_shape=parse_input_shape(input_shape),
-                        max_iterations=_positive_int("--iterations", iterations),
+                        max_iterations=iterations,
                         isolate=isolate, batch_sizes=_batch_sizes(batch_sizes),
                         report=lambda line: typer.echo(line, err=True))
     tell(f"appended {len(rows)} row(s) to {log}")
@@ -180,10 +168,6 @@ def measure(
     else:
         text = render_rows(rows, LOG_COLUMNS, fmt)
     emit(text, out)
-
-
-def _positive_int(flag: str, text: str) -> int:
-    return parse_int(text, flag, minimum=1)
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:

@@ -2,18 +2,18 @@
 
 Each is an `Annotated` type: a command declares `optimizer: Optimizer = "sgd"` and gets the
 same flag name and help text as every other command that takes it. Every number goes through
-`costmodel.specs` (ASCII digits, bounded): integer options use `parser=`, so a bad value is a
+`ttplan.specs` (ASCII digits, bounded): integer options use `parser=`, so a bad value is a
 usage error (one line, exit status 2) naming the option.
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
-from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import MAX_INPUT_ELEMENTS, MAX_INT, parse_fraction, parse_int
+from ttplan.specs import MAX_INPUT_ELEMENTS, MAX_INT, SpecError, parse_fraction, parse_int
 
 
 def _number(parse, *bounds):
@@ -31,14 +31,56 @@ _NO_DEFAULT = object()
 
 
 def count_option(help_text: str, minimum: int = 1, maximum: int = MAX_INT, default=_NO_DEFAULT):
-    """An integer option parsed by `specs.parse_int` (no default inside `Annotated`)."""
+    """An integer option parsed by `ttplan.specs.parse_int` (no default inside `Annotated`)."""
     first = () if default is _NO_DEFAULT else (default,)
     return typer.Option(*first, help=help_text, parser=_number(parse_int, minimum, maximum),
                         metavar="<int>")
 
 
+# Typer >= 0.22 raises its own vendored copy of Click's exceptions: the UsageError that
+# `common.OneLineErrors` prints as it is (a BadParameter would be "Invalid value for ...").
+_USAGE_ERROR = next(k for k in typer.BadParameter.__mro__ if k.__name__ == "UsageError")
+
+
+def _one_of(choices) -> str:
+    return choices[0] if len(choices) == 1 else f"{', '.join(choices[:-1])} or {choices[-1]}"
+
+
+def choice_option(what: str, choices, help_text: str, *flags: str):
+    """A text option that is one of `choices` (its default in the command's signature),
+    checked while the command line is read: any other value is the usage error
+    `unknown WHAT 'x': use a, b or c`, before any work."""
+    choices = tuple(str(getattr(c, "value", c)) for c in choices)
+
+    def parser(value):
+        if value is None or value in choices:
+            return value
+        raise _USAGE_ERROR(f"unknown {what} {value!r}: use {_one_of(choices)}")
+
+    return typer.Option(*flags, help=help_text, parser=parser,
+                        metavar="[" + "|".join(choices) + "]")
+
+
+class OutputFormat(str, Enum):
+    """Every format a command writes; each command offers some of them (`format_option`)."""
+    TABLE = "table"  # for people: fits $COLUMNS, human units (--wide: everything)
+    JSON = "json"
+    CSV = "csv"
+    MD = "md"
+    LATEX = "latex"
+    HTML = "html"
+    SPARSEUPDATE = "sparseupdate"  # SparseUpdate's backward_config
+
+
+def format_option(*formats: OutputFormat, note: str = ""):
+    """`--format`, one of `formats` (listed by --help), any other refused while the command
+    line is read."""
+    return choice_option("--format", formats, "output format" + (f" {note}" if note else ""),
+                         "--format")
+
+
 def fraction_option(help_text: str, default: float):
-    """A decimal in (0, 1] parsed by `specs.parse_fraction`."""
+    """A decimal in (0, 1] parsed by `ttplan.specs.parse_fraction`."""
     return typer.Option(default, help=help_text, parser=_number(parse_fraction),
                         metavar="<fraction>")
 
@@ -47,7 +89,7 @@ ModelArg = Annotated[str, typer.Argument(
     help="zoo name (mcunet-5fps, mbv2-w0.35, proxyless-w0.3) or import path module:callable")]
 InputShape = Annotated[Optional[str], typer.Option(
     help="N,C,H,W of one input batch")]
-# Inputs other than one float image (costmodel.inputs); `model_inputs` reads the three.
+# Inputs other than one float image (`ttplan.specs.ModelInputs`); `model_inputs` reads the three.
 InputSpecs = Annotated[Optional[list[str]], typer.Option(
     "--input", help="one input of the model as [NAME:]DTYPE[D0,D1,...] (D0 is the batch), "
     "e.g. ids:int64[1,128] or float32[1,40,100]; repeat for several: no name = positional, in "
@@ -76,6 +118,11 @@ WeightsInFlash = Annotated[Optional[bool], typer.Option(
     help="where frozen weights live; default: flash under paper (A.4), RAM under pytorch")]
 WeightsFile = Annotated[Optional[str], typer.Option(
     "--weights", help="state_dict file (loaded with weights_only=True)")]
+Update = Annotated[str, typer.Option(
+    help="what is trained: all | none | bias-only | last-layers:K | last-blocks:K | "
+    "policy.json")]
+Calibration = Annotated[Optional[str], typer.Option(
+    help="calibration JSON to predict with (default: the device's built-in one)")]
 Classifier = Annotated[bool, typer.Option(help="zoo models: keep the ImageNet classifier")]
 Blocks = Annotated[Optional[str], typer.Option(
     "--blocks", help="regular expression naming the blocks' module paths, e.g. "
@@ -87,22 +134,65 @@ Out = Annotated[Optional[str], typer.Option(
 Wide = Annotated[bool, typer.Option(
     "--wide", help="the whole table with exact values, however wide (default: fit $COLUMNS, "
     "else 100 columns, in human units)")]
-Seed = Annotated[int, count_option("random seed", minimum=0)]
+Seed = Annotated[int, count_option("random seed: synthetic samples, augmentation, sample "
+                                   "order, random channels, sparseupdate's search", minimum=0)]
 BatchSize = Annotated[Optional[int], count_option("replaces N of --input-shape (dim 0 of every "
                                                   "--input)",
                                                   maximum=MAX_INPUT_ELEMENTS)]
 
 DEFAULT_INPUT_SHAPE = "1,3,128,128"  # as text, for the commands that always need one
 
-# Device-aware planning (plan, compare): see devices.planning.
+# Device-aware planning (plan, compare): see `ttplan.plan_for_device`.
 Device = Annotated[Optional[str], typer.Option(
     help="plan for a device (pi-zero-2, jetson-nano, ..., a device or calibration JSON): "
          "memory budget = its RAM minus its reserve unless --memory; predicted time/energy")]
 TimeBudget = Annotated[Optional[str], typer.Option(
     "--time", help="training-time budget on --device through its calibration, e.g. 10min")]
-Iterations = Annotated[int, typer.Option(help="with --device: passes over the samples")]
-Samples = Annotated[int, typer.Option(help="with --device: support samples")]
+Iterations = Annotated[int, count_option("passes over the support samples (plan, compare, "
+                                         "whatif, report: with --device)")]
+Samples = Annotated[int, typer.Option(help="support samples of the predicted run (plan, "
+                                      "compare, whatif, report: with --device)")]
+FisherFile = Annotated[Optional[str], typer.Option(
+    "--fisher", help="Fisher file from `ttplan fisher` (needed for tinytrain)")]
 FisherProbe = Annotated[Optional[str], typer.Option(
     "--fisher", help="Fisher file from `ttplan fisher` (default: the synthetic probe)")]
-Solver = Annotated[str, typer.Option(help="greedy (Algorithm 1) | exact (MILP)")]
+MemoryBudget = Annotated[Optional[str], typer.Option(
+    "--memory", help="peak memory budget, e.g. 1MB, 512KiB")]
+ComputeBudget = Annotated[Optional[str], typer.Option(
+    "--compute", help="backward MACs budget: a share of full training (15%) or MACs (6.5M)")]
+Solver = Annotated[str, choice_option("solver", ("greedy", "exact"),
+                                      "greedy (Algorithm 1) | exact (MILP)")]
 Channels = Annotated[str, typer.Option(help="fisher | l2norm | random")]
+
+# The support set of `fisher` and `train`.
+SupportData = Annotated[Optional[str], typer.Option(
+    "--data", help="support set: folder of class sub-folders, or an .npz with x and y")]
+Synthetic = Annotated[bool, typer.Option(help="use synthetic Gaussian samples instead")]
+SupportSamples = Annotated[Optional[int], count_option(
+    "at most this many samples (class-balanced); synthetic default 25", maximum=10_000_000)]
+StepBatchSize = Annotated[int, count_option("samples per training step")]  # train
+# `measure`'s grid of runs.
+MaxIterations = Annotated[int, count_option(
+    "at most this many passes per run (fewer when time is short)")]
+RunSamples = Annotated[int, count_option("synthetic samples per run")]
+Progress = Annotated[Optional[bool], typer.Option(
+    help="progress bars on stderr (default: when it is a terminal)")]
+
+# --format: the formats each command offers, each declared once.
+_F = OutputFormat
+TableFormat = Annotated[str, format_option(_F.TABLE, _F.JSON, _F.CSV)]
+ProfileFormat = Annotated[str, format_option(_F.TABLE, _F.JSON, _F.CSV, _F.MD)]
+PlanFormat = Annotated[str, format_option(_F.TABLE, _F.JSON, note="(on stdout)")]
+ExportFormat = Annotated[str, format_option(_F.SPARSEUPDATE)]
+# Default None: from --out's suffix (`reports._format`).
+_BY_SUFFIX = "(default: from --out's suffix, else table)"
+Table2Format = Annotated[Optional[str], format_option(_F.TABLE, _F.MD, _F.CSV, _F.JSON,
+                                                      _F.LATEX, note=_BY_SUFFIX)]
+ReportTableFormat = Annotated[Optional[str], format_option(_F.TABLE, _F.CSV, _F.JSON,
+                                                           note=_BY_SUFFIX)]
+ReportFormat = Annotated[str, format_option(
+    _F.HTML, _F.MD, note="(html: one file; md: a folder, with each figure as PNG, SVG and "
+    "PDF)")]
+# sweep compares the two conventions by default.
+SweepConvention = Annotated[str, choice_option("convention", ("paper", "pytorch", "both"),
+                                               "paper | pytorch | both")]

@@ -11,31 +11,27 @@ import typer
 
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
-from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import parse_compute
-from ttplan.costmodel.units import human_bytes, human_joules, human_macs, human_seconds, percent
-from ttplan.planner.jsonio import dumps
-from ttplan.planner.probe_defaults import DEFAULT_TAIL_FRACTION
-from ttplan.reports.render import fit_table, wrap_lines
+from ttplan.io import json_text as dumps
+from ttplan.render import (fit_table, human_bytes, human_joules, human_macs, human_seconds,
+                           percent, wrap_lines)
+from ttplan.specs import DEFAULT_TAIL_FRACTION, SpecError, parse_compute
 
 from .common import emit, model_inputs, note, run_safely, table_width, tell, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Channels, Classifier,
-                      Convention, Device, GradientBits, InputShape, InputSpecs, InputsFile,
-                      Iterations, ModelArg, Optimizer, Out, Samples, Solver, TimeBudget, Vocab,
-                      WeightBits, WeightsFile, WeightsInFlash, count_option, fraction_option)
+                      ComputeBudget, Convention, Device, ExportFormat, FisherFile, GradientBits,
+                      InputShape, InputSpecs, InputsFile, Iterations, MemoryBudget, ModelArg,
+                      Optimizer, Out, PlanFormat, Progress, Samples, Seed, Solver, SupportData,
+                      SupportSamples, Synthetic, TimeBudget, Vocab, WeightBits, WeightsFile,
+                      WeightsInFlash, count_option, fraction_option)
 
 
 @run_safely
 def fisher(
     model: ModelArg,
-    data: Optional[str] = typer.Option(None, help="support set: folder of class "
-                                       "sub-folders, or an .npz with x and y"),
-    synthetic: bool = typer.Option(False, help="use synthetic Gaussian samples instead"),
-    samples: Optional[int] = count_option("at most this many samples (class-balanced); "
-                                          "synthetic default 25", maximum=10_000_000,
-                                          default=None),
-    seed: int = count_option("synthetic data and pseudo-query augmentation", minimum=0,
-                             default=0),
+    data: SupportData = None,
+    synthetic: Synthetic = False,
+    samples: SupportSamples = None,
+    seed: Seed = 0,
     input_shape: Optional[str] = typer.Option(None, help="N,C,H,W of the model input "
                                               "(default 1,3,128,128)"),
     input_specs: InputSpecs = None,
@@ -49,15 +45,11 @@ def fisher(
                                    default=1),
     weights: WeightsFile = None,
     out: Out = None,
-    progress: Optional[bool] = typer.Option(
-        None, help="progress bar over samples on stderr (default: when it is a terminal)"),
+    progress: Progress = None,
 ):
     """Fisher information per output channel (Eq. 2) of the last layers, on your samples."""
-    from ttplan.costmodel.profile import resolve_model
-    from ttplan.costmodel.trace import trace
-    from ttplan.planner.data import open_support
-    from ttplan.planner.fisher_probe import default_candidate_layers, fisher_information
-    from ttplan.planner.sequence_support import feeding, infer_vocab
+    from ttplan import fisher_information, feeding, infer_vocab, open_support, resolve_model, trace
+    from ttplan import fisher_layers as default_candidate_layers
 
     inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
     module, name = resolve_model(model, weights=weights, classifier=loss == "ce")
@@ -79,10 +71,9 @@ def plan(
     model: ModelArg,
     method: str = typer.Option("tinytrain", help="tinytrain | none | fulltrain | "
                                "lastlayer | tinytl | sparseupdate"),
-    fisher: Optional[str] = typer.Option(None, help="Fisher JSON from `ttplan fisher`"),
-    memory: Optional[str] = typer.Option(None, help="peak memory budget, e.g. 1MB, 512KiB"),
-    compute: Optional[str] = typer.Option(None, help="backward MACs budget: 15% of full "
-                                          "training, or 6.5M"),
+    fisher: FisherFile = None,
+    memory: MemoryBudget = None,
+    compute: ComputeBudget = None,
     solver: Solver = "greedy",
     channels: Channels = "fisher",
     scheme: str = typer.Option("auto", help="sparseupdate: auto | released | search"),
@@ -97,32 +88,29 @@ def plan(
     weights_in_flash: WeightsInFlash = None,
     classifier: Classifier = False,
     weights: WeightsFile = None,
-    seed: int = count_option("random channels, sparseupdate search", minimum=0, default=0),
+    seed: Seed = 0,
     blocks: Blocks = None,
     device: Device = None,
     time: TimeBudget = None,
     iterations: Iterations = 40,
     samples: Samples = 25,
     out: Out = None,
-    fmt: str = typer.Option("table", "--format", help="table | json (on stdout)"),
+    fmt: PlanFormat = "table",
 ):
     """Choose the layers and channels to train within memory and compute budgets.
 
     --convention defaults to paper; with --device, to what trains there (its runtime:
     pytorch on a Linux board, paper on a microcontroller)."""
-    from ttplan.costmodel.profile import resolve_model
-    from ttplan.devices.planning import plan_for_device
-    from ttplan.planner.api import plan as make_plan
-    from ttplan.planner.fisher_file import load_fisher
+    from ttplan import plan as make_plan
+    from ttplan import plan_for_device, resolve_model
+    from ttplan.io import load_fisher
 
-    if fmt not in ("table", "json"):
-        raise SpecError(f"unknown --format {fmt!r}: use table or json")
     if time is not None and device is None:
         raise SpecError("--time needs --device: the time model is a device's calibration")
     module, name = resolve_model(model, weights=weights, classifier=classifier)
     if device is None:
         make, convention = make_plan, convention or "paper"
-    else:  # convention None: the device's runtime decides (devices.planning.plan_for_device)
+    else:  # convention None: the device's runtime decides (`ttplan.plan_for_device`)
         make = functools.partial(plan_for_device, device=device, time=time,
                                  iterations=iterations, samples=samples)
     policy = make(
@@ -149,25 +137,19 @@ def plan(
 @run_safely
 def export(
     policy: str = typer.Argument(..., help="policy JSON from `ttplan plan`"),
-    fmt: str = typer.Option("sparseupdate", "--format", help="sparseupdate"),
+    fmt: ExportFormat = "sparseupdate",
     model: Optional[str] = typer.Option(None, help="the model, if the policy's name is "
                                         "not a zoo name (import path module:callable); a "
                                         "policy's own name is never imported"),
-    classifier: bool = typer.Option(False, help="zoo models: the policy was made with "
-                                    "the classifier"),
+    classifier: Classifier = False,
     out: Out = None,
 ):
     """Convert a policy to SparseUpdate's backward_config.
 
     The config's n_bias_update, manual_weight_idx and weight_update_ratio, as JSON."""
-    from ttplan.costmodel.profile import resolve_model
-    from ttplan.costmodel.trace import trace
-    from ttplan.costmodel.zoo import zoo_model_named_in_file
-    from ttplan.planner.policy import load_policy
-    from ttplan.planner.sparseupdate import export_sparseupdate
+    from ttplan import export_sparseupdate, load_policy, resolve_model, trace
+    from ttplan import model_named_in_file as zoo_model_named_in_file
 
-    if fmt != "sparseupdate":
-        raise SpecError(f"unknown --format {fmt!r}: use sparseupdate")
     loaded = load_policy(policy)
     if loaded.method == "tinytl":
         raise SpecError("a tinytl policy trains lite-residual modules SparseUpdate's "
@@ -194,10 +176,10 @@ def _channel_totals(graph) -> dict[str, tuple[int, ...]]:
 def _without_bias(graph) -> frozenset[str]:
     """Layers with no bias to train (an embedding, a free parameter): their bias cell is "-",
     not "yes". A layer's attached BatchNorm trains its shift with the bias under either
-    convention (planner.apply), so the folded graph says which layers have one."""
+    convention (`ttplan.apply_policy`), so the folded graph says which layers have one."""
     if graph is None:
         return frozenset()
-    from ttplan.costmodel.transforms import fold_batchnorm
+    from ttplan import fold_batchnorm
     nodes = fold_batchnorm(graph).nodes
     return frozenset(name for name, node in nodes.items() if not node.bias_numel)
 

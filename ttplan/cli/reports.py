@@ -1,7 +1,7 @@
 """The report commands: `ttplan table2`, `ttplan whatif`, `ttplan layers`, `ttplan report`.
 
 `whatif` and `report` take `--device` (with `--iterations`, `--samples`, as `plan` and
-`compare` take them): device time, energy and fit in RAM through `reports.predict`.
+`compare` take them): device time, energy and fit in RAM through `ttplan.device_predictor`.
 """
 
 from __future__ import annotations
@@ -14,31 +14,27 @@ import typer
 
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
-from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.fileio import write_bytes_atomic
-from ttplan.costmodel.specs import parse_bytes, parse_compute, parse_input_shape
+from ttplan.io import write_bytes_atomic
+from ttplan.specs import SpecError, parse_bytes, parse_compute, parse_input_shape
 
 from .common import emit, model_inputs, note, run_safely, table_width, tell
-from .options import (DEFAULT_INPUT_SHAPE, Channels, Convention, Device, FisherProbe,
-                      InputSpecs, InputsFile,
-                      InputShape, Iterations, ModelArg, Optimizer, Out, Samples, Solver,
-                      WeightsInFlash, Wide)
-
-FisherFile = Optional[str]
+from .options import (DEFAULT_INPUT_SHAPE, Channels, ComputeBudget, Convention, Device,
+                      FisherProbe, InputShape, InputSpecs, InputsFile, Iterations, MemoryBudget,
+                      ModelArg, Optimizer, Out, Progress, ReportFormat, ReportTableFormat,
+                      Samples, Solver, Table2Format, WeightsInFlash, Wide)
 
 
 def _write_figure(path: Optional[str], draw) -> None:
-    from ttplan.reports.figures import format_of
+    from ttplan.render import figure_format
 
     if path:
-        write_bytes_atomic(path, draw(format_of(path)))
+        write_bytes_atomic(path, draw(figure_format(path)))
         tell(f"wrote {path}")
 
 
 def _fisher_or_probe(fisher: Optional[str], module, name: str, shape):
-    from ttplan.costmodel.inputs import ModelInputs
-    from ttplan.planner.sequence_support import infer_vocab
-    from ttplan.reports.table2 import PROBE_SAMPLES, PROBE_SEED, synthetic_fisher
+    from ttplan import PROBE_SAMPLES, PROBE_SEED, infer_vocab, synthetic_fisher
+    from ttplan.specs import ModelInputs
 
     if fisher is not None:
         return fisher
@@ -51,8 +47,7 @@ def _fisher_or_probe(fisher: Optional[str], module, name: str, shape):
 
 def _predictor(device: Optional[str], iterations: int, samples: int):
     """The device predictor, checked before any work (an unknown device is a one-line error)."""
-    from ttplan.devices.planning import device_context
-    from ttplan.reports.predict import device_predictor
+    from ttplan import device_context, device_predictor
 
     if device is None:
         return None
@@ -60,11 +55,11 @@ def _predictor(device: Optional[str], iterations: int, samples: int):
 
 
 def _format(fmt: Optional[str], out: Optional[str], allowed, default: str) -> str:
+    """--format as given (checked while the command line was read), else from --out's
+    suffix when it is one of `allowed` (.tex: latex), else `default`."""
     if fmt is None:
         suffix = Path(out).suffix.lower().lstrip(".") if out else ""
         fmt = {"tex": "latex"}.get(suffix, suffix) if suffix in (*allowed, "tex") else default
-    if fmt not in allowed:
-        raise SpecError(f"unknown --format {fmt!r}: use {', '.join(allowed)}")
     return fmt
 
 
@@ -72,15 +67,13 @@ def _format(fmt: Optional[str], out: Optional[str], allowed, default: str) -> st
 def table2(
     models: Optional[List[str]] = typer.Argument(
         None, help="zoo names or module:callable (default: the three zoo models)"),
-    fisher: FisherFile = typer.Option(None, help="Fisher file (one model only)"),
+    fisher: Optional[str] = typer.Option(None, help="Fisher file (one model only)"),
     fisher_dir: Optional[str] = typer.Option(None, help="folder of <model>.json Fisher files"),
     input_shape: InputShape = DEFAULT_INPUT_SHAPE,
-    memory: str = typer.Option("1MB", help="TinyTrain's memory budget (paper: ~1 MB)"),
-    compute: str = typer.Option("15%", help="TinyTrain's compute budget (paper: 15%)"),
+    memory: MemoryBudget = "1MB",
+    compute: ComputeBudget = "15%",
     optimizer: Optimizer = "momentum",
-    fmt: Optional[str] = typer.Option(None, "--format",
-                                      help="table | md | csv | json | latex (default: "
-                                      "from --out's suffix, else table)"),
+    fmt: Table2Format = None,
     wide: Wide = False,
     out: Out = None,
     plot: Optional[str] = typer.Option(None, help="Figure-1-style chart (.png, .svg or .pdf)"),
@@ -89,9 +82,9 @@ def table2(
 
     The paper's printed figures stand beside ttplan's for the zoo models; md and latex
     print the paper's compact layout, csv and json every column."""
-    from ttplan.costmodel.zoo import ZOO_MODELS
-    from ttplan.reports.table2 import plot_table2, render_table2
-    from ttplan.reports.table2 import table2 as table2_data
+    from ttplan import ZOO_MODELS
+    from ttplan import table2 as table2_data
+    from ttplan.render import plot_table2, render_table2
 
     models = list(models or ZOO_MODELS)
     fmt = _format(fmt, out, ("table", "md", "csv", "json", "latex"), "table")
@@ -135,23 +128,19 @@ def whatif(
                                        "predicted time with --device (.png, .svg or .pdf)"),
     pareto_plot: Optional[str] = typer.Option(None, help="Pareto frontier figure (.png, .svg "
                                               "or .pdf)"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="table | csv | json (default: "
-                                      "from --out's suffix, else table)"),
+    fmt: ReportTableFormat = None,
     out: Out = None,
-    progress: Optional[bool] = typer.Option(None, help="progress bar (default: on a terminal)"),
+    progress: Progress = None,
 ):
     """Plan every cell of a memory x compute grid: what each budget buys."""
-    from ttplan.costmodel.profile import resolve_model
-    from ttplan.planner.context import PlanningContext
-    from ttplan.reports.whatif import (parse_methods, parse_range, plot_heatmaps, plot_pareto,
-                                       render_whatif, run_whatif, whatif_data)
+    from ttplan import PlanningContext, resolve_model, run_whatif, whatif_data
+    from ttplan.render import plot_heatmaps, plot_pareto, render_whatif
+    from ttplan.specs import parse_methods, parse_range
 
     fmt = _format(fmt, out, ("table", "csv", "json"), "table")
     methods = parse_methods(method)
     memory_values, compute_values = parse_range(memory, "memory"), parse_range(compute, "compute")
     shape = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
-    if solver not in ("greedy", "exact"):
-        raise SpecError(f"unknown solver {solver!r}: use greedy or exact")
     predictor = _predictor(device, iterations, samples)
     if solver == "exact" and channels != "fisher":
         raise SpecError("the exact solver maximises captured Fisher and needs channels=fisher")
@@ -178,15 +167,14 @@ def layers(
     input_specs: InputSpecs = None,
     inputs_file: InputsFile = None,
     plot: Optional[str] = typer.Option(None, help="Figure-3-style chart (.png, .svg or .pdf)"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="table | csv | json"),
+    fmt: ReportTableFormat = None,
     wide: Wide = False,
     out: Out = None,
 ):
     """Per candidate layer: memory, backward MACs, Fisher potential and s_i (Figure 3 style)."""
-    from ttplan.costmodel.profile import resolve_model
-    from ttplan.planner.context import PlanningContext
-    from ttplan.planner.policy import check_against_graph, load_policy
-    from ttplan.reports.layers import layer_rows, plot_layers, render_layers
+    from ttplan import PlanningContext, layer_rows, load_policy, resolve_model
+    from ttplan import check_policy as check_against_graph
+    from ttplan.render import plot_layers, render_layers
 
     fmt = _format(fmt, out, ("table", "csv", "json"), "table")
     shape = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
@@ -207,8 +195,8 @@ def layers(
 def report(
     model: ModelArg,
     fisher: FisherProbe = None,
-    memory: str = typer.Option("1MB", help="memory budget of the plan"),
-    compute: str = typer.Option("15%", help="compute budget of the plan"),
+    memory: MemoryBudget = "1MB",
+    compute: ComputeBudget = "15%",
     solver: Solver = "greedy",
     input_shape: InputShape = DEFAULT_INPUT_SHAPE,
     whatif_memory: Optional[str] = typer.Option(None, help="what-if memory range (default: "
@@ -217,18 +205,14 @@ def report(
     device: Device = None,
     iterations: Iterations = 40,
     samples: Samples = 25,
-    fmt: str = typer.Option("html", "--format", help="html (one file) | md (a folder, with "
-                            "each figure as PNG, SVG and PDF)"),
+    fmt: ReportFormat = "html",
     out: str = typer.Option(..., help="the HTML file, or the folder for md"),
 ):
     """One self-contained report: profile, plan and why, Table 2, what-if maps, layers."""
-    from ttplan.reports.report import build_report, render_html, write_markdown
-    from ttplan.reports.whatif import parse_range
+    from ttplan import build_report
+    from ttplan.render import render_html, write_markdown
+    from ttplan.specs import parse_range
 
-    if fmt not in ("html", "md"):
-        raise SpecError(f"unknown --format {fmt!r}: use html or md")
-    if solver not in ("greedy", "exact"):
-        raise SpecError(f"unknown solver {solver!r}: use greedy or exact")
     parse_range(whatif_compute, "compute")
     if whatif_memory is not None:
         parse_range(whatif_memory, "memory")
