@@ -126,7 +126,7 @@ Calibration = Annotated[Optional[str], typer.Option(
 Classifier = Annotated[bool, typer.Option(help="zoo models: keep the ImageNet classifier")]
 Blocks = Annotated[Optional[str], typer.Option(
     "--blocks", help="regular expression naming the blocks' module paths, e.g. "
-    "'stages\\.\\d+\\.blocks\\.\\d+' (default: the repeated units, see README)")]
+    "'stages\\.\\d+\\.blocks\\.\\d+' (default: the repeated units, see docs/guides/profile.md)")]
 Out = Annotated[Optional[str], typer.Option(
     help="write to this file instead of stdout (a symlink is followed; /dev/null, a terminal "
          "or a FIFO is written through; a directory, a hard-linked, read-only or input file "
