@@ -6,7 +6,7 @@ fitted by non-negative least squares (scipy.optimize.nnls) on RELATIVE residuals
 is divided by its measured value, so a 7-minute run weighs as much as a 2-hour one, and the
 errors reported are percentages. A term enters the fit only if the log can say something about
 it: load_s and plan_s when some run measured them (else 0: they are folded into the other
-terms), fisher_s_per_sample when there are tinytrain runs, swap_s_per_byte when the device's RAM
+terms), fisher_mac_s when some tinytrain run probed (probe_macs > 0), swap_s_per_byte when the device's RAM
 is known and some run's peak (under the device's runtime) exceeds the available RAM.
 Energy: the three powers are fitted the same way (nnls, relative) to the measured joules,
 given the seconds the fitted time model puts under each.
@@ -53,7 +53,8 @@ from .profiles import DeviceProfile, profile_from_dict
 from .stepcost import COST_COLUMNS, StepCost
 
 FORMAT = "ttplan-calibration"
-VERSION = 3  # 2: the depthwise and operator terms; 3: the per-layer model (`layers`)
+VERSION = 4  # 2: the depthwise and operator terms; 3: the per-layer model (`layers`);
+# 4: the Fisher probe priced per probe MAC (fisher_mac_s), not per sample
 MIN_RUNS = 3
 FIT_METHOD = ("scipy.optimize.nnls on relative residuals (each equation divided by its "
               "measured value; columns scaled to unit maximum)")
@@ -77,7 +78,8 @@ def measured_runs(log: pd.DataFrame) -> list[Measured]:
     out = []
     for r in log.to_dict("records"):
         cost = StepCost(int(r["batch_size"]), *(int(r[c]) for c in COST_COLUMNS))
-        run = Run(r["method"], int(r["iterations"]), int(r["samples"]), cost)
+        run = Run(r["method"], int(r["iterations"]), int(r["samples"]), cost,
+                  int(r["probe_macs"]))
         phases = {p: _value(r[c]) for p, c in _PHASE_COLUMNS.items()}
         out.append(Measured(r["model"], run, float(r["total_s"]), phases, _value(r["energy_j"])))
     return out
@@ -95,7 +97,7 @@ def _value(x) -> float | None:
 # data can tell them apart only with many runs. Chosen on the shipped logs' leave-one-model-out
 # error (notes/device_time_model.md §6): with all 12 the Pi's held-out-model max was 20.8 %.
 TERM_PRIORITY = ("step_s", "dense_mac_s", "weight_grad_mac_s", "swap_s_per_byte",
-                 "fisher_s_per_sample", "tensor_update_s", "operator_s", "element_s",
+                 "fisher_mac_s", "tensor_update_s", "operator_s", "element_s",
                  "depthwise_mac_s", "depthwise_weight_grad_mac_s", "backward_operator_s",
                  "backward_element_s")
 RUNS_PER_TERM = 2
@@ -122,7 +124,7 @@ def _uninformed_terms(runs: list[Measured], device: DeviceProfile) -> dict[str, 
     if not any(m.phases["plan"] is not None for m in probes):
         out["plan_s"] = "no tinytrain run measured plan_s: selection is folded into the other terms"
     if not probes:
-        out["fisher_s_per_sample"] = "no tinytrain runs"
+        out["fisher_mac_s"] = "no tinytrain run probed on the device"
     if device.ram_bytes is None:
         out["swap_s_per_byte"] = "the device's RAM is unknown"
     for name in TIME_NAMES:

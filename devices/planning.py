@@ -32,6 +32,7 @@ from ttplan.planner.select import LinearLimit
 
 from .calibrate import Calibration, resolve_calibration, round6
 from .model import PHASES, Run, linear_time_limit, runtime_peak
+from .probecost import probe_macs_of_run
 from .process import process_memory
 from .profiles import DeviceProfile, resolve_device
 from .stepcost import StepCost, policy_step_cost, step_cost
@@ -125,9 +126,12 @@ def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None
             f"time {ctx.time_s:g} s on {ctx.device.name} (per-layer model)"),)}
     if ctx.time_s is not None:
         steps = steps_of(ctx.iterations, ctx.samples, int(input_shape[0]))
+        probe = probe_macs_of_run(method, model, input_shape, ctx.samples) \
+            if model is not None else None
+        if method == "tinytrain" and probe is None:
+            raise SpecError("a tinytrain time budget needs the model, to count its probe's MACs")
         coefficients, limit = linear_time_limit(
-            ctx.calibration.time_terms, steps=steps, samples=ctx.samples,
-            probes=method == "tinytrain", limit_s=ctx.time_s)
+            ctx.calibration.time_terms, steps=steps, probe_macs=probe, limit_s=ctx.time_s)
         if limit <= 0:
             raise SpecError(f"a time budget of {ctx.time_s:g} s is below what any {method} "
                             f"run takes on {ctx.device.name} ({ctx.time_s - limit:.4g} s for "
@@ -138,13 +142,15 @@ def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None
 
 
 def prediction(ctx: DeviceContext, method: str, cost: StepCost, run: dict | None = None,
-               sample_shape=None) -> dict:
+               sample_shape=None, probe_macs: int | None = None) -> dict:
     """Time per phase, energy and fit in RAM of one configuration on the device. `run`: what
     the run executes (devices.layerrun.run_description); with a per-layer calibration the
     phases are the sum of what it runs (devices.layermodel). `sample_shape` (one sample's
     shape): the support set's share of the process's peak resident memory (devices.process);
     where a process is predicted, `fits_ram` compares its peak resident set with the RAM the
-    OS leaves (`process_ram_bytes`), else the runtime's peak with the available RAM."""
+    OS leaves (`process_ram_bytes`), else the runtime's peak with the available RAM.
+    `probe_macs`: the Fisher probe's MACs of a tinytrain run (devices.probecost), which the
+    whole-run model prices its Fisher phase by."""
     available = ctx.device.available_bytes
     peak = runtime_peak(cost, ctx.device)
     process = process_memory(ctx.device, cost.peak_bytes_pytorch, ctx.samples,
@@ -168,7 +174,7 @@ def prediction(ctx: DeviceContext, method: str, cost: StepCost, run: dict | None
         return _layer_prediction(out, cal, run)
     if not cal.whole_run:
         return out
-    p = cal.predict(Run(method, ctx.iterations, ctx.samples, cost))
+    p = cal.predict(Run(method, ctx.iterations, ctx.samples, cost, probe_macs))
     out.update(phases={f"{ph}_s": round6(p.phases[f"{ph}_s"]) for ph in PHASES},
                total_s=round6(p.total_s),
                energy_j=None if p.energy_j is None else round6(p.energy_j),
@@ -250,7 +256,8 @@ def predict_training(model, update, device, *, calibration=None,
     run = None
     if ctx.calibration.layers is not None and method != "tinytl":  # tinytl adds modules
         run = layer_run(module, updates, shape, ctx, probes=method == "tinytrain")
-    out = {"model": name, **prediction(ctx, method, cost, run, _sample_shape(shape))}
+    probe = None if run is not None else probe_macs_of_run(method, module, shape, ctx.samples)
+    out = {"model": name, **prediction(ctx, method, cost, run, _sample_shape(shape), probe)}
     keys = ("model", "device", "calibration", "iterations", "samples", "batch_size", "phases",
             "total_s", "energy_j", "peak_bytes", "peak_rss_bytes", "process_memory",
             "fits_ram", "error_band_pct", "energy_error_band_pct", "time_model", "energy_basis")
@@ -291,8 +298,11 @@ def attach_prediction(ctx: DeviceContext, policy: Policy, model=None) -> dict:
             model is not None and policy.method != "tinytl":  # tinytl adds modules
         module, _ = resolve_model(model)
         run = layer_run(module, policy.updates(), tuple(policy.input_shape), ctx, probes=False)
+    probe = None if run is not None else probe_macs_of_run(
+        policy.method, model if model is not None else policy.model_name,
+        policy.model_inputs(), ctx.samples)
     predicted = prediction(ctx, policy.method, policy_step_cost(policy), run,
-                           tuple(policy.input_shape[1:]))
+                           tuple(policy.input_shape[1:]), probe)
     predicted["time_limit_s"] = ctx.time_s
     predicted["within_time"] = None if ctx.time_s is None or predicted["total_s"] is None \
         else predicted["total_s"] <= ctx.time_s
