@@ -297,6 +297,9 @@ def calibrate(log: pd.DataFrame, device: DeviceProfile, log_source: str = "log",
     all_notes += [f"{name} fitted as 0: these runs give no evidence for it beyond the other "
                   "terms; configurations unlike the logged ones are extrapolations"
                   for name in TIME_NAMES if name not in left_out and time_terms[name] == 0]
+    probe_note = _probe_note(runs, left_out)
+    if probe_note:
+        all_notes.append(probe_note)
     if energy_terms is None:
         all_notes.append(f"no energy model: fewer than {MIN_RUNS} runs measured energy_j")
     data = {
@@ -310,6 +313,22 @@ def calibrate(log: pd.DataFrame, device: DeviceProfile, log_source: str = "log",
         "notes": all_notes,
     }
     return Calibration(device, time_terms, energy_terms, data, label=f"fitted to {log_source}")
+
+
+def _probe_note(runs: list[Measured], left_out: dict) -> str | None:
+    """What the log can say about the Fisher probe's time (devices.model: one coefficient per
+    probe MAC), when it is fitted."""
+    if "fisher_mac_s" in left_out:
+        return None
+    probing = [m for m in runs if m.run.probes]
+    timed = sum(1 for m in probing if m.phases["fisher"])
+    if not timed:
+        return (f"fisher_mac_s from the totals of {len(probing)} tinytrain run(s) alone (no run "
+                "measured fisher_s): it also carries their planning time (plan_s is not "
+                "fitted) and what of their training the other terms miss")
+    return (f"fisher_mac_s from {timed} measured probe phase(s) (fisher_s): one coefficient for "
+            "all the probe's MACs; its operator calls, elements and kinds of operator are not "
+            "separate terms, too few probe times to determine them")
 
 
 def _section(terms, values, left_out, rows) -> dict:
