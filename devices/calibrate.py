@@ -403,6 +403,7 @@ def calibration_from_dict(d, source: str) -> Calibration:
     def bad(problem: str) -> SpecError:
         return SpecError(f"{source} is not a valid calibration: {problem}")
 
+    d = _from_version_3(d, source)
     check_header(d, source, FORMAT, VERSION, "calibration")
     check_keys(d, _TOP, "the calibration", bad)
     device = profile_from_dict(d["device"], source, header=False, ram_optional=True)
@@ -417,6 +418,31 @@ def calibration_from_dict(d, source: str) -> Calibration:
     if not (isinstance(d["notes"], list) and all(isinstance(n, str) for n in d["notes"])):
         raise bad("'notes' must be a list of strings")
     return Calibration(device, time_terms, energy_terms, d, label=source)
+
+
+def _from_version_3(d, source: str):
+    """A version-3 calibration read as version 4 when nothing is lost: its Fisher term
+    (fisher_s_per_sample) was not fitted, as in a per-layer calibration; else a one-line
+    refusal saying what to do."""
+    if not (isinstance(d, dict) and d.get("format") == FORMAT and d.get("version") == 3
+            and not isinstance(d.get("version"), bool)):
+        return d
+    try:
+        terms = d["time"]["terms"]
+        old = terms["fisher_s_per_sample"]
+        value = old["value"]
+    except (KeyError, TypeError):
+        return d  # not valid either way: the checks below say why
+    if value != 0 or old.get("identified"):
+        raise SpecError(f"{source} is a version-3 calibration that prices the Fisher probe per "
+                        "sample (fisher_s_per_sample); this ttplan prices it per probe MAC: "
+                        "calibrate again from a log with the probe_macs column (ttplan train "
+                        "or ttplan measure write it)")
+    fisher = next(t for t in TIME_TERMS if t.name == "fisher_mac_s")
+    new_terms = {("fisher_mac_s" if k == "fisher_s_per_sample" else k):
+                 ({**v, "unit": fisher.unit, "meaning": fisher.meaning}
+                  if k == "fisher_s_per_sample" else v) for k, v in terms.items()}
+    return {**d, "version": VERSION, "time": {**d["time"], "terms": new_terms}}
 
 
 def _terms(section, terms, where: str, bad) -> dict[str, float]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.profile import resolve_model
-from ttplan.costmodel.inputs import resolve_inputs
+from ttplan.costmodel.inputs import at_batch, resolve_inputs, shape_of
 from ttplan.costmodel.specs import parse_duration, parse_input_shape, parse_update
 from ttplan.planner.api import plan
 from ttplan.planner.policy import Policy, load_policy
@@ -114,8 +114,9 @@ class LayerTimeLimit:
 
 def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None,
                  model=None) -> dict:
-    """plan() keyword arguments the device adds: memory_bytes and limits. `model`: the
-    nn.Module or name (for a per-layer calibration's probe work)."""
+    """plan() keyword arguments the device adds: memory_bytes and limits. `input_shape`: an
+    input shape or ModelInputs. `model`: the nn.Module or name (for a per-layer
+    calibration's probe work, and the probe's MACs of a tinytrain time budget)."""
     memory = memory_bytes if memory_bytes is not None else ctx.device.available_bytes
     limits = ()
     if ctx.time_s is not None and ctx.calibration.layers is not None and model is not None:
@@ -125,7 +126,7 @@ def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None
             ctx.calibration.layers, ctx.iterations, ctx.samples, None, ctx.time_s,
             f"time {ctx.time_s:g} s on {ctx.device.name} (per-layer model)"),)}
     if ctx.time_s is not None:
-        steps = steps_of(ctx.iterations, ctx.samples, int(input_shape[0]))
+        steps = steps_of(ctx.iterations, ctx.samples, shape_of(input_shape)[0])
         probe = probe_macs_of_run(method, model, input_shape, ctx.samples) \
             if model is not None else None
         if method == "tinytrain" and probe is None:
@@ -212,12 +213,10 @@ def layer_run(module, updates, shape, ctx: DeviceContext, *, probes: bool, graph
 
     from .layerrun import run_description
 
-    traced_on = None
-    if hasattr(shape, "with_batch"):  # costmodel.inputs.ModelInputs: traced on its own inputs
-        traced_on, shape = shape.with_batch(1), tuple(shape.shape)
-    one = (1,) + tuple(shape[1:])
-    graph = graph if graph is not None and tuple(graph.input_shape) == one else \
-        trace(module, traced_on or one, "model")
+    one = at_batch(shape, 1)  # ModelInputs are traced on their own inputs
+    graph = graph if graph is not None and tuple(graph.input_shape) == shape_of(one) else \
+        trace(module, one, "model")
+    shape = shape_of(shape)
     if isinstance(updates, str):
         updates = resolve_updates(parse_update(updates), graph)
     return run_description(module, updates, shape, iterations=ctx.iterations,
@@ -257,16 +256,11 @@ def predict_training(model, update, device, *, calibration=None,
     if ctx.calibration.layers is not None and method != "tinytl":  # tinytl adds modules
         run = layer_run(module, updates, shape, ctx, probes=method == "tinytrain")
     probe = None if run is not None else probe_macs_of_run(method, module, shape, ctx.samples)
-    out = {"model": name, **prediction(ctx, method, cost, run, _sample_shape(shape), probe)}
+    out = {"model": name, **prediction(ctx, method, cost, run, shape_of(shape)[1:], probe)}
     keys = ("model", "device", "calibration", "iterations", "samples", "batch_size", "phases",
             "total_s", "energy_j", "peak_bytes", "peak_rss_bytes", "process_memory",
             "fits_ram", "error_band_pct", "energy_error_band_pct", "time_model", "energy_basis")
     return {k: out[k] for k in keys}
-
-
-def _sample_shape(shape) -> tuple:
-    """One sample's shape: of an input shape, or of the first input of `ModelInputs`."""
-    return tuple(getattr(shape, "shape", shape)[1:])
 
 
 def plan_for_device(model, *, device, time=None, iterations=DEFAULT_ITERATIONS,
@@ -283,7 +277,7 @@ def plan_for_device(model, *, device, time=None, iterations=DEFAULT_ITERATIONS,
     inputs = plan_options.pop("inputs", None)
     given = resolve_inputs(inputs, None if inputs is not None else input_shape)
     policy = plan(model, method=method, inputs=given,
-                  **plan_budgets(ctx, method, given.shape, memory_bytes, model), **plan_options)
+                  **plan_budgets(ctx, method, given, memory_bytes, model), **plan_options)
     attach_prediction(ctx, policy, model)
     return policy
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from ttplan.costmodel.inputs import as_inputs
+from ttplan.costmodel.inputs import at_batch
 from ttplan.costmodel.trace import trace
 from ttplan.planner.fisher import default_candidate_layers
 
@@ -44,8 +44,7 @@ def run_probe_macs(module, inputs, samples: int, *, fisher_layers: float | None 
     `inputs` (an input shape or costmodel.inputs.ModelInputs; its batch is ignored), scoring
     the default candidate layers (the last `fisher_layers` of them, planner.fisher)."""
     if graph is None or int(graph.input_shape[0]) != 1:
-        graph = trace(module, as_inputs(inputs).with_batch(1),
-                      getattr(graph, "model_name", None) or "model")
+        graph = trace(module, at_batch(inputs, 1), getattr(graph, "model_name", None) or "model")
     args = () if fisher_layers is None else (fisher_layers,)
     candidates = default_candidate_layers(module, *args)
     return int(samples) * probe_macs_per_sample(graph, candidates)
