@@ -77,3 +77,13 @@ class DevicePredictor:
 
 def device_predictor(ctx: DeviceContext | None, model=None) -> DevicePredictor | None:
     return None if ctx is None else DevicePredictor(ctx, model)
+
+
+def for_model(predictor: Predictor | None, module) -> Predictor | None:
+    """`predictor` bound to the nn.Module whose configurations it predicts (a tinytrain run's
+    probe is counted on it); a predictor already bound, or not a DevicePredictor, as it is."""
+    if isinstance(predictor, DevicePredictor) and predictor.model is None:
+        bound = DevicePredictor(predictor.ctx, module)
+        bound._seen = predictor._seen  # the same device and workload: share what is costed
+        return bound
+    return predictor
