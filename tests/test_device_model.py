@@ -129,6 +129,12 @@ def test_validate_builtin_logs_meets_the_pi_target(tmp_path):
     assert 0 < pi["within_10_pct"]["run_out"] <= 1 and pi["within_10_pct"]["model_out"] > 0
     assert nano["caveat"].startswith("too few rows: 6 runs fit 4 free terms")
     assert nano["free_terms"] == 4
+    # the Fisher phase alone, where Table 6 measured it: one coefficient per probe MAC
+    assert pi["fisher_phase"] is None  # Figure 5 has totals only
+    fisher = nano["fisher_phase"]
+    assert [r["model"] for r in fisher["rows"]] == ["mcunet-5fps", "mbv2-w0.35", "proxyless-w0.3"]
+    assert [r["measured_s"] for r in fisher["rows"]] == [35.0, 32.2, 26.8]
+    assert fisher["loo_model"]["max_abs_pct"] is not None
     again = runner.invoke(app, ["validate", "--plot", str(tmp_path / "b.png")])
     assert again.exit_code == 0 and "pi-zero-2 (leave-one-out fit): time median" in again.stdout
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
