@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 
-from ttplan.costmodel.inputs import at_batch
+from ttplan.costmodel.inputs import at_batch, from_json
+from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.trace import trace
 from ttplan.planner.fisher import default_candidate_layers
 
@@ -38,13 +39,11 @@ def probe_macs_per_sample(graph, candidates) -> int:
     return int(round(total / int(graph.input_shape[0])))
 
 
-def run_probe_macs(module, inputs, samples: int, *, fisher_layers: float | None = None,
-                   graph=None) -> int:
+def run_probe_macs(module, inputs, samples: int, *, fisher_layers: float | None = None) -> int:
     """probe_macs of a run that probes `samples` support samples of `module` (an nn.Module) fed
     `inputs` (an input shape or costmodel.inputs.ModelInputs; its batch is ignored), scoring
     the default candidate layers (the last `fisher_layers` of them, planner.fisher)."""
-    if graph is None or int(graph.input_shape[0]) != 1:
-        graph = trace(module, at_batch(inputs, 1), getattr(graph, "model_name", None) or "model")
+    graph = trace(module, at_batch(inputs, 1), "model")
     args = () if fisher_layers is None else (fisher_layers,)
     candidates = default_candidate_layers(module, *args)
     return int(samples) * probe_macs_per_sample(graph, candidates)
@@ -57,14 +56,10 @@ def probe_macs_of_run(method: str, model, inputs, samples: int, *,
     (costmodel.profile.resolve_model)."""
     if method.lower() != "tinytrain":
         return None
-    from ttplan.costmodel.profile import resolve_model
-
     module, _ = resolve_model(model)
     return run_probe_macs(module, inputs, samples, fisher_layers=fisher_layers)
 
 
 def graph_inputs(graph):
-    """The inputs `graph` was traced with (costmodel.inputs.ModelInputs)."""
-    from ttplan.costmodel.inputs import from_json, from_shape
-
-    return from_json(graph.input_specs) if graph.input_specs else from_shape(graph.input_shape)
+    """The inputs `graph` was traced with: ModelInputs, or its input shape (the shorthand)."""
+    return from_json(graph.input_specs) if graph.input_specs else tuple(graph.input_shape)
