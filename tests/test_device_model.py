@@ -137,6 +137,7 @@ def test_validate_builtin_logs_meets_the_pi_target(tmp_path):
     assert fisher["loo_model"]["max_abs_pct"] is not None
     again = runner.invoke(app, ["validate", "--plot", str(tmp_path / "b.png")])
     assert again.exit_code == 0 and "pi-zero-2 (leave-one-out fit): time median" in again.stdout
+    assert "Fisher phase (3 runs measured it): median |error|" in again.stdout
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
