@@ -208,6 +208,22 @@ def as_inputs(value) -> ModelInputs:
                     f"strings ({SPEC_FORM}) or an .npz file, not {type(value).__name__}")
 
 
+def shape_of(inputs) -> tuple[int, ...]:
+    """The first input's shape, of ModelInputs or of an input shape (the float-image
+    shorthand) alike: what a graph's `input_shape` records."""
+    if isinstance(inputs, ModelInputs):
+        return inputs.shape
+    return tuple(int(d) for d in inputs)
+
+
+def at_batch(inputs, batch_size: int):
+    """`inputs` with dimension 0 replaced by `batch_size`, in their own form: ModelInputs
+    (every input) or an input shape (a tuple), so a trace sees what it would have seen."""
+    if isinstance(inputs, ModelInputs):
+        return inputs.with_batch(batch_size)
+    return (int(batch_size),) + shape_of(inputs)[1:]
+
+
 def resolve_inputs(inputs=None, input_shape=None, batch_size=None,
                    default=DEFAULT_INPUT_SHAPE) -> ModelInputs:
     """The model's inputs from `inputs` or `input_shape` (not both), batch replaced."""

@@ -6,7 +6,7 @@ fitted by non-negative least squares (scipy.optimize.nnls) on RELATIVE residuals
 is divided by its measured value, so a 7-minute run weighs as much as a 2-hour one, and the
 errors reported are percentages. A term enters the fit only if the log can say something about
 it: load_s and plan_s when some run measured them (else 0: they are folded into the other
-terms), fisher_s_per_sample when there are tinytrain runs, swap_s_per_byte when the device's RAM
+terms), fisher_mac_s when some tinytrain run probed (probe_macs > 0), swap_s_per_byte when the device's RAM
 is known and some run's peak (under the device's runtime) exceeds the available RAM.
 Energy: the three powers are fitted the same way (nnls, relative) to the measured joules,
 given the seconds the fitted time model puts under each.
@@ -53,7 +53,8 @@ from .profiles import DeviceProfile, profile_from_dict
 from .stepcost import COST_COLUMNS, StepCost
 
 FORMAT = "ttplan-calibration"
-VERSION = 3  # 2: the depthwise and operator terms; 3: the per-layer model (`layers`)
+VERSION = 4  # 2: the depthwise and operator terms; 3: the per-layer model (`layers`);
+# 4: the Fisher probe priced per probe MAC (fisher_mac_s), not per sample
 MIN_RUNS = 3
 FIT_METHOD = ("scipy.optimize.nnls on relative residuals (each equation divided by its "
               "measured value; columns scaled to unit maximum)")
@@ -77,7 +78,8 @@ def measured_runs(log: pd.DataFrame) -> list[Measured]:
     out = []
     for r in log.to_dict("records"):
         cost = StepCost(int(r["batch_size"]), *(int(r[c]) for c in COST_COLUMNS))
-        run = Run(r["method"], int(r["iterations"]), int(r["samples"]), cost)
+        run = Run(r["method"], int(r["iterations"]), int(r["samples"]), cost,
+                  int(r["probe_macs"]))
         phases = {p: _value(r[c]) for p, c in _PHASE_COLUMNS.items()}
         out.append(Measured(r["model"], run, float(r["total_s"]), phases, _value(r["energy_j"])))
     return out
@@ -95,7 +97,7 @@ def _value(x) -> float | None:
 # data can tell them apart only with many runs. Chosen on the shipped logs' leave-one-model-out
 # error (notes/device_time_model.md §6): with all 12 the Pi's held-out-model max was 20.8 %.
 TERM_PRIORITY = ("step_s", "dense_mac_s", "weight_grad_mac_s", "swap_s_per_byte",
-                 "fisher_s_per_sample", "tensor_update_s", "operator_s", "element_s",
+                 "fisher_mac_s", "tensor_update_s", "operator_s", "element_s",
                  "depthwise_mac_s", "depthwise_weight_grad_mac_s", "backward_operator_s",
                  "backward_element_s")
 RUNS_PER_TERM = 2
@@ -122,7 +124,7 @@ def _uninformed_terms(runs: list[Measured], device: DeviceProfile) -> dict[str, 
     if not any(m.phases["plan"] is not None for m in probes):
         out["plan_s"] = "no tinytrain run measured plan_s: selection is folded into the other terms"
     if not probes:
-        out["fisher_s_per_sample"] = "no tinytrain runs"
+        out["fisher_mac_s"] = "no tinytrain run probed on the device"
     if device.ram_bytes is None:
         out["swap_s_per_byte"] = "the device's RAM is unknown"
     for name in TIME_NAMES:
@@ -295,6 +297,9 @@ def calibrate(log: pd.DataFrame, device: DeviceProfile, log_source: str = "log",
     all_notes += [f"{name} fitted as 0: these runs give no evidence for it beyond the other "
                   "terms; configurations unlike the logged ones are extrapolations"
                   for name in TIME_NAMES if name not in left_out and time_terms[name] == 0]
+    probe_note = _probe_note(runs, left_out)
+    if probe_note:
+        all_notes.append(probe_note)
     if energy_terms is None:
         all_notes.append(f"no energy model: fewer than {MIN_RUNS} runs measured energy_j")
     data = {
@@ -308,6 +313,22 @@ def calibrate(log: pd.DataFrame, device: DeviceProfile, log_source: str = "log",
         "notes": all_notes,
     }
     return Calibration(device, time_terms, energy_terms, data, label=f"fitted to {log_source}")
+
+
+def _probe_note(runs: list[Measured], left_out: dict) -> str | None:
+    """What the log can say about the Fisher probe's time (devices.model: one coefficient per
+    probe MAC), when it is fitted."""
+    if "fisher_mac_s" in left_out:
+        return None
+    probing = [m for m in runs if m.run.probes]
+    timed = sum(1 for m in probing if m.phases["fisher"])
+    if not timed:
+        return (f"fisher_mac_s from the totals of {len(probing)} tinytrain run(s) alone (no run "
+                "measured fisher_s): it also carries their planning time (plan_s is not "
+                "fitted) and what of their training the other terms miss")
+    return (f"fisher_mac_s from {timed} measured probe phase(s) (fisher_s): one coefficient for "
+            "all the probe's MACs; its operator calls, elements and kinds of operator are not "
+            "separate terms, too few probe times to determine them")
 
 
 def _section(terms, values, left_out, rows) -> dict:
@@ -382,6 +403,7 @@ def calibration_from_dict(d, source: str) -> Calibration:
     def bad(problem: str) -> SpecError:
         return SpecError(f"{source} is not a valid calibration: {problem}")
 
+    d = _from_version_3(d, source)
     check_header(d, source, FORMAT, VERSION, "calibration")
     check_keys(d, _TOP, "the calibration", bad)
     device = profile_from_dict(d["device"], source, header=False, ram_optional=True)
@@ -396,6 +418,31 @@ def calibration_from_dict(d, source: str) -> Calibration:
     if not (isinstance(d["notes"], list) and all(isinstance(n, str) for n in d["notes"])):
         raise bad("'notes' must be a list of strings")
     return Calibration(device, time_terms, energy_terms, d, label=source)
+
+
+def _from_version_3(d, source: str):
+    """A version-3 calibration read as version 4 when nothing is lost: its Fisher term
+    (fisher_s_per_sample) was not fitted, as in a per-layer calibration; else a one-line
+    refusal saying what to do."""
+    if not (isinstance(d, dict) and d.get("format") == FORMAT and d.get("version") == 3
+            and not isinstance(d.get("version"), bool)):
+        return d
+    try:
+        terms = d["time"]["terms"]
+        old = terms["fisher_s_per_sample"]
+        value = old["value"]
+    except (KeyError, TypeError):
+        return d  # not valid either way: the checks below say why
+    if value != 0 or old.get("identified"):
+        raise SpecError(f"{source} is a version-3 calibration that prices the Fisher probe per "
+                        "sample (fisher_s_per_sample); this ttplan prices it per probe MAC: "
+                        "calibrate again from a log with the probe_macs column (ttplan train "
+                        "or ttplan measure write it)")
+    fisher = next(t for t in TIME_TERMS if t.name == "fisher_mac_s")
+    new_terms = {("fisher_mac_s" if k == "fisher_s_per_sample" else k):
+                 ({**v, "unit": fisher.unit, "meaning": fisher.meaning}
+                  if k == "fisher_s_per_sample" else v) for k, v in terms.items()}
+    return {**d, "version": VERSION, "time": {**d["time"], "terms": new_terms}}
 
 
 def _terms(section, terms, where: str, bad) -> dict[str, float]:

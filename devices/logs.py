@@ -16,6 +16,10 @@ Columns (LOG_COLUMNS; an empty cell means "not measured" and is never invented):
   forward_macs ... backward_elements   one training step's costs (devices.stepcost.COST_COLUMNS:
                                  MACs and their depthwise parts, updated tensors, peaks, operator
                                  calls and elements), required whole numbers
+  probe_macs                     MACs of the run's Fisher probe (devices.probecost: the forwards
+                                 over the support samples and the backward of the probed tail),
+                                 0 for a run that did not probe (also a tinytrain policy
+                                 trained from its file); a required whole number
   saved_bytes_measured, peak_rss_bytes   bytes, optional
   torch_version, threads, source  optional
 Loading is strict: a malformed row is a one-line SpecError naming the file, line and column.
@@ -47,7 +51,7 @@ LOG_COLUMNS = (
     "peak_bytes_paper", "peak_bytes_pytorch",
     "depthwise_forward_macs", "depthwise_backward_input_macs", "depthwise_backward_weight_macs",
     "forward_operators", "forward_elements", "backward_operators", "backward_elements",
-    "saved_bytes_measured", "peak_rss_bytes",
+    "probe_macs", "saved_bytes_measured", "peak_rss_bytes",
     "torch_version", "threads", "source",
 )
 
@@ -104,16 +108,18 @@ def append_log_row(path: str | Path, row: dict) -> None:
     note_input(path)  # the command's --out may not replace the log it just appended to
 
 
-# Cost columns added after the schema's first release (depthwise MACs, operator work).
+# Cost columns added after the schema's first release (depthwise MACs, operator work, the
+# probe's MACs).
 _LATER_COLUMNS = ("depthwise_forward_macs", "depthwise_backward_input_macs",
                   "depthwise_backward_weight_macs", "forward_operators", "forward_elements",
-                  "backward_operators", "backward_elements")
+                  "backward_operators", "backward_elements", "probe_macs")
 _TEXT_REQUIRED = ("device", "model", "method")
 _INT_POSITIVE = ("batch_size", "iterations", "samples")
 _INT_REQUIRED = ("forward_macs", "backward_input_macs", "backward_weight_macs", "updated_tensors",
                  "peak_bytes_paper", "peak_bytes_pytorch", "depthwise_forward_macs",
                  "depthwise_backward_input_macs", "depthwise_backward_weight_macs",
-                 "forward_operators", "forward_elements", "backward_operators", "backward_elements")
+                 "forward_operators", "forward_elements", "backward_operators", "backward_elements",
+                 "probe_macs")
 _INT_OPTIONAL = ("saved_bytes_measured", "peak_rss_bytes", "threads")
 _SECONDS = ("load_s", "fisher_s", "plan_s", "train_s")
 _PHASE_TOLERANCE = 1.01  # phases are timed separately; their sum may exceed the total by 1%

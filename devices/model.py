@@ -6,7 +6,7 @@ columns (devices.stepcost). Its end-to-end time (paper §3.2, A.4: load + probe/
 TinyTrain + training) is
 
   load_s   = load_s                                                  [s per run]
-  fisher_s = fisher_s_per_sample x samples              (tinytrain)  [s per support sample]
+  fisher_s = fisher_mac_s x probe_macs                  (tinytrain)  [s per probe MAC]
   plan_s   = plan_s                                     (tinytrain)  [s per run]
   train_s  = steps x ( step_s                                        [s per step]
                      + dense_mac_s x (forward + backward_input MACs, not depthwise)
@@ -21,6 +21,12 @@ TinyTrain + training) is
                      + backward_element_s x backward_elements                 [the same]
                      + swap_s_per_byte x max(0, peak - available RAM) )
                                                                      [s per byte per step]
+
+The probe's MACs (`probe_macs`, devices.probecost) are what it runs: the prototypes' forward
+and each sample's forward over the support samples, and the backward of the probed tail down to
+the earliest probed layer. One coefficient prices them all: the logs measure the probe once
+per model (the Jetson's fisher_s; the Pi only inside its totals), too few rows to split it
+into calls, elements and kinds of operator as the training step is.
 
 Forward and input-gradient MACs share one coefficient: they are the same convolutions (an
 input gradient is a transposed convolution of the same size), and logs of whole runs cannot
@@ -66,8 +72,10 @@ class Term:
 
 TIME_TERMS = (
     Term("load_s", "s per run", "loading the model and starting up", "load"),
-    Term("fisher_s_per_sample", "s per support sample",
-         "TinyTrain's Fisher probe on the device (tinytrain runs only)", "fisher"),
+    Term("fisher_mac_s", "s per probe MAC",
+         "TinyTrain's Fisher probe on the device, per MAC it runs (probe_macs: forwards of "
+         "the support samples and the backward of the probed tail; tinytrain runs only)",
+         "fisher"),
     Term("plan_s", "s per run", "TinyTrain's layer/channel selection on the device "
          "(tinytrain runs only)", "plan"),
     Term("step_s", "s per step", "fixed cost of one training step: framework dispatch, data, "
@@ -96,7 +104,7 @@ PHASES = ("load", "fisher", "plan", "train")
 
 ENERGY_TERMS = (
     Term("overhead_w", "W", "power during load, Fisher probe, planning, per-step, "
-         "per-tensor and per-operator time", "load_s fisher_s_per_sample plan_s step_s "
+         "per-tensor and per-operator time", "load_s fisher_mac_s plan_s step_s "
          "tensor_update_s operator_s backward_operator_s"),
     Term("compute_w", "W", "power while computing MACs and elements",
          "dense_mac_s depthwise_mac_s weight_grad_mac_s depthwise_weight_grad_mac_s "
@@ -110,12 +118,15 @@ ENERGY_GROUPS = {t.name: tuple(t.group.split()) for t in ENERGY_TERMS}
 @dataclass(frozen=True)
 class Run:
     """One end-to-end run: the method (only `tinytrain` has probe and selection phases), its
-    workload, and one step's costs at `cost.batch_size`."""
+    workload, one step's costs at `cost.batch_size`, and the MACs of its Fisher probe
+    (devices.probecost; 0: it did not probe, as a tinytrain policy trained from its file;
+    None: not counted, which a tinytrain run must not be)."""
 
     method: str
     iterations: int
     samples: int
     cost: StepCost
+    probe_macs: int | None = None
 
     @property
     def steps(self) -> int:
@@ -123,7 +134,17 @@ class Run:
 
     @property
     def probes(self) -> bool:
-        return self.method.lower() == "tinytrain"
+        """Whether the run probes and plans on the device: a tinytrain run whose probe ran."""
+        return self.method.lower() == "tinytrain" and self.probe_macs != 0
+
+    def probe_work(self) -> float:
+        """The probe's MACs of a probing run (0 for any other run)."""
+        if not self.probes:
+            return 0.0
+        if self.probe_macs is None:
+            raise ValueError("a tinytrain run's probe_macs must be counted "
+                             "(devices.probecost.run_probe_macs)")
+        return float(self.probe_macs)
 
 
 def runtime_peak(cost: StepCost, device: DeviceProfile) -> int:
@@ -138,7 +159,7 @@ def time_features(run: Run, device: DeviceProfile) -> dict[str, float]:
     excess = 0 if available is None else max(0, runtime_peak(c, device) - available)
     return {
         "load_s": 1.0,
-        "fisher_s_per_sample": float(run.samples) if run.probes else 0.0,
+        "fisher_mac_s": run.probe_work(),
         "plan_s": 1.0 if run.probes else 0.0,
         "step_s": float(steps),
         "dense_mac_s": float(steps) * (c.forward_macs + c.backward_input_macs
@@ -191,7 +212,7 @@ def predict(run: Run, time_terms: dict[str, float], energy_terms: dict[str, floa
     return Prediction(phases, math.fsum(phases.values()), energy)
 
 
-def linear_time_limit(time_terms: dict[str, float], *, steps: int, samples: int, probes: bool,
+def linear_time_limit(time_terms: dict[str, float], *, steps: int, probe_macs: int | None,
                       limit_s: float) -> tuple[tuple[tuple[str, float], ...], float]:
     """A time budget as a linear constraint on a configuration's per-step totals, for a
     configuration within the available RAM (no memory pressure):
@@ -200,11 +221,13 @@ def linear_time_limit(time_terms: dict[str, float], *, steps: int, samples: int,
         backward_operators, backward_elements (planner.select.LinearLimit).
     Each MAC total is priced at the dense rate and its depthwise part (`depthwise_forward_macs`,
     `depthwise_backward_input_macs`, `depthwise_backward_weight_macs`) at the difference of
-    the two rates, which is exactly the model's time."""
+    the two rates, which is exactly the model's time. `probe_macs`: the Fisher probe's MACs
+    when the run probes and plans on the device (None otherwise): a fixed cost, as the probe's
+    work does not depend on the configuration chosen."""
     t = time_terms
     fixed = t["load_s"] + steps * t["step_s"]
-    if probes:
-        fixed += t["fisher_s_per_sample"] * samples + t["plan_s"]
+    if probe_macs is not None:
+        fixed += t["fisher_mac_s"] * probe_macs + t["plan_s"]
     depthwise_extra_s = t["depthwise_mac_s"] - t["dense_mac_s"]
     coefficients = (("forward_macs", steps * t["dense_mac_s"]),
                     ("depthwise_forward_macs", steps * depthwise_extra_s),

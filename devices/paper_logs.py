@@ -10,7 +10,9 @@ for the configuration the paper ran:
   tinytl        the tinytl method's policy (lite residuals and biases), batch 100
   sparseupdate  the released scheme, unscaled (no memory budget), batch 1
   tinytrain     a tinytrain plan at the paper's 1 MB / 15 % budget (paper convention, SGD),
-                with the Fisher information in `devices/data/paper_fisher/MODEL.json`, batch 1
+                with the Fisher information in `devices/data/paper_fisher/MODEL.json`, batch 1;
+                its probe_macs are the synthetic probe's of 25 samples over the default
+                candidate layers at 1x3x128x128 (devices.probecost), 0 for every other method
 
 Run `python devices/data/make_logs.py` to regenerate; a test checks the result is the
 shipped file byte for byte. The Fisher files are the synthetic probe's (25 samples, seed 0,
@@ -36,6 +38,7 @@ from ttplan.planner.fisher import default_candidate_layers, fisher_information
 from ttplan.planner.jsonio import dumps
 
 from .logs import LOG_COLUMNS
+from .probecost import run_probe_macs
 from .stepcost import policy_fingerprint, policy_step_cost
 
 PAPER_SAMPLES = 25
@@ -63,6 +66,12 @@ def paper_fisher_text(model: str) -> str:
                                 loss="protonet", seed=PROBE_SEED)
     fingerprint = trace(module, shape, model_name=model).fingerprint()
     return dumps(result.to_json_dict(model, fingerprint))
+
+
+def paper_probe_macs(model: str) -> int:
+    """The MACs of the paper model's probe (module docstring)."""
+    module, _ = resolve_model(model)
+    return run_probe_macs(module, (1, 3, 128, 128), PAPER_SAMPLES)
 
 
 def paper_policy(model: str, method: str, batch_size: int):
@@ -96,8 +105,9 @@ def _rows() -> list[dict]:
         key = (m["model"], method, batch)
         if key not in costs:
             policy = paper_policy(m["model"], method, batch)
-            costs[key] = (policy_fingerprint(policy), policy_step_cost(policy).columns())
-        fingerprint, columns = costs[key]
+            costs[key] = (policy_fingerprint(policy), policy_step_cost(policy).columns(),
+                          paper_probe_macs(m["model"]) if method == "tinytrain" else 0)
+        fingerprint, columns, probe_macs = costs[key]
         energy = m["energy_kj"].strip()
         out.append({
             "device": m["device"], "model": m["model"], "method": method,
@@ -105,7 +115,7 @@ def _rows() -> list[dict]:
             "samples": PAPER_SAMPLES, "fisher_s": m["fisher_s"].strip(),
             "total_s": m["total_s"].strip(),
             "energy_j": _plain(Decimal(energy) * 1000) if energy else "",
-            **columns, "source": f"paper {m['source']}",
+            **columns, "probe_macs": probe_macs, "source": f"paper {m['source']}",
         })
     return out
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.profile import resolve_model
-from ttplan.costmodel.inputs import resolve_inputs
+from ttplan.costmodel.inputs import at_batch, resolve_inputs, shape_of
 from ttplan.costmodel.specs import parse_duration, parse_input_shape, parse_update
 from ttplan.planner.api import plan
 from ttplan.planner.policy import Policy, load_policy
@@ -32,6 +32,7 @@ from ttplan.planner.select import LinearLimit
 
 from .calibrate import Calibration, resolve_calibration, round6
 from .model import PHASES, Run, linear_time_limit, runtime_peak
+from .probecost import probe_macs_of_run
 from .process import process_memory
 from .profiles import DeviceProfile, resolve_device
 from .stepcost import StepCost, policy_step_cost, step_cost
@@ -113,8 +114,9 @@ class LayerTimeLimit:
 
 def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None,
                  model=None) -> dict:
-    """plan() keyword arguments the device adds: memory_bytes and limits. `model`: the
-    nn.Module or name (for a per-layer calibration's probe work)."""
+    """plan() keyword arguments the device adds: memory_bytes and limits. `input_shape`: an
+    input shape or ModelInputs. `model`: the nn.Module or name (for a per-layer
+    calibration's probe work, and the probe's MACs of a tinytrain time budget)."""
     memory = memory_bytes if memory_bytes is not None else ctx.device.available_bytes
     limits = ()
     if ctx.time_s is not None and ctx.calibration.layers is not None and model is not None:
@@ -124,10 +126,13 @@ def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None
             ctx.calibration.layers, ctx.iterations, ctx.samples, None, ctx.time_s,
             f"time {ctx.time_s:g} s on {ctx.device.name} (per-layer model)"),)}
     if ctx.time_s is not None:
-        steps = steps_of(ctx.iterations, ctx.samples, int(input_shape[0]))
+        steps = steps_of(ctx.iterations, ctx.samples, shape_of(input_shape)[0])
+        probe = probe_macs_of_run(method, model, input_shape, ctx.samples) \
+            if model is not None else None
+        if method == "tinytrain" and probe is None:
+            raise SpecError("a tinytrain time budget needs the model, to count its probe's MACs")
         coefficients, limit = linear_time_limit(
-            ctx.calibration.time_terms, steps=steps, samples=ctx.samples,
-            probes=method == "tinytrain", limit_s=ctx.time_s)
+            ctx.calibration.time_terms, steps=steps, probe_macs=probe, limit_s=ctx.time_s)
         if limit <= 0:
             raise SpecError(f"a time budget of {ctx.time_s:g} s is below what any {method} "
                             f"run takes on {ctx.device.name} ({ctx.time_s - limit:.4g} s for "
@@ -138,13 +143,15 @@ def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None
 
 
 def prediction(ctx: DeviceContext, method: str, cost: StepCost, run: dict | None = None,
-               sample_shape=None) -> dict:
+               sample_shape=None, probe_macs: int | None = None) -> dict:
     """Time per phase, energy and fit in RAM of one configuration on the device. `run`: what
     the run executes (devices.layerrun.run_description); with a per-layer calibration the
     phases are the sum of what it runs (devices.layermodel). `sample_shape` (one sample's
     shape): the support set's share of the process's peak resident memory (devices.process);
     where a process is predicted, `fits_ram` compares its peak resident set with the RAM the
-    OS leaves (`process_ram_bytes`), else the runtime's peak with the available RAM."""
+    OS leaves (`process_ram_bytes`), else the runtime's peak with the available RAM.
+    `probe_macs`: the Fisher probe's MACs of a tinytrain run (devices.probecost), which the
+    whole-run model prices its Fisher phase by."""
     available = ctx.device.available_bytes
     peak = runtime_peak(cost, ctx.device)
     process = process_memory(ctx.device, cost.peak_bytes_pytorch, ctx.samples,
@@ -168,7 +175,7 @@ def prediction(ctx: DeviceContext, method: str, cost: StepCost, run: dict | None
         return _layer_prediction(out, cal, run)
     if not cal.whole_run:
         return out
-    p = cal.predict(Run(method, ctx.iterations, ctx.samples, cost))
+    p = cal.predict(Run(method, ctx.iterations, ctx.samples, cost, probe_macs))
     out.update(phases={f"{ph}_s": round6(p.phases[f"{ph}_s"]) for ph in PHASES},
                total_s=round6(p.total_s),
                energy_j=None if p.energy_j is None else round6(p.energy_j),
@@ -206,12 +213,10 @@ def layer_run(module, updates, shape, ctx: DeviceContext, *, probes: bool, graph
 
     from .layerrun import run_description
 
-    traced_on = None
-    if hasattr(shape, "with_batch"):  # costmodel.inputs.ModelInputs: traced on its own inputs
-        traced_on, shape = shape.with_batch(1), tuple(shape.shape)
-    one = (1,) + tuple(shape[1:])
-    graph = graph if graph is not None and tuple(graph.input_shape) == one else \
-        trace(module, traced_on or one, "model")
+    one = at_batch(shape, 1)  # ModelInputs are traced on their own inputs
+    graph = graph if graph is not None and tuple(graph.input_shape) == shape_of(one) else \
+        trace(module, one, "model")
+    shape = shape_of(shape)
     if isinstance(updates, str):
         updates = resolve_updates(parse_update(updates), graph)
     return run_description(module, updates, shape, iterations=ctx.iterations,
@@ -250,16 +255,12 @@ def predict_training(model, update, device, *, calibration=None,
     run = None
     if ctx.calibration.layers is not None and method != "tinytl":  # tinytl adds modules
         run = layer_run(module, updates, shape, ctx, probes=method == "tinytrain")
-    out = {"model": name, **prediction(ctx, method, cost, run, _sample_shape(shape))}
+    probe = None if run is not None else probe_macs_of_run(method, module, shape, ctx.samples)
+    out = {"model": name, **prediction(ctx, method, cost, run, shape_of(shape)[1:], probe)}
     keys = ("model", "device", "calibration", "iterations", "samples", "batch_size", "phases",
             "total_s", "energy_j", "peak_bytes", "peak_rss_bytes", "process_memory",
             "fits_ram", "error_band_pct", "energy_error_band_pct", "time_model", "energy_basis")
     return {k: out[k] for k in keys}
-
-
-def _sample_shape(shape) -> tuple:
-    """One sample's shape: of an input shape, or of the first input of `ModelInputs`."""
-    return tuple(getattr(shape, "shape", shape)[1:])
 
 
 def plan_for_device(model, *, device, time=None, iterations=DEFAULT_ITERATIONS,
@@ -276,7 +277,7 @@ def plan_for_device(model, *, device, time=None, iterations=DEFAULT_ITERATIONS,
     inputs = plan_options.pop("inputs", None)
     given = resolve_inputs(inputs, None if inputs is not None else input_shape)
     policy = plan(model, method=method, inputs=given,
-                  **plan_budgets(ctx, method, given.shape, memory_bytes, model), **plan_options)
+                  **plan_budgets(ctx, method, given, memory_bytes, model), **plan_options)
     attach_prediction(ctx, policy, model)
     return policy
 
@@ -291,8 +292,11 @@ def attach_prediction(ctx: DeviceContext, policy: Policy, model=None) -> dict:
             model is not None and policy.method != "tinytl":  # tinytl adds modules
         module, _ = resolve_model(model)
         run = layer_run(module, policy.updates(), tuple(policy.input_shape), ctx, probes=False)
+    probe = None if run is not None else probe_macs_of_run(
+        policy.method, model if model is not None else policy.model_name,
+        policy.model_inputs(), ctx.samples)
     predicted = prediction(ctx, policy.method, policy_step_cost(policy), run,
-                           tuple(policy.input_shape[1:]))
+                           tuple(policy.input_shape[1:]), probe)
     predicted["time_limit_s"] = ctx.time_s
     predicted["within_time"] = None if ctx.time_s is None or predicted["total_s"] is None \
         else predicted["total_s"] <= ctx.time_s

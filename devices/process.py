@@ -12,11 +12,12 @@ optimiser's first construction (it imports torch._dynamo, ~65 MiB) and the alloc
                                                          and the step's peak activations
 
 * `runtime_bytes`: a device profile's field (devices.profiles; for the built-in boards an
-  estimate, not measured here, with its source). For `host` it is measured: a fresh
-  `python -m ttplan.cli.runtime_probe 0` runs the `ttplan train` command in-process on a
-  negligible model (`tiny_model`: a 3->4 channel conv, 4 synthetic 3x8x8 samples, one pass)
-  and reports its peak resident set (VmHWM). Measured once per process (two child
-  processes, ~10 s), after a run, never during one.
+  estimate, not measured here, with its source). For `host` it is measured
+  (devices.runtime_probe): a fresh `python -m ttplan train` of a negligible model
+  (`tiny_model`: a 3->4 channel conv, 4 synthetic 3x8x8 samples, one pass) reports its peak
+  resident set. Measured once per machine, Python and torch (two child processes, ~10 s,
+  after a run, never during one) and cached in $XDG_CACHE_HOME/ttplan/host_runtime.json
+  (default ~/.cache/ttplan/).
 * `support_bytes` = samples x C x H x W x 4 (the float32 support set). `support_copies` is
   how many bytes of resident memory each byte of it costs at the peak: the set itself, the
   synthetic generator's temporaries, the pseudo-queries of each pass (the previous pass's
@@ -32,27 +33,19 @@ Devices whose runtime is `paper` (a bare-metal engine) have no process: None.
 from __future__ import annotations
 
 import functools
-import json
 import os
-import re
-import subprocess
-import sys
 import warnings
 from dataclasses import dataclass
 
 from ttplan.costmodel.errors import SpecError
 
 from .profiles import HOST, DeviceProfile
+from .runtime_probe import PROBE_ENV, host_runtime, support_bytes  # noqa: F401 (re-exported)
 
-FP32_BYTES = 4
-PROBE_SMALL = (4, (3, 8, 8))  # samples, C x H x W: the runtime on its own
-PROBE_LARGE = (25, (3, 160, 160))  # the support set's share, as a slope
 # For the built-in boards, which run the same Python code on the same allocator (glibc) but
 # were not measured: this host's slope between fresh processes (6.3-6.8 from 128² to 256²;
 # the probe itself finds 4.6-5.8 from run to run; notes/process_memory.md).
 DEFAULT_SUPPORT_COPIES = 6.5
-# Set in the probe's environment: the probe's own `train` must not start another probe.
-PROBE_ENV = "TTPLAN_RUNTIME_PROBE"
 
 
 @dataclass(frozen=True)
@@ -74,14 +67,6 @@ class ProcessMemory:
                 "training_bytes": self.training_bytes, "runtime_source": self.source}
 
 
-def support_bytes(samples: int, sample_shape) -> int:
-    """Bytes of `samples` float32 samples of shape C x H x W."""
-    numel = 1
-    for d in sample_shape:
-        numel *= int(d)
-    return int(samples) * numel * FP32_BYTES
-
-
 def process_memory(device: DeviceProfile, training_bytes: int, samples: int,
                    sample_shape) -> ProcessMemory | None:
     """The predicted peak resident memory of a run on `device`; None without a process
@@ -101,47 +86,16 @@ def process_memory(device: DeviceProfile, training_bytes: int, samples: int,
         warnings.warn(str(problem), stacklevel=2)
         return None
     return ProcessMemory(runtime, copies, data, int(training_bytes),
-                         "measured on this machine: `python -m ttplan.cli.runtime_probe` "
-                         "(ttplan train on a negligible model in a fresh process, its VmHWM)")
+                         "measured on this machine: `python -m ttplan.devices.runtime_probe` "
+                         "(ttplan train on a negligible model in a fresh process, its peak "
+                         "resident set), cached per machine, Python and torch")
 
 
 @functools.lru_cache(maxsize=1)
 def measured_host_runtime() -> tuple[int, float]:
-    """(runtime bytes, support copies) of this machine: the probe in two fresh processes, a
-    negligible support set and a larger one (each alone, as a real run is)."""
-    small, large = (_run_probe(i) for i in (0, 1))
-    copies = max(0.0, (large - small) / (support_bytes(*PROBE_LARGE) - support_bytes(*PROBE_SMALL)))
-    return int(small - round(copies * support_bytes(*PROBE_SMALL))), round(copies, 3)
-
-
-def _run_probe(which: int) -> int:
-    problem = "cannot measure this machine's runtime baseline"
-    try:
-        done = subprocess.run([sys.executable, "-m", "ttplan.cli.runtime_probe", str(which)],
-                              capture_output=True, text=True, timeout=600,
-                              env={**os.environ, PROBE_ENV: "1"})
-    except (OSError, subprocess.SubprocessError) as error:
-        raise SpecError(f"{problem}: {error}") from None
-    if done.returncode:
-        raise SpecError(f"{problem}: "
-                        + (done.stderr.strip().splitlines() or ["no output"])[-1])
-    try:
-        return int(json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_bytes"])
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise SpecError(f"{problem}: the probe printed no peak") from None
-
-
-def peak_resident_bytes() -> int:
-    """VmHWM of this process (Linux); ru_maxrss elsewhere."""
-    try:
-        with open("/proc/self/status") as f:
-            match = re.search(r"VmHWM:\s+(\d+) kB", f.read())
-        if match:
-            return int(match.group(1)) * 1024
-    except OSError:
-        pass
-    from .host import peak_rss_bytes
-    return peak_rss_bytes()
+    """(runtime bytes, support copies) of this machine: measured by two fresh probe processes
+    once per machine, Python and torch, then read from the cache (devices.runtime_probe)."""
+    return host_runtime()
 
 
 def tiny_model():

@@ -18,8 +18,8 @@ integers or text such as "512MiB"; clocks integers (Hz) or text such as "216MHz"
 `reserve_bytes` is the RAM a training process cannot have: the operating system at idle.
 `runtime_bytes` (optional, PyTorch devices) is the training process before its model: the
 interpreter, torch, ttplan's imports and the allocator (devices.process; on `host` it is
-measured when a prediction needs it; measure a board with `python -m ttplan.cli.runtime_probe`
-on it). The predicted peak resident set of a run (devices.process) is compared with
+measured once per machine, Python and torch and cached (devices.runtime_probe); measure a board
+with `python -m ttplan.devices.runtime_probe` on it). The predicted peak resident set of a run (devices.process) is compared with
 `ram_bytes - reserve_bytes` (`fits_ram`); device-aware planning budgets the tensors
 `ram_bytes - reserve_bytes - runtime_bytes`, and the time model's memory-pressure term starts
 there.

@@ -75,6 +75,7 @@ from .host import EnergyCounter, peak_rss_bytes, reset_peak_rss
 from .layerrun import SHORT_RUN_S
 from .layertable import busy_warning, machine_load, speed_reference
 from .planning import DeviceContext, device_context, layer_run, no_calibration, prediction
+from .probecost import run_probe_macs
 from .process import process_memory
 from .profiles import detect_host
 from .sparse import install_sparse_layers
@@ -100,7 +101,8 @@ class TrainResult:
     predicted: dict
     accuracy: dict
     run: dict
-    costs: dict  # the log's cost columns (devices.stepcost), per step at the run's batch size
+    costs: dict  # the log's cost columns (devices.stepcost), per step at the run's batch size,
+    # and the run's probe_macs
     warnings: list[str] = field(default_factory=list)
     model: nn.Module | None = field(default=None, repr=False)  # the trained model
 
@@ -198,6 +200,9 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
             fisher = fisher_information(module, default_candidate_layers(module, fisher_layers),
                                         x_train, y_train, loss="protonet", seed=seed,
                                         batch_size=batch_size, progress=progress)
+    # What the probe ran, counted (devices.probecost): the log's probe_macs, 0 without a probe.
+    probe_macs = 0 if fisher is None else run_probe_macs(module, shape, len(x_train),
+                                                         fisher_layers=fisher_layers)
     if method is not None:
         with phases.timed("plan_s"):
             loaded = make_plan(module, model_name=name, method=method, fisher=fisher,
@@ -273,7 +278,7 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
             fisher_layers=fisher_layers)
         if layers_run is not None:
             layers_run["plans"] = method is not None
-        got = prediction(ctx, run_label, step, layers_run, tuple(x.shape[1:]))
+        got = prediction(ctx, run_label, step, layers_run, tuple(x.shape[1:]), probe_macs)
         by_device = {key: got[key] for key in ("phases", "total_s", "energy_j", "calibration",
                                                "time_model", "energy_basis")}
     return TrainResult(
@@ -304,7 +309,7 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
              "optimizer": optimizer, "lr": lr, "seed": seed,
              "loss": {"first": losses[0], "last": losses[-1]}, "peak_rss_since": peak_since,
              "threads": torch.get_num_threads(), "torch_version": torch.__version__},
-        costs=step.columns(),
+        costs={**step.columns(), "probe_macs": probe_macs},
         warnings=list(pt.warnings) + _timing_warnings(phases, reference_s, ctx),
         model=module,
     )

@@ -12,11 +12,16 @@ against runs it did not see. The result (`ttplan validate --format json`):
                           energy: {median_abs_pct, max_abs_pct}},
                     loo_model: {median_abs_pct, max_abs_pct},
                     within_10_pct: {run_out, model_out},
+                    fisher_phase: null, or {rows: [{model, measured_s, predicted_s, error_pct,
+                                                    model_out_predicted_s, model_out_error_pct}],
+                                            loo: {...}, loo_model: {...}},
                     free_terms, caveat}}}
 
 `loo` leaves one RUN out; `loo_model` leaves one MODEL out (each run predicted by a fit of the
 other models' runs only: a model the calibration never saw). `within_10_pct` is the share of
-rows within ±10 %. `caveat` says when the fit had too few rows for its terms (null otherwise).
+rows within ±10 %. `fisher_phase` checks the Fisher phase alone on the runs that measured it
+(fisher_s; null when none did), predicted the same ways. `caveat` says when the fit had too
+few rows for its terms (null otherwise).
 
 Times are end-to-end (total_s); errors are (predicted - measured) / measured in percent;
 `loo` summarises the absolute errors of the rows (leave-one-out, or against the calibration).
@@ -31,9 +36,10 @@ import pandas as pd
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.fileio import write_bytes_atomic
 
-from .calibrate import (MIN_RUNS, TIME_NAMES, Calibration, abs_error_summary,
+from .calibrate import (MIN_RUNS, TIME_NAMES, Calibration, abs_error_summary, fit_time,
                         included_time_terms, leave_one_model_out, leave_one_out, measured_runs,
                         pct_error, round6, share_within, too_few_rows)
+from .model import predict
 from .profiles import DeviceProfile
 
 ROW_FIELDS = ("model", "method", "measured_s", "predicted_s", "error_pct",
@@ -47,7 +53,7 @@ def validate(log: pd.DataFrame, profiles: dict[str, DeviceProfile],
     devices = {}
     for name in dict.fromkeys(log["device"]):  # first-appearance order
         runs = measured_runs(log[log["device"] == name])
-        by_model, caveat, free = [None] * len(runs), None, None
+        by_model, caveat, free, fisher = [None] * len(runs), None, None, None
         if calibration is not None:
             predictions = [calibration.predict(m.run) for m in runs]
             times = [p.total_s for p in predictions]
@@ -63,6 +69,7 @@ def validate(log: pd.DataFrame, profiles: dict[str, DeviceProfile],
             by_model = leave_one_model_out(runs, device, left_out)
             caveat, free = too_few_rows(runs, left_out), len(TIME_NAMES) - len(left_out)
             by = "leave-one-out fit"
+            fisher = fisher_phase(runs, device, left_out)
         rows = []
         for m, t, e, tm in zip(runs, times, energies, by_model):
             measured_j = m.energy_j
@@ -84,8 +91,39 @@ def validate(log: pd.DataFrame, profiles: dict[str, DeviceProfile],
                          "within_10_pct": {
                              "run_out": share_within([r["error_pct"] for r in rows]),
                              "model_out": share_within(model_errors)},
+                         "fisher_phase": fisher if calibration is None else
+                         fisher_phase(runs, calibration.device, None, calibration),
                          "free_terms": free, "caveat": caveat}
     return {"devices": devices}
+
+
+def fisher_phase(runs, device: DeviceProfile, left_out, calibration=None) -> dict | None:
+    """The Fisher phase of the runs that measured it, predicted leave-one-run-out and
+    leave-one-model-out (or by `calibration` as it is); None when no run measured one."""
+    timed = [(i, m) for i, m in enumerate(runs) if m.run.probes and m.phases["fisher"]]
+    if not timed:
+        return None
+
+    def fisher_s(terms, m):
+        return predict(m.run, terms, None, device).phases["fisher_s"]
+
+    rows = []
+    for i, m in timed:
+        if calibration is not None:
+            run_out, model_out = calibration.predict(m.run).phases["fisher_s"], None
+        else:
+            run_out = fisher_s(fit_time(runs[:i] + runs[i + 1:], device, left_out), m)
+            others = [o for o in runs if o.model != m.model]
+            model_out = fisher_s(fit_time(others, device, left_out), m) if others else None
+        measured = m.phases["fisher"]
+        rows.append({"model": m.model, "measured_s": measured, "predicted_s": round6(run_out),
+                     "error_pct": round6(pct_error(run_out, measured)),
+                     "model_out_predicted_s": None if model_out is None else round6(model_out),
+                     "model_out_error_pct": None if model_out is None
+                     else round6(pct_error(model_out, measured))})
+    return {"rows": rows, "loo": abs_error_summary([r["error_pct"] for r in rows]),
+            "loo_model": abs_error_summary([r["model_out_error_pct"] for r in rows
+                                            if r["model_out_error_pct"] is not None])}
 
 
 def plot_validation(result: dict, path) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from ttplan.costmodel.errors import SpecError
 from ttplan.devices.planning import DeviceContext, prediction
+from ttplan.devices.probecost import graph_inputs, probe_macs_of_run
 from ttplan.devices.stepcost import step_cost
 
 Predictor = Callable[..., dict]
@@ -36,9 +37,11 @@ class DevicePredictor:
     """A predictor for one device and workload; remembers each configuration it has costed
     (neighbouring what-if cells often plan the same configuration)."""
 
-    def __init__(self, ctx: DeviceContext):
+    def __init__(self, ctx: DeviceContext, model=None):
         self.ctx = ctx
+        self.model = model  # nn.Module or name whose probe a tinytrain run pays (None: the graph's)
         self._seen: dict = {}
+        self._probe: dict = {}
 
     @property
     def label(self) -> str:
@@ -52,12 +55,35 @@ class DevicePredictor:
         if key not in self._seen:
             cost = step_cost(None, updates, tuple(graph.input_shape), options=options,
                              graph=graph)
-            p = prediction(self.ctx, method, cost, sample_shape=tuple(graph.input_shape[1:]))
+            p = prediction(self.ctx, method, cost, sample_shape=tuple(graph.input_shape[1:]),
+                           probe_macs=self._probe_macs(method, graph))
             # The graph is kept alive with its entry, so its id() is never reused.
             self._seen[key] = (graph, {"time_s": p["total_s"], "energy_j": p["energy_j"],
                                        "fits_ram": p["fits_ram"]})
         return dict(self._seen[key][1])
 
+    def _probe_macs(self, method: str, graph) -> int | None:
+        """The Fisher probe's MACs a tinytrain run pays (devices.probecost), of the model
+        (by default the one the graph names) fed the graph's inputs."""
+        if method.lower() != "tinytrain" or self.ctx.calibration is None:
+            return None
+        key = (graph.model_name, tuple(graph.input_shape[1:]))
+        if key not in self._probe:
+            model = self.model if self.model is not None else graph.model_name
+            self._probe[key] = probe_macs_of_run(method, model, graph_inputs(graph),
+                                                 self.ctx.samples)
+        return self._probe[key]
 
-def device_predictor(ctx: DeviceContext | None) -> DevicePredictor | None:
-    return None if ctx is None else DevicePredictor(ctx)
+
+def device_predictor(ctx: DeviceContext | None, model=None) -> DevicePredictor | None:
+    return None if ctx is None else DevicePredictor(ctx, model)
+
+
+def for_model(predictor: Predictor | None, module) -> Predictor | None:
+    """`predictor` bound to the nn.Module whose configurations it predicts (a tinytrain run's
+    probe is counted on it); a predictor already bound, or not a DevicePredictor, as it is."""
+    if isinstance(predictor, DevicePredictor) and predictor.model is None:
+        bound = DevicePredictor(predictor.ctx, module)
+        bound._seen = predictor._seen  # the same device and workload: share what is costed
+        return bound
+    return predictor

@@ -26,7 +26,7 @@ from ttplan.planner.select import Budget
 
 from .figures import VECTOR_FORMATS
 from .layers import layer_rows, plot_layers, render_layers
-from .predict import predict
+from .predict import for_model, predict
 from .table2 import (METHOD_LABELS, csv_table2, plot_table2, synthetic_fisher, table2_rows)
 from .whatif import (parse_range, plot_heatmaps, plot_pareto, render_whatif, run_whatif,
                      whatif_data)
@@ -52,6 +52,7 @@ def build_report(model, *, fisher=None, memory="1MB", compute="15%", solver: str
     memory_bytes = parse_bytes(memory) if isinstance(memory, str) else int(memory)
     budget_compute = parse_compute(compute) if isinstance(compute, str) else compute
     module, name = resolve_model(model, model_name)
+    predictor = for_model(predictor, module)
     if fisher is None:
         if log is not None:
             log(f"{name}: no Fisher file given; using the synthetic probe (25 samples, seed 0)")

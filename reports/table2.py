@@ -46,7 +46,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .figures import (COLUMN_WIDTH_IN, MIN_FONT_PT, TEXT_WIDTH_IN, figure_bytes, new_figure,
                       styled)
-from .predict import predict
+from .predict import for_model, predict
 from .render import fit_table, wrap_lines
 
 METHODS = ("fulltrain", "lastlayer", "tinytl", "sparseupdate", "tinytrain")  # the paper's order
@@ -89,6 +89,7 @@ def table2_rows(model, *, fisher=None, input_shape=(1, 3, 128, 128), memory_byte
     device `predictor` (`reports.predict`) each row also has `device`: {time_s, energy_j,
     fits_ram} of the method's run at its batch size."""
     module, name = resolve_model(model, model_name)
+    predictor = for_model(predictor, module)
     sample_shape = (1,) + tuple(int(d) for d in input_shape)[1:]
     if fisher is None:
         if log is not None:

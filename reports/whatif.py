@@ -34,7 +34,7 @@ from ttplan.planner.select import Budget
 
 from .figures import (COLUMN_WIDTH_IN, MIN_FONT_PT, TEXT_WIDTH_IN, figure_bytes, new_figure,
                       percent_label, styled)
-from .predict import predict
+from .predict import for_model, predict
 
 WHATIF_FIELDS = ("method", "memory_bytes", "compute_macs", "compute_fraction", "feasible",
                  "layers", "channels", "fisher_fraction", "backward_macs", "peak_bytes",
@@ -88,6 +88,7 @@ def run_whatif(context: PlanningContext, memory_values, compute_values, *,
     """One cell per (method, memory, compute), memory-major, both axes ascending."""
     if solver not in ("greedy", "exact"):
         raise SpecError(f"unknown solver {solver!r}: use greedy or exact")
+    predictor = for_model(predictor, context.module)
     memory_values = sorted(memory_values)
     compute_values = sorted(compute_values)
     cells = []

@@ -26,7 +26,7 @@ from ttplan.devices.stepcost import StepCost
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
-TRUE_TIME = {"load_s": 4.0, "fisher_s_per_sample": 1.3, "plan_s": 2.5, "step_s": 0.2,
+TRUE_TIME = {"load_s": 4.0, "fisher_mac_s": 2.6e-8, "plan_s": 2.5, "step_s": 0.2,
              "dense_mac_s": 3e-9, "depthwise_mac_s": 1.2e-8, "weight_grad_mac_s": 2e-8,
              "depthwise_weight_grad_mac_s": 6e-8, "tensor_update_s": 0.004,
              "swap_s_per_byte": 5e-8, "operator_s": 2e-4, "backward_operator_s": 5e-4,
@@ -51,13 +51,15 @@ def synthetic_log(n=24, seed=0, measure_phases=True) -> pd.DataFrame:
                                                                    weight_grad)),
                         operators := rng.randint(40, 200), elements := rng.randint(1, 5) * 10**6 * batch,
                         rng.randint(0, operators), rng.randint(0, elements))
-        run = Run(method, rng.choice([10, 40]), rng.choice([10, 25, 50]), cost)
+        samples = rng.choice([10, 25, 50])
+        probe_macs = samples * rng.randint(20, 60) * 1_000_000 if method == "tinytrain" else 0
+        run = Run(method, rng.choice([10, 40]), samples, cost, probe_macs)
         p = predict(run, TRUE_TIME, TRUE_POWER, DEVICE)
         row = dict.fromkeys(LOG_COLUMNS, math.nan)
         row.update(device="synthetic", model=f"m{i % 3}", method=method, policy="",
                    batch_size=batch, iterations=run.iterations, samples=run.samples,
                    total_s=p.total_s, energy_j=p.energy_j, torch_version="", source="synthetic",
-                   **cost.columns())
+                   probe_macs=probe_macs, **cost.columns())
         if measure_phases and i % 2 == 0:
             row.update(load_s=p.phases["load_s"], train_s=p.phases["train_s"])
             if method == "tinytrain":
@@ -127,8 +129,15 @@ def test_validate_builtin_logs_meets_the_pi_target(tmp_path):
     assert 0 < pi["within_10_pct"]["run_out"] <= 1 and pi["within_10_pct"]["model_out"] > 0
     assert nano["caveat"].startswith("too few rows: 6 runs fit 4 free terms")
     assert nano["free_terms"] == 4
+    # the Fisher phase alone, where Table 6 measured it: one coefficient per probe MAC
+    assert pi["fisher_phase"] is None  # Figure 5 has totals only
+    fisher = nano["fisher_phase"]
+    assert [r["model"] for r in fisher["rows"]] == ["mcunet-5fps", "mbv2-w0.35", "proxyless-w0.3"]
+    assert [r["measured_s"] for r in fisher["rows"]] == [35.0, 32.2, 26.8]
+    assert fisher["loo_model"]["max_abs_pct"] is not None
     again = runner.invoke(app, ["validate", "--plot", str(tmp_path / "b.png")])
     assert again.exit_code == 0 and "pi-zero-2 (leave-one-out fit): time median" in again.stdout
+    assert "Fisher phase (3 runs measured it): median |error|" in again.stdout
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
@@ -188,12 +197,12 @@ def _write(path, text):
      "no calibration for device stm32f746"),
     (lambda d: ["predict", "mcunet-5fps", "--update", "all", "--device", "pi-zero-2",
                 "--calibration", _write(d / "c.json", '{"format": "ttplan-calibration", '
-                                        '"version": 3}')],
+                                        '"version": 4}')],
      "is not a valid calibration: missing key(s) device"),
     (lambda d: ["predict", "mcunet-5fps", "--update", "all", "--device", "pi-zero-2",
                 "--calibration", _write(d / "c.json", '{"format": "ttplan-calibration", '
                                         '"version": 1}')],
-     "has calibration version 1; this ttplan reads version 3"),
+     "has calibration version 1; this ttplan reads version 4"),
     (lambda d: ["predict", "mcunet-5fps", "--update", "all", "--device", "pi-zero-2",
                 "--calibration", _write(d / "c.json", "{not json")], "is not valid JSON"),
     (lambda d: ["devices", "--device", _write(d / "x.json", json.dumps(
@@ -252,14 +261,17 @@ def test_time_budget_is_met_by_both_solvers(tmp_path):
 def test_linear_limit_equals_the_model_within_ram():
     """The planner's LinearLimit is the calibrated model's time, minus nothing, for a
     configuration that fits the available RAM."""
+    from ttplan.costmodel.profile import resolve_model
     from ttplan.devices.planning import device_context, plan_budgets
+    from ttplan.devices.probecost import run_probe_macs
     from ttplan.devices.stepcost import step_cost
     from ttplan import profile
     ctx = device_context("pi-zero-2", time=600)
-    limit = plan_budgets(ctx, "tinytrain", (1, 3, 128, 128))["limits"][0]
+    limit = plan_budgets(ctx, "tinytrain", (1, 3, 128, 128), model="mcunet-5fps")["limits"][0]
     prof = profile("mcunet-5fps", update="last-blocks:3")
     cost = step_cost("mcunet-5fps", "last-blocks:3", (1, 3, 128, 128))
-    p = ctx.calibration.predict(Run("tinytrain", 40, 25, cost))
+    probe = run_probe_macs(resolve_model("mcunet-5fps")[0], (1, 3, 128, 128), 25)
+    p = ctx.calibration.predict(Run("tinytrain", 40, 25, cost, probe))
     assert 600 - limit.limit + limit.value(prof.evaluation) == pytest.approx(p.total_s, rel=1e-9)
 
 
@@ -371,7 +383,7 @@ def test_time_limit_prices_depthwise_macs_as_the_model_does(tmp_path):
     from ttplan.planner.select import LinearLimit
     device = DeviceProfile("synthetic", ram_bytes=None)
     terms = {**TRUE_TIME, "swap_s_per_byte": 0.0}
-    coefficients, limit = linear_time_limit(terms, steps=25, samples=25, probes=False,
+    coefficients, limit = linear_time_limit(terms, steps=25, probe_macs=None,
                                             limit_s=1e9)
     spec = {"blocks.12.depthwise.0": LayerUpdate(channels=(0, 3, 9)),
             "blocks.13.project.0": LayerUpdate()}
@@ -384,7 +396,7 @@ def test_time_limit_prices_depthwise_macs_as_the_model_does(tmp_path):
     full = predict(Run("sparseupdate", 1, 25, step_cost("mcunet-5fps", "all", (1, 3, 64, 64))),
                    terms, None, device).total_s
     budget_s = 0.5 * full
-    coefficients, limit = linear_time_limit(terms, steps=25, samples=25, probes=False,
+    coefficients, limit = linear_time_limit(terms, steps=25, probe_macs=None,
                                             limit_s=budget_s)
     fisher = tmp_path / "fisher.json"
     assert runner.invoke(app, ["fisher", "mcunet-5fps", "--synthetic", "--samples", "4",

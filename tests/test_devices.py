@@ -71,16 +71,18 @@ def test_append_then_load(tmp_path):
                backward_input_macs=2, backward_weight_macs=3, updated_tensors=4,
                peak_bytes_paper=5, peak_bytes_pytorch=6, depthwise_forward_macs=0,
                depthwise_backward_input_macs=0, depthwise_backward_weight_macs=1, forward_operators=7,
-               forward_elements=8, backward_operators=2, backward_elements=3, threads=1)
+               forward_elements=8, backward_operators=2, backward_elements=3,
+               probe_macs=50_000_000, threads=1)
     append_log_row(path, row)
     append_log_row(path, row)
     logs = load_device_logs(path)
     assert len(logs) == 2 and logs.method.iloc[0] == "tinytrain"
     assert logs.fisher_s.iloc[0] == 30.5 and math.isnan(logs.load_s.iloc[0])
+    assert logs.probe_macs.iloc[0] == 50_000_000
 
 
 HEADER = ",".join(LOG_COLUMNS) + "\n"
-GOOD = "pi,m,tinytrain,,1,40,25,,,,,600,,10,0,5,2,100,200,3,0,1,9,40,2,8,,,,,x\n"
+GOOD = "pi,m,tinytrain,,1,40,25,,,,,600,,10,0,5,2,100,200,3,0,1,9,40,2,8,1000,,,,,x\n"
 
 
 def _with(column: str, value: str) -> str:
@@ -93,6 +95,8 @@ def _with(column: str, value: str) -> str:
     ("device,model\nx,y\n", "line 1: missing column(s) method"),
     (HEADER.replace(",forward_operators,forward_elements", "") + GOOD,
      "missing column(s) forward_operators, forward_elements; a log written before"),
+    (HEADER.replace(",probe_macs", "") + GOOD, "missing column(s) probe_macs; a log written "),
+    (HEADER + _with("probe_macs", ""), "column probe_macs: is empty"),
     (HEADER.replace("source", "source,extra"), "line 1: unknown column(s) extra"),
     (HEADER + GOOD + _with("batch_size", "one"), "line 3, column batch_size: 'one' is not a whole number"),
     (HEADER + _with("total_s", ""), "line 2, column total_s: is empty"),
@@ -104,7 +108,7 @@ def _with(column: str, value: str) -> str:
     (HEADER + _with("backward_operators", "2.5"), "column backward_operators: '2.5' is not a whole"),
     (HEADER + _with("device", ""), "column device: is empty"),
     (HEADER + _with("fisher_s", "700"), "column total_s: 600 s is less than the sum of its phases"),
-    (HEADER + GOOD.replace(",x\n", ",x,y\n"), "line 2: 32 fields, expected 31"),
+    (HEADER + GOOD.replace(",x\n", ",x,y\n"), "line 2: 33 fields, expected 32"),
     ("", "no rows"),
     (HEADER, "no rows"),
 ])

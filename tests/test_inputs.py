@@ -152,3 +152,12 @@ def test_a_hugging_face_style_forward_takes_keyword_inputs():
         prof = ttplan.profile(KeywordOnly(), inputs={"input_ids": IDS}, tracer=tracer,
                               batch_size=2)
         assert prof.totals["forward_macs"] == bert_macs(2) and prof.graph.tracer == tracer
+
+
+def test_shape_of_and_at_batch_take_inputs_and_shapes_alike():
+    from ttplan.costmodel.inputs import at_batch, parse_input_specs, shape_of
+    two = parse_input_specs(["x:float32[2,3,8,8]", "mask:int64[2,8]"])
+    assert shape_of(two) == (2, 3, 8, 8) and shape_of([2, 3, 8, 8]) == (2, 3, 8, 8)
+    one = at_batch(two, 1)
+    assert [s.shape for s in one.specs] == [(1, 3, 8, 8), (1, 8)]
+    assert at_batch((4, 3, 8, 8), 1) == (1, 3, 8, 8)

@@ -135,7 +135,7 @@ def test_layer_calibration_file_round_trip_and_leave_one_model_out(tmp_path):
     assert fitted["loo"]["by"] == "leave-one-model-out"
     assert len(fitted["loo"]["rows"]) == 8
     cal = calibrate_layers(tables, DeviceProfile("host", None))
-    assert cal.data["version"] == 3 and cal.layers is not None and not cal.whole_run
+    assert cal.data["version"] == 4 and cal.layers is not None and not cal.whole_run
     assert any("no energy model" in n for n in cal.data["notes"])
     path = tmp_path / "cal.json"
     cal.save(path)
@@ -144,8 +144,18 @@ def test_layer_calibration_file_round_trip_and_leave_one_model_out(tmp_path):
     with pytest.raises(TtplanError, match="per-layer calibration"):
         again.predict(None)
     old = dict(json.loads(path.read_text()), version=2)
-    with pytest.raises(TtplanError, match="version 2; this ttplan reads version 3"):
+    with pytest.raises(TtplanError, match="version 2; this ttplan reads version 4"):
         calibration_from_dict(old, "old.json")
+    # version 3 priced the probe per sample: a per-layer calibration (the term unfitted)
+    # reads as it was; a fitted per-sample term cannot be converted, and says so
+    data = json.loads(path.read_text())
+    terms = dict(data["time"]["terms"])
+    terms["fisher_s_per_sample"] = terms.pop("fisher_mac_s")
+    v3 = dict(data, version=3, time=dict(data["time"], terms=terms))
+    assert calibration_from_dict(v3, "v3.json").layers == cal.layers
+    terms["fisher_s_per_sample"] = dict(terms["fisher_s_per_sample"], value=1.3, identified=True)
+    with pytest.raises(TtplanError, match="prices the Fisher probe per sample"):
+        calibration_from_dict(v3, "v3.json")
 
 
 def test_predict_with_a_layer_calibration_has_no_energy_without_energy_data(tmp_path):

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import ttplan
 from ttplan.cli import app
 from ttplan.costmodel.errors import SpecError
-from ttplan.devices import process
+from ttplan.devices import process, runtime_probe
 from ttplan.devices.planning import predict_training
 from ttplan.devices.profiles import profile_from_dict, resolve_device
 
@@ -88,7 +88,55 @@ def test_runtime_bytes_is_validated():
 def test_the_host_probe_measures_a_fresh_process():
     # The real probe (the conftest stands in for it elsewhere): one child process running
     # `ttplan train` on the negligible model; only that it answers is machine-independent.
-    assert process._run_probe(0) > 0
+    assert runtime_probe.run_probe(0) > 0
+
+
+def test_the_host_runtime_is_measured_once_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    measured = []
+
+    def measure():
+        measured.append(1)
+        return 400 * MiB + len(measured), 5.5
+
+    monkeypatch.setattr(runtime_probe, "measure_host_runtime", measure)
+    path = tmp_path / "ttplan" / "host_runtime.json"
+    assert runtime_probe.cache_path() == path
+    assert runtime_probe.host_runtime() == (400 * MiB + 1, 5.5)
+    assert runtime_probe.host_runtime() == (400 * MiB + 1, 5.5) and len(measured) == 1
+    data = json.loads(path.read_text())
+    assert data["format"] == "ttplan-host-runtime" and len(data["entries"]) == 1
+    assert data["entries"][0]["key"] == runtime_probe.runtime_key()
+    # another torch (or machine, or Python): measured again, both kept
+    key = {**runtime_probe.runtime_key(), "torch": "0.0"}
+    monkeypatch.setattr(runtime_probe, "runtime_key", lambda: key)
+    assert runtime_probe.host_runtime() == (400 * MiB + 2, 5.5)
+    assert len(json.loads(path.read_text())["entries"]) == 2
+    assert runtime_probe.host_runtime(again=True) == (400 * MiB + 3, 5.5)  # --again
+    assert len(json.loads(path.read_text())["entries"]) == 2
+
+
+@pytest.mark.parametrize("text", ["{not json", "[]", '{"format": "ttplan-host-runtime", '
+                                  '"version": 1, "entries": [{"key": {}, "runtime_bytes": -5, '
+                                  '"support_copies": 1}]}'])
+def test_a_corrupt_cache_is_ignored_with_a_warning_and_replaced(tmp_path, monkeypatch, text):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(runtime_probe, "measure_host_runtime", lambda: (300 * MiB, 4.0))
+    path = runtime_probe.cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.warns(UserWarning, match="ignoring the runtime-baseline cache"):
+        assert runtime_probe.host_runtime() == (300 * MiB, 4.0)
+    assert json.loads(path.read_text())["entries"][0]["runtime_bytes"] == 300 * MiB
+
+
+def test_an_unwritable_cache_is_a_warning(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # its ttplan/ cannot be made
+    monkeypatch.setattr(runtime_probe, "measure_host_runtime", lambda: (300 * MiB, 4.0))
+    with pytest.warns(UserWarning, match="cannot cache"):
+        assert runtime_probe.host_runtime() == (300 * MiB, 4.0)
 
 
 def test_a_failed_probe_leaves_the_prediction_out_with_a_warning(monkeypatch):

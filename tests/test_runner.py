@@ -20,6 +20,7 @@ from ttplan.cli import app
 from ttplan.costmodel.errors import SpecError
 from ttplan.devices import grid, process, runner
 from ttplan.devices.host import EnergyCounter, peak_rss_bytes
+from ttplan.devices.probecost import run_probe_macs
 from ttplan.devices.logs import LOG_COLUMNS, append_log_row, load_device_logs
 from ttplan.devices.stepcost import step_cost
 from ttplan.devices.sparse import sparse_forward
@@ -299,6 +300,10 @@ def test_measure_grid_in_order(tmp_path):
         assert len(list(csv.DictReader(handle))) == len(expected)
     tiny = next(r for r in rows if r["method"] == "tinytrain")
     assert tiny["fisher_s"] > 0 and tiny["plan_s"] > 0
+    # the probe's MACs (devices.probecost) for the run that probed, 0 for the others
+    probe = run_probe_macs(model, SHAPE, tiny["samples"])
+    assert tiny["probe_macs"] == probe > 0
+    assert all(r["probe_macs"] == 0 for r in rows if r["method"] != "tinytrain")
 
 
 def test_measure_grid_at_chosen_batch_sizes(tmp_path):

@@ -252,6 +252,15 @@ def validate(
             line += f"; energy median {e['median_abs_pct']:.1f}%, max {e['max_abs_pct']:.1f}%"
         width = None if wide else table_width()
         text += "".join(f"{part}\n" for part in wrap_lines([line], width, "  "))
+        fisher = d.get("fisher_phase")
+        if fisher:
+            f, fm = fisher["loo"], fisher["loo_model"]
+            part = (f"  Fisher phase ({len(fisher['rows'])} runs measured it): median |error| "
+                    f"{f['median_abs_pct']:.1f}%, max {f['max_abs_pct']:.1f}%")
+            if fm["median_abs_pct"] is not None:
+                part += (f"; leave-one-model-out median {fm['median_abs_pct']:.1f}%, max "
+                         f"{fm['max_abs_pct']:.1f}%")
+            text += "".join(f"{p}\n" for p in wrap_lines([part], width, "    "))
         if d["caveat"]:
             text += "".join(f"{part}\n" for part in
                             wrap_lines([f"  caveat: {d['caveat']}"], width, "    "))
