@@ -21,9 +21,6 @@ ORDER = ["ttplan.costmodel", "ttplan.planner", "ttplan.devices", "ttplan.reports
          "ttplan.cli"]
 ENTRY_POINTS = {"ttplan.__main__"}  # `python -m ttplan`: the CLI's layer, like the console script
 INTERNAL_LAYERS = ORDER[:4]
-# `python -m ttplan.cli.runtime_probe` runs the train command in a fresh process for
-# devices.process; it is moving into devices/ (issue 16), where it belongs.
-CLI_EXCEPTIONS = {"ttplan.cli.runtime_probe"}
 
 
 def _modules() -> dict[str, Path]:
@@ -122,7 +119,7 @@ def test_the_cli_imports_only_the_public_api():
     public = _public_api_modules(set(graph.nodes))
     assert {"ttplan", "ttplan.specs", "ttplan.io", "ttplan.render"} <= public
     bypassing = sorted(f"{source} -> {target}" for source, target in graph.edges
-                       if source.startswith("ttplan.cli") and source not in CLI_EXCEPTIONS
+                       if source.startswith("ttplan.cli")
                        and not target.startswith("ttplan.cli") and target not in public)
     assert not bypassing, "the CLI imports past the public API:\n" + "\n".join(bypassing)
 
@@ -134,7 +131,7 @@ def test_every_name_the_cli_imports_from_the_public_api_is_exported():
     public = _public_api_modules(set(modules))
     missing = []
     for name, path in modules.items():
-        if not name.startswith("ttplan.cli") or name in CLI_EXCEPTIONS:
+        if not name.startswith("ttplan.cli"):
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.ImportFrom) and not node.level and node.module in public:
