@@ -86,7 +86,10 @@ def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer:
         return graph
     finally:
         for m, training in modes.items():
-            m.train(training)
+            if type(m).train is nn.Module.train:  # it sets the flag and recurses into
+                m.training = training  # children, whose own flags follow in `modes`
+            else:
+                m.train(training)
         state.restore()
 
 
@@ -126,6 +129,25 @@ class _LeafTracer(fx.Tracer):
 
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return _Proxy(node, self)
+
+    def trace(self, root, concrete_args=None):
+        self.parameter_names = {id(p): n for n, p in root.named_parameters()} \
+            if isinstance(root, nn.Module) else {}
+        return super().trace(root, concrete_args)
+
+    def getattr(self, attr: str, attr_val, parameter_proxy_cache: dict):
+        """As fx's, which looks a parameter up by scanning all of the model's parameters
+        at every attribute read (the scan is now one dict built per trace)."""
+        name = self.parameter_names.get(id(attr_val)) \
+            if isinstance(attr_val, nn.Parameter) else None
+        if name is None:  # not a parameter of the model as it was when tracing began
+            return super().getattr(attr, attr_val, parameter_proxy_cache)
+        if name not in parameter_proxy_cache:
+            parameter_proxy_cache[name] = self.create_proxy(
+                "get_attr", name, (), {},
+                proxy_factory_fn=None if not self.param_shapes_constant else
+                lambda node: fx.proxy.ParameterProxy(self, node, name, attr_val))
+        return parameter_proxy_cache[name]
 
 
 def _bind_inputs(model: nn.Module, inputs: ModelInputs, model_name: str):
@@ -460,17 +482,34 @@ def param_names_of(module: nn.Module, path: str) -> dict:
     return names
 
 
+# Module attributes kept as node attributes (the cost rules read them).
+_MODULE_ATTRS = ("groups", "stride", "kernel_size", "padding", "dilation", "in_channels",
+                 "out_channels", "in_features", "out_features", "num_features", "affine",
+                 "inplace", "p", "output_size", "num_groups", "track_running_stats",
+                 "normalized_shape", "drop_prob", "hidden_size", "num_layers",
+                 "bidirectional", "batch_first", "approximate")
+
+
 def module_attrs(module: nn.Module) -> dict:
     attrs = {}
-    for key in ("groups", "stride", "kernel_size", "padding", "dilation", "in_channels",
-                "out_channels", "in_features", "out_features", "num_features", "affine",
-                "inplace", "p", "output_size", "num_groups", "track_running_stats",
-                "normalized_shape", "drop_prob", "hidden_size", "num_layers",
-                "bidirectional", "batch_first", "approximate"):
-        if hasattr(module, key):
+    for key in _MODULE_ATTRS:
+        if _has_attr(module, key):
             value = getattr(module, key)
             attrs[key] = list(value) if isinstance(value, tuple) else value
     return attrs
+
+
+def _has_attr(module: nn.Module, key: str) -> bool:
+    """`hasattr(module, key)` without asking `nn.Module.__getattr__` for what is not there
+    (it raises a Python AttributeError: most of a module call's recording time)."""
+    cls = type(module)
+    if cls.__getattr__ is not nn.Module.__getattr__ or \
+            cls.__getattribute__ is not object.__getattribute__:
+        return hasattr(module, key)
+    if key in module.__dict__ or key in module._parameters or key in module._buffers or \
+            key in module._modules:
+        return True
+    return hasattr(cls, key) and hasattr(module, key)  # a property may still raise
 
 
 class _FxGraphBuilder(_Builder):
@@ -502,8 +541,9 @@ class _FxGraphBuilder(_Builder):
             raise failed.original from None
         return self.finish("fx", self.outputs)
 
-    def record(self, node: fx.Node, out) -> None:
-        """Turn one fx node, just run with output `out`, into an OpNode (or nothing)."""
+    def record(self, node: fx.Node, out, args, kwargs) -> None:
+        """Turn one fx node, just run on `args`, `kwargs` with output `out`, into an OpNode
+        (or nothing)."""
         values, names = self.values, self.names
         module_calls = self.module_calls
         if node.op == "placeholder":
@@ -539,15 +579,11 @@ class _FxGraphBuilder(_Builder):
             if kind == "unknown" and any(True for _ in module.parameters()):
                 attrs["has_params"] = True
             elif kind == "unknown":  # a torch.nn module without a rule (Mish, ELU …): derived
-                args = fx.node.map_arg(node.args, lambda a: values.get(a))
-                kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
                 self.derive(name, module, args, kwargs, tensors)
             if kind == "rnn":
                 self.probes.append((name, _call_module, [_first_tensor(t) for t in tensors[:1]],
                                     module))
             elif kind == "mha":
-                args = fx.node.map_arg(node.args, lambda a: values.get(a))
-                kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
                 self._probe_module_call(name, module, args, kwargs, tensors, attrs)
         else:
             kind, op = self.registry.function_kind(node.target), function_name(node.target)
@@ -558,8 +594,6 @@ class _FxGraphBuilder(_Builder):
             scope = list(stack.values())[-1][0] if stack else ""
             scope = scope if isinstance(scope, str) else ""
             name = self.fresh_name(node.name)
-            args = fx.node.map_arg(node.args, lambda a: values.get(a))
-            kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
             params, owner = self.call_details(kind, node.target, args, kwargs, tensors, out,
                                               attrs, name)
             if owner is not None:
@@ -628,13 +662,20 @@ def _method(name: str):
     return lambda self, *args, **kwargs: getattr(self, name)(*args, **kwargs)
 
 
-class _RecordingInterpreter(fx.Interpreter):
-    """Runs the traced graph, hands every node's value to `record` as soon as it is computed,
-    and keeps it (for the nodes reading it: shapes, storage aliasing, parameters) only until its
-    last reader has run, so intermediates are freed as the model's own forward would free them."""
+class _RecordingInterpreter:
+    """Runs the traced graph on the model, node by node, as `fx.Interpreter` does, hands every
+    node's value and arguments to `record` as soon as it is computed, and keeps a value (for
+    the nodes reading it: shapes, storage aliasing, parameters) only until its last reader has
+    run, so intermediates are freed as the model's own forward would free them.
+
+    Not `fx.Interpreter` itself: per node it opens a progress bar update and a metadata
+    context and looks every argument up twice, about a tenth of a profile of a small model.
+    A failing node's exception is worded as fx words it (the error messages stay as they were).
+    """
 
     def __init__(self, model, graph, values, record):
-        super().__init__(model, graph=graph)
+        self.model = model
+        self.graph = graph
         self.values = values
         self.record = record
         self.dies_after: dict[fx.Node, list[fx.Node]] = {}
@@ -646,16 +687,72 @@ class _RecordingInterpreter(fx.Interpreter):
         for node, reader in last_reader.items():
             self.dies_after.setdefault(reader, []).append(node)
 
-    def run_node(self, n):
-        result = super().run_node(n)
-        self.values[n] = result
-        try:
-            self.record(n, result)
-        except Exception as exc:
-            raise _RecordingFailed(exc) from exc
-        for dead in self.dies_after.get(n, ()):
-            self.values.pop(dead, None)
-        return result
+    def run(self, *args):
+        values, record, dies_after = self.values, self.record, self.dies_after
+        load = values.__getitem__
+        remaining = iter(self.graph.process_inputs(*args))
+        for node in self.graph.nodes:
+            try:
+                args = fx.node.map_arg(node.args, load)
+                kwargs = fx.node.map_arg(node.kwargs, load)
+                result = self._execute(node, args, kwargs, remaining)
+            except Exception as exc:
+                _reword_as_fx(exc, node)
+                raise
+            values[node] = result
+            try:
+                record(node, result, args, kwargs)
+            except Exception as exc:
+                raise _RecordingFailed(exc) from exc
+            for dead in dies_after.get(node, ()):
+                values.pop(dead, None)
+            if node.op == "output":
+                return result
+
+    def _execute(self, node: fx.Node, args, kwargs, remaining):
+        op, target = node.op, node.target
+        if op == "call_function":
+            return target(*args, **kwargs)
+        if op == "call_method":
+            return getattr(args[0], target)(*args[1:], **kwargs)
+        if op == "call_module":
+            return self.fetch_attr(target)(*args, **kwargs)
+        if op == "get_attr":
+            return self.fetch_attr(target)
+        if op == "placeholder":
+            if target.startswith("*"):
+                return list(remaining)
+            try:
+                return next(remaining)
+            except StopIteration as stop:
+                if args:
+                    return args[0]
+                raise RuntimeError(f"Expected positional argument for parameter {target}, "
+                                   "but one was not passed in!") from stop
+        return args[0]  # output
+
+    def fetch_attr(self, target: str):
+        atoms = target.split(".")
+        value = self.model
+        for i, atom in enumerate(atoms):
+            if not hasattr(value, atom):
+                raise RuntimeError(f"Node referenced nonexistent target {'.'.join(atoms[:i + 1])}")
+            value = getattr(value, atom)
+        return value
+
+
+def _reword_as_fx(exc: Exception, node: fx.Node) -> None:
+    """What `fx.Interpreter.run` does to an exception raised by a node: the node appended
+    to its message, a KeyError raised as a RuntimeError."""
+    msg = f"While executing {node.format_node()}"
+    msg = f"{exc.args[0]}\n\n{msg}" if exc.args else str(msg)
+    msg += f"\nOriginal traceback:\n{node.stack_trace}"
+    msg += "\nUse tlparse to see full graph. "
+    msg += ("(https://github.com/pytorch/tlparse?tab=readme-ov-file#tlparse-parse-structured"
+            "-pt2-logs)")
+    exc.args = (msg,) + exc.args[1:]
+    if isinstance(exc, KeyError):
+        raise RuntimeError(*exc.args) from exc
 
 
 class _RecordingFailed(Exception):
