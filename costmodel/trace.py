@@ -37,7 +37,8 @@ from .graph import MAC_KINDS, LayerGraph, OpNode
 from .blocks import BlockFinder, compile_block_pattern
 from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS, function_name
 from .opinfo import (call_attrs, derive_unknown, einsum_index_sizes, functional_params,
-                     is_param_slot, matmul_operand_copies, measure_saved, mha_attrs,
+                     is_param_slot, matmul_operand_copies, measure_saved,
+                     measure_saved_remembered, mha_attrs,
                      substituted)
 from .rules import REGISTRY, Registry
 from .inputs import ModelInputs, as_inputs
@@ -130,6 +131,21 @@ class _LeafTracer(fx.Tracer):
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return _Proxy(node, self)
 
+    def create_arg(self, a):
+        """fx's, with a shortcut for what most arguments are (a proxy, a number, a tuple or
+        list of them): fx first tests each one for being a parameter, buffer, module, constant
+        or opaque object, none of which these can be; the result is the same."""
+        kind = type(a)
+        if kind in _PLAIN_ARGS:
+            return a
+        if kind is _Proxy or kind is _Attribute:
+            return a.node
+        if kind is tuple:
+            return tuple(self.create_arg(item) for item in a)
+        if kind is list:
+            return [self.create_arg(item) for item in a]
+        return super().create_arg(a)
+
     def trace(self, root, concrete_args=None):
         self.parameter_names = {id(p): n for n, p in root.named_parameters()} \
             if isinstance(root, nn.Module) else {}
@@ -148,6 +164,9 @@ class _LeafTracer(fx.Tracer):
                 proxy_factory_fn=None if not self.param_shapes_constant else
                 lambda node: fx.proxy.ParameterProxy(self, node, name, attr_val))
         return parameter_proxy_cache[name]
+
+
+_PLAIN_ARGS = frozenset({int, float, bool, str, type(None)})
 
 
 def _bind_inputs(model: nn.Module, inputs: ModelInputs, model_name: str):
@@ -253,7 +272,8 @@ class _Builder:
         self.probes: list = []  # (node name, fn, tensors, module): measured after the forward
         # Module paths name module calls; a function's node never takes one (a block profiled
         # on its own may call x.norm() and own a module named `norm`).
-        self.module_paths = {p for p, _ in model.named_modules()}
+        self.modules = dict(model.named_modules())  # path -> module (the first path of a shared one)
+        self.module_paths = set(self.modules)
         self.counted_params: set[str] = set()  # parameter names some node already owns
         self.derived: dict[str, dict] = {}  # node name -> what an op without a rule costs
 
@@ -405,7 +425,8 @@ class _Builder:
 
     def finish(self, tracer_name: str, output_names) -> LayerGraph:
         for name, fn, tensors, module in self.probes:
-            self.nodes[name].attrs["measured_saved"] = measure_saved(fn, tensors, module)
+            measure = measure_saved_remembered if fn is _call_module else measure_saved
+            self.nodes[name].attrs["measured_saved"] = measure(fn, tensors, module)
         for name, derived in self.derived.items():
             if self.nodes[name].kind == "unknown":
                 self.nodes[name].kind = "derived"
@@ -492,24 +513,31 @@ _MODULE_ATTRS = ("groups", "stride", "kernel_size", "padding", "dilation", "in_c
 
 def module_attrs(module: nn.Module) -> dict:
     attrs = {}
-    for key in _MODULE_ATTRS:
-        if _has_attr(module, key):
-            value = getattr(module, key)
-            attrs[key] = list(value) if isinstance(value, tuple) else value
+    for key in _present_attrs(module):
+        value = getattr(module, key)
+        attrs[key] = list(value) if isinstance(value, tuple) else value
     return attrs
 
 
-def _has_attr(module: nn.Module, key: str) -> bool:
-    """`hasattr(module, key)` without asking `nn.Module.__getattr__` for what is not there
-    (it raises a Python AttributeError: most of a module call's recording time)."""
+def _present_attrs(module: nn.Module) -> list[str]:
+    """The keys of `_MODULE_ATTRS` that `hasattr(module, key)` finds, without asking
+    `nn.Module.__getattr__` about each one that is not there (it raises a Python
+    AttributeError: most of a module call's recording time)."""
     cls = type(module)
     if cls.__getattr__ is not nn.Module.__getattr__ or \
             cls.__getattribute__ is not object.__getattribute__:
-        return hasattr(module, key)
-    if key in module.__dict__ or key in module._parameters or key in module._buffers or \
-            key in module._modules:
-        return True
-    return hasattr(cls, key) and hasattr(module, key)  # a property may still raise
+        return [key for key in _MODULE_ATTRS if hasattr(module, key)]
+    on_class = _CLASS_ATTRS.get(cls)
+    if on_class is None:
+        on_class = _CLASS_ATTRS[cls] = frozenset(k for k in _MODULE_ATTRS if hasattr(cls, k))
+    own = module.__dict__
+    return [key for key in _MODULE_ATTRS
+            if key in own or key in module._parameters or key in module._buffers
+            or key in module._modules
+            or key in on_class and hasattr(module, key)]  # a property may still raise
+
+
+_CLASS_ATTRS: dict[type, frozenset] = {}  # module class -> the keys its class defines
 
 
 class _FxGraphBuilder(_Builder):
@@ -534,7 +562,8 @@ class _FxGraphBuilder(_Builder):
         self.input_args = {p: v for p, v in zip(self.placeholders, values)
                            if isinstance(v, torch.Tensor)
                            and any(v is t for t in _flat(self.given))}
-        interp = _RecordingInterpreter(self.model, self.graph, self.values, self.record)
+        interp = _RecordingInterpreter(self.model, self.graph, self.values, self.record,
+                                       self.modules)
         try:
             _run(lambda: interp.run(*values), self.model_name, self.inputs)
         except _RecordingFailed as failed:  # ttplan's own error, not the model's
@@ -565,7 +594,9 @@ class _FxGraphBuilder(_Builder):
         attrs: dict = {}
         tensors = [values[a] for a in tensor_args]
         if node.op == "call_module":
-            module = self.model.get_submodule(node.target)
+            module = self.modules.get(node.target)
+            if module is None:
+                module = self.model.get_submodule(node.target)
             kind, op = self.registry.module_kind(module), type(module).__name__
             path = scope = owner = str(node.target)
             count = module_calls.get(path, 0)
@@ -673,8 +704,9 @@ class _RecordingInterpreter:
     A failing node's exception is worded as fx words it (the error messages stay as they were).
     """
 
-    def __init__(self, model, graph, values, record):
+    def __init__(self, model, graph, values, record, modules: dict):
         self.model = model
+        self.modules = modules  # path -> module, as fx's paths name them
         self.graph = graph
         self.values = values
         self.record = record
@@ -716,7 +748,8 @@ class _RecordingInterpreter:
         if op == "call_method":
             return getattr(args[0], target)(*args[1:], **kwargs)
         if op == "call_module":
-            return self.fetch_attr(target)(*args, **kwargs)
+            module = self.modules.get(target)
+            return (self.fetch_attr(target) if module is None else module)(*args, **kwargs)
         if op == "get_attr":
             return self.fetch_attr(target)
         if op == "placeholder":
