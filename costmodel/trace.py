@@ -20,6 +20,7 @@ layer norm after a permute), and strides decide views, copies and so the pytorch
 
 from __future__ import annotations
 
+import collections
 import dis
 import functools
 import inspect
@@ -130,12 +131,23 @@ class _LeafTracer(fx.Tracer):
         super().__init__(autowrap_modules=(),
                          autowrap_functions=tuple(o for o, _ in _math_wrappers().values()))
         self.registry = registry
+        self.module_stack = _ModuleStack()
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return self.registry.is_leaf(m) or super().is_leaf_module(m, module_qualified_name)
 
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return _Proxy(node, self)
+
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+        """fx's, with the arguments given to the node once fx has made it: fx's
+        `Graph.create_node` first walks every argument looking for symbolic ints, which a
+        trace of eager modules never holds (a tenth of tracing)."""
+        if not (args or kwargs) or self.check_mutable_operations:
+            return super().create_node(kind, target, args, kwargs, name, type_expr)
+        node = super().create_node(kind, target, (), {}, name, type_expr)
+        node._update_args_kwargs(args, kwargs)  # what fx.Node's constructor does with them
+        return node
 
     def create_arg(self, a):
         """fx's, with a shortcut for what most arguments are (a proxy, a number, a tuple or
@@ -181,6 +193,14 @@ class _LeafTracer(fx.Tracer):
 
 
 _PLAIN_ARGS = frozenset({int, float, bool, str, type(None)})
+
+
+class _ModuleStack(collections.OrderedDict):
+    """fx's stack of the modules being called, which fx copies into every node's meta;
+    `copy.copy` of a plain OrderedDict goes through `__reduce_ex__` (slow)."""
+
+    def __copy__(self):
+        return _ModuleStack(self)
 
 
 @functools.lru_cache(maxsize=1)
