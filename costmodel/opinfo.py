@@ -54,14 +54,36 @@ def bind_call(target, args, kwargs) -> dict | None:
             _SIGNATURES[target] = inspect.signature(target)
         except (TypeError, ValueError):
             _SIGNATURES[target] = _builtin_signature(target)
+        _POSITIONAL[target] = _positional_names(_SIGNATURES[target])
     signature = _SIGNATURES[target]
     if signature is None:
         return None
+    positional = _POSITIONAL[target]
+    if positional is not None and not kwargs:  # what Signature.bind gives, without its cost
+        names, required = positional
+        return dict(zip(names, args)) if required <= len(args) <= len(names) else None
     try:
         bound = signature.bind(*args, **(kwargs or {}))
     except TypeError:
         return None
     return dict(bound.arguments)
+
+
+# target -> (its parameters' names, how many have no default) when it takes plain
+# positional parameters only (no *args, no keyword-only ones); else None.
+_POSITIONAL: dict[object, tuple[tuple[str, ...], int] | None] = {}
+
+
+def _positional_names(signature: inspect.Signature | None):
+    if signature is None:
+        return None
+    params = list(signature.parameters.values())
+    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
+        return None
+    required = [p for p in params if p.default is inspect.Parameter.empty]
+    if params[:len(required)] != required:  # a parameter without default after one with
+        return None
+    return tuple(p.name for p in params), len(required)
 
 
 def call_attrs(target, args, kwargs) -> dict:
