@@ -45,6 +45,7 @@ class LeafTracer(fx.Tracer):
                          autowrap_functions=tuple(o for o, _ in _math_wrappers().values()))
         self.registry = registry
         self.module_stack = _ModuleStack()
+        self.scope = _Scope("", None)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return self.registry.is_leaf(m) or super().is_leaf_module(m, module_qualified_name)
@@ -106,6 +107,14 @@ class LeafTracer(fx.Tracer):
 
 
 _PLAIN_ARGS = frozenset({int, float, bool, str, type(None)})
+
+
+class _Scope(fx.proxy.Scope):
+    """fx's current module scope, which fx copies at every module call (`copy.copy` of a
+    plain object goes through `__reduce_ex__`)."""
+
+    def __copy__(self):
+        return _Scope(self.module_path, self.module_type)
 
 
 class _ModuleStack(collections.OrderedDict):
