@@ -18,6 +18,7 @@ import math
 import sys
 from bisect import bisect_left
 
+import torch
 import torch.fx as fx
 import torch.nn as nn
 from torch.fx._symbolic_trace import _create_wrapped_func
@@ -64,8 +65,8 @@ class LeafTracer(fx.Tracer):
         return node
 
     def create_arg(self, a):
-        """fx's, with a shortcut for what most arguments are (a proxy, a number, a tuple or
-        list of them): fx first tests each one for being a parameter, buffer, module, constant
+        """fx's, with a shortcut for what most arguments are (a proxy, a number, a dtype, a
+        tuple, list, slice or keyword dict of them): fx first tests each one for being a parameter, buffer, module, constant
         or opaque object, none of which these can be; the result is the same."""
         kind = type(a)
         if kind in _PLAIN_ARGS:
@@ -76,6 +77,11 @@ class LeafTracer(fx.Tracer):
             return tuple(self.create_arg(item) for item in a)
         if kind is list:
             return [self.create_arg(item) for item in a]
+        if kind is dict and all(type(k) is str for k in a):
+            return {k: self.create_arg(v) for k, v in a.items()}
+        if kind is slice:
+            return slice(self.create_arg(a.start), self.create_arg(a.stop),
+                         self.create_arg(a.step))
         return super().create_arg(a)
 
     def trace(self, root, concrete_args=None):
@@ -94,9 +100,10 @@ class LeafTracer(fx.Tracer):
     def getattr(self, attr: str, attr_val, parameter_proxy_cache: dict):
         """As fx's, which looks a parameter up by scanning all of the model's parameters
         at every attribute read (the scan is now one dict built per trace)."""
-        name = self.parameter_names.get(id(attr_val)) \
-            if isinstance(attr_val, nn.Parameter) else None
+        name = self.parameter_names.get(id(attr_val))  # only the model's parameters are keys
         if name is None:  # not a parameter of the model as it was when tracing began
+            if not isinstance(attr_val, torch.Tensor):
+                return attr_val  # fx too: only a tensor can become a proxy here
             return super().getattr(attr, attr_val, parameter_proxy_cache)
         if name not in parameter_proxy_cache:
             parameter_proxy_cache[name] = self.create_proxy(
@@ -106,7 +113,8 @@ class LeafTracer(fx.Tracer):
         return parameter_proxy_cache[name]
 
 
-_PLAIN_ARGS = frozenset({int, float, bool, str, type(None)})
+_PLAIN_ARGS = frozenset({int, float, bool, complex, str, type(None), type(...), torch.dtype,
+                         torch.device, torch.memory_format, torch.layout})
 
 
 class _Scope(fx.proxy.Scope):

@@ -14,7 +14,7 @@ def module_params(module: nn.Module):
     if isinstance(module, nn.MultiheadAttention):  # its out_proj is never called on its own
         slots = _mha_slots(module)
         return (_flat_meta(slots["weight"]), _flat_meta(slots["bias"]), slots["other"])
-    own = dict(module.named_parameters(recurse=False))
+    own = dict(own_parameters(module))
     weight, bias = own.pop("weight", None), own.pop("bias", None)
     if weight is None and isinstance(module, nn.RNNBase):
         weights = [p for n, p in own.items() if n.startswith("weight")]
@@ -23,6 +23,17 @@ def module_params(module: nn.Module):
         bias = torch.empty(sum(p.numel() for p in biases), device="meta") if biases else None
         own = {n: p for n, p in own.items() if not n.startswith(("weight", "bias"))}
     return weight, bias, list(own.values())
+
+
+def own_parameters(module: nn.Module) -> list:
+    """`module.named_parameters(recurse=False)` as a list, without its generator and its
+    set of tensors (hashed by a Python method): one of these per module call."""
+    seen, own = set(), []
+    for name, p in module._parameters.items():
+        if p is not None and id(p) not in seen:
+            seen.add(id(p))
+            own.append((name, p))
+    return own
 
 
 def _mha_slots(module: nn.Module) -> dict:
@@ -50,7 +61,7 @@ def param_names_of(module: nn.Module, path: str) -> dict:
         own = _mha_slots(module)["names"]
         return {k: [f"{path}.{n}" if path else n for n in v] for k, v in own.items()}
     names = {"weight": [], "bias": []}
-    for n, _ in module.named_parameters(recurse=False):
+    for n, _ in own_parameters(module):
         slot = "weight" if n.startswith("weight") else "bias" if n.startswith("bias") else None
         if slot:
             names[slot].append(f"{path}.{n}" if path else n)
