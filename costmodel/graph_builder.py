@@ -17,9 +17,9 @@ from .errors import TraceError
 from .graph import MAC_KINDS, LayerGraph, OpNode
 from .inputs import ModelInputs
 from .kinds import function_name
-from .opinfo import (call_attrs, derive_unknown, einsum_index_sizes, functional_params,
-                     matmul_operand_copies, measure_saved, measure_saved_remembered, mha_attrs,
-                     substituted)
+from .opinfo import (EinsumCall, call_attrs, derive_unknown, einsum_index_sizes,
+                     functional_params, matmul_operand_copies, measure_saved_remembered,
+                     mha_attrs, substituted)
 from .rules import Registry
 
 
@@ -126,7 +126,7 @@ class GraphBuilder:
             attrs["index_sizes"] = einsum_index_sizes(attrs["equation"], operands)
             if len(operands) == len(tensors):
                 equation = attrs["equation"]
-                self.probes.append((name, lambda *ts: torch.einsum(equation, *ts), tensors, None))
+                self.probes.append((name, EinsumCall(equation), tensors, None))
         if kind == "pow" and (args and not isinstance(args[0], torch.Tensor)
                               or function_name(target) == "__rpow__"):
             attrs["scalar_base"] = True  # 2 ** x: PowBackward2 keeps x and the result
@@ -221,8 +221,8 @@ class GraphBuilder:
 
     def finish(self, tracer_name: str, output_names) -> LayerGraph:
         for name, fn, tensors, module in self.probes:
-            measure = measure_saved_remembered if fn is call_module else measure_saved
-            self.nodes[name].attrs["measured_saved"] = measure(fn, tensors, module)
+            self.nodes[name].attrs["measured_saved"] = measure_saved_remembered(fn, tensors,
+                                                                                module)
         for name, derived in self.derived.items():
             if self.nodes[name].kind == "unknown":
                 self.nodes[name].kind = "derived"

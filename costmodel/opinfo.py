@@ -213,24 +213,51 @@ def measure_saved(fn, inputs: list[torch.Tensor], module: nn.Module | None = Non
     return table
 
 
-def measure_saved_remembered(fn, inputs: list[torch.Tensor], module: nn.Module) -> dict:
+def measure_saved_remembered(fn, inputs: list[torch.Tensor], module: nn.Module | None) -> dict:
     """`measure_saved(fn, inputs, module)`, measured once per process for each configuration
-    of torch's own recurrent layers (nn.RNN/LSTM/GRU: class, sizes, flags, parameter and
-    input shapes, dtypes and strides, the kernels' settings): their saved set comes from
-    oneDNN's workspace, up to seven eager forward passes to measure, three quarters of a
-    profile of a small recurrent model; what it measures depends on nothing else."""
-    key = _recurrent_key(fn, inputs, module)
+    of the calls whose saved set only their configuration decides:
+    * torch's own recurrent layers (nn.RNN/LSTM/GRU: class, sizes, flags, parameter and input
+      shapes, dtypes and strides, the kernels' settings): oneDNN's workspace, up to seven
+      eager forward passes to measure, three quarters of a profile of a small recurrent model;
+    * einsum (`EinsumCall`: the equation, the operands' shapes, strides and dtypes, the
+      contraction-order settings): how it folds its operands, three runs per call, the same
+      for every layer of a transformer written with einsum.
+    Other calls are measured every time."""
+    key = _recurrent_key(fn, inputs, module) if module is not None else \
+        _einsum_key(fn, inputs)
     if key is None:
         return measure_saved(fn, inputs, module)
-    table = _RECURRENT_SAVED.get(key)
+    table = _REMEMBERED_SAVED.get(key)
     if table is None:
-        if len(_RECURRENT_SAVED) >= 256:
-            _RECURRENT_SAVED.clear()
-        table = _RECURRENT_SAVED[key] = measure_saved(fn, inputs, module)
+        if len(_REMEMBERED_SAVED) >= 512:
+            _REMEMBERED_SAVED.clear()
+        table = _REMEMBERED_SAVED[key] = measure_saved(fn, inputs, module)
     return {situation: list(saved) for situation, saved in table.items()}
 
 
-_RECURRENT_SAVED: dict[tuple, dict] = {}
+_REMEMBERED_SAVED: dict[tuple, dict] = {}
+
+
+class EinsumCall:
+    """`torch.einsum(equation, *operands)` as a function of the operands."""
+
+    def __init__(self, equation: str):
+        self.equation = equation
+
+    def __call__(self, *operands):
+        return torch.einsum(self.equation, *operands)
+
+
+def _tensor_specs(inputs) -> tuple:
+    return tuple((tuple(t.shape), t.dtype, t.stride(), t.storage_offset(), t.device.type)
+                 for t in inputs)
+
+
+def _einsum_key(fn, inputs) -> tuple | None:
+    if type(fn) is not EinsumCall or not all(isinstance(t, torch.Tensor) for t in inputs):
+        return None
+    contraction = (torch.backends.opt_einsum.enabled, torch.backends.opt_einsum.strategy)
+    return "einsum", fn.equation, _tensor_specs(inputs), contraction
 
 
 def _recurrent_key(fn, inputs, module) -> tuple | None:
@@ -240,11 +267,9 @@ def _recurrent_key(fn, inputs, module) -> tuple | None:
     config = tuple(sorted((k, v) for k, v in vars(module).items()
                           if isinstance(v, (bool, int, float, str, type(None)))))
     params = tuple((n, tuple(p.shape), p.dtype, p.stride()) for n, p in module.named_parameters())
-    tensors = tuple((tuple(t.shape), t.dtype, t.stride(), t.storage_offset(), t.device.type)
-                    for t in inputs)
     kernels = (torch.backends.mkldnn.is_available(), torch.backends.mkldnn.enabled,
                torch.backends.cudnn.enabled, torch.get_num_threads())
-    return fn, type(module), config, params, tensors, kernels
+    return fn, type(module), config, params, _tensor_specs(inputs), kernels
 
 
 def measured_key(weight: bool, bias: bool, inputs) -> str:
