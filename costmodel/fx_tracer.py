@@ -66,8 +66,9 @@ class LeafTracer(fx.Tracer):
 
     def create_arg(self, a):
         """fx's, with a shortcut for what most arguments are (a proxy, a number, a dtype, a
-        tuple, list, slice or keyword dict of them): fx first tests each one for being a parameter, buffer, module, constant
-        or opaque object, none of which these can be; the result is the same."""
+        tuple, list, slice or keyword dict of them): fx first tests each one for being a
+        parameter, buffer, module, constant or opaque object, none of which these can be;
+        the result is the same."""
         kind = type(a)
         if kind in _PLAIN_ARGS:
             return a

@@ -1,22 +1,25 @@
 """Trace a PyTorch model into a `LayerGraph`.
 
 First path: ``torch.fx`` symbolic tracing (`costmodel.fx_tracer`) plus one forward pass
-through the traced graph (`costmodel.fx_builder`) that records every node's real output (shape, dtype, and whether it shares storage with an input —
-views and in-place ops — which the `pytorch` memory convention needs). When fx cannot trace
-the model (data-dependent control flow, unsupported Python), the second path runs the model
-once with forward hooks on every module and a ``TorchFunctionMode`` that sees the functions
-called between modules (``+``, ``torch.cat``, ``flatten`` …) (`costmodel.hook_tracer`). Both
-turn calls into nodes with `costmodel.graph_builder`. The graph says which path made it.
+through the traced graph (`costmodel.fx_builder`) that records every node's real output
+(shape, dtype, and whether it shares storage with an input — views and in-place ops — which
+the `pytorch` memory convention needs). When fx cannot trace the model (data-dependent
+control flow, unsupported Python), the second path runs the model once with forward hooks on
+every module and a ``TorchFunctionMode`` that sees the functions called between modules
+(``+``, ``torch.cat``, ``flatten`` …) (`costmodel.hook_tracer`). Both turn calls into nodes
+with `costmodel.graph_builder`. The graph says which path made it.
 
-The forward pass runs under ``torch.no_grad`` in train mode, as a training step runs it (dropout
-active, ``if self.training`` branches taken), except BatchNorm-like layers, which stay in eval
-mode (same shapes, valid for 1×1 maps); modes, buffers and the RNG state are restored afterwards.
+The forward pass runs under ``torch.no_grad`` in train mode, as a training step runs it
+(dropout active, ``if self.training`` branches taken), except BatchNorm-like layers, which
+stay in eval mode (same shapes, valid for 1×1 maps); modes, buffers and the RNG state are
+restored afterwards.
 
 Memory. The fx path records each node as soon as it has run and drops its value after the
 node's last reader, and the hooks path knows tensors by weak reference only, so tracing holds
-about what the model's own forward holds (batch 100 costs little more than batch 1). Shapes are not taken from ``meta`` tensors: their kernels
-do not always give the strides the CPU kernels give (scaled_dot_product_attention's output,
-layer norm after a permute), and strides decide views, copies and so the pytorch convention.
+about what the model's own forward holds (batch 100 costs little more than batch 1). Shapes
+are not taken from ``meta`` tensors: their kernels do not always give the strides the CPU
+kernels give (scaled_dot_product_attention's output, layer norm after a permute), and strides
+decide views, copies and so the pytorch convention.
 """
 
 from __future__ import annotations
