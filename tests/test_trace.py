@@ -131,3 +131,27 @@ def test_the_fx_tracer_makes_the_graph_a_plain_fx_tracer_makes():
         assert described(ours.trace(model, concrete_args=defaults)) == expected, type(model)
         assert ours.node_name_to_scope == plain.node_name_to_scope
     assert dict(vars(math)) == before  # the math module is given back as it was
+
+
+def test_remembered_saved_sets_are_what_a_fresh_measurement_gives():
+    """What a recurrent layer and einsum keep is measured once per configuration and process;
+    a remembered table equals a new measurement, and a caller's copy cannot change it."""
+    import torch
+
+    from ttplan.costmodel import opinfo
+
+    lstm = nn.LSTM(5, 6, num_layers=2, batch_first=True)
+    x = torch.randn(2, 4, 5)
+    einsum, a, b = opinfo.EinsumCall("bij,bjk->bik"), torch.randn(2, 3, 4), torch.randn(2, 4, 5)
+    for fn, inputs, module in ((lstm_call, [x], lstm), (einsum, [a, b], None)):
+        fresh = opinfo.measure_saved(fn, inputs, module)
+        first = opinfo.measure_saved_remembered(fn, inputs, module)
+        first[next(iter(first))].append(("new", 1))
+        assert opinfo.measure_saved_remembered(fn, inputs, module) == fresh
+    assert opinfo.measure_saved_remembered(einsum, [a.transpose(1, 2).contiguous()
+                                                    .transpose(1, 2), b], None) == \
+        opinfo.measure_saved(einsum, [a.transpose(1, 2).contiguous().transpose(1, 2), b])
+
+
+def lstm_call(module, x):
+    return module(x)
