@@ -29,6 +29,23 @@ FREE_PARAM_KINDS = frozenset({"parameter", "embedding"})
 PARAM_KINDS = MAC_KINDS | NORM_KINDS | FREE_PARAM_KINDS
 
 
+class _computed_once:
+    """`functools.cached_property` without its lock (Python 3.11 takes an RLock at every
+    first read; nodes are made fresh by every trace, so nearly every read of a profile is a
+    first one). The value is stored in the instance's dict, as cached_property stores it."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
+
+
 @dataclass
 class OpNode:
     """One operator of the forward pass, with everything the cost formulas need."""
@@ -49,14 +66,14 @@ class OpNode:
 
     # Sizes are read thousands of times while a planner costs configurations; an OpNode is never
     # mutated after tracing (derived graphs copy it with dataclasses.replace), so cache them.
-    @cached_property
+    @_computed_once
     def weight_numel(self) -> int:
         n = 1
         for d in self.weight_shape or ():
             n *= d
         return n if self.weight_shape else 0
 
-    @cached_property
+    @_computed_once
     def params(self) -> int:
         return self.weight_numel + self.bias_numel + self.other_param_numel
 
@@ -72,7 +89,7 @@ class OpNode:
         same layer), or the op's own name for functional ops."""
         return self.module or self.name
 
-    @cached_property
+    @_computed_once
     def out_numel(self) -> int:
         return _numel(self.out_shape)
 

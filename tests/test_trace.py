@@ -1,5 +1,8 @@
 """The tracer: both paths give the same graph costs; blocks and kinds are what users expect."""
 
+import math
+from math import sqrt
+
 from torch import nn
 
 from ttplan import profile
@@ -84,3 +87,71 @@ def test_tracing_frees_intermediates_as_the_forward_does(monkeypatch):
         assert graph.tracer == tracer and len(graph.order) == 41
         assert most_alive[0] <= 3, (tracer, most_alive[0])
         monkeypatch.setattr(tracing._Builder, "add", recorded)
+
+
+class _MathOnShapes(nn.Module):
+    """`math` called on proxies, through the module and imported by name."""
+
+    def forward(self, x):
+        return x * math.sqrt(x.size(-1)) + sqrt(x.shape[1]) * math.floor(2.5)
+
+
+def test_the_fx_tracer_makes_the_graph_a_plain_fx_tracer_makes():
+    """`LeafTracer` reaches fx's result by shorter ways (parameters by id, `math` wrappers
+    built once, argument shortcuts, node arguments set after the node is made, cheap copies
+    of the module stack and scope): node for node, the same graph as fx's own Tracer with the
+    same leaves."""
+    import inspect
+
+    import torch.fx as fx
+
+    from tests.library_models import LIBRARY_MODELS
+    from ttplan.costmodel.fx_tracer import LeafTracer, _Proxy
+    from ttplan.costmodel.rules import REGISTRY
+
+    class PlainTracer(fx.Tracer):
+        def is_leaf_module(self, m, qualified_name):
+            return REGISTRY.is_leaf(m) or super().is_leaf_module(m, qualified_name)
+
+        def proxy(self, node):
+            return _Proxy(node, self)
+
+    def described(graph):
+        return [(n.name, n.op, str(n.target), repr(n.args), repr(n.kwargs),
+                 [u.name for u in n.users], list((n.meta.get("nn_module_stack") or {}).items()),
+                 sorted(n.meta)) for n in graph.nodes]
+
+    models = [case() for case in LIBRARY_MODELS.values()] + [_MathOnShapes()]
+    before = dict(vars(math))
+    for model in models:
+        defaults = {p.name: p.default for p in inspect.signature(model.forward).parameters.values()
+                    if p.default is not inspect.Parameter.empty} or None
+        plain, ours = PlainTracer(), LeafTracer(REGISTRY)
+        expected = described(plain.trace(model, concrete_args=defaults))
+        assert described(ours.trace(model, concrete_args=defaults)) == expected, type(model)
+        assert ours.node_name_to_scope == plain.node_name_to_scope
+    assert dict(vars(math)) == before  # the math module is given back as it was
+
+
+def test_remembered_saved_sets_are_what_a_fresh_measurement_gives():
+    """What a recurrent layer and einsum keep is measured once per configuration and process;
+    a remembered table equals a new measurement, and a caller's copy cannot change it."""
+    import torch
+
+    from ttplan.costmodel import opinfo
+
+    lstm = nn.LSTM(5, 6, num_layers=2, batch_first=True)
+    x = torch.randn(2, 4, 5)
+    einsum, a, b = opinfo.EinsumCall("bij,bjk->bik"), torch.randn(2, 3, 4), torch.randn(2, 4, 5)
+    for fn, inputs, module in ((lstm_call, [x], lstm), (einsum, [a, b], None)):
+        fresh = opinfo.measure_saved(fn, inputs, module)
+        first = opinfo.measure_saved_remembered(fn, inputs, module)
+        first[next(iter(first))].append(("new", 1))
+        assert opinfo.measure_saved_remembered(fn, inputs, module) == fresh
+    assert opinfo.measure_saved_remembered(einsum, [a.transpose(1, 2).contiguous()
+                                                    .transpose(1, 2), b], None) == \
+        opinfo.measure_saved(einsum, [a.transpose(1, 2).contiguous().transpose(1, 2), b])
+
+
+def lstm_call(module, x):
+    return module(x)

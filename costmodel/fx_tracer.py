@@ -1,0 +1,175 @@
+"""The first tracing path's first half: ``torch.fx`` symbolic tracing of the model into an
+``fx.Graph`` whose targets are paths in the model itself (no ``fx.GraphModule`` is built).
+
+`LeafTracer` is fx's tracer stopping at every module the registry prices as one operator,
+with fx's slowest steps done the same way for less: parameters looked up by id, `math`'s
+wrappers built once, common arguments and node arguments passed through without fx's generic
+checks, unpacking decided from a disassembly cached per function. The graphs are the ones a
+plain ``fx.Tracer`` with the same leaves makes. `costmodel.fx_builder` runs them.
+"""
+
+from __future__ import annotations
+
+import collections
+import dis
+import functools
+import inspect
+import math
+import sys
+from bisect import bisect_left
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+from torch.fx._symbolic_trace import _create_wrapped_func
+
+from .rules import Registry
+
+
+def symbolic_trace(model: nn.Module, registry: Registry, defaults: dict) -> fx.Graph:
+    """fx's trace, with every argument of `forward` the inputs do not give fixed to its
+    default. The graph's targets are paths in `model` itself: it runs on `model`, no
+    `fx.GraphModule` is built (its code generation and compile took a tenth of a profile)."""
+    tracer = LeafTracer(registry)
+    return tracer.trace(model, concrete_args=defaults or None)
+
+
+class LeafTracer(fx.Tracer):
+    """fx stops at every module the registry prices as one operator (a subclass of a known
+    layer included), not only at torch.nn's own classes."""
+
+    def __init__(self, registry: Registry):
+        # fx wraps every function of `math` (so that math.sqrt(proxy) is recorded) by
+        # building 55 wrappers per trace, about a sixth of tracing a small model; the same
+        # functions are wrapped here with wrappers built once (`_math_wrappers`).
+        super().__init__(autowrap_modules=(),
+                         autowrap_functions=tuple(o for o, _ in _math_wrappers().values()))
+        self.registry = registry
+        self.module_stack = _ModuleStack()
+        self.scope = _Scope("", None)
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return self.registry.is_leaf(m) or super().is_leaf_module(m, module_qualified_name)
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _Proxy(node, self)
+
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+        """fx's, with the arguments given to the node once fx has made it: fx's
+        `Graph.create_node` first walks every argument looking for symbolic ints, which a
+        trace of eager modules never holds (a tenth of tracing)."""
+        if not (args or kwargs) or self.check_mutable_operations:
+            return super().create_node(kind, target, args, kwargs, name, type_expr)
+        node = super().create_node(kind, target, (), {}, name, type_expr)
+        node._update_args_kwargs(args, kwargs)  # what fx.Node's constructor does with them
+        return node
+
+    def create_arg(self, a):
+        """fx's, with a shortcut for what most arguments are (a proxy, a number, a dtype, a
+        tuple, list, slice or keyword dict of them): fx first tests each one for being a
+        parameter, buffer, module, constant or opaque object, none of which these can be;
+        the result is the same."""
+        kind = type(a)
+        if kind in _PLAIN_ARGS:
+            return a
+        if kind is _Proxy or kind is _Attribute:
+            return a.node
+        if kind is tuple:
+            return tuple(self.create_arg(item) for item in a)
+        if kind is list:
+            return [self.create_arg(item) for item in a]
+        if kind is dict and all(type(k) is str for k in a):
+            return {k: self.create_arg(v) for k, v in a.items()}
+        if kind is slice:
+            return slice(self.create_arg(a.start), self.create_arg(a.stop),
+                         self.create_arg(a.step))
+        return super().create_arg(a)
+
+    def trace(self, root, concrete_args=None):
+        self.parameter_names = {id(p): n for n, p in root.named_parameters()} \
+            if isinstance(root, nn.Module) else {}
+        functions = vars(math)
+        wrappers = {name: wrapper for name, (original, wrapper) in _math_wrappers().items()
+                    if functions.get(name) is original}
+        saved = {name: functions[name] for name in wrappers}
+        functions.update(wrappers)
+        try:
+            return super().trace(root, concrete_args)
+        finally:
+            functions.update(saved)
+
+    def getattr(self, attr: str, attr_val, parameter_proxy_cache: dict):
+        """As fx's, which looks a parameter up by scanning all of the model's parameters
+        at every attribute read (the scan is now one dict built per trace)."""
+        name = self.parameter_names.get(id(attr_val))  # only the model's parameters are keys
+        if name is None:  # not a parameter of the model as it was when tracing began
+            if not isinstance(attr_val, torch.Tensor):
+                return attr_val  # fx too: only a tensor can become a proxy here
+            return super().getattr(attr, attr_val, parameter_proxy_cache)
+        if name not in parameter_proxy_cache:
+            parameter_proxy_cache[name] = self.create_proxy(
+                "get_attr", name, (), {},
+                proxy_factory_fn=None if not self.param_shapes_constant else
+                lambda node: fx.proxy.ParameterProxy(self, node, name, attr_val))
+        return parameter_proxy_cache[name]
+
+
+_PLAIN_ARGS = frozenset({int, float, bool, complex, str, type(None), type(...), torch.dtype,
+                         torch.device, torch.memory_format, torch.layout})
+
+
+class _Scope(fx.proxy.Scope):
+    """fx's current module scope, which fx copies at every module call (`copy.copy` of a
+    plain object goes through `__reduce_ex__`)."""
+
+    def __copy__(self):
+        return _Scope(self.module_path, self.module_type)
+
+
+class _ModuleStack(collections.OrderedDict):
+    """fx's stack of the modules being called, which fx copies into every node's meta;
+    `copy.copy` of a plain OrderedDict goes through `__reduce_ex__` (slow)."""
+
+    def __copy__(self):
+        return _ModuleStack(self)
+
+
+@functools.lru_cache(maxsize=1)
+def _math_wrappers() -> dict:
+    """{name: (math function, fx's wrapper of it)}, as fx's autowrap of `math` makes them."""
+    return {name: (value, _create_wrapped_func(value)) for name, value in vars(math).items()
+            if not name.startswith("_") and callable(value)}
+
+
+class _Proxy(fx.Proxy):
+    """fx's Proxy; unpacking (`q, k, v = x.unbind(0)`) reads the calling instruction from a
+    disassembly cached per function, where fx disassembles the whole function at every
+    unpacking (a sixth of tracing a ViT). Otherwise as fx: the tracer's `iter`."""
+
+    def __iter__(self):
+        caller = inspect.currentframe().f_back
+        instruction = _instruction_at(caller.f_code, caller.f_lasti)
+        if instruction.opname == "UNPACK_SEQUENCE":
+            return (self[i] for i in range(instruction.argval))
+        return self.tracer.iter(self)
+
+    def __getattr__(self, k: str) -> fx.Proxy:
+        return _Attribute(self, k)  # `B, N, C = x.shape` unpacks an attribute
+
+
+class _Attribute(fx.proxy.Attribute):
+    __iter__ = _Proxy.__iter__
+    __getattr__ = _Proxy.__getattr__
+
+
+@functools.lru_cache(maxsize=512)
+def _instructions(code) -> tuple[list, list[int]]:
+    instructions = list(dis.get_instructions(code))
+    return instructions, [i.offset for i in instructions]
+
+
+def _instruction_at(code, lasti: int):
+    instructions, offsets = _instructions(code)
+    if sys.version_info >= (3, 11):
+        return instructions[bisect_left(offsets, lasti)]
+    return instructions[lasti // 2]

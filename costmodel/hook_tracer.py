@@ -1,0 +1,189 @@
+"""The second tracing path, for models fx cannot trace (data-dependent control flow,
+unsupported Python): the model runs once with forward hooks on every module and a
+``TorchFunctionMode`` that sees the functions called between modules (``+``, ``torch.cat``,
+``flatten`` …). Tensors are known by weak reference only, so intermediates are freed as the
+forward drops them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+
+import torch
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+
+from .graph import LayerGraph
+from .graph_builder import GraphBuilder, call_module, flat, holds_tensor, run_forward
+from .kinds import INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS
+from .module_calls import module_attrs, module_params, param_names_of
+from .opinfo import functional_params
+
+
+class HookGraphBuilder(GraphBuilder):
+    """Fallback: module hooks for modules, a TorchFunctionMode for functions between them."""
+
+    def build(self, args: tuple, kwargs: dict) -> LayerGraph:
+        producer = _Producers()
+        for i, (key, t) in enumerate(_named_arguments(self.model, args, kwargs)):
+            producer[t] = self.add_input(i, key, t)
+        stack: list[tuple[str, bool]] = []  # (module path, recorded as one operator?)
+        leaf_depth = [0]  # > 0 inside an operator: what runs there is part of it
+        calls: dict[str, int] = {}
+        paths = {m: p for p, m in self.model.named_modules()}
+        builder = self
+
+        def produced(t) -> bool:
+            if t in producer:
+                return True
+            if isinstance(t, nn.Parameter) and id(t) in builder.param_names:
+                producer[t] = builder.add_parameter(t, t)  # a free parameter, first use
+                return True
+            return False
+
+        buffers = {id(b) for b in self.model.buffers()}
+
+        def known(t, scope) -> bool:
+            """Produced by the graph, or a tensor the forward made from no input (torch.ones,
+            arange … as fx records them): a constant node. Buffers are model state."""
+            if produced(t):
+                return True
+            if id(t) in buffers:
+                return False
+            const = builder.fresh_name("constant")
+            builder.add(const, "constant", "constant", None, scope, [], [], t,
+                        (None, None, []), {})
+            producer[t] = const
+            return True
+
+        def record(name, kind, op, module_path, scope, args, out, params, attrs, skip=()):
+            tensors = [a for a in flat(args) if isinstance(a, torch.Tensor)
+                       and all(a is not s for s in skip) and known(a, scope)]
+            builder.add(name, kind, op, module_path, scope, [producer[t] for t in tensors],
+                        tensors, out, params, attrs)
+            outs = [t for t in flat(out) if isinstance(t, torch.Tensor)]
+            if isinstance(out, (tuple, list)) and outs:
+                for i, t in enumerate(outs):  # each output of a tuple on its own
+                    builder.add(f"{name}.{i}", "getitem", "getitem", None, scope, [name], [outs[0]],
+                                t, (None, None, []), {})
+                    producer[t] = f"{name}.{i}"
+                return tensors
+            for t in outs:
+                producer[t] = name
+            return tensors
+
+        def pre_hook(module, args):
+            # A module the registry prices is one operator; any other is traced into.
+            leaf = leaf_depth[0] == 0 and builder.registry.is_leaf(module)
+            stack.append((paths.get(module, "?"), leaf))
+            if leaf or leaf_depth[0]:
+                leaf_depth[0] += 1
+
+        def post_hook(module, args, kwargs, out):
+            path, leaf = stack.pop()
+            if leaf_depth[0]:
+                leaf_depth[0] -= 1
+            if not leaf:
+                return
+            count = calls.get(path, 0)
+            calls[path] = count + 1
+            name = path if count == 0 else f"{path}#{count + 1}"
+            attrs = module_attrs(module)
+            attrs["param_names"] = param_names_of(module, path)
+            if count:
+                attrs["repeat_call"] = True  # shared weights: parameters counted once
+            kind = builder.registry.module_kind(module)
+            tensors = record(name, kind, type(module).__name__, path, path,
+                             (args, kwargs) if kind == "mha" else args, out,
+                             module_params(module), attrs)
+            if kind == "rnn":
+                builder.probes.append((name, call_module, tensors[:1], module))
+            elif kind == "mha":
+                builder._probe_module_call(name, module, args, kwargs, tensors, attrs)
+
+        class FunctionRecorder(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                if leaf_depth[0] or not holds_tensor(out):
+                    return out  # inside an operator, or a shape/size: not an operator
+                found = functional_params(func, args, kwargs, builder.param_names)
+                slots = [p for p in (found[:2] if found else ()) if p is not None]
+                tensors = [a for a in flat((args, kwargs)) if isinstance(a, torch.Tensor)
+                           and all(a is not p for p in slots)]
+                if not any([produced(a) for a in tensors]):  # registers free parameters
+                    return out
+                scope = stack[-1][0] if stack else ""
+                tensors = [a for a in tensors if known(a, scope)]  # as `record` will
+                name_ = getattr(func, "__name__", str(func))
+                kind = builder.registry.function_kind(func)
+                if name_ == "__get__":  # a tensor property: x.T, x.mT (x.shape is not one)
+                    name_ = getattr(getattr(func, "__self__", None), "__name__", name_)
+                    kind = TENSOR_ATTRIBUTE_KINDS.get(name_, "unknown")
+                elif kind == "unknown":
+                    kind = builder.registry.function_kind(name_)
+                count = calls.get(name_, 0)
+                calls[name_] = count + 1
+                name = builder.fresh_name(f"{name_}_{count}" if count else name_)
+                attrs = {"inplace": True} if name_ in INPLACE_METHODS else {}
+                if kind == "hardtanh" and name_.startswith("clamp"):
+                    attrs["clamp_args"] = [a for a in args[1:] if isinstance(a, (int, float))]
+                params, owner = builder.call_details(kind, func, args, kwargs, tensors, out,
+                                                     attrs, name)
+                if owner is not None:
+                    name, repeat = builder.node_name(owner)
+                    if repeat:
+                        attrs["repeat_call"] = True
+                inputs = record(name, kind, name_, owner, stack[-1][0] if stack else "",
+                                (args, kwargs), out, params, attrs, tuple(slots))
+                if kind == "unknown" and name_ != "__get__":
+                    builder.derive(name, func, args, kwargs, inputs)
+                return out
+
+        handles = []
+        for module in self.model.modules():
+            handles.append(module.register_forward_pre_hook(pre_hook))
+            handles.append(module.register_forward_hook(post_hook, with_kwargs=True))
+        try:
+            def go():
+                with FunctionRecorder():
+                    return self.model(*args, **kwargs)
+            out = run_forward(go, self.model_name, self.inputs)
+        finally:
+            for h in handles:
+                h.remove()
+        outputs = [producer[t] for t in flat(out)
+                   if isinstance(t, torch.Tensor) and t in producer]
+        return self.finish("hooks", outputs)
+
+
+def _named_arguments(model: nn.Module, args: tuple, kwargs: dict) -> list:
+    """[(forward's argument name, tensor)] of the inputs, as the fx path names them."""
+    try:
+        bound = inspect.signature(model.forward).bind_partial(*args, **kwargs).arguments
+        named = [(k, v) for k, v in bound.items() if isinstance(v, torch.Tensor)]
+        if len(named) == len(args) + len(kwargs):
+            return named
+    except (TypeError, ValueError):
+        pass
+    return [(None, a) for a in args] + list(kwargs.items())
+
+
+class _Producers:
+    """Which graph node made each live tensor, without keeping the tensor alive (so the hooks
+    path frees intermediates as the forward drops them). An id is reused once its tensor
+    dies, so an entry counts only while its weak reference still points at the tensor."""
+
+    def __init__(self):
+        self._by_id: dict[int, tuple[str, weakref.ref]] = {}
+
+    def __setitem__(self, tensor: torch.Tensor, name: str) -> None:
+        self._by_id[id(tensor)] = (name, weakref.ref(tensor))
+
+    def __contains__(self, tensor) -> bool:
+        entry = self._by_id.get(id(tensor))
+        return entry is not None and entry[1]() is tensor
+
+    def __getitem__(self, tensor: torch.Tensor) -> str:
+        return self._by_id[id(tensor)][0]

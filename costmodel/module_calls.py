@@ -1,0 +1,105 @@
+"""What a module call brings to its node: the parameters the module owns (a recurrent layer's
+and nn.MultiheadAttention's several tensors counted as one weight and one bias), their names,
+and the module's attributes the cost rules read (groups, stride, features …)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+def module_params(module: nn.Module):
+    """(weight, bias, other parameters) owned directly by `module`. A recurrent layer's
+    weight_ih/hh_l* count as its weight and its bias_* as its bias (flattened)."""
+    if isinstance(module, nn.MultiheadAttention):  # its out_proj is never called on its own
+        slots = _mha_slots(module)
+        return (_flat_meta(slots["weight"]), _flat_meta(slots["bias"]), slots["other"])
+    own = dict(own_parameters(module))
+    weight, bias = own.pop("weight", None), own.pop("bias", None)
+    if weight is None and isinstance(module, nn.RNNBase):
+        weights = [p for n, p in own.items() if n.startswith("weight")]
+        biases = [p for n, p in own.items() if n.startswith("bias")]
+        weight = torch.empty(sum(p.numel() for p in weights), device="meta") if weights else None
+        bias = torch.empty(sum(p.numel() for p in biases), device="meta") if biases else None
+        own = {n: p for n, p in own.items() if not n.startswith(("weight", "bias"))}
+    return weight, bias, list(own.values())
+
+
+def own_parameters(module: nn.Module) -> list:
+    """`module.named_parameters(recurse=False)` as a list, without its generator and its
+    set of tensors (hashed by a Python method): one of these per module call."""
+    seen, own = set(), []
+    for name, p in module._parameters.items():
+        if p is not None and id(p) not in seen:
+            seen.add(id(p))
+            own.append((name, p))
+    return own
+
+
+def _mha_slots(module: nn.Module) -> dict:
+    """nn.MultiheadAttention's parameters: the projection weights (in_proj or q/k/v_proj, and
+    out_proj.weight) train as its weight, in_proj_bias and out_proj.bias as its bias;
+    bias_k / bias_v are other parameters."""
+    slots = {"weight": [], "bias": [], "other": [], "names": {"weight": [], "bias": []}}
+    for n, p in module.named_parameters():
+        slot = "weight" if n.endswith("weight") else "bias" if n.endswith(
+            ("in_proj_bias", "out_proj.bias")) else "other"
+        slots[slot].append(p)
+        if slot != "other":
+            slots["names"][slot].append(n)
+    return slots
+
+
+def _flat_meta(params):
+    """Several parameter tensors counted as one flat one (shape only)."""
+    return torch.empty(sum(p.numel() for p in params), device="meta") if params else None
+
+
+def param_names_of(module: nn.Module, path: str) -> dict:
+    """{"weight": [names], "bias": [names]} of the parameters a module call trains."""
+    if isinstance(module, nn.MultiheadAttention):
+        own = _mha_slots(module)["names"]
+        return {k: [f"{path}.{n}" if path else n for n in v] for k, v in own.items()}
+    names = {"weight": [], "bias": []}
+    for n, _ in own_parameters(module):
+        slot = "weight" if n.startswith("weight") else "bias" if n.startswith("bias") else None
+        if slot:
+            names[slot].append(f"{path}.{n}" if path else n)
+    return names
+
+
+# Module attributes kept as node attributes (the cost rules read them).
+_MODULE_ATTRS = ("groups", "stride", "kernel_size", "padding", "dilation", "in_channels",
+                 "out_channels", "in_features", "out_features", "num_features", "affine",
+                 "inplace", "p", "output_size", "num_groups", "track_running_stats",
+                 "normalized_shape", "drop_prob", "hidden_size", "num_layers",
+                 "bidirectional", "batch_first", "approximate")
+
+
+def module_attrs(module: nn.Module) -> dict:
+    attrs = {}
+    for key in _present_attrs(module):
+        value = getattr(module, key)
+        attrs[key] = list(value) if isinstance(value, tuple) else value
+    return attrs
+
+
+def _present_attrs(module: nn.Module) -> list[str]:
+    """The keys of `_MODULE_ATTRS` that `hasattr(module, key)` finds, without asking
+    `nn.Module.__getattr__` about each one that is not there (it raises a Python
+    AttributeError: most of a module call's recording time)."""
+    cls = type(module)
+    if cls.__getattr__ is not nn.Module.__getattr__ or \
+            cls.__getattribute__ is not object.__getattribute__:
+        return [key for key in _MODULE_ATTRS if hasattr(module, key)]
+    on_class = _CLASS_ATTRS.get(cls)
+    if on_class is None:
+        on_class = _CLASS_ATTRS[cls] = frozenset(k for k in _MODULE_ATTRS if hasattr(cls, k))
+    own = module.__dict__
+    return [key for key in _MODULE_ATTRS
+            if key in own or key in module._parameters or key in module._buffers
+            or key in module._modules
+            or key in on_class and hasattr(module, key)]  # a property may still raise
+
+
+_CLASS_ATTRS: dict[type, frozenset] = {}  # module class -> the keys its class defines
