@@ -18,7 +18,7 @@ from .costs import Evaluation, evaluate
 from .errors import SpecError
 from .graph import LayerGraph
 from .inputs import resolve_inputs
-from .options import CostOptions
+from .options import CostOptions, PAPER
 from .specs import DEFAULT_INPUT_SHAPE, UpdateSpec, parse_update
 from .trace import trace
 from .zoo import load_model
@@ -146,7 +146,7 @@ def profile(model, input_shape=None, *, update="all",
     `training_mode` (pytorch convention): False prices the modules in eval mode, as
     `ttplan train` runs them (BatchNorm keeps no batch statistics for backward).
     """
-    options = options if options is not None else CostOptions()
+    options = options if options is not None else PAPER
     if graph is None:
         given = resolve_inputs(inputs, input_shape, batch_size)
         module, name = resolve_model(model, model_name, weights, classifier)

@@ -44,7 +44,7 @@ from torch import nn
 
 from ttplan.costmodel.config import mac_blocks
 from ttplan.costmodel.errors import SpecError, TtplanError
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import PYTORCH
 from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE
 from ttplan.costmodel.specs import parse_duration  # one duration grammar: --time, --time-limit
@@ -168,7 +168,7 @@ def _fresh(model):
 def _work_macs(module, graph, config: Configuration, samples: int) -> dict:
     """MACs of one pass (prototypes + training steps) and of the on-device setup."""
     shape = graph.input_shape
-    options = CostOptions("pytorch")
+    options = PYTORCH
     full = profile(module, shape, update="all", options=options, graph=graph).totals
     forward = full["forward_macs"]
     if config.update == "tinytrain":

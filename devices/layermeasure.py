@@ -14,7 +14,7 @@ import torch
 
 from ttplan.costmodel.config import resolve_updates
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import PYTORCH
 from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.specs import parse_update
 from ttplan.costmodel.trace import trace
@@ -43,7 +43,7 @@ def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 
         graph = trace(module, shape, name)
         full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
                                                 training_mode=False,
-                                                options=CostOptions("pytorch")).evaluation.rows}
+                                                options=PYTORCH).evaluation.rows}
         rows = measure_layers(module, graph, full, repeats=repeats, model_name=name)
         layers += rows
         noisy = [r for r in rows if r["spread"] > 0.5]

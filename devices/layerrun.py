@@ -22,7 +22,7 @@ import statistics
 import torch
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import PYTORCH
 from ttplan.costmodel.profile import profile
 from ttplan.costmodel.trace import trace
 from ttplan.planner.fisher import default_candidate_layers
@@ -46,7 +46,7 @@ def run_description(module, updates, shape, *, iterations: int, samples: int,
     g1 = graph if graph is not None and tuple(graph.input_shape) == one else \
         trace(module, one, getattr(graph, "model_name", None) or "model")
     ev = profile(None, one, update=updates, graph=g1, training_mode=False,
-                 options=CostOptions("pytorch")).evaluation
+                 options=PYTORCH).evaluation
     step = lm.step_work(ev)
     desc = {"batch_size": int(shape[0]), "iterations": int(iterations),
             "samples": int(samples), "updated_tensors": int(ev.updated_tensors),
@@ -105,7 +105,7 @@ def measure_sweep(batch_sizes, repeats: int = 5) -> list[dict]:
             graph = trace(module, shape, label)
             full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
                                                     training_mode=False,
-                                                    options=CostOptions("pytorch")
+                                                    options=PYTORCH
                                                     ).evaluation.rows}
             rows += [dict(r, model="kind-sweep", layer=f"{label}/{r['layer']}")
                      for r in measure_layers(module, graph, full, repeats=repeats)

@@ -55,7 +55,7 @@ from ttplan.costmodel.config import resolve_updates, validate_updates
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.inputs import ModelInputs, resolve_inputs
 from ttplan.costmodel.measure import measure_saved_bytes
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import PAPER
 from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, parse_input_shape, parse_update
 from ttplan.costmodel.trace import trace
@@ -220,13 +220,12 @@ def train(model, *, policy=None, method: str | None = None, update: str | None =
             raise SpecError("give a policy file as policy=, not as an update spec")
         updates, label, origin = resolve_updates(spec, graph), update, "update spec"
     validate_updates(updates, graph)
+    # The policy's options with the run's optimiser (the paper defaults without a policy).
+    run_options = (loaded.options if loaded is not None else PAPER).replace(optimizer=optimizer)
     predicted_pt = profile(module, shape, update=updates, graph=graph, model_name=name,
-                           options=CostOptions("pytorch", optimizer), training_mode=False)
+                           options=run_options.under("pytorch"), training_mode=False)
     # The log's cost columns come from the one place the shipped logs and `predict` use.
-    base = loaded.options if loaded is not None else CostOptions()
-    step = step_cost(None, updates, shape, graph=graph, options=CostOptions(
-        base.convention, optimizer, base.weight_bits, base.activation_bits, base.gradient_bits,
-        base.weights_in_flash))
+    step = step_cost(None, updates, shape, graph=graph, options=run_options)
 
     module.eval()  # BatchNorm statistics as deployed
     applied = apply_updates(module, graph, updates)

@@ -24,7 +24,7 @@ from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.costs import costing_graph
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.inputs import resolve_inputs
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import cost_options
 from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, ComputeBudget, parse_bytes, parse_compute
 from ttplan.costmodel.trace import trace
@@ -66,8 +66,8 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     of tensors, spec strings like "ids:int64[1,128]", an .npz: `costmodel.inputs`); the
     policy records them.
     """
-    options = CostOptions(convention, optimizer, weight_bits, activation_bits, gradient_bits,
-                          weights_in_flash)
+    options = cost_options(convention, optimizer, weight_bits, activation_bits, gradient_bits,
+                           weights_in_flash)
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r}: use {', '.join(METHODS)}")
     if solver not in SOLVERS:
@@ -147,7 +147,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     captured = fisher_captured(selection.updates, result, graph) if result is not None else None
     return Policy(
         model_name=name, fingerprint=graph.fingerprint(), input_shape=input_shape,
-        method=method, convention=convention, cost_options=options.to_dict(),
+        method=method, options=options,
         budgets={"memory_bytes": memory, "compute_macs": compute_macs,
                  "compute_fraction": fraction},
         selection={"solver": solver if method == "tinytrain" else None,

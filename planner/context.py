@@ -16,7 +16,7 @@ from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.costs import Evaluation
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.inputs import resolve_inputs
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import CostOptions, cost_options
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.trace import trace
 
@@ -63,8 +63,8 @@ class PlanningContext:
                  weights_in_flash: bool | None = None, channels: str = "fisher", seed: int = 0,
                  model_name: str | None = None, inputs=None):
         # Options first: a bad option is refused before any work, with `plan`'s message.
-        self.options = CostOptions(convention, optimizer, weight_bits, activation_bits,
-                                   gradient_bits, weights_in_flash)
+        self.options = cost_options(convention, optimizer, weight_bits, activation_bits,
+                                    gradient_bits, weights_in_flash)
         given = resolve_inputs(inputs, None if inputs is not None else input_shape)
         self.input_shape = given.shape
         self.module, self.model_name = resolve_model(model, model_name)

@@ -35,7 +35,6 @@ import math
 import sys
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.zoo import ZOO_MODELS
 from ttplan.planner.api import plan
@@ -107,7 +106,7 @@ def table2_rows(model, *, fisher=None, input_shape=(1, 3, 128, 128), memory_byte
                       fisher=fisher if method in ("tinytrain", "sparseupdate") else None,
                       convention="paper", optimizer=optimizer, **budgets)
         updates = policy.updates()
-        costs = {c: profile(module, shape, update=updates, options=CostOptions(c, optimizer),
+        costs = {c: profile(module, shape, update=updates, options=policy.options.under(c),
                             graph=policy.graph, model_name=name) for c in ("paper", "pytorch")}
         totals = costs["paper"].totals
         backward = totals["backward_macs"] // batch

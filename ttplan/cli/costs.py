@@ -10,7 +10,6 @@ import typer
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.specs import parse_compute, parse_input_shape
 from ttplan.costmodel.units import percent
 from ttplan.reports.render import FORMATS, render, render_rows
@@ -103,7 +102,7 @@ def sweep(
     Table 7."""
     from ttplan.costmodel.profile import resolve_model
     from ttplan.costmodel.trace import trace
-    from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k
+    from ttplan.reports.sweep import SWEEP_FIELDS, parse_k_range, sweep_last_k, sweep_options
 
     if convention not in ("paper", "pytorch", "both"):
         raise SpecError(f"unknown convention {convention!r}: use paper, pytorch or both")
@@ -111,7 +110,7 @@ def sweep(
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
     conventions = ("paper", "pytorch") if convention == "both" else (convention,)
     # Frozen weights counted in RAM under both conventions, so the two columns compare.
-    options = tuple(CostOptions(c, weights_in_flash=False) for c in conventions)
+    options = sweep_options(conventions)
     module, name = resolve_model(model)
     ks = parse_k_range(k)
     graph = trace(module, model_inputs(input_shape, input_specs, inputs_file,
