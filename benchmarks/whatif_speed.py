@@ -23,6 +23,8 @@ import warnings
 
 import torch
 
+from ttplan.costmodel.profile import ModelSource
+from ttplan.costmodel.specs import Budgets
 from ttplan.costmodel.zoo import build_zoo_model
 from ttplan.planner.api import plan
 from ttplan.planner.context import PlanningContext
@@ -50,7 +52,7 @@ def main() -> None:
 
     for solver in ("greedy", "exact"):
         start = time.perf_counter()
-        context = PlanningContext(model, fisher=fisher, model_name=args.model)
+        context = PlanningContext(ModelSource(model, args.model), fisher=fisher)
         setup_s = time.perf_counter() - start
         start = time.perf_counter()
         result = run_whatif(context, memory, compute, methods=methods, solver=solver)
@@ -64,7 +66,7 @@ def main() -> None:
     samples = []
     for mem in memory[-3:]:
         start = time.perf_counter()
-        plan(args.model, fisher=fisher, memory_bytes=mem, compute=compute[len(compute) // 2])
+        plan(args.model, fisher=fisher, budgets=Budgets(mem, compute[len(compute) // 2]))
         samples.append(time.perf_counter() - start)
     per_cell = statistics.median(samples)
     print(f"  plan() afresh: {per_cell:.3f} s per cell (median of {len(samples)}), "

@@ -51,7 +51,7 @@ from ttplan.costmodel.specs import parse_duration  # one duration grammar: --tim
 from ttplan.costmodel.trace import trace
 
 from .logs import append_log_row, check_log_target
-from .runner import DEFAULT_ITERATIONS, train
+from .runner import DEFAULT_ITERATIONS, train_flat
 
 GRID_UPDATES = ("none", "bias-only", "last-layers:1", "last-blocks:1", "tinytrain",
                 "last-blocks:2", "last-blocks:4", "all")
@@ -146,7 +146,7 @@ def measure(model: str, *, time_limit_s: float, log, device_name: str = "host",
             kwargs["update"] = config.update
         started = time.perf_counter()
         row = _run_isolated(kwargs, remaining) if isolate else \
-            train(**kwargs, own_peak_rss=True).log_row()
+            train_flat({**kwargs, "own_peak_rss": True}).log_row()
         wall_s = time.perf_counter() - started
         if row is None:
             say(f"{config.label}: stopped at the time limit (not logged)")
@@ -204,7 +204,7 @@ def _child_main() -> None:
     """Entry point of an isolated run: kwargs as JSON on stdin, {"row": ...} on stdout."""
     kwargs = json.loads(sys.stdin.read())
     try:
-        row = train(**kwargs).log_row()
+        row = train_flat(kwargs).log_row()
         answer = {"row": row}
     except TtplanError as exc:
         answer = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}

@@ -21,7 +21,7 @@ from ttplan.costmodel.trace import trace
 
 from .layerrun import FORMAT, SHORT_RUN_S, TABLE_UPDATES, VERSION, measure_sweep, run_description
 from .layertable import busy_warning, machine_load, measure_layers, speed_reference
-from .runner import train
+from .runner import train_flat
 
 
 def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 25,
@@ -63,7 +63,8 @@ def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 
             if isolate and isinstance(model, str):  # cold, as a user's `ttplan train` runs
                 measured = _isolated_run(model, kwargs)
             else:
-                measured = train(resolve_model(model)[0], model_name=name, **kwargs).measured
+                measured = train_flat({"model": resolve_model(model)[0], "model_name": name,
+                                       **kwargs}).measured
             fresh, _ = resolve_model(model)
             graph = trace(fresh, (1,) + tuple(shape[1:]), name)
             updates_map = resolve_updates(parse_update(spec), graph)
@@ -96,9 +97,9 @@ def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 
 
 def _isolated_run(model: str, kwargs: dict) -> dict:
     """`train(model, **kwargs).measured` in a fresh Python process."""
-    code = ("import json, sys; from ttplan.devices.runner import train; "
+    code = ("import json, sys; from ttplan.devices.runner import train_flat; "
             "a = json.loads(sys.stdin.read()); "
-            "r = train(a.pop('model'), **a); "
+            "r = train_flat(a); "
             "print(json.dumps({k: r.measured[k] for k in ('phases', 'cpu_phases', 'energy_j')}))")
     done = subprocess.run([sys.executable, "-c", code], input=json.dumps({"model": model, **kwargs}),
                           capture_output=True, text=True)

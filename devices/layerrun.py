@@ -38,10 +38,10 @@ SHORT_RUN_S = 0.5  # process CPU seconds below which a run or training phase is 
 
 
 def run_description(module, updates, shape, *, iterations: int, samples: int,
-                    probes: bool = False, plans: bool = False, graph=None,
-                    fisher_layers: float | None = None) -> dict:
+                    probes: bool = False, graph=None, fisher_layers: float | None = None) -> dict:
     """What a run executes, per (kind, pass) and per sample: its training step, the
-    prototypes' forward, and (probes) the Fisher probe's step. `shape`: (batch, C, H, W)."""
+    prototypes' forward, and (probes) the Fisher probe's step and the planner after it (a
+    run that probes plans on the device: `plans`). `shape`: (batch, C, H, W)."""
     one = (1,) + tuple(shape[1:])
     g1 = graph if graph is not None and tuple(graph.input_shape) == one else \
         trace(module, one, getattr(graph, "model_name", None) or "model")
@@ -53,7 +53,7 @@ def run_description(module, updates, shape, *, iterations: int, samples: int,
             "input_elements": int(math.prod(shape[1:])),
             "step_work": step, "forward_work": {k: v for k, v in step.items()
                                                 if k.endswith("/forward")},
-            "probe_work": None, "plans": bool(plans)}
+            "probe_work": None, "plans": bool(probes)}
     if probes:
         args = () if fisher_layers is None else (fisher_layers,)
         desc["probe_work"] = lm.probe_work(g1, set(default_candidate_layers(module, *args)))

@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.inputs import resolve_inputs
-from ttplan.costmodel.specs import parse_duration, parse_input_shape, parse_update
+from ttplan.costmodel.options import PAPER, CostOptions
+from ttplan.costmodel.specs import Budgets, parse_duration, parse_update
 from ttplan.planner.api import plan
 from ttplan.planner.policy import Policy, load_policy
 from ttplan.planner.select import LinearLimit
 
-from .calibrate import Calibration, resolve_calibration, round6
+from .calibrate import Calibration, load_calibration, resolve_calibration, round6
 from .model import PHASES, Run, linear_time_limit, runtime_peak
 from .process import process_memory
 from .profiles import DeviceProfile, resolve_device
@@ -72,6 +73,21 @@ def device_context(device, *, calibration=None, time=None, iterations=DEFAULT_IT
     return DeviceContext(profile, cal, iterations, samples, time_s)
 
 
+def device_for(device, *, calibration=None, time=None, iterations=DEFAULT_ITERATIONS,
+               samples=DEFAULT_SAMPLES) -> DeviceContext | None:
+    """The one place a device (name, file) becomes a `DeviceContext`, or None without one; a
+    time budget without a device is refused (the time model is a device's calibration). A
+    calibration alone stands for its own device (also `host`, not a file name)."""
+    if device is None and calibration is not None:
+        device = load_calibration(calibration).device
+    if device is None:
+        if time is not None:
+            raise SpecError("--time needs --device: the time model is a device's calibration")
+        return None
+    return device_context(device, calibration=calibration, time=time, iterations=iterations,
+                          samples=samples)
+
+
 def no_calibration(device: DeviceProfile) -> str:
     return (f"no calibration for device {device.name}: fit one with `ttplan calibrate LOG "
             f"--device {device.name} --out cal.json` and pass --calibration cal.json")
@@ -111,18 +127,22 @@ class LayerTimeLimit:
         return sum(phases[f"{p}_s"] for p in PHASES)
 
 
-def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None,
-                 model=None) -> dict:
-    """plan() keyword arguments the device adds: memory_bytes and limits. `model`: the
-    nn.Module or name (for a per-layer calibration's probe work)."""
-    memory = memory_bytes if memory_bytes is not None else ctx.device.available_bytes
+def plan_budgets(ctx: DeviceContext, method: str, input_shape, budgets: Budgets | None = None,
+                 model=None) -> Budgets:
+    """`budgets` with what the device adds: its available RAM as the memory budget (unless
+    one is given) and its time budget as a limit. `model`: the nn.Module or name (for a
+    per-layer calibration's probe work)."""
+    budgets = budgets if budgets is not None else Budgets()
+    memory = budgets.memory_bytes if budgets.memory_bytes is not None \
+        else ctx.device.available_bytes
     limits = ()
     if ctx.time_s is not None and ctx.calibration.layers is not None and model is not None:
         # The plan is made here; the device runs the policy (`train --policy`): no probe and
         # no planning there, so the budget covers loading and training.
-        return {"memory_bytes": memory, "limits": (LayerTimeLimit(
+        limits = (LayerTimeLimit(
             ctx.calibration.layers, ctx.iterations, ctx.samples, None, ctx.time_s,
-            f"time {ctx.time_s:g} s on {ctx.device.name} (per-layer model)"),)}
+            f"time {ctx.time_s:g} s on {ctx.device.name} (per-layer model)"),)
+        return Budgets(memory, budgets.compute, budgets.limits + limits)
     if ctx.time_s is not None:
         steps = steps_of(ctx.iterations, ctx.samples, int(input_shape[0]))
         coefficients, limit = linear_time_limit(
@@ -134,7 +154,7 @@ def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None
                             f"loading, {steps} steps and the probe, before any MAC)")
         limits = (LinearLimit(coefficients, limit,
                               f"time {ctx.time_s:g} s on {ctx.device.name}"),)
-    return {"memory_bytes": memory, "limits": limits}
+    return Budgets(memory, budgets.compute, budgets.limits + limits)
 
 
 def prediction(ctx: DeviceContext, method: str, cost: StepCost, run: dict | None = None,
@@ -215,28 +235,27 @@ def layer_run(module, updates, shape, ctx: DeviceContext, *, probes: bool, graph
     if isinstance(updates, str):
         updates = resolve_updates(parse_update(updates), graph)
     return run_description(module, updates, shape, iterations=ctx.iterations,
-                           samples=ctx.samples, probes=probes, plans=probes, graph=graph,
+                           samples=ctx.samples, probes=probes, graph=graph,
                            fisher_layers=fisher_layers)
 
 
-def predict_training(model, update, device, *, calibration=None,
-                     iterations=DEFAULT_ITERATIONS, samples=DEFAULT_SAMPLES, batch_size=None,
-                     input_shape="1,3,128,128", weights=None, classifier=False,
-                     inputs=None) -> dict:
+def predict_training(model, update, device, *, batch_size=None, inputs=None) -> dict:
     """`ttplan predict`: `update` is a policy file (its method, cost options and batch) or an
-    update spec (all, last-blocks:4, ...; method "custom", batch from `input_shape`).
-    error_band_pct is the calibration's median absolute leave-one-out error of the time.
-    `inputs` (instead of input_shape): what the model is called with (`costmodel.inputs`)."""
-    ctx = device_context(device, calibration=calibration, iterations=iterations, samples=samples)
+    update spec (all, last-blocks:4, ...; method "custom", batch from `inputs`).
+    `device`: a `DeviceContext` (`device_context`: the device, its calibration and the
+    workload's iterations and samples) or a device name (its built-in calibration, the
+    paper's workload). `model`: an nn.Module, a zoo name, module:callable or a `ModelSource`
+    (with weights). `inputs`: what the model is called with, an input shape by default
+    1x3x128x128 (`costmodel.inputs`). error_band_pct is the calibration's median absolute
+    leave-one-out error of the time."""
+    ctx = device if isinstance(device, DeviceContext) else device_context(device)
     if ctx.calibration is None:
         raise SpecError(no_calibration(ctx.device))
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or batch_size < 1):
         raise SpecError(f"batch size must be a positive integer, not {batch_size!r}")
-    shape = parse_input_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
-    if inputs is not None:
-        shape = resolve_inputs(inputs)
-    module, name = resolve_model(model, weights=weights, classifier=classifier)
+    shape = resolve_inputs(inputs)
+    module, name = resolve_model(model)
     spec = parse_update(update) if isinstance(update, str) else None
     if spec is not None and spec.kind == "policy":
         policy = load_policy(spec.path)
@@ -244,7 +263,7 @@ def predict_training(model, update, device, *, calibration=None,
         method = policy.method
         updates, shape = policy.updates(), (cost.batch_size,) + tuple(policy.input_shape[1:])
     else:
-        shape = resolve_inputs(None, shape, batch_size)
+        shape = shape.with_batch(batch_size)
         cost = step_cost(module, update, shape, model_name=name)
         method, updates = "custom", update
     run = None
@@ -262,21 +281,21 @@ def _sample_shape(shape) -> tuple:
     return tuple(getattr(shape, "shape", shape)[1:])
 
 
-def plan_for_device(model, *, device, time=None, iterations=DEFAULT_ITERATIONS,
-                    samples=DEFAULT_SAMPLES, calibration=None, memory_bytes=None,
-                    method="tinytrain", input_shape=(1, 3, 128, 128), **plan_options) -> Policy:
-    """plan() within the device's RAM (unless `memory_bytes` is given) and `time`, with the
-    prediction in `predicted.device` (module docstring). Without a `convention` (or with
-    None) the plan is budgeted under the device's runtime: `pytorch` where PyTorch trains
-    (a Linux board, the host), `paper` on a bare-metal engine."""
-    ctx = device_context(device, calibration=calibration, time=time, iterations=iterations,
-                         samples=samples)
-    if plan_options.get("convention") is None:
-        plan_options["convention"] = ctx.device.runtime  # what its RAM must hold
-    inputs = plan_options.pop("inputs", None)
-    given = resolve_inputs(inputs, None if inputs is not None else input_shape)
-    policy = plan(model, method=method, inputs=given,
-                  **plan_budgets(ctx, method, given.shape, memory_bytes, model), **plan_options)
+def plan_for_device(model, *, device, method="tinytrain", fisher=None,
+                    budgets: Budgets | None = None, options: CostOptions | None = None,
+                    inputs=None, search=None) -> Policy:
+    """plan() within the device's RAM (unless `budgets` has a memory budget) and its time
+    budget, with the prediction in `predicted.device` (module docstring). `device`: a
+    `DeviceContext` (`device_context`: the device, its calibration, a time budget and the
+    workload) or a device name (no time budget). Without `options` the plan is budgeted
+    under the device's runtime: `pytorch` where PyTorch trains (a Linux board, the host),
+    `paper` on a bare-metal engine."""
+    ctx = device if isinstance(device, DeviceContext) else device_context(device)
+    if options is None:
+        options = PAPER.under(ctx.device.runtime)  # what its RAM must hold
+    given = resolve_inputs(inputs)
+    policy = plan(model, method=method, fisher=fisher, inputs=given, options=options,
+                  budgets=plan_budgets(ctx, method, given.shape, budgets, model), search=search)
     attach_prediction(ctx, policy, model)
     return policy
 

@@ -8,12 +8,17 @@ The public Python API. Everything the CLI does is a call to one of these:
     prof.memory         # F1/F2/B1–B4 breakdown and peak, in bytes
     prof.to_dict()      # the documented JSON contract
 
-    policy = ttplan.plan("mcunet-5fps", fisher=..., memory_bytes=1_000_000, compute=0.15)
+    policy = ttplan.plan("mcunet-5fps", fisher=..., budgets=ttplan.Budgets("1MB", 0.15))
     ttplan.apply_policy(model, policy)
 
     ttplan.train("mcunet-5fps", policy=policy, synthetic=True, device="pi-zero-2")
     ttplan.predict("mcunet-5fps", "last-blocks:2", "pi-zero-2")   # `ttplan predict` JSON
-    ttplan.plan_for_device("mcunet-5fps", device="pi-zero-2", time="10min", fisher=...)
+    pi = ttplan.device_context("pi-zero-2", time="10min")       # the device, resolved once
+    ttplan.plan_for_device("mcunet-5fps", device=pi, fisher=...)
+
+Loose values become typed ones once, at this boundary: `cost_options(...)` -> CostOptions,
+`Budgets(memory, compute)`, `PlanSearch(solver, channels, seed, ...)`, `ModelSource(model,
+name, weights)`, `device_context(...)` (notes/api_requests.md).
 
 Layers, each importing only those before it: `ttplan.costmodel` (tracing, cost rules, memory),
 `ttplan.planner` (Fisher, selection, policies), `ttplan.devices`, `ttplan.reports`; the CLI
@@ -35,6 +40,9 @@ _EXPORTS = {
     "TrainConfig": ("ttplan.costmodel.config", "TrainConfig"),
     "TtplanError": ("ttplan.costmodel.errors", "TtplanError"),
     "CostOptions": ("ttplan.costmodel.options", "CostOptions"),
+    "cost_options": ("ttplan.costmodel.options", "cost_options"),
+    "Budgets": ("ttplan.costmodel.specs", "Budgets"),
+    "ModelSource": ("ttplan.costmodel.profile", "ModelSource"),
     "Profile": ("ttplan.costmodel.profile", "Profile"),
     "Rule": ("ttplan.costmodel.rules", "Rule"),
     "Saved": ("ttplan.costmodel.rules", "Saved"),
@@ -46,6 +54,7 @@ _EXPORTS = {
     "load_model": ("ttplan.costmodel.zoo", "load_model"),
     "profile": ("ttplan.planner.profiling", "profile"),
     "plan": ("ttplan.planner.api", "plan"),
+    "PlanSearch": ("ttplan.planner.api", "PlanSearch"),
     "apply_policy": ("ttplan.planner.apply", "apply_policy"),
     "load_policy": ("ttplan.planner.policy", "load_policy"),
     "Policy": ("ttplan.planner.policy", "Policy"),
@@ -53,6 +62,7 @@ _EXPORTS = {
     "train": ("ttplan.devices.runner", "train"),
     "predict": ("ttplan.devices.planning", "predict_training"),
     "plan_for_device": ("ttplan.devices.planning", "plan_for_device"),
+    "device_context": ("ttplan.devices.planning", "device_context"),
 }
 
 __all__ = list(_EXPORTS)

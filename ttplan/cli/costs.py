@@ -10,7 +10,8 @@ import typer
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import parse_compute, parse_input_shape
+from ttplan.costmodel.options import cost_options
+from ttplan.costmodel.specs import Budgets, parse_input_shape
 from ttplan.costmodel.units import percent
 from ttplan.reports.render import FORMATS, render, render_rows
 
@@ -144,26 +145,23 @@ def compare(
     """Table-2-style comparison of every method's memory and backward MACs on one model.
 
     --convention defaults to paper; with --device, to the device's runtime."""
-    from ttplan.devices.planning import device_context
+    from ttplan.devices.planning import device_for
     from ttplan.reports.compare import COMPARE_FIELDS, DEVICE_FIELDS, METHODS, compare_methods
 
     if fmt not in ("table", "json", "csv"):
         raise SpecError(f"unknown --format {fmt!r}: use table, json or csv")
-    if time is not None and device is None:
-        raise SpecError("--time needs --device: the time model is a device's calibration")
-    on = None if device is None else device_context(device, time=time, iterations=iterations,
-                                                    samples=samples)
+    budgets = Budgets(memory, compute)
+    on = device_for(device, time=time, iterations=iterations, samples=samples)
+    options = cost_options(convention or (on.device.runtime if on else "paper"), optimizer,
+                           weights_in_flash=weights_in_flash)
     methods = METHODS if fisher else tuple(m for m in METHODS if m != "tinytrain")
     inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
     if not (inputs.specs[0].is_float and len(inputs.shape) == 4):
         # TinyTL's lite residuals are 2-D convolutions beside blocks that map images.
         methods = tuple(m for m in methods if m != "tinytl")
         tell("note: tinytl is left out: its lite residuals need an image model")
-    rows = compare_methods(model, fisher=fisher, methods=methods, device=on, memory_bytes=memory,
-                           compute=parse_compute(compute) if compute is not None else None,
-                           input_shape=inputs.shape, inputs=inputs,
-                           convention=convention or (on.device.runtime if on else "paper"),
-                           optimizer=optimizer, weights_in_flash=weights_in_flash)
+    rows = compare_methods(model, fisher=fisher, methods=methods, device=on, budgets=budgets,
+                           options=options, inputs=inputs)
     fields = COMPARE_FIELDS + (DEVICE_FIELDS if on else ())
     if fmt == "table" and not wide:  # Fisher as a share of the potential, as everywhere
         total = total_potential(fisher) if fisher else 0.0

@@ -12,7 +12,7 @@ import typer
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import parse_duration, parse_input_shape, parse_int
+from ttplan.costmodel.specs import Budgets, parse_duration, parse_input_shape, parse_int
 from ttplan.costmodel.units import human_bytes, human_macs, human_seconds
 from ttplan.devices.workload import DEFAULT_ITERATIONS
 from ttplan.reports.render import render_rows, wrap_lines
@@ -73,6 +73,9 @@ def train(
 ):
     """Fine-tune on the support samples following a policy, measured beside its prediction."""
     from ttplan.devices.logs import LOG_COLUMNS, append_log_row, check_log_target
+    from ttplan.costmodel.profile import ModelSource
+    from ttplan.devices.planning import device_for
+    from ttplan.devices.runner import OnDevicePlan, RunSettings, Support
     from ttplan.devices.runner import train as train_model
 
     if fmt not in TRAIN_FORMATS:
@@ -81,15 +84,15 @@ def train(
         check_log_target(log)  # before the run, not after it
     show = sys.stderr.isatty() if progress is None else progress
     result = train_model(
-        model, policy=policy, method=method, update=update, memory=memory, compute=compute,
-        convention=convention, data=data, synthetic=synthetic,
-        samples=None if samples is None else _positive_int("--samples", samples), seed=seed,
-        inputs=model_inputs(input_shape, input_specs, inputs_file), weights=weights,
-        vocab=vocab,
-        iterations=_positive_int("--iterations", iterations),
-        batch_size=_positive_int("--batch-size", batch_size), lr=_positive_float("--lr", lr),
-        optimizer=optimizer, holdout=holdout, device_name=device_name, device=device,
-        calibration=calibration, progress=show)
+        ModelSource(model, weights=weights), policy=policy, update=update,
+        method=OnDevicePlan.given(method, Budgets(memory, compute), convention),
+        support=Support(data, synthetic, None if samples is None else
+                        _positive_int("--samples", samples), vocab, holdout),
+        inputs=model_inputs(input_shape, input_specs, inputs_file),
+        run=RunSettings(_positive_int("--iterations", iterations),
+                        _positive_int("--batch-size", batch_size), _positive_float("--lr", lr),
+                        optimizer, seed, show, device_name),
+        device=device_for(device, calibration=calibration))
     for warning in result.warnings:
         tell(f"warning: {warning}")
     if log:

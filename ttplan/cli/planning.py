@@ -12,7 +12,8 @@ import typer
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import parse_compute
+from ttplan.costmodel.options import cost_options
+from ttplan.costmodel.specs import Budgets
 from ttplan.costmodel.units import human_bytes, human_joules, human_macs, human_seconds, percent
 from ttplan.planner.jsonio import dumps
 from ttplan.planner.probe_defaults import DEFAULT_TAIL_FRACTION
@@ -110,29 +111,26 @@ def plan(
 
     --convention defaults to paper; with --device, to what trains there (its runtime:
     pytorch on a Linux board, paper on a microcontroller)."""
-    from ttplan.costmodel.profile import resolve_model
-    from ttplan.devices.planning import plan_for_device
+    from ttplan.costmodel.profile import ModelSource
+    from ttplan.devices.planning import device_for, plan_for_device
+    from ttplan.planner.api import PlanSearch
     from ttplan.planner.api import plan as make_plan
     from ttplan.planner.fisher_file import load_fisher
 
     if fmt not in ("table", "json"):
         raise SpecError(f"unknown --format {fmt!r}: use table or json")
-    if time is not None and device is None:
-        raise SpecError("--time needs --device: the time model is a device's calibration")
-    module, name = resolve_model(model, weights=weights, classifier=classifier)
-    if device is None:
-        make, convention = make_plan, convention or "paper"
-    else:  # convention None: the device's runtime decides (devices.planning.plan_for_device)
-        make = functools.partial(plan_for_device, device=device, time=time,
-                                 iterations=iterations, samples=samples)
+    budgets = Budgets(memory, compute)
+    on = device_for(device, time=time, iterations=iterations, samples=samples)
+    # Without --convention: the device's runtime, else paper.
+    options = cost_options(convention or (on.device.runtime if on else "paper"), optimizer,
+                           weight_bits, activation_bits, gradient_bits, weights_in_flash)
+    search = PlanSearch(solver, channels, seed, scheme, blocks=blocks)
+    make = make_plan if on is None else functools.partial(plan_for_device, device=on)
     policy = make(
-        module, model_name=name, method=method, fisher=fisher, convention=convention,
-        memory_bytes=memory, compute=parse_compute(compute) if compute is not None else None,
+        ModelSource(model, weights=weights, classifier=classifier), method=method,
+        fisher=fisher, budgets=budgets, options=options,
         inputs=model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE),
-        solver=solver, channels=channels,
-        scheme=scheme, seed=seed, optimizer=optimizer, weight_bits=weight_bits,
-        activation_bits=activation_bits, gradient_bits=gradient_bits,
-        weights_in_flash=weights_in_flash, blocks=blocks)
+        search=search)
     if policy.graph is not None:
         warn_uncosted(policy.graph)
     if out is not None:

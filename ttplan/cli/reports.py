@@ -16,7 +16,8 @@ import typer
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.fileio import write_bytes_atomic
-from ttplan.costmodel.specs import parse_bytes, parse_compute, parse_input_shape
+from ttplan.costmodel.options import cost_options
+from ttplan.costmodel.specs import Budgets, parse_bytes, parse_compute, parse_input_shape
 
 from .common import emit, model_inputs, note, run_safely, table_width, tell
 from .options import (DEFAULT_INPUT_SHAPE, Channels, Convention, Device, FisherProbe,
@@ -141,7 +142,7 @@ def whatif(
     progress: Optional[bool] = typer.Option(None, help="progress bar (default: on a terminal)"),
 ):
     """Plan every cell of a memory x compute grid: what each budget buys."""
-    from ttplan.costmodel.profile import resolve_model
+    from ttplan.costmodel.profile import ModelSource, resolve_model
     from ttplan.planner.context import PlanningContext
     from ttplan.reports.whatif import (parse_methods, parse_range, plot_heatmaps, plot_pareto,
                                        render_whatif, run_whatif, whatif_data)
@@ -155,11 +156,11 @@ def whatif(
     predictor = _predictor(device, iterations, samples)
     if solver == "exact" and channels != "fisher":
         raise SpecError("the exact solver maximises captured Fisher and needs channels=fisher")
+    options = cost_options(convention, optimizer, weights_in_flash=weights_in_flash)
     module, name = resolve_model(model)
-    context = PlanningContext(module, fisher=_fisher_or_probe(fisher, module, name, shape),
-                              inputs=shape, convention=convention, optimizer=optimizer,
-                              weights_in_flash=weights_in_flash, channels=channels,
-                              model_name=name)
+    context = PlanningContext(ModelSource(module, name), options=options,
+                              fisher=_fisher_or_probe(fisher, module, name, shape),
+                              inputs=shape, channels=channels)
     show = sys.stderr.isatty() if progress is None else progress
     cells = run_whatif(context, memory_values, compute_values, methods=methods, solver=solver,
                        predictor=predictor, progress=show)
@@ -183,7 +184,7 @@ def layers(
     out: Out = None,
 ):
     """Per candidate layer: memory, backward MACs, Fisher potential and s_i (Figure 3 style)."""
-    from ttplan.costmodel.profile import resolve_model
+    from ttplan.costmodel.profile import ModelSource, resolve_model
     from ttplan.planner.context import PlanningContext
     from ttplan.planner.policy import check_against_graph, load_policy
     from ttplan.reports.layers import layer_rows, plot_layers, render_layers
@@ -191,8 +192,8 @@ def layers(
     fmt = _format(fmt, out, ("table", "csv", "json"), "table")
     shape = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
     module, name = resolve_model(model)
-    context = PlanningContext(module, fisher=_fisher_or_probe(fisher, module, name, shape),
-                              inputs=shape, model_name=name)
+    context = PlanningContext(ModelSource(module, name),
+                              fisher=_fisher_or_probe(fisher, module, name, shape), inputs=shape)
     updates = None
     if policy is not None:
         loaded = load_policy(policy)
@@ -222,7 +223,7 @@ def report(
     out: str = typer.Option(..., help="the HTML file, or the folder for md"),
 ):
     """One self-contained report: profile, plan and why, Table 2, what-if maps, layers."""
-    from ttplan.reports.report import build_report, render_html, write_markdown
+    from ttplan.reports.report import WhatifAxes, build_report, render_html, write_markdown
     from ttplan.reports.whatif import parse_range
 
     if fmt not in ("html", "md"):
@@ -233,10 +234,9 @@ def report(
     if whatif_memory is not None:
         parse_range(whatif_memory, "memory")
     predictor = _predictor(device, iterations, samples)
-    built = build_report(model, fisher=fisher, memory=parse_bytes(memory),
-                         compute=parse_compute(compute), solver=solver,
+    built = build_report(model, fisher=fisher, budgets=Budgets(memory, compute), solver=solver,
                          input_shape=parse_input_shape(input_shape),
-                         whatif_memory=whatif_memory, whatif_compute=whatif_compute,
+                         whatif=WhatifAxes(whatif_memory, whatif_compute),
                          predictor=predictor, log=note)
     if fmt == "md":
         names = write_markdown(built, out)
