@@ -24,7 +24,6 @@ import warnings
 import torch
 
 from ttplan.costmodel.profile import ModelSource
-from ttplan.costmodel.specs import Budgets
 from ttplan.costmodel.zoo import build_zoo_model
 from ttplan.planner.api import plan
 from ttplan.planner.context import PlanningContext
@@ -66,7 +65,7 @@ def main() -> None:
     samples = []
     for mem in memory[-3:]:
         start = time.perf_counter()
-        plan(args.model, fisher=fisher, budgets=Budgets(mem, compute[len(compute) // 2]))
+        plan(args.model, fisher=fisher, memory_bytes=mem, compute=compute[len(compute) // 2])
         samples.append(time.perf_counter() - start)
     per_cell = statistics.median(samples)
     print(f"  plan() afresh: {per_cell:.3f} s per cell (median of {len(samples)}), "

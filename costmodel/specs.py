@@ -229,20 +229,17 @@ def compute_budget(value) -> ComputeBudget | None:
 
 @dataclass(frozen=True)
 class Budgets:
-    """What a plan must fit, parsed once: `memory_bytes` (peak bytes, `memory_budget`),
-    `compute` (backward MACs or a fraction of full training's, `compute_budget`) and `limits`
-    (extra linear limits such as a device's training time, `planner.select.LinearLimit`).
-    Accepts the command line's text, so every entry point refuses the same values with the
-    same message."""
+    """What a plan must fit, parsed once: `memory_bytes` (peak bytes, `memory_budget`) and
+    `compute` (backward MACs or a fraction of full training's, `compute_budget`). Accepts the
+    command line's text, so every entry point refuses the same values with the same
+    message."""
 
     memory_bytes: int | None = None
     compute: ComputeBudget | None = None
-    limits: tuple = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "memory_bytes", memory_budget(self.memory_bytes))
         object.__setattr__(self, "compute", compute_budget(self.compute))
-        object.__setattr__(self, "limits", tuple(self.limits))
 
 
 _DURATION_UNITS = {"": 1, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}

@@ -29,7 +29,6 @@ from decimal import Decimal
 from importlib import resources
 
 from ttplan.costmodel.profile import resolve_model
-from ttplan.costmodel.specs import Budgets
 from ttplan.costmodel.trace import trace
 from ttplan.planner.api import PlanSearch, plan
 from ttplan.planner.data import load_support
@@ -73,7 +72,7 @@ def paper_policy(model: str, method: str, batch_size: int):
         fisher = resources.files("ttplan.devices").joinpath(f"data/paper_fisher/{model}.json")
         with resources.as_file(fisher) as path:
             return plan(model, method="tinytrain", fisher=path,
-                        budgets=Budgets(PAPER_MEMORY, PAPER_COMPUTE), inputs=shape)
+                        memory_bytes=PAPER_MEMORY, compute=PAPER_COMPUTE, inputs=shape)
     if method == "sparseupdate":
         return plan(model, method="sparseupdate", search=PlanSearch(scheme="released"),
                     inputs=shape)

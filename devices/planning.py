@@ -20,14 +20,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.inputs import resolve_inputs
 from ttplan.costmodel.options import PAPER, CostOptions
 from ttplan.costmodel.specs import Budgets, parse_duration, parse_update
-from ttplan.planner.api import plan
+from ttplan.planner.api import PlanSearch, plan
 from ttplan.planner.policy import Policy, load_policy
 from ttplan.planner.select import LinearLimit
 
@@ -127,34 +127,44 @@ class LayerTimeLimit:
         return sum(phases[f"{p}_s"] for p in PHASES)
 
 
-def plan_budgets(ctx: DeviceContext, method: str, input_shape, budgets: Budgets | None = None,
-                 model=None) -> Budgets:
-    """`budgets` with what the device adds: its available RAM as the memory budget (unless
-    one is given) and its time budget as a limit. `model`: the nn.Module or name (for a
-    per-layer calibration's probe work)."""
+def device_budgets(ctx: DeviceContext, budgets: Budgets | None = None) -> Budgets:
+    """`budgets` with the device's available RAM as the memory budget unless one is given."""
     budgets = budgets if budgets is not None else Budgets()
-    memory = budgets.memory_bytes if budgets.memory_bytes is not None \
-        else ctx.device.available_bytes
-    limits = ()
-    if ctx.time_s is not None and ctx.calibration.layers is not None and model is not None:
+    if budgets.memory_bytes is not None:
+        return budgets
+    return Budgets(ctx.device.available_bytes, budgets.compute)
+
+
+def time_limits(ctx: DeviceContext, method: str, input_shape, model=None) -> tuple:
+    """The device's time budget as limits the planner enforces (none without one). `model`:
+    the nn.Module or name (for a per-layer calibration's probe work)."""
+    if ctx.time_s is None:
+        return ()
+    if ctx.calibration.layers is not None and model is not None:
         # The plan is made here; the device runs the policy (`train --policy`): no probe and
         # no planning there, so the budget covers loading and training.
-        limits = (LayerTimeLimit(
+        return (LayerTimeLimit(
             ctx.calibration.layers, ctx.iterations, ctx.samples, None, ctx.time_s,
             f"time {ctx.time_s:g} s on {ctx.device.name} (per-layer model)"),)
-        return Budgets(memory, budgets.compute, budgets.limits + limits)
-    if ctx.time_s is not None:
-        steps = steps_of(ctx.iterations, ctx.samples, int(input_shape[0]))
-        coefficients, limit = linear_time_limit(
-            ctx.calibration.time_terms, steps=steps, samples=ctx.samples,
-            probes=method == "tinytrain", limit_s=ctx.time_s)
-        if limit <= 0:
-            raise SpecError(f"a time budget of {ctx.time_s:g} s is below what any {method} "
-                            f"run takes on {ctx.device.name} ({ctx.time_s - limit:.4g} s for "
-                            f"loading, {steps} steps and the probe, before any MAC)")
-        limits = (LinearLimit(coefficients, limit,
-                              f"time {ctx.time_s:g} s on {ctx.device.name}"),)
-    return Budgets(memory, budgets.compute, budgets.limits + limits)
+    steps = steps_of(ctx.iterations, ctx.samples, int(input_shape[0]))
+    coefficients, limit = linear_time_limit(
+        ctx.calibration.time_terms, steps=steps, samples=ctx.samples,
+        probes=method == "tinytrain", limit_s=ctx.time_s)
+    if limit <= 0:
+        raise SpecError(f"a time budget of {ctx.time_s:g} s is below what any {method} "
+                        f"run takes on {ctx.device.name} ({ctx.time_s - limit:.4g} s for "
+                        f"loading, {steps} steps and the probe, before any MAC)")
+    return (LinearLimit(coefficients, limit, f"time {ctx.time_s:g} s on {ctx.device.name}"),)
+
+
+def plan_on(ctx: DeviceContext, model, method: str, fisher, budgets: Budgets | None,
+            options: CostOptions, given, search: PlanSearch | None) -> Policy:
+    """plan() within the device's budgets (`device_budgets`, `time_limits`)."""
+    bound = device_budgets(ctx, budgets)
+    search = search if search is not None else PlanSearch()
+    search = replace(search, limits=search.limits + time_limits(ctx, method, given.shape, model))
+    return plan(model, method=method, fisher=fisher, memory_bytes=bound.memory_bytes,
+                compute=bound.compute, options=options, inputs=given, search=search)
 
 
 def prediction(ctx: DeviceContext, method: str, cost: StepCost, run: dict | None = None,
@@ -293,9 +303,7 @@ def plan_for_device(model, *, device, method="tinytrain", fisher=None,
     ctx = device if isinstance(device, DeviceContext) else device_context(device)
     if options is None:
         options = PAPER.under(ctx.device.runtime)  # what its RAM must hold
-    given = resolve_inputs(inputs)
-    policy = plan(model, method=method, fisher=fisher, inputs=given, options=options,
-                  budgets=plan_budgets(ctx, method, given.shape, budgets, model), search=search)
+    policy = plan_on(ctx, model, method, fisher, budgets, options, resolve_inputs(inputs), search)
     attach_prediction(ctx, policy, model)
     return policy
 

@@ -338,7 +338,8 @@ def _plan_on_device(request: OnDevicePlan, module, name, shape, samples: _Sample
         options = cost_options(request.convention or (ctx.device.runtime if ctx else "paper"),
                                optimizer)
         planned = make_plan(ModelSource(module, name), method=request.method, fisher=fisher,
-                            budgets=request.budgets, options=options, inputs=shape,
+                            memory_bytes=request.budgets.memory_bytes,
+                            compute=request.budgets.compute, options=options, inputs=shape,
                             search=PlanSearch(seed=run.seed))
         if request.method == "tinytl":
             module, name = _with_lite_residuals(module, name, shape)

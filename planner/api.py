@@ -53,6 +53,8 @@ class PlanSearch:
     released, search (evolutionary, seeded by `seed`).
     blocks: a regular expression naming the model's blocks (`costmodel.blocks`), which the
     last-blocks:K baselines a plan is compared with count.
+    limits: extra `select.LinearLimit`s every selecting method must meet (e.g. a training-time
+    budget from `devices`); like the budgets, fixed baselines only report them.
     """
 
     solver: str = "greedy"
@@ -61,6 +63,7 @@ class PlanSearch:
     scheme: str = "auto"
     exact_gap: float = 1e-4
     blocks: str | None = None
+    limits: tuple = ()
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
@@ -74,6 +77,7 @@ class PlanSearch:
             raise SpecError("the exact solver maximises captured Fisher and needs channels=fisher")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise SpecError(f"seed must be an integer, not {self.seed!r}")
+        object.__setattr__(self, "limits", tuple(self.limits))
 
 
 DEFAULT_SEARCH = PlanSearch()
@@ -88,24 +92,26 @@ class _Planned:
     greedy_value: float | None = None
 
 
-def plan(model, *, method: str = "tinytrain", fisher=None, budgets: Budgets | None = None,
+def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, compute=None,
          options: CostOptions | None = None, inputs=None,
          search: PlanSearch | None = None) -> Policy:
     """Plan which layers/channels to train. `model`: nn.Module, zoo name or module:callable,
     or a `ModelSource` (with the name outputs give it).
 
-    budgets: a `Budgets` (memory bytes, compute MACs or fraction, extra limits such as a
-    training-time budget from `devices`; like the budgets, fixed baselines only report them).
+    memory_bytes, compute: the budgets, as `Budgets` reads them: bytes as an int or text
+    ("1MB"); compute as MACs (int), a fraction in (0, 1], a ComputeBudget or text ("15%",
+    "6.5M"), refused with the command line's messages.
     options: the cost model's `CostOptions` (default: paper); recorded in the policy, and
     profiling the policy uses them.
     inputs: what the model is called with: an input shape (default 1x3x128x128), a tensor, a
     tuple or dict of tensors, spec strings like "ids:int64[1,128]", an .npz
     (`costmodel.inputs`); the policy records them.
-    search: a `PlanSearch` (solver, channel criterion, seed, sparseupdate scheme, blocks).
+    search: a `PlanSearch` (solver, channel criterion, seed, sparseupdate scheme, blocks,
+    extra limits).
     """
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r}: use {', '.join(METHODS)}")
-    budgets = budgets if budgets is not None else Budgets()
+    budgets = Budgets(memory_bytes, compute)
     options = options if options is not None else PAPER
     search = search if search is not None else DEFAULT_SEARCH
     given = resolve_inputs(inputs, None if inputs is not None else DEFAULT_INPUT_SHAPE)
@@ -118,7 +124,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, budgets: Budgets | No
     graph = trace(module, given, name, blocks=search.blocks)
     coster = Coster(graph, options)
     compute_macs, fraction = _compute_budget(budgets.compute, coster)
-    budget = Budget(budgets.memory_bytes, compute_macs, budgets.limits)
+    budget = Budget(budgets.memory_bytes, compute_macs, search.limits)
     result = _load_fisher(fisher, graph) if method != "tinytl" else None
     if result is not None:  # a probe of other weights ranks channels these weights do not have
         check_weights(result, module, str(fisher) if isinstance(fisher, (str, Path)) else "fisher")

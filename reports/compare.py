@@ -12,7 +12,7 @@ from __future__ import annotations
 from ttplan.costmodel.inputs import resolve_inputs
 from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.specs import Budgets
-from ttplan.devices.planning import DeviceContext, attach_prediction, plan_budgets
+from ttplan.devices.planning import DeviceContext, attach_prediction, plan_on
 from ttplan.planner.api import plan
 
 METHODS = ("fulltrain", "lastlayer", "tinytl", "sparseupdate", "tinytrain")
@@ -34,10 +34,13 @@ def compare_methods(model, *, fisher=None, methods=METHODS, device: DeviceContex
     budgets = budgets if budgets is not None else Budgets()
     given = resolve_inputs(inputs)
     for method in methods:
-        bound = budgets if device is None else plan_budgets(device, method, given.shape,
-                                                            budgets, model)
-        policy = plan(model, method=method, fisher=fisher if method != "tinytl" else None,
-                      budgets=bound, options=options, inputs=given)
+        method_fisher = fisher if method != "tinytl" else None
+        if device is None:
+            policy = plan(model, method=method, fisher=method_fisher,
+                          memory_bytes=budgets.memory_bytes, compute=budgets.compute,
+                          options=options, inputs=given)
+        else:
+            policy = plan_on(device, model, method, method_fisher, budgets, options, given, None)
         predicted = attach_prediction(device, policy, model) if device is not None else {}
         memory, totals = policy.predicted["memory"], policy.predicted["totals"]
         rows.append({"method": method, "peak_bytes": memory["peak_bytes"],

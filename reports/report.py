@@ -77,7 +77,7 @@ def build_report(model, *, fisher=None, budgets: Budgets = REPORT_BUDGETS,
     context = PlanningContext(ModelSource(module, name), fisher=fisher, inputs=input_shape)
     name = context.model_name
     policy = plan(ModelSource(context.module, name), fisher=context.fisher,
-                  budgets=Budgets(memory_bytes, budget_compute), search=PlanSearch(solver),
+                  memory_bytes=memory_bytes, compute=budget_compute, search=PlanSearch(solver),
                   inputs=context.input_shape)
     budgets = policy.budgets
     chosen = _why_chosen(context, policy.updates(), Budget(budgets["memory_bytes"],

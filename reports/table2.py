@@ -37,7 +37,6 @@ import sys
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.options import PAPER
 from ttplan.costmodel.profile import ModelSource, profile, resolve_model
-from ttplan.costmodel.specs import Budgets
 from ttplan.costmodel.zoo import ZOO_MODELS
 from ttplan.planner.api import plan
 from ttplan.planner.data import load_support
@@ -102,12 +101,12 @@ def table2_rows(model, *, fisher=None, input_shape=(1, 3, 128, 128), memory_byte
     for method in METHODS:
         batch = BATCH_SIZES.get(method, 1)
         shape = (batch,) + sample_shape[1:]
-        budgets = None
+        budgets = {}
         if method == "tinytrain" or (method == "sparseupdate" and not zoo):
-            budgets = Budgets(memory_bytes, compute)
+            budgets = {"memory_bytes": memory_bytes, "compute": compute}
         policy = plan(ModelSource(module, name), method=method, inputs=shape,
                       fisher=fisher if method in ("tinytrain", "sparseupdate") else None,
-                      options=options, budgets=budgets)
+                      options=options, **budgets)
         updates = policy.updates()
         costs = {c: profile(module, shape, update=updates, options=policy.options.under(c),
                             graph=policy.graph, model_name=name) for c in ("paper", "pytorch")}

@@ -64,8 +64,8 @@ BAD_BUDGETS = [
 def test_budgets_refuse_what_the_cli_refuses(kwargs, flags, needle):
     """A budget is parsed once (ttplan.Budgets): the number the API is given and the text the
     command line is given meet the same grammar and the same message."""
-    api = _api_error(lambda **kw: ttplan.plan("mcunet-5fps", method="fulltrain",
-                                              budgets=ttplan.Budgets(**kw)), **kwargs)
+    api = _api_error(lambda **kw: ttplan.plan("mcunet-5fps", method="fulltrain", **kw), **kwargs)
+    assert api == _api_error(ttplan.Budgets, **kwargs)
     cli = _cli_error(["plan", "mcunet-5fps", "--method", "fulltrain"] + flags)
     assert needle in api and api == cli and "\n" not in api
 

@@ -12,7 +12,6 @@ from ttplan.costmodel.zoo import build_zoo_model
 from ttplan.planner.api import plan
 from ttplan.planner.apply import apply_policy
 from ttplan.planner.fisher import FisherResult, default_candidate_layers
-from ttplan.costmodel.specs import Budgets
 from ttplan.costmodel.options import cost_options
 
 SHAPE = (2, 3, 16, 16)
@@ -113,7 +112,7 @@ def test_a_planned_policy_trains_what_the_cost_model_counts():
     deltas = {n: [rng.random() for _ in range(modules[n].out_channels)]
               for n in default_candidate_layers(model)}
     fisher = FisherResult(deltas, {k: math.fsum(v) for k, v in deltas.items()}, 5, "ce", 0, 0.0, 0)
-    policy = plan(model, fisher=fisher, inputs=(1, 3, 32, 32), budgets=Budgets(compute=0.1),
+    policy = plan(model, fisher=fisher, inputs=(1, 3, 32, 32), compute=0.1,
                   options=cost_options(convention="pytorch"))
     applied = apply_policy(model, policy)
     # pytorch convention: trainable_params counts the selected entries of every tensor

@@ -29,7 +29,6 @@ from tests.construct_models import (CONSTRUCT_MODELS, TEXT_MODELS, ConvNeXtV2Blo
 from tests.model_checks import (TRACERS, conv, exactness_tests, profile_case,
                                  assert_forward_flops_match_flop_counter)
 from tests.test_pytorch_convention import assert_close, predicted_and_measured
-from ttplan.costmodel.specs import Budgets
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -98,7 +97,7 @@ def test_multihead_attention_is_planned_whole_and_applied():
     layers = sorted({n.layer_key for n in trace(model, (2, 3, 8, 8)).mac_layers()})
     fisher = ttplan.fisher_information(model, layers, x, torch.arange(8) % 2)
     policy = ttplan.plan(model, fisher=fisher, inputs=(1, 3, 8, 8),
-                         budgets=Budgets(memory_bytes="400kB", compute="90%"))
+                         memory_bytes="400kB", compute="90%")
     attn = [l for l in policy.layers if l["name"].endswith("attn")]
     assert attn and all(l["channels"] is None for l in attn)  # all or nothing
     trained = set(ttplan.apply_policy(model, policy).trainable)
@@ -107,7 +106,7 @@ def test_multihead_attention_is_planned_whole_and_applied():
                                                   "in_proj_bias", "out_proj.bias")} <= trained
     # SparseUpdate's search takes per-layer input-channel ratios: all or nothing here too.
     baseline = ttplan.plan(model, method="sparseupdate", inputs=(1, 3, 8, 8),
-                           budgets=Budgets(memory_bytes="400kB"))
+                           memory_bytes="400kB")
     assert all(l["channels"] is None for l in baseline.layers if l["name"].endswith("attn"))
     ttplan.apply_policy(MHAViT(), baseline)
 

@@ -22,7 +22,6 @@ from ttplan.devices.logs import LOG_COLUMNS, load_device_logs
 from ttplan.devices.model import ENERGY_NAMES, TIME_NAMES, Run, predict
 from ttplan.devices.profiles import DeviceProfile, builtin_profiles, resolve_device
 from ttplan.devices.stepcost import StepCost
-from ttplan.costmodel.specs import Budgets
 from ttplan.costmodel.options import cost_options
 from ttplan.planner.api import PlanSearch
 
@@ -255,11 +254,11 @@ def test_time_budget_is_met_by_both_solvers(tmp_path):
 def test_linear_limit_equals_the_model_within_ram():
     """The planner's LinearLimit is the calibrated model's time, minus nothing, for a
     configuration that fits the available RAM."""
-    from ttplan.devices.planning import device_context, plan_budgets
+    from ttplan.devices.planning import device_context, time_limits
     from ttplan.devices.stepcost import step_cost
     from ttplan import profile
     ctx = device_context("pi-zero-2", time=600)
-    limit = plan_budgets(ctx, "tinytrain", (1, 3, 128, 128)).limits[0]
+    limit = time_limits(ctx, "tinytrain", (1, 3, 128, 128))[0]
     prof = profile("mcunet-5fps", update="last-blocks:3")
     cost = step_cost("mcunet-5fps", "last-blocks:3", (1, 3, 128, 128))
     p = ctx.calibration.predict(Run("tinytrain", 40, 25, cost))
@@ -398,8 +397,8 @@ def test_time_limit_prices_depthwise_macs_as_the_model_does(tmp_path):
                                "--input-shape", "1,3,64,64", "--out", str(fisher)]).exit_code == 0
     for solver in ("greedy", "exact"):
         policy = plan("mcunet-5fps", fisher=str(fisher), inputs=(1, 3, 64, 64),
-                      budgets=Budgets(limits=(LinearLimit(coefficients, limit, "time"),)),
-                      search=PlanSearch(solver=solver))
+                      search=PlanSearch(solver=solver,
+                                        limits=(LinearLimit(coefficients, limit, "time"),)))
         cost = step_cost("mcunet-5fps", policy.updates(), (1, 3, 64, 64))
         assert cost.depthwise_backward_weight_macs > 0, solver  # the depthwise rate matters
         assert predict(Run("sparseupdate", 1, 25, cost), terms, None, device).total_s \

@@ -40,7 +40,6 @@ from ttplan.planner import data as support_data
 from ttplan.planner.api import plan
 from ttplan.planner.data import SyntheticSupport, load_support, synthetic_data
 from ttplan.planner.fisher import default_candidate_layers, fisher_information, load_fisher
-from ttplan.costmodel.specs import Budgets
 
 runner = CliRunner()
 SMALL = "1,3,16,16"
@@ -505,7 +504,7 @@ def test_a_fisher_file_of_other_weights_is_refused(workdir):
     with torch.no_grad():
         model.blocks[13].project[0].weight.mul_(2)
     with pytest.raises(PolicyError, match="other weights") as info:
-        plan(model, fisher=result, inputs=(1, 3, 32, 32), budgets=Budgets(memory_bytes="2MB"))
+        plan(model, fisher=result, inputs=(1, 3, 32, 32), memory_bytes="2MB")
     assert result.weights in str(info.value)
 
     torch.save(model.state_dict(), workdir / "w.pt")

@@ -26,7 +26,6 @@ from ttplan.costmodel.options import CostOptions
 from ttplan.planner.select import Budget, Choice, Coster, greedy, updates_of
 from ttplan.planner.tinytl import add_lite_residuals, lite_layer_names
 from ttplan.cli import app
-from ttplan.costmodel.specs import Budgets
 from ttplan.costmodel.options import cost_options
 from ttplan.planner.api import PlanSearch
 
@@ -110,7 +109,7 @@ def test_channel_criteria(mcunet):
 
 def test_greedy_fits_both_budgets_and_is_deterministic(mcunet):
     model, graph, fisher = mcunet
-    kwargs = dict(method="tinytrain", fisher=fisher, budgets=Budgets(1_000_000, 0.15),
+    kwargs = dict(method="tinytrain", fisher=fisher, memory_bytes=1_000_000, compute=0.15,
                   options=cost_options(weights_in_flash=True))
     a, b = plan(model, **kwargs), plan(model, **kwargs)
     assert a.to_dict() == b.to_dict()
@@ -147,17 +146,17 @@ def test_greedy_costs_whole_configurations(mcunet):
 def test_budgets_nothing_fits_name_the_smallest(mcunet):
     model, graph, fisher = mcunet
     with pytest.raises(SpecError, match=r"below the peak with nothing trained, 2,532,256 B"):
-        plan(model, fisher=fisher, budgets=Budgets(memory_bytes=1_000_000),
+        plan(model, fisher=fisher, memory_bytes=1_000_000,
              options=cost_options(weights_in_flash=False))
     with pytest.raises(SpecError, match=r"below the peak with nothing trained, 655,360 B"):
-        plan(model, fisher=fisher, budgets=Budgets(memory_bytes=600_000))  # paper default: weights in flash
+        plan(model, fisher=fisher, memory_bytes=600_000)  # paper default: weights in flash
     with pytest.raises(SpecError) as info:
-        plan(model, fisher=fisher, budgets=Budgets(memory_bytes=655_361),
+        plan(model, fisher=fisher, memory_bytes=655_361,
              options=cost_options(weights_in_flash=True))
     message = str(info.value)
     assert "\n" not in message and "cheapest" in message
     smallest = int(re.search(r"needs ([\d,]+) B", message).group(1).replace(",", ""))
-    fits = plan(model, fisher=fisher, budgets=Budgets(memory_bytes=smallest),
+    fits = plan(model, fisher=fisher, memory_bytes=smallest,
                 options=cost_options(weights_in_flash=True))
     assert fits.layers and fits.predicted["memory"]["peak_bytes"] <= smallest
     with pytest.raises(SpecError, match="needs Fisher"):
@@ -205,13 +204,13 @@ def test_exact_is_at_least_greedy_within_budget(name):
 def test_exact_through_plan_records_the_greedy(mcunet, capfd):
     model, graph, fisher = mcunet
     capfd.readouterr()
-    policy = plan(model, fisher=fisher, budgets=Budgets(memory_bytes="1MB", compute="15%"),
+    policy = plan(model, fisher=fisher, memory_bytes="1MB", compute="15%",
                   options=cost_options(weights_in_flash=True), search=PlanSearch(solver="exact"))
     sel = policy.selection
     assert sel["solver"] == "exact" and sel["greedy_fisher_captured"] is not None
     assert policy.fisher_captured >= sel["greedy_fisher_captured"]
     assert any("greedy" in n for n in policy.notes)
-    again = plan(model, fisher=fisher, budgets=Budgets(memory_bytes="1MB", compute="15%"),
+    again = plan(model, fisher=fisher, memory_bytes="1MB", compute="15%",
                  options=cost_options(weights_in_flash=True), search=PlanSearch(solver="exact"))
     assert again.to_dict() == policy.to_dict()  # HiGHS is deterministic: same file
     assert capfd.readouterr().out == ""  # HiGHS writes nothing into a --format json stdout
@@ -227,10 +226,10 @@ def test_fixed_baselines(mcunet):
     assert len(full.layers) == len(updatable_layers(graph))
     assert full.predicted["totals"] == profile(model, SHAPE, update="all").to_dict()["totals"]
     assert full.fisher_captured == pytest.approx(sum(fisher.potential.values()))
-    last = plan(model, method="lastlayer", budgets=Budgets(memory_bytes=3_000_000))
+    last = plan(model, method="lastlayer", memory_bytes=3_000_000)
     assert [l["name"] for l in last.layers] == [graph.mac_layers()[-1].name]
     assert last.predicted["within_budget"]
-    over = plan(model, method="fulltrain", budgets=Budgets(memory_bytes=3_000_000))
+    over = plan(model, method="fulltrain", memory_bytes=3_000_000)
     assert not over.predicted["within_budget"] and "over budget" in over.notes[0]
 
 
@@ -255,7 +254,7 @@ def test_sparseupdate_shrinks_to_the_budget(mcunet):
     unconstrained = plan(model, method="sparseupdate", options=cost_options(weights_in_flash=True))
     peak = unconstrained.predicted["memory"]["peak_bytes"]
     tight = plan(model, method="sparseupdate", fisher=fisher,
-                 budgets=Budgets(memory_bytes=peak - 50_000, compute=0.1),
+                 memory_bytes=peak - 50_000, compute=0.1,
                  options=cost_options(weights_in_flash=True))
     assert tight.predicted["within_budget"]
     assert "shrunk to fit" in tight.selection["detail"]
@@ -264,7 +263,7 @@ def test_sparseupdate_shrinks_to_the_budget(mcunet):
 
 def test_sparseupdate_search_is_seeded_and_within_budget():
     model = chain(widths=(8, 16, 24, 32, 32), depthwise=(False, True, False, True))
-    kwargs = dict(method="sparseupdate", inputs=(1, 3, 32, 32), budgets=Budgets(120_000, 0.3),
+    kwargs = dict(method="sparseupdate", inputs=(1, 3, 32, 32), memory_bytes=120_000, compute=0.3,
                   search=PlanSearch(seed=3))
     a, b = plan(model, **kwargs), plan(model, **kwargs)
     assert a.to_dict() == b.to_dict()

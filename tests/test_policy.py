@@ -18,7 +18,6 @@ from ttplan.planner.api import plan
 from ttplan.planner.fisher import FisherResult, default_candidate_layers
 from ttplan.planner.policy import Policy, load_policy, load_policy_updates
 from ttplan.planner.sparseupdate import export_sparseupdate
-from ttplan.costmodel.specs import Budgets
 from ttplan.costmodel.options import cost_options
 from ttplan.planner.api import PlanSearch
 
@@ -39,7 +38,7 @@ def setup():
     model = build_zoo_model("mcunet-5fps")
     fisher = fake_fisher(model)
     policy = plan(model, fisher=fisher, inputs=SHAPE,
-                  budgets=Budgets(memory_bytes=400_000, compute=0.2),
+                  memory_bytes=400_000, compute=0.2,
                   options=cost_options(weights_in_flash=True),
                   search=PlanSearch(channels="random", seed=7))
     return model, fisher, policy
@@ -48,14 +47,14 @@ def setup():
 def test_same_inputs_and_seed_give_byte_identical_files(setup, tmp_path):
     model, fisher, policy = setup
     again = plan(model, fisher=fisher, inputs=SHAPE,
-                 budgets=Budgets(memory_bytes=400_000, compute=0.2),
+                 memory_bytes=400_000, compute=0.2,
                  options=cost_options(weights_in_flash=True),
                  search=PlanSearch(channels="random", seed=7))
     policy.save(tmp_path / "a.json")
     again.save(tmp_path / "b.json")
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     other = plan(model, fisher=fisher, inputs=SHAPE,
-                 budgets=Budgets(memory_bytes=400_000, compute=0.2),
+                 memory_bytes=400_000, compute=0.2,
                  options=cost_options(weights_in_flash=True),
                  search=PlanSearch(channels="random", seed=8))
     assert other.to_dict()["layers"] != policy.to_dict()["layers"]
@@ -84,7 +83,7 @@ def test_profile_of_the_policy_gives_the_predicted_numbers(tmp_path, convention)
     model = build_zoo_model("mbv2-w0.35")
     fisher = fake_fisher(model)
     policy = plan(model, fisher=fisher, inputs=SHAPE,
-                  budgets=Budgets(memory_bytes=3_000_000, compute=0.25),
+                  memory_bytes=3_000_000, compute=0.25,
                   options=cost_options(convention=convention, optimizer="momentum"))
     path = tmp_path / "policy.json"
     policy.save(path)
@@ -196,5 +195,5 @@ def test_linear_layers_are_plannable():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
     deltas = {"0": [0.5] * 8, "3": [1.0] * 10}
     fisher = FisherResult(deltas, {k: sum(v) for k, v in deltas.items()}, 4, "ce", 0, 0.0, 0)
-    policy = plan(model, fisher=fisher, inputs=(1, 3, 8, 8), budgets=Budgets(compute=0.5))
+    policy = plan(model, fisher=fisher, inputs=(1, 3, 8, 8), compute=0.5)
     assert policy.layers and policy.predicted["within_budget"]

@@ -25,7 +25,6 @@ from ttplan.devices.stepcost import step_cost
 from ttplan.devices.sparse import sparse_forward
 from ttplan.planner.data import synthetic_data
 from ttplan.planner.fisher import default_candidate_layers, fisher_information
-from ttplan.costmodel.specs import Budgets
 from ttplan.costmodel.options import cost_options
 from ttplan.devices.runner import RunSettings, Support
 
@@ -62,7 +61,7 @@ class TinyNet(nn.Module):
 def tinytrain_policy(model, shape=SHAPE, compute=0.4, samples=10):
     x, y = synthetic_data(samples, 5, shape[1:], 0)
     fisher = fisher_information(model, default_candidate_layers(model, 0.7), x, y)
-    return ttplan.plan(model, fisher=fisher, inputs=shape, budgets=Budgets(compute=compute),
+    return ttplan.plan(model, fisher=fisher, inputs=shape, compute=compute,
                        options=cost_options(convention="pytorch"))
 
 

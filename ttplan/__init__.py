@@ -8,17 +8,19 @@ The public Python API. Everything the CLI does is a call to one of these:
     prof.memory         # F1/F2/B1–B4 breakdown and peak, in bytes
     prof.to_dict()      # the documented JSON contract
 
-    policy = ttplan.plan("mcunet-5fps", fisher=..., budgets=ttplan.Budgets("1MB", 0.15))
+    policy = ttplan.plan("mcunet-5fps", fisher=..., memory_bytes=1_000_000, compute=0.15)
     ttplan.apply_policy(model, policy)
 
-    ttplan.train("mcunet-5fps", policy=policy, synthetic=True, device="pi-zero-2")
+    ttplan.train("mcunet-5fps", policy=policy, support=ttplan.Support(synthetic=True),
+                 device="pi-zero-2")
     ttplan.predict("mcunet-5fps", "last-blocks:2", "pi-zero-2")   # `ttplan predict` JSON
     pi = ttplan.device_context("pi-zero-2", time="10min")       # the device, resolved once
     ttplan.plan_for_device("mcunet-5fps", device=pi, fisher=...)
 
 Loose values become typed ones once, at this boundary: `cost_options(...)` -> CostOptions,
 `Budgets(memory, compute)`, `PlanSearch(solver, channels, seed, ...)`, `ModelSource(model,
-name, weights)`, `device_context(...)` (notes/api_requests.md).
+name, weights)`, `device_context(...)`, `Support`/`RunSettings` for `train`
+(notes/api_requests.md).
 
 Layers, each importing only those before it: `ttplan.costmodel` (tracing, cost rules, memory),
 `ttplan.planner` (Fisher, selection, policies), `ttplan.devices`, `ttplan.reports`; the CLI
@@ -60,6 +62,9 @@ _EXPORTS = {
     "Policy": ("ttplan.planner.policy", "Policy"),
     "fisher_information": ("ttplan.planner.fisher_probe", "fisher_information"),
     "train": ("ttplan.devices.runner", "train"),
+    "Support": ("ttplan.devices.runner", "Support"),
+    "RunSettings": ("ttplan.devices.runner", "RunSettings"),
+    "OnDevicePlan": ("ttplan.devices.runner", "OnDevicePlan"),
     "predict": ("ttplan.devices.planning", "predict_training"),
     "plan_for_device": ("ttplan.devices.planning", "plan_for_device"),
     "device_context": ("ttplan.devices.planning", "device_context"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import sys
 from typing import Optional
@@ -125,12 +124,14 @@ def plan(
     options = cost_options(convention or (on.device.runtime if on else "paper"), optimizer,
                            weight_bits, activation_bits, gradient_bits, weights_in_flash)
     search = PlanSearch(solver, channels, seed, scheme, blocks=blocks)
-    make = make_plan if on is None else functools.partial(plan_for_device, device=on)
-    policy = make(
-        ModelSource(model, weights=weights, classifier=classifier), method=method,
-        fisher=fisher, budgets=budgets, options=options,
-        inputs=model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE),
-        search=search)
+    source = ModelSource(model, weights=weights, classifier=classifier)
+    inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
+    if on is None:
+        policy = make_plan(source, method=method, fisher=fisher, memory_bytes=budgets.memory_bytes,
+                           compute=budgets.compute, options=options, inputs=inputs, search=search)
+    else:
+        policy = plan_for_device(source, device=on, method=method, fisher=fisher, budgets=budgets,
+                                 options=options, inputs=inputs, search=search)
     if policy.graph is not None:
         warn_uncosted(policy.graph)
     if out is not None:
