@@ -85,30 +85,47 @@ def grid_configurations(graph, samples: int,
     return out
 
 
-def measure(model: str, *, time_limit_s: float, log, device_name: str = "host",
-            samples: int = DEFAULT_SAMPLES, seed: int = 0, input_shape=None,
-            max_iterations: int = DEFAULT_ITERATIONS, isolate: bool = True,
-            batch_sizes=GRID_BATCH_SIZES,
+@dataclass(frozen=True)
+class GridRuns:
+    """The runs of a measurement grid, checked when built: `batch_sizes` in the order to run
+    them, `samples` synthetic support samples (at least 2), `iterations` per run (the grid
+    runs at most this many, to fit its time limit), `seed`, and `isolate`: each run in a
+    fresh Python process (module docstring)."""
+
+    batch_sizes: tuple = GRID_BATCH_SIZES
+    samples: int = DEFAULT_SAMPLES
+    iterations: int = DEFAULT_ITERATIONS
+    seed: int = 0
+    isolate: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or \
+                self.iterations < 1:
+            raise SpecError(f"iterations must be a positive integer, not {self.iterations!r}")
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or \
+                self.samples < 2:
+            raise SpecError(f"samples must be an integer of at least 2, not {self.samples!r}")
+        batch_sizes = tuple(self.batch_sizes)
+        if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1
+                                  for b in batch_sizes):
+            raise SpecError(f"batch sizes must be positive integers, not {list(batch_sizes)!r}")
+        object.__setattr__(self, "batch_sizes", batch_sizes)
+
+
+def measure(model: str, *, time_limit_s: float, log, runs: GridRuns | None = None,
+            input_shape=None, device_name: str = "host",
             report: Callable[[str], None] | None = None) -> list[dict]:
-    """Run the grid within `time_limit_s` seconds, appending one row per run to `log`.
+    """Run the grid (`runs`) within `time_limit_s` seconds, appending one row per run to
+    `log`.
 
     `model`: zoo name or import path (an nn.Module always runs in this process).
-    `isolate`: each run in a fresh Python process (see the module docstring).
-    `batch_sizes`: the grid's batch sizes, in the order to run them (default 1, 4, 16).
     Returns the rows appended. `report` receives one line per configuration.
     """
     check_log_target(log)  # a foreign file is refused before any run, not after the first
     deadline = time.perf_counter() + time_limit_s
-    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
-        raise SpecError(f"iterations must be a positive integer, not {max_iterations!r}")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-        raise SpecError(f"samples must be an integer of at least 2, not {samples!r}")
-    batch_sizes = tuple(batch_sizes)
-    if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1
-                              for b in batch_sizes):
-        raise SpecError(f"batch sizes must be positive integers, not {list(batch_sizes)!r}")
-    if not isinstance(model, str):
-        isolate = False
+    runs = runs if runs is not None else GridRuns()
+    samples, seed, max_iterations = runs.samples, runs.seed, runs.iterations
+    batch_sizes, isolate = runs.batch_sizes, runs.isolate and isinstance(model, str)
     shape = tuple(input_shape or DEFAULT_INPUT_SHAPE)
     module, name = resolve_model(model)
     graph = trace(module, (1,) + tuple(shape[1:]), name)
@@ -211,5 +228,5 @@ def _child_main() -> None:
     sys.stdout.write(json.dumps(answer) + "\n")
 
 
-__all__ = ["measure", "parse_duration", "grid_configurations", "Configuration",
+__all__ = ["measure", "GridRuns", "parse_duration", "grid_configurations", "Configuration",
            "GRID_UPDATES", "GRID_BATCH_SIZES"]

@@ -21,17 +21,23 @@ from ttplan.costmodel.trace import trace
 
 from .layerrun import FORMAT, SHORT_RUN_S, TABLE_UPDATES, VERSION, measure_sweep, run_description
 from .layertable import busy_warning, machine_load, measure_layers, speed_reference
+from .grid import GridRuns
 from .runner import train_flat
 
 
-def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 25,
-                  iterations: int = 2, updates=TABLE_UPDATES, seed: int = 0,
-                  repeats: int = 5, sweep: bool = True, isolate: bool = True,
+TABLE_RUNS = GridRuns(iterations=2)
+
+
+def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TABLE_UPDATES,
+                  repeats: int = 5, sweep: bool = True,
                   report: Callable[[str], None] | None = None) -> dict:
-    """The layer table of `model` (module docstring); `sweep`: add the generic layers of
-    `kind_sweep()` (rows of model "kind-sweep"), so kinds the model lacks are measured too.
-    `isolate`: each whole run in a fresh Python process (a zoo name or import path), cold as a
-    user's `ttplan train` is; otherwise in this process, after the layer timings warmed it."""
+    """The layer table of `model` (module docstring): `runs` the whole runs measured beside
+    the layer timings (batch sizes, samples, iterations, seed; `isolate`: each in a fresh
+    Python process (a zoo name or import path), cold as a user's `ttplan train` is; otherwise
+    in this process, after the layer timings warmed it). `sweep`: add the generic layers of
+    `kind_sweep()` (rows of model "kind-sweep"), so kinds the model lacks are measured too."""
+    batch_sizes, samples, iterations = runs.batch_sizes, runs.samples, runs.iterations
+    seed, isolate = runs.seed, runs.isolate
     say = report or (lambda line: None)
     module, name = resolve_model(model)
     load_before = machine_load()

@@ -77,8 +77,6 @@ def test_counter_counts_parameters():
 REMAINING = {
     'costmodel/profile.py:profile': 15,
     'planner/profiling.py:profile': 19,
-    'devices/grid.py:measure': 11,
-    'devices/layermeasure.py:measure_table': 11,
 }
 
 

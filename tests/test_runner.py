@@ -299,8 +299,8 @@ def test_parse_duration():
 def test_measure_grid_in_order(tmp_path):
     log = tmp_path / "grid.csv"
     model = TinyNet()
-    rows = grid.measure(model, time_limit_s=600, log=log, samples=4, max_iterations=1,
-                        input_shape=SHAPE, isolate=False)
+    rows = grid.measure(model, time_limit_s=600, log=log, input_shape=SHAPE,
+                        runs=grid.GridRuns(samples=4, iterations=1, isolate=False))
     expected = [(u, b) for b in (1, 4) for u in grid.GRID_UPDATES]  # batch 16 > 4 samples
     assert [(r["method"], r["batch_size"]) for r in rows] == expected
     with open(log, newline="") as handle:
@@ -310,14 +310,13 @@ def test_measure_grid_in_order(tmp_path):
 
 
 def test_measure_grid_at_chosen_batch_sizes(tmp_path):
-    rows = grid.measure(TinyNet(), time_limit_s=600, log=tmp_path / "grid.csv", samples=4,
-                        max_iterations=1, input_shape=SHAPE, isolate=False,
-                        batch_sizes=(2,))
+    rows = grid.measure(TinyNet(), time_limit_s=600, log=tmp_path / "grid.csv", input_shape=SHAPE,
+                        runs=grid.GridRuns((2,), samples=4, iterations=1, isolate=False))
     assert [(r["method"], r["batch_size"]) for r in rows] == [(u, 2) for u in grid.GRID_UPDATES]
     for bad in ((), (0,), (8,)):  # nothing, not positive, nothing fits 4 samples
         with pytest.raises(SpecError, match="batch size"):
-            grid.measure(TinyNet(), time_limit_s=60, log=tmp_path / "bad.csv", samples=4,
-                         input_shape=SHAPE, isolate=False, batch_sizes=bad)
+            grid.measure(TinyNet(), time_limit_s=60, log=tmp_path / "bad.csv", input_shape=SHAPE,
+                         runs=grid.GridRuns(bad, samples=4, isolate=False))
     assert not (tmp_path / "bad.csv").exists()
 
 

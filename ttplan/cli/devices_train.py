@@ -148,6 +148,7 @@ def measure(
     out: Out = None,
 ):
     """Calibration runs: a fixed grid of updates and batch sizes within a time limit."""
+    from ttplan.devices.grid import GridRuns
     from ttplan.devices.grid import measure as measure_grid
     from ttplan.devices.logs import LOG_COLUMNS
 
@@ -157,9 +158,9 @@ def measure(
         from ttplan.devices.layerrun import save_table
         from ttplan.devices.layermeasure import measure_table
         table = measure_table(model, input_shape=parse_input_shape(input_shape),
-                              batch_sizes=_batch_sizes(batch_sizes),
-                              samples=_positive_int("--samples", samples), seed=seed,
-                              iterations=_positive_int("--iterations", iterations),
+                              runs=GridRuns(_batch_sizes(batch_sizes),
+                                            _positive_int("--samples", samples),
+                                            _positive_int("--iterations", iterations), seed),
                               report=lambda line: typer.echo(line, err=True))
         save_table(layer_table, table)
         for warning in table["warnings"]:
@@ -171,10 +172,10 @@ def measure(
         raise SpecError("--log is required (or --layer-table for a per-layer table)")
     limit_s = parse_duration(time_limit, "time limit")
     rows = measure_grid(model, time_limit_s=limit_s, log=log, device_name=device_name,
-                        samples=_positive_int("--samples", samples), seed=seed,
+                        runs=GridRuns(_batch_sizes(batch_sizes),
+                                      _positive_int("--samples", samples),
+                                      _positive_int("--iterations", iterations), seed, isolate),
                         input_shape=parse_input_shape(input_shape),
-                        max_iterations=_positive_int("--iterations", iterations),
-                        isolate=isolate, batch_sizes=_batch_sizes(batch_sizes),
                         report=lambda line: typer.echo(line, err=True))
     tell(f"appended {len(rows)} row(s) to {log}")
     if fmt == "table":
