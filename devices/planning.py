@@ -304,15 +304,22 @@ def plan_for_device(model, *, device, method="tinytrain", fisher=None,
     if options is None:
         options = PAPER.under(ctx.device.runtime)  # what its RAM must hold
     policy = plan_on(ctx, model, method, fisher, budgets, options, resolve_inputs(inputs), search)
-    attach_prediction(ctx, policy, model)
-    return policy
+    return with_device_prediction(ctx, policy, model)
 
 
-def attach_prediction(ctx: DeviceContext, policy: Policy, model=None) -> dict:
-    """Add `predicted.device` to a planned policy (and a note when the full model, memory
-    pressure included, exceeds the time budget); returns it. With a per-layer calibration
-    (and `model`), the prediction is of the policy's run on the device (`train --policy`: no
-    probe, no planning)."""
+def with_device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> Policy:
+    """The planned policy with `predicted.device` and the device's notes (a new Policy: the
+    one given is left as it was)."""
+    predicted, notes = device_prediction(ctx, policy, model)
+    return replace(policy, predicted={**policy.predicted, "device": predicted},
+                   notes=[*policy.notes, *notes])
+
+
+def device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> tuple[dict, list[str]]:
+    """(`predicted.device` of a planned policy, the notes it calls for: the full model,
+    memory pressure included, over the time budget; over the device's RAM). With a per-layer
+    calibration (and `model`), the prediction is of the policy's run on the device (`train
+    --policy`: no probe, no planning)."""
     run = None
     if ctx.calibration is not None and ctx.calibration.layers is not None and \
             model is not None and policy.method != "tinytl":  # tinytl adds modules
@@ -323,17 +330,17 @@ def attach_prediction(ctx: DeviceContext, policy: Policy, model=None) -> dict:
     predicted["time_limit_s"] = ctx.time_s
     predicted["within_time"] = None if ctx.time_s is None or predicted["total_s"] is None \
         else predicted["total_s"] <= ctx.time_s
+    notes = []
     if predicted["within_time"] is False:
-        policy.notes.append(f"predicted {predicted['total_s']:.4g} s on {ctx.device.name} "
-                            f"exceeds the time budget of {ctx.time_s:g} s")
+        notes.append(f"predicted {predicted['total_s']:.4g} s on {ctx.device.name} "
+                     f"exceeds the time budget of {ctx.time_s:g} s")
     if predicted["fits_ram"] is False and predicted["peak_rss_bytes"] is not None:
-        policy.notes.append(f"the predicted peak resident memory ({predicted['peak_rss_bytes']:,}"
-                            f" B) exceeds {ctx.device.name}'s RAM less its OS reserve "
-                            f"({ctx.device.process_ram_bytes:,} B): it will swap")
+        notes.append(f"the predicted peak resident memory ({predicted['peak_rss_bytes']:,}"
+                     f" B) exceeds {ctx.device.name}'s RAM less its OS reserve "
+                     f"({ctx.device.process_ram_bytes:,} B): it will swap")
     elif predicted["fits_ram"] is False:
-        policy.notes.append(f"the {ctx.device.runtime} peak ({predicted['peak_bytes']:,} B) "
-                            f"exceeds {ctx.device.name}'s available RAM "
-                            f"({ctx.device.available_bytes:,} B)"
-                            + (": it will swap" if ctx.device.runtime == "pytorch" else ""))
-    policy.predicted["device"] = predicted
-    return predicted
+        notes.append(f"the {ctx.device.runtime} peak ({predicted['peak_bytes']:,} B) "
+                     f"exceeds {ctx.device.name}'s available RAM "
+                     f"({ctx.device.available_bytes:,} B)"
+                     + (": it will swap" if ctx.device.runtime == "pytorch" else ""))
+    return predicted, notes

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ttplan.costmodel.inputs import resolve_inputs
 from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.specs import Budgets
-from ttplan.devices.planning import DeviceContext, attach_prediction, plan_on
+from ttplan.devices.planning import DeviceContext, device_prediction, plan_on
 from ttplan.planner.api import plan
 
 METHODS = ("fulltrain", "lastlayer", "tinytl", "sparseupdate", "tinytrain")
@@ -41,7 +41,7 @@ def compare_methods(model, *, fisher=None, methods=METHODS, device: DeviceContex
                           options=options, inputs=given)
         else:
             policy = plan_on(device, model, method, method_fisher, budgets, options, given, None)
-        predicted = attach_prediction(device, policy, model) if device is not None else {}
+        predicted = device_prediction(device, policy, model)[0] if device is not None else {}
         memory, totals = policy.predicted["memory"], policy.predicted["totals"]
         rows.append({"method": method, "peak_bytes": memory["peak_bytes"],
                      "saved_activation_bytes": memory["saved_activation_bytes"],
