@@ -82,6 +82,17 @@ class CostOptions:
         return _replace(self, convention=convention)
 
 
+def options_or_default(options, default: CostOptions | None = None) -> CostOptions:
+    """`options` as given (a CostOptions), or `default` (PAPER) for None; anything else is
+    refused with a pointer to the factory."""
+    if options is None:
+        return default if default is not None else PAPER
+    if not isinstance(options, CostOptions):
+        raise SpecError(f"options must be a CostOptions (ttplan.cost_options(...)), not "
+                        f"{type(options).__name__}")
+    return options
+
+
 def cost_options(convention: str | None = None, optimizer: str | None = None,
                  weight_bits=None, activation_bits=None, gradient_bits=None,
                  weights_in_flash: bool | None = None) -> CostOptions:

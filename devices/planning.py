@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.inputs import resolve_inputs
-from ttplan.costmodel.options import PAPER, CostOptions
+from ttplan.costmodel.options import PAPER, CostOptions, options_or_default
 from ttplan.costmodel.specs import Budgets, parse_duration, parse_update
 from ttplan.planner.api import PlanSearch, plan
 from ttplan.planner.policy import Policy, load_policy
@@ -301,8 +301,8 @@ def plan_for_device(model, *, device, method="tinytrain", fisher=None,
     under the device's runtime: `pytorch` where PyTorch trains (a Linux board, the host),
     `paper` on a bare-metal engine."""
     ctx = device if isinstance(device, DeviceContext) else device_context(device)
-    if options is None:
-        options = PAPER.under(ctx.device.runtime)  # what its RAM must hold
+    # Without options: the device's runtime, what its RAM must hold.
+    options = options_or_default(options, PAPER.under(ctx.device.runtime))
     policy = plan_on(ctx, model, method, fisher, budgets, options, resolve_inputs(inputs), search)
     return with_device_prediction(ctx, policy, model)
 

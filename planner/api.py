@@ -1,8 +1,8 @@
 """`plan(model, ...)`: one entry point for TinyTrain's selection and the baselines.
 
 Budgets: `memory_bytes` binds `memory.peak_bytes` and `compute` binds `totals.backward_macs` of
-the configuration, both under `convention` and the cost options (optimiser, bit-widths,
-weights in flash), at the batch size of `input_shape`. A compute FRACTION is of full training's
+the configuration, both under the cost options (`options`: convention, optimiser, bit-widths,
+weights in flash), at the batch size of `inputs`. A compute FRACTION is of full training's
 backward MACs (`--update all`) under the same convention and batch.
 
 Selecting methods (tinytrain, sparseupdate) must fit the budgets; when nothing fits they raise
@@ -25,7 +25,7 @@ from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.costs import costing_graph
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.inputs import resolve_inputs
-from ttplan.costmodel.options import PAPER, CostOptions
+from ttplan.costmodel.options import CostOptions, options_or_default
 from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, Budgets, ComputeBudget
 from ttplan.costmodel.trace import trace
@@ -112,8 +112,10 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r}: use {', '.join(METHODS)}")
     budgets = Budgets(memory_bytes, compute)
-    options = options if options is not None else PAPER
+    options = options_or_default(options)
     search = search if search is not None else DEFAULT_SEARCH
+    if not isinstance(search, PlanSearch):
+        raise SpecError(f"search must be a PlanSearch, not {type(search).__name__}")
     given = resolve_inputs(inputs, None if inputs is not None else DEFAULT_INPUT_SHAPE)
     module, name = resolve_model(model)
     planned_notes, lite_layers = [], []

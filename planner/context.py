@@ -16,7 +16,7 @@ from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.costs import Evaluation
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.inputs import resolve_inputs
-from ttplan.costmodel.options import PAPER, CostOptions
+from ttplan.costmodel.options import CostOptions, options_or_default
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.trace import trace
 
@@ -61,7 +61,7 @@ class PlanningContext:
                  channels: str = "fisher", seed: int = 0):
         """`model`, `fisher`, `options` and `inputs` as `plan` takes them (`inputs` default
         1x3x128x128); `channels` and `seed`: the candidates' channel criterion."""
-        self.options = options if options is not None else PAPER
+        self.options = options_or_default(options)
         given = resolve_inputs(inputs)
         self.input_shape = given.shape
         self.module, self.model_name = resolve_model(model)

@@ -112,3 +112,11 @@ def test_cost_options_are_frozen_and_resolved():
     assert ttplan.CostOptions("pytorch").weights_in_flash is False
     with pytest.raises(AttributeError):
         options.optimizer = "adam"
+
+
+def test_request_values_are_checked_for_their_type():
+    """Below the boundary a value arrives typed: a loose one is refused, naming the factory."""
+    assert "ttplan.cost_options" in _api_error(ttplan.plan, model="mcunet-5fps",
+                                               method="none", options="pytorch")
+    assert "PlanSearch" in _api_error(ttplan.plan, model="mcunet-5fps", method="none",
+                                      search="exact")
