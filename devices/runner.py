@@ -215,8 +215,8 @@ def train(model, *, policy=None, method: str | OnDevicePlan | None = None,
       method   plan on the device: a method name (tinytrain, fulltrain, lastlayer, none,
                sparseupdate, tinytl) or an `OnDevicePlan` (with budgets and convention);
       update   an update spec: none, all, bias-only, last-layers:K, last-blocks:K.
-    `support`: the samples (`Support`; default synthetic would be refused: give data or
-    synthetic). `inputs`: an input shape (default the policy's, else 1x3x128x128) or, for a
+    `support`: the samples (`Support`: a data folder or .npz, or synthetic samples; without
+    either the run is refused). `inputs`: an input shape (default the policy's, else 1x3x128x128) or, for a
     model not called with one float image, its one input's spec ("x:float32[1,40,100]",
     "int64[1,16]", a tensor: `costmodel.inputs`); dimension 0 is replaced by the batch size.
     `run`: `RunSettings` (iterations, batch size, lr, optimizer, seed, ...).
@@ -228,6 +228,9 @@ def train(model, *, policy=None, method: str | OnDevicePlan | None = None,
     """
     run = run if run is not None else RunSettings()
     support = support if support is not None else Support()
+    for name, value, kind in (("run", run, RunSettings), ("support", support, Support)):
+        if not isinstance(value, kind):  # below the boundary a value arrives typed
+            raise SpecError(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
     plan_request = OnDevicePlan(method) if isinstance(method, str) else method
     _check_one_way(policy, plan_request, update)
     ctx = _device_model(device)
