@@ -51,7 +51,7 @@ import torch
 
 from ttplan.costmodel.specs import parse_input_shape
 from ttplan.devices.calibrate import calibrate
-from ttplan.devices.grid import GRID_BATCH_SIZES, measure, parse_duration
+from ttplan.devices.grid import GRID_BATCH_SIZES, GridRuns, measure, parse_duration
 from ttplan.devices.logs import load_device_logs
 from ttplan.devices.profiles import resolve_device
 from ttplan.devices.validate import validate
@@ -88,8 +88,9 @@ def main(argv=None) -> int:
         for model in models:
             print(f"measure {model}, batch size {batch_size}")
             measure(model, time_limit_s=limit_s / len(GRID_BATCH_SIZES), log=logs[model],
-                    device_name=DEVICE, input_shape=shape, isolate=args.isolate,
-                    batch_sizes=(batch_size,), report=lambda line: print("  " + line))
+                    device_name=DEVICE, input_shape=shape,
+                    runs=GridRuns((batch_size,), isolate=args.isolate),
+                    report=lambda line: print("  " + line))
 
     host = resolve_device(DEVICE)
     summary = []

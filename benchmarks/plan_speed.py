@@ -36,7 +36,7 @@ from ttplan.planner.data import synthetic_data
 from ttplan.planner.exact import solve_exact
 from ttplan.planner.fisher_probe import default_candidate_layers, fisher_information
 from ttplan.planner.score import build_candidates
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import PAPER
 from ttplan.planner.select import Budget, Coster, greedy
 
 SHAPE = (1, 3, 128, 128)
@@ -76,7 +76,7 @@ def main() -> None:
         plain = plain_forward_backward(model, x)
 
         graph = trace(model, SHAPE, name)
-        coster = Coster(graph, CostOptions(weights_in_flash=True))
+        coster = Coster(graph, PAPER)
         full = coster.evaluate(baselines.fulltrain_updates(graph)).totals["backward_macs"]
         budget = Budget(memory, compute.resolve(full))
         candidates = build_candidates(graph, probe.layers)

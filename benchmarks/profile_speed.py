@@ -43,7 +43,7 @@ from common import median_time, print_header
 from torch import nn
 
 from ttplan.costmodel.costs import evaluate
-from ttplan.costmodel.options import CONVENTIONS, CostOptions
+from ttplan.costmodel.options import CONVENTIONS, cost_options
 from ttplan.costmodel.profile import build_config
 from ttplan import profile
 from ttplan.costmodel.trace import trace
@@ -128,7 +128,7 @@ def scaling_table(sizes, repeats: int, skip_after: float) -> None:
             t_trace, graph = statistics.median(t for t, _ in trace_times), trace_times[-1][1]
             t_eval = {}
             for convention in CONVENTIONS:
-                config, _ = build_config(graph, "all", CostOptions(convention))
+                config, _ = build_config(graph, "all", cost_options(convention))
                 t_eval[convention] = median_time(lambda: evaluate(graph, config), runs)
             total = t_trace + sum(t_eval.values())
             previous_total[nested] = total

@@ -34,7 +34,7 @@ import time
 import torch
 
 from ttplan.costmodel.config import LayerUpdate, resolve_updates
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import PYTORCH
 from ttplan.costmodel.profile import profile
 from ttplan.costmodel.specs import parse_update
 from ttplan.costmodel.trace import trace
@@ -98,7 +98,7 @@ def main() -> None:
                      for name in layers}
             partial = {name: LayerUpdate(channels=spaced(graph[name].weight_shape[0],
                                                          args.fraction)) for name in layers}
-            macs = [profile(model, shape, update=u, options=CostOptions("pytorch"), graph=graph,
+            macs = [profile(model, shape, update=u, options=PYTORCH, graph=graph,
                             training_mode=False).totals["backward_macs"] for u in (dense, partial)]
             variants = (dense, every, partial)
             for _ in range(3):

@@ -23,6 +23,7 @@ import warnings
 
 import torch
 
+from ttplan.costmodel.profile import ModelSource
 from ttplan.costmodel.zoo import build_zoo_model
 from ttplan.planner.api import plan
 from ttplan.planner.context import PlanningContext
@@ -50,7 +51,7 @@ def main() -> None:
 
     for solver in ("greedy", "exact"):
         start = time.perf_counter()
-        context = PlanningContext(model, fisher=fisher, model_name=args.model)
+        context = PlanningContext(ModelSource(model, args.model), fisher=fisher)
         setup_s = time.perf_counter() - start
         start = time.perf_counter()
         result = run_whatif(context, memory, compute, methods=methods, solver=solver)

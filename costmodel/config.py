@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from .errors import SpecError
 from .graph import FREE_PARAM_KINDS, MAC_KINDS, NORM_KINDS, LayerGraph, OpNode
-from .options import CostOptions
+from .options import CostOptions, PYTORCH
 from .rules import Grad
 from .transforms import attached_norms
 
@@ -189,7 +189,7 @@ def parameter_requires_grad(graph: LayerGraph, config: TrainConfig) -> dict[str,
     """{parameter name (``module.weight``): requires_grad} for training `config` in PyTorch:
     the flags a training loop sets before the forward (channel masks are applied separately,
     see `planner.apply`)."""
-    grads = node_grads(graph, TrainConfig(config.updates, CostOptions("pytorch")))
+    grads = node_grads(graph, TrainConfig(config.updates, PYTORCH))
     flags: dict[str, bool] = {}
     for node in graph.ops():
         if node.module is None or not node.params or node.attrs.get("repeat_call"):

@@ -42,7 +42,7 @@ from .config import TrainConfig, parameter_requires_grad
 from .costs import evaluate
 from .graph import LayerGraph
 from .inputs import ModelInputs, call_args, from_json
-from .options import CostOptions
+from .options import PYTORCH
 
 
 class SavedRecord(NamedTuple):
@@ -291,7 +291,7 @@ def verify_saved_bytes(model: nn.Module, graph: LayerGraph, updates: dict, seed:
     are affine in the batch (checked against direct measurements in tests/test_measure.py;
     notes/pytorch_saved_tensors.md). `measured_batches` says which batches ran.
     """
-    config = TrainConfig(dict(updates), CostOptions("pytorch"), training_mode)
+    config = TrainConfig(dict(updates), PYTORCH, training_mode)
     predicted = evaluate(graph, config).memory.saved_activation_bytes
     flags = parameter_requires_grad(graph, config)
     batch = int(graph.input_shape[0])

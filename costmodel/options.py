@@ -1,12 +1,16 @@
 """How a training configuration is costed: one frozen, validated value used everywhere.
 
-`profile`, `plan`, the sweep, the policies and the CLI all build a `CostOptions`; it checks its
-fields when built, so every entry point refuses the same values with the same one-line error.
+Loose values (command-line flags, API keywords, a policy file's fields) become a `CostOptions`
+in one place, `cost_options(...)`, at the boundary; everything below receives the value and
+passes it on, deriving a variant (`under(convention)`, `replace(...)`) instead of re-building
+it from fields. It checks its fields when built, so every entry point refuses the same values
+with the same one-line error. tests/test_api_requests.py counts the construction sites.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from dataclasses import replace as _replace
 
 from .errors import SpecError
 
@@ -64,6 +68,41 @@ class CostOptions:
         del d["convention"]
         return d
 
+    def replace(self, **changes) -> CostOptions:
+        """These options with some fields changed (None leaves a field as it is), validated."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return _replace(self, **changes) if changes else self
+
+    def under(self, convention: str) -> CostOptions:
+        """The same configuration costed under `convention`: the optimiser carries over; under
+        pytorch the tensors' own dtypes and RAM-resident weights (its only choices), under
+        paper these bit-widths and weight placement."""
+        if convention == "pytorch":
+            return PYTORCH.replace(optimizer=self.optimizer)
+        return _replace(self, convention=convention)
+
+
+def options_or_default(options, default: CostOptions | None = None) -> CostOptions:
+    """`options` as given (a CostOptions), or `default` (PAPER) for None; anything else is
+    refused with a pointer to the factory."""
+    if options is None:
+        return default if default is not None else PAPER
+    if not isinstance(options, CostOptions):
+        raise SpecError(f"options must be a CostOptions (ttplan.cost_options(...)), not "
+                        f"{type(options).__name__}")
+    return options
+
+
+def cost_options(convention: str | None = None, optimizer: str | None = None,
+                 weight_bits=None, activation_bits=None, gradient_bits=None,
+                 weights_in_flash: bool | None = None) -> CostOptions:
+    """The one factory from loose values: None means the default (`CostOptions`' field
+    default; for weights_in_flash, the convention's). Bit-widths may be text ("8")."""
+    given = dict(convention=convention, optimizer=optimizer, weight_bits=weight_bits,
+                 activation_bits=activation_bits, gradient_bits=gradient_bits,
+                 weights_in_flash=weights_in_flash)
+    return CostOptions(**{k: v for k, v in given.items() if v is not None})
+
 
 def _bit_width(name: str, value) -> int:
     text = value.strip() if isinstance(value, str) else value
@@ -75,3 +114,8 @@ def _bit_width(name: str, value) -> int:
         raise SpecError(f"invalid {label} bit-width {shown}: expected one of "
                         f"{', '.join(map(str, BIT_WIDTHS))}")
     return text
+
+
+OPTION_NAMES = tuple(f.name for f in fields(CostOptions))
+PAPER = cost_options()               # the paper's A.4 engine, weights in flash
+PYTORCH = cost_options("pytorch")    # what eager PyTorch keeps

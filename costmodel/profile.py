@@ -18,7 +18,7 @@ from .costs import Evaluation, evaluate
 from .errors import SpecError
 from .graph import LayerGraph
 from .inputs import resolve_inputs
-from .options import CostOptions
+from .options import CostOptions, PAPER
 from .specs import DEFAULT_INPUT_SHAPE, UpdateSpec, parse_update
 from .trace import trace
 from .zoo import load_model
@@ -87,8 +87,24 @@ class Profile:
         }
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """A model and what names and loads it, travelling together: `model` an nn.Module, a zoo
+    name or ``module:callable``; `name` what outputs call it (default: its zoo name or class);
+    `weights` a state_dict file (weights_only) and `classifier` (zoo name / import path only).
+    Every entry point that takes a model takes one of these too."""
+
+    model: object
+    name: str | None = None
+    weights: str | None = None
+    classifier: bool = False
+
+
 def resolve_model(model, model_name=None, weights=None, classifier=False):
-    """An nn.Module as given, or one loaded from a zoo name / import path."""
+    """An nn.Module as given, or one loaded from a zoo name / import path (or a ModelSource)."""
+    if isinstance(model, ModelSource):
+        return resolve_model(model.model, model.name or model_name, model.weights or weights,
+                             model.classifier or classifier)
     if isinstance(model, nn.Module):
         return model, model_name or getattr(model, "ttplan_name", type(model).__name__)
     if isinstance(model, str):
@@ -146,7 +162,7 @@ def profile(model, input_shape=None, *, update="all",
     `training_mode` (pytorch convention): False prices the modules in eval mode, as
     `ttplan train` runs them (BatchNorm keeps no batch statistics for backward).
     """
-    options = options if options is not None else CostOptions()
+    options = options if options is not None else PAPER
     if graph is None:
         given = resolve_inputs(inputs, input_shape, batch_size)
         module, name = resolve_model(model, model_name, weights, classifier)
@@ -157,5 +173,5 @@ def profile(model, input_shape=None, *, update="all",
     return Profile(name, graph, evaluate(graph, config), config, update_text or text)
 
 
-__all__ = ["Profile", "profile", "LayerUpdate", "TrainConfig", "build_config", "resolve_model",
+__all__ = ["Profile", "profile", "LayerUpdate", "TrainConfig", "build_config", "resolve_model", "ModelSource",
            "with_batch_size"]

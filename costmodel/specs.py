@@ -195,6 +195,53 @@ def parse_compute(text: str) -> ComputeBudget:
     return ComputeBudget(macs=macs)
 
 
+def memory_budget(value) -> int | None:
+    """A memory budget in bytes from text ("1MB", `parse_bytes`) or a whole number of bytes,
+    refused with `parse_bytes`' message either way; None is no budget."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return parse_bytes(str(value))
+    if isinstance(value, str):
+        return parse_bytes(value)
+    raise SpecError(f"invalid byte size {value!r}: expected a whole number of bytes or text "
+                    "such as 256kB")
+
+
+def compute_budget(value) -> ComputeBudget | None:
+    """A compute budget from text ("15%", "6.5M": `parse_compute`), a whole number of MACs (the
+    same grammar and message), a fraction in (0, 1] (the command line's 15% is 0.15) or a
+    ComputeBudget; None is no budget."""
+    if value is None or isinstance(value, ComputeBudget):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return parse_compute(str(value))
+    if isinstance(value, str):
+        return parse_compute(value)
+    if isinstance(value, float):
+        if not (math.isfinite(value) and 0 < value <= 1):
+            raise SpecError(f"invalid compute budget {value!r}: a fraction must be in (0, 1] "
+                            "(15% is 0.15)")
+        return ComputeBudget(fraction=value)
+    raise SpecError(f"invalid compute budget {value!r}: expected MACs, a fraction in (0, 1] "
+                    "or text such as 15% or 6.5M")
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """What a plan must fit, parsed once: `memory_bytes` (peak bytes, `memory_budget`) and
+    `compute` (backward MACs or a fraction of full training's, `compute_budget`). Accepts the
+    command line's text, so every entry point refuses the same values with the same
+    message."""
+
+    memory_bytes: int | None = None
+    compute: ComputeBudget | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "memory_bytes", memory_budget(self.memory_bytes))
+        object.__setattr__(self, "compute", compute_budget(self.compute))
+
+
 _DURATION_UNITS = {"": 1, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
 
 

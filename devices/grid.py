@@ -44,14 +44,14 @@ from torch import nn
 
 from ttplan.costmodel.config import mac_blocks
 from ttplan.costmodel.errors import SpecError, TtplanError
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import PYTORCH
 from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE
 from ttplan.costmodel.specs import parse_duration  # one duration grammar: --time, --time-limit
 from ttplan.costmodel.trace import trace
 
 from .logs import append_log_row, check_log_target
-from .runner import DEFAULT_ITERATIONS, train
+from .runner import DEFAULT_ITERATIONS, train_flat
 
 GRID_UPDATES = ("none", "bias-only", "last-layers:1", "last-blocks:1", "tinytrain",
                 "last-blocks:2", "last-blocks:4", "all")
@@ -85,30 +85,47 @@ def grid_configurations(graph, samples: int,
     return out
 
 
-def measure(model: str, *, time_limit_s: float, log, device_name: str = "host",
-            samples: int = DEFAULT_SAMPLES, seed: int = 0, input_shape=None,
-            max_iterations: int = DEFAULT_ITERATIONS, isolate: bool = True,
-            batch_sizes=GRID_BATCH_SIZES,
+@dataclass(frozen=True)
+class GridRuns:
+    """The runs of a measurement grid, checked when built: `batch_sizes` in the order to run
+    them, `samples` synthetic support samples (at least 2), `iterations` per run (the grid
+    runs at most this many, to fit its time limit), `seed`, and `isolate`: each run in a
+    fresh Python process (module docstring)."""
+
+    batch_sizes: tuple = GRID_BATCH_SIZES
+    samples: int = DEFAULT_SAMPLES
+    iterations: int = DEFAULT_ITERATIONS
+    seed: int = 0
+    isolate: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or \
+                self.iterations < 1:
+            raise SpecError(f"iterations must be a positive integer, not {self.iterations!r}")
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or \
+                self.samples < 2:
+            raise SpecError(f"samples must be an integer of at least 2, not {self.samples!r}")
+        batch_sizes = tuple(self.batch_sizes)
+        if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1
+                                  for b in batch_sizes):
+            raise SpecError(f"batch sizes must be positive integers, not {list(batch_sizes)!r}")
+        object.__setattr__(self, "batch_sizes", batch_sizes)
+
+
+def measure(model: str, *, time_limit_s: float, log, runs: GridRuns | None = None,
+            input_shape=None, device_name: str = "host",
             report: Callable[[str], None] | None = None) -> list[dict]:
-    """Run the grid within `time_limit_s` seconds, appending one row per run to `log`.
+    """Run the grid (`runs`) within `time_limit_s` seconds, appending one row per run to
+    `log`.
 
     `model`: zoo name or import path (an nn.Module always runs in this process).
-    `isolate`: each run in a fresh Python process (see the module docstring).
-    `batch_sizes`: the grid's batch sizes, in the order to run them (default 1, 4, 16).
     Returns the rows appended. `report` receives one line per configuration.
     """
     check_log_target(log)  # a foreign file is refused before any run, not after the first
     deadline = time.perf_counter() + time_limit_s
-    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
-        raise SpecError(f"iterations must be a positive integer, not {max_iterations!r}")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-        raise SpecError(f"samples must be an integer of at least 2, not {samples!r}")
-    batch_sizes = tuple(batch_sizes)
-    if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1
-                              for b in batch_sizes):
-        raise SpecError(f"batch sizes must be positive integers, not {list(batch_sizes)!r}")
-    if not isinstance(model, str):
-        isolate = False
+    runs = runs if runs is not None else GridRuns()
+    samples, seed, max_iterations = runs.samples, runs.seed, runs.iterations
+    batch_sizes, isolate = runs.batch_sizes, runs.isolate and isinstance(model, str)
     shape = tuple(input_shape or DEFAULT_INPUT_SHAPE)
     module, name = resolve_model(model)
     graph = trace(module, (1,) + tuple(shape[1:]), name)
@@ -146,7 +163,7 @@ def measure(model: str, *, time_limit_s: float, log, device_name: str = "host",
             kwargs["update"] = config.update
         started = time.perf_counter()
         row = _run_isolated(kwargs, remaining) if isolate else \
-            train(**kwargs, own_peak_rss=True).log_row()
+            train_flat({**kwargs, "own_peak_rss": True}).log_row()
         wall_s = time.perf_counter() - started
         if row is None:
             say(f"{config.label}: stopped at the time limit (not logged)")
@@ -168,7 +185,7 @@ def _fresh(model):
 def _work_macs(module, graph, config: Configuration, samples: int) -> dict:
     """MACs of one pass (prototypes + training steps) and of the on-device setup."""
     shape = graph.input_shape
-    options = CostOptions("pytorch")
+    options = PYTORCH
     full = profile(module, shape, update="all", options=options, graph=graph).totals
     forward = full["forward_macs"]
     if config.update == "tinytrain":
@@ -204,12 +221,12 @@ def _child_main() -> None:
     """Entry point of an isolated run: kwargs as JSON on stdin, {"row": ...} on stdout."""
     kwargs = json.loads(sys.stdin.read())
     try:
-        row = train(**kwargs).log_row()
+        row = train_flat(kwargs).log_row()
         answer = {"row": row}
     except TtplanError as exc:
         answer = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
     sys.stdout.write(json.dumps(answer) + "\n")
 
 
-__all__ = ["measure", "parse_duration", "grid_configurations", "Configuration",
+__all__ = ["measure", "GridRuns", "parse_duration", "grid_configurations", "Configuration",
            "GRID_UPDATES", "GRID_BATCH_SIZES"]

@@ -14,24 +14,30 @@ import torch
 
 from ttplan.costmodel.config import resolve_updates
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import PYTORCH
 from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.specs import parse_update
 from ttplan.costmodel.trace import trace
 
 from .layerrun import FORMAT, SHORT_RUN_S, TABLE_UPDATES, VERSION, measure_sweep, run_description
 from .layertable import busy_warning, machine_load, measure_layers, speed_reference
-from .runner import train
+from .grid import GridRuns
+from .runner import train_flat
 
 
-def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 25,
-                  iterations: int = 2, updates=TABLE_UPDATES, seed: int = 0,
-                  repeats: int = 5, sweep: bool = True, isolate: bool = True,
+TABLE_RUNS = GridRuns(iterations=2)
+
+
+def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TABLE_UPDATES,
+                  repeats: int = 5, sweep: bool = True,
                   report: Callable[[str], None] | None = None) -> dict:
-    """The layer table of `model` (module docstring); `sweep`: add the generic layers of
-    `kind_sweep()` (rows of model "kind-sweep"), so kinds the model lacks are measured too.
-    `isolate`: each whole run in a fresh Python process (a zoo name or import path), cold as a
-    user's `ttplan train` is; otherwise in this process, after the layer timings warmed it."""
+    """The layer table of `model` (module docstring): `runs` the whole runs measured beside
+    the layer timings (batch sizes, samples, iterations, seed; `isolate`: each in a fresh
+    Python process (a zoo name or import path), cold as a user's `ttplan train` is; otherwise
+    in this process, after the layer timings warmed it). `sweep`: add the generic layers of
+    `kind_sweep()` (rows of model "kind-sweep"), so kinds the model lacks are measured too."""
+    batch_sizes, samples, iterations = runs.batch_sizes, runs.samples, runs.iterations
+    seed, isolate = runs.seed, runs.isolate
     say = report or (lambda line: None)
     module, name = resolve_model(model)
     load_before = machine_load()
@@ -43,7 +49,7 @@ def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 
         graph = trace(module, shape, name)
         full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
                                                 training_mode=False,
-                                                options=CostOptions("pytorch")).evaluation.rows}
+                                                options=PYTORCH).evaluation.rows}
         rows = measure_layers(module, graph, full, repeats=repeats, model_name=name)
         layers += rows
         noisy = [r for r in rows if r["spread"] > 0.5]
@@ -63,7 +69,8 @@ def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 
             if isolate and isinstance(model, str):  # cold, as a user's `ttplan train` runs
                 measured = _isolated_run(model, kwargs)
             else:
-                measured = train(resolve_model(model)[0], model_name=name, **kwargs).measured
+                measured = train_flat({"model": resolve_model(model)[0], "model_name": name,
+                                       **kwargs}).measured
             fresh, _ = resolve_model(model)
             graph = trace(fresh, (1,) + tuple(shape[1:]), name)
             updates_map = resolve_updates(parse_update(spec), graph)
@@ -96,9 +103,9 @@ def measure_table(model, *, input_shape, batch_sizes=(1, 4, 16), samples: int = 
 
 def _isolated_run(model: str, kwargs: dict) -> dict:
     """`train(model, **kwargs).measured` in a fresh Python process."""
-    code = ("import json, sys; from ttplan.devices.runner import train; "
+    code = ("import json, sys; from ttplan.devices.runner import train_flat; "
             "a = json.loads(sys.stdin.read()); "
-            "r = train(a.pop('model'), **a); "
+            "r = train_flat(a); "
             "print(json.dumps({k: r.measured[k] for k in ('phases', 'cpu_phases', 'energy_j')}))")
     done = subprocess.run([sys.executable, "-c", code], input=json.dumps({"model": model, **kwargs}),
                           capture_output=True, text=True)

@@ -22,7 +22,7 @@ import statistics
 import torch
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import PYTORCH
 from ttplan.costmodel.profile import profile
 from ttplan.costmodel.trace import trace
 from ttplan.planner.fisher import default_candidate_layers
@@ -38,22 +38,22 @@ SHORT_RUN_S = 0.5  # process CPU seconds below which a run or training phase is 
 
 
 def run_description(module, updates, shape, *, iterations: int, samples: int,
-                    probes: bool = False, plans: bool = False, graph=None,
-                    fisher_layers: float | None = None) -> dict:
+                    probes: bool = False, graph=None, fisher_layers: float | None = None) -> dict:
     """What a run executes, per (kind, pass) and per sample: its training step, the
-    prototypes' forward, and (probes) the Fisher probe's step. `shape`: (batch, C, H, W)."""
+    prototypes' forward, and (probes) the Fisher probe's step and the planner after it (a
+    run that probes plans on the device: `plans`). `shape`: (batch, C, H, W)."""
     one = (1,) + tuple(shape[1:])
     g1 = graph if graph is not None and tuple(graph.input_shape) == one else \
         trace(module, one, getattr(graph, "model_name", None) or "model")
     ev = profile(None, one, update=updates, graph=g1, training_mode=False,
-                 options=CostOptions("pytorch")).evaluation
+                 options=PYTORCH).evaluation
     step = lm.step_work(ev)
     desc = {"batch_size": int(shape[0]), "iterations": int(iterations),
             "samples": int(samples), "updated_tensors": int(ev.updated_tensors),
             "input_elements": int(math.prod(shape[1:])),
             "step_work": step, "forward_work": {k: v for k, v in step.items()
                                                 if k.endswith("/forward")},
-            "probe_work": None, "plans": bool(plans)}
+            "probe_work": None, "plans": bool(probes)}
     if probes:
         args = () if fisher_layers is None else (fisher_layers,)
         desc["probe_work"] = lm.probe_work(g1, set(default_candidate_layers(module, *args)))
@@ -105,7 +105,7 @@ def measure_sweep(batch_sizes, repeats: int = 5) -> list[dict]:
             graph = trace(module, shape, label)
             full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
                                                     training_mode=False,
-                                                    options=CostOptions("pytorch")
+                                                    options=PYTORCH
                                                     ).evaluation.rows}
             rows += [dict(r, model="kind-sweep", layer=f"{label}/{r['layer']}")
                      for r in measure_layers(module, graph, full, repeats=repeats)

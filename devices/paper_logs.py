@@ -32,7 +32,7 @@ from importlib import resources
 
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.trace import trace
-from ttplan.planner.api import plan
+from ttplan.planner.api import PlanSearch, plan
 from ttplan.planner.data import load_support
 from ttplan.planner.fisher import default_candidate_layers, fisher_information
 from ttplan.planner.jsonio import dumps
@@ -80,11 +80,12 @@ def paper_policy(model: str, method: str, batch_size: int):
     if method == "tinytrain":
         fisher = resources.files("ttplan.devices").joinpath(f"data/paper_fisher/{model}.json")
         with resources.as_file(fisher) as path:
-            return plan(model, method="tinytrain", fisher=path, memory_bytes=PAPER_MEMORY,
-                        compute=PAPER_COMPUTE, input_shape=shape)
+            return plan(model, method="tinytrain", fisher=path,
+                        memory_bytes=PAPER_MEMORY, compute=PAPER_COMPUTE, inputs=shape)
     if method == "sparseupdate":
-        return plan(model, method="sparseupdate", scheme="released", input_shape=shape)
-    return plan(model, method=method, input_shape=shape)
+        return plan(model, method="sparseupdate", search=PlanSearch(scheme="released"),
+                    inputs=shape)
+    return plan(model, method=method, inputs=shape)
 
 
 def paper_log_text() -> str:

@@ -20,17 +20,18 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.inputs import at_batch, resolve_inputs, shape_of
-from ttplan.costmodel.specs import parse_duration, parse_input_shape, parse_update
-from ttplan.planner.api import plan
+from ttplan.costmodel.options import PAPER, CostOptions, options_or_default
+from ttplan.costmodel.specs import Budgets, parse_duration, parse_update
+from ttplan.planner.api import PlanSearch, plan
 from ttplan.planner.policy import Policy, load_policy
 from ttplan.planner.select import LinearLimit
 
-from .calibrate import Calibration, resolve_calibration, round6
+from .calibrate import Calibration, load_calibration, resolve_calibration, round6
 from .model import PHASES, Run, linear_time_limit, runtime_peak
 from .probecost import probe_macs_of_run
 from .process import process_memory
@@ -73,6 +74,21 @@ def device_context(device, *, calibration=None, time=None, iterations=DEFAULT_IT
     return DeviceContext(profile, cal, iterations, samples, time_s)
 
 
+def device_for(device, *, calibration=None, time=None, iterations=DEFAULT_ITERATIONS,
+               samples=DEFAULT_SAMPLES) -> DeviceContext | None:
+    """The one place a device (name, file) becomes a `DeviceContext`, or None without one; a
+    time budget without a device is refused (the time model is a device's calibration). A
+    calibration alone stands for its own device (also `host`, not a file name)."""
+    if device is None and calibration is not None:
+        device = load_calibration(calibration).device
+    if device is None:
+        if time is not None:
+            raise SpecError("--time needs --device: the time model is a device's calibration")
+        return None
+    return device_context(device, calibration=calibration, time=time, iterations=iterations,
+                          samples=samples)
+
+
 def no_calibration(device: DeviceProfile) -> str:
     return (f"no calibration for device {device.name}: fit one with `ttplan calibrate LOG "
             f"--device {device.name} --out cal.json` and pass --calibration cal.json")
@@ -112,34 +128,47 @@ class LayerTimeLimit:
         return sum(phases[f"{p}_s"] for p in PHASES)
 
 
-def plan_budgets(ctx: DeviceContext, method: str, input_shape, memory_bytes=None,
-                 model=None) -> dict:
-    """plan() keyword arguments the device adds: memory_bytes and limits. `input_shape`: an
-    input shape or ModelInputs. `model`: the nn.Module or name (for a per-layer
+def device_budgets(ctx: DeviceContext, budgets: Budgets | None = None) -> Budgets:
+    """`budgets` with the device's available RAM as the memory budget unless one is given."""
+    budgets = budgets if budgets is not None else Budgets()
+    if budgets.memory_bytes is not None:
+        return budgets
+    return Budgets(ctx.device.available_bytes, budgets.compute)
+
+
+def time_limits(ctx: DeviceContext, method: str, inputs, model=None) -> tuple:
+    """The device's time budget as limits the planner enforces (none without one). `inputs`:
+    an input shape or ModelInputs. `model`: the nn.Module or name (for a per-layer
     calibration's probe work, and the probe's MACs of a tinytrain time budget)."""
-    memory = memory_bytes if memory_bytes is not None else ctx.device.available_bytes
-    limits = ()
-    if ctx.time_s is not None and ctx.calibration.layers is not None and model is not None:
+    if ctx.time_s is None:
+        return ()
+    if ctx.calibration.layers is not None and model is not None:
         # The plan is made here; the device runs the policy (`train --policy`): no probe and
         # no planning there, so the budget covers loading and training.
-        return {"memory_bytes": memory, "limits": (LayerTimeLimit(
+        return (LayerTimeLimit(
             ctx.calibration.layers, ctx.iterations, ctx.samples, None, ctx.time_s,
-            f"time {ctx.time_s:g} s on {ctx.device.name} (per-layer model)"),)}
-    if ctx.time_s is not None:
-        steps = steps_of(ctx.iterations, ctx.samples, shape_of(input_shape)[0])
-        probe = probe_macs_of_run(method, model, input_shape, ctx.samples) \
-            if model is not None else None
-        if method == "tinytrain" and probe is None:
-            raise SpecError("a tinytrain time budget needs the model, to count its probe's MACs")
-        coefficients, limit = linear_time_limit(
-            ctx.calibration.time_terms, steps=steps, probe_macs=probe, limit_s=ctx.time_s)
-        if limit <= 0:
-            raise SpecError(f"a time budget of {ctx.time_s:g} s is below what any {method} "
-                            f"run takes on {ctx.device.name} ({ctx.time_s - limit:.4g} s for "
-                            f"loading, {steps} steps and the probe, before any MAC)")
-        limits = (LinearLimit(coefficients, limit,
-                              f"time {ctx.time_s:g} s on {ctx.device.name}"),)
-    return {"memory_bytes": memory, "limits": limits}
+            f"time {ctx.time_s:g} s on {ctx.device.name} (per-layer model)"),)
+    steps = steps_of(ctx.iterations, ctx.samples, shape_of(inputs)[0])
+    probe = probe_macs_of_run(method, model, inputs, ctx.samples) if model is not None else None
+    if method == "tinytrain" and probe is None:
+        raise SpecError("a tinytrain time budget needs the model, to count its probe's MACs")
+    coefficients, limit = linear_time_limit(
+        ctx.calibration.time_terms, steps=steps, probe_macs=probe, limit_s=ctx.time_s)
+    if limit <= 0:
+        raise SpecError(f"a time budget of {ctx.time_s:g} s is below what any {method} "
+                        f"run takes on {ctx.device.name} ({ctx.time_s - limit:.4g} s for "
+                        f"loading, {steps} steps and the probe, before any MAC)")
+    return (LinearLimit(coefficients, limit, f"time {ctx.time_s:g} s on {ctx.device.name}"),)
+
+
+def plan_on(ctx: DeviceContext, model, method: str, fisher, budgets: Budgets | None,
+            options: CostOptions, given, search: PlanSearch | None) -> Policy:
+    """plan() within the device's budgets (`device_budgets`, `time_limits`)."""
+    bound = device_budgets(ctx, budgets)
+    search = search if search is not None else PlanSearch()
+    search = replace(search, limits=search.limits + time_limits(ctx, method, given, model))
+    return plan(model, method=method, fisher=fisher, memory_bytes=bound.memory_bytes,
+                compute=bound.compute, options=options, inputs=given, search=search)
 
 
 def prediction(ctx: DeviceContext, method: str, cost: StepCost, run: dict | None = None,
@@ -220,28 +249,27 @@ def layer_run(module, updates, shape, ctx: DeviceContext, *, probes: bool, graph
     if isinstance(updates, str):
         updates = resolve_updates(parse_update(updates), graph)
     return run_description(module, updates, shape, iterations=ctx.iterations,
-                           samples=ctx.samples, probes=probes, plans=probes, graph=graph,
+                           samples=ctx.samples, probes=probes, graph=graph,
                            fisher_layers=fisher_layers)
 
 
-def predict_training(model, update, device, *, calibration=None,
-                     iterations=DEFAULT_ITERATIONS, samples=DEFAULT_SAMPLES, batch_size=None,
-                     input_shape="1,3,128,128", weights=None, classifier=False,
-                     inputs=None) -> dict:
+def predict_training(model, update, device, *, batch_size=None, inputs=None) -> dict:
     """`ttplan predict`: `update` is a policy file (its method, cost options and batch) or an
-    update spec (all, last-blocks:4, ...; method "custom", batch from `input_shape`).
-    error_band_pct is the calibration's median absolute leave-one-out error of the time.
-    `inputs` (instead of input_shape): what the model is called with (`costmodel.inputs`)."""
-    ctx = device_context(device, calibration=calibration, iterations=iterations, samples=samples)
+    update spec (all, last-blocks:4, ...; method "custom", batch from `inputs`).
+    `device`: a `DeviceContext` (`device_context`: the device, its calibration and the
+    workload's iterations and samples) or a device name (its built-in calibration, the
+    paper's workload). `model`: an nn.Module, a zoo name, module:callable or a `ModelSource`
+    (with weights). `inputs`: what the model is called with, an input shape by default
+    1x3x128x128 (`costmodel.inputs`). error_band_pct is the calibration's median absolute
+    leave-one-out error of the time."""
+    ctx = device if isinstance(device, DeviceContext) else device_context(device)
     if ctx.calibration is None:
         raise SpecError(no_calibration(ctx.device))
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or batch_size < 1):
         raise SpecError(f"batch size must be a positive integer, not {batch_size!r}")
-    shape = parse_input_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
-    if inputs is not None:
-        shape = resolve_inputs(inputs)
-    module, name = resolve_model(model, weights=weights, classifier=classifier)
+    shape = resolve_inputs(inputs)
+    module, name = resolve_model(model)
     spec = parse_update(update) if isinstance(update, str) else None
     if spec is not None and spec.kind == "policy":
         policy = load_policy(spec.path)
@@ -249,7 +277,7 @@ def predict_training(model, update, device, *, calibration=None,
         method = policy.method
         updates, shape = policy.updates(), (cost.batch_size,) + tuple(policy.input_shape[1:])
     else:
-        shape = resolve_inputs(None, shape, batch_size)
+        shape = shape.with_batch(batch_size)
         cost = step_cost(module, update, shape, model_name=name)
         method, updates = "custom", update
     run = None
@@ -263,30 +291,35 @@ def predict_training(model, update, device, *, calibration=None,
     return {k: out[k] for k in keys}
 
 
-def plan_for_device(model, *, device, time=None, iterations=DEFAULT_ITERATIONS,
-                    samples=DEFAULT_SAMPLES, calibration=None, memory_bytes=None,
-                    method="tinytrain", input_shape=(1, 3, 128, 128), **plan_options) -> Policy:
-    """plan() within the device's RAM (unless `memory_bytes` is given) and `time`, with the
-    prediction in `predicted.device` (module docstring). Without a `convention` (or with
-    None) the plan is budgeted under the device's runtime: `pytorch` where PyTorch trains
-    (a Linux board, the host), `paper` on a bare-metal engine."""
-    ctx = device_context(device, calibration=calibration, time=time, iterations=iterations,
-                         samples=samples)
-    if plan_options.get("convention") is None:
-        plan_options["convention"] = ctx.device.runtime  # what its RAM must hold
-    inputs = plan_options.pop("inputs", None)
-    given = resolve_inputs(inputs, None if inputs is not None else input_shape)
-    policy = plan(model, method=method, inputs=given,
-                  **plan_budgets(ctx, method, given, memory_bytes, model), **plan_options)
-    attach_prediction(ctx, policy, model)
-    return policy
+def plan_for_device(model, *, device, method="tinytrain", fisher=None,
+                    budgets: Budgets | None = None, options: CostOptions | None = None,
+                    inputs=None, search=None) -> Policy:
+    """plan() within the device's RAM (unless `budgets` has a memory budget) and its time
+    budget, with the prediction in `predicted.device` (module docstring). `device`: a
+    `DeviceContext` (`device_context`: the device, its calibration, a time budget and the
+    workload) or a device name (no time budget). Without `options` the plan is budgeted
+    under the device's runtime: `pytorch` where PyTorch trains (a Linux board, the host),
+    `paper` on a bare-metal engine."""
+    ctx = device if isinstance(device, DeviceContext) else device_context(device)
+    # Without options: the device's runtime, what its RAM must hold.
+    options = options_or_default(options, PAPER.under(ctx.device.runtime))
+    policy = plan_on(ctx, model, method, fisher, budgets, options, resolve_inputs(inputs), search)
+    return with_device_prediction(ctx, policy, model)
 
 
-def attach_prediction(ctx: DeviceContext, policy: Policy, model=None) -> dict:
-    """Add `predicted.device` to a planned policy (and a note when the full model, memory
-    pressure included, exceeds the time budget); returns it. With a per-layer calibration
-    (and `model`), the prediction is of the policy's run on the device (`train --policy`: no
-    probe, no planning)."""
+def with_device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> Policy:
+    """The planned policy with `predicted.device` and the device's notes (a new Policy: the
+    one given is left as it was)."""
+    predicted, notes = device_prediction(ctx, policy, model)
+    return replace(policy, predicted={**policy.predicted, "device": predicted},
+                   notes=[*policy.notes, *notes])
+
+
+def device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> tuple[dict, list[str]]:
+    """(`predicted.device` of a planned policy, the notes it calls for: the full model,
+    memory pressure included, over the time budget; over the device's RAM). With a per-layer
+    calibration (and `model`), the prediction is of the policy's run on the device (`train
+    --policy`: no probe, no planning)."""
     run = None
     if ctx.calibration is not None and ctx.calibration.layers is not None and \
             model is not None and policy.method != "tinytl":  # tinytl adds modules
@@ -300,17 +333,17 @@ def attach_prediction(ctx: DeviceContext, policy: Policy, model=None) -> dict:
     predicted["time_limit_s"] = ctx.time_s
     predicted["within_time"] = None if ctx.time_s is None or predicted["total_s"] is None \
         else predicted["total_s"] <= ctx.time_s
+    notes = []
     if predicted["within_time"] is False:
-        policy.notes.append(f"predicted {predicted['total_s']:.4g} s on {ctx.device.name} "
-                            f"exceeds the time budget of {ctx.time_s:g} s")
+        notes.append(f"predicted {predicted['total_s']:.4g} s on {ctx.device.name} "
+                     f"exceeds the time budget of {ctx.time_s:g} s")
     if predicted["fits_ram"] is False and predicted["peak_rss_bytes"] is not None:
-        policy.notes.append(f"the predicted peak resident memory ({predicted['peak_rss_bytes']:,}"
-                            f" B) exceeds {ctx.device.name}'s RAM less its OS reserve "
-                            f"({ctx.device.process_ram_bytes:,} B): it will swap")
+        notes.append(f"the predicted peak resident memory ({predicted['peak_rss_bytes']:,}"
+                     f" B) exceeds {ctx.device.name}'s RAM less its OS reserve "
+                     f"({ctx.device.process_ram_bytes:,} B): it will swap")
     elif predicted["fits_ram"] is False:
-        policy.notes.append(f"the {ctx.device.runtime} peak ({predicted['peak_bytes']:,} B) "
-                            f"exceeds {ctx.device.name}'s available RAM "
-                            f"({ctx.device.available_bytes:,} B)"
-                            + (": it will swap" if ctx.device.runtime == "pytorch" else ""))
-    policy.predicted["device"] = predicted
-    return predicted
+        notes.append(f"the {ctx.device.runtime} peak ({predicted['peak_bytes']:,} B) "
+                     f"exceeds {ctx.device.name}'s available RAM "
+                     f"({ctx.device.available_bytes:,} B)"
+                     + (": it will swap" if ctx.device.runtime == "pytorch" else ""))
+    return predicted, notes

@@ -43,7 +43,7 @@ import contextlib
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -55,10 +55,11 @@ from ttplan.costmodel.config import resolve_updates, validate_updates
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.inputs import ModelInputs, resolve_inputs
 from ttplan.costmodel.measure import measure_saved_bytes
-from ttplan.costmodel.options import CostOptions
-from ttplan.costmodel.profile import profile, resolve_model
-from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, parse_input_shape, parse_update
+from ttplan.costmodel.options import PAPER, cost_options
+from ttplan.costmodel.profile import ModelSource, profile, resolve_model
+from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, Budgets, parse_input_shape, parse_update
 from ttplan.costmodel.trace import trace
+from ttplan.planner.api import PlanSearch
 from ttplan.planner.api import plan as make_plan
 from ttplan.planner.apply import apply_updates
 from ttplan.planner.data import load_support
@@ -70,11 +71,10 @@ from ttplan.planner.policy import (METHODS, Policy, check_at_any_batch,
                                    policy_from_file_or_object)
 from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
 
-from .calibrate import load_calibration
 from .host import EnergyCounter, peak_rss_bytes, reset_peak_rss
 from .layerrun import SHORT_RUN_S
 from .layertable import busy_warning, machine_load, speed_reference
-from .planning import DeviceContext, device_context, layer_run, no_calibration, prediction
+from .planning import DeviceContext, device_for, layer_run, no_calibration, prediction
 from .probecost import run_probe_macs
 from .process import process_memory
 from .profiles import detect_host
@@ -130,224 +130,364 @@ class TrainResult:
         }
 
 
-def train(model, *, policy=None, method: str | None = None, update: str | None = None,
-          memory=None, compute=None, convention: str | None = None, data=None,
-          synthetic: bool = False, samples: int | None = None, seed: int = 0,
-          input_shape=None, weights=None, iterations: int = DEFAULT_ITERATIONS,
-          batch_size: int = 1, lr: float = DEFAULT_LR, optimizer: str | None = None,
-          holdout: float = DEFAULT_HOLDOUT, fisher_layers: float = DEFAULT_TAIL_FRACTION,
-          device_name: str | None = None, device=None, calibration=None,
-          progress: bool = False, inputs=None, vocab: int | None = None,
-          model_name: str | None = None, own_peak_rss: bool = False) -> TrainResult:
+@dataclass(frozen=True)
+class Support:
+    """The support samples of a run, checked when built: `data` (a folder of class
+    sub-folders or an .npz) or `synthetic` (`samples` of them, seeded by the run's seed;
+    token ids below `vocab`, default the first nn.Embedding's size, for an integer input);
+    `holdout`: the share of each class held out as queries (module docstring)."""
+
+    data: str | None = None
+    synthetic: bool = False
+    samples: int | None = None
+    vocab: int | None = None
+    holdout: float = DEFAULT_HOLDOUT
+
+    def __post_init__(self) -> None:
+        h = self.holdout
+        if isinstance(h, bool) or not isinstance(h, (int, float)) or not 0 <= h < 1:
+            raise SpecError(f"holdout must be a fraction in [0, 1), not {h!r}")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run trains and is recorded, checked when built: `iterations` passes in steps of
+    `batch_size`; `optimizer` sgd | momentum (0.9) | adam, no weight decay (None: the
+    policy's cost_options optimizer, else sgd); `seed` for the samples, the probe, the plan
+    and the order; `device_name` the log row's device column (default: the device's name,
+    else host); `own_peak_rss` measures the peak resident memory from the start of this run
+    (Linux; `devices.host.reset_peak_rss`) instead of since the process started."""
+
+    iterations: int = DEFAULT_ITERATIONS
+    batch_size: int = 1
+    lr: float = DEFAULT_LR
+    optimizer: str | None = None
+    seed: int = 0
+    progress: bool = False
+    device_name: str | None = None
+    own_peak_rss: bool = False
+
+    def __post_init__(self) -> None:
+        for label, value in (("iterations", self.iterations), ("batch size", self.batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SpecError(f"{label} must be a positive integer, not {value!r}")
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or \
+                not (math.isfinite(lr) and lr > 0):
+            raise SpecError(f"learning rate must be a positive number, not {lr!r}")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise SpecError(f"unknown optimizer {self.optimizer!r}: use sgd, momentum or adam")
+
+
+@dataclass(frozen=True)
+class OnDevicePlan:
+    """Plan on the device before training: `method` (tinytrain runs the Fisher probe on the
+    training samples first, over the last `fisher_layers` share of layers), its `budgets`
+    and `convention` (default: the device's runtime with a device, else paper)."""
+
+    method: str
+    budgets: Budgets = Budgets()
+    convention: str | None = None
+    fisher_layers: float = DEFAULT_TAIL_FRACTION
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise SpecError(f"unknown method {self.method!r}: use {', '.join(METHODS)}")
+
+    @classmethod
+    def given(cls, method: str | None, budgets: Budgets, convention: str | None = None):
+        """The request when a method is given, else None (then budgets are refused)."""
+        if method is None:
+            if budgets.memory_bytes is not None or budgets.compute is not None:
+                raise SpecError("memory and compute budgets apply to planning on the device "
+                                "(a method)")
+            return None
+        return cls(method, budgets, convention)
+
+
+def train(model, *, policy=None, method: str | OnDevicePlan | None = None,
+          update: str | None = None, support: Support | None = None, inputs=None,
+          run: RunSettings | None = None, device=None) -> TrainResult:
     """Fine-tune `model` on the support samples following a policy, and measure the run.
 
+    `model`: an nn.Module (trained in place; the result holds it as `.model`), a zoo name,
+    module:callable, or a `ModelSource` (name, weights).
     What to update, exactly one of:
       policy   a Policy, policy dict or policy file from `ttplan plan`;
-      method   plan on the device: tinytrain (runs the Fisher probe first; `memory`, `compute`
-               and `convention` are the planner's budgets; `convention` defaults to the
-               device's runtime with `device`, else paper), fulltrain, lastlayer, none,
-               sparseupdate, tinytl;
+      method   plan on the device: a method name (tinytrain, fulltrain, lastlayer, none,
+               sparseupdate, tinytl) or an `OnDevicePlan` (with budgets and convention);
       update   an update spec: none, all, bias-only, last-layers:K, last-blocks:K.
-    Samples: `data` (folder of class sub-folders or .npz) or `synthetic` (`samples`, `seed`).
-    `inputs` (instead of `input_shape`): a model not called with one float image — its one
-    input's spec ("x:float32[1,40,100]", "int64[1,16]", a tensor: `costmodel.inputs`);
-    samples are then an .npz with x of N×(that shape) or synthetic (token ids below `vocab`,
-    default the first nn.Embedding's size). Dimension 0 is replaced by `batch_size`.
-    `optimizer`: sgd | momentum (0.9) | adam, no weight decay; default the policy's
-    cost_options optimizer, else sgd. The model (when an nn.Module is given) is trained in
-    place; the result holds it as `.model`.
-    `device` / `calibration`: predict the run's phases, total time and energy with the
-    device's calibrated model (devices.planning; `device` a built-in name, `host`, a device or
-    calibration JSON; `calibration` a calibration JSON, default the device's built-in one), for
-    the same configuration, iterations and training samples; without either `predicted`'s
-    phases, total_s and energy_j are None. `device_name`: the log row's device column
-    (default: the device's name, else host).
-    `own_peak_rss`: measure the peak resident memory from the start of this run (Linux; see
-    `devices.host.reset_peak_rss`) instead of since the process started.
+    `support`: the samples (`Support`: a data folder or .npz, or synthetic samples; without
+    either the run is refused). `inputs`: an input shape (default the policy's, else 1x3x128x128) or, for a
+    model not called with one float image, its one input's spec ("x:float32[1,40,100]",
+    "int64[1,16]", a tensor: `costmodel.inputs`); dimension 0 is replaced by the batch size.
+    `run`: `RunSettings` (iterations, batch size, lr, optimizer, seed, ...).
+    `device`: predict the run's phases, total time and energy with the device's calibrated
+    model (devices.planning), for the same configuration, iterations and training samples: a
+    `DeviceContext` (`device_for(device, calibration=...)`), or a built-in name, `host`, a
+    device or calibration JSON; without one `predicted`'s phases, total_s and energy_j are
+    None.
     """
-    _check_run(iterations, batch_size, lr, holdout, optimizer)
-    chosen = [name for name, value in (("policy", policy), ("method", method), ("update", update))
-              if value is not None]
-    if len(chosen) != 1:
-        raise SpecError("give exactly one of a policy, a method (plan on the device) or an "
-                        f"update spec{'' if not chosen else ', not ' + ' and '.join(chosen)}")
-    if method is None and (memory is not None or compute is not None):
-        raise SpecError("memory and compute budgets apply to planning on the device (a method)")
-    if method is not None and method not in METHODS:
-        raise SpecError(f"unknown method {method!r}: use {', '.join(METHODS)}")
-
-    ctx = _device_model(device, calibration)
-    if device_name is None:
-        device_name = "host" if ctx is None else ctx.device.name
-    peak_since = "run start" if own_peak_rss and reset_peak_rss() else "process start"
+    run = run if run is not None else RunSettings()
+    support = support if support is not None else Support()
+    for name, value, kind in (("run", run, RunSettings), ("support", support, Support)):
+        if not isinstance(value, kind):  # below the boundary a value arrives typed
+            raise SpecError(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
+    plan_request = OnDevicePlan(method) if isinstance(method, str) else method
+    _check_one_way(policy, plan_request, update)
+    ctx = _device_model(device)
+    device_name = run.device_name or ("host" if ctx is None else ctx.device.name)
+    peak_since = "run start" if run.own_peak_rss and reset_peak_rss() else "process start"
     phases = _Phases()
     with phases.timed("load_s"):
         loaded = policy_from_file_or_object(policy) if policy is not None else None
-        shape = _run_inputs(input_shape, inputs, loaded, batch_size)
-        module, name = resolve_model(model, model_name, weights)
+        shape = _run_inputs(inputs, loaded, run.batch_size)
+        module, name = resolve_model(model)
         if loaded is not None and loaded.method == "tinytl":
             module, name = _with_lite_residuals(module, name, shape)
-        x, y, described = load_support(data, shape, samples, seed, synthetic,
-                                       vocab if vocab is not None else infer_vocab(module))
-    x_train, y_train, x_query, y_query = holdout_split(x, y, holdout)
-    if batch_size > len(x_train):
-        raise SpecError(f"batch size {batch_size} exceeds the {len(x_train)} training samples")
-    optimizer = optimizer or (loaded.options.optimizer if loaded else "sgd")
-
-    fisher = None
-    if method == "tinytrain":
-        with phases.timed("fisher_s"), feeding(module, shape):
-            fisher = fisher_information(module, default_candidate_layers(module, fisher_layers),
-                                        x_train, y_train, loss="protonet", seed=seed,
-                                        batch_size=batch_size, progress=progress)
+        x, y, described = load_support(support.data, shape, support.samples, run.seed,
+                                       support.synthetic, support.vocab if support.vocab
+                                       is not None else infer_vocab(module))
+    samples = _Samples(x, *holdout_split(x, y, support.holdout))
+    if run.batch_size > len(samples.x_train):
+        raise SpecError(f"batch size {run.batch_size} exceeds the {len(samples.x_train)} "
+                        "training samples")
+    optimizer = run.optimizer or (loaded.options.optimizer if loaded else "sgd")
+    if plan_request is not None:
+        loaded, module, name = _plan_on_device(plan_request, module, name, shape, samples,
+                                               run, optimizer, ctx, phases)
     # What the probe ran, counted (devices.probecost): the log's probe_macs, 0 without a probe.
-    probe_macs = 0 if fisher is None else run_probe_macs(module, shape, len(x_train),
-                                                         fisher_layers=fisher_layers)
-    if method is not None:
-        with phases.timed("plan_s"):
-            loaded = make_plan(module, model_name=name, method=method, fisher=fisher,
-                               memory_bytes=memory, compute=compute,
-                               convention=convention or (ctx.device.runtime if ctx else "paper"),
-                               inputs=shape, optimizer=optimizer, seed=seed)
-            if method == "tinytl":
-                module, name = _with_lite_residuals(module, name, shape)
-
+    probe_macs = run_probe_macs(module, shape, len(samples.x_train),
+                                fisher_layers=plan_request.fisher_layers) \
+        if plan_request is not None and plan_request.method == "tinytrain" else 0
     graph = trace(module, shape, name)
+    chosen = _chosen_updates(policy, loaded, plan_request, update, graph, module, shape, name)
+    # The policy's options with the run's optimiser (the paper defaults without a policy).
+    run_options = (loaded.options if loaded is not None else PAPER).replace(optimizer=optimizer)
+    predicted_pt = profile(module, shape, update=chosen.updates, graph=graph, model_name=name,
+                           options=run_options.under("pytorch"), training_mode=False)
+    # The log's cost columns come from the one place the shipped logs and `predict` use.
+    step = step_cost(None, chosen.updates, shape, graph=graph, options=run_options)
+    measured = _measured_run(module, graph, chosen.updates, shape, samples, run, optimizer,
+                             phases)
+    by_device = _device_prediction(ctx, module, chosen, shape, samples, run, plan_request,
+                                   loaded, step, probe_macs)
+    return _result(module, name, chosen, loaded, measured, phases, predicted_pt, ctx,
+                   by_device, samples, run, optimizer, described, device_name, peak_since, step,
+                   probe_macs)
+
+
+def train_flat(settings: dict) -> TrainResult:
+    """`train` from flat values, as a grid run passes them to a fresh process (JSON): model,
+    update or method (with compute), synthetic, samples, seed, input_shape, holdout,
+    iterations, batch_size, device_name, own_peak_rss, model_name."""
+    s = dict(settings)
+    method = s.pop("method", None)
+    budgets = Budgets(compute=s.pop("compute", None))
+    support = Support(synthetic=s.pop("synthetic", False), samples=s.pop("samples", None),
+                      holdout=s.pop("holdout", DEFAULT_HOLDOUT))
+    return train(ModelSource(s.pop("model"), s.pop("model_name", None)),
+                 update=s.pop("update", None), method=OnDevicePlan.given(method, budgets),
+                 support=support, inputs=s.pop("input_shape", None), run=RunSettings(**s))
+
+
+@dataclass
+class _Samples:
+    """The support set, and its split into training samples and held-out queries."""
+
+    x: torch.Tensor
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_query: torch.Tensor
+    y_query: torch.Tensor
+
+
+@dataclass
+class _Chosen:
+    """What the run updates and where that came from."""
+
+    updates: dict
+    label: str
+    origin: str
+
+
+@dataclass
+class _Measured:
+    """What training measured (beside the phases' clock)."""
+
+    before: float | None
+    after: float | None
+    losses: list
+    saved_bytes: int
+    reference_s: float
+    trainable_tensors: int
+    sparse: list
+    dense: list
+
+
+def _check_one_way(policy, plan_request, update) -> None:
+    chosen = [name for name, value in (("policy", policy), ("method", plan_request),
+                                       ("update", update)) if value is not None]
+    if len(chosen) != 1:
+        raise SpecError("give exactly one of a policy, a method (plan on the device) or an "
+                        f"update spec{'' if not chosen else ', not ' + ' and '.join(chosen)}")
+
+
+def _plan_on_device(request: OnDevicePlan, module, name, shape, samples: _Samples,
+                    run: RunSettings, optimizer: str, ctx, phases: _Phases):
+    """The Fisher probe (tinytrain) and the planner, timed as the device runs them; the
+    policy, and the model it is for (TinyTL adds modules)."""
+    fisher = None
+    if request.method == "tinytrain":
+        with phases.timed("fisher_s"), feeding(module, shape):
+            fisher = fisher_information(
+                module, default_candidate_layers(module, request.fisher_layers),
+                samples.x_train, samples.y_train, loss="protonet", seed=run.seed,
+                batch_size=run.batch_size, progress=run.progress)
+    with phases.timed("plan_s"):
+        options = cost_options(request.convention or (ctx.device.runtime if ctx else "paper"),
+                               optimizer)
+        planned = make_plan(ModelSource(module, name), method=request.method, fisher=fisher,
+                            memory_bytes=request.budgets.memory_bytes,
+                            compute=request.budgets.compute, options=options, inputs=shape,
+                            search=PlanSearch(seed=run.seed))
+        if request.method == "tinytl":
+            module, name = _with_lite_residuals(module, name, shape)
+    return planned, module, name
+
+
+def _chosen_updates(policy, loaded, plan_request, update, graph, module, shape, name) -> _Chosen:
     if loaded is not None:
         check_at_any_batch(loaded, graph, lambda n: trace(module, shape.with_batch(n), name),
                            str(policy) if isinstance(policy, (str, Path)) else "policy")
-        updates, label = loaded.updates(), loaded.method
-        origin = "planned on the device" if method else (
+        origin = "planned on the device" if plan_request else (
             str(policy) if isinstance(policy, (str, Path)) else "policy object")
-    else:
-        spec = parse_update(update)
-        if spec.kind == "policy":
-            raise SpecError("give a policy file as policy=, not as an update spec")
-        updates, label, origin = resolve_updates(spec, graph), update, "update spec"
+        updates = loaded.updates()
+        validate_updates(updates, graph)
+        return _Chosen(updates, loaded.method, origin)
+    spec = parse_update(update)
+    if spec.kind == "policy":
+        raise SpecError("give a policy file as policy=, not as an update spec")
+    updates = resolve_updates(spec, graph)
     validate_updates(updates, graph)
-    predicted_pt = profile(module, shape, update=updates, graph=graph, model_name=name,
-                           options=CostOptions("pytorch", optimizer), training_mode=False)
-    # The log's cost columns come from the one place the shipped logs and `predict` use.
-    base = loaded.options if loaded is not None else CostOptions()
-    step = step_cost(None, updates, shape, graph=graph, options=CostOptions(
-        base.convention, optimizer, base.weight_bits, base.activation_bits, base.gradient_bits,
-        base.weights_in_flash))
+    return _Chosen(updates, update, "update spec")
 
+
+def _measured_run(module, graph, updates, shape, samples: _Samples, run: RunSettings,
+                  optimizer: str, phases: _Phases) -> _Measured:
+    """Train as the module docstring says; accuracy before and after, the saved bytes."""
     module.eval()  # BatchNorm statistics as deployed
     applied = apply_updates(module, graph, updates)
+    s, b = samples, run.batch_size
     # `feeding`: samples of several inputs come packed in one tensor (sequence_support).
     with install_sparse_layers(module, updates) as (sparse, dense), feeding(module, shape):
         for layer in sparse:
             applied.unmask(f"{layer}.weight")  # its backward computes the selected channels only
         forward = _PolicyForward(module, _first_updated(graph, module, applied.trainable))
         try:
-            before = _accuracy(module, x_train, y_train, x_query, y_query, batch_size)
+            before = _accuracy(module, s.x_train, s.y_train, s.x_query, s.y_query, b)
             # Built before the clock starts: the first optimiser of a process imports
             # torch._dynamo (seconds), a cost of starting Python, not of training.
             params = applied.parameters()
-            stepper = _make_optimizer(params, optimizer, lr) if params else None
+            stepper = _make_optimizer(params, optimizer, run.lr) if params else None
             reference_s = speed_reference()  # the machine's speed now (not timed)
             with phases.timed("train_s"):
-                losses = _fine_tune(forward, module, stepper, x_train, y_train, iterations,
-                                    batch_size, seed, progress)
+                losses = _fine_tune(forward, module, stepper, s.x_train, s.y_train,
+                                    run.iterations, b, run.seed, run.progress)
             # A copy, as a step's batch is (queries[index]): a view would keep, and count,
             # the whole support tensor's storage wherever the input itself is saved (token
             # ids for an embedding's gradient, images for a trained first conv).
-            saved_bytes = measure_saved_bytes(forward, x_train[:batch_size].clone()).saved_bytes
-            after = _accuracy(module, x_train, y_train, x_query, y_query, batch_size)
+            saved_bytes = measure_saved_bytes(forward, s.x_train[:b].clone()).saved_bytes
+            after = _accuracy(module, s.x_train, s.y_train, s.x_query, s.y_query, b)
         finally:
             forward.detach()
     applied.remove()
+    return _Measured(before, after, losses, saved_bytes, reference_s, len(applied.trainable),
+                     sparse, dense)
 
-    pt = predicted_pt
+
+def _device_prediction(ctx, module, chosen: _Chosen, shape, samples: _Samples,
+                       run: RunSettings, plan_request, loaded, step, probe_macs: int) -> dict:
+    """The same configuration and workload on the device, as a log row of this run."""
+    by_device = {"phases": None, "total_s": None, "energy_j": None, "calibration": None,
+                 "time_model": None, "energy_basis": None}
+    if ctx is None:
+        return by_device
+    ctx = replace(ctx, iterations=run.iterations, samples=len(samples.x_train))
+    # Only a run that planned on the device probed and planned: a policy given as a file
+    # pays for neither, whatever method made it.
+    run_label = chosen.label if plan_request is not None or loaded is None else "custom"
+    probes = plan_request is not None and plan_request.method == "tinytrain"
+    layers_run = None if ctx.calibration.layers is None else layer_run(
+        module, chosen.updates, shape, ctx, probes=probes,
+        fisher_layers=plan_request.fisher_layers if plan_request else DEFAULT_TAIL_FRACTION)
+    if layers_run is not None:
+        layers_run["plans"] = plan_request is not None
+    got = prediction(ctx, run_label, step, layers_run, tuple(samples.x.shape[1:]), probe_macs)
+    return {key: got[key] for key in by_device}
+
+
+def _result(module, name, chosen: _Chosen, loaded, m: _Measured, phases: _Phases, pt, ctx,
+            by_device: dict, samples: _Samples, run: RunSettings, optimizer, described,
+            device_name, peak_since, step, probe_macs: int) -> TrainResult:
     # The process's peak resident set: the runtime of the device the run is predicted for
     # (this machine without one), the support set (all of it, held-out queries too) and
     # the step's tensors (devices.process). After the run: the host's baseline is measured
     # in a child process.
+    x = samples.x
     process = process_memory(ctx.device if ctx is not None else detect_host(),
                              pt.memory.peak_bytes, len(x), tuple(x.shape[1:]))
-    by_device = {"phases": None, "total_s": None, "energy_j": None, "calibration": None,
-                 "time_model": None, "energy_basis": None}
-    if ctx is not None:  # the same configuration and workload, as a log row of this run
-        ctx.iterations, ctx.samples = iterations, len(x_train)
-        # Only a run that planned on the device probed and planned: a policy given as a file
-        # pays for neither, whatever method made it.
-        run_label = label if method is not None or loaded is None else "custom"
-        layers_run = None if ctx.calibration.layers is None else layer_run(
-            module, updates, shape, ctx, probes=method == "tinytrain",
-            fisher_layers=fisher_layers)
-        if layers_run is not None:
-            layers_run["plans"] = method is not None
-        got = prediction(ctx, run_label, step, layers_run, tuple(x.shape[1:]), probe_macs)
-        by_device = {key: got[key] for key in ("phases", "total_s", "energy_j", "calibration",
-                                               "time_model", "energy_basis")}
+    n_train = len(samples.x_train)
     return TrainResult(
         model_name=name,
-        policy={"method": label, "source": origin,
+        policy={"method": chosen.label, "source": chosen.origin,
                 "fingerprint": None if loaded is None else policy_fingerprint(loaded),
-                "layers": len(updates), "trainable_tensors": len(applied.trainable),
-                "channel_sparse": sparse,
-                "dense_masked": dense},
+                "layers": len(chosen.updates), "trainable_tensors": m.trainable_tensors,
+                "channel_sparse": m.sparse,
+                "dense_masked": m.dense},
         measured={"phases": {key: phases.seconds[key] for key in PHASES},
                   "cpu_phases": {key: phases.cpu_seconds[key] for key in PHASES},
-                  "iteration_s": phases.seconds["train_s"] / iterations,
-                  "saved_bytes": saved_bytes, "peak_rss_bytes": peak_rss_bytes(),
+                  "iteration_s": phases.seconds["train_s"] / run.iterations,
+                  "saved_bytes": m.saved_bytes, "peak_rss_bytes": peak_rss_bytes(),
                   "energy_j": phases.joules(),
                   "energy_basis": None if phases.joules() is None else "powercap counter",
                   "clock": "phases: wall time; cpu_phases: process CPU time",
-                  "load": machine_load(), "reference_s": reference_s},
+                  "load": machine_load(), "reference_s": m.reference_s},
         predicted={"saved_bytes": pt.memory.saved_activation_bytes,
                    "peak_bytes": pt.memory.peak_bytes,
                    "backward_macs": pt.totals["backward_macs"],
                    "peak_rss_bytes": None if process is None else process.peak_rss_bytes,
                    "process_memory": None if process is None else process.to_dict(),
                    **by_device},
-        accuracy={"before": before, "after": after},
-        run={"device": device_name, "data": described, "batch_size": batch_size,
-             "iterations": iterations, "samples": len(x_train), "query_samples": len(x_query),
-             "steps": iterations * math.ceil(len(x_train) / batch_size),
-             "optimizer": optimizer, "lr": lr, "seed": seed,
-             "loss": {"first": losses[0], "last": losses[-1]}, "peak_rss_since": peak_since,
+        accuracy={"before": m.before, "after": m.after},
+        run={"device": device_name, "data": described, "batch_size": run.batch_size,
+             "iterations": run.iterations, "samples": n_train,
+             "query_samples": len(samples.x_query),
+             "steps": run.iterations * math.ceil(n_train / run.batch_size),
+             "optimizer": optimizer, "lr": run.lr, "seed": run.seed,
+             "loss": {"first": m.losses[0], "last": m.losses[-1]}, "peak_rss_since": peak_since,
              "threads": torch.get_num_threads(), "torch_version": torch.__version__},
         costs={**step.columns(), "probe_macs": probe_macs},
-        warnings=list(pt.warnings) + _timing_warnings(phases, reference_s, ctx),
+        warnings=list(pt.warnings) + _timing_warnings(phases, m.reference_s, ctx),
         model=module,
     )
-
 
 # ----------------------------------------------------------------------------- inputs
 
 
-def _device_model(device, calibration) -> DeviceContext | None:
+def _device_model(device) -> DeviceContext | None:
     """The calibrated device model to predict the run with, checked before any work."""
-    if device is None and calibration is None:
-        return None
-    if device is None:  # a calibration alone: its own device (also `host`, not a file name)
-        device = load_calibration(calibration).device
-    ctx = device_context(device, calibration=calibration)
-    if ctx.calibration is None:
+    ctx = device if isinstance(device, DeviceContext) or device is None else device_for(device)
+    if ctx is not None and ctx.calibration is None:
         raise SpecError(no_calibration(ctx.device))
     return ctx
 
 
-def _check_run(iterations, batch_size, lr, holdout, optimizer) -> None:
-    for label, value in (("iterations", iterations), ("batch size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SpecError(f"{label} must be a positive integer, not {value!r}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
-        raise SpecError(f"learning rate must be a positive number, not {lr!r}")
-    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0 <= holdout < 1:
-        raise SpecError(f"holdout must be a fraction in [0, 1), not {holdout!r}")
-    if optimizer is not None and optimizer not in OPTIMIZERS:
-        raise SpecError(f"unknown optimizer {optimizer!r}: use sgd, momentum or adam")
-
-
-def _run_inputs(input_shape, inputs, policy: Policy | None, batch_size: int) -> ModelInputs:
+def _run_inputs(inputs, policy: Policy | None, batch_size: int) -> ModelInputs:
     """The policy's inputs, or the given ones, or 1×3×128×128, with dim 0 `batch_size`."""
     given = None
-    if inputs is not None or input_shape is not None:
-        shape = parse_input_shape(input_shape) if isinstance(input_shape, str) else input_shape
-        given = resolve_inputs(inputs, shape)
+    if inputs is not None:
+        given = resolve_inputs(parse_input_shape(inputs) if _is_shape_text(inputs) else inputs)
     if policy is not None:
         planned = policy.model_inputs()
         if given is not None and _per_sample(given) != _per_sample(planned):
@@ -358,6 +498,11 @@ def _run_inputs(input_shape, inputs, policy: Policy | None, batch_size: int) -> 
                             f"{given.text()} (dimension 0, the batch, aside)")
         given = planned
     return (given or resolve_inputs(None, DEFAULT_INPUT_SHAPE)).with_batch(batch_size)
+
+
+def _is_shape_text(inputs) -> bool:
+    """'1,3,32,32' (an input shape as the command line writes it), not a spec or .npz."""
+    return isinstance(inputs, str) and "[" not in inputs and not inputs.strip().lower().endswith(".npz")
 
 
 def _per_sample(inputs: ModelInputs) -> list:

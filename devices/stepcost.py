@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 
 from ttplan.costmodel.costs import operator_work
 from ttplan.costmodel.memory import is_depthwise
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import CostOptions, PAPER
 from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.trace import trace
 from ttplan.planner.jsonio import dumps
@@ -70,13 +70,11 @@ def step_cost(model, update, input_shape, *, options: CostOptions | None = None,
     `input_shape` (its first dimension is the batch size). `options`: the configuration's cost
     options; the paper peak uses its optimiser, bit-widths and weight placement, the pytorch
     peak its optimiser."""
-    o = options if options is not None else CostOptions()
-    paper_options = CostOptions("paper", o.optimizer, o.weight_bits, o.activation_bits,
-                                o.gradient_bits, o.weights_in_flash)
-    paper = profile(model, input_shape, update=update, options=paper_options, graph=graph,
+    o = options if options is not None else PAPER
+    paper = profile(model, input_shape, update=update, options=o.under("paper"), graph=graph,
                     model_name=model_name)
-    torch_side = profile(None, input_shape, update=update,
-                         options=CostOptions("pytorch", o.optimizer), graph=paper.graph)
+    torch_side = profile(None, input_shape, update=update, options=o.under("pytorch"),
+                         graph=paper.graph)
     t = paper.totals
     rows = paper.table
     depthwise = rows[[is_depthwise(paper.graph[name]) for name in rows.name]]

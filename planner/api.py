@@ -1,8 +1,8 @@
 """`plan(model, ...)`: one entry point for TinyTrain's selection and the baselines.
 
 Budgets: `memory_bytes` binds `memory.peak_bytes` and `compute` binds `totals.backward_macs` of
-the configuration, both under `convention` and the cost options (optimiser, bit-widths,
-weights in flash), at the batch size of `input_shape`. A compute FRACTION is of full training's
+the configuration, both under the cost options (`options`: convention, optimiser, bit-widths,
+weights in flash), at the batch size of `inputs`. A compute FRACTION is of full training's
 backward MACs (`--update all`) under the same convention and batch.
 
 Selecting methods (tinytrain, sparseupdate) must fit the budgets; when nothing fits they raise
@@ -18,15 +18,16 @@ sparseupdate search's proxy).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.costs import costing_graph
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.inputs import resolve_inputs
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import CostOptions, options_or_default
 from ttplan.costmodel.profile import profile, resolve_model
-from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, ComputeBudget, parse_bytes, parse_compute
+from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, Budgets, ComputeBudget
 from ttplan.costmodel.trace import trace
 
 from . import baselines, sparseupdate
@@ -41,119 +42,182 @@ SOLVERS = ("greedy", "exact")
 SCHEMES = ("auto", "released", "search")
 
 
-def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, compute=None,
-         convention: str = "paper", input_shape=DEFAULT_INPUT_SHAPE, solver: str = "greedy",
-         channels: str = "fisher", seed: int = 0, optimizer: str = "sgd", weight_bits: int = 32,
-         activation_bits: int = 32, gradient_bits: int = 32, weights_in_flash: bool | None = None,
-         model_name: str | None = None, scheme: str = "auto", exact_gap: float = 1e-4,
-         blocks: str | None = None, limits=(), inputs=None) -> Policy:
-    """Plan which layers/channels to train. `model`: nn.Module, zoo name or module:callable.
+@dataclass(frozen=True)
+class PlanSearch:
+    """How a selecting method searches, checked when built (the CLI's messages).
 
-    memory_bytes: int or text ("1MB"). compute: int MACs, float fraction in (0, 1], a
-    ComputeBudget or text ("15%", "6.5M").
     solver (tinytrain): greedy (Algorithm 1, planner.select) or exact (MILP, planner.exact,
     optimal within the relative `exact_gap`; the greedy's result is recorded for comparison).
     channels (tinytrain): fisher | l2norm | random (seeded by `seed`).
     scheme (sparseupdate): auto (the released scheme for a zoo model, else the search),
     released, search (evolutionary, seeded by `seed`).
+    blocks: a regular expression naming the model's blocks (`costmodel.blocks`), which the
+    last-blocks:K baselines a plan is compared with count.
     limits: extra `select.LinearLimit`s every selecting method must meet (e.g. a training-time
     budget from `devices`); like the budgets, fixed baselines only report them.
-    convention, optimizer, weight_bits, activation_bits, gradient_bits, weights_in_flash:
-    the cost model's `CostOptions` (checked first, with the CLI's messages); they are recorded
-    in the policy, and profiling the policy uses them.
-    blocks: a regular expression naming the model's blocks (`costmodel.blocks`).
-    inputs: instead of input_shape, what the model is called with (a tensor, a tuple or dict
-    of tensors, spec strings like "ids:int64[1,128]", an .npz: `costmodel.inputs`); the
-    policy records them.
     """
-    options = CostOptions(convention, optimizer, weight_bits, activation_bits, gradient_bits,
-                          weights_in_flash)
+
+    solver: str = "greedy"
+    channels: str = "fisher"
+    seed: int = 0
+    scheme: str = "auto"
+    exact_gap: float = 1e-4
+    blocks: str | None = None
+    limits: tuple = ()
+
+    def __post_init__(self) -> None:
+        if self.solver not in SOLVERS:
+            raise SpecError(f"unknown solver {self.solver!r}: use greedy or exact")
+        if self.channels not in CHANNEL_CRITERIA:
+            raise SpecError(f"unknown channel criterion {self.channels!r}: use "
+                            f"{', '.join(CHANNEL_CRITERIA)}")
+        if self.scheme not in SCHEMES:
+            raise SpecError(f"unknown sparseupdate scheme {self.scheme!r}: use {', '.join(SCHEMES)}")
+        if self.solver == "exact" and self.channels != "fisher":
+            raise SpecError("the exact solver maximises captured Fisher and needs channels=fisher")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise SpecError(f"seed must be an integer, not {self.seed!r}")
+        object.__setattr__(self, "limits", tuple(self.limits))
+
+
+DEFAULT_SEARCH = PlanSearch()
+
+
+@dataclass
+class _Planned:
+    """What one plan found, before it becomes a Policy."""
+
+    selection: Selection
+    notes: list[str]
+    greedy_value: float | None = None
+
+
+def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, compute=None,
+         options: CostOptions | None = None, inputs=None,
+         search: PlanSearch | None = None) -> Policy:
+    """Plan which layers/channels to train. `model`: nn.Module, zoo name or module:callable,
+    or a `ModelSource` (with the name outputs give it).
+
+    memory_bytes, compute: the budgets, as `Budgets` reads them: bytes as an int or text
+    ("1MB"); compute as MACs (int), a fraction in (0, 1], a ComputeBudget or text ("15%",
+    "6.5M"), refused with the command line's messages.
+    options: the cost model's `CostOptions` (default: paper); recorded in the policy, and
+    profiling the policy uses them.
+    inputs: what the model is called with: an input shape (default 1x3x128x128), a tensor, a
+    tuple or dict of tensors, spec strings like "ids:int64[1,128]", an .npz
+    (`costmodel.inputs`); the policy records them.
+    search: a `PlanSearch` (solver, channel criterion, seed, sparseupdate scheme, blocks,
+    extra limits).
+    """
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r}: use {', '.join(METHODS)}")
-    if solver not in SOLVERS:
-        raise SpecError(f"unknown solver {solver!r}: use greedy or exact")
-    if channels not in CHANNEL_CRITERIA:
-        raise SpecError(f"unknown channel criterion {channels!r}: use {', '.join(CHANNEL_CRITERIA)}")
-    if scheme not in SCHEMES:
-        raise SpecError(f"unknown sparseupdate scheme {scheme!r}: use {', '.join(SCHEMES)}")
-    if solver == "exact" and channels != "fisher":
-        raise SpecError("the exact solver maximises captured Fisher and needs channels=fisher")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise SpecError(f"seed must be an integer, not {seed!r}")
-    given = resolve_inputs(inputs, None if inputs is not None else input_shape)
-    input_shape = given.shape
-    module, name = resolve_model(model, model_name)
-    lite_layers: list[str] = []
+    budgets = Budgets(memory_bytes, compute)
+    options = options_or_default(options)
+    search = search if search is not None else DEFAULT_SEARCH
+    if not isinstance(search, PlanSearch):
+        raise SpecError(f"search must be a PlanSearch, not {type(search).__name__}")
+    given = resolve_inputs(inputs, None if inputs is not None else DEFAULT_INPUT_SHAPE)
+    module, name = resolve_model(model)
+    planned_notes, lite_layers = [], []
     if method == "tinytl":
-        module = add_lite_residuals(module, given)
-        name = f"{name}+lite-residual"
+        module, name = add_lite_residuals(module, given), f"{name}+lite-residual"
         lite_layers = lite_layer_names(module)
-    graph = trace(module, given, name, blocks=blocks)
+        planned_notes = _tinytl_notes(given.shape, fisher)
+    graph = trace(module, given, name, blocks=search.blocks)
     coster = Coster(graph, options)
-    memory = _memory_budget(memory_bytes)
-    compute_macs, fraction = _compute_budget(compute, coster)
-    budget = Budget(memory, compute_macs, tuple(limits))
+    compute_macs, fraction = _compute_budget(budgets.compute, coster)
+    budget = Budget(budgets.memory_bytes, compute_macs, search.limits)
     result = _load_fisher(fisher, graph) if method != "tinytl" else None
     if result is not None:  # a probe of other weights ranks channels these weights do not have
         check_weights(result, module, str(fisher) if isinstance(fisher, (str, Path)) else "fisher")
-    notes: list[str] = []
-    greedy_value = None
-    if method == "tinytl":
-        notes.append(f"planned for add_lite_residuals(model, {list(input_shape)}) (planner.tinytl): "
-                     "apply the policy to that model (`ttplan profile` adds the modules itself)")
-        if fisher is not None:
-            notes.append("the Fisher probe was ignored: it measured the model without lite residuals")
+    if method in ("tinytrain", "sparseupdate"):
+        _check_room_for_nothing(coster, budget.memory_bytes)
+    planned = _select(method, coster, graph, budget, result, search, module, name, lite_layers)
+    planned.notes[:0] = planned_notes
+    return _policy(method, module, graph, given, options, budget, fraction, search, result,
+                   planned)
 
-    if method in ("tinytrain", "sparseupdate") and memory is not None:
-        nothing = coster.evaluate({})
-        if nothing.memory.peak_bytes > memory:
-            hint = ": give a budget of at least that, or a smaller input shape" \
-                if options.weights_in_flash or convention != "paper" else \
-                " (weights count as RAM: plan with weights in flash to leave them out)"
-            raise SpecError(f"memory budget {memory:,} B is below the peak with nothing trained, "
-                            f"{nothing.memory.peak_bytes:,} B ({convention} convention){hint}")
 
+def _tinytl_notes(input_shape, fisher) -> list[str]:
+    notes = [f"planned for add_lite_residuals(model, {list(input_shape)}) (planner.tinytl): "
+             "apply the policy to that model (`ttplan profile` adds the modules itself)"]
+    if fisher is not None:
+        notes.append("the Fisher probe was ignored: it measured the model without lite residuals")
+    return notes
+
+
+def _check_room_for_nothing(coster: Coster, memory: int | None) -> None:
+    """A selecting method needs the peak with nothing trained to fit the memory budget."""
+    if memory is None:
+        return
+    nothing = coster.evaluate({})
+    if nothing.memory.peak_bytes > memory:
+        options = coster.options
+        hint = ": give a budget of at least that, or a smaller input shape" \
+            if options.weights_in_flash or not options.paper else \
+            " (weights count as RAM: plan with weights in flash to leave them out)"
+        raise SpecError(f"memory budget {memory:,} B is below the peak with nothing trained, "
+                        f"{nothing.memory.peak_bytes:,} B ({options.convention} convention){hint}")
+
+
+def _select(method, coster, graph, budget, result, search, module, name,
+            lite_layers) -> _Planned:
+    """The selection of `method` under `budget`, with the notes it leaves."""
     if method == "tinytrain":
-        if result is None:
-            raise SpecError("method tinytrain needs Fisher information: run `ttplan fisher` "
-                            "first and pass its file")
-        candidates = build_candidates(graph, result.layers, channels=channels, model=module,
-                                      seed=seed)
-        selection = greedy(coster, candidates, budget)
-        if selection is None:
-            raise infeasible_error(coster, candidates, budget)
-        if solver == "exact":
-            greedy_value = selection.fisher_captured
-            exact = solve_exact(coster, candidates, budget, incumbent=selection, gap=exact_gap)
-            gap = exact.fisher_captured - greedy_value
-            notes.append(f"exact optimum captures {exact.fisher_captured:.6g}, greedy "
-                         f"{greedy_value:.6g} ({_percent(gap, exact.fisher_captured)} below)")
-            selection = exact
-        selection = _at_least_baselines(coster, budget, result, graph, selection, notes)
-    elif method == "sparseupdate":
-        selection = _sparseupdate(coster, graph, name, budget, result, seed, scheme)
+        return _tinytrain(coster, graph, budget, result, search, module)
+    if method == "sparseupdate":
+        return _Planned(_sparseupdate(coster, graph, name, budget, result, search.seed,
+                                      search.scheme), [])
+    if method == "tinytl":
+        updates = baselines.tinytl_updates(graph, lite_layers)
     else:
         updates = {"none": baselines.none_updates, "fulltrain": baselines.fulltrain_updates,
-                   "lastlayer": baselines.lastlayer_updates}.get(method)
-        updates = baselines.tinytl_updates(graph, lite_layers) if method == "tinytl" \
-            else updates(graph)
-        selection = Selection(updates, 0.0, coster.evaluate(updates), 1, f"baseline {method}")
+                   "lastlayer": baselines.lastlayer_updates}[method](graph)
+    return _Planned(Selection(updates, 0.0, coster.evaluate(updates), 1, f"baseline {method}"),
+                    [])
 
-    prof = profile(module, input_shape, update=selection.updates, options=options, graph=graph)
+
+def _tinytrain(coster, graph, budget, result, search, module) -> _Planned:
+    if result is None:
+        raise SpecError("method tinytrain needs Fisher information: run `ttplan fisher` "
+                        "first and pass its file")
+    candidates = build_candidates(graph, result.layers, channels=search.channels, model=module,
+                                  seed=search.seed)
+    selection = greedy(coster, candidates, budget)
+    if selection is None:
+        raise infeasible_error(coster, candidates, budget)
+    notes, greedy_value = [], None
+    if search.solver == "exact":
+        greedy_value = selection.fisher_captured
+        exact = solve_exact(coster, candidates, budget, incumbent=selection, gap=search.exact_gap)
+        gap = exact.fisher_captured - greedy_value
+        notes.append(f"exact optimum captures {exact.fisher_captured:.6g}, greedy "
+                     f"{greedy_value:.6g} ({_percent(gap, exact.fisher_captured)} below)")
+        selection = exact
+    selection = _at_least_baselines(coster, budget, result, graph, selection, notes)
+    return _Planned(selection, notes, greedy_value)
+
+
+def _policy(method, module, graph, given, options, budget, fraction, search, result,
+            planned: _Planned) -> Policy:
+    """The policy of a selection: its profile under the same options, budgets, notes."""
+    selection, notes = planned.selection, planned.notes
+    prof = profile(module, given.shape, update=selection.updates, options=options, graph=graph)
     within = budget.fits(prof.evaluation)
     if not within:
         notes.append(_over_budget(method, budget, prof.memory.peak_bytes,
                                   prof.totals["backward_macs"], prof.evaluation))
     captured = fisher_captured(selection.updates, result, graph) if result is not None else None
+    tinytrain = method == "tinytrain"
     return Policy(
-        model_name=name, fingerprint=graph.fingerprint(), input_shape=input_shape,
-        method=method, convention=convention, cost_options=options.to_dict(),
-        budgets={"memory_bytes": memory, "compute_macs": compute_macs,
+        model_name=graph.model_name, fingerprint=graph.fingerprint(), input_shape=given.shape,
+        method=method, options=options,
+        budgets={"memory_bytes": budget.memory_bytes, "compute_macs": budget.compute_macs,
                  "compute_fraction": fraction},
-        selection={"solver": solver if method == "tinytrain" else None,
-                   "channels": channels if method == "tinytrain" else None,
-                   "seed": seed, "evaluations": selection.evaluations,
-                   "greedy_fisher_captured": greedy_value, "detail": selection.note,
+        selection={"solver": search.solver if tinytrain else None,
+                   "channels": search.channels if tinytrain else None,
+                   "seed": search.seed, "evaluations": selection.evaluations,
+                   "greedy_fisher_captured": planned.greedy_value, "detail": selection.note,
                    "fisher": None if result is None else {
                        "num_samples": result.num_samples, "loss": result.loss,
                        "seed": result.seed}},
@@ -206,34 +270,10 @@ def _percent(part: float, whole: float) -> str:
     return f"{100 * part / whole:.2f}%" if whole > 0 else "0%"
 
 
-def _memory_budget(memory_bytes) -> int | None:
-    if memory_bytes is None:
-        return None
-    if isinstance(memory_bytes, str):
-        return parse_bytes(memory_bytes)
-    if isinstance(memory_bytes, bool) or not isinstance(memory_bytes, int) or memory_bytes <= 0:
-        raise SpecError(f"memory budget must be a positive number of bytes, not {memory_bytes!r}")
-    return memory_bytes
-
-
-def _compute_budget(compute, coster: Coster) -> tuple[int | None, float | None]:
+def _compute_budget(compute: ComputeBudget | None, coster: Coster) -> tuple[int | None, float | None]:
     """(budget in MACs, fraction as given or None)."""
     if compute is None:
         return None, None
-    if isinstance(compute, str):
-        compute = parse_compute(compute)
-    elif isinstance(compute, bool):
-        raise SpecError(f"invalid compute budget {compute!r}")
-    elif isinstance(compute, int):
-        if compute <= 0:
-            raise SpecError(f"compute budget must be a positive number of MACs, not {compute}")
-        compute = ComputeBudget(macs=compute)
-    elif isinstance(compute, float):
-        if not (math.isfinite(compute) and 0 < compute <= 1):
-            raise SpecError(f"a compute fraction must be in (0, 1], not {compute}")
-        compute = ComputeBudget(fraction=compute)
-    if not isinstance(compute, ComputeBudget):
-        raise SpecError(f"compute budget must be MACs, a fraction or text, not {type(compute).__name__}")
     if compute.macs is not None:
         return compute.macs, None
     full = coster.evaluate(baselines.fulltrain_updates(coster.graph)).totals["backward_macs"]

@@ -16,7 +16,7 @@ from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.costs import Evaluation
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.inputs import resolve_inputs
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import CostOptions, options_or_default
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.trace import trace
 
@@ -57,17 +57,14 @@ class PlanningContext:
     `fisher_fraction(updates)` the share of the probe's total Fisher potential it captures.
     """
 
-    def __init__(self, model, *, fisher=None, input_shape=(1, 3, 128, 128),
-                 convention: str = "paper", optimizer: str = "sgd", weight_bits: int = 32,
-                 activation_bits: int = 32, gradient_bits: int = 32,
-                 weights_in_flash: bool | None = None, channels: str = "fisher", seed: int = 0,
-                 model_name: str | None = None, inputs=None):
-        # Options first: a bad option is refused before any work, with `plan`'s message.
-        self.options = CostOptions(convention, optimizer, weight_bits, activation_bits,
-                                   gradient_bits, weights_in_flash)
-        given = resolve_inputs(inputs, None if inputs is not None else input_shape)
+    def __init__(self, model, *, fisher=None, options: CostOptions | None = None, inputs=None,
+                 channels: str = "fisher", seed: int = 0):
+        """`model`, `fisher`, `options` and `inputs` as `plan` takes them (`inputs` default
+        1x3x128x128); `channels` and `seed`: the candidates' channel criterion."""
+        self.options = options_or_default(options)
+        given = resolve_inputs(inputs)
         self.input_shape = given.shape
-        self.module, self.model_name = resolve_model(model, model_name)
+        self.module, self.model_name = resolve_model(model)
         self.graph = trace(self.module, given, self.model_name)
         self.coster = CachingCoster(self.graph, self.options)
         self.fisher = self._fisher(fisher)

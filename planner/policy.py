@@ -41,7 +41,7 @@ from ttplan.costmodel.config import LayerUpdate, channel_count, updatable_layers
 from ttplan.costmodel.errors import PolicyError, SpecError
 from ttplan.costmodel.graph import LayerGraph
 from ttplan.costmodel.inputs import ModelInputs, from_json, from_shape
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import CostOptions, cost_options
 
 from .jsonio import check_header, check_keys, is_int, is_number, load_json, save_json
 
@@ -68,8 +68,7 @@ class Policy:
     fingerprint: str
     input_shape: tuple[int, ...]
     method: str
-    convention: str
-    cost_options: dict
+    options: CostOptions  # how it was costed: the file's convention and cost_options
     budgets: dict
     selection: dict
     layers: list[dict]
@@ -101,9 +100,14 @@ class Policy:
         return {layer["name"]: _layer_update(layer) for layer in self.layers}
 
     @property
-    def options(self) -> CostOptions:
-        """How the policy was costed (validated when the policy was read)."""
-        return CostOptions(self.convention, **self.cost_options)
+    def convention(self) -> str:
+        """The memory convention the budgets bind."""
+        return self.options.convention
+
+    @property
+    def cost_options(self) -> dict:
+        """The options the file records beside its convention."""
+        return self.options.to_dict()
 
     @property
     def fisher_captured(self) -> float | None:
@@ -210,7 +214,7 @@ def _parse(d: Any, source: str) -> Policy:
         if not ok:
             raise bad(f"cost_options.{key} must be a {kind.__name__}")
     try:
-        CostOptions(d["convention"], **options)
+        costed = cost_options(d["convention"], **options)
     except SpecError as exc:
         raise bad(f"cost_options: {exc}") from None
     budgets = d["budgets"]
@@ -227,8 +231,8 @@ def _parse(d: Any, source: str) -> Policy:
     notes = d["notes"]
     if not (isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
         raise bad("'notes' must be a list of strings")
-    return Policy(model["name"], model["fingerprint"], tuple(shape), d["method"], d["convention"],
-                  dict(options), dict(budgets), dict(d["selection"]), layers, dict(d["predicted"]),
+    return Policy(model["name"], model["fingerprint"], tuple(shape), d["method"], costed,
+                  dict(budgets), dict(d["selection"]), layers, dict(d["predicted"]),
                   list(notes), inputs=inputs)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.inputs import ModelInputs, resolve_inputs
 from ttplan.costmodel.measure import verify_saved_bytes
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import OPTION_NAMES, CostOptions, cost_options
 from ttplan.costmodel.profile import Profile, resolve_model, with_batch_size
 from ttplan.costmodel.profile import profile as cost_profile
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, parse_update
@@ -22,9 +22,6 @@ from ttplan.costmodel.trace import trace
 
 from .policy import Policy, check_against_graph, policy_from_file_or_object
 from .tinytl import LITE_ATTR, add_lite_residuals
-
-_OPTION_NAMES = ("convention", "optimizer", "weight_bits", "activation_bits", "gradient_bits",
-                 "weights_in_flash")
 
 
 def profile(model, input_shape=None, *, update="all", batch_size=None, convention=None,
@@ -49,13 +46,13 @@ def profile(model, input_shape=None, *, update="all", batch_size=None, conventio
     verify: also run the configuration once in PyTorch and record in `verification` what
     autograd kept against the `pytorch` convention's prediction (`verify_saved_bytes`).
     """
-    given = {k: v for k, v in zip(_OPTION_NAMES, (convention, optimizer, weight_bits,
+    given = {k: v for k, v in zip(OPTION_NAMES, (convention, optimizer, weight_bits,
                                                   activation_bits, gradient_bits,
                                                   weights_in_flash)) if v is not None}
     policy = _policy_of(update)
     module, name = resolve_model(model, model_name, weights, classifier)
     if policy is None:
-        options = CostOptions(**given)
+        options = cost_options(**given)
         shape = resolve_inputs(inputs, input_shape, batch_size)
         prof = cost_profile(module, shape, update=update, options=options, model_name=name,
                             tracer=tracer, rules=rules, blocks=blocks,
@@ -88,7 +85,7 @@ def _policy_of(update) -> Policy | None:
 
 def _policy_options(policy: Policy, given: dict) -> CostOptions:
     recorded = policy.options
-    asked = CostOptions(**{**vars(recorded), **given})
+    asked = recorded.replace(**given)
     for key in given:
         if getattr(asked, key) != getattr(recorded, key):
             raise SpecError(f"{key.replace('_', '-')} {given[key]} contradicts the policy's "

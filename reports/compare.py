@@ -9,7 +9,10 @@ over budget.
 
 from __future__ import annotations
 
-from ttplan.devices.planning import DeviceContext, attach_prediction, plan_budgets
+from ttplan.costmodel.inputs import resolve_inputs
+from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.specs import Budgets
+from ttplan.devices.planning import DeviceContext, device_prediction, plan_on
 from ttplan.planner.api import plan
 
 METHODS = ("fulltrain", "lastlayer", "tinytl", "sparseupdate", "tinytrain")
@@ -22,18 +25,23 @@ DEVICE_FIELDS = ("total_s", "energy_j", "fits_ram")
 
 
 def compare_methods(model, *, fisher=None, methods=METHODS, device: DeviceContext | None = None,
-                    **plan_options) -> list[dict]:
-    """One row per method; ratios are to the TinyTrain row (None without one). With `device`,
+                    budgets: Budgets | None = None, options: CostOptions | None = None,
+                    inputs=None) -> list[dict]:
+    """One row per method, each planned with the same `budgets`, `options` and `inputs` (as
+    `plan` takes them); ratios are to the TinyTrain row (None without one). With `device`,
     budgets come from it as `ttplan plan --device` takes them, and DEVICE_FIELDS are added."""
     rows = []
+    budgets = budgets if budgets is not None else Budgets()
+    given = resolve_inputs(inputs)
     for method in methods:
-        options = dict(plan_options)
-        if device is not None:
-            options.update(plan_budgets(device, method, options.get("input_shape", (1, 3, 128, 128)),
-                                        options.pop("memory_bytes", None), model))
-        policy = plan(model, method=method, fisher=fisher if method != "tinytl" else None,
-                      **options)
-        predicted = attach_prediction(device, policy, model) if device is not None else {}
+        method_fisher = fisher if method != "tinytl" else None
+        if device is None:
+            policy = plan(model, method=method, fisher=method_fisher,
+                          memory_bytes=budgets.memory_bytes, compute=budgets.compute,
+                          options=options, inputs=given)
+        else:
+            policy = plan_on(device, model, method, method_fisher, budgets, options, given, None)
+        predicted = device_prediction(device, policy, model)[0] if device is not None else {}
         memory, totals = policy.predicted["memory"], policy.predicted["totals"]
         rows.append({"method": method, "peak_bytes": memory["peak_bytes"],
                      "saved_activation_bytes": memory["saved_activation_bytes"],

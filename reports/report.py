@@ -17,9 +17,9 @@ from pathlib import Path
 from ttplan.costmodel.config import channel_count
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.fileio import write_bytes_atomic, write_text_atomic
-from ttplan.costmodel.profile import resolve_model
-from ttplan.costmodel.specs import parse_bytes, parse_compute
-from ttplan.planner.api import plan
+from ttplan.costmodel.profile import ModelSource, resolve_model
+from ttplan.costmodel.specs import Budgets
+from ttplan.planner.api import PlanSearch, plan
 from ttplan.planner.context import PlanningContext
 from ttplan.planner.score import ranked
 from ttplan.planner.select import Budget
@@ -45,36 +45,54 @@ class Report:
     drawers: dict = field(default_factory=dict, repr=False, compare=False)
 
 
-def build_report(model, *, fisher=None, memory="1MB", compute="15%", solver: str = "greedy",
-                 input_shape=(1, 3, 128, 128), whatif_memory: str | None = None,
-                 whatif_compute: str = "2%:60%:6", whatif_methods=("tinytrain", "sparseupdate"),
-                 predictor=None, model_name: str | None = None, log=None) -> Report:
-    memory_bytes = parse_bytes(memory) if isinstance(memory, str) else int(memory)
-    budget_compute = parse_compute(compute) if isinstance(compute, str) else compute
-    module, name = resolve_model(model, model_name)
+@dataclass(frozen=True)
+class WhatifAxes:
+    """A report's what-if grid: `memory` and `compute` ranges as `whatif.parse_range` reads
+    them ("50KB:300KB:3"; memory by default half to twice the plan's budget) and the
+    `methods` planned in each cell."""
+
+    memory: str | None = None
+    compute: str = "2%:60%:6"
+    methods: tuple = ("tinytrain", "sparseupdate")
+
+
+REPORT_BUDGETS = Budgets("1MB", "15%")
+
+
+def build_report(model, *, fisher=None, budgets: Budgets = REPORT_BUDGETS,
+                 solver: str = "greedy", input_shape=(1, 3, 128, 128),
+                 whatif: WhatifAxes | None = None, predictor=None, log=None) -> Report:
+    """The report of one model (module docstring): `model` as `plan` takes it (a
+    `ModelSource` names it), its plan under `budgets` (both memory and compute), the
+    what-if grid `whatif`, the device `predictor` (`reports.predict`)."""
+    whatif = whatif if whatif is not None else WhatifAxes()
+    if budgets.memory_bytes is None or budgets.compute is None:
+        raise SpecError("a report plans within a memory and a compute budget: give both")
+    memory_bytes, budget_compute = budgets.memory_bytes, budgets.compute
+    module, name = resolve_model(model)
     predictor = for_model(predictor, module)
     if fisher is None:
         if log is not None:
             log(f"{name}: no Fisher file given; using the synthetic probe (25 samples, seed 0)")
         fisher = synthetic_fisher(module, (1,) + tuple(input_shape)[1:])
-    context = PlanningContext(module, fisher=fisher, input_shape=input_shape, model_name=name)
+    context = PlanningContext(ModelSource(module, name), fisher=fisher, inputs=input_shape)
     name = context.model_name
-    policy = plan(context.module, model_name=name, fisher=context.fisher,
-                  memory_bytes=memory_bytes, compute=budget_compute, solver=solver,
-                  input_shape=context.input_shape)
+    policy = plan(ModelSource(context.module, name), fisher=context.fisher,
+                  memory_bytes=memory_bytes, compute=budget_compute, search=PlanSearch(solver),
+                  inputs=context.input_shape)
     budgets = policy.budgets
     chosen = _why_chosen(context, policy.updates(), Budget(budgets["memory_bytes"],
                                                            budgets["compute_macs"]))
     predicted = policy.predicted
     device = predict(predictor, policy.method, policy.graph, policy.updates(), policy.options)
 
-    rows2 = table2_rows(context.module, fisher=context.fisher, input_shape=context.input_shape,
-                        memory_bytes=memory_bytes, compute=budget_compute, model_name=name,
-                        predictor=predictor)
-    grid_memory = parse_range(whatif_memory or f"{memory_bytes // 2}:{memory_bytes * 2}:6",
+    rows2 = table2_rows(ModelSource(context.module, name), fisher=context.fisher,
+                        input_shape=context.input_shape, memory_bytes=memory_bytes,
+                        compute=budget_compute, predictor=predictor)
+    grid_memory = parse_range(whatif.memory or f"{memory_bytes // 2}:{memory_bytes * 2}:6",
                               "memory")
-    grid_compute = parse_range(whatif_compute, "compute")
-    cells = run_whatif(context, grid_memory, grid_compute, methods=whatif_methods,
+    grid_compute = parse_range(whatif.compute, "compute")
+    cells = run_whatif(context, grid_memory, grid_compute, methods=whatif.methods,
                        solver=solver, predictor=predictor)
     whatif = whatif_data(context, cells, solver)
     layers = layer_rows(context, policy.updates())

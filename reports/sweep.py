@@ -11,15 +11,21 @@ from ttplan.costmodel.config import TrainConfig, mac_blocks, resolve_updates
 from ttplan.costmodel.costs import evaluate
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.graph import LayerGraph
-from ttplan.costmodel.options import CostOptions
+from ttplan.costmodel.options import CostOptions, PAPER
 from ttplan.costmodel.specs import UpdateSpec, parse_int
 
 SWEEP_FIELDS = ("k", "convention", "saved_activation_bytes", "saved_kib", "peak_bytes",
                 "backward_macs", "trainable_params")
 
 
+def sweep_options(conventions) -> tuple[CostOptions, ...]:
+    """The options of a sweep's columns: frozen weights counted in RAM under every convention,
+    so the columns compare."""
+    return tuple(PAPER.replace(weights_in_flash=False).under(c) for c in conventions)
+
+
 def sweep_last_k(graph: LayerGraph, unit: str, ks,
-                 options: tuple[CostOptions, ...] = (CostOptions(),)) -> list[dict]:
+                 options: tuple[CostOptions, ...] = (PAPER,)) -> list[dict]:
     """One row per (K, options) for updating the last K `unit`s ("blocks" or "layers")."""
     if unit not in ("blocks", "layers"):
         raise SpecError(f"sweep unit must be blocks or layers, not {unit!r}")

@@ -31,12 +31,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import sys
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.options import CostOptions
-from ttplan.costmodel.profile import profile, resolve_model
+from ttplan.costmodel.options import PAPER
+from ttplan.costmodel.profile import ModelSource, profile, resolve_model
 from ttplan.costmodel.zoo import ZOO_MODELS
 from ttplan.planner.api import plan
 from ttplan.planner.data import load_support
@@ -82,13 +81,13 @@ def synthetic_fisher(module, input_shape, samples: int = PROBE_SAMPLES, seed: in
 
 
 def table2_rows(model, *, fisher=None, input_shape=(1, 3, 128, 128), memory_bytes=1_000_000,
-                compute=0.15, optimizer: str = "momentum", model_name: str | None = None,
-                log=None, predictor=None) -> list[dict]:
+                compute=0.15, optimizer: str = "momentum", log=None,
+                predictor=None) -> list[dict]:
     """The five rows of one model (see the module docstring). `fisher`: a Fisher file, a
     FisherResult, or None (the synthetic probe, seed 0, 25 samples; `log` is told). With a
     device `predictor` (`reports.predict`) each row also has `device`: {time_s, energy_j,
     fits_ram} of the method's run at its batch size."""
-    module, name = resolve_model(model, model_name)
+    module, name = resolve_model(model)
     predictor = for_model(predictor, module)
     sample_shape = (1,) + tuple(int(d) for d in input_shape)[1:]
     if fisher is None:
@@ -97,6 +96,7 @@ def table2_rows(model, *, fisher=None, input_shape=(1, 3, 128, 128), memory_byte
                 f"({PROBE_SAMPLES} samples, seed {PROBE_SEED})")
         fisher = synthetic_fisher(module, sample_shape)
     zoo = name in ZOO_MODELS
+    options = PAPER.replace(optimizer=optimizer)
     rows = []
     for method in METHODS:
         batch = BATCH_SIZES.get(method, 1)
@@ -104,11 +104,11 @@ def table2_rows(model, *, fisher=None, input_shape=(1, 3, 128, 128), memory_byte
         budgets = {}
         if method == "tinytrain" or (method == "sparseupdate" and not zoo):
             budgets = {"memory_bytes": memory_bytes, "compute": compute}
-        policy = plan(module, model_name=name, method=method, input_shape=shape,
+        policy = plan(ModelSource(module, name), method=method, inputs=shape,
                       fisher=fisher if method in ("tinytrain", "sparseupdate") else None,
-                      convention="paper", optimizer=optimizer, **budgets)
+                      options=options, **budgets)
         updates = policy.updates()
-        costs = {c: profile(module, shape, update=updates, options=CostOptions(c, optimizer),
+        costs = {c: profile(module, shape, update=updates, options=policy.options.under(c),
                             graph=policy.graph, model_name=name) for c in ("paper", "pytorch")}
         totals = costs["paper"].totals
         backward = totals["backward_macs"] // batch

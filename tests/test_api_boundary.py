@@ -45,12 +45,59 @@ def test_profile_refuses_what_the_cli_refuses(kwargs, flags, needle):
 
 @pytest.mark.parametrize("kwargs,flags,needle", BAD_OPTIONS)
 def test_plan_refuses_what_the_cli_refuses(kwargs, flags, needle):
-    api = _api_error(lambda **kw: ttplan.plan("mcunet-5fps", method="fulltrain", **kw), **kwargs)
+    # The options are one value (ttplan.cost_options builds it, at the API's boundary).
+    api = _api_error(lambda **kw: ttplan.plan("mcunet-5fps", method="fulltrain",
+                                              options=ttplan.cost_options(**kw)), **kwargs)
     cli = _cli_error(["plan", "mcunet-5fps", "--method", "fulltrain"] + flags)
     assert needle in api and api == cli
 
 
-@pytest.mark.parametrize("fn", [ttplan.profile, ttplan.plan, ttplan.apply_policy,
+BAD_BUDGETS = [
+    ({"memory_bytes": 0}, ["--memory", "0"], "invalid byte size '0'"),
+    ({"memory_bytes": "1.5 TB"}, ["--memory", "1.5 TB"], "invalid byte size '1.5 TB'"),
+    ({"compute": 0}, ["--compute", "0"], "invalid compute budget '0'"),
+    ({"compute": "150%"}, ["--compute", "150%"], "invalid compute budget '150%'"),
+]
+
+
+@pytest.mark.parametrize("kwargs,flags,needle", BAD_BUDGETS)
+def test_budgets_refuse_what_the_cli_refuses(kwargs, flags, needle):
+    """A budget is parsed once (ttplan.Budgets): the number the API is given and the text the
+    command line is given meet the same grammar and the same message."""
+    api = _api_error(lambda **kw: ttplan.plan("mcunet-5fps", method="fulltrain", **kw), **kwargs)
+    assert api == _api_error(ttplan.Budgets, **kwargs)
+    cli = _cli_error(["plan", "mcunet-5fps", "--method", "fulltrain"] + flags)
+    assert needle in api and api == cli and "\n" not in api
+
+
+def test_budgets_are_typed_once():
+    budgets = ttplan.Budgets("1MB", "15%")
+    assert budgets.memory_bytes == 1_000_000 and budgets.compute.fraction == 0.15
+    assert ttplan.Budgets(1_000_000, 0.15) == budgets
+
+
+def test_one_duration_grammar():
+    """`measure --time-limit 20m` reads a duration as `plan --time 20m` does."""
+    from ttplan.costmodel.specs import parse_duration
+    from ttplan.devices import grid, planning
+
+    assert grid.parse_duration is parse_duration and planning.parse_duration is parse_duration
+    assert parse_duration("20m") == parse_duration("20min") == 1200.0
+    cli = _cli_error(["measure", "mcunet-5fps", "--log", "runs.csv", "--time-limit",
+                      "20 fortnights"])
+    assert cli == _api_error(parse_duration, text="20 fortnights", what="time limit")
+
+
+def test_time_needs_a_device_in_one_place():
+    from ttplan.devices.planning import device_for
+
+    api = _api_error(device_for, device=None, time="10min")
+    for command in (["plan", "mcunet-5fps"], ["compare", "mcunet-5fps"]):
+        assert _cli_error(command + ["--time", "10min"]) == api
+
+
+@pytest.mark.parametrize("fn", [ttplan.profile, ttplan.plan, ttplan.apply_policy, ttplan.Budgets,
+                                ttplan.PlanSearch, ttplan.cost_options, ttplan.device_context,
                                 ttplan.load_policy, ttplan.fisher_information, ttplan.trace,
                                 ttplan.register_rule])
 def test_public_functions_show_their_parameters(fn):
@@ -65,3 +112,11 @@ def test_cost_options_are_frozen_and_resolved():
     assert ttplan.CostOptions("pytorch").weights_in_flash is False
     with pytest.raises(AttributeError):
         options.optimizer = "adam"
+
+
+def test_request_values_are_checked_for_their_type():
+    """Below the boundary a value arrives typed: a loose one is refused, naming the factory."""
+    assert "ttplan.cost_options" in _api_error(ttplan.plan, model="mcunet-5fps",
+                                               method="none", options="pytorch")
+    assert "PlanSearch" in _api_error(ttplan.plan, model="mcunet-5fps", method="none",
+                                      search="exact")

@@ -12,6 +12,7 @@ from ttplan.costmodel.zoo import build_zoo_model
 from ttplan.planner.api import plan
 from ttplan.planner.apply import apply_policy
 from ttplan.planner.fisher import FisherResult, default_candidate_layers
+from ttplan.costmodel.options import cost_options
 
 SHAPE = (2, 3, 16, 16)
 
@@ -27,7 +28,7 @@ def net(seed=0):
 
 
 def policy_with(model, layers):
-    d = plan(model, method="none", input_shape=SHAPE).to_dict()
+    d = plan(model, method="none", inputs=SHAPE).to_dict()
     d["layers"] = layers
     return d
 
@@ -111,8 +112,8 @@ def test_a_planned_policy_trains_what_the_cost_model_counts():
     deltas = {n: [rng.random() for _ in range(modules[n].out_channels)]
               for n in default_candidate_layers(model)}
     fisher = FisherResult(deltas, {k: math.fsum(v) for k, v in deltas.items()}, 5, "ce", 0, 0.0, 0)
-    policy = plan(model, fisher=fisher, input_shape=(1, 3, 32, 32), convention="pytorch",
-                  compute=0.1)
+    policy = plan(model, fisher=fisher, inputs=(1, 3, 32, 32), compute=0.1,
+                  options=cost_options(convention="pytorch"))
     applied = apply_policy(model, policy)
     # pytorch convention: trainable_params counts the selected entries of every tensor
     selected = sum(int(applied.masks[n].sum()) if n in applied.masks else p.numel()
@@ -132,7 +133,7 @@ def test_a_planned_policy_trains_what_the_cost_model_counts():
 
 
 def test_another_model_is_refused():
-    policy = plan(net(), method="fulltrain", input_shape=SHAPE)
+    policy = plan(net(), method="fulltrain", inputs=SHAPE)
     other = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
     with pytest.raises(PolicyError, match="planned for"):
         apply_policy(other, policy)

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ttplan.cli import app
+from ttplan.devices.runner import RunSettings, Support
 
 runner = CliRunner()
 
@@ -233,7 +234,8 @@ def test_profile_verify_in_eval_mode_is_what_train_measures():
     assert result.exit_code == 0, result.output
     verify = json.loads(result.stdout)["verify"]
     assert verify["measured_batches"] == [1]
-    trained = ttplan.train("mcunet-5fps", update="all", synthetic=True, samples=5,
-                           iterations=1, holdout=0, input_shape=(1, 3, 32, 32))
+    trained = ttplan.train("mcunet-5fps", update="all", inputs=(1, 3, 32, 32),
+                           support=Support(synthetic=True, samples=5, holdout=0),
+                           run=RunSettings(iterations=1))
     assert verify["measured_bytes"] == verify["predicted_bytes"] == \
         trained.measured["saved_bytes"] == trained.predicted["saved_bytes"]

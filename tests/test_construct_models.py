@@ -96,7 +96,7 @@ def test_multihead_attention_is_planned_whole_and_applied():
     x = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     layers = sorted({n.layer_key for n in trace(model, (2, 3, 8, 8)).mac_layers()})
     fisher = ttplan.fisher_information(model, layers, x, torch.arange(8) % 2)
-    policy = ttplan.plan(model, fisher=fisher, input_shape=(1, 3, 8, 8),
+    policy = ttplan.plan(model, fisher=fisher, inputs=(1, 3, 8, 8),
                          memory_bytes="400kB", compute="90%")
     attn = [l for l in policy.layers if l["name"].endswith("attn")]
     assert attn and all(l["channels"] is None for l in attn)  # all or nothing
@@ -105,7 +105,7 @@ def test_multihead_attention_is_planned_whole_and_applied():
         assert {f"{layer['name']}.{p}" for p in ("in_proj_weight", "out_proj.weight",
                                                   "in_proj_bias", "out_proj.bias")} <= trained
     # SparseUpdate's search takes per-layer input-channel ratios: all or nothing here too.
-    baseline = ttplan.plan(model, method="sparseupdate", input_shape=(1, 3, 8, 8),
+    baseline = ttplan.plan(model, method="sparseupdate", inputs=(1, 3, 8, 8),
                            memory_bytes="400kB")
     assert all(l["channels"] is None for l in baseline.layers if l["name"].endswith("attn"))
     ttplan.apply_policy(MHAViT(), baseline)
@@ -219,7 +219,7 @@ def test_export_of_linear_layers_says_it_can_express_nothing():
     from ttplan.planner.policy import Policy
     from ttplan.planner.sparseupdate import export_sparseupdate
     model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
-    d = plan(model, method="none", input_shape=(2, 8)).to_dict()
+    d = plan(model, method="none", inputs=(2, 8)).to_dict()
     graph = trace(model, (2, 8))
     with pytest.raises(SpecError, match="trains no layer"):
         export_sparseupdate(Policy.from_dict(d), graph)

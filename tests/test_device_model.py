@@ -22,6 +22,8 @@ from ttplan.devices.logs import LOG_COLUMNS, load_device_logs
 from ttplan.devices.model import ENERGY_NAMES, TIME_NAMES, Run, predict
 from ttplan.devices.profiles import DeviceProfile, builtin_profiles, resolve_device
 from ttplan.devices.stepcost import StepCost
+from ttplan.costmodel.options import cost_options
+from ttplan.planner.api import PlanSearch
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -262,12 +264,12 @@ def test_linear_limit_equals_the_model_within_ram():
     """The planner's LinearLimit is the calibrated model's time, minus nothing, for a
     configuration that fits the available RAM."""
     from ttplan.costmodel.profile import resolve_model
-    from ttplan.devices.planning import device_context, plan_budgets
+    from ttplan.devices.planning import device_context, time_limits
     from ttplan.devices.probecost import run_probe_macs
     from ttplan.devices.stepcost import step_cost
     from ttplan import profile
     ctx = device_context("pi-zero-2", time=600)
-    limit = plan_budgets(ctx, "tinytrain", (1, 3, 128, 128), model="mcunet-5fps")["limits"][0]
+    limit = time_limits(ctx, "tinytrain", (1, 3, 128, 128), model="mcunet-5fps")[0]
     prof = profile("mcunet-5fps", update="last-blocks:3")
     cost = step_cost("mcunet-5fps", "last-blocks:3", (1, 3, 128, 128))
     probe = run_probe_macs(resolve_model("mcunet-5fps")[0], (1, 3, 128, 128), 25)
@@ -293,24 +295,26 @@ def test_planner_does_not_import_devices():
 
 
 def test_python_api_refuses_what_the_cli_refuses():
-    from ttplan.devices.planning import predict_training
+    from ttplan.devices.planning import device_context, predict_training
     with pytest.raises(TtplanError, match="no calibration for device raspberry-pi-4"):
         predict_training("mcunet-5fps", "all", "raspberry-pi-4")
     with pytest.raises(TtplanError, match="iterations must be a positive integer"):
-        predict_training("mcunet-5fps", "all", "pi-zero-2", iterations=0)
+        predict_training("mcunet-5fps", "all", device_context("pi-zero-2", iterations=0))
     with pytest.raises(TtplanError):
         load_calibration(ROOT / "devices/data/device_logs.csv")
 
 
 def test_device_memory_budget_and_runtime_peak():
-    from ttplan.devices.planning import plan_for_device
-    pi = plan_for_device("mcunet-5fps", device="pi-zero-2", method="lastlayer")
+    from ttplan.devices.planning import device_context, plan_for_device
+    pi = plan_for_device("mcunet-5fps", method="lastlayer",
+                         device=device_context(device="pi-zero-2"))
     assert pi.budgets["memory_bytes"] == 512 * 2**20 - 256 * 2**20  # RAM - reserve
     on_pi = pi.predicted["device"]
     assert on_pi["fits_ram"] and on_pi["total_s"] > 0 and on_pi["time_limit_s"] is None
     # A microcontroller runs a bare-metal engine: its RAM holds the paper convention's peak.
-    mcu = plan_for_device("mcunet-5fps", device="stm32f746", method="lastlayer",
-                          activation_bits=8, weight_bits=8, gradient_bits=8)
+    mcu = plan_for_device("mcunet-5fps", method="lastlayer",
+                          options=cost_options(weight_bits=8, activation_bits=8, gradient_bits=8),
+                          device=device_context(device="stm32f746"))
     on_mcu = mcu.predicted["device"]
     assert on_mcu["peak_bytes"] == mcu.predicted["memory"]["peak_bytes"] > 320 * 1024
     assert on_mcu["fits_ram"] is False and not mcu.predicted["within_budget"]
@@ -319,15 +323,17 @@ def test_device_memory_budget_and_runtime_peak():
 
 
 def test_a_device_plans_under_its_runtime_unless_told_otherwise():
-    from ttplan.devices.planning import plan_for_device
+    from ttplan.devices.planning import device_context, plan_for_device
     # The Pi runs PyTorch: its RAM must hold what eager PyTorch keeps.
-    pi = plan_for_device("mcunet-5fps", device="pi-zero-2", method="lastlayer")
+    pi = plan_for_device("mcunet-5fps", method="lastlayer",
+                         device=device_context(device="pi-zero-2"))
     assert pi.options.convention == "pytorch"
-    paper = plan_for_device("mcunet-5fps", device="pi-zero-2", method="lastlayer",
-                            convention="paper")
+    paper = plan_for_device("mcunet-5fps", method="lastlayer",
+                            options=cost_options(convention="paper"),
+                            device=device_context(device="pi-zero-2"))
     assert paper.options.convention == "paper"  # an explicit convention wins
-    assert plan_for_device("mcunet-5fps", device="stm32f746",
-                           method="lastlayer").options.convention == "paper"
+    assert plan_for_device("mcunet-5fps", method="lastlayer",
+                           device=device_context(device="stm32f746")).options.convention == "paper"
     shown = runner.invoke(app, ["plan", "mcunet-5fps", "--device", "pi-zero-2", "--method",
                                 "lastlayer"])
     assert shown.exit_code == 0 and "pytorch convention" in shown.stdout
@@ -402,8 +408,9 @@ def test_time_limit_prices_depthwise_macs_as_the_model_does(tmp_path):
     assert runner.invoke(app, ["fisher", "mcunet-5fps", "--synthetic", "--samples", "4",
                                "--input-shape", "1,3,64,64", "--out", str(fisher)]).exit_code == 0
     for solver in ("greedy", "exact"):
-        policy = plan("mcunet-5fps", fisher=str(fisher), input_shape=(1, 3, 64, 64),
-                      solver=solver, limits=(LinearLimit(coefficients, limit, "time"),))
+        policy = plan("mcunet-5fps", fisher=str(fisher), inputs=(1, 3, 64, 64),
+                      search=PlanSearch(solver=solver,
+                                        limits=(LinearLimit(coefficients, limit, "time"),)))
         cost = step_cost("mcunet-5fps", policy.updates(), (1, 3, 64, 64))
         assert cost.depthwise_backward_weight_macs > 0, solver  # the depthwise rate matters
         assert predict(Run("sparseupdate", 1, 25, cost), terms, None, device).total_s \

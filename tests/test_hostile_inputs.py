@@ -504,7 +504,7 @@ def test_a_fisher_file_of_other_weights_is_refused(workdir):
     with torch.no_grad():
         model.blocks[13].project[0].weight.mul_(2)
     with pytest.raises(PolicyError, match="other weights") as info:
-        plan(model, fisher=result, input_shape=(1, 3, 32, 32), memory_bytes="2MB")
+        plan(model, fisher=result, inputs=(1, 3, 32, 32), memory_bytes="2MB")
     assert result.weights in str(info.value)
 
     torch.save(model.state_dict(), workdir / "w.pt")

@@ -13,6 +13,7 @@ from ttplan.costmodel.inputs import as_inputs, parse_input_spec
 from ttplan.planner.policy import Policy
 
 from sequence_models import SEQ, VOCAB, keyword_spotter, lstm_classifier, tiny_bert
+from ttplan.devices.runner import RunSettings, Support
 
 IDS = torch.zeros(1, SEQ, dtype=torch.int64)
 
@@ -130,8 +131,9 @@ def test_npz_of_real_inputs(tmp_path):
 
 
 def test_train_and_fisher_take_token_ids_from_python():
-    result = ttplan.train(lstm_classifier(), inputs="int64[1,16]", update="all", synthetic=True,
-                          samples=8, iterations=1, batch_size=2)
+    result = ttplan.train(lstm_classifier(), inputs="int64[1,16]", update="all",
+                          support=Support(synthetic=True, samples=8),
+                          run=RunSettings(iterations=1, batch_size=2))
     assert result.run["batch_size"] == 2 and "token ids < 50" in result.run["data"]
     assert result.measured["saved_bytes"] == result.predicted["saved_bytes"]
     ids = torch.randint(0, VOCAB, (6, SEQ), generator=torch.Generator().manual_seed(0))

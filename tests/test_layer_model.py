@@ -15,7 +15,7 @@ from ttplan.costmodel.profile import profile
 from ttplan.devices import layermodel as lm
 from ttplan.devices.calibrate import calibrate_layers, calibration_from_dict, load_calibration
 from ttplan.devices.layerrun import fit_layer_model, run_description
-from ttplan.devices.planning import predict_training
+from ttplan.devices.planning import device_context, predict_training
 from ttplan.devices.profiles import DeviceProfile
 
 
@@ -164,8 +164,9 @@ def test_predict_with_a_layer_calibration_has_no_energy_without_energy_data(tmp_
     path = tmp_path / "cal.json"
     cal.save(path)
     net = tiny_net()
-    out = predict_training(net, "all", "host", calibration=str(path), iterations=2, samples=4,
-                           input_shape="1,3,4,4")
+    out = predict_training(net, "all", device_context("host", calibration=str(path),
+                                                      iterations=2, samples=4),
+                           inputs=(1, 3, 4, 4))
     assert out["time_model"] == "per-layer"
     assert out["energy_j"] is None and out["energy_basis"] is None
     assert out["phases"]["train_s"] > 0 and out["phases"]["fisher_s"] == 0.0
@@ -198,17 +199,18 @@ def test_a_time_budgeted_plan_captures_at_least_a_baseline_that_fits(tmp_path):
                            DeviceProfile("host", None))
     path = tmp_path / "cal.json"
     cal.save(path)
-    budget_s = 1.001 * predict_training(tiny_net(), "last-blocks:2", "host",
-                                        calibration=str(path), iterations=2, samples=4,
-                                        input_shape="1,3,4,4")["total_s"]
+    budget_s = 1.001 * predict_training(tiny_net(), "last-blocks:2",
+                                        device_context("host", calibration=str(path),
+                                                       iterations=2, samples=4),
+                                        inputs=(1, 3, 4, 4))["total_s"]
 
     def planned(potential):  # {layer: P_i}, spread evenly over its output channels
         deltas = {name: [p / n] * n for (name, p), n in zip(potential.items(), (8, 8, 4))}
         fisher = FisherResult(deltas, {k: math.fsum(v) for k, v in deltas.items()}, 4, "ce",
                               0, 0.0, 0)
-        return plan_for_device(tiny_net(), device="host", calibration=str(path), time=budget_s,
-                               iterations=2, samples=4, input_shape=(1, 3, 4, 4),
-                               fisher=fisher)
+        return plan_for_device(tiny_net(), inputs=(1, 3, 4, 4), fisher=fisher,
+                               device=device_context("host", time=budget_s, iterations=2,
+                                                     samples=4, calibration=str(path)))
 
     floor = planned({"0": 0.5, "3": 1.0, "5": 0.3})
     assert [(l["name"], l["channels"]) for l in floor.layers] == [("3", None), ("5", None)]

@@ -127,7 +127,7 @@ def test_apply_policy_trains_functional_norms_and_free_parameters():
     from ttplan.planner.apply import apply_policy
     case = LIBRARY_MODELS["mobilenet_bnact"]
     model = case()
-    d = plan(model, method="none", input_shape=case.input_shape).to_dict()
+    d = plan(model, method="none", inputs=case.input_shape).to_dict()
     d["layers"] = [{"name": "conv_stem", "update_weight": False, "update_bias": True,
                     "channel_axis": 0, "channels": None},
                    {"name": "blocks.0.0.conv_pw", "update_weight": True, "update_bias": True,
@@ -138,7 +138,7 @@ def test_apply_policy_trains_functional_norms_and_free_parameters():
     assert set(applied.trainable) == {"bn1.bias", "blocks.0.0.conv_pw.weight",
                                       "blocks.0.0.bn1.weight", "blocks.0.0.bn1.bias"}
     vit = ViTLike()
-    d = plan(vit, method="none", input_shape=(2, 3, 16, 16)).to_dict()
+    d = plan(vit, method="none", inputs=(2, 3, 16, 16)).to_dict()
     d["layers"] = [{"name": "cls_token", "update_weight": True, "update_bias": False,
                     "channel_axis": 0, "channels": None}]
     assert set(apply_policy(vit, d).trainable) == {"cls_token"}

@@ -26,6 +26,8 @@ from ttplan.costmodel.options import CostOptions
 from ttplan.planner.select import Budget, Choice, Coster, greedy, updates_of
 from ttplan.planner.tinytl import add_lite_residuals, lite_layer_names
 from ttplan.cli import app
+from ttplan.costmodel.options import cost_options
+from ttplan.planner.api import PlanSearch
 
 SHAPE = (1, 3, 128, 128)
 
@@ -108,7 +110,7 @@ def test_channel_criteria(mcunet):
 def test_greedy_fits_both_budgets_and_is_deterministic(mcunet):
     model, graph, fisher = mcunet
     kwargs = dict(method="tinytrain", fisher=fisher, memory_bytes=1_000_000, compute=0.15,
-                  weights_in_flash=True)
+                  options=cost_options(weights_in_flash=True))
     a, b = plan(model, **kwargs), plan(model, **kwargs)
     assert a.to_dict() == b.to_dict()
     pred = a.predicted
@@ -144,15 +146,18 @@ def test_greedy_costs_whole_configurations(mcunet):
 def test_budgets_nothing_fits_name_the_smallest(mcunet):
     model, graph, fisher = mcunet
     with pytest.raises(SpecError, match=r"below the peak with nothing trained, 2,532,256 B"):
-        plan(model, fisher=fisher, memory_bytes=1_000_000, weights_in_flash=False)
+        plan(model, fisher=fisher, memory_bytes=1_000_000,
+             options=cost_options(weights_in_flash=False))
     with pytest.raises(SpecError, match=r"below the peak with nothing trained, 655,360 B"):
         plan(model, fisher=fisher, memory_bytes=600_000)  # paper default: weights in flash
     with pytest.raises(SpecError) as info:
-        plan(model, fisher=fisher, memory_bytes=655_361, weights_in_flash=True)
+        plan(model, fisher=fisher, memory_bytes=655_361,
+             options=cost_options(weights_in_flash=True))
     message = str(info.value)
     assert "\n" not in message and "cheapest" in message
     smallest = int(re.search(r"needs ([\d,]+) B", message).group(1).replace(",", ""))
-    fits = plan(model, fisher=fisher, memory_bytes=smallest, weights_in_flash=True)
+    fits = plan(model, fisher=fisher, memory_bytes=smallest,
+                options=cost_options(weights_in_flash=True))
     assert fits.layers and fits.predicted["memory"]["peak_bytes"] <= smallest
     with pytest.raises(SpecError, match="needs Fisher"):
         plan(model, method="tinytrain")
@@ -199,14 +204,14 @@ def test_exact_is_at_least_greedy_within_budget(name):
 def test_exact_through_plan_records_the_greedy(mcunet, capfd):
     model, graph, fisher = mcunet
     capfd.readouterr()
-    policy = plan(model, fisher=fisher, memory_bytes="1MB", compute="15%", weights_in_flash=True,
-                  solver="exact")
+    policy = plan(model, fisher=fisher, memory_bytes="1MB", compute="15%",
+                  options=cost_options(weights_in_flash=True), search=PlanSearch(solver="exact"))
     sel = policy.selection
     assert sel["solver"] == "exact" and sel["greedy_fisher_captured"] is not None
     assert policy.fisher_captured >= sel["greedy_fisher_captured"]
     assert any("greedy" in n for n in policy.notes)
-    again = plan(model, fisher=fisher, memory_bytes="1MB", compute="15%", weights_in_flash=True,
-                 solver="exact")
+    again = plan(model, fisher=fisher, memory_bytes="1MB", compute="15%",
+                 options=cost_options(weights_in_flash=True), search=PlanSearch(solver="exact"))
     assert again.to_dict() == policy.to_dict()  # HiGHS is deterministic: same file
     assert capfd.readouterr().out == ""  # HiGHS writes nothing into a --format json stdout
 
@@ -246,10 +251,11 @@ def test_sparseupdate_released_scheme(mcunet):
 
 def test_sparseupdate_shrinks_to_the_budget(mcunet):
     model, graph, fisher = mcunet
-    unconstrained = plan(model, method="sparseupdate", weights_in_flash=True)
+    unconstrained = plan(model, method="sparseupdate", options=cost_options(weights_in_flash=True))
     peak = unconstrained.predicted["memory"]["peak_bytes"]
-    tight = plan(model, method="sparseupdate", weights_in_flash=True, memory_bytes=peak - 50_000,
-                 compute=0.1, fisher=fisher)
+    tight = plan(model, method="sparseupdate", fisher=fisher,
+                 memory_bytes=peak - 50_000, compute=0.1,
+                 options=cost_options(weights_in_flash=True))
     assert tight.predicted["within_budget"]
     assert "shrunk to fit" in tight.selection["detail"]
     assert tight.fisher_captured is not None
@@ -257,15 +263,16 @@ def test_sparseupdate_shrinks_to_the_budget(mcunet):
 
 def test_sparseupdate_search_is_seeded_and_within_budget():
     model = chain(widths=(8, 16, 24, 32, 32), depthwise=(False, True, False, True))
-    kwargs = dict(method="sparseupdate", input_shape=(1, 3, 32, 32), memory_bytes=120_000,
-                  compute=0.3)
-    a, b = plan(model, seed=3, **kwargs), plan(model, seed=3, **kwargs)
+    kwargs = dict(method="sparseupdate", inputs=(1, 3, 32, 32), memory_bytes=120_000, compute=0.3,
+                  search=PlanSearch(seed=3))
+    a, b = plan(model, **kwargs), plan(model, **kwargs)
     assert a.to_dict() == b.to_dict()
     assert a.predicted["within_budget"] and a.layers
     assert a.selection["detail"].startswith("evolutionary search")
     assert a.selection["evaluations"] >= 100
     with pytest.raises(SpecError, match="no released SparseUpdate scheme"):
-        plan(model, method="sparseupdate", scheme="released", input_shape=(1, 3, 32, 32))
+        plan(model, method="sparseupdate", inputs=(1, 3, 32, 32),
+             search=PlanSearch(scheme="released"))
 
 
 def test_tinytl_prices_the_lite_residuals():
@@ -278,7 +285,7 @@ def test_tinytl_prices_the_lite_residuals():
     names = lite_layer_names(lite)
     assert len(names) == 2 * len(model.blocks)
     assert "blocks.3.lite_residual.conv1" in names and "blocks.3.expand.0" in dict(lite.named_modules())
-    policy = plan(model, method="tinytl", input_shape=(1, 3, 64, 64))
+    policy = plan(model, method="tinytl", inputs=(1, 3, 64, 64))
     assert policy.model_name == "mcunet-5fps+lite-residual"
     weights = {l["name"] for l in policy.layers if l["update_weight"]}
     assert weights == set(names)

@@ -18,6 +18,8 @@ from ttplan.planner.api import plan
 from ttplan.planner.fisher import FisherResult, default_candidate_layers
 from ttplan.planner.policy import Policy, load_policy, load_policy_updates
 from ttplan.planner.sparseupdate import export_sparseupdate
+from ttplan.costmodel.options import cost_options
+from ttplan.planner.api import PlanSearch
 
 SHAPE = (1, 3, 64, 64)
 
@@ -35,20 +37,26 @@ def fake_fisher(model, seed=0):
 def setup():
     model = build_zoo_model("mcunet-5fps")
     fisher = fake_fisher(model)
-    policy = plan(model, fisher=fisher, memory_bytes=400_000, compute=0.2, input_shape=SHAPE,
-                  weights_in_flash=True, channels="random", seed=7)
+    policy = plan(model, fisher=fisher, inputs=SHAPE,
+                  memory_bytes=400_000, compute=0.2,
+                  options=cost_options(weights_in_flash=True),
+                  search=PlanSearch(channels="random", seed=7))
     return model, fisher, policy
 
 
 def test_same_inputs_and_seed_give_byte_identical_files(setup, tmp_path):
     model, fisher, policy = setup
-    again = plan(model, fisher=fisher, memory_bytes=400_000, compute=0.2, input_shape=SHAPE,
-                 weights_in_flash=True, channels="random", seed=7)
+    again = plan(model, fisher=fisher, inputs=SHAPE,
+                 memory_bytes=400_000, compute=0.2,
+                 options=cost_options(weights_in_flash=True),
+                 search=PlanSearch(channels="random", seed=7))
     policy.save(tmp_path / "a.json")
     again.save(tmp_path / "b.json")
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
-    other = plan(model, fisher=fisher, memory_bytes=400_000, compute=0.2, input_shape=SHAPE,
-                 weights_in_flash=True, channels="random", seed=8)
+    other = plan(model, fisher=fisher, inputs=SHAPE,
+                 memory_bytes=400_000, compute=0.2,
+                 options=cost_options(weights_in_flash=True),
+                 search=PlanSearch(channels="random", seed=8))
     assert other.to_dict()["layers"] != policy.to_dict()["layers"]
 
 
@@ -74,8 +82,9 @@ def test_round_trip_and_schema(setup, tmp_path):
 def test_profile_of_the_policy_gives_the_predicted_numbers(tmp_path, convention):
     model = build_zoo_model("mbv2-w0.35")
     fisher = fake_fisher(model)
-    policy = plan(model, fisher=fisher, memory_bytes=3_000_000, compute=0.25, input_shape=SHAPE,
-                  convention=convention, optimizer="momentum")
+    policy = plan(model, fisher=fisher, inputs=SHAPE,
+                  memory_bytes=3_000_000, compute=0.25,
+                  options=cost_options(convention=convention, optimizer="momentum"))
     path = tmp_path / "policy.json"
     policy.save(path)
     prof = profile(model, SHAPE, update=str(path), convention=convention, optimizer="momentum")
@@ -148,7 +157,7 @@ def test_malformed_policies_are_refused_with_the_reason(setup, tmp_path):
 def test_export_of_the_released_scheme_is_the_scheme():
     model = build_zoo_model("mcunet-5fps")
     graph = trace(model, SHAPE, "mcunet-5fps")
-    policy = plan(model, method="sparseupdate", input_shape=SHAPE)
+    policy = plan(model, method="sparseupdate", inputs=SHAPE)
     notes = []
     config = export_sparseupdate(policy, graph, notes)
     scheme = sparseupdate.released_schemes()["mcunet-5fps"]["99"]
@@ -186,5 +195,5 @@ def test_linear_layers_are_plannable():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
     deltas = {"0": [0.5] * 8, "3": [1.0] * 10}
     fisher = FisherResult(deltas, {k: sum(v) for k, v in deltas.items()}, 4, "ce", 0, 0.0, 0)
-    policy = plan(model, fisher=fisher, input_shape=(1, 3, 8, 8), compute=0.5)
+    policy = plan(model, fisher=fisher, inputs=(1, 3, 8, 8), compute=0.5)
     assert policy.layers and policy.predicted["within_budget"]

@@ -14,8 +14,9 @@ import ttplan
 from ttplan.cli import app
 from ttplan.costmodel.errors import SpecError
 from ttplan.devices import process, runtime_probe
-from ttplan.devices.planning import predict_training
+from ttplan.devices.planning import device_context, predict_training
 from ttplan.devices.profiles import profile_from_dict, resolve_device
+from ttplan.devices.runner import RunSettings, Support
 
 MiB = 2**20
 SHAPE = (1, 3, 16, 16)
@@ -34,8 +35,9 @@ def test_a_board_adds_its_runtime_and_the_support_set_to_the_step():
 
 
 def test_train_predicts_the_process_peak_from_the_host_runtime():
-    result = ttplan.train("mcunet-5fps", update="last-blocks:1", synthetic=True, samples=6,
-                          iterations=1, holdout=0, input_shape=(1, 3, 32, 32))
+    result = ttplan.train("mcunet-5fps", update="last-blocks:1", inputs=(1, 3, 32, 32),
+                          support=Support(synthetic=True, samples=6, holdout=0),
+                          run=RunSettings(iterations=1))
     p = result.predicted
     parts = p["process_memory"]
     assert parts["runtime_bytes"] == 400 * MiB and parts["support_copies"] == 5.0  # conftest
@@ -46,8 +48,8 @@ def test_train_predicts_the_process_peak_from_the_host_runtime():
 
 
 def test_predict_reports_the_process_peak_and_fits_ram_uses_it(tmp_path):
-    got = predict_training("mcunet-5fps", "last-blocks:1", "pi-zero-2", samples=25,
-                           input_shape="1,3,64,64")
+    got = predict_training("mcunet-5fps", "last-blocks:1",
+                           device_context("pi-zero-2", samples=25), inputs=(1, 3, 64, 64))
     parts = got["process_memory"]
     assert got["peak_rss_bytes"] == parts["peak_rss_bytes"] == (
         192 * MiB + round(process.DEFAULT_SUPPORT_COPIES * 25 * 3 * 64 * 64 * 4)

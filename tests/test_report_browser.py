@@ -90,7 +90,8 @@ def browse(page_html: str, width: int) -> dict:
 def report_html():
     predictor = device_predictor(device_context("pi-zero-2"))
     built = report_module.build_report("mcunet-5fps", input_shape=(1, 3, 64, 64),
-                                       whatif_compute="5%:60%:4", predictor=predictor)
+                                       whatif=report_module.WhatifAxes(compute="5%:60%:4"),
+                                       predictor=predictor)
     return report_module.render_html(built)
 
 

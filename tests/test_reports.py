@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from ttplan.cli import app
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.profile import ModelSource
+from ttplan.costmodel.specs import Budgets
 from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
 from ttplan.devices.planning import device_context, predict_training
 from ttplan.planner.context import PlanningContext
@@ -112,7 +114,7 @@ def test_table2_latex_has_the_papers_layout(zoo_table2):
 def mcunet_context():
     model = build_zoo_model("mcunet-5fps")
     fisher = synthetic_fisher(model, (1, 3, 128, 128), samples=5)
-    return PlanningContext(model, fisher=fisher, model_name="mcunet-5fps")
+    return PlanningContext(ModelSource(model, "mcunet-5fps"), fisher=fisher)
 
 
 def test_whatif_exact_within_budgets_and_monotone(mcunet_context):
@@ -249,9 +251,10 @@ class _Tables(HTMLParser):
 
 def _tiny_report(predictor=None):
     model = tiny_net()
-    return report_module.build_report(model, model_name="tiny", memory=200_000,
-                                      compute="30%", input_shape=(1, 3, 32, 32),
-                                      whatif_memory="50KB:300KB:3", whatif_compute="10%:60%:3",
+    return report_module.build_report(ModelSource(model, "tiny"),
+                                      budgets=Budgets(200_000, "30%"),
+                                      input_shape=(1, 3, 32, 32),
+                                      whatif=report_module.WhatifAxes("50KB:300KB:3", "10%:60%:3"),
                                       predictor=predictor)
 
 

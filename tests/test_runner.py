@@ -26,6 +26,8 @@ from ttplan.devices.stepcost import step_cost
 from ttplan.devices.sparse import sparse_forward
 from ttplan.planner.data import synthetic_data
 from ttplan.planner.fisher import default_candidate_layers, fisher_information
+from ttplan.costmodel.options import cost_options
+from ttplan.devices.runner import RunSettings, Support
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SHAPE = (1, 3, 16, 16)
@@ -60,8 +62,8 @@ class TinyNet(nn.Module):
 def tinytrain_policy(model, shape=SHAPE, compute=0.4, samples=10):
     x, y = synthetic_data(samples, 5, shape[1:], 0)
     fisher = fisher_information(model, default_candidate_layers(model, 0.7), x, y)
-    return ttplan.plan(model, fisher=fisher, compute=compute, input_shape=shape,
-                       convention="pytorch")
+    return ttplan.plan(model, fisher=fisher, inputs=shape, compute=compute,
+                       options=cost_options(convention="pytorch"))
 
 
 # ----------------------------------------------------------------------------- sparse backward
@@ -111,8 +113,8 @@ def test_only_selected_entries_change_and_saved_bytes_match():
     policy = tinytrain_policy(model)
     assert any(layer["channels"] for layer in policy.layers)  # a channel-sparse policy
     before = copy.deepcopy(model.state_dict())
-    result = ttplan.train(model, policy=policy, synthetic=True, samples=10, iterations=2,
-                          batch_size=2, lr=0.05)
+    result = ttplan.train(model, policy=policy, support=Support(synthetic=True, samples=10),
+                          run=RunSettings(iterations=2, batch_size=2, lr=0.05))
     after = model.state_dict()
 
     allowed = {}
@@ -147,8 +149,9 @@ def test_mcunet_small_input_saved_bytes_match_pytorch_convention():
     model = ttplan.build_zoo_model("mcunet-5fps")
     policy = tinytrain_policy(model, shape, compute=0.15)
     assert any(layer["channels"] for layer in policy.layers)
-    result = ttplan.train("mcunet-5fps", policy=policy, synthetic=True, samples=5,
-                          iterations=1, batch_size=2, holdout=0)
+    result = ttplan.train("mcunet-5fps", policy=policy,
+                          support=Support(synthetic=True, samples=5, holdout=0),
+                          run=RunSettings(iterations=1, batch_size=2))
     measured, predicted = result.measured["saved_bytes"], result.predicted["saved_bytes"]
     assert abs(measured - predicted) <= 0.02 * predicted, (measured, predicted)
     assert result.accuracy == {"before": None, "after": None}
@@ -167,8 +170,9 @@ def test_no_grad_prefix_keeps_nothing_before_the_first_updated_layer():
             module.register_forward_hook(lambda m, a, out, name=name: calls.setdefault(
                 name, []).append((torch.is_grad_enabled(), out.requires_grad)))
     # TinyNet's blocks are the stem and the Sequential children block1.0 ... block2.2.
-    result = ttplan.train(model, update="last-blocks:3", synthetic=True, samples=6,
-                          iterations=1, batch_size=2, holdout=0)
+    result = ttplan.train(model, update="last-blocks:3",
+                          support=Support(synthetic=True, samples=6, holdout=0),
+                          run=RunSettings(iterations=1, batch_size=2))
     prefix = [n for n in calls if n.startswith(("stem", "block1"))]
     # The prefix runs with gradients off in every call, training steps included ...
     assert prefix and not any(enabled or kept for n in prefix for enabled, kept in calls[n])
@@ -189,8 +193,9 @@ def test_train_measures_the_saved_bytes_it_predicts(update, batch):
     # `all` the stem saves the input; its storage was once the whole x_train).
     model = TinyNet()
     spec = {"policy": tinytrain_policy(model)} if update == "policy" else {"update": update}
-    result = ttplan.train(model, **spec, synthetic=True, samples=8, iterations=1,
-                          batch_size=batch, holdout=0, input_shape=SHAPE)
+    result = ttplan.train(model, **spec, inputs=SHAPE,
+                          support=Support(synthetic=True, samples=8, holdout=0),
+                          run=RunSettings(iterations=1, batch_size=batch))
     assert result.measured["saved_bytes"] == result.predicted["saved_bytes"] > 0
 
 
@@ -212,16 +217,18 @@ class PlainNet(nn.Module):
 def test_fine_tuning_learns_the_task():
     # The zoo's fixed-seed weights are not pre-trained (BatchNorm statistics as initialised),
     # so their accuracy means nothing; a plain net shows the loop itself learns.
-    result = ttplan.train(PlainNet(), update="all", synthetic=True, samples=30, iterations=6,
-                          batch_size=5, lr=1e-3, optimizer="adam", input_shape=SHAPE)
+    result = ttplan.train(PlainNet(), update="all", inputs=SHAPE,
+                          support=Support(synthetic=True, samples=30),
+                          run=RunSettings(iterations=6, batch_size=5, lr=1e-3, optimizer="adam"))
     loss = result.run["loss"]
     assert loss["last"] < 0.8 * loss["first"] and loss["last"] < math.log(5)
     assert result.accuracy["after"] >= result.accuracy["before"]
 
 
 def test_nothing_updated_runs_forward_only():
-    result = ttplan.train(TinyNet(), update="none", synthetic=True, samples=4, iterations=1,
-                          holdout=0, input_shape=SHAPE)
+    result = ttplan.train(TinyNet(), update="none", inputs=SHAPE,
+                          support=Support(synthetic=True, samples=4, holdout=0),
+                          run=RunSettings(iterations=1))
     assert result.measured["saved_bytes"] == result.predicted["saved_bytes"] == 0
     assert result.policy["trainable_tensors"] == 0 and result.costs["updated_tensors"] == 0
 
@@ -238,8 +245,9 @@ def test_holdout_split_keeps_every_class():
 def test_log_rows_load(tmp_path):
     log = tmp_path / "runs.csv"
     for iterations in (1, 2):
-        result = ttplan.train(TinyNet(), update="last-layers:1", synthetic=True, samples=6,
-                              iterations=iterations, holdout=0, input_shape=SHAPE)
+        result = ttplan.train(TinyNet(), update="last-layers:1", inputs=SHAPE,
+                              support=Support(synthetic=True, samples=6, holdout=0),
+                              run=RunSettings(iterations=iterations))
         append_log_row(log, result.log_row())
     with open(log, newline="") as handle:
         assert tuple(csv.DictReader(handle).fieldnames) == LOG_COLUMNS
@@ -292,8 +300,8 @@ def test_parse_duration():
 def test_measure_grid_in_order(tmp_path):
     log = tmp_path / "grid.csv"
     model = TinyNet()
-    rows = grid.measure(model, time_limit_s=600, log=log, samples=4, max_iterations=1,
-                        input_shape=SHAPE, isolate=False)
+    rows = grid.measure(model, time_limit_s=600, log=log, input_shape=SHAPE,
+                        runs=grid.GridRuns(samples=4, iterations=1, isolate=False))
     expected = [(u, b) for b in (1, 4) for u in grid.GRID_UPDATES]  # batch 16 > 4 samples
     assert [(r["method"], r["batch_size"]) for r in rows] == expected
     with open(log, newline="") as handle:
@@ -307,14 +315,13 @@ def test_measure_grid_in_order(tmp_path):
 
 
 def test_measure_grid_at_chosen_batch_sizes(tmp_path):
-    rows = grid.measure(TinyNet(), time_limit_s=600, log=tmp_path / "grid.csv", samples=4,
-                        max_iterations=1, input_shape=SHAPE, isolate=False,
-                        batch_sizes=(2,))
+    rows = grid.measure(TinyNet(), time_limit_s=600, log=tmp_path / "grid.csv", input_shape=SHAPE,
+                        runs=grid.GridRuns((2,), samples=4, iterations=1, isolate=False))
     assert [(r["method"], r["batch_size"]) for r in rows] == [(u, 2) for u in grid.GRID_UPDATES]
     for bad in ((), (0,), (8,)):  # nothing, not positive, nothing fits 4 samples
         with pytest.raises(SpecError, match="batch size"):
-            grid.measure(TinyNet(), time_limit_s=60, log=tmp_path / "bad.csv", samples=4,
-                         input_shape=SHAPE, isolate=False, batch_sizes=bad)
+            grid.measure(TinyNet(), time_limit_s=60, log=tmp_path / "bad.csv", input_shape=SHAPE,
+                         runs=grid.GridRuns(bad, samples=4, isolate=False))
     assert not (tmp_path / "bad.csv").exists()
 
 

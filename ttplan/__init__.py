@@ -11,9 +11,16 @@ The public Python API. Every `ttplan` command is a call to one or more of these:
     policy = ttplan.plan("mcunet-5fps", fisher=..., memory_bytes=1_000_000, compute=0.15)
     ttplan.apply_policy(model, policy)
 
-    ttplan.train("mcunet-5fps", policy=policy, synthetic=True, device="pi-zero-2")
+    ttplan.train("mcunet-5fps", policy=policy, support=ttplan.Support(synthetic=True),
+                 device="pi-zero-2")
     ttplan.predict("mcunet-5fps", "last-blocks:2", "pi-zero-2")   # `ttplan predict` JSON
-    ttplan.plan_for_device("mcunet-5fps", device="pi-zero-2", time="10min", fisher=...)
+    pi = ttplan.device_context("pi-zero-2", time="10min")       # the device, resolved once
+    ttplan.plan_for_device("mcunet-5fps", device=pi, fisher=...)
+
+Loose values become typed ones once, at this boundary: `cost_options(...)` -> CostOptions,
+`Budgets(memory, compute)`, `PlanSearch(solver, channels, seed, ...)`, `ModelSource(model,
+name, weights)`, `device_context(...)`, `Support`/`RunSettings` for `train`
+(notes/api_requests.md).
 
 What the `ttplan` command uses besides these lives in three public modules beside this one:
 `ttplan.specs` (text into typed values: sizes, budgets, durations, shapes), `ttplan.io`
@@ -34,6 +41,8 @@ Models, traces and costs (each function's own docstring says how it is called)
                                 file: built from the zoo, never imported)
     trace                       a model -> its layer graph; fold_batchnorm (the paper's graph)
     CostOptions, TrainConfig, LayerUpdate   what is trained and how it is counted
+    cost_options                the one factory of CostOptions (convention, optimiser, bits)
+    ModelSource, Budgets        a model with its name and weights; a memory and compute budget
     Rule, Saved, Grad, register_rule        cost rules for operators ttplan does not know
     TtplanError                 every error in what a person gave
 Fisher information
@@ -41,17 +50,21 @@ Fisher information
     support set: folder, .npz or synthetic); feeding, infer_vocab (models of several or
     integer inputs); synthetic_fisher with PROBE_SAMPLES, PROBE_SEED (the default probe)
 Plans and policies
-    plan -> Policy; PlanningContext (a model traced once, planned many times)
+    plan -> Policy; PlanningContext (a model traced once, planned many times); PlanSearch
+    (solver, channels, seed, scheme, blocks, extra limits)
     load_policy, check_policy (a policy against a model's graph), apply_policy
     export_sparseupdate         a policy as SparseUpdate's backward_config
 Devices
-    predict, plan_for_device, train; device_context, device_predictor (a device resolved
-    once, with its calibration); resolve_device, builtin_devices, detect_host,
-    BUILTIN_CALIBRATIONS; calibrate, calibrate_layers, measure_grid, measure_layer_table,
-    validate_runs (calibration runs, their fit and its leave-one-out error)
+    predict, plan_for_device, train with Support, RunSettings, OnDevicePlan (the samples,
+    the run's settings, a plan made on the device); device_context, device_for (a device
+    resolved once, with its calibration; device_for: none without a name, --time needs a
+    device), device_predictor; resolve_device, builtin_devices, detect_host,
+    BUILTIN_CALIBRATIONS; calibrate, calibrate_layers, measure_grid with GridRuns,
+    measure_layer_table, validate_runs (calibration runs, their fit and its leave-one-out
+    error)
 Reports
-    sweep_last_k, compare_methods with COMPARE_METHODS, table2, run_whatif and whatif_data,
-    layer_rows, build_report
+    sweep_last_k with sweep_options, compare_methods with COMPARE_METHODS, table2,
+    run_whatif and whatif_data, layer_rows, build_report with WhatifAxes
 """
 
 from __future__ import annotations
@@ -67,6 +80,9 @@ _EXPORTS = {
     "TrainConfig": ("ttplan.costmodel.config", "TrainConfig"),
     "TtplanError": ("ttplan.costmodel.errors", "TtplanError"),
     "CostOptions": ("ttplan.costmodel.options", "CostOptions"),
+    "cost_options": ("ttplan.costmodel.options", "cost_options"),
+    "Budgets": ("ttplan.costmodel.specs", "Budgets"),
+    "ModelSource": ("ttplan.costmodel.profile", "ModelSource"),
     "Profile": ("ttplan.costmodel.profile", "Profile"),
     "resolve_model": ("ttplan.costmodel.profile", "resolve_model"),
     "Rule": ("ttplan.costmodel.rules", "Rule"),
@@ -92,6 +108,7 @@ _EXPORTS = {
     # plans and policies
     "plan": ("ttplan.planner.api", "plan"),
     "PlanningContext": ("ttplan.planner.context", "PlanningContext"),
+    "PlanSearch": ("ttplan.planner.api", "PlanSearch"),
     "apply_policy": ("ttplan.planner.apply", "apply_policy"),
     "load_policy": ("ttplan.planner.policy", "load_policy"),
     "check_policy": ("ttplan.planner.policy", "check_against_graph"),
@@ -99,9 +116,16 @@ _EXPORTS = {
     "export_sparseupdate": ("ttplan.planner.sparseupdate", "export_sparseupdate"),
     # devices: profiles, predictions, runs, calibration
     "train": ("ttplan.devices.runner", "train"),
+    "Support": ("ttplan.devices.runner", "Support"),
+    "RunSettings": ("ttplan.devices.runner", "RunSettings"),
+    "OnDevicePlan": ("ttplan.devices.runner", "OnDevicePlan"),
     "predict": ("ttplan.devices.planning", "predict_training"),
     "plan_for_device": ("ttplan.devices.planning", "plan_for_device"),
     "device_context": ("ttplan.devices.planning", "device_context"),
+    "device_for": ("ttplan.devices.planning", "device_for"),
+    "GridRuns": ("ttplan.devices.grid", "GridRuns"),
+    "sweep_options": ("ttplan.reports.sweep", "sweep_options"),
+    "WhatifAxes": ("ttplan.reports.report", "WhatifAxes"),
     "resolve_device": ("ttplan.devices.profiles", "resolve_device"),
     "builtin_devices": ("ttplan.devices.profiles", "builtin_profiles"),
     "detect_host": ("ttplan.devices.profiles", "detect_host"),

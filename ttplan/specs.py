@@ -14,6 +14,8 @@ Scalars
     parse_bytes(text)                                     1MB, 512KiB, 1_000_000 -> bytes
     parse_compute(text)                                   15% or 6.5M backward MACs
     parse_duration(text, what)                            100s, 20min, 1h -> seconds
+    Budgets(memory, compute)                              a memory and a compute budget,
+                                                          each parsed once (text or number)
     MAX_INT, MAX_INPUT_ELEMENTS                           the bounds of the above
 
 Shapes and inputs
@@ -43,6 +45,7 @@ _EXPORTS = {
     "parse_bytes": ("ttplan.costmodel.specs", "parse_bytes"),
     "parse_compute": ("ttplan.costmodel.specs", "parse_compute"),
     "parse_duration": ("ttplan.costmodel.specs", "parse_duration"),
+    "Budgets": ("ttplan.costmodel.specs", "Budgets"),
     "parse_input_shape": ("ttplan.costmodel.specs", "parse_input_shape"),
     "MAX_INT": ("ttplan.costmodel.specs", "MAX_INT"),
     "MAX_INPUT_ELEMENTS": ("ttplan.costmodel.specs", "MAX_INPUT_ELEMENTS"),

@@ -8,7 +8,7 @@ import typer
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.render import percent, render, render_rows
-from ttplan.specs import SpecError, parse_compute, parse_input_shape
+from ttplan.specs import Budgets, SpecError, parse_input_shape
 
 from .common import emit, model_inputs, run_safely, table_width, tell, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, BatchSize, Blocks, Classifier,
@@ -93,13 +93,13 @@ def sweep(
 
     Saved activations, peak memory and backward MACs for each K, the shape of the paper's
     Table 7."""
-    from ttplan import CostOptions, resolve_model, sweep_last_k, trace
+    from ttplan import resolve_model, sweep_last_k, sweep_options, trace
     from ttplan.render import SWEEP_FIELDS
     from ttplan.specs import parse_k_range
 
     conventions = ("paper", "pytorch") if convention == "both" else (convention,)
     # Frozen weights counted in RAM under both conventions, so the two columns compare.
-    options = tuple(CostOptions(c, weights_in_flash=False) for c in conventions)
+    options = sweep_options(conventions)
     module, name = resolve_model(model)
     ks = parse_k_range(k)
     graph = trace(module, model_inputs(input_shape, input_specs, inputs_file,
@@ -133,25 +133,22 @@ def compare(
 
     --convention defaults to paper; with --device, to the device's runtime."""
     from ttplan import COMPARE_METHODS as METHODS
-    from ttplan import compare_methods, device_context
+    from ttplan import compare_methods, cost_options, device_for
     from ttplan.render import COMPARE_DEVICE_FIELDS as DEVICE_FIELDS
     from ttplan.render import COMPARE_FIELDS
 
-    if time is not None and device is None:
-        raise SpecError("--time needs --device: the time model is a device's calibration")
-    on = None if device is None else device_context(device, time=time, iterations=iterations,
-                                                    samples=samples)
+    budgets = Budgets(memory, compute)
+    on = device_for(device, time=time, iterations=iterations, samples=samples)
+    options = cost_options(convention or (on.device.runtime if on else "paper"), optimizer,
+                           weights_in_flash=weights_in_flash)
     methods = METHODS if fisher else tuple(m for m in METHODS if m != "tinytrain")
     inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
     if not (inputs.specs[0].is_float and len(inputs.shape) == 4):
         # TinyTL's lite residuals are 2-D convolutions beside blocks that map images.
         methods = tuple(m for m in methods if m != "tinytl")
         tell("note: tinytl is left out: its lite residuals need an image model")
-    rows = compare_methods(model, fisher=fisher, methods=methods, device=on, memory_bytes=memory,
-                           compute=parse_compute(compute) if compute is not None else None,
-                           input_shape=inputs.shape, inputs=inputs,
-                           convention=convention or (on.device.runtime if on else "paper"),
-                           optimizer=optimizer, weights_in_flash=weights_in_flash)
+    rows = compare_methods(model, fisher=fisher, methods=methods, device=on, budgets=budgets,
+                           options=options, inputs=inputs)
     fields = COMPARE_FIELDS + (DEVICE_FIELDS if on else ())
     if fmt == "table" and not wide:  # Fisher as a share of the potential, as everywhere
         total = total_potential(fisher) if fisher else 0.0

@@ -155,13 +155,13 @@ def predict(
     out: Out = None,
 ):
     """Predicted time per phase, energy and fit in RAM of training on a device."""
+    from ttplan import ModelSource, device_context
     from ttplan import predict as predict_training
 
     inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
-    result = predict_training(model, update, device, calibration=calibration,
-                              iterations=iterations, samples=samples, batch_size=batch_size,
-                              input_shape=inputs.shape, inputs=inputs, weights=weights,
-                              classifier=classifier)
+    on = device_context(device, calibration=calibration, iterations=iterations, samples=samples)
+    result = predict_training(ModelSource(model, weights=weights, classifier=classifier), update,
+                              on, batch_size=batch_size, inputs=inputs)
     if fmt == "json":
         emit(dumps(result), out)
         return

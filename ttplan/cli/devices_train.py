@@ -12,8 +12,8 @@ import typer
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.render import human_bytes, human_macs, human_seconds, render_rows, wrap_lines
-from ttplan.specs import (DEFAULT_ITERATIONS, DEFAULT_SAMPLES, SpecError, parse_duration,
-                          parse_input_shape, parse_int)
+from ttplan.specs import (DEFAULT_ITERATIONS, DEFAULT_SAMPLES, Budgets, SpecError,
+                          parse_duration, parse_input_shape, parse_int)
 
 from .common import emit, model_inputs, run_safely, table_width, tell
 from .options import (Calibration, ComputeBudget, Convention, InputSpecs, InputsFile, Iterations,
@@ -66,6 +66,7 @@ def train(
     progress: Progress = None,
 ):
     """Fine-tune on the support samples following a policy, measured beside its prediction."""
+    from ttplan import ModelSource, OnDevicePlan, RunSettings, Support, device_for
     from ttplan import train as train_model
     from ttplan.io import LOG_COLUMNS, append_log_row, check_log_target
 
@@ -73,15 +74,13 @@ def train(
         check_log_target(log)  # before the run, not after it
     show = sys.stderr.isatty() if progress is None else progress
     result = train_model(
-        model, policy=policy, method=method, update=update, memory=memory, compute=compute,
-        convention=convention, data=data, synthetic=synthetic,
-        samples=samples, seed=seed,
-        inputs=model_inputs(input_shape, input_specs, inputs_file), weights=weights,
-        vocab=vocab,
-        iterations=iterations,
-        batch_size=batch_size, lr=_positive_float("--lr", lr),
-        optimizer=optimizer, holdout=holdout, device_name=device_name, device=device,
-        calibration=calibration, progress=show)
+        ModelSource(model, weights=weights), policy=policy, update=update,
+        method=OnDevicePlan.given(method, Budgets(memory, compute), convention),
+        support=Support(data, synthetic, samples, vocab, holdout),
+        inputs=model_inputs(input_shape, input_specs, inputs_file),
+        run=RunSettings(iterations, batch_size, _positive_float("--lr", lr),
+                        optimizer, seed, show, device_name),
+        device=device_for(device, calibration=calibration))
     for warning in result.warnings:
         tell(f"warning: {warning}")
     if log:
@@ -136,15 +135,15 @@ def measure(
     out: Out = None,
 ):
     """Calibration runs: a fixed grid of updates and batch sizes within a time limit."""
-    from ttplan import measure_grid
+    from ttplan import GridRuns, measure_grid
     from ttplan.io import LOG_COLUMNS
 
     if layer_table:
         from ttplan import measure_layer_table as measure_table
         from ttplan.io import save_layer_table as save_table
         table = measure_table(model, input_shape=parse_input_shape(input_shape),
-                              batch_sizes=_batch_sizes(batch_sizes),
-                              samples=samples, seed=seed, iterations=iterations,
+                              runs=GridRuns(_batch_sizes(batch_sizes), samples, iterations,
+                                            seed),
                               report=lambda line: typer.echo(line, err=True))
         save_table(layer_table, table)
         for warning in table["warnings"]:
@@ -156,10 +155,9 @@ def measure(
         raise SpecError("--log is required (or --layer-table for a per-layer table)")
     limit_s = parse_duration(time_limit, "time limit")
     rows = measure_grid(model, time_limit_s=limit_s, log=log, device_name=device_name,
-                        samples=samples, seed=seed,
+                        runs=GridRuns(_batch_sizes(batch_sizes), samples, iterations, seed,
+                                      isolate),
                         input_shape=parse_input_shape(input_shape),
-                        max_iterations=iterations,
-                        isolate=isolate, batch_sizes=_batch_sizes(batch_sizes),
                         report=lambda line: typer.echo(line, err=True))
     tell(f"appended {len(rows)} row(s) to {log}")
     if fmt == "table":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import sys
 from typing import Optional
@@ -14,7 +13,7 @@ import typer
 from ttplan.io import json_text as dumps
 from ttplan.render import (fit_table, human_bytes, human_joules, human_macs, human_seconds,
                            percent, wrap_lines)
-from ttplan.specs import DEFAULT_TAIL_FRACTION, SpecError, parse_compute
+from ttplan.specs import DEFAULT_TAIL_FRACTION, Budgets, SpecError
 
 from .common import emit, model_inputs, note, run_safely, table_width, tell, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Channels, Classifier,
@@ -101,26 +100,24 @@ def plan(
 
     --convention defaults to paper; with --device, to what trains there (its runtime:
     pytorch on a Linux board, paper on a microcontroller)."""
+    from ttplan import ModelSource, PlanSearch, cost_options, device_for, plan_for_device
     from ttplan import plan as make_plan
-    from ttplan import plan_for_device, resolve_model
     from ttplan.io import load_fisher
 
-    if time is not None and device is None:
-        raise SpecError("--time needs --device: the time model is a device's calibration")
-    module, name = resolve_model(model, weights=weights, classifier=classifier)
-    if device is None:
-        make, convention = make_plan, convention or "paper"
-    else:  # convention None: the device's runtime decides (`ttplan.plan_for_device`)
-        make = functools.partial(plan_for_device, device=device, time=time,
-                                 iterations=iterations, samples=samples)
-    policy = make(
-        module, model_name=name, method=method, fisher=fisher, convention=convention,
-        memory_bytes=memory, compute=parse_compute(compute) if compute is not None else None,
-        inputs=model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE),
-        solver=solver, channels=channels,
-        scheme=scheme, seed=seed, optimizer=optimizer, weight_bits=weight_bits,
-        activation_bits=activation_bits, gradient_bits=gradient_bits,
-        weights_in_flash=weights_in_flash, blocks=blocks)
+    budgets = Budgets(memory, compute)
+    on = device_for(device, time=time, iterations=iterations, samples=samples)
+    # Without --convention: the device's runtime, else paper.
+    options = cost_options(convention or (on.device.runtime if on else "paper"), optimizer,
+                           weight_bits, activation_bits, gradient_bits, weights_in_flash)
+    search = PlanSearch(solver, channels, seed, scheme, blocks=blocks)
+    source = ModelSource(model, weights=weights, classifier=classifier)
+    inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
+    if on is None:
+        policy = make_plan(source, method=method, fisher=fisher, memory_bytes=budgets.memory_bytes,
+                           compute=budgets.compute, options=options, inputs=inputs, search=search)
+    else:
+        policy = plan_for_device(source, device=on, method=method, fisher=fisher, budgets=budgets,
+                                 options=options, inputs=inputs, search=search)
     if policy.graph is not None:
         warn_uncosted(policy.graph)
     if out is not None:

@@ -15,7 +15,7 @@ import typer
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.io import write_bytes_atomic
-from ttplan.specs import SpecError, parse_bytes, parse_compute, parse_input_shape
+from ttplan.specs import Budgets, SpecError, parse_bytes, parse_compute, parse_input_shape
 
 from .common import emit, model_inputs, note, run_safely, table_width, tell
 from .options import (DEFAULT_INPUT_SHAPE, Channels, ComputeBudget, Convention, Device,
@@ -133,7 +133,8 @@ def whatif(
     progress: Progress = None,
 ):
     """Plan every cell of a memory x compute grid: what each budget buys."""
-    from ttplan import PlanningContext, resolve_model, run_whatif, whatif_data
+    from ttplan import (ModelSource, PlanningContext, cost_options, resolve_model, run_whatif,
+                        whatif_data)
     from ttplan.render import plot_heatmaps, plot_pareto, render_whatif
     from ttplan.specs import parse_methods, parse_range
 
@@ -144,11 +145,11 @@ def whatif(
     predictor = _predictor(device, iterations, samples)
     if solver == "exact" and channels != "fisher":
         raise SpecError("the exact solver maximises captured Fisher and needs channels=fisher")
+    options = cost_options(convention, optimizer, weights_in_flash=weights_in_flash)
     module, name = resolve_model(model)
-    context = PlanningContext(module, fisher=_fisher_or_probe(fisher, module, name, shape),
-                              inputs=shape, convention=convention, optimizer=optimizer,
-                              weights_in_flash=weights_in_flash, channels=channels,
-                              model_name=name)
+    context = PlanningContext(ModelSource(module, name), options=options,
+                              fisher=_fisher_or_probe(fisher, module, name, shape),
+                              inputs=shape, channels=channels)
     show = sys.stderr.isatty() if progress is None else progress
     cells = run_whatif(context, memory_values, compute_values, methods=methods, solver=solver,
                        predictor=predictor, progress=show)
@@ -172,15 +173,15 @@ def layers(
     out: Out = None,
 ):
     """Per candidate layer: memory, backward MACs, Fisher potential and s_i (Figure 3 style)."""
-    from ttplan import PlanningContext, layer_rows, load_policy, resolve_model
+    from ttplan import ModelSource, PlanningContext, layer_rows, load_policy, resolve_model
     from ttplan import check_policy as check_against_graph
     from ttplan.render import plot_layers, render_layers
 
     fmt = _format(fmt, out, ("table", "csv", "json"), "table")
     shape = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
     module, name = resolve_model(model)
-    context = PlanningContext(module, fisher=_fisher_or_probe(fisher, module, name, shape),
-                              inputs=shape, model_name=name)
+    context = PlanningContext(ModelSource(module, name),
+                              fisher=_fisher_or_probe(fisher, module, name, shape), inputs=shape)
     updates = None
     if policy is not None:
         loaded = load_policy(policy)
@@ -209,7 +210,7 @@ def report(
     out: str = typer.Option(..., help="the HTML file, or the folder for md"),
 ):
     """One self-contained report: profile, plan and why, Table 2, what-if maps, layers."""
-    from ttplan import build_report
+    from ttplan import WhatifAxes, build_report
     from ttplan.render import render_html, write_markdown
     from ttplan.specs import parse_range
 
@@ -217,10 +218,9 @@ def report(
     if whatif_memory is not None:
         parse_range(whatif_memory, "memory")
     predictor = _predictor(device, iterations, samples)
-    built = build_report(model, fisher=fisher, memory=parse_bytes(memory),
-                         compute=parse_compute(compute), solver=solver,
+    built = build_report(model, fisher=fisher, budgets=Budgets(memory, compute), solver=solver,
                          input_shape=parse_input_shape(input_shape),
-                         whatif_memory=whatif_memory, whatif_compute=whatif_compute,
+                         whatif=WhatifAxes(whatif_memory, whatif_compute),
                          predictor=predictor, log=note)
     if fmt == "md":
         names = write_markdown(built, out)
