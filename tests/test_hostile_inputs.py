@@ -26,6 +26,7 @@ import sys
 import textwrap
 import threading
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -404,7 +405,8 @@ sys.__stdout__.write(json.dumps(done))
 
 @pytest.fixture(scope="module")
 def entry_point_runs(tmp_path_factory):
-    """{name: (exit status, stdout, stderr)} of the `python -m ttplan` runs forked from one child."""
+    """{name: (exit status, stdout, stderr)} of the `python -m ttplan` runs forked from one
+    child, and the file the one-thread `fisher` wrote."""
     folder = tmp_path_factory.mktemp("entry_point")
     models = folder / "models"
     models.mkdir()
@@ -417,8 +419,8 @@ def entry_point_runs(tmp_path_factory):
                                   "--batch-size", "3", "--input-shape", "1,3,64,64",
                                   "--out", str(folder / "fisher1.json")], folder, None),
     }
-    spec = {name: {"args": args, "cwd": str(cwd),
-                   "stdout": stdout or str(folder / f"{i}.out"), "stderr": str(folder / f"{i}.err")}
+    spec = {name: {"args": args, "cwd": str(cwd), "stdout": stdout or str(folder / f"{i}.out"),
+                   "stderr": str(folder / f"{i}.err")}
             for i, (name, (args, cwd, stdout)) in enumerate(runs.items())}
     child = subprocess.run([sys.executable, "-c", FORKED_ENTRY_POINT, json.dumps(spec)],
                            capture_output=True, text=True, cwd=folder,
@@ -427,8 +429,8 @@ def entry_point_runs(tmp_path_factory):
     codes = json.loads(child.stdout)
     results = {}
     for name, run in spec.items():
-        out = "" if run["stdout"] == "/dev/full" else open(run["stdout"]).read()
-        results[name] = (codes[name], out, open(run["stderr"]).read())
+        out = "" if run["stdout"] == "/dev/full" else Path(run["stdout"]).read_text()
+        results[name] = (codes[name], out, Path(run["stderr"]).read_text())
     results["fisher file"] = (folder / "fisher1.json").read_bytes()
     return results
 
