@@ -1,10 +1,33 @@
 """Shared fixtures."""
 
+import ctypes
 import gc
 import sys
 
 import pytest
 import torch
+import typer.main
+import typer.testing
+
+
+# The suite allocates and frees many large tensors (batch-100 activations of 128x128 zoo models:
+# tens of MB each). glibc serves such blocks with mmap and hands them back with munmap (or trims
+# the heap top), so every allocation faults its pages in again: ~3.8 million minor page faults
+# and ~13 s of system time per run. In this process only (children start with the defaults),
+# big blocks come from the heap and freed memory stays with the process for reuse. No test
+# asserts on this process's own RSS beyond "> 0"; the process-memory tests measure children.
+def _keep_freed_memory() -> None:
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest: blocks up to 32 MB from the heap
+    mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+    mallopt(M_TOP_PAD, 64 << 20)
+
+
+_keep_freed_memory()
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +74,16 @@ def host_runtime_not_probed():
 # What is alive once collection is done lives as long as the session: it is moved out of the
 # collector's reach (gc.freeze, as `ttplan`'s commands do after their imports), and once more
 # after torch._dynamo's lazy import. Objects made later are collected as usual.
+#
+# Collections are also made rarer in this process (gen0 every 5,000 allocations instead of 700,
+# a full one after 100 gen1s instead of 10): the suite makes many short-lived objects (fx graphs,
+# cost rows, figures); in test_reports + the regression fixture the collector took 3.1 of ~30 s
+# of CPU, 1.6 s with these thresholds (gc.callbacks, 13:23 UTC). Explicit
+# collections (each `train`) still run; nothing here depends on when garbage goes.
 def pytest_collection_finish(session):
     gc.collect()
     gc.freeze()
+    gc.set_threshold(5000, 20, 100)
 
 
 _frozen_after = set()
@@ -66,3 +96,20 @@ def freeze_lazy_imports():
         _frozen_after.add("torch._dynamo")
         gc.collect()
         gc.freeze()
+
+
+# `CliRunner.invoke(app, ...)` turns the Typer app into a Click command on every call (~17 ms of
+# CPU: every command's parameters read from its signature), hundreds of times in the suite. The
+# app is never changed after import, so the command is built once per app and reused; each
+# invocation still gets its own Click context, parsing and output streams.
+_commands = {}
+
+
+def _command_built_once(app):
+    if id(app) not in _commands:
+        _commands[id(app)] = (app, _build_command(app))  # the app is kept alive with its id
+    return _commands[id(app)][1]
+
+
+_build_command = typer.main.get_command
+typer.testing._get_command = _command_built_once

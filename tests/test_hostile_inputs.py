@@ -26,6 +26,7 @@ import sys
 import textwrap
 import threading
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -376,15 +377,71 @@ def test_usage_errors_are_one_line(args, needle):
     assert_one_line_error(run(*args), needle)
 
 
-def test_usage_errors_and_broken_stdout_through_the_real_entry_point(tmp_path):
+# `python -m ttplan` as a process, for the tests below that are about the process (its stdout
+# file descriptor, what reaches it). Each such run imports torch (~1.5 s of CPU); the runs that
+# start like any process (stdout open, OMP_NUM_THREADS=1) share one: a child imports torch once,
+# then forks a copy per run, which points its fd 1 and fd 2 where that run's would go, changes to
+# its working directory and runs `ttplan` as `__main__` (runpy, as `-m` does). The copy ends
+# through the interpreter's own exit, so a stdout that cannot be flushed at exit fails as it
+# would. Runs that need a different start (fd 1 closed, two threads) are processes of their own.
+FORKED_ENTRY_POINT = r"""
+import json, os, runpy, sys
+import torch  # what every run below imports, once
+runs, done = json.loads(sys.argv[1]), {}
+for name, run in runs.items():
+    pid = os.fork()
+    if pid == 0:
+        os.chdir(run["cwd"])
+        sys.path[0] = run["cwd"]  # `-m` puts the working directory first
+        os.dup2(os.open(run["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
+        os.dup2(os.open(run["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+        sys.argv = ["-m", *run["args"]]
+        runpy.run_module("ttplan", run_name="__main__", alter_sys=True)
+        sys.exit(0)
+    done[name] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+sys.__stdout__.write(json.dumps(done))
+"""
+
+
+@pytest.fixture(scope="module")
+def entry_point_runs(tmp_path_factory):
+    """{name: (exit status, stdout, stderr)} of the `python -m ttplan` runs forked from one
+    child, and the file the one-thread `fisher` wrote."""
+    folder = tmp_path_factory.mktemp("entry_point")
+    models = folder / "models"
+    models.mkdir()
+    (models / "hostile_models.py").write_text(textwrap.dedent(USER_MODELS))
+    runs = {
+        "sweep to a full disk": (["sweep", "mcunet-5fps", "--k", "1"], folder, "/dev/full"),
+        "noisy model": (["profile", "hostile_models:noisy", "--input-shape", SMALL,
+                         "--format", "json"], models, None),
+        "fisher on one thread": (["fisher", "mcunet-5fps", "--synthetic", "--samples", "6",
+                                  "--batch-size", "3", "--input-shape", "1,3,64,64",
+                                  "--out", str(folder / "fisher1.json")], folder, None),
+    }
+    spec = {name: {"args": args, "cwd": str(cwd), "stdout": stdout or str(folder / f"{i}.out"),
+                   "stderr": str(folder / f"{i}.err")}
+            for i, (name, (args, cwd, stdout)) in enumerate(runs.items())}
+    child = subprocess.run([sys.executable, "-c", FORKED_ENTRY_POINT, json.dumps(spec)],
+                           capture_output=True, text=True, cwd=folder,
+                           env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert child.returncode == 0, child.stderr
+    codes = json.loads(child.stdout)
+    results = {}
+    for name, run in spec.items():
+        out = "" if run["stdout"] == "/dev/full" else Path(run["stdout"]).read_text()
+        results[name] = (codes[name], out, Path(run["stderr"]).read_text())
+    results["fisher file"] = (folder / "fisher1.json").read_bytes()
+    return results
+
+
+def test_usage_errors_and_broken_stdout_through_the_real_entry_point(tmp_path, entry_point_runs):
     python = [sys.executable, "-m", "ttplan"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(python + ["profile", "--nosuch"], capture_output=True, text=True, env=env)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error:")
-    with open("/dev/full", "w") as full:
-        done = subprocess.run(python + ["sweep", "mcunet-5fps", "--k", "1"], stdout=full,
-                              stderr=subprocess.PIPE, text=True, env=env)
-    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+    code, _, stderr = entry_point_runs["sweep to a full disk"]  # stdout is /dev/full
+    assert code == 2 and stderr.strip().splitlines() == [
         "error: cannot write to stdout: No space left on device"]
     done = subprocess.run(python + ["sweep", "mcunet-5fps", "--k", "1"], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, env=env,
@@ -486,13 +543,11 @@ def test_plan_warns_once_per_uncosted_kind(workdir):
     assert len(warnings) == 1 and "erf" in warnings[0] and "derived" in warnings[0]
 
 
-def test_only_the_result_reaches_stdout(workdir):
-    done = subprocess.run([sys.executable, "-m", "ttplan", "profile", "hostile_models:noisy",
-                           "--input-shape", SMALL, "--format", "json"], capture_output=True,
-                          text=True, cwd=workdir, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["input_shape"] == [1, 3, 16, 16]
-    assert "PRINTED BY THE MODEL" in done.stderr and "WRITTEN TO FD 1" in done.stderr
+def test_only_the_result_reaches_stdout(entry_point_runs):
+    code, stdout, stderr = entry_point_runs["noisy model"]  # python -m ttplan profile ...
+    assert code == 0, stderr
+    assert json.loads(stdout)["input_shape"] == [1, 3, 16, 16]
+    assert "PRINTED BY THE MODEL" in stderr and "WRITTEN TO FD 1" in stderr
 
 
 def test_a_fisher_file_of_other_weights_is_refused(workdir):
@@ -517,17 +572,18 @@ def test_a_fisher_file_of_other_weights_is_refused(workdir):
 
 # ------------------------------------------------------------------ 5. determinism
 
-def test_fisher_files_are_byte_identical_across_thread_counts(tmp_path):
-    outputs = []
-    for threads in ("1", "2"):
-        out = tmp_path / f"f{threads}.json"
-        done = subprocess.run([sys.executable, "-m", "ttplan", "fisher", "mcunet-5fps",
-                               "--synthetic", "--samples", "6", "--batch-size", "3",
-                               "--input-shape", "1,3,64,64", "--out", str(out)],
-                              capture_output=True, text=True,
-                              env=dict(os.environ, OMP_NUM_THREADS=threads))
-        assert done.returncode == 0, done.stderr
-        outputs.append(out.read_bytes())
+def test_fisher_files_are_byte_identical_across_thread_counts(tmp_path, entry_point_runs):
+    code, _, stderr = entry_point_runs["fisher on one thread"]  # OMP_NUM_THREADS=1
+    assert code == 0, stderr
+    outputs = [entry_point_runs["fisher file"]]
+    out = tmp_path / "f2.json"
+    done = subprocess.run([sys.executable, "-m", "ttplan", "fisher", "mcunet-5fps",
+                           "--synthetic", "--samples", "6", "--batch-size", "3",
+                           "--input-shape", "1,3,64,64", "--out", str(out)],
+                          capture_output=True, text=True,
+                          env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert done.returncode == 0, done.stderr
+    outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
 
 
