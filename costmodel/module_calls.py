@@ -74,6 +74,8 @@ _MODULE_ATTRS = ("groups", "stride", "kernel_size", "padding", "dilation", "in_c
                  "inplace", "p", "output_size", "num_groups", "track_running_stats",
                  "normalized_shape", "drop_prob", "hidden_size", "num_layers",
                  "bidirectional", "batch_first", "approximate")
+_ATTR_SET = frozenset(_MODULE_ATTRS)
+_ATTR_ORDER = {key: i for i, key in enumerate(_MODULE_ATTRS)}
 
 
 def module_attrs(module: nn.Module) -> dict:
@@ -95,11 +97,14 @@ def _present_attrs(module: nn.Module) -> list[str]:
     on_class = _CLASS_ATTRS.get(cls)
     if on_class is None:
         on_class = _CLASS_ATTRS[cls] = frozenset(k for k in _MODULE_ATTRS if hasattr(cls, k))
-    own = module.__dict__
-    return [key for key in _MODULE_ATTRS
-            if key in own or key in module._parameters or key in module._buffers
-            or key in module._modules
-            or key in on_class and hasattr(module, key)]  # a property may still raise
+    present = set(_ATTR_SET.intersection(module.__dict__))  # set operations, no Python loop
+    for registered in (module._parameters, module._buffers, module._modules):
+        if registered:
+            present.update(_ATTR_SET.intersection(registered))
+    for key in on_class - present:
+        if hasattr(module, key):  # a property may still raise
+            present.add(key)
+    return sorted(present, key=_ATTR_ORDER.__getitem__)
 
 
 _CLASS_ATTRS: dict[type, frozenset] = {}  # module class -> the keys its class defines
