@@ -26,11 +26,12 @@ from torch.fx._symbolic_trace import _create_wrapped_func
 from .rules import Registry
 
 
-def symbolic_trace(model: nn.Module, registry: Registry, defaults: dict) -> fx.Graph:
+def symbolic_trace(model: nn.Module, registry: Registry, defaults: dict,
+                   parameter_names: dict[int, str] | None = None) -> fx.Graph:
     """fx's trace, with every argument of `forward` the inputs do not give fixed to its
     default. The graph's targets are paths in `model` itself: it runs on `model`, no
     `fx.GraphModule` is built (its code generation and compile took a tenth of a profile)."""
-    tracer = LeafTracer(registry)
+    tracer = LeafTracer(registry, parameter_names)
     return tracer.trace(model, concrete_args=defaults or None)
 
 
@@ -38,13 +39,14 @@ class LeafTracer(fx.Tracer):
     """fx stops at every module the registry prices as one operator (a subclass of a known
     layer included), not only at torch.nn's own classes."""
 
-    def __init__(self, registry: Registry):
+    def __init__(self, registry: Registry, parameter_names: dict[int, str] | None = None):
         # fx wraps every function of `math` (so that math.sqrt(proxy) is recorded) by
         # building 55 wrappers per trace, about a sixth of tracing a small model; the same
         # functions are wrapped here with wrappers built once (`_math_wrappers`).
         super().__init__(autowrap_modules=(),
                          autowrap_functions=tuple(o for o, _ in _math_wrappers().values()))
         self.registry = registry
+        self.given_parameter_names = parameter_names  # {id: name} of `root`'s, if known
         self.module_stack = _ModuleStack()
         self.scope = _Scope("", None)
 
@@ -86,8 +88,12 @@ class LeafTracer(fx.Tracer):
         return super().create_arg(a)
 
     def trace(self, root, concrete_args=None):
-        self.parameter_names = {id(p): n for n, p in root.named_parameters()} \
-            if isinstance(root, nn.Module) else {}
+        if not isinstance(root, nn.Module):
+            self.parameter_names = {}
+        elif self.given_parameter_names is not None:
+            self.parameter_names = self.given_parameter_names
+        else:
+            self.parameter_names = {id(p): n for n, p in root.named_parameters()}
         functions = vars(math)
         wrappers = {name: wrapper for name, (original, wrapper) in _math_wrappers().items()
                     if functions.get(name) is original}

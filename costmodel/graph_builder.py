@@ -17,6 +17,7 @@ from .errors import TraceError
 from .graph import MAC_KINDS, LayerGraph, OpNode
 from .inputs import ModelInputs
 from .kinds import function_name
+from .module_calls import ModelWalk
 from .opinfo import (EinsumCall, call_attrs, derive_unknown, einsum_index_sizes,
                      functional_params, matmul_operand_copies, measure_saved_remembered,
                      mha_attrs, substituted)
@@ -62,13 +63,14 @@ class GraphBuilder:
         self.input_shape = inputs.shape
         self.nodes: dict[str, OpNode] = {}
         self.order: list[str] = []
-        self.blocks = BlockFinder(model, registry, block_pattern)
-        self.param_names = {id(p): n for n, p in model.named_parameters()}
+        walk = ModelWalk(model)  # one walk over the modules, for all of the below
+        self.blocks = BlockFinder(model, registry, block_pattern, walk.named_modules)
+        self.param_names = walk.parameter_names()
         self.param_calls: dict[str, int] = {}  # owner path -> calls priced so far
         self.probes: list = []  # (node name, fn, tensors, module): measured after the forward
         # Module paths name module calls; a function's node never takes one (a block profiled
         # on its own may call x.norm() and own a module named `norm`).
-        self.modules = dict(model.named_modules())  # path -> module (the first path of a shared one)
+        self.modules = walk.modules  # path -> module (the first path of a shared one)
         self.module_paths = set(self.modules)
         self.counted_params: set[str] = set()  # parameter names some node already owns
         self.derived: dict[str, dict] = {}  # node name -> what an op without a rule costs
