@@ -168,13 +168,15 @@ class GraphBuilder:
             *leaves), distinct, module))
 
     def add(self, name, kind, op, module_path, scope, inputs, in_tensors, out, params, attrs):
-        outputs = [t for t in flat(out) if isinstance(t, torch.Tensor)]
-        if isinstance(out, (tuple, list)) and outputs:
-            # chunk/split/unbind, LSTM: the node stands for its first output; getitem nodes
-            # pick each output, tracked on its own.
-            attrs["output_shapes"] = [list(t.shape) for t in outputs]
-            out = outputs[0]
-        in_tensors = [first_tensor(t) for t in in_tensors]
+        if isinstance(out, (tuple, list)):
+            outputs = [t for t in flat(out) if isinstance(t, torch.Tensor)]
+            if outputs:
+                # chunk/split/unbind, LSTM: the node stands for its first output; getitem
+                # nodes pick each output, tracked on its own.
+                attrs["output_shapes"] = [list(t.shape) for t in outputs]
+                out = outputs[0]
+        in_tensors = [first_tensor(t) if isinstance(t, (tuple, list)) else t
+                      for t in in_tensors]
         if not isinstance(out, torch.Tensor):
             kind, op = "unknown", f"{op} (returns {type(out).__name__})"
             out_shape, dtype_bytes = (), 4
@@ -185,7 +187,12 @@ class GraphBuilder:
                 if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() == ptr:
                     attrs["aliases_input"] = i  # a view, or written in place
                     break
-        if any(isinstance(t, torch.Tensor) and not t.is_contiguous() for t in in_tensors):
+        contiguous = True
+        for t in in_tensors:
+            if isinstance(t, torch.Tensor) and not t.is_contiguous():
+                contiguous = False
+                break
+        if not contiguous:
             # Some kernels (linear on ≥3-D input, layer norm) copy such inputs and save the copy.
             attrs["inputs_contiguous"] = [bool(t.is_contiguous()) for t in in_tensors]
             if kind == "linear" and in_tensors and in_tensors[0].dim() > 2:
