@@ -47,6 +47,7 @@ class LeafTracer(fx.Tracer):
                          autowrap_functions=tuple(o for o, _ in _math_wrappers().values()))
         self.registry = registry
         self.given_parameter_names = parameter_names  # {id: name} of `root`'s, if known
+        self._target_names: dict = {}  # node target -> fx's name for it (this trace)
         self.module_stack = _ModuleStack()
         self.scope = _Scope("", None)
 
@@ -59,7 +60,16 @@ class LeafTracer(fx.Tracer):
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
         """fx's, with the arguments given to the node once fx has made it: fx's
         `Graph.create_node` first walks every argument looking for symbolic ints, which a
-        trace of eager modules never holds (a tenth of tracing)."""
+        trace of eager modules never holds (a tenth of tracing). The name fx derives from
+        the target (`Graph._target_to_str`: a regular expression per node) is derived once
+        per target per trace and handed to fx as the candidate it would have made."""
+        if name is None:
+            try:
+                name = self._target_names.get(target)
+                if name is None:
+                    name = self._target_names[target] = self.graph._target_to_str(target)
+            except TypeError:  # an unhashable target: fx names it itself
+                name = None
         if not (args or kwargs) or self.check_mutable_operations:
             return super().create_node(kind, target, args, kwargs, name, type_expr)
         node = super().create_node(kind, target, (), {}, name, type_expr)
@@ -88,6 +98,7 @@ class LeafTracer(fx.Tracer):
         return super().create_arg(a)
 
     def trace(self, root, concrete_args=None):
+        self._target_names = {}
         if not isinstance(root, nn.Module):
             self.parameter_names = {}
         elif self.given_parameter_names is not None:

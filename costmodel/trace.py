@@ -90,10 +90,16 @@ def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer:
         return graph
     finally:
         for m, training in modes.items():
-            if type(m).train is nn.Module.train:  # it sets the flag and recurses into
-                m.training = training  # children, whose own flags follow in `modes`
-            else:
+            cls = type(m)
+            if cls.train is not nn.Module.train:
                 m.train(training)
+            elif cls.__setattr__ is nn.Module.__setattr__:
+                # What nn.Module.train does to a module (it then recurses into children,
+                # whose own flags follow in `modes`), without __setattr__'s checks for
+                # parameters, modules and buffers, none of which a bool is.
+                object.__setattr__(m, "training", training)
+            else:
+                m.training = training
         state.restore()
 
 
