@@ -54,6 +54,31 @@ class LeafTracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return self.registry.is_leaf(m) or super().is_leaf_module(m, module_qualified_name)
 
+    def call_module(self, m: nn.Module, forward, args, kwargs):
+        """fx's, without its per-call helper objects: the scope is set to the module and
+        given back on the way out (fx builds a `Scope`, a `ScopeContextManager` and a copy of
+        the scope for that at every module call); module stack, call counts, leaf test and
+        node are fx's."""
+        path = self.path_of_module(m)
+        scope = self.scope
+        outer_path, outer_type = scope.module_path, scope.module_type
+        scope.module_path, scope.module_type = path, type(m)
+        try:
+            calls = self.num_calls.get(path, 0)
+            key = f"{path}@{calls}" if calls > 0 else path
+            self.module_stack[key] = (path, type(m))
+            self.num_calls[path] = calls + 1
+            if not self.is_leaf_module(m, path):
+                result = forward(*args, **kwargs)
+            else:
+                result = self.create_proxy("call_module", path, args, kwargs)
+            popped, _ = self.module_stack.popitem(last=True)
+            if popped != key:
+                raise AssertionError(f"Unexpected key {popped}, expected {key}")
+        finally:
+            scope.module_path, scope.module_type = outer_path, outer_type
+        return result
+
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return _Proxy(node, self)
 
