@@ -11,9 +11,11 @@ plain ``fx.Tracer`` with the same leaves makes. `costmodel.fx_builder` runs them
 from __future__ import annotations
 
 import collections
+import copy
 import dis
 import functools
 import inspect
+import logging
 import math
 import sys
 from bisect import bisect_left
@@ -21,6 +23,7 @@ from bisect import bisect_left
 import torch
 import torch.fx as fx
 import torch.nn as nn
+from torch.fx import traceback as fx_traceback
 from torch.fx._symbolic_trace import _create_wrapped_func
 
 from .rules import Registry
@@ -95,10 +98,23 @@ class LeafTracer(fx.Tracer):
                     name = self._target_names[target] = self.graph._target_to_str(target)
             except TypeError:  # an unhashable target: fx names it itself
                 name = None
-        if not (args or kwargs) or self.check_mutable_operations:
+        if self.check_mutable_operations or self.record_stack_traces or \
+                fx_traceback.has_preserved_node_meta() or _FX_LOG.isEnabledFor(logging.DEBUG):
             return super().create_node(kind, target, args, kwargs, name, type_expr)
-        node = super().create_node(kind, target, (), {}, name, type_expr)
-        node._update_args_kwargs(args, kwargs)  # what fx.Node's constructor does with them
+        # What fx's `TracerBase.create_node` does in this case (no preserved meta, no stack
+        # traces, no debug log), with the module stack copied by its own `__copy__`
+        # (`copy.copy` dispatches through the copy module first).
+        if args or kwargs:
+            node = self.graph.create_node(kind, target, (), {}, name, type_expr)
+            node._update_args_kwargs(args, kwargs)  # what fx.Node's constructor does with them
+        else:
+            node = self.graph.create_node(kind, target, args, kwargs, name, type_expr)
+        scope = self.scope
+        self.node_name_to_scope[node.name] = (scope.module_path, scope.module_type)
+        stack = self.module_stack
+        if stack:
+            node.meta["nn_module_stack"] = stack.__copy__() if type(stack) is _ModuleStack \
+                else copy.copy(stack)
         return node
 
     def create_arg(self, a):
@@ -155,6 +171,8 @@ class LeafTracer(fx.Tracer):
                 lambda node: fx.proxy.ParameterProxy(self, node, name, attr_val))
         return parameter_proxy_cache[name]
 
+
+_FX_LOG = logging.getLogger("torch.fx.proxy")  # fx logs every node it makes at DEBUG
 
 _PLAIN_ARGS = frozenset({int, float, bool, complex, str, type(None), type(...), torch.dtype,
                          torch.device, torch.memory_format, torch.layout})
