@@ -197,7 +197,7 @@ class RecordingInterpreter:
         for node in self.graph.nodes:
             try:
                 args = fx.node.map_arg(node.args, load)
-                kwargs = fx.node.map_arg(node.kwargs, load)
+                kwargs = fx.node.map_arg(node.kwargs, load) if node.kwargs else {}
                 result = self._execute(node, args, kwargs, remaining)
             except Exception as exc:
                 _reword_as_fx(exc, node)
