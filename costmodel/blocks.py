@@ -43,8 +43,10 @@ def compile_block_pattern(pattern: str | None):
 
 
 class BlockFinder:
-    def __init__(self, model: nn.Module, registry, pattern=None):
+    def __init__(self, model: nn.Module, registry, pattern=None, named_modules=None):
+        """`named_modules`: `list(model.named_modules())` when the caller has it."""
         self.model = model
+        self._named_modules = named_modules
         self.registry = registry
         self.pattern = compile_block_pattern(pattern)
         self.aliases = dict(getattr(model, "ttplan_block_aliases", {}) or {})
@@ -123,8 +125,11 @@ class BlockFinder:
             return layers[id(module)]
 
         count(self.model)
+        named = self._named_modules
+        if named is None:
+            named = list(self.model.named_modules())
         containers = {}
-        for path, module in self.model.named_modules():
+        for path, module in named:
             if isinstance(module, _CONTAINERS):
                 units = [c for c in module.children() if layers[id(c)] >= MIN_UNIT_LAYERS]
                 if len(units) >= 2:
@@ -135,7 +140,7 @@ class BlockFinder:
             for depth in range(len(parts)):
                 has_nested[".".join(parts[:depth])] = True
         units = set()
-        for path, module in self.model.named_modules():
+        for path, module in named:
             parent = path.rpartition(".")[0] if "." in path else ""
             if not path or parent not in containers or id(module) not in containers[parent]:
                 continue

@@ -54,14 +54,22 @@ class TrainConfig:
 
 
 def updatable_layers(graph: LayerGraph) -> list[OpNode]:
-    """Layers a configuration can update, in execution order."""
+    """Layers a configuration can update, in execution order (fixed per graph: computed
+    once, as `attached_norms`; resolving and validating an update both read it)."""
+    cached = graph.derived.get("updatable_layers")
+    if cached is not None:
+        return list(cached)
     attached_bns = set(attached_norms(graph).values())
     layers: dict[str, OpNode] = {}
     for n in graph.ops():
-        if (n.kind in MAC_KINDS or n.kind in NORM_KINDS | FREE_PARAM_KINDS and n.params) \
+        if (n.kind in MAC_KINDS or n.kind in _PARAM_HOLDING_KINDS and n.params) \
                 and n.name not in attached_bns:
             layers.setdefault(n.layer_key, n)  # a shared module is one layer
+    graph.derived["updatable_layers"] = list(layers.values())
     return list(layers.values())
+
+
+_PARAM_HOLDING_KINDS = NORM_KINDS | FREE_PARAM_KINDS  # updatable when they hold parameters
 
 
 def mac_blocks(graph: LayerGraph) -> list[str]:

@@ -101,7 +101,7 @@ def _static_rows(graph: LayerGraph, convention: str, activation_bits: int) -> li
             act_bytes = activation_bits / 8 if convention == "paper" else node.dtype_bytes
             row = {
                 "name": node.name, "kind": node.kind, "op": node.op, "block": node.block,
-                "output_shape": "x".join(str(d) for d in node.out_shape),
+                "output_shape": "x".join(map(str, node.out_shape)),
                 "params": node.owned_params, "trainable": False, "trainable_params": 0,
                 "forward_macs": rule.forward_macs(node) if rule else 0,
                 "backward_input_macs": 0, "backward_weight_macs": 0,

@@ -67,10 +67,10 @@ class FxGraphBuilder(GraphBuilder):
             if isinstance(out, nn.Parameter) and not _only_param_slots(node):
                 names[node] = self.add_parameter(out, out)
             return
-        tensor_args = [a for a in node.all_input_nodes
-                       if a in names and holds_tensor(values.get(a))]
         if not holds_tensor(out):
             return  # shapes, sizes, getattr of non-tensors: not tensor operators
+        tensor_args = [a for a in node.all_input_nodes
+                       if a in names and holds_tensor(values.get(a))]
         attrs: dict = {}
         tensors = [values[a] for a in tensor_args]
         if node.op == "call_module":
@@ -102,7 +102,7 @@ class FxGraphBuilder(GraphBuilder):
                 kind = TENSOR_ATTRIBUTE_KINDS.get(node.args[1], "unknown")
                 op = f"getattr {node.args[1]}"
             stack = node.meta.get("nn_module_stack") or {}
-            scope = list(stack.values())[-1][0] if stack else ""
+            scope = next(reversed(stack.values()))[0] if stack else ""
             scope = scope if isinstance(scope, str) else ""
             name = self.fresh_name(node.name)
             params, owner = self.call_details(kind, node.target, args, kwargs, tensors, out,
@@ -197,7 +197,7 @@ class RecordingInterpreter:
         for node in self.graph.nodes:
             try:
                 args = fx.node.map_arg(node.args, load)
-                kwargs = fx.node.map_arg(node.kwargs, load)
+                kwargs = fx.node.map_arg(node.kwargs, load) if node.kwargs else {}
                 result = self._execute(node, args, kwargs, remaining)
             except Exception as exc:
                 _reword_as_fx(exc, node)

@@ -11,9 +11,11 @@ plain ``fx.Tracer`` with the same leaves makes. `costmodel.fx_builder` runs them
 from __future__ import annotations
 
 import collections
+import copy
 import dis
 import functools
 import inspect
+import logging
 import math
 import sys
 from bisect import bisect_left
@@ -21,16 +23,18 @@ from bisect import bisect_left
 import torch
 import torch.fx as fx
 import torch.nn as nn
+from torch.fx import traceback as fx_traceback
 from torch.fx._symbolic_trace import _create_wrapped_func
 
 from .rules import Registry
 
 
-def symbolic_trace(model: nn.Module, registry: Registry, defaults: dict) -> fx.Graph:
+def symbolic_trace(model: nn.Module, registry: Registry, defaults: dict,
+                   parameter_names: dict[int, str] | None = None) -> fx.Graph:
     """fx's trace, with every argument of `forward` the inputs do not give fixed to its
     default. The graph's targets are paths in `model` itself: it runs on `model`, no
     `fx.GraphModule` is built (its code generation and compile took a tenth of a profile)."""
-    tracer = LeafTracer(registry)
+    tracer = LeafTracer(registry, parameter_names)
     return tracer.trace(model, concrete_args=defaults or None)
 
 
@@ -38,18 +42,45 @@ class LeafTracer(fx.Tracer):
     """fx stops at every module the registry prices as one operator (a subclass of a known
     layer included), not only at torch.nn's own classes."""
 
-    def __init__(self, registry: Registry):
+    def __init__(self, registry: Registry, parameter_names: dict[int, str] | None = None):
         # fx wraps every function of `math` (so that math.sqrt(proxy) is recorded) by
         # building 55 wrappers per trace, about a sixth of tracing a small model; the same
         # functions are wrapped here with wrappers built once (`_math_wrappers`).
         super().__init__(autowrap_modules=(),
                          autowrap_functions=tuple(o for o, _ in _math_wrappers().values()))
         self.registry = registry
+        self.given_parameter_names = parameter_names  # {id: name} of `root`'s, if known
+        self._target_names: dict = {}  # node target -> fx's name for it (this trace)
         self.module_stack = _ModuleStack()
         self.scope = _Scope("", None)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return self.registry.is_leaf(m) or super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(self, m: nn.Module, forward, args, kwargs):
+        """fx's, without its per-call helper objects: the scope is set to the module and
+        given back on the way out (fx builds a `Scope`, a `ScopeContextManager` and a copy of
+        the scope for that at every module call); module stack, call counts, leaf test and
+        node are fx's."""
+        path = self.path_of_module(m)
+        scope = self.scope
+        outer_path, outer_type = scope.module_path, scope.module_type
+        scope.module_path, scope.module_type = path, type(m)
+        try:
+            calls = self.num_calls.get(path, 0)
+            key = f"{path}@{calls}" if calls > 0 else path
+            self.module_stack[key] = (path, type(m))
+            self.num_calls[path] = calls + 1
+            if not self.is_leaf_module(m, path):
+                result = forward(*args, **kwargs)
+            else:
+                result = self.create_proxy("call_module", path, args, kwargs)
+            popped, _ = self.module_stack.popitem(last=True)
+            if popped != key:
+                raise AssertionError(f"Unexpected key {popped}, expected {key}")
+        finally:
+            scope.module_path, scope.module_type = outer_path, outer_type
+        return result
 
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return _Proxy(node, self)
@@ -57,11 +88,33 @@ class LeafTracer(fx.Tracer):
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
         """fx's, with the arguments given to the node once fx has made it: fx's
         `Graph.create_node` first walks every argument looking for symbolic ints, which a
-        trace of eager modules never holds (a tenth of tracing)."""
-        if not (args or kwargs) or self.check_mutable_operations:
+        trace of eager modules never holds (a tenth of tracing). The name fx derives from
+        the target (`Graph._target_to_str`: a regular expression per node) is derived once
+        per target per trace and handed to fx as the candidate it would have made."""
+        if name is None:
+            try:
+                name = self._target_names.get(target)
+                if name is None:
+                    name = self._target_names[target] = self.graph._target_to_str(target)
+            except TypeError:  # an unhashable target: fx names it itself
+                name = None
+        if self.check_mutable_operations or self.record_stack_traces or \
+                fx_traceback.has_preserved_node_meta() or _FX_LOG.isEnabledFor(logging.DEBUG):
             return super().create_node(kind, target, args, kwargs, name, type_expr)
-        node = super().create_node(kind, target, (), {}, name, type_expr)
-        node._update_args_kwargs(args, kwargs)  # what fx.Node's constructor does with them
+        # What fx's `TracerBase.create_node` does in this case (no preserved meta, no stack
+        # traces, no debug log), with the module stack copied by its own `__copy__`
+        # (`copy.copy` dispatches through the copy module first).
+        if args or kwargs:
+            node = self.graph.create_node(kind, target, (), {}, name, type_expr)
+            node._update_args_kwargs(args, kwargs)  # what fx.Node's constructor does with them
+        else:
+            node = self.graph.create_node(kind, target, args, kwargs, name, type_expr)
+        scope = self.scope
+        self.node_name_to_scope[node.name] = (scope.module_path, scope.module_type)
+        stack = self.module_stack
+        if stack:
+            node.meta["nn_module_stack"] = stack.__copy__() if type(stack) is _ModuleStack \
+                else copy.copy(stack)
         return node
 
     def create_arg(self, a):
@@ -86,8 +139,13 @@ class LeafTracer(fx.Tracer):
         return super().create_arg(a)
 
     def trace(self, root, concrete_args=None):
-        self.parameter_names = {id(p): n for n, p in root.named_parameters()} \
-            if isinstance(root, nn.Module) else {}
+        self._target_names = {}
+        if not isinstance(root, nn.Module):
+            self.parameter_names = {}
+        elif self.given_parameter_names is not None:
+            self.parameter_names = self.given_parameter_names
+        else:
+            self.parameter_names = {id(p): n for n, p in root.named_parameters()}
         functions = vars(math)
         wrappers = {name: wrapper for name, (original, wrapper) in _math_wrappers().items()
                     if functions.get(name) is original}
@@ -113,6 +171,8 @@ class LeafTracer(fx.Tracer):
                 lambda node: fx.proxy.ParameterProxy(self, node, name, attr_val))
         return parameter_proxy_cache[name]
 
+
+_FX_LOG = logging.getLogger("torch.fx.proxy")  # fx logs every node it makes at DEBUG
 
 _PLAIN_ARGS = frozenset({int, float, bool, complex, str, type(None), type(...), torch.dtype,
                          torch.device, torch.memory_format, torch.layout})

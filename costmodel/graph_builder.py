@@ -17,6 +17,7 @@ from .errors import TraceError
 from .graph import MAC_KINDS, LayerGraph, OpNode
 from .inputs import ModelInputs
 from .kinds import function_name
+from .module_calls import ModelWalk
 from .opinfo import (EinsumCall, call_attrs, derive_unknown, einsum_index_sizes,
                      functional_params, matmul_operand_copies, measure_saved_remembered,
                      mha_attrs, substituted)
@@ -62,13 +63,14 @@ class GraphBuilder:
         self.input_shape = inputs.shape
         self.nodes: dict[str, OpNode] = {}
         self.order: list[str] = []
-        self.blocks = BlockFinder(model, registry, block_pattern)
-        self.param_names = {id(p): n for n, p in model.named_parameters()}
+        walk = ModelWalk(model)  # one walk over the modules, for all of the below
+        self.blocks = BlockFinder(model, registry, block_pattern, walk.named_modules)
+        self.param_names = walk.parameter_names()
         self.param_calls: dict[str, int] = {}  # owner path -> calls priced so far
         self.probes: list = []  # (node name, fn, tensors, module): measured after the forward
         # Module paths name module calls; a function's node never takes one (a block profiled
         # on its own may call x.norm() and own a module named `norm`).
-        self.modules = dict(model.named_modules())  # path -> module (the first path of a shared one)
+        self.modules = walk.modules  # path -> module (the first path of a shared one)
         self.module_paths = set(self.modules)
         self.counted_params: set[str] = set()  # parameter names some node already owns
         self.derived: dict[str, dict] = {}  # node name -> what an op without a rule costs
@@ -166,13 +168,15 @@ class GraphBuilder:
             *leaves), distinct, module))
 
     def add(self, name, kind, op, module_path, scope, inputs, in_tensors, out, params, attrs):
-        outputs = [t for t in flat(out) if isinstance(t, torch.Tensor)]
-        if isinstance(out, (tuple, list)) and outputs:
-            # chunk/split/unbind, LSTM: the node stands for its first output; getitem nodes
-            # pick each output, tracked on its own.
-            attrs["output_shapes"] = [list(t.shape) for t in outputs]
-            out = outputs[0]
-        in_tensors = [first_tensor(t) for t in in_tensors]
+        if isinstance(out, (tuple, list)):
+            outputs = [t for t in flat(out) if isinstance(t, torch.Tensor)]
+            if outputs:
+                # chunk/split/unbind, LSTM: the node stands for its first output; getitem
+                # nodes pick each output, tracked on its own.
+                attrs["output_shapes"] = [list(t.shape) for t in outputs]
+                out = outputs[0]
+        in_tensors = [first_tensor(t) if isinstance(t, (tuple, list)) else t
+                      for t in in_tensors]
         if not isinstance(out, torch.Tensor):
             kind, op = "unknown", f"{op} (returns {type(out).__name__})"
             out_shape, dtype_bytes = (), 4
@@ -183,7 +187,12 @@ class GraphBuilder:
                 if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() == ptr:
                     attrs["aliases_input"] = i  # a view, or written in place
                     break
-        if any(isinstance(t, torch.Tensor) and not t.is_contiguous() for t in in_tensors):
+        contiguous = True
+        for t in in_tensors:
+            if isinstance(t, torch.Tensor) and not t.is_contiguous():
+                contiguous = False
+                break
+        if not contiguous:
             # Some kernels (linear on ≥3-D input, layer norm) copy such inputs and save the copy.
             attrs["inputs_contiguous"] = [bool(t.is_contiguous()) for t in in_tensors]
             if kind == "linear" and in_tensors and in_tensors[0].dim() > 2:

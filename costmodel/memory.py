@@ -199,12 +199,14 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad],
     # ---- saved for backward ---------------------------------------------------------------
     kept: dict[str, tuple[float, str]] = {}  # storage -> (bytes kept, category)
     extras: dict[int, float] = {}
+    saved_by_node: dict[str, list] = {}  # node -> what it saves (the backward scan reads it)
     for node in graph.ops():
         grad = grads[node.name]
         rule = rules.rule_for(node.kind)
         if rule is None or not grad.any:
             continue
-        saved = (rule.saved_paper if paper else rule.saved_pytorch)(node, grad)
+        saved = saved_by_node[node.name] = list(
+            (rule.saved_paper if paper else rule.saved_pytorch)(node, grad))
         for item in saved:
             kind = item.source[0]
             if kind == "extra":
@@ -229,7 +231,8 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad],
     if paper:
         peak = paper_peak(static, io_buffer_bytes, saved_bytes)
     else:
-        peak = static + math.ceil(_pytorch_activation_peak(graph, grads, storages, kept, extras))
+        peak = static + math.ceil(_pytorch_activation_peak(graph, grads, storages, kept, extras,
+                                                           saved_by_node))
     return MemoryBreakdown(weights_bytes, io_buffer_bytes, updated_weight_bytes, gradient_bytes,
                            optimizer_bytes, mask_bytes, saved_input_bytes, saved_bytes, peak)
 
@@ -240,7 +243,8 @@ def _whole_tensors_updated(node, grad: Grad) -> int:
     return (node.weight_numel if grad.weight else 0) + (node.bias_numel if grad.bias else 0)
 
 
-def _pytorch_activation_peak(graph, grads, storages: _Storages, kept, extras) -> float:
+def _pytorch_activation_peak(graph, grads, storages: _Storages, kept, extras,
+                             saved_by_node: dict[str, list]) -> float:
     saved_storages = {k for k in kept if k in storages.nbytes}  # pytorch: values are storages
     forward_peak = storages.live_peak(saved_storages, extras)
     # Backward, in reverse execution order: a saved storage is freed once the earliest node
@@ -248,11 +252,9 @@ def _pytorch_activation_peak(graph, grads, storages: _Storages, kept, extras) ->
     # to its producer's backward.
     index = storages.index
     savers: dict[str, int] = {}
-    for node in graph.ops():
-        rule = storages.rules.rule_for(node.kind)
-        if rule is None or not grads[node.name].any:
-            continue
-        for item in rule.saved_pytorch(node, grads[node.name]):
+    for name, saved in saved_by_node.items():  # in execution order, as graph.ops()
+        node = graph[name]
+        for item in saved:
             if item.source[0] == "extra":
                 continue
             tensor = node.name if item.source[0] == "out" else node.inputs[item.source[1]]

@@ -37,7 +37,7 @@ from .graph import LayerGraph
 from .graph_builder import GraphBuilder, one_line
 from .hook_tracer import HookGraphBuilder
 from .inputs import ModelInputs, as_inputs
-from .module_calls import module_attrs, module_params, param_names_of
+from .module_calls import ModelWalk, module_attrs, module_params, param_names_of
 from .rules import REGISTRY, Registry
 
 _Builder = GraphBuilder  # the name it had when everything lived here
@@ -65,14 +65,15 @@ def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer:
     registry = rules if isinstance(rules, Registry) else REGISTRY.with_rules(rules)
     inputs = as_inputs(inputs if inputs is not None else input_shape)
     input_shape = inputs.shape
-    modes = {m: m.training for m in model.modules()}
-    state = _TrainModeState(model)
+    walk = ModelWalk(model)  # one walk over the modules for the stages before tracing
+    modes = {m: m.training for _, m in walk.named_modules}
+    state = _TrainModeState(model, walk)
     fallback = None
     try:
         arguments, defaults, given = _bind_inputs(model, inputs, model_name)
         if tracer in ("auto", "fx"):
             try:
-                graph = symbolic_trace(model, registry, defaults)
+                graph = symbolic_trace(model, registry, defaults, walk.parameter_names())
                 return FxGraphBuilder(model, graph, model_name, inputs, registry,
                                        block_pattern).build(arguments, given)
             except Exception as exc:  # fx raises many types for untraceable Python
@@ -89,10 +90,16 @@ def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer:
         return graph
     finally:
         for m, training in modes.items():
-            if type(m).train is nn.Module.train:  # it sets the flag and recurses into
-                m.training = training  # children, whose own flags follow in `modes`
-            else:
+            cls = type(m)
+            if cls.train is not nn.Module.train:
                 m.train(training)
+            elif cls.__setattr__ is nn.Module.__setattr__:
+                # What nn.Module.train does to a module (it then recurses into children,
+                # whose own flags follow in `modes`), without __setattr__'s checks for
+                # parameters, modules and buffers, none of which a bool is.
+                object.__setattr__(m, "training", training)
+            else:
+                m.training = training
         state.restore()
 
 
@@ -103,11 +110,12 @@ class _TrainModeState:
     which stay in eval mode (same shapes, and valid on the 1×1 maps of a batch of one); the
     buffers and the RNG state a train-mode forward may change are restored."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, walk: ModelWalk | None = None):
+        walk = walk or ModelWalk(model)
         self.rng = torch.random.get_rng_state()
-        self.buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        self.buffers = [(b, b.detach().clone()) for b in walk.buffers()]
         model.train()
-        for m in model.modules():
+        for _, m in walk.named_modules:
             if isinstance(m, nn.modules.batchnorm._NormBase):
                 m.eval()
 
