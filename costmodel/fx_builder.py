@@ -116,9 +116,9 @@ class FxGraphBuilder(GraphBuilder):
                 attrs["inplace"] = True
             if kind == "hardtanh" and op.startswith("clamp"):
                 attrs["clamp_args"] = [a for a in node.args[1:] if isinstance(a, (int, float))]
-        self.add(name, kind, op, owner if node.op == "call_module" or
-                 attrs.get("param_names") else None, scope,
-                 [names[a] for a in tensor_args], tensors, out, params, attrs)
+        self._add_node(name, kind, op, owner if node.op == "call_module" or
+                       attrs.get("param_names") else None, scope,
+                       [names[a] for a in tensor_args], tensors, out, params, attrs)
         names[node] = name
         if kind == "unknown" and node.op in ("call_function", "call_method") \
                 and node.target is not getattr:

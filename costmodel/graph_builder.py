@@ -105,8 +105,8 @@ class GraphBuilder:
         attrs = {"param_names": {"weight": [path], "bias": []}}
         if repeat:
             attrs["repeat_call"] = True
-        self.add(name, "parameter", "Parameter", path, path.rpartition(".")[0], [], [], out,
-                 (param, None, []), attrs)
+        self._add_node(name, "parameter", "Parameter", path, path.rpartition(".")[0], [], [],
+                       out, (param, None, []), attrs)
         return name
 
     def call_details(self, kind, target, args, kwargs, tensors, out, attrs, name) -> tuple:
@@ -167,7 +167,9 @@ class GraphBuilder:
         self.probes.append((name, lambda m, *leaves: substituted(m, args, kwargs, distinct)(
             *leaves), distinct, module))
 
-    def add(self, name, kind, op, module_path, scope, inputs, in_tensors, out, params, attrs):
+    def _add_node(self, name, kind, op, module_path, scope, inputs, in_tensors, out, params,
+                  attrs):
+        """The builders' one step (their own methods call it): a node and its output."""
         if isinstance(out, (tuple, list)):
             outputs = [t for t in flat(out) if isinstance(t, torch.Tensor)]
             if outputs:

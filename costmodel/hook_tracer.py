@@ -52,21 +52,21 @@ class HookGraphBuilder(GraphBuilder):
             if id(t) in buffers:
                 return False
             const = builder.fresh_name("constant")
-            builder.add(const, "constant", "constant", None, scope, [], [], t,
-                        (None, None, []), {})
+            builder._add_node(const, "constant", "constant", None, scope, [], [], t,
+                              (None, None, []), {})
             producer[t] = const
             return True
 
         def record(name, kind, op, module_path, scope, args, out, params, attrs, skip=()):
             tensors = [a for a in flat(args) if isinstance(a, torch.Tensor)
                        and all(a is not s for s in skip) and known(a, scope)]
-            builder.add(name, kind, op, module_path, scope, [producer[t] for t in tensors],
-                        tensors, out, params, attrs)
+            builder._add_node(name, kind, op, module_path, scope,
+                              [producer[t] for t in tensors], tensors, out, params, attrs)
             outs = [t for t in flat(out) if isinstance(t, torch.Tensor)]
             if isinstance(out, (tuple, list)) and outs:
                 for i, t in enumerate(outs):  # each output of a tuple on its own
-                    builder.add(f"{name}.{i}", "getitem", "getitem", None, scope, [name], [outs[0]],
-                                t, (None, None, []), {})
+                    builder._add_node(f"{name}.{i}", "getitem", "getitem", None, scope, [name],
+                                      [outs[0]], t, (None, None, []), {})
                     producer[t] = f"{name}.{i}"
                 return tensors
             for t in outs:

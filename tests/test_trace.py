@@ -71,7 +71,7 @@ def test_tracing_frees_intermediates_as_the_forward_does(monkeypatch):
 
     model = nn.Sequential(*[nn.Conv2d(4, 4, 3, padding=1) if i % 2 == 0 else nn.ReLU()
                             for i in range(40)])
-    recorded = tracing._Builder.add
+    recorded = tracing._Builder._add_node
     for tracer in ("fx", "hooks"):
         outputs, most_alive = [], [0]
 
@@ -82,11 +82,11 @@ def test_tracing_frees_intermediates_as_the_forward_does(monkeypatch):
             outputs.append(weakref.ref(out))
             most_alive[0] = max(most_alive[0], sum(ref() is not None for ref in outputs))
 
-        monkeypatch.setattr(tracing._Builder, "add", counting_add)
+        monkeypatch.setattr(tracing._Builder, "_add_node", counting_add)
         graph = trace(model, (1, 4, 8, 8), tracer=tracer)
         assert graph.tracer == tracer and len(graph.order) == 41
         assert most_alive[0] <= 3, (tracer, most_alive[0])
-        monkeypatch.setattr(tracing._Builder, "add", recorded)
+        monkeypatch.setattr(tracing._Builder, "_add_node", recorded)
 
 
 class _MathOnShapes(nn.Module):
