@@ -166,6 +166,12 @@ def _fit(tables: list[dict]) -> dict:
     notes = [f"{k}: {v['why']}" for k, v in kinds.items() if not v["identified"] and v["why"]]
     if not glue["identified"]:
         notes.append(f"overheads not fitted: {len(runs)} run(s) for {len(lm.GLUE_TERMS)} terms")
+    workloads = {(r["iterations"], r["samples"]) for r in runs}
+    if glue["identified"] and len(workloads) == 1:
+        (iterations, samples), = workloads
+        notes.append(f"first_call_s (once per run) and the per-step terms: every table run has "
+                     f"{iterations} iteration(s) of {samples} samples, so only the batch sizes "
+                     "tell them apart; runs of other lengths extrapolate")
     with_energy = [r for r in runs if r["measured"].get("energy_j")]
     power_w = (sum(r["measured"]["energy_j"] for r in with_energy)
                / sum(sum(r["measured"][f"{p}_cpu_s"] for p in ("load", "fisher", "plan", "train"))
@@ -176,7 +182,8 @@ def _fit(tables: list[dict]) -> dict:
             "reference_s": statistics.median(references) if references else None,
             "models": sorted({t["model"] for t in tables}), "notes": notes,
             # a model whose table this is is priced from it (devices.owntable)
-            "own_tables": [own_table(t) for t in sorted(tables, key=lambda t: t["model"])]}
+            "own_tables": [own_table(t) for t in sorted(tables, key=lambda t: t["model"])
+                           if t.get("input_shape") and t.get("batch_sizes")]}
 
 
 def round_model(model: dict) -> dict:
