@@ -113,3 +113,22 @@ def test_predict_says_which_path_and_is_deterministic(tmp_path):
     assert predict_training(net, "all", ctx, inputs=SHAPE) == first
     assert own_table(own_model_table(net))["fingerprint"] == \
         cal.layers["own_tables"][0]["fingerprint"]
+
+
+def test_predict_cli_names_the_own_table_in_text_and_csv(tmp_path):
+    from typer.testing import CliRunner
+
+    from ttplan.cli import app
+
+    net = tiny_net()
+    path = tmp_path / "cal.json"
+    calibrate_layers([own_model_table(net), synthetic_table("b", 1.0)],
+                     DeviceProfile("host", None)).save(path)
+    args = ["predict", "test_layer_model:tiny_net", "--update", "all", "--device", str(path),
+            "--input-shape", "1,3,4,4", "--iterations", "2", "--samples", "4"]
+    text = CliRunner().invoke(app, args)
+    assert text.exit_code == 0, text.output
+    assert "time model: per-layer, own table: tiny at 1x3x4x4" in text.output
+    csv = CliRunner().invoke(app, args + ["--format", "csv"])
+    header, row = csv.output.strip().splitlines()
+    assert "time_model_notes" in header.split(",") and "'" not in row  # one cell, no list repr
