@@ -15,8 +15,8 @@ Prints per run the measured process-CPU train_s and the three errors, then media
 
 from __future__ import annotations
 
+import argparse
 import statistics
-import sys
 
 from ttplan.costmodel.config import resolve_updates
 from ttplan.costmodel.profile import resolve_model
@@ -27,12 +27,12 @@ from ttplan.devices.layerrun import load_table, round_model, run_description
 from ttplan.devices.layerrun import _fit as fit_tables
 
 
-def described(run: dict) -> dict:
+def described(run: dict, sample_shape) -> dict:
     """The table's run with its layer passes (tables written before they were recorded)."""
     if run.get("layer_passes"):
         return run
     module, name = resolve_model(run["model"])
-    shape = (run["batch_size"],) + tuple(SAMPLE_SHAPE[run["model"]])
+    shape = (run["batch_size"],) + tuple(sample_shape)
     graph = trace(module, (1,) + shape[1:], name)
     desc = run_description(module, resolve_updates(parse_update(run["update"]), graph), shape,
                            iterations=run["iterations"], samples=run["samples"], graph=graph)
@@ -40,17 +40,14 @@ def described(run: dict) -> dict:
     return {**run, "layer_passes": desc["layer_passes"], "sample_shape": desc["sample_shape"]}
 
 
-SAMPLE_SHAPE: dict = {}
-
-
 
 def main() -> None:
-    tables = [load_table(p) for p in sys.argv[1:]]
-    for t in tables:
-        SAMPLE_SHAPE[t["model"]] = t["input_shape"][1:]
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("tables", nargs="+", help="layer tables (`ttplan measure --layer-table`)")
+    tables = [load_table(p) for p in ap.parse_args().tables]
     model = round_model(fit_tables(tables))
     per_kind = {k: v for k, v in model.items() if k != "own_tables"}
-    runs = [described(r) for t in tables for r in t["runs"]]
+    runs = [described(r, t["input_shape"][1:]) for t in tables for r in t["runs"]]
     errors = {"per-kind": [], "own table": [], "own, LORO": []}
     print(f"{'model':16} {'update':14} b  measured  per-kind  own  own-LORO  (train_s, CPU)")
     for i, r in enumerate(runs):
