@@ -58,45 +58,63 @@ def _key(kind: str, pass_name: str) -> str:
 
 # ------------------------------------------------------------------------------ work
 
-def step_work(evaluation) -> dict[str, list[float]]:
-    """{kind/pass: [macs, elements, weight elements per sample, calls]} of one training step,
-    from a batch-1 evaluation (pytorch convention: BatchNorm its own call)."""
-    work: dict[str, list[float]] = {}
+def layer_passes(evaluation) -> list[list]:
+    """[layer, kind, pass, macs, elements, weight elements, channel fraction] of every pass
+    one training step runs, per sample (a batch-1 evaluation; pytorch convention: BatchNorm
+    its own call), in the graph's order: what `step_work` sums per (kind, pass) and what an
+    own table (devices.owntable) prices layer by layer."""
+    out: list[list] = []
     rows = {r["name"]: r for r in evaluation.rows}
 
-    def add(kind, pass_name, macs, elements, weights=0.0):
-        w = work.setdefault(_key(kind, pass_name), [0.0, 0.0, 0.0, 0.0])
-        w[0] += macs
-        w[1] += elements
-        w[2] += weights
-        w[3] += 1
+    def add(layer, kind, pass_name, macs, elements, weights=0.0, fraction=1.0):
+        out.append([layer, kind, pass_name, macs, elements, weights, fraction])
 
     for node in evaluation.graph.ops():
         kind, row = cost_kind(node), rows[node.name]
         elements = pass_elements(node)
-        add(kind, "forward", row["forward_macs"], elements)
+        add(node.name, kind, "forward", row["forward_macs"], elements)
         grad = evaluation.grads[node.name]
         if node.attrs.get("folded_bn"):  # the paper convention folds it; PyTorch still runs it
-            out = 2 * math.prod(node.out_shape)
-            add("norm", "forward", 0, out)
+            out_elements = 2 * math.prod(node.out_shape)
+            folded = f"{node.name}#folded-norm"  # no table times it: a kind's function prices it
+            add(folded, "norm", "forward", 0, out_elements)
             if grad.any:
-                add("norm", "input_grad", 0, out)
+                add(folded, "norm", "input_grad", 0, out_elements)
             if grad.weight:  # the runner updates the folded norm's scale and shift with it
-                add("norm", "weight_grad", 0, out)
+                add(folded, "norm", "weight_grad", 0, out_elements)
             if grad.weight or grad.bias:
-                add("norm", "bias_grad", 0, out // 2)
+                add(folded, "norm", "bias_grad", 0, out_elements // 2)
         if any(grad.inputs):
-            add(kind, "input_grad", row["backward_input_macs"], elements)
+            add(node.name, kind, "input_grad", row["backward_input_macs"], elements)
         if grad.weight:
             fraction = row["backward_weight_macs"] / row["forward_macs"] \
                 if row["forward_macs"] else 1.0
             # a conv/linear updated on some channels runs the runner's sparse backward
             sparse = fraction < 1.0 and kind in MAC_COST_KINDS and node.kind in SPARSE_KINDS
-            add(kind, "sparse_weight_grad" if sparse else "weight_grad",
-                row["backward_weight_macs"], elements, weight_elements(node) * fraction)
+            add(node.name, kind, "sparse_weight_grad" if sparse else "weight_grad",
+                row["backward_weight_macs"], elements, weight_elements(node) * fraction,
+                fraction)
         if grad.bias:
-            add(kind, "bias_grad", 0, math.prod(node.out_shape))
+            add(node.name, kind, "bias_grad", 0, math.prod(node.out_shape))
+    return out
+
+
+def work_of(passes: list[list]) -> dict[str, list[float]]:
+    """{kind/pass: [macs, elements, weight elements, calls]} of `layer_passes` entries."""
+    work: dict[str, list[float]] = {}
+    for _, kind, pass_name, macs, elements, weights, _ in passes:
+        w = work.setdefault(_key(kind, pass_name), [0.0, 0.0, 0.0, 0.0])
+        w[0] += macs
+        w[1] += elements
+        w[2] += weights
+        w[3] += 1
     return work
+
+
+def step_work(evaluation) -> dict[str, list[float]]:
+    """{kind/pass: [macs, elements, weight elements per sample, calls]} of one training step,
+    from a batch-1 evaluation (pytorch convention: BatchNorm its own call)."""
+    return work_of(layer_passes(evaluation))
 
 
 def forward_work(evaluation) -> dict[str, list[float]]:
@@ -159,6 +177,32 @@ def work_seconds(work_per_sample: dict, kinds: dict, batch: int) -> float:
         total += batch * (c["mac_s"] * macs + c["element_s"] * elements
                           + c.get("weight_s", 0.0) * weights) + c["call_s"] * calls
     return total
+
+
+def kind_seconds(kinds: dict, kind: str, pass_name: str, macs: float, elements: float,
+                 weights: float, batch: int) -> float:
+    """One call of a (kind, pass) at batch `batch` by its fitted function (work per sample)."""
+    c = constants_for(kinds, kind, pass_name)
+    return batch * (c["mac_s"] * macs + c["element_s"] * elements
+                    + c.get("weight_s", 0.0) * weights) + c["call_s"]
+
+
+def own_pass_seconds(run: dict, table: dict, kinds: dict) -> tuple[float, dict]:
+    """Layer seconds of a run's train passes priced from its model's own table
+    (devices.owntable), and {how priced: passes} over one step of each batch size."""
+    from .owntable import passes_seconds
+
+    price = lambda *a: kind_seconds(kinds, *a)  # noqa: E731
+    passes = run["layer_passes"]
+    forward = [p for p in passes if p[2] == "forward"]
+    notes: dict = {}
+    one = 0.0
+    sizes = batches(run["samples"], run["batch_size"])
+    for b in sorted(set(sizes)):
+        step = passes_seconds(forward, table, price, b, {}) + \
+            passes_seconds(passes, table, price, b, notes)
+        one += step * sizes.count(b)
+    return run["iterations"] * one, notes
 
 
 def pass_seconds(step: dict, forward: dict, kinds: dict, samples: int, batch_size: int,
@@ -271,6 +315,15 @@ def predict_phases(run: dict, model: dict) -> dict:
     """{load_s, fisher_s, plan_s, train_s} of a run description (see `run_description`)."""
     kinds, glue = model["kinds"], model["glue"]
     layer = run_layer_seconds(run, kinds)
+    table = own_table_of(run, model)
+    time_model, own_notes = "per-layer, per-kind fit", []
+    if table is not None:
+        from .owntable import describe
+
+        layer["train"], counts = own_pass_seconds(run, table, kinds)
+        time_model = "per-layer, own table"
+        own_notes = describe(table, counts) + (
+            ["the Fisher probe: per-kind functions"] if run.get("probe_work") else [])
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
     first = glue["first_call_s"] * calls(run["step_work"])  # once per run: warm-up
     train_calls = steps * (calls(run["forward_work"]) + calls(run["step_work"]))
@@ -288,4 +341,14 @@ def predict_phases(run: dict, model: dict) -> dict:
     return {"load_s": model["phases"].get("load_s") or 0.0,
             "fisher_s": fisher,
             "plan_s": (model["phases"].get("plan_s") or 0.0) if run.get("plans") else 0.0,
-            "train_s": train, "probes": probes}
+            "train_s": train, "probes": probes, "time_model": time_model,
+            "time_model_notes": own_notes}
+
+
+def own_table_of(run: dict, model: dict) -> dict | None:
+    """The calibration's own table of the run's model (devices.owntable.match), or None."""
+    if not model.get("own_tables"):
+        return None
+    from .owntable import match
+
+    return match(run, model["own_tables"])

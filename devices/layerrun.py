@@ -30,6 +30,7 @@ from ttplan.planner.jsonio import check_header, load_json, save_json
 
 from . import layermodel as lm
 from .layertable import measure_layers
+from .owntable import own_table
 
 FORMAT = "ttplan-layer-table"
 VERSION = 1
@@ -47,13 +48,15 @@ def run_description(module, updates, shape, *, iterations: int, samples: int,
         trace(module, one, getattr(graph, "model_name", None) or "model")
     ev = profile(None, one, update=updates, graph=g1, training_mode=False,
                  options=PYTORCH).evaluation
-    step = lm.step_work(ev)
+    passes = lm.layer_passes(ev)
+    step = lm.work_of(passes)
     desc = {"batch_size": int(shape[0]), "iterations": int(iterations),
             "samples": int(samples), "updated_tensors": int(ev.updated_tensors),
             "input_elements": int(math.prod(shape[1:])),
             "step_work": step, "forward_work": {k: v for k, v in step.items()
                                                 if k.endswith("/forward")},
-            "probe_work": None, "plans": bool(probes)}
+            "probe_work": None, "plans": bool(probes),
+            "sample_shape": [int(s) for s in shape[1:]], "layer_passes": passes}
     if probes:
         args = () if fisher_layers is None else (fisher_layers,)
         desc["probe_work"] = lm.probe_work(g1, set(default_candidate_layers(module, *args)))
@@ -163,6 +166,12 @@ def _fit(tables: list[dict]) -> dict:
     notes = [f"{k}: {v['why']}" for k, v in kinds.items() if not v["identified"] and v["why"]]
     if not glue["identified"]:
         notes.append(f"overheads not fitted: {len(runs)} run(s) for {len(lm.GLUE_TERMS)} terms")
+    workloads = {(r["iterations"], r["samples"]) for r in runs}
+    if glue["identified"] and len(workloads) == 1:
+        (iterations, samples), = workloads
+        notes.append(f"first_call_s (once per run) and the per-step terms: every table run has "
+                     f"{iterations} iteration(s) of {samples} samples, so only the batch sizes "
+                     "tell them apart; runs of other lengths extrapolate")
     with_energy = [r for r in runs if r["measured"].get("energy_j")]
     power_w = (sum(r["measured"]["energy_j"] for r in with_energy)
                / sum(sum(r["measured"][f"{p}_cpu_s"] for p in ("load", "fisher", "plan", "train"))
@@ -171,7 +180,10 @@ def _fit(tables: list[dict]) -> dict:
     references = [r for r in references if r]
     return {"kinds": kinds, "glue": glue, "phases": lm.phase_constants(runs), "power_w": power_w,
             "reference_s": statistics.median(references) if references else None,
-            "models": sorted({t["model"] for t in tables}), "notes": notes}
+            "models": sorted({t["model"] for t in tables}), "notes": notes,
+            # a model whose table this is is priced from it (devices.owntable)
+            "own_tables": [own_table(t) for t in sorted(tables, key=lambda t: t["model"])
+                           if t.get("input_shape") and t.get("batch_sizes")]}
 
 
 def round_model(model: dict) -> dict:

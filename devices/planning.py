@@ -115,15 +115,19 @@ class LayerTimeLimit:
     coefficients: tuple = ()
 
     def value(self, ev) -> float:
-        from .layermodel import predict_phases, step_work
+        from .layermodel import layer_passes, predict_phases, work_of
 
         batch = int(ev.graph.input_shape[0])
+        passes = layer_passes(ev)
         step = {k: [m / batch, e / batch, w / batch, c] for k, (m, e, w, c)
-                in step_work(ev).items()}
+                in work_of(passes).items()}
+        passes = [[n, k, p, m / batch, e / batch, w / batch, f] for n, k, p, m, e, w, f in passes]
         run = {"batch_size": batch, "iterations": self.iterations, "samples": self.samples,
                "updated_tensors": ev.updated_tensors, "step_work": step,
                "forward_work": {k: v for k, v in step.items() if k.endswith("/forward")},
-               "probe_work": self.probe, "plans": self.probe is not None}
+               "probe_work": self.probe, "plans": self.probe is not None,
+               "layer_passes": passes,
+               "sample_shape": [int(s) for s in ev.graph.input_shape[1:]]}
         phases = predict_phases(run, self.model)
         return sum(phases[f"{p}_s"] for p in PHASES)
 
@@ -196,7 +200,7 @@ def prediction(ctx: DeviceContext, method: str, cost: StepCost, run: dict | None
            "peak_bytes": peak, "peak_rss_bytes": rss,
            "process_memory": None if process is None else process.to_dict(), "fits_ram": fits,
            "error_band_pct": None, "energy_error_band_pct": None, "time_model": None,
-           "energy_basis": None}
+           "time_model_notes": [], "energy_basis": None}
     if ctx.calibration is None:
         return out
     cal = ctx.calibration
@@ -220,14 +224,15 @@ def _layer_prediction(out: dict, cal: Calibration, run: dict) -> dict:
     calibration measured no energy (never a guess)."""
     from .layermodel import predict_phases
 
-    phases = predict_phases(run, cal.layers)
-    phases = {f"{ph}_s": round6(phases[f"{ph}_s"]) for ph in PHASES}
+    predicted = predict_phases(run, cal.layers)
+    phases = {f"{ph}_s": round6(predicted[f"{ph}_s"]) for ph in PHASES}
     total = round6(sum(phases.values()))
     power = cal.layers.get("power_w")
     out.update(phases=phases, total_s=total,
                energy_j=None if not power else round6(power * total),
                error_band_pct=cal.layers["loo"]["median_abs_pct"],
-               time_model="per-layer",
+               time_model=predicted["time_model"],
+               time_model_notes=predicted["time_model_notes"],
                energy_basis=None if not power else "calibrated power x time")
     return out
 
@@ -287,7 +292,8 @@ def predict_training(model, update, device, *, batch_size=None, inputs=None) -> 
     out = {"model": name, **prediction(ctx, method, cost, run, shape_of(shape)[1:], probe)}
     keys = ("model", "device", "calibration", "iterations", "samples", "batch_size", "phases",
             "total_s", "energy_j", "peak_bytes", "peak_rss_bytes", "process_memory",
-            "fits_ram", "error_band_pct", "energy_error_band_pct", "time_model", "energy_basis")
+            "fits_ram", "error_band_pct", "energy_error_band_pct", "time_model",
+            "time_model_notes", "energy_basis")
     return {k: out[k] for k in keys}
 
 

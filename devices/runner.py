@@ -410,7 +410,7 @@ def _device_prediction(ctx, module, chosen: _Chosen, shape, samples: _Samples,
                        run: RunSettings, plan_request, loaded, step, probe_macs: int) -> dict:
     """The same configuration and workload on the device, as a log row of this run."""
     by_device = {"phases": None, "total_s": None, "energy_j": None, "calibration": None,
-                 "time_model": None, "energy_basis": None}
+                 "time_model": None, "time_model_notes": [], "energy_basis": None}
     if ctx is None:
         return by_device
     ctx = replace(ctx, iterations=run.iterations, samples=len(samples.x_train))

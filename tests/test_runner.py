@@ -362,7 +362,8 @@ def test_train_cli_json_contract(tmp_path):
     assert data["measured"]["energy_basis"] in (None, "powercap counter")
     assert set(data["predicted"]) == {"saved_bytes", "peak_bytes", "backward_macs", "phases",
                                       "total_s", "energy_j", "calibration", "time_model",
-                                      "energy_basis", "peak_rss_bytes", "process_memory"}
+                                      "time_model_notes", "energy_basis", "peak_rss_bytes",
+                                      "process_memory"}
     assert any("too short to time" in w for w in data["warnings"])  # one tiny iteration
     assert data["predicted"]["phases"] is None  # no device model asked for
     assert data["predicted"]["total_s"] is None and data["predicted"]["energy_j"] is None

@@ -166,6 +166,7 @@ def predict(
         emit(dumps(result), out)
         return
     flat = {k: v for k, v in result.items() if k not in ("phases", "process_memory")}
+    flat["time_model_notes"] = "; ".join(result["time_model_notes"])
     for phase, seconds in (result["phases"] or {}).items():
         flat[phase] = seconds
     if fmt == "csv":
@@ -184,6 +185,8 @@ def predict(
         lines.append(f"  {'energy':10s} {human_joules(result['energy_j']):>12}  (+-{e_band:.1f}%)")
     else:
         lines.append(f"  {'energy':10s} {'-':>12}  (the calibration has no energy model)")
+    if result["time_model_notes"]:  # a per-layer calibration priced it from the model's own table
+        lines.append(f"  time model: {'; '.join(result['time_model_notes'])}")
     fits = {True: "yes", False: "NO (it will swap)", None: "unknown"}[result["fits_ram"]]
     lines.append(f"  {'peak':10s} {human_bytes(result['peak_bytes']):>12}  (PyTorch)  fits in "
                  f"RAM: {fits}")

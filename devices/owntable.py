@@ -1,0 +1,125 @@
+"""A layer table of the model being predicted prices that model directly.
+
+A per-layer calibration (devices.layerrun) fits per-kind cost functions from the tables of
+several models, to predict models it never saw. For a model whose own table it holds, the
+table's measured seconds are a better price than the cross-model function: a layer alone at
+its real shapes, on this device, at the measured batch sizes. `own_table(table)` keeps what a
+prediction needs of a table (per layer: its cost kind, its elements per sample, and the
+process-CPU seconds per call of each pass at each batch size); `match(run, tables)` finds the
+table of a run's model; `passes_seconds` prices a run's layer passes from it.
+
+Identity: the same model at the same input means the same layers: every layer the table
+timed is in the run's graph, under the same name, of the same cost kind and with the same
+elements per sample (its input and output shapes), the sample shapes are equal, and the
+table covers at least MIN_COVERAGE of the graph's non-view operators. The fingerprint (a hash
+of the table's layers, kinds and elements) names the table in the prediction's notes.
+
+Priced from the table's own seconds: a layer pass it timed at the run's batch size (forward,
+input gradient, dense weight gradient, bias/norm gradients; the sparse weight gradient at the
+fraction it timed, SPARSE_FRACTION). Anchored on the table and scaled by the per-kind
+function: a batch size it did not time (the nearest timed batch, times the function's ratio
+of the two) and a sparse fraction it did not time (likewise). The per-kind function alone:
+what the table did not time (views, a layer that does not run alone, a folded norm).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+from .layertable import SPARSE_FRACTION
+
+MIN_COVERAGE = 0.9  # share of the graph's non-view operators the table must have timed
+FRACTION_TOLERANCE = 1e-6
+
+
+def _elements_per_sample(row: dict) -> int:
+    return int(row["elements"]) // int(row["batch_size"])
+
+
+def fingerprint(layers: dict) -> str:
+    """A short hash of the table's layers: names, cost kinds, elements per sample."""
+    text = json.dumps(sorted((name, v["kind"], v["elements"]) for name, v in layers.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def own_table(table: dict) -> dict:
+    """What a prediction needs of one layer table (devices.layerrun's file format)."""
+    layers: dict[str, dict] = {}
+    for r in table["layers"]:
+        if r["model"] == "kind-sweep" or r["cpu_s"] <= 0:
+            continue
+        entry = layers.setdefault(r["layer"], {"kind": r["kind"],
+                                               "elements": _elements_per_sample(r),
+                                               "passes": {}})
+        entry["passes"].setdefault(r["pass"], {})[str(int(r["batch_size"]))] = float(r["cpu_s"])
+    return {"model": table["model"], "sample_shape": [int(s) for s in table["input_shape"][1:]],
+            "batch_sizes": [int(b) for b in table["batch_sizes"]],
+            "sparse_fraction": SPARSE_FRACTION, "fingerprint": fingerprint(layers),
+            "layers": layers}
+
+
+def match(run: dict, tables: list[dict]) -> dict | None:
+    """The own table of the run's model (module docstring: identity), or None."""
+    passes, shape = run.get("layer_passes"), run.get("sample_shape")
+    if not passes or shape is None:
+        return None
+    forward = {p[0]: (p[1], p[4]) for p in passes if p[2] == "forward"}
+    operators = [name for name, (kind, _) in forward.items() if kind != "view"]
+    for table in tables:
+        if [int(s) for s in shape] != table["sample_shape"]:
+            continue
+        layers = table["layers"]
+        same = all(name in forward and forward[name][0] == v["kind"]
+                   and int(forward[name][1]) == v["elements"] for name, v in layers.items())
+        covered = sum(name in layers for name in operators)
+        if same and layers and covered >= MIN_COVERAGE * len(operators):
+            return table
+    return None
+
+
+def _nearest(timed: dict, batch: int) -> int:
+    """The timed batch size nearest `batch` in ratio (ties: the smaller)."""
+    return min((int(b) for b in timed), key=lambda b: (abs(math.log(b / batch)), b))
+
+
+def passes_seconds(passes: list[list], table: dict, kinds_seconds, batch: int,
+                   notes: dict) -> float:
+    """Seconds of `layer_passes` entries at batch `batch`, from the own table where it timed
+    them (module docstring). `kinds_seconds(kind, pass, macs, elements, weights, batch)`: the
+    per-kind function. `notes` counts the passes per pricing, {reason: count}."""
+    total = 0.0
+    for layer, kind, pass_name, macs, elements, weights, fraction in passes:
+        fitted = kinds_seconds(kind, pass_name, macs, elements, weights, batch)
+        timed = table["layers"].get(layer, {}).get("passes", {}).get(pass_name)
+        if not timed:
+            notes["per-kind function: a pass the table did not time"] = \
+                notes.get("per-kind function: a pass the table did not time", 0) + 1
+            total += fitted
+            continue
+        at = _nearest(timed, batch)
+        scale_macs = scale_weights = 1.0
+        if pass_name == "sparse_weight_grad" and \
+                abs(fraction - table["sparse_fraction"]) > FRACTION_TOLERANCE:
+            scale_macs = scale_weights = table["sparse_fraction"] / fraction
+            reason = "own table scaled by the per-kind function: a channel fraction not timed"
+        elif at != batch:
+            reason = "own table scaled by the per-kind function: a batch size not timed"
+        else:
+            notes["own table"] = notes.get("own table", 0) + 1
+            total += timed[str(at)]
+            continue
+        anchor = kinds_seconds(kind, pass_name, macs * scale_macs, elements,
+                               weights * scale_weights, at)
+        notes[reason] = notes.get(reason, 0) + 1
+        total += timed[str(at)] * (fitted / anchor if anchor > 0 else 1.0)
+    return total
+
+
+def describe(table: dict, notes: dict) -> list[str]:
+    """The prediction's notes: which table, and how many passes were priced how."""
+    head = (f"per-layer, own table: {table['model']} at 1x"
+            f"{'x'.join(str(s) for s in table['sample_shape'])} (fingerprint "
+            f"{table['fingerprint']}, batch sizes {', '.join(map(str, table['batch_sizes']))})")
+    return [head] + [f"{reason}: {count} layer passes" for reason, count in sorted(notes.items())]

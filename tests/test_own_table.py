@@ -1,0 +1,134 @@
+"""A calibration's own table of the predicted model prices that model directly
+(devices.owntable): hand-made tables, no timing asserted."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ttplan.costmodel.trace import trace
+from ttplan.devices import layermodel as lm
+from ttplan.devices.calibrate import calibrate_layers
+from ttplan.devices.layerrun import fit_layer_model, run_description
+from ttplan.devices.layertable import cost_kind, pass_elements
+from ttplan.devices.owntable import match, own_table
+from ttplan.devices.planning import device_context, predict_training
+from ttplan.devices.profiles import DeviceProfile
+
+from test_layer_model import synthetic_table, tiny_net
+
+SHAPE = (1, 3, 4, 4)
+# seconds per call the hand-made table "measured", per (layer, pass), at batch 1
+SECONDS = {("0", "forward"): 1e-3, ("1", "forward"): 2e-3, ("2", "forward"): 3e-3,
+           ("3", "forward"): 4e-3, ("4", "forward"): 5e-3, ("5", "forward"): 6e-3,
+           ("5", "weight_grad"): 7e-3, ("5", "bias_grad"): 8e-3,
+           ("5", "input_grad"): 9e-3, ("4", "input_grad"): 1e-2, ("3", "weight_grad"): 2e-2}
+
+
+def own_model_table(net: nn.Module, model: str = "tiny") -> dict:
+    """The table of `net` (every operator, the passes of SECONDS), with the runs of
+    test_layer_model's synthetic table (for the glue)."""
+    graph = trace(net, SHAPE, model)
+    nodes = {n.name: n for n in graph.ops()}
+    rows = [{"model": model, "layer": layer, "kind": cost_kind(nodes[layer]), "pass": p,
+             "batch_size": 1, "macs": 0, "elements": pass_elements(nodes[layer]), "weights": 0,
+             "cpu_s": s, "wall_s": s, "spread": 0.0} for (layer, p), s in SECONDS.items()]
+    runs = [dict(r, model=model) for r in synthetic_table(model, 1.0)["runs"]]
+    return {"format": "ttplan-layer-table", "version": 1, "model": model,
+            "input_shape": list(SHAPE), "batch_sizes": [1], "layers": rows, "runs": runs,
+            "warnings": []}
+
+
+def fitted(tables) -> dict:
+    model = fit_layer_model(tables)
+    model["glue"] = {"call_s": 0.0, "step_s": 0.0, "tensor_update_s": 0.0,
+                     "first_call_s": 0.0, "identified": True}  # the layers' sum alone
+    return model
+
+
+def test_the_own_table_path_is_the_hand_computed_sum_of_its_measured_passes():
+    net = tiny_net()
+    model = fitted([own_model_table(net), synthetic_table("b", 1.0)])
+    run = run_description(net, "last-layers:1", SHAPE, iterations=2, samples=3)
+    got = lm.predict_phases(run, model)
+    assert got["time_model"] == "per-layer, own table"
+    forward = sum(s for (_, p), s in SECONDS.items() if p == "forward")  # 21e-3
+    # one step at batch 1: the prototypes' forward, the step's forward, then the last conv's
+    # weight and bias gradients (no input gradient: nothing before it is trained)
+    step = forward + forward + 7e-3 + 8e-3
+    assert got["train_s"] == pytest.approx(2 * 3 * step, rel=1e-12)
+    assert "own table: 8 layer passes" in got["time_model_notes"]  # one step's
+    # the depthwise conv trained too: its weight gradient and the input gradients after it
+    run = run_description(net, "last-layers:2", SHAPE, iterations=1, samples=1)
+    got = lm.predict_phases(run, model)
+    assert got["train_s"] == pytest.approx(2 * forward + 2e-2 + 1e-2 + 9e-3 + 7e-3 + 8e-3
+                                           + lm.kind_seconds(model["kinds"], "depthwise",
+                                                             "bias_grad", 0, 128, 0, 1),
+                                           rel=1e-12)
+    assert any(n.startswith("per-kind function: a pass the table did not time: 1")
+               for n in got["time_model_notes"])  # the depthwise bias: not timed
+
+
+def test_a_batch_size_the_table_did_not_time_is_its_seconds_scaled_by_the_kind_function():
+    net = tiny_net()
+    model = fitted([own_model_table(net), synthetic_table("b", 1.0)])
+    run = run_description(net, "none", (2,) + SHAPE[1:], iterations=1, samples=2)
+    got = lm.predict_phases(run, model)
+    expected = 0.0
+    for layer, kind, p, macs, elements, weights, _ in run["layer_passes"]:
+        ratio = (lm.kind_seconds(model["kinds"], kind, p, macs, elements, weights, 2)
+                 / lm.kind_seconds(model["kinds"], kind, p, macs, elements, weights, 1))
+        expected += 2 * SECONDS[(layer, p)] * ratio  # prototypes' forward and the step's
+    assert got["train_s"] == pytest.approx(expected, rel=1e-12)
+    assert any("a batch size not timed" in n for n in got["time_model_notes"])
+
+
+def test_another_model_or_input_is_priced_by_the_per_kind_fit_and_unchanged():
+    net = tiny_net()
+    with_own = fitted([own_model_table(net), synthetic_table("b", 1.0)])
+    without = {k: v for k, v in with_own.items() if k != "own_tables"}
+    torch.manual_seed(0)
+    wider = nn.Sequential(nn.Conv2d(3, 16, 1), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU(),
+                          nn.Conv2d(16, 4, 1)).eval()  # same layer names, other shapes
+    for module, shape in ((wider, SHAPE), (net, (1, 3, 8, 8))):
+        run = run_description(module, "all", shape, iterations=1, samples=2)
+        assert match(run, with_own["own_tables"]) is None
+        a, b = lm.predict_phases(run, with_own), lm.predict_phases(run, without)
+        assert a == b and a["time_model"] == "per-layer, per-kind fit"
+
+
+def test_predict_says_which_path_and_is_deterministic(tmp_path):
+    net = tiny_net()
+    cal = calibrate_layers([own_model_table(net), synthetic_table("b", 1.0)],
+                           DeviceProfile("host", None))
+    path = tmp_path / "cal.json"
+    cal.save(path)
+    assert [t["model"] for t in cal.layers["own_tables"]] == ["tiny"]  # "b" has no input shape
+    ctx = device_context("host", calibration=str(path), iterations=2, samples=4)
+    first = predict_training(net, "all", ctx, inputs=SHAPE)
+    assert first["time_model"] == "per-layer, own table"
+    assert first["time_model_notes"][0].startswith("per-layer, own table: tiny at 1x3x4x4")
+    assert predict_training(net, "all", ctx, inputs=SHAPE) == first
+    assert own_table(own_model_table(net))["fingerprint"] == \
+        cal.layers["own_tables"][0]["fingerprint"]
+
+
+def test_predict_cli_names_the_own_table_in_text_and_csv(tmp_path):
+    from typer.testing import CliRunner
+
+    from ttplan.cli import app
+
+    net = tiny_net()
+    path = tmp_path / "cal.json"
+    calibrate_layers([own_model_table(net), synthetic_table("b", 1.0)],
+                     DeviceProfile("host", None)).save(path)
+    args = ["predict", "test_layer_model:tiny_net", "--update", "all", "--device", str(path),
+            "--input-shape", "1,3,4,4", "--iterations", "2", "--samples", "4"]
+    text = CliRunner().invoke(app, args)
+    assert text.exit_code == 0, text.output
+    assert "time model: per-layer, own table: tiny at 1x3x4x4" in text.output
+    csv = CliRunner().invoke(app, args + ["--format", "csv"])
+    header, row = csv.output.strip().splitlines()
+    assert "time_model_notes" in header.split(",") and "'" not in row  # one cell, no list repr
