@@ -70,9 +70,10 @@ def zoo_table(repeats: int) -> None:
         x = torch.zeros(ZOO_SHAPE)
         # One untimed run of each, so that lazy imports and first-call setup are not timed.
         for convention in CONVENTIONS:
-            profile(model, ZOO_SHAPE, update="all", convention=convention)
+            profile(model, ZOO_SHAPE, update="all", options={"convention": convention})
         fvcore_total(model, x)
-        ours = {c: median_time(lambda c=c: profile(model, ZOO_SHAPE, update="all", convention=c),
+        ours = {c: median_time(lambda c=c: profile(model, ZOO_SHAPE, update="all",
+                                                   options={"convention": c}),
                                repeats) for c in CONVENTIONS}
         theirs = median_time(lambda: fvcore_total(model, x), repeats)
         print(f"{name:<16}{ours['paper'] * 1e3:>9.1f}{ours['pytorch'] * 1e3:>9.1f}"
@@ -156,12 +157,14 @@ def step_table(repeats: int) -> None:
         model = factory()
         x = torch.randn(shape)
         start = time.process_time()
-        ops = len(profile(model, shape, update="all", convention="pytorch").graph.order)
+        ops = len(profile(model, shape, update="all",
+                          options={"convention": "pytorch"}).graph.order)
         first = time.process_time() - start
         ours, step = [], []
         for _ in range(repeats):
             step.append(_cpu(lambda: _forward_backward(model, x)))
-            ours.append(_cpu(lambda: profile(model, shape, update="all", convention="pytorch")))
+            ours.append(_cpu(lambda: profile(model, shape, update="all",
+                                             options={"convention": "pytorch"})))
         ratio = statistics.median(ours) / statistics.median(step)
         ratios.append(ratio)
         print(f"{name:<28}{'x'.join(map(str, shape)):>12}{ops:>6}{first * 1e3:>9.1f}"

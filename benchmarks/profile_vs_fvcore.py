@@ -56,12 +56,14 @@ def main() -> None:
         torch.manual_seed(0)
         model = factory().eval()
         x = torch.randn(shape)
-        ours = median_time(lambda: profile(model, shape, update="all", convention="pytorch"),
+        ours = median_time(lambda: profile(model, shape, update="all",
+                                           options={"convention": "pytorch"}),
                            args.repeats)
         with torch.no_grad():
             theirs = median_time(lambda: fvcore_total(model, x), args.repeats)
             count = fvcore_total(model, x)
-        macs = profile(model, shape, update="all", convention="pytorch").totals["forward_macs"]
+        macs = profile(model, shape, update="all",
+                       options={"convention": "pytorch"}).totals["forward_macs"]
         ratios.append(theirs / ours)
         print(f"| {name} | {'x'.join(map(str, shape))} | {1e3 * ours:.1f} | {1e3 * theirs:.1f} | "
               f"{theirs / ours:.2f} | {macs:,} | {count:,} |", flush=True)
