@@ -17,10 +17,10 @@ Prints three tables (--tables picks), all measured in this run:
 3. Profile against one training step (CPU time, time.process_time): on the ten architectures
    of tests/library_models.py (`BENCHMARK_SIZES`, as benchmarks/profile_vs_fvcore.py) and on
    the MobileOne/RepVGG-style net of tests/reparam_models.py: the median of `--repeats`
-   `profile(model, shape, update="all", convention="pytorch")` against the median of as many
-   plain forward+backward passes (train mode, every parameter trainable, `.sum().backward()`),
-   interleaved, their ratio (the target is <= 2), and the first profile of the model in this
-   process (the first model also pays the process's first-call costs).
+   `profile(model, shape, update="all", options={"convention": "pytorch"})` against the median
+   of as many plain forward+backward passes (train mode, every parameter trainable,
+   `.sum().backward()`), interleaved, their ratio (the target is <= 2), and the first profile
+   of the model in this process (the first model also pays the process's first-call costs).
 
 Threads: torch runs on one thread by default. The forward pass inside each tracer is tiny, and
 on a shared, loaded machine OpenMP's thread barriers can make a 1x8x8x8 conv take milliseconds
@@ -147,7 +147,7 @@ def step_table(repeats: int) -> None:
     from tests.reparam_models import RepNet
 
     models = {**BENCHMARK_SIZES, "repnet (MobileOne-S0-like)": (RepNet, (1, 3, 128, 128))}
-    print(f"profile(update='all', convention='pytorch') against one forward+backward, CPU ms, "
+    print(f"profile(update='all', options={{'convention': 'pytorch'}}) against one forward+backward, CPU ms, "
           f"median of {repeats} interleaved")
     header = f"{'model':<28}{'input':>12}{'ops':>6}{'first':>9}{'profile':>9}{'fwd+bwd':>9}{'ratio':>7}"
     print_header(header)
