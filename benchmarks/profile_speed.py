@@ -17,10 +17,10 @@ Prints three tables (--tables picks), all measured in this run:
 3. Profile against one training step (CPU time, time.process_time): on the ten architectures
    of tests/library_models.py (`BENCHMARK_SIZES`, as benchmarks/profile_vs_fvcore.py) and on
    the MobileOne/RepVGG-style net of tests/reparam_models.py: the median of `--repeats`
-   `profile(model, shape, update="all", convention="pytorch")` against the median of as many
-   plain forward+backward passes (train mode, every parameter trainable, `.sum().backward()`),
-   interleaved, their ratio (the target is <= 2), and the first profile of the model in this
-   process (the first model also pays the process's first-call costs).
+   `profile(model, shape, update="all", options={"convention": "pytorch"})` against the median
+   of as many plain forward+backward passes (train mode, every parameter trainable,
+   `.sum().backward()`), interleaved, their ratio (the target is <= 2), and the first profile
+   of the model in this process (the first model also pays the process's first-call costs).
 
 Threads: torch runs on one thread by default. The forward pass inside each tracer is tiny, and
 on a shared, loaded machine OpenMP's thread barriers can make a 1x8x8x8 conv take milliseconds
@@ -70,9 +70,10 @@ def zoo_table(repeats: int) -> None:
         x = torch.zeros(ZOO_SHAPE)
         # One untimed run of each, so that lazy imports and first-call setup are not timed.
         for convention in CONVENTIONS:
-            profile(model, ZOO_SHAPE, update="all", convention=convention)
+            profile(model, ZOO_SHAPE, update="all", options={"convention": convention})
         fvcore_total(model, x)
-        ours = {c: median_time(lambda c=c: profile(model, ZOO_SHAPE, update="all", convention=c),
+        ours = {c: median_time(lambda c=c: profile(model, ZOO_SHAPE, update="all",
+                                                   options={"convention": c}),
                                repeats) for c in CONVENTIONS}
         theirs = median_time(lambda: fvcore_total(model, x), repeats)
         print(f"{name:<16}{ours['paper'] * 1e3:>9.1f}{ours['pytorch'] * 1e3:>9.1f}"
@@ -146,7 +147,7 @@ def step_table(repeats: int) -> None:
     from tests.reparam_models import RepNet
 
     models = {**BENCHMARK_SIZES, "repnet (MobileOne-S0-like)": (RepNet, (1, 3, 128, 128))}
-    print(f"profile(update='all', convention='pytorch') against one forward+backward, CPU ms, "
+    print(f"profile(update='all', options={{'convention': 'pytorch'}}) against one forward+backward, CPU ms, "
           f"median of {repeats} interleaved")
     header = f"{'model':<28}{'input':>12}{'ops':>6}{'first':>9}{'profile':>9}{'fwd+bwd':>9}{'ratio':>7}"
     print_header(header)
@@ -156,12 +157,14 @@ def step_table(repeats: int) -> None:
         model = factory()
         x = torch.randn(shape)
         start = time.process_time()
-        ops = len(profile(model, shape, update="all", convention="pytorch").graph.order)
+        ops = len(profile(model, shape, update="all",
+                          options={"convention": "pytorch"}).graph.order)
         first = time.process_time() - start
         ours, step = [], []
         for _ in range(repeats):
             step.append(_cpu(lambda: _forward_backward(model, x)))
-            ours.append(_cpu(lambda: profile(model, shape, update="all", convention="pytorch")))
+            ours.append(_cpu(lambda: profile(model, shape, update="all",
+                                             options={"convention": "pytorch"})))
         ratio = statistics.median(ours) / statistics.median(step)
         ratios.append(ratio)
         print(f"{name:<28}{'x'.join(map(str, shape)):>12}{ops:>6}{first * 1e3:>9.1f}"

@@ -6,7 +6,7 @@ The models are the library-style lookalikes of tests/library_models.py at the la
 its `BENCHMARK_SIZES` (a MobileNet with BatchNormAct2d, a ConvNeXt, two ViTs — fused and
 explicit attention —, an MLP-Mixer, a ResNet, a text encoder with einsum attention, a 2-layer
 LSTM, a 2-layer GRU and a gated MLP). For each: the median time of
-`ttplan.profile(model, update="all", convention="pytorch")` (trace, every cost column,
+`ttplan.profile(model, update="all", options={"convention": "pytorch"})` (trace, every cost column,
 memory) against the median time of fvcore's `FlopCountAnalysis(model, x).total()` (forward
 FLOPs only; a fresh analysis per run, as fvcore caches its result), and the ratio fvcore /
 ttplan (> 1: ttplan is faster). fvcore's count is printed beside ttplan's forward MACs: the
@@ -56,12 +56,14 @@ def main() -> None:
         torch.manual_seed(0)
         model = factory().eval()
         x = torch.randn(shape)
-        ours = median_time(lambda: profile(model, shape, update="all", convention="pytorch"),
+        ours = median_time(lambda: profile(model, shape, update="all",
+                                           options={"convention": "pytorch"}),
                            args.repeats)
         with torch.no_grad():
             theirs = median_time(lambda: fvcore_total(model, x), args.repeats)
             count = fvcore_total(model, x)
-        macs = profile(model, shape, update="all", convention="pytorch").totals["forward_macs"]
+        macs = profile(model, shape, update="all",
+                       options={"convention": "pytorch"}).totals["forward_macs"]
         ratios.append(theirs / ours)
         print(f"| {name} | {'x'.join(map(str, shape))} | {1e3 * ours:.1f} | {1e3 * theirs:.1f} | "
               f"{theirs / ours:.2f} | {macs:,} | {count:,} |", flush=True)

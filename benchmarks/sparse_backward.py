@@ -35,7 +35,7 @@ import torch
 
 from ttplan.costmodel.config import LayerUpdate, resolve_updates
 from ttplan.costmodel.options import PYTORCH
-from ttplan.costmodel.profile import profile
+from ttplan.costmodel.profile import EVAL_MODE, profile
 from ttplan.costmodel.specs import parse_update
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import build_zoo_model
@@ -99,7 +99,7 @@ def main() -> None:
             partial = {name: LayerUpdate(channels=spaced(graph[name].weight_shape[0],
                                                          args.fraction)) for name in layers}
             macs = [profile(model, shape, update=u, options=PYTORCH, graph=graph,
-                            training_mode=False).totals["backward_macs"] for u in (dense, partial)]
+                            tracing=EVAL_MODE).totals["backward_macs"] for u in (dense, partial)]
             variants = (dense, every, partial)
             for _ in range(3):
                 for u in variants:

@@ -24,3 +24,21 @@ class TraceError(TtplanError):
 
 class PolicyError(TtplanError):
     """A policy or Fisher file that is malformed or belongs to another model."""
+
+
+def moved_keywords(moved: dict[str, str]):
+    """A decorator refusing keywords a function no longer takes with a one-line TypeError that
+    says where each went (`moved`: {old keyword: the new way}), instead of Python's bare
+    "unexpected keyword argument"."""
+    import functools
+
+    def wrap(function):
+        @functools.wraps(function)
+        def call(*args, **kwargs):
+            old = [key for key in kwargs if key in moved]
+            if old:
+                raise TypeError(f"{function.__name__}() no longer takes {old[0]}=: "
+                                f"{moved[old[0]]}")
+            return function(*args, **kwargs)
+        return call
+    return wrap

@@ -15,10 +15,10 @@ import torch.nn as nn
 
 from .config import LayerUpdate, TrainConfig, resolve_updates, validate_updates
 from .costs import Evaluation, evaluate
-from .errors import SpecError
+from .errors import SpecError, moved_keywords
 from .graph import LayerGraph
 from .inputs import resolve_inputs
-from .options import CostOptions, PAPER
+from .options import CostOptions, options_or_default
 from .specs import DEFAULT_INPUT_SHAPE, UpdateSpec, parse_update
 from .trace import trace
 from .zoo import load_model
@@ -146,32 +146,71 @@ def with_batch_size(input_shape, batch_size) -> tuple[int, ...]:
     return (batch_size,) + input_shape[1:]
 
 
-def profile(model, input_shape=None, *, update="all",
-            options: CostOptions | None = None, batch_size=None, model_name=None, weights=None,
-            classifier=False, tracer="auto", graph=None, rules=None,
-            update_text: str | None = None, blocks: str | None = None,
-            training_mode: bool = True, inputs=None) -> Profile:
-    """Trace `model` (an nn.Module, a zoo name or ``module:callable``) and cost training it.
+@dataclass(frozen=True)
+class Tracing:
+    """How a model is traced and run while it is priced, travelling together: `tracer` auto |
+    fx | hooks; `rules` {module class | function | kind: Rule} priced for this call only;
+    `blocks` a regular expression naming the blocks ``last-blocks:K`` counts
+    (`costmodel.blocks`); `training_mode` (pytorch convention) False prices the modules in
+    eval mode, as ``ttplan train`` runs them (BatchNorm keeps no batch statistics for
+    backward). With an already traced graph only `training_mode` applies."""
+
+    tracer: str = "auto"
+    rules: object = None
+    blocks: str | None = None
+    training_mode: bool = True
+
+
+DEFAULT_TRACING = Tracing()
+EVAL_MODE = Tracing(training_mode=False)  # priced as `ttplan train` runs the modules
+
+_TRACING_KEYWORDS = ("tracer", "rules", "blocks", "training_mode")
+_MODEL_KEYWORDS = {"model_name": "name", "weights": "weights", "classifier": "classifier"}
+MOVED_KEYWORDS = {
+    **{k: f"pass tracing=ttplan.Tracing({k}=...)" for k in _TRACING_KEYWORDS},
+    **{k: f"pass the model as ttplan.ModelSource(model, {v}=...)"
+       for k, v in _MODEL_KEYWORDS.items()},
+}
+
+
+def tracing_or_default(tracing) -> Tracing:
+    """`tracing` as given (a Tracing), or the default for None; anything else is refused."""
+    if tracing is None:
+        return DEFAULT_TRACING
+    if not isinstance(tracing, Tracing):
+        raise SpecError(f"tracing must be a Tracing (ttplan.Tracing(...)), not "
+                        f"{type(tracing).__name__}")
+    return tracing
+
+
+@moved_keywords({**MOVED_KEYWORDS, "update_text": "the Profile's update is the update as "
+                 "given; dataclasses.replace(profile, update=...) renames it"})
+def profile(model, input_shape=None, *, update="all", options: CostOptions | None = None,
+            batch_size=None, inputs=None, tracing: Tracing | None = None,
+            graph: LayerGraph | None = None) -> Profile:
+    """Trace `model` (an nn.Module, a zoo name, ``module:callable`` or a `ModelSource` with its
+    name, weights and classifier) and cost training it.
 
     `update`: "none", "all", "bias-only", "last-layers:K", "last-blocks:K", or {layer name:
     LayerUpdate}; `options`: how it is costed (`CostOptions`). `batch_size` replaces dimension
     0 of `input_shape`, or of every input of `inputs` (a tensor, a tuple of tensors, a dict
-    of keyword tensors, spec strings or an .npz: `costmodel.inputs`). `rules`: {module class | function | kind: Rule} priced for this call
-    only. `graph`: an already traced graph (the model is then not traced again). `blocks`: a
-    regular expression naming the blocks `last-blocks:K` counts (`costmodel.blocks`).
-    `training_mode` (pytorch convention): False prices the modules in eval mode, as
-    `ttplan train` runs them (BatchNorm keeps no batch statistics for backward).
+    of keyword tensors, spec strings or an .npz: `costmodel.inputs`). `tracing`: the tracer,
+    rules priced for this call only, the blocks' pattern and train/eval mode (`Tracing`).
+    `graph`: an already traced graph (the model is then not traced again; a ModelSource's
+    name, when given, names the profile).
     """
-    options = options if options is not None else PAPER
+    options = options_or_default(options)
+    tracing = tracing_or_default(tracing)
     if graph is None:
         given = resolve_inputs(inputs, input_shape, batch_size)
-        module, name = resolve_model(model, model_name, weights, classifier)
-        graph = trace(module, given, name, tracer, rules=rules, blocks=blocks)
+        module, name = resolve_model(model)
+        graph = trace(module, given, name, tracing.tracer, rules=tracing.rules,
+                      blocks=tracing.blocks)
     else:
-        name = model_name or graph.model_name
-    config, text = build_config(graph, update, options, training_mode)
-    return Profile(name, graph, evaluate(graph, config), config, update_text or text)
+        name = (model.name if isinstance(model, ModelSource) else None) or graph.model_name
+    config, text = build_config(graph, update, options, tracing.training_mode)
+    return Profile(name, graph, evaluate(graph, config), config, text)
 
 
 __all__ = ["Profile", "profile", "LayerUpdate", "TrainConfig", "build_config", "resolve_model", "ModelSource",
-           "with_batch_size"]
+           "Tracing", "EVAL_MODE", "with_batch_size"]

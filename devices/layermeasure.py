@@ -15,7 +15,7 @@ import torch
 from ttplan.costmodel.config import resolve_updates
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.options import PYTORCH
-from ttplan.costmodel.profile import profile, resolve_model
+from ttplan.costmodel.profile import EVAL_MODE, profile, resolve_model
 from ttplan.costmodel.specs import parse_update
 from ttplan.costmodel.trace import trace
 
@@ -48,7 +48,7 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
         shape = (b,) + tuple(input_shape[1:])
         graph = trace(module, shape, name)
         full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
-                                                training_mode=False,
+                                                tracing=EVAL_MODE,
                                                 options=PYTORCH).evaluation.rows}
         rows = measure_layers(module, graph, full, repeats=repeats, model_name=name)
         layers += rows

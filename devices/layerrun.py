@@ -23,7 +23,7 @@ import torch
 
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.options import PYTORCH
-from ttplan.costmodel.profile import profile
+from ttplan.costmodel.profile import EVAL_MODE, profile
 from ttplan.costmodel.trace import trace
 from ttplan.planner.fisher import default_candidate_layers
 from ttplan.planner.jsonio import check_header, load_json, save_json
@@ -46,7 +46,7 @@ def run_description(module, updates, shape, *, iterations: int, samples: int,
     one = (1,) + tuple(shape[1:])
     g1 = graph if graph is not None and tuple(graph.input_shape) == one else \
         trace(module, one, getattr(graph, "model_name", None) or "model")
-    ev = profile(None, one, update=updates, graph=g1, training_mode=False,
+    ev = profile(None, one, update=updates, graph=g1, tracing=EVAL_MODE,
                  options=PYTORCH).evaluation
     passes = lm.layer_passes(ev)
     step = lm.work_of(passes)
@@ -107,7 +107,7 @@ def measure_sweep(batch_sizes, repeats: int = 5) -> list[dict]:
             shape = (b,) + tuple(sample_shape)
             graph = trace(module, shape, label)
             full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
-                                                    training_mode=False,
+                                                    tracing=EVAL_MODE,
                                                     options=PYTORCH
                                                     ).evaluation.rows}
             rows += [dict(r, model="kind-sweep", layer=f"{label}/{r['layer']}")

@@ -56,7 +56,7 @@ from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.inputs import ModelInputs, resolve_inputs
 from ttplan.costmodel.measure import measure_saved_bytes
 from ttplan.costmodel.options import PAPER, cost_options
-from ttplan.costmodel.profile import ModelSource, profile, resolve_model
+from ttplan.costmodel.profile import EVAL_MODE, ModelSource, profile, resolve_model
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, Budgets, parse_input_shape, parse_update
 from ttplan.costmodel.trace import trace
 from ttplan.planner.api import PlanSearch
@@ -264,8 +264,8 @@ def train(model, *, policy=None, method: str | OnDevicePlan | None = None,
     chosen = _chosen_updates(policy, loaded, plan_request, update, graph, module, shape, name)
     # The policy's options with the run's optimiser (the paper defaults without a policy).
     run_options = (loaded.options if loaded is not None else PAPER).replace(optimizer=optimizer)
-    predicted_pt = profile(module, shape, update=chosen.updates, graph=graph, model_name=name,
-                           options=run_options.under("pytorch"), training_mode=False)
+    predicted_pt = profile(ModelSource(module, name), shape, update=chosen.updates, graph=graph,
+                           options=run_options.under("pytorch"), tracing=EVAL_MODE)
     # The log's cost columns come from the one place the shipped logs and `predict` use.
     step = step_cost(None, chosen.updates, shape, graph=graph, options=run_options)
     measured = _measured_run(module, graph, chosen.updates, shape, samples, run, optimizer,

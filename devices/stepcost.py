@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from ttplan.costmodel.costs import operator_work
 from ttplan.costmodel.memory import is_depthwise
 from ttplan.costmodel.options import CostOptions, PAPER
-from ttplan.costmodel.profile import profile, resolve_model
+from ttplan.costmodel.profile import ModelSource, profile, resolve_model
 from ttplan.costmodel.trace import trace
 from ttplan.planner.jsonio import dumps
 from ttplan.planner.policy import Policy, check_against_graph, check_at_any_batch
@@ -71,8 +71,8 @@ def step_cost(model, update, input_shape, *, options: CostOptions | None = None,
     options; the paper peak uses its optimiser, bit-widths and weight placement, the pytorch
     peak its optimiser."""
     o = options if options is not None else PAPER
-    paper = profile(model, input_shape, update=update, options=o.under("paper"), graph=graph,
-                    model_name=model_name)
+    source = ModelSource(model, name=model_name) if model_name else model
+    paper = profile(source, input_shape, update=update, options=o.under("paper"), graph=graph)
     torch_side = profile(None, input_shape, update=update, options=o.under("pytorch"),
                          graph=paper.graph)
     t = paper.totals

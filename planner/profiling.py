@@ -9,13 +9,16 @@ the policy is an error, not a silent override.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
-from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.errors import SpecError, moved_keywords
 from ttplan.costmodel.inputs import ModelInputs, resolve_inputs
 from ttplan.costmodel.measure import verify_saved_bytes
 from ttplan.costmodel.options import OPTION_NAMES, CostOptions, cost_options
-from ttplan.costmodel.profile import Profile, resolve_model, with_batch_size
+from ttplan.costmodel.profile import (MOVED_KEYWORDS, ModelSource, Profile, Tracing,
+                                      resolve_model, tracing_or_default, with_batch_size)
 from ttplan.costmodel.profile import profile as cost_profile
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, parse_update
 from ttplan.costmodel.trace import trace
@@ -24,12 +27,15 @@ from .policy import Policy, check_against_graph, policy_from_file_or_object
 from .tinytl import LITE_ATTR, add_lite_residuals
 
 
-def profile(model, input_shape=None, *, update="all", batch_size=None, convention=None,
-            optimizer=None, weight_bits=None, activation_bits=None, gradient_bits=None,
-            weights_in_flash=None, model_name=None, weights=None, classifier=False,
-            tracer="auto", rules=None, verify=False, blocks=None,
-            training_mode=True, inputs=None) -> Profile:
-    """Trace `model` (an nn.Module, a zoo name or ``module:callable``) and cost training it.
+_OPTIONS_MOVED = {k: f"pass options={{'{k}': ...}} (the fields you set) or "
+                     f"options=ttplan.cost_options({k}=...)" for k in OPTION_NAMES}
+
+
+@moved_keywords({**MOVED_KEYWORDS, **_OPTIONS_MOVED})
+def profile(model, input_shape=None, *, update="all", options=None, batch_size=None,
+            inputs=None, tracing: Tracing | None = None, verify=False) -> Profile:
+    """Trace `model` (an nn.Module, a zoo name, ``module:callable``, or a `ModelSource` with
+    its name, weights and classifier) and cost training it.
 
     update: "none", "all", "bias-only", "last-layers:K", "last-blocks:K", a policy file
     (``*.json``) or `Policy`, or {layer name: LayerUpdate}.
@@ -37,42 +43,61 @@ def profile(model, input_shape=None, *, update="all", batch_size=None, conventio
     inputs: instead of input_shape, what the model is called with: a tensor, a tuple of
     tensors (positional), a dict (keyword), spec strings like "ids:int64[1,128]" or an .npz
     (`costmodel.inputs`); `batch_size` replaces dimension 0 of every input.
-    convention, optimizer, weight_bits, activation_bits, gradient_bits, weights_in_flash: the
-    `CostOptions` fields; None means the policy's value, else CostOptions' default.
-    rules: {module class | function | kind: Rule} priced for this call only.
-    blocks: a regular expression naming the blocks last-blocks:K counts (`costmodel.blocks`).
-    training_mode (pytorch convention): False prices the modules in eval mode, as `ttplan
-    train` runs them (BatchNorm keeps no batch statistics for backward).
+    options: how it is costed, a `CostOptions` (``ttplan.cost_options(...)``) or a dict of
+    the fields you set ({"convention": "pytorch", "optimizer": "adam"}): a field left out is
+    the policy's when `update` is a policy, else CostOptions' default. With a policy, a set
+    field that differs from the policy's is an error (a CostOptions sets every field).
+    tracing: `Tracing(tracer, rules, blocks, training_mode)`: the tracer (auto | fx | hooks),
+    {module class | function | kind: Rule} priced for this call only, the regular expression
+    naming the blocks last-blocks:K counts, and (pytorch convention) training_mode=False to
+    price the modules in eval mode, as `ttplan train` runs them.
     verify: also run the configuration once in PyTorch and record in `verification` what
     autograd kept against the `pytorch` convention's prediction (`verify_saved_bytes`).
     """
-    given = {k: v for k, v in zip(OPTION_NAMES, (convention, optimizer, weight_bits,
-                                                  activation_bits, gradient_bits,
-                                                  weights_in_flash)) if v is not None}
+    given = _given_options(options)
+    tracing = tracing_or_default(tracing)
     policy = _policy_of(update)
-    module, name = resolve_model(model, model_name, weights, classifier)
+    module, name = resolve_model(model)
     if policy is None:
-        options = cost_options(**given)
+        options = options if isinstance(options, CostOptions) else cost_options(**given)
         shape = resolve_inputs(inputs, input_shape, batch_size)
-        prof = cost_profile(module, shape, update=update, options=options, model_name=name,
-                            tracer=tracer, rules=rules, blocks=blocks,
-                            training_mode=training_mode)
+        prof = cost_profile(ModelSource(module, name), shape, update=update, options=options,
+                            tracing=tracing)
     else:
         options = _policy_options(policy, given)
         shape = _policy_inputs(policy, input_shape, batch_size, inputs)
         if policy.method == "tinytl" and \
                 not any(LITE_ATTR in path.split(".") for path, _ in module.named_modules()):
             module, name = add_lite_residuals(module, shape), f"{name}+lite-residual"
-        graph = trace(module, shape, name, tracer, rules=rules, blocks=blocks)
+        graph = trace(module, shape, name, tracing.tracer, rules=tracing.rules,
+                      blocks=tracing.blocks)
         source = str(update) if isinstance(update, (str, Path)) else "policy"
         check_against_graph(policy, graph, source)
-        prof = cost_profile(module, shape, update=policy.updates(), options=options,
-                            graph=graph, model_name=name, update_text=source,
-                            training_mode=training_mode)
+        prof = replace(cost_profile(ModelSource(module, name), shape, update=policy.updates(),
+                                    options=options, graph=graph, tracing=tracing),
+                       update=source)
     if verify:
         prof.verification = verify_saved_bytes(module, prof.graph, prof.config.updates,
                                                training_mode=prof.config.training_mode)
     return prof
+
+
+def _given_options(options) -> dict:
+    """The cost-option fields the caller set: all of a CostOptions, the non-None entries of a
+    dict (their values are checked where they become a CostOptions: `cost_options`, or the
+    policy's options `.replace(...)`, with the same messages)."""
+    if options is None:
+        return {}
+    if isinstance(options, CostOptions):
+        return {k: getattr(options, k) for k in OPTION_NAMES}
+    if isinstance(options, Mapping):
+        unknown = [k for k in options if k not in OPTION_NAMES]
+        if unknown:
+            raise SpecError(f"unknown cost option {unknown[0]!r}: use "
+                            f"{', '.join(OPTION_NAMES)}")
+        return {k: v for k, v in options.items() if v is not None}
+    raise SpecError(f"options must be a CostOptions (ttplan.cost_options(...)) or a dict of "
+                    f"its fields, not {type(options).__name__}")
 
 
 def _policy_of(update) -> Policy | None:

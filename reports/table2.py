@@ -108,8 +108,9 @@ def table2_rows(model, *, fisher=None, input_shape=(1, 3, 128, 128), memory_byte
                       fisher=fisher if method in ("tinytrain", "sparseupdate") else None,
                       options=options, **budgets)
         updates = policy.updates()
-        costs = {c: profile(module, shape, update=updates, options=policy.options.under(c),
-                            graph=policy.graph, model_name=name) for c in ("paper", "pytorch")}
+        costs = {c: profile(ModelSource(module, name), shape, update=updates,
+                            options=policy.options.under(c), graph=policy.graph)
+                 for c in ("paper", "pytorch")}
         totals = costs["paper"].totals
         backward = totals["backward_macs"] // batch
         # "2 x forward" is A.4's count of a full backward pass: every weight updated.

@@ -15,10 +15,11 @@ from tests.test_pytorch_convention import assert_close, predicted_and_measured
 TRACERS = ("fx", "hooks")
 
 
-def profile_case(models: dict, name: str, update="all", tracer="auto", **kw):
+def profile_case(models: dict, name: str, update="all", tracer="auto", blocks=None, **kw):
     case = models[name]
-    return ttplan.profile(case(), case.input_shape, update=update, convention="pytorch",
-                          tracer=tracer, **kw)
+    return ttplan.profile(case(), case.input_shape, update=update,
+                          options={"convention": "pytorch"},
+                          tracing=ttplan.Tracing(tracer=tracer, blocks=blocks), **kw)
 
 
 def conv(n, cout, hw, cin_per_group, k):

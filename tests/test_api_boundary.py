@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 import ttplan
 from ttplan.cli import app
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.options import OPTION_NAMES
+from ttplan.costmodel.profile import profile as cost_profile
 
 BAD_OPTIONS = [
     ({"weight_bits": -8}, ["--weight-bits", "-8"], "invalid weight bit-width -8"),
@@ -38,9 +40,44 @@ def _cli_error(args) -> str:
 
 @pytest.mark.parametrize("kwargs,flags,needle", BAD_OPTIONS)
 def test_profile_refuses_what_the_cli_refuses(kwargs, flags, needle):
-    api = _api_error(lambda **kw: ttplan.profile("mcunet-5fps", (1, 3, 32, 32), **kw), **kwargs)
+    # profile's options: the fields set, as a dict, or a CostOptions from the factory
+    api = _api_error(lambda **kw: ttplan.profile("mcunet-5fps", (1, 3, 32, 32), options=kw),
+                     **kwargs)
+    assert api == _api_error(ttplan.cost_options, **kwargs)
     cli = _cli_error(["profile", "mcunet-5fps", "--input-shape", "1,3,32,32"] + flags)
     assert needle in api and api == cli and "\n" not in api
+
+
+@pytest.mark.parametrize("old,new", [("convention", "options={'convention': ...}"),
+                                     ("weights_in_flash", "ttplan.cost_options"),
+                                     ("tracer", "tracing=ttplan.Tracing(tracer=...)"),
+                                     ("rules", "tracing=ttplan.Tracing(rules=...)"),
+                                     ("training_mode", "ttplan.Tracing(training_mode=...)"),
+                                     ("model_name", "ttplan.ModelSource(model, name=...)"),
+                                     ("weights", "ttplan.ModelSource(model, weights=...)")])
+def test_profile_names_the_new_way_for_an_old_keyword(old, new):
+    # the cost model's profile never took the options one by one
+    for fn in (ttplan.profile,) + ((cost_profile,) if old not in OPTION_NAMES else ()):
+        with pytest.raises(TypeError) as err:
+            fn("mcunet-5fps", (1, 3, 32, 32), **{old: None})
+        message = str(err.value)
+        assert f"profile() no longer takes {old}=" in message and new in message
+        assert "\n" not in message
+
+
+def test_profile_takes_options_as_a_value_or_the_fields_set():
+    shape = (1, 3, 32, 32)
+    as_value = ttplan.profile("mcunet-5fps", shape, options=ttplan.cost_options("pytorch", "adam"))
+    as_fields = ttplan.profile("mcunet-5fps", shape,
+                               options={"convention": "pytorch", "optimizer": "adam"})
+    assert as_value.to_dict() == as_fields.to_dict()
+    assert as_value.config.options == ttplan.cost_options("pytorch", "adam")
+    assert "unknown cost option 'bits'" in _api_error(ttplan.profile, model="mcunet-5fps",
+                                                       input_shape=shape, options={"bits": 8})
+    assert "ttplan.cost_options" in _api_error(ttplan.profile, model="mcunet-5fps",
+                                               input_shape=shape, options="pytorch")
+    assert "ttplan.Tracing" in _api_error(ttplan.profile, model="mcunet-5fps",
+                                          input_shape=shape, tracing="fx")
 
 
 @pytest.mark.parametrize("kwargs,flags,needle", BAD_OPTIONS)

@@ -196,7 +196,8 @@ def test_batchnorm_running_statistics_are_not_changed_by_tracing():
 
 def test_a_parameter_read_for_its_device_is_not_a_use():
     for tracer in TRACERS:
-        p = ttplan.profile(SinusoidalPosition(16), (2, 6, 16), tracer=tracer)
+        p = ttplan.profile(SinusoidalPosition(16), (2, 6, 16),
+                           tracing=ttplan.Tracing(tracer=tracer))
         assert p.totals["params"] == 16 * 16 + 16
         assert [r["name"] for r in p.evaluation.rows if r["kind"] == "parameter"] == []
 
@@ -205,7 +206,8 @@ def test_a_parameter_read_for_its_device_is_not_a_use():
 @pytest.mark.parametrize("block, shape", [(ConvNeXtV2Block(8), (2, 8, 4, 4)),
                                           (MHABlock(16, 2), (2, 5, 16))])
 def test_a_single_block_profiles_on_its_own(block, shape, tracer):
-    p = ttplan.profile(block, shape, tracer=tracer, convention="pytorch")
+    p = ttplan.profile(block, shape, tracing=ttplan.Tracing(tracer=tracer),
+                       options={"convention": "pytorch"})
     assert p.totals["params"] == sum(q.numel() for q in block.parameters())
     assert p.warnings == [] and p.totals["unknown_ops"] == []
     names = [r["name"] for r in p.evaluation.rows]
@@ -234,8 +236,9 @@ def test_export_of_linear_layers_says_it_can_express_nothing():
 def text_prof(name, update="all", tracer="auto", **kw):
     make, inputs = TEXT_MODELS[name]
     torch.manual_seed(0)
-    return ttplan.profile(make(), inputs=inputs, update=update, convention="pytorch",
-                          tracer=tracer, **kw)
+    return ttplan.profile(make(), inputs=inputs, update=update,
+                          options={"convention": "pytorch"},
+                          tracing=ttplan.Tracing(tracer=tracer), **kw)
 
 
 @pytest.mark.parametrize("name", sorted(TEXT_MODELS))
@@ -307,7 +310,8 @@ class _NoRules(nn.Module):
 
 @pytest.mark.parametrize("tracer", TRACERS)
 def test_operators_without_a_rule_are_derived(tracer):
-    p = ttplan.profile(_NoRules(), (4, 8), tracer=tracer, convention="pytorch")
+    p = ttplan.profile(_NoRules(), (4, 8), tracing=ttplan.Tracing(tracer=tracer),
+                       options={"convention": "pytorch"})
     kinds = {r["op"]: r["kind"] for r in p.evaluation.rows}
     assert kinds["tensordot"] == kinds["narrow"] == kinds["flip"] == "derived"
     assert p.totals["unknown_ops"] == []
@@ -386,8 +390,8 @@ class _Powers(nn.Module):
 @pytest.mark.parametrize("update", ["all", "bias-only"])
 def test_every_form_of_pow_keeps_what_autograd_keeps(update):
     for tracer in TRACERS:
-        p = ttplan.profile(_Powers(), (2, 4), tracer=tracer, update=update,
-                           convention="pytorch")
+        p = ttplan.profile(_Powers(), (2, 4), tracing=ttplan.Tracing(tracer=tracer), update=update,
+                           options={"convention": "pytorch"})
         assert p.warnings == []
         predicted, measured = predicted_and_measured(_Powers(), (2, 4), update)
         assert p.memory.saved_activation_bytes == predicted == measured
@@ -410,7 +414,8 @@ def test_sdpa_of_one_tensor_with_itself():
     attention = 2 * n * heads * length * length * head_dim
     fc = linear(n * length, 8, 8)
     for tracer in TRACERS:
-        t = ttplan.profile(_SelfSDPA(), (n, length, 8), tracer=tracer).totals
+        t = ttplan.profile(_SelfSDPA(), (n, length, 8),
+                           tracing=ttplan.Tracing(tracer=tracer)).totals
         assert t["forward_macs"] == fc + attention
         assert t["backward_input_macs"] == 2 * attention  # dV, dP, dQ, dK
         predicted, measured = predicted_and_measured(_SelfSDPA(), (n, length, 8), "all")
@@ -433,7 +438,7 @@ def test_a_product_of_a_tensor_with_itself():
     n, d = 3, 6  # x: 3×6×6, h @ h: 3 products of 6×6 by 6×6
     fc, product = linear(n * d, d, d), n * d * d * d
     for tracer in TRACERS:
-        t = ttplan.profile(_Square(), (n, d, d), tracer=tracer).totals
+        t = ttplan.profile(_Square(), (n, d, d), tracing=ttplan.Tracing(tracer=tracer)).totals
         assert (t["forward_macs"], t["backward_input_macs"]) == (fc + product, 2 * product)
     predicted, measured = predicted_and_measured(_Square(), (n, d, d), "all")
     assert predicted == measured

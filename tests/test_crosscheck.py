@@ -131,7 +131,7 @@ def weight_grad_flops_alone(conv: nn.Module, in_shape) -> int:
 def test_backward_flops_differ_only_by_group_count(case):
     factory, shape = ALL_MODELS[case]
     model = factory()
-    p = profile(model, shape, update="all", convention="pytorch")
+    p = profile(model, shape, update="all", options={"convention": "pytorch"})
     ours_forward = {r["name"]: r["forward_macs"] for r in p.evaluation.rows
                     if r["kind"] in MAC_KINDS}
 
@@ -171,7 +171,8 @@ def test_fvcore_per_module(name, quiet_fvcore):
     from fvcore.nn import FlopCountAnalysis
 
     model = build_zoo_model(name, classifier=True).eval()  # eval: BN counted as 2 per element
-    p = profile(model, ZOO_SHAPE, update="all", convention="pytorch")  # BN kept, not folded
+    p = profile(model, ZOO_SHAPE, update="all",
+                options={"convention": "pytorch"})  # BN kept, not folded
     analysis = FlopCountAnalysis(model, torch.zeros(ZOO_SHAPE))
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     by_module = analysis.by_module()

@@ -280,7 +280,8 @@ def test_linear_limit_equals_the_model_within_ram():
 def test_updated_tensors_is_the_same_in_both_conventions():
     from ttplan import profile
     for update in ("all", "bias-only", "last-blocks:2", "none"):
-        counts = {profile("mbv2-w0.35", update=update, convention=c).evaluation.updated_tensors
+        counts = {profile("mbv2-w0.35", update=update,
+                          options={"convention": c}).evaluation.updated_tensors
                   for c in ("paper", "pytorch")}
         assert len(counts) == 1, update
     assert profile("mbv2-w0.35", update="all").evaluation.updated_tensors == 2 * 52

@@ -30,7 +30,8 @@ def bert_macs(n: int, t: int = SEQ, d: int = 16, classes: int = 3) -> int:
     {"input_ids": IDS, "attention_mask": torch.ones(1, SEQ, dtype=torch.bool)},
 ])
 def test_token_ids_in_every_form(inputs):
-    prof = ttplan.profile(tiny_bert(), inputs=inputs, update="all", convention="pytorch",
+    prof = ttplan.profile(tiny_bert(), inputs=inputs, update="all",
+                          options={"convention": "pytorch"},
                           batch_size=3)
     assert prof.totals["forward_macs"] == bert_macs(3)
     assert prof.totals["params"] == sum(p.numel() for p in tiny_bert().parameters())
@@ -47,7 +48,7 @@ def test_token_ids_in_every_form(inputs):
     (tiny_bert, IDS),
 ])
 def test_saved_bytes_equal_autograd(make, inputs, update):
-    prof = ttplan.profile(make(), inputs=inputs, update=update, convention="pytorch",
+    prof = ttplan.profile(make(), inputs=inputs, update=update, options={"convention": "pytorch"},
                           batch_size=2, verify=True)
     assert prof.verification["measured_bytes"] == prof.verification["predicted_bytes"]
     assert not prof.warnings
@@ -60,7 +61,7 @@ def test_integer_input_keeps_its_ids_for_the_embedding():
                                 torch.nn.Linear(8 * SEQ, 2))
     prof = ttplan.profile(model, inputs=IDS, update={"0": ttplan.LayerUpdate(weight=True,
                                                                              bias=False)},
-                          convention="pytorch", batch_size=4, verify=True)
+                          options={"convention": "pytorch"}, batch_size=4, verify=True)
     assert prof.verification["measured_bytes"] == 4 * SEQ * 8 == \
         prof.verification["predicted_bytes"]
 
@@ -151,7 +152,8 @@ def test_a_hugging_face_style_forward_takes_keyword_inputs():
             return self.bert(input_ids, attention_mask)
 
     for tracer in ("fx", "hooks"):
-        prof = ttplan.profile(KeywordOnly(), inputs={"input_ids": IDS}, tracer=tracer,
+        prof = ttplan.profile(KeywordOnly(), inputs={"input_ids": IDS},
+                              tracing=ttplan.Tracing(tracer=tracer),
                               batch_size=2)
         assert prof.totals["forward_macs"] == bert_macs(2) and prof.graph.tracer == tracer
 

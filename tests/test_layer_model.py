@@ -11,7 +11,7 @@ from torch import nn
 
 from ttplan.costmodel.errors import TtplanError
 from ttplan.costmodel.options import CostOptions
-from ttplan.costmodel.profile import profile
+from ttplan.costmodel.profile import EVAL_MODE, profile
 from ttplan.devices import layermodel as lm
 from ttplan.devices.calibrate import calibrate_layers, calibration_from_dict, load_calibration
 from ttplan.devices.layerrun import fit_layer_model, run_description
@@ -53,9 +53,9 @@ def test_fit_recovers_known_constants_and_says_what_it_cannot_determine():
 def test_a_configuration_runs_nothing_before_its_first_updated_layer():
     net = tiny_net()
     shape = (1, 3, 4, 4)
-    last = lm.step_work(profile(net, shape, update="last-layers:1", training_mode=False,
+    last = lm.step_work(profile(net, shape, update="last-layers:1", tracing=EVAL_MODE,
                                 options=CostOptions("pytorch")).evaluation)
-    everything = lm.step_work(profile(net, shape, update="all", training_mode=False,
+    everything = lm.step_work(profile(net, shape, update="all", tracing=EVAL_MODE,
                                       options=CostOptions("pytorch")).evaluation)
     # forward: every operator either way
     assert last["pointwise/forward"] == everything["pointwise/forward"]

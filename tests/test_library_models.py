@@ -86,7 +86,7 @@ def test_recurrent_macs_by_hand(name, gates, layers):
     upper_inputs = sum(n * t * gates * h * size for size in inputs[1:])
     assert p.totals["backward_input_macs"] == hidden + upper_inputs + head
     frozen = ttplan.profile(LIBRARY_MODELS[name](), LIBRARY_MODELS[name].input_shape,
-                            update="last-layers:1", convention="pytorch")
+                            update="last-layers:1", options={"convention": "pytorch"})
     assert frozen.totals["backward_macs"] == head  # only the head trains
 
 
@@ -117,7 +117,8 @@ def test_free_parameters_are_layers():
     assert free["cls_token"] == 16 and free["pos_embed"] == 17 * 16
     assert free["blocks.0.ls1.gamma"] == 16
     only = ttplan.profile(LIBRARY_MODELS["vit_fused_unbind"](), (2, 3, 16, 16),
-                          update={"pos_embed": ttplan.LayerUpdate()}, convention="pytorch")
+                          update={"pos_embed": ttplan.LayerUpdate()},
+                          options={"convention": "pytorch"})
     assert only.totals["trainable_params"] == 17 * 16
     assert only.totals["backward_weight_macs"] == 0  # it is added: no product to form
 
@@ -202,7 +203,8 @@ def test_unknown_ops_are_reported_once_per_kind_with_a_count():
 
 
 def test_layernorm_over_channels_and_subclass_head():
-    p = ttplan.profile(ConvNeXtLike(), (2, 3, 16, 16), update="bias-only", convention="pytorch")
+    p = ttplan.profile(ConvNeXtLike(), (2, 3, 16, 16), update="bias-only",
+                       options={"convention": "pytorch"})
     rows = {r["name"]: r for r in p.evaluation.rows}
     assert rows["stem.1"]["kind"] == "layernorm" and rows["stem.1"]["trainable_params"] == 8
     assert rows["head"]["kind"] == "linear" and rows["head"]["trainable_params"] == 5

@@ -35,7 +35,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def mac_costs(model: nn.Module, shape, update, convention, batch_size=None) -> dict:
     """{MAC layer: (forward, backward input, backward weight)} as ttplan reports them;
     also checks that non-MAC rows cost no MACs and the totals add the rows up."""
-    p = profile(model, shape, update=update, convention=convention, batch_size=batch_size)
+    p = profile(model, shape, update=update, options={"convention": convention},
+                batch_size=batch_size)
     costs = {}
     for row in p.evaluation.rows:
         triple = (row["forward_macs"], row["backward_input_macs"], row["backward_weight_macs"])
@@ -424,7 +425,8 @@ def test_shared_module_update():
 
 
 def test_shared_module_parameters_counted_once():
-    prof = profile(SharedConv(), RES_SHAPE, update="last-layers:1", convention="pytorch")
+    prof = profile(SharedConv(), RES_SHAPE, update="last-layers:1",
+                   options={"convention": "pytorch"})
     model_params = sum(p.numel() for p in SharedConv().parameters())
     assert prof.totals["params"] == model_params
     c = SharedConv().c

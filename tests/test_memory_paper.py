@@ -24,14 +24,16 @@ def tiny():
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
 
 
-def prof(update, **kw):
-    kw.setdefault("weights_in_flash", False)  # weights in RAM: F1 holds all of them
-    return profile(tiny(), (1, 3, 8, 8), update=update, convention="paper", **kw)
+def prof(update, **options):
+    # weights in RAM unless asked: F1 holds all of them
+    options = {"convention": "paper", "weights_in_flash": False, **options}
+    return profile(tiny(), (1, 3, 8, 8), update=update, options=options)
 
 
 def test_paper_default_keeps_frozen_weights_in_flash():
     # A.4: "we only include the model weights to be updated"
-    m = profile(tiny(), (1, 3, 8, 8), update="last-layers:1", convention="paper").memory
+    m = profile(tiny(), (1, 3, 8, 8), update="last-layers:1",
+                options={"convention": "paper"}).memory
     assert m.weights_bytes == m.updated_weight_bytes == 18 * 4
     assert m.peak_bytes == 72 + 72 + 3072
 
@@ -111,7 +113,7 @@ def test_depthwise_runs_in_place_and_residual_input_stays_alive():
         def forward(self, x):
             return self.block(self.stem(x))
 
-    m = profile(Net(), (1, 3, 8, 8), convention="paper").memory
+    m = profile(Net(), (1, 3, 8, 8), options={"convention": "paper"}).memory
     # stem: x 768 + out 1,024; dw: the stem output is still needed by the add, so the depthwise
     # conv cannot overwrite it: 1,024 + 1,024; pw: residual 1,024 + dw out 1,024 + out 1,024.
     assert m.io_buffer_bytes == 3 * 1024

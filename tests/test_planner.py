@@ -120,10 +120,11 @@ def test_greedy_fits_both_budgets_and_is_deterministic(mcunet):
     assert pred["fisher_captured"] > 0
     assert {l["name"] for l in a.layers} <= set(fisher.layers)
     assert all(l["channel_axis"] == 0 for l in a.layers)
-    full = profile(model, SHAPE, update="all", weights_in_flash=True).totals["backward_macs"]
+    full = profile(model, SHAPE, update="all",
+                   options={"weights_in_flash": True}).totals["backward_macs"]
     assert a.budgets["compute_macs"] == math.floor(full * 15 / 100)
     # the prediction is the cost model's own
-    again = profile(model, SHAPE, update=a.updates(), weights_in_flash=True)
+    again = profile(model, SHAPE, update=a.updates(), options={"weights_in_flash": True})
     assert again.memory.to_dict() == pred["memory"]
 
 

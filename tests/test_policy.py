@@ -9,7 +9,7 @@ import random
 import pytest
 from torch import nn
 
-from ttplan.costmodel.errors import PolicyError
+from ttplan.costmodel.errors import PolicyError, SpecError
 from ttplan import profile
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import build_zoo_model
@@ -87,9 +87,15 @@ def test_profile_of_the_policy_gives_the_predicted_numbers(tmp_path, convention)
                   options=cost_options(convention=convention, optimizer="momentum"))
     path = tmp_path / "policy.json"
     policy.save(path)
-    prof = profile(model, SHAPE, update=str(path), convention=convention, optimizer="momentum")
+    prof = profile(model, SHAPE, update=str(path),
+                   options={"convention": convention, "optimizer": "momentum"})
     assert prof.to_dict()["memory"] == policy.predicted["memory"]
     assert prof.to_dict()["totals"] == policy.predicted["totals"]
+    # a CostOptions sets every field: the policy's own is accepted, another refused
+    assert profile(model, SHAPE, update=str(path), options=policy.options).to_dict() == \
+        prof.to_dict()
+    with pytest.raises(SpecError, match="optimizer adam contradicts the policy's momentum"):
+        profile(model, SHAPE, update=str(path), options=policy.options.replace(optimizer="adam"))
     assert policy.predicted["memory"]["peak_bytes"] <= 3_000_000
     assert policy.predicted["within_budget"]
 

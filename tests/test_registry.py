@@ -28,8 +28,9 @@ def conv_net(conv):
 def test_a_conv_subclass_costs_what_a_conv_costs(tracer, update, convention):
     def costs(conv):
         torch.manual_seed(0)
-        prof = ttplan.profile(conv_net(conv), (2, 3, 12, 12), update=update, tracer=tracer,
-                              convention=convention)
+        prof = ttplan.profile(conv_net(conv), (2, 3, 12, 12), update=update,
+                              tracing=ttplan.Tracing(tracer=tracer),
+                              options={"convention": convention})
         return prof.totals, prof.memory.to_dict(), [r["kind"] for r in prof.evaluation.rows]
 
     assert costs(MyConv) == costs(nn.Conv2d)
@@ -56,12 +57,13 @@ def gate_rule():
 
 def test_a_registered_rule_prices_a_custom_module():
     model = nn.Sequential(nn.Conv2d(3, 4, 1), Gate(4))
-    before = ttplan.profile(model, (1, 3, 5, 5), tracer="hooks")
+    before = ttplan.profile(model, (1, 3, 5, 5), tracing=ttplan.Tracing(tracer="hooks"))
     assert before.totals["forward_macs"] == 4 * 25 * 3
     registry = Registry(REGISTRY.rules, REGISTRY.modules, REGISTRY.functions, REGISTRY.methods)
     kind = registry.register(Gate, gate_rule())
     graph = ttplan.trace(model, (1, 3, 5, 5), "gated", rules=registry)
-    after = ttplan.profile(model, (1, 3, 5, 5), update="none", rules=registry, tracer="hooks")
+    after = ttplan.profile(model, (1, 3, 5, 5), update="none",
+                           tracing=ttplan.Tracing(rules=registry, tracer="hooks"))
     assert [n.kind for n in graph.ops()] == ["conv", kind]
     assert after.totals["forward_macs"] == 4 * 25 * 3 + 4 * 25
     assert after.totals["unknown_ops"] == []
@@ -70,8 +72,9 @@ def test_a_registered_rule_prices_a_custom_module():
 @pytest.mark.parametrize("tracer", ["fx", "hooks"])
 def test_a_per_call_override_applies_to_that_call_only(tracer):
     model = nn.Sequential(nn.Conv2d(3, 4, 1), Gate(4))
-    priced = ttplan.profile(model, (1, 3, 5, 5), rules={Gate: gate_rule()}, tracer=tracer)
-    plain = ttplan.profile(model, (1, 3, 5, 5), tracer=tracer)
+    priced = ttplan.profile(model, (1, 3, 5, 5),
+                            tracing=ttplan.Tracing(rules={Gate: gate_rule()}, tracer=tracer))
+    plain = ttplan.profile(model, (1, 3, 5, 5), tracing=ttplan.Tracing(tracer=tracer))
     assert priced.totals["forward_macs"] - plain.totals["forward_macs"] == 100
     assert priced.totals["unknown_ops"] == []
 
@@ -138,8 +141,8 @@ def test_stated_backward_is_what_is_counted():
     transposed = gate_rule()
     rows = {}
     for name, rule in (("explicit", explicit), ("transposed", transposed)):
-        prof = ttplan.profile(model, (1, 3, 5, 5), update="all", rules={Gate: rule},
-                              tracer="hooks")
+        prof = ttplan.profile(model, (1, 3, 5, 5), update="all",
+                              tracing=ttplan.Tracing(rules={Gate: rule}, tracer="hooks"))
         rows[name] = next(r for r in prof.evaluation.rows if r["op"] == "Gate")
     assert (rows["explicit"]["backward_input_macs"], rows["explicit"]["backward_weight_macs"]) \
         == (7, 0)

@@ -157,7 +157,8 @@ def test_mcunet_small_input_saved_bytes_match_pytorch_convention():
     assert result.accuracy == {"before": None, "after": None}
     # The prediction is the cost model's for the same configuration, modules in eval mode.
     profile = ttplan.profile("mcunet-5fps", (2, 3, 32, 32), update=policy.updates(),
-                             convention="pytorch", training_mode=False)
+                             options={"convention": "pytorch"},
+                             tracing=ttplan.Tracing(training_mode=False))
     assert predicted == profile.memory.saved_activation_bytes
     assert result.costs["backward_weight_macs"] == profile.totals["backward_weight_macs"]
 
@@ -181,8 +182,9 @@ def test_no_grad_prefix_keeps_nothing_before_the_first_updated_layer():
     assert any(enabled for enabled, _ in calls["block2.0.0"])
     assert result.measured["saved_bytes"] == result.predicted["saved_bytes"]
     # The first updated layer's input gradient is never computed.
-    profile = ttplan.profile(model, (2, 3, 16, 16), update="last-blocks:3", convention="pytorch",
-                             training_mode=False)
+    profile = ttplan.profile(model, (2, 3, 16, 16), update="last-blocks:3",
+                             options={"convention": "pytorch"},
+                             tracing=ttplan.Tracing(training_mode=False))
     assert profile.table.set_index("name").loc["block2.0.0", "backward_input_macs"] == 0
 
 

@@ -5,7 +5,7 @@ from math import sqrt
 
 from torch import nn
 
-from ttplan import profile
+from ttplan import Tracing, profile
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import build_zoo_model
 from tests.varied_models import VARIED_MODELS
@@ -14,8 +14,11 @@ from tests.varied_models import VARIED_MODELS
 def test_hooks_tracer_costs_the_same_as_fx():
     for name in ("residual", "concat", "squeeze_excite", "conv_bn_relu6", "activations"):
         case = VARIED_MODELS[name]
-        a = profile(case(), case.input_shape, update="all", convention="pytorch", tracer="fx")
-        b = profile(case(), case.input_shape, update="all", convention="pytorch", tracer="hooks")
+        pytorch = {"convention": "pytorch"}
+        a = profile(case(), case.input_shape, update="all", options=pytorch,
+                    tracing=Tracing(tracer="fx"))
+        b = profile(case(), case.input_shape, update="all", options=pytorch,
+                    tracing=Tracing(tracer="hooks"))
         assert a.graph.tracer == "fx" and b.graph.tracer == "hooks"
         assert a.totals == b.totals, name
         assert a.memory == b.memory, name

@@ -3,7 +3,7 @@
 The public Python API. Every `ttplan` command is a call to one or more of these:
 
     import ttplan
-    prof = ttplan.profile("mcunet-5fps", update="last-blocks:4", convention="paper")
+    prof = ttplan.profile("mcunet-5fps", update="last-blocks:4", options={"convention": "paper"})
     prof.table          # pandas cost table, one row per operator
     prof.memory         # F1/F2/B1–B4 breakdown and peak, in bytes
     prof.to_dict()      # the documented JSON contract
@@ -19,8 +19,8 @@ The public Python API. Every `ttplan` command is a call to one or more of these:
 
 Loose values become typed ones once, at this boundary: `cost_options(...)` -> CostOptions,
 `Budgets(memory, compute)`, `PlanSearch(solver, channels, seed, ...)`, `ModelSource(model,
-name, weights)`, `device_context(...)`, `Support`/`RunSettings` for `train`
-(notes/api_requests.md).
+name, weights)`, `Tracing(tracer, rules, blocks, training_mode)`, `device_context(...)`,
+`Support`/`RunSettings` for `train` (notes/api_requests.md).
 
 What the `ttplan` command uses besides these lives in three public modules beside this one:
 `ttplan.specs` (text into typed values: sizes, budgets, durations, shapes), `ttplan.io`
@@ -43,6 +43,7 @@ Models, traces and costs (each function's own docstring says how it is called)
     CostOptions, TrainConfig, LayerUpdate   what is trained and how it is counted
     cost_options                the one factory of CostOptions (convention, optimiser, bits)
     ModelSource, Budgets        a model with its name and weights; a memory and compute budget
+    Tracing                     how profile traces: tracer, rules, blocks, train/eval mode
     Rule, Saved, Grad, register_rule        cost rules for operators ttplan does not know
     TtplanError                 every error in what a person gave
 Fisher information
@@ -84,6 +85,7 @@ _EXPORTS = {
     "Budgets": ("ttplan.costmodel.specs", "Budgets"),
     "ModelSource": ("ttplan.costmodel.profile", "ModelSource"),
     "Profile": ("ttplan.costmodel.profile", "Profile"),
+    "Tracing": ("ttplan.costmodel.profile", "Tracing"),
     "resolve_model": ("ttplan.costmodel.profile", "resolve_model"),
     "Rule": ("ttplan.costmodel.rules", "Rule"),
     "Saved": ("ttplan.costmodel.rules", "Saved"),

@@ -12,7 +12,7 @@ Layout: `rule` (Rule, Grad, Saved, Operator and the backward-is-stated check), `
 family, each listing its `OPERATORS` — a kind, its rule and the module classes, functions and
 tensor methods it prices. `register_rule` adds a user's own module or function (duplicates
 refused); `Registry.with_rules` gives a copy with per-call overrides
-(``ttplan.profile(..., rules={MyBlock: Rule(...)})``).
+(``ttplan.profile(..., tracing=ttplan.Tracing(rules={MyBlock: Rule(...)}))``).
 """
 
 from __future__ import annotations

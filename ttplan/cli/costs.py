@@ -51,19 +51,20 @@ def profile(
     All of it is trained by default; --update picks what is trained. With --update
     policy.json, the policy's input shape, convention, optimizer and bit widths are used
     unless given."""
-    from ttplan import profile as profile_model
+    from ttplan import ModelSource, Tracing, profile as profile_model
 
     shape = parse_input_shape(input_shape) if input_shape is not None else None
     inputs = model_inputs(None, input_specs, inputs_file) if input_specs or inputs_file else None
     if inputs is not None and shape is not None:
         raise SpecError("give one of --input-shape and --input/--inputs, not both")
-    prof = profile_model(model, shape, update=update, batch_size=batch_size, inputs=inputs,
-                         convention=convention, optimizer=optimizer, weight_bits=weight_bits,
-                         activation_bits=activation_bits, gradient_bits=gradient_bits,
-                         weights_in_flash=weights_in_flash, weights=weights,
-                         classifier=classifier, tracer=tracer, verify=verify,
-                         training_mode=train_mode,
-                         blocks=blocks)
+    prof = profile_model(ModelSource(model, weights=weights, classifier=classifier), shape,
+                         update=update, batch_size=batch_size, inputs=inputs,
+                         options=dict(convention=convention, optimizer=optimizer,
+                                      weight_bits=weight_bits, activation_bits=activation_bits,
+                                      gradient_bits=gradient_bits,
+                                      weights_in_flash=weights_in_flash),
+                         tracing=Tracing(tracer, blocks=blocks, training_mode=train_mode),
+                         verify=verify)
     warn_uncosted(prof.graph, prof.warnings)
     if prof.verification:
         v = prof.verification
