@@ -8,12 +8,16 @@ usage error (one line, exit status 2) naming the option.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated, Optional, get_type_hints
 
 import typer
 
-from ttplan.specs import MAX_INPUT_ELEMENTS, MAX_INT, SpecError, parse_fraction, parse_int
+from ttplan.specs import (DEFAULT_ITERATIONS, MAX_INPUT_ELEMENTS, MAX_INT, SpecError,
+                          parse_fraction, parse_int)
 
 
 def _number(parse, *bounds):
@@ -196,3 +200,235 @@ ReportFormat = Annotated[str, format_option(
 # sweep compares the two conventions by default.
 SweepConvention = Annotated[str, choice_option("convention", ("paper", "pytorch", "both"),
                                                "paper | pytorch | both")]
+
+
+# --- Option groups ---------------------------------------------------------------------------
+# What travels together is one frozen dataclass whose fields are the options above; a command
+# callback takes the group (`inputs: Inputs`) and `option_groups` shows Typer its fields, so
+# a flag is declared once and a callback builds its request in one step. A command that needs
+# another default or help text for one option of a group takes a variant: a subclass that
+# re-annotates that field (it keeps its place in the group).
+
+def option_groups(command):
+    """Show Typer each dataclass-typed parameter of `command` as its fields (through
+    `__signature__`, which Typer reads) and call `command` with the dataclasses built from
+    them. Field names are the flags' parameter names, so they must be unique in a command."""
+    hints = get_type_hints(command, include_extras=True)
+    shown, groups = [], {}
+    for name, param in inspect.signature(command).parameters.items():
+        kind = hints.get(name, param.annotation)
+        if not dataclasses.is_dataclass(kind):
+            shown.append(param.replace(annotation=kind, kind=inspect.Parameter.KEYWORD_ONLY))
+            continue
+        fields = dataclasses.fields(kind)
+        field_hints = get_type_hints(kind, include_extras=True)
+        groups[name] = (kind, tuple(f.name for f in fields))
+        for f in fields:
+            default = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+            shown.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                           default=default, annotation=field_hints[f.name]))
+    names = [p.name for p in shown]
+    if len(names) != len(set(names)):
+        raise TypeError(f"{command.__name__}: an option appears in two groups")
+
+    @functools.wraps(command)
+    def flat(**options):
+        for name, (kind, fields) in groups.items():
+            options[name] = kind(**{field: options.pop(field) for field in fields})
+        return command(**options)
+
+    flat.__signature__ = inspect.Signature(shown)
+    del flat.__wrapped__  # Typer must see the flat signature, not the grouped one
+    flat.__annotations__ = {p.name: p.annotation for p in shown}
+    flat.grouped = command
+    return flat
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """The model: a zoo name or import path, its weights, the zoo classifier."""
+    model: ModelArg
+    weights: WeightsFile = None
+    classifier: Classifier = False
+
+    def source(self):
+        from ttplan import ModelSource
+        return ModelSource(self.model, weights=self.weights, classifier=self.classifier)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightedModel:
+    """The model and its weights (a command without --classifier)."""
+    model: ModelArg
+    weights: WeightsFile = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What the model is called with: --input-shape, --input (repeatable) or --inputs."""
+    input_shape: InputShape = None
+    input_specs: InputSpecs = None
+    inputs_file: InputsFile = None
+
+    def resolve(self, default: Optional[str] = None):
+        """A `ttplan.specs.ModelInputs` (`default`, a shape, when none is given, else None)."""
+        from .common import model_inputs
+        return model_inputs(self.input_shape, self.input_specs, self.inputs_file, default)
+
+
+@dataclasses.dataclass(frozen=True)
+class FisherInputs(Inputs):
+    input_shape: Annotated[Optional[str], typer.Option(
+        help="N,C,H,W of the model input (default 1,3,128,128)")] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainInputs(Inputs):
+    input_shape: Annotated[Optional[str], typer.Option(
+        help="N,C,H,W (default: the policy's, else 1,3,128,128; N is --batch-size)")] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchedInputs(Inputs):
+    """The inputs with --batch-size replacing their batch dimension (profile, predict)."""
+    batch_size: BatchSize = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileInputs(BatchedInputs):
+    input_shape: ProfileInputShape = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SupportSet:
+    """The support samples of `fisher` and `train`: --data or --synthetic."""
+    data: SupportData = None
+    synthetic: Synthetic = False
+    samples: SupportSamples = None
+    seed: Seed = 0
+    vocab: Vocab = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CostChoices:
+    """How costs are counted, without the bit widths (compare)."""
+    convention: Convention = None
+    optimizer: Optimizer = "sgd"
+    weights_in_flash: WeightsInFlash = None
+
+    def options(self, default_convention: str = "paper"):
+        """The one `CostOptions` (`default_convention` when --convention is not given)."""
+        from ttplan import cost_options
+        return cost_options(self.convention or default_convention, self.optimizer,
+                            **self._bits(), weights_in_flash=self.weights_in_flash)
+
+    def _bits(self) -> dict:
+        return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Costs(CostChoices):
+    """How costs are counted: convention, optimizer, bit widths, where frozen weights live."""
+    weight_bits: WeightBits = "32"
+    activation_bits: ActivationBits = "32"
+    gradient_bits: GradientBits = "32"
+
+    def _bits(self) -> dict:
+        return {"weight_bits": self.weight_bits, "activation_bits": self.activation_bits,
+                "gradient_bits": self.gradient_bits}
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyCosts(Costs):
+    """`profile`'s: each None unless given, so an --update policy's own value is used."""
+    optimizer: Optimizer = None
+    weight_bits: WeightBits = None
+    activation_bits: ActivationBits = None
+    gradient_bits: GradientBits = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetOptions:
+    """--memory and --compute (no budget unless given)."""
+    memory: MemoryBudget = None
+    compute: ComputeBudget = None
+
+    def budgets(self):
+        from ttplan.specs import Budgets
+        return Budgets(self.memory, self.compute)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceWorkload:
+    """A device to predict on, its training-time budget and the predicted run's size."""
+    device: Device = None
+    time: TimeBudget = None
+    iterations: Iterations = 40
+    samples: Samples = 25
+
+    def context(self):
+        """The resolved device (`ttplan.device_for`), or None without --device."""
+        from ttplan import device_for
+        return device_for(self.device, time=self.time, iterations=self.iterations,
+                          samples=self.samples)
+
+
+@dataclasses.dataclass(frozen=True)
+class TableOutput:
+    """--format table|json|csv, --wide, --out."""
+    fmt: TableFormat = "table"
+    wide: Wide = False
+    out: Out = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileOutput(TableOutput):
+    fmt: ProfileFormat = "table"
+
+
+# `ttplan train`'s groups.
+@dataclasses.dataclass(frozen=True)
+class TrainedPart(BudgetOptions):
+    """What `train` updates: a policy file, a method planned on the device, or an update spec."""
+    policy: Annotated[Optional[str], typer.Option(help="policy JSON from `ttplan plan`")] = None
+    method: Annotated[Optional[str], typer.Option(
+        help="plan on the device instead: tinytrain (Fisher probe + planner) | lastlayer | "
+        "fulltrain | none | sparseupdate | tinytl")] = None
+    update: Annotated[Optional[str], typer.Option(
+        help="or an update spec: none | all | bias-only | last-layers:K | last-blocks:K")] = None
+    convention: Convention = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSupport(SupportSet):
+    holdout: Annotated[float, typer.Option(
+        help="fraction of each class held out to measure accuracy (0: none)")] = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRun:
+    """The training loop: passes, batch, learning rate, optimizer, progress bars."""
+    iterations: Iterations = DEFAULT_ITERATIONS
+    batch_size: StepBatchSize = 1
+    lr: Annotated[str, typer.Option(help="learning rate")] = "0.01"
+    optimizer: Annotated[Optional[str], typer.Option(
+        help="sgd | momentum | adam (default: the policy's, else sgd); no weight decay")] = None
+    progress: Progress = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainDevice:
+    """The device the run is logged as and predicted on."""
+    device_name: Annotated[Optional[str], typer.Option(
+        help="the device column of the log row (default: --device's name, else host)")] = None
+    device: Annotated[Optional[str], typer.Option(
+        help="predict the run's phases with this device's calibrated model: a built-in name, "
+        "host, a device or calibration JSON")] = None
+    calibration: Calibration = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOutput:
+    log: Annotated[Optional[str], typer.Option(help="append one row to this CSV log")] = None
+    fmt: TableFormat = "table"
+    out: Out = None
