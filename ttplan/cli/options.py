@@ -16,7 +16,7 @@ from typing import Annotated, Optional, get_type_hints
 
 import typer
 
-from ttplan.specs import (DEFAULT_ITERATIONS, MAX_INPUT_ELEMENTS, MAX_INT, SpecError,
+from ttplan.specs import (DEFAULT_ITERATIONS, DEFAULT_TAIL_FRACTION, MAX_INPUT_ELEMENTS, MAX_INT, SpecError,
                           parse_fraction, parse_int)
 
 
@@ -83,9 +83,11 @@ def format_option(*formats: OutputFormat, note: str = ""):
                          "--format")
 
 
-def fraction_option(help_text: str, default: float):
-    """A decimal in (0, 1] parsed by `ttplan.specs.parse_fraction`."""
-    return typer.Option(default, help=help_text, parser=_number(parse_fraction),
+def fraction_option(help_text: str, default=_NO_DEFAULT):
+    """A decimal in (0, 1] parsed by `ttplan.specs.parse_fraction` (no default inside
+    `Annotated`)."""
+    first = () if default is _NO_DEFAULT else (default,)
+    return typer.Option(*first, help=help_text, parser=_number(parse_fraction),
                         metavar="<fraction>")
 
 
@@ -432,3 +434,41 @@ class TrainOutput:
     log: Annotated[Optional[str], typer.Option(help="append one row to this CSV log")] = None
     fmt: TableFormat = "table"
     out: Out = None
+
+
+# `ttplan plan`'s groups.
+@dataclasses.dataclass(frozen=True)
+class PlanSelection:
+    """How `plan` chooses: the method, its Fisher file and the search's settings."""
+    method: Annotated[str, typer.Option(
+        help="tinytrain | none | fulltrain | lastlayer | tinytl | sparseupdate")] = "tinytrain"
+    fisher: FisherFile = None
+    solver: Solver = "greedy"
+    channels: Channels = "fisher"
+    scheme: Annotated[str, typer.Option(help="sparseupdate: auto | released | search")] = "auto"
+    seed: Seed = 0
+    blocks: Blocks = None
+
+    def search(self):
+        from ttplan import PlanSearch
+        return PlanSearch(self.solver, self.channels, self.seed, self.scheme, blocks=self.blocks)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanOutput:
+    out: Out = None
+    fmt: PlanFormat = "table"
+
+
+@dataclasses.dataclass(frozen=True)
+class FisherRun:
+    """`fisher`'s probe: which layers, the loss, queries per step, progress bars."""
+    layers: Annotated[float, fraction_option(
+        "probe the last fraction of conv/linear layers (appendix F.1: 0.30-0.44)")] = \
+        DEFAULT_TAIL_FRACTION
+    loss: Annotated[str, typer.Option(
+        help="protonet (feature backbone) | ce (classifier; zoo models get their "
+        "classifier)")] = "protonet"
+    batch_size: Annotated[int, count_option("queries per forward/backward",
+                                            maximum=2**31 - 1)] = 1
+    progress: Progress = None
