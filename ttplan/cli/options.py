@@ -472,3 +472,10 @@ class FisherRun:
     batch_size: Annotated[int, count_option("queries per forward/backward",
                                             maximum=2**31 - 1)] = 1
     progress: Progress = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Tracing:
+    """How `profile` reads the model: the tracer and the blocks' module paths."""
+    tracer: Annotated[str, typer.Option(help="auto | fx | hooks")] = "auto"
+    blocks: Blocks = None
