@@ -361,12 +361,45 @@ class BudgetOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class DeviceWorkload:
-    """A device to predict on, its training-time budget and the predicted run's size."""
+class PaperBudgets(BudgetOptions):
+    """The paper's budgets by default (table2, report)."""
+    memory: MemoryBudget = "1MB"
+    compute: ComputeBudget = "15%"
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperCostChoices(CostChoices):
+    """whatif's: the paper convention unless given."""
+    convention: Convention = "paper"
+
+    def options(self, default_convention: str = "paper"):
+        from ttplan import cost_options  # --convention as given (its default is paper)
+        return cost_options(self.convention, self.optimizer,
+                            weights_in_flash=self.weights_in_flash)
+
+
+@dataclasses.dataclass(frozen=True)
+class DevicePrediction:
+    """A device to predict on and the predicted run's size (whatif, report)."""
     device: Device = None
-    time: TimeBudget = None
     iterations: Iterations = 40
     samples: Samples = 25
+
+    def predictor(self):
+        """The device predictor, checked before any work (an unknown device is a one-line
+        error), or None without --device."""
+        from ttplan import device_context, device_predictor
+
+        if self.device is None:
+            return None
+        return device_predictor(device_context(self.device, iterations=self.iterations,
+                                               samples=self.samples))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceWorkload(DevicePrediction):
+    """A device to plan for, its training-time budget and the predicted run's size."""
+    time: TimeBudget = None
 
     def context(self):
         """The resolved device (`ttplan.device_for`), or None without --device."""
@@ -479,3 +512,55 @@ class Tracing:
     """How `profile` reads the model: the tracer and the blocks' module paths."""
     tracer: Annotated[str, typer.Option(help="auto | fx | hooks")] = "auto"
     blocks: Blocks = None
+
+
+# The report commands' groups.
+@dataclasses.dataclass(frozen=True)
+class WhatifGrid:
+    """whatif's grid of budgets and how each cell is planned."""
+    memory: Annotated[str, typer.Option(help="LOW:HIGH:STEPS, log-spaced")] = "128KB:2MB:12"
+    compute: Annotated[str, typer.Option(
+        help="LOW:HIGH:STEPS, linear (% or MACs)")] = "2%:60%:12"
+    method: Annotated[str, typer.Option(
+        help="comma-separated: tinytrain, sparseupdate, fulltrain, lastlayer")] = "tinytrain"
+    solver: Solver = "greedy"
+    channels: Channels = "fisher"
+
+
+@dataclasses.dataclass(frozen=True)
+class WhatifOutput:
+    plot: Annotated[Optional[str], typer.Option(
+        help="heat maps of captured Fisher, and of predicted time with --device (.png, .svg "
+        "or .pdf)")] = None
+    pareto_plot: Annotated[Optional[str], typer.Option(
+        help="Pareto frontier figure (.png, .svg or .pdf)")] = None
+    fmt: ReportTableFormat = None
+    out: Out = None
+    progress: Progress = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportTableOutput:
+    """--format from --out's suffix by default, --wide, --out (layers)."""
+    fmt: ReportTableFormat = None
+    wide: Wide = False
+    out: Out = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Table2Output(ReportTableOutput):
+    fmt: Table2Format = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportAxes:
+    """report's what-if ranges."""
+    whatif_memory: Annotated[Optional[str], typer.Option(
+        help="what-if memory range (default: half to twice the budget, 6 steps)")] = None
+    whatif_compute: Annotated[str, typer.Option(help="what-if compute range")] = "2%:60%:6"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportOutput:
+    out: Annotated[str, typer.Option(help="the HTML file, or the folder for md")]
+    fmt: ReportFormat = "html"
