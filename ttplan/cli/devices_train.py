@@ -12,13 +12,12 @@ import typer
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.render import human_bytes, human_macs, human_seconds, render_rows, wrap_lines
-from ttplan.specs import (DEFAULT_ITERATIONS, DEFAULT_SAMPLES, SpecError,
-                          parse_duration, parse_input_shape, parse_int)
+from ttplan.specs import SpecError, parse_duration, parse_input_shape, parse_int
 
 from .common import emit, run_safely, table_width, tell
-from .options import (MaxIterations, ModelArg, Out, RunSamples, Seed, TableFormat, TrainDevice,
-                      TrainedPart, TrainInputs, TrainOutput, TrainRun, TrainSupport,
-                      WeightedModel, Wide, option_groups)
+from .options import (MeasureLog, MeasureRuns, ModelArg, TableOutput, TrainDevice, TrainedPart,
+                      TrainInputs, TrainOutput, TrainRun, TrainSupport, WeightedModel,
+                      option_groups)
 
 MEASURE_TABLE_FIELDS = ("method", "batch_size", "iterations", "load_s", "fisher_s", "plan_s",
                         "train_s", "saved_bytes_measured", "peak_bytes_pytorch", "peak_rss_bytes")
@@ -84,29 +83,16 @@ def _accuracy_caveat(model: str, weights: Optional[str], synthetic: bool) -> Opt
 
 
 @run_safely
+@option_groups
 def measure(
     model: ModelArg,
-    time_limit: str = typer.Option("20min", help="wall-time bound for the whole grid: 100s, "
-                                   "20min (20m), 1h"),
-    log: Optional[str] = typer.Option(None, help="append one row per run to this CSV log "
-                                      "(required for the grid)"),
-    device_name: str = typer.Option("host", help="the device column of the log rows"),
-    samples: RunSamples = DEFAULT_SAMPLES,
-    seed: Seed = 0,
+    grid: MeasureLog,
+    runs: MeasureRuns,
+    output: TableOutput,
     input_shape: str = typer.Option("1,3,128,128", help="N,C,H,W (N is each run's batch size)"),
-    iterations: MaxIterations = DEFAULT_ITERATIONS,
-    batch_sizes: str = typer.Option("1,4,16", help="the grid's batch sizes, in the order "
-                                    "to run them"),
-    isolate: bool = typer.Option(
-        True, "--isolate/--in-process", help="each run in a fresh Python process (its own "
-        "peak memory and load time), or all in this one (faster; later runs' peaks include "
-        "memory earlier runs left resident)"),
     layer_table: Optional[str] = typer.Option(
         None, help="instead of the grid: write this model's per-layer device table (every "
         "layer timed alone at each batch size, short runs for the overheads; JSON) here"),
-    fmt: TableFormat = "table",
-    wide: Wide = False,
-    out: Out = None,
 ):
     """Calibration runs: a fixed grid of updates and batch sizes within a time limit."""
     from ttplan import GridRuns, measure_grid
@@ -116,8 +102,8 @@ def measure(
         from ttplan import measure_layer_table as measure_table
         from ttplan.io import save_layer_table as save_table
         table = measure_table(model, input_shape=parse_input_shape(input_shape),
-                              runs=GridRuns(_batch_sizes(batch_sizes), samples, iterations,
-                                            seed),
+                              runs=GridRuns(_batch_sizes(runs.batch_sizes), runs.samples,
+                                            runs.iterations, runs.seed),
                               report=lambda line: typer.echo(line, err=True))
         save_table(layer_table, table)
         for warning in table["warnings"]:
@@ -125,21 +111,22 @@ def measure(
         tell(f"wrote {layer_table}: {len(table['layers'])} layer timings, "
              f"{len(table['runs'])} runs")
         return
+    log = grid.log
     if log is None:
         raise SpecError("--log is required (or --layer-table for a per-layer table)")
-    limit_s = parse_duration(time_limit, "time limit")
-    rows = measure_grid(model, time_limit_s=limit_s, log=log, device_name=device_name,
-                        runs=GridRuns(_batch_sizes(batch_sizes), samples, iterations, seed,
-                                      isolate),
+    limit_s = parse_duration(grid.time_limit, "time limit")
+    rows = measure_grid(model, time_limit_s=limit_s, log=log, device_name=grid.device_name,
+                        runs=GridRuns(_batch_sizes(runs.batch_sizes), runs.samples,
+                                      runs.iterations, runs.seed, runs.isolate),
                         input_shape=parse_input_shape(input_shape),
                         report=lambda line: typer.echo(line, err=True))
     tell(f"appended {len(rows)} row(s) to {log}")
-    if fmt == "table":
-        text = (render_rows(rows, MEASURE_TABLE_FIELDS, "table", table_width(), wide)
+    if output.fmt == "table":
+        text = (render_rows(rows, MEASURE_TABLE_FIELDS, "table", table_width(), output.wide)
                 if rows else "no runs\n")
     else:
-        text = render_rows(rows, LOG_COLUMNS, fmt)
-    emit(text, out)
+        text = render_rows(rows, LOG_COLUMNS, output.fmt)
+    emit(text, output.out)
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:

@@ -16,7 +16,7 @@ from typing import Annotated, Optional, get_type_hints
 
 import typer
 
-from ttplan.specs import (DEFAULT_ITERATIONS, DEFAULT_TAIL_FRACTION, MAX_INPUT_ELEMENTS, MAX_INT, SpecError,
+from ttplan.specs import (DEFAULT_ITERATIONS, DEFAULT_SAMPLES, DEFAULT_TAIL_FRACTION, MAX_INPUT_ELEMENTS, MAX_INT, SpecError,
                           parse_fraction, parse_int)
 
 
@@ -409,11 +409,16 @@ class DeviceWorkload(DevicePrediction):
 
 
 @dataclasses.dataclass(frozen=True)
-class TableOutput:
-    """--format table|json|csv, --wide, --out."""
+class FormatOutput:
+    """--format table|json|csv, --out (predict)."""
     fmt: TableFormat = "table"
-    wide: Wide = False
     out: Out = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TableOutput(FormatOutput):
+    """--format table|json|csv, --out, --wide."""
+    wide: Wide = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -564,3 +569,43 @@ class ReportAxes:
 class ReportOutput:
     out: Annotated[str, typer.Option(help="the HTML file, or the folder for md")]
     fmt: ReportFormat = "html"
+
+
+# The device commands' groups.
+@dataclasses.dataclass(frozen=True)
+class PredictDevice:
+    """predict's device, its calibration and the predicted run's size."""
+    device: Annotated[str, typer.Option(
+        help="pi-zero-2, jetson-nano, a device or calibration JSON")]
+    calibration: Calibration = None
+    iterations: Iterations = DEFAULT_ITERATIONS
+    samples: Samples = DEFAULT_SAMPLES
+
+    def context(self):
+        from ttplan import device_context
+        return device_context(self.device, calibration=self.calibration,
+                              iterations=self.iterations, samples=self.samples)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureRuns:
+    """measure's runs: batch sizes, samples, passes, seed, one process each or not."""
+    batch_sizes: Annotated[str, typer.Option(
+        help="the grid's batch sizes, in the order to run them")] = "1,4,16"
+    samples: RunSamples = DEFAULT_SAMPLES
+    iterations: MaxIterations = DEFAULT_ITERATIONS
+    seed: Seed = 0
+    isolate: Annotated[bool, typer.Option(
+        "--isolate/--in-process", help="each run in a fresh Python process (its own peak "
+        "memory and load time), or all in this one (faster; later runs' peaks include memory "
+        "earlier runs left resident)")] = True
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureLog:
+    """measure's grid: its time limit and the CSV log its rows go to."""
+    time_limit: Annotated[str, typer.Option(
+        help="wall-time bound for the whole grid: 100s, 20min (20m), 1h")] = "20min"
+    log: Annotated[Optional[str], typer.Option(
+        help="append one row per run to this CSV log (required for the grid)")] = None
+    device_name: Annotated[str, typer.Option(help="the device column of the log rows")] = "host"
