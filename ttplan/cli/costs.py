@@ -8,43 +8,30 @@ import typer
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.render import percent, render, render_rows
-from ttplan.specs import Budgets, SpecError, parse_input_shape
+from ttplan.specs import SpecError, parse_input_shape
 
 from .common import emit, model_inputs, run_safely, table_width, tell, warn_uncosted
-from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, BatchSize, Blocks, Classifier,
-                      ComputeBudget, Convention, Device, FisherFile, GradientBits, InputShape,
-                      InputSpecs, InputsFile, Iterations, MemoryBudget, ModelArg, Optimizer, Out,
-                      ProfileFormat, ProfileInputShape, Samples, SweepConvention, TableFormat,
-                      TimeBudget, Update, WeightBits, WeightsFile, WeightsInFlash, Wide)
+from .options import (DEFAULT_INPUT_SHAPE, Blocks, BudgetOptions, CostChoices, DeviceWorkload,
+                      FisherFile, Inputs, Model, ModelArg, PolicyCosts, ProfileInputs,
+                      ProfileOutput, SweepConvention, TableOutput, Tracing, Update,
+                      option_groups)
 
 
 @run_safely
+@option_groups
 def profile(
-    model: ModelArg,
-    input_shape: ProfileInputShape = None,
-    input_specs: InputSpecs = None,
-    inputs_file: InputsFile = None,
-    batch_size: BatchSize = None,
+    model: Model,
+    inputs: ProfileInputs,
+    costs: PolicyCosts,
+    tracing: Tracing,
+    output: ProfileOutput,
     update: Update = "all",
-    convention: Convention = None,
-    optimizer: Optimizer = None,
-    weight_bits: WeightBits = None,
-    activation_bits: ActivationBits = None,
-    gradient_bits: GradientBits = None,
-    weights_in_flash: WeightsInFlash = None,
-    weights: WeightsFile = None,
-    classifier: Classifier = False,
-    tracer: str = typer.Option("auto", help="auto | fx | hooks"),
-    blocks: Blocks = None,
     verify: bool = typer.Option(False, help="run the configuration once in PyTorch and "
                                 "compare what autograd keeps with the pytorch prediction"),
     train_mode: bool = typer.Option(True, "--train-mode/--eval-mode",
                                     help="pytorch convention: modules in train mode (BatchNorm "
                                     "keeps batch statistics) or eval mode, as `ttplan train` "
                                     "runs them"),
-    fmt: ProfileFormat = "table",
-    wide: Wide = False,
-    out: Out = None,
 ):
     """Per-layer parameters, forward/backward MACs and the memory of training a model.
 
@@ -53,6 +40,15 @@ def profile(
     unless given."""
     from ttplan import ModelSource, Tracing, profile as profile_model
 
+    # The groups' values under the names the call below passes.
+    input_shape, input_specs, inputs_file = inputs.input_shape, inputs.input_specs, \
+        inputs.inputs_file
+    batch_size, tracer, blocks = inputs.batch_size, tracing.tracer, tracing.blocks
+    model, weights, classifier = model.model, model.weights, model.classifier
+    convention, optimizer, weights_in_flash = costs.convention, costs.optimizer, \
+        costs.weights_in_flash
+    weight_bits, activation_bits, gradient_bits = costs.weight_bits, costs.activation_bits, \
+        costs.gradient_bits
     shape = parse_input_shape(input_shape) if input_shape is not None else None
     inputs = model_inputs(None, input_specs, inputs_file) if input_specs or inputs_file else None
     if inputs is not None and shape is not None:
@@ -73,22 +69,19 @@ def profile(
              + ("" if len(v["measured_batches"]) == 1 else
                 " (BatchNorm in train mode sees one value per channel at this batch, "
                 "which PyTorch refuses: measured at batches 2 and 3, affine in the batch)"))
-    emit(render(prof.to_dict(), fmt, table_width(), wide), out)
+    emit(render(prof.to_dict(), output.fmt, table_width(), output.wide), output.out)
 
 
 @run_safely
+@option_groups
 def sweep(
     model: ModelArg,
+    inputs: Inputs,
+    output: TableOutput,
     unit: str = typer.Option("blocks", help="blocks | layers: update the last K of them"),
     k: str = typer.Option("1-6", help="K values: 1-6 or 1,2,4"),
-    input_shape: InputShape = None,
-    input_specs: InputSpecs = None,
-    inputs_file: InputsFile = None,
     convention: SweepConvention = "both",
     blocks: Blocks = None,
-    fmt: TableFormat = "table",
-    wide: Wide = False,
-    out: Out = None,
 ):
     """What-if sweep: memory and backward MACs of training the last K blocks or layers.
 
@@ -103,47 +96,35 @@ def sweep(
     options = sweep_options(conventions)
     module, name = resolve_model(model)
     ks = parse_k_range(k)
-    graph = trace(module, model_inputs(input_shape, input_specs, inputs_file,
-                                       DEFAULT_INPUT_SHAPE), name, blocks=blocks)
+    graph = trace(module, inputs.resolve(DEFAULT_INPUT_SHAPE), name, blocks=blocks)
     warn_uncosted(graph, graph.warnings)
     rows = sweep_last_k(graph, unit, ks, options)
-    emit(render_rows(rows, SWEEP_FIELDS, fmt, table_width(), wide), out)
+    emit(render_rows(rows, SWEEP_FIELDS, output.fmt, table_width(), output.wide), output.out)
 
 
 @run_safely
+@option_groups
 def compare(
     model: ModelArg,
+    limits: BudgetOptions,
+    inputs: Inputs,
+    costs: CostChoices,
+    workload: DeviceWorkload,
+    output: TableOutput,
     fisher: FisherFile = None,
-    memory: MemoryBudget = None,
-    compute: ComputeBudget = None,
-    input_shape: InputShape = None,
-    input_specs: InputSpecs = None,
-    inputs_file: InputsFile = None,
-    convention: Convention = None,
-    optimizer: Optimizer = "sgd",
-    weights_in_flash: WeightsInFlash = None,
-    device: Device = None,
-    time: TimeBudget = None,
-    iterations: Iterations = 40,
-    samples: Samples = 25,
-    fmt: TableFormat = "table",
-    wide: Wide = False,
-    out: Out = None,
 ):
     """Table-2-style comparison of every method's memory and backward MACs on one model.
 
     --convention defaults to paper; with --device, to the device's runtime."""
     from ttplan import COMPARE_METHODS as METHODS
-    from ttplan import compare_methods, cost_options, device_for
+    from ttplan import compare_methods
     from ttplan.render import COMPARE_DEVICE_FIELDS as DEVICE_FIELDS
     from ttplan.render import COMPARE_FIELDS
 
-    budgets = Budgets(memory, compute)
-    on = device_for(device, time=time, iterations=iterations, samples=samples)
-    options = cost_options(convention or (on.device.runtime if on else "paper"), optimizer,
-                           weights_in_flash=weights_in_flash)
+    budgets, on = limits.budgets(), workload.context()
+    options = costs.options(on.device.runtime if on else "paper")
     methods = METHODS if fisher else tuple(m for m in METHODS if m != "tinytrain")
-    inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
+    inputs = inputs.resolve(DEFAULT_INPUT_SHAPE)
     if not (inputs.specs[0].is_float and len(inputs.shape) == 4):
         # TinyTL's lite residuals are 2-D convolutions beside blocks that map images.
         methods = tuple(m for m in methods if m != "tinytl")
@@ -151,12 +132,13 @@ def compare(
     rows = compare_methods(model, fisher=fisher, methods=methods, device=on, budgets=budgets,
                            options=options, inputs=inputs)
     fields = COMPARE_FIELDS + (DEVICE_FIELDS if on else ())
+    fmt, wide = output.fmt, output.wide
     if fmt == "table" and not wide:  # Fisher as a share of the potential, as everywhere
         total = total_potential(fisher) if fisher else 0.0
         rows = [{**r, "fisher_captured": None if r["fisher_captured"] is None or not total
                  else percent(r["fisher_captured"] / total)} for r in rows]
     emit(render_rows(rows, fields, fmt, table_width(), wide, heads=COMPARE_HEADS,
-                     optional=("saved_activation_bytes", "trainable_params")), out)
+                     optional=("saved_activation_bytes", "trainable_params")), output.out)
 
 
 # Short names for people (`--wide`, CSV and JSON keep the fields' own names).

@@ -10,12 +10,11 @@ import typer
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.io import json_text as dumps
 from ttplan.render import human_bytes, human_joules, human_seconds, render_rows, wrap_lines
-from ttplan.specs import DEFAULT_ITERATIONS, DEFAULT_SAMPLES, SpecError
+from ttplan.specs import SpecError
 
-from .common import emit, model_inputs, run_safely, table_width, tell
-from .options import (DEFAULT_INPUT_SHAPE, BatchSize, Calibration, Classifier, InputShape,
-                      InputSpecs, InputsFile, Iterations, ModelArg, Out, Samples, TableFormat,
-                      Update, WeightsFile, Wide)
+from .common import emit, run_safely, table_width, tell
+from .options import (DEFAULT_INPUT_SHAPE, BatchedInputs, FormatOutput, Model, Out,
+                      PredictDevice, TableFormat, Update, Wide, option_groups)
 
 DEVICE_FIELDS = ("name", "ram_bytes", "reserve_bytes", "runtime_bytes", "flash_bytes", "cores",
                  "clock_hz", "calibration", "description")
@@ -138,30 +137,22 @@ def _summary_text(d: dict) -> str:
 
 
 @run_safely
+@option_groups
 def predict(
-    model: ModelArg,
+    model: Model,
     update: Update,
-    device: str = typer.Option(..., help="pi-zero-2, jetson-nano, a device or calibration JSON"),
-    calibration: Calibration = None,
-    iterations: Iterations = DEFAULT_ITERATIONS,
-    samples: Samples = DEFAULT_SAMPLES,
-    batch_size: BatchSize = None,
-    input_shape: InputShape = None,
-    input_specs: InputSpecs = None,
-    inputs_file: InputsFile = None,
-    weights: WeightsFile = None,
-    classifier: Classifier = False,
-    fmt: TableFormat = "table",
-    out: Out = None,
+    on: PredictDevice,
+    inputs: BatchedInputs,
+    output: FormatOutput,
 ):
     """Predicted time per phase, energy and fit in RAM of training on a device."""
-    from ttplan import ModelSource, device_context
     from ttplan import predict as predict_training
 
-    inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
-    on = device_context(device, calibration=calibration, iterations=iterations, samples=samples)
-    result = predict_training(ModelSource(model, weights=weights, classifier=classifier), update,
-                              on, batch_size=batch_size, inputs=inputs)
+    batch_size, fmt, out = inputs.batch_size, output.fmt, output.out
+    inputs = inputs.resolve(DEFAULT_INPUT_SHAPE)
+    device = on.context()
+    result = predict_training(model.source(), update, device, batch_size=batch_size,
+                              inputs=inputs)
     if fmt == "json":
         emit(dumps(result), out)
         return

@@ -12,75 +12,47 @@ import typer
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.render import human_bytes, human_macs, human_seconds, render_rows, wrap_lines
-from ttplan.specs import (DEFAULT_ITERATIONS, DEFAULT_SAMPLES, Budgets, SpecError,
-                          parse_duration, parse_input_shape, parse_int)
+from ttplan.specs import SpecError, parse_duration, parse_input_shape, parse_int
 
-from .common import emit, model_inputs, run_safely, table_width, tell
-from .options import (Calibration, ComputeBudget, Convention, InputSpecs, InputsFile, Iterations,
-                      MaxIterations, MemoryBudget, ModelArg, Out, Progress, RunSamples, Seed,
-                      StepBatchSize, SupportData, SupportSamples, Synthetic, TableFormat, Vocab,
-                      WeightsFile, Wide)
+from .common import emit, run_safely, table_width, tell
+from .options import (MeasureLog, MeasureRuns, ModelArg, TableOutput, TrainDevice, TrainedPart,
+                      TrainInputs, TrainOutput, TrainRun, TrainSupport, WeightedModel,
+                      option_groups)
 
 MEASURE_TABLE_FIELDS = ("method", "batch_size", "iterations", "load_s", "fisher_s", "plan_s",
                         "train_s", "saved_bytes_measured", "peak_bytes_pytorch", "peak_rss_bytes")
 
 
 @run_safely
+@option_groups
 def train(
-    model: ModelArg,
-    policy: Optional[str] = typer.Option(None, help="policy JSON from `ttplan plan`"),
-    method: Optional[str] = typer.Option(None, help="plan on the device instead: tinytrain "
-                                         "(Fisher probe + planner) | lastlayer | fulltrain | "
-                                         "none | sparseupdate | tinytl"),
-    update: Optional[str] = typer.Option(None, help="or an update spec: none | all | "
-                                         "bias-only | last-layers:K | last-blocks:K"),
-    memory: MemoryBudget = None,
-    compute: ComputeBudget = None,
-    convention: Convention = None,
-    data: SupportData = None,
-    synthetic: Synthetic = False,
-    samples: SupportSamples = None,
-    seed: Seed = 0,
-    input_shape: Optional[str] = typer.Option(None, help="N,C,H,W (default: the policy's, "
-                                              "else 1,3,128,128; N is --batch-size)"),
-    input_specs: InputSpecs = None,
-    inputs_file: InputsFile = None,
-    vocab: Vocab = None,
-    weights: WeightsFile = None,
-    iterations: Iterations = DEFAULT_ITERATIONS,
-    batch_size: StepBatchSize = 1,
-    lr: str = typer.Option("0.01", help="learning rate"),
-    optimizer: Optional[str] = typer.Option(None, help="sgd | momentum | adam (default: the "
-                                            "policy's, else sgd); no weight decay"),
-    holdout: float = typer.Option(0.2, help="fraction of each class held out to measure "
-                                  "accuracy (0: none)"),
-    device_name: Optional[str] = typer.Option(None, help="the device column of the log row "
-                                              "(default: --device's name, else host)"),
-    device: Optional[str] = typer.Option(None, help="predict the run's phases with this "
-                                         "device's calibrated model: a built-in name, host, a "
-                                         "device or calibration JSON"),
-    calibration: Calibration = None,
-    log: Optional[str] = typer.Option(None, help="append one row to this CSV log"),
-    fmt: TableFormat = "table",
-    out: Out = None,
-    progress: Progress = None,
+    model: WeightedModel,
+    what: TrainedPart,
+    support: TrainSupport,
+    inputs: TrainInputs,
+    run: TrainRun,
+    on: TrainDevice,
+    output: TrainOutput,
 ):
     """Fine-tune on the support samples following a policy, measured beside its prediction."""
     from ttplan import ModelSource, OnDevicePlan, RunSettings, Support, device_for
     from ttplan import train as train_model
     from ttplan.io import LOG_COLUMNS, append_log_row, check_log_target
 
+    log, fmt = output.log, output.fmt
     if log:
         check_log_target(log)  # before the run, not after it
-    show = sys.stderr.isatty() if progress is None else progress
+    show = sys.stderr.isatty() if run.progress is None else run.progress
     result = train_model(
-        ModelSource(model, weights=weights), policy=policy, update=update,
-        method=OnDevicePlan.given(method, Budgets(memory, compute), convention),
-        support=Support(data, synthetic, samples, vocab, holdout),
-        inputs=model_inputs(input_shape, input_specs, inputs_file),
-        run=RunSettings(iterations, batch_size, _positive_float("--lr", lr),
-                        optimizer, seed, show, device_name),
-        device=device_for(device, calibration=calibration))
+        ModelSource(model.model, weights=model.weights), policy=what.policy,
+        update=what.update, method=OnDevicePlan.given(what.method, what.budgets(),
+                                                      what.convention),
+        support=Support(support.data, support.synthetic, support.samples, support.vocab,
+                        support.holdout),
+        inputs=inputs.resolve(),
+        run=RunSettings(run.iterations, run.batch_size, _positive_float("--lr", run.lr),
+                        run.optimizer, support.seed, show, on.device_name),
+        device=device_for(on.device, calibration=on.calibration))
     for warning in result.warnings:
         tell(f"warning: {warning}")
     if log:
@@ -91,9 +63,10 @@ def train(
     elif fmt == "csv":
         text = render_rows([result.log_row()], LOG_COLUMNS, "csv")
     else:
-        text = render_train(result.to_dict(), _accuracy_caveat(model, weights, synthetic),
+        text = render_train(result.to_dict(),
+                            _accuracy_caveat(model.model, model.weights, support.synthetic),
                             table_width())
-    emit(text, out)
+    emit(text, output.out)
 
 
 def _accuracy_caveat(model: str, weights: Optional[str], synthetic: bool) -> Optional[str]:
@@ -110,29 +83,16 @@ def _accuracy_caveat(model: str, weights: Optional[str], synthetic: bool) -> Opt
 
 
 @run_safely
+@option_groups
 def measure(
     model: ModelArg,
-    time_limit: str = typer.Option("20min", help="wall-time bound for the whole grid: 100s, "
-                                   "20min (20m), 1h"),
-    log: Optional[str] = typer.Option(None, help="append one row per run to this CSV log "
-                                      "(required for the grid)"),
-    device_name: str = typer.Option("host", help="the device column of the log rows"),
-    samples: RunSamples = DEFAULT_SAMPLES,
-    seed: Seed = 0,
+    grid: MeasureLog,
+    runs: MeasureRuns,
+    output: TableOutput,
     input_shape: str = typer.Option("1,3,128,128", help="N,C,H,W (N is each run's batch size)"),
-    iterations: MaxIterations = DEFAULT_ITERATIONS,
-    batch_sizes: str = typer.Option("1,4,16", help="the grid's batch sizes, in the order "
-                                    "to run them"),
-    isolate: bool = typer.Option(
-        True, "--isolate/--in-process", help="each run in a fresh Python process (its own "
-        "peak memory and load time), or all in this one (faster; later runs' peaks include "
-        "memory earlier runs left resident)"),
     layer_table: Optional[str] = typer.Option(
         None, help="instead of the grid: write this model's per-layer device table (every "
         "layer timed alone at each batch size, short runs for the overheads; JSON) here"),
-    fmt: TableFormat = "table",
-    wide: Wide = False,
-    out: Out = None,
 ):
     """Calibration runs: a fixed grid of updates and batch sizes within a time limit."""
     from ttplan import GridRuns, measure_grid
@@ -142,8 +102,8 @@ def measure(
         from ttplan import measure_layer_table as measure_table
         from ttplan.io import save_layer_table as save_table
         table = measure_table(model, input_shape=parse_input_shape(input_shape),
-                              runs=GridRuns(_batch_sizes(batch_sizes), samples, iterations,
-                                            seed),
+                              runs=GridRuns(_batch_sizes(runs.batch_sizes), runs.samples,
+                                            runs.iterations, runs.seed),
                               report=lambda line: typer.echo(line, err=True))
         save_table(layer_table, table)
         for warning in table["warnings"]:
@@ -151,21 +111,22 @@ def measure(
         tell(f"wrote {layer_table}: {len(table['layers'])} layer timings, "
              f"{len(table['runs'])} runs")
         return
+    log = grid.log
     if log is None:
         raise SpecError("--log is required (or --layer-table for a per-layer table)")
-    limit_s = parse_duration(time_limit, "time limit")
-    rows = measure_grid(model, time_limit_s=limit_s, log=log, device_name=device_name,
-                        runs=GridRuns(_batch_sizes(batch_sizes), samples, iterations, seed,
-                                      isolate),
+    limit_s = parse_duration(grid.time_limit, "time limit")
+    rows = measure_grid(model, time_limit_s=limit_s, log=log, device_name=grid.device_name,
+                        runs=GridRuns(_batch_sizes(runs.batch_sizes), runs.samples,
+                                      runs.iterations, runs.seed, runs.isolate),
                         input_shape=parse_input_shape(input_shape),
                         report=lambda line: typer.echo(line, err=True))
     tell(f"appended {len(rows)} row(s) to {log}")
-    if fmt == "table":
-        text = (render_rows(rows, MEASURE_TABLE_FIELDS, "table", table_width(), wide)
+    if output.fmt == "table":
+        text = (render_rows(rows, MEASURE_TABLE_FIELDS, "table", table_width(), output.wide)
                 if rows else "no runs\n")
     else:
-        text = render_rows(rows, LOG_COLUMNS, fmt)
-    emit(text, out)
+        text = render_rows(rows, LOG_COLUMNS, output.fmt)
+    emit(text, output.out)
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:

@@ -13,105 +13,70 @@ import typer
 from ttplan.io import json_text as dumps
 from ttplan.render import (fit_table, human_bytes, human_joules, human_macs, human_seconds,
                            percent, wrap_lines)
-from ttplan.specs import DEFAULT_TAIL_FRACTION, Budgets, SpecError
+from ttplan.specs import SpecError
 
-from .common import emit, model_inputs, note, run_safely, table_width, tell, warn_uncosted
-from .options import (DEFAULT_INPUT_SHAPE, ActivationBits, Blocks, Channels, Classifier,
-                      ComputeBudget, Convention, Device, ExportFormat, FisherFile, GradientBits,
-                      InputShape, InputSpecs, InputsFile, Iterations, MemoryBudget, ModelArg,
-                      Optimizer, Out, PlanFormat, Progress, Samples, Seed, Solver, SupportData,
-                      SupportSamples, Synthetic, TimeBudget, Vocab, WeightBits, WeightsFile,
-                      WeightsInFlash, count_option, fraction_option)
+from .common import emit, note, run_safely, table_width, tell, warn_uncosted
+from .options import (DEFAULT_INPUT_SHAPE, BudgetOptions, Classifier, Costs, DeviceWorkload,
+                      ExportFormat, FisherInputs, FisherRun, Inputs, Model, Out, PlanOutput,
+                      PlanSelection, SupportSet, WeightedModel, option_groups)
 
 
 @run_safely
+@option_groups
 def fisher(
-    model: ModelArg,
-    data: SupportData = None,
-    synthetic: Synthetic = False,
-    samples: SupportSamples = None,
-    seed: Seed = 0,
-    input_shape: Optional[str] = typer.Option(None, help="N,C,H,W of the model input "
-                                              "(default 1,3,128,128)"),
-    input_specs: InputSpecs = None,
-    inputs_file: InputsFile = None,
-    vocab: Vocab = None,
-    layers: float = fraction_option("probe the last fraction of conv/linear layers "
-                                    "(appendix F.1: 0.30-0.44)", DEFAULT_TAIL_FRACTION),
-    loss: str = typer.Option("protonet", help="protonet (feature backbone) | ce "
-                             "(classifier; zoo models get their classifier)"),
-    batch_size: int = count_option("queries per forward/backward", maximum=2**31 - 1,
-                                   default=1),
-    weights: WeightsFile = None,
+    model: WeightedModel,
+    support: SupportSet,
+    inputs: FisherInputs,
+    probe: FisherRun,
     out: Out = None,
-    progress: Progress = None,
 ):
     """Fisher information per output channel (Eq. 2) of the last layers, on your samples."""
     from ttplan import fisher_information, feeding, infer_vocab, open_support, resolve_model, trace
     from ttplan import fisher_layers as default_candidate_layers
 
-    inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
-    module, name = resolve_model(model, weights=weights, classifier=loss == "ce")
+    inputs = inputs.resolve(DEFAULT_INPUT_SHAPE)
+    module, name = resolve_model(model.model, weights=model.weights,
+                                 classifier=probe.loss == "ce")
     graph = trace(module, inputs, name)
-    support = open_support(data, inputs, samples, seed, synthetic,
-                           vocab if vocab is not None else infer_vocab(module))
-    names = default_candidate_layers(module, layers)
-    show = sys.stderr.isatty() if progress is None else progress
+    vocab = support.vocab
+    seed = support.seed
+    opened = open_support(support.data, inputs, support.samples, seed, support.synthetic,
+                          vocab if vocab is not None else infer_vocab(module))
+    names = default_candidate_layers(module, probe.layers)
+    show = sys.stderr.isatty() if probe.progress is None else probe.progress
     with feeding(module, inputs):  # support samples of several inputs come packed
-        result = fisher_information(module, names, support, loss=loss, seed=seed,
-                                    batch_size=batch_size, progress=show)
+        result = fisher_information(module, names, opened, loss=probe.loss, seed=seed,
+                                    batch_size=probe.batch_size, progress=show)
     text = dumps(result.to_json_dict(name, graph.fingerprint()))  # checked before anything is said
-    tell(f"fisher: {len(names)} layers of {name}, {support.description}; "
+    tell(f"fisher: {len(names)} layers of {name}, {opened.description}; "
          f"{result.time_s:.3f} s, peak saved {result.peak_saved_bytes:,} B")
     emit(text, out)
 
 @run_safely
+@option_groups
 def plan(
-    model: ModelArg,
-    method: str = typer.Option("tinytrain", help="tinytrain | none | fulltrain | "
-                               "lastlayer | tinytl | sparseupdate"),
-    fisher: FisherFile = None,
-    memory: MemoryBudget = None,
-    compute: ComputeBudget = None,
-    solver: Solver = "greedy",
-    channels: Channels = "fisher",
-    scheme: str = typer.Option("auto", help="sparseupdate: auto | released | search"),
-    convention: Convention = None,
-    input_shape: InputShape = None,
-    input_specs: InputSpecs = None,
-    inputs_file: InputsFile = None,
-    optimizer: Optimizer = "sgd",
-    weight_bits: WeightBits = "32",
-    activation_bits: ActivationBits = "32",
-    gradient_bits: GradientBits = "32",
-    weights_in_flash: WeightsInFlash = None,
-    classifier: Classifier = False,
-    weights: WeightsFile = None,
-    seed: Seed = 0,
-    blocks: Blocks = None,
-    device: Device = None,
-    time: TimeBudget = None,
-    iterations: Iterations = 40,
-    samples: Samples = 25,
-    out: Out = None,
-    fmt: PlanFormat = "table",
+    model: Model,
+    selection: PlanSelection,
+    limits: BudgetOptions,
+    inputs: Inputs,
+    costs: Costs,
+    workload: DeviceWorkload,
+    output: PlanOutput,
 ):
     """Choose the layers and channels to train within memory and compute budgets.
 
     --convention defaults to paper; with --device, to what trains there (its runtime:
     pytorch on a Linux board, paper on a microcontroller)."""
-    from ttplan import ModelSource, PlanSearch, cost_options, device_for, plan_for_device
     from ttplan import plan as make_plan
+    from ttplan import plan_for_device
     from ttplan.io import load_fisher
 
-    budgets = Budgets(memory, compute)
-    on = device_for(device, time=time, iterations=iterations, samples=samples)
+    budgets, on, fisher = limits.budgets(), workload.context(), selection.fisher
     # Without --convention: the device's runtime, else paper.
-    options = cost_options(convention or (on.device.runtime if on else "paper"), optimizer,
-                           weight_bits, activation_bits, gradient_bits, weights_in_flash)
-    search = PlanSearch(solver, channels, seed, scheme, blocks=blocks)
-    source = ModelSource(model, weights=weights, classifier=classifier)
-    inputs = model_inputs(input_shape, input_specs, inputs_file, DEFAULT_INPUT_SHAPE)
+    options = costs.options(on.device.runtime if on else "paper")
+    source, search = model.source(), selection.search()
+    inputs = inputs.resolve(DEFAULT_INPUT_SHAPE)
+    method = selection.method
     if on is None:
         policy = make_plan(source, method=method, fisher=fisher, memory_bytes=budgets.memory_bytes,
                            compute=budgets.compute, options=options, inputs=inputs, search=search)
@@ -120,11 +85,11 @@ def plan(
                                  options=options, inputs=inputs, search=search)
     if policy.graph is not None:
         warn_uncosted(policy.graph)
-    if out is not None:
-        emit(dumps(policy.to_dict()), out)
+    if output.out is not None:
+        emit(dumps(policy.to_dict()), output.out)
     for text in policy.notes:
         note(text)
-    if fmt == "json":
+    if output.fmt == "json":
         emit(dumps(policy.to_dict()), None)
         return
     total = math.fsum(load_fisher(fisher, None).potential.values()) if fisher else None
