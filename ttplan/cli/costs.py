@@ -13,7 +13,7 @@ from ttplan.specs import SpecError, parse_input_shape
 from .common import emit, model_inputs, run_safely, table_width, tell, warn_uncosted
 from .options import (DEFAULT_INPUT_SHAPE, Blocks, BudgetOptions, CostChoices, DeviceWorkload,
                       FisherFile, Inputs, Model, ModelArg, PolicyCosts, ProfileInputs,
-                      ProfileOutput, SweepConvention, TableOutput, Tracing, Update,
+                      ProfileOutput, SweepConvention, TableOutput, TracerChoice, Update,
                       option_groups)
 
 
@@ -23,7 +23,7 @@ def profile(
     model: Model,
     inputs: ProfileInputs,
     costs: PolicyCosts,
-    tracing: Tracing,
+    tracing: TracerChoice,
     output: ProfileOutput,
     update: Update = "all",
     verify: bool = typer.Option(False, help="run the configuration once in PyTorch and "
@@ -38,28 +38,21 @@ def profile(
     All of it is trained by default; --update picks what is trained. With --update
     policy.json, the policy's input shape, convention, optimizer and bit widths are used
     unless given."""
-    from ttplan import ModelSource, Tracing, profile as profile_model
+    from ttplan import Tracing
+    from ttplan import profile as profile_model
 
-    # The groups' values under the names the call below passes.
-    input_shape, input_specs, inputs_file = inputs.input_shape, inputs.input_specs, \
-        inputs.inputs_file
-    batch_size, tracer, blocks = inputs.batch_size, tracing.tracer, tracing.blocks
-    model, weights, classifier = model.model, model.weights, model.classifier
-    convention, optimizer, weights_in_flash = costs.convention, costs.optimizer, \
-        costs.weights_in_flash
-    weight_bits, activation_bits, gradient_bits = costs.weight_bits, costs.activation_bits, \
-        costs.gradient_bits
-    shape = parse_input_shape(input_shape) if input_shape is not None else None
-    inputs = model_inputs(None, input_specs, inputs_file) if input_specs or inputs_file else None
-    if inputs is not None and shape is not None:
+    shape = parse_input_shape(inputs.input_shape) if inputs.input_shape is not None else None
+    given = model_inputs(None, inputs.input_specs, inputs.inputs_file) \
+        if inputs.input_specs or inputs.inputs_file else None
+    if given is not None and shape is not None:
         raise SpecError("give one of --input-shape and --input/--inputs, not both")
-    prof = profile_model(ModelSource(model, weights=weights, classifier=classifier), shape,
-                         update=update, batch_size=batch_size, inputs=inputs,
-                         options=dict(convention=convention, optimizer=optimizer,
-                                      weight_bits=weight_bits, activation_bits=activation_bits,
-                                      gradient_bits=gradient_bits,
-                                      weights_in_flash=weights_in_flash),
-                         tracing=Tracing(tracer, blocks=blocks, training_mode=train_mode),
+    # Only the cost options given: an --update policy's own values fill the rest.
+    options = {"convention": costs.convention, "optimizer": costs.optimizer,
+               "weights_in_flash": costs.weights_in_flash, **costs.bit_widths()}
+    prof = profile_model(model.source(), shape, update=update, batch_size=inputs.batch_size,
+                         inputs=given, options=options,
+                         tracing=Tracing(tracing.tracer, blocks=tracing.blocks,
+                                         training_mode=train_mode),
                          verify=verify)
     warn_uncosted(prof.graph, prof.warnings)
     if prof.verification:

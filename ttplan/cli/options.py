@@ -334,9 +334,9 @@ class CostChoices:
         """The one `CostOptions` (`default_convention` when --convention is not given)."""
         from ttplan import cost_options
         return cost_options(self.convention or default_convention, self.optimizer,
-                            **self._bits(), weights_in_flash=self.weights_in_flash)
+                            **self.bit_widths(), weights_in_flash=self.weights_in_flash)
 
-    def _bits(self) -> dict:
+    def bit_widths(self) -> dict:
         return {}
 
 
@@ -347,7 +347,7 @@ class Costs(CostChoices):
     activation_bits: ActivationBits = "32"
     gradient_bits: GradientBits = "32"
 
-    def _bits(self) -> dict:
+    def bit_widths(self) -> dict:
         return {"weight_bits": self.weight_bits, "activation_bits": self.activation_bits,
                 "gradient_bits": self.gradient_bits}
 
@@ -525,7 +525,7 @@ class FisherRun:
 
 
 @group
-class Tracing:
+class TracerChoice:
     """How `profile` reads the model: the tracer and the blocks' module paths."""
     tracer: Annotated[str, typer.Option(help="auto | fx | hooks")] = "auto"
     blocks: Blocks = None
