@@ -12,11 +12,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from docs_examples import DOCS, PAGES, ROOT, blocks, command_lines
+from docs_examples import DOCS, PAGES, ROOT, blocks, cheap_variant, command_lines, is_run
 from ttplan.cli import app
 
 ALL_BLOCKS = [b for page in PAGES for b in blocks(page)]
-RUN_PAGES = sorted({b.page for b in ALL_BLOCKS if b.marker == "run"})
+RUN_PAGES = sorted({b.page for b in ALL_BLOCKS if is_run(b.marker)})
 
 
 def test_site_builds_with_warnings_as_errors(tmp_path):
@@ -53,7 +53,8 @@ def test_every_marker_is_known_and_every_named_test_exists():
             assert test.exists(), block.where()
             assert block.page.name in test.read_text(), (block.where(), "test does not read the page")
         else:
-            assert block.marker in ("", "run") or block.marker.startswith("write "), block.where()
+            assert block.marker == "" or is_run(block.marker) or block.marker.startswith("write "), \
+                block.where()
 
 
 def test_every_command_line_parses():
@@ -78,7 +79,7 @@ def test_every_command_line_parses():
 
 def test_every_unrun_python_block_compiles():
     for block in ALL_BLOCKS:
-        if block.lang == "python" and block.marker != "run":
+        if block.lang == "python" and not is_run(block.marker):
             compile(block.text, block.where(), "exec")
 
 
@@ -86,23 +87,30 @@ def test_every_unrun_python_block_compiles():
 def test_run_examples(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    group = typer.main.get_command(app)
+    root = group.make_context("ttplan", [], resilient_parsing=True)
+    page_blocks = blocks(page)
     written = set()
     runner = CliRunner()
     try:
-        for block in blocks(page):
+        for block in page_blocks:
             if block.marker.startswith("write "):
                 name = block.marker.split(None, 1)[1]
+                (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
                 (tmp_path / name).write_text(block.text)
-                written.add(name.removesuffix(".py"))
-            elif block.marker == "run" and block.lang == "bash":
+                written.add(name.split("/")[0].removesuffix(".py"))
+        for block in page_blocks:
+            if is_run(block.marker) and block.lang == "bash":
                 for args in command_lines(block):
+                    args = cheap_variant(block.marker, group.get_command(root, args[0]), args)
                     result = runner.invoke(app, args)
                     assert result.exit_code == 0, (block.where(), args, result.output)
             elif block.marker == "run" and block.lang == "python":
                 exec(compile(block.text, block.where(), "exec"), {"__name__": "__docs__"})
     finally:
-        for name in written:  # the examples' own modules, imported by the CLI or the block
-            sys.modules.pop(name, None)
+        for name in list(sys.modules):  # the examples' own modules, imported by the CLI or the block
+            if name.split(".")[0] in written:
+                sys.modules.pop(name, None)
 
 
 def test_shown_outputs_are_what_the_commands_print():
