@@ -2,7 +2,8 @@
 
 A fenced block may follow a marker line (blank lines between are allowed):
     <!-- test: run -->              tests/test_docs.py runs it (bash: each `ttplan` line in the
-                                    CLI; python: exec), in one directory per page, in order
+                                    CLI, `mkdir -p DIR` made; python: exec), in one directory per
+                                    page, in order
     <!-- test: run with OPTIONS --> the same, each `ttplan` line with OPTIONS appended, each option
                                     only where the command has it: the cheap variant the page states
                                     for a heavy example (the app takes an option's last value, so an
@@ -71,7 +72,8 @@ def block_after(page: Path, heading: str, lang: str) -> Block:
 
 def command_lines(block: Block) -> list[list[str]]:
     """The argument lists of a bash block's `ttplan ...` lines (continuations joined,
-    comments and a trailing `> /dev/null` dropped), without the leading `ttplan`."""
+    comments and a trailing `> /dev/null` dropped), without the leading `ttplan`; a
+    `mkdir -p DIR...` line as it is."""
     commands = []
     for line in block.text.replace("\\\n", " ").splitlines():
         words = shlex.split(line, comments=True)
@@ -79,6 +81,8 @@ def command_lines(block: Block) -> list[list[str]]:
             if words[-2:] == [">", "/dev/null"]:
                 words = words[:-2]
             commands.append(words[1:])
+        elif words[:2] == ["mkdir", "-p"]:
+            commands.append(words)
     return commands
 
 
