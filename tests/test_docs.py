@@ -9,7 +9,6 @@ import importlib.util
 import re
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
@@ -114,7 +113,7 @@ def test_run_examples(page, tmp_path, monkeypatch):
                         continue
                     args = cheap_variant(block.marker, group.get_command(root, args[0]), args)
                     run_once(runner, args, tmp_path, block.where())
-            elif block.marker == "run" and block.lang == "python":
+            elif is_run(block.marker) and block.lang == "python":
                 exec(compile(block.text, block.where(), "exec"), {"__name__": "__docs__"})
     finally:
         for name in list(sys.modules):  # the examples' own modules, imported by the CLI or the block
@@ -130,7 +129,10 @@ _written_by: dict[tuple, dict[str, bytes]] = {}
 
 def _digest(path: Path) -> str:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+    digest = hashlib.sha256()
+    for file in files:  # names too: a folder of samples is its files' classes
+        digest.update(str(file.relative_to(path)).encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
 
 
 def _files(folder: Path) -> dict[str, int]:
