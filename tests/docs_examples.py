@@ -2,8 +2,14 @@
 
 A fenced block may follow a marker line (blank lines between are allowed):
     <!-- test: run -->              tests/test_docs.py runs it (bash: each `ttplan` line in the
-                                    CLI; python: exec), in one directory per page, in order
-    <!-- test: write NAME -->       a python block written to the file NAME in that directory
+                                    CLI, `mkdir -p DIR` made; python: exec), in one directory per
+                                    page, in order
+    <!-- test: run with OPTIONS --> the same, each `ttplan` line with OPTIONS appended, each option
+                                    only where the command has it: the cheap variant the page states
+                                    for a heavy example (the app takes an option's last value, so an
+                                    appended size option overrides the page's, e.g. `--iterations 1`)
+    <!-- test: write PATH -->       the block written to the file PATH (folders made) in that
+                                    directory before any block of the page runs
     <!-- test: tests/test_x.py -->  that test runs the block with its own assertions
 Unmarked `bash` blocks have each `ttplan` line parsed by the real app, unmarked `python`
 blocks are compiled, and `text` blocks starting with `$ ttplan` are compared with what the
@@ -66,7 +72,8 @@ def block_after(page: Path, heading: str, lang: str) -> Block:
 
 def command_lines(block: Block) -> list[list[str]]:
     """The argument lists of a bash block's `ttplan ...` lines (continuations joined,
-    comments and a trailing `> /dev/null` dropped), without the leading `ttplan`."""
+    comments and a trailing `> /dev/null` dropped), without the leading `ttplan`; a
+    `mkdir -p DIR...` line as it is."""
     commands = []
     for line in block.text.replace("\\\n", " ").splitlines():
         words = shlex.split(line, comments=True)
@@ -74,4 +81,25 @@ def command_lines(block: Block) -> list[list[str]]:
             if words[-2:] == [">", "/dev/null"]:
                 words = words[:-2]
             commands.append(words[1:])
+        elif words[:2] == ["mkdir", "-p"]:
+            commands.append(words)
     return commands
+
+
+def is_run(marker: str) -> bool:
+    return marker == "run" or marker.startswith("run with ")
+
+
+def cheap_variant(marker: str, command, args: list[str]) -> list[str]:
+    """`args` with the options of a `run with OPTIONS` marker appended, each option (with its
+    value, if it takes one) only where the Click `command` has it."""
+    if not marker.startswith("run with "):
+        return args
+    names = {name for param in command.params for name in param.opts + param.secondary_opts}
+    words, extra = shlex.split(marker.removeprefix("run with ")), []
+    while words:
+        option = words.pop(0)
+        value = [words.pop(0)] if words and not words[0].startswith("--") else []
+        if option in names:
+            extra += [option, *value]
+    return [*args, *extra]
