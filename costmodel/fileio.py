@@ -56,6 +56,20 @@ def command_io() -> Iterator[None]:
         _INPUTS.reset(token)
 
 
+def release_input(path: str | os.PathLike) -> None:
+    """Let the current command write `path` again although it read it: a log it appends to
+    (`measure` appends a row per run) counts as an input after each append, so that its
+    `--out` may not replace it, and is released for the command's own next append."""
+    inputs = _INPUTS.get()
+    if inputs is None:
+        return
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return  # a new log
+    inputs.discard((st.st_dev, st.st_ino))
+
+
 def note_input(path: str | os.PathLike) -> None:
     """Record that the current command reads `path` (no-op outside `command_io`)."""
     inputs = _INPUTS.get()

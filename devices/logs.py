@@ -38,7 +38,8 @@ import pandas as pd
 
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.fileio import (check_output_target, note_input, read_text_input,
-                                     write_text_atomic)
+                                     release_input, write_text_atomic)
+
 
 # The one log schema: what `ttplan train` appends (one row per run) and what calibration reads.
 # Cost columns are for ONE training step at the row's batch size; a step is one forward and
@@ -95,6 +96,7 @@ def append_log_row(path: str | Path, row: dict) -> None:
     unknown = sorted(set(row) - set(LOG_COLUMNS))
     if unknown:
         raise SpecError(f"unknown log column(s) {', '.join(unknown)}")
+    release_input(path)  # this command's own earlier append made it an input
     header = check_log_target(path)
     old = read_text_input(path, "--log", record=False) if header is not None else ""
     if old and not old.endswith("\n"):

@@ -65,6 +65,23 @@ def test_a_foreign_log_is_refused_and_untouched(tmp_path, name, command):
     assert log.read_text() == FOREIGN[name] and os.stat(log).st_ino == before.st_ino
 
 
+def test_one_command_appends_to_its_log_more_than_once_and_out_may_not_replace_it(tmp_path):
+    """Within one command (`measure` appends a row per run) the log is rewritten each time;
+    after the first append it is an input, which the command's --out may not replace."""
+    from ttplan.costmodel.fileio import check_output_target, command_io
+
+    log, rows = tmp_path / "runs.csv", []
+    with command_io():
+        for seed in range(3):
+            append_log_row(log, {"device": "host", "model": "m", "method": "none",
+                                 "seed": seed} if "seed" in LOG_COLUMNS else
+                           {"device": "host", "model": "m", "method": "none"})
+        rows = list(csv.DictReader(io.StringIO(log.read_text())))
+        with pytest.raises(SpecError, match="it is an input of this command"):
+            check_output_target(str(log))
+    assert len(rows) == 3
+
+
 def test_a_log_missing_columns_is_refused_by_the_api_too(tmp_path):
     log = tmp_path / "old.csv"
     log.write_text(",".join(LOG_COLUMNS[:-3]) + "\n")
