@@ -251,3 +251,17 @@ def test_a_run_measured_faster_than_its_layers_does_not_zero_the_glue():
     fitted = lm.fit_glue(runs, kinds)
     assert 0.5 * step_s < fitted["step_s"] < 1.5 * step_s
     assert fit_layer_model([table])["glue"] == fit_layer_model([table])["glue"]  # deterministic
+
+
+def test_a_table_whose_runs_and_layers_saw_different_speeds_is_noted():
+    from ttplan.devices.layerrun import phase_mismatch
+    assert phase_mismatch(1e-3, 1.25e-3) == pytest.approx(0.25)
+    assert phase_mismatch(None, 1e-3) is None
+    steady = dict(synthetic_table("a", 1.0), machine={"layer_reference_s": 1e-3,
+                                                        "run_reference_s": 1.05e-3})
+    moved = dict(synthetic_table("b", 1.0), machine={"layer_reference_s": 1e-3,
+                                                       "run_reference_s": 0.8e-3})
+    notes = fit_layer_model([steady, moved])["notes"]
+    assert [n for n in notes if "speed reference" in n] == [
+        "b: the speed reference took -20 % in the table's runs against its layer timings (the "
+        "machine's speed moved between them): the overheads absorb it; measure the table again"]
