@@ -19,7 +19,8 @@ from ttplan.costmodel.profile import EVAL_MODE, profile, resolve_model
 from ttplan.costmodel.specs import parse_update
 from ttplan.costmodel.trace import trace
 
-from .layerrun import FORMAT, SHORT_RUN_S, TABLE_UPDATES, VERSION, measure_sweep, run_description
+from .layerrun import (FORMAT, PHASE_MISMATCH, SHORT_RUN_S, TABLE_UPDATES, VERSION, measure_sweep,
+                       phase_mismatch, run_description)
 from .layertable import busy_warning, machine_load, measure_layers, speed_reference
 from .grid import GridRuns
 from .runner import train_flat
@@ -28,22 +29,34 @@ from .runner import train_flat
 TABLE_RUNS = GridRuns(iterations=2)
 
 
+RUN_REPEATS = 3  # each whole run, in fresh processes: the median, the spread kept
+
+
 def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TABLE_UPDATES,
-                  repeats: int = 5, sweep: bool = True,
+                  repeats: int = 5, sweep: bool = True, run_repeats: int = RUN_REPEATS,
                   report: Callable[[str], None] | None = None) -> dict:
     """The layer table of `model` (module docstring): `runs` the whole runs measured beside
     the layer timings (batch sizes, samples, iterations, seed; `isolate`: each in a fresh
     Python process (a zoo name or import path), cold as a user's `ttplan train` is; otherwise
     in this process, after the layer timings warmed it). `sweep`: add the generic layers of
-    `kind_sweep()` (rows of model "kind-sweep"), so kinds the model lacks are measured too."""
-    batch_sizes, samples, iterations = runs.batch_sizes, runs.samples, runs.iterations
-    seed, isolate = runs.seed, runs.isolate
+    `kind_sweep()` (rows of model "kind-sweep"), so kinds the model lacks are measured too.
+    `run_repeats`: each whole run is measured this many times, the first round before the
+    layer timings and the others after them, so a drift of the shared machine's speed
+    between the two phases shows in the runs' spread instead of in the fitted overheads;
+    the median is kept, every repeat and the speed reference (`speed_reference`) of each
+    beside it, and the two phases' reference times are compared (`PHASE_MISMATCH`)."""
+    if run_repeats < 1:
+        raise SpecError(f"run_repeats must be at least 1, not {run_repeats}")
+    batch_sizes = runs.batch_sizes
     say = report or (lambda line: None)
     module, name = resolve_model(model)
     load_before = machine_load()
-    reference_before = speed_reference()
     warnings = []
-    layers, runs = ([] if not sweep else measure_sweep(batch_sizes, repeats)), []
+    cells = [(b, spec) for b in batch_sizes if b <= runs.samples for spec in updates]
+    repeats_of = {cell: [] for cell in cells}
+    _run_round(model, name, input_shape, cells, runs, repeats_of, say)  # round 1: before the layers
+    layer_references = [speed_reference()]
+    layers = [] if not sweep else measure_sweep(batch_sizes, repeats)
     for b in batch_sizes:
         shape = (b,) + tuple(input_shape[1:])
         graph = trace(module, shape, name)
@@ -58,47 +71,88 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
         if len(noisy) > len(rows) / 10:
             warnings.append(f"{name} b{b}: {len(noisy)} of {len(rows)} layer timings spread by "
                             "more than 50 % between repeats: the machine was busy")
-    for b in batch_sizes:
-        if b > samples:
-            continue
-        shape = (b,) + tuple(input_shape[1:])
-        for spec in updates:
-            kwargs = {"update": spec, "synthetic": True, "samples": samples, "seed": seed,
-                      "input_shape": list(shape), "holdout": 0.0, "iterations": iterations,
-                      "batch_size": b}
-            if isolate and isinstance(model, str):  # cold, as a user's `ttplan train` runs
-                measured = _isolated_run(model, kwargs)
-            else:
-                measured = train_flat({"model": resolve_model(model)[0], "model_name": name,
-                                       **kwargs}).measured
-            fresh, _ = resolve_model(model)
-            graph = trace(fresh, (1,) + tuple(shape[1:]), name)
-            updates_map = resolve_updates(parse_update(spec), graph)
-            desc = run_description(fresh, updates_map, shape, iterations=iterations,
-                                   samples=samples, graph=graph)
-            cpu, wall = measured["cpu_phases"], measured["phases"]
-            desc.update(model=name, update=spec, measured={
-                **{f"{k[:-2]}_cpu_s": cpu[k] for k in cpu},
-                "train_cpu_s": cpu["train_s"], "train_wall_s": wall["train_s"],
-                "energy_j": measured["energy_j"]})
-            if cpu["train_s"] < SHORT_RUN_S:
-                warnings.append(f"{name} {spec} b{b}: train took {cpu['train_s']:.3f} s of CPU, "
-                                "too short to time well: give more --iterations")
-            runs.append(desc)
-            say(f"{name} {spec} b{b}: train {cpu['train_s']:.2f} s CPU, "
-                f"{wall['train_s']:.2f} s wall")
+    layer_references.append(speed_reference())
+    for _ in range(run_repeats - 1):  # the other rounds: after the layers
+        _run_round(model, name, input_shape, cells, runs, repeats_of, say)
+    table_runs = []
+    for (b, spec) in cells:
+        desc, summary = _run_summary(model, name, b, spec, input_shape, runs, repeats_of[(b, spec)])
+        table_runs.append(desc)
+        if summary["train_cpu_s"] < SHORT_RUN_S:
+            warnings.append(f"{name} {spec} b{b}: train took {summary['train_cpu_s']:.3f} s of "
+                            "CPU, too short to time well: give more --iterations")
+        elif summary["spread"] > 0.2:
+            warnings.append(f"{name} {spec} b{b}: train CPU time spread by "
+                            f"{100 * summary['spread']:.0f} % over {len(summary['repeats'])} "
+                            "runs: the machine's speed moved")
     load_after = machine_load()
-    reference = statistics.median([reference_before, speed_reference()])
+    layer_reference = statistics.median(layer_references)
+    run_references = [m["reference_s"] for ms in repeats_of.values() for m in ms
+                      if m.get("reference_s")]
+    run_reference = statistics.median(run_references) if run_references else None
+    mismatch = phase_mismatch(layer_reference, run_reference)
+    if mismatch is not None and abs(mismatch) > PHASE_MISMATCH:
+        warnings.append(f"the speed reference took {100 * mismatch:+.0f} % in the runs against "
+                        "the layer timings: the machine's speed moved between the two phases; "
+                        "the overheads fitted from this table absorb it (measure again)")
     for load in (load_before, load_after):
         w = busy_warning(load)
         if w and w not in warnings:
             warnings.append(w)
     return {"format": FORMAT, "version": VERSION, "model": name,
             "input_shape": list(input_shape), "batch_sizes": list(batch_sizes),
-            "machine": {"before": load_before, "after": load_after, "reference_s": reference,
+            "machine": {"before": load_before, "after": load_after,
+                        "reference_s": statistics.median(layer_references + run_references),
+                        "layer_reference_s": layer_reference,
+                        "run_reference_s": run_reference,
                         "torch_version": torch.__version__},
             "clock": "process CPU time (time.process_time), wall time beside it",
-            "layers": layers, "runs": runs, "warnings": warnings}
+            "layers": layers, "runs": table_runs, "warnings": warnings}
+
+
+def _run_round(model, name, input_shape, cells, runs: GridRuns, repeats_of: dict,
+               say) -> None:
+    """One measurement of every (batch size, update) whole run."""
+    for b, spec in cells:
+        shape = (b,) + tuple(input_shape[1:])
+        kwargs = {"update": spec, "synthetic": True, "samples": runs.samples, "seed": runs.seed,
+                  "input_shape": list(shape), "holdout": 0.0, "iterations": runs.iterations,
+                  "batch_size": b}
+        if runs.isolate and isinstance(model, str):  # cold, as a user's `ttplan train` runs
+            measured = _isolated_run(model, kwargs)
+        else:
+            measured = train_flat({"model": resolve_model(model)[0], "model_name": name,
+                                   **kwargs}).measured
+        repeats_of[(b, spec)].append(measured)
+        say(f"{name} {spec} b{b}: train {measured['cpu_phases']['train_s']:.2f} s CPU, "
+            f"{measured['phases']['train_s']:.2f} s wall")
+
+
+def _run_summary(model, name, b, spec, input_shape, runs: GridRuns, measured: list[dict]):
+    """The run description of one (batch size, update) with the median of its repeats
+    (process CPU time per phase; wall train time), every repeat's train CPU seconds and speed
+    reference, and the spread (max - min) / median of the train CPU seconds."""
+    shape = (b,) + tuple(input_shape[1:])
+    fresh, _ = resolve_model(model)
+    graph = trace(fresh, (1,) + tuple(shape[1:]), name)
+    updates_map = resolve_updates(parse_update(spec), graph)
+    desc = run_description(fresh, updates_map, shape, iterations=runs.iterations,
+                           samples=runs.samples, graph=graph)
+    cpu = {k: statistics.median(m["cpu_phases"][k] for m in measured)
+           for k in measured[0]["cpu_phases"]}
+    train = [m["cpu_phases"]["train_s"] for m in measured]
+    joules = [m["energy_j"] for m in measured if m.get("energy_j") is not None]
+    summary = {"train_cpu_s": cpu["train_s"], "repeats": train,
+               "spread": (max(train) - min(train)) / statistics.median(train)
+               if statistics.median(train) > 0 else 0.0}
+    desc.update(model=name, update=spec, measured={
+        **{f"{k[:-2]}_cpu_s": cpu[k] for k in cpu},
+        "train_cpu_s": cpu["train_s"],
+        "train_wall_s": statistics.median(m["phases"]["train_s"] for m in measured),
+        "energy_j": statistics.median(joules) if len(joules) == len(measured) else None,
+        "train_cpu_s_repeats": train, "train_cpu_spread": summary["spread"],
+        "reference_s_repeats": [m.get("reference_s") for m in measured]})
+    return desc, summary
 
 
 def _isolated_run(model: str, kwargs: dict) -> dict:
@@ -106,7 +160,7 @@ def _isolated_run(model: str, kwargs: dict) -> dict:
     code = ("import json, sys; from ttplan.devices.runner import train_flat; "
             "a = json.loads(sys.stdin.read()); "
             "r = train_flat(a); "
-            "print(json.dumps({k: r.measured[k] for k in ('phases', 'cpu_phases', 'energy_j')}))")
+            "print(json.dumps({k: r.measured[k] for k in ('phases', 'cpu_phases', 'energy_j', 'reference_s')}))")
     done = subprocess.run([sys.executable, "-c", code], input=json.dumps({"model": model, **kwargs}),
                           capture_output=True, text=True)
     try:

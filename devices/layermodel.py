@@ -295,7 +295,16 @@ def fit_glue(runs: list[dict], kinds: dict) -> dict:
     matrix = np.array([glue_features(r, kinds) for r in usable])
     targets = np.array([r["measured"]["train_cpu_s"] for r in usable])
     layers = np.array([run_layer_seconds(r, kinds)["train"] for r in usable])
-    values = _nnls_weighted(matrix, np.clip(targets - layers, 1e-6, None), power=1.0)
+    # Residuals relative to the run's measured time (what leave-one-out scores), not to
+    # the remainder beyond the layers: that remainder is small where the layers are most of
+    # the run (`all` at batch 1) and sinks to nothing when the layer timings and the run
+    # were measured at different speeds of a shared machine; dividing by it then gave that
+    # one run ~1e6x the weight of the others and fitted every glue term 0 (notes §11).
+    scale = np.abs(matrix / targets[:, None]).max(axis=0)
+    scale[scale == 0] = 1.0
+    solution, _ = nnls(matrix / targets[:, None] / scale, (targets - layers) / targets,
+                       maxiter=50 * matrix.shape[1] + 100)
+    values = solution / scale
     out = dict(zip(GLUE_TERMS, (float(v) for v in values)))
     out["identified"] = True
     return out

@@ -131,6 +131,17 @@ def load_table(path) -> dict:
 
 # ------------------------------------------------------------------------------ fitting
 
+PHASE_MISMATCH = 0.15  # a table's layer phase and run phase at speeds further apart: noted
+
+
+def phase_mismatch(layer_reference_s, run_reference_s) -> float | None:
+    """How much longer (+) or shorter (-) the speed reference took in the runs than at the
+    layer timings, as a fraction; None when either was not recorded."""
+    if not layer_reference_s or not run_reference_s:
+        return None
+    return run_reference_s / layer_reference_s - 1.0
+
+
 def fit_layer_model(tables: list[dict]) -> dict:
     """{kinds, glue, phases, notes, loo} from the tables of one device."""
     if not tables:
@@ -172,6 +183,13 @@ def _fit(tables: list[dict]) -> dict:
         notes.append(f"first_call_s (once per run) and the per-step terms: every table run has "
                      f"{iterations} iteration(s) of {samples} samples, so only the batch sizes "
                      "tell them apart; runs of other lengths extrapolate")
+    for t in tables:
+        machine = t.get("machine", {})
+        mismatch = phase_mismatch(machine.get("layer_reference_s"), machine.get("run_reference_s"))
+        if mismatch is not None and abs(mismatch) > PHASE_MISMATCH:
+            notes.append(f"{t['model']}: the speed reference took {100 * mismatch:+.0f} % in the "
+                         "table's runs against its layer timings (the machine's speed moved "
+                         "between them): the overheads absorb it; measure the table again")
     with_energy = [r for r in runs if r["measured"].get("energy_j")]
     power_w = (sum(r["measured"]["energy_j"] for r in with_energy)
                / sum(sum(r["measured"][f"{p}_cpu_s"] for p in ("load", "fisher", "plan", "train"))

@@ -223,3 +223,45 @@ def test_a_time_budgeted_plan_captures_at_least_a_baseline_that_fits(tmp_path):
     assert kept.selection["detail"].startswith("greedy")
     assert kept.predicted["fisher_captured"] == pytest.approx(1.9)
     assert not any("captures more Fisher" in n for n in kept.notes)
+
+
+def test_a_run_measured_faster_than_its_layers_does_not_zero_the_glue():
+    # The layer timings and a whole run of one table measured at different speeds of a
+    # shared machine: one run's measured time below its layers' sum. The glue is fitted on
+    # the runs' relative error, so it stays near the value the other runs say (before, the
+    # residuals were divided by the remainder beyond the layers, ~0 here: every term 0).
+    table = synthetic_table("a", 1.0)
+    kinds = lm.fit_kinds(table["layers"])
+    runs = []
+    for spec in ("none", "all", "last-layers:1", "bias-only", "none", "all"):
+        for batch in (1, 2):
+            run = run_description(tiny_net(), spec if spec != "bias-only" else
+                                  _bias_only(tiny_net(), (batch, 3, 4, 4)), (batch, 3, 4, 4),
+                                  iterations=2, samples=4)
+            steps = run["iterations"] * -(-run["samples"] // run["batch_size"])
+            run["steps"] = steps
+            runs.append(run)
+    # the glue a third of a step, as on the host (2 of 6 ms at batch 1)
+    step_s = 0.5 * lm.run_layer_seconds(runs[0], kinds)["train"] / runs[0]["steps"]
+    for run in runs:
+        layers = lm.run_layer_seconds(run, kinds)["train"]
+        run["measured"] = {"train_cpu_s": layers + step_s * run.pop("steps")}
+    assert lm.fit_glue(runs, kinds)["step_s"] == pytest.approx(step_s, rel=1e-6)
+    runs[1]["measured"]["train_cpu_s"] = 0.99 * lm.run_layer_seconds(runs[1], kinds)["train"]
+    fitted = lm.fit_glue(runs, kinds)
+    assert 0.5 * step_s < fitted["step_s"] < 1.5 * step_s
+    assert fit_layer_model([table])["glue"] == fit_layer_model([table])["glue"]  # deterministic
+
+
+def test_a_table_whose_runs_and_layers_saw_different_speeds_is_noted():
+    from ttplan.devices.layerrun import phase_mismatch
+    assert phase_mismatch(1e-3, 1.25e-3) == pytest.approx(0.25)
+    assert phase_mismatch(None, 1e-3) is None
+    steady = dict(synthetic_table("a", 1.0), machine={"layer_reference_s": 1e-3,
+                                                        "run_reference_s": 1.05e-3})
+    moved = dict(synthetic_table("b", 1.0), machine={"layer_reference_s": 1e-3,
+                                                       "run_reference_s": 0.8e-3})
+    notes = fit_layer_model([steady, moved])["notes"]
+    assert [n for n in notes if "speed reference" in n] == [
+        "b: the speed reference took -20 % in the table's runs against its layer timings (the "
+        "machine's speed moved between them): the overheads absorb it; measure the table again"]
