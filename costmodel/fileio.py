@@ -60,27 +60,26 @@ def release_input(path: str | os.PathLike) -> None:
     """Let the current command write `path` again although it read it: a log it appends to
     (`measure` appends a row per run) counts as an input after each append, so that its
     `--out` may not replace it, and is released for the command's own next append."""
-    inputs = _INPUTS.get()
-    if inputs is None:
-        return
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return  # a new log
-    inputs.discard((st.st_dev, st.st_ino))
+    inputs, key = _INPUTS.get(), _regular_file_key(path)
+    if inputs is not None and key is not None:
+        inputs.discard(key)
 
 
 def note_input(path: str | os.PathLike) -> None:
     """Record that the current command reads `path` (no-op outside `command_io`)."""
-    inputs = _INPUTS.get()
-    if inputs is None:
-        return
+    inputs, key = _INPUTS.get(), _regular_file_key(path)
+    if inputs is not None and key is not None:
+        inputs.add(key)
+
+
+def _regular_file_key(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of a regular file; None for anything else or a missing file (the
+    reader itself reports a missing or unreadable one)."""
     try:
         st = os.stat(path)
     except (OSError, ValueError):
-        return  # the reader itself reports a missing or unreadable file
-    if stat.S_ISREG(st.st_mode):
-        inputs.add((st.st_dev, st.st_ino))
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
 
 
 def read_text_input(path: str | os.PathLike, what: str, error: type[TtplanError] = SpecError,
