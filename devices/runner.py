@@ -174,7 +174,7 @@ class RunSettings:
         lr = self.lr
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or \
                 not (math.isfinite(lr) and lr > 0):
-            raise SpecError(f"learning rate must be a positive number, not {lr!r}")
+            raise SpecError(f"learning rate (--lr) must be a positive number, not {lr!r}")
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
             raise SpecError(f"unknown optimizer {self.optimizer!r}: use sgd, momentum or adam")
 

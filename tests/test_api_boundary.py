@@ -157,3 +157,22 @@ def test_request_values_are_checked_for_their_type():
                                                method="none", options="pytorch")
     assert "PlanSearch" in _api_error(ttplan.plan, model="mcunet-5fps", method="none",
                                       search="exact")
+
+
+def test_the_learning_rate_is_refused_alike_by_the_cli_and_the_api():
+    from typer.testing import CliRunner
+
+    from ttplan.cli import app
+    from ttplan.costmodel.errors import SpecError
+    from ttplan.devices.runner import RunSettings
+
+    for text in ("-1", "0", "nan", "abc"):
+        result = CliRunner().invoke(app, ["train", "mcunet-5fps", "--update", "none",
+                                          "--synthetic", "--lr", text])
+        assert result.exit_code == 2
+        if text == "abc":  # not a number: the CLI's own words for the same rule
+            assert result.output == f"error: learning rate (--lr) must be a positive number, not {text!r}\n"
+            continue
+        with pytest.raises(SpecError) as refused:
+            RunSettings(lr=float(text))
+        assert result.output == f"error: {refused.value}\n"  # the API's message, word for word

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from typing import Optional
 
@@ -50,7 +49,7 @@ def train(
         support=Support(support.data, support.synthetic, support.samples, support.vocab,
                         support.holdout),
         inputs=inputs.resolve(),
-        run=RunSettings(run.iterations, run.batch_size, _positive_float("--lr", run.lr),
+        run=RunSettings(run.iterations, run.batch_size, _learning_rate(run.lr),
                         run.optimizer, support.seed, show, on.device_name),
         device=device_for(on.device, calibration=on.calibration))
     for warning in result.warnings:
@@ -133,14 +132,13 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
     return tuple(parse_int(part, "--batch-sizes entry", minimum=1) for part in text.split(","))
 
 
-def _positive_float(flag: str, text: str) -> float:
+def _learning_rate(text: str) -> float:
+    """--lr as a number; `RunSettings` refuses what is not a positive one, with the message
+    the Python API gives."""
     try:
-        value = float(str(text).strip())
+        return float(str(text).strip())
     except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise SpecError(f"{flag} must be a positive number, not {text!r}")
-    return value
+        raise SpecError(f"learning rate (--lr) must be a positive number, not {text!r}") from None
 
 
 def _phases(p: dict) -> str:
