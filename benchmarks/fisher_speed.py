@@ -33,8 +33,8 @@ import torch
 from common import plain_forward_backward
 
 from ttplan.costmodel.zoo import build_zoo_model
-from ttplan.planner.data import synthetic_data
-from ttplan.planner.fisher_probe import default_candidate_layers, fisher_information
+from ttplan.planner.support.sources import synthetic_data
+from ttplan.planner.fisher.probe import default_candidate_layers, fisher_information
 
 SHAPE = (3, 128, 128)
 CLASSES = 5
@@ -42,7 +42,7 @@ CLASSES = 5
 PLAIN = """
 import sys, torch
 from ttplan.costmodel.zoo import build_zoo_model
-from ttplan.planner.data import synthetic_data
+from ttplan.planner.support.sources import synthetic_data
 torch.set_num_threads(1)
 model = build_zoo_model(sys.argv[1]).eval()
 x, _ = synthetic_data(int(sys.argv[2]), {classes}, {shape}, 0)

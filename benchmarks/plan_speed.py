@@ -31,13 +31,13 @@ from common import plain_forward_backward, print_header
 from ttplan.costmodel.specs import parse_bytes, parse_compute
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
-from ttplan.planner import baselines, sparseupdate
-from ttplan.planner.data import synthetic_data
-from ttplan.planner.exact import solve_exact
-from ttplan.planner.fisher_probe import default_candidate_layers, fisher_information
-from ttplan.planner.score import build_candidates
+from ttplan.planner.selection import baselines, sparseupdate
+from ttplan.planner.support.sources import synthetic_data
+from ttplan.planner.selection.exact import solve_exact
+from ttplan.planner.fisher.probe import default_candidate_layers, fisher_information
+from ttplan.planner.selection.score import build_candidates
 from ttplan.costmodel.options import PAPER
-from ttplan.planner.select import Budget, Coster, greedy
+from ttplan.planner.selection.select import Budget, Coster, greedy
 
 SHAPE = (1, 3, 128, 128)
 

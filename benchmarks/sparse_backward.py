@@ -40,7 +40,7 @@ from ttplan.costmodel.specs import parse_update
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import build_zoo_model
 from ttplan.devices.sparse import install_sparse_layers
-from ttplan.planner.apply import apply_updates
+from ttplan.planner.policy.apply import apply_updates
 
 
 def spaced(count: int, fraction: float) -> tuple[int, ...]:

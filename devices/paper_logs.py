@@ -33,7 +33,7 @@ from importlib import resources
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.trace import trace
 from ttplan.planner.api import PlanSearch, plan
-from ttplan.planner.data import load_support
+from ttplan.planner.support.sources import load_support
 from ttplan.planner.fisher import default_candidate_layers, fisher_information
 from ttplan.planner.jsonio import dumps
 

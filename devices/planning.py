@@ -28,8 +28,8 @@ from ttplan.costmodel.inputs import at_batch, resolve_inputs, shape_of
 from ttplan.costmodel.options import PAPER, CostOptions, options_or_default
 from ttplan.costmodel.specs import Budgets, parse_duration, parse_update
 from ttplan.planner.api import PlanSearch, plan
-from ttplan.planner.policy import Policy, load_policy
-from ttplan.planner.select import LinearLimit
+from ttplan.planner.policy.file import Policy, load_policy
+from ttplan.planner.selection.select import LinearLimit
 
 from .calibrate import Calibration, load_calibration, resolve_calibration, round6
 from .model import PHASES, Run, linear_time_limit, runtime_peak

@@ -61,15 +61,15 @@ from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, Budgets, parse_input_sha
 from ttplan.costmodel.trace import trace
 from ttplan.planner.api import PlanSearch
 from ttplan.planner.api import plan as make_plan
-from ttplan.planner.apply import apply_updates
-from ttplan.planner.data import load_support
-from ttplan.planner.sequence_support import feeding, infer_vocab
+from ttplan.planner.policy.apply import apply_updates
+from ttplan.planner.support.sources import load_support
+from ttplan.planner.support.sequences import feeding, infer_vocab
 from ttplan.planner.fisher import (DEFAULT_TAIL_FRACTION, class_prototypes,
                                    default_candidate_layers, fisher_information,
                                    protonet_criterion)
-from ttplan.planner.policy import (METHODS, Policy, check_at_any_batch,
-                                   policy_from_file_or_object)
-from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
+from ttplan.planner.policy.file import (METHODS, Policy, check_at_any_batch,
+                                        policy_from_file_or_object)
+from ttplan.planner.selection.tinytl import LITE_ATTR, add_lite_residuals
 
 from .host import EnergyCounter, peak_rss_bytes, reset_peak_rss
 from .layerrun import SHORT_RUN_S

@@ -32,8 +32,8 @@ from ttplan.costmodel.options import CostOptions, PAPER
 from ttplan.costmodel.profile import ModelSource, profile, resolve_model
 from ttplan.costmodel.trace import trace
 from ttplan.planner.jsonio import dumps
-from ttplan.planner.policy import Policy, check_against_graph, check_at_any_batch
-from ttplan.planner.tinytl import LITE_ATTR, add_lite_residuals
+from ttplan.planner.policy.file import Policy, check_against_graph, check_at_any_batch
+from ttplan.planner.selection.tinytl import LITE_ATTR, add_lite_residuals
 
 COST_COLUMNS = ("forward_macs", "backward_input_macs", "backward_weight_macs",
                 "updated_tensors", "peak_bytes_paper", "peak_bytes_pytorch",

@@ -23,7 +23,7 @@ from ttplan.costmodel.config import LayerUpdate
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import build_zoo_model
 from ttplan.devices.sparse import install_sparse_layers
-from ttplan.planner.apply import apply_updates
+from ttplan.planner.policy.apply import apply_updates
 
 BACKWARD = torch.ops.aten.convolution_backward.default
 # channels, kernel, output side, stride, batch

@@ -30,13 +30,13 @@ from ttplan.costmodel.profile import profile, resolve_model
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, Budgets, ComputeBudget
 from ttplan.costmodel.trace import trace
 
-from . import baselines, sparseupdate
-from .exact import solve_exact
+from .selection import baselines, sparseupdate
+from .selection.exact import solve_exact
 from .fisher import FisherResult, check_weights, load_fisher
-from .policy import METHODS, Policy, layer_dicts
-from .score import CHANNEL_CRITERIA, build_candidates
-from .select import Budget, Coster, Selection, greedy, infeasible_error
-from .tinytl import add_lite_residuals, lite_layer_names
+from .policy.file import METHODS, Policy, layer_dicts
+from .selection.score import CHANNEL_CRITERIA, build_candidates
+from .selection.select import Budget, Coster, Selection, greedy, infeasible_error
+from .selection.tinytl import add_lite_residuals, lite_layer_names
 
 SOLVERS = ("greedy", "exact")
 SCHEMES = ("auto", "released", "search")

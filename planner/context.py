@@ -20,12 +20,12 @@ from ttplan.costmodel.options import CostOptions, options_or_default
 from ttplan.costmodel.profile import resolve_model
 from ttplan.costmodel.trace import trace
 
-from . import baselines, sparseupdate
+from .selection import baselines, sparseupdate
 from .api import fisher_captured
-from .exact import solve_exact
+from .selection.exact import solve_exact
 from .fisher import FisherResult, load_fisher
-from .score import build_candidates
-from .select import Budget, Coster, Selection, greedy
+from .selection.score import build_candidates
+from .selection.select import Budget, Coster, Selection, greedy
 
 # Methods whose plan depends on the budget, and fixed baselines that fit or do not.
 # (TinyTL needs another model, with lite-residual modules: `plan(method="tinytl")`.)

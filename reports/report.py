@@ -21,8 +21,8 @@ from ttplan.costmodel.profile import ModelSource, resolve_model
 from ttplan.costmodel.specs import Budgets
 from ttplan.planner.api import PlanSearch, plan
 from ttplan.planner.context import PlanningContext
-from ttplan.planner.score import ranked
-from ttplan.planner.select import Budget
+from ttplan.planner.selection.score import ranked
+from ttplan.planner.selection.select import Budget
 
 from .figures import VECTOR_FORMATS
 from .layers import layer_rows, plot_layers, render_layers

@@ -38,7 +38,7 @@ from ttplan.costmodel.options import PAPER
 from ttplan.costmodel.profile import ModelSource, profile, resolve_model
 from ttplan.costmodel.zoo import ZOO_MODELS
 from ttplan.planner.api import plan
-from ttplan.planner.data import load_support
+from ttplan.planner.support.sources import load_support
 from ttplan.planner.fisher import default_candidate_layers, fisher_information
 
 from matplotlib.ticker import FuncFormatter, NullFormatter

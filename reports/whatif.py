@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.specs import ComputeBudget, parse_bytes, parse_compute
 from ttplan.planner.context import CONTEXT_METHODS, PlanningContext
-from ttplan.planner.select import Budget
+from ttplan.planner.selection.select import Budget
 
 from .figures import (COLUMN_WIDTH_IN, MIN_FONT_PT, TEXT_WIDTH_IN, figure_bytes, new_figure,
                       percent_label, styled)

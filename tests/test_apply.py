@@ -10,7 +10,7 @@ from torch import nn
 from ttplan.costmodel.errors import PolicyError
 from ttplan.costmodel.zoo import build_zoo_model
 from ttplan.planner.api import plan
-from ttplan.planner.apply import apply_policy
+from ttplan.planner.policy.apply import apply_policy
 from ttplan.planner.fisher import FisherResult, default_candidate_layers
 from ttplan.costmodel.options import cost_options
 

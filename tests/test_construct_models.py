@@ -218,8 +218,8 @@ def test_a_single_block_profiles_on_its_own(block, shape, tracer):
 
 def test_export_of_linear_layers_says_it_can_express_nothing():
     from ttplan.planner.api import plan
-    from ttplan.planner.policy import Policy
-    from ttplan.planner.sparseupdate import export_sparseupdate
+    from ttplan.planner.policy.file import Policy
+    from ttplan.planner.selection.sparseupdate import export_sparseupdate
     model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
     d = plan(model, method="none", inputs=(2, 8)).to_dict()
     graph = trace(model, (2, 8))

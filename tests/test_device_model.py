@@ -288,7 +288,7 @@ def test_updated_tensors_is_the_same_in_both_conventions():
 
 
 def test_planner_does_not_import_devices():
-    for path in (ROOT / "planner").glob("*.py"):
+    for path in (ROOT / "planner").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
@@ -387,7 +387,7 @@ def test_time_limit_prices_depthwise_macs_as_the_model_does(tmp_path):
     from ttplan import plan, profile
     from ttplan.devices.model import linear_time_limit
     from ttplan.devices.stepcost import step_cost
-    from ttplan.planner.select import LinearLimit
+    from ttplan.planner.selection.select import LinearLimit
     device = DeviceProfile("synthetic", ram_bytes=None)
     terms = {**TRUE_TIME, "swap_s_per_byte": 0.0}
     coefficients, limit = linear_time_limit(terms, steps=25, probe_macs=None,

@@ -18,7 +18,8 @@ from PIL import Image
 from torch import nn
 
 from ttplan.costmodel.errors import PolicyError, SpecError
-from ttplan.planner.data import IMAGENET_MEAN, IMAGENET_STD, augment, load_support, synthetic
+from ttplan.planner.support.sources import (IMAGENET_MEAN, IMAGENET_STD, augment, load_support,
+                                           synthetic)
 from ttplan.planner.fisher import (
     PROTONET_SCALE,
     FisherResult,

@@ -37,9 +37,9 @@ from typer.testing import CliRunner
 from ttplan.cli import app
 from ttplan.costmodel.errors import PolicyError, SpecError
 from ttplan.costmodel.fileio import command_io, note_input, write_text_atomic
-from ttplan.planner import data as support_data
+from ttplan.planner.support import sources as support_data
 from ttplan.planner.api import plan
-from ttplan.planner.data import SyntheticSupport, load_support, synthetic_data
+from ttplan.planner.support.sources import SyntheticSupport, load_support, synthetic_data
 from ttplan.planner.fisher import default_candidate_layers, fisher_information, load_fisher
 
 runner = CliRunner()

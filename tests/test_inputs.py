@@ -10,7 +10,7 @@ import torch
 
 import ttplan
 from ttplan.costmodel.inputs import as_inputs, parse_input_spec
-from ttplan.planner.policy import Policy
+from ttplan.planner.policy.file import Policy
 
 from sequence_models import SEQ, VOCAB, keyword_spotter, lstm_classifier, tiny_bert
 from ttplan.devices.runner import RunSettings, Support

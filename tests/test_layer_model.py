@@ -193,7 +193,7 @@ def test_a_time_budgeted_plan_captures_at_least_a_baseline_that_fits(tmp_path):
     import math
 
     from ttplan.devices.planning import plan_for_device
-    from ttplan.planner.fisher_file import FisherResult
+    from ttplan.planner.fisher.file import FisherResult
 
     cal = calibrate_layers([synthetic_table("a", 1.0), synthetic_table("b", 1.0)],
                            DeviceProfile("host", None))

@@ -125,7 +125,7 @@ def test_free_parameters_are_layers():
 
 def test_apply_policy_trains_functional_norms_and_free_parameters():
     from ttplan.planner.api import plan
-    from ttplan.planner.apply import apply_policy
+    from ttplan.planner.policy.apply import apply_policy
     case = LIBRARY_MODELS["mobilenet_bnact"]
     model = case()
     d = plan(model, method="none", inputs=case.input_shape).to_dict()

@@ -17,14 +17,14 @@ from ttplan.costmodel.errors import SpecError
 from ttplan import profile
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import ZOO_MODELS, build_zoo_model
-from ttplan.planner import baselines, sparseupdate
+from ttplan.planner.selection import baselines, sparseupdate
 from ttplan.planner.api import plan
-from ttplan.planner.exact import AdditiveModel, solve_exact
+from ttplan.planner.selection.exact import AdditiveModel, solve_exact
 from ttplan.planner.fisher import FisherResult, default_candidate_layers
-from ttplan.planner.score import build_candidates, ranked, score_layers
+from ttplan.planner.selection.score import build_candidates, ranked, score_layers
 from ttplan.costmodel.options import CostOptions
-from ttplan.planner.select import Budget, Choice, Coster, greedy, updates_of
-from ttplan.planner.tinytl import add_lite_residuals, lite_layer_names
+from ttplan.planner.selection.select import Budget, Choice, Coster, greedy, updates_of
+from ttplan.planner.selection.tinytl import add_lite_residuals, lite_layer_names
 from ttplan.cli import app
 from ttplan.costmodel.options import cost_options
 from ttplan.planner.api import PlanSearch

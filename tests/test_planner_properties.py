@@ -15,11 +15,11 @@ from torch import nn
 
 from ttplan.costmodel.costs import evaluate
 from ttplan.costmodel.trace import trace
-from ttplan.planner import baselines
-from ttplan.planner.exact import solve_exact
-from ttplan.planner.score import build_candidates
+from ttplan.planner.selection import baselines
+from ttplan.planner.selection.exact import solve_exact
+from ttplan.planner.selection.score import build_candidates
 from ttplan.costmodel.options import CostOptions
-from ttplan.planner.select import Budget, Coster, greedy
+from ttplan.planner.selection.select import Budget, Coster, greedy
 
 SHAPE = (1, 3, 16, 16)
 EXACT_GAP = 1e-9  # small models: prove optimality outright

@@ -13,11 +13,11 @@ from ttplan.costmodel.errors import PolicyError, SpecError
 from ttplan import profile
 from ttplan.costmodel.trace import trace
 from ttplan.costmodel.zoo import build_zoo_model
-from ttplan.planner import sparseupdate
+from ttplan.planner.selection import sparseupdate
 from ttplan.planner.api import plan
 from ttplan.planner.fisher import FisherResult, default_candidate_layers
-from ttplan.planner.policy import Policy, load_policy, load_policy_updates
-from ttplan.planner.sparseupdate import export_sparseupdate
+from ttplan.planner.policy.file import Policy, load_policy, load_policy_updates
+from ttplan.planner.selection.sparseupdate import export_sparseupdate
 from ttplan.costmodel.options import cost_options
 from ttplan.planner.api import PlanSearch
 

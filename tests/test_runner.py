@@ -24,7 +24,7 @@ from ttplan.devices.probecost import run_probe_macs
 from ttplan.devices.logs import LOG_COLUMNS, append_log_row, load_device_logs
 from ttplan.devices.stepcost import step_cost
 from ttplan.devices.sparse import sparse_forward
-from ttplan.planner.data import synthetic_data
+from ttplan.planner.support.sources import synthetic_data
 from ttplan.planner.fisher import default_candidate_layers, fisher_information
 from ttplan.costmodel.options import cost_options
 from ttplan.devices.runner import RunSettings, Support

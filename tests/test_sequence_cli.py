@@ -98,7 +98,7 @@ def test_synthetic_token_ids_come_from_the_embedding_vocabulary(tmp_path):
 
 def test_synthetic_samples_are_of_the_input_spec():
     from ttplan.costmodel.inputs import parse_input_spec
-    from ttplan.planner.sequence_support import SyntheticSequences
+    from ttplan.planner.support.sequences import SyntheticSequences
 
     ids = SyntheticSequences(10, 5, parse_input_spec("int32[1,6]"), seed=3, vocab=20).tensor()
     assert ids.shape == (10, 6) and ids.dtype == torch.int32
@@ -207,7 +207,7 @@ def test_a_model_of_two_inputs_goes_fisher_plan_train(tmp_path, token_data):
 
 def test_feeding_restores_the_model():
     from ttplan.costmodel.inputs import as_inputs
-    from ttplan.planner.sequence_support import feeding
+    from ttplan.planner.support.sequences import feeding
 
     model = tiny_bert()
     inputs = as_inputs(["input_ids:int64[1,16]", "attention_mask:bool[1,16]"])

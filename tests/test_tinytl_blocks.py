@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from ttplan.cli import app
 from ttplan.costmodel.errors import SpecError
-from ttplan.planner.tinytl import add_lite_residuals, lite_layer_names
+from ttplan.planner.selection.tinytl import add_lite_residuals, lite_layer_names
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -47,7 +47,7 @@ _EXPORTS = {
     "load_layer_table": ("ttplan.devices.layerrun", "load_table"),
     "load_calibration": ("ttplan.devices.calibrate", "load_calibration"),
     "calibration_text": ("ttplan.devices.calibrate", "calibration_text"),
-    "load_fisher": ("ttplan.planner.fisher_file", "load_fisher"),
+    "load_fisher": ("ttplan.planner.fisher.file", "load_fisher"),
 }
 
 __all__ = list(_EXPORTS)

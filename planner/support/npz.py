@@ -34,7 +34,7 @@ from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.fileio import note_input
 from ttplan.costmodel.specs import MAX_INPUT_ELEMENTS
 
-from .support import SupportSet, balanced_subset, check_classes, normalise
+from .base import SupportSet, balanced_subset, check_classes, normalise
 
 MAX_SAMPLES = 10_000_000
 MAX_LABEL = 2**31 - 1

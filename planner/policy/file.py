@@ -43,7 +43,7 @@ from ttplan.costmodel.graph import LayerGraph
 from ttplan.costmodel.inputs import ModelInputs, from_json, from_shape
 from ttplan.costmodel.options import CostOptions, cost_options
 
-from .jsonio import check_header, check_keys, is_int, is_number, load_json, save_json
+from ..jsonio import check_header, check_keys, is_int, is_number, load_json, save_json
 
 FORMAT = "ttplan-policy"
 VERSION = 1

@@ -31,7 +31,7 @@ from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.graph import MAC_KINDS, WHOLE_LAYER_KINDS, LayerGraph
 
 from .baselines import distinct_layers
-from .policy import Policy, check_against_graph
+from ..policy.file import Policy, check_against_graph
 from .select import Budget, Coster, Selection
 
 SEARCH_RATIOS = (0.0, 0.125, 0.25, 0.5, 1.0)

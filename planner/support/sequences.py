@@ -27,8 +27,8 @@ from torch import nn
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.inputs import InputSpec, ModelInputs
 
-from .npz_support import open_npz_samples
-from .support import SupportSet, one_thread
+from .npz import open_npz_samples
+from .base import SupportSet, one_thread
 
 
 def infer_vocab(model: nn.Module) -> int | None:

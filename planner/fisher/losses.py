@@ -24,8 +24,8 @@ from torch import nn
 
 from ttplan.costmodel.errors import SpecError, TraceError
 
-from .data import augment
-from .support import SupportSet, TensorSupport
+from ..support.sources import augment
+from ..support.base import SupportSet, TensorSupport
 
 # Logits = cos(f(q), c_k) / τ with τ = 0.1, i.e. a scale of 10: the initial value of the
 # learnable cosine scale in Hu et al. 2022's ProtoNet (the fine-tuning recipe the paper

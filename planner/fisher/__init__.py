@@ -7,11 +7,11 @@
 This module keeps their public names importable from one place.
 """
 
-from .fisher_file import (FORMAT, MAX_FISHER_VALUE, VERSION, FisherResult, check_weights,
-                          load_fisher, weights_digest)
-from .fisher_losses import (LOSSES, PROTONET_SCALE, LossFn, class_prototypes,
-                            protonet_criterion)
-from .fisher_probe import DEFAULT_TAIL_FRACTION, default_candidate_layers, fisher_information
+from .file import (FORMAT, MAX_FISHER_VALUE, VERSION, FisherResult, check_weights,
+                   load_fisher, weights_digest)
+from .losses import (LOSSES, PROTONET_SCALE, LossFn, class_prototypes,
+                     protonet_criterion)
+from .probe import DEFAULT_TAIL_FRACTION, default_candidate_layers, fisher_information
 
 __all__ = ["FORMAT", "VERSION", "MAX_FISHER_VALUE", "FisherResult", "load_fisher",
            "check_weights", "weights_digest", "LOSSES", "PROTONET_SCALE", "LossFn", "class_prototypes", "protonet_criterion",

@@ -23,8 +23,8 @@ from ttplan.costmodel.profile import profile as cost_profile
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, parse_update
 from ttplan.costmodel.trace import trace
 
-from .policy import Policy, check_against_graph, policy_from_file_or_object
-from .tinytl import LITE_ATTR, add_lite_residuals
+from .file import Policy, check_against_graph, policy_from_file_or_object
+from ..selection.tinytl import LITE_ATTR, add_lite_residuals
 
 
 _OPTIONS_MOVED = {k: f"pass options={{'{k}': ...}} (the fields you set) or "

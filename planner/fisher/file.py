@@ -33,7 +33,7 @@ from torch import nn
 
 from ttplan.costmodel.errors import PolicyError
 
-from .jsonio import check_header, check_keys, load_json
+from ..jsonio import check_header, check_keys, load_json
 
 FORMAT = "ttplan-fisher"
 VERSION = 2

@@ -57,10 +57,10 @@ from tqdm import tqdm
 
 from ttplan.costmodel.errors import SpecError, TraceError
 
-from .support import SupportSet, TensorSupport, one_thread
-from .fisher_file import FisherResult, check_values, weights_digest
-from .fisher_losses import LossFn, model_device, resolve_loss
-from .probe_defaults import DEFAULT_TAIL_FRACTION
+from ..support.base import SupportSet, TensorSupport, one_thread
+from .file import FisherResult, check_values, weights_digest
+from .losses import LossFn, model_device, resolve_loss
+from ..probe_defaults import DEFAULT_TAIL_FRACTION
 
 
 def default_candidate_layers(model: nn.Module, tail_fraction: float = DEFAULT_TAIL_FRACTION) -> list[str]:

@@ -35,7 +35,7 @@ from ttplan.costmodel.errors import PolicyError
 from ttplan.costmodel.graph import LayerGraph
 from ttplan.costmodel.trace import trace
 
-from .policy import check_against_graph, policy_from_file_or_object
+from .file import check_against_graph, policy_from_file_or_object
 
 
 @dataclass

@@ -36,10 +36,10 @@ from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.fileio import check_input_file, note_input
 from ttplan.costmodel.inputs import ModelInputs
 
-from .npz_support import open_npz
-from .sequence_support import open_sequence_support
-from .support import (GRAY_MEAN, GRAY_STD, IMAGENET_MEAN, IMAGENET_STD, SupportSet,
-                      TensorSupport, balanced_subset, check_classes, normalise, one_thread)
+from .npz import open_npz
+from .sequences import open_sequence_support
+from .base import (GRAY_MEAN, GRAY_STD, IMAGENET_MEAN, IMAGENET_STD, SupportSet,
+                   TensorSupport, balanced_subset, check_classes, normalise, one_thread)
 
 # Importable from here too, where the sources are.
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "GRAY_MEAN", "GRAY_STD", "SupportSet",
