@@ -196,7 +196,7 @@ def trainable_param_count(node: OpNode, grad: Grad) -> int:
 def parameter_requires_grad(graph: LayerGraph, config: TrainConfig) -> dict[str, bool]:
     """{parameter name (``module.weight``): requires_grad} for training `config` in PyTorch:
     the flags a training loop sets before the forward (channel masks are applied separately,
-    see `planner.apply`)."""
+    see `planner.policy.apply`)."""
     grads = node_grads(graph, TrainConfig(config.updates, PYTORCH))
     flags: dict[str, bool] = {}
     for node in graph.ops():

@@ -218,7 +218,7 @@ def linear_time_limit(time_terms: dict[str, float], *, steps: int, probe_macs: i
     configuration within the available RAM (no memory pressure):
         Σ coefficient x quantity ≤ limit  with quantities forward_macs, backward_input_macs,
         backward_weight_macs, updated_tensors, forward_operators, forward_elements,
-        backward_operators, backward_elements (planner.select.LinearLimit).
+        backward_operators, backward_elements (planner.selection.select.LinearLimit).
     Each MAC total is priced at the dense rate and its depthwise part (`depthwise_forward_macs`,
     `depthwise_backward_input_macs`, `depthwise_backward_weight_macs`) at the difference of
     the two rates, which is exactly the model's time. `probe_macs`: the Fisher probe's MACs

@@ -6,7 +6,7 @@
 * memory: without an explicit memory budget, the device's RAM minus its reserve
   (devices.profiles: the OS and runtime a run cannot use), under the plan's convention;
 * time: the calibrated model is linear in a configuration's per-step totals as long as it fits
-  the available RAM, so `--time T` becomes one `planner.select.LinearLimit`
+  the available RAM, so `--time T` becomes one `planner.selection.select.LinearLimit`
       steps x (dense x (forward + input-gradient MACs) + weight_grad x weight MACs
                + tensor x updated tensors) <= T - load - steps x step_s [- probe - planning]
   that the planner enforces like its other budgets (greedy, and as a MILP row in the exact

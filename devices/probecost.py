@@ -1,8 +1,8 @@
 """What TinyTrain's Fisher probe runs, counted in MACs: the work the whole-run device model
 prices its Fisher phase by (devices.model, term `fisher_mac_s`).
 
-planner.fisher_probe runs, over a support set of N samples with the ProtoNet loss:
-  prototypes  one forward of every sample, without gradient (planner.fisher_losses);
+planner.fisher.probe runs, over a support set of N samples with the ProtoNet loss:
+  prototypes  one forward of every sample, without gradient (planner.fisher.losses);
   probe       each sample's (augmented) forward, then the backward from the loss down to the
               output of the earliest probed layer: every parameter is frozen and that output is
               made a leaf, so the backward computes the input gradients of the operators after

@@ -1,6 +1,6 @@
 """Channel-sparse weight gradients: compute the selected channels' gradient, nothing more.
 
-Masking a dense weight gradient (planner.apply) gives the right update but pays for every
+Masking a dense weight gradient (planner.policy.apply) gives the right update but pays for every
 channel's gradient. Here a conv2d or linear layer whose policy selects some channels runs
 through an `autograd.Function` whose backward computes:
 

@@ -46,7 +46,7 @@ SCHEMES = ("auto", "released", "search")
 class PlanSearch:
     """How a selecting method searches, checked when built (the CLI's messages).
 
-    solver (tinytrain): greedy (Algorithm 1, planner.select) or exact (MILP, planner.exact,
+    solver (tinytrain): greedy (Algorithm 1, selection.select) or exact (MILP, selection.exact,
     optimal within the relative `exact_gap`; the greedy's result is recorded for comparison).
     channels (tinytrain): fisher | l2norm | random (seeded by `seed`).
     scheme (sparseupdate): auto (the released scheme for a zoo model, else the search),

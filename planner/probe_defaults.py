@@ -1,7 +1,7 @@
 """How much of a network the Fisher probe inspects by default.
 
 A module of its own, importing nothing, so that `ttplan fisher --help` can show the default
-without importing torch (planner.fisher_probe re-exports it).
+without importing torch (planner.fisher.probe re-exports it).
 """
 
 # Appendix F.1: inspecting the last 30-44% of the layers suffices for SOTA accuracy.

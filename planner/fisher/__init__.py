@@ -1,8 +1,8 @@
 """The Fisher information on activations (paper Eq. 2), in three modules:
 
-* `planner.fisher_probe`  — the probe: `fisher_information`, `default_candidate_layers`;
-* `planner.fisher_losses` — the losses it differentiates (ProtoNet, cross-entropy);
-* `planner.fisher_file`   — the Fisher file: `FisherResult`, `load_fisher`, `weights_digest`.
+* `planner.fisher.probe`  — the probe: `fisher_information`, `default_candidate_layers`;
+* `planner.fisher.losses` — the losses it differentiates (ProtoNet, cross-entropy);
+* `planner.fisher.file`   — the Fisher file: `FisherResult`, `load_fisher`, `weights_digest`.
 
 This module keeps their public names importable from one place.
 """

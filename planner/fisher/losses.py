@@ -1,4 +1,4 @@
-"""The losses whose gradients the Fisher probe measures (planner.fisher_probe).
+"""The losses whose gradients the Fisher probe measures (planner.fisher.probe).
 
 Each loss is made by a factory `(model, support, seed, batch_size) -> (queries, criterion)`:
 `queries(batch_size)` yields the inputs the probe runs, batch by batch in sample order, and

@@ -36,10 +36,10 @@ runs with the same inputs give bit-identical Δ whatever OMP_NUM_THREADS says
 (notes/fisher_determinism.md: with two threads, oneDNN convolutions and bilinear resizing
 round differently, by up to 0.5 % of a Δ).
 
-Memory: the samples are a `planner.data.SupportSet`, read one batch at a time (twice for
+Memory: the samples are a `planner.support.base.SupportSet`, read one batch at a time (twice for
 ProtoNet: prototypes, then the probe), so the resident memory does not grow with their number.
 
-The losses are in `planner.fisher_losses`, the file format in `planner.fisher_file`.
+The losses are in `planner.fisher.losses`, the file format in `planner.fisher.file`.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def fisher_information(
     progress: bool = False,
 ) -> FisherResult:
     """Δ_o (Eq. 2) for every output channel of the named layers, from labelled samples: tensors
-    (x, y), or a `planner.data.SupportSet` as `x` (read batch by batch; `y` None).
+    (x, y), or a `planner.support.base.SupportSet` as `x` (read batch by batch; `y` None).
 
     loss:
       "protonet" (default; "auto" is the same): the model is a feature backbone f; prototypes

@@ -3,9 +3,9 @@
 none        nothing is trained.
 fulltrain   every updatable layer, weights and biases.
 lastlayer   the last MAC layer (the classifier when there is one), weight and bias.
-tinytl      (planner.tinytl adds the lite-residual modules) the lite-residual convs' weights
+tinytl      (selection.tinytl adds the lite-residual modules) the lite-residual convs' weights
             and every layer's bias, the backbone's weights frozen.
-sparseupdate  see `planner.sparseupdate`: its released schemes and its search.
+sparseupdate  see `planner.selection.sparseupdate`: its released schemes and its search.
 
 last-blocks:K / last-layers:K (`costmodel.config.resolve_updates`) are the simple baselines a
 selecting plan must not capture less Fisher than when they fit the same budgets

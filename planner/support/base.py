@@ -1,7 +1,7 @@
 """What every support set is: labels now, samples batch by batch (`SupportSet`), and the
 helpers every source shares (class-balanced selection, ImageNet normalisation, one thread).
 
-The sources are in `planner.data` (folders, synthetic) and `planner.npz_support`.
+The sources are in `planner.support.sources` (folders, synthetic) and `planner.support.npz`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Support sets for models whose input is not one float image: sequences, audio features,
-token ids (issue 17). The image sources (`planner.data`) stay as they were.
+token ids (issue 17). The image sources (`planner.support.sources`) stay as they were.
 
 * an `.npz` with `x` of shape N×(the model input's per-sample shape) and labels `y`
   (`npz_support.open_npz_samples`): used as it is, converted to the input's dtype; a model

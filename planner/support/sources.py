@@ -8,7 +8,7 @@ never sit in memory at once (`open_support`; `load_support` reads them all, for 
   name; each image is converted to RGB (L for a 1-channel model), resized bilinearly to the
   model's H×W, scaled to [0, 1] and normalised with the ImageNet mean/std the backbones were
   pre-trained with;
-* an `.npz` with arrays `x` and `y` (see `planner.npz_support` for the layouts it accepts and
+* an `.npz` with arrays `x` and `y` (see `planner.support.npz` for the layouts it accepts and
   the checks made on its headers before anything is read);
 * `synthetic(...)`: Gaussian images whose mean depends on the class, for trying the tool
   without data.
@@ -88,7 +88,7 @@ def open_support(
 
     `input_shape` is the model's input, (C, H, W) or (N, C, H, W) (a leading batch dimension is
     ignored), or its `costmodel.inputs.ModelInputs`: one image input (float, N×C×H×W), or
-    anything else (`planner.sequence_support`; `vocab`: synthetic token ids' range).
+    anything else (`planner.support.sequences`; `vocab`: synthetic token ids' range).
     `samples` keeps at most that many samples, class-balanced (see `balanced_subset`).
     `seed` only matters for synthetic data; folders and npz files involve no randomness.
     """
