@@ -4,5 +4,5 @@
 and scored once, planned for many budgets), `jsonio` (the deterministic JSON files), and four
 subpackages: `fisher` (the Fisher probe, its losses, the Fisher file), `support` (the support
 set's sources), `selection` (Eq. 3, the greedy, the MILP, the baselines), `policy` (the policy
-file, applying it to a model, profiling it). `probe_defaults` imports nothing, for --help.
+file, applying it to a model, its profile). `probe_defaults` imports nothing, for --help.
 """

@@ -26,7 +26,7 @@ from ttplan.costmodel.costs import costing_graph
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.inputs import resolve_inputs
 from ttplan.costmodel.options import CostOptions, options_or_default
-from ttplan.costmodel.profile import profile, resolve_model
+from ttplan.costmodel.profile import profile as cost_profile, resolve_model
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, Budgets, ComputeBudget
 from ttplan.costmodel.trace import trace
 
@@ -202,7 +202,7 @@ def _policy(method, module, graph, given, options, budget, fraction, search, res
             planned: _Planned) -> Policy:
     """The policy of a selection: its profile under the same options, budgets, notes."""
     selection, notes = planned.selection, planned.notes
-    prof = profile(module, given.shape, update=selection.updates, options=options, graph=graph)
+    prof = cost_profile(module, given.shape, update=selection.updates, options=options, graph=graph)
     within = budget.fits(prof.evaluation)
     if not within:
         notes.append(_over_budget(method, budget, prof.memory.peak_bytes,

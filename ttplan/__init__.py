@@ -97,7 +97,7 @@ _EXPORTS = {
     "build_zoo_model": ("ttplan.costmodel.zoo", "build_zoo_model"),
     "load_model": ("ttplan.costmodel.zoo", "load_model"),
     "model_named_in_file": ("ttplan.costmodel.zoo", "zoo_model_named_in_file"),
-    "profile": ("ttplan.planner.policy.profiling", "profile"),
+    "profile": ("ttplan.planner.policy.profile", "profile"),
     # Fisher information and the support set
     "fisher_information": ("ttplan.planner.fisher.probe", "fisher_information"),
     "fisher_layers": ("ttplan.planner.fisher.probe", "default_candidate_layers"),
