@@ -19,7 +19,7 @@ from torch import nn
 
 from ttplan.costmodel.errors import PolicyError, SpecError
 from ttplan.planner.support.sources import (IMAGENET_MEAN, IMAGENET_STD, augment, load_support,
-                                           synthetic)
+                                           synthetic_data)
 from ttplan.planner.fisher import (
     PROTONET_SCALE,
     FisherResult,
@@ -53,7 +53,7 @@ def tiny_model(inplace: bool = True) -> nn.Sequential:
 
 
 def samples(n: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    return synthetic(n, 3, (3, 8, 8), seed)
+    return synthetic_data(n, 3, (3, 8, 8), seed)
 
 
 def reference_fisher(model: nn.Module, names, x, y, loss: str, seed: int = 0) -> dict[str, list[float]]:
@@ -336,7 +336,7 @@ def test_synthetic_support_is_deterministic_and_separable():
     assert x.shape == (10, 3, 8, 8) and torch.equal(x, again) and not torch.equal(x, other)
     assert sorted(y.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4] and "synthetic" in description
     # Learnable: class means are far apart relative to the unit noise of a class-mean estimate.
-    big_x, big_y = synthetic(200, 2, (1, 8, 8), 0)
+    big_x, big_y = synthetic_data(200, 2, (1, 8, 8), 0)
     gap = (big_x[big_y == 0].mean(0) - big_x[big_y == 1].mean(0)).norm()
     assert gap > 3
     with pytest.raises(SpecError):

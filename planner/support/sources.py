@@ -10,7 +10,7 @@ never sit in memory at once (`open_support`; `load_support` reads them all, for 
   pre-trained with;
 * an `.npz` with arrays `x` and `y` (see `planner.support.npz` for the layouts it accepts and
   the checks made on its headers before anything is read);
-* `synthetic(...)`: Gaussian images whose mean depends on the class, for trying the tool
+* `synthetic_data(...)`: Gaussian images whose mean depends on the class, for trying the tool
   without data.
 
 `augment` is the pseudo-query augmentation of the paper's appendix C (after Hu et al., 2022),
@@ -44,7 +44,7 @@ from .base import (GRAY_MEAN, GRAY_STD, IMAGENET_MEAN, IMAGENET_STD, SupportSet,
 # Importable from here too, where the sources are.
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "GRAY_MEAN", "GRAY_STD", "SupportSet",
            "TensorSupport", "balanced_subset", "normalise", "one_thread", "load_support",
-           "open_support", "synthetic_data", "synthetic", "SyntheticSupport", "augment",
+           "open_support", "synthetic_data", "SyntheticSupport", "augment",
            "IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS"]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm"})
@@ -277,10 +277,6 @@ def _class_means(num_classes: int, chw: tuple[int, int, int], seed: int):
     coarse = torch.randn(num_classes, channels, 4, 4, generator=generator)
     means = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
     return generator, means
-
-
-# The name the brief uses; `synthetic_data` avoids shadowing load_support's `synthetic` flag.
-synthetic = synthetic_data
 
 
 # ----------------------------------------------------------------------------- augmentation
