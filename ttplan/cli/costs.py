@@ -10,10 +10,12 @@ from ttplan.render import percent, render, render_rows
 from ttplan.specs import SpecError, parse_input_shape
 
 from .common import emit, model_inputs, note, run_safely, table_width, tell, warn_uncosted
-from .options import (DEFAULT_INPUT_SHAPE, Blocks, BudgetOptions, CostChoices, DeviceWorkload,
-                      FisherFile, Inputs, Model, ModelArg, PolicyCosts, ProfileInputs,
-                      ProfileOutput, SweepConvention, TableOutput, TracerChoice, Update,
-                      option_groups)
+from .options import option_groups
+from .options_device import DeviceWorkload
+from .options_model import (DEFAULT_INPUT_SHAPE, Blocks, Inputs, Model, ModelArg, ProfileInputs,
+                            TracerChoice, Update)
+from .options_output import ProfileOutput, TableOutput
+from .options_plan import BudgetOptions, CostChoices, FisherFile, PolicyCosts, SweepConvention
 
 
 @run_safely

@@ -12,8 +12,10 @@ from ttplan.io import json_text as dumps
 from ttplan.render import human_bytes, human_joules, human_seconds, render_rows, wrap_lines
 
 from .common import emit, run_safely, table_width, tell
-from .options import (DEFAULT_INPUT_SHAPE, BatchedInputs, FormatOutput, Model, Out,
-                      PredictDevice, TableFormat, Update, Wide, option_groups)
+from .options import option_groups
+from .options_device import PredictDevice
+from .options_model import DEFAULT_INPUT_SHAPE, BatchedInputs, Model, Update
+from .options_output import FormatOutput, Out, TableFormat, Wide
 
 DEVICE_FIELDS = ("name", "ram_bytes", "reserve_bytes", "runtime_bytes", "flash_bytes", "cores",
                  "clock_hz", "calibration", "description")

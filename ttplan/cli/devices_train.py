@@ -14,9 +14,11 @@ from ttplan.render import human_bytes, human_macs, human_seconds, render_rows, w
 from ttplan.specs import SpecError, parse_input_shape, parse_int
 
 from .common import emit, run_safely, table_width, tell
-from .options import (MeasureLog, MeasureRuns, ModelArg, TableOutput, TrainDevice, TrainedPart,
-                      TrainInputs, TrainOutput, TrainRun, TrainSupport, WeightedModel,
-                      option_groups)
+from .options import option_groups
+from .options_device import (MeasureLog, MeasureRuns, TrainDevice, TrainRun, TrainSupport,
+                             TrainedPart)
+from .options_model import ModelArg, TrainInputs, WeightedModel
+from .options_output import TableOutput, TrainOutput
 
 MEASURE_TABLE_FIELDS = ("method", "batch_size", "iterations", "load_s", "fisher_s", "plan_s",
                         "train_s", "saved_bytes_measured", "peak_bytes_pytorch", "peak_rss_bytes")

@@ -14,9 +14,12 @@ from ttplan.render import (fit_table, human_bytes, human_joules, human_macs, hum
                            percent, wrap_lines)
 
 from .common import emit, note, run_safely, table_width, tell, warn_uncosted
-from .options import (DEFAULT_INPUT_SHAPE, BudgetOptions, Classifier, Costs, DeviceWorkload,
-                      ExportFormat, FisherInputs, FisherRun, Inputs, Model, Out, PlanOutput,
-                      PlanSelection, SupportSet, WeightedModel, option_groups)
+from .options import option_groups
+from .options_device import DeviceWorkload
+from .options_model import (DEFAULT_INPUT_SHAPE, Classifier, FisherInputs, Inputs, Model,
+                            SupportSet, WeightedModel)
+from .options_output import ExportFormat, Out, PlanOutput
+from .options_plan import BudgetOptions, Costs, FisherRun, PlanSelection
 
 
 @run_safely

@@ -18,10 +18,12 @@ from ttplan.io import write_bytes_atomic
 from ttplan.specs import parse_input_shape
 
 from .common import emit, note, run_safely, table_width, tell
-from .options import (DEFAULT_INPUT_SHAPE, DevicePrediction, FisherProbe, Inputs, InputShape,
-                      ModelArg, Optimizer, PaperBudgets, PaperCostChoices, ReportAxes,
-                      ReportOutput, ReportTableOutput, Solver, Table2Output, WhatifGrid,
-                      WhatifOutput, option_groups)
+from .options import option_groups
+from .options_device import DevicePrediction
+from .options_model import DEFAULT_INPUT_SHAPE, InputShape, Inputs, ModelArg
+from .options_output import ReportOutput, ReportTableOutput, Table2Output, WhatifOutput
+from .options_plan import (FisherProbe, Optimizer, PaperBudgets, PaperCostChoices, ReportAxes,
+                           Solver, WhatifGrid)
 
 
 def _write_figure(path: Optional[str], draw) -> None:
