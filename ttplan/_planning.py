@@ -106,7 +106,8 @@ def plan_policy(model, *, method: str = "tinytrain", fisher=None, budgets: Budge
     method    tinytrain | none | fulltrain | lastlayer | tinytl | sparseupdate
     fisher    a Fisher file path or FisherResult (tinytrain needs one)
     budgets   a `Budgets` (memory and compute; none by default)
-    options   a `CostOptions` (`ttplan.cost_options`; default paper)
+    options   a `CostOptions` (`ttplan.cost_options`; default paper, with a device its
+              runtime's convention)
     inputs    `ttplan.specs.ModelInputs` or a shape (default 1,3,128,128)
     search    a `PlanSearch` (solver, channels, seed, scheme, blocks)
     device    a device context (`ttplan.device_for`): plan for it (`ttplan.plan_for_device`:
