@@ -28,8 +28,8 @@ from .figures import VECTOR_FORMATS
 from .layers import layer_rows, plot_layers, render_layers
 from .predict import for_model, predict
 from .table2 import (METHOD_LABELS, csv_table2, plot_table2, synthetic_fisher, table2_rows)
-from .whatif import (parse_range, plot_heatmaps, plot_pareto, render_whatif, run_whatif,
-                     whatif_data)
+from .whatif import (parse_methods, parse_range, plot_heatmaps, plot_pareto, render_whatif,
+                     run_whatif, whatif_data)
 
 VERSION_LINE = "ttplan report"
 
@@ -49,11 +49,19 @@ class Report:
 class WhatifAxes:
     """A report's what-if grid: `memory` and `compute` ranges as `whatif.parse_range` reads
     them ("50KB:300KB:3"; memory by default half to twice the plan's budget) and the
-    `methods` planned in each cell."""
+    `methods` planned in each cell (a tuple, or comma-separated text), checked when built."""
 
     memory: str | None = None
     compute: str = "2%:60%:6"
     methods: tuple = ("tinytrain", "sparseupdate")
+
+    def __post_init__(self) -> None:
+        # Checked when built, before any work: the ranges' and methods' one-line messages.
+        if isinstance(self.methods, str):
+            object.__setattr__(self, "methods", parse_methods(self.methods))
+        if self.memory is not None:
+            parse_range(self.memory, "memory")
+        parse_range(self.compute, "compute")
 
 
 REPORT_BUDGETS = Budgets("1MB", "15%")

@@ -3,9 +3,9 @@ themselves, like tests/test_layers.py reads the imports:
 
 - `CostOptions(` is constructed in at most two places outside tests (the factory
   `costmodel.options.cost_options`; everything else derives from a CostOptions it was given);
-- no public function of the library (costmodel, planner, devices, reports) or of `ttplan`'s
-  exports takes more than eight parameters (self/cls excluded): what travels together is a
-  request value (notes/api_requests.md).
+- no public function of the library (costmodel, planner, devices, reports) or of the API
+  layer (ttplan/*.py, `ttplan`'s exports) takes more than eight parameters (self/cls
+  excluded): what travels together is a request value (notes/api_requests.md).
 """
 
 import ast
@@ -54,9 +54,14 @@ def _count(node, method: bool) -> int:
     return total - 1 if method else total
 
 
+def _api_modules():
+    """The API layer's own modules (ttplan/*.py: the commands' whole jobs live there too)."""
+    return sorted((ROOT / "ttplan").glob("*.py"))
+
+
 def _too_many():
     found = {}
-    for path in _sources(LIBRARY):
+    for path in [*_sources(LIBRARY), *_api_modules()]:
         for name, count in _public_functions(path):
             if count > MAX_PARAMETERS:
                 found[f"{path.relative_to(ROOT)}:{name}"] = count

@@ -1,6 +1,7 @@
 """ttplan: what on-device training costs, and what to update within a budget.
 
-The public Python API. Every `ttplan` command is a call to one or more of these:
+The public Python API. Every `ttplan` command is one call to one of these (the section
+"Commands" below; tests/test_cli_groups.py checks it):
 
     import ttplan
     prof = ttplan.profile("mcunet-5fps", update="last-blocks:4", options={"convention": "paper"})
@@ -16,6 +17,16 @@ The public Python API. Every `ttplan` command is a call to one or more of these:
     ttplan.predict("mcunet-5fps", "last-blocks:2", "pi-zero-2")   # `ttplan predict` JSON
     pi = ttplan.device_context("pi-zero-2", time="10min")       # the device, resolved once
     ttplan.plan_for_device("mcunet-5fps", device=pi, fisher=...)
+
+Commands, one call each (each returns a result value; its docstring says what it raises)
+    ttplan profile: profile          ttplan fisher: probe_fisher with ProbeSettings
+    ttplan plan: plan_policy         ttplan export: export_policy
+    ttplan sweep: sweep              ttplan compare: compare
+    ttplan devices: list_devices     ttplan calibrate: fit_calibration
+    ttplan predict: predict          ttplan validate: validate_log
+    ttplan train: train              ttplan measure: measure with MeasureGrid
+    ttplan table2: table2_report     ttplan whatif: whatif
+    ttplan layers: layer_report      ttplan report: build_report
 
 Loose values become typed ones once, at this boundary: `cost_options(...)` -> CostOptions,
 `Budgets(memory, compute)`, `PlanSearch(solver, channels, seed, ...)`, `ModelSource(model,
@@ -147,6 +158,22 @@ _EXPORTS = {
     "layer_rows": ("ttplan.reports.layers", "layer_rows"),
     "device_predictor": ("ttplan.reports.predict", "device_predictor"),
     "build_report": ("ttplan.reports.report", "build_report"),
+    # each command's whole job, one call (ttplan/_planning.py, _costs.py, _devices.py,
+    # _reports.py)
+    "probe_fisher": ("ttplan._planning", "probe_fisher"),
+    "ProbeSettings": ("ttplan._planning", "ProbeSettings"),
+    "plan_policy": ("ttplan._planning", "plan_policy"),
+    "export_policy": ("ttplan._planning", "export_policy"),
+    "sweep": ("ttplan._costs", "sweep"),
+    "compare": ("ttplan._costs", "compare"),
+    "list_devices": ("ttplan._devices", "list_devices"),
+    "fit_calibration": ("ttplan._devices", "fit_calibration"),
+    "validate_log": ("ttplan._devices", "validate_log"),
+    "measure": ("ttplan._devices", "measure"),
+    "MeasureGrid": ("ttplan._devices", "MeasureGrid"),
+    "table2_report": ("ttplan._reports", "table2_report"),
+    "whatif": ("ttplan._reports", "whatif"),
+    "layer_report": ("ttplan._reports", "layer_report"),
 }
 
 __all__ = list(_EXPORTS)

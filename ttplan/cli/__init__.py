@@ -3,8 +3,10 @@
 Every user error (`TtplanError`) and every usage error becomes one line on stderr and exit
 status 2 (`common.OneLineErrors`, `common.run_safely`); output files are written through
 `ttplan.io`, so a failed run leaves no half-written file. The commands import only the
-public API (`ttplan`, `ttplan.specs`, `ttplan.io`, `ttplan.render`: tests/test_layers.py),
-and each option is declared once (`options`). Nothing imports this package: it sits above
+public API (`ttplan`, `ttplan.specs`, `ttplan.io`, `ttplan.render`: tests/test_layers.py);
+each command turns its options into request values, makes one call to a `ttplan` function
+that does the whole job and renders its result (tests/test_cli_groups.py), and each option is
+declared once (`options` and its subject modules `options_*`). Nothing imports this package: it sits above
 every layer. The console script and `python -m ttplan` start in
 `ttplan.__main__.main`, which imports this package under its Ctrl-C guard.
 """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import typer
 
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
@@ -10,11 +9,13 @@ import typer
 from ttplan.render import percent, render, render_rows
 from ttplan.specs import SpecError, parse_input_shape
 
-from .common import emit, model_inputs, run_safely, table_width, tell, warn_uncosted
-from .options import (DEFAULT_INPUT_SHAPE, Blocks, BudgetOptions, CostChoices, DeviceWorkload,
-                      FisherFile, Inputs, Model, ModelArg, PolicyCosts, ProfileInputs,
-                      ProfileOutput, SweepConvention, TableOutput, TracerChoice, Update,
-                      option_groups)
+from .common import emit, model_inputs, note, run_safely, table_width, tell, warn_uncosted
+from .options import option_groups
+from .options_device import DeviceWorkload
+from .options_model import (DEFAULT_INPUT_SHAPE, Blocks, Inputs, Model, ModelArg, ProfileInputs,
+                            TracerChoice, Update)
+from .options_output import ProfileOutput, TableOutput
+from .options_plan import BudgetOptions, CostChoices, FisherFile, PolicyCosts, SweepConvention
 
 
 @run_safely
@@ -80,19 +81,16 @@ def sweep(
 
     Saved activations, peak memory and backward MACs for each K, the shape of the paper's
     Table 7."""
-    from ttplan import resolve_model, sweep_last_k, sweep_options, trace
+    from ttplan import sweep as sweep_costs
     from ttplan.render import SWEEP_FIELDS
-    from ttplan.specs import parse_k_range
 
-    conventions = ("paper", "pytorch") if convention == "both" else (convention,)
-    # Frozen weights counted in RAM under both conventions, so the two columns compare.
-    options = sweep_options(conventions)
-    module, name = resolve_model(model)
-    ks = parse_k_range(k)
-    graph = trace(module, inputs.resolve(DEFAULT_INPUT_SHAPE), name, blocks=blocks)
-    warn_uncosted(graph, graph.warnings)
-    rows = sweep_last_k(graph, unit, ks, options)
-    emit(render_rows(rows, SWEEP_FIELDS, output.fmt, table_width(), output.wide), output.out)
+    swept = sweep_costs(model, unit=unit, ks=k,
+                        conventions=("paper", "pytorch") if convention == "both" else
+                        (convention,),
+                        inputs=inputs.resolve(DEFAULT_INPUT_SHAPE), blocks=blocks)
+    warn_uncosted(swept.graph, swept.graph.warnings)
+    emit(render_rows(swept.rows, SWEEP_FIELDS, output.fmt, table_width(), output.wide),
+         output.out)
 
 
 @run_safely
@@ -109,25 +107,20 @@ def compare(
     """Table-2-style comparison of every method's memory and backward MACs on one model.
 
     --convention defaults to paper; with --device, to the device's runtime."""
-    from ttplan import COMPARE_METHODS as METHODS
-    from ttplan import compare_methods
+    from ttplan import compare as compare_methods
     from ttplan.render import COMPARE_DEVICE_FIELDS as DEVICE_FIELDS
     from ttplan.render import COMPARE_FIELDS
 
     budgets, on = limits.budgets(), workload.context()
     options = costs.options(on.device.runtime if on else "paper")
-    methods = METHODS if fisher else tuple(m for m in METHODS if m != "tinytrain")
-    inputs = inputs.resolve(DEFAULT_INPUT_SHAPE)
-    if not (inputs.specs[0].is_float and len(inputs.shape) == 4):
-        # TinyTL's lite residuals are 2-D convolutions beside blocks that map images.
-        methods = tuple(m for m in methods if m != "tinytl")
-        tell("note: tinytl is left out: its lite residuals need an image model")
-    rows = compare_methods(model, fisher=fisher, methods=methods, device=on, budgets=budgets,
-                           options=options, inputs=inputs)
-    fields = COMPARE_FIELDS + (DEVICE_FIELDS if on else ())
+    compared = compare_methods(model, fisher=fisher, device=on, budgets=budgets, options=options,
+                               inputs=inputs.resolve(DEFAULT_INPUT_SHAPE))
+    for text in compared.notes:
+        note(text)
+    rows, fields = compared.rows, COMPARE_FIELDS + (DEVICE_FIELDS if on else ())
     fmt, wide = output.fmt, output.wide
     if fmt == "table" and not wide:  # Fisher as a share of the potential, as everywhere
-        total = total_potential(fisher) if fisher else 0.0
+        total = compared.fisher_total or 0.0
         rows = [{**r, "fisher_captured": None if r["fisher_captured"] is None or not total
                  else percent(r["fisher_captured"] / total)} for r in rows]
     emit(render_rows(rows, fields, fmt, table_width(), wide, heads=COMPARE_HEADS,
@@ -140,9 +133,3 @@ COMPARE_HEADS = {"memory_ratio": "x mem", "compute_ratio": "x MACs", "backward_m
                  "within_budget": "budget ok", "total_s": "time", "energy_j": "energy",
                  "fits_ram": "fits RAM"}
 
-
-def total_potential(fisher: str) -> float:
-    """The Fisher potential of every probed layer of a Fisher file (what shares are of)."""
-    from ttplan.io import load_fisher
-
-    return math.fsum(load_fisher(fisher, None).potential.values())

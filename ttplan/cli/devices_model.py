@@ -10,11 +10,12 @@ import typer
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.io import json_text as dumps
 from ttplan.render import human_bytes, human_joules, human_seconds, render_rows, wrap_lines
-from ttplan.specs import SpecError
 
 from .common import emit, run_safely, table_width, tell
-from .options import (DEFAULT_INPUT_SHAPE, BatchedInputs, FormatOutput, Model, Out,
-                      PredictDevice, TableFormat, Update, Wide, option_groups)
+from .options import option_groups
+from .options_device import PredictDevice
+from .options_model import DEFAULT_INPUT_SHAPE, BatchedInputs, Model, Update
+from .options_output import FormatOutput, Out, TableFormat, Wide
 
 DEVICE_FIELDS = ("name", "ram_bytes", "reserve_bytes", "runtime_bytes", "flash_bytes", "cores",
                  "clock_hz", "calibration", "description")
@@ -29,13 +30,9 @@ def devices(
     out: Out = None,
 ):
     """Built-in device profiles (RAM, flash, cores, clock, with sources) and the detected host."""
-    from ttplan import BUILTIN_CALIBRATIONS as BUILTIN
-    from ttplan import builtin_devices as builtin_profiles
-    from ttplan import detect_host, resolve_device
+    from ttplan import list_devices
 
-    profiles = [*builtin_profiles().values(), detect_host(), *(resolve_device(d) for d in device)]
-    rows = [{**p.to_dict(), "calibration": "built-in" if p.name in BUILTIN else None}
-            for p in profiles]
+    rows = list_devices(device)
     if fmt == "json":
         emit(dumps({"devices": rows}), out)
         return
@@ -64,21 +61,10 @@ def calibrate(
     """Fit the device's time/energy model to its runs in LOG; write the calibration JSON.
 
     With --layer-table (repeatable), the per-layer model is fitted from those tables too."""
-    from ttplan import calibrate as fit_calibration
-    from ttplan import resolve_device
-    from ttplan.io import calibration_text, load_device_logs
+    from ttplan import fit_calibration
+    from ttplan.io import calibration_text
 
-    if log is None and not layer_table:
-        raise SpecError("give a LOG of runs, --layer-table files, or both")
-    frame = load_device_logs(log) if log is not None else None
-    profile = resolve_device(device, log_names=set() if frame is None else set(frame["device"]))
-    if layer_table:
-        from ttplan import calibrate_layers
-        from ttplan.io import load_layer_table as load_table
-        tables = [load_table(path) for path in layer_table]
-        cal = calibrate_layers(tables, profile, frame, log or "log")
-    else:
-        cal = fit_calibration(frame, profile, log)
+    cal = fit_calibration(device, log=log, layer_tables=layer_table)
     summary = _calibration_rows(cal.to_dict())
     if out:  # the file is the calibration; a summary for the person on stderr
         emit(calibration_text(cal), out)
@@ -204,19 +190,11 @@ def validate(
     out: Out = None,
 ):
     """Predicted against measured for every run; leave-one-out median and max |error|."""
-    from ttplan import resolve_device
-    from ttplan import validate_runs as validate_log
-    from ttplan.io import load_calibration, load_device_logs
+    from ttplan import validate_log
     from ttplan.render import VALIDATION_FIELDS as ROW_FIELDS
     from ttplan.render import plot_validation
 
-    frame = load_device_logs(log)
-    names = set(frame["device"])
-    given = {p.name: p for p in (resolve_device(d) for d in device)}
-    profiles = {n: given[n] if n in given else resolve_device(n, log_names=names)
-                for n in names}
-    cal = load_calibration(calibration) if calibration else None
-    result = validate_log(frame, profiles, cal)
+    result = validate_log(log, calibration=calibration, devices=device)
     if plot:
         plot_validation(result, plot)
         tell(f"wrote {plot}")

@@ -11,12 +11,14 @@ import typer
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.render import human_bytes, human_macs, human_seconds, render_rows, wrap_lines
-from ttplan.specs import SpecError, parse_duration, parse_input_shape, parse_int
+from ttplan.specs import SpecError, parse_input_shape, parse_int
 
 from .common import emit, run_safely, table_width, tell
-from .options import (MeasureLog, MeasureRuns, ModelArg, TableOutput, TrainDevice, TrainedPart,
-                      TrainInputs, TrainOutput, TrainRun, TrainSupport, WeightedModel,
-                      option_groups)
+from .options import option_groups
+from .options_device import (MeasureLog, MeasureRuns, TrainDevice, TrainRun, TrainSupport,
+                             TrainedPart)
+from .options_model import ModelArg, TrainInputs, WeightedModel
+from .options_output import TableOutput, TrainOutput
 
 MEASURE_TABLE_FIELDS = ("method", "batch_size", "iterations", "load_s", "fisher_s", "plan_s",
                         "train_s", "saved_bytes_measured", "peak_bytes_pytorch", "peak_rss_bytes")
@@ -94,31 +96,29 @@ def measure(
         "layer timed alone at each batch size, short runs for the overheads; JSON) here"),
 ):
     """Calibration runs: a fixed grid of updates and batch sizes within a time limit."""
-    from ttplan import GridRuns, measure_grid
+    from ttplan import GridRuns, MeasureGrid
+    from ttplan import measure as measure_runs
     from ttplan.io import LOG_COLUMNS
+    from ttplan.io import save_layer_table as save_table
 
+    # The grid's bounds (no grid: the per-layer table); a per-layer table's runs always run
+    # each in a fresh process, as a user's `ttplan train` does.
+    bounds = None if layer_table else MeasureGrid(grid.log, grid.time_limit, grid.device_name)
+    measured = measure_runs(model, grid=bounds,
+                            runs=GridRuns(_batch_sizes(runs.batch_sizes), runs.samples,
+                                          runs.iterations, runs.seed,
+                                          runs.isolate or bool(layer_table)),
+                            input_shape=parse_input_shape(input_shape),
+                            report=lambda line: typer.echo(line, err=True))
     if layer_table:
-        from ttplan import measure_layer_table as measure_table
-        from ttplan.io import save_layer_table as save_table
-        table = measure_table(model, input_shape=parse_input_shape(input_shape),
-                              runs=GridRuns(_batch_sizes(runs.batch_sizes), runs.samples,
-                                            runs.iterations, runs.seed),
-                              report=lambda line: typer.echo(line, err=True))
+        table = measured.table
         save_table(layer_table, table)
         for warning in table["warnings"]:
             tell(f"warning: {warning}")
         tell(f"wrote {layer_table}: {len(table['layers'])} layer timings, "
              f"{len(table['runs'])} runs")
         return
-    log = grid.log
-    if log is None:
-        raise SpecError("--log is required (or --layer-table for a per-layer table)")
-    limit_s = parse_duration(grid.time_limit, "time limit")
-    rows = measure_grid(model, time_limit_s=limit_s, log=log, device_name=grid.device_name,
-                        runs=GridRuns(_batch_sizes(runs.batch_sizes), runs.samples,
-                                      runs.iterations, runs.seed, runs.isolate),
-                        input_shape=parse_input_shape(input_shape),
-                        report=lambda line: typer.echo(line, err=True))
+    rows, log = measured.rows, bounds.log
     tell(f"appended {len(rows)} row(s) to {log}")
     if output.fmt == "table":
         text = (render_rows(rows, MEASURE_TABLE_FIELDS, "table", table_width(), output.wide)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Optional
 
@@ -13,12 +12,14 @@ import typer
 from ttplan.io import json_text as dumps
 from ttplan.render import (fit_table, human_bytes, human_joules, human_macs, human_seconds,
                            percent, wrap_lines)
-from ttplan.specs import SpecError
 
 from .common import emit, note, run_safely, table_width, tell, warn_uncosted
-from .options import (DEFAULT_INPUT_SHAPE, BudgetOptions, Classifier, Costs, DeviceWorkload,
-                      ExportFormat, FisherInputs, FisherRun, Inputs, Model, Out, PlanOutput,
-                      PlanSelection, SupportSet, WeightedModel, option_groups)
+from .options import option_groups
+from .options_device import DeviceWorkload
+from .options_model import (DEFAULT_INPUT_SHAPE, Classifier, FisherInputs, Inputs, Model,
+                            SupportSet, WeightedModel)
+from .options_output import ExportFormat, Out, PlanOutput
+from .options_plan import BudgetOptions, Costs, FisherRun, PlanSelection
 
 
 @run_safely
@@ -31,26 +32,21 @@ def fisher(
     out: Out = None,
 ):
     """Fisher information per output channel (Eq. 2) of the last layers, on your samples."""
-    from ttplan import fisher_information, feeding, infer_vocab, open_support, resolve_model, trace
-    from ttplan import fisher_layers as default_candidate_layers
+    from ttplan import ModelSource, ProbeSettings, Support, probe_fisher
 
-    inputs = inputs.resolve(DEFAULT_INPUT_SHAPE)
-    module, name = resolve_model(model.model, weights=model.weights,
-                                 classifier=probe.loss == "ce")
-    graph = trace(module, inputs, name)
-    vocab = support.vocab
-    seed = support.seed
-    opened = open_support(support.data, inputs, support.samples, seed, support.synthetic,
-                          vocab if vocab is not None else infer_vocab(module))
-    names = default_candidate_layers(module, probe.layers)
     show = sys.stderr.isatty() if probe.progress is None else probe.progress
-    with feeding(module, inputs):  # support samples of several inputs come packed
-        result = fisher_information(module, names, opened, loss=probe.loss, seed=seed,
-                                    batch_size=probe.batch_size, progress=show)
-    text = dumps(result.to_json_dict(name, graph.fingerprint()))  # checked before anything is said
-    tell(f"fisher: {len(names)} layers of {name}, {opened.description}; "
+    found = probe_fisher(ModelSource(model.model, weights=model.weights),
+                         support=Support(support.data, support.synthetic, support.samples,
+                                         support.vocab),
+                         probe=ProbeSettings(probe.layers, probe.loss, probe.batch_size,
+                                             support.seed, show),
+                         inputs=inputs.resolve(DEFAULT_INPUT_SHAPE))
+    text = dumps(found.to_dict())  # checked before anything is said
+    result = found.result
+    tell(f"fisher: {len(found.layers)} layers of {found.model_name}, {found.support}; "
          f"{result.time_s:.3f} s, peak saved {result.peak_saved_bytes:,} B")
     emit(text, out)
+
 
 @run_safely
 @option_groups
@@ -67,22 +63,16 @@ def plan(
 
     --convention defaults to paper; with --device, to what trains there (its runtime:
     pytorch on a Linux board, paper on a microcontroller)."""
-    from ttplan import plan as make_plan
-    from ttplan import plan_for_device
-    from ttplan.io import load_fisher
+    from ttplan import plan_policy
 
-    budgets, on, fisher = limits.budgets(), workload.context(), selection.fisher
+    budgets, on = limits.budgets(), workload.context()
     # Without --convention: the device's runtime, else paper.
     options = costs.options(on.device.runtime if on else "paper")
     source, search = model.source(), selection.search()
-    inputs = inputs.resolve(DEFAULT_INPUT_SHAPE)
-    method = selection.method
-    if on is None:
-        policy = make_plan(source, method=method, fisher=fisher, memory_bytes=budgets.memory_bytes,
-                           compute=budgets.compute, options=options, inputs=inputs, search=search)
-    else:
-        policy = plan_for_device(source, device=on, method=method, fisher=fisher, budgets=budgets,
-                                 options=options, inputs=inputs, search=search)
+    planned = plan_policy(source, method=selection.method, fisher=selection.fisher,
+                          budgets=budgets, options=options,
+                          inputs=inputs.resolve(DEFAULT_INPUT_SHAPE), search=search, device=on)
+    policy = planned.policy
     if policy.graph is not None:
         warn_uncosted(policy.graph)
     if output.out is not None:
@@ -92,9 +82,9 @@ def plan(
     if output.fmt == "json":
         emit(dumps(policy.to_dict()), None)
         return
-    total = math.fsum(load_fisher(fisher, None).potential.values()) if fisher else None
-    emit(render_policy(policy.to_dict(), total, _channel_totals(policy.graph),
-                       _without_bias(policy.graph)), None)
+    emit(render_policy(policy.to_dict(), planned.fisher_total, planned.weight_shapes,
+                       planned.without_bias), None)
+
 
 @run_safely
 def export(
@@ -109,41 +99,12 @@ def export(
     """Convert a policy to SparseUpdate's backward_config.
 
     The config's n_bias_update, manual_weight_idx and weight_update_ratio, as JSON."""
-    from ttplan import export_sparseupdate, load_policy, resolve_model, trace
-    from ttplan import model_named_in_file as zoo_model_named_in_file
+    from ttplan import export_policy
 
-    loaded = load_policy(policy)
-    if loaded.method == "tinytl":
-        raise SpecError("a tinytl policy trains lite-residual modules SparseUpdate's "
-                        "backward_config cannot express")
-    if model is not None:
-        module, name = resolve_model(model, classifier=classifier)
-    else:  # a name from a data file: built from the zoo, never imported
-        module, name = zoo_model_named_in_file(loaded.model_name, policy, classifier=classifier)
-    graph = trace(module, loaded.input_shape, name)
-    notes: list[str] = []
-    config = export_sparseupdate(loaded, graph, notes)
-    for text in notes:
+    exported = export_policy(policy, model=model, classifier=classifier)
+    for text in exported.notes:
         note(text)
-    emit(dumps(config), out)
-
-
-def _channel_totals(graph) -> dict[str, tuple[int, ...]]:
-    """Each layer's weight shape: how many channels a channel-sparse update chooses from."""
-    if graph is None:
-        return {}
-    return {name: node.weight_shape for name, node in graph.nodes.items() if node.weight_shape}
-
-
-def _without_bias(graph) -> frozenset[str]:
-    """Layers with no bias to train (an embedding, a free parameter): their bias cell is "-",
-    not "yes". A layer's attached BatchNorm trains its shift with the bias under either
-    convention (`ttplan.apply_policy`), so the folded graph says which layers have one."""
-    if graph is None:
-        return frozenset()
-    from ttplan import fold_batchnorm
-    nodes = fold_batchnorm(graph).nodes
-    return frozenset(name for name, node in nodes.items() if not node.bias_numel)
+    emit(dumps(exported.config), out)
 
 
 def render_policy(d: dict, fisher_total: float | None = None,

@@ -15,13 +15,15 @@ import typer
 # Only modules that import neither torch nor pandas at the top: the rest is imported inside
 # the command that needs it, so `--help` and usage errors stay fast.
 from ttplan.io import write_bytes_atomic
-from ttplan.specs import SpecError, parse_bytes, parse_compute, parse_input_shape
+from ttplan.specs import parse_input_shape
 
 from .common import emit, note, run_safely, table_width, tell
-from .options import (DEFAULT_INPUT_SHAPE, DevicePrediction, FisherProbe, Inputs, InputShape,
-                      ModelArg, Optimizer, PaperBudgets, PaperCostChoices, ReportAxes,
-                      ReportOutput, ReportTableOutput, Solver, Table2Output, WhatifGrid,
-                      WhatifOutput, option_groups)
+from .options import option_groups
+from .options_device import DevicePrediction
+from .options_model import DEFAULT_INPUT_SHAPE, InputShape, Inputs, ModelArg
+from .options_output import ReportOutput, ReportTableOutput, Table2Output, WhatifOutput
+from .options_plan import (FisherProbe, Optimizer, PaperBudgets, PaperCostChoices, ReportAxes,
+                           Solver, WhatifGrid)
 
 
 def _write_figure(path: Optional[str], draw) -> None:
@@ -30,19 +32,6 @@ def _write_figure(path: Optional[str], draw) -> None:
     if path:
         write_bytes_atomic(path, draw(figure_format(path)))
         tell(f"wrote {path}")
-
-
-def _fisher_or_probe(fisher: Optional[str], module, name: str, shape):
-    from ttplan import PROBE_SAMPLES, PROBE_SEED, infer_vocab, synthetic_fisher
-    from ttplan.specs import ModelInputs
-
-    if fisher is not None:
-        return fisher
-    note(f"{name}: no Fisher file given; using the synthetic probe "
-               f"({PROBE_SAMPLES} samples, seed {PROBE_SEED})")
-    if isinstance(shape, ModelInputs):
-        return synthetic_fisher(module, shape.with_batch(1), vocab=infer_vocab(module))
-    return synthetic_fisher(module, (1,) + tuple(shape)[1:])
 
 
 def _format(fmt: Optional[str], out: Optional[str], allowed, default: str) -> str:
@@ -71,28 +60,16 @@ def table2(
 
     The paper's printed figures stand beside ttplan's for the zoo models; md and latex
     print the paper's compact layout, csv and json every column."""
-    from ttplan import ZOO_MODELS
-    from ttplan import table2 as table2_data
+    from ttplan import table2_report
     from ttplan.render import plot_table2, render_table2
 
-    models, out = list(models or ZOO_MODELS), output.out
+    out = output.out
     fmt = _format(output.fmt, out, ("table", "md", "csv", "json", "latex"), "table")
-    if fisher is not None and len(models) != 1:
-        raise SpecError("--fisher goes with one model; use --fisher-dir for several")
-    if fisher_dir is not None and not Path(fisher_dir).is_dir():
-        raise SpecError(f"--fisher-dir {fisher_dir!r} is not a folder")
-    fishers = {}
-    for model in models:
-        path = Path(fisher_dir) / f"{model}.json" if fisher_dir else None
-        fishers[model] = fisher if fisher is not None else (
-            str(path) if path is not None and path.is_file() else None)
-    data = table2_data(models, fishers=fishers, log=note,
-                  input_shape=parse_input_shape(input_shape),
-                  memory_bytes=parse_bytes(limits.memory), compute=parse_compute(limits.compute),
-                  optimizer=optimizer)
+    data = table2_report(models, fisher=fisher, fisher_dir=fisher_dir,
+                         input_shape=parse_input_shape(input_shape), budgets=limits.budgets(),
+                         optimizer=optimizer, log=note)
     _write_figure(plot, lambda f: plot_table2(data["rows"], f))
     emit(render_table2(data, fmt, table_width(), output.wide), out)
-
 
 
 @run_safely
@@ -107,28 +84,22 @@ def whatif(
     fisher: FisherProbe = None,
 ):
     """Plan every cell of a memory x compute grid: what each budget buys."""
-    from ttplan import ModelSource, PlanningContext, resolve_model, run_whatif, whatif_data
+    from ttplan import PlanSearch, WhatifAxes
+    from ttplan import whatif as plan_grid
     from ttplan.render import plot_heatmaps, plot_pareto, render_whatif
-    from ttplan.specs import parse_methods, parse_range
 
-    out, solver, channels = output.out, grid.solver, grid.channels
+    out = output.out
     fmt = _format(output.fmt, out, ("table", "csv", "json"), "table")
-    methods = parse_methods(grid.method)
-    memory_values = parse_range(grid.memory, "memory")
-    compute_values = parse_range(grid.compute, "compute")
+    axes = WhatifAxes(grid.memory, grid.compute, grid.method)
     shape = inputs.resolve(DEFAULT_INPUT_SHAPE)
     predictor = on.predictor()
-    if solver == "exact" and channels != "fisher":
-        raise SpecError("the exact solver maximises captured Fisher and needs channels=fisher")
-    options = costs.options()
-    module, name = resolve_model(model)
-    context = PlanningContext(ModelSource(module, name), options=options,
-                              fisher=_fisher_or_probe(fisher, module, name, shape),
-                              inputs=shape, channels=channels)
+    search = PlanSearch(grid.solver, grid.channels)
     show = sys.stderr.isatty() if output.progress is None else output.progress
-    cells = run_whatif(context, memory_values, compute_values, methods=methods, solver=solver,
-                       predictor=predictor, progress=show)
-    data = whatif_data(context, cells, solver)
+    result = plan_grid(model, axes=axes, search=search, fisher=fisher, inputs=shape,
+                       options=costs.options(), predictor=predictor, progress=show)
+    for text in result.notes:
+        note(text)
+    data = result.data
     _write_figure(output.plot, lambda f: plot_heatmaps(data, f))
     _write_figure(output.pareto_plot, lambda f: plot_pareto(data, f))
     emit(render_whatif(data, fmt), out)
@@ -145,22 +116,17 @@ def layers(
     plot: Optional[str] = typer.Option(None, help="Figure-3-style chart (.png, .svg or .pdf)"),
 ):
     """Per candidate layer: memory, backward MACs, Fisher potential and s_i (Figure 3 style)."""
-    from ttplan import ModelSource, PlanningContext, layer_rows, load_policy, resolve_model
-    from ttplan import check_policy as check_against_graph
+    from ttplan import layer_report
     from ttplan.render import plot_layers, render_layers
 
     fmt = _format(output.fmt, output.out, ("table", "csv", "json"), "table")
-    shape = inputs.resolve(DEFAULT_INPUT_SHAPE)
-    module, name = resolve_model(model)
-    context = PlanningContext(ModelSource(module, name),
-                              fisher=_fisher_or_probe(fisher, module, name, shape), inputs=shape)
-    updates = None
-    if policy is not None:
-        loaded = load_policy(policy)
-        check_against_graph(loaded, context.graph, policy)
-        updates = loaded.updates()
-    rows = layer_rows(context, updates)
-    _write_figure(plot, lambda f: plot_layers(rows, f"{name}: per-layer cost and value", f))
+    found = layer_report(model, fisher=fisher, inputs=inputs.resolve(DEFAULT_INPUT_SHAPE),
+                         policy=policy)
+    for text in found.notes:
+        note(text)
+    rows = found.rows
+    _write_figure(plot, lambda f: plot_layers(rows, f"{found.model_name}: per-layer cost and "
+                                              "value", f))
     emit(render_layers(rows, fmt, None if output.wide else table_width()), output.out)
 
 
@@ -179,15 +145,11 @@ def report(
     """One self-contained report: profile, plan and why, Table 2, what-if maps, layers."""
     from ttplan import WhatifAxes, build_report
     from ttplan.render import render_html, write_markdown
-    from ttplan.specs import parse_range
 
-    parse_range(axes.whatif_compute, "compute")
-    if axes.whatif_memory is not None:
-        parse_range(axes.whatif_memory, "memory")
+    whatif_axes = WhatifAxes(axes.whatif_memory, axes.whatif_compute)  # checked before any work
     predictor = on.predictor()
     built = build_report(model, fisher=fisher, budgets=limits.budgets(), solver=solver,
-                         input_shape=parse_input_shape(input_shape),
-                         whatif=WhatifAxes(axes.whatif_memory, axes.whatif_compute),
+                         input_shape=parse_input_shape(input_shape), whatif=whatif_axes,
                          predictor=predictor, log=note)
     out = output.out
     if output.fmt == "md":
