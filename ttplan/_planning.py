@@ -67,9 +67,9 @@ def probe_fisher(model, *, support=None, probe: ProbeSettings | None = None,
     from ttplan.costmodel.profile import resolve_model
     from ttplan.costmodel.trace import trace
     from ttplan.devices.runner import Support
-    from ttplan.planner.data import open_support
-    from ttplan.planner.fisher_probe import default_candidate_layers, fisher_information
-    from ttplan.planner.sequence_support import feeding, infer_vocab
+    from ttplan.planner.support.sources import open_support
+    from ttplan.planner.fisher.probe import default_candidate_layers, fisher_information
+    from ttplan.planner.support.sequences import feeding, infer_vocab
 
     support = support if support is not None else Support(synthetic=True)
     probe = probe if probe is not None else ProbeSettings()
@@ -143,7 +143,7 @@ def fisher_potential(fisher) -> float | None:
     if fisher is None:
         return None
     if isinstance(fisher, (str, Path)):
-        from ttplan.planner.fisher_file import load_fisher
+        from ttplan.planner.fisher.file import load_fisher
         fisher = load_fisher(fisher, None)
     return math.fsum(fisher.potential.values())
 
@@ -173,8 +173,8 @@ def export_policy(policy, *, model=None, classifier: bool = False) -> ExportedPo
     from ttplan.costmodel.profile import resolve_model
     from ttplan.costmodel.trace import trace
     from ttplan.costmodel.zoo import zoo_model_named_in_file
-    from ttplan.planner.policy import load_policy
-    from ttplan.planner.sparseupdate import export_sparseupdate
+    from ttplan.planner.policy.file import load_policy
+    from ttplan.planner.selection.sparseupdate import export_sparseupdate
 
     loaded = load_policy(policy)
     if loaded.method == "tinytl":

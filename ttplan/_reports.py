@@ -58,7 +58,7 @@ def _context_with_fisher(model, fisher, inputs, notes: list, **context):
     from ttplan.costmodel.inputs import as_inputs
     from ttplan.costmodel.profile import ModelSource, resolve_model
     from ttplan.planner.context import PlanningContext
-    from ttplan.planner.sequence_support import infer_vocab
+    from ttplan.planner.support.sequences import infer_vocab
     from ttplan.reports.table2 import PROBE_SAMPLES, PROBE_SEED, synthetic_fisher
 
     inputs = as_inputs(inputs if inputs is not None else (1, 3, 128, 128))
@@ -135,7 +135,7 @@ def layer_report(model, *, fisher=None, inputs=None, policy=None) -> LayerReport
 
     Returns a `LayerReport`. Raises `TtplanError` (one line) for a policy of another model.
     """
-    from ttplan.planner.policy import check_against_graph, load_policy
+    from ttplan.planner.policy.file import check_against_graph, load_policy
     from ttplan.reports.layers import layer_rows
 
     notes: list[str] = []
