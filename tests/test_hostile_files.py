@@ -230,7 +230,9 @@ def test_ctrl_c_during_report_is_the_error_line_alone(tmp_path, monkeypatch):
         log("mcunet-5fps: no Fisher file given; using the synthetic probe")
         raise KeyboardInterrupt
 
+    import ttplan  # the CLI calls ttplan.build_report, which may already be bound there
     monkeypatch.setattr(report_command, "build_report", interrupted)
+    monkeypatch.setattr(ttplan, "build_report", interrupted, raising=False)
     result = run("report", "mcunet-5fps", "--out", tmp_path / "r.html")
     assert result.exit_code == 2 and result.stderr == "error: interrupted\n"
     assert not (tmp_path / "r.html").exists()
