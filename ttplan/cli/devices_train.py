@@ -102,7 +102,7 @@ def measure(
         from ttplan.io import save_layer_table as save_table
         table = measure_table(model, input_shape=parse_input_shape(input_shape),
                               runs=GridRuns(_batch_sizes(runs.batch_sizes), runs.samples,
-                                            runs.iterations, runs.seed),
+                                            runs.iterations, runs.seed, runs.isolate),
                               report=lambda line: typer.echo(line, err=True))
         save_table(layer_table, table)
         for warning in table["warnings"]:
