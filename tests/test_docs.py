@@ -4,6 +4,7 @@ files checked to exist and parse."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import importlib.util
@@ -29,10 +30,10 @@ THIS_TEST = "tests/test_docs.py"
 # The lines of the blocks marked `<!-- test: tests/test_docs.py -->` (the README's opening,
 # the docs' own commands) start with one of these; the test named beside each runs it.
 RUN_HERE = {
-    "pip install ": "test_readme_opens_with_the_two_commands",
-    "python -m pytest": "test_readme_opens_with_the_two_commands",
-    "mkdocs build ": "test_site_builds_with_warnings_as_errors",
-    "python docs/gen_cli_reference.py": "test_cli_reference_is_current",
+    ("README.md", "pip install "): "test_readme_opens_with_the_two_commands",
+    ("README.md", "python -m pytest"): "test_readme_opens_with_the_two_commands",
+    ("docs/development.md", "mkdocs build "): "test_site_builds_with_warnings_as_errors",
+    ("docs/development.md", "python docs/gen_cli_reference.py"): "test_cli_reference_is_current",
 }
 
 
@@ -125,21 +126,33 @@ def test_every_example_is_run():
             assert len(lines) == len(command_lines(block)), \
                 f"{block.where()}: a line that is not `ttplan ...` or `mkdir -p`: not run"
         if marker == THIS_TEST:
+            page = str(block.page.relative_to(ROOT))
             for line in block.text.splitlines():
-                assert any(line.startswith(prefix) for prefix in RUN_HERE), \
+                assert any(line.startswith(prefix) for where, prefix in RUN_HERE if where == page), \
                     f"{block.where()}: {line!r}: no test of {THIS_TEST} runs it (RUN_HERE)"
+
+
+_sweeps: dict[tuple, list] = {}
 
 
 def quick_layer_clock(monkeypatch) -> None:
     """`measure --layer-table` times each layer pass once and each whole run once, instead of
-    five repeats of at least 2 ms and three rounds of runs: the examples check the commands
-    and their files, not the machine (the pages that run it say so)."""
+    five repeats of at least 2 ms and three rounds of runs, and the generic layers' sweep
+    (the same for every model) once per session: the examples check the commands and their
+    files, not the machine (the page that runs it says so)."""
     from ttplan.devices import layermeasure, layertable
 
-    time_call = layertable.time_call
+    time_call, measure_sweep = layertable.time_call, layermeasure.measure_sweep
     monkeypatch.setattr(layertable, "time_call", lambda fn, **_: time_call(
         fn, repeats=1, min_repeat_s=0.0))
     monkeypatch.setitem(layermeasure.measure_table.__kwdefaults__, "run_repeats", 1)
+
+    def sweep_once(batch_sizes, repeats=5):
+        key = (tuple(batch_sizes), repeats)
+        if key not in _sweeps:
+            _sweeps[key] = measure_sweep(batch_sizes, repeats)
+        return copy.deepcopy(_sweeps[key])  # measure_table extends the list it gets
+    monkeypatch.setattr(layermeasure, "measure_sweep", sweep_once)
 
 
 @pytest.mark.parametrize("page", RUN_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
