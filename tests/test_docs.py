@@ -154,6 +154,10 @@ def quick_layer_clock(monkeypatch) -> None:
         return copy.deepcopy(_sweeps[key])  # measure_table extends the list it gets
     monkeypatch.setattr(layermeasure, "measure_sweep", sweep_once)
 
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError("measure --layer-table --in-process started a process")
+    monkeypatch.setattr(layermeasure, "_isolated_run", no_subprocess)
+
 
 @pytest.mark.parametrize("page", RUN_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_run_examples(page, tmp_path, monkeypatch):
