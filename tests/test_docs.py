@@ -113,6 +113,7 @@ def test_every_example_is_run():
     the pages is run here (each line of a run bash block a `ttplan` or `mkdir -p` line, which
     test_run_examples runs; each line of a block marked for this file one RUN_HERE names),
     written for a run block to use, or run by the test its marker names."""
+    assert all(callable(globals().get(name)) for name in RUN_HERE.values())
     for block in ALL_BLOCKS:
         if block.lang not in SHELL | {"python", "py"}:
             continue
