@@ -224,6 +224,7 @@ def test_sweep_failure_is_one_line_and_its_success_warns_once(untraceable):
 
 
 def test_ctrl_c_during_report_is_the_error_line_alone(tmp_path, monkeypatch):
+    import ttplan
     from ttplan.reports import report as report_command  # the CLI imports it when it runs
 
     def interrupted(*args, log, **kwargs):
@@ -231,6 +232,9 @@ def test_ctrl_c_during_report_is_the_error_line_alone(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(report_command, "build_report", interrupted)
+    # The CLI calls `ttplan.build_report`, a lazy export kept in `ttplan` once any command
+    # used it (tests/test_docs.py runs `report` earlier): patch that name too.
+    monkeypatch.setattr(ttplan, "build_report", interrupted)
     result = run("report", "mcunet-5fps", "--out", tmp_path / "r.html")
     assert result.exit_code == 2 and result.stderr == "error: interrupted\n"
     assert not (tmp_path / "r.html").exists()
