@@ -11,9 +11,8 @@ A fenced block may follow a marker line (blank lines between are allowed):
     <!-- test: write PATH -->       the block written to the file PATH (folders made) in that
                                     directory before any block of the page runs
     <!-- test: tests/test_x.py -->  that test runs the block with its own assertions
-Unmarked `bash` blocks have each `ttplan` line parsed by the real app, unmarked `python`
-blocks are compiled, and `text` blocks starting with `$ ttplan` are compared with what the
-command prints.
+Every `bash` and `python` block carries one (tests/test_docs.py::test_every_example_is_run);
+`text` blocks starting with `$ ttplan` are compared with what the command prints.
 """
 
 from __future__ import annotations

@@ -224,13 +224,14 @@ def test_sweep_failure_is_one_line_and_its_success_warns_once(untraceable):
 
 
 def test_ctrl_c_during_report_is_the_error_line_alone(tmp_path, monkeypatch):
+    import ttplan
     from ttplan.reports import report as report_command  # the CLI imports it when it runs
 
     def interrupted(*args, log, **kwargs):
         log("mcunet-5fps: no Fisher file given; using the synthetic probe")
         raise KeyboardInterrupt
 
-    import ttplan  # the CLI calls ttplan.build_report, which may already be bound there
+    # the CLI calls ttplan.build_report, which may already be bound there
     monkeypatch.setattr(report_command, "build_report", interrupted)
     monkeypatch.setattr(ttplan, "build_report", interrupted, raising=False)
     result = run("report", "mcunet-5fps", "--out", tmp_path / "r.html")

@@ -101,13 +101,12 @@ def measure(
     from ttplan.io import LOG_COLUMNS
     from ttplan.io import save_layer_table as save_table
 
-    # The grid's bounds (no grid: the per-layer table); a per-layer table's runs always run
-    # each in a fresh process, as a user's `ttplan train` does.
+    # The grid's bounds (no grid: the per-layer table); the table's whole runs run each in a
+    # fresh process, as a user's `ttplan train` does, unless --in-process says otherwise.
     bounds = None if layer_table else MeasureGrid(grid.log, grid.time_limit, grid.device_name)
     measured = measure_runs(model, grid=bounds,
                             runs=GridRuns(_batch_sizes(runs.batch_sizes), runs.samples,
-                                          runs.iterations, runs.seed,
-                                          runs.isolate or bool(layer_table)),
+                                          runs.iterations, runs.seed, runs.isolate),
                             input_shape=parse_input_shape(input_shape),
                             report=lambda line: typer.echo(line, err=True))
     if layer_table:
