@@ -32,7 +32,8 @@ from ttplan.costmodel.trace import trace
 
 from .selection import baselines, sparseupdate
 from .selection.exact import solve_exact
-from .fisher import FisherResult, check_weights, load_fisher
+from .fisher import FisherResult, check_weights
+from .fisher.file import fisher_for
 from .policy.file import METHODS, Policy, layer_dicts
 from .selection.score import CHANNEL_CRITERIA, build_candidates
 from .selection.select import Budget, Coster, Selection, greedy, infeasible_error
@@ -127,7 +128,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     coster = Coster(graph, options)
     compute_macs, fraction = _compute_budget(budgets.compute, coster)
     budget = Budget(budgets.memory_bytes, compute_macs, search.limits)
-    result = _load_fisher(fisher, graph) if method != "tinytl" else None
+    result = fisher_for(fisher, graph) if method != "tinytl" else None
     if result is not None:  # a probe of other weights ranks channels these weights do not have
         check_weights(result, module, str(fisher) if isinstance(fisher, (str, Path)) else "fisher")
     if method in ("tinytrain", "sparseupdate"):
@@ -282,14 +283,6 @@ def _compute_budget(compute: ComputeBudget | None, coster: Coster) -> tuple[int 
         raise SpecError(f"a compute budget of {compute.fraction:g} of full training's "
                         f"{full:,} backward MACs is below one MAC")
     return macs, compute.fraction
-
-
-def _load_fisher(fisher, graph) -> FisherResult | None:
-    if fisher is None or isinstance(fisher, FisherResult):
-        return fisher
-    if isinstance(fisher, (str, Path)):
-        return load_fisher(fisher, graph.fingerprint(), expected_model=graph.model_name)
-    raise SpecError(f"fisher must be a FisherResult or a Fisher file path, not {type(fisher).__name__}")
 
 
 def _sparseupdate(coster, graph, name, budget, result, seed, scheme) -> Selection:

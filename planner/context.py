@@ -23,7 +23,8 @@ from ttplan.costmodel.trace import trace
 from .selection import baselines, sparseupdate
 from .api import fisher_captured
 from .selection.exact import solve_exact
-from .fisher import FisherResult, load_fisher
+from .fisher import FisherResult
+from .fisher.file import fisher_for
 from .selection.score import build_candidates
 from .selection.select import Budget, Coster, Selection, greedy
 
@@ -77,9 +78,7 @@ class PlanningContext:
         self.total_potential = math.fsum(self.fisher.potential.values()) if self.fisher else 0.0
 
     def _fisher(self, fisher) -> FisherResult | None:
-        if fisher is None or isinstance(fisher, FisherResult):
-            return fisher
-        return load_fisher(fisher, self.graph.fingerprint(), expected_model=self.graph.model_name)
+        return fisher_for(fisher, self.graph)
 
     def select(self, method: str, budget: Budget, solver: str = "greedy",
                incumbent: Selection | None = None) -> Selection | None:

@@ -142,6 +142,8 @@ def fisher_potential(fisher) -> float | None:
     shares a person sees are of); None without one."""
     if fisher is None:
         return None
+    if isinstance(fisher, FisherReport):
+        fisher = fisher.result
     if isinstance(fisher, (str, Path)):
         from ttplan.planner.fisher.file import load_fisher
         fisher = load_fisher(fisher, None)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ttplan.costmodel.errors import PolicyError
+from ttplan.costmodel.errors import PolicyError, SpecError
 
 from ..jsonio import check_header, check_keys, load_json
 
@@ -101,6 +101,20 @@ class FisherResult:
         Every problem is a one-line PolicyError naming `source`.
         """
         return _parse(d, expected_fingerprint, expected_model, source)
+
+
+def fisher_for(fisher, graph) -> FisherResult | None:
+    """The FisherResult a planner is given as `fisher`: None, a FisherResult, what
+    `ttplan.probe_fisher` returns (it carries one as `.result`), or a Fisher file path
+    (checked against `graph`'s fingerprint and model name)."""
+    if fisher is None or isinstance(fisher, FisherResult):
+        return fisher
+    if isinstance(getattr(fisher, "result", None), FisherResult):
+        return fisher.result
+    if isinstance(fisher, (str, Path)):
+        return load_fisher(fisher, graph.fingerprint(), expected_model=graph.model_name)
+    raise SpecError("fisher must be a FisherResult, what probe_fisher returns or a Fisher file "
+                    f"path, not {type(fisher).__name__}")
 
 
 def load_fisher(
