@@ -19,10 +19,12 @@ import logging
 import math
 import sys
 from bisect import bisect_left
+from types import FunctionType
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
+from torch.fx import _symbolic_trace as fx_trace
 from torch.fx import traceback as fx_traceback
 from torch.fx._symbolic_trace import _create_wrapped_func
 
@@ -63,13 +65,15 @@ class LeafTracer(fx.Tracer):
         the scope for that at every module call); module stack, call counts, leaf test and
         node are fx's."""
         path = self.path_of_module(m)
+        cls = type(m)
+        cls = _TRACED_TO_CLASS.get(cls, cls)  # the module's own class (see `_trace_module`)
         scope = self.scope
         outer_path, outer_type = scope.module_path, scope.module_type
-        scope.module_path, scope.module_type = path, type(m)
+        scope.module_path, scope.module_type = path, cls
         try:
             calls = self.num_calls.get(path, 0)
             key = f"{path}@{calls}" if calls > 0 else path
-            self.module_stack[key] = (path, type(m))
+            self.module_stack[key] = (path, cls)
             self.num_calls[path] = calls + 1
             if not self.is_leaf_module(m, path):
                 result = forward(*args, **kwargs)
@@ -152,9 +156,86 @@ class LeafTracer(fx.Tracer):
         saved = {name: functions[name] for name in wrappers}
         functions.update(wrappers)
         try:
+            if _traceable_without_class_patches(root):
+                return self._trace_module(root, concrete_args)
             return super().trace(root, concrete_args)
         finally:
             functions.update(saved)
+
+    def _trace_module(self, root: nn.Module, concrete_args):
+        """fx's `Tracer.trace` of a module, except how module calls and parameter reads are
+        caught. fx sets `nn.Module.__call__` and `nn.Module.__getattr__` for the trace and
+        back: setting a special method on a class updates the slots of all its subclasses
+        (hundreds for nn.Module) and invalidates their attribute caches, 0.4–1 ms per trace,
+        more than a small model's whole training step. Here module calls are caught at
+        `nn.Module._call_impl` (a plain method: no slots to update; `__call__` calls it), and
+        parameter reads by giving each module that owns parameters, for the trace, a subclass
+        of its own class whose `__getattr__` is fx's wrapper (made once per class). The same
+        calls reach `call_module` and `getattr` with the same arguments, so the graph is
+        fx's."""
+        old_flag = fx_trace._is_fx_tracing_flag
+        fx_trace._is_fx_tracing_flag = True
+        try:
+            from torch.fx._lazy_graph_module import _LazyGraphModule
+            _LazyGraphModule.force_recompile(root)
+            self.root = root
+            if not hasattr(type(root), self.traced_func_name):
+                raise AssertionError(f"traced_func_name={self.traced_func_name} doesn't exist "
+                                     f"in {type(root).__name__}")
+            fn = getattr(type(root), self.traced_func_name)
+            self.root_module_name = root._get_name()
+            named_modules = list(root.named_modules())
+            self.submodule_paths = {mod: name for name, mod in named_modules}
+            self.graph = fx.Graph(tracer_cls=type(self))
+            if hasattr(fn, "__code__"):
+                code = fn.__code__
+                self.graph._co_fields = {"co_name": code.co_name,
+                                         "co_filename": code.co_filename,
+                                         "co_firstlineno": code.co_firstlineno}
+            self.tensor_attrs = {}
+            _collect_tensor_attrs(root, [], self.tensor_attrs)
+            if not isinstance(fn, FunctionType):
+                raise AssertionError(f"Expected FunctionType, got {type(fn)}")
+            fn_globals = fn.__globals__
+            fn, args = self.create_args_for_root(fn, True, concrete_args)
+            parameter_proxy_cache: dict = {}
+            tracer = self
+
+            def call_impl_wrapper(mod, *args, **kwargs):  # fx's module_call_wrapper
+                def forward(*args, **kwargs):
+                    return _ORIGINAL_CALL_IMPL(mod, *args, **kwargs)
+
+                fx_trace._autowrap_check(
+                    patcher, getattr(getattr(mod, "forward", mod), "__globals__", {}),
+                    tracer._autowrap_function_ids)
+                return tracer.call_module(mod, forward, args, kwargs)
+
+            with fx_trace._new_patcher() as patcher:
+                patcher.patch_method(nn.Module, "_call_impl", call_impl_wrapper,
+                                     deduplicate=False)
+                fx_trace._patch_wrapped_functions(patcher)
+                fx_trace._autowrap_check(patcher, fn_globals, self._autowrap_function_ids)
+                for module in self._autowrap_search:
+                    fx_trace._autowrap_check(patcher, module.__dict__,
+                                             self._autowrap_function_ids)
+                swapped = _swap_parameter_owners(named_modules, self, parameter_proxy_cache)
+                try:
+                    ann = inspect.get_annotations(inspect.unwrap(fn))
+                    self.create_node("output", "output", (self.create_arg(fn(*args)),), {},
+                                     type_expr=ann.get("return", None))
+                finally:
+                    for module, cls in swapped:
+                        object.__setattr__(module, "__class__", cls)
+                    _ACTIVE.pop()
+            self.submodule_paths = None
+        except RuntimeError as e:
+            if e.args and isinstance(e.args[0], str) and "data-dependent" in e.args[0]:
+                e.partial_fx_graph = self.graph.python_code(root_module="self",
+                                                            verbose=True).src
+            raise
+        finally:
+            fx_trace._is_fx_tracing_flag = old_flag
+        return self.graph
 
     def getattr(self, attr: str, attr_val, parameter_proxy_cache: dict):
         """As fx's, which looks a parameter up by scanning all of the model's parameters
@@ -170,6 +251,92 @@ class LeafTracer(fx.Tracer):
                 proxy_factory_fn=None if not self.param_shapes_constant else
                 lambda node: fx.proxy.ParameterProxy(self, node, name, attr_val))
         return parameter_proxy_cache[name]
+
+
+_ORIGINAL_CALL_IMPL = nn.Module._call_impl
+_ORIGINAL_CALL = nn.Module.__call__
+_ORIGINAL_GETATTR = nn.Module.__getattr__
+_TRACED_TO_CLASS: dict = {}  # traced subclass -> the module's own class
+_CLASS_TO_TRACED: dict = {}  # the module's own class -> its traced subclass
+
+
+def _traceable_without_class_patches(root) -> bool:
+    """Can `_trace_module` catch every module call and parameter read fx would? Yes when
+    nothing has replaced nn.Module's call path or attribute fallback (no fx trace is under
+    way, no class of the model has its own `__call__`, `_call_impl` or `__getattr__`, no module
+    is compiled); otherwise fx's own trace runs."""
+    if not isinstance(root, nn.Module) or nn.Module._call_impl is not _ORIGINAL_CALL_IMPL or \
+            nn.Module.__call__ is not _ORIGINAL_CALL or \
+            nn.Module.__getattr__ is not _ORIGINAL_GETATTR:
+        return False
+    checked = set()
+    for module in root.modules():
+        cls = type(module)
+        if module.__dict__.get("_compiled_call_impl") is not None:
+            return False
+        if cls in checked:
+            continue
+        if cls.__call__ is not _ORIGINAL_CALL or cls._call_impl is not _ORIGINAL_CALL_IMPL or \
+                cls.__getattr__ is not _ORIGINAL_GETATTR or cls in _TRACED_TO_CLASS:
+            return False
+        checked.add(cls)
+    return True
+
+
+def _traced_class(cls: type) -> type:
+    """A subclass of `cls` (same name, module and layout) whose `__getattr__` hands what
+    nn.Module's finds to the tracer under way, as fx's patched `nn.Module.__getattr__` does."""
+    traced = _CLASS_TO_TRACED.get(cls)
+    if traced is None:
+        traced = type(cls.__name__, (cls,), {"__slots__": (), "__module__": cls.__module__,
+                                             "__qualname__": cls.__qualname__,
+                                             "__getattr__": _traced_getattr})
+        _CLASS_TO_TRACED[cls] = traced
+        _TRACED_TO_CLASS[traced] = cls
+    return traced
+
+
+_ACTIVE: list = []  # (tracer, parameter proxy cache) of the traces under way, innermost last
+
+
+def _traced_getattr(module, attr: str):
+    value = _ORIGINAL_GETATTR(module, attr)
+    if not _ACTIVE:
+        return value
+    tracer, cache = _ACTIVE[-1]
+    return tracer.getattr(attr, value, cache)
+
+
+def _swap_parameter_owners(named_modules, tracer, cache) -> list:
+    """Gives every module that can hand out a parameter from `__getattr__` (one that owns
+    parameters, or holds one among its buffers) its traced class; returns (module, own
+    class) to give back. Other modules' `__getattr__` gives no parameter, which fx's wrapper
+    passes through unchanged."""
+    swapped = []
+    _ACTIVE.append((tracer, cache))
+    try:
+        for _, module in named_modules:
+            if any(p is not None for p in module._parameters.values()) or \
+                    any(isinstance(b, nn.Parameter) for b in module._buffers.values()):
+                cls = type(module)
+                object.__setattr__(module, "__class__", _traced_class(cls))
+                swapped.append((module, cls))
+    except BaseException:
+        for module, cls in swapped:
+            object.__setattr__(module, "__class__", cls)
+        _ACTIVE.pop()
+        raise
+    return swapped
+
+
+def _collect_tensor_attrs(module: nn.Module, prefix: list, found: dict) -> None:
+    """fx's map of the tensors (and other constants) held as plain attributes to their
+    paths, which `create_arg` reads."""
+    for k, v in module.__dict__.items():
+        if isinstance(v, fx_trace._constant_attribute_types):
+            found[v] = ".".join(prefix + [k])
+    for k, v in module.named_children():
+        _collect_tensor_attrs(v, prefix + [k], found)
 
 
 _FX_LOG = logging.getLogger("torch.fx.proxy")  # fx logs every node it makes at DEBUG
