@@ -32,11 +32,12 @@ from .rules import Registry
 
 
 def symbolic_trace(model: nn.Module, registry: Registry, defaults: dict,
-                   parameter_names: dict[int, str] | None = None) -> fx.Graph:
+                   parameter_names: dict[int, str] | None = None,
+                   named_modules: list | None = None) -> fx.Graph:
     """fx's trace, with every argument of `forward` the inputs do not give fixed to its
     default. The graph's targets are paths in `model` itself: it runs on `model`, no
     `fx.GraphModule` is built (its code generation and compile took a tenth of a profile)."""
-    tracer = LeafTracer(registry, parameter_names)
+    tracer = LeafTracer(registry, parameter_names, named_modules)
     return tracer.trace(model, concrete_args=defaults or None)
 
 
@@ -44,7 +45,8 @@ class LeafTracer(fx.Tracer):
     """fx stops at every module the registry prices as one operator (a subclass of a known
     layer included), not only at torch.nn's own classes."""
 
-    def __init__(self, registry: Registry, parameter_names: dict[int, str] | None = None):
+    def __init__(self, registry: Registry, parameter_names: dict[int, str] | None = None,
+                 named_modules: list | None = None):
         # fx wraps every function of `math` (so that math.sqrt(proxy) is recorded) by
         # building 55 wrappers per trace, about a sixth of tracing a small model; the same
         # functions are wrapped here with wrappers built once (`_math_wrappers`).
@@ -52,6 +54,7 @@ class LeafTracer(fx.Tracer):
                          autowrap_functions=tuple(o for o, _ in _math_wrappers().values()))
         self.registry = registry
         self.given_parameter_names = parameter_names  # {id: name} of `root`'s, if known
+        self.given_named_modules = named_modules  # list(root.named_modules()), if known
         self._target_names: dict = {}  # node target -> fx's name for it (this trace)
         self.module_stack = _ModuleStack()
         self.scope = _Scope("", None)
@@ -156,13 +159,18 @@ class LeafTracer(fx.Tracer):
         saved = {name: functions[name] for name in wrappers}
         functions.update(wrappers)
         try:
-            if _traceable_without_class_patches(root):
-                return self._trace_module(root, concrete_args)
+            named_modules = None
+            if isinstance(root, nn.Module):
+                named_modules = self.given_named_modules
+                if named_modules is None:
+                    named_modules = list(root.named_modules())
+            if named_modules is not None and _traceable_without_class_patches(named_modules):
+                return self._trace_module(root, concrete_args, named_modules)
             return super().trace(root, concrete_args)
         finally:
             functions.update(saved)
 
-    def _trace_module(self, root: nn.Module, concrete_args):
+    def _trace_module(self, root: nn.Module, concrete_args, named_modules: list):
         """fx's `Tracer.trace` of a module, except how module calls and parameter reads are
         caught. fx sets `nn.Module.__call__` and `nn.Module.__getattr__` for the trace and
         back: setting a special method on a class updates the slots of all its subclasses
@@ -184,7 +192,6 @@ class LeafTracer(fx.Tracer):
                                      f"in {type(root).__name__}")
             fn = getattr(type(root), self.traced_func_name)
             self.root_module_name = root._get_name()
-            named_modules = list(root.named_modules())
             self.submodule_paths = {mod: name for name, mod in named_modules}
             self.graph = fx.Graph(tracer_cls=type(self))
             if hasattr(fn, "__code__"):
@@ -260,17 +267,17 @@ _TRACED_TO_CLASS: dict = {}  # traced subclass -> the module's own class
 _CLASS_TO_TRACED: dict = {}  # the module's own class -> its traced subclass
 
 
-def _traceable_without_class_patches(root) -> bool:
+def _traceable_without_class_patches(named_modules: list) -> bool:
     """Can `_trace_module` catch every module call and parameter read fx would? Yes when
     nothing has replaced nn.Module's call path or attribute fallback (no fx trace is under
     way, no class of the model has its own `__call__`, `_call_impl` or `__getattr__`, no module
     is compiled); otherwise fx's own trace runs."""
-    if not isinstance(root, nn.Module) or nn.Module._call_impl is not _ORIGINAL_CALL_IMPL or \
+    if nn.Module._call_impl is not _ORIGINAL_CALL_IMPL or \
             nn.Module.__call__ is not _ORIGINAL_CALL or \
             nn.Module.__getattr__ is not _ORIGINAL_GETATTR:
         return False
     checked = set()
-    for module in root.modules():
+    for _, module in named_modules:
         cls = type(module)
         if module.__dict__.get("_compiled_call_impl") is not None:
             return False
