@@ -56,11 +56,19 @@ class LeafTracer(fx.Tracer):
         self.given_parameter_names = parameter_names  # {id: name} of `root`'s, if known
         self.given_named_modules = named_modules  # list(root.named_modules()), if known
         self._target_names: dict = {}  # node target -> fx's name for it (this trace)
+        self._leaf_classes: dict = {}  # module class -> is it a leaf (this trace)
         self.module_stack = _ModuleStack()
         self.scope = _Scope("", None)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return self.registry.is_leaf(m) or super().is_leaf_module(m, module_qualified_name)
+        # Both answers depend on the module's class only (its MRO, forward, name, __module__):
+        # asked once per class per trace.
+        cls = type(m)
+        leaf = self._leaf_classes.get(cls)
+        if leaf is None:
+            leaf = self._leaf_classes[cls] = bool(
+                self.registry.is_leaf(m) or super().is_leaf_module(m, module_qualified_name))
+        return leaf
 
     def call_module(self, m: nn.Module, forward, args, kwargs):
         """fx's, without its per-call helper objects: the scope is set to the module and
@@ -147,6 +155,7 @@ class LeafTracer(fx.Tracer):
 
     def trace(self, root, concrete_args=None):
         self._target_names = {}
+        self._leaf_classes = {}
         if not isinstance(root, nn.Module):
             self.parameter_names = {}
         elif self.given_parameter_names is not None:
