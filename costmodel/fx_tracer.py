@@ -57,6 +57,7 @@ class LeafTracer(fx.Tracer):
         self.given_named_modules = named_modules  # list(root.named_modules()), if known
         self._target_names: dict = {}  # node target -> fx's name for it (this trace)
         self._leaf_classes: dict = {}  # module class -> is it a leaf (this trace)
+        self._stack_copy = None  # the copy of `module_stack` the latest nodes share
         self.module_stack = _ModuleStack()
         self.scope = _Scope("", None)
 
@@ -85,12 +86,14 @@ class LeafTracer(fx.Tracer):
             calls = self.num_calls.get(path, 0)
             key = f"{path}@{calls}" if calls > 0 else path
             self.module_stack[key] = (path, cls)
+            self._stack_copy = None  # the stack changed: the next node copies it anew
             self.num_calls[path] = calls + 1
             if not self.is_leaf_module(m, path):
                 result = forward(*args, **kwargs)
             else:
                 result = self.create_proxy("call_module", path, args, kwargs)
             popped, _ = self.module_stack.popitem(last=True)
+            self._stack_copy = None
             if popped != key:
                 raise AssertionError(f"Unexpected key {popped}, expected {key}")
         finally:
@@ -128,8 +131,13 @@ class LeafTracer(fx.Tracer):
         self.node_name_to_scope[node.name] = (scope.module_path, scope.module_type)
         stack = self.module_stack
         if stack:
-            node.meta["nn_module_stack"] = stack.__copy__() if type(stack) is _ModuleStack \
-                else copy.copy(stack)
+            # Nodes made while the same modules are being called get one copy between them
+            # (nothing writes to a node's stack), not a copy each.
+            shared = self._stack_copy
+            if shared is None:
+                shared = self._stack_copy = stack.__copy__() if type(stack) is _ModuleStack \
+                    else copy.copy(stack)
+            node.meta["nn_module_stack"] = shared
         return node
 
     def create_arg(self, a):
@@ -156,6 +164,7 @@ class LeafTracer(fx.Tracer):
     def trace(self, root, concrete_args=None):
         self._target_names = {}
         self._leaf_classes = {}
+        self._stack_copy = None
         if not isinstance(root, nn.Module):
             self.parameter_names = {}
         elif self.given_parameter_names is not None:
