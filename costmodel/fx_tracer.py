@@ -28,6 +28,8 @@ from torch.fx import _symbolic_trace as fx_trace
 from torch.fx import traceback as fx_traceback
 from torch.fx._symbolic_trace import _create_wrapped_func
 
+from .fx_calls import (ORIGINAL_CALL_IMPL, TRACED_TO_CLASS, collect_tensor_attrs,
+                       parameter_reads_traced, traceable_without_class_patches)
 from .rules import Registry
 
 
@@ -78,7 +80,7 @@ class LeafTracer(fx.Tracer):
         node are fx's."""
         path = self.path_of_module(m)
         cls = type(m)
-        cls = _TRACED_TO_CLASS.get(cls, cls)  # the module's own class (see `_trace_module`)
+        cls = TRACED_TO_CLASS.get(cls, cls)  # the module's own class (see `_trace_module`)
         scope = self.scope
         outer_path, outer_type = scope.module_path, scope.module_type
         scope.module_path, scope.module_type = path, cls
@@ -182,23 +184,17 @@ class LeafTracer(fx.Tracer):
                 named_modules = self.given_named_modules
                 if named_modules is None:
                     named_modules = list(root.named_modules())
-            if named_modules is not None and _traceable_without_class_patches(named_modules):
+            if named_modules is not None and traceable_without_class_patches(named_modules):
                 return self._trace_module(root, concrete_args, named_modules)
             return super().trace(root, concrete_args)
         finally:
             functions.update(saved)
 
     def _trace_module(self, root: nn.Module, concrete_args, named_modules: list):
-        """fx's `Tracer.trace` of a module, except how module calls and parameter reads are
-        caught. fx sets `nn.Module.__call__` and `nn.Module.__getattr__` for the trace and
-        back: setting a special method on a class updates the slots of all its subclasses
-        (hundreds for nn.Module) and invalidates their attribute caches, 0.4–1 ms per trace,
-        more than a small model's whole training step. Here module calls are caught at
-        `nn.Module._call_impl` (a plain method: no slots to update; `__call__` calls it), and
-        parameter reads by giving each module that owns parameters, for the trace, a subclass
-        of its own class whose `__getattr__` is fx's wrapper (made once per class). The same
-        calls reach `call_module` and `getattr` with the same arguments, so the graph is
-        fx's."""
+        """fx's `Tracer.trace` of a module, step for step, except how module calls and
+        parameter reads are caught (`costmodel.fx_calls`: no special method of nn.Module is
+        set). The same calls reach `call_module` and `getattr` with the same arguments, so
+        the graph is fx's."""
         old_flag = fx_trace._is_fx_tracing_flag
         fx_trace._is_fx_tracing_flag = True
         try:
@@ -218,7 +214,7 @@ class LeafTracer(fx.Tracer):
                                          "co_filename": code.co_filename,
                                          "co_firstlineno": code.co_firstlineno}
             self.tensor_attrs = {}
-            _collect_tensor_attrs(root, [], self.tensor_attrs)
+            collect_tensor_attrs(root, [], self.tensor_attrs)
             if not isinstance(fn, FunctionType):
                 raise AssertionError(f"Expected FunctionType, got {type(fn)}")
             fn_globals = fn.__globals__
@@ -228,7 +224,7 @@ class LeafTracer(fx.Tracer):
 
             def call_impl_wrapper(mod, *args, **kwargs):  # fx's module_call_wrapper
                 def forward(*args, **kwargs):
-                    return _ORIGINAL_CALL_IMPL(mod, *args, **kwargs)
+                    return ORIGINAL_CALL_IMPL(mod, *args, **kwargs)
 
                 fx_trace._autowrap_check(
                     patcher, getattr(getattr(mod, "forward", mod), "__globals__", {}),
@@ -243,15 +239,10 @@ class LeafTracer(fx.Tracer):
                 for module in self._autowrap_search:
                     fx_trace._autowrap_check(patcher, module.__dict__,
                                              self._autowrap_function_ids)
-                swapped = _swap_parameter_owners(named_modules, self, parameter_proxy_cache)
-                try:
+                with parameter_reads_traced(named_modules, self, parameter_proxy_cache):
                     ann = inspect.get_annotations(inspect.unwrap(fn))
                     self.create_node("output", "output", (self.create_arg(fn(*args)),), {},
                                      type_expr=ann.get("return", None))
-                finally:
-                    for module, cls in swapped:
-                        object.__setattr__(module, "__class__", cls)
-                    _ACTIVE.pop()
             self.submodule_paths = None
         except RuntimeError as e:
             if e.args and isinstance(e.args[0], str) and "data-dependent" in e.args[0]:
@@ -276,92 +267,6 @@ class LeafTracer(fx.Tracer):
                 proxy_factory_fn=None if not self.param_shapes_constant else
                 lambda node: fx.proxy.ParameterProxy(self, node, name, attr_val))
         return parameter_proxy_cache[name]
-
-
-_ORIGINAL_CALL_IMPL = nn.Module._call_impl
-_ORIGINAL_CALL = nn.Module.__call__
-_ORIGINAL_GETATTR = nn.Module.__getattr__
-_TRACED_TO_CLASS: dict = {}  # traced subclass -> the module's own class
-_CLASS_TO_TRACED: dict = {}  # the module's own class -> its traced subclass
-
-
-def _traceable_without_class_patches(named_modules: list) -> bool:
-    """Can `_trace_module` catch every module call and parameter read fx would? Yes when
-    nothing has replaced nn.Module's call path or attribute fallback (no fx trace is under
-    way, no class of the model has its own `__call__`, `_call_impl` or `__getattr__`, no module
-    is compiled); otherwise fx's own trace runs."""
-    if nn.Module._call_impl is not _ORIGINAL_CALL_IMPL or \
-            nn.Module.__call__ is not _ORIGINAL_CALL or \
-            nn.Module.__getattr__ is not _ORIGINAL_GETATTR:
-        return False
-    checked = set()
-    for _, module in named_modules:
-        cls = type(module)
-        if module.__dict__.get("_compiled_call_impl") is not None:
-            return False
-        if cls in checked:
-            continue
-        if cls.__call__ is not _ORIGINAL_CALL or cls._call_impl is not _ORIGINAL_CALL_IMPL or \
-                cls.__getattr__ is not _ORIGINAL_GETATTR or cls in _TRACED_TO_CLASS:
-            return False
-        checked.add(cls)
-    return True
-
-
-def _traced_class(cls: type) -> type:
-    """A subclass of `cls` (same name, module and layout) whose `__getattr__` hands what
-    nn.Module's finds to the tracer under way, as fx's patched `nn.Module.__getattr__` does."""
-    traced = _CLASS_TO_TRACED.get(cls)
-    if traced is None:
-        traced = type(cls.__name__, (cls,), {"__slots__": (), "__module__": cls.__module__,
-                                             "__qualname__": cls.__qualname__,
-                                             "__getattr__": _traced_getattr})
-        _CLASS_TO_TRACED[cls] = traced
-        _TRACED_TO_CLASS[traced] = cls
-    return traced
-
-
-_ACTIVE: list = []  # (tracer, parameter proxy cache) of the traces under way, innermost last
-
-
-def _traced_getattr(module, attr: str):
-    value = _ORIGINAL_GETATTR(module, attr)
-    if not _ACTIVE:
-        return value
-    tracer, cache = _ACTIVE[-1]
-    return tracer.getattr(attr, value, cache)
-
-
-def _swap_parameter_owners(named_modules, tracer, cache) -> list:
-    """Gives every module that can hand out a parameter from `__getattr__` (one that owns
-    parameters, or holds one among its buffers) its traced class; returns (module, own
-    class) to give back. Other modules' `__getattr__` gives no parameter, which fx's wrapper
-    passes through unchanged."""
-    swapped = []
-    _ACTIVE.append((tracer, cache))
-    try:
-        for _, module in named_modules:
-            if any(p is not None for p in module._parameters.values()) or \
-                    any(isinstance(b, nn.Parameter) for b in module._buffers.values()):
-                cls = type(module)
-                object.__setattr__(module, "__class__", _traced_class(cls))
-                swapped.append((module, cls))
-    except BaseException:
-        for module, cls in swapped:
-            object.__setattr__(module, "__class__", cls)
-        _ACTIVE.pop()
-        raise
-    return swapped
-
-
-def _collect_tensor_attrs(module: nn.Module, prefix: list, found: dict) -> None:
-    """fx's map of the tensors (and other constants) held as plain attributes to their
-    paths, which `create_arg` reads."""
-    for k, v in module.__dict__.items():
-        if isinstance(v, fx_trace._constant_attribute_types):
-            found[v] = ".".join(prefix + [k])
-    for k, v in module.named_children():
-        _collect_tensor_attrs(v, prefix + [k], found)
 
 
 _FX_LOG = logging.getLogger("torch.fx.proxy")  # fx logs every node it makes at DEBUG
