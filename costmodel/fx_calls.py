@@ -14,6 +14,7 @@ runs instead.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 
 import torch.nn as nn
@@ -98,9 +99,24 @@ def parameter_reads_traced(named_modules, tracer, cache):
 
 def collect_tensor_attrs(module: nn.Module, prefix: list, found: dict) -> None:
     """fx's map of the tensors (and other constants) held as plain attributes to their
-    paths, which `create_arg` reads."""
+    paths, which `create_arg` reads. A module's own bookkeeping (dicts, sets, flags) is
+    passed over by its exact type: fx's `isinstance` against its constant types costs
+    ≈0.3 µs a value, over ~25 values a module."""
     for k, v in module.__dict__.items():
-        if isinstance(v, fx_trace._constant_attribute_types):
+        if type(v) not in _PLAIN_VALUES and isinstance(v, fx_trace._constant_attribute_types):
             found[v] = ".".join(prefix + [k])
-    for k, v in module.named_children():
+    if type(module).named_children is nn.Module.named_children:
+        children, seen = [], set()  # what named_children yields, without its generator
+        for k, v in module._modules.items():
+            if v is not None and id(v) not in seen:
+                seen.add(id(v))
+                children.append((k, v))
+    else:
+        children = module.named_children()
+    for k, v in children:
         collect_tensor_attrs(v, prefix + [k], found)
+
+
+# Exact types no constant type of fx's is (tensors, script objects, tree specs).
+_PLAIN_VALUES = frozenset({dict, collections.OrderedDict, set, bool, int, float, str,
+                           tuple, list, type(None)})

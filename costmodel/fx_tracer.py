@@ -313,10 +313,50 @@ class _Proxy(fx.Proxy):
     def __getattr__(self, k: str) -> fx.Proxy:
         return _Attribute(self, k)  # `B, N, C = x.shape` unpacks an attribute
 
+    @classmethod
+    def __torch_function__(cls, orig_method, types, args=None, kwargs=None):
+        """fx's, finding the tracer among plain arguments (proxies, numbers, tensors, flat
+        tuples and lists of them) by a loop where fx walks args and kwargs with pytree;
+        anything else, and script methods and higher-order operators, go to fx's own."""
+        args = args if args else ()
+        kwargs = kwargs if kwargs else {}
+        tracer = _only_tracer(cls, args, kwargs)
+        if tracer is None or isinstance(orig_method, _FX_SPECIAL_CALLABLES):
+            return fx.Proxy.__torch_function__.__func__(cls, orig_method, types, args, kwargs)
+        if torch.overrides.is_tensor_method_or_property(orig_method):
+            return tracer.create_proxy("call_method", orig_method.__name__, args, kwargs)
+        return tracer.create_proxy("call_function", orig_method, args, kwargs,
+                                   name=tracer.graph._target_to_str(orig_method.__name__))
+
 
 class _Attribute(fx.proxy.Attribute):
     __iter__ = _Proxy.__iter__
     __getattr__ = _Proxy.__getattr__
+    __torch_function__ = _Proxy.__dict__["__torch_function__"]
+
+
+_FX_SPECIAL_CALLABLES = (torch._C.ScriptMethod, torch._ops.HigherOrderOperator)
+
+
+def _only_tracer(cls, args: tuple, kwargs: dict):
+    """The one tracer of the `cls` proxies among `args` and `kwargs`' values, when these are
+    proxies, plain values (`_PLAIN_ARGS`, tensors) or flat tuples/lists of them; None
+    otherwise (fx's own search then decides, and raises as fx does)."""
+    found = None
+    for group in (args, kwargs.values()):
+        for a in group:
+            kind = type(a)
+            for item in (a if kind is tuple or kind is list else (a,)):
+                if type(item) in _PLAIN_ARGS:
+                    continue
+                if isinstance(item, cls):
+                    if found is None:
+                        found = item.tracer
+                    elif item.tracer is not found:
+                        return None
+                elif isinstance(item, fx.Proxy) or not isinstance(item, torch.Tensor):
+                    return None  # another proxy class, a container, an object: fx's search
+    return found
 
 
 @functools.lru_cache(maxsize=512)
