@@ -325,8 +325,14 @@ class _Proxy(fx.Proxy):
             return fx.Proxy.__torch_function__.__func__(cls, orig_method, types, args, kwargs)
         if torch.overrides.is_tensor_method_or_property(orig_method):
             return tracer.create_proxy("call_method", orig_method.__name__, args, kwargs)
-        return tracer.create_proxy("call_function", orig_method, args, kwargs,
-                                   name=tracer.graph._target_to_str(orig_method.__name__))
+        op = orig_method.__name__
+        names = getattr(tracer, "_target_names", None)  # fx's name for a string target
+        name = names.get(op) if names is not None else None
+        if name is None:
+            name = tracer.graph._target_to_str(op)
+            if names is not None:
+                names[op] = name
+        return tracer.create_proxy("call_function", orig_method, args, kwargs, name=name)
 
 
 class _Attribute(fx.proxy.Attribute):
