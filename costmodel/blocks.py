@@ -117,11 +117,15 @@ class BlockFinder:
     def _unit_blocks(self) -> set[str]:
         """Paths of the repeated units (see the module docstring), one walk over the model."""
         layers: dict[int, int] = {}
+        is_mac: dict[type, int] = {}  # a module's kind depends on its class only
 
         def count(module) -> int:
             if id(module) not in layers:
-                own = int(self.registry.module_kind(module) in MAC_KINDS)
-                layers[id(module)] = own + sum(count(c) for c in module.children())
+                own = is_mac.get(type(module))
+                if own is None:
+                    own = is_mac[type(module)] = int(self.registry.module_kind(module)
+                                                     in MAC_KINDS)
+                layers[id(module)] = own + sum(count(c) for c in _children(module))
             return layers[id(module)]
 
         count(self.model)
@@ -131,7 +135,7 @@ class BlockFinder:
         containers = {}
         for path, module in named:
             if isinstance(module, _CONTAINERS):
-                units = [c for c in module.children() if layers[id(c)] >= MIN_UNIT_LAYERS]
+                units = [c for c in _children(module) if layers[id(c)] >= MIN_UNIT_LAYERS]
                 if len(units) >= 2:
                     containers[path] = {id(c) for c in units}
         has_nested: dict[str, bool] = {}
@@ -147,3 +151,17 @@ class BlockFinder:
             if not has_nested.get(path):
                 units.add(path)
         return units
+
+
+def _children(module: nn.Module) -> list:
+    """`list(module.children())` (each child once, in order) without its generators, unless
+    the class lists its children its own way."""
+    if type(module).children is not nn.Module.children or \
+            type(module).named_children is not nn.Module.named_children:
+        return list(module.children())
+    found, seen = [], set()
+    for child in module._modules.values():
+        if child is not None and id(child) not in seen:
+            seen.add(id(child))
+            found.append(child)
+    return found

@@ -77,7 +77,7 @@ class FxGraphBuilder(GraphBuilder):
             module = self.modules.get(node.target)
             if module is None:
                 module = self.model.get_submodule(node.target)
-            kind, op = self.registry.module_kind(module), type(module).__name__
+            kind, op = self.module_kind(module), type(module).__name__
             path = scope = owner = str(node.target)
             count = module_calls.get(path, 0)
             module_calls[path] = count + 1

@@ -19,22 +19,27 @@ import logging
 import math
 import sys
 from bisect import bisect_left
+from types import FunctionType
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
+from torch.fx import _symbolic_trace as fx_trace
 from torch.fx import traceback as fx_traceback
 from torch.fx._symbolic_trace import _create_wrapped_func
 
+from .fx_calls import (ORIGINAL_CALL_IMPL, TRACED_TO_CLASS, collect_tensor_attrs,
+                       parameter_reads_traced, traceable_without_class_patches)
 from .rules import Registry
 
 
 def symbolic_trace(model: nn.Module, registry: Registry, defaults: dict,
-                   parameter_names: dict[int, str] | None = None) -> fx.Graph:
+                   parameter_names: dict[int, str] | None = None,
+                   named_modules: list | None = None) -> fx.Graph:
     """fx's trace, with every argument of `forward` the inputs do not give fixed to its
     default. The graph's targets are paths in `model` itself: it runs on `model`, no
     `fx.GraphModule` is built (its code generation and compile took a tenth of a profile)."""
-    tracer = LeafTracer(registry, parameter_names)
+    tracer = LeafTracer(registry, parameter_names, named_modules)
     return tracer.trace(model, concrete_args=defaults or None)
 
 
@@ -42,7 +47,8 @@ class LeafTracer(fx.Tracer):
     """fx stops at every module the registry prices as one operator (a subclass of a known
     layer included), not only at torch.nn's own classes."""
 
-    def __init__(self, registry: Registry, parameter_names: dict[int, str] | None = None):
+    def __init__(self, registry: Registry, parameter_names: dict[int, str] | None = None,
+                 named_modules: list | None = None):
         # fx wraps every function of `math` (so that math.sqrt(proxy) is recorded) by
         # building 55 wrappers per trace, about a sixth of tracing a small model; the same
         # functions are wrapped here with wrappers built once (`_math_wrappers`).
@@ -50,12 +56,22 @@ class LeafTracer(fx.Tracer):
                          autowrap_functions=tuple(o for o, _ in _math_wrappers().values()))
         self.registry = registry
         self.given_parameter_names = parameter_names  # {id: name} of `root`'s, if known
+        self.given_named_modules = named_modules  # list(root.named_modules()), if known
         self._target_names: dict = {}  # node target -> fx's name for it (this trace)
+        self._leaf_classes: dict = {}  # module class -> is it a leaf (this trace)
+        self._stack_copy = None  # the copy of `module_stack` the latest nodes share
         self.module_stack = _ModuleStack()
         self.scope = _Scope("", None)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return self.registry.is_leaf(m) or super().is_leaf_module(m, module_qualified_name)
+        # Both answers depend on the module's class only (its MRO, forward, name, __module__):
+        # asked once per class per trace.
+        cls = type(m)
+        leaf = self._leaf_classes.get(cls)
+        if leaf is None:
+            leaf = self._leaf_classes[cls] = bool(
+                self.registry.is_leaf(m) or super().is_leaf_module(m, module_qualified_name))
+        return leaf
 
     def call_module(self, m: nn.Module, forward, args, kwargs):
         """fx's, without its per-call helper objects: the scope is set to the module and
@@ -63,19 +79,23 @@ class LeafTracer(fx.Tracer):
         the scope for that at every module call); module stack, call counts, leaf test and
         node are fx's."""
         path = self.path_of_module(m)
+        cls = type(m)
+        cls = TRACED_TO_CLASS.get(cls, cls)  # the module's own class (see `_trace_module`)
         scope = self.scope
         outer_path, outer_type = scope.module_path, scope.module_type
-        scope.module_path, scope.module_type = path, type(m)
+        scope.module_path, scope.module_type = path, cls
         try:
             calls = self.num_calls.get(path, 0)
             key = f"{path}@{calls}" if calls > 0 else path
-            self.module_stack[key] = (path, type(m))
+            self.module_stack[key] = (path, cls)
+            self._stack_copy = None  # the stack changed: the next node copies it anew
             self.num_calls[path] = calls + 1
             if not self.is_leaf_module(m, path):
                 result = forward(*args, **kwargs)
             else:
                 result = self.create_proxy("call_module", path, args, kwargs)
             popped, _ = self.module_stack.popitem(last=True)
+            self._stack_copy = None
             if popped != key:
                 raise AssertionError(f"Unexpected key {popped}, expected {key}")
         finally:
@@ -113,8 +133,13 @@ class LeafTracer(fx.Tracer):
         self.node_name_to_scope[node.name] = (scope.module_path, scope.module_type)
         stack = self.module_stack
         if stack:
-            node.meta["nn_module_stack"] = stack.__copy__() if type(stack) is _ModuleStack \
-                else copy.copy(stack)
+            # Nodes made while the same modules are being called get one copy between them
+            # (nothing writes to a node's stack), not a copy each.
+            shared = self._stack_copy
+            if shared is None:
+                shared = self._stack_copy = stack.__copy__() if type(stack) is _ModuleStack \
+                    else copy.copy(stack)
+            node.meta["nn_module_stack"] = shared
         return node
 
     def create_arg(self, a):
@@ -140,6 +165,8 @@ class LeafTracer(fx.Tracer):
 
     def trace(self, root, concrete_args=None):
         self._target_names = {}
+        self._leaf_classes = {}
+        self._stack_copy = None
         if not isinstance(root, nn.Module):
             self.parameter_names = {}
         elif self.given_parameter_names is not None:
@@ -152,9 +179,79 @@ class LeafTracer(fx.Tracer):
         saved = {name: functions[name] for name in wrappers}
         functions.update(wrappers)
         try:
+            named_modules = None
+            if isinstance(root, nn.Module):
+                named_modules = self.given_named_modules
+                if named_modules is None:
+                    named_modules = list(root.named_modules())
+            if named_modules is not None and traceable_without_class_patches(named_modules):
+                return self._trace_module(root, concrete_args, named_modules)
             return super().trace(root, concrete_args)
         finally:
             functions.update(saved)
+
+    def _trace_module(self, root: nn.Module, concrete_args, named_modules: list):
+        """fx's `Tracer.trace` of a module, step for step, except how module calls and
+        parameter reads are caught (`costmodel.fx_calls`: no special method of nn.Module is
+        set). The same calls reach `call_module` and `getattr` with the same arguments, so
+        the graph is fx's."""
+        old_flag = fx_trace._is_fx_tracing_flag
+        fx_trace._is_fx_tracing_flag = True
+        try:
+            from torch.fx._lazy_graph_module import _LazyGraphModule
+            _LazyGraphModule.force_recompile(root)
+            self.root = root
+            if not hasattr(type(root), self.traced_func_name):
+                raise AssertionError(f"traced_func_name={self.traced_func_name} doesn't exist "
+                                     f"in {type(root).__name__}")
+            fn = getattr(type(root), self.traced_func_name)
+            self.root_module_name = root._get_name()
+            self.submodule_paths = {mod: name for name, mod in named_modules}
+            self.graph = fx.Graph(tracer_cls=type(self))
+            if hasattr(fn, "__code__"):
+                code = fn.__code__
+                self.graph._co_fields = {"co_name": code.co_name,
+                                         "co_filename": code.co_filename,
+                                         "co_firstlineno": code.co_firstlineno}
+            self.tensor_attrs = {}
+            collect_tensor_attrs(root, [], self.tensor_attrs)
+            if not isinstance(fn, FunctionType):
+                raise AssertionError(f"Expected FunctionType, got {type(fn)}")
+            fn_globals = fn.__globals__
+            fn, args = self.create_args_for_root(fn, True, concrete_args)
+            parameter_proxy_cache: dict = {}
+            tracer = self
+
+            def call_impl_wrapper(mod, *args, **kwargs):  # fx's module_call_wrapper
+                def forward(*args, **kwargs):
+                    return ORIGINAL_CALL_IMPL(mod, *args, **kwargs)
+
+                fx_trace._autowrap_check(
+                    patcher, getattr(getattr(mod, "forward", mod), "__globals__", {}),
+                    tracer._autowrap_function_ids)
+                return tracer.call_module(mod, forward, args, kwargs)
+
+            with fx_trace._new_patcher() as patcher:
+                patcher.patch_method(nn.Module, "_call_impl", call_impl_wrapper,
+                                     deduplicate=False)
+                fx_trace._patch_wrapped_functions(patcher)
+                fx_trace._autowrap_check(patcher, fn_globals, self._autowrap_function_ids)
+                for module in self._autowrap_search:
+                    fx_trace._autowrap_check(patcher, module.__dict__,
+                                             self._autowrap_function_ids)
+                with parameter_reads_traced(named_modules, self, parameter_proxy_cache):
+                    ann = inspect.get_annotations(inspect.unwrap(fn))
+                    self.create_node("output", "output", (self.create_arg(fn(*args)),), {},
+                                     type_expr=ann.get("return", None))
+            self.submodule_paths = None
+        except RuntimeError as e:
+            if e.args and isinstance(e.args[0], str) and "data-dependent" in e.args[0]:
+                e.partial_fx_graph = self.graph.python_code(root_module="self",
+                                                            verbose=True).src
+            raise
+        finally:
+            fx_trace._is_fx_tracing_flag = old_flag
+        return self.graph
 
     def getattr(self, attr: str, attr_val, parameter_proxy_cache: dict):
         """As fx's, which looks a parameter up by scanning all of the model's parameters
@@ -216,10 +313,56 @@ class _Proxy(fx.Proxy):
     def __getattr__(self, k: str) -> fx.Proxy:
         return _Attribute(self, k)  # `B, N, C = x.shape` unpacks an attribute
 
+    @classmethod
+    def __torch_function__(cls, orig_method, types, args=None, kwargs=None):
+        """fx's, finding the tracer among plain arguments (proxies, numbers, tensors, flat
+        tuples and lists of them) by a loop where fx walks args and kwargs with pytree;
+        anything else, and script methods and higher-order operators, go to fx's own."""
+        args = args if args else ()
+        kwargs = kwargs if kwargs else {}
+        tracer = _only_tracer(cls, args, kwargs)
+        if tracer is None or isinstance(orig_method, _FX_SPECIAL_CALLABLES):
+            return fx.Proxy.__torch_function__.__func__(cls, orig_method, types, args, kwargs)
+        if torch.overrides.is_tensor_method_or_property(orig_method):
+            return tracer.create_proxy("call_method", orig_method.__name__, args, kwargs)
+        op = orig_method.__name__
+        names = getattr(tracer, "_target_names", None)  # fx's name for a string target
+        name = names.get(op) if names is not None else None
+        if name is None:
+            name = tracer.graph._target_to_str(op)
+            if names is not None:
+                names[op] = name
+        return tracer.create_proxy("call_function", orig_method, args, kwargs, name=name)
+
 
 class _Attribute(fx.proxy.Attribute):
     __iter__ = _Proxy.__iter__
     __getattr__ = _Proxy.__getattr__
+    __torch_function__ = _Proxy.__dict__["__torch_function__"]
+
+
+_FX_SPECIAL_CALLABLES = (torch._C.ScriptMethod, torch._ops.HigherOrderOperator)
+
+
+def _only_tracer(cls, args: tuple, kwargs: dict):
+    """The one tracer of the `cls` proxies among `args` and `kwargs`' values, when these are
+    proxies, plain values (`_PLAIN_ARGS`, tensors) or flat tuples/lists of them; None
+    otherwise (fx's own search then decides, and raises as fx does)."""
+    found = None
+    for group in (args, kwargs.values()):
+        for a in group:
+            kind = type(a)
+            for item in (a if kind is tuple or kind is list else (a,)):
+                if type(item) in _PLAIN_ARGS:
+                    continue
+                if isinstance(item, cls):
+                    if found is None:
+                        found = item.tracer
+                    elif item.tracer is not found:
+                        return None
+                elif isinstance(item, fx.Proxy) or not isinstance(item, torch.Tensor):
+                    return None  # another proxy class, a container, an object: fx's search
+    return found
 
 
 @functools.lru_cache(maxsize=512)

@@ -74,6 +74,15 @@ class GraphBuilder:
         self.module_paths = set(self.modules)
         self.counted_params: set[str] = set()  # parameter names some node already owns
         self.derived: dict[str, dict] = {}  # node name -> what an op without a rule costs
+        self._module_kinds: dict[type, str] = {}  # the registry's kind of a module class
+
+    def module_kind(self, module: nn.Module) -> str:
+        """The registry's kind of `module`, which depends on its class only (once per class)."""
+        cls = type(module)
+        kind = self._module_kinds.get(cls)
+        if kind is None:
+            kind = self._module_kinds[cls] = self.registry.module_kind(module)
+        return kind
 
     def fresh_name(self, name: str) -> str:
         """`name`, or `name_k`, whichever no node and no module path holds yet."""

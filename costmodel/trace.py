@@ -73,7 +73,8 @@ def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer:
         arguments, defaults, given = _bind_inputs(model, inputs, model_name)
         if tracer in ("auto", "fx"):
             try:
-                graph = symbolic_trace(model, registry, defaults, walk.parameter_names())
+                graph = symbolic_trace(model, registry, defaults, walk.parameter_names(),
+                                       walk.named_modules)
                 return FxGraphBuilder(model, graph, model_name, inputs, registry,
                                        block_pattern).build(arguments, given)
             except Exception as exc:  # fx raises many types for untraceable Python
@@ -114,8 +115,17 @@ class _TrainModeState:
         walk = walk or ModelWalk(model)
         self.rng = torch.random.get_rng_state()
         self.buffers = [(b, b.detach().clone()) for b in walk.buffers()]
-        model.train()
-        for _, m in walk.named_modules:
+        modules = [m for _, m in walk.named_modules]
+        if all(type(m).train is nn.Module.train and type(m).__setattr__ is nn.Module.__setattr__
+               and type(m).children is nn.Module.children for m in modules):
+            # What model.train() does (the flag of every module it recurses into), without
+            # its recursion through generators and __setattr__'s checks (a bool is neither a
+            # parameter, a buffer nor a module).
+            for m in modules:
+                object.__setattr__(m, "training", True)
+        else:
+            model.train()
+        for m in modules:
             if isinstance(m, nn.modules.batchnorm._NormBase):
                 m.eval()
 
