@@ -57,6 +57,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.quick)
 
 
+@pytest.fixture(scope="session")
+def fork_server(tmp_path_factory):
+    """One child that imported torch and pandas (never ttplan) and forks a copy per run, for
+    the tests about a process start (tests/fork_server.py)."""
+    from fork_server import ForkServer
+    server = ForkServer(str(tmp_path_factory.mktemp("fork_server")))
+    yield server
+    server.close()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def host_runtime_not_probed():
     """The host's runtime baseline is measured by two child processes (~10 s,

@@ -378,47 +378,41 @@ def test_usage_errors_are_one_line(args, needle):
 
 
 # `python -m ttplan` as a process, for the tests below that are about the process (its stdout
-# file descriptor, what reaches it, its thread count). Each such run imports torch (~1.5 s of
-# CPU); they share one: a child imports torch once, then forks a copy per run, which points its
-# fd 1 and fd 2 where that run's would go, changes to its working directory and runs `ttplan` as
-# `__main__` (runpy, as `-m` does). The copy ends through the interpreter's own exit, so a stdout
-# that cannot be flushed at exit fails as it would. A run started with fd 1 closed gets what
-# Python gives such a process (fd 1 closed, `sys.stdout` and `sys.__stdout__` None); a run with
-# two threads sets torch's intra-op thread count to 2 before ttplan starts, as OMP_NUM_THREADS=2
-# does when torch loads (libgomp read it once in the parent, so the copy sets it itself and
-# checks it took).
-FORKED_ENTRY_POINT = r"""
-import json, os, runpy, sys
-import torch  # what every run below imports, once
-runs, done = json.loads(sys.argv[1]), {}
-for name, run in runs.items():
-    pid = os.fork()
-    if pid == 0:
-        os.chdir(run["cwd"])
-        sys.path[0] = run["cwd"]  # `-m` puts the working directory first
-        if run["stdout"] is None:  # started with fd 1 closed
-            os.close(1)
-            sys.stdout = sys.__stdout__ = None
-        else:
-            os.dup2(os.open(run["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
-        os.dup2(os.open(run["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
-        os.environ["OMP_NUM_THREADS"] = str(run["threads"])
-        torch.set_num_threads(run["threads"])
-        if torch.get_num_threads() != run["threads"]:
-            sys.stderr.write("the copy runs on %d threads\n" % torch.get_num_threads())
-            os._exit(99)
-        sys.argv = ["-m", *run["args"]]
-        runpy.run_module("ttplan", run_name="__main__", alter_sys=True)
-        sys.exit(0)
-    done[name] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-sys.__stdout__.write(json.dumps(done))
+# file descriptor, what reaches it, its thread count). Each run is a copy forked from the
+# suite's fork server (tests/fork_server.py: a child that imported torch once, never ttplan),
+# which points its fd 1 and fd 2 where that run's would go, changes to its working directory
+# and runs `ttplan` as `__main__` (runpy, as `-m` does). The copy ends through the
+# interpreter's own exit, so a stdout that cannot be flushed at exit fails as it would. A run
+# started with fd 1 closed gets what Python gives such a process (fd 1 closed, `sys.stdout` and
+# `sys.__stdout__` None); a run with two threads sets torch's intra-op thread count to 2 before
+# ttplan starts, as OMP_NUM_THREADS=2 does when torch loads (libgomp read OMP_NUM_THREADS=1
+# once in the server, so the copy sets the count itself and checks it took).
+ENTRY_POINT = r"""
+import os, runpy, sys
+import torch
+os.chdir(run["cwd"])
+sys.path[0] = run["cwd"]  # `-m` puts the working directory first
+if run["stdout"] is None:  # started with fd 1 closed
+    os.close(1)
+    sys.stdout = sys.__stdout__ = None
+else:
+    os.dup2(os.open(run["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
+os.dup2(os.open(run["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+os.environ["OMP_NUM_THREADS"] = str(run["threads"])
+torch.set_num_threads(run["threads"])
+if torch.get_num_threads() != run["threads"]:
+    sys.stderr.write("the copy runs on %d threads\n" % torch.get_num_threads())
+    os._exit(99)
+sys.argv = ["-m", *run["args"]]
+runpy.run_module("ttplan", run_name="__main__", alter_sys=True)
+sys.exit(0)
 """
 
 
 @pytest.fixture(scope="module")
-def entry_point_runs(tmp_path_factory):
-    """{name: (exit status, stdout, stderr)} of the `python -m ttplan` runs forked from one
-    child, and the files the one- and two-thread `fisher` runs wrote."""
+def entry_point_runs(tmp_path_factory, fork_server):
+    """{name: (exit status, stdout, stderr)} of the `python -m ttplan` runs forked from the
+    fork server, and the files the one- and two-thread `fisher` runs wrote."""
     folder = tmp_path_factory.mktemp("entry_point")
     models = folder / "models"
     models.mkdir()
@@ -434,19 +428,14 @@ def entry_point_runs(tmp_path_factory):
         "fisher on one thread": (fisher + [str(folder / "fisher1.json")], folder, None, 1),
         "fisher on two threads": (fisher + [str(folder / "fisher2.json")], folder, None, 2),
     }
-    spec = {name: {"args": args, "cwd": str(cwd), "threads": threads,
-                   "stdout": None if stdout is closed else stdout or str(folder / f"{i}.out"),
-                   "stderr": str(folder / f"{i}.err")}
-            for i, (name, (args, cwd, stdout, threads)) in enumerate(runs.items())}
-    child = subprocess.run([sys.executable, "-c", FORKED_ENTRY_POINT, json.dumps(spec)],
-                           capture_output=True, text=True, cwd=folder,
-                           env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert child.returncode == 0, child.stderr
-    codes = json.loads(child.stdout)
     results = {}
-    for name, run in spec.items():
+    for i, (name, (args, cwd, stdout, threads)) in enumerate(runs.items()):
+        run = {"args": args, "cwd": str(cwd), "threads": threads,
+               "stdout": None if stdout is closed else stdout or str(folder / f"{i}.out"),
+               "stderr": str(folder / f"{i}.err")}
+        code = fork_server.run(ENTRY_POINT, run)
         out = "" if run["stdout"] in (None, "/dev/full") else Path(run["stdout"]).read_text()
-        results[name] = (codes[name], out, Path(run["stderr"]).read_text())
+        results[name] = (code, out, Path(run["stderr"]).read_text())
     for threads in (1, 2):
         results[f"fisher file, {threads} thread(s)"] = (folder / f"fisher{threads}.json").read_bytes()
     return results
