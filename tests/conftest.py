@@ -30,6 +30,22 @@ def _keep_freed_memory() -> None:
 _keep_freed_memory()
 
 
+# pytest rewrites the asserts of every module of every installed distribution that ships a pytest
+# plugin. hypothesis ships one, so its ~80 modules were parsed, rewritten and compiled at every
+# run (0.84 s of CPU; with PYTHONDONTWRITEBYTECODE set, as on this machine, nothing is cached).
+# Its asserts are its own, not the suite's: left plain, they fail the same way, only without
+# pytest's introspection of hypothesis's internals. The suite's test modules are still rewritten.
+def _library_asserts_left_plain(packages=("hypothesis",)) -> None:
+    for finder in sys.meta_path:
+        marked = getattr(finder, "_must_rewrite", None)
+        if isinstance(marked, set):
+            marked.difference_update(packages)
+            getattr(finder, "_marked_for_rewrite_cache", {}).clear()
+
+
+_library_asserts_left_plain()
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Run a module's tests on one thread. The convolutions in these tests are tiny; on a
@@ -55,6 +71,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in QUICK_MODULES:
             item.add_marker(pytest.mark.quick)
+
+
+@pytest.fixture(scope="session")
+def fork_server(tmp_path_factory):
+    """One child that imported torch and pandas (never ttplan) and forks a copy per run, for
+    the tests about a process start (tests/fork_server.py)."""
+    from fork_server import ForkServer
+    server = ForkServer(str(tmp_path_factory.mktemp("fork_server")))
+    yield server
+    server.close()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -378,60 +378,66 @@ def test_usage_errors_are_one_line(args, needle):
 
 
 # `python -m ttplan` as a process, for the tests below that are about the process (its stdout
-# file descriptor, what reaches it). Each such run imports torch (~1.5 s of CPU); the runs that
-# start like any process (stdout open, OMP_NUM_THREADS=1) share one: a child imports torch once,
-# then forks a copy per run, which points its fd 1 and fd 2 where that run's would go, changes to
-# its working directory and runs `ttplan` as `__main__` (runpy, as `-m` does). The copy ends
-# through the interpreter's own exit, so a stdout that cannot be flushed at exit fails as it
-# would. Runs that need a different start (fd 1 closed, two threads) are processes of their own.
-FORKED_ENTRY_POINT = r"""
-import json, os, runpy, sys
-import torch  # what every run below imports, once
-runs, done = json.loads(sys.argv[1]), {}
-for name, run in runs.items():
-    pid = os.fork()
-    if pid == 0:
-        os.chdir(run["cwd"])
-        sys.path[0] = run["cwd"]  # `-m` puts the working directory first
-        os.dup2(os.open(run["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
-        os.dup2(os.open(run["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
-        sys.argv = ["-m", *run["args"]]
-        runpy.run_module("ttplan", run_name="__main__", alter_sys=True)
-        sys.exit(0)
-    done[name] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-sys.__stdout__.write(json.dumps(done))
+# file descriptor, what reaches it, its thread count). Each run is a copy forked from the
+# suite's fork server (tests/fork_server.py: a child that imported torch once, never ttplan),
+# which points its fd 1 and fd 2 where that run's would go, changes to its working directory
+# and runs `ttplan` as `__main__` (runpy, as `-m` does). The copy ends through the
+# interpreter's own exit, so a stdout that cannot be flushed at exit fails as it would. A run
+# started with fd 1 closed gets what Python gives such a process (fd 1 closed, `sys.stdout` and
+# `sys.__stdout__` None); a run with two threads sets torch's intra-op thread count to 2 before
+# ttplan starts, as OMP_NUM_THREADS=2 does when torch loads (libgomp read OMP_NUM_THREADS=1
+# once in the server, so the copy sets the count itself and checks it took).
+ENTRY_POINT = r"""
+import os, runpy, sys
+import torch
+os.chdir(run["cwd"])
+sys.path[0] = run["cwd"]  # `-m` puts the working directory first
+if run["stdout"] is None:  # started with fd 1 closed
+    os.close(1)
+    sys.stdout = sys.__stdout__ = None
+else:
+    os.dup2(os.open(run["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
+os.dup2(os.open(run["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+os.environ["OMP_NUM_THREADS"] = str(run["threads"])
+torch.set_num_threads(run["threads"])
+if torch.get_num_threads() != run["threads"]:
+    sys.stderr.write("the copy runs on %d threads\n" % torch.get_num_threads())
+    os._exit(99)
+sys.argv = ["-m", *run["args"]]
+runpy.run_module("ttplan", run_name="__main__", alter_sys=True)
+sys.exit(0)
 """
 
 
 @pytest.fixture(scope="module")
-def entry_point_runs(tmp_path_factory):
-    """{name: (exit status, stdout, stderr)} of the `python -m ttplan` runs forked from one
-    child, and the file the one-thread `fisher` wrote."""
+def entry_point_runs(tmp_path_factory, fork_server):
+    """{name: (exit status, stdout, stderr)} of the `python -m ttplan` runs forked from the
+    fork server, and the files the one- and two-thread `fisher` runs wrote."""
     folder = tmp_path_factory.mktemp("entry_point")
     models = folder / "models"
     models.mkdir()
     (models / "hostile_models.py").write_text(textwrap.dedent(USER_MODELS))
-    runs = {
-        "sweep to a full disk": (["sweep", "mcunet-5fps", "--k", "1"], folder, "/dev/full"),
+    fisher = ["fisher", "mcunet-5fps", "--synthetic", "--samples", "6", "--batch-size", "3",
+              "--input-shape", "1,3,64,64", "--out"]
+    closed = object()
+    runs = {  # name: (args, working directory, stdout, threads)
+        "sweep to a full disk": (["sweep", "mcunet-5fps", "--k", "1"], folder, "/dev/full", 1),
+        "sweep with stdout closed": (["sweep", "mcunet-5fps", "--k", "1"], folder, closed, 1),
         "noisy model": (["profile", "hostile_models:noisy", "--input-shape", SMALL,
-                         "--format", "json"], models, None),
-        "fisher on one thread": (["fisher", "mcunet-5fps", "--synthetic", "--samples", "6",
-                                  "--batch-size", "3", "--input-shape", "1,3,64,64",
-                                  "--out", str(folder / "fisher1.json")], folder, None),
+                         "--format", "json"], models, None, 1),
+        "fisher on one thread": (fisher + [str(folder / "fisher1.json")], folder, None, 1),
+        "fisher on two threads": (fisher + [str(folder / "fisher2.json")], folder, None, 2),
     }
-    spec = {name: {"args": args, "cwd": str(cwd), "stdout": stdout or str(folder / f"{i}.out"),
-                   "stderr": str(folder / f"{i}.err")}
-            for i, (name, (args, cwd, stdout)) in enumerate(runs.items())}
-    child = subprocess.run([sys.executable, "-c", FORKED_ENTRY_POINT, json.dumps(spec)],
-                           capture_output=True, text=True, cwd=folder,
-                           env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert child.returncode == 0, child.stderr
-    codes = json.loads(child.stdout)
     results = {}
-    for name, run in spec.items():
-        out = "" if run["stdout"] == "/dev/full" else Path(run["stdout"]).read_text()
-        results[name] = (codes[name], out, Path(run["stderr"]).read_text())
-    results["fisher file"] = (folder / "fisher1.json").read_bytes()
+    for i, (name, (args, cwd, stdout, threads)) in enumerate(runs.items()):
+        run = {"args": args, "cwd": str(cwd), "threads": threads,
+               "stdout": None if stdout is closed else stdout or str(folder / f"{i}.out"),
+               "stderr": str(folder / f"{i}.err")}
+        code = fork_server.run(ENTRY_POINT, run)
+        out = "" if run["stdout"] in (None, "/dev/full") else Path(run["stdout"]).read_text()
+        results[name] = (code, out, Path(run["stderr"]).read_text())
+    for threads in (1, 2):
+        results[f"fisher file, {threads} thread(s)"] = (folder / f"fisher{threads}.json").read_bytes()
     return results
 
 
@@ -443,11 +449,9 @@ def test_usage_errors_and_broken_stdout_through_the_real_entry_point(tmp_path, e
     code, _, stderr = entry_point_runs["sweep to a full disk"]  # stdout is /dev/full
     assert code == 2 and stderr.strip().splitlines() == [
         "error: cannot write to stdout: No space left on device"]
-    done = subprocess.run(python + ["sweep", "mcunet-5fps", "--k", "1"], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, env=env,
-                          preexec_fn=lambda: os.close(1))
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("error:")
+    code, _, stderr = entry_point_runs["sweep with stdout closed"]  # fd 1 closed
+    assert code == 2 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("error:")
 
 
 def test_ctrl_c_while_importing_is_one_line(monkeypatch, capsys):
@@ -572,18 +576,11 @@ def test_a_fisher_file_of_other_weights_is_refused(workdir):
 
 # ------------------------------------------------------------------ 5. determinism
 
-def test_fisher_files_are_byte_identical_across_thread_counts(tmp_path, entry_point_runs):
-    code, _, stderr = entry_point_runs["fisher on one thread"]  # OMP_NUM_THREADS=1
-    assert code == 0, stderr
-    outputs = [entry_point_runs["fisher file"]]
-    out = tmp_path / "f2.json"
-    done = subprocess.run([sys.executable, "-m", "ttplan", "fisher", "mcunet-5fps",
-                           "--synthetic", "--samples", "6", "--batch-size", "3",
-                           "--input-shape", "1,3,64,64", "--out", str(out)],
-                          capture_output=True, text=True,
-                          env=dict(os.environ, OMP_NUM_THREADS="2"))
-    assert done.returncode == 0, done.stderr
-    outputs.append(out.read_bytes())
+def test_fisher_files_are_byte_identical_across_thread_counts(entry_point_runs):
+    for threads in ("one thread", "two threads"):  # OMP_NUM_THREADS=1, then 2
+        code, _, stderr = entry_point_runs[f"fisher on {threads}"]
+        assert code == 0, stderr
+    outputs = [entry_point_runs[f"fisher file, {n} thread(s)"] for n in (1, 2)]
     assert outputs[0] == outputs[1]
 
 
