@@ -5,13 +5,14 @@ Each layer's pass costs what its kind's cost function of the layer's shape says:
     seconds(kind, pass) = mac_s x MACs + element_s x elements + call_s      (per call)
                           [+ weight_s x weight elements x batch, weight gradients of MAC kinds]
 
-(MAC kinds: conv (dense k x k), pointwise (1 x 1), depthwise, linear (linear, attention
-products); others: norm, elementwise, and view, which costs a call only). The constants are
+(MAC kinds: conv (dense k x k), pointwise (1 x 1), depthwise (3 x 3 and smaller),
+depthwise_large (kernels larger than 3 x 3: a slower weight gradient), linear (linear,
+attention products); others: norm, elementwise, and view, which costs a call only). The constants are
 fitted per (kind, pass) by non-negative least squares on relative residuals to the rows of
 per-layer tables (devices.layertable), never with more free terms than rows; a (kind, pass)
 the tables cannot determine (too few rows, or not of full rank) borrows the constants of a
 kind that runs on the same kernels (conv and linear: pointwise, a matrix product; norm and
-view: elementwise) and says so.
+view: elementwise; depthwise_large: depthwise) and says so.
 
 A training step of batch b runs, in the order autograd runs it:
   forward      every operator (under no_grad before the first updated layer: the same kernels);
@@ -47,7 +48,7 @@ from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, cost_kind, pass_ele
 
 SPARSE_KINDS = frozenset({"conv", "linear"})  # what devices.sparse serves
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
-            "view": "elementwise"}
+            "view": "elementwise", "depthwise_large": "depthwise"}
 # The layers' own seconds count as measured (no free scale); the glue adds what a layer alone
 # does not pay — a forward operator call inside a model (`op_s`: the containers' and blocks'
 # Python around it), a step (`step_s`: loss, optimiser call, data), a tensor update — and once
