@@ -7,11 +7,11 @@ Each layer's pass costs what its kind's cost function of the layer's shape says:
 
 (MAC kinds: conv (dense k x k), pointwise (1 x 1), depthwise (3 x 3 and smaller),
 depthwise_large (kernels larger than 3 x 3: a slower weight gradient), linear (linear,
-attention products); others: norm, elementwise, and view, which costs a call only). The constants are
-fitted per (kind, pass) by non-negative least squares on relative residuals to the rows of
-per-layer tables (devices.layertable), never with more free terms than rows; a (kind, pass)
-the tables cannot determine (too few rows, or not of full rank) borrows the constants of a
-kind that runs on the same kernels (conv and linear: pointwise, a matrix product; norm and
+attention products); others: norm, elementwise, and view, which costs a call only). The
+constants are fitted per (kind, pass) by non-negative least squares on relative residuals to
+the rows of per-layer tables (devices.layertable), never with more free terms than rows; a
+(kind, pass) the tables cannot determine (too few rows, or not of full rank) borrows the
+constants of a kind that runs on the same kernels (conv and linear: pointwise, a matrix product; norm and
 view: elementwise; depthwise_large: depthwise) and says so.
 
 A training step of batch b runs, in the order autograd runs it:
@@ -58,8 +58,6 @@ FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
 # separate timing paid; notes/device_time_model.md §12). In the order they are fitted: a term
 # whose runs' column the columns before it already span cannot be determined and is left out.
 GLUE_TERMS = ("step_s", "shared_grad_s", "tensor_update_s", "first_call_s", "op_s")
-# read from calibrations written before op_s and shared_grad_s: s per operator call of a step
-OLD_GLUE_TERMS = ("call_s",)
 MIN_ROWS_PER_TERM = 1  # never more free terms than rows
 
 
@@ -350,7 +348,7 @@ def glue_seconds(run: dict, glue: dict) -> float:
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
     train_calls = steps * (calls(run["forward_work"]) + calls(run["step_work"]))
     return (sum(glue.get(t, 0.0) * x for t, x in zip(GLUE_TERMS, glue_features(run)))
-            + glue.get("call_s", 0.0) * train_calls)
+            + glue.get("call_s", 0.0) * train_calls)  # calibrations before op_s: per call
 
 
 def phase_constants(runs: list[dict]) -> dict:
