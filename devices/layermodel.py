@@ -11,8 +11,8 @@ attention products); others: norm, elementwise, and view, which costs a call onl
 constants are fitted per (kind, pass) by non-negative least squares on relative residuals to
 the rows of per-layer tables (devices.layertable), never with more free terms than rows; a
 (kind, pass) the tables cannot determine (too few rows, or not of full rank) borrows the
-constants of a kind that runs on the same kernels (conv and linear: pointwise, a matrix product; norm and
-view: elementwise; depthwise_large: depthwise) and says so.
+constants of a kind that runs on the same kernels (conv and linear: pointwise, a matrix
+product; norm and view: elementwise; depthwise_large: depthwise) and says so.
 
 A training step of batch b runs, in the order autograd runs it:
   forward      every operator (under no_grad before the first updated layer: the same kernels);
