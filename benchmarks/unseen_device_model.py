@@ -13,6 +13,7 @@ In one run, on this machine (device `host`), with the CLI a user would type:
      small ViT), which no table holds, under `all`, `bias-only`, `last-blocks:2` and a
      TinyTrain policy planned on the device (`--method tinytrain`, 1 MB / 15 % under the
      paper convention), each a fresh process, as a user runs them.
+Each train run's JSON is kept in the workdir (train-MODEL-UPDATE.json).
 Printed: per run, measured train_s by process CPU time (the primary clock: with one thread it
 is the computation's own cost, whatever else shares the machine) and by wall time, the
 prediction and both errors; the median and max absolute error (issue 16's target: 15 % median,
@@ -94,6 +95,9 @@ def main() -> None:
                 "--input-shape", args.input_shape, "--batch-size", args.batch_size,
                 "--iterations", args.iterations, "--holdout", "0", "--calibration", str(cal),
                 "--format", "json"))
+            # kept, so the predictions can be re-made offline against what was measured
+            (work / f"train-{model.split(':')[1]}-{update.replace(':', '')}.json").write_text(
+                json.dumps(out, indent=1))
             m, p = out["measured"], out["predicted"]
             rows.append({"model": model.split(":")[1], "update": update,
                          "cpu": m["cpu_phases"]["train_s"], "wall": m["phases"]["train_s"],

@@ -5,13 +5,14 @@ Each layer's pass costs what its kind's cost function of the layer's shape says:
     seconds(kind, pass) = mac_s x MACs + element_s x elements + call_s      (per call)
                           [+ weight_s x weight elements x batch, weight gradients of MAC kinds]
 
-(MAC kinds: conv (dense k x k), pointwise (1 x 1), depthwise, linear (linear, attention
-products); others: norm, elementwise, and view, which costs a call only). The constants are
-fitted per (kind, pass) by non-negative least squares on relative residuals to the rows of
-per-layer tables (devices.layertable), never with more free terms than rows; a (kind, pass)
-the tables cannot determine (too few rows, or not of full rank) borrows the constants of a
-kind that runs on the same kernels (conv and linear: pointwise, a matrix product; norm and
-view: elementwise) and says so.
+(MAC kinds: conv (dense k x k), pointwise (1 x 1), depthwise (3 x 3 and smaller),
+depthwise_large (kernels larger than 3 x 3: a slower weight gradient), linear (linear,
+attention products); others: norm, elementwise, and view, which costs a call only). The
+constants are fitted per (kind, pass) by non-negative least squares on relative residuals to
+the rows of per-layer tables (devices.layertable), never with more free terms than rows; a
+(kind, pass) the tables cannot determine (too few rows, or not of full rank) borrows the
+constants of a kind that runs on the same kernels (conv and linear: pointwise, a matrix
+product; norm and view: elementwise; depthwise_large: depthwise) and says so.
 
 A training step of batch b runs, in the order autograd runs it:
   forward      every operator (under no_grad before the first updated layer: the same kernels);
@@ -19,9 +20,12 @@ A training step of batch b runs, in the order autograd runs it:
                first updated layer, no input gradient where none is needed;
   weight_grad  the updated weights, at the channel fraction updated (the MACs say how much);
   bias_grad    the updated biases and norm shifts;
-plus the overheads fitted from whole training runs (`fit_glue`): the in-model factor on the
-layers' seconds (a layer inside a model does not run exactly as alone), the fixed cost of a
-step (loss, optimiser call, data) and of updating one tensor. A `train` pass also runs the
+plus the overheads fitted from whole training runs (`fit_glue`, GLUE_TERMS): what a layer
+inside a model pays beyond itself alone, per forward operator call (the containers' Python
+around it); the fixed cost of a step (loss, optimiser call, data) and of updating one tensor;
+minus what the layers' separately timed gradients double count (a layer's backward computes
+its input, weight and bias gradients in ONE call, whose fixed cost each separate timing paid);
+and once per run a first-call cost. A `train` pass also runs the
 prototypes' forward of every sample (no gradient). The Fisher probe runs the prototypes'
 forward, then a forward of every sample and the backward of the probed tail (input gradients
 from the first candidate layer on) — its time follows from that, not from a constant.
@@ -44,11 +48,16 @@ from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, cost_kind, pass_ele
 
 SPARSE_KINDS = frozenset({"conv", "linear"})  # what devices.sparse serves
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
-            "view": "elementwise"}
+            "view": "elementwise", "depthwise_large": "depthwise"}
 # The layers' own seconds count as measured (no free scale); the glue adds what a layer alone
-# does not pay: a call inside a model, a step (loss, optimiser call, data), a tensor update,
-# and once per run the first call of each operator (kernel selection, allocations).
-GLUE_TERMS = ("call_s", "step_s", "tensor_update_s", "first_call_s")
+# does not pay — a forward operator call inside a model (`op_s`: the containers' and blocks'
+# Python around it), a step (`step_s`: loss, optimiser call, data), a tensor update — and once
+# per run the first call of each operator (kernel selection, allocations); it takes off what
+# the separately timed gradients of one layer double count (`shared_grad_s`, per gradient of a
+# layer beyond its first: PyTorch computes them in one backward call, whose fixed cost each
+# separate timing paid; notes/device_time_model.md §12). In the order they are fitted: a term
+# whose runs' column the columns before it already span cannot be determined and is left out.
+GLUE_TERMS = ("step_s", "shared_grad_s", "tensor_update_s", "first_call_s", "op_s")
 MIN_ROWS_PER_TERM = 1  # never more free terms than rows
 
 
@@ -278,21 +287,38 @@ def calls(work: dict) -> float:
     return float(sum(w[-1] for w in work.values()))
 
 
-def glue_features(run: dict, kinds: dict) -> list[float]:
+def shared_gradients(passes: list[list] | None) -> int:
+    """Gradients of one step that a layer's backward computes in the same call as another of
+    its gradients: per layer with backward passes, their number less one (a conv's input and
+    weight gradient: 1; a BatchNorm's input, weight and bias gradients: 2). Each was timed
+    alone in the table (its own call), so the layers' sum pays that call's fixed cost once
+    per gradient, the step once per layer. 0 without `layer_passes` (tables written before)."""
+    per_layer: dict[str, int] = {}
+    for layer, _, pass_name, *_ in passes or ():
+        if pass_name != "forward":
+            per_layer[layer] = per_layer.get(layer, 0) + 1
+    return sum(n - 1 for n in per_layer.values())
+
+
+def glue_features(run: dict) -> list[float]:
+    """The runs' column of each GLUE_TERMS term: steps; shared gradients per step (negative:
+    taken off); updated tensors per step; the step's operator calls once per run; forward
+    operator calls (each step's forward and the prototypes' forward of as many batches)."""
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
-    train_calls = steps * (calls(run["forward_work"]) + calls(run["step_work"]))
-    return [train_calls, float(steps),
-            float(steps * run["updated_tensors"]),
-            calls(run["step_work"])]
+    return [float(steps), -float(steps * shared_gradients(run.get("layer_passes"))),
+            float(steps * run["updated_tensors"]), calls(run["step_work"]),
+            2.0 * steps * calls(run["forward_work"])]
 
 
 def fit_glue(runs: list[dict], kinds: dict) -> dict:
-    """The GLUE_TERMS from the runs' measured process-CPU train_s beyond their layers'."""
+    """The GLUE_TERMS from the runs' measured process-CPU train_s beyond their layers'.
+    `undetermined`: terms the runs cannot tell from the ones before them (GLUE_TERMS order),
+    fixed at 0."""
     usable = [r for r in runs if r["measured"]["train_cpu_s"] > 0]
     if len(usable) < len(GLUE_TERMS):
-        return {"call_s": 0.0, "step_s": 0.0, "tensor_update_s": 0.0,
-                "first_call_s": 0.0, "identified": False}
-    matrix = np.array([glue_features(r, kinds) for r in usable])
+        return {**dict.fromkeys(GLUE_TERMS, 0.0), "identified": False,
+                "undetermined": list(GLUE_TERMS)}
+    matrix = np.array([glue_features(r) for r in usable])
     targets = np.array([r["measured"]["train_cpu_s"] for r in usable])
     layers = np.array([run_layer_seconds(r, kinds)["train"] for r in usable])
     # Residuals relative to the run's measured time (what leave-one-out scores), not to
@@ -300,14 +326,29 @@ def fit_glue(runs: list[dict], kinds: dict) -> dict:
     # the run (`all` at batch 1) and sinks to nothing when the layer timings and the run
     # were measured at different speeds of a shared machine; dividing by it then gave that
     # one run ~1e6x the weight of the others and fitted every glue term 0 (notes §11).
-    scale = np.abs(matrix / targets[:, None]).max(axis=0)
+    relative = matrix / targets[:, None]
+    scale = np.abs(relative).max(axis=0)
     scale[scale == 0] = 1.0
-    solution, _ = nnls(matrix / targets[:, None] / scale, (targets - layers) / targets,
-                       maxiter=50 * matrix.shape[1] + 100)
-    values = solution / scale
-    out = dict(zip(GLUE_TERMS, (float(v) for v in values)))
-    out["identified"] = True
-    return out
+    relative = relative / scale
+    kept: list[int] = []
+    for j in range(len(GLUE_TERMS)):  # a column in the span of those before: not determined
+        if np.linalg.matrix_rank(relative[:, kept + [j]], tol=1e-9) == len(kept) + 1:
+            kept.append(j)
+    solution, _ = nnls(relative[:, kept], (targets - layers) / targets,
+                       maxiter=50 * len(kept) + 100)
+    values = dict.fromkeys(GLUE_TERMS, 0.0)
+    for j, v in zip(kept, solution):
+        values[GLUE_TERMS[j]] = float(v / scale[j])
+    return {**values, "identified": True,
+            "undetermined": [t for j, t in enumerate(GLUE_TERMS) if j not in kept]}
+
+
+def glue_seconds(run: dict, glue: dict) -> float:
+    """The overheads of a run's train phase (the glue's terms times the run's columns)."""
+    steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
+    train_calls = steps * (calls(run["forward_work"]) + calls(run["step_work"]))
+    return (sum(glue.get(t, 0.0) * x for t, x in zip(GLUE_TERMS, glue_features(run)))
+            + glue.get("call_s", 0.0) * train_calls)  # calibrations before op_s: per call
 
 
 def phase_constants(runs: list[dict]) -> dict:
@@ -333,18 +374,13 @@ def predict_phases(run: dict, model: dict) -> dict:
         time_model = "per-layer, own table"
         own_notes = describe(table, counts) + (
             ["the Fisher probe: per-kind functions"] if run.get("probe_work") else [])
-    steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
-    first = glue["first_call_s"] * calls(run["step_work"])  # once per run: warm-up
-    train_calls = steps * (calls(run["forward_work"]) + calls(run["step_work"]))
-    train = (layer["train"] + glue["call_s"] * train_calls
-             + glue["step_s"] * steps
-             + glue["tensor_update_s"] * steps * run["updated_tensors"]
-             + first)
+    train = layer["train"] + glue_seconds(run, glue)
     fisher = 0.0
-    if run.get("probe_work"):
+    if run.get("probe_work"):  # input gradients only: no layer computes two gradients
         probe_steps = math.ceil(run["samples"] / run["batch_size"])
         probe_calls = probe_steps * (calls(run["forward_work"]) + calls(run["probe_work"]))
-        fisher = (layer["fisher"] + glue["call_s"] * probe_calls
+        fisher = (layer["fisher"] + glue.get("call_s", 0.0) * probe_calls
+                  + glue.get("op_s", 0.0) * 2 * probe_steps * calls(run["forward_work"])
                   + glue["step_s"] * probe_steps + glue["first_call_s"] * calls(run["probe_work"]))
     probes = bool(run.get("probe_work"))
     return {"load_s": model["phases"].get("load_s") or 0.0,

@@ -174,9 +174,14 @@ def _fit(tables: list[dict]) -> dict:
     runs = [r for t in tables for r in t["runs"]]
     kinds = lm.fit_kinds(layers)
     glue = lm.fit_glue(runs, kinds)
+    undetermined = glue.pop("undetermined", [])  # the glue stays numbers; the notes say it
     notes = [f"{k}: {v['why']}" for k, v in kinds.items() if not v["identified"] and v["why"]]
     if not glue["identified"]:
         notes.append(f"overheads not fitted: {len(runs)} run(s) for {len(lm.GLUE_TERMS)} terms")
+    elif undetermined:
+        notes.append(f"overheads {', '.join(undetermined)}: the runs cannot tell them "
+                     "from the other terms (e.g. op_s from step_s when every model runs as many "
+                     "operators); fixed at 0")
     workloads = {(r["iterations"], r["samples"]) for r in runs}
     if glue["identified"] and len(workloads) == 1:
         (iterations, samples), = workloads

@@ -39,8 +39,16 @@ from ttplan.costmodel.memory import is_depthwise
 
 PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_grad")
 SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
-COST_KINDS = ("conv", "pointwise", "depthwise", "linear", "norm", "elementwise", "view")
-MAC_COST_KINDS = ("conv", "pointwise", "depthwise", "linear")
+COST_KINDS = ("conv", "pointwise", "depthwise", "depthwise_large", "linear", "norm",
+              "elementwise", "view")
+MAC_COST_KINDS = ("conv", "pointwise", "depthwise", "depthwise_large", "linear")
+# A depthwise conv whose kernel is larger than 3 x 3 (5 x 5, 7 x 7): its weight gradient runs
+# on another, slower path than 3 x 3's (this host's zoo tables: ~0.64 ns per MAC against
+# 0.02 beyond the fixed cost; notes/device_time_model.md §12), so it is a kind of its own.
+# Tables measured before the split call it `depthwise`; a table's kind and the run's are the
+# same kind when their families are (devices.owntable).
+LARGE_KERNEL_AREA = 9
+KIND_FAMILY = {"depthwise_large": "depthwise"}
 VIEW_KINDS = frozenset({"reshape", "identity", "getitem", "split", "flatten", "dropout",
                         "parameter", "cat"})
 _FUNCTIONS = {"add": torch.add, "mul": torch.mul,
@@ -50,9 +58,10 @@ _FUNCTIONS = {"add": torch.add, "mul": torch.mul,
 def cost_kind(node) -> str:
     """The cost function a layer's time follows (its shape's MACs and elements)."""
     if node.kind == "conv":
-        if is_depthwise(node):
-            return "depthwise"
         kernel = node.weight_shape[2:] if node.weight_shape else ()
+        if is_depthwise(node):
+            large = math.prod(int(k) for k in kernel) > LARGE_KERNEL_AREA
+            return "depthwise_large" if large else "depthwise"
         return "pointwise" if all(int(k) == 1 for k in kernel) else "conv"
     if node.kind in ("linear", "sdpa", "matmul", "bmm", "conv_transpose", "rnn"):
         return "linear"

@@ -28,7 +28,7 @@ import hashlib
 import json
 import math
 
-from .layertable import SPARSE_FRACTION
+from .layertable import KIND_FAMILY, SPARSE_FRACTION
 
 MIN_COVERAGE = 0.9  # share of the graph's non-view operators the table must have timed
 FRACTION_TOLERANCE = 1e-6
@@ -71,12 +71,17 @@ def match(run: dict, tables: list[dict]) -> dict | None:
         if [int(s) for s in shape] != table["sample_shape"]:
             continue
         layers = table["layers"]
-        same = all(name in forward and forward[name][0] == v["kind"]
+        same = all(name in forward and _family(forward[name][0]) == _family(v["kind"])
                    and int(forward[name][1]) == v["elements"] for name, v in layers.items())
         covered = sum(name in layers for name in operators)
         if same and layers and covered >= MIN_COVERAGE * len(operators):
             return table
     return None
+
+
+def _family(kind: str) -> str:
+    """A kind and the kind it was split from are one (a table measured before the split)."""
+    return KIND_FAMILY.get(kind, kind)
 
 
 def _nearest(timed: dict, batch: int) -> int:

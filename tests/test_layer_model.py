@@ -197,6 +197,10 @@ def test_a_time_budgeted_plan_captures_at_least_a_baseline_that_fits(tmp_path):
 
     cal = calibrate_layers([synthetic_table("a", 1.0), synthetic_table("b", 1.0)],
                            DeviceProfile("host", None))
+    # the overheads as given numbers (what this test is about is the planner, not their fit)
+    cal.data["layers"]["glue"] = dict(dict.fromkeys(lm.GLUE_TERMS, 0.0), step_s=6.6e-4,
+                                      tensor_update_s=1.8e-4, first_call_s=8.3e-4,
+                                      identified=True)
     path = tmp_path / "cal.json"
     cal.save(path)
     budget_s = 1.001 * predict_training(tiny_net(), "last-blocks:2",
@@ -265,3 +269,53 @@ def test_a_table_whose_runs_and_layers_saw_different_speeds_is_noted():
     assert [n for n in notes if "speed reference" in n] == [
         "b: the speed reference took -20 % in the table's runs against its layer timings (the "
         "machine's speed moved between them): the overheads absorb it; measure the table again"]
+
+
+def test_gradients_one_backward_call_computes_together_are_counted_once_per_layer():
+    # tiny_net under `all` (pytorch convention): conv 0 weight + bias (its input needs no
+    # gradient): 1 shared; BatchNorm 1 input + weight + bias: 2; depthwise 3 input + weight +
+    # bias: 2; conv 5 the same: 2; the ReLUs one input gradient each: 0. Under last-layers:1
+    # conv 5 alone computes weight + bias (no input gradient): 1.
+    net = tiny_net()
+    shape = (1, 3, 4, 4)
+    passes = run_description(net, "all", shape, iterations=1, samples=1)["layer_passes"]
+    assert lm.shared_gradients(passes) == 1 + 2 + 2 + 2
+    last = run_description(net, "last-layers:1", shape, iterations=1, samples=1)
+    assert lm.shared_gradients(last["layer_passes"]) == 1
+    assert lm.shared_gradients(None) == 0  # a run of a table written before layer passes
+    # the glue takes shared_grad_s off per shared gradient and step: 2 iterations x 4 steps
+    run = run_description(net, "all", shape, iterations=2, samples=4)
+    glue = dict(dict.fromkeys(lm.GLUE_TERMS, 0.0), shared_grad_s=1e-5)
+    assert lm.glue_seconds(run, glue) == pytest.approx(-8 * 7 * 1e-5)
+    # op_s: per forward operator call, each step's and the prototypes' forward (6 + 6 ops)
+    glue = dict(dict.fromkeys(lm.GLUE_TERMS, 0.0), op_s=1e-6)
+    assert lm.glue_seconds(run, glue) == pytest.approx(8 * 2 * 6 * 1e-6)
+    # a calibration written before op_s: its per-call term over the step's calls
+    assert lm.glue_seconds(run, {"call_s": 1e-6, "step_s": 0.0, "tensor_update_s": 0.0,
+                                 "first_call_s": 0.0}) == pytest.approx(
+        8 * (6 + lm.calls(run["step_work"])) * 1e-6)
+
+
+def test_a_glue_term_the_runs_cannot_tell_from_the_others_is_left_out_and_said():
+    # Runs of one network: its forward operator calls per step never change, so op_s's
+    # column is step_s's times a constant: op_s is not determined, fixed at 0, and noted.
+    table = synthetic_table("a", 1.0)
+    model = fit_layer_model([table, synthetic_table("b", 1.0)])
+    assert model["glue"]["op_s"] == 0.0 and "undetermined" not in model["glue"]
+    assert any(n.startswith("overheads ") and "op_s" in n for n in model["notes"])
+    # with runs of a model of other operator counts it is determined: recovered exactly
+    kinds = lm.fit_kinds(table["layers"])
+    small = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU()).eval()
+    runs = []
+    for net in (tiny_net(), small):
+        for spec, batch in (("none", 1), ("all", 1), ("last-layers:1", 2), ("all", 2),
+                            ("none", 2), ("last-layers:1", 1)):
+            runs.append(run_description(net, spec, (batch, 3, 4, 4), iterations=2, samples=4))
+    truth = dict(dict.fromkeys(lm.GLUE_TERMS, 0.0), step_s=2e-4, op_s=3e-6, shared_grad_s=1e-6)
+    for run in runs:
+        run["measured"] = {"train_cpu_s": lm.run_layer_seconds(run, kinds)["train"]
+                           + lm.glue_seconds(run, truth)}
+    fitted = lm.fit_glue(runs, kinds)
+    assert fitted["undetermined"] == []
+    for term in ("step_s", "op_s", "shared_grad_s"):
+        assert fitted[term] == pytest.approx(truth[term], rel=1e-6, abs=1e-12)

@@ -132,3 +132,29 @@ def test_predict_cli_names_the_own_table_in_text_and_csv(tmp_path):
     csv = CliRunner().invoke(app, args + ["--format", "csv"])
     header, row = csv.output.strip().splitlines()
     assert "time_model_notes" in header.split(",") and "'" not in row  # one cell, no list repr
+
+
+def test_a_depthwise_conv_with_a_kernel_larger_than_3x3_is_a_kind_of_its_own():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                        nn.Conv2d(8, 8, 5, padding=2, groups=8),
+                        nn.Conv2d(8, 8, (1, 9), padding=(0, 4), groups=8)).eval()
+    nodes = {n.name: n for n in trace(net, (1, 8, 6, 6), "dw").ops()}
+    assert [cost_kind(nodes[k]) for k in ("0", "1", "2")] == \
+        ["depthwise", "depthwise_large", "depthwise"]  # by kernel area: 9, 25, 9
+    # tables without a large-kernel row: priced by the depthwise constants (and said so)
+    rows = [{"model": "m", "layer": f"d{m}", "kind": "depthwise", "pass": "forward",
+             "batch_size": 1, "macs": m, "elements": e, "weights": 0,
+             "cpu_s": 1e-9 * m + 1e-9 * e + 1e-6, "wall_s": 0.0, "spread": 0.0}
+            for m, e in ((100, 50), (900, 70), (4000, 300), (9000, 100))]
+    kinds = lm.fit_kinds(rows)
+    assert kinds["depthwise_large/forward"]["why"] == "no layer of this kind in the tables"
+    assert lm.constants_for(kinds, "depthwise_large", "forward") is kinds["depthwise/forward"]
+    # an own table measured before the split (the 5x5 layer called `depthwise`) still matches
+    table = {"model": "dw", "input_shape": [1, 8, 6, 6], "batch_sizes": [1],
+             "layers": [{"model": "dw", "layer": k, "kind": "depthwise", "pass": "forward",
+                         "batch_size": 1, "macs": 0, "elements": pass_elements(nodes[k]),
+                         "weights": 0, "cpu_s": 1e-4, "wall_s": 1e-4, "spread": 0.0}
+                        for k in ("0", "1", "2")]}
+    run = run_description(net, "none", (1, 8, 6, 6), iterations=1, samples=1)
+    assert match(run, [own_table(table)]) is not None
