@@ -120,16 +120,68 @@ def sparseupdate_search(coster: Coster, budget: Budget, potential: dict[str, flo
     layers = distinct_layers(n for n in coster.costed.ops() if n.kind in MAC_KINDS)
     if not layers:
         raise SpecError(f"{coster.graph.model_name} has no conv/linear layer to train")
-    rng = random.Random(seed)
-    count = len(layers)
     start = coster.calls
-    fitness_of: dict[tuple, float] = {}  # genome -> fitness (-inf when over budget)
+    search = _GenomeSearch(layers, coster, budget, potential, random.Random(seed))
+    search.evolve(evaluations)
+    fitness_of = search.fitness_of
+    feasible = [g for g in fitness_of if fitness_of[g] > -math.inf and search.updates_of(g)]
+    if not feasible:
+        return None
+    best = max(feasible, key=lambda g: (fitness_of[g], g))
+    updates = search.updates_of(best)
+    ev = coster.evaluate(updates)
+    proxy_name = "Σ ratio·Fisher potential" if potential is not None else "parameters updated"
+    return Selection(updates, 0.0, ev, coster.calls - start,
+                     f"evolutionary search: {len(fitness_of)} configurations, seed {seed}, "
+                     f"proxy {proxy_name}")
 
-    def updates_of(genome):
+
+class _GenomeSearch:
+    """The evolutionary search: its space, operators and generations. A genome is (n_bias, ratios): the biases of the
+    last n_bias layers, and per layer an index into SEARCH_RATIOS (the share of its input
+    channels updated). Every genome evaluated is remembered in `fitness_of` (its proxy, or
+    -inf when over budget); `rng` draws every random choice, in the search's order."""
+
+    def __init__(self, layers, coster: Coster, budget: Budget,
+                 potential: dict[str, float] | None, rng: random.Random):
+        self.layers, self.coster, self.budget = layers, coster, budget
+        self.potential, self.rng = potential, rng
+        self.count = len(layers)
+        self.fitness_of: dict[tuple, float] = {}
+
+    def evolve(self, evaluations: int) -> None:
+        """Generations until `evaluations` genomes have been evaluated (or 20× that many
+        tries): the fitter half of the feasible genomes breed the next population. What it
+        found is in `fitness_of`."""
+        rng, fitness_of = self.rng, self.fitness_of
+        population = [(1, (0,) * self.count)] + \
+            [self.random_genome() for _ in range(SEARCH_POPULATION - 1)]
+        tries = 0
+        while len(fitness_of) < evaluations and tries < 20 * evaluations:
+            tries += 1
+            for genome in population:
+                self.fitness(genome)
+            feasible = sorted({g for g in fitness_of if fitness_of[g] > -math.inf},
+                              key=lambda g: (-fitness_of[g], g))
+            parents = feasible[:SEARCH_POPULATION // 2] or [self.random_genome() for _ in range(2)]
+            population = []
+            while len(population) < SEARCH_POPULATION:
+                a, b = rng.choice(parents), rng.choice(parents)
+                child = self.mutate(self.crossover(a, b)) if rng.random() < 0.7 \
+                    else self.mutate(a)
+                if child not in fitness_of:
+                    population.append(child)
+                elif rng.random() < 0.05:
+                    population.append(self.random_genome())
+                tries += 1
+                if tries >= 20 * evaluations:
+                    break
+
+    def updates_of(self, genome) -> dict:
         n_bias, ratios = genome
         updates = {}
-        for i, node in enumerate(layers):
-            bias = i >= count - n_bias and node.bias_numel > 0
+        for i, node in enumerate(self.layers):
+            bias = i >= self.count - n_bias and node.bias_numel > 0
             ratio = SEARCH_RATIOS[ratios[i]]
             if ratio:
                 size = channel_count(node, 1)
@@ -140,32 +192,34 @@ def sparseupdate_search(coster: Coster, budget: Budget, potential: dict[str, flo
                 updates[node.name] = LayerUpdate(weight=False, bias=True)
         return updates
 
-    def proxy(genome) -> float:
+    def proxy(self, genome) -> float:
         n_bias, ratios = genome
         value = 0.0
-        for i, node in enumerate(layers):
+        for i, node in enumerate(self.layers):
             ratio = SEARCH_RATIOS[ratios[i]]
-            if potential is not None:
-                value += ratio * potential.get(node.name, 0.0)
+            if self.potential is not None:
+                value += ratio * self.potential.get(node.name, 0.0)
             else:
-                value += ratio * node.weight_numel + (node.bias_numel if i >= count - n_bias else 0)
+                value += ratio * node.weight_numel + (node.bias_numel if i >= self.count - n_bias else 0)
         # Among equal proxies prefer more biases: they are SparseUpdate's cheap first step.
         return value + 1e-9 * n_bias
 
-    def fitness(genome) -> float:
-        if genome not in fitness_of:
-            fits = budget.fits(coster.evaluate(updates_of(genome)))
-            fitness_of[genome] = proxy(genome) if fits else -math.inf
-        return fitness_of[genome]
+    def fitness(self, genome) -> float:
+        if genome not in self.fitness_of:
+            fits = self.budget.fits(self.coster.evaluate(self.updates_of(genome)))
+            self.fitness_of[genome] = self.proxy(genome) if fits else -math.inf
+        return self.fitness_of[genome]
 
-    def random_genome():
+    def random_genome(self):
         # Start sparse and near the output, where SparseUpdate's schemes live.
+        rng, count = self.rng, self.count
         ratios = [0] * count
         for _ in range(rng.randint(0, 3)):
             ratios[rng.randrange(count // 2, count)] = rng.randrange(1, len(SEARCH_RATIOS))
         return rng.randint(0, max(1, count // 3)), tuple(ratios)
 
-    def mutate(genome):
+    def mutate(self, genome):
+        rng, count = self.rng, self.count
         n_bias, ratios = genome[0], list(genome[1])
         if rng.random() < 0.5:
             n_bias = min(count, max(0, n_bias + rng.choice((-3, -2, -1, 1, 2, 3))))
@@ -174,40 +228,10 @@ def sparseupdate_search(coster: Coster, budget: Budget, potential: dict[str, flo
             ratios[i] = min(len(SEARCH_RATIOS) - 1, max(0, ratios[i] + rng.choice((-1, 1))))
         return n_bias, tuple(ratios)
 
-    def crossover(a, b):
+    def crossover(self, a, b):
+        rng = self.rng
         ratios = tuple(x if rng.random() < 0.5 else y for x, y in zip(a[1], b[1]))
         return (a[0] if rng.random() < 0.5 else b[0]), ratios
-
-    population = [(1, (0,) * count)] + [random_genome() for _ in range(SEARCH_POPULATION - 1)]
-    tries = 0
-    while len(fitness_of) < evaluations and tries < 20 * evaluations:
-        tries += 1
-        for genome in population:
-            fitness(genome)
-        feasible = sorted({g for g in fitness_of if fitness_of[g] > -math.inf},
-                          key=lambda g: (-fitness_of[g], g))
-        parents = feasible[:SEARCH_POPULATION // 2] or [random_genome() for _ in range(2)]
-        population = []
-        while len(population) < SEARCH_POPULATION:
-            a, b = rng.choice(parents), rng.choice(parents)
-            child = mutate(crossover(a, b)) if rng.random() < 0.7 else mutate(a)
-            if child not in fitness_of:
-                population.append(child)
-            elif rng.random() < 0.05:
-                population.append(random_genome())
-            tries += 1
-            if tries >= 20 * evaluations:
-                break
-    feasible = [g for g in fitness_of if fitness_of[g] > -math.inf and updates_of(g)]
-    if not feasible:
-        return None
-    best = max(feasible, key=lambda g: (fitness_of[g], g))
-    updates = updates_of(best)
-    ev = coster.evaluate(updates)
-    proxy_name = "Σ ratio·Fisher potential" if potential is not None else "parameters updated"
-    return Selection(updates, 0.0, ev, coster.calls - start,
-                     f"evolutionary search: {len(fitness_of)} configurations, seed {seed}, "
-                     f"proxy {proxy_name}")
 
 
 # ------------------------------------------------------------------------------ export
