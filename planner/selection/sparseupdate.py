@@ -237,23 +237,31 @@ class _GenomeSearch:
 # ------------------------------------------------------------------------------ export
 
 def export_sparseupdate(policy: Policy, graph: LayerGraph, notes: list[str] | None = None) -> dict:
-    """The policy in SparseUpdate's `backward_config` form.
+    """The policy in SparseUpdate's `backward_config` form (`backward_config`), with each
+    approximation it makes appended to `notes` when a list is given."""
+    config, found = backward_config(policy, graph)
+    if notes is not None:
+        notes.extend(found)
+    return config
+
+
+def backward_config(policy: Policy, graph: LayerGraph) -> tuple[dict, tuple[str, ...]]:
+    """(config, notes): the policy in SparseUpdate's `backward_config` form, and what the
+    export could not express exactly.
 
     Conv indices count every conv in execution order, the stem being 0 (as the released
     schemes do). SparseUpdate can only say "the biases of the last n convs" and "the first
     ratio·Cin input channels of these convs", so an export can be lossy; each approximation is
-    appended to `notes`: a bias set that is not a suffix (n_bias_update then covers the earliest
-    one and everything after it), an output-channel selection (exported as its fraction), and
-    layers that are not convs (a classifier, which SparseUpdate always trains; norm layers).
+    a note: a bias set that is not a suffix (n_bias_update then covers the earliest one and
+    everything after it), an output-channel selection (exported as its fraction), and layers
+    that are not convs (a classifier, which SparseUpdate always trains; norm layers).
     """
     check_against_graph(policy, graph)
-    notes = notes if notes is not None else []
     # One conv per module (a module called twice is one conv), as the released schemes count.
     convs = [n.name for n in distinct_layers(n for n in graph.mac_layers() if n.kind == "conv")]
     index = {name: i for i, name in enumerate(convs)}
     nodes = {n.name: n for n in updatable_layers(graph)}
-    weights: list[tuple[int, float]] = []
-    bias_idx = []
+    notes, weights, bias_idx = [], [], []
     for layer in policy.layers:
         name = layer["name"]
         if name not in index:
@@ -261,32 +269,44 @@ def export_sparseupdate(policy: Policy, graph: LayerGraph, notes: list[str] | No
             continue
         if layer["update_bias"]:
             bias_idx.append(index[name])
-        if not layer["update_weight"]:
-            continue
-        ratio = 1.0
-        if layer["channels"] is not None:
-            size = channel_count(nodes[name], layer["channel_axis"])
-            ratio = len(layer["channels"]) / size
-            prefix = layer["channels"] == list(range(len(layer["channels"])))
-            if layer["channel_axis"] != 1 or not prefix:
-                notes.append(f"{name}: {len(layer['channels'])} of {size} "
-                             f"{'output' if layer['channel_axis'] == 0 else 'input'} channels "
-                             f"exported as ratio {ratio:g} of the first input channels")
-        weights.append((index[name], ratio))
+        if layer["update_weight"]:
+            ratio, note = _weight_ratio(layer, nodes[name])
+            notes.extend(note)
+            weights.append((index[name], ratio))
     n_bias = len(convs) - min(bias_idx) if bias_idx else 0
     if bias_idx and len(bias_idx) != n_bias:
         notes.append(f"n_bias_update={n_bias} also updates {n_bias - len(bias_idx)} conv "
                      "bias(es) the policy leaves frozen (SparseUpdate updates a suffix)")
     if not weights and not n_bias:
-        # Never an empty backward_config with success: say what the format cannot express.
-        trained = [layer["name"] for layer in policy.layers
-                   if layer["update_weight"] or layer["update_bias"]]
-        if not trained:
-            raise SpecError("the policy trains no layer: there is no backward_config to export")
-        shown = ", ".join(trained[:5]) + (f" and {len(trained) - 5} more" if len(trained) > 5
-                                          else "")
-        raise SpecError(f"SparseUpdate's backward_config can express none of this policy: it "
-                        f"trains {shown}, and the format indexes convs only")
+        _refuse_inexpressible(policy)
     weights.sort()
-    return {"n_bias_update": n_bias, "manual_weight_idx": [i for i, _ in weights],
-            "weight_update_ratio": [r for _, r in weights]}
+    return ({"n_bias_update": n_bias, "manual_weight_idx": [i for i, _ in weights],
+             "weight_update_ratio": [r for _, r in weights]}, tuple(notes))
+
+
+def _weight_ratio(layer: dict, node) -> tuple[float, tuple[str, ...]]:
+    """(ratio, notes): the share of a conv's input channels its weight update covers, and a
+    note when the policy's channels are not a prefix of the input channels."""
+    if layer["channels"] is None:
+        return 1.0, ()
+    name, count = layer["name"], len(layer["channels"])
+    size = channel_count(node, layer["channel_axis"])
+    ratio = count / size
+    prefix = layer["channels"] == list(range(count))
+    if layer["channel_axis"] == 1 and prefix:
+        return ratio, ()
+    return ratio, (f"{name}: {count} of {size} "
+                   f"{'output' if layer['channel_axis'] == 0 else 'input'} channels "
+                   f"exported as ratio {ratio:g} of the first input channels",)
+
+
+def _refuse_inexpressible(policy: Policy) -> None:
+    """Never an empty backward_config with success: say what the format cannot express."""
+    trained = [layer["name"] for layer in policy.layers
+               if layer["update_weight"] or layer["update_bias"]]
+    if not trained:
+        raise SpecError("the policy trains no layer: there is no backward_config to export")
+    shown = ", ".join(trained[:5]) + (f" and {len(trained) - 5} more" if len(trained) > 5
+                                      else "")
+    raise SpecError(f"SparseUpdate's backward_config can express none of this policy: it "
+                    f"trains {shown}, and the format indexes convs only")
