@@ -220,21 +220,21 @@ def prediction(ctx: DeviceContext, method: str, cost: StepCost, run: dict | None
 
 
 def _layer_prediction(out: dict, cal: Calibration, run: dict) -> dict:
-    """The per-layer model's phases; energy = the calibrated power x time, or None when the
-    calibration measured no energy (never a guess)."""
+    """`out` (a new dict, the same keys) with the per-layer model's phases; energy = the
+    calibrated power x time, or None when the calibration measured no energy (never a
+    guess)."""
     from .layermodel import predict_phases
 
     predicted = predict_phases(run, cal.layers)
     phases = {f"{ph}_s": round6(predicted[f"{ph}_s"]) for ph in PHASES}
     total = round6(sum(phases.values()))
     power = cal.layers.get("power_w")
-    out.update(phases=phases, total_s=total,
-               energy_j=None if not power else round6(power * total),
-               error_band_pct=cal.layers["loo"]["median_abs_pct"],
-               time_model=predicted["time_model"],
-               time_model_notes=predicted["time_model_notes"],
-               energy_basis=None if not power else "calibrated power x time")
-    return out
+    return {**out, "phases": phases, "total_s": total,
+            "energy_j": None if not power else round6(power * total),
+            "error_band_pct": cal.layers["loo"]["median_abs_pct"],
+            "time_model": predicted["time_model"],
+            "time_model_notes": predicted["time_model_notes"],
+            "energy_basis": None if not power else "calibrated power x time"}
 
 
 def layer_run(module, updates, shape, ctx: DeviceContext, *, probes: bool, graph=None,

@@ -18,7 +18,7 @@ sparseupdate search's proxy).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ttplan.costmodel.config import channel_count
@@ -84,12 +84,12 @@ class PlanSearch:
 DEFAULT_SEARCH = PlanSearch()
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Planned:
     """What one plan found, before it becomes a Policy."""
 
     selection: Selection
-    notes: list[str]
+    notes: tuple[str, ...] = ()
     greedy_value: float | None = None
 
 
@@ -134,7 +134,7 @@ def plan(model, *, method: str = "tinytrain", fisher=None, memory_bytes=None, co
     if method in ("tinytrain", "sparseupdate"):
         _check_room_for_nothing(coster, budget.memory_bytes)
     planned = _select(method, coster, graph, budget, result, search, module, name, lite_layers)
-    planned.notes[:0] = planned_notes
+    planned = replace(planned, notes=(*planned_notes, *planned.notes))
     return _policy(method, module, graph, given, options, budget, fraction, search, result,
                    planned)
 
@@ -168,14 +168,13 @@ def _select(method, coster, graph, budget, result, search, module, name,
         return _tinytrain(coster, graph, budget, result, search, module)
     if method == "sparseupdate":
         return _Planned(_sparseupdate(coster, graph, name, budget, result, search.seed,
-                                      search.scheme), [])
+                                      search.scheme))
     if method == "tinytl":
         updates = baselines.tinytl_updates(graph, lite_layers)
     else:
         updates = {"none": baselines.none_updates, "fulltrain": baselines.fulltrain_updates,
                    "lastlayer": baselines.lastlayer_updates}[method](graph)
-    return _Planned(Selection(updates, 0.0, coster.evaluate(updates), 1, f"baseline {method}"),
-                    [])
+    return _Planned(Selection(updates, 0.0, coster.evaluate(updates), 1, f"baseline {method}"))
 
 
 def _tinytrain(coster, graph, budget, result, search, module) -> _Planned:
@@ -187,27 +186,27 @@ def _tinytrain(coster, graph, budget, result, search, module) -> _Planned:
     selection = greedy(coster, candidates, budget)
     if selection is None:
         raise infeasible_error(coster, candidates, budget)
-    notes, greedy_value = [], None
+    exact_notes, greedy_value = (), None
     if search.solver == "exact":
         greedy_value = selection.fisher_captured
         exact = solve_exact(coster, candidates, budget, incumbent=selection, gap=search.exact_gap)
         gap = exact.fisher_captured - greedy_value
-        notes.append(f"exact optimum captures {exact.fisher_captured:.6g}, greedy "
-                     f"{greedy_value:.6g} ({_percent(gap, exact.fisher_captured)} below)")
+        exact_notes = (f"exact optimum captures {exact.fisher_captured:.6g}, greedy "
+                       f"{greedy_value:.6g} ({_percent(gap, exact.fisher_captured)} below)",)
         selection = exact
-    selection = _at_least_baselines(coster, budget, result, graph, selection, notes)
-    return _Planned(selection, notes, greedy_value)
+    selection, baseline_notes = _at_least_baselines(coster, budget, result, graph, selection)
+    return _Planned(selection, (*exact_notes, *baseline_notes), greedy_value)
 
 
 def _policy(method, module, graph, given, options, budget, fraction, search, result,
             planned: _Planned) -> Policy:
     """The policy of a selection: its profile under the same options, budgets, notes."""
-    selection, notes = planned.selection, planned.notes
+    selection = planned.selection
     prof = cost_profile(module, given.shape, update=selection.updates, options=options, graph=graph)
     within = budget.fits(prof.evaluation)
-    if not within:
-        notes.append(_over_budget(method, budget, prof.memory.peak_bytes,
-                                  prof.totals["backward_macs"], prof.evaluation))
+    over = () if within else (_over_budget(method, budget, prof.memory.peak_bytes,
+                                           prof.totals["backward_macs"], prof.evaluation),)
+    notes = [*planned.notes, *over]
     captured = fisher_captured(selection.updates, result, graph) if result is not None else None
     tinytrain = method == "tinytrain"
     return Policy(
@@ -229,10 +228,10 @@ def _policy(method, module, graph, given, options, budget, fraction, search, res
 
 
 def _at_least_baselines(coster: Coster, budget: Budget, result: FisherResult, graph,
-                        selection: Selection, notes: list[str]) -> Selection:
+                        selection: Selection) -> tuple[Selection, tuple[str, ...]]:
     """The selection, or the simple baseline (last-blocks:K, last-layers:K) that fits the same
-    budgets and captures more Fisher than it: a plan never captures less than a feasible
-    baseline. The greedy can: it adds layers by Eq. 3's score, and a high-scoring layer
+    budgets and captures more Fisher than it (with a note saying so): a plan never captures less than a
+    feasible baseline. The greedy can: it adds layers by Eq. 3's score, and a high-scoring layer
     early in the order can crowd out a block whose layers capture more together (and its
     channel-sparse layers cost more than dense ones under a device's time budget)."""
     best_value = fisher_captured(selection.updates, result, graph)
@@ -246,14 +245,13 @@ def _at_least_baselines(coster: Coster, budget: Budget, result: FisherResult, gr
             if value > best_value:
                 best_value, best = value, (f"{kind}:{k}", updates, ev)
     if best is None:
-        return selection
+        return selection, ()
     spec, updates, ev = best
-    notes.append(f"{spec} fits the same budgets and captures more Fisher ({best_value:.6g}) "
-                 f"than the selection found ({planned_value:.6g}): "
-                 f"the plan is {spec}")
+    note = (f"{spec} fits the same budgets and captures more Fisher ({best_value:.6g}) "
+            f"than the selection found ({planned_value:.6g}): the plan is {spec}")
     return Selection(updates, best_value, ev,
                      selection.evaluations + coster.calls - start,
-                     f"{spec}, a baseline capturing more than the {selection.note}")
+                     f"{spec}, a baseline capturing more than the {selection.note}"), (note,)
 
 
 def _over_budget(method, budget: Budget, peak_bytes: int, backward_macs: int, ev=None) -> str:

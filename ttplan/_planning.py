@@ -176,7 +176,7 @@ def export_policy(policy, *, model=None, classifier: bool = False) -> ExportedPo
     from ttplan.costmodel.trace import trace
     from ttplan.costmodel.zoo import zoo_model_named_in_file
     from ttplan.planner.policy.file import load_policy
-    from ttplan.planner.selection.sparseupdate import export_sparseupdate
+    from ttplan.planner.selection.sparseupdate import backward_config
 
     loaded = load_policy(policy)
     if loaded.method == "tinytl":
@@ -187,6 +187,5 @@ def export_policy(policy, *, model=None, classifier: bool = False) -> ExportedPo
     else:  # a name from a data file: built from the zoo, never imported
         module, name = zoo_model_named_in_file(loaded.model_name, policy, classifier=classifier)
     graph = trace(module, loaded.input_shape, name)
-    notes: list[str] = []
-    config = export_sparseupdate(loaded, graph, notes)
-    return ExportedPolicy(config, tuple(notes))
+    config, notes = backward_config(loaded, graph)
+    return ExportedPolicy(config, notes)

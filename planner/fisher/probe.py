@@ -127,29 +127,15 @@ def fisher_information(
     modules = _resolve_layers(model, layer_names)
     support = _support_of(x, y)
     loss_name, make_criterion = resolve_loss(loss)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise SpecError(f"batch size must be a positive integer, got {batch_size}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise SpecError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-    device = model_device(model)
-    labels = support.labels.to(device)
+    _check_batch_and_seed(batch_size, seed)
 
     start_s = time.perf_counter()
     with one_thread(), _probe_state(model):
         queries, criterion = make_criterion(model, support, seed, batch_size)
         probe = _ActivationProbe(modules)
-        peak_saved_bytes = 0
-        excluded = _storage_ptrs(model)
-        begin = 0
-        with probe.attached(), tqdm(
-            total=len(support), disable=not progress, file=sys.stderr, desc="fisher", unit="sample"
-        ) as bar:
-            for batch_x in queries(batch_size):
-                batch_y = labels[begin : begin + len(batch_x)]
-                begin += len(batch_x)
-                saved_bytes = probe.run_batch(model, batch_x.to(device), batch_y, criterion, excluded)
-                peak_saved_bytes = max(peak_saved_bytes, saved_bytes)
-                bar.update(len(batch_x))
+        with probe.attached():
+            peak_saved_bytes = _run_batches(probe, model, queries(batch_size), support,
+                                            criterion, progress)
         deltas = probe.deltas(num_samples=len(support))
     time_s = time.perf_counter() - start_s
     check_values(deltas, "the probe")
@@ -164,6 +150,32 @@ def fisher_information(
         peak_saved_bytes=peak_saved_bytes,
         weights=weights_digest(model),
     )
+
+
+def _check_batch_and_seed(batch_size, seed) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise SpecError(f"batch size must be a positive integer, got {batch_size}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise SpecError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+
+
+def _run_batches(probe: _ActivationProbe, model: nn.Module, batches, support: SupportSet,
+                 criterion, progress: bool) -> int:
+    """Every query batch through the attached probe, labelled in order; the largest total
+    of bytes autograd saved for one batch's backward."""
+    device = model_device(model)
+    labels = support.labels.to(device)
+    excluded = _storage_ptrs(model)
+    peak_saved_bytes, begin = 0, 0
+    with tqdm(total=len(support), disable=not progress, file=sys.stderr, desc="fisher",
+              unit="sample") as bar:
+        for batch_x in batches:
+            batch_y = labels[begin : begin + len(batch_x)]
+            begin += len(batch_x)
+            saved_bytes = probe.run_batch(model, batch_x.to(device), batch_y, criterion, excluded)
+            peak_saved_bytes = max(peak_saved_bytes, saved_bytes)
+            bar.update(len(batch_x))
+    return peak_saved_bytes
 
 
 class _ActivationProbe:

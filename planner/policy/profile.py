@@ -77,8 +77,8 @@ def profile(model, input_shape=None, *, update="all", options=None, batch_size=N
                                     options=options, graph=graph, tracing=tracing),
                        update=source)
     if verify:
-        prof.verification = verify_saved_bytes(module, prof.graph, prof.config.updates,
-                                               training_mode=prof.config.training_mode)
+        prof = replace(prof, verification=verify_saved_bytes(
+            module, prof.graph, prof.config.updates, training_mode=prof.config.training_mode))
     return prof
 
 

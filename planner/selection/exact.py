@@ -44,7 +44,7 @@ Among equally good solutions, biases are then added greedily (Eq. 3 order) while
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -223,16 +223,124 @@ def _upper_bound(model: AdditiveModel, layers: list[Candidate], budget: Budget) 
 def _solve_depth(model: AdditiveModel, layers: list[Candidate], budget: Budget, scale: float,
                  cutoff: float, gap: float):
     """Best verified (value, choices) with layers[0] as the earliest updated layer, or None."""
+    program = _depth_program(model, layers, budget, scale, cutoff)
+    for _ in range(MAX_ROUNDS):
+        x = program.solve(gap)
+        if x is None:
+            return None
+        choices = _choices_of(x, layers)
+        ev = model.coster.evaluate(updates_of(layers, choices))
+        if budget.fits(ev):
+            return captured(layers, choices), choices
+        # The additive model was optimistic here: tighten by the overshoot and solve again.
+        program = program.tightened(ev, budget)
+    return None
+
+
+Row = tuple  # (coefficients {column: value}, low, high)
+
+
+@dataclass(frozen=True)
+class _DepthProgram:
+    """One depth's MILP. Columns, n of each: K (channels), z (layer on), b (bias), f (Fisher
+    captured, scaled); the rows in order, and which of them are budget rows that a
+    solution over budget tightens."""
+
+    n: int
+    lower: np.ndarray
+    upper: np.ndarray
+    rows: tuple[Row, ...]
+    compute_row: int | None = None
+    memory_rows: tuple[int, ...] = ()
+    limit_rows: tuple[tuple[int, object], ...] = ()  # (row, LinearLimit)
+
+    def solve(self, gap: float):
+        """The MILP's solution vector (maximise Σ f), or None when it has none."""
+        n = self.n
+        cost = np.zeros(4 * n)
+        cost[3 * n:] = -1.0  # maximise Σ f
+        r_idx, c_idx, vals = [], [], []
+        for r, (coeffs, _, _) in enumerate(self.rows):
+            r_idx.extend([r] * len(coeffs))
+            c_idx.extend(coeffs.keys())
+            vals.extend(coeffs.values())
+        matrix = coo_matrix((vals, (r_idx, c_idx)), shape=(len(self.rows), 4 * n)).tocsr()
+        lows = np.array([low for _, low, _ in self.rows], dtype=float)
+        highs = np.array([high for _, _, high in self.rows], dtype=float)
+        integrality = np.concatenate([np.ones(3 * n), np.zeros(n)])
+        res = milp(cost, integrality=integrality, bounds=Bounds(self.lower, self.upper),
+                   constraints=LinearConstraint(matrix, lows, highs),
+                   options={"mip_rel_gap": gap, "presolve": True, "disp": False})
+        return res.x
+
+    def tightened(self, ev, budget: Budget) -> _DepthProgram:
+        """The program with each budget row `ev` overshoots lowered by the overshoot."""
+        rows = list(self.rows)
+
+        def lower_by(r: int, overshoot) -> None:
+            c, low, high = rows[r]
+            rows[r] = (c, low, high - overshoot)
+
+        if self.memory_rows and ev.memory.peak_bytes > budget.memory_bytes:
+            for r in self.memory_rows:
+                lower_by(r, ev.memory.peak_bytes - budget.memory_bytes)
+        if self.compute_row is not None and ev.totals["backward_macs"] > budget.compute_macs:
+            lower_by(self.compute_row, ev.totals["backward_macs"] - budget.compute_macs)
+        for r, lim in self.limit_rows:
+            if lim.value(ev) > lim.limit:
+                lower_by(r, lim.value(ev) - lim.limit)
+        return replace(self, rows=tuple(rows))
+
+
+def _choices_of(x: np.ndarray, layers: list[Candidate]) -> dict[str, Choice]:
+    """The layers a solution vector updates: K channels and the bias when b is set."""
+    n = len(layers)
+    choices = {}
+    for j, cand in enumerate(layers):
+        k = int(round(x[j]))
+        bias = bool(round(x[2 * n + j])) and cand.has_bias
+        if k or bias:
+            choices[cand.name] = Choice(k, bias)
+    return choices
+
+
+def _depth_program(model: AdditiveModel, layers: list[Candidate], budget: Budget,
+                   scale: float, cutoff: float) -> _DepthProgram:
+    """The MILP of depth layers[0] (module docstring): each layer's bounds and tangent rows,
+    layers[0] updated, the cutoff, then the compute, memory and limit rows."""
     n = len(layers)
     d = model.depths[layers[0].name]
-    paper = model.paper
-    # variables: K (n), z (n), b (n), f (n)
+    Z, B, F = n, 2 * n, 3 * n
+    lower, upper, rows = _layer_columns(layers, scale)
+    rows.append(({Z: 1, B: 1}, 1, np.inf))  # d itself is updated
+    if cutoff > 0:  # only solutions at least as good as the best known are of interest
+        rows.append(({F + j: 1 for j in range(n)}, cutoff / scale, np.inf))
+    compute_row = None
+    if budget.compute_macs is not None:
+        compute_row = len(rows)
+        rows.append(_compute_row(model, layers, d, budget.compute_macs))
+    memory_rows = []
+    if budget.memory_bytes is not None:
+        for row in _memory_rows(model, layers, d, budget.memory_bytes):
+            memory_rows.append(len(rows))
+            rows.append(row)
+    limit_rows = []
+    for lim in budget.limits:
+        row = _limit_row(model, layers, d, lim, 0, Z, B)
+        if row is not None:  # else verified below like any other budget
+            limit_rows.append((len(rows), lim))
+            rows.append(row)
+    return _DepthProgram(n, lower, upper, tuple(rows), compute_row, tuple(memory_rows),
+                         tuple(limit_rows))
+
+
+def _layer_columns(layers: list[Candidate], scale: float):
+    """(lower, upper, rows): each layer's column bounds, and the rows tying K, z and f."""
+    n = len(layers)
     K, Z, B, F = 0, n, 2 * n, 3 * n
-    cost = np.zeros(4 * n)
-    cost[F:] = -1.0  # maximise Σ f
     lower = np.zeros(4 * n)
     upper = np.zeros(4 * n)
-    rows: list[tuple[dict[int, float], float, float]] = []  # (coefficients, low, high)
+    rows: list[Row] = []
     for j, cand in enumerate(layers):
         upper[K + j] = cand.channels
         upper[Z + j] = 1
@@ -249,80 +357,44 @@ def _solve_depth(model: AdditiveModel, layers: list[Candidate], budget: Budget, 
             # relaxation the convex hull of "off, or on with K channels": without it a
             # fractional z buys the saved input cheaply and the MILP branches for seconds.
             rows.append(({F + j: 1, K + j: -slope, Z + j: -intercept}, -np.inf, 0))
-    rows.append(({Z: 1, B: 1}, 1, np.inf))  # d itself is updated
-    if cutoff > 0:  # only solutions at least as good as the best known are of interest
-        rows.append(({F + j: 1 for j in range(n)}, cutoff / scale, np.inf))
-    compute_row = memory_rows = None
-    if budget.compute_macs is not None:
-        coeffs = {K + j: model.layers[c.name].weight_macs_per_channel for j, c in enumerate(layers)}
-        compute_row = len(rows)
-        rows.append((coeffs, -np.inf, budget.compute_macs - d.input_grad_macs))
-    if budget.memory_bytes is not None:
-        memory_rows = []
-        # paper_peak's max(F2, B3 + B4) is within a budget exactly when both of its
-        # arguments are: one row each.
-        for with_saved in ((False, True) if paper else (True,)):
-            coeffs: dict[int, float] = {}
-            for j, cand in enumerate(layers):
-                t = model.layers[cand.name]
-                if paper:
-                    coeffs[K + j] = model.param_bytes * t.weight_params_per_channel
-                    coeffs[B + j] = model.param_bytes * t.bias_params
-                    if with_saved:
-                        if t.depthwise:
-                            coeffs[K + j] += t.saved_input_bytes / cand.channels
-                        else:
-                            coeffs[Z + j] = t.saved_input_bytes
-                else:
-                    coeffs[Z + j] = model.param_bytes * t.weight_tensor_params
-                    coeffs[B + j] = model.param_bytes * t.bias_tensor_params
-            constant = model.static_bytes + (
-                (d.mask_bytes if with_saved else model.io_bytes) if paper else d.activation_bytes)
-            memory_rows.append(len(rows))
-            rows.append((coeffs, -np.inf, budget.memory_bytes - constant))
-    limit_rows = []
-    for lim in budget.limits:
-        row = _limit_row(model, layers, d, lim, K, Z, B)
-        if row is not None:  # else verified below like any other budget
-            limit_rows.append((len(rows), lim))
-            rows.append(row)
-    integrality = np.concatenate([np.ones(3 * n), np.zeros(n)])
-    for _ in range(MAX_ROUNDS):
-        r_idx, c_idx, vals = [], [], []
-        for r, (coeffs, _, _) in enumerate(rows):
-            r_idx.extend([r] * len(coeffs))
-            c_idx.extend(coeffs.keys())
-            vals.extend(coeffs.values())
-        matrix = coo_matrix((vals, (r_idx, c_idx)), shape=(len(rows), 4 * n)).tocsr()
-        lows = np.array([low for _, low, _ in rows], dtype=float)
-        highs = np.array([high for _, _, high in rows], dtype=float)
-        res = milp(cost, integrality=integrality, bounds=Bounds(lower, upper),
-                   constraints=LinearConstraint(matrix, lows, highs),
-                   options={"mip_rel_gap": gap, "presolve": True, "disp": False})
-        if res.x is None:
-            return None
-        choices = {}
+    return lower, upper, rows
+
+
+def _compute_row(model: AdditiveModel, layers: list[Candidate], d: DepthTerms,
+                 compute_macs: int) -> Row:
+    """IG(d) + Σ_i (M_i / C_i)·K_i ≤ B_compute."""
+    coeffs = {j: model.layers[c.name].weight_macs_per_channel for j, c in enumerate(layers)}
+    return coeffs, -np.inf, compute_macs - d.input_grad_macs
+
+
+def _memory_rows(model: AdditiveModel, layers: list[Candidate], d: DepthTerms,
+                 memory_bytes: int) -> list[Row]:
+    """The memory budget's rows: `paper`'s two (module docstring), `pytorch`'s one."""
+    n = len(layers)
+    K, Z, B = 0, n, 2 * n
+    paper = model.paper
+    rows = []
+    # paper_peak's max(F2, B3 + B4) is within a budget exactly when both of its
+    # arguments are: one row each.
+    for with_saved in ((False, True) if paper else (True,)):
+        coeffs: dict[int, float] = {}
         for j, cand in enumerate(layers):
-            k = int(round(res.x[K + j]))
-            bias = bool(round(res.x[B + j])) and cand.has_bias
-            if k or bias:
-                choices[cand.name] = Choice(k, bias)
-        ev = model.coster.evaluate(updates_of(layers, choices))
-        if budget.fits(ev):
-            return captured(layers, choices), choices
-        # The additive model was optimistic here: tighten by the overshoot and solve again.
-        if memory_rows and ev.memory.peak_bytes > budget.memory_bytes:
-            for r in memory_rows:
-                c, low, high = rows[r]
-                rows[r] = (c, low, high - (ev.memory.peak_bytes - budget.memory_bytes))
-        if compute_row is not None and ev.totals["backward_macs"] > budget.compute_macs:
-            c, low, high = rows[compute_row]
-            rows[compute_row] = (c, low, high - (ev.totals["backward_macs"] - budget.compute_macs))
-        for r, lim in limit_rows:
-            if lim.value(ev) > lim.limit:
-                c, low, high = rows[r]
-                rows[r] = (c, low, high - (lim.value(ev) - lim.limit))
-    return None
+            t = model.layers[cand.name]
+            if paper:
+                coeffs[K + j] = model.param_bytes * t.weight_params_per_channel
+                coeffs[B + j] = model.param_bytes * t.bias_params
+                if with_saved:
+                    if t.depthwise:
+                        coeffs[K + j] += t.saved_input_bytes / cand.channels
+                    else:
+                        coeffs[Z + j] = t.saved_input_bytes
+            else:
+                coeffs[Z + j] = model.param_bytes * t.weight_tensor_params
+                coeffs[B + j] = model.param_bytes * t.bias_tensor_params
+        constant = model.static_bytes + (
+            (d.mask_bytes if with_saved else model.io_bytes) if paper else d.activation_bytes)
+        rows.append((coeffs, -np.inf, memory_bytes - constant))
+    return rows
 
 
 def _limit_row(model: AdditiveModel, layers: list[Candidate], d: DepthTerms, lim, K, Z, B):

@@ -120,16 +120,68 @@ def sparseupdate_search(coster: Coster, budget: Budget, potential: dict[str, flo
     layers = distinct_layers(n for n in coster.costed.ops() if n.kind in MAC_KINDS)
     if not layers:
         raise SpecError(f"{coster.graph.model_name} has no conv/linear layer to train")
-    rng = random.Random(seed)
-    count = len(layers)
     start = coster.calls
-    fitness_of: dict[tuple, float] = {}  # genome -> fitness (-inf when over budget)
+    search = _GenomeSearch(layers, coster, budget, potential, random.Random(seed))
+    search.evolve(evaluations)
+    fitness_of = search.fitness_of
+    feasible = [g for g in fitness_of if fitness_of[g] > -math.inf and search.updates_of(g)]
+    if not feasible:
+        return None
+    best = max(feasible, key=lambda g: (fitness_of[g], g))
+    updates = search.updates_of(best)
+    ev = coster.evaluate(updates)
+    proxy_name = "Σ ratio·Fisher potential" if potential is not None else "parameters updated"
+    return Selection(updates, 0.0, ev, coster.calls - start,
+                     f"evolutionary search: {len(fitness_of)} configurations, seed {seed}, "
+                     f"proxy {proxy_name}")
 
-    def updates_of(genome):
+
+class _GenomeSearch:
+    """The evolutionary search: its space, operators and generations. A genome is (n_bias, ratios): the biases of the
+    last n_bias layers, and per layer an index into SEARCH_RATIOS (the share of its input
+    channels updated). Every genome evaluated is remembered in `fitness_of` (its proxy, or
+    -inf when over budget); `rng` draws every random choice, in the search's order."""
+
+    def __init__(self, layers, coster: Coster, budget: Budget,
+                 potential: dict[str, float] | None, rng: random.Random):
+        self.layers, self.coster, self.budget = layers, coster, budget
+        self.potential, self.rng = potential, rng
+        self.count = len(layers)
+        self.fitness_of: dict[tuple, float] = {}
+
+    def evolve(self, evaluations: int) -> None:
+        """Generations until `evaluations` genomes have been evaluated (or 20× that many
+        tries): the fitter half of the feasible genomes breed the next population. What it
+        found is in `fitness_of`."""
+        rng, fitness_of = self.rng, self.fitness_of
+        population = [(1, (0,) * self.count)] + \
+            [self.random_genome() for _ in range(SEARCH_POPULATION - 1)]
+        tries = 0
+        while len(fitness_of) < evaluations and tries < 20 * evaluations:
+            tries += 1
+            for genome in population:
+                self.fitness(genome)
+            feasible = sorted({g for g in fitness_of if fitness_of[g] > -math.inf},
+                              key=lambda g: (-fitness_of[g], g))
+            parents = feasible[:SEARCH_POPULATION // 2] or [self.random_genome() for _ in range(2)]
+            population = []
+            while len(population) < SEARCH_POPULATION:
+                a, b = rng.choice(parents), rng.choice(parents)
+                child = self.mutate(self.crossover(a, b)) if rng.random() < 0.7 \
+                    else self.mutate(a)
+                if child not in fitness_of:
+                    population.append(child)
+                elif rng.random() < 0.05:
+                    population.append(self.random_genome())
+                tries += 1
+                if tries >= 20 * evaluations:
+                    break
+
+    def updates_of(self, genome) -> dict:
         n_bias, ratios = genome
         updates = {}
-        for i, node in enumerate(layers):
-            bias = i >= count - n_bias and node.bias_numel > 0
+        for i, node in enumerate(self.layers):
+            bias = i >= self.count - n_bias and node.bias_numel > 0
             ratio = SEARCH_RATIOS[ratios[i]]
             if ratio:
                 size = channel_count(node, 1)
@@ -140,32 +192,34 @@ def sparseupdate_search(coster: Coster, budget: Budget, potential: dict[str, flo
                 updates[node.name] = LayerUpdate(weight=False, bias=True)
         return updates
 
-    def proxy(genome) -> float:
+    def proxy(self, genome) -> float:
         n_bias, ratios = genome
         value = 0.0
-        for i, node in enumerate(layers):
+        for i, node in enumerate(self.layers):
             ratio = SEARCH_RATIOS[ratios[i]]
-            if potential is not None:
-                value += ratio * potential.get(node.name, 0.0)
+            if self.potential is not None:
+                value += ratio * self.potential.get(node.name, 0.0)
             else:
-                value += ratio * node.weight_numel + (node.bias_numel if i >= count - n_bias else 0)
+                value += ratio * node.weight_numel + (node.bias_numel if i >= self.count - n_bias else 0)
         # Among equal proxies prefer more biases: they are SparseUpdate's cheap first step.
         return value + 1e-9 * n_bias
 
-    def fitness(genome) -> float:
-        if genome not in fitness_of:
-            fits = budget.fits(coster.evaluate(updates_of(genome)))
-            fitness_of[genome] = proxy(genome) if fits else -math.inf
-        return fitness_of[genome]
+    def fitness(self, genome) -> float:
+        if genome not in self.fitness_of:
+            fits = self.budget.fits(self.coster.evaluate(self.updates_of(genome)))
+            self.fitness_of[genome] = self.proxy(genome) if fits else -math.inf
+        return self.fitness_of[genome]
 
-    def random_genome():
+    def random_genome(self):
         # Start sparse and near the output, where SparseUpdate's schemes live.
+        rng, count = self.rng, self.count
         ratios = [0] * count
         for _ in range(rng.randint(0, 3)):
             ratios[rng.randrange(count // 2, count)] = rng.randrange(1, len(SEARCH_RATIOS))
         return rng.randint(0, max(1, count // 3)), tuple(ratios)
 
-    def mutate(genome):
+    def mutate(self, genome):
+        rng, count = self.rng, self.count
         n_bias, ratios = genome[0], list(genome[1])
         if rng.random() < 0.5:
             n_bias = min(count, max(0, n_bias + rng.choice((-3, -2, -1, 1, 2, 3))))
@@ -174,62 +228,40 @@ def sparseupdate_search(coster: Coster, budget: Budget, potential: dict[str, flo
             ratios[i] = min(len(SEARCH_RATIOS) - 1, max(0, ratios[i] + rng.choice((-1, 1))))
         return n_bias, tuple(ratios)
 
-    def crossover(a, b):
+    def crossover(self, a, b):
+        rng = self.rng
         ratios = tuple(x if rng.random() < 0.5 else y for x, y in zip(a[1], b[1]))
         return (a[0] if rng.random() < 0.5 else b[0]), ratios
-
-    population = [(1, (0,) * count)] + [random_genome() for _ in range(SEARCH_POPULATION - 1)]
-    tries = 0
-    while len(fitness_of) < evaluations and tries < 20 * evaluations:
-        tries += 1
-        for genome in population:
-            fitness(genome)
-        feasible = sorted({g for g in fitness_of if fitness_of[g] > -math.inf},
-                          key=lambda g: (-fitness_of[g], g))
-        parents = feasible[:SEARCH_POPULATION // 2] or [random_genome() for _ in range(2)]
-        population = []
-        while len(population) < SEARCH_POPULATION:
-            a, b = rng.choice(parents), rng.choice(parents)
-            child = mutate(crossover(a, b)) if rng.random() < 0.7 else mutate(a)
-            if child not in fitness_of:
-                population.append(child)
-            elif rng.random() < 0.05:
-                population.append(random_genome())
-            tries += 1
-            if tries >= 20 * evaluations:
-                break
-    feasible = [g for g in fitness_of if fitness_of[g] > -math.inf and updates_of(g)]
-    if not feasible:
-        return None
-    best = max(feasible, key=lambda g: (fitness_of[g], g))
-    updates = updates_of(best)
-    ev = coster.evaluate(updates)
-    proxy_name = "Σ ratio·Fisher potential" if potential is not None else "parameters updated"
-    return Selection(updates, 0.0, ev, coster.calls - start,
-                     f"evolutionary search: {len(fitness_of)} configurations, seed {seed}, "
-                     f"proxy {proxy_name}")
 
 
 # ------------------------------------------------------------------------------ export
 
 def export_sparseupdate(policy: Policy, graph: LayerGraph, notes: list[str] | None = None) -> dict:
-    """The policy in SparseUpdate's `backward_config` form.
+    """The policy in SparseUpdate's `backward_config` form (`backward_config`), with each
+    approximation it makes appended to `notes` when a list is given."""
+    config, found = backward_config(policy, graph)
+    if notes is not None:
+        notes.extend(found)
+    return config
+
+
+def backward_config(policy: Policy, graph: LayerGraph) -> tuple[dict, tuple[str, ...]]:
+    """(config, notes): the policy in SparseUpdate's `backward_config` form, and what the
+    export could not express exactly.
 
     Conv indices count every conv in execution order, the stem being 0 (as the released
     schemes do). SparseUpdate can only say "the biases of the last n convs" and "the first
     ratio·Cin input channels of these convs", so an export can be lossy; each approximation is
-    appended to `notes`: a bias set that is not a suffix (n_bias_update then covers the earliest
-    one and everything after it), an output-channel selection (exported as its fraction), and
-    layers that are not convs (a classifier, which SparseUpdate always trains; norm layers).
+    a note: a bias set that is not a suffix (n_bias_update then covers the earliest one and
+    everything after it), an output-channel selection (exported as its fraction), and layers
+    that are not convs (a classifier, which SparseUpdate always trains; norm layers).
     """
     check_against_graph(policy, graph)
-    notes = notes if notes is not None else []
     # One conv per module (a module called twice is one conv), as the released schemes count.
     convs = [n.name for n in distinct_layers(n for n in graph.mac_layers() if n.kind == "conv")]
     index = {name: i for i, name in enumerate(convs)}
     nodes = {n.name: n for n in updatable_layers(graph)}
-    weights: list[tuple[int, float]] = []
-    bias_idx = []
+    notes, weights, bias_idx = [], [], []
     for layer in policy.layers:
         name = layer["name"]
         if name not in index:
@@ -237,32 +269,44 @@ def export_sparseupdate(policy: Policy, graph: LayerGraph, notes: list[str] | No
             continue
         if layer["update_bias"]:
             bias_idx.append(index[name])
-        if not layer["update_weight"]:
-            continue
-        ratio = 1.0
-        if layer["channels"] is not None:
-            size = channel_count(nodes[name], layer["channel_axis"])
-            ratio = len(layer["channels"]) / size
-            prefix = layer["channels"] == list(range(len(layer["channels"])))
-            if layer["channel_axis"] != 1 or not prefix:
-                notes.append(f"{name}: {len(layer['channels'])} of {size} "
-                             f"{'output' if layer['channel_axis'] == 0 else 'input'} channels "
-                             f"exported as ratio {ratio:g} of the first input channels")
-        weights.append((index[name], ratio))
+        if layer["update_weight"]:
+            ratio, note = _weight_ratio(layer, nodes[name])
+            notes.extend(note)
+            weights.append((index[name], ratio))
     n_bias = len(convs) - min(bias_idx) if bias_idx else 0
     if bias_idx and len(bias_idx) != n_bias:
         notes.append(f"n_bias_update={n_bias} also updates {n_bias - len(bias_idx)} conv "
                      "bias(es) the policy leaves frozen (SparseUpdate updates a suffix)")
     if not weights and not n_bias:
-        # Never an empty backward_config with success: say what the format cannot express.
-        trained = [layer["name"] for layer in policy.layers
-                   if layer["update_weight"] or layer["update_bias"]]
-        if not trained:
-            raise SpecError("the policy trains no layer: there is no backward_config to export")
-        shown = ", ".join(trained[:5]) + (f" and {len(trained) - 5} more" if len(trained) > 5
-                                          else "")
-        raise SpecError(f"SparseUpdate's backward_config can express none of this policy: it "
-                        f"trains {shown}, and the format indexes convs only")
+        _refuse_inexpressible(policy)
     weights.sort()
-    return {"n_bias_update": n_bias, "manual_weight_idx": [i for i, _ in weights],
-            "weight_update_ratio": [r for _, r in weights]}
+    return ({"n_bias_update": n_bias, "manual_weight_idx": [i for i, _ in weights],
+             "weight_update_ratio": [r for _, r in weights]}, tuple(notes))
+
+
+def _weight_ratio(layer: dict, node) -> tuple[float, tuple[str, ...]]:
+    """(ratio, notes): the share of a conv's input channels its weight update covers, and a
+    note when the policy's channels are not a prefix of the input channels."""
+    if layer["channels"] is None:
+        return 1.0, ()
+    name, count = layer["name"], len(layer["channels"])
+    size = channel_count(node, layer["channel_axis"])
+    ratio = count / size
+    prefix = layer["channels"] == list(range(count))
+    if layer["channel_axis"] == 1 and prefix:
+        return ratio, ()
+    return ratio, (f"{name}: {count} of {size} "
+                   f"{'output' if layer['channel_axis'] == 0 else 'input'} channels "
+                   f"exported as ratio {ratio:g} of the first input channels",)
+
+
+def _refuse_inexpressible(policy: Policy) -> None:
+    """Never an empty backward_config with success: say what the format cannot express."""
+    trained = [layer["name"] for layer in policy.layers
+               if layer["update_weight"] or layer["update_bias"]]
+    if not trained:
+        raise SpecError("the policy trains no layer: there is no backward_config to export")
+    shown = ", ".join(trained[:5]) + (f" and {len(trained) - 5} more" if len(trained) > 5
+                                      else "")
+    raise SpecError(f"SparseUpdate's backward_config can express none of this policy: it "
+                    f"trains {shown}, and the format indexes convs only")
