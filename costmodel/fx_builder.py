@@ -22,8 +22,8 @@ from .opinfo import is_param_slot
 
 class FxGraphBuilder(GraphBuilder):
     def __init__(self, model, graph: fx.Graph, model_name, inputs, registry,
-                 block_pattern=None):
-        super().__init__(model, model_name, inputs, registry, block_pattern)
+                 block_pattern=None, walk=None):
+        super().__init__(model, model_name, inputs, registry, block_pattern, walk)
         self.graph = graph
 
     def build(self, arguments: dict, given) -> LayerGraph:
@@ -69,7 +69,7 @@ class FxGraphBuilder(GraphBuilder):
             return
         if not holds_tensor(out):
             return  # shapes, sizes, getattr of non-tensors: not tensor operators
-        tensor_args = [a for a in node.all_input_nodes
+        tensor_args = [a for a in node._input_nodes  # all_input_nodes, without its copy
                        if a in names and holds_tensor(values.get(a))]
         attrs: dict = {}
         tensors = [values[a] for a in tensor_args]

@@ -30,6 +30,7 @@ Conventions:
 from __future__ import annotations
 
 import math
+from itertools import accumulate
 from dataclasses import asdict, dataclass
 
 from .config import TrainConfig, trainable_param_count
@@ -63,7 +64,8 @@ class _Storages:
         index = {name: i for i, name in enumerate(graph.order)}
         self.index = index
         end = len(graph.order)
-        last_use = {name: max((index[c] for c in graph.consumers(name)), default=index[name])
+        last_reader = graph.last_consumer_positions()
+        last_use = {name: index[name] if last_reader[name] is None else last_reader[name]
                     for name in graph.order}
         for out in graph.output_names:
             last_use[out] = end
@@ -137,11 +139,8 @@ def peak_of_intervals(intervals, end: int) -> float:
     for start, stop, nbytes in intervals:
         delta[start] += nbytes
         delta[stop + 1] -= nbytes
-    peak = running = 0.0
-    for d in delta:
-        running += d
-        peak = max(peak, running)
-    return peak
+    # The running total at every step (accumulate adds in the same order as a loop would).
+    return max(0.0, max(accumulate(delta)))
 
 
 def updated_param_bytes(options: CostOptions) -> float:
@@ -283,8 +282,11 @@ def _gradient_lifetimes(graph: LayerGraph, index: dict) -> dict[str, tuple[int, 
     if key not in graph.derived:
         end = len(graph.order)
         lives = {}
+        last_reader = graph.last_consumer_positions()
         for node in graph.ops():
-            last = max((index[c] for c in graph.consumers(node.name)), default=end)
+            last = last_reader[node.name]
+            if last is None:
+                last = end
             if node.name in graph.output_names:
                 last = end
             lives[node.name] = (index[node.name], last, node.out_numel * node.dtype_bytes)

@@ -75,8 +75,10 @@ def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer:
             try:
                 graph = symbolic_trace(model, registry, defaults, walk.parameter_names(),
                                        walk.named_modules)
+                # The walk made before fx's trace serves the recording pass too (fx's
+                # trace gives every module its class back; it adds or removes none).
                 return FxGraphBuilder(model, graph, model_name, inputs, registry,
-                                       block_pattern).build(arguments, given)
+                                       block_pattern, walk).build(arguments, given)
             except Exception as exc:  # fx raises many types for untraceable Python
                 if tracer == "fx":
                     if isinstance(exc, TraceError):
