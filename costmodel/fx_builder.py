@@ -16,7 +16,7 @@ from .graph import LayerGraph
 from .graph_builder import (GraphBuilder, RecordingFailed, call_module, first_tensor, flat,
                             holds_tensor, run_forward)
 from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS, function_name
-from .module_calls import module_attrs, module_params, param_names_of
+from .module_calls import module_attrs, module_call_params
 from .opinfo import is_param_slot
 
 
@@ -82,9 +82,9 @@ class FxGraphBuilder(GraphBuilder):
             count = module_calls.get(path, 0)
             module_calls[path] = count + 1
             name = path if count == 0 else f"{path}#{count + 1}"
-            params = module_params(module)
+            params, param_names = module_call_params(module, path)
             attrs = module_attrs(module)
-            attrs["param_names"] = param_names_of(module, path)
+            attrs["param_names"] = param_names
             if count:
                 attrs["repeat_call"] = True  # shared weights: parameters counted once
             if kind == "unknown" and any(True for _ in module.parameters()):

@@ -69,6 +69,32 @@ def module_params(module: nn.Module):
     return weight, bias, list(own.values())
 
 
+def module_call_params(module: nn.Module, path: str) -> tuple:
+    """(`module_params(module)`, `param_names_of(module, path)`) from one pass over the
+    module's own parameters (both walked them, once per module call)."""
+    if isinstance(module, (nn.MultiheadAttention, nn.RNNBase)):
+        return module_params(module), param_names_of(module, path)
+    weight = bias = None
+    others, weights, biases = [], [], []
+    seen = set()
+    prefix = f"{path}." if path else ""
+    for name, p in module._parameters.items():
+        if p is None or id(p) in seen:
+            continue
+        seen.add(id(p))
+        if name == "weight":
+            weight = p
+        elif name == "bias":
+            bias = p
+        else:
+            others.append(p)
+        if name.startswith("weight"):
+            weights.append(prefix + name)
+        elif name.startswith("bias"):
+            biases.append(prefix + name)
+    return (weight, bias, others), {"weight": weights, "bias": biases}
+
+
 def own_parameters(module: nn.Module) -> list:
     """`module.named_parameters(recurse=False)` as a list, without its generator and its
     set of tensors (hashed by a Python method): one of these per module call."""
