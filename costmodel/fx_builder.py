@@ -25,6 +25,8 @@ class FxGraphBuilder(GraphBuilder):
                  block_pattern=None, walk=None):
         super().__init__(model, model_name, inputs, registry, block_pattern, walk)
         self.graph = graph
+        self._function_kinds: dict = {}  # target -> (kind, name), this trace
+        self._last_stack = self._last_scope = None  # the latest node's module stack, scope
 
     def build(self, arguments: dict, given) -> LayerGraph:
         """`arguments`: {forward's argument name: value} (defaults, then inputs); `given`:
@@ -49,6 +51,17 @@ class FxGraphBuilder(GraphBuilder):
         except RecordingFailed as failed:  # ttplan's own error, not the model's
             raise failed.original from None
         return self.finish("fx", self.outputs)
+
+    def _function_kind_and_name(self, target) -> tuple[str, str]:
+        """(registry kind, name) of a function or method target, once per target per trace."""
+        try:
+            found = self._function_kinds.get(target)
+        except TypeError:  # an unhashable target
+            return self.registry.function_kind(target), function_name(target)
+        if found is None:
+            found = self._function_kinds[target] = (self.registry.function_kind(target),
+                                                    function_name(target))
+        return found
 
     def record(self, node: fx.Node, out, args, kwargs) -> None:
         """Turn one fx node, just run on `args`, `kwargs` with output `out`, into an OpNode
@@ -97,13 +110,18 @@ class FxGraphBuilder(GraphBuilder):
             elif kind == "mha":
                 self._probe_module_call(name, module, args, kwargs, tensors, attrs)
         else:
-            kind, op = self.registry.function_kind(node.target), function_name(node.target)
             if node.target is getattr:
                 kind = TENSOR_ATTRIBUTE_KINDS.get(node.args[1], "unknown")
                 op = f"getattr {node.args[1]}"
+            else:
+                kind, op = self._function_kind_and_name(node.target)
             stack = node.meta.get("nn_module_stack") or {}
-            scope = next(reversed(stack.values()))[0] if stack else ""
-            scope = scope if isinstance(scope, str) else ""
+            if stack is self._last_stack:  # nodes of one module call share one stack
+                scope = self._last_scope
+            else:
+                scope = next(reversed(stack.values()))[0] if stack else ""
+                scope = scope if isinstance(scope, str) else ""
+                self._last_stack, self._last_scope = stack, scope
             name = self.fresh_name(node.name)
             params, owner = self.call_details(kind, node.target, args, kwargs, tensors, out,
                                               attrs, name)

@@ -76,6 +76,7 @@ class GraphBuilder:
         self.counted_params: set[str] = set()  # parameter names some node already owns
         self.derived: dict[str, dict] = {}  # node name -> what an op without a rule costs
         self._module_kinds: dict[type, str] = {}  # the registry's kind of a module class
+        self._block_of: dict[str, str] = {}  # scope -> block (BlockFinder's, one lookup)
 
     def module_kind(self, module: nn.Module) -> str:
         """The registry's kind of `module`, which depends on its class only (once per class)."""
@@ -225,13 +226,13 @@ class GraphBuilder:
             # addmm(b, x, W), W in × out (GPT-2's Conv1D): a linear layer, weight transposed.
             kind, weight_shape = "linear", weight_shape[::-1]
             attrs["weight_transposed"] = True
-        node = OpNode(
-            name=name, kind=kind, op=op, module=module_path, block=self.block_of(scope),
-            inputs=list(inputs), in_shapes=[tuple(t.shape) for t in in_tensors],
-            out_shape=out_shape, dtype_bytes=dtype_bytes,
-            weight_shape=weight_shape,
-            bias_numel=bias.numel() if bias is not None else 0,
-            other_param_numel=sum(p.numel() for p in others), attrs=attrs)
+        block = self._block_of.get(scope)
+        if block is None:
+            block = self._block_of[scope] = self.block_of(scope)
+        node = OpNode(name, kind, op, module_path, block, list(inputs),
+                      [tuple(t.shape) for t in in_tensors], out_shape, dtype_bytes, weight_shape,
+                      bias.numel() if bias is not None else 0,
+                      sum([p.numel() for p in others]) if others else 0, attrs)
         self.nodes[name] = node
         self.order.append(name)
 
