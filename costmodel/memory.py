@@ -59,7 +59,11 @@ class _Storages:
     """Which buffer every tensor lives in, and how long each buffer lives in the forward pass."""
 
     def __init__(self, graph: LayerGraph, convention: str, elem_bytes):
-        self.graph = graph
+        # The graph's nodes and length, not the graph: a graph keeps its storages (in
+        # `derived`), and a reference back would make every traced graph a reference cycle,
+        # freed only by the garbage collector's passes instead of when it is dropped.
+        self.nodes = graph.nodes
+        self.end = len(graph.order)
         self.rules = registry_of(graph)
         index = {name: i for i, name in enumerate(graph.order)}
         self.index = index
@@ -112,20 +116,20 @@ class _Storages:
         if rule is not None and rule.elementwise:
             for src in node.inputs:  # reuse an input buffer of the same size that dies here
                 storage = self.of[src]
-                if self.stop[storage] == i and self.graph[src].out_numel == node.out_numel:
+                if self.stop[storage] == i and self.nodes[src].out_numel == node.out_numel:
                     return storage
         if is_depthwise(node):
             # MCU engines (TinyEngine) run depthwise convolutions in place: each channel's
             # output overwrites its input once it is no longer read.
             storage = self.of[node.inputs[0]]
-            if self.stop[storage] == i and node.out_numel <= self.graph[node.inputs[0]].out_numel:
+            if self.stop[storage] == i and node.out_numel <= self.nodes[node.inputs[0]].out_numel:
                 return storage
         return None
 
     def live_peak(self, extended: set[str] = frozenset(), extra_bytes: dict = None) -> float:
         """Peak bytes alive at once in the forward pass; `extended` buffers stay alive to the
         end (saved for backward), `extra_bytes` {index: bytes} are allocated from that step."""
-        end = len(self.graph.order)
+        end = self.end
         intervals = [(self.start[s], end if s in extended else self.stop[s], nbytes)
                      for s, nbytes in self.nbytes.items()]
         intervals += [(i, end, nbytes) for i, nbytes in (extra_bytes or {}).items()]
