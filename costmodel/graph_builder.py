@@ -279,7 +279,9 @@ def call_module(module, *tensors):
 
 
 def holds_tensor(value) -> bool:
-    return type(value) is torch.Tensor or isinstance(value, torch.Tensor) or isinstance(value, (tuple, list)) and any(
+    if type(value) is torch.Tensor:  # most values: one type test
+        return True
+    return isinstance(value, torch.Tensor) or isinstance(value, (tuple, list)) and any(
         isinstance(t, torch.Tensor) for t in flat(value))
 
 
