@@ -53,6 +53,7 @@ class BlockFinder:
         self._blocks: dict[str, str] = {}  # module path -> block, computed once per path
         self._counted: dict[str, bool] = {}  # block -> is it one last-blocks counts?
         self._composite: dict[int, bool] = {}
+        self._unit_prefixes: dict[str, str | None] = {}  # path -> its longest unit prefix
         self._units = None if self.aliases or self.pattern else self._unit_blocks()
 
     # ---- public --------------------------------------------------------------------------
@@ -89,12 +90,24 @@ class BlockFinder:
                     self._counted[prefix] = True
                     return prefix
         elif self._units:
-            for depth in range(len(parts), 0, -1):
-                prefix = ".".join(parts[:depth])
-                if prefix in self._units:
-                    self._counted[prefix] = True
-                    return prefix
+            unit = self._unit_prefix(path)
+            if unit is not None:
+                self._counted[unit] = True
+                return unit
         return self._generic(parts)
+
+    def _unit_prefix(self, path: str) -> str | None:
+        """The longest prefix of `path` (itself included) that is a repeated unit, or None;
+        remembered per prefix, so sibling paths share their parents' answer."""
+        found = self._unit_prefixes.get(path, False)
+        if found is False:
+            if path in self._units:
+                found = path
+            else:
+                parent = path.rpartition(".")[0]
+                found = self._unit_prefix(parent) if parent else None
+            self._unit_prefixes[path] = found
+        return found
 
     def _generic(self, parts) -> str:
         module = self.model

@@ -171,13 +171,20 @@ def node_grads(graph: LayerGraph, config: TrainConfig) -> dict[str, Grad]:
             weight_fraction = len(update.channels) / node.out_channels  # attached norm scale
         updated[node.name] = (weight, bias, weight_fraction, input_fraction)
     reach = graph.reached_from(n for n, (w, b, _, _) in updated.items() if w or b)
+    # Tensors a gradient flows back through (a comparison's output carries none).
+    flows = {n for n in reach if graph[n].kind != "compare"}
     training = config.convention == "pytorch" and config.training_mode
+    frozen = (False, False, 1.0, 1.0)
     grads: dict[str, Grad] = {}
+    # A Grad is frozen: operators with the same gradients share one (most of a graph's
+    # operators have one of a few), instead of one dataclass built per operator.
+    made: dict[tuple, Grad] = {}
     for node in graph.ops():
-        weight, bias, weight_fraction, input_fraction = updated.get(
-            node.name, (False, False, 1.0, 1.0))
-        inputs = tuple(i in reach and graph[i].kind != "compare" for i in node.inputs)
-        grads[node.name] = Grad(inputs, weight, bias, weight_fraction, input_fraction, training)
+        key = (tuple([i in flows for i in node.inputs]), *updated.get(node.name, frozen))
+        grad = made.get(key)
+        if grad is None:
+            grad = made[key] = Grad(*key, training)
+        grads[node.name] = grad
     return grads
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from .config import (TrainConfig, mac_blocks, node_grads, trainable_param_count,
                      updated_tensor_count)
@@ -114,6 +115,11 @@ def _static_rows(graph: LayerGraph, convention: str, activation_bits: int) -> li
     return graph.derived[key]
 
 
+# The totals that are sums of a column, in the order the totals list them.
+_SUMMED = ("params", "trainable_params", "forward_macs", "backward_macs", "backward_input_macs",
+           "backward_weight_macs", "forward_other_ops", "backward_other_ops")
+
+
 def evaluate(graph: LayerGraph, config: TrainConfig) -> Evaluation:
     """Cost `config` on a traced graph (folded or not) under its options' convention."""
     convention = config.convention
@@ -133,19 +139,12 @@ def evaluate(graph: LayerGraph, config: TrainConfig) -> Evaluation:
         rows.append(row)
     memory = memory_breakdown(costed, grads, config)
     unknown = list(costed.unknown_ops)
-    totals = {
-        "params": sum(r["params"] for r in rows),
-        "trainable_params": sum(r["trainable_params"] for r in rows),
-        "forward_macs": sum(r["forward_macs"] for r in rows),
-        "backward_macs": sum(r["backward_macs"] for r in rows),
-        "backward_input_macs": sum(r["backward_input_macs"] for r in rows),
-        "backward_weight_macs": sum(r["backward_weight_macs"] for r in rows),
-        "forward_other_ops": sum(r["forward_other_ops"] for r in rows),
-        "backward_other_ops": sum(r["backward_other_ops"] for r in rows),
+    totals = {key: sum(map(itemgetter(key), rows)) for key in _SUMMED}
+    totals.update({
         "mac_layers": len(costed.mac_layers()),
         "blocks": len(mac_blocks(graph)),
         "unknown_ops": unknown,
-    }
+    })
     totals["forward_flops"] = 2 * totals["forward_macs"]
     totals["backward_flops"] = 2 * totals["backward_macs"]
     warnings = list(costed.warnings) + unknown_op_warnings(costed)

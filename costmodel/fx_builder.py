@@ -16,15 +16,17 @@ from .graph import LayerGraph
 from .graph_builder import (GraphBuilder, RecordingFailed, call_module, first_tensor, flat,
                             holds_tensor, run_forward)
 from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS, function_name
-from .module_calls import module_attrs, module_params, param_names_of
+from .module_calls import module_attrs, module_call_params
 from .opinfo import is_param_slot
 
 
 class FxGraphBuilder(GraphBuilder):
     def __init__(self, model, graph: fx.Graph, model_name, inputs, registry,
-                 block_pattern=None):
-        super().__init__(model, model_name, inputs, registry, block_pattern)
+                 block_pattern=None, walk=None):
+        super().__init__(model, model_name, inputs, registry, block_pattern, walk)
         self.graph = graph
+        self._function_kinds: dict = {}  # target -> (kind, name), this trace
+        self._last_stack = self._last_scope = None  # the latest node's module stack, scope
 
     def build(self, arguments: dict, given) -> LayerGraph:
         """`arguments`: {forward's argument name: value} (defaults, then inputs); `given`:
@@ -50,6 +52,17 @@ class FxGraphBuilder(GraphBuilder):
             raise failed.original from None
         return self.finish("fx", self.outputs)
 
+    def _function_kind_and_name(self, target) -> tuple[str, str]:
+        """(registry kind, name) of a function or method target, once per target per trace."""
+        try:
+            found = self._function_kinds.get(target)
+        except TypeError:  # an unhashable target
+            return self.registry.function_kind(target), function_name(target)
+        if found is None:
+            found = self._function_kinds[target] = (self.registry.function_kind(target),
+                                                    function_name(target))
+        return found
+
     def record(self, node: fx.Node, out, args, kwargs) -> None:
         """Turn one fx node, just run on `args`, `kwargs` with output `out`, into an OpNode
         (or nothing)."""
@@ -69,7 +82,7 @@ class FxGraphBuilder(GraphBuilder):
             return
         if not holds_tensor(out):
             return  # shapes, sizes, getattr of non-tensors: not tensor operators
-        tensor_args = [a for a in node.all_input_nodes
+        tensor_args = [a for a in node._input_nodes  # all_input_nodes, without its copy
                        if a in names and holds_tensor(values.get(a))]
         attrs: dict = {}
         tensors = [values[a] for a in tensor_args]
@@ -82,9 +95,9 @@ class FxGraphBuilder(GraphBuilder):
             count = module_calls.get(path, 0)
             module_calls[path] = count + 1
             name = path if count == 0 else f"{path}#{count + 1}"
-            params = module_params(module)
+            params, param_names = module_call_params(module, path)
             attrs = module_attrs(module)
-            attrs["param_names"] = param_names_of(module, path)
+            attrs["param_names"] = param_names
             if count:
                 attrs["repeat_call"] = True  # shared weights: parameters counted once
             if kind == "unknown" and any(True for _ in module.parameters()):
@@ -97,13 +110,18 @@ class FxGraphBuilder(GraphBuilder):
             elif kind == "mha":
                 self._probe_module_call(name, module, args, kwargs, tensors, attrs)
         else:
-            kind, op = self.registry.function_kind(node.target), function_name(node.target)
             if node.target is getattr:
                 kind = TENSOR_ATTRIBUTE_KINDS.get(node.args[1], "unknown")
                 op = f"getattr {node.args[1]}"
+            else:
+                kind, op = self._function_kind_and_name(node.target)
             stack = node.meta.get("nn_module_stack") or {}
-            scope = next(reversed(stack.values()))[0] if stack else ""
-            scope = scope if isinstance(scope, str) else ""
+            if stack is self._last_stack:  # nodes of one module call share one stack
+                scope = self._last_scope
+            else:
+                scope = next(reversed(stack.values()))[0] if stack else ""
+                scope = scope if isinstance(scope, str) else ""
+                self._last_stack, self._last_scope = stack, scope
             name = self.fresh_name(node.name)
             params, owner = self.call_details(kind, node.target, args, kwargs, tensors, out,
                                               attrs, name)

@@ -153,7 +153,7 @@ class LeafTracer(fx.Tracer):
         if kind is _Proxy or kind is _Attribute:
             return a.node
         if kind is tuple:
-            return tuple(self.create_arg(item) for item in a)
+            return tuple([self.create_arg(item) for item in a])
         if kind is list:
             return [self.create_arg(item) for item in a]
         if kind is dict and all(type(k) is str for k in a):

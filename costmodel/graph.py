@@ -174,6 +174,18 @@ class LayerGraph:
     def consumers(self, name: str) -> list[str]:
         return list(self._consumers[name])
 
+    def last_consumer_positions(self) -> dict[str, int | None]:
+        """{tensor: position in `order` of its last consumer, None when nothing reads it},
+        once per graph. Consumers are listed in execution order, so the last one listed is
+        the latest (what `max` over their positions gave, without a walk per tensor)."""
+        last = self.derived.get("last_consumer_positions")
+        if last is None:
+            position = {name: i for i, name in enumerate(self.order)}
+            last = self.derived["last_consumer_positions"] = {
+                name: position[next(reversed(readers))] if readers else None
+                for name, readers in self._consumers.items()}
+        return last
+
     def reached_from(self, sources) -> set[str]:
         """Every tensor computed from `sources` (themselves included), not through a comparison
         (a boolean result carries no gradient): where a gradient flows back from."""

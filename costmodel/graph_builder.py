@@ -55,7 +55,8 @@ class GraphBuilder:
     """What both tracing paths share: turning a recorded call into an `OpNode`."""
 
     def __init__(self, model: nn.Module, model_name: str, inputs: ModelInputs,
-                 registry: Registry, block_pattern=None):
+                 registry: Registry, block_pattern=None, walk: ModelWalk | None = None):
+        """`walk`: the `ModelWalk` the tracer made of `model` for this trace, if any."""
         self.model = model
         self.registry = registry
         self.model_name = model_name
@@ -63,7 +64,7 @@ class GraphBuilder:
         self.input_shape = inputs.shape
         self.nodes: dict[str, OpNode] = {}
         self.order: list[str] = []
-        walk = ModelWalk(model)  # one walk over the modules, for all of the below
+        walk = walk or ModelWalk(model)  # one walk over the modules, for all of the below
         self.blocks = BlockFinder(model, registry, block_pattern, walk.named_modules)
         self.param_names = walk.parameter_names()
         self.param_calls: dict[str, int] = {}  # owner path -> calls priced so far
@@ -75,6 +76,7 @@ class GraphBuilder:
         self.counted_params: set[str] = set()  # parameter names some node already owns
         self.derived: dict[str, dict] = {}  # node name -> what an op without a rule costs
         self._module_kinds: dict[type, str] = {}  # the registry's kind of a module class
+        self._block_of: dict[str, str] = {}  # scope -> block (BlockFinder's, one lookup)
 
     def module_kind(self, module: nn.Module) -> str:
         """The registry's kind of `module`, which depends on its class only (once per class)."""
@@ -186,8 +188,8 @@ class GraphBuilder:
                 # nodes pick each output, tracked on its own.
                 attrs["output_shapes"] = [list(t.shape) for t in outputs]
                 out = outputs[0]
-        in_tensors = [first_tensor(t) if isinstance(t, (tuple, list)) else t
-                      for t in in_tensors]
+        in_tensors = [t if type(t) is torch.Tensor or not isinstance(t, (tuple, list))
+                      else first_tensor(t) for t in in_tensors]
         if not isinstance(out, torch.Tensor):
             kind, op = "unknown", f"{op} (returns {type(out).__name__})"
             out_shape, dtype_bytes = (), 4
@@ -212,23 +214,25 @@ class GraphBuilder:
                     attrs["input_flattens_as_view"] = True
                 except RuntimeError:
                     attrs["input_flattens_as_view"] = False
-        owned = [n for names in (attrs.get("param_names") or {}).values() for n in names]
-        if owned and all(n in self.counted_params for n in owned):
-            attrs["repeat_call"] = True  # tied weights (an LM head reading the embedding's)
-        self.counted_params.update(owned)
+        param_names = attrs.get("param_names")
+        if param_names:
+            owned = [n for names in param_names.values() for n in names]
+            if owned and all(n in self.counted_params for n in owned):
+                attrs["repeat_call"] = True  # tied weights (an LM head reading the embedding's)
+            self.counted_params.update(owned)
         weight, bias, others = params
         weight_shape = tuple(weight.shape) if weight is not None else None
         if kind == "addmm" and weight is not None:
             # addmm(b, x, W), W in × out (GPT-2's Conv1D): a linear layer, weight transposed.
             kind, weight_shape = "linear", weight_shape[::-1]
             attrs["weight_transposed"] = True
-        node = OpNode(
-            name=name, kind=kind, op=op, module=module_path, block=self.block_of(scope),
-            inputs=list(inputs), in_shapes=[tuple(t.shape) for t in in_tensors],
-            out_shape=out_shape, dtype_bytes=dtype_bytes,
-            weight_shape=weight_shape,
-            bias_numel=bias.numel() if bias is not None else 0,
-            other_param_numel=sum(p.numel() for p in others), attrs=attrs)
+        block = self._block_of.get(scope)
+        if block is None:
+            block = self._block_of[scope] = self.block_of(scope)
+        node = OpNode(name, kind, op, module_path, block, list(inputs),
+                      [tuple(t.shape) for t in in_tensors], out_shape, dtype_bytes, weight_shape,
+                      bias.numel() if bias is not None else 0,
+                      sum([p.numel() for p in others]) if others else 0, attrs)
         self.nodes[name] = node
         self.order.append(name)
 
@@ -275,6 +279,8 @@ def call_module(module, *tensors):
 
 
 def holds_tensor(value) -> bool:
+    if type(value) is torch.Tensor:  # most values: one type test
+        return True
     return isinstance(value, torch.Tensor) or isinstance(value, (tuple, list)) and any(
         isinstance(t, torch.Tensor) for t in flat(value))
 

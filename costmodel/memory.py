@@ -30,6 +30,7 @@ Conventions:
 from __future__ import annotations
 
 import math
+from itertools import accumulate
 from dataclasses import asdict, dataclass
 
 from .config import TrainConfig, trainable_param_count
@@ -58,12 +59,17 @@ class _Storages:
     """Which buffer every tensor lives in, and how long each buffer lives in the forward pass."""
 
     def __init__(self, graph: LayerGraph, convention: str, elem_bytes):
-        self.graph = graph
+        # The graph's nodes and length, not the graph: a graph keeps its storages (in
+        # `derived`), and a reference back would make every traced graph a reference cycle,
+        # freed only by the garbage collector's passes instead of when it is dropped.
+        self.nodes = graph.nodes
+        self.end = len(graph.order)
         self.rules = registry_of(graph)
         index = {name: i for i, name in enumerate(graph.order)}
         self.index = index
         end = len(graph.order)
-        last_use = {name: max((index[c] for c in graph.consumers(name)), default=index[name])
+        last_reader = graph.last_consumer_positions()
+        last_use = {name: index[name] if last_reader[name] is None else last_reader[name]
                     for name in graph.order}
         for out in graph.output_names:
             last_use[out] = end
@@ -110,20 +116,20 @@ class _Storages:
         if rule is not None and rule.elementwise:
             for src in node.inputs:  # reuse an input buffer of the same size that dies here
                 storage = self.of[src]
-                if self.stop[storage] == i and self.graph[src].out_numel == node.out_numel:
+                if self.stop[storage] == i and self.nodes[src].out_numel == node.out_numel:
                     return storage
         if is_depthwise(node):
             # MCU engines (TinyEngine) run depthwise convolutions in place: each channel's
             # output overwrites its input once it is no longer read.
             storage = self.of[node.inputs[0]]
-            if self.stop[storage] == i and node.out_numel <= self.graph[node.inputs[0]].out_numel:
+            if self.stop[storage] == i and node.out_numel <= self.nodes[node.inputs[0]].out_numel:
                 return storage
         return None
 
     def live_peak(self, extended: set[str] = frozenset(), extra_bytes: dict = None) -> float:
         """Peak bytes alive at once in the forward pass; `extended` buffers stay alive to the
         end (saved for backward), `extra_bytes` {index: bytes} are allocated from that step."""
-        end = len(self.graph.order)
+        end = self.end
         intervals = [(self.start[s], end if s in extended else self.stop[s], nbytes)
                      for s, nbytes in self.nbytes.items()]
         intervals += [(i, end, nbytes) for i, nbytes in (extra_bytes or {}).items()]
@@ -137,11 +143,8 @@ def peak_of_intervals(intervals, end: int) -> float:
     for start, stop, nbytes in intervals:
         delta[start] += nbytes
         delta[stop + 1] -= nbytes
-    peak = running = 0.0
-    for d in delta:
-        running += d
-        peak = max(peak, running)
-    return peak
+    # The running total at every step (accumulate adds in the same order as a loop would).
+    return max(0.0, max(accumulate(delta)))
 
 
 def updated_param_bytes(options: CostOptions) -> float:
@@ -283,8 +286,11 @@ def _gradient_lifetimes(graph: LayerGraph, index: dict) -> dict[str, tuple[int, 
     if key not in graph.derived:
         end = len(graph.order)
         lives = {}
+        last_reader = graph.last_consumer_positions()
         for node in graph.ops():
-            last = max((index[c] for c in graph.consumers(node.name)), default=end)
+            last = last_reader[node.name]
+            if last is None:
+                last = end
             if node.name in graph.output_names:
                 last = end
             lives[node.name] = (index[node.name], last, node.out_numel * node.dtype_bytes)

@@ -19,16 +19,22 @@ class ModelWalk:
         self.named_modules = list(model.named_modules())
         self.modules = dict(self.named_modules)  # path -> module
         self._model = model
+        self._parameter_names: dict[int, str] | None = None
 
     def parameter_names(self) -> dict[int, str]:
-        """{id(parameter): name}, as `{id(p): n for n, p in model.named_parameters()}`."""
+        """{id(parameter): name}, as `{id(p): n for n, p in model.named_parameters()}`; made
+        once per walk (the tracer and the recording pass read the same map, neither writes)."""
+        if self._parameter_names is not None:
+            return self._parameter_names
         if type(self._model).named_parameters is not nn.Module.named_parameters:
-            return {id(p): n for n, p in self._model.named_parameters()}
-        names: dict[int, str] = {}
-        for path, module in self.named_modules:
-            for name, p in module._parameters.items():
-                if p is not None and id(p) not in names:
-                    names[id(p)] = f"{path}.{name}" if path else name
+            names = {id(p): n for n, p in self._model.named_parameters()}
+        else:
+            names = {}
+            for path, module in self.named_modules:
+                for name, p in module._parameters.items():
+                    if p is not None and id(p) not in names:
+                        names[id(p)] = f"{path}.{name}" if path else name
+        self._parameter_names = names
         return names
 
     def buffers(self) -> list:
@@ -61,6 +67,32 @@ def module_params(module: nn.Module):
         bias = torch.empty(sum(p.numel() for p in biases), device="meta") if biases else None
         own = {n: p for n, p in own.items() if not n.startswith(("weight", "bias"))}
     return weight, bias, list(own.values())
+
+
+def module_call_params(module: nn.Module, path: str) -> tuple:
+    """(`module_params(module)`, `param_names_of(module, path)`) from one pass over the
+    module's own parameters (both walked them, once per module call)."""
+    if isinstance(module, (nn.MultiheadAttention, nn.RNNBase)):
+        return module_params(module), param_names_of(module, path)
+    weight = bias = None
+    others, weights, biases = [], [], []
+    seen = set()
+    prefix = f"{path}." if path else ""
+    for name, p in module._parameters.items():
+        if p is None or id(p) in seen:
+            continue
+        seen.add(id(p))
+        if name == "weight":
+            weight = p
+        elif name == "bias":
+            bias = p
+        else:
+            others.append(p)
+        if name.startswith("weight"):
+            weights.append(prefix + name)
+        elif name.startswith("bias"):
+            biases.append(prefix + name)
+    return (weight, bias, others), {"weight": weights, "bias": biases}
 
 
 def own_parameters(module: nn.Module) -> list:

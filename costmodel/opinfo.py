@@ -56,6 +56,9 @@ def bind_call(target, args, kwargs) -> dict | None:
         except (TypeError, ValueError):
             _SIGNATURES[target] = _builtin_signature(target)
         _POSITIONAL[target] = _positional_names(_SIGNATURES[target])
+        _NO_ATTR_PARAMS[target] = target is not torch.einsum and (
+            _SIGNATURES[target] is None
+            or not any(name in _ATTR_ORDER for name in _SIGNATURES[target].parameters))
     signature = _SIGNATURES[target]
     if signature is None:
         return None
@@ -69,6 +72,10 @@ def bind_call(target, args, kwargs) -> dict | None:
         return None
     return dict(bound.arguments)
 
+
+# target -> True when none of its parameters is an attribute argument (`_ATTR_ARGS`): called
+# without keywords, it has no attributes (einsum's equation is read from its arguments).
+_NO_ATTR_PARAMS: dict[object, bool] = {}
 
 # target -> (its parameters' names, how many have no default) when it takes plain
 # positional parameters only (no *args, no keyword-only ones); else None.
@@ -89,6 +96,8 @@ def _positional_names(signature: inspect.Signature | None):
 
 def call_attrs(target, args, kwargs) -> dict:
     """Scalar arguments of a call (p, groups, equation …) as plain JSON-able values."""
+    if not kwargs and (type(target) is str or _NO_ATTR_PARAMS.get(target)):
+        return {}  # no keyword arguments, and no parameter that is an attribute argument
     bound = bind_call(target, args, kwargs) if not isinstance(target, str) else None
     named = dict(kwargs or {}) if bound is None else bound
     if target is torch.einsum and args and isinstance(args[0], str):

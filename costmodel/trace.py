@@ -25,6 +25,8 @@ decide views, copies and so the pytorch convention.
 from __future__ import annotations
 
 import inspect
+import types
+import weakref
 
 import torch
 import torch.nn as nn
@@ -75,8 +77,10 @@ def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer:
             try:
                 graph = symbolic_trace(model, registry, defaults, walk.parameter_names(),
                                        walk.named_modules)
+                # The walk made before fx's trace serves the recording pass too (fx's
+                # trace gives every module its class back; it adds or removes none).
                 return FxGraphBuilder(model, graph, model_name, inputs, registry,
-                                       block_pattern).build(arguments, given)
+                                       block_pattern, walk).build(arguments, given)
             except Exception as exc:  # fx raises many types for untraceable Python
                 if tracer == "fx":
                     if isinstance(exc, TraceError):
@@ -142,7 +146,7 @@ def _bind_inputs(model: nn.Module, inputs: ModelInputs, model_name: str):
     the inputs do not give, (positional, keyword) input tensors)."""
     args, kwargs = inputs.build(model_name)
     try:
-        signature = inspect.signature(model.forward)
+        signature = _forward_signature(model)
     except (TypeError, ValueError):  # a C-implemented forward: nothing to bind
         return {}, {}, (args, kwargs)
     try:
@@ -162,3 +166,26 @@ def _bind_inputs(model: nn.Module, inputs: ModelInputs, model_name: str):
                          f"{inputs.text()} does not give: give every input (--input "
                          "name:dtype[shape], or inputs=)")
     return {**defaults, **given}, defaults, (args, kwargs)
+
+
+# forward function -> (its defaults, keyword defaults, the bound method's signature); weak,
+# so that a class defined and dropped at run time is not kept alive by it
+_FORWARD_SIGNATURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _forward_signature(model: nn.Module) -> inspect.Signature:
+    """`inspect.signature(model.forward)`, made once per forward function while its
+    defaults stay the ones it was made with (a Signature is immutable; making one walks the
+    function's code object, a few per cent of profiling a small model)."""
+    forward = model.forward
+    func = getattr(forward, "__func__", None)
+    if getattr(forward, "__self__", None) is not model or type(func) is not types.FunctionType \
+            or "__signature__" in func.__dict__ or hasattr(func, "__wrapped__"):
+        return inspect.signature(forward)
+    cached = _FORWARD_SIGNATURES.get(func)
+    if cached is not None and cached[0] is func.__defaults__ and \
+            cached[1] is func.__kwdefaults__:
+        return cached[2]
+    signature = inspect.signature(forward)
+    _FORWARD_SIGNATURES[func] = (func.__defaults__, func.__kwdefaults__, signature)
+    return signature
