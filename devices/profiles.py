@@ -271,8 +271,11 @@ def _clock_hz(sources: dict) -> int | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.lower().startswith("cpu mhz"):
-                sources["clock_hz"] = "detected: /proc/cpuinfo cpu MHz (current, not maximum)"
-                return int(float(line.split(":", 1)[1]) * 1e6)
+                # The current clock drifts by a few kHz between reads: rounded to 100 MHz,
+                # the same machine lists the same device twice.
+                sources["clock_hz"] = ("detected: /proc/cpuinfo cpu MHz (current, not maximum; "
+                                       "to 100 MHz)")
+                return int(round(float(line.split(":", 1)[1]) / 100) * 100 * 1_000_000)
     except (OSError, ValueError, IndexError):
         pass
     return None
