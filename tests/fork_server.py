@@ -1,4 +1,5 @@
-"""One child process that has imported torch and pandas, and never ttplan, forks a copy of
+"""One child process that has imported torch, pandas and the other third-party libraries the
+runs share (scipy.optimize, typer, rich, networkx, matplotlib), and never ttplan, forks a copy of
 itself for each run of the tests that are about a process start (tests/test_benchmarks.py:
 `python benchmarks/NAME.py --help`; tests/test_hostile_inputs.py: `python -m ttplan ...`).
 
@@ -21,7 +22,8 @@ import sys
 
 SERVER = r"""
 import json, os, sys
-import torch, pandas  # shared by the runs, imported once before forking
+# the third-party libraries the runs share, imported once before forking (never ttplan)
+import torch, pandas, scipy.optimize, typer, rich, networkx, matplotlib
 requests, replies = sys.stdin, sys.stdout
 for line in requests:
     request = json.loads(line)
