@@ -1,5 +1,5 @@
 """One child process that has imported torch, pandas and the other third-party libraries the
-runs share (scipy.optimize, typer, rich, networkx, matplotlib), and never ttplan, forks a copy of
+runs share (scipy.optimize, typer, rich, networkx, matplotlib.pyplot), and never ttplan, forks a copy of
 itself for each run of the tests that are about a process start (tests/test_benchmarks.py:
 `python benchmarks/NAME.py --help`; tests/test_hostile_inputs.py: `python -m ttplan ...`).
 
@@ -23,7 +23,7 @@ import sys
 SERVER = r"""
 import json, os, sys
 # the third-party libraries the runs share, imported once before forking (never ttplan)
-import torch, pandas, scipy.optimize, typer, rich, networkx, matplotlib
+import torch, pandas, scipy.optimize, typer, rich, networkx, matplotlib.pyplot
 requests, replies = sys.stdin, sys.stdout
 for line in requests:
     request = json.loads(line)
