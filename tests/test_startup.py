@@ -38,8 +38,12 @@ def test_help_and_usage_errors_import_no_heavy_library(args, code):
     assert last == f"EXIT {code} IMPORTED ", last
 
 
-def test_profile_imports_neither_pandas_nor_networkx():
-    done = subprocess.run([sys.executable, "-c", CHECK.format(
-        argv=["ttplan", "profile", "mcunet-5fps", "--format", "json"])],
-        capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize("args", [
+    ["profile", "mcunet-5fps", "--format", "json"],
+    # the probe compared with plain forwards and backwards (benchmarks/fisher_speed.py)
+    ["fisher", "mcunet-5fps", "--synthetic", "--samples", "2", "--input-shape", "1,3,32,32"],
+], ids=["profile", "fisher"])
+def test_profile_and_fisher_import_neither_pandas_nor_networkx(args, tmp_path):
+    done = subprocess.run([sys.executable, "-c", CHECK.format(argv=["ttplan", *args])],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.stderr.splitlines()[-1] == "EXIT 0 IMPORTED torch"

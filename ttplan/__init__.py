@@ -129,9 +129,9 @@ _EXPORTS = {
     "export_sparseupdate": ("ttplan.planner.selection.sparseupdate", "export_sparseupdate"),
     # devices: profiles, predictions, runs, calibration
     "train": ("ttplan.devices.runner", "train"),
-    "Support": ("ttplan.devices.runner", "Support"),
-    "RunSettings": ("ttplan.devices.runner", "RunSettings"),
-    "OnDevicePlan": ("ttplan.devices.runner", "OnDevicePlan"),
+    "Support": ("ttplan.devices.trainrequest", "Support"),
+    "RunSettings": ("ttplan.devices.trainrequest", "RunSettings"),
+    "OnDevicePlan": ("ttplan.devices.trainrequest", "OnDevicePlan"),
     "predict": ("ttplan.devices.planning", "predict_training"),
     "plan_for_device": ("ttplan.devices.planning", "plan_for_device"),
     "device_context": ("ttplan.devices.planning", "device_context"),

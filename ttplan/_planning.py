@@ -66,7 +66,7 @@ def probe_fisher(model, *, support=None, probe: ProbeSettings | None = None,
     from ttplan.costmodel.inputs import as_inputs
     from ttplan.costmodel.profile import resolve_model
     from ttplan.costmodel.trace import trace
-    from ttplan.devices.runner import Support
+    from ttplan.devices.trainrequest import Support  # not runner: it imports the planner and pandas
     from ttplan.planner.support.sources import open_support
     from ttplan.planner.fisher.probe import default_candidate_layers, fisher_information
     from ttplan.planner.support.sequences import feeding, infer_vocab
