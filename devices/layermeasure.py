@@ -30,11 +30,16 @@ TABLE_RUNS = GridRuns(iterations=2)
 
 
 RUN_REPEATS = 3  # each whole run, in fresh processes: the median, the spread kept
+# A second run length for a few cells (the smallest batch, these updates, LONG_RUN_FACTOR x
+# the iterations): with every run as long as the others, the once-per-run cost (first calls)
+# could not be told from what a run pays per sample and per step (notes §12, §13).
+LONG_RUN_UPDATES = ("none", "all")
+LONG_RUN_FACTOR = 3
 
 
 def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TABLE_UPDATES,
                   repeats: int = 5, sweep: bool = True, run_repeats: int = RUN_REPEATS,
-                  report: Callable[[str], None] | None = None) -> dict:
+                  long_runs: bool = True, report: Callable[[str], None] | None = None) -> dict:
     """The layer table of `model` (module docstring): `runs` the whole runs measured beside
     the layer timings (batch sizes, samples, iterations, seed; `isolate`: each in a fresh
     Python process (a zoo name or import path), cold as a user's `ttplan train` is; otherwise
@@ -44,7 +49,9 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     layer timings and the others after them, so a drift of the shared machine's speed
     between the two phases shows in the runs' spread instead of in the fitted overheads;
     the median is kept, every repeat and the speed reference (`speed_reference`) of each
-    beside it, and the two phases' reference times are compared (`PHASE_MISMATCH`)."""
+    beside it, and the two phases' reference times are compared (`PHASE_MISMATCH`).
+    `long_runs`: also run LONG_RUN_UPDATES at the smallest batch size for LONG_RUN_FACTOR x
+    the iterations, so the fit can tell the once-per-run cost from the per-step ones."""
     if run_repeats < 1:
         raise SpecError(f"run_repeats must be at least 1, not {run_repeats}")
     batch_sizes = runs.batch_sizes
@@ -52,7 +59,12 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     module, name = resolve_model(model)
     load_before = machine_load()
     warnings = []
-    cells = [(b, spec) for b in batch_sizes if b <= runs.samples for spec in updates]
+    cells = [(b, spec, runs.iterations) for b in batch_sizes if b <= runs.samples
+             for spec in updates]
+    if long_runs:
+        smallest = min(batch_sizes)
+        cells += [(smallest, spec, LONG_RUN_FACTOR * runs.iterations)
+                  for spec in LONG_RUN_UPDATES if spec in updates and smallest <= runs.samples]
     repeats_of = {cell: [] for cell in cells}
     _run_round(model, name, input_shape, cells, runs, repeats_of, say)  # round 1: before the layers
     layer_references = [speed_reference()]
@@ -75,14 +87,15 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     for _ in range(run_repeats - 1):  # the other rounds: after the layers
         _run_round(model, name, input_shape, cells, runs, repeats_of, say)
     table_runs = []
-    for (b, spec) in cells:
-        desc, summary = _run_summary(model, name, b, spec, input_shape, runs, repeats_of[(b, spec)])
+    for (b, spec, iterations) in cells:
+        desc, summary = _run_summary(model, name, b, spec, input_shape, runs, iterations,
+                                     repeats_of[(b, spec, iterations)])
         table_runs.append(desc)
         if summary["train_cpu_s"] < SHORT_RUN_S:
-            warnings.append(f"{name} {spec} b{b}: train took {summary['train_cpu_s']:.3f} s of "
+            warnings.append(f"{name} {spec} b{b} x{iterations}: train took {summary['train_cpu_s']:.3f} s of "
                             "CPU, too short to time well: give more --iterations")
         elif summary["spread"] > 0.2:
-            warnings.append(f"{name} {spec} b{b}: train CPU time spread by "
+            warnings.append(f"{name} {spec} b{b} x{iterations}: train CPU time spread by "
                             f"{100 * summary['spread']:.0f} % over {len(summary['repeats'])} "
                             "runs: the machine's speed moved")
     load_after = machine_load()
@@ -113,22 +126,23 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
 def _run_round(model, name, input_shape, cells, runs: GridRuns, repeats_of: dict,
                say) -> None:
     """One measurement of every (batch size, update) whole run."""
-    for b, spec in cells:
+    for b, spec, iterations in cells:
         shape = (b,) + tuple(input_shape[1:])
         kwargs = {"update": spec, "synthetic": True, "samples": runs.samples, "seed": runs.seed,
-                  "input_shape": list(shape), "holdout": 0.0, "iterations": runs.iterations,
+                  "input_shape": list(shape), "holdout": 0.0, "iterations": iterations,
                   "batch_size": b}
         if runs.isolate and isinstance(model, str):  # cold, as a user's `ttplan train` runs
             measured = _isolated_run(model, kwargs)
         else:
             measured = train_flat({"model": resolve_model(model)[0], "model_name": name,
                                    **kwargs}).measured
-        repeats_of[(b, spec)].append(measured)
-        say(f"{name} {spec} b{b}: train {measured['cpu_phases']['train_s']:.2f} s CPU, "
+        repeats_of[(b, spec, iterations)].append(measured)
+        say(f"{name} {spec} b{b} x{iterations}: train {measured['cpu_phases']['train_s']:.2f} s CPU, "
             f"{measured['phases']['train_s']:.2f} s wall")
 
 
-def _run_summary(model, name, b, spec, input_shape, runs: GridRuns, measured: list[dict]):
+def _run_summary(model, name, b, spec, input_shape, runs: GridRuns, iterations: int,
+                 measured: list[dict]):
     """The run description of one (batch size, update) with the median of its repeats
     (process CPU time per phase; wall train time), every repeat's train CPU seconds and speed
     reference, and the spread (max - min) / median of the train CPU seconds."""
@@ -136,7 +150,7 @@ def _run_summary(model, name, b, spec, input_shape, runs: GridRuns, measured: li
     fresh, _ = resolve_model(model)
     graph = trace(fresh, (1,) + tuple(shape[1:]), name)
     updates_map = resolve_updates(parse_update(spec), graph)
-    desc = run_description(fresh, updates_map, shape, iterations=runs.iterations,
+    desc = run_description(fresh, updates_map, shape, iterations=iterations,
                            samples=runs.samples, graph=graph)
     cpu = {k: statistics.median(m["cpu_phases"][k] for m in measured)
            for k in measured[0]["cpu_phases"]}

@@ -57,7 +57,12 @@ FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
 # layer beyond its first: PyTorch computes them in one backward call, whose fixed cost each
 # separate timing paid; notes/device_time_model.md §12). In the order they are fitted: a term
 # whose runs' column the columns before it already span cannot be determined and is left out.
-GLUE_TERMS = ("step_s", "shared_grad_s", "tensor_update_s", "first_call_s", "op_s")
+# `sample_s` (per sample and iteration: the data pipeline's augmentation, the loss's rows) is
+# told from `step_s` by the batch sizes and from `first_call_s` only by runs of two lengths
+# (tables measured before measure_table's long runs have one: it is left out there, else it
+# would carry a per-run constant in disguise, notes §6 and §13).
+GLUE_TERMS = ("step_s", "shared_grad_s", "tensor_update_s", "first_call_s", "op_s", "sample_s")
+LENGTH_TERMS = frozenset({"sample_s"})  # determined only by runs of two lengths
 MIN_ROWS_PER_TERM = 1  # never more free terms than rows
 
 
@@ -303,11 +308,12 @@ def shared_gradients(passes: list[list] | None) -> int:
 def glue_features(run: dict) -> list[float]:
     """The runs' column of each GLUE_TERMS term: steps; shared gradients per step (negative:
     taken off); updated tensors per step; the step's operator calls once per run; forward
-    operator calls (each step's forward and the prototypes' forward of as many batches)."""
+    operator calls (each step's forward and the prototypes' forward of as many batches);
+    samples the run passes over (iterations x samples)."""
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
     return [float(steps), -float(steps * shared_gradients(run.get("layer_passes"))),
             float(steps * run["updated_tensors"]), calls(run["step_work"]),
-            2.0 * steps * calls(run["forward_work"])]
+            2.0 * steps * calls(run["forward_work"]), float(run["iterations"] * run["samples"])]
 
 
 def fit_glue(runs: list[dict], kinds: dict) -> dict:
@@ -331,7 +337,10 @@ def fit_glue(runs: list[dict], kinds: dict) -> dict:
     scale[scale == 0] = 1.0
     relative = relative / scale
     kept: list[int] = []
+    one_length = len({r["iterations"] * r["samples"] for r in usable}) < 2
     for j in range(len(GLUE_TERMS)):  # a column in the span of those before: not determined
+        if one_length and GLUE_TERMS[j] in LENGTH_TERMS:
+            continue  # with one run length its column is a per-run constant (notes §13)
         if np.linalg.matrix_rank(relative[:, kept + [j]], tol=1e-9) == len(kept) + 1:
             kept.append(j)
     solution, _ = nnls(relative[:, kept], (targets - layers) / targets,

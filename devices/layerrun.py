@@ -183,11 +183,12 @@ def _fit(tables: list[dict]) -> dict:
                      "from the other terms (e.g. op_s from step_s when every model runs as many "
                      "operators); fixed at 0")
     workloads = {(r["iterations"], r["samples"]) for r in runs}
-    if glue["identified"] and len(workloads) == 1:
-        (iterations, samples), = workloads
+    if glue["identified"] and len({i * s for i, s in workloads}) == 1:
+        (iterations, samples), *_ = sorted(workloads)
         notes.append(f"first_call_s (once per run) and the per-step terms: every table run has "
                      f"{iterations} iteration(s) of {samples} samples, so only the batch sizes "
-                     "tell them apart; runs of other lengths extrapolate")
+                     "tell them apart (sample_s left out); runs of other lengths extrapolate "
+                     "(tables measured now add runs of a second length)")
     for t in tables:
         machine = t.get("machine", {})
         mismatch = phase_mismatch(machine.get("layer_reference_s"), machine.get("run_reference_s"))
