@@ -21,7 +21,7 @@ from ttplan.costmodel.trace import trace
 
 from .layerrun import (FORMAT, PHASE_MISMATCH, SHORT_RUN_S, TABLE_UPDATES, VERSION, measure_sweep,
                        phase_mismatch, run_description)
-from .layertable import busy_warning, machine_load, measure_layers, speed_reference
+from .layertable import busy_warning, machine_load, measure_layers, speed_reference, time_call
 from .grid import GridRuns
 from .runner import train_flat
 
@@ -69,6 +69,7 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     _run_round(model, name, input_shape, cells, runs, repeats_of, say)  # round 1: before the layers
     layer_references = [speed_reference()]
     layers = [] if not sweep else measure_sweep(batch_sizes, repeats)
+    forward_overhead = []
     for b in batch_sizes:
         shape = (b,) + tuple(input_shape[1:])
         graph = trace(module, shape, name)
@@ -77,6 +78,7 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
                                                 options=PYTORCH).evaluation.rows}
         rows = measure_layers(module, graph, full, repeats=repeats, model_name=name)
         layers += rows
+        forward_overhead.append(_forward_overhead(module, graph, shape, rows, repeats))
         noisy = [r for r in rows if r["spread"] > 0.5]
         say(f"{name} b{b}: {len(rows)} layer passes timed"
             + (f", {len(noisy)} with spread > 50 %" if noisy else ""))
@@ -120,7 +122,21 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
                         "run_reference_s": run_reference,
                         "torch_version": torch.__version__},
             "clock": "process CPU time (time.process_time), wall time beside it",
-            "layers": layers, "runs": table_runs, "warnings": warnings}
+            "layers": layers, "runs": table_runs, "warnings": warnings,
+            "forward_overhead": forward_overhead}
+
+
+def _forward_overhead(module, graph, shape, rows, repeats) -> dict:
+    """The model's whole forward (no gradient) timed like its layers, beside the sum of its
+    layers' forwards timed alone: what an operator pays inside the model beyond itself (the
+    containers' Python around it), measured rather than fitted (layerrun.measured_op_s)."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = time_call(lambda: module(x), repeats=repeats, min_repeat_s=0.02)
+    forwards = [r for r in rows if r["pass"] == "forward"]
+    return {"batch_size": int(shape[0]), "forward_cpu_s": whole["cpu_s"],
+            "layers_forward_cpu_s": sum(r["cpu_s"] for r in forwards),
+            "operators": len(list(graph.ops())), "timed_operators": len(forwards)}
 
 
 def _run_round(model, name, input_shape, cells, runs: GridRuns, repeats_of: dict,

@@ -316,14 +316,16 @@ def glue_features(run: dict) -> list[float]:
             2.0 * steps * calls(run["forward_work"]), float(run["iterations"] * run["samples"])]
 
 
-def fit_glue(runs: list[dict], kinds: dict) -> dict:
+def fit_glue(runs: list[dict], kinds: dict, measured: dict | None = None) -> dict:
     """The GLUE_TERMS from the runs' measured process-CPU train_s beyond their layers'.
-    `undetermined`: terms the runs cannot tell from the ones before them (GLUE_TERMS order),
-    fixed at 0."""
+    `measured`: {term: seconds} timed directly (e.g. op_s, `layerrun.measured_op_s`): fixed at
+    that value, taken off the runs' remainder, not fitted. `undetermined`: terms the runs
+    cannot tell from the ones before them (GLUE_TERMS order), fixed at 0."""
+    measured = measured or {}
     usable = [r for r in runs if r["measured"]["train_cpu_s"] > 0]
     if len(usable) < len(GLUE_TERMS):
-        return {**dict.fromkeys(GLUE_TERMS, 0.0), "identified": False,
-                "undetermined": list(GLUE_TERMS)}
+        return {**dict.fromkeys(GLUE_TERMS, 0.0), **measured, "identified": False,
+                "undetermined": [t for t in GLUE_TERMS if t not in measured]}
     matrix = np.array([glue_features(r) for r in usable])
     targets = np.array([r["measured"]["train_cpu_s"] for r in usable])
     layers = np.array([run_layer_seconds(r, kinds)["train"] for r in usable])
@@ -336,20 +338,25 @@ def fit_glue(runs: list[dict], kinds: dict) -> dict:
     scale = np.abs(relative).max(axis=0)
     scale[scale == 0] = 1.0
     relative = relative / scale
+    fixed = np.array([measured.get(t, 0.0) for t in GLUE_TERMS])
+    layers = layers + matrix @ fixed  # a measured term's seconds count as the layers' do
     kept: list[int] = []
     one_length = len({r["iterations"] * r["samples"] for r in usable}) < 2
     for j in range(len(GLUE_TERMS)):  # a column in the span of those before: not determined
+        if GLUE_TERMS[j] in measured:
+            continue
         if one_length and GLUE_TERMS[j] in LENGTH_TERMS:
             continue  # with one run length its column is a per-run constant (notes §13)
         if np.linalg.matrix_rank(relative[:, kept + [j]], tol=1e-9) == len(kept) + 1:
             kept.append(j)
     solution, _ = nnls(relative[:, kept], (targets - layers) / targets,
                        maxiter=50 * len(kept) + 100)
-    values = dict.fromkeys(GLUE_TERMS, 0.0)
+    values = {t: float(measured.get(t, 0.0)) for t in GLUE_TERMS}
     for j, v in zip(kept, solution):
         values[GLUE_TERMS[j]] = float(v / scale[j])
     return {**values, "identified": True,
-            "undetermined": [t for j, t in enumerate(GLUE_TERMS) if j not in kept]}
+            "undetermined": [t for j, t in enumerate(GLUE_TERMS)
+                             if j not in kept and t not in measured]}
 
 
 def glue_seconds(run: dict, glue: dict) -> float:
