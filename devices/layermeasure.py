@@ -94,7 +94,8 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
                                      repeats_of[(b, spec, iterations)])
         table_runs.append(desc)
         if summary["train_cpu_s"] < SHORT_RUN_S:
-            warnings.append(f"{name} {spec} b{b} x{iterations}: train took {summary['train_cpu_s']:.3f} s of "
+            warnings.append(f"{name} {spec} b{b} x{iterations}: train took "
+                            f"{summary['train_cpu_s']:.3f} s of "
                             "CPU, too short to time well: give more --iterations")
         elif summary["spread"] > 0.2:
             warnings.append(f"{name} {spec} b{b} x{iterations}: train CPU time spread by "
@@ -153,7 +154,8 @@ def _run_round(model, name, input_shape, cells, runs: GridRuns, repeats_of: dict
             measured = train_flat({"model": resolve_model(model)[0], "model_name": name,
                                    **kwargs}).measured
         repeats_of[(b, spec, iterations)].append(measured)
-        say(f"{name} {spec} b{b} x{iterations}: train {measured['cpu_phases']['train_s']:.2f} s CPU, "
+        say(f"{name} {spec} b{b} x{iterations}: train "
+            f"{measured['cpu_phases']['train_s']:.2f} s CPU, "
             f"{measured['phases']['train_s']:.2f} s wall")
 
 

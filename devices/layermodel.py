@@ -25,7 +25,8 @@ inside a model pays beyond itself alone, per forward operator call (the containe
 around it); the fixed cost of a step (loss, optimiser call, data) and of updating one tensor;
 minus what the layers' separately timed gradients double count (a layer's backward computes
 its input, weight and bias gradients in ONE call, whose fixed cost each separate timing paid);
-and once per run a first-call cost. A `train` pass also runs the
+per sample and iteration (`sample_s`: the data pipeline; fitted only from runs of two
+lengths, layermeasure's long runs); and once per run a first-call cost. A `train` pass also runs the
 prototypes' forward of every sample (no gradient). The Fisher probe runs the prototypes'
 forward, then a forward of every sample and the backward of the probed tail (input gradients
 from the first candidate layer on) — its time follows from that, not from a constant.
