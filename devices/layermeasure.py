@@ -39,7 +39,7 @@ LONG_RUN_FACTOR = 3
 
 def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TABLE_UPDATES,
                   repeats: int = 5, sweep: bool = True, run_repeats: int = RUN_REPEATS,
-                  long_runs: bool = True, report: Callable[[str], None] | None = None) -> dict:
+                  report: Callable[[str], None] | None = None) -> dict:
     """The layer table of `model` (module docstring): `runs` the whole runs measured beside
     the layer timings (batch sizes, samples, iterations, seed; `isolate`: each in a fresh
     Python process (a zoo name or import path), cold as a user's `ttplan train` is; otherwise
@@ -50,8 +50,9 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     between the two phases shows in the runs' spread instead of in the fitted overheads;
     the median is kept, every repeat and the speed reference (`speed_reference`) of each
     beside it, and the two phases' reference times are compared (`PHASE_MISMATCH`).
-    `long_runs`: also run LONG_RUN_UPDATES at the smallest batch size for LONG_RUN_FACTOR x
-    the iterations, so the fit can tell the once-per-run cost from the per-step ones."""
+    LONG_RUN_UPDATES (those of `updates`) also run at the smallest batch size for
+    LONG_RUN_FACTOR x the iterations, so the fit can tell the once-per-run cost from the
+    per-step ones."""
     if run_repeats < 1:
         raise SpecError(f"run_repeats must be at least 1, not {run_repeats}")
     batch_sizes = runs.batch_sizes
@@ -61,10 +62,9 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     warnings = []
     cells = [(b, spec, runs.iterations) for b in batch_sizes if b <= runs.samples
              for spec in updates]
-    if long_runs:
-        smallest = min(batch_sizes)
-        cells += [(smallest, spec, LONG_RUN_FACTOR * runs.iterations)
-                  for spec in LONG_RUN_UPDATES if spec in updates and smallest <= runs.samples]
+    smallest = min(batch_sizes)
+    cells += [(smallest, spec, LONG_RUN_FACTOR * runs.iterations)
+              for spec in LONG_RUN_UPDATES if spec in updates and smallest <= runs.samples]
     repeats_of = {cell: [] for cell in cells}
     _run_round(model, name, input_shape, cells, runs, repeats_of, say)  # round 1: before the layers
     layer_references = [speed_reference()]
