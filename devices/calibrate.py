@@ -24,7 +24,7 @@ The calibration file (format "ttplan-calibration", version 2; strictly validated
   layers      null, or the per-layer model fitted from layer tables (devices.layerrun):
               {kinds: {KIND/PASS: {mac_s, element_s, weight_s, call_s, rows, identified, why}},
                glue: {step_s, shared_grad_s, tensor_update_s, first_call_s, op_s,
-                      identified} (devices.layermodel.GLUE_TERMS; terms left out: notes),
+                      sample_s (absent before: 0), identified} (devices.layermodel.GLUE_TERMS; terms left out: notes),
                phases: {load_s, plan_s}, power_w (null: no energy measured), models, notes,
                loo: {by: leave-one-model-out, rows, median_abs_pct, max_abs_pct}}
               It predicts configurations of a model (its layers); the whole-run terms predict

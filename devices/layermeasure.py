@@ -21,7 +21,7 @@ from ttplan.costmodel.trace import trace
 
 from .layerrun import (FORMAT, PHASE_MISMATCH, SHORT_RUN_S, TABLE_UPDATES, VERSION, measure_sweep,
                        phase_mismatch, run_description)
-from .layertable import busy_warning, machine_load, measure_layers, speed_reference
+from .layertable import busy_warning, machine_load, measure_layers, speed_reference, time_call
 from .grid import GridRuns
 from .runner import train_flat
 
@@ -30,6 +30,11 @@ TABLE_RUNS = GridRuns(iterations=2)
 
 
 RUN_REPEATS = 3  # each whole run, in fresh processes: the median, the spread kept
+# A second run length for a few cells (the smallest batch, these updates, LONG_RUN_FACTOR x
+# the iterations): with every run as long as the others, the once-per-run cost (first calls)
+# could not be told from what a run pays per sample and per step (notes §12, §13).
+LONG_RUN_UPDATES = ("none", "all")
+LONG_RUN_FACTOR = 3
 
 
 def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TABLE_UPDATES,
@@ -44,7 +49,10 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     layer timings and the others after them, so a drift of the shared machine's speed
     between the two phases shows in the runs' spread instead of in the fitted overheads;
     the median is kept, every repeat and the speed reference (`speed_reference`) of each
-    beside it, and the two phases' reference times are compared (`PHASE_MISMATCH`)."""
+    beside it, and the two phases' reference times are compared (`PHASE_MISMATCH`).
+    LONG_RUN_UPDATES (those of `updates`) also run at the smallest batch size for
+    LONG_RUN_FACTOR x the iterations, so the fit can tell the once-per-run cost from the
+    per-step ones."""
     if run_repeats < 1:
         raise SpecError(f"run_repeats must be at least 1, not {run_repeats}")
     batch_sizes = runs.batch_sizes
@@ -52,11 +60,16 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     module, name = resolve_model(model)
     load_before = machine_load()
     warnings = []
-    cells = [(b, spec) for b in batch_sizes if b <= runs.samples for spec in updates]
+    cells = [(b, spec, runs.iterations) for b in batch_sizes if b <= runs.samples
+             for spec in updates]
+    smallest = min(batch_sizes)
+    cells += [(smallest, spec, LONG_RUN_FACTOR * runs.iterations)
+              for spec in LONG_RUN_UPDATES if spec in updates and smallest <= runs.samples]
     repeats_of = {cell: [] for cell in cells}
     _run_round(model, name, input_shape, cells, runs, repeats_of, say)  # round 1: before the layers
     layer_references = [speed_reference()]
     layers = [] if not sweep else measure_sweep(batch_sizes, repeats)
+    forward_overhead = []
     for b in batch_sizes:
         shape = (b,) + tuple(input_shape[1:])
         graph = trace(module, shape, name)
@@ -65,6 +78,7 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
                                                 options=PYTORCH).evaluation.rows}
         rows = measure_layers(module, graph, full, repeats=repeats, model_name=name)
         layers += rows
+        forward_overhead.append(_forward_overhead(module, graph, shape, rows, repeats))
         noisy = [r for r in rows if r["spread"] > 0.5]
         say(f"{name} b{b}: {len(rows)} layer passes timed"
             + (f", {len(noisy)} with spread > 50 %" if noisy else ""))
@@ -75,14 +89,16 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     for _ in range(run_repeats - 1):  # the other rounds: after the layers
         _run_round(model, name, input_shape, cells, runs, repeats_of, say)
     table_runs = []
-    for (b, spec) in cells:
-        desc, summary = _run_summary(model, name, b, spec, input_shape, runs, repeats_of[(b, spec)])
+    for (b, spec, iterations) in cells:
+        desc, summary = _run_summary(model, name, b, spec, input_shape, runs, iterations,
+                                     repeats_of[(b, spec, iterations)])
         table_runs.append(desc)
         if summary["train_cpu_s"] < SHORT_RUN_S:
-            warnings.append(f"{name} {spec} b{b}: train took {summary['train_cpu_s']:.3f} s of "
+            warnings.append(f"{name} {spec} b{b} x{iterations}: train took "
+                            f"{summary['train_cpu_s']:.3f} s of "
                             "CPU, too short to time well: give more --iterations")
         elif summary["spread"] > 0.2:
-            warnings.append(f"{name} {spec} b{b}: train CPU time spread by "
+            warnings.append(f"{name} {spec} b{b} x{iterations}: train CPU time spread by "
                             f"{100 * summary['spread']:.0f} % over {len(summary['repeats'])} "
                             "runs: the machine's speed moved")
     load_after = machine_load()
@@ -107,28 +123,44 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
                         "run_reference_s": run_reference,
                         "torch_version": torch.__version__},
             "clock": "process CPU time (time.process_time), wall time beside it",
-            "layers": layers, "runs": table_runs, "warnings": warnings}
+            "layers": layers, "runs": table_runs, "warnings": warnings,
+            "forward_overhead": forward_overhead}
+
+
+def _forward_overhead(module, graph, shape, rows, repeats) -> dict:
+    """The model's whole forward (no gradient) timed like its layers, beside the sum of its
+    layers' forwards timed alone: what an operator pays inside the model beyond itself (the
+    containers' Python around it), measured rather than fitted (layerrun.measured_op_s)."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = time_call(lambda: module(x), repeats=repeats, min_repeat_s=0.02)
+    forwards = [r for r in rows if r["pass"] == "forward"]
+    return {"batch_size": int(shape[0]), "forward_cpu_s": whole["cpu_s"],
+            "layers_forward_cpu_s": sum(r["cpu_s"] for r in forwards),
+            "operators": len(list(graph.ops())), "timed_operators": len(forwards)}
 
 
 def _run_round(model, name, input_shape, cells, runs: GridRuns, repeats_of: dict,
                say) -> None:
     """One measurement of every (batch size, update) whole run."""
-    for b, spec in cells:
+    for b, spec, iterations in cells:
         shape = (b,) + tuple(input_shape[1:])
         kwargs = {"update": spec, "synthetic": True, "samples": runs.samples, "seed": runs.seed,
-                  "input_shape": list(shape), "holdout": 0.0, "iterations": runs.iterations,
+                  "input_shape": list(shape), "holdout": 0.0, "iterations": iterations,
                   "batch_size": b}
         if runs.isolate and isinstance(model, str):  # cold, as a user's `ttplan train` runs
             measured = _isolated_run(model, kwargs)
         else:
             measured = train_flat({"model": resolve_model(model)[0], "model_name": name,
                                    **kwargs}).measured
-        repeats_of[(b, spec)].append(measured)
-        say(f"{name} {spec} b{b}: train {measured['cpu_phases']['train_s']:.2f} s CPU, "
+        repeats_of[(b, spec, iterations)].append(measured)
+        say(f"{name} {spec} b{b} x{iterations}: train "
+            f"{measured['cpu_phases']['train_s']:.2f} s CPU, "
             f"{measured['phases']['train_s']:.2f} s wall")
 
 
-def _run_summary(model, name, b, spec, input_shape, runs: GridRuns, measured: list[dict]):
+def _run_summary(model, name, b, spec, input_shape, runs: GridRuns, iterations: int,
+                 measured: list[dict]):
     """The run description of one (batch size, update) with the median of its repeats
     (process CPU time per phase; wall train time), every repeat's train CPU seconds and speed
     reference, and the spread (max - min) / median of the train CPU seconds."""
@@ -136,7 +168,7 @@ def _run_summary(model, name, b, spec, input_shape, runs: GridRuns, measured: li
     fresh, _ = resolve_model(model)
     graph = trace(fresh, (1,) + tuple(shape[1:]), name)
     updates_map = resolve_updates(parse_update(spec), graph)
-    desc = run_description(fresh, updates_map, shape, iterations=runs.iterations,
+    desc = run_description(fresh, updates_map, shape, iterations=iterations,
                            samples=runs.samples, graph=graph)
     cpu = {k: statistics.median(m["cpu_phases"][k] for m in measured)
            for k in measured[0]["cpu_phases"]}

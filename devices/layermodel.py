@@ -25,7 +25,8 @@ inside a model pays beyond itself alone, per forward operator call (the containe
 around it); the fixed cost of a step (loss, optimiser call, data) and of updating one tensor;
 minus what the layers' separately timed gradients double count (a layer's backward computes
 its input, weight and bias gradients in ONE call, whose fixed cost each separate timing paid);
-and once per run a first-call cost. A `train` pass also runs the
+per sample and iteration (`sample_s`: the data pipeline; fitted only from runs of two
+lengths, layermeasure's long runs); and once per run a first-call cost. A `train` pass also runs the
 prototypes' forward of every sample (no gradient). The Fisher probe runs the prototypes'
 forward, then a forward of every sample and the backward of the probed tail (input gradients
 from the first candidate layer on) — its time follows from that, not from a constant.
@@ -57,7 +58,12 @@ FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
 # layer beyond its first: PyTorch computes them in one backward call, whose fixed cost each
 # separate timing paid; notes/device_time_model.md §12). In the order they are fitted: a term
 # whose runs' column the columns before it already span cannot be determined and is left out.
-GLUE_TERMS = ("step_s", "shared_grad_s", "tensor_update_s", "first_call_s", "op_s")
+# `sample_s` (per sample and iteration: the data pipeline's augmentation, the loss's rows) is
+# told from `step_s` by the batch sizes and from `first_call_s` only by runs of two lengths
+# (tables measured before measure_table's long runs have one: it is left out there, else it
+# would carry a per-run constant in disguise, notes §6 and §13).
+GLUE_TERMS = ("step_s", "shared_grad_s", "tensor_update_s", "first_call_s", "op_s", "sample_s")
+LENGTH_TERMS = frozenset({"sample_s"})  # determined only by runs of two lengths
 MIN_ROWS_PER_TERM = 1  # never more free terms than rows
 
 
@@ -303,21 +309,24 @@ def shared_gradients(passes: list[list] | None) -> int:
 def glue_features(run: dict) -> list[float]:
     """The runs' column of each GLUE_TERMS term: steps; shared gradients per step (negative:
     taken off); updated tensors per step; the step's operator calls once per run; forward
-    operator calls (each step's forward and the prototypes' forward of as many batches)."""
+    operator calls (each step's forward and the prototypes' forward of as many batches);
+    samples the run passes over (iterations x samples)."""
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
     return [float(steps), -float(steps * shared_gradients(run.get("layer_passes"))),
             float(steps * run["updated_tensors"]), calls(run["step_work"]),
-            2.0 * steps * calls(run["forward_work"])]
+            2.0 * steps * calls(run["forward_work"]), float(run["iterations"] * run["samples"])]
 
 
-def fit_glue(runs: list[dict], kinds: dict) -> dict:
+def fit_glue(runs: list[dict], kinds: dict, measured: dict | None = None) -> dict:
     """The GLUE_TERMS from the runs' measured process-CPU train_s beyond their layers'.
-    `undetermined`: terms the runs cannot tell from the ones before them (GLUE_TERMS order),
-    fixed at 0."""
+    `measured`: {term: seconds} timed directly (e.g. op_s, `layerrun.measured_op_s`): fixed at
+    that value, taken off the runs' remainder, not fitted. `undetermined`: terms the runs
+    cannot tell from the ones before them (GLUE_TERMS order), fixed at 0."""
+    measured = measured or {}
     usable = [r for r in runs if r["measured"]["train_cpu_s"] > 0]
     if len(usable) < len(GLUE_TERMS):
-        return {**dict.fromkeys(GLUE_TERMS, 0.0), "identified": False,
-                "undetermined": list(GLUE_TERMS)}
+        return {**dict.fromkeys(GLUE_TERMS, 0.0), **measured, "identified": False,
+                "undetermined": [t for t in GLUE_TERMS if t not in measured]}
     matrix = np.array([glue_features(r) for r in usable])
     targets = np.array([r["measured"]["train_cpu_s"] for r in usable])
     layers = np.array([run_layer_seconds(r, kinds)["train"] for r in usable])
@@ -330,17 +339,25 @@ def fit_glue(runs: list[dict], kinds: dict) -> dict:
     scale = np.abs(relative).max(axis=0)
     scale[scale == 0] = 1.0
     relative = relative / scale
+    fixed = np.array([measured.get(t, 0.0) for t in GLUE_TERMS])
+    layers = layers + matrix @ fixed  # a measured term's seconds count as the layers' do
     kept: list[int] = []
+    one_length = len({r["iterations"] * r["samples"] for r in usable}) < 2
     for j in range(len(GLUE_TERMS)):  # a column in the span of those before: not determined
+        if GLUE_TERMS[j] in measured:
+            continue
+        if one_length and GLUE_TERMS[j] in LENGTH_TERMS:
+            continue  # with one run length its column is a per-run constant (notes §13)
         if np.linalg.matrix_rank(relative[:, kept + [j]], tol=1e-9) == len(kept) + 1:
             kept.append(j)
     solution, _ = nnls(relative[:, kept], (targets - layers) / targets,
                        maxiter=50 * len(kept) + 100)
-    values = dict.fromkeys(GLUE_TERMS, 0.0)
+    values = {t: float(measured.get(t, 0.0)) for t in GLUE_TERMS}
     for j, v in zip(kept, solution):
         values[GLUE_TERMS[j]] = float(v / scale[j])
     return {**values, "identified": True,
-            "undetermined": [t for j, t in enumerate(GLUE_TERMS) if j not in kept]}
+            "undetermined": [t for j, t in enumerate(GLUE_TERMS)
+                             if j not in kept and t not in measured]}
 
 
 def glue_seconds(run: dict, glue: dict) -> float:
