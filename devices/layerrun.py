@@ -146,7 +146,7 @@ def measured_op_s(tables: list[dict]) -> float | None:
     """What a forward operator pays inside a model beyond itself timed alone, measured in the
     tables (`forward_overhead`: the whole forward against its layers' sum, per operator): the
     median over the tables of each table's median over its batch sizes, at least 0. None when
-    no table measured it (tables written before). Reported beside the fitted op_s, not used."""
+    no table measured it (tables written before: op_s is then fitted from the runs)."""
     per_table = []
     for t in tables:
         seen = [(o["forward_cpu_s"] - o["layers_forward_cpu_s"]) / o["operators"]
@@ -187,18 +187,19 @@ def _fit(tables: list[dict]) -> dict:
                     if any(r["model"] == "kind-sweep" for r in t["layers"])), [])
     runs = [r for t in tables for r in t["runs"]]
     kinds = lm.fit_kinds(layers)
-    # op_s as the tables measure it directly is reported, not used: fixed at it (10-18 us here)
-    # the runs left step_s 0 and leave-one-model-out went from 9.4 to 12.8 % (notes §13)
+    # op_s as the tables measure it directly (a model's whole forward against its layers
+    # alone) is fixed, not fitted: the zoo's operator counts differ by 1.5x only, so a fit
+    # cannot tell op_s from step_s and gave a small model the big models' overhead (notes §14)
     op_s = measured_op_s(tables)
-    glue = lm.fit_glue(runs, kinds)
+    glue = lm.fit_glue(runs, kinds, measured=None if op_s is None else {"op_s": op_s})
     undetermined = glue.pop("undetermined", [])  # the glue stays numbers; the notes say it
     notes = [f"{k}: {v['why']}" for k, v in kinds.items() if not v["identified"] and v["why"]]
     if not glue["identified"]:
         notes.append(f"overheads not fitted: {len(runs)} run(s) for {len(lm.GLUE_TERMS)} terms")
     if op_s is not None:
         notes.append(f"op_s measured in the tables (a model's whole forward against its layers "
-                     f"alone): {1e6 * op_s:.2f} us per forward operator; fitted from the runs: "
-                     f"{1e6 * glue['op_s']:.2f} us (used)")
+                     f"alone): {1e6 * op_s:.2f} us per forward operator, used as measured "
+                     "(not fitted)")
     if glue["identified"] and undetermined:
         notes.append(f"overheads {', '.join(undetermined)}: the runs cannot tell them "
                      "from the other terms (e.g. op_s from step_s when every model runs as many "
