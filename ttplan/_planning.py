@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.specs import Budgets
@@ -104,7 +103,8 @@ def plan_policy(model, *, method: str = "tinytrain", fisher=None, budgets: Budge
 
     model     a `ModelSource` (or what it takes)
     method    tinytrain | none | fulltrain | lastlayer | tinytl | sparseupdate
-    fisher    a Fisher file path or FisherResult (tinytrain needs one)
+    fisher    a Fisher file path, a FisherResult or what `probe_fisher` returns (tinytrain
+              needs one)
     budgets   a `Budgets` (memory and compute; none by default)
     options   a `CostOptions` (`ttplan.cost_options`; default paper, with a device its
               runtime's convention)
@@ -138,16 +138,12 @@ def plan_policy(model, *, method: str = "tinytrain", fisher=None, budgets: Budge
 
 
 def fisher_potential(fisher) -> float | None:
-    """The Fisher potential of every probed layer of a Fisher file or FisherResult (what the
-    shares a person sees are of); None without one."""
-    if fisher is None:
-        return None
-    if isinstance(fisher, FisherReport):
-        fisher = fisher.result
-    if isinstance(fisher, (str, Path)):
-        from ttplan.planner.fisher.file import load_fisher
-        fisher = load_fisher(fisher, None)
-    return math.fsum(fisher.potential.values())
+    """The Fisher potential of every probed layer of what `plan_policy` takes as `fisher`
+    (what the shares a person sees are of); None without one."""
+    from ttplan.planner.fisher.file import fisher_for
+
+    result = fisher_for(fisher, None)
+    return None if result is None else math.fsum(result.potential.values())
 
 
 @dataclass(frozen=True)

@@ -106,12 +106,14 @@ class FisherResult:
 def fisher_for(fisher, graph) -> FisherResult | None:
     """The FisherResult a planner is given as `fisher`: None, a FisherResult, what
     `ttplan.probe_fisher` returns (it carries one as `.result`), or a Fisher file path
-    (checked against `graph`'s fingerprint and model name)."""
+    (checked against `graph`'s fingerprint and model name; with no graph, not checked)."""
     if fisher is None or isinstance(fisher, FisherResult):
         return fisher
     if isinstance(getattr(fisher, "result", None), FisherResult):
         return fisher.result
     if isinstance(fisher, (str, Path)):
+        if graph is None:
+            return load_fisher(fisher, None)
         return load_fisher(fisher, graph.fingerprint(), expected_model=graph.model_name)
     raise SpecError("fisher must be a FisherResult, what probe_fisher returns or a Fisher file "
                     f"path, not {type(fisher).__name__}")
