@@ -27,6 +27,7 @@ from ttplan.planner.selection.select import Budget
 from .figures import VECTOR_FORMATS
 from .layers import layer_rows, plot_layers, render_layers
 from .predict import for_model, predict
+from .table2_paper import PAPER_BUDGETS
 from .table2 import (METHOD_LABELS, csv_table2, plot_table2, synthetic_fisher, table2_rows)
 from .whatif import (parse_methods, parse_range, plot_heatmaps, plot_pareto, render_whatif,
                      run_whatif, whatif_data)
@@ -64,10 +65,7 @@ class WhatifAxes:
         parse_range(self.compute, "compute")
 
 
-REPORT_BUDGETS = Budgets("1MB", "15%")
-
-
-def build_report(model, *, fisher=None, budgets: Budgets = REPORT_BUDGETS,
+def build_report(model, *, fisher=None, budgets: Budgets = PAPER_BUDGETS,
                  solver: str = "greedy", input_shape=(1, 3, 128, 128),
                  whatif: WhatifAxes | None = None, predictor=None, log=None) -> Report:
     """The report of one model (module docstring): `model` as `plan` takes it (a

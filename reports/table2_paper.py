@@ -2,6 +2,8 @@
 with, the names it prints, and its printed figures for the three zoo models. ttplan's rows:
 `reports.table2`."""
 
+from ttplan.costmodel.specs import Budgets
+
 METHODS = ("fulltrain", "lastlayer", "tinytl", "sparseupdate", "tinytrain")  # the paper's order
 METHOD_LABELS = {"fulltrain": "FullTrain", "lastlayer": "LastLayer", "tinytl": "TinyTL",
                  "sparseupdate": "SparseUpdate", "tinytrain": "TinyTrain"}
@@ -9,6 +11,9 @@ MODEL_LABELS = {"mcunet-5fps": "MCUNet", "mbv2-w0.35": "MobileNetV2",
                 "proxyless-w0.3": "ProxylessNASNet"}
 BATCH_SIZES = {"fulltrain": 100, "tinytl": 100}  # §3.2; the others train with batch 1
 MIB = 2**20
+# The budgets the paper plans TinyTrain and SparseUpdate under (§3.2): 1 MB, 15 % of the
+# full backward MACs.
+PAPER_BUDGETS = Budgets("1MB", "15%")
 
 # Table 2 of the paper as printed: (memory in MB, backward compute in millions of MACs).
 PAPER_TABLE2 = {

@@ -40,6 +40,8 @@ WHATIF_FIELDS = ("method", "memory_bytes", "compute_macs", "compute_fraction", "
                  "layers", "channels", "fisher_fraction", "backward_macs", "peak_bytes",
                  "time_s", "energy_j", "fits_ram")
 MAX_STEPS = 100
+# The grid `ttplan whatif` maps by default (LOW:HIGH:STEPS; memory log-spaced).
+DEFAULT_MEMORY_RANGE, DEFAULT_COMPUTE_RANGE = "128KB:2MB:12", "2%:60%:12"
 _GREY_WHERE_INFEASIBLE = matplotlib.colormaps["viridis"].with_extremes(bad="#dddddd")
 
 
@@ -48,7 +50,7 @@ def parse_range(text: str, what: str) -> list:
     (percentages) or MACs, linearly spaced. A one-line SpecError for anything else."""
     parts = text.split(":")
     usage = f"invalid --{what} range {text!r}: use LOW:HIGH:STEPS, e.g. " + \
-        ("128KB:2MB:12" if what == "memory" else "2%:60%:12")
+        (DEFAULT_MEMORY_RANGE if what == "memory" else DEFAULT_COMPUTE_RANGE)
     if len(parts) != 3 or not re.fullmatch(r"\s*\d+\s*", parts[2]):
         raise SpecError(usage)
     steps = int(parts[2])

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE
+
 
 @dataclass(frozen=True)
 class SweepResult:
@@ -41,7 +43,7 @@ def sweep(model, *, unit: str = "blocks", ks="1-6", conventions=("paper", "pytor
     options = sweep_options(conventions)
     module, name = resolve_model(model)
     ks = parse_k_range(ks) if isinstance(ks, str) else list(ks)
-    graph = trace(module, inputs if inputs is not None else (1, 3, 128, 128), name,
+    graph = trace(module, inputs if inputs is not None else DEFAULT_INPUT_SHAPE, name,
                   blocks=blocks)
     return SweepResult(sweep_last_k(graph, unit, ks, options), graph)
 
@@ -79,7 +81,7 @@ def compare(model, *, fisher=None, device=None, budgets=None, options=None,
     from ._planning import fisher_potential
 
     methods = METHODS if fisher else tuple(m for m in METHODS if m != "tinytrain")
-    inputs = as_inputs(inputs if inputs is not None else (1, 3, 128, 128))
+    inputs = as_inputs(inputs if inputs is not None else DEFAULT_INPUT_SHAPE)
     notes = ()
     if not (inputs.specs[0].is_float and len(inputs.shape) == 4):
         # TinyTL's lite residuals are 2-D convolutions beside blocks that map images.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import parse_duration
+from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, parse_duration
 
 
 def list_devices(files=()) -> list[dict]:
@@ -127,7 +127,7 @@ def measure(model, *, grid: MeasureGrid | None = None, runs=None, input_shape=No
         from ttplan.devices.layermeasure import TABLE_RUNS, measure_table
 
         return Measurement(table=measure_table(
-            model, input_shape=input_shape if input_shape is not None else (1, 3, 128, 128),
+            model, input_shape=input_shape if input_shape is not None else DEFAULT_INPUT_SHAPE,
             runs=runs if runs is not None else TABLE_RUNS, report=report))
     from ttplan.devices.grid import measure as measure_grid
 

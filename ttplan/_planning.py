@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import Budgets
+from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, Budgets
 from ttplan.planner.probe_defaults import DEFAULT_TAIL_FRACTION
 
 
@@ -72,7 +72,7 @@ def probe_fisher(model, *, support=None, probe: ProbeSettings | None = None,
 
     support = support if support is not None else Support(synthetic=True)
     probe = probe if probe is not None else ProbeSettings()
-    inputs = as_inputs(inputs if inputs is not None else (1, 3, 128, 128))
+    inputs = as_inputs(inputs if inputs is not None else DEFAULT_INPUT_SHAPE)
     module, name = resolve_model(model, classifier=probe.loss == "ce")
     graph = trace(module, inputs, name)
     opened = open_support(support.data, inputs, support.samples, probe.seed, support.synthetic,

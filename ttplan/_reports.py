@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ttplan.costmodel.errors import SpecError
-from ttplan.costmodel.specs import Budgets
+from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, Budgets
+from ttplan.reports.table2_paper import PAPER_BUDGETS
 
-PAPER_BUDGETS = Budgets("1MB", "15%")
 
-
-def table2_report(models=None, *, fisher=None, fisher_dir=None, input_shape=(1, 3, 128, 128),
-                  budgets: Budgets = PAPER_BUDGETS, optimizer: str = "momentum",
-                  log=None) -> dict:
+def table2_report(models=None, *, fisher=None, fisher_dir=None,
+                  input_shape=DEFAULT_INPUT_SHAPE, budgets: Budgets = PAPER_BUDGETS,
+                  optimizer: str = "momentum", log=None) -> dict:
     """The paper's Table 2 for `models`: every method's memory and backward MACs, beside the
     paper's printed figures for the zoo models. What `ttplan table2` renders.
 
@@ -52,23 +51,24 @@ def table2_report(models=None, *, fisher=None, fisher_dir=None, input_shape=(1, 
                   optimizer=optimizer)
 
 
-def _context_with_fisher(model, fisher, inputs, notes: list, **context):
-    """A PlanningContext of `model` with `fisher`, or the synthetic probe's (noted), and the
-    model's name."""
+def _context_with_fisher(model, fisher, inputs, **context):
+    """A PlanningContext of `model` with `fisher`, or the synthetic probe's, the model's name
+    and the notes for the person (the probe used, if any)."""
     from ttplan.costmodel.inputs import as_inputs
     from ttplan.costmodel.profile import ModelSource, resolve_model
     from ttplan.planner.context import PlanningContext
     from ttplan.planner.support.sequences import infer_vocab
     from ttplan.reports.table2 import PROBE_SAMPLES, PROBE_SEED, synthetic_fisher
 
-    inputs = as_inputs(inputs if inputs is not None else (1, 3, 128, 128))
+    inputs = as_inputs(inputs if inputs is not None else DEFAULT_INPUT_SHAPE)
     module, name = resolve_model(model)
+    notes = ()
     if fisher is None:
-        notes.append(f"{name}: no Fisher file given; using the synthetic probe "
-                     f"({PROBE_SAMPLES} samples, seed {PROBE_SEED})")
+        notes = (f"{name}: no Fisher file given; using the synthetic probe "
+                 f"({PROBE_SAMPLES} samples, seed {PROBE_SEED})",)
         fisher = synthetic_fisher(module, inputs.with_batch(1), vocab=infer_vocab(module))
     return PlanningContext(ModelSource(module, name), fisher=fisher, inputs=inputs,
-                           **context), name
+                           **context), name, notes
 
 
 @dataclass(frozen=True)
@@ -100,18 +100,19 @@ def whatif(model, *, axes=None, search=None, fisher=None, inputs=None, options=N
     """
     from ttplan.planner.api import PlanSearch
     from ttplan.reports.report import WhatifAxes
-    from ttplan.reports.whatif import parse_range, run_whatif, whatif_data
+    from ttplan.reports.whatif import (DEFAULT_COMPUTE_RANGE, DEFAULT_MEMORY_RANGE,
+                                       parse_range, run_whatif, whatif_data)
 
-    axes = axes if axes is not None else WhatifAxes("128KB:2MB:12", "2%:60%:12", ("tinytrain",))
+    axes = axes if axes is not None else WhatifAxes(DEFAULT_MEMORY_RANGE, DEFAULT_COMPUTE_RANGE,
+                                                    ("tinytrain",))
     search = search if search is not None else PlanSearch()
-    memory_values = parse_range(axes.memory or "128KB:2MB:12", "memory")
+    memory_values = parse_range(axes.memory or DEFAULT_MEMORY_RANGE, "memory")
     compute_values = parse_range(axes.compute, "compute")
-    notes: list[str] = []
-    context, _ = _context_with_fisher(model, fisher, inputs, notes, options=options,
-                                      channels=search.channels, seed=search.seed)
+    context, _, notes = _context_with_fisher(model, fisher, inputs, options=options,
+                                             channels=search.channels, seed=search.seed)
     cells = run_whatif(context, memory_values, compute_values, methods=axes.methods,
                        solver=search.solver, predictor=predictor, progress=progress)
-    return WhatifResult(whatif_data(context, cells, search.solver), tuple(notes))
+    return WhatifResult(whatif_data(context, cells, search.solver), notes)
 
 
 @dataclass(frozen=True)
@@ -138,11 +139,10 @@ def layer_report(model, *, fisher=None, inputs=None, policy=None) -> LayerReport
     from ttplan.planner.policy.file import check_against_graph, load_policy
     from ttplan.reports.layers import layer_rows
 
-    notes: list[str] = []
-    context, name = _context_with_fisher(model, fisher, inputs, notes)
+    context, name, notes = _context_with_fisher(model, fisher, inputs)
     updates = None
     if policy is not None:
         loaded = load_policy(policy)
         check_against_graph(loaded, context.graph, policy)
         updates = loaded.updates()
-    return LayerReport(layer_rows(context, updates), name, tuple(notes))
+    return LayerReport(layer_rows(context, updates), name, notes)
