@@ -44,10 +44,19 @@ def traceable_without_class_patches(named_modules: list) -> bool:
         if cls in checked:
             continue
         if cls.__call__ is not _ORIGINAL_CALL or cls._call_impl is not ORIGINAL_CALL_IMPL or \
-                cls.__getattr__ is not _ORIGINAL_GETATTR or cls in TRACED_TO_CLASS:
+                cls.__getattr__ is not _ORIGINAL_GETATTR or cls in TRACED_TO_CLASS or \
+                not _subclassable_quietly(cls):
             return False
         checked.add(cls)
     return True
+
+
+def _subclassable_quietly(cls: type) -> bool:
+    """Can `traced_class` subclass `cls` without running the model's own code? Not when its
+    metaclass is not `type` or a class of its MRO defines `__init_subclass__` (a library's
+    class registry would see the traced subclass): fx's own trace runs for those."""
+    return type(cls) is type and not any(
+        "__init_subclass__" in base.__dict__ for base in cls.__mro__ if base is not object)
 
 
 def traced_class(cls: type) -> type:

@@ -3,6 +3,7 @@
 import math
 from math import sqrt
 
+import torch
 from torch import nn
 
 from ttplan import Tracing, profile
@@ -158,3 +159,31 @@ def test_remembered_saved_sets_are_what_a_fresh_measurement_gives():
 
 def lstm_call(module, x):
     return module(x)
+
+
+def test_a_class_registry_never_sees_the_tracer():
+    """A library registering subclasses in `__init_subclass__` keeps its registry as it was:
+    such a class is traced by fx's own trace, not by a traced subclass of its own."""
+    import ttplan
+
+    registry = []
+
+    class Registered(nn.Module):
+        def __init_subclass__(cls, **kwargs):
+            super().__init_subclass__(**kwargs)
+            registry.append(cls)
+
+    class Head(Registered):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+            self.scale = nn.Parameter(torch.ones(3))
+
+        def forward(self, x):
+            return self.fc(x) * self.scale
+
+    before = list(registry)
+    prof = ttplan.profile(nn.Sequential(nn.Linear(5, 4), Head()), (2, 5))
+    assert registry == before == [Head]
+    assert prof.totals["params"] == 5 * 4 + 4 + 4 * 3 + 3 + 3
+    assert type(Head().fc) is nn.Linear
