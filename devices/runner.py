@@ -62,11 +62,9 @@ from .trainloop import Phases, Samples, holdout_split, measured_run
 from .trainplan import chosen_updates, plan_on_device, with_lite_residuals
 from .trainrequest import (DEFAULT_HOLDOUT, OPTIMIZERS, OnDevicePlan, RunSettings,
                            Support, check_one_way)
-from .trainresult import (RunRecord, TrainResult, predicted_on_device, timing_warnings,
-                          train_result)
+from .trainresult import RunRecord, TrainResult, predicted_on_device, train_result
 from .workload import DEFAULT_ITERATIONS  # noqa: F401 (the paper's runs, §3.2; re-exported)
 
-_Phases, _timing_warnings = Phases, timing_warnings  # their names before the split (tests use them)
 
 
 def train(model, *, policy=None, method: str | OnDevicePlan | None = None,

@@ -175,14 +175,15 @@ def test_predict_with_a_layer_calibration_has_no_energy_without_energy_data(tmp_
 def test_a_run_too_short_or_on_a_slower_machine_is_warned_about():
     from types import SimpleNamespace
 
-    from ttplan.devices.runner import _Phases, _timing_warnings
-    phases = _Phases()
+    from ttplan.devices.trainloop import Phases
+    from ttplan.devices.trainresult import timing_warnings
+    phases = Phases()
     phases.cpu_seconds["train_s"] = 2.0
     ctx = SimpleNamespace(calibration=SimpleNamespace(layers={"reference_s": 0.001}))
-    assert any("1.50x slower" in w for w in _timing_warnings(phases, 0.0015, ctx))
-    assert not any("slower than" in w for w in _timing_warnings(phases, 0.0011, ctx))
+    assert any("1.50x slower" in w for w in timing_warnings(phases, 0.0015, ctx))
+    assert not any("slower than" in w for w in timing_warnings(phases, 0.0011, ctx))
     phases.cpu_seconds["train_s"] = 0.1
-    assert any("too short to time" in w for w in _timing_warnings(phases, 0.001, None))
+    assert any("too short to time" in w for w in timing_warnings(phases, 0.001, None))
 
 
 def test_a_time_budgeted_plan_captures_at_least_a_baseline_that_fits(tmp_path):
