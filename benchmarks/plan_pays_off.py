@@ -5,16 +5,17 @@
 
 HOST.json: a per-layer calibration of this machine (`benchmarks/unseen_device_model.py`
 leaves one in its workdir as host.json). At batch 1, with the CLI a user would type:
-  1. `ttplan train MODEL --update last-blocks:2` (fresh process): T = its measured load_s +
-     train_s (process CPU time, the primary clock; wall time printed beside it);
+  1. `ttplan train MODEL --update last-blocks:2`, --runs times, each a fresh process: T = the
+     median of their measured load_s + train_s (process CPU time, the primary clock; wall
+     time printed beside it; one run on this shared VM moves by up to 15 %);
   2. `ttplan fisher MODEL` (the synthetic probe) and `ttplan plan MODEL --fisher ... --device
      HOST.json --time T` (TinyTrain, greedy; memory: the host's available RAM);
-  3. `ttplan train MODEL --policy plan.json` (fresh process).
+  3. `ttplan train MODEL --policy plan.json`, --runs times, each a fresh process (median).
 Checks (issue 16): the plan's run takes at most T + 10 %; it is not slower than last-blocks:2's
 run by more than 10 %; the plan captures at least the Fisher potential last-blocks:2 would
 (every channel of the layers it updates) -- by construction when last-blocks:2's predicted
 run fits the budget (planner.api keeps a fitting baseline that captures more; printed).
-Wall time: ~1-2 minutes.
+Wall time: ~2-4 minutes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +45,7 @@ def main() -> None:
     ap.add_argument("--iterations", default="10")
     ap.add_argument("--samples", default="25")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--runs", type=int, default=3, help="fresh-process runs of each (median)")
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ttplan-payoff-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -53,9 +56,16 @@ def main() -> None:
               "--iterations", args.iterations, "--holdout", "0", "--calibration",
               args.calibration, "--format", "json"]
 
-    base = json.loads(ttplan("train", args.model, "--update", "last-blocks:2", *common))
-    t_cpu, t_wall = run_seconds(base)
-    print(f"last-blocks:2: {t_cpu:.3f} s CPU ({t_wall:.3f} s wall) load + train; predicted "
+    def runs(*how: str) -> tuple[float, float, dict, list]:
+        """Median CPU and wall seconds of --runs fresh-process runs, the last run's JSON."""
+        outs = [json.loads(ttplan("train", args.model, *how, *common)) for _ in range(args.runs)]
+        seconds = [run_seconds(o) for o in outs]
+        return (statistics.median(c for c, _ in seconds), statistics.median(w for _, w in seconds),
+                outs[-1], [round(c, 3) for c, _ in seconds])
+
+    t_cpu, t_wall, base, each = runs("--update", "last-blocks:2")
+    print(f"last-blocks:2: {t_cpu:.3f} s CPU ({t_wall:.3f} s wall) load + train, median of "
+          f"{each}; predicted "
           f"{base['predicted']['phases']['load_s'] + base['predicted']['phases']['train_s']:.3f} s")
 
     fisher = work / "fisher.json"
@@ -73,8 +83,8 @@ def main() -> None:
           f"{device['total_s']:.3f} s of budget {device['time_limit_s']:.3f} s, Fisher captured "
           f"{planned['predicted']['fisher_captured']:.6g}")
 
-    run = json.loads(ttplan("train", args.model, "--policy", str(policy), *common))
-    p_cpu, p_wall = run_seconds(run)
+    p_cpu, p_wall, _, each = runs("--policy", str(policy))
+    print(f"plan's runs: {each} s CPU")
 
     # The Fisher potential last-blocks:2 would capture: every channel of the layers it
     # updates, summed as the planner sums a plan's (planner.api.fisher_captured).

@@ -202,22 +202,26 @@ def kind_seconds(kinds: dict, kind: str, pass_name: str, macs: float, elements: 
                     + c.get("weight_s", 0.0) * weights) + c["call_s"]
 
 
-def own_pass_seconds(run: dict, table: dict, kinds: dict) -> tuple[float, dict]:
+def own_pass_seconds(run: dict, table: dict, kinds: dict) -> tuple[float, float, dict]:
     """Layer seconds of a run's train passes priced from its model's own table
-    (devices.owntable), and {how priced: passes} over one step of each batch size."""
+    (devices.owntable), the share of them that are not forward passes (the backward share
+    an own-run anchor is interpolated in), and {how priced: passes} over one step of each
+    batch size."""
     from .owntable import passes_seconds
 
     price = lambda *a: kind_seconds(kinds, *a)  # noqa: E731
     passes = run["layer_passes"]
     forward = [p for p in passes if p[2] == "forward"]
     notes: dict = {}
-    one = 0.0
+    total = backward = 0.0
     sizes = batches(run["samples"], run["batch_size"])
     for b in sorted(set(sizes)):
-        step = passes_seconds(forward, table, price, b, {}) + \
-            passes_seconds(passes, table, price, b, notes)
-        one += step * sizes.count(b)
-    return run["iterations"] * one, notes
+        forwards = passes_seconds(forward, table, price, b, {})  # the prototypes'
+        step = passes_seconds(passes, table, price, b, notes)
+        total += (forwards + step) * sizes.count(b)
+        backward += (step - forwards) * sizes.count(b)
+    share = backward / total if total > 0 else 0.0
+    return run["iterations"] * total, share, notes
 
 
 def pass_seconds(step: dict, forward: dict, kinds: dict, samples: int, batch_size: int,
@@ -387,11 +391,19 @@ def predict_phases(run: dict, model: dict) -> dict:
     if table is not None:
         from .owntable import describe
 
-        layer["train"], counts = own_pass_seconds(run, table, kinds)
+        layer["train"], share, counts = own_pass_seconds(run, table, kinds)
         time_model = "per-layer, own table"
         own_notes = describe(table, counts) + (
             ["the Fisher probe: per-kind functions"] if run.get("probe_work") else [])
     train = layer["train"] + glue_seconds(run, glue)
+    if table is not None and table.get("anchors"):
+        from .owntable import anchor_ratio
+
+        ratio, between = anchor_ratio(table["anchors"], run["batch_size"], share)
+        train *= ratio
+        own_notes.append(f"anchored on the whole runs in the table: train x {ratio:.3f} "
+                         f"(measured / predicted of its {between} run(s) at the nearest batch "
+                         f"size, backward share {share:.3f})")
     fisher = 0.0
     if run.get("probe_work"):  # input gradients only: no layer computes two gradients
         probe_steps = math.ceil(run["samples"] / run["batch_size"])

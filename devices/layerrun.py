@@ -30,7 +30,7 @@ from ttplan.planner.jsonio import check_header, load_json, save_json
 
 from . import layermodel as lm
 from .layertable import measure_layers
-from .owntable import own_table
+from .owntable import anchors, own_table
 
 FORMAT = "ttplan-layer-table"
 VERSION = 1
@@ -224,12 +224,24 @@ def _fit(tables: list[dict]) -> dict:
                      for r in with_energy)) if with_energy else None
     references = [t.get("machine", {}).get("reference_s") for t in tables]
     references = [r for r in references if r]
-    return {"kinds": kinds, "glue": glue, "phases": lm.phase_constants(runs), "power_w": power_w,
-            "reference_s": statistics.median(references) if references else None,
-            "models": sorted({t["model"] for t in tables}), "notes": notes,
-            # a model whose table this is is priced from it (devices.owntable)
-            "own_tables": [own_table(t) for t in sorted(tables, key=lambda t: t["model"])
-                           if t.get("input_shape") and t.get("batch_sizes")]}
+    model = {"kinds": kinds, "glue": glue, "phases": lm.phase_constants(runs),
+             "power_w": power_w,
+             "reference_s": statistics.median(references) if references else None,
+             "models": sorted({t["model"] for t in tables}), "notes": notes, "own_tables": []}
+    # a model whose table this is is priced from it (devices.owntable), anchored on the
+    # table's own whole runs (their factor measured / predicted by the fit above)
+    for t in sorted(tables, key=lambda t: t["model"]):
+        if t.get("input_shape") and t.get("batch_sizes"):
+            entry = own_table(t)
+            entry["anchors"] = anchors(t["runs"], entry, lambda r: _unanchored(r, entry, model))
+            model["own_tables"].append(entry)
+    return model
+
+
+def _unanchored(run: dict, entry: dict, model: dict) -> tuple[float, float]:
+    """train_s of an own run from its table and the fit's glue, and its backward share."""
+    layers, share, _ = lm.own_pass_seconds(run, entry, model["kinds"])
+    return layers + lm.glue_seconds(run, model["glue"]), share
 
 
 def round_model(model: dict) -> dict:

@@ -20,6 +20,18 @@ fraction it timed, SPARSE_FRACTION). Anchored on the table and scaled by the per
 function: a batch size it did not time (the nearest timed batch, times the function's ratio
 of the two) and a sparse fraction it did not time (likewise). The per-kind function alone:
 what the table did not time (views, a layer that does not run alone, a folded norm).
+
+Anchored on the table's own whole runs: a table also holds whole training runs of its model
+(none, bias-only, last-blocks:2, all, at its batch sizes, each the median of fresh
+processes). What the layers plus the cross-model overheads predict for those runs is off by a
+factor that depends on the model (how its Python containers, caches and allocations behave
+around its layers) and on how much of the run is backward. `anchors(runs, table, predict)`
+keeps, per own run, that factor (measured / predicted train_s) beside the run's batch size and
+backward share (the share of its layer seconds that are not forward passes);
+`anchor_ratio` gives a run of the same model the factor of its own runs at the nearest batch
+size, interpolated in the backward share (piecewise linear in the log of the factor, clamped
+at the ends): a configuration the table ran is priced at what it measured, one between two
+it ran between their factors (notes/device_time_model.md §15).
 """
 
 from __future__ import annotations
@@ -120,6 +132,44 @@ def passes_seconds(passes: list[list], table: dict, kinds_seconds, batch: int,
         notes[reason] = notes.get(reason, 0) + 1
         total += timed[str(at)] * (fitted / anchor if anchor > 0 else 1.0)
     return total
+
+
+def anchors(runs: list[dict], table: dict, predict) -> list[list]:
+    """[update, batch size, backward share, measured / predicted train_s] of the table's own
+    whole runs. `predict(run)` -> (train_s, backward share) before anchoring; a run of another
+    input or without layer passes (tables written before) gives none."""
+    out = []
+    for r in runs:
+        measured = r.get("measured", {}).get("train_cpu_s") or 0.0
+        if measured <= 0 or match(r, [table]) is None:
+            continue
+        predicted, share = predict(r)
+        if predicted > 0:
+            out.append([r["update"], int(r["batch_size"]), share, measured / predicted])
+    return sorted(out, key=lambda a: (a[1], a[2], a[0]))
+
+
+def anchor_ratio(points: list[list], batch: int, share: float) -> tuple[float, str] | None:
+    """The factor of the own runs (`anchors`) for a run at `batch` with backward share
+    `share`, and what it was interpolated from; None without anchors."""
+    if not points:
+        return None
+    at = _nearest({p[1]: None for p in points}, batch)
+    mine: dict[float, list] = {}
+    for update, b, x, ratio in points:
+        if b == at:  # runs of one configuration at two lengths: one point, their mean
+            mine.setdefault(round(x, 6), []).append((update, x, math.log(ratio)))
+    groups = [mine[k] for k in sorted(mine)]
+    xs = [sum(x for _, x, _ in g) / len(g) for g in groups]
+    logs = [sum(v for _, _, v in g) / len(g) for g in groups]
+    names = [g[0][0] for g in groups]
+    if share <= xs[0] or len(xs) == 1:
+        return math.exp(logs[0]), names[0]
+    if share >= xs[-1]:
+        return math.exp(logs[-1]), names[-1]
+    i = next(k for k in range(1, len(xs)) if share <= xs[k])
+    w = (share - xs[i - 1]) / (xs[i] - xs[i - 1])
+    return math.exp((1 - w) * logs[i - 1] + w * logs[i]), f"{names[i - 1]} and {names[i]}"
 
 
 def describe(table: dict, notes: dict) -> list[str]:

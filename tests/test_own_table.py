@@ -44,6 +44,8 @@ def fitted(tables) -> dict:
     model = fit_layer_model(tables)
     model["glue"] = {"call_s": 0.0, "step_s": 0.0, "tensor_update_s": 0.0,
                      "first_call_s": 0.0, "identified": True}  # the layers' sum alone
+    for table in model["own_tables"]:  # anchoring on the own runs: tested on its own below
+        table["anchors"] = []
     return model
 
 
@@ -158,3 +160,37 @@ def test_a_depthwise_conv_with_a_kernel_larger_than_3x3_is_a_kind_of_its_own():
                         for k in ("0", "1", "2")]}
     run = run_description(net, "none", (1, 8, 6, 6), iterations=1, samples=1)
     assert match(run, [own_table(table)]) is not None
+
+
+def test_an_own_run_is_predicted_at_what_it_measured_and_others_between_their_factors():
+    net = tiny_net()
+    model = fit_layer_model([own_model_table(net), synthetic_table("b", 1.0)])
+    table = next(t for t in model["own_tables"] if t["model"] == "tiny")
+    # the table's runs (test_layer_model.synthetic_table): none 0.01 and 0.011 s, all 0.03 s,
+    # last-layers:1 0.015 s, each 2 iterations of 4 samples at batch 1
+    assert sorted(a[0] for a in table["anchors"]) == ["all", "last-layers:1", "none", "none"]
+    for spec, measured in (("all", 0.03), ("last-layers:1", 0.015),
+                           ("none", (0.01 * 0.011) ** 0.5)):  # two runs: their log mean
+        run = run_description(net, spec, SHAPE, iterations=2, samples=4)
+        got = lm.predict_phases(run, model)
+        assert got["train_s"] == pytest.approx(measured, rel=1e-9)
+        assert any(n.startswith("anchored on the whole runs in the table") for n in
+                   got["time_model_notes"])
+    # another model's prediction is not anchored (its table's runs are its own)
+    other = run_description(tiny_net(), "all", (1, 3, 8, 8), iterations=2, samples=4)
+    assert lm.predict_phases(other, model)["time_model"] == "per-layer, per-kind fit"
+
+
+def test_the_anchor_factor_is_interpolated_in_the_backward_share_at_the_nearest_batch():
+    from ttplan.devices.owntable import anchor_ratio
+    import math
+
+    points = [["none", 1, 0.0, 0.8], ["last-blocks:2", 1, 0.25, 0.9], ["all", 1, 0.7, 1.1],
+              ["none", 4, 0.0, 2.0]]
+    assert anchor_ratio([], 1, 0.3) is None
+    assert anchor_ratio(points, 1, 0.0) == (pytest.approx(0.8), "none")
+    assert anchor_ratio(points, 1, 0.9) == (pytest.approx(1.1), "all")  # clamped
+    ratio, between = anchor_ratio(points, 1, 0.125)  # half-way in share: the log mean
+    assert ratio == pytest.approx(math.sqrt(0.8 * 0.9)) and between == "none and last-blocks:2"
+    assert anchor_ratio(points, 2, 0.0) == (pytest.approx(0.8), "none")  # 1 is as near as 4
+    assert anchor_ratio(points, 3, 0.5) == (pytest.approx(2.0), "none")  # nearest: 4
