@@ -50,13 +50,18 @@ class DeviceContext:
     iterations: int = DEFAULT_ITERATIONS
     samples: int = DEFAULT_SAMPLES
     time_s: float | None = None
+    # an update spec or policy file whose predicted time is the budget (`with_time_budget`)
+    time_as: str | None = None
 
 
 def device_context(device, *, calibration=None, time=None, iterations=DEFAULT_ITERATIONS,
                    samples=DEFAULT_SAMPLES) -> DeviceContext:
     """`device`: a built-in name, `host`, a device JSON or a calibration JSON. `calibration`:
     a calibration file (default: the device's built-in one, or the file `device` named).
-    `time`: a training-time budget (seconds or text such as 10min)."""
+    `time`: a training-time budget: seconds, text such as 10min, or an update spec or policy
+    file (last-blocks:2, plan.json) whose run the device's calibration predicts for the
+    planned model -- a budget of "no slower than that", immune to how fast the machine runs
+    today (`with_time_budget` turns it into seconds once the model is known)."""
     for what, value in (("iterations", iterations), ("samples", samples)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SpecError(f"{what} must be a positive integer, not {value!r}")
@@ -64,14 +69,45 @@ def device_context(device, *, calibration=None, time=None, iterations=DEFAULT_IT
     cal = resolve_calibration(profile, calibration, device)
     if cal is not None and cal.device.name != profile.name:
         raise SpecError(f"the calibration is of device {cal.device.name!r}, not {profile.name!r}")
-    time_s = None
+    time_s = time_as = None
     if time is not None:
-        time_s = parse_duration(time) if isinstance(time, str) else float(time)
-        if not (math.isfinite(time_s) and time_s > 0):
-            raise SpecError(f"a time budget must be a positive duration, not {time!r}")
+        time_s, time_as = _time_budget(time)
         if cal is None:
             raise SpecError(no_calibration(profile))
-    return DeviceContext(profile, cal, iterations, samples, time_s)
+    return DeviceContext(profile, cal, iterations, samples, time_s, time_as)
+
+
+def _time_budget(time) -> tuple[float | None, str | None]:
+    """(seconds, None) of a duration, or (None, spec) of an update spec or policy file."""
+    if isinstance(time, str):
+        try:
+            return parse_duration(time), None
+        except SpecError:
+            try:
+                parse_update(time.strip())
+            except SpecError:
+                raise SpecError(
+                    f"invalid time budget {time!r}: expected a positive duration such as "
+                    "100s, 20min (or 20m) or 1h, or an update spec or policy file to be as "
+                    "fast as, such as last-blocks:2") from None
+            return None, time.strip()
+    if isinstance(time, bool) or not isinstance(time, (int, float)) or \
+            not (math.isfinite(time) and time > 0):
+        raise SpecError(f"a time budget must be a positive duration, not {time!r}")
+    return float(time), None
+
+
+def with_time_budget(ctx: DeviceContext, model, inputs) -> DeviceContext:
+    """`ctx` with a relative budget (`time_as`) turned into seconds: what the device's
+    calibration predicts for that configuration of `model` at `inputs` (load and training,
+    as `predict --update SPEC` gives it). Unchanged without one or once resolved."""
+    if ctx.time_as is None or ctx.time_s is not None:
+        return ctx
+    seconds = predict_training(model, ctx.time_as, ctx, inputs=inputs)["total_s"]
+    if seconds is None or not seconds > 0:
+        raise SpecError(f"time budget {ctx.time_as}: {ctx.device.name}'s calibration predicts "
+                        "no time for it")
+    return replace(ctx, time_s=float(seconds))
 
 
 def device_for(device, *, calibration=None, time=None, iterations=DEFAULT_ITERATIONS,
@@ -144,8 +180,12 @@ def time_limits(ctx: DeviceContext, method: str, inputs, model=None) -> tuple:
     """The device's time budget as limits the planner enforces (none without one). `inputs`:
     an input shape or ModelInputs. `model`: the nn.Module or name (for a per-layer
     calibration's probe work, and the probe's MACs of a tinytrain time budget)."""
-    if ctx.time_s is None:
+    if ctx.time_s is None and ctx.time_as is None:
         return ()
+    if ctx.time_s is None:
+        if model is None:
+            raise SpecError(f"a time budget as fast as {ctx.time_as} needs the model")
+        ctx = with_time_budget(ctx, model, inputs)
     if ctx.calibration.layers is not None and model is not None:
         # The plan is made here; the device runs the policy (`train --policy`): no probe and
         # no planning there, so the budget covers loading and training.
@@ -309,7 +349,9 @@ def plan_for_device(model, *, device, method="tinytrain", fisher=None,
     ctx = device if isinstance(device, DeviceContext) else device_context(device)
     # Without options: the device's runtime, what its RAM must hold.
     options = options_or_default(options, PAPER.under(ctx.device.runtime))
-    policy = plan_on(ctx, model, method, fisher, budgets, options, resolve_inputs(inputs), search)
+    given = resolve_inputs(inputs)
+    ctx = with_time_budget(ctx, model, given)
+    policy = plan_on(ctx, model, method, fisher, budgets, options, given, search)
     return with_device_prediction(ctx, policy, model)
 
 
@@ -336,10 +378,16 @@ def device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> tuple[d
         policy.model_inputs(), ctx.samples)
     predicted = prediction(ctx, policy.method, policy_step_cost(policy), run,
                            tuple(policy.input_shape[1:]), probe)
+    if ctx.time_as is not None and ctx.time_s is None:
+        ctx = with_time_budget(ctx, model if model is not None else policy.model_name,
+                               policy.model_inputs())
     predicted["time_limit_s"] = ctx.time_s
     predicted["within_time"] = None if ctx.time_s is None or predicted["total_s"] is None \
         else predicted["total_s"] <= ctx.time_s
     notes = []
+    if ctx.time_as is not None:
+        notes.append(f"time budget: as fast as {ctx.time_as} on {ctx.device.name}, predicted "
+                     f"{ctx.time_s:.4g} s for this model by the same calibration")
     if predicted["within_time"] is False:
         notes.append(f"predicted {predicted['total_s']:.4g} s on {ctx.device.name} "
                      f"exceeds the time budget of {ctx.time_s:g} s")

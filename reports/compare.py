@@ -12,7 +12,8 @@ from __future__ import annotations
 from ttplan.costmodel.inputs import resolve_inputs
 from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.specs import Budgets
-from ttplan.devices.planning import DeviceContext, device_prediction, plan_on
+from ttplan.devices.planning import (DeviceContext, device_prediction, plan_on,
+                                     with_time_budget)
 from ttplan.planner.api import plan
 
 METHODS = ("fulltrain", "lastlayer", "tinytl", "sparseupdate", "tinytrain")
@@ -33,6 +34,8 @@ def compare_methods(model, *, fisher=None, methods=METHODS, device: DeviceContex
     rows = []
     budgets = budgets if budgets is not None else Budgets()
     given = resolve_inputs(inputs)
+    if device is not None:
+        device = with_time_budget(device, model, given)
     for method in methods:
         method_fisher = fisher if method != "tinytl" else None
         if device is None:

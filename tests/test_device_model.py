@@ -219,7 +219,7 @@ def _write(path, text):
     (lambda d: ["plan", "mcunet-5fps", "--method", "sparseupdate", "--device", "pi-zero-2",
                 "--time", "1min"], "is below what any sparseupdate run takes on pi-zero-2"),
     (lambda d: ["plan", "mcunet-5fps", "--device", "pi-zero-2", "--time", "ten"],
-     "invalid duration 'ten'"),
+     "invalid time budget 'ten'"),
 ])
 def test_bad_device_input_is_one_line_exit_2(tmp_path, make, needle):
     result = runner.invoke(app, make(tmp_path))
