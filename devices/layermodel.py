@@ -396,10 +396,13 @@ def predict_phases(run: dict, model: dict) -> dict:
         own_notes = describe(table, counts) + (
             ["the Fisher probe: per-kind functions"] if run.get("probe_work") else [])
     train = layer["train"] + glue_seconds(run, glue)
+    anchored = None
     if table is not None and table.get("anchors"):
-        from .owntable import anchor_ratio
+        from .owntable import anchor_ratio, trains_weights
 
-        ratio, between = anchor_ratio(table["anchors"], run["batch_size"], share)
+        anchored = anchor_ratio(table["anchors"], run["batch_size"], share, trains_weights(run))
+    if anchored is not None:
+        ratio, between = anchored
         train *= ratio
         own_notes.append(f"anchored on the whole runs in the table: train x {ratio:.3f} "
                          f"(measured / predicted of its {between} run(s) at the nearest batch "

@@ -29,9 +29,10 @@ around its layers) and on how much of the run is backward. `anchors(runs, table,
 keeps, per own run, that factor (measured / predicted train_s) beside the run's batch size and
 backward share (the share of its layer seconds that are not forward passes);
 `anchor_ratio` gives a run of the same model the factor of its own runs at the nearest batch
-size, interpolated in the backward share (piecewise linear in the log of the factor, clamped
-at the ends): a configuration the table ran is priced at what it measured, one between two
-it ran between their factors (notes/device_time_model.md §15).
+size, of its family (training weights, or biases alone), interpolated in the backward share
+(piecewise linear in the log of the factor, clamped at the ends): a configuration the table
+ran is priced at what it measured, one between two it ran between their factors
+(notes/device_time_model.md §16).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from .layertable import KIND_FAMILY, SPARSE_FRACTION
 
 MIN_COVERAGE = 0.9  # share of the graph's non-view operators the table must have timed
 FRACTION_TOLERANCE = 1e-6
+WEIGHT_PASSES = frozenset({"weight_grad", "sparse_weight_grad"})
 
 
 def _elements_per_sample(row: dict) -> int:
@@ -134,10 +136,16 @@ def passes_seconds(passes: list[list], table: dict, kinds_seconds, batch: int,
     return total
 
 
+def trains_weights(run: dict) -> bool:
+    """Whether a run updates any weight (a conv's, a linear's, a norm's scale): its backward
+    then has weight gradients, which runs updating only biases do not."""
+    return any(p[2] in WEIGHT_PASSES for p in run.get("layer_passes") or ())
+
+
 def anchors(runs: list[dict], table: dict, predict) -> list[list]:
-    """[update, batch size, backward share, measured / predicted train_s] of the table's own
-    whole runs. `predict(run)` -> (train_s, backward share) before anchoring; a run of another
-    input or without layer passes (tables written before) gives none."""
+    """[update, batch size, backward share, measured / predicted train_s, trains weights] of
+    the table's own whole runs. `predict(run)` -> (train_s, backward share) before anchoring;
+    a run of another input or without layer passes (tables written before) gives none."""
     out = []
     for r in runs:
         measured = r.get("measured", {}).get("train_cpu_s") or 0.0
@@ -145,20 +153,29 @@ def anchors(runs: list[dict], table: dict, predict) -> list[list]:
             continue
         predicted, share = predict(r)
         if predicted > 0:
-            out.append([r["update"], int(r["batch_size"]), share, measured / predicted])
+            out.append([r["update"], int(r["batch_size"]), share, measured / predicted,
+                        trains_weights(r)])
     return sorted(out, key=lambda a: (a[1], a[2], a[0]))
 
 
-def anchor_ratio(points: list[list], batch: int, share: float) -> tuple[float, str] | None:
+def anchor_ratio(points: list[list], batch: int, share: float,
+                 weights: bool = True) -> tuple[float, str] | None:
     """The factor of the own runs (`anchors`) for a run at `batch` with backward share
-    `share`, and what it was interpolated from; None without anchors."""
+    `share`, and what it was interpolated from; None without anchors. Only runs of the same
+    family count, and the runs training nothing (share 0) in both: a run that trains weights
+    (`weights`: none, last-blocks:K, all, a plan) between those, one training biases alone
+    between none and bias-only -- at the same share of backward they run other kernels."""
     if not points:
         return None
     at = _nearest({p[1]: None for p in points}, batch)
     mine: dict[float, list] = {}
-    for update, b, x, ratio in points:
-        if b == at:  # runs of one configuration at two lengths: one point, their mean
-            mine.setdefault(round(x, 6), []).append((update, x, math.log(ratio)))
+    for update, b, x, ratio, *family in points:
+        if b != at or (family and x > 0 and family[0] != weights):
+            continue
+        # runs of one configuration at two lengths: one point, their mean
+        mine.setdefault(round(x, 6), []).append((update, x, math.log(ratio)))
+    if not mine:
+        return None
     groups = [mine[k] for k in sorted(mine)]
     xs = [sum(x for _, x, _ in g) / len(g) for g in groups]
     logs = [sum(v for _, _, v in g) / len(g) for g in groups]

@@ -194,3 +194,16 @@ def test_the_anchor_factor_is_interpolated_in_the_backward_share_at_the_nearest_
     assert ratio == pytest.approx(math.sqrt(0.8 * 0.9)) and between == "none and last-blocks:2"
     assert anchor_ratio(points, 2, 0.0) == (pytest.approx(0.8), "none")  # 1 is as near as 4
     assert anchor_ratio(points, 3, 0.5) == (pytest.approx(2.0), "none")  # nearest: 4
+
+
+def test_a_run_training_weights_is_anchored_on_the_runs_that_do():
+    from ttplan.devices.owntable import anchor_ratio
+    import math
+
+    points = [["none", 1, 0.0, 0.8, False], ["last-blocks:2", 1, 0.25, 0.9, True],
+              ["bias-only", 1, 0.5, 0.7, False], ["all", 1, 0.7, 1.1, True]]
+    ratio, between = anchor_ratio(points, 1, 0.5, weights=True)  # between last-blocks:2 and all
+    assert between == "last-blocks:2 and all"
+    assert ratio == pytest.approx(math.exp(math.log(0.9) + (0.25 / 0.45) * math.log(1.1 / 0.9)))
+    ratio, between = anchor_ratio(points, 1, 0.25, weights=False)  # half-way to bias-only
+    assert between == "none and bias-only" and ratio == pytest.approx(math.sqrt(0.8 * 0.7))
