@@ -377,3 +377,25 @@ def test_a_glue_term_measured_in_the_tables_is_fixed_not_fitted():
     assert fitted["op_s"] == 4e-6 and "op_s" not in fitted["undetermined"]
     for term in ("step_s", "shared_grad_s"):
         assert fitted[term] == pytest.approx(truth[term], rel=1e-6, abs=1e-12)
+
+
+def test_calibrate_summarises_a_per_layer_calibration_line_by_line(tmp_path):
+    """Its stderr summary keeps its lines (a multi-line summary is not wrapped into one
+    paragraph) and does not list the whole-run terms no log fitted."""
+    from typer.testing import CliRunner
+
+    from ttplan.cli import app
+
+    paths = []
+    for name, scale in (("a", 1.0), ("b", 1.1)):
+        paths += ["--layer-table", str(tmp_path / f"{name}.json")]
+        (tmp_path / f"{name}.json").write_text(json.dumps(synthetic_table(name, scale)))
+    result = CliRunner().invoke(app, ["calibrate", "--device", "host", *paths, "--out",
+                                      str(tmp_path / "cal.json")])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert "calibration of host: per-layer model only (no whole-run log)" in lines
+    assert not any("(not fitted)" in line for line in lines)
+    assert any(line.startswith("per-layer model from the tables of a, b") for line in lines)
+    assert all(line.startswith(("wrote", "calibration", "energy", "per-layer", "note:", "  "))
+               for line in lines), lines

@@ -131,10 +131,10 @@ def note(message: str) -> None:
 
 def _flush_told() -> None:
     lines, seen = [], set()
-    for line in _told:
-        if line not in seen:  # a warning is said once, whoever said it first
-            seen.add(line)
-            lines.append(line)
+    for told in _told:
+        if told not in seen:  # a warning is said once, whoever said it first
+            seen.add(told)
+            lines += told.splitlines()  # a summary's lines stay lines when wrapped
     _told.clear()
     with contextlib.suppress(Exception):
         for line in wrap_lines(lines, table_width(), "    "):  # a terminal's width, as tables

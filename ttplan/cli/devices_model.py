@@ -91,12 +91,16 @@ def _calibration_rows(d: dict) -> list[dict]:
 
 
 def _summary_text(d: dict) -> str:
+    whole_runs = bool(d["log"]["rows"])
     lines = [f"calibration of {d['device']['name']} from {d['log']['rows']} runs "
-             f"({d['log']['source']})"]
+             f"({d['log']['source']})" if whole_runs else
+             f"calibration of {d['device']['name']}: per-layer model only (no whole-run log)"]
     for quantity in ("time", "energy"):
         section = d[quantity]
         if section is None:
             lines.append(f"{quantity}: no model")
+            continue
+        if not whole_runs:  # every whole-run term unfitted: the per-layer model below predicts
             continue
         for name, term in section["terms"].items():
             mark = "" if term["identified"] else "  (not fitted)"
