@@ -156,6 +156,30 @@ def measured_op_s(tables: list[dict]) -> float | None:
     return max(0.0, statistics.median(per_table)) if per_table else None
 
 
+# (smaller, larger): the larger configuration runs all the smaller one does, and more
+CONTAINED = (("none", "bias-only"), ("none", "last-blocks:2"), ("none", "all"),
+             ("last-blocks:2", "all"), ("bias-only", "all"))
+OUT_OF_ORDER = 0.05  # the larger measured faster by more than this share: noted
+
+
+def out_of_order(runs: list[dict]) -> list[str]:
+    """Notes on a table's runs where a configuration measured faster than one it contains, at
+    the same batch size and length: the machine's speed moved during the runs (the table's
+    runs then mislead the overheads and the own-table anchors)."""
+    seen = {(r["update"], r["batch_size"], r["iterations"]): r["measured"]["train_cpu_s"]
+            for r in runs if r["measured"].get("train_cpu_s")}
+    notes = []
+    for (update, batch, iterations), seconds in sorted(seen.items()):
+        for small, large in CONTAINED:
+            if update == small and (large, batch, iterations) in seen and \
+                    seen[(large, batch, iterations)] < (1 - OUT_OF_ORDER) * seconds:
+                faster = 1 - seen[(large, batch, iterations)] / seconds
+                notes.append(f"{large} at batch {batch} ({iterations} iterations) measured "
+                             f"{100 * faster:.0f} % faster than {small}, which it contains: the "
+                             "machine's speed moved during the table's runs; measure it again")
+    return notes
+
+
 def fit_layer_model(tables: list[dict]) -> dict:
     """{kinds, glue, phases, notes, loo} from the tables of one device."""
     if not tables:
@@ -218,6 +242,7 @@ def _fit(tables: list[dict]) -> dict:
             notes.append(f"{t['model']}: the speed reference took {100 * mismatch:+.0f} % in the "
                          "table's runs against its layer timings (the machine's speed moved "
                          "between them): the overheads absorb it; measure the table again")
+    notes += [f"{t['model']}: {n}" for t in tables for n in out_of_order(t["runs"])]
     with_energy = [r for r in runs if r["measured"].get("energy_j")]
     power_w = (sum(r["measured"]["energy_j"] for r in with_energy)
                / sum(sum(r["measured"][f"{p}_cpu_s"] for p in ("load", "fisher", "plan", "train"))

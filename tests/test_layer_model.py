@@ -399,3 +399,21 @@ def test_calibrate_summarises_a_per_layer_calibration_line_by_line(tmp_path):
     assert any(line.startswith("per-layer model from the tables of a, b") for line in lines)
     assert all(line.startswith(("wrote", "calibration", "energy", "per-layer", "note:", "  "))
                for line in lines), lines
+
+
+def test_a_table_whose_runs_contradict_what_they_contain_is_noted():
+    from ttplan.devices.layerrun import out_of_order
+
+    def run(update, seconds, batch=1, iterations=3):
+        return {"update": update, "batch_size": batch, "iterations": iterations,
+                "measured": {"train_cpu_s": seconds}}
+
+    runs = [run("none", 1.0), run("last-blocks:2", 0.92), run("all", 2.0), run("bias-only", 1.5),
+            run("none", 0.5, batch=4), run("last-blocks:2", 0.49, batch=4)]  # 2 %: noise
+    assert out_of_order(runs) == [
+        "last-blocks:2 at batch 1 (3 iterations) measured 8 % faster than none, which it "
+        "contains: the machine's speed moved during the table's runs; measure it again"]
+    tables = [synthetic_table("a", 1.0), synthetic_table("b", 1.1)]
+    tables[0]["runs"][1]["measured"]["train_cpu_s"] = 0.001  # `all` faster than `none`
+    notes = fit_layer_model(tables)["notes"]
+    assert any(n.startswith("a: all at batch 1 (2 iterations) measured") for n in notes)
