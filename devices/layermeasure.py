@@ -20,7 +20,7 @@ from ttplan.costmodel.specs import parse_update
 from ttplan.costmodel.trace import trace
 
 from .layerrun import (FORMAT, PHASE_MISMATCH, SHORT_RUN_S, TABLE_UPDATES, VERSION, measure_sweep,
-                       phase_mismatch, run_description)
+                       out_of_order, phase_mismatch, run_description)
 from .layertable import busy_warning, machine_load, measure_layers, speed_reference, time_call
 from .grid import GridRuns
 from .runner import train_flat
@@ -30,6 +30,10 @@ TABLE_RUNS = GridRuns(iterations=2)
 
 
 RUN_REPEATS = 3  # each whole run, in fresh processes: the median, the spread kept
+# rounds added while the runs are unsteady (`unsteady_runs`): the median of more repeats, so a
+# minute of a shared machine running slow does not decide the table
+EXTRA_ROUNDS = 2
+RUN_SPREAD = 0.2
 # A second run length for a few cells (the smallest batch, these updates, LONG_RUN_FACTOR x
 # the iterations): with every run as long as the others, the once-per-run cost (first calls)
 # could not be told from what a run pays per sample and per step (notes §12, §13).
@@ -48,6 +52,7 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     `run_repeats`: each whole run is measured this many times, the first round before the
     layer timings and the others after them, so a drift of the shared machine's speed
     between the two phases shows in the runs' spread instead of in the fitted overheads;
+    while the runs are unsteady (`unsteady_runs`) up to EXTRA_ROUNDS more rounds follow;
     the median is kept, every repeat and the speed reference (`speed_reference`) of each
     beside it, and the two phases' reference times are compared (`PHASE_MISMATCH`).
     LONG_RUN_UPDATES (those of `updates`) also run at the smallest batch size for
@@ -88,6 +93,12 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     layer_references.append(speed_reference())
     for _ in range(run_repeats - 1):  # the other rounds: after the layers
         _run_round(model, name, input_shape, cells, runs, repeats_of, say)
+    for _ in range(EXTRA_ROUNDS if run_repeats > 1 else 0):
+        unsteady = unsteady_runs(repeats_of)
+        if not unsteady:
+            break
+        say(f"{name}: {unsteady[0]}: one more round of the runs")
+        _run_round(model, name, input_shape, cells, runs, repeats_of, say)
     table_runs = []
     for (b, spec, iterations) in cells:
         desc, summary = _run_summary(model, name, b, spec, input_shape, runs, iterations,
@@ -97,7 +108,7 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
             warnings.append(f"{name} {spec} b{b} x{iterations}: train took "
                             f"{summary['train_cpu_s']:.3f} s of "
                             "CPU, too short to time well: give more --iterations")
-        elif summary["spread"] > 0.2:
+        elif summary["spread"] > RUN_SPREAD:
             warnings.append(f"{name} {spec} b{b} x{iterations}: train CPU time spread by "
                             f"{100 * summary['spread']:.0f} % over {len(summary['repeats'])} "
                             "runs: the machine's speed moved")
@@ -138,6 +149,27 @@ def _forward_overhead(module, graph, shape, rows, repeats) -> dict:
     return {"batch_size": int(shape[0]), "forward_cpu_s": whole["cpu_s"],
             "layers_forward_cpu_s": sum(r["cpu_s"] for r in forwards),
             "operators": len(list(graph.ops())), "timed_operators": len(forwards)}
+
+
+def unsteady_runs(repeats_of: dict) -> list[str]:
+    """Why the runs measured so far cannot be trusted yet: a run long enough to time whose
+    repeats spread by more than RUN_SPREAD, or a configuration measured faster than one it
+    contains (layerrun.out_of_order); [] when they can. `repeats_of`: {(batch size, update,
+    iterations): [measured, ...]}."""
+    medians = {cell: statistics.median(m["cpu_phases"]["train_s"] for m in ms)
+               for cell, ms in repeats_of.items() if ms}
+    why = []
+    for (b, spec, iterations), ms in repeats_of.items():
+        train = [m["cpu_phases"]["train_s"] for m in ms]
+        median = medians.get((b, spec, iterations), 0.0)
+        if len(train) > 1 and median >= SHORT_RUN_S and \
+                (max(train) - min(train)) / median > RUN_SPREAD:
+            why.append(f"{spec} b{b} x{iterations} spread by "
+                       f"{100 * (max(train) - min(train)) / median:.0f} %")
+    runs = [{"update": spec, "batch_size": b, "iterations": iterations,
+             "measured": {"train_cpu_s": median}}
+            for (b, spec, iterations), median in medians.items() if median >= SHORT_RUN_S]
+    return why + out_of_order(runs)
 
 
 def _run_round(model, name, input_shape, cells, runs: GridRuns, repeats_of: dict,

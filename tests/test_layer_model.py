@@ -417,3 +417,41 @@ def test_a_table_whose_runs_contradict_what_they_contain_is_noted():
     tables[0]["runs"][1]["measured"]["train_cpu_s"] = 0.001  # `all` faster than `none`
     notes = fit_layer_model(tables)["notes"]
     assert any(n.startswith("a: all at batch 1 (2 iterations) measured") for n in notes)
+
+
+def test_unsteady_runs_name_a_wide_spread_or_a_contradiction_and_rounds_are_added(monkeypatch):
+    from ttplan.devices import layermeasure
+
+    def measured(seconds):
+        return {"cpu_phases": {"train_s": seconds}}
+
+    steady = {(1, "none", 3): [measured(1.0), measured(1.05), measured(0.98)],
+              (1, "all", 3): [measured(2.0), measured(2.1), measured(1.9)],
+              (4, "none", 3): [measured(0.1), measured(0.3)]}  # too short to count
+    assert layermeasure.unsteady_runs(steady) == []
+    wide = {**steady, (1, "all", 3): [measured(2.0), measured(2.6), measured(1.9)]}
+    assert layermeasure.unsteady_runs(wide) == ["all b1 x3 spread by 35 %"]
+    crossed = {**steady, (1, "last-blocks:2", 3): [measured(0.9)] * 3}
+    assert layermeasure.unsteady_runs(crossed)[0].startswith(
+        "last-blocks:2 at batch 1 (3 iterations) measured 10 % faster than none")
+
+    # measure_table adds rounds while they are unsteady, at most EXTRA_ROUNDS
+    rounds = []
+
+    def fake_round(model, name, input_shape, cells, runs, repeats_of, say):
+        rounds.append(1)
+        for cell in cells:  # every round as wide as the first: never steady
+            repeats_of[cell].append(measured(1.0 if len(rounds) % 2 else 1.5))
+
+    monkeypatch.setattr(layermeasure, "_run_round", fake_round)
+    monkeypatch.setattr(layermeasure, "measure_layers", lambda *a, **k: [])
+    monkeypatch.setattr(layermeasure, "_forward_overhead", lambda *a, **k: {})
+    monkeypatch.setattr(layermeasure, "_run_summary", lambda *a: (
+        {}, {"train_cpu_s": 1.0, "repeats": [1.0], "spread": 0.0}))
+    layermeasure.measure_table(tiny_net(), input_shape=(1, 3, 4, 4), sweep=False,
+                               runs=layermeasure.GridRuns(batch_sizes=(1,), iterations=1))
+    assert len(rounds) == layermeasure.RUN_REPEATS + layermeasure.EXTRA_ROUNDS
+    rounds.clear()
+    layermeasure.measure_table(tiny_net(), input_shape=(1, 3, 4, 4), sweep=False, run_repeats=1,
+                               runs=layermeasure.GridRuns(batch_sizes=(1,), iterations=1))
+    assert len(rounds) == 1  # one round asked for: no more
