@@ -236,22 +236,42 @@ def _at_least_baselines(coster: Coster, budget: Budget, result: FisherResult, gr
     channel-sparse layers cost more than dense ones under a device's time budget)."""
     best_value = fisher_captured(selection.updates, result, graph)
     planned_value, best, start = best_value, None, coster.calls
+    near_misses = []
     for kind in baselines.LAST_K_KINDS:
         for k, updates in baselines.last_k_baselines(graph, kind):
             ev = coster.evaluate(updates)
-            if not budget.fits(ev):
-                break  # larger K trains a superset: over budget too
             value = fisher_captured(updates, result, graph)
+            if not budget.fits(ev):  # larger K trains a superset: over budget too
+                near_misses.append(_near_miss(f"{kind}:{k}", value, planned_value, budget, ev))
+                break
             if value > best_value:
                 best_value, best = value, (f"{kind}:{k}", updates, ev)
     if best is None:
-        return selection, ()
+        return selection, tuple(n for n in near_misses if n)
     spec, updates, ev = best
     note = (f"{spec} fits the same budgets and captures more Fisher ({best_value:.6g}) "
             f"than the selection found ({planned_value:.6g}): the plan is {spec}")
     return Selection(updates, best_value, ev,
                      selection.evaluations + coster.calls - start,
                      f"{spec}, a baseline capturing more than the {selection.note}"), (note,)
+
+
+NEAR_MISS = 0.05  # a baseline over a limit by at most this share is worth saying
+
+
+def _near_miss(spec: str, value: float, planned: float, budget: Budget, ev) -> str | None:
+    """A note when the first baseline over the budget captures more Fisher than the plan and
+    is over only a limit (a device's time) by at most NEAR_MISS: the user may prefer it (a
+    limit is a prediction, with its error)."""
+    if value <= planned or not Budget(budget.memory_bytes, budget.compute_macs).fits(ev):
+        return None
+    over = [(lim.value(ev) / lim.limit - 1.0, lim.label) for lim in budget.limits
+            if lim.limit > 0 and lim.value(ev) > lim.limit]
+    if not over or max(share for share, _ in over) > NEAR_MISS:
+        return None
+    share, label = max(over)
+    return (f"{spec} would capture more Fisher ({value:.6g}, the plan {planned:.6g}) but is "
+            f"predicted {100 * share:.1f} % over the budget ({label}): not kept")
 
 
 def _over_budget(method, budget: Budget, peak_bytes: int, backward_macs: int, ev=None) -> str:

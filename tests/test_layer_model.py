@@ -186,11 +186,11 @@ def test_a_run_too_short_or_on_a_slower_machine_is_warned_about():
     assert any("too short to time" in w for w in timing_warnings(phases, 0.001, None))
 
 
-def test_a_time_budgeted_plan_captures_at_least_a_baseline_that_fits(tmp_path):
-    """Eq. 3 ranks the first conv (cheap, fairly important) first; under a time budget that
-    fits any two layers the greedy takes it with the last conv, while last-blocks:2 (the
-    depthwise and the last conv, biases too) fits the same budget and captures more. The plan
-    is then that baseline, with a note; when the greedy captures more, it is kept."""
+
+def _tiny_plans(tmp_path, factor: float):
+    """plan(potential) -> the TinyTrain plan of tiny_net on a per-layer host calibration
+    under a time budget of `factor` x last-blocks:2's predicted run; `potential` {layer: P_i}
+    spread evenly over the output channels."""
     import math
 
     from ttplan.devices.planning import plan_for_device
@@ -204,19 +204,27 @@ def test_a_time_budgeted_plan_captures_at_least_a_baseline_that_fits(tmp_path):
                                       identified=True)
     path = tmp_path / "cal.json"
     cal.save(path)
-    budget_s = 1.001 * predict_training(tiny_net(), "last-blocks:2",
-                                        device_context("host", calibration=str(path),
-                                                       iterations=2, samples=4),
-                                        inputs=(1, 3, 4, 4))["total_s"]
+    budget_s = factor * predict_training(tiny_net(), "last-blocks:2",
+                                         device_context("host", calibration=str(path),
+                                                        iterations=2, samples=4),
+                                         inputs=(1, 3, 4, 4))["total_s"]
 
-    def planned(potential):  # {layer: P_i}, spread evenly over its output channels
+    def planned(potential):
         deltas = {name: [p / n] * n for (name, p), n in zip(potential.items(), (8, 8, 4))}
         fisher = FisherResult(deltas, {k: math.fsum(v) for k, v in deltas.items()}, 4, "ce",
                               0, 0.0, 0)
         return plan_for_device(tiny_net(), inputs=(1, 3, 4, 4), fisher=fisher,
                                device=device_context("host", time=budget_s, iterations=2,
                                                      samples=4, calibration=str(path)))
+    return planned
 
+
+def test_a_time_budgeted_plan_captures_at_least_a_baseline_that_fits(tmp_path):
+    """Eq. 3 ranks the first conv (cheap, fairly important) first; under a time budget that
+    fits any two layers the greedy takes it with the last conv, while last-blocks:2 (the
+    depthwise and the last conv, biases too) fits the same budget and captures more. The plan
+    is then that baseline, with a note; when the greedy captures more, it is kept."""
+    planned = _tiny_plans(tmp_path, 1.001)
     floor = planned({"0": 0.5, "3": 1.0, "5": 0.3})
     assert [(l["name"], l["channels"]) for l in floor.layers] == [("3", None), ("5", None)]
     assert floor.predicted["fisher_captured"] == pytest.approx(1.3)
@@ -455,3 +463,29 @@ def test_unsteady_runs_name_a_wide_spread_or_a_contradiction_and_rounds_are_adde
     layermeasure.measure_table(tiny_net(), input_shape=(1, 3, 4, 4), sweep=False, run_repeats=1,
                                runs=layermeasure.GridRuns(batch_sizes=(1,), iterations=1))
     assert len(rounds) == 1  # one round asked for: no more
+
+
+def test_a_baseline_just_over_the_time_budget_that_captures_more_is_named(tmp_path):
+    """last-blocks:2 predicted 0.1 % over the budget, capturing more than the plan: not kept
+    (the budget is the budget) but named, with how far over; 10 % over: not named."""
+    near = _tiny_plans(tmp_path, 0.999)({"0": 0.5, "3": 1.0, "5": 0.3})
+    assert not near.selection["detail"].startswith("last-blocks:2")
+    assert any(n.startswith("last-blocks:2 would capture more Fisher (1.3, the plan ")
+               and "but is predicted 0.1 % over the budget (time " in n for n in near.notes)
+    from types import SimpleNamespace
+
+    from ttplan.planner.api import _near_miss
+    from ttplan.planner.selection.select import Budget, LinearLimit
+
+    def ev(macs):
+        return SimpleNamespace(totals={"backward_macs": macs},
+                               memory=SimpleNamespace(peak_bytes=10))
+
+    budget = Budget(100, None, (LinearLimit((("backward_macs", 1.0),), 100.0, "time T"),))
+    assert _near_miss("last-blocks:2", 2.0, 1.0, budget, ev(104.0)) == (
+        "last-blocks:2 would capture more Fisher (2, the plan 1) but is predicted 4.0 % over "
+        "the budget (time T): not kept")
+    assert _near_miss("last-blocks:2", 2.0, 1.0, budget, ev(110.0)) is None  # far over
+    assert _near_miss("last-blocks:2", 0.5, 1.0, budget, ev(104.0)) is None  # captures less
+    assert _near_miss("last-blocks:2", 2.0, 1.0, Budget(5, None, budget.limits),
+                      ev(104.0)) is None  # over the memory budget too: no near miss
