@@ -391,11 +391,12 @@ def predict_phases(run: dict, model: dict) -> dict:
     if table is not None:
         from .owntable import describe
 
-        layer["train"], share, counts = own_pass_seconds(run, table, kinds)
+        train, share, counts = own_train_seconds(run, table, model)
         time_model = "per-layer, own table"
         own_notes = describe(table, counts) + (
             ["the Fisher probe: per-kind functions"] if run.get("probe_work") else [])
-    train = layer["train"] + glue_seconds(run, glue)
+    else:
+        train = layer["train"] + glue_seconds(run, glue)
     anchored = None
     if table is not None and table.get("anchors"):
         from .owntable import anchor_ratio, trains_weights
@@ -420,6 +421,13 @@ def predict_phases(run: dict, model: dict) -> dict:
             "plan_s": (model["phases"].get("plan_s") or 0.0) if run.get("plans") else 0.0,
             "train_s": train, "probes": probes, "time_model": time_model,
             "time_model_notes": own_notes}
+
+
+def own_train_seconds(run: dict, table: dict, model: dict) -> tuple[float, float, dict]:
+    """train_s of a run priced from its model's own table plus the glue, before anchoring on
+    the table's own runs; its backward share and {how priced: passes} (`own_pass_seconds`)."""
+    layers, share, counts = own_pass_seconds(run, table, model["kinds"])
+    return layers + glue_seconds(run, model["glue"]), share, counts
 
 
 def own_table_of(run: dict, model: dict) -> dict | None:

@@ -258,15 +258,10 @@ def _fit(tables: list[dict]) -> dict:
     for t in sorted(tables, key=lambda t: t["model"]):
         if t.get("input_shape") and t.get("batch_sizes"):
             entry = own_table(t)
-            entry["anchors"] = anchors(t["runs"], entry, lambda r: _unanchored(r, entry, model))
+            entry["anchors"] = anchors(t["runs"], entry,
+                                       lambda r: lm.own_train_seconds(r, entry, model)[:2])
             model["own_tables"].append(entry)
     return model
-
-
-def _unanchored(run: dict, entry: dict, model: dict) -> tuple[float, float]:
-    """train_s of an own run from its table and the fit's glue, and its backward share."""
-    layers, share, _ = lm.own_pass_seconds(run, entry, model["kinds"])
-    return layers + lm.glue_seconds(run, model["glue"]), share
 
 
 def round_model(model: dict) -> dict:
