@@ -26,6 +26,8 @@ The calibration file (format "ttplan-calibration", version 2; strictly validated
                glue: {step_s, shared_grad_s, tensor_update_s, first_call_s, op_s,
                       sample_s (absent before: 0), identified} (devices.layermodel.GLUE_TERMS; terms left out: notes),
                phases: {load_s, plan_s}, power_w (null: no energy measured), models, notes,
+               timing_resolution (half the median spread of the whole runs' repeats; null
+               without repeats; absent before: none),
                loo: {by: leave-one-model-out, rows, median_abs_pct, max_abs_pct}}
               It predicts configurations of a model (its layers); the whole-run terms predict
               log rows. A calibration from layer tables alone has no whole-run terms (log.rows 0).

@@ -383,7 +383,8 @@ def phase_constants(runs: list[dict]) -> dict:
 
 
 def predict_phases(run: dict, model: dict) -> dict:
-    """{load_s, fisher_s, plan_s, train_s} of a run description (see `run_description`)."""
+    """{load_s, fisher_s, plan_s, train_s} of a run description (see `run_description`), and
+    `measured_as`: the update of the own-table run it repeats (`owntable.measured_update`)."""
     kinds, glue = model["kinds"], model["glue"]
     layer = run_layer_seconds(run, kinds)
     table = own_table_of(run, model)
@@ -397,11 +398,13 @@ def predict_phases(run: dict, model: dict) -> dict:
             ["the Fisher probe: per-kind functions"] if run.get("probe_work") else [])
     else:
         train = layer["train"] + glue_seconds(run, glue)
-    anchored = None
+    anchored = measured_as = None
     if table is not None and table.get("anchors"):
-        from .owntable import anchor_ratio, trains_weights
+        from .owntable import anchor_ratio, measured_update, trains_weights
 
         anchored = anchor_ratio(table["anchors"], run["batch_size"], share, trains_weights(run))
+        measured_as = measured_update(table["anchors"], run["batch_size"], share,
+                                      trains_weights(run))
     if anchored is not None:
         ratio, between = anchored
         train *= ratio
@@ -420,7 +423,7 @@ def predict_phases(run: dict, model: dict) -> dict:
             "fisher_s": fisher,
             "plan_s": (model["phases"].get("plan_s") or 0.0) if run.get("plans") else 0.0,
             "train_s": train, "probes": probes, "time_model": time_model,
-            "time_model_notes": own_notes}
+            "time_model_notes": own_notes, "measured_as": measured_as}
 
 
 def own_train_seconds(run: dict, table: dict, model: dict) -> tuple[float, float, dict]:

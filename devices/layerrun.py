@@ -180,6 +180,16 @@ def out_of_order(runs: list[dict]) -> list[str]:
     return notes
 
 
+def timing_resolution(runs: list[dict]) -> float | None:
+    """Half the median spread ((max - min) / median) of the whole runs' repeated train times:
+    how far apart two runs of one configuration land on this device, so the share within which
+    a budget in measured seconds cannot tell a prediction over it from one under it. None
+    when no run was repeated."""
+    spreads = [r["measured"]["train_cpu_spread"] for r in runs
+               if len(r["measured"].get("train_cpu_s_repeats") or ()) >= 2]
+    return statistics.median(spreads) / 2 if spreads else None
+
+
 def fit_layer_model(tables: list[dict]) -> dict:
     """{kinds, glue, phases, notes, loo} from the tables of one device."""
     if not tables:
@@ -252,6 +262,7 @@ def _fit(tables: list[dict]) -> dict:
     model = {"kinds": kinds, "glue": glue, "phases": lm.phase_constants(runs),
              "power_w": power_w,
              "reference_s": statistics.median(references) if references else None,
+             "timing_resolution": timing_resolution(runs),
              "models": sorted({t["model"] for t in tables}), "notes": notes, "own_tables": []}
     # a model whose table this is is priced from it (devices.owntable), anchored on the
     # table's own whole runs (their factor measured / predicted by the fit above)

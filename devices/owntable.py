@@ -45,6 +45,7 @@ from .layertable import KIND_FAMILY, SPARSE_FRACTION
 
 MIN_COVERAGE = 0.9  # share of the graph's non-view operators the table must have timed
 FRACTION_TOLERANCE = 1e-6
+SAME_SHARE = 1e-5  # relative: shares are stored to 6 significant digits
 WEIGHT_PASSES = frozenset({"weight_grad", "sparse_weight_grad"})
 
 
@@ -187,6 +188,18 @@ def anchor_ratio(points: list[list], batch: int, share: float,
     i = next(k for k in range(1, len(xs)) if share <= xs[k])
     w = (share - xs[i - 1]) / (xs[i] - xs[i - 1])
     return math.exp((1 - w) * logs[i - 1] + w * logs[i]), f"{names[i - 1]} and {names[i]}"
+
+
+def measured_update(points: list[list], batch: int, share: float,
+                    weights: bool = True) -> str | None:
+    """The update of the own run (`anchors`) a run repeats -- the same batch size, family and
+    backward share, so the same layer passes -- or None: a configuration the table measured,
+    whose time is known to the spread of its repeats (devices.planning.time_resolution)."""
+    for update, b, x, _, *family in points or ():
+        if b == batch and math.isclose(x, share, rel_tol=SAME_SHARE, abs_tol=1e-12) and \
+                (not family or x == 0 or family[0] == weights):
+            return update
+    return None
 
 
 def describe(table: dict, notes: dict) -> list[str]:

@@ -140,7 +140,7 @@ class LayerTimeLimit:
     (devices.layermodel: every layer's passes priced by the device's table, a channel-sparse
     weight gradient at what the device's sparse path costs) <= `limit`. Not linear in the
     planner's totals (coefficients empty): the greedy checks `value`, the exact solver
-    verifies its solutions against it."""
+    verifies its solutions against it. `resolution`: see `resolution_of`."""
 
     model: dict
     iterations: int
@@ -149,8 +149,19 @@ class LayerTimeLimit:
     limit: float
     label: str = "time"
     coefficients: tuple = ()
+    resolution: float = 0.0
+    resolution_why: str = ("the spread of the calibration's repeated runs of this "
+                           "configuration on this model")
 
     def value(self, ev) -> float:
+        return sum(self._phases(ev)[f"{p}_s"] for p in PHASES)
+
+    def resolution_of(self, ev) -> float:
+        """`resolution` for a configuration the calibration ran on this model (its time is
+        a measurement, known to the spread of its repeats), else 0."""
+        return self.resolution if self.resolution and self._phases(ev)["measured_as"] else 0.0
+
+    def _phases(self, ev) -> dict:
         from .layermodel import layer_passes, predict_phases, work_of
 
         batch = int(ev.graph.input_shape[0])
@@ -164,8 +175,7 @@ class LayerTimeLimit:
                "probe_work": self.probe, "plans": self.probe is not None,
                "layer_passes": passes,
                "sample_shape": [int(s) for s in ev.graph.input_shape[1:]]}
-        phases = predict_phases(run, self.model)
-        return sum(phases[f"{p}_s"] for p in PHASES)
+        return predict_phases(run, self.model)
 
 
 def device_budgets(ctx: DeviceContext, budgets: Budgets | None = None) -> Budgets:
@@ -174,6 +184,23 @@ def device_budgets(ctx: DeviceContext, budgets: Budgets | None = None) -> Budget
     if budgets.memory_bytes is not None:
         return budgets
     return Budgets(ctx.device.available_bytes, budgets.compute)
+
+
+TIME_RESOLUTION_CAP = 0.05  # a budget is never stretched by more than this share
+
+
+def time_resolution(ctx: DeviceContext) -> float:
+    """The share by which the predicted time of a configuration the calibration measured on
+    the model (`LayerTimeLimit.resolution_of`) may exceed a budget in seconds and still meet
+    it: the per-layer calibration's `timing_resolution` (half the median spread of its whole
+    runs' repeats: two runs of one configuration land that far apart, so a budget measured
+    as one such run cannot tell 2 % over from 2 % under), at most TIME_RESOLUTION_CAP. 0 for
+    a relative budget (`time_as`: budget and plan are predicted by the same tables, no
+    measurement between them) and for a whole-run calibration (no repeats)."""
+    if ctx.time_as is not None or ctx.calibration is None or ctx.calibration.layers is None:
+        return 0.0
+    resolution = ctx.calibration.layers.get("timing_resolution")
+    return min(float(resolution), TIME_RESOLUTION_CAP) if resolution else 0.0
 
 
 def time_limits(ctx: DeviceContext, method: str, inputs, model=None) -> tuple:
@@ -191,7 +218,8 @@ def time_limits(ctx: DeviceContext, method: str, inputs, model=None) -> tuple:
         # no planning there, so the budget covers loading and training.
         return (LayerTimeLimit(
             ctx.calibration.layers, ctx.iterations, ctx.samples, None, ctx.time_s,
-            f"time {ctx.time_s:g} s on {ctx.device.name} (per-layer model)"),)
+            f"time {ctx.time_s:g} s on {ctx.device.name} (per-layer model)",
+            resolution=time_resolution(ctx)),)
     steps = steps_of(ctx.iterations, ctx.samples, shape_of(inputs)[0])
     probe = probe_macs_of_run(method, model, inputs, ctx.samples) if model is not None else None
     if method == "tinytrain" and probe is None:
@@ -382,8 +410,14 @@ def device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> tuple[d
         ctx = with_time_budget(ctx, model if model is not None else policy.model_name,
                                policy.model_inputs())
     predicted["time_limit_s"] = ctx.time_s
+    resolution = 0.0
+    if run is not None and time_resolution(ctx):
+        from .layermodel import predict_phases
+
+        if predict_phases(run, ctx.calibration.layers)["measured_as"]:
+            resolution = time_resolution(ctx)  # as the planner's LayerTimeLimit judges it
     predicted["within_time"] = None if ctx.time_s is None or predicted["total_s"] is None \
-        else predicted["total_s"] <= ctx.time_s
+        else predicted["total_s"] <= ctx.time_s * (1.0 + resolution)
     notes = []
     if ctx.time_as is not None:
         notes.append(f"time budget: as fast as {ctx.time_as} on {ctx.device.name}, predicted "

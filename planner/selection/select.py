@@ -87,14 +87,26 @@ def quantity(ev: Evaluation, name: str) -> float:
 class LinearLimit:
     """Σ coefficient × quantity ≤ limit over a configuration's named quantities (see
     `quantity`). Any budget linear in them fits here without the planner knowing what it
-    means: e.g. a training-time budget through a calibrated device model (`devices`)."""
+    means: e.g. a training-time budget through a calibrated device model (`devices`).
+    `resolution`: the share over `limit` within which a configuration's value cannot be told
+    from it (`resolution_of`; see `Budget.tolerates`)."""
 
     coefficients: tuple[tuple[str, float], ...]
     limit: float
     label: str = "limit"
+    resolution: float = 0.0
 
     def value(self, ev: Evaluation) -> float:
         return math.fsum(c * quantity(ev, name) for name, c in self.coefficients)
+
+    def resolution_of(self, ev: Evaluation) -> float:
+        return self.resolution
+
+
+def resolution_of(limit, ev: Evaluation) -> float:
+    """The share a configuration may exceed `limit` by and still meet it (0 unless the limit
+    says otherwise: a device's time budget for a configuration its calibration measured)."""
+    return limit.resolution_of(ev) if hasattr(limit, "resolution_of") else 0.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,14 @@ class Budget:
         return ((self.memory_bytes is None or ev.memory.peak_bytes <= self.memory_bytes)
                 and (self.compute_macs is None or ev.totals["backward_macs"] <= self.compute_macs)
                 and all(lim.value(ev) <= lim.limit for lim in self.limits))
+
+    def tolerates(self, ev: Evaluation) -> bool:
+        """`fits`, but a limit met to its resolution (memory and compute exactly). The
+        solvers search within `fits`; a fixed configuration (a baseline) is judged by this."""
+        return ((self.memory_bytes is None or ev.memory.peak_bytes <= self.memory_bytes)
+                and (self.compute_macs is None or ev.totals["backward_macs"] <= self.compute_macs)
+                and all(lim.value(ev) <= lim.limit * (1.0 + resolution_of(lim, ev))
+                        for lim in self.limits))
 
     def describe(self) -> str:
         parts = []

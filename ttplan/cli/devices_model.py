@@ -122,6 +122,9 @@ def _summary_text(d: dict) -> str:
             lines.append(f"  train_s leave-one-model-out median |error| "
                          f"{loo['median_abs_pct']:.1f}% (max {loo['max_abs_pct']:.1f}%) over "
                          f"{len(loo['rows'])} runs")
+        if layers.get("timing_resolution") is not None:
+            lines.append(f"  timing resolution ±{100 * layers['timing_resolution']:.1f}% (half "
+                         "the median spread of the whole runs' repeats)")
     lines += [f"note: {n}" for n in d["notes"]]
     return "\n".join(wrap_lines(lines, table_width(), "      ")) + "\n"
 

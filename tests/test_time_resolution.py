@@ -1,0 +1,115 @@
+"""A budget in seconds is met to the calibration's timing resolution by a configuration the
+calibration measured on the model (devices.planning.time_resolution, owntable.measured_update,
+planner Budget.tolerates): hand-made tables, no timing asserted."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ttplan.devices import layermodel as lm
+from ttplan.devices.calibrate import calibrate_layers
+from ttplan.devices.layerrun import fit_layer_model, run_description, timing_resolution
+from ttplan.devices.owntable import measured_update
+from ttplan.devices.planning import (TIME_RESOLUTION_CAP, device_context, plan_for_device,
+                                     predict_training, time_resolution)
+from ttplan.devices.profiles import DeviceProfile
+from ttplan.planner.fisher.file import FisherResult
+
+from test_layer_model import synthetic_table, tiny_net
+from test_own_table import SHAPE, own_model_table
+
+
+def test_the_resolution_is_half_the_median_spread_of_the_repeated_whole_runs():
+    def run(*repeats):
+        spread = (max(repeats) - min(repeats)) / sorted(repeats)[len(repeats) // 2]
+        return {"measured": {"train_cpu_s_repeats": list(repeats), "train_cpu_spread": spread}}
+
+    runs = [run(1.0, 1.1, 0.9), run(2.0, 2.0, 2.1), run(1.0, 1.4, 1.2), run(3.0)]
+    # spreads 0.2, 0.05, 0.4/1.2; the single run has no spread to give
+    assert timing_resolution(runs) == pytest.approx(0.2 / 2)
+    assert timing_resolution([run(3.0), {"measured": {}}]) is None
+
+
+def test_a_run_repeats_an_own_run_at_its_batch_family_and_backward_share():
+    points = [["none", 1, 0.0, 0.8, False], ["last-blocks:2", 1, 0.280656, 0.9, True],
+              ["bias-only", 1, 0.562024, 0.7, False], ["all", 4, 0.6, 1.1, True]]
+    assert measured_update(points, 1, 0.2806561234, True) == "last-blocks:2"  # 6 digits stored
+    assert measured_update(points, 1, 0.0, True) == "none"  # nothing trained: either family
+    assert measured_update(points, 1, 0.2807, True) is None  # another configuration
+    assert measured_update(points, 4, 0.280656, True) is None  # measured at batch 1 only
+    assert measured_update(points, 1, 0.562024, True) is None  # bias-only trains no weight
+    assert measured_update([], 1, 0.0) is None
+
+
+def test_predict_phases_names_the_own_run_a_configuration_repeats():
+    net = tiny_net()
+    model = fit_layer_model([own_model_table(net), synthetic_table("b", 1.0)])
+    for spec, measured in (("last-layers:1", "last-layers:1"), ("all", "all"),
+                           ("none", "none"), ("last-layers:2", None)):
+        run = run_description(net, spec, SHAPE, iterations=3, samples=5)  # any length
+        assert lm.predict_phases(run, model)["measured_as"] == measured, spec
+    other = run_description(net, "all", (1, 3, 8, 8), iterations=2, samples=4)
+    assert lm.predict_phases(other, model)["measured_as"] is None  # another input
+
+
+def _calibration(tmp_path, resolution):
+    cal = calibrate_layers([own_model_table(tiny_net()), synthetic_table("b", 1.0)],
+                           DeviceProfile("host", None))
+    cal.data["layers"]["timing_resolution"] = resolution
+    path = tmp_path / f"cal-{resolution}.json"
+    cal.save(path)
+    return str(path)
+
+
+def _plan(path, time):
+    # the last conv ("5") holds most of the potential: last-layers:1 is what a plan wants
+    potential = {"0": 0.05, "3": 0.1, "5": 1.0}
+    deltas = {name: [p / n] * n for (name, p), n in zip(potential.items(), (8, 8, 4))}
+    fisher = FisherResult(deltas, {k: math.fsum(v) for k, v in deltas.items()}, 4, "ce", 0,
+                          0.0, 0)
+    return plan_for_device(tiny_net(), inputs=SHAPE, fisher=fisher,
+                           device=device_context("host", time=time, iterations=2, samples=4,
+                                                 calibration=path))
+
+
+def test_a_measured_baseline_just_over_a_seconds_budget_is_kept_within_the_resolution(tmp_path):
+    """T = 3 % under last-layers:1's predicted run, which the calibration measured (its own
+    table's runs; its weight alone, which captures as much, is 2 % faster and over too): with a
+    resolution of 4 % the plan is last-layers:1, said to be 3 % over and
+    within its resolution; with a finer one or none the budget is strict."""
+    path = _calibration(tmp_path, 0.04)
+    ctx = device_context("host", calibration=path, iterations=2, samples=4)
+    ll1_s = predict_training(tiny_net(), "last-layers:1", ctx, inputs=SHAPE)["total_s"]
+    budget_s = ll1_s / 1.03
+    kept = _plan(path, budget_s)
+    # last-blocks:1 is last-layers:1 on this net (one conv per block): the first one tried
+    assert kept.selection["detail"].startswith("last-blocks:1, a baseline")
+    assert [(l["name"], l["update_weight"], l["update_bias"], l["channels"])
+            for l in kept.layers] == [("5", True, True, None)]
+    assert kept.predicted["within_budget"] is True
+    assert kept.predicted["device"]["within_time"] is True
+    assert any(n.startswith("last-blocks:1 fits the same budgets to their resolution and "
+                            "captures more Fisher (1) than the selection found (0.75)")
+               for n in kept.notes)
+    assert any("is predicted 3.0 % over the budget (time " in n and "within its resolution "
+               "(±4.0 %: the spread of the calibration's repeated runs" in n for n in kept.notes)
+
+    strict = _plan(_calibration(tmp_path, None), budget_s)
+    assert strict.predicted["fisher_captured"] == pytest.approx(0.75)
+    assert any(n.startswith("last-blocks:1 would capture more Fisher") for n in strict.notes)
+
+    finer = _plan(_calibration(tmp_path, 0.02), budget_s)  # 3 % over: beyond a 2 % resolution
+    assert finer.predicted["fisher_captured"] == pytest.approx(0.75)
+    assert finer.predicted["device"]["within_time"] is True
+
+
+def test_the_resolution_is_capped_and_not_given_to_a_relative_budget(tmp_path):
+    wide = device_context("host", calibration=_calibration(tmp_path, 0.3), time=1.0)
+    assert time_resolution(wide) == TIME_RESOLUTION_CAP
+    relative = device_context("host", calibration=_calibration(tmp_path, 0.03),
+                              time="last-layers:1")
+    assert time_resolution(relative) == 0.0
+    assert time_resolution(device_context("host", calibration=_calibration(tmp_path, None),
+                                          time=1.0)) == 0.0
