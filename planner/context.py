@@ -90,7 +90,8 @@ class PlanningContext:
             updates = (baselines.fulltrain_updates if method == "fulltrain"
                        else baselines.lastlayer_updates)(self.graph)
             ev = self.coster.evaluate(updates)
-            return Selection(updates, 0.0, ev, 1, f"baseline {method}") if budget.fits(ev) else None
+            return Selection(updates, 0.0, ev, 1, f"baseline {method}") \
+                if budget.tolerates(ev) else None  # a fixed configuration: to the resolution
         if budget.memory_bytes is not None and self.nothing.memory.peak_bytes > budget.memory_bytes:
             return None
         if method == "sparseupdate":
