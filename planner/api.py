@@ -249,12 +249,15 @@ def _at_least_baselines(coster: Coster, budget: Budget, result: FisherResult, gr
             ev = coster.evaluate(updates)
             value = fisher_captured(updates, result, graph)
             if not budget.tolerates(ev):  # larger K trains a superset: over budget too
-                near_misses.append(_near_miss(f"{kind}:{k}", value, planned_value, budget, ev))
+                near_misses.append((f"{kind}:{k}", value, ev))
                 break
             if value > best_value:
                 best_value, best = value, (f"{kind}:{k}", updates, ev)
+    # named against the plan as it ends up (a kept baseline may capture more than the selection)
+    missed = tuple(n for n in (_near_miss(spec, value, best_value, budget, ev)
+                               for spec, value, ev in near_misses) if n)
     if best is None:
-        return selection, tuple(n for n in near_misses if n)
+        return selection, missed
     spec, updates, ev = best
     fits = "fits the same budgets" if budget.fits(ev) else \
         "fits the same budgets to their resolution"
@@ -262,7 +265,8 @@ def _at_least_baselines(coster: Coster, budget: Budget, result: FisherResult, gr
             f"than the selection found ({planned_value:.6g}): the plan is {spec}")
     return Selection(updates, best_value, ev,
                      selection.evaluations + coster.calls - start,
-                     f"{spec}, a baseline capturing more than the {selection.note}"), (note,)
+                     f"{spec}, a baseline capturing more than the {selection.note}"), \
+        (note, *missed)
 
 
 NEAR_MISS = 0.05  # a baseline over a limit by at most this share is worth saying
