@@ -113,3 +113,15 @@ def test_the_resolution_is_capped_and_not_given_to_a_relative_budget(tmp_path):
     assert time_resolution(relative) == 0.0
     assert time_resolution(device_context("host", calibration=_calibration(tmp_path, None),
                                           time=1.0)) == 0.0
+
+
+def test_calibrate_says_the_timing_resolution(tmp_path):
+    import json
+    from pathlib import Path
+
+    from ttplan.cli.devices_model import _summary_text
+
+    text = _summary_text(json.loads(Path(_calibration(tmp_path, 0.0845768)).read_text()))
+    assert "timing resolution ±8.5% (half the median spread of the whole runs' repeats)" in text
+    assert "timing resolution" not in _summary_text(
+        json.loads(Path(_calibration(tmp_path, None)).read_text()))
