@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from common import run_ttplan as ttplan
-from ttplan.devices.planning import TIME_RESOLUTION_CAP
+from ttplan.devices.planning import device_context, time_resolution
 
 
 def run_seconds(out: dict) -> tuple[float, float]:
@@ -90,8 +90,8 @@ def main() -> None:
     predicted = json.loads(ttplan("predict", args.model, "--update", "last-blocks:2", "--device",
                                   args.calibration, *workload, "--format", "json"))
     lb2_s = predicted["phases"]["load_s"] + predicted["phases"]["train_s"]
-    resolution = min(json.loads(Path(args.calibration).read_text())["layers"].get(
-        "timing_resolution") or 0.0, TIME_RESOLUTION_CAP)
+    resolution = time_resolution(device_context("host", calibration=args.calibration,
+                                                time=t_cpu))
     fits = "within T" if lb2_s <= t_cpu else f"within T + the resolution ({100 * resolution:.1f} %)" \
         if lb2_s <= t_cpu * (1 + resolution) else "over T + the resolution"
     print(f"last-blocks:2 predicted {lb2_s:.3f} s: {pct(lb2_s, t_cpu)} of T ({fits}: the "

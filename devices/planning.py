@@ -391,6 +391,19 @@ def with_device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> Po
                    notes=[*policy.notes, *notes])
 
 
+def _within_time(ctx: DeviceContext, total_s: float, run: dict | None) -> bool:
+    """Whether a predicted run meets the seconds budget, as the planner's `LayerTimeLimit`
+    judges it: to the timing resolution when the calibration measured the configuration."""
+    if total_s <= ctx.time_s:
+        return True
+    resolution = time_resolution(ctx) if run is not None else 0.0
+    if not resolution or total_s > ctx.time_s * (1.0 + resolution):
+        return False
+    from .layermodel import predict_phases
+
+    return predict_phases(run, ctx.calibration.layers)["measured_as"] is not None
+
+
 def device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> tuple[dict, list[str]]:
     """(`predicted.device` of a planned policy, the notes it calls for: the full model,
     memory pressure included, over the time budget; over the device's RAM). With a per-layer
@@ -410,14 +423,8 @@ def device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> tuple[d
         ctx = with_time_budget(ctx, model if model is not None else policy.model_name,
                                policy.model_inputs())
     predicted["time_limit_s"] = ctx.time_s
-    resolution = 0.0
-    if run is not None and time_resolution(ctx):
-        from .layermodel import predict_phases
-
-        if predict_phases(run, ctx.calibration.layers)["measured_as"]:
-            resolution = time_resolution(ctx)  # as the planner's LayerTimeLimit judges it
     predicted["within_time"] = None if ctx.time_s is None or predicted["total_s"] is None \
-        else predicted["total_s"] <= ctx.time_s * (1.0 + resolution)
+        else _within_time(ctx, predicted["total_s"], run)
     notes = []
     if ctx.time_as is not None:
         notes.append(f"time budget: as fast as {ctx.time_as} on {ctx.device.name}, predicted "

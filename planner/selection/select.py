@@ -87,20 +87,16 @@ def quantity(ev: Evaluation, name: str) -> float:
 class LinearLimit:
     """Σ coefficient × quantity ≤ limit over a configuration's named quantities (see
     `quantity`). Any budget linear in them fits here without the planner knowing what it
-    means: e.g. a training-time budget through a calibrated device model (`devices`).
-    `resolution`: the share over `limit` within which a configuration's value cannot be told
-    from it (`resolution_of`; see `Budget.tolerates`)."""
+    means: e.g. a training-time budget through a calibrated device model (`devices`). A
+    limit may also say, by a method `resolution_of(ev)`, the share over `limit` within which
+    a configuration's value cannot be told from it (`resolution_of`, `Budget.tolerates`)."""
 
     coefficients: tuple[tuple[str, float], ...]
     limit: float
     label: str = "limit"
-    resolution: float = 0.0
 
     def value(self, ev: Evaluation) -> float:
         return math.fsum(c * quantity(ev, name) for name, c in self.coefficients)
-
-    def resolution_of(self, ev: Evaluation) -> float:
-        return self.resolution
 
 
 def resolution_of(limit, ev: Evaluation) -> float:
@@ -119,17 +115,25 @@ class Budget:
     limits: tuple[LinearLimit, ...] = ()
 
     def fits(self, ev: Evaluation) -> bool:
-        return ((self.memory_bytes is None or ev.memory.peak_bytes <= self.memory_bytes)
-                and (self.compute_macs is None or ev.totals["backward_macs"] <= self.compute_macs)
-                and all(lim.value(ev) <= lim.limit for lim in self.limits))
+        return self._meets(ev, tolerant=False)
 
     def tolerates(self, ev: Evaluation) -> bool:
         """`fits`, but a limit met to its resolution (memory and compute exactly). The
         solvers search within `fits`; a fixed configuration (a baseline) is judged by this."""
-        return ((self.memory_bytes is None or ev.memory.peak_bytes <= self.memory_bytes)
-                and (self.compute_macs is None or ev.totals["backward_macs"] <= self.compute_macs)
-                and all(lim.value(ev) <= lim.limit * (1.0 + resolution_of(lim, ev))
-                        for lim in self.limits))
+        return self._meets(ev, tolerant=True)
+
+    def _meets(self, ev: Evaluation, tolerant: bool) -> bool:
+        if self.memory_bytes is not None and ev.memory.peak_bytes > self.memory_bytes:
+            return False
+        if self.compute_macs is not None and ev.totals["backward_macs"] > self.compute_macs:
+            return False
+        for lim in self.limits:
+            value = lim.value(ev)
+            # the resolution is asked for only when over: it may cost a second prediction
+            if value > lim.limit and not (
+                    tolerant and value <= lim.limit * (1.0 + resolution_of(lim, ev))):
+                return False
+        return True
 
     def describe(self) -> str:
         parts = []
