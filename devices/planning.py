@@ -203,6 +203,21 @@ def time_resolution(ctx: DeviceContext) -> float:
     return min(float(resolution), TIME_RESOLUTION_CAP) if resolution else 0.0
 
 
+def coarse_timing_note(ctx: DeviceContext) -> str | None:
+    """A budget in seconds on a calibration whose repeated runs spread by more than
+    TIME_RESOLUTION_CAP: what the plan's seconds are worth, said once (None otherwise)."""
+    layers = ctx.calibration.layers if ctx.calibration is not None else None
+    resolution = layers.get("timing_resolution") if layers is not None else None
+    if ctx.time_as is not None or ctx.time_s is None or not resolution or \
+            resolution <= TIME_RESOLUTION_CAP:
+        return None
+    return (f"time budget in seconds: the calibration's repeated runs of one configuration "
+            f"spread by ±{100 * resolution:.1f} % (the machine's speed moved while it was "
+            "measured), so the run may land about that far from its prediction; a budget "
+            "relative to a configuration (--time last-blocks:2) does not depend on the "
+            "machine's speed")
+
+
 def time_limits(ctx: DeviceContext, method: str, inputs, model=None) -> tuple:
     """The device's time budget as limits the planner enforces (none without one). `inputs`:
     an input shape or ModelInputs. `model`: the nn.Module or name (for a per-layer
@@ -429,6 +444,9 @@ def device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> tuple[d
     if ctx.time_as is not None:
         notes.append(f"time budget: as fast as {ctx.time_as} on {ctx.device.name}, predicted "
                      f"{ctx.time_s:.4g} s for this model by the same calibration")
+    coarse = coarse_timing_note(ctx)
+    if coarse is not None:
+        notes.append(coarse)
     if predicted["within_time"] is False:
         notes.append(f"predicted {predicted['total_s']:.4g} s on {ctx.device.name} "
                      f"exceeds the time budget of {ctx.time_s:g} s")

@@ -125,3 +125,18 @@ def test_calibrate_says_the_timing_resolution(tmp_path):
     assert "timing resolution ±8.5% (half the median spread of the whole runs' repeats)" in text
     assert "timing resolution" not in _summary_text(
         json.loads(Path(_calibration(tmp_path, None)).read_text()))
+
+
+def test_a_plan_in_seconds_says_when_the_calibration_timed_coarsely(tmp_path):
+    """Repeats spread by ±18 %: a plan in seconds says what its seconds are worth; at ±4 %,
+    or with a budget relative to a configuration, it says nothing of it."""
+    coarse = _plan(_calibration(tmp_path, 0.18), 1.0)
+    assert any(n.startswith("time budget in seconds: the calibration's repeated runs of one "
+                            "configuration spread by ±18.0 %") for n in coarse.notes)
+    fine = _plan(_calibration(tmp_path, 0.04), 1.0)
+    assert not any(n.startswith("time budget in seconds") for n in fine.notes)
+    relative = plan_for_device(tiny_net(), inputs=SHAPE, fisher=None, method="fulltrain",
+                               device=device_context("host", time="last-layers:1",
+                                                     iterations=2, samples=4,
+                                                     calibration=_calibration(tmp_path, 0.18)))
+    assert not any(n.startswith("time budget in seconds") for n in relative.notes)
