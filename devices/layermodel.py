@@ -44,8 +44,8 @@ from scipy.optimize import nnls
 
 from ttplan.costmodel.rules import registry_of
 
-from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, cost_kind, pass_elements,
-                         weight_elements)
+from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, STAND_INS, cost_kind,
+                         pass_elements, weight_elements)
 
 SPARSE_KINDS = frozenset({"conv", "linear"})  # what devices.sparse serves
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
@@ -419,6 +419,9 @@ def predict_phases(run: dict, model: dict) -> dict:
                   + glue.get("op_s", 0.0) * 2 * probe_steps * calls(run["forward_work"])
                   + glue["step_s"] * probe_steps + glue["first_call_s"] * calls(run["probe_work"]))
     probes = bool(run.get("probe_work"))
+    own_notes += [f"no table times it: {n} {STAND_INS[key]}" + (" (its time likely under-"
+                  "predicted: its backward runs through every time step)" if key == "rnn" else "")
+                  for key, n in sorted((run.get("stand_ins") or {}).items())]
     return {"load_s": model["phases"].get("load_s") or 0.0,
             "fisher_s": fisher,
             "plan_s": (model["phases"].get("plan_s") or 0.0) if run.get("plans") else 0.0,

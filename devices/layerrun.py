@@ -29,7 +29,7 @@ from ttplan.planner.fisher import default_candidate_layers
 from ttplan.planner.jsonio import check_header, load_json, save_json
 
 from . import layermodel as lm
-from .layertable import measure_layers
+from .layertable import measure_layers, stand_in
 from .owntable import anchors, own_table
 
 FORMAT = "ttplan-layer-table"
@@ -56,11 +56,22 @@ def run_description(module, updates, shape, *, iterations: int, samples: int,
             "step_work": step, "forward_work": {k: v for k, v in step.items()
                                                 if k.endswith("/forward")},
             "probe_work": None, "plans": bool(probes),
-            "sample_shape": [int(s) for s in shape[1:]], "layer_passes": passes}
+            "sample_shape": [int(s) for s in shape[1:]], "layer_passes": passes,
+            "stand_ins": stand_ins(g1)}
     if probes:
         args = () if fisher_layers is None else (fisher_layers,)
         desc["probe_work"] = lm.probe_work(g1, set(default_candidate_layers(module, *args)))
     return desc
+
+
+def stand_ins(graph) -> dict[str, int]:
+    """{STAND_INS key: layers} of the graph's layers that no table times."""
+    out: dict[str, int] = {}
+    for node in graph.ops():
+        key = stand_in(node)
+        if key is not None:
+            out[key] = out.get(key, 0) + 1
+    return out
 
 
 class _Attention(torch.nn.Module):

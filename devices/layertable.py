@@ -72,6 +72,24 @@ def cost_kind(node) -> str:
     return "elementwise"
 
 
+# Layers no table times (measure_layers skips them, the kind sweep has none), priced by the
+# function of the kind `cost_kind` gives them: what they are, said beside the prediction. A
+# recurrent layer's backward runs through every time step (notes/device_time_model.md §18: a
+# one-layer LSTM classifier ran 2.6-4.7x its linear-kind price on this host).
+STAND_INS = {"rnn": "recurrent (LSTM/GRU/RNN) layer, priced as linear",
+             "conv_transpose": "transposed conv, priced as linear",
+             "conv_1d_3d": "Conv1d/Conv3d, priced as a 2-D conv"}
+
+
+def stand_in(node) -> str | None:
+    """The STAND_INS key of a layer no table times and another kind's function prices."""
+    if node.kind in ("rnn", "conv_transpose"):
+        return node.kind
+    if node.kind == "conv" and node.weight_shape and len(node.weight_shape) != 4:
+        return "conv_1d_3d"
+    return None
+
+
 def pass_elements(node) -> int:
     """Elements a pass of the layer reads and writes: its inputs and its output."""
     return int(sum(math.prod(s) for s in node.in_shapes) + math.prod(node.out_shape))

@@ -489,3 +489,29 @@ def test_a_baseline_just_over_the_time_budget_that_captures_more_is_named(tmp_pa
     assert _near_miss("last-blocks:2", 0.5, 1.0, budget, ev(104.0)) is None  # captures less
     assert _near_miss("last-blocks:2", 2.0, 1.0, Budget(5, None, budget.limits),
                       ev(104.0)) is None  # over the memory budget too: no near miss
+
+
+class _Recurrent(nn.Module):
+    """A Conv1d over features, then an LSTM over time: two layers no table times."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 4, 3, padding=1)
+        self.lstm = nn.LSTM(4, 6, batch_first=True)
+
+    def forward(self, x):  # (N, 4 features, T)
+        return self.lstm(self.conv(x).transpose(1, 2))[0]
+
+
+def test_layers_no_table_times_are_named_beside_the_prediction():
+    model = fit_layer_model([synthetic_table("a", 1.0), synthetic_table("b", 1.2)])
+    run = run_description(_Recurrent().eval(), "all", (1, 4, 5), iterations=2, samples=4)
+    assert run["stand_ins"] == {"conv_1d_3d": 1, "rnn": 1}
+    notes = lm.predict_phases(run, model)["time_model_notes"]
+    assert notes == ["no table times it: 1 Conv1d/Conv3d, priced as a 2-D conv",
+                     "no table times it: 1 recurrent (LSTM/GRU/RNN) layer, priced as linear "
+                     "(its time likely under-predicted: its backward runs through every "
+                     "time step)"]
+    plain = run_description(tiny_net(), "all", (1, 3, 4, 4), iterations=2, samples=4)
+    assert plain["stand_ins"] == {}
+    assert lm.predict_phases(plain, model)["time_model_notes"] == []
