@@ -44,12 +44,12 @@ from scipy.optimize import nnls
 
 from ttplan.costmodel.rules import registry_of
 
-from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, STAND_INS, cost_kind,
-                         pass_elements, weight_elements)
+from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, STAND_INS,
+                         WHOLE_BACKWARD_KINDS, cost_kind, pass_elements, weight_elements)
 
 SPARSE_KINDS = frozenset({"conv", "linear"})  # what devices.sparse serves
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
-            "view": "elementwise", "depthwise_large": "depthwise"}
+            "view": "elementwise", "depthwise_large": "depthwise", "lstm": "linear", "rnn": "linear"}
 # The layers' own seconds count as measured (no free scale); the glue adds what a layer alone
 # does not pay — a forward operator call inside a model (`op_s`: the containers' and blocks'
 # Python around it), a step (`step_s`: loss, optimiser call, data), a tensor update — and once
@@ -99,6 +99,13 @@ def layer_passes(evaluation) -> list[list]:
                 add(folded, "norm", "weight_grad", 0, out_elements)
             if grad.weight or grad.bias:
                 add(folded, "norm", "bias_grad", 0, out_elements // 2)
+        if kind in WHOLE_BACKWARD_KINDS:  # one backward through time, as it is timed
+            if grad.weight or grad.bias:
+                add(node.name, kind, "weight_grad", row["backward_weight_macs"], elements,
+                    weight_elements(node))
+            elif any(grad.inputs):
+                add(node.name, kind, "input_grad", row["backward_input_macs"], elements)
+            continue
         if any(grad.inputs):
             add(node.name, kind, "input_grad", row["backward_input_macs"], elements)
         if grad.weight:
@@ -251,6 +258,8 @@ def fit_kinds(rows: list[dict]) -> dict:
     out = {}
     for kind in COST_KINDS:
         for pass_name in PASSES:
+            if kind in WHOLE_BACKWARD_KINDS and pass_name in ("bias_grad", "sparse_weight_grad"):
+                continue  # its weight_grad is its one backward (layer_passes)
             mine = [r for r in rows if r["kind"] == kind and r["pass"] == pass_name
                     and r["cpu_s"] > 0]
             use_macs = kind in MAC_COST_KINDS and pass_name != "bias_grad"
@@ -419,9 +428,15 @@ def predict_phases(run: dict, model: dict) -> dict:
                   + glue.get("op_s", 0.0) * 2 * probe_steps * calls(run["forward_work"])
                   + glue["step_s"] * probe_steps + glue["first_call_s"] * calls(run["probe_work"]))
     probes = bool(run.get("probe_work"))
-    own_notes += [f"no table times it: {n} {STAND_INS[key]}" + (" (its time likely under-"
-                  "predicted: its backward runs through every time step)" if key == "rnn" else "")
+    own_notes += [f"no table times it: {n} {STAND_INS[key]}"
                   for key, n in sorted((run.get("stand_ins") or {}).items())]
+    for kind in sorted(WHOLE_BACKWARD_KINDS):
+        layers = {p[0] for p in run.get("layer_passes") or () if p[1] == kind}
+        if layers and not kinds.get(_key(kind, "forward"), {}).get("identified"):
+            own_notes.append(f"{len(layers)} recurrent layer(s) ({kind}) priced as linear: "
+                             "the calibration's tables time none (measured before recurrent "
+                             "layers were; their backward through time is likely "
+                             "under-predicted)")
     return {"load_s": model["phases"].get("load_s") or 0.0,
             "fisher_s": fisher,
             "plan_s": (model["phases"].get("plan_s") or 0.0) if run.get("plans") else 0.0,

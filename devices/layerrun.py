@@ -74,6 +74,17 @@ def stand_ins(graph) -> dict[str, int]:
     return out
 
 
+class _Output(torch.nn.Module):
+    """A recurrent layer's output sequence (not its final state), as a model uses it."""
+
+    def __init__(self, layer: torch.nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer(x)[0]
+
+
 class _Attention(torch.nn.Module):
     """(B, heads x tokens x 3 x dim) -> scaled_dot_product_attention of its q, k, v."""
 
@@ -89,8 +100,9 @@ class _Attention(torch.nn.Module):
 
 def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
     """Generic layers of the kinds a MobileNet-like zoo does not have (dense k x k
-    convolutions, linear layers, attention, LayerNorm, GELU), at a fixed grid of shapes chosen
-    as common sizes, not from any model: (label, module, per-sample input shape)."""
+    convolutions, linear layers, attention, LayerNorm, GELU, LSTM and GRU), at a fixed grid of
+    shapes chosen as common sizes, not from any model: (label, module, per-sample input
+    shape)."""
     nn = torch.nn
     out = []
     for cin, cout, hw, stride in ((8, 16, 56, 1), (16, 32, 56, 2), (32, 32, 28, 1),
@@ -106,6 +118,11 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
     for heads, tokens, dim in ((2, 64, 32), (4, 196, 32), (4, 49, 64), (8, 16, 16)):
         out.append((f"attention {heads}x{tokens}x{dim}", _Attention(heads, tokens, dim),
                     (3 * heads * tokens * dim,)))
+    for cell in (nn.LSTM, nn.GRU):
+        for steps, fin, hidden in ((8, 16, 32), (16, 32, 32), (32, 32, 64), (16, 64, 64),
+                                   (50, 40, 64), (8, 128, 128)):
+            out.append((f"{cell.__name__.lower()} {steps}x{fin}-{hidden}",
+                        _Output(cell(fin, hidden, batch_first=True)), (steps, fin)))
     return out
 
 

@@ -39,9 +39,17 @@ from ttplan.costmodel.memory import is_depthwise
 
 PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_grad")
 SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
-COST_KINDS = ("conv", "pointwise", "depthwise", "depthwise_large", "linear", "norm",
-              "elementwise", "view")
-MAC_COST_KINDS = ("conv", "pointwise", "depthwise", "depthwise_large", "linear")
+COST_KINDS = ("conv", "pointwise", "depthwise", "depthwise_large", "linear", "lstm", "rnn",
+              "norm", "elementwise", "view")
+MAC_COST_KINDS = ("conv", "pointwise", "depthwise", "depthwise_large", "linear", "lstm", "rnn")
+# A recurrent layer's backward runs through every time step whichever gradient it is asked
+# for: its weight gradient alone costs about what its input gradient does, and a training step
+# runs them in one backward. So it is timed, and priced, as one backward pass: `weight_grad`
+# (every weight and bias together) when it is updated, `input_grad` when only its input needs
+# a gradient. An LSTM is a kind apart from GRU and plain RNN layers: on this CPU PyTorch runs
+# it as one fused kernel (oneDNN), the others step by step (their time per step about constant
+# over the sweep's sizes; notes/device_time_model.md §18).
+WHOLE_BACKWARD_KINDS = frozenset({"lstm", "rnn"})
 # A depthwise conv whose kernel is larger than 3 x 3 (5 x 5, 7 x 7): its weight gradient runs
 # on another, slower path than 3 x 3's (this host's zoo tables: ~0.64 ns per MAC against
 # 0.02 beyond the fixed cost; notes/device_time_model.md §12), so it is a kind of its own.
@@ -63,7 +71,9 @@ def cost_kind(node) -> str:
             large = math.prod(int(k) for k in kernel) > LARGE_KERNEL_AREA
             return "depthwise_large" if large else "depthwise"
         return "pointwise" if all(int(k) == 1 for k in kernel) else "conv"
-    if node.kind in ("linear", "sdpa", "matmul", "bmm", "conv_transpose", "rnn"):
+    if node.kind == "rnn":
+        return "lstm" if recurrent_gates(node) == 4 else "rnn"
+    if node.kind in ("linear", "sdpa", "matmul", "bmm", "conv_transpose", "mha"):
         return "linear"
     if node.kind in NORM_KINDS:
         return "norm"
@@ -72,18 +82,31 @@ def cost_kind(node) -> str:
     return "elementwise"
 
 
-# Layers no table times (measure_layers skips them, the kind sweep has none), priced by the
-# function of the kind `cost_kind` gives them: what they are, said beside the prediction. A
-# recurrent layer's backward runs through every time step (notes/device_time_model.md §18: a
-# one-layer LSTM classifier ran 2.6-4.7x its linear-kind price on this host).
-STAND_INS = {"rnn": "recurrent (LSTM/GRU/RNN) layer, priced as linear",
-             "conv_transpose": "transposed conv, priced as linear",
-             "conv_1d_3d": "Conv1d/Conv3d, priced as a 2-D conv"}
+def recurrent_gates(node) -> float | None:
+    """Gates per hidden unit of a recurrent layer (LSTM 4, GRU 3, RNN 1), from its weight
+    elements: gates x hidden x directions x (its input + hidden, then per further layer
+    hidden x directions + hidden)."""
+    a = node.attrs
+    hidden, layers = a.get("hidden_size"), a.get("num_layers", 1)
+    if not hidden or not node.weight_shape or not node.in_shapes:
+        return None
+    directions = 2 if a.get("bidirectional") else 1
+    features = int(node.in_shapes[0][-1])
+    per_gate = hidden * directions * ((features + hidden)
+                                      + (layers - 1) * (hidden * directions + hidden))
+    return math.prod(node.weight_shape) / per_gate
+
+
+# Layers the kind sweep has none of, priced by the function of the kind `cost_kind` gives
+# them: what they are, said beside the prediction (notes/device_time_model.md §18).
+STAND_INS = {"conv_transpose": "transposed conv, priced as linear",
+             "conv_1d_3d": "Conv1d/Conv3d, priced as a 2-D conv",
+             "mha": "nn.MultiheadAttention, priced as linear (one call of its MACs)"}
 
 
 def stand_in(node) -> str | None:
-    """The STAND_INS key of a layer no table times and another kind's function prices."""
-    if node.kind in ("rnn", "conv_transpose"):
+    """The STAND_INS key of a layer no sweep times and another kind's function prices."""
+    if node.kind in ("conv_transpose", "mha"):
         return node.kind
     if node.kind == "conv" and node.weight_shape and len(node.weight_shape) != 4:
         return "conv_1d_3d"
@@ -91,8 +114,13 @@ def stand_in(node) -> str | None:
 
 
 def pass_elements(node) -> int:
-    """Elements a pass of the layer reads and writes: its inputs and its output."""
-    return int(sum(math.prod(s) for s in node.in_shapes) + math.prod(node.out_shape))
+    """Elements a pass of the layer reads and writes: its inputs and its output; a stacked
+    recurrent layer's further layers each read the output sequence of the one before and
+    write their own (the sweep's recurrent layers have one)."""
+    elements = sum(math.prod(s) for s in node.in_shapes) + math.prod(node.out_shape)
+    if node.kind == "rnn":
+        elements += 2 * (node.attrs.get("num_layers", 1) - 1) * math.prod(node.out_shape)
+    return int(elements)
 
 
 # ------------------------------------------------------------------------------ timing
@@ -200,6 +228,23 @@ def _sparse_timing(fn, xs, grad_out, repeats, min_repeat_s) -> dict | None:
         weight.requires_grad_(False)
 
 
+def _first_output(module: nn.Module):
+    def first(*xs):
+        return module(*xs)[0]
+    return first
+
+
+def _gradient_groups(params: dict, kind: str) -> list[tuple[str, list]]:
+    """(pass, parameters) timed: the weight, then the bias; an RNN's weights (weight_ih_l0,
+    weight_hh_l0, ...) and biases together as one weight gradient (WHOLE_BACKWARD_KINDS)."""
+    weights = [p for n, p in params.items() if n == "weight" or n.startswith("weight_")]
+    biases = [p for n, p in params.items() if n == "bias" or n.startswith("bias_")]
+    if kind in WHOLE_BACKWARD_KINDS:
+        return [("weight_grad", weights + biases)] if weights + biases else []
+    return [(name, group) for name, group in (("weight_grad", weights), ("bias_grad", biases))
+            if group]
+
+
 def weight_elements(node) -> int:
     """Weight elements of a layer: a weight gradient reduces over them once per sample."""
     return int(math.prod(node.weight_shape)) if node.weight_shape else 0
@@ -218,9 +263,12 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
         fn = _callable(node, modules)
         if fn is None or node.name not in full_rows:
             continue
+        kind = cost_kind(node)
         try:
             xs = _inputs(node, generator)
             params = dict(fn.named_parameters(recurse=False)) if isinstance(fn, nn.Module) else {}
+            if kind in WHOLE_BACKWARD_KINDS:  # an RNN returns (output, state): its output
+                fn = _first_output(fn)
             with torch.no_grad():
                 y = fn(*xs)
             if not isinstance(y, torch.Tensor):
@@ -239,22 +287,20 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
         timings["input_grad"] = time_call(
             lambda: torch.autograd.grad(y, inputs, grad_out, retain_graph=True),
             repeats=repeats, min_repeat_s=min_repeat_s)
-        for pass_name, pname in (("weight_grad", "weight"), ("bias_grad", "bias")):
-            p = params.get(pname)
-            if p is None:
-                continue
-            p.requires_grad_(True)
+        for pass_name, group in _gradient_groups(params, kind):
+            for p in group:
+                p.requires_grad_(True)
             y = fn(*xs)
             timings[pass_name] = time_call(
-                lambda: torch.autograd.grad(y, [p], grad_out, retain_graph=True),
+                lambda: torch.autograd.grad(y, group, grad_out, retain_graph=True),
                 repeats=repeats, min_repeat_s=min_repeat_s)
-            p.requires_grad_(False)
+            for p in group:
+                p.requires_grad_(False)
         sparse = _sparse_timing(fn, xs, grad_out, repeats, min_repeat_s)
         if sparse is not None:
             timings["sparse_weight_grad"] = sparse
         for p in params.values():
             p.requires_grad_(True)
-        kind = cost_kind(node)
         for pass_name, t in timings.items():
             out.append({"model": model_name, "layer": node.name, "kind": kind,
                         "pass": pass_name, "batch_size": batch,

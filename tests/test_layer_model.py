@@ -492,7 +492,7 @@ def test_a_baseline_just_over_the_time_budget_that_captures_more_is_named(tmp_pa
 
 
 class _Recurrent(nn.Module):
-    """A Conv1d over features, then an LSTM over time: two layers no table times."""
+    """A Conv1d over features, then an LSTM over time."""
 
     def __init__(self):
         super().__init__()
@@ -504,14 +504,105 @@ class _Recurrent(nn.Module):
 
 
 def test_layers_no_table_times_are_named_beside_the_prediction():
+    """A Conv1d is priced as a 2-D conv, and said so; an LSTM by the recurrent kind, or as
+    linear (said so) by a calibration whose tables time no recurrent layer."""
     model = fit_layer_model([synthetic_table("a", 1.0), synthetic_table("b", 1.2)])
     run = run_description(_Recurrent().eval(), "all", (1, 4, 5), iterations=2, samples=4)
-    assert run["stand_ins"] == {"conv_1d_3d": 1, "rnn": 1}
+    assert run["stand_ins"] == {"conv_1d_3d": 1}
     notes = lm.predict_phases(run, model)["time_model_notes"]
     assert notes == ["no table times it: 1 Conv1d/Conv3d, priced as a 2-D conv",
-                     "no table times it: 1 recurrent (LSTM/GRU/RNN) layer, priced as linear "
-                     "(its time likely under-predicted: its backward runs through every "
-                     "time step)"]
+                     "1 recurrent layer(s) (lstm) priced as linear: the calibration's tables "
+                     "time none (measured before recurrent layers were; their backward "
+                     "through time is likely under-predicted)"]
+    rows = [layer_row("lstm", p, m, e, 1e-9 * m + 1e-8 * e + 1e-4 + 1e-9 * w, weights=w)
+            for p in ("forward", "input_grad", "weight_grad")
+            for m, e, w in ((100, 50, 5), (900, 70, 90), (4000, 300, 40), (9000, 100, 800),
+                            (2000, 900, 300))]
+    timed = synthetic_table("c", 1.0)
+    timed["layers"] += rows
+    model = fit_layer_model([synthetic_table("a", 1.0), timed])
+    assert not any("recurrent" in n for n in lm.predict_phases(run, model)["time_model_notes"])
     plain = run_description(tiny_net(), "all", (1, 3, 4, 4), iterations=2, samples=4)
     assert plain["stand_ins"] == {}
     assert lm.predict_phases(plain, model)["time_model_notes"] == []
+
+
+def test_recurrent_kinds_tell_an_lstm_from_gru_and_rnn_layers_by_their_gates():
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layertable import cost_kind, recurrent_gates
+
+    class Stack(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(4, 6, num_layers=2, batch_first=True, bidirectional=True)
+            self.rnn = nn.RNN(12, 5, batch_first=True)
+            self.lstm = nn.LSTM(5, 3, num_layers=3, batch_first=True, bidirectional=True)
+
+        def forward(self, x):
+            return self.lstm(self.rnn(self.gru(x)[0])[0])[0]
+
+    nodes = {n.name: n for n in trace(Stack(), (1, 7, 4), "s").ops() if n.kind == "rnn"}
+    assert {k: recurrent_gates(n) for k, n in nodes.items()} == {"gru": 3, "rnn": 1, "lstm": 4}
+    assert {k: cost_kind(n) for k, n in nodes.items()} == {"gru": "rnn", "rnn": "rnn",
+                                                           "lstm": "lstm"}
+
+
+def test_a_recurrent_layer_is_one_backward_pass_through_time():
+    """Updated: one weight_grad pass (its weights and biases, the backward through time);
+    frozen with a gradient to pass on: one input_grad pass; never both, never a bias pass."""
+    def passes(spec):
+        run = run_description(_Recurrent().eval(), spec, (1, 4, 5), iterations=1, samples=1)
+        return [(p[1], p[2]) for p in run["layer_passes"] if p[0] == "lstm"]
+
+    assert passes("all") == [("lstm", "forward"), ("lstm", "weight_grad")]
+    from ttplan.costmodel.config import LayerUpdate
+    assert passes({"conv": LayerUpdate()}) == [("lstm", "forward"), ("lstm", "input_grad")]
+    assert passes("none") == [("lstm", "forward")]
+
+
+def test_a_recurrent_layer_is_timed_as_the_model_runs_it():
+    """measure_layers times an LSTM's output sequence: forward, input gradient, and its
+    weights and biases together as one weight gradient."""
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layertable import measure_layers
+
+    net = _Recurrent().eval()
+    graph = trace(net, (1, 4, 5), "r")
+    full = {r["name"]: r for r in profile(net, (1, 4, 5), update="all", graph=graph,
+                                            tracing=EVAL_MODE,
+                                            options=CostOptions(convention="pytorch")
+                                            ).evaluation.rows}
+    rows = measure_layers(net, graph, full, repeats=1, min_repeat_s=0.0)
+    lstm = {r["pass"]: r for r in rows if r["layer"] == "lstm"}
+    assert set(lstm) == {"forward", "input_grad", "weight_grad"}
+    assert {r["kind"] for r in lstm.values()} == {"lstm"}
+    assert lstm["weight_grad"]["weights"] == sum(p.numel() for n, p in
+                                                 net.lstm.named_parameters()
+                                                 if n.startswith("weight"))
+    assert all(r["cpu_s"] > 0 for r in lstm.values())
+
+
+def test_multihead_attention_is_priced_by_its_macs_as_linear_and_said_so():
+    class Attend(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            return self.attention(x, x, x)[0]
+
+    run = run_description(Attend().eval(), "all", (1, 4, 8), iterations=1, samples=2)
+    assert run["stand_ins"] == {"mha": 1}
+    forward = [p for p in run["layer_passes"] if p[0] == "attention" and p[2] == "forward"]
+    assert forward and forward[0][1] == "linear" and forward[0][3] > 0  # its MACs count
+
+
+def test_a_stacked_recurrent_layer_reads_and_writes_each_layer_s_sequence():
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layertable import pass_elements
+
+    for layers in (1, 3):
+        gru = nn.Sequential(nn.GRU(4, 6, num_layers=layers, batch_first=True))
+        node = next(n for n in trace(gru, (2, 7, 4), "g").ops() if n.kind == "rnn")
+        # input 2x7x4, output 2x7x6; each further layer reads 2x7x6 and writes 2x7x6
+        assert pass_elements(node) == 2 * 7 * 4 + 2 * 7 * 6 + 2 * (layers - 1) * 2 * 7 * 6
