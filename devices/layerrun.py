@@ -29,7 +29,7 @@ from ttplan.planner.fisher import default_candidate_layers
 from ttplan.planner.jsonio import check_header, load_json, save_json
 
 from . import layermodel as lm
-from .layertable import measure_layers, stand_in
+from .layertable import FirstOutput, measure_layers, stand_in
 from .owntable import anchors, own_table
 
 FORMAT = "ttplan-layer-table"
@@ -74,17 +74,6 @@ def stand_ins(graph) -> dict[str, int]:
     return out
 
 
-class _Output(torch.nn.Module):
-    """A recurrent layer's output sequence (not its final state), as a model uses it."""
-
-    def __init__(self, layer: torch.nn.Module):
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x):
-        return self.layer(x)[0]
-
-
 class _Attention(torch.nn.Module):
     """(B, heads x tokens x 3 x dim) -> scaled_dot_product_attention of its q, k, v."""
 
@@ -122,7 +111,7 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
         for steps, fin, hidden in ((8, 16, 32), (16, 32, 32), (32, 32, 64), (16, 64, 64),
                                    (50, 40, 64), (8, 128, 128)):
             out.append((f"{cell.__name__.lower()} {steps}x{fin}-{hidden}",
-                        _Output(cell(fin, hidden, batch_first=True)), (steps, fin)))
+                        FirstOutput(cell(fin, hidden, batch_first=True)), (steps, fin)))
     return out
 
 

@@ -36,6 +36,7 @@ from torch import nn
 
 from ttplan.costmodel.graph import NORM_KINDS
 from ttplan.costmodel.memory import is_depthwise
+from ttplan.costmodel.rules.recurrent import RNN_GATES
 
 PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_grad")
 SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
@@ -82,19 +83,10 @@ def cost_kind(node) -> str:
     return "elementwise"
 
 
-def recurrent_gates(node) -> float | None:
-    """Gates per hidden unit of a recurrent layer (LSTM 4, GRU 3, RNN 1), from its weight
-    elements: gates x hidden x directions x (its input + hidden, then per further layer
-    hidden x directions + hidden)."""
-    a = node.attrs
-    hidden, layers = a.get("hidden_size"), a.get("num_layers", 1)
-    if not hidden or not node.weight_shape or not node.in_shapes:
-        return None
-    directions = 2 if a.get("bidirectional") else 1
-    features = int(node.in_shapes[0][-1])
-    per_gate = hidden * directions * ((features + hidden)
-                                      + (layers - 1) * (hidden * directions + hidden))
-    return math.prod(node.weight_shape) / per_gate
+def recurrent_gates(node) -> int | None:
+    """Gates per hidden unit of a recurrent layer (LSTM 4, GRU 3, RNN 1): the cost model's
+    `RNN_GATES` of its class."""
+    return RNN_GATES.get(node.op)
 
 
 # Layers the kind sweep has none of, priced by the function of the kind `cost_kind` gives
@@ -228,10 +220,16 @@ def _sparse_timing(fn, xs, grad_out, repeats, min_repeat_s) -> dict | None:
         weight.requires_grad_(False)
 
 
-def _first_output(module: nn.Module):
-    def first(*xs):
-        return module(*xs)[0]
-    return first
+class FirstOutput(nn.Module):
+    """A recurrent layer's output sequence, not its final state: what a model goes on with,
+    and what is timed."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, *xs):
+        return self.layer(*xs)[0]
 
 
 def _gradient_groups(params: dict, kind: str) -> list[tuple[str, list]]:
@@ -268,7 +266,7 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
             xs = _inputs(node, generator)
             params = dict(fn.named_parameters(recurse=False)) if isinstance(fn, nn.Module) else {}
             if kind in WHOLE_BACKWARD_KINDS:  # an RNN returns (output, state): its output
-                fn = _first_output(fn)
+                fn = FirstOutput(fn)
             with torch.no_grad():
                 y = fn(*xs)
             if not isinstance(y, torch.Tensor):

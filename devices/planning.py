@@ -197,19 +197,24 @@ def time_resolution(ctx: DeviceContext) -> float:
     as one such run cannot tell 2 % over from 2 % under), at most TIME_RESOLUTION_CAP. 0 for
     a relative budget (`time_as`: budget and plan are predicted by the same tables, no
     measurement between them) and for a whole-run calibration (no repeats)."""
+    resolution = _seconds_budget_resolution(ctx)
+    return min(resolution, TIME_RESOLUTION_CAP) if resolution else 0.0
+
+
+def _seconds_budget_resolution(ctx: DeviceContext) -> float | None:
+    """The per-layer calibration's `timing_resolution`, uncapped, when the budget is in
+    seconds (not relative to a configuration); None otherwise or when it has none."""
     if ctx.time_as is not None or ctx.calibration is None or ctx.calibration.layers is None:
-        return 0.0
+        return None
     resolution = ctx.calibration.layers.get("timing_resolution")
-    return min(float(resolution), TIME_RESOLUTION_CAP) if resolution else 0.0
+    return float(resolution) if resolution else None
 
 
 def coarse_timing_note(ctx: DeviceContext) -> str | None:
     """A budget in seconds on a calibration whose repeated runs spread by more than
     TIME_RESOLUTION_CAP: what the plan's seconds are worth, said once (None otherwise)."""
-    layers = ctx.calibration.layers if ctx.calibration is not None else None
-    resolution = layers.get("timing_resolution") if layers is not None else None
-    if ctx.time_as is not None or ctx.time_s is None or not resolution or \
-            resolution <= TIME_RESOLUTION_CAP:
+    resolution = _seconds_budget_resolution(ctx)
+    if ctx.time_s is None or resolution is None or resolution <= TIME_RESOLUTION_CAP:
         return None
     return (f"time budget in seconds: the calibration's repeated runs of one configuration "
             f"spread by ±{100 * resolution:.1f} % (the machine's speed moved while it was "
