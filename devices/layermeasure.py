@@ -5,6 +5,7 @@ predicts through the calibrations layerrun's fit feeds."""
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -49,9 +50,11 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     Python process (a zoo name or import path), cold as a user's `ttplan train` is; otherwise
     in this process, after the layer timings warmed it). `sweep`: add the generic layers of
     `kind_sweep()` (rows of model "kind-sweep"), so kinds the model lacks are measured too.
-    `run_repeats`: each whole run is measured this many times, the first round before the
-    layer timings and the others after them, so a drift of the shared machine's speed
-    between the two phases shows in the runs' spread instead of in the fitted overheads;
+    `run_repeats`: each whole run is measured this many times, in rounds with the layer
+    timings between them in `run_repeats - 1` passes (at least one) of `repeats` / passes
+    repeats each, every layer the median of its passes, so the layers and the runs sample
+    the shared machine's speed over the same minutes (a drift shows in the spreads instead
+    of in the fitted overheads);
     while the runs are unsteady (`unsteady_runs`) up to EXTRA_ROUNDS more rounds follow;
     the median is kept, every repeat and the speed reference (`speed_reference`) of each
     beside it, and the two phases' reference times are compared (`PHASE_MISMATCH`).
@@ -71,28 +74,31 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     cells += [(smallest, spec, LONG_RUN_FACTOR * runs.iterations)
               for spec in LONG_RUN_UPDATES if spec in updates and smallest <= runs.samples]
     repeats_of = {cell: [] for cell in cells}
-    _run_round(model, name, input_shape, cells, runs, repeats_of, say)  # round 1: before the layers
-    layer_references = [speed_reference()]
-    layers = [] if not sweep else measure_sweep(batch_sizes, repeats)
-    forward_overhead = []
-    for b in batch_sizes:
-        shape = (b,) + tuple(input_shape[1:])
-        graph = trace(module, shape, name)
-        full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
-                                                tracing=EVAL_MODE,
-                                                options=PYTORCH).evaluation.rows}
-        rows = measure_layers(module, graph, full, repeats=repeats, model_name=name)
-        layers += rows
-        forward_overhead.append(_forward_overhead(module, graph, shape, rows, repeats))
-        noisy = [r for r in rows if r["spread"] > 0.5]
-        say(f"{name} b{b}: {len(rows)} layer passes timed"
-            + (f", {len(noisy)} with spread > 50 %" if noisy else ""))
-        if len(noisy) > len(rows) / 10:
-            warnings.append(f"{name} b{b}: {len(noisy)} of {len(rows)} layer timings spread by "
-                            "more than 50 % between repeats: the machine was busy")
-    layer_references.append(speed_reference())
-    for _ in range(run_repeats - 1):  # the other rounds: after the layers
+    # The layers are timed in passes between the rounds of whole runs (R1 L1 R2 L2 R3), each
+    # layer the median of its passes: the layer timings then sample the shared machine's speed
+    # over the same minutes the runs do, instead of one short window whose speed the overheads
+    # fitted from the runs would absorb (notes/device_time_model.md §19).
+    passes = max(1, run_repeats - 1)
+    per_pass = max(1, math.ceil(repeats / passes))
+    layer_references, timed, whole_forwards = [], [], []
+    for index in range(passes):
         _run_round(model, name, input_shape, cells, runs, repeats_of, say)
+        layer_references.append(speed_reference())
+        rows, forwards = _time_layers(module, name, input_shape, batch_sizes, sweep, per_pass)
+        timed.append(rows)
+        whole_forwards.append(forwards)
+        layer_references.append(speed_reference())
+        say(f"{name}: layer pass {index + 1} of {passes}: {len(rows)} layer passes timed")
+    if run_repeats > 1:
+        _run_round(model, name, input_shape, cells, runs, repeats_of, say)
+    layers = median_rows(timed)
+    forward_overhead = [_forward_overhead(forwards, layers) for forwards in zip(*whole_forwards)]
+    for b in batch_sizes:
+        mine = [r for r in layers if r["batch_size"] == b and r["model"] == name]
+        noisy = [r for r in mine if r["spread"] > 0.5]
+        if len(noisy) > len(mine) / 10:
+            warnings.append(f"{name} b{b}: {len(noisy)} of {len(mine)} layer timings spread by "
+                            "more than 50 % between repeats or passes: the machine was busy")
     for _ in range(EXTRA_ROUNDS if run_repeats > 1 else 0):
         unsteady = unsteady_runs(repeats_of)
         if not unsteady:
@@ -138,17 +144,67 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
             "forward_overhead": forward_overhead}
 
 
-def _forward_overhead(module, graph, shape, rows, repeats) -> dict:
-    """The model's whole forward (no gradient) timed like its layers, beside the sum of its
-    layers' forwards timed alone: what an operator pays inside the model beyond itself (the
-    containers' Python around it), measured rather than fitted (layerrun.measured_op_s)."""
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        whole = time_call(lambda: module(x), repeats=repeats, min_repeat_s=0.02)
-    forwards = [r for r in rows if r["pass"] == "forward"]
-    return {"batch_size": int(shape[0]), "forward_cpu_s": whole["cpu_s"],
-            "layers_forward_cpu_s": sum(r["cpu_s"] for r in forwards),
-            "operators": len(list(graph.ops())), "timed_operators": len(forwards)}
+def _time_layers(module, name, input_shape, batch_sizes, sweep: bool,
+                 repeats: int) -> tuple[list[dict], list[dict]]:
+    """One pass of the layer timings: the sweep's layers (`sweep`) and the model's at each
+    batch size (rows), and the model's whole forward at each batch size
+    ({batch_size, forward_cpu_s, operators, timed_operators})."""
+    rows = [] if not sweep else measure_sweep(batch_sizes, repeats)
+    forwards = []
+    for b in batch_sizes:
+        shape = (b,) + tuple(input_shape[1:])
+        graph = trace(module, shape, name)
+        full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
+                                                tracing=EVAL_MODE,
+                                                options=PYTORCH).evaluation.rows}
+        mine = measure_layers(module, graph, full, repeats=repeats, model_name=name)
+        rows += mine
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            whole = time_call(lambda: module(x), repeats=repeats, min_repeat_s=0.02)
+        forwards.append({"batch_size": b, "forward_cpu_s": whole["cpu_s"],
+                         "operators": len(list(graph.ops())),
+                         "timed_operators": sum(r["pass"] == "forward" for r in mine)})
+    return rows, forwards
+
+
+def median_rows(passes: list[list[dict]]) -> list[dict]:
+    """The rows of several passes of the same layer timings as one: each (model, layer,
+    pass, batch size) at the median of its passes' CPU and wall seconds, its passes' CPU
+    seconds kept (`cpu_s_passes`), `spread` the larger of its repeats' within a pass and its
+    passes' (max - min) / median. A row some pass lacks keeps the passes that have it."""
+    def key(r):
+        return r["model"], r["layer"], r["pass"], r["batch_size"]
+
+    seen: dict = {}
+    for rows in passes:
+        for r in rows:
+            seen.setdefault(key(r), []).append(r)
+    out = []
+    for same in seen.values():
+        cpu = [r["cpu_s"] for r in same]
+        median = statistics.median(cpu)
+        across = (max(cpu) - min(cpu)) / median if median > 0 else 0.0
+        out.append(dict(same[0], cpu_s=median,
+                        wall_s=statistics.median(r["wall_s"] for r in same),
+                        spread=round(max([across] + [r["spread"] for r in same]), 4),
+                        cpu_s_passes=cpu))
+    return out
+
+
+def _forward_overhead(forwards: tuple[dict, ...], rows: list[dict]) -> dict:
+    """The model's whole forward (no gradient), the median of its passes, beside the sum of
+    its layers' forwards timed alone: what an operator pays inside the model beyond itself
+    (the containers' Python around it), measured rather than fitted
+    (layerrun.measured_op_s)."""
+    b = forwards[0]["batch_size"]
+    model_rows = [r for r in rows if r["batch_size"] == b and r["pass"] == "forward"
+                  and r["model"] != "kind-sweep"]
+    return {"batch_size": int(b),
+            "forward_cpu_s": statistics.median(f["forward_cpu_s"] for f in forwards),
+            "layers_forward_cpu_s": sum(r["cpu_s"] for r in model_rows),
+            "operators": forwards[0]["operators"],
+            "timed_operators": forwards[0]["timed_operators"]}
 
 
 def unsteady_runs(repeats_of: dict) -> list[str]:

@@ -465,6 +465,56 @@ def test_unsteady_runs_name_a_wide_spread_or_a_contradiction_and_rounds_are_adde
     assert len(rounds) == 1  # one round asked for: no more
 
 
+def test_layer_timings_run_in_passes_between_the_rounds_of_whole_runs(monkeypatch):
+    """R1 L1 R2 L2 R3: the layers timed in run_repeats - 1 passes of repeats / passes repeats
+    each, between the rounds of whole runs, each layer the median of its passes."""
+    from ttplan.devices import layermeasure
+
+    order, asked = [], []
+
+    def fake_round(model, name, input_shape, cells, runs, repeats_of, say):
+        order.append("R")
+        for cell in cells:
+            repeats_of[cell].append({"cpu_phases": {"train_s": 1.0}})
+
+    def fake_layers(module, graph, full, *, repeats, model_name):
+        order.append("L")
+        asked.append(repeats)
+        t = 1e-3 * order.count("L")  # pass 1: 1 ms, pass 2: 2 ms
+        return [{"model": model_name, "layer": "conv", "kind": "conv", "pass": "forward",
+                 "batch_size": 1, "cpu_s": t, "wall_s": t, "spread": 0.1}]
+
+    monkeypatch.setattr(layermeasure, "_run_round", fake_round)
+    monkeypatch.setattr(layermeasure, "measure_layers", fake_layers)
+    monkeypatch.setattr(layermeasure, "_run_summary", lambda *a: (
+        {}, {"train_cpu_s": 1.0, "repeats": [1.0], "spread": 0.0}))
+    table = layermeasure.measure_table(
+        tiny_net(), input_shape=(1, 3, 4, 4), sweep=False, repeats=5,
+        runs=layermeasure.GridRuns(batch_sizes=(1,), iterations=1))
+    assert order == ["R", "L", "R", "L", "R"] and asked == [3, 3]
+    (row,) = table["layers"]
+    assert row["cpu_s"] == pytest.approx(1.5e-3) and row["cpu_s_passes"] == [1e-3, 2e-3]
+    assert row["spread"] == pytest.approx(1e-3 / 1.5e-3, abs=1e-4)  # passes apart: 67 %
+    overhead = table["forward_overhead"][0]
+    assert overhead["layers_forward_cpu_s"] == pytest.approx(1.5e-3)
+
+
+def test_median_rows_of_layer_passes():
+    from ttplan.devices.layermeasure import median_rows
+
+    def row(layer, cpu, spread=0.05):
+        return {"model": "m", "layer": layer, "pass": "forward", "batch_size": 4,
+                "cpu_s": cpu, "wall_s": 2 * cpu, "spread": spread}
+
+    out = median_rows([[row("a", 2.0), row("b", 1.0)], [row("a", 4.0), row("b", 1.1, 0.3)],
+                       [row("a", 3.0)]])
+    a, b = out
+    assert (a["layer"], a["cpu_s"], a["wall_s"], a["cpu_s_passes"]) == ("a", 3.0, 6.0,
+                                                                         [2.0, 4.0, 3.0])
+    assert a["spread"] == pytest.approx(2.0 / 3.0, abs=1e-4)
+    assert b["cpu_s"] == pytest.approx(1.05) and b["spread"] == 0.3  # within a pass: larger
+
+
 def test_a_baseline_just_over_the_time_budget_that_captures_more_is_named(tmp_path):
     """last-blocks:2 predicted 0.1 % over the budget, capturing more than the plan: not kept
     (the budget is the budget) but named, with how far over; 10 % over: not named."""
