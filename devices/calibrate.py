@@ -22,9 +22,12 @@ The calibration file (format "ttplan-calibration", version 2; strictly validated
                fit: {median_abs_pct, max_abs_pct}, loo: {median_abs_pct, max_abs_pct}}
   energy      null (no energy measured), or the same with W terms and _j values
   layers      null, or the per-layer model fitted from layer tables (devices.layerrun):
-              {kinds: {KIND/PASS: {mac_s, element_s, weight_s, call_s, rows, identified, why}},
+              {kinds: {KIND/PASS: {mac_s, element_s, weight_s, call_s, rows, identified, why}
+                       (+ gate_step_s: recurrent kinds, layertable.gate_steps)},
                glue: {step_s, shared_grad_s, tensor_update_s, first_call_s, op_s,
-                      sample_s (absent before: 0), identified} (devices.layermodel.GLUE_TERMS; terms left out: notes),
+                      augment_element_s (before it: a per-sample sample_s; absent before
+                      that: 0), identified} (devices.layermodel.GLUE_TERMS; terms left out:
+                      notes),
                phases: {load_s, plan_s}, power_w (null: no energy measured), models, notes,
                timing_resolution (half the median spread of the whole runs' repeats; null
                without repeats; absent before: none),

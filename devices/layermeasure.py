@@ -19,6 +19,7 @@ from ttplan.costmodel.options import PYTORCH
 from ttplan.costmodel.profile import EVAL_MODE, profile, resolve_model
 from ttplan.costmodel.specs import parse_update
 from ttplan.costmodel.trace import trace
+from ttplan.planner.fisher.losses import augment_images
 
 from .layerrun import (FORMAT, PHASE_MISMATCH, SHORT_RUN_S, TABLE_UPDATES, VERSION, measure_sweep,
                        out_of_order, phase_mismatch, run_description)
@@ -92,6 +93,7 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     if run_repeats > 1:
         _run_round(model, name, input_shape, cells, runs, repeats_of, say)
     layers = median_rows(timed)
+    augment = _augment_cost(input_shape, runs.samples, repeats)
     forward_overhead = [_forward_overhead(forwards, layers) for forwards in zip(*whole_forwards)]
     for b in batch_sizes:
         mine = [r for r in layers if r["batch_size"] == b and r["model"] == name]
@@ -141,6 +143,7 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
                         "torch_version": torch.__version__},
             "clock": "process CPU time (time.process_time), wall time beside it",
             "layers": layers, "runs": table_runs, "warnings": warnings,
+            **({"augment": augment} if augment else {}),
             "forward_overhead": forward_overhead}
 
 
@@ -166,6 +169,19 @@ def _time_layers(module, name, input_shape, batch_sizes, sweep: bool,
                          "operators": len(list(graph.ops())),
                          "timed_operators": sum(r["pass"] == "forward" for r in mine)})
     return rows, forwards
+
+
+def _augment_cost(input_shape, samples: int, repeats: int) -> dict | None:
+    """One iteration's augmentation of `samples` image samples as the runner does it (all
+    of them in one batch, planner.fisher.augment_images): {samples, elements per sample,
+    cpu_s}; None for an input that is not an image (the runner augments no other)."""
+    sample = tuple(int(s) for s in input_shape[1:])
+    if len(sample) != 3:
+        return None
+    x = torch.randn((samples,) + sample, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    t = time_call(lambda: augment_images(x, generator), repeats=repeats, min_repeat_s=0.02)
+    return {"samples": int(samples), "elements": int(math.prod(sample)), "cpu_s": t["cpu_s"]}
 
 
 def median_rows(passes: list[list[dict]]) -> list[dict]:

@@ -4,6 +4,7 @@ Each layer's pass costs what its kind's cost function of the layer's shape says:
 
     seconds(kind, pass) = mac_s x MACs + element_s x elements + call_s      (per call)
                           [+ weight_s x weight elements x batch, weight gradients of MAC kinds]
+                          [+ gate_step_s x gate steps, recurrent kinds: per batch, not per sample]
 
 (MAC kinds: conv (dense k x k), pointwise (1 x 1), depthwise (3 x 3 and smaller),
 depthwise_large (kernels larger than 3 x 3: a slower weight gradient), linear (linear,
@@ -25,8 +26,9 @@ inside a model pays beyond itself alone, per forward operator call (the containe
 around it); the fixed cost of a step (loss, optimiser call, data) and of updating one tensor;
 minus what the layers' separately timed gradients double count (a layer's backward computes
 its input, weight and bias gradients in ONE call, whose fixed cost each separate timing paid);
-per sample and iteration (`sample_s`: the data pipeline; fitted only from runs of two
-lengths, layermeasure's long runs); and once per run a first-call cost. A `train` pass also runs the
+per image input element augmented (`augment_element_s`: the data pipeline's augmentation of
+image samples, per sample and iteration; fitted only from runs of two lengths, layermeasure's
+long runs); and once per run a first-call cost. A `train` pass also runs the
 prototypes' forward of every sample (no gradient). The Fisher probe runs the prototypes'
 forward, then a forward of every sample and the backward of the probed tail (input gradients
 from the first candidate layer on) — its time follows from that, not from a constant.
@@ -45,7 +47,8 @@ from scipy.optimize import nnls
 from ttplan.costmodel.rules import registry_of
 
 from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, STAND_INS,
-                         WHOLE_BACKWARD_KINDS, cost_kind, pass_elements, weight_elements)
+                         WHOLE_BACKWARD_KINDS, cost_kind, gate_steps, pass_elements,
+                         weight_elements)
 
 SPARSE_KINDS = frozenset({"conv", "linear"})  # what devices.sparse serves
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
@@ -58,12 +61,16 @@ FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
 # layer beyond its first: PyTorch computes them in one backward call, whose fixed cost each
 # separate timing paid; notes/device_time_model.md §12). In the order they are fitted: a term
 # whose runs' column the columns before it already span cannot be determined and is left out.
-# `sample_s` (per sample and iteration: the data pipeline's augmentation, the loss's rows) is
-# told from `step_s` by the batch sizes and from `first_call_s` only by runs of two lengths
-# (tables measured before measure_table's long runs have one: it is left out there, else it
-# would carry a per-run constant in disguise, notes §6 and §13).
-GLUE_TERMS = ("step_s", "shared_grad_s", "tensor_update_s", "first_call_s", "op_s", "sample_s")
-LENGTH_TERMS = frozenset({"sample_s"})  # determined only by runs of two lengths
+# `augment_element_s` (per input element of every image sample and iteration: the runner
+# augments image samples, N x C x H x W, and no other input, planner.fisher.augment_images; so
+# it follows the image's size, and a sequence or token model pays none) is told from `step_s`
+# by the batch sizes and from `first_call_s` only by runs of two lengths (tables measured
+# before measure_table's long runs have one: it is left out there, else it would carry a
+# per-run constant in disguise, notes §6, §13, §19). Calibrations written before it have a
+# per-sample `sample_s`, applied as it was (`glue_seconds`).
+GLUE_TERMS = ("step_s", "shared_grad_s", "tensor_update_s", "first_call_s", "op_s",
+              "augment_element_s")
+LENGTH_TERMS = frozenset({"augment_element_s"})  # determined only by runs of two lengths
 MIN_ROWS_PER_TERM = 1  # never more free terms than rows
 
 
@@ -74,20 +81,22 @@ def _key(kind: str, pass_name: str) -> str:
 # ------------------------------------------------------------------------------ work
 
 def layer_passes(evaluation) -> list[list]:
-    """[layer, kind, pass, macs, elements, weight elements, channel fraction] of every pass
-    one training step runs, per sample (a batch-1 evaluation; pytorch convention: BatchNorm
-    its own call), in the graph's order: what `step_work` sums per (kind, pass) and what an
-    own table (devices.owntable) prices layer by layer."""
+    """[layer, kind, pass, macs, elements, weight elements, channel fraction, gate steps] of
+    every pass one training step runs, per sample (a batch-1 evaluation; pytorch convention:
+    BatchNorm its own call), in the graph's order: what `step_work` sums per (kind, pass) and
+    what an own table (devices.owntable) prices layer by layer. Gate steps: a recurrent
+    layer's step-by-step work (`gate_steps`), per batch, not per sample; entries written
+    before them have seven fields."""
     out: list[list] = []
     rows = {r["name"]: r for r in evaluation.rows}
 
-    def add(layer, kind, pass_name, macs, elements, weights=0.0, fraction=1.0):
-        out.append([layer, kind, pass_name, macs, elements, weights, fraction])
+    def add(layer, kind, pass_name, macs, elements, weights=0.0, fraction=1.0, steps=0):
+        out.append([layer, kind, pass_name, macs, elements, weights, fraction, steps])
 
     for node in evaluation.graph.ops():
         kind, row = cost_kind(node), rows[node.name]
-        elements = pass_elements(node)
-        add(node.name, kind, "forward", row["forward_macs"], elements)
+        elements, steps = pass_elements(node), gate_steps(node)
+        add(node.name, kind, "forward", row["forward_macs"], elements, steps=steps)
         grad = evaluation.grads[node.name]
         if node.attrs.get("folded_bn"):  # the paper convention folds it; PyTorch still runs it
             out_elements = 2 * math.prod(node.out_shape)
@@ -102,9 +111,10 @@ def layer_passes(evaluation) -> list[list]:
         if kind in WHOLE_BACKWARD_KINDS:  # one backward through time, as it is timed
             if grad.weight or grad.bias:
                 add(node.name, kind, "weight_grad", row["backward_weight_macs"], elements,
-                    weight_elements(node))
+                    weight_elements(node), steps=steps)
             elif any(grad.inputs):
-                add(node.name, kind, "input_grad", row["backward_input_macs"], elements)
+                add(node.name, kind, "input_grad", row["backward_input_macs"], elements,
+                    steps=steps)
             continue
         if any(grad.inputs):
             add(node.name, kind, "input_grad", row["backward_input_macs"], elements)
@@ -122,19 +132,22 @@ def layer_passes(evaluation) -> list[list]:
 
 
 def work_of(passes: list[list]) -> dict[str, list[float]]:
-    """{kind/pass: [macs, elements, weight elements, calls]} of `layer_passes` entries."""
+    """{kind/pass: [macs, elements, weight elements, calls, gate steps]} of `layer_passes`
+    entries."""
     work: dict[str, list[float]] = {}
-    for _, kind, pass_name, macs, elements, weights, _ in passes:
-        w = work.setdefault(_key(kind, pass_name), [0.0, 0.0, 0.0, 0.0])
+    for _, kind, pass_name, macs, elements, weights, _, *steps in passes:
+        w = work.setdefault(_key(kind, pass_name), [0.0, 0.0, 0.0, 0.0, 0.0])
         w[0] += macs
         w[1] += elements
         w[2] += weights
         w[3] += 1
+        w[4] += steps[0] if steps else 0
     return work
 
 
 def step_work(evaluation) -> dict[str, list[float]]:
-    """{kind/pass: [macs, elements, weight elements per sample, calls]} of one training step,
+    """{kind/pass: [macs, elements, weight elements per sample, calls, gate steps]} of one
+    training step,
     from a batch-1 evaluation (pytorch convention: BatchNorm its own call)."""
     return work_of(layer_passes(evaluation))
 
@@ -154,17 +167,19 @@ def probe_work(graph, candidates: set[str]) -> dict[str, list[float]]:
         macs = rule.forward_macs(node) if rule is not None else 0
         for pass_name, on in (("forward", True), ("input_grad", started)):
             if on:
-                w = work.setdefault(_key(kind, pass_name), [0.0, 0.0, 0.0, 0.0])
+                w = work.setdefault(_key(kind, pass_name), [0.0, 0.0, 0.0, 0.0, 0.0])
                 w[0] += macs  # an input gradient does the forward's MACs (transposed product)
                 w[1] += elements
                 w[3] += 1
+                w[4] += gate_steps(node)
         if node.module in candidates:
             started = True
     return work
 
 
 def per_sample(work: dict, batch: int) -> dict:
-    return {k: [m / batch, e / batch, w / batch, c] for k, (m, e, w, c) in work.items()}
+    """Work counted at batch `batch` per sample (calls and gate steps are per batch)."""
+    return {k: [m / batch, e / batch, w / batch, *rest] for k, (m, e, w, *rest) in work.items()}
 
 
 def batches(samples: int, batch_size: int) -> list[int]:
@@ -182,7 +197,8 @@ def constants_for(kinds: dict, kind: str, pass_name: str) -> dict:
         c = kinds.get(_key(seen, pass_name))
         if c is not None and c["identified"]:
             if kind == "view":  # a view costs a call, whatever its size
-                return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": c["call_s"]}
+                return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": c["call_s"],
+                        "gate_step_s": 0.0}
             return c
         if seen not in FALLBACK:
             if pass_name == "sparse_weight_grad":  # unmeasured: as dense
@@ -193,20 +209,23 @@ def constants_for(kinds: dict, kind: str, pass_name: str) -> dict:
 
 def work_seconds(work_per_sample: dict, kinds: dict, batch: int) -> float:
     total = 0.0
-    for key, (macs, elements, weights, calls) in work_per_sample.items():
+    for key, (macs, elements, weights, calls, *steps) in work_per_sample.items():
         kind, pass_name = key.split("/")
         c = constants_for(kinds, kind, pass_name)
         total += batch * (c["mac_s"] * macs + c["element_s"] * elements
-                          + c.get("weight_s", 0.0) * weights) + c["call_s"] * calls
+                          + c.get("weight_s", 0.0) * weights) + c["call_s"] * calls \
+            + c.get("gate_step_s", 0.0) * (steps[0] if steps else 0.0)
     return total
 
 
 def kind_seconds(kinds: dict, kind: str, pass_name: str, macs: float, elements: float,
-                 weights: float, batch: int) -> float:
-    """One call of a (kind, pass) at batch `batch` by its fitted function (work per sample)."""
+                 weights: float, batch: int, steps: float = 0.0) -> float:
+    """One call of a (kind, pass) at batch `batch` by its fitted function (work per sample;
+    gate steps per batch)."""
     c = constants_for(kinds, kind, pass_name)
     return batch * (c["mac_s"] * macs + c["element_s"] * elements
-                    + c.get("weight_s", 0.0) * weights) + c["call_s"]
+                    + c.get("weight_s", 0.0) * weights) + c["call_s"] \
+        + c.get("gate_step_s", 0.0) * steps
 
 
 def own_pass_seconds(run: dict, table: dict, kinds: dict) -> tuple[float, float, dict]:
@@ -264,9 +283,13 @@ def fit_kinds(rows: list[dict]) -> dict:
                     and r["cpu_s"] > 0]
             use_macs = kind in MAC_COST_KINDS and pass_name != "bias_grad"
             use_weights = kind in MAC_COST_KINDS and pass_name.endswith("weight_grad")
+            # tables measured before the per-step term have no gate steps: it is left out
+            use_steps = kind in WHOLE_BACKWARD_KINDS and any(r.get("gate_steps") for r in mine)
             names = (["mac_s"] if use_macs else []) + ["element_s"] + \
-                (["weight_s"] if use_weights else []) + ["call_s"]
+                (["weight_s"] if use_weights else []) + \
+                (["gate_step_s"] if use_steps else []) + ["call_s"]
             entry = {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": 0.0,
+                     **({"gate_step_s": 0.0} if kind in WHOLE_BACKWARD_KINDS else {}),
                      "rows": len(mine),
                      "identified": False, "why": ""}
             if not mine:
@@ -276,7 +299,9 @@ def fit_kinds(rows: list[dict]) -> dict:
                 continue
             columns = ([[r["macs"] for r in mine]] if use_macs else []) + \
                 [[r["elements"] for r in mine]] + \
-                ([[r["weights"] for r in mine]] if use_weights else []) + [[1.0] * len(mine)]
+                ([[r["weights"] for r in mine]] if use_weights else []) + \
+                ([[r.get("gate_steps", 0) for r in mine]] if use_steps else []) + \
+                [[1.0] * len(mine)]
             matrix = np.array(columns, dtype=float).T
             rank = np.linalg.matrix_rank(matrix / np.abs(matrix).max(axis=0).clip(min=1e-300))
             if len(mine) < len(names) * MIN_ROWS_PER_TERM or rank < len(names):
@@ -303,7 +328,7 @@ def run_layer_seconds(run: dict, kinds: dict) -> dict:
 
 
 def calls(work: dict) -> float:
-    return float(sum(w[-1] for w in work.values()))
+    return float(sum(w[3] for w in work.values()))
 
 
 def shared_gradients(passes: list[list] | None) -> int:
@@ -319,15 +344,22 @@ def shared_gradients(passes: list[list] | None) -> int:
     return sum(n - 1 for n in per_layer.values())
 
 
+def augmented_elements(sample_shape) -> int:
+    """Input elements of one sample the runner augments: an image's (C x H x W), else 0."""
+    return int(math.prod(sample_shape)) if len(sample_shape) == 3 else 0
+
+
 def glue_features(run: dict) -> list[float]:
     """The runs' column of each GLUE_TERMS term: steps; shared gradients per step (negative:
     taken off); updated tensors per step; the step's operator calls once per run; forward
     operator calls (each step's forward and the prototypes' forward of as many batches);
-    samples the run passes over (iterations x samples)."""
+    image elements the run augments (iterations x samples x `augmented_elements`)."""
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
     return [float(steps), -float(steps * shared_gradients(run.get("layer_passes"))),
             float(steps * run["updated_tensors"]), calls(run["step_work"]),
-            2.0 * steps * calls(run["forward_work"]), float(run["iterations"] * run["samples"])]
+            2.0 * steps * calls(run["forward_work"]),
+            float(run["iterations"] * run["samples"]
+                  * augmented_elements(run.get("sample_shape") or ()))]
 
 
 def fit_glue(runs: list[dict], kinds: dict, measured: dict | None = None) -> dict:
@@ -378,7 +410,9 @@ def glue_seconds(run: dict, glue: dict) -> float:
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
     train_calls = steps * (calls(run["forward_work"]) + calls(run["step_work"]))
     return (sum(glue.get(t, 0.0) * x for t, x in zip(GLUE_TERMS, glue_features(run)))
-            + glue.get("call_s", 0.0) * train_calls)  # calibrations before op_s: per call
+            + glue.get("call_s", 0.0) * train_calls  # calibrations before op_s: per call
+            # calibrations before augment_element_s: per sample
+            + glue.get("sample_s", 0.0) * run["iterations"] * run["samples"])
 
 
 def phase_constants(runs: list[dict]) -> dict:

@@ -89,7 +89,7 @@ class _Attention(torch.nn.Module):
 
 def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
     """Generic layers of the kinds a MobileNet-like zoo does not have (dense k x k
-    convolutions, linear layers, attention, LayerNorm, GELU, LSTM and GRU), at a fixed grid of
+    convolutions, linear layers, attention, LayerNorm, GELU, LSTM, GRU and RNN), at a fixed grid of
     shapes chosen as common sizes, not from any model: (label, module, per-sample input
     shape)."""
     nn = torch.nn
@@ -107,11 +107,15 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
     for heads, tokens, dim in ((2, 64, 32), (4, 196, 32), (4, 49, 64), (8, 16, 16)):
         out.append((f"attention {heads}x{tokens}x{dim}", _Attention(heads, tokens, dim),
                     (3 * heads * tokens * dim,)))
-    for cell in (nn.LSTM, nn.GRU):
-        for steps, fin, hidden in ((8, 16, 32), (16, 32, 32), (32, 32, 64), (16, 64, 64),
-                                   (50, 40, 64), (8, 128, 128)):
-            out.append((f"{cell.__name__.lower()} {steps}x{fin}-{hidden}",
-                        FirstOutput(cell(fin, hidden, batch_first=True)), (steps, fin)))
+    shapes = ((8, 16, 32, 1), (16, 32, 32, 1), (32, 32, 64, 1), (16, 64, 64, 1),
+              (50, 40, 64, 1), (8, 128, 128, 1), (16, 32, 32, 2), (24, 64, 96, 2))
+    for cell, grid in ((nn.LSTM, shapes), (nn.GRU, shapes), (nn.RNN, shapes[1:6:2])):
+        # two stacked: each layer's steps, the next layer's input; a plain RNN at three shapes
+        for steps, fin, hidden, layers in grid:
+            stacked = f" x{layers}" if layers > 1 else ""
+            out.append((f"{cell.__name__.lower()} {steps}x{fin}-{hidden}{stacked}",
+                        FirstOutput(cell(fin, hidden, num_layers=layers, batch_first=True)),
+                        (steps, fin)))
     return out
 
 
@@ -171,6 +175,16 @@ def measured_op_s(tables: list[dict]) -> float | None:
         if seen:
             per_table.append(statistics.median(seen))
     return max(0.0, statistics.median(per_table)) if per_table else None
+
+
+def measured_augment_element_s(tables: list[dict]) -> float | None:
+    """The runner's augmentation of image samples per input element, measured in the tables
+    (`augment`: one iteration's augmentation of the table's samples at its input shape): the
+    median over the tables. None when no table measured it (tables written before, or of
+    models whose input is not an image: fitted from the runs then)."""
+    seen = [a["cpu_s"] / (a["samples"] * a["elements"]) for t in tables
+            for a in [t.get("augment")] if a and a.get("samples") and a.get("elements")]
+    return statistics.median(seen) if seen else None
 
 
 # (smaller, larger): the larger configuration runs all the smaller one does, and more
@@ -241,8 +255,14 @@ def _fit(tables: list[dict]) -> dict:
     # op_s as the tables measure it directly (a model's whole forward against its layers
     # alone) is fixed, not fitted: the zoo's operator counts differ by 1.5x only, so a fit
     # cannot tell op_s from step_s and gave a small model the big models' overhead (notes §14)
-    op_s = measured_op_s(tables)
-    glue = lm.fit_glue(runs, kinds, measured=None if op_s is None else {"op_s": op_s})
+    # The augmentation is measured too: at batch 1 its column (samples x iterations) is the
+    # steps', so a fit shared the per-step costs out between them as the runs' noise fell
+    # (1.15 ms per 96 x 96 sample against 0.13 ms timed, step_s 0; notes §19).
+    measured = {k: v for k, v in (("op_s", measured_op_s(tables)),
+                                  ("augment_element_s", measured_augment_element_s(tables)))
+                if v is not None}
+    op_s = measured.get("op_s")
+    glue = lm.fit_glue(runs, kinds, measured=measured or None)
     undetermined = glue.pop("undetermined", [])  # the glue stays numbers; the notes say it
     notes = [f"{k}: {v['why']}" for k, v in kinds.items() if not v["identified"] and v["why"]]
     if not glue["identified"]:
@@ -251,6 +271,10 @@ def _fit(tables: list[dict]) -> dict:
         notes.append(f"op_s measured in the tables (a model's whole forward against its layers "
                      f"alone): {1e6 * op_s:.2f} us per forward operator, used as measured "
                      "(not fitted)")
+    if "augment_element_s" in measured:
+        notes.append(f"augment_element_s measured in the tables (the runner's augmentation of "
+                     f"their image samples): {1e9 * measured['augment_element_s']:.2f} ns per "
+                     "input element, used as measured (not fitted)")
     if glue["identified"] and undetermined:
         notes.append(f"overheads {', '.join(undetermined)}: the runs cannot tell them "
                      "from the other terms (e.g. op_s from step_s when every model runs as many "
@@ -260,7 +284,7 @@ def _fit(tables: list[dict]) -> dict:
         (iterations, samples), *_ = sorted(workloads)
         notes.append(f"first_call_s (once per run) and the per-step terms: every table run has "
                      f"{iterations} iteration(s) of {samples} samples, so only the batch sizes "
-                     "tell them apart (sample_s left out); runs of other lengths extrapolate "
+                     "tell them apart (augment_element_s left out); runs of other lengths extrapolate "
                      "(tables measured now add runs of a second length)")
     for t in tables:
         machine = t.get("machine", {})

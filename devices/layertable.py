@@ -48,8 +48,9 @@ MAC_COST_KINDS = ("conv", "pointwise", "depthwise", "depthwise_large", "linear",
 # runs them in one backward. So it is timed, and priced, as one backward pass: `weight_grad`
 # (every weight and bias together) when it is updated, `input_grad` when only its input needs
 # a gradient. An LSTM is a kind apart from GRU and plain RNN layers: on this CPU PyTorch runs
-# it as one fused kernel (oneDNN), the others step by step (their time per step about constant
-# over the sweep's sizes; notes/device_time_model.md §18).
+# it as one fused kernel (oneDNN), the others step by step, each step a few kernel calls and
+# autograd nodes whose fixed cost does not grow with the batch: their function has a term per
+# gate step (`gate_step_s` x `gate_steps`), beside the per-sample ones (notes §18, §19).
 WHOLE_BACKWARD_KINDS = frozenset({"lstm", "rnn"})
 # A depthwise conv whose kernel is larger than 3 x 3 (5 x 5, 7 x 7): its weight gradient runs
 # on another, slower path than 3 x 3's (this host's zoo tables: ~0.64 ns per MAC against
@@ -87,6 +88,20 @@ def recurrent_gates(node) -> int | None:
     """Gates per hidden unit of a recurrent layer (LSTM 4, GRU 3, RNN 1): the cost model's
     `RNN_GATES` of its class."""
     return RNN_GATES.get(node.op)
+
+
+def gate_steps(node) -> int:
+    """The step-by-step work of a recurrent layer for a batch, whatever the batch size: time
+    steps x layers x directions x (gates + 1), the kernels a step runs one after another (a
+    product per gate, then the state's update); 0 for any other layer. Per time step a plain
+    RNN (1 gate) took 0.45-0.53x a GRU's (3 gates) on this CPU, forward and backward, against
+    2 / 4 (notes §19)."""
+    if node.kind != "rnn" or not node.in_shapes:
+        return 0
+    x, a = node.in_shapes[0], node.attrs
+    length = x[0] if len(x) < 3 or not a.get("batch_first") else x[1]
+    return int(length) * int(a.get("num_layers", 1)) * (2 if a.get("bidirectional") else 1) \
+        * ((recurrent_gates(node) or 1) + 1)
 
 
 # Layers the kind sweep has none of, priced by the function of the kind `cost_kind` gives
@@ -248,6 +263,22 @@ def weight_elements(node) -> int:
     return int(math.prod(node.weight_shape)) if node.weight_shape else 0
 
 
+def _gradient_timing(fn, args, wrt, grad_out, kind: str, forward: dict, repeats: int,
+                     min_repeat_s: float) -> dict:
+    """time_call of the gradient of fn(*args) for `wrt`. A recurrent layer's forward with
+    gradients records every time step's operations for its backward (a GRU's: 1.7x its
+    no-gradient forward on this CPU, an LSTM's 1.1x; notes §19), which a training step pays:
+    it is timed with its backward, less the no-gradient `forward` priced as its own pass."""
+    if kind in WHOLE_BACKWARD_KINDS:
+        t = time_call(lambda: torch.autograd.grad(fn(*args), wrt, grad_out),
+                      repeats=repeats, min_repeat_s=min_repeat_s)
+        return dict(t, cpu_s=max(t["cpu_s"] - forward["cpu_s"], 0.0),
+                    wall_s=max(t["wall_s"] - forward["wall_s"], 0.0))
+    y = fn(*args)
+    return time_call(lambda: torch.autograd.grad(y, wrt, grad_out, retain_graph=True),
+                     repeats=repeats, min_repeat_s=min_repeat_s)
+
+
 def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 5,
                    min_repeat_s: float = 0.002, model_name: str = "") -> list[dict]:
     """One row per (timed layer, pass) at the graph's input shape (its batch size).
@@ -281,17 +312,13 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
         for p in params.values():
             p.requires_grad_(False)
         inputs = [x.detach().requires_grad_() for x in xs]
-        y = fn(*inputs)
-        timings["input_grad"] = time_call(
-            lambda: torch.autograd.grad(y, inputs, grad_out, retain_graph=True),
-            repeats=repeats, min_repeat_s=min_repeat_s)
+        timings["input_grad"] = _gradient_timing(fn, inputs, inputs, grad_out, kind,
+                                                 timings["forward"], repeats, min_repeat_s)
         for pass_name, group in _gradient_groups(params, kind):
             for p in group:
                 p.requires_grad_(True)
-            y = fn(*xs)
-            timings[pass_name] = time_call(
-                lambda: torch.autograd.grad(y, group, grad_out, retain_graph=True),
-                repeats=repeats, min_repeat_s=min_repeat_s)
+            timings[pass_name] = _gradient_timing(fn, xs, group, grad_out, kind,
+                                                  timings["forward"], repeats, min_repeat_s)
             for p in group:
                 p.requires_grad_(False)
         sparse = _sparse_timing(fn, xs, grad_out, repeats, min_repeat_s)
@@ -299,6 +326,7 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
             timings["sparse_weight_grad"] = sparse
         for p in params.values():
             p.requires_grad_(True)
+        steps = gate_steps(node)
         for pass_name, t in timings.items():
             out.append({"model": model_name, "layer": node.name, "kind": kind,
                         "pass": pass_name, "batch_size": batch,
@@ -309,5 +337,6 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
                             SPARSE_FRACTION if pass_name.startswith("sparse") else 1)
                         if pass_name.endswith("weight_grad") else 0,
                         "cpu_s": t["cpu_s"], "wall_s": t["wall_s"],
-                        "spread": round(t["spread"], 4)})
+                        "spread": round(t["spread"], 4),
+                        **({"gate_steps": steps} if steps else {})})
     return out

@@ -107,11 +107,12 @@ def _nearest(timed: dict, batch: int) -> int:
 def passes_seconds(passes: list[list], table: dict, kinds_seconds, batch: int,
                    notes: dict) -> float:
     """Seconds of `layer_passes` entries at batch `batch`, from the own table where it timed
-    them (module docstring). `kinds_seconds(kind, pass, macs, elements, weights, batch)`: the
-    per-kind function. `notes` counts the passes per pricing, {reason: count}."""
+    them (module docstring). `kinds_seconds(kind, pass, macs, elements, weights, batch,
+    steps)`: the per-kind function. `notes` counts the passes per pricing, {reason: count}."""
     total = 0.0
-    for layer, kind, pass_name, macs, elements, weights, fraction in passes:
-        fitted = kinds_seconds(kind, pass_name, macs, elements, weights, batch)
+    for layer, kind, pass_name, macs, elements, weights, fraction, *steps in passes:
+        steps = steps[0] if steps else 0  # entries written before gate steps: seven fields
+        fitted = kinds_seconds(kind, pass_name, macs, elements, weights, batch, steps)
         timed = table["layers"].get(layer, {}).get("passes", {}).get(pass_name)
         if not timed:
             notes["per-kind function: a pass the table did not time"] = \
@@ -131,7 +132,7 @@ def passes_seconds(passes: list[list], table: dict, kinds_seconds, batch: int,
             total += timed[str(at)]
             continue
         anchor = kinds_seconds(kind, pass_name, macs * scale_macs, elements,
-                               weights * scale_weights, at)
+                               weights * scale_weights, at, steps)
         notes[reason] = notes.get(reason, 0) + 1
         total += timed[str(at)] * (fitted / anchor if anchor > 0 else 1.0)
     return total

@@ -162,13 +162,13 @@ class LayerTimeLimit:
         return self.resolution if self.resolution and self._phases(ev)["measured_as"] else 0.0
 
     def _phases(self, ev) -> dict:
-        from .layermodel import layer_passes, predict_phases, work_of
+        from .layermodel import layer_passes, per_sample, predict_phases, work_of
 
         batch = int(ev.graph.input_shape[0])
         passes = layer_passes(ev)
-        step = {k: [m / batch, e / batch, w / batch, c] for k, (m, e, w, c)
-                in work_of(passes).items()}
-        passes = [[n, k, p, m / batch, e / batch, w / batch, f] for n, k, p, m, e, w, f in passes]
+        step = per_sample(work_of(passes), batch)
+        passes = [[n, k, p, m / batch, e / batch, w / batch, *rest]
+                  for n, k, p, m, e, w, *rest in passes]
         run = {"batch_size": batch, "iterations": self.iterations, "samples": self.samples,
                "updated_tensors": ev.updated_tensors, "step_work": step,
                "forward_work": {k: v for k, v in step.items() if k.endswith("/forward")},

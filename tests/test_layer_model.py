@@ -325,7 +325,7 @@ def test_a_glue_term_the_runs_cannot_tell_from_the_others_is_left_out_and_said()
         run["measured"] = {"train_cpu_s": lm.run_layer_seconds(run, kinds)["train"]
                            + lm.glue_seconds(run, truth)}
     fitted = lm.fit_glue(runs, kinds)
-    assert fitted["undetermined"] == ["sample_s"]  # runs of one length: see the test below
+    assert fitted["undetermined"] == ["augment_element_s"]  # runs of one length: see the test below
     for term in ("step_s", "op_s", "shared_grad_s"):
         assert fitted[term] == pytest.approx(truth[term], rel=1e-6, abs=1e-12)
 
@@ -337,7 +337,7 @@ def test_the_per_sample_term_needs_runs_of_two_lengths():
     kinds = lm.fit_kinds(synthetic_table("a", 1.0)["layers"])
     small = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU()).eval()
     truth = dict(dict.fromkeys(lm.GLUE_TERMS, 0.0), step_s=2e-4, op_s=3e-6, shared_grad_s=1e-6,
-                 first_call_s=5e-5, sample_s=1e-4)
+                 first_call_s=5e-5, augment_element_s=2e-6)
 
     def runs_of(lengths):
         runs = []
@@ -353,10 +353,10 @@ def test_the_per_sample_term_needs_runs_of_two_lengths():
         return runs
 
     one = lm.fit_glue(runs_of((2,)), kinds)
-    assert "sample_s" in one["undetermined"] and one["sample_s"] == 0.0
+    assert "augment_element_s" in one["undetermined"] and one["augment_element_s"] == 0.0
     two = lm.fit_glue(runs_of((2, 6)), kinds)
     assert two["undetermined"] == []
-    for term in ("step_s", "op_s", "shared_grad_s", "first_call_s", "sample_s"):
+    for term in ("step_s", "op_s", "shared_grad_s", "first_call_s", "augment_element_s"):
         assert two[term] == pytest.approx(truth[term], rel=1e-6, abs=1e-12)
 
 
@@ -497,6 +497,24 @@ def test_layer_timings_run_in_passes_between_the_rounds_of_whole_runs(monkeypatc
     assert row["spread"] == pytest.approx(1e-3 / 1.5e-3, abs=1e-4)  # passes apart: 67 %
     overhead = table["forward_overhead"][0]
     assert overhead["layers_forward_cpu_s"] == pytest.approx(1.5e-3)
+    # the runner's augmentation of the table's image samples, timed beside the layers
+    augment = table["augment"]
+    assert augment["elements"] == 3 * 4 * 4 and augment["samples"] == 25
+    assert augment["cpu_s"] > 0
+
+
+def test_the_augmentation_measured_in_the_tables_is_used_not_fitted():
+    from ttplan.devices.layerrun import measured_augment_element_s
+
+    a, b = synthetic_table("a", 1.0), synthetic_table("b", 1.0)
+    assert measured_augment_element_s([a, b]) is None  # tables written before: fitted
+    a["augment"] = {"samples": 25, "elements": 48, "cpu_s": 25 * 48 * 2e-9}
+    b["augment"] = {"samples": 10, "elements": 48, "cpu_s": 10 * 48 * 4e-9}
+    assert measured_augment_element_s([a, b]) == pytest.approx(3e-9)
+    model = fit_layer_model([a, b])
+    assert model["glue"]["augment_element_s"] == pytest.approx(3e-9)
+    assert any(n.startswith("augment_element_s measured in the tables") and "3.00 ns" in n
+               for n in model["notes"])
 
 
 def test_median_rows_of_layer_passes():
@@ -629,7 +647,8 @@ def test_a_recurrent_layer_is_timed_as_the_model_runs_it():
     assert lstm["weight_grad"]["weights"] == sum(p.numel() for n, p in
                                                  net.lstm.named_parameters()
                                                  if n.startswith("weight"))
-    assert all(r["cpu_s"] > 0 for r in lstm.values())
+    # the gradients timed with the forward that records the steps, less the plain forward
+    assert lstm["forward"]["cpu_s"] > 0 and all(r["cpu_s"] >= 0 for r in lstm.values())
 
 
 def test_multihead_attention_is_priced_by_its_macs_as_linear_and_said_so():
@@ -656,3 +675,77 @@ def test_a_stacked_recurrent_layer_reads_and_writes_each_layer_s_sequence():
         node = next(n for n in trace(gru, (2, 7, 4), "g").ops() if n.kind == "rnn")
         # input 2x7x4, output 2x7x6; each further layer reads 2x7x6 and writes 2x7x6
         assert pass_elements(node) == 2 * 7 * 4 + 2 * 7 * 6 + 2 * (layers - 1) * 2 * 7 * 6
+
+
+def test_a_recurrent_layer_s_gate_steps_are_counted_per_batch_not_per_sample():
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layertable import gate_steps
+
+    class Steps(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(4, 6, num_layers=2, batch_first=True, bidirectional=True)
+            self.rnn = nn.RNN(12, 5)  # (time, batch, features)
+            self.fc = nn.Linear(5, 2)
+
+        def forward(self, x):
+            return self.fc(self.rnn(self.gru(x)[0].transpose(0, 1))[0])
+
+    for batch in (1, 3):
+        steps = {n.name: gate_steps(n) for n in trace(Steps(), (batch, 7, 4), "s").ops()
+                 if n.name in ("gru", "rnn", "fc")}
+        # length x layers x directions x (gates + 1): GRU 3 gates, RNN 1
+        assert steps == {"gru": 7 * 2 * 2 * 4, "rnn": 7 * 2, "fc": 0}
+    run = run_description(Steps().eval(), "all", (3, 7, 4), iterations=1, samples=3)
+    work = run["step_work"]
+    assert work["rnn/forward"][4] == 112 + 14 and work["rnn/weight_grad"][4] == 112 + 14
+    assert work["linear/forward"][4] == 0
+
+
+def test_a_step_by_step_recurrent_kind_fits_a_cost_per_gate_step_the_batch_does_not_scale():
+    # GRU-like: 20 us per gate step, 1e-10 s per MAC, 1e-9 s per element, 30 us per call
+    def seconds(m, e, steps):
+        return 1e-10 * m + 1e-9 * e + 2e-5 * steps + 3e-5
+
+    rows = []
+    for batch in (1, 4):
+        for steps, m, e in ((8, 4000, 300), (16, 9000, 900), (32, 30000, 1500),
+                            (50, 20000, 2600), (12, 80000, 700)):
+            row = layer_row("rnn", "forward", m * batch, e * batch,
+                            seconds(m * batch, e * batch, steps))
+            rows.append(dict(row, layer=f"rnn{steps}-{m}", batch_size=batch, gate_steps=steps))
+    fit = lm.fit_kinds(rows)["rnn/forward"]
+    assert fit["identified"]
+    assert fit["gate_step_s"] == pytest.approx(2e-5, rel=1e-6)
+    assert fit["call_s"] == pytest.approx(3e-5, rel=1e-4)
+    kinds = {"rnn/forward": fit}
+    one = lm.kind_seconds(kinds, "rnn", "forward", 4000, 300, 0, 1, 8)
+    four = lm.kind_seconds(kinds, "rnn", "forward", 4000, 300, 0, 4, 8)
+    assert one == pytest.approx(seconds(4000, 300, 8), rel=1e-6)
+    assert four == pytest.approx(seconds(16000, 1200, 8), rel=1e-6)  # 8 steps, not 32
+    # a table measured before time steps were recorded: no per-step term, still fitted
+    old = lm.fit_kinds([{k: v for k, v in r.items() if k != "gate_steps"} for r in rows])
+    assert old["rnn/forward"]["identified"] and old["rnn/forward"]["gate_step_s"] == 0.0
+
+
+def test_the_augmentation_term_follows_the_image_s_elements_and_a_sequence_pays_none():
+    """The runner augments image samples (N x C x H x W) only: augment_element_s is charged
+    per image element, sample and iteration; a sequence model's run pays nothing of it; a
+    calibration written before it keeps its per-sample sample_s."""
+    glue = dict(dict.fromkeys(lm.GLUE_TERMS, 0.0), augment_element_s=1e-8)
+    image = run_description(tiny_net(), "all", (2, 3, 4, 4), iterations=3, samples=4)
+    assert lm.glue_seconds(image, glue) == pytest.approx(3 * 4 * (3 * 4 * 4) * 1e-8)
+
+    class Sequence(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(4, 6, batch_first=True)
+
+        def forward(self, x):
+            return self.gru(x)[0][:, -1]
+
+    sequence = run_description(Sequence().eval(), "all", (2, 7, 4), iterations=3, samples=4)
+    assert lm.augmented_elements(sequence["sample_shape"]) == 0
+    assert lm.glue_seconds(sequence, glue) == 0.0
+    old = {"step_s": 0.0, "tensor_update_s": 0.0, "first_call_s": 0.0, "sample_s": 1e-3}
+    assert lm.glue_seconds(sequence, old) == pytest.approx(3 * 4 * 1e-3)

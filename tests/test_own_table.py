@@ -78,7 +78,7 @@ def test_a_batch_size_the_table_did_not_time_is_its_seconds_scaled_by_the_kind_f
     run = run_description(net, "none", (2,) + SHAPE[1:], iterations=1, samples=2)
     got = lm.predict_phases(run, model)
     expected = 0.0
-    for layer, kind, p, macs, elements, weights, _ in run["layer_passes"]:
+    for layer, kind, p, macs, elements, weights, *_ in run["layer_passes"]:
         ratio = (lm.kind_seconds(model["kinds"], kind, p, macs, elements, weights, 2)
                  / lm.kind_seconds(model["kinds"], kind, p, macs, elements, weights, 1))
         expected += 2 * SECONDS[(layer, p)] * ratio  # prototypes' forward and the step's
