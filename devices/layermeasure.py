@@ -23,6 +23,7 @@ from ttplan.planner.fisher.losses import augment_images
 
 from .layerrun import (FORMAT, PHASE_MISMATCH, SHORT_RUN_S, TABLE_UPDATES, VERSION, measure_sweep,
                        out_of_order, phase_mismatch, run_description)
+from .layermodel import augmented_elements
 from .layertable import busy_warning, machine_load, measure_layers, speed_reference, time_call
 from .grid import GridRuns
 from .runner import train_flat
@@ -94,7 +95,8 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
         _run_round(model, name, input_shape, cells, runs, repeats_of, say)
     layers = median_rows(timed)
     augment = _augment_cost(input_shape, runs.samples, repeats)
-    forward_overhead = [_forward_overhead(forwards, layers) for forwards in zip(*whole_forwards)]
+    forward_overhead = [_forward_overhead(forwards, layers, name)
+                        for forwards in zip(*whole_forwards)]
     for b in batch_sizes:
         mine = [r for r in layers if r["batch_size"] == b and r["model"] == name]
         noisy = [r for r in mine if r["spread"] > 0.5]
@@ -176,7 +178,7 @@ def _augment_cost(input_shape, samples: int, repeats: int) -> dict | None:
     of them in one batch, planner.fisher.augment_images): {samples, elements per sample,
     cpu_s}; None for an input that is not an image (the runner augments no other)."""
     sample = tuple(int(s) for s in input_shape[1:])
-    if len(sample) != 3:
+    if not augmented_elements(sample):
         return None
     x = torch.randn((samples,) + sample, generator=torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(0)
@@ -208,14 +210,14 @@ def median_rows(passes: list[list[dict]]) -> list[dict]:
     return out
 
 
-def _forward_overhead(forwards: tuple[dict, ...], rows: list[dict]) -> dict:
+def _forward_overhead(forwards: tuple[dict, ...], rows: list[dict], name: str) -> dict:
     """The model's whole forward (no gradient), the median of its passes, beside the sum of
     its layers' forwards timed alone: what an operator pays inside the model beyond itself
     (the containers' Python around it), measured rather than fitted
     (layerrun.measured_op_s)."""
     b = forwards[0]["batch_size"]
     model_rows = [r for r in rows if r["batch_size"] == b and r["pass"] == "forward"
-                  and r["model"] != "kind-sweep"]
+                  and r["model"] == name]
     return {"batch_size": int(b),
             "forward_cpu_s": statistics.median(f["forward_cpu_s"] for f in forwards),
             "layers_forward_cpu_s": sum(r["cpu_s"] for r in model_rows),

@@ -158,23 +158,20 @@ def forward_work(evaluation) -> dict[str, list[float]]:
 
 def probe_work(graph, candidates: set[str]) -> dict[str, list[float]]:
     """A Fisher probe step: the forward of every operator and the input gradients from the
-    first candidate layer's output on (the probe's backward of the tail)."""
-    work: dict[str, list[float]] = {}
+    first candidate layer's output on (the probe's backward of the tail), as `work_of` sums
+    layer passes."""
+    passes: list[list] = []
     started = False
     for node in graph.ops():
-        kind, elements = cost_kind(node), pass_elements(node)
+        kind, elements, steps = cost_kind(node), pass_elements(node), gate_steps(node)
         rule = registry_of(graph).rule_for(node.kind)
         macs = rule.forward_macs(node) if rule is not None else 0
         for pass_name, on in (("forward", True), ("input_grad", started)):
-            if on:
-                w = work.setdefault(_key(kind, pass_name), [0.0, 0.0, 0.0, 0.0, 0.0])
-                w[0] += macs  # an input gradient does the forward's MACs (transposed product)
-                w[1] += elements
-                w[3] += 1
-                w[4] += gate_steps(node)
+            if on:  # an input gradient does the forward's MACs (transposed product)
+                passes.append([node.name, kind, pass_name, macs, elements, 0.0, 1.0, steps])
         if node.module in candidates:
             started = True
-    return work
+    return work_of(passes)
 
 
 def per_sample(work: dict, batch: int) -> dict:
@@ -207,14 +204,21 @@ def constants_for(kinds: dict, kind: str, pass_name: str) -> dict:
         seen = FALLBACK[seen]
 
 
+def _seconds(c: dict, macs: float, elements: float, weights: float, batch: int,
+             calls: float = 1.0, steps: float = 0.0) -> float:
+    """The kind's function (module docstring) of constants `c`: work per sample times the
+    batch; calls and gate steps per batch."""
+    return batch * (c["mac_s"] * macs + c["element_s"] * elements
+                    + c.get("weight_s", 0.0) * weights) + c["call_s"] * calls \
+        + c.get("gate_step_s", 0.0) * steps
+
+
 def work_seconds(work_per_sample: dict, kinds: dict, batch: int) -> float:
     total = 0.0
     for key, (macs, elements, weights, calls, *steps) in work_per_sample.items():
         kind, pass_name = key.split("/")
-        c = constants_for(kinds, kind, pass_name)
-        total += batch * (c["mac_s"] * macs + c["element_s"] * elements
-                          + c.get("weight_s", 0.0) * weights) + c["call_s"] * calls \
-            + c.get("gate_step_s", 0.0) * (steps[0] if steps else 0.0)
+        total += _seconds(constants_for(kinds, kind, pass_name), macs, elements, weights,
+                          batch, calls, steps[0] if steps else 0.0)
     return total
 
 
@@ -222,10 +226,8 @@ def kind_seconds(kinds: dict, kind: str, pass_name: str, macs: float, elements: 
                  weights: float, batch: int, steps: float = 0.0) -> float:
     """One call of a (kind, pass) at batch `batch` by its fitted function (work per sample;
     gate steps per batch)."""
-    c = constants_for(kinds, kind, pass_name)
-    return batch * (c["mac_s"] * macs + c["element_s"] * elements
-                    + c.get("weight_s", 0.0) * weights) + c["call_s"] \
-        + c.get("gate_step_s", 0.0) * steps
+    return _seconds(constants_for(kinds, kind, pass_name), macs, elements, weights, batch,
+                    1.0, steps)
 
 
 def own_pass_seconds(run: dict, table: dict, kinds: dict) -> tuple[float, float, dict]:
