@@ -46,13 +46,22 @@ from scipy.optimize import nnls
 
 from ttplan.costmodel.rules import registry_of
 
-from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, STAND_INS,
+from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, RECURRENT_KINDS, STAND_INS,
                          WHOLE_BACKWARD_KINDS, cost_kind, gate_steps, pass_elements,
                          weight_elements)
 
-SPARSE_KINDS = frozenset({"conv", "linear"})  # what devices.sparse serves
+# The cost kinds devices.sparse serves (2-D convs and linear layers); any other layer updated
+# on some channels keeps the dense, masked gradient: its whole weight gradient is computed.
+SPARSE_COST_KINDS = frozenset({"conv", "pointwise", "depthwise", "depthwise_large", "linear"})
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
-            "view": "elementwise", "depthwise_large": "depthwise", "lstm": "linear", "rnn": "linear"}
+            "view": "elementwise", "depthwise_large": "depthwise", "lstm": "linear", "rnn": "linear",
+            "conv1d": "conv", "conv_transpose": "conv", "mha": "linear"}
+# A bias gradient is a per-channel sum of the output's gradient: for a kind whose tables time
+# no biased layer (the zoo's convs have none), a conv's, then a norm's shift's — the same
+# reduction — never 0.
+BIAS_FALLBACK = {"pointwise": "conv", "depthwise": "conv", "depthwise_large": "conv",
+                 "conv1d": "conv", "conv_transpose": "conv", "conv": "norm", "linear": "norm",
+                 "mha": "linear"}
 # The layers' own seconds count as measured (no free scale); the glue adds what a layer alone
 # does not pay — a forward operator call inside a model (`op_s`: the containers' and blocks'
 # Python around it), a step (`step_s`: loss, optimiser call, data), a tensor update — and once
@@ -107,7 +116,7 @@ def layer_passes(evaluation) -> list[list]:
             if grad.weight:  # the runner updates the folded norm's scale and shift with it
                 add(folded, "norm", "weight_grad", 0, out_elements)
             if grad.weight or grad.bias:
-                add(folded, "norm", "bias_grad", 0, out_elements // 2)
+                add(folded, "norm", "bias_grad", 0, out_elements)
         if kind in WHOLE_BACKWARD_KINDS:  # one backward through time, as it is timed
             if grad.weight or grad.bias:
                 add(node.name, kind, "weight_grad", row["backward_weight_macs"], elements,
@@ -121,13 +130,19 @@ def layer_passes(evaluation) -> list[list]:
         if grad.weight:
             fraction = row["backward_weight_macs"] / row["forward_macs"] \
                 if row["forward_macs"] else 1.0
-            # a conv/linear updated on some channels runs the runner's sparse backward
-            sparse = fraction < 1.0 and kind in MAC_COST_KINDS and node.kind in SPARSE_KINDS
-            add(node.name, kind, "sparse_weight_grad" if sparse else "weight_grad",
-                row["backward_weight_macs"], elements, weight_elements(node) * fraction,
-                fraction)
+            # a 2-D conv/linear updated on some channels runs the runner's sparse backward;
+            # another layer its dense, masked one: the whole gradient
+            sparse = fraction < 1.0 and kind in SPARSE_COST_KINDS
+            if fraction < 1.0 and not sparse and kind in MAC_COST_KINDS:
+                add(node.name, kind, "weight_grad", row["forward_macs"], elements,
+                    weight_elements(node))
+            else:
+                add(node.name, kind, "sparse_weight_grad" if sparse else "weight_grad",
+                    row["backward_weight_macs"], elements, weight_elements(node) * fraction,
+                    fraction)
         if grad.bias:
-            add(node.name, kind, "bias_grad", 0, math.prod(node.out_shape))
+            # the elements a table row of the pass counts (pass_elements), as fitted
+            add(node.name, kind, "bias_grad", 0, elements)
     return out
 
 
@@ -197,6 +212,9 @@ def constants_for(kinds: dict, kind: str, pass_name: str) -> dict:
                 return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": c["call_s"],
                         "gate_step_s": 0.0}
             return c
+        if pass_name == "bias_grad" and seen in BIAS_FALLBACK:
+            seen = BIAS_FALLBACK[seen]
+            continue
         if seen not in FALLBACK:
             if pass_name == "sparse_weight_grad":  # unmeasured: as dense
                 return constants_for(kinds, kind, "weight_grad")
@@ -281,6 +299,9 @@ def fit_kinds(rows: list[dict]) -> dict:
         for pass_name in PASSES:
             if kind in WHOLE_BACKWARD_KINDS and pass_name in ("bias_grad", "sparse_weight_grad"):
                 continue  # its weight_grad is its one backward (layer_passes)
+            if pass_name == "sparse_weight_grad" and kind in MAC_COST_KINDS \
+                    and kind not in SPARSE_COST_KINDS:
+                continue  # the sparse backward does not serve it: never run (layer_passes)
             mine = [r for r in rows if r["kind"] == kind and r["pass"] == pass_name
                     and r["cpu_s"] > 0]
             use_macs = kind in MAC_COST_KINDS and pass_name != "bias_grad"
@@ -466,18 +487,36 @@ def predict_phases(run: dict, model: dict) -> dict:
     probes = bool(run.get("probe_work"))
     own_notes += [f"no table times it: {n} {STAND_INS[key]}"
                   for key, n in sorted((run.get("stand_ins") or {}).items())]
-    for kind in sorted(WHOLE_BACKWARD_KINDS):
-        layers = {p[0] for p in run.get("layer_passes") or () if p[1] == kind}
-        if layers and not kinds.get(_key(kind, "forward"), {}).get("identified"):
-            own_notes.append(f"{len(layers)} recurrent layer(s) ({kind}) priced as linear: "
-                             "the calibration's tables time none (measured before recurrent "
-                             "layers were; their backward through time is likely "
-                             "under-predicted)")
+    own_notes += borrowed_kinds(run, kinds)
     return {"load_s": model["phases"].get("load_s") or 0.0,
             "fisher_s": fisher,
             "plan_s": (model["phases"].get("plan_s") or 0.0) if run.get("plans") else 0.0,
             "train_s": train, "probes": probes, "time_model": time_model,
             "time_model_notes": own_notes, "measured_as": measured_as}
+
+
+def borrowed_kinds(run: dict, kinds: dict) -> list[str]:
+    """A note per kind of the run's layers that the calibration's tables time none of (made
+    before the kind sweep timed it), priced by the kind it falls back to."""
+    layers: dict[str, set] = {}
+    for name, kind, *_ in run.get("layer_passes") or ():
+        layers.setdefault(kind, set()).add(name)
+    out = []
+    for kind in sorted(set(layers) - {"view"}):
+        by = kind
+        while by is not None and not kinds.get(_key(by, "forward"), {}).get("identified"):
+            by = FALLBACK.get(by)
+        if by == kind:
+            continue
+        priced = f"priced as {by}" if by else "priced at 0 s: no kind to borrow from"
+        if kind in RECURRENT_KINDS:
+            out.append(f"{len(layers[kind])} recurrent layer(s) ({kind}) {priced}: the "
+                       "calibration's tables time none (measured before recurrent layers were; "
+                       "their backward through time is likely under-predicted)")
+        else:
+            out.append(f"{len(layers[kind])} layer(s) of kind {kind} {priced}: the "
+                       "calibration's tables time none (measured before the kind sweep timed it)")
+    return out
 
 
 def own_train_seconds(run: dict, table: dict, model: dict) -> tuple[float, float, dict]:

@@ -29,7 +29,7 @@ from ttplan.planner.fisher import default_candidate_layers
 from ttplan.planner.jsonio import check_header, load_json, save_json
 
 from . import layermodel as lm
-from .layertable import FirstOutput, measure_layers, stand_in
+from .layertable import FirstOutput, SelfAttention, measure_layers, stand_in
 from .owntable import anchors, own_table
 
 FORMAT = "ttplan-layer-table"
@@ -89,16 +89,35 @@ class _Attention(torch.nn.Module):
 
 def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
     """Generic layers of the kinds a MobileNet-like zoo does not have (dense k x k
-    convolutions, linear layers, attention, LayerNorm, GELU, LSTM, GRU and RNN), at a fixed grid of
+    convolutions, some with a bias, 1-D and transposed convolutions, linear layers, attention
+    products and nn.MultiheadAttention, LayerNorm, GELU, LSTM, GRU and RNN), at a fixed grid of
     shapes chosen as common sizes, not from any model: (label, module, per-sample input
     shape)."""
     nn = torch.nn
     out = []
-    for cin, cout, hw, stride in ((8, 16, 56, 1), (16, 32, 56, 2), (32, 32, 28, 1),
-                                  (32, 64, 28, 2), (64, 64, 14, 1), (64, 128, 14, 2),
-                                  (128, 128, 7, 1), (24, 48, 28, 1)):
-        out.append((f"conv3x3 {cin}-{cout} {hw} s{stride}",
-                    nn.Conv2d(cin, cout, 3, stride, 1, bias=False), (cin, hw, hw)))
+    for cin, cout, hw, stride, bias in ((8, 16, 56, 1, False), (16, 32, 56, 2, True),
+                                        (32, 32, 28, 1, False), (32, 64, 28, 2, False),
+                                        (64, 64, 14, 1, True), (64, 128, 14, 2, False),
+                                        (128, 128, 7, 1, False), (24, 48, 28, 1, True)):
+        # three with a bias: a conv's bias gradient (the zoo's convs have none)
+        out.append((f"conv3x3 {cin}-{cout} {hw} s{stride}{' bias' if bias else ''}",
+                    nn.Conv2d(cin, cout, 3, stride, 1, bias=bias), (cin, hw, hw)))
+    # 1-D convs as audio and sequence models use them: a raw waveform's strided first layer,
+    # then feature maps of a few hundred steps down to tens
+    for cin, cout, k, length, stride in ((1, 32, 80, 4000, 4), (16, 32, 3, 400, 1),
+                                         (40, 64, 3, 98, 1), (32, 64, 5, 200, 2),
+                                         (64, 64, 3, 100, 1), (128, 128, 5, 50, 1)):
+        out.append((f"conv1d {cin}-{cout} k{k} {length} s{stride}",
+                    nn.Conv1d(cin, cout, k, stride, k // 2), (cin, length)))
+    for cin, cout, k, stride, hw in ((32, 16, 2, 2, 14), (64, 32, 4, 2, 7), (16, 8, 3, 1, 28),
+                                     (128, 64, 2, 2, 7)):
+        out.append((f"convT {cin}-{cout} k{k} s{stride} {hw}",
+                    nn.ConvTranspose2d(cin, cout, k, stride, (k - stride + 1) // 2),
+                    (cin, hw, hw)))
+    for heads, tokens, dim in ((2, 64, 32), (4, 64, 64), (8, 16, 128), (4, 196, 32)):
+        out.append((f"mha {heads}x{tokens}x{dim}",
+                    SelfAttention(nn.MultiheadAttention(dim, heads, batch_first=True)),
+                    (tokens, dim)))
     for tokens, fin, fout in ((64, 64, 192), (64, 128, 128), (196, 64, 64), (49, 256, 512),
                               (16, 512, 128), (196, 128, 256), (1, 256, 10)):
         out.append((f"linear {tokens}x{fin}-{fout}", nn.Linear(fin, fout), (tokens, fin)))

@@ -36,13 +36,15 @@ from torch import nn
 
 from ttplan.costmodel.graph import NORM_KINDS
 from ttplan.costmodel.memory import is_depthwise
+from ttplan.costmodel.rules.attention import mha_sizes
 from ttplan.costmodel.rules.recurrent import RNN_GATES
 
 PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_grad")
 SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
-COST_KINDS = ("conv", "pointwise", "depthwise", "depthwise_large", "linear", "lstm", "rnn",
-              "norm", "elementwise", "view")
-MAC_COST_KINDS = ("conv", "pointwise", "depthwise", "depthwise_large", "linear", "lstm", "rnn")
+COST_KINDS = ("conv", "pointwise", "depthwise", "depthwise_large", "conv1d", "conv_transpose",
+              "linear", "mha", "lstm", "rnn", "norm", "elementwise", "view")
+MAC_COST_KINDS = ("conv", "pointwise", "depthwise", "depthwise_large", "conv1d",
+                  "conv_transpose", "linear", "mha", "lstm", "rnn")
 # A recurrent layer's backward runs through every time step whichever gradient it is asked
 # for: its weight gradient alone costs about what its input gradient does, and a training step
 # runs them in one backward. So it is timed, and priced, as one backward pass: `weight_grad`
@@ -51,14 +53,24 @@ MAC_COST_KINDS = ("conv", "pointwise", "depthwise", "depthwise_large", "linear",
 # it as one fused kernel (oneDNN), the others step by step, each step a few kernel calls and
 # autograd nodes whose fixed cost does not grow with the batch: their function has a term per
 # gate step (`gate_step_s` x `gate_steps`), beside the per-sample ones (notes §18, §19).
-WHOLE_BACKWARD_KINDS = frozenset({"lstm", "rnn"})
+RECURRENT_KINDS = frozenset({"lstm", "rnn"})
+# nn.MultiheadAttention likewise: any of its gradients (input, projection weights or biases)
+# runs the backward through its softmax and both products; its bias gradient alone measured
+# ~0.9x its weight gradient (notes §20). One backward pass, as the recurrent layers'.
+WHOLE_BACKWARD_KINDS = RECURRENT_KINDS | {"mha"}
 # A depthwise conv whose kernel is larger than 3 x 3 (5 x 5, 7 x 7): its weight gradient runs
 # on another, slower path than 3 x 3's (this host's zoo tables: ~0.64 ns per MAC against
 # 0.02 beyond the fixed cost; notes/device_time_model.md §12), so it is a kind of its own.
 # Tables measured before the split call it `depthwise`; a table's kind and the run's are the
 # same kind when their families are (devices.owntable).
 LARGE_KERNEL_AREA = 9
-KIND_FAMILY = {"depthwise_large": "depthwise"}
+# 1-D convs, transposed convs and nn.MultiheadAttention are kinds of their own, timed by the
+# kind sweep: priced by a 2-D conv's and a linear layer's functions they were off by -57 to
+# +347 % per pass (a 1-D conv's call is cheaper than a 2-D conv's, a transposed conv's dearer
+# than a matrix product's, an attention module runs ~10 kernels; notes §20). Tables measured
+# before called them conv and linear.
+KIND_FAMILY = {"depthwise_large": "depthwise", "conv1d": "conv", "conv_transpose": "linear",
+               "mha": "linear"}
 VIEW_KINDS = frozenset({"reshape", "identity", "getitem", "split", "flatten", "dropout",
                         "parameter", "cat"})
 _FUNCTIONS = {"add": torch.add, "mul": torch.mul,
@@ -72,10 +84,14 @@ def cost_kind(node) -> str:
         if is_depthwise(node):
             large = math.prod(int(k) for k in kernel) > LARGE_KERNEL_AREA
             return "depthwise_large" if large else "depthwise"
+        if len(kernel) == 1:
+            return "conv1d"
         return "pointwise" if all(int(k) == 1 for k in kernel) else "conv"
     if node.kind == "rnn":
         return "lstm" if recurrent_gates(node) == 4 else "rnn"
-    if node.kind in ("linear", "sdpa", "matmul", "bmm", "conv_transpose", "mha"):
+    if node.kind in ("conv_transpose", "mha"):
+        return node.kind
+    if node.kind in ("linear", "sdpa", "matmul", "bmm"):
         return "linear"
     if node.kind in NORM_KINDS:
         return "norm"
@@ -106,16 +122,12 @@ def gate_steps(node) -> int:
 
 # Layers the kind sweep has none of, priced by the function of the kind `cost_kind` gives
 # them: what they are, said beside the prediction (notes/device_time_model.md §18).
-STAND_INS = {"conv_transpose": "transposed conv, priced as linear",
-             "conv_1d_3d": "Conv1d/Conv3d, priced as a 2-D conv",
-             "mha": "nn.MultiheadAttention, priced as linear (one call of its MACs)"}
+STAND_INS = {"conv_1d_3d": "Conv3d, priced as a 2-D conv"}
 
 
 def stand_in(node) -> str | None:
     """The STAND_INS key of a layer no sweep times and another kind's function prices."""
-    if node.kind in ("conv_transpose", "mha"):
-        return node.kind
-    if node.kind == "conv" and node.weight_shape and len(node.weight_shape) != 4:
+    if node.kind == "conv" and node.weight_shape and len(node.weight_shape) == 5:
         return "conv_1d_3d"
     return None
 
@@ -127,7 +139,15 @@ def pass_elements(node) -> int:
     elements = sum(math.prod(s) for s in node.in_shapes) + math.prod(node.out_shape)
     if node.kind == "rnn":
         elements += 2 * (node.attrs.get("num_layers", 1) - 1) * math.prod(node.out_shape)
+    if node.kind == "mha":  # and its attention weights, heads x L x S per sample (softmax)
+        elements += attention_elements(node)
     return int(elements)
+
+
+def attention_elements(node) -> int:
+    """Elements of an attention module's weights (softmax over keys): N x heads x L x S."""
+    rows_q, _, keys, *_ = mha_sizes(node)
+    return int(rows_q * keys * int(node.attrs.get("num_heads", 1)))
 
 
 # ------------------------------------------------------------------------------ timing
@@ -197,7 +217,22 @@ def _inputs(node, generator) -> list[torch.Tensor]:
     return [torch.randn(tuple(s), generator=generator) for s in node.in_shapes]
 
 
+class SelfAttention(nn.Module):
+    """nn.MultiheadAttention called as a model calls it, its output only: one input is
+    query, key and value (self-attention), two are query and key-value, three each its own."""
+
+    def __init__(self, attention: nn.Module):
+        super().__init__()
+        self.attention = attention
+
+    def forward(self, *xs):
+        q, k, v = (xs * 3)[:3] if len(xs) == 1 else (xs[0], xs[1], xs[-1])
+        return self.attention(q, k, v, need_weights=False)[0]
+
+
 def _callable(node, modules: dict):
+    if node.kind == "mha" and node.module is not None and node.module in modules:
+        return SelfAttention(modules[node.module]).eval()
     if node.module is not None and node.kind not in VIEW_KINDS:
         module = modules.get(node.module)
         if module is not None and not list(module.children()):
@@ -250,8 +285,12 @@ class FirstOutput(nn.Module):
 def _gradient_groups(params: dict, kind: str) -> list[tuple[str, list]]:
     """(pass, parameters) timed: the weight, then the bias; an RNN's weights (weight_ih_l0,
     weight_hh_l0, ...) and biases together as one weight gradient (WHOLE_BACKWARD_KINDS)."""
-    weights = [p for n, p in params.items() if n == "weight" or n.startswith("weight_")]
-    biases = [p for n, p in params.items() if n == "bias" or n.startswith("bias_")]
+    def named(prefix: str, name: str) -> bool:  # weight, weight_ih_l0, in_proj_weight
+        leaf = name.rsplit(".", 1)[-1]
+        return leaf == prefix or leaf.startswith(prefix + "_") or leaf.endswith("_" + prefix)
+
+    weights = [p for n, p in params.items() if named("weight", n)]
+    biases = [p for n, p in params.items() if named("bias", n)]
     if kind in WHOLE_BACKWARD_KINDS:
         return [("weight_grad", weights + biases)] if weights + biases else []
     return [(name, group) for name, group in (("weight_grad", weights), ("bias_grad", biases))
@@ -295,8 +334,9 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
         kind = cost_kind(node)
         try:
             xs = _inputs(node, generator)
-            params = dict(fn.named_parameters(recurse=False)) if isinstance(fn, nn.Module) else {}
-            if kind in WHOLE_BACKWARD_KINDS:  # an RNN returns (output, state): its output
+            # a wrapper's (FirstOutput, SelfAttention) and an attention's projections too
+            params = dict(fn.named_parameters()) if isinstance(fn, nn.Module) else {}
+            if kind in RECURRENT_KINDS:  # an RNN returns (output, state): its output
                 fn = FirstOutput(fn)
             with torch.no_grad():
                 y = fn(*xs)

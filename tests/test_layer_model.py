@@ -572,27 +572,31 @@ class _Recurrent(nn.Module):
 
 
 def test_layers_no_table_times_are_named_beside_the_prediction():
-    """A Conv1d is priced as a 2-D conv, and said so; an LSTM by the recurrent kind, or as
-    linear (said so) by a calibration whose tables time no recurrent layer."""
+    """A Conv1d has its own kind, priced as a 2-D conv (said so) by a calibration whose
+    tables time none; an LSTM likewise; a Conv3d no sweep times at all is named too."""
     model = fit_layer_model([synthetic_table("a", 1.0), synthetic_table("b", 1.2)])
     run = run_description(_Recurrent().eval(), "all", (1, 4, 5), iterations=2, samples=4)
-    assert run["stand_ins"] == {"conv_1d_3d": 1}
+    assert run["stand_ins"] == {}
     notes = lm.predict_phases(run, model)["time_model_notes"]
-    assert notes == ["no table times it: 1 Conv1d/Conv3d, priced as a 2-D conv",
-                     "1 recurrent layer(s) (lstm) priced as linear: the calibration's tables "
+    # the synthetic tables time pointwise layers only: conv1d -> conv -> pointwise
+    assert notes == ["1 layer(s) of kind conv1d priced as pointwise: the calibration's tables "
+                     "time none (measured before the kind sweep timed it)",
+                     "1 recurrent layer(s) (lstm) priced as pointwise: the calibration's tables "
                      "time none (measured before recurrent layers were; their backward "
                      "through time is likely under-predicted)"]
-    rows = [layer_row("lstm", p, m, e, 1e-9 * m + 1e-8 * e + 1e-4 + 1e-9 * w, weights=w)
-            for p in ("forward", "input_grad", "weight_grad")
+    rows = [layer_row(k, p, m, e, 1e-9 * m + 1e-8 * e + 1e-4 + 1e-9 * w, weights=w)
+            for k in ("lstm", "conv1d") for p in ("forward", "input_grad", "weight_grad")
             for m, e, w in ((100, 50, 5), (900, 70, 90), (4000, 300, 40), (9000, 100, 800),
                             (2000, 900, 300))]
     timed = synthetic_table("c", 1.0)
     timed["layers"] += rows
     model = fit_layer_model([synthetic_table("a", 1.0), timed])
-    assert not any("recurrent" in n for n in lm.predict_phases(run, model)["time_model_notes"])
-    plain = run_description(tiny_net(), "all", (1, 3, 4, 4), iterations=2, samples=4)
-    assert plain["stand_ins"] == {}
-    assert lm.predict_phases(plain, model)["time_model_notes"] == []
+    assert lm.predict_phases(run, model)["time_model_notes"] == []
+    volume = nn.Sequential(nn.Conv3d(2, 3, 3, padding=1))
+    run = run_description(volume.eval(), "all", (1, 2, 4, 4, 4), iterations=1, samples=2)
+    assert run["stand_ins"] == {"conv_1d_3d": 1}
+    assert "no table times it: 1 Conv3d, priced as a 2-D conv" in \
+        lm.predict_phases(run, model)["time_model_notes"]
 
 
 def test_recurrent_kinds_tell_an_lstm_from_gru_and_rnn_layers_by_their_gates():
@@ -651,7 +655,14 @@ def test_a_recurrent_layer_is_timed_as_the_model_runs_it():
     assert lstm["forward"]["cpu_s"] > 0 and all(r["cpu_s"] >= 0 for r in lstm.values())
 
 
-def test_multihead_attention_is_priced_by_its_macs_as_linear_and_said_so():
+def test_multihead_attention_is_a_kind_timed_whole_with_its_attention_weights():
+    """nn.MultiheadAttention: its own kind, its elements with its attention weights (heads x
+    L x S), one backward whichever gradient is asked (its bias's runs the whole of it), and a
+    table times it (called as the model calls it)."""
+    from ttplan.costmodel.options import PYTORCH
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layertable import attention_elements, measure_layers, pass_elements
+
     class Attend(nn.Module):
         def __init__(self):
             super().__init__()
@@ -661,9 +672,20 @@ def test_multihead_attention_is_priced_by_its_macs_as_linear_and_said_so():
             return self.attention(x, x, x)[0]
 
     run = run_description(Attend().eval(), "all", (1, 4, 8), iterations=1, samples=2)
-    assert run["stand_ins"] == {"mha": 1}
-    forward = [p for p in run["layer_passes"] if p[0] == "attention" and p[2] == "forward"]
-    assert forward and forward[0][1] == "linear" and forward[0][3] > 0  # its MACs count
+    assert run["stand_ins"] == {}
+    passes = [p for p in run["layer_passes"] if p[0] == "attention"]
+    assert [(p[1], p[2]) for p in passes] == [("mha", "forward"), ("mha", "weight_grad")]
+    assert passes[0][3] > 0  # its MACs count
+    node = next(n for n in trace(Attend().eval(), (3, 4, 8), "a").ops() if n.kind == "mha")
+    assert attention_elements(node) == 3 * 2 * 4 * 4  # N x heads x L x S
+    assert pass_elements(node) == 3 * 4 * 8 * 2 + 3 * 2 * 4 * 4  # in + out + weights
+    graph = trace(Attend().eval(), (1, 4, 8), "a")
+    full = {r["name"]: r for r in profile(None, (1, 4, 8), update="all", graph=graph,
+                                          tracing=EVAL_MODE, options=PYTORCH).evaluation.rows}
+    rows = measure_layers(Attend().eval(), graph, full, repeats=1, min_repeat_s=0.0)
+    timed = {r["pass"]: r for r in rows if r["layer"] == "attention"}
+    assert sorted(timed) == ["forward", "input_grad", "weight_grad"]
+    assert timed["weight_grad"]["kind"] == "mha" and timed["weight_grad"]["weights"] == 4 * 8 * 8
 
 
 def test_a_stacked_recurrent_layer_reads_and_writes_each_layer_s_sequence():
@@ -749,3 +771,71 @@ def test_the_augmentation_term_follows_the_image_s_elements_and_a_sequence_pays_
     assert lm.glue_seconds(sequence, glue) == 0.0
     old = {"step_s": 0.0, "tensor_update_s": 0.0, "first_call_s": 0.0, "sample_s": 1e-3}
     assert lm.glue_seconds(sequence, old) == pytest.approx(3 * 4 * 1e-3)
+
+
+def test_a_bias_gradient_no_table_times_borrows_a_conv_s_then_a_norm_s_never_zero():
+    norm = [layer_row("norm", "bias_grad", 0, e, 2e-9 * e + 1e-5) for e in (10, 100, 1000)]
+    kinds = lm.fit_kinds(norm)
+    assert not kinds["conv/bias_grad"]["identified"]
+    for kind in ("conv", "pointwise", "depthwise", "conv1d", "conv_transpose", "linear"):
+        assert lm.kind_seconds(kinds, kind, "bias_grad", 0, 100, 0, 1) == \
+            pytest.approx(2e-7 + 1e-5)
+    conv = [layer_row("conv", "bias_grad", 0, e, 5e-9 * e + 2e-5) for e in (10, 100, 1000)]
+    kinds = lm.fit_kinds(norm + conv)
+    assert lm.kind_seconds(kinds, "pointwise", "bias_grad", 0, 100, 0, 1) == \
+        pytest.approx(5e-7 + 2e-5)
+
+
+def test_a_bias_gradient_counts_the_elements_its_table_row_counts():
+    from ttplan.devices.layertable import pass_elements
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+    run = run_description(net.eval(), "bias-only", (1, 3, 6, 6), iterations=1, samples=2)
+    from ttplan.costmodel.trace import trace
+    nodes = {n.name: n for n in trace(net.eval(), (1, 3, 6, 6), "n").ops()}
+    biases = [p for p in run["layer_passes"] if p[2] == "bias_grad"]
+    assert biases and all(p[4] == pass_elements(nodes[p[0]]) for p in biases)
+
+
+def test_a_layer_the_sparse_backward_cannot_serve_pays_its_whole_weight_gradient():
+    from ttplan.costmodel.config import LayerUpdate
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layermodel import layer_passes
+
+    class Both(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.line = nn.Conv1d(4, 8, 3, padding=1)
+            self.plane = nn.Conv2d(1, 8, 3, padding=1)
+
+        def forward(self, x):  # (N, 4, 8)
+            return self.plane(self.line(x).unsqueeze(1))
+
+    model = Both().eval()
+    graph = trace(model, (1, 4, 8), "both")
+    half = {m: LayerUpdate(weight=True, bias=False, channels=list(range(4)), channel_axis=0)
+            for m in ("line", "plane")}
+    evaluation = profile(model, (1, 4, 8), update=half, graph=graph,
+                         options=CostOptions(convention="pytorch")).evaluation
+    weight = {p[0]: p for p in layer_passes(evaluation) if "weight_grad" in p[2]}
+    full = {r["name"]: r["forward_macs"] for r in evaluation.rows}
+    assert weight["line"][1:4] == ["conv1d", "weight_grad", full["line"]]  # dense, masked
+    assert weight["line"][5] == 8 * 4 * 3
+    assert weight["plane"][1:3] == ["conv", "sparse_weight_grad"]
+    assert weight["plane"][3] == full["plane"] // 2
+
+
+def test_the_kind_sweep_times_every_layer_kind_a_model_may_bring():
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layerrun import kind_sweep
+    from ttplan.devices.layertable import COST_KINDS, cost_kind
+
+    kinds, biased = set(), set()
+    for label, layer, sample in kind_sweep():
+        for node in trace(nn.Sequential(layer).eval(), (1, *sample), label).ops():
+            kinds.add(cost_kind(node))
+            if node.kind == "conv" and getattr(layer, "bias", None) is not None:
+                biased.add(cost_kind(node))
+    # the zoo's tables time the pointwise and depthwise kinds and the norms
+    assert set(COST_KINDS) - kinds <= {"pointwise", "depthwise", "depthwise_large", "norm"}
+    assert {"conv", "conv1d"} <= biased  # a conv's bias gradient is timed

@@ -80,7 +80,7 @@ def paper_sdpa(node, g):
 
 # ---- nn.MultiheadAttention -----------------------------------------------------------------
 
-def _mha_sizes(node: OpNode) -> tuple[int, int, int, int, int, int]:
+def mha_sizes(node: OpNode) -> tuple[int, int, int, int, int, int]:
     """(query rows N·L, key rows N·S, S, E, kdim, vdim) of a MultiheadAttention call."""
     a = node.attrs
     shapes = a.get("mha_shapes") or {}
@@ -94,13 +94,13 @@ def _mha_sizes(node: OpNode) -> tuple[int, int, int, int, int, int]:
 def mha_projection_macs(node: OpNode) -> tuple[int, int]:
     """(input projections, output projection): q, k, v projected to E (rows·E·size_in each),
     and the attention output projected E → E."""
-    rows_q, rows_k, _, e, kdim, vdim = _mha_sizes(node)
+    rows_q, rows_k, _, e, kdim, vdim = mha_sizes(node)
     return rows_q * e * e + rows_k * e * (kdim + vdim), rows_q * e * e
 
 
 def mha_attention_macs(node: OpNode) -> int:
     """Q·Kᵀ and P·V over all heads: 2·N·L·S·E (heads × head_dim = E)."""
-    rows_q, _, s, e, _, _ = _mha_sizes(node)
+    rows_q, _, s, e, _, _ = mha_sizes(node)
     return 2 * rows_q * s * e
 
 
@@ -122,7 +122,7 @@ def mha_weight_grads(node: OpNode, g: Grad) -> int:
 
 def mha_softmax_ops(node: OpNode) -> int:
     """The softmax over N·heads·L·S scores."""
-    rows_q, _, s, _, _, _ = _mha_sizes(node)
+    rows_q, _, s, _, _, _ = mha_sizes(node)
     return rows_q * int(node.attrs.get("num_heads", 1)) * s
 
 
@@ -131,7 +131,7 @@ def paper_mha(node, g):
     probabilities and the attention output (for the output projection's)."""
     if not g.any:
         return []
-    rows_q, rows_k, s, e, _, _ = _mha_sizes(node)
+    rows_q, rows_k, s, e, _, _ = mha_sizes(node)
     heads = int(node.attrs.get("num_heads", 1))
     kept = (2 * rows_q * e + 2 * rows_k * e + rows_q * heads * s) * node.dtype_bytes
     return [layer_input(g), Saved(("extra", "qkv_probabilities_output"), kept)]
