@@ -46,8 +46,10 @@ from scipy.optimize import nnls
 
 from ttplan.costmodel.rules import registry_of
 
-from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, RECURRENT_KINDS, STAND_INS,
-                         WHOLE_BACKWARD_KINDS, cost_kind, gate_steps, pass_elements,
+from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, POOL_KINDS, RECURRENT_KINDS,
+                         STAND_INS,
+                         WHOLE_BACKWARD_KINDS, cost_kind, forward_work_count, gate_steps,
+                         pass_elements,
                          weight_elements)
 
 # The cost kinds devices.sparse serves (2-D convs and linear layers); any other layer updated
@@ -55,7 +57,8 @@ from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, RECURRENT_KINDS, ST
 SPARSE_COST_KINDS = frozenset({"conv", "pointwise", "depthwise", "depthwise_large", "linear"})
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
             "view": "elementwise", "depthwise_large": "depthwise", "lstm": "linear", "rnn": "linear",
-            "conv1d": "conv", "conv_transpose": "conv", "mha": "linear"}
+            "conv1d": "conv", "conv_transpose": "conv", "mha": "linear", "maxpool": "elementwise",
+            "avgpool": "elementwise"}
 # A bias gradient is a per-channel sum of the output's gradient: for a kind whose tables time
 # no biased layer (the zoo's convs have none), a conv's, then a norm's shift's — the same
 # reduction — never 0.
@@ -105,7 +108,7 @@ def layer_passes(evaluation) -> list[list]:
     for node in evaluation.graph.ops():
         kind, row = cost_kind(node), rows[node.name]
         elements, steps = pass_elements(node), gate_steps(node)
-        add(node.name, kind, "forward", row["forward_macs"], elements, steps=steps)
+        add(node.name, kind, "forward", forward_work_count(row, kind), elements, steps=steps)
         grad = evaluation.grads[node.name]
         if node.attrs.get("folded_bn"):  # the paper convention folds it; PyTorch still runs it
             out_elements = 2 * math.prod(node.out_shape)
@@ -125,8 +128,9 @@ def layer_passes(evaluation) -> list[list]:
                 add(node.name, kind, "input_grad", row["backward_input_macs"], elements,
                     steps=steps)
             continue
-        if any(grad.inputs):
-            add(node.name, kind, "input_grad", row["backward_input_macs"], elements)
+        if any(grad.inputs):  # a pool's input gradient: its window taps again
+            add(node.name, kind, "input_grad", forward_work_count(row, kind)
+                if kind in POOL_KINDS else row["backward_input_macs"], elements)
         if grad.weight:
             fraction = row["backward_weight_macs"] / row["forward_macs"] \
                 if row["forward_macs"] else 1.0
@@ -180,7 +184,8 @@ def probe_work(graph, candidates: set[str]) -> dict[str, list[float]]:
     for node in graph.ops():
         kind, elements, steps = cost_kind(node), pass_elements(node), gate_steps(node)
         rule = registry_of(graph).rule_for(node.kind)
-        macs = rule.forward_macs(node) if rule is not None else 0
+        macs = 0 if rule is None else \
+            rule.forward_other_ops(node) if kind in POOL_KINDS else rule.forward_macs(node)
         for pass_name, on in (("forward", True), ("input_grad", started)):
             if on:  # an input gradient does the forward's MACs (transposed product)
                 passes.append([node.name, kind, pass_name, macs, elements, 0.0, 1.0, steps])
@@ -302,6 +307,8 @@ def fit_kinds(rows: list[dict]) -> dict:
             if pass_name == "sparse_weight_grad" and kind in MAC_COST_KINDS \
                     and kind not in SPARSE_COST_KINDS:
                 continue  # the sparse backward does not serve it: never run (layer_passes)
+            if kind in POOL_KINDS and pass_name not in ("forward", "input_grad"):
+                continue  # no parameters
             mine = [r for r in rows if r["kind"] == kind and r["pass"] == pass_name
                     and r["cpu_s"] > 0]
             use_macs = kind in MAC_COST_KINDS and pass_name != "bias_grad"

@@ -89,8 +89,9 @@ class _Attention(torch.nn.Module):
 
 def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
     """Generic layers of the kinds a MobileNet-like zoo does not have (dense k x k
-    convolutions, some with a bias, 1-D and transposed convolutions, linear layers, attention
-    products and nn.MultiheadAttention, LayerNorm, GELU, LSTM, GRU and RNN), at a fixed grid of
+    convolutions, some with a bias, 1-D and transposed convolutions, max and average pools,
+    linear layers, attention products and nn.MultiheadAttention, LayerNorm, GELU, LSTM, GRU
+    and RNN), at a fixed grid of
     shapes chosen as common sizes, not from any model: (label, module, per-sample input
     shape)."""
     nn = torch.nn
@@ -114,6 +115,15 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
         out.append((f"convT {cin}-{cout} k{k} s{stride} {hw}",
                     nn.ConvTranspose2d(cin, cout, k, stride, (k - stride + 1) // 2),
                     (cin, hw, hw)))
+    for label, pool, shape in (("maxpool3x3 s2", nn.MaxPool2d(3, 2, 1), (32, 56, 56)),
+                               ("maxpool3x3 s2", nn.MaxPool2d(3, 2, 1), (64, 28, 28)),
+                               ("maxpool2", nn.MaxPool2d(2), (32, 32, 32)),
+                               ("maxpool2", nn.MaxPool2d(2), (64, 16, 16)),
+                               ("avgpool2", nn.AvgPool2d(2), (64, 16, 16)),
+                               ("avgpool2", nn.AvgPool2d(2), (32, 28, 28)),
+                               ("avgpool3 s1", nn.AvgPool2d(3, 1, 1), (16, 32, 32)),
+                               ("avgpool1d2", nn.AvgPool1d(2), (64, 200))):
+        out.append((f"{label} {'x'.join(map(str, shape))}", pool, shape))
     for heads, tokens, dim in ((2, 64, 32), (4, 64, 64), (8, 16, 128), (4, 196, 32)):
         out.append((f"mha {heads}x{tokens}x{dim}",
                     SelfAttention(nn.MultiheadAttention(dim, heads, batch_first=True)),

@@ -42,9 +42,17 @@ from ttplan.costmodel.rules.recurrent import RNN_GATES
 PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_grad")
 SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
 COST_KINDS = ("conv", "pointwise", "depthwise", "depthwise_large", "conv1d", "conv_transpose",
-              "linear", "mha", "lstm", "rnn", "norm", "elementwise", "view")
+              "linear", "mha", "lstm", "rnn", "maxpool", "avgpool", "norm", "elementwise", "view")
+# Kinds whose function has a term per MAC; a pool's "MACs" are its window taps (the cost
+# model's forward_other_ops: output elements x window). A
+# padded 3 x 3 max pool took ~2.8 ns per tap here, 100x what an elementwise layer of its size
+# is priced at (notes §20).
 MAC_COST_KINDS = ("conv", "pointwise", "depthwise", "depthwise_large", "conv1d",
-                  "conv_transpose", "linear", "mha", "lstm", "rnn")
+                  "conv_transpose", "linear", "mha", "lstm", "rnn", "maxpool", "avgpool")
+# Windowed pools only, max and average apart (~2.4-3.5 against ~0.8-1.6 ns per tap): an
+# adaptive (global) pool is a reduction, priced as elementwise. A 1-D max pool is not in the
+# sweep: without gradients PyTorch runs it on a path ~10x faster than in training.
+POOL_KINDS = frozenset({"maxpool", "avgpool"})
 # A recurrent layer's backward runs through every time step whichever gradient it is asked
 # for: its weight gradient alone costs about what its input gradient does, and a training step
 # runs them in one backward. So it is timed, and priced, as one backward pass: `weight_grad`
@@ -70,7 +78,7 @@ LARGE_KERNEL_AREA = 9
 # than a matrix product's, an attention module runs ~10 kernels; notes §20). Tables measured
 # before called them conv and linear.
 KIND_FAMILY = {"depthwise_large": "depthwise", "conv1d": "conv", "conv_transpose": "linear",
-               "mha": "linear"}
+               "mha": "linear", "maxpool": "elementwise", "avgpool": "elementwise"}
 VIEW_KINDS = frozenset({"reshape", "identity", "getitem", "split", "flatten", "dropout",
                         "parameter", "cat"})
 _FUNCTIONS = {"add": torch.add, "mul": torch.mul,
@@ -93,6 +101,8 @@ def cost_kind(node) -> str:
         return node.kind
     if node.kind in ("linear", "sdpa", "matmul", "bmm"):
         return "linear"
+    if node.kind in POOL_KINDS:
+        return node.kind
     if node.kind in NORM_KINDS:
         return "norm"
     if node.kind in VIEW_KINDS:
@@ -245,10 +255,15 @@ def _callable(node, modules: dict):
     return None
 
 
-def _macs(row: dict, pass_name: str) -> int:
+def _macs(row: dict, pass_name: str, kind: str) -> int:
     """An input or weight gradient does the forward's MACs (a transposed product of the same
     size), whether or not a configuration asks for it (the first layer's input gradient)."""
-    return 0 if pass_name == "bias_grad" else row["forward_macs"]
+    return 0 if pass_name == "bias_grad" else forward_work_count(row, kind)
+
+
+def forward_work_count(row: dict, kind: str) -> int:
+    """The count a kind's per-MAC term multiplies: a pool's window taps, else its MACs."""
+    return row["forward_other_ops"] if kind in POOL_KINDS else row["forward_macs"]
 
 
 def _sparse_timing(fn, xs, grad_out, repeats, min_repeat_s) -> dict | None:
@@ -370,7 +385,7 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
         for pass_name, t in timings.items():
             out.append({"model": model_name, "layer": node.name, "kind": kind,
                         "pass": pass_name, "batch_size": batch,
-                        "macs": int(_macs(full_rows[node.name], pass_name)
+                        "macs": int(_macs(full_rows[node.name], pass_name, kind)
                                     * (SPARSE_FRACTION if pass_name.startswith("sparse") else 1)),
                         "elements": pass_elements(node),
                         "weights": weight_elements(node) * batch * (

@@ -839,3 +839,20 @@ def test_the_kind_sweep_times_every_layer_kind_a_model_may_bring():
     # the zoo's tables time the pointwise and depthwise kinds and the norms
     assert set(COST_KINDS) - kinds <= {"pointwise", "depthwise", "depthwise_large", "norm"}
     assert {"conv", "conv1d"} <= biased  # a conv's bias gradient is timed
+
+
+def test_a_windowed_pool_is_priced_per_window_tap_a_global_one_as_elementwise():
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layermodel import probe_work
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(3, 2, 1), nn.AvgPool2d(2),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    run = run_description(net.eval(), "all", (1, 3, 8, 8), iterations=1, samples=2)
+    passes = {(p[0], p[2]): p for p in run["layer_passes"]}
+    # max pool: 4 x 4 x 4 outputs x 9 taps; average pool: 4 x 2 x 2 outputs x 4 taps
+    assert passes[("1", "forward")][1:4] == ["maxpool", "forward", 4 * 4 * 4 * 9]
+    assert passes[("1", "input_grad")][3] == 4 * 4 * 4 * 9
+    assert passes[("2", "forward")][1:4] == ["avgpool", "forward", 4 * 2 * 2 * 4]
+    assert passes[("3", "forward")][1] == "elementwise"
+    graph = trace(net.eval(), (1, 3, 8, 8), "n")
+    assert probe_work(graph, {"5"})["maxpool/forward"][0] == 4 * 4 * 4 * 9
