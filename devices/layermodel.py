@@ -49,22 +49,23 @@ from ttplan.costmodel.rules import registry_of
 from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, POOL_KINDS, RECURRENT_KINDS,
                          STAND_INS,
                          WHOLE_BACKWARD_KINDS, cost_kind, forward_work_count, gate_steps,
-                         pass_elements,
+                         pass_elements, priced_kind,
                          weight_elements)
 
 # The cost kinds devices.sparse serves (2-D convs and linear layers); any other layer updated
 # on some channels keeps the dense, masked gradient: its whole weight gradient is computed.
-SPARSE_COST_KINDS = frozenset({"conv", "pointwise", "depthwise", "depthwise_large", "linear"})
+SPARSE_COST_KINDS = frozenset({"conv", "conv_native", "pointwise", "depthwise", "depthwise_large",
+                               "linear"})
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
             "view": "elementwise", "depthwise_large": "depthwise", "lstm": "linear", "rnn": "linear",
             "conv1d": "conv", "conv_transpose": "conv", "mha": "linear", "maxpool": "elementwise",
-            "avgpool": "elementwise"}
+            "avgpool": "elementwise", "conv_native": "conv", "conv1d_native": "conv1d"}
 # A bias gradient is a per-channel sum of the output's gradient: for a kind whose tables time
 # no biased layer (the zoo's convs have none), a conv's, then a norm's shift's — the same
 # reduction — never 0.
 BIAS_FALLBACK = {"pointwise": "conv", "depthwise": "conv", "depthwise_large": "conv",
                  "conv1d": "conv", "conv_transpose": "conv", "conv": "norm", "linear": "norm",
-                 "mha": "linear"}
+                 "mha": "linear", "conv_native": "conv", "conv1d_native": "conv1d"}
 # The layers' own seconds count as measured (no free scale); the glue adds what a layer alone
 # does not pay — a forward operator call inside a model (`op_s`: the containers' and blocks'
 # Python around it), a step (`step_s`: loss, optimiser call, data), a tensor update — and once
@@ -240,8 +241,8 @@ def work_seconds(work_per_sample: dict, kinds: dict, batch: int) -> float:
     total = 0.0
     for key, (macs, elements, weights, calls, *steps) in work_per_sample.items():
         kind, pass_name = key.split("/")
-        total += _seconds(constants_for(kinds, kind, pass_name), macs, elements, weights,
-                          batch, calls, steps[0] if steps else 0.0)
+        total += _seconds(constants_for(kinds, priced_kind(kind, batch), pass_name), macs,
+                          elements, weights, batch, calls, steps[0] if steps else 0.0)
     return total
 
 
@@ -249,8 +250,8 @@ def kind_seconds(kinds: dict, kind: str, pass_name: str, macs: float, elements: 
                  weights: float, batch: int, steps: float = 0.0) -> float:
     """One call of a (kind, pass) at batch `batch` by its fitted function (work per sample;
     gate steps per batch)."""
-    return _seconds(constants_for(kinds, kind, pass_name), macs, elements, weights, batch,
-                    1.0, steps)
+    return _seconds(constants_for(kinds, priced_kind(kind, batch), pass_name), macs, elements,
+                    weights, batch, 1.0, steps)
 
 
 def own_pass_seconds(run: dict, table: dict, kinds: dict) -> tuple[float, float, dict]:

@@ -99,8 +99,11 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
     for cin, cout, hw, stride, bias in ((8, 16, 56, 1, False), (16, 32, 56, 2, True),
                                         (32, 32, 28, 1, False), (32, 64, 28, 2, False),
                                         (64, 64, 14, 1, True), (64, 128, 14, 2, False),
-                                        (128, 128, 7, 1, False), (24, 48, 28, 1, True)):
-        # three with a bias: a conv's bias gradient (the zoo's convs have none)
+                                        (128, 128, 7, 1, False), (24, 48, 28, 1, True),
+                                        (16, 16, 32, 1, False), (96, 96, 7, 1, True),
+                                        (48, 96, 14, 2, False)):
+        # four with a bias: a conv's bias gradient (the zoo's convs have none); at batch 1
+        # seven run PyTorch's native path (input of at most 20,480 elements), four oneDNN
         out.append((f"conv3x3 {cin}-{cout} {hw} s{stride}{' bias' if bias else ''}",
                     nn.Conv2d(cin, cout, 3, stride, 1, bias=bias), (cin, hw, hw)))
     # 1-D convs as audio and sequence models use them: a raw waveform's strided first layer,

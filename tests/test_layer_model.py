@@ -572,20 +572,22 @@ class _Recurrent(nn.Module):
 
 
 def test_layers_no_table_times_are_named_beside_the_prediction():
-    """A Conv1d has its own kind, priced as a 2-D conv (said so) by a calibration whose
-    tables time none; an LSTM likewise; a Conv3d no sweep times at all is named too."""
+    """A Conv1d has its own kind (at batch 1 on a small input, PyTorch's native path), priced
+    as a 2-D conv (said so) by a calibration whose tables time none; an LSTM likewise; a
+    Conv3d no sweep times at all is named too."""
     model = fit_layer_model([synthetic_table("a", 1.0), synthetic_table("b", 1.2)])
     run = run_description(_Recurrent().eval(), "all", (1, 4, 5), iterations=2, samples=4)
     assert run["stand_ins"] == {}
     notes = lm.predict_phases(run, model)["time_model_notes"]
     # the synthetic tables time pointwise layers only: conv1d -> conv -> pointwise
-    assert notes == ["1 layer(s) of kind conv1d priced as pointwise: the calibration's tables "
+    assert notes == ["1 layer(s) of kind conv1d_native priced as pointwise: the calibration's "
+                     "tables "
                      "time none (measured before the kind sweep timed it)",
                      "1 recurrent layer(s) (lstm) priced as pointwise: the calibration's tables "
                      "time none (measured before recurrent layers were; their backward "
                      "through time is likely under-predicted)"]
     rows = [layer_row(k, p, m, e, 1e-9 * m + 1e-8 * e + 1e-4 + 1e-9 * w, weights=w)
-            for k in ("lstm", "conv1d") for p in ("forward", "input_grad", "weight_grad")
+            for k in ("lstm", "conv1d_native") for p in ("forward", "input_grad", "weight_grad")
             for m, e, w in ((100, 50, 5), (900, 70, 90), (4000, 300, 40), (9000, 100, 800),
                             (2000, 900, 300))]
     timed = synthetic_table("c", 1.0)
@@ -819,9 +821,9 @@ def test_a_layer_the_sparse_backward_cannot_serve_pays_its_whole_weight_gradient
                          options=CostOptions(convention="pytorch")).evaluation
     weight = {p[0]: p for p in layer_passes(evaluation) if "weight_grad" in p[2]}
     full = {r["name"]: r["forward_macs"] for r in evaluation.rows}
-    assert weight["line"][1:4] == ["conv1d", "weight_grad", full["line"]]  # dense, masked
+    assert weight["line"][1:4] == ["conv1d_native", "weight_grad", full["line"]]  # dense, masked
     assert weight["line"][5] == 8 * 4 * 3
-    assert weight["plane"][1:3] == ["conv", "sparse_weight_grad"]
+    assert weight["plane"][1:3] == ["conv_native", "sparse_weight_grad"]
     assert weight["plane"][3] == full["plane"] // 2
 
 
@@ -832,13 +834,14 @@ def test_the_kind_sweep_times_every_layer_kind_a_model_may_bring():
 
     kinds, biased = set(), set()
     for label, layer, sample in kind_sweep():
-        for node in trace(nn.Sequential(layer).eval(), (1, *sample), label).ops():
-            kinds.add(cost_kind(node))
-            if node.kind == "conv" and getattr(layer, "bias", None) is not None:
-                biased.add(cost_kind(node))
+        for batch in (1, 4):  # the tables' batch sizes
+            for node in trace(nn.Sequential(layer).eval(), (batch, *sample), label).ops():
+                kinds.add(cost_kind(node))
+                if node.kind == "conv" and getattr(layer, "bias", None) is not None:
+                    biased.add(cost_kind(node))
     # the zoo's tables time the pointwise and depthwise kinds and the norms
     assert set(COST_KINDS) - kinds <= {"pointwise", "depthwise", "depthwise_large", "norm"}
-    assert {"conv", "conv1d"} <= biased  # a conv's bias gradient is timed
+    assert {"conv", "conv_native", "conv1d", "conv1d_native"} <= biased  # bias gradients
 
 
 def test_a_windowed_pool_is_priced_per_window_tap_a_global_one_as_elementwise():
@@ -856,3 +859,34 @@ def test_a_windowed_pool_is_priced_per_window_tap_a_global_one_as_elementwise():
     assert passes[("3", "forward")][1] == "elementwise"
     graph = trace(net.eval(), (1, 3, 8, 8), "n")
     assert probe_work(graph, {"5"})["maxpool/forward"][0] == 4 * 4 * 4 * 9
+
+
+def test_a_conv_is_priced_on_the_kernels_pytorch_picks_for_its_batch_and_input():
+    """At batch 1 a dense conv whose input holds at most 20,480 elements runs PyTorch's native
+    im2col path (checked with torch.profiler), beyond that or at a larger batch oneDNN;
+    grouped convs and kernels over 3 x 3 always oneDNN."""
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layertable import cost_kind, priced_kind
+
+    def kind(conv, shape):
+        return cost_kind(next(iter(trace(nn.Sequential(conv).eval(), shape, "c").ops())))
+
+    assert kind(nn.Conv2d(20, 8, 3, padding=1), (1, 20, 32, 32)) == "conv_native"  # 20,480
+    assert kind(nn.Conv2d(20, 8, 3, padding=1), (1, 20, 32, 33)) == "conv"  # 21,120
+    assert kind(nn.Conv2d(64, 64, 3, padding=1), (2, 64, 7, 7)) == "conv"
+    assert kind(nn.Conv2d(64, 64, 5, padding=2), (1, 64, 7, 7)) == "conv"
+    assert kind(nn.Conv2d(64, 64, (1, 5), padding=(0, 2)), (1, 64, 7, 7)) == "conv_native"
+    assert kind(nn.Conv2d(64, 64, 3, groups=4), (1, 64, 7, 7)) == "conv"
+    assert kind(nn.Conv1d(64, 64, 3), (1, 64, 100)) == "conv1d_native"
+    assert kind(nn.Conv1d(64, 64, 3), (2, 64, 100)) == "conv1d"
+    assert priced_kind("conv_native", 1) == "conv_native"
+    assert priced_kind("conv_native", 2) == "conv" and priced_kind("conv1d_native", 8) == "conv1d"
+    # a configuration counted at batch 1 is priced at batch 4 with the oneDNN kind's constants
+    rows = [layer_row(k, "forward", m, e, t * (1e-9 * m + 1e-8 * e + 1e-5))
+            for k, t in (("conv", 1.0), ("conv_native", 2.0))
+            for m, e in ((1000, 100), (5000, 300), (20000, 700), (80000, 900))]
+    kinds = lm.fit_kinds(rows)
+    one = lm.kind_seconds(kinds, "conv_native", "forward", 1000, 100, 0, 1)
+    four = lm.kind_seconds(kinds, "conv_native", "forward", 1000, 100, 0, 4)
+    assert one == pytest.approx(2 * (1e-6 + 1e-6 + 1e-5))
+    assert four == pytest.approx(4 * (1e-6 + 1e-6) + 1e-5)
