@@ -6,14 +6,18 @@ Each layer's pass costs what its kind's cost function of the layer's shape says:
                           [+ weight_s x weight elements x batch, weight gradients of MAC kinds]
                           [+ gate_step_s x gate steps, recurrent kinds: per batch, not per sample]
 
-(MAC kinds: conv (dense k x k), pointwise (1 x 1), depthwise (3 x 3 and smaller),
-depthwise_large (kernels larger than 3 x 3: a slower weight gradient), linear (linear,
-attention products); others: norm, elementwise, and view, which costs a call only). The
+(MAC kinds: conv (dense k x k on oneDNN), conv_native (one PyTorch runs on its own im2col
+path at batch 1, layertable.NATIVE_INPUT_ELEMENTS), pointwise (1 x 1), depthwise (3 x 3 and
+smaller), depthwise_large (kernels larger than 3 x 3: a slower weight gradient), conv1d
+(conv1d_native), conv_transpose, linear (linear, attention products), mha
+(nn.MultiheadAttention), lstm and rnn, maxpool and avgpool (their MACs: window taps); others:
+norm, elementwise, and view, which costs a call only). The
 constants are fitted per (kind, pass) by non-negative least squares on relative residuals to
 the rows of per-layer tables (devices.layertable), never with more free terms than rows; a
 (kind, pass) the tables cannot determine (too few rows, or not of full rank) borrows the
 constants of a kind that runs on the same kernels (conv and linear: pointwise, a matrix
-product; norm and view: elementwise; depthwise_large: depthwise) and says so.
+product; norm and view: elementwise; depthwise_large: depthwise; FALLBACK, PASS_FALLBACK)
+and says so.
 
 A training step of batch b runs, in the order autograd runs it:
   forward      every operator (under no_grad before the first updated layer: the same kernels);
@@ -65,7 +69,11 @@ FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
 # reduction — never 0.
 BIAS_FALLBACK = {"pointwise": "conv", "depthwise": "conv", "depthwise_large": "conv",
                  "conv1d": "conv", "conv_transpose": "conv", "conv": "norm", "linear": "norm",
-                 "mha": "linear", "conv_native": "conv", "conv1d_native": "conv1d"}
+                 "mha": "linear", "conv_native": "conv", "conv1d_native": "conv1d",
+                 "elementwise": "norm"}
+# Per pass, before FALLBACK. A parameter that scales a tensor elementwise (a layer scale, a
+# free parameter multiplied in) has a norm's scale's gradient: the same reduction.
+PASS_FALLBACK = {"bias_grad": BIAS_FALLBACK, "weight_grad": {"elementwise": "norm"}}
 # The layers' own seconds count as measured (no free scale); the glue adds what a layer alone
 # does not pay — a forward operator call inside a model (`op_s`: the containers' and blocks'
 # Python around it), a step (`step_s`: loss, optimiser call, data), a tensor update — and once
@@ -208,24 +216,35 @@ def batches(samples: int, batch_size: int) -> list[int]:
 
 # ------------------------------------------------------------------------------ seconds
 
-def constants_for(kinds: dict, kind: str, pass_name: str) -> dict:
-    """The fitted constants of (kind, pass), or of the kind it falls back to."""
-    seen = kind
-    while True:
+def priced_by(kinds: dict, kind: str, pass_name: str) -> str | None:
+    """The kind/pass whose fitted constants price (kind, pass): its own, or those of the kind it
+    falls back to (FALLBACK, BIAS_FALLBACK; an unmeasured sparse weight gradient as dense);
+    None when no kind on the way is measured."""
+    seen, visited = kind, set()
+    by_pass = PASS_FALLBACK.get(pass_name, {})
+    while seen not in visited:
+        visited.add(seen)
         c = kinds.get(_key(seen, pass_name))
         if c is not None and c["identified"]:
-            if kind == "view":  # a view costs a call, whatever its size
-                return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": c["call_s"],
-                        "gate_step_s": 0.0}
-            return c
-        if pass_name == "bias_grad" and seen in BIAS_FALLBACK:
-            seen = BIAS_FALLBACK[seen]
-            continue
-        if seen not in FALLBACK:
-            if pass_name == "sparse_weight_grad":  # unmeasured: as dense
-                return constants_for(kinds, kind, "weight_grad")
-            return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": 0.0}
-        seen = FALLBACK[seen]
+            return _key(seen, pass_name)
+        seen = by_pass.get(seen) or FALLBACK.get(seen)
+        if seen is None:
+            break
+    if pass_name == "sparse_weight_grad":
+        return priced_by(kinds, kind, "weight_grad")
+    return None
+
+
+def constants_for(kinds: dict, kind: str, pass_name: str) -> dict:
+    """The fitted constants of (kind, pass), or of the kind it falls back to (`priced_by`)."""
+    key = priced_by(kinds, kind, pass_name)
+    if key is None:
+        return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": 0.0}
+    c = kinds[key]
+    if kind == "view":  # a view costs a call, whatever its size
+        return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": c["call_s"],
+                "gate_step_s": 0.0}
+    return c
 
 
 def _seconds(c: dict, macs: float, elements: float, weights: float, batch: int,

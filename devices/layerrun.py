@@ -296,7 +296,8 @@ def _fit(tables: list[dict]) -> dict:
     op_s = measured.get("op_s")
     glue = lm.fit_glue(runs, kinds, measured=measured or None)
     undetermined = glue.pop("undetermined", [])  # the glue stays numbers; the notes say it
-    notes = [f"{k}: {v['why']}" for k, v in kinds.items() if not v["identified"] and v["why"]]
+    notes = [f"{k}: {v['why']}; {_borrowed(kinds, k)}" for k, v in kinds.items()
+             if not v["identified"] and v["why"]]
     if not glue["identified"]:
         notes.append(f"overheads not fitted: {len(runs)} run(s) for {len(lm.GLUE_TERMS)} terms")
     if op_s is not None:
@@ -346,6 +347,11 @@ def _fit(tables: list[dict]) -> dict:
                                        lambda r: lm.own_train_seconds(r, entry, model)[:2])
             model["own_tables"].append(entry)
     return model
+
+
+def _borrowed(kinds: dict, key: str) -> str:
+    source = lm.priced_by(kinds, *key.split("/"))
+    return f"priced as {source}" if source else "priced at 0 s: no kind to borrow from"
 
 
 def round_model(model: dict) -> dict:

@@ -775,7 +775,7 @@ def test_the_augmentation_term_follows_the_image_s_elements_and_a_sequence_pays_
     assert lm.glue_seconds(sequence, old) == pytest.approx(3 * 4 * 1e-3)
 
 
-def test_a_bias_gradient_no_table_times_borrows_a_conv_s_then_a_norm_s_never_zero():
+def test_a_parameter_gradient_no_table_times_borrows_the_same_reduction_never_zero():
     norm = [layer_row("norm", "bias_grad", 0, e, 2e-9 * e + 1e-5) for e in (10, 100, 1000)]
     kinds = lm.fit_kinds(norm)
     assert not kinds["conv/bias_grad"]["identified"]
@@ -786,6 +786,13 @@ def test_a_bias_gradient_no_table_times_borrows_a_conv_s_then_a_norm_s_never_zer
     kinds = lm.fit_kinds(norm + conv)
     assert lm.kind_seconds(kinds, "pointwise", "bias_grad", 0, 100, 0, 1) == \
         pytest.approx(5e-7 + 2e-5)
+    assert lm.priced_by(kinds, "depthwise", "bias_grad") == "conv/bias_grad"
+    # a layer scale's gradient (an elementwise product with a parameter): a norm scale's
+    scale = [layer_row("norm", "weight_grad", 0, e, 3e-9 * e + 1e-5) for e in (10, 100, 1000)]
+    kinds = lm.fit_kinds(norm + scale)
+    assert lm.priced_by(kinds, "elementwise", "weight_grad") == "norm/weight_grad"
+    assert lm.priced_by(kinds, "elementwise", "sparse_weight_grad") == "norm/weight_grad"
+    assert lm.priced_by(lm.fit_kinds([]), "elementwise", "bias_grad") is None  # nothing: 0
 
 
 def test_a_bias_gradient_counts_the_elements_its_table_row_counts():
