@@ -9,8 +9,9 @@ Each layer's pass costs what its kind's cost function of the layer's shape says:
 (MAC kinds: conv (dense k x k on oneDNN), conv_native (one PyTorch runs on its own im2col
 path at batch 1, layertable.NATIVE_INPUT_ELEMENTS), pointwise (1 x 1), depthwise (3 x 3 and
 smaller), depthwise_large (kernels larger than 3 x 3: a slower weight gradient), conv1d
-(conv1d_native), conv_transpose, linear (linear, attention products), mha
-(nn.MultiheadAttention), lstm and rnn, maxpool and avgpool (their MACs: window taps); others:
+(conv1d_native), conv_transpose (conv_transpose_native), linear (linear, attention
+products), mha (nn.MultiheadAttention), lstm and rnn, maxpool and avgpool (their MACs: window
+taps); others:
 norm, elementwise, and view, which costs a call only). The
 constants are fitted per (kind, pass) by non-negative least squares on relative residuals to
 the rows of per-layer tables (devices.layertable), never with more free terms than rows; a
@@ -61,16 +62,17 @@ from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, POOL_KINDS, RECURRE
 SPARSE_COST_KINDS = frozenset({"conv", "conv_native", "pointwise", "depthwise", "depthwise_large",
                                "linear"})
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
-            "view": "elementwise", "depthwise_large": "depthwise", "lstm": "linear", "rnn": "linear",
-            "conv1d": "conv", "conv_transpose": "conv", "mha": "linear", "maxpool": "elementwise",
-            "avgpool": "elementwise", "conv_native": "conv", "conv1d_native": "conv1d"}
+            "view": "elementwise", "depthwise_large": "depthwise", "lstm": "linear",
+            "rnn": "linear", "conv1d": "conv", "conv_transpose": "conv", "mha": "linear",
+            "maxpool": "elementwise", "avgpool": "elementwise", "conv_native": "conv",
+            "conv1d_native": "conv1d", "conv_transpose_native": "conv_transpose"}
 # A bias gradient is a per-channel sum of the output's gradient: for a kind whose tables time
 # no biased layer (the zoo's convs have none), a conv's, then a norm's shift's — the same
 # reduction — never 0.
 BIAS_FALLBACK = {"pointwise": "conv", "depthwise": "conv", "depthwise_large": "conv",
                  "conv1d": "conv", "conv_transpose": "conv", "conv": "norm", "linear": "norm",
                  "mha": "linear", "conv_native": "conv", "conv1d_native": "conv1d",
-                 "elementwise": "norm"}
+                 "conv_transpose_native": "conv_transpose", "elementwise": "norm"}
 # Per pass, before FALLBACK. A parameter that scales a tensor elementwise (a layer scale, a
 # free parameter multiplied in) has a norm's scale's gradient: the same reduction.
 PASS_FALLBACK = {"bias_grad": BIAS_FALLBACK, "weight_grad": {"elementwise": "norm"}}

@@ -42,27 +42,29 @@ from ttplan.costmodel.rules.recurrent import RNN_GATES
 PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_grad")
 SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
 COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_large", "conv1d",
-              "conv1d_native", "conv_transpose", "linear", "mha", "lstm", "rnn", "maxpool",
-              "avgpool", "norm", "elementwise", "view")
+              "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "mha", "lstm",
+              "rnn", "maxpool", "avgpool", "norm", "elementwise", "view")
 # Kinds whose function has a term per MAC; a pool's "MACs" are its window taps (the cost
 # model's forward_other_ops: output elements x window). A
 # padded 3 x 3 max pool took ~2.8 ns per tap here, 100x what an elementwise layer of its size
 # is priced at (notes §20).
 MAC_COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_large", "conv1d",
-                  "conv1d_native", "conv_transpose", "linear", "mha", "lstm", "rnn", "maxpool",
-                  "avgpool")
+                  "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "mha",
+                  "lstm", "rnn", "maxpool", "avgpool")
 # PyTorch's CPU convolution picks its kernels per call (aten's ConvParams::use_mkldnn, float32):
 # oneDNN, unless the batch is 1 and the input holds at most NATIVE_INPUT_ELEMENTS elements,
 # when a dense conv runs PyTorch's own im2col + matrix product (`_slow_conv2d_forward` and
 # `_backward`); grouped convs and kernels larger than 3 in both dimensions always run oneDNN,
 # and a 1 x 1 conv always its own path on one thread (the pointwise kind). Checked op by op
-# with torch.profiler on torch 2.13 (20,480 elements native, 21,120 oneDNN; batch 2 oneDNN). A
+# with torch.profiler on torch 2.13 (20,480 elements native, 21,120 oneDNN; batch 2 oneDNN; a
+# transposed conv alike, natively `slow_conv_transpose2d`). A
 # conv on the native path cost 27-38 ps per MAC at batch 1 against 16-25 ps for oneDNN; one
 # function for both had a ResNet's deep 3 x 3 convs 24-38 % low (notes §20). So the native path
-# is a kind apart (`conv_native`, `conv1d_native`) at batch 1, and its oneDNN kind beyond
-# (`priced_kind`).
+# is a kind apart (`conv_native`, `conv1d_native`, `conv_transpose_native`) at batch 1, and its
+# oneDNN kind beyond (`priced_kind`).
 NATIVE_INPUT_ELEMENTS = 20480
-NATIVE_AT_BATCH_1 = {"conv_native": "conv", "conv1d_native": "conv1d"}
+NATIVE_AT_BATCH_1 = {"conv_native": "conv", "conv1d_native": "conv1d",
+                     "conv_transpose_native": "conv_transpose"}
 # Windowed pools only, max and average apart (~2.4-3.5 against ~0.8-1.6 ns per tap): an
 # adaptive (global) pool is a reduction, priced as elementwise. A 1-D max pool is not in the
 # sweep: without gradients PyTorch runs it on a path ~10x faster than in training.
@@ -93,7 +95,8 @@ LARGE_KERNEL_AREA = 9
 # before called them conv and linear.
 KIND_FAMILY = {"depthwise_large": "depthwise", "conv1d": "conv", "conv_transpose": "linear",
                "mha": "linear", "maxpool": "elementwise", "avgpool": "elementwise",
-               "conv_native": "conv", "conv1d_native": "conv"}
+               "conv_native": "conv", "conv1d_native": "conv",
+               "conv_transpose_native": "linear"}
 VIEW_KINDS = frozenset({"reshape", "identity", "getitem", "split", "flatten", "dropout",
                         "parameter", "cat"})
 _FUNCTIONS = {"add": torch.add, "mul": torch.mul,
@@ -113,7 +116,9 @@ def cost_kind(node) -> str:
         return f"{kind}_native" if runs_native(node) else kind
     if node.kind == "rnn":
         return "lstm" if recurrent_gates(node) == 4 else "rnn"
-    if node.kind in ("conv_transpose", "mha"):
+    if node.kind == "conv_transpose":
+        return "conv_transpose_native" if runs_native(node) else "conv_transpose"
+    if node.kind == "mha":
         return node.kind
     if node.kind in ("linear", "sdpa", "matmul", "bmm"):
         return "linear"
@@ -127,8 +132,8 @@ def cost_kind(node) -> str:
 
 
 def runs_native(node) -> bool:
-    """Whether PyTorch runs this dense (not 1 x 1) conv on its native path at the batch it was
-    traced at (NATIVE_INPUT_ELEMENTS)."""
+    """Whether PyTorch runs this dense (not 1 x 1) conv, or transposed conv, on its native
+    path at the batch it was traced at (NATIVE_INPUT_ELEMENTS)."""
     kernel = [int(k) for k in node.weight_shape[2:]]
     if int(node.attrs.get("groups", 1) or 1) > 1 or (len(kernel) == 2 and min(kernel) > 3) \
             or len(kernel) > 2 or not node.in_shapes:

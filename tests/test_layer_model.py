@@ -849,6 +849,7 @@ def test_the_kind_sweep_times_every_layer_kind_a_model_may_bring():
     # the zoo's tables time the pointwise and depthwise kinds and the norms
     assert set(COST_KINDS) - kinds <= {"pointwise", "depthwise", "depthwise_large", "norm"}
     assert {"conv", "conv_native", "conv1d", "conv1d_native"} <= biased  # bias gradients
+    assert {"conv_transpose", "conv_transpose_native"} <= kinds
 
 
 def test_a_windowed_pool_is_priced_per_window_tap_a_global_one_as_elementwise():
@@ -886,6 +887,8 @@ def test_a_conv_is_priced_on_the_kernels_pytorch_picks_for_its_batch_and_input()
     assert kind(nn.Conv2d(64, 64, 3, groups=4), (1, 64, 7, 7)) == "conv"
     assert kind(nn.Conv1d(64, 64, 3), (1, 64, 100)) == "conv1d_native"
     assert kind(nn.Conv1d(64, 64, 3), (2, 64, 100)) == "conv1d"
+    assert kind(nn.ConvTranspose2d(64, 32, 2, 2), (1, 64, 16, 20)) == "conv_transpose_native"
+    assert kind(nn.ConvTranspose2d(64, 32, 2, 2), (1, 64, 16, 21)) == "conv_transpose"
     assert priced_kind("conv_native", 1) == "conv_native"
     assert priced_kind("conv_native", 2) == "conv" and priced_kind("conv1d_native", 8) == "conv1d"
     # a configuration counted at batch 1 is priced at batch 4 with the oneDNN kind's constants
