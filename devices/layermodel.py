@@ -11,8 +11,7 @@ path at batch 1, layertable.NATIVE_INPUT_ELEMENTS), pointwise (1 x 1), depthwise
 smaller), depthwise_large (kernels larger than 3 x 3: a slower weight gradient), conv1d
 (conv1d_native), conv_transpose (conv_transpose_native), linear (linear, attention
 products), mha (nn.MultiheadAttention), lstm and rnn, maxpool and avgpool (their MACs: window
-taps); others:
-norm, elementwise, and view, which costs a call only). The
+taps); others: norm, elementwise, and view, which costs a call only). The
 constants are fitted per (kind, pass) by non-negative least squares on relative residuals to
 the rows of per-layer tables (devices.layertable), never with more free terms than rows; a
 (kind, pass) the tables cannot determine (too few rows, or not of full rank) borrows the
@@ -52,10 +51,8 @@ from scipy.optimize import nnls
 from ttplan.costmodel.rules import registry_of
 
 from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, POOL_KINDS, RECURRENT_KINDS,
-                         STAND_INS,
-                         WHOLE_BACKWARD_KINDS, cost_kind, forward_work_count, gate_steps,
-                         pass_elements, priced_kind,
-                         weight_elements)
+                         STAND_INS, WHOLE_BACKWARD_KINDS, cost_kind, forward_work_count,
+                         gate_steps, pass_elements, priced_kind, weight_elements)
 
 # The cost kinds devices.sparse serves (2-D convs and linear layers); any other layer updated
 # on some channels keeps the dense, masked gradient: its whole weight gradient is computed.
@@ -195,8 +192,9 @@ def probe_work(graph, candidates: set[str]) -> dict[str, list[float]]:
     for node in graph.ops():
         kind, elements, steps = cost_kind(node), pass_elements(node), gate_steps(node)
         rule = registry_of(graph).rule_for(node.kind)
-        macs = 0 if rule is None else \
-            rule.forward_other_ops(node) if kind in POOL_KINDS else rule.forward_macs(node)
+        macs = 0 if rule is None else forward_work_count(
+            {"forward_macs": rule.forward_macs(node),
+             "forward_other_ops": rule.forward_other_ops(node)}, kind)
         for pass_name, on in (("forward", True), ("input_grad", started)):
             if on:  # an input gradient does the forward's MACs (transposed product)
                 passes.append([node.name, kind, pass_name, macs, elements, 0.0, 1.0, steps])
@@ -220,7 +218,7 @@ def batches(samples: int, batch_size: int) -> list[int]:
 
 def priced_by(kinds: dict, kind: str, pass_name: str) -> str | None:
     """The kind/pass whose fitted constants price (kind, pass): its own, or those of the kind it
-    falls back to (FALLBACK, BIAS_FALLBACK; an unmeasured sparse weight gradient as dense);
+    falls back to (PASS_FALLBACK, then FALLBACK; an unmeasured sparse weight gradient as dense);
     None when no kind on the way is measured."""
     seen, visited = kind, set()
     by_pass = PASS_FALLBACK.get(pass_name, {})
@@ -235,6 +233,11 @@ def priced_by(kinds: dict, kind: str, pass_name: str) -> str | None:
     if pass_name == "sparse_weight_grad":
         return priced_by(kinds, kind, "weight_grad")
     return None
+
+
+def priced_as(source: str | None) -> str:
+    """How a note says what prices an untimed kind (`priced_by`)."""
+    return f"priced as {source}" if source else "priced at 0 s: no kind to borrow from"
 
 
 def constants_for(kinds: dict, kind: str, pass_name: str) -> dict:
@@ -514,8 +517,9 @@ def predict_phases(run: dict, model: dict) -> dict:
                   + glue.get("op_s", 0.0) * 2 * probe_steps * calls(run["forward_work"])
                   + glue["step_s"] * probe_steps + glue["first_call_s"] * calls(run["probe_work"]))
     probes = bool(run.get("probe_work"))
+    # a run described before a kind was timed may name a stand-in that is one no longer
     own_notes += [f"no table times it: {n} {STAND_INS[key]}"
-                  for key, n in sorted((run.get("stand_ins") or {}).items())]
+                  for key, n in sorted((run.get("stand_ins") or {}).items()) if key in STAND_INS]
     own_notes += borrowed_kinds(run, kinds)
     return {"load_s": model["phases"].get("load_s") or 0.0,
             "fisher_s": fisher,
@@ -532,12 +536,10 @@ def borrowed_kinds(run: dict, kinds: dict) -> list[str]:
         layers.setdefault(kind, set()).add(name)
     out = []
     for kind in sorted(set(layers) - {"view"}):
-        by = kind
-        while by is not None and not kinds.get(_key(by, "forward"), {}).get("identified"):
-            by = FALLBACK.get(by)
-        if by == kind:
+        source = priced_by(kinds, kind, "forward")
+        if source == _key(kind, "forward"):
             continue
-        priced = f"priced as {by}" if by else "priced at 0 s: no kind to borrow from"
+        priced = priced_as(source.split("/")[0] if source else None)
         if kind in RECURRENT_KINDS:
             out.append(f"{len(layers[kind])} recurrent layer(s) ({kind}) {priced}: the "
                        "calibration's tables time none (measured before recurrent layers were; "

@@ -91,9 +91,8 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
     """Generic layers of the kinds a MobileNet-like zoo does not have (dense k x k
     convolutions, some with a bias, 1-D and transposed convolutions, max and average pools,
     linear layers, attention products and nn.MultiheadAttention, LayerNorm, GELU, LSTM, GRU
-    and RNN), at a fixed grid of
-    shapes chosen as common sizes, not from any model: (label, module, per-sample input
-    shape)."""
+    and RNN), at a fixed grid of shapes chosen as common sizes, not from any model: (label,
+    module, per-sample input shape)."""
     nn = torch.nn
     out = []
     for cin, cout, hw, stride, bias in ((8, 16, 56, 1, False), (16, 32, 56, 2, True),
@@ -297,8 +296,8 @@ def _fit(tables: list[dict]) -> dict:
     op_s = measured.get("op_s")
     glue = lm.fit_glue(runs, kinds, measured=measured or None)
     undetermined = glue.pop("undetermined", [])  # the glue stays numbers; the notes say it
-    notes = [f"{k}: {v['why']}; {_borrowed(kinds, k)}" for k, v in kinds.items()
-             if not v["identified"] and v["why"]]
+    notes = [f"{k}: {v['why']}; {lm.priced_as(lm.priced_by(kinds, *k.split('/')))}"
+             for k, v in kinds.items() if not v["identified"] and v["why"]]
     if not glue["identified"]:
         notes.append(f"overheads not fitted: {len(runs)} run(s) for {len(lm.GLUE_TERMS)} terms")
     if op_s is not None:
@@ -348,11 +347,6 @@ def _fit(tables: list[dict]) -> dict:
                                        lambda r: lm.own_train_seconds(r, entry, model)[:2])
             model["own_tables"].append(entry)
     return model
-
-
-def _borrowed(kinds: dict, key: str) -> str:
-    source = lm.priced_by(kinds, *key.split("/"))
-    return f"priced as {source}" if source else "priced at 0 s: no kind to borrow from"
 
 
 def round_model(model: dict) -> dict:

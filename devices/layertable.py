@@ -45,9 +45,8 @@ COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_large"
               "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "mha", "lstm",
               "rnn", "maxpool", "avgpool", "norm", "elementwise", "view")
 # Kinds whose function has a term per MAC; a pool's "MACs" are its window taps (the cost
-# model's forward_other_ops: output elements x window). A
-# padded 3 x 3 max pool took ~2.8 ns per tap here, 100x what an elementwise layer of its size
-# is priced at (notes §20).
+# model's forward_other_ops: output elements x window). A padded 3 x 3 max pool took ~2.8 ns
+# per tap here, 100x what an elementwise layer of its size is priced at (notes §20).
 MAC_COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_large", "conv1d",
                   "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "mha",
                   "lstm", "rnn", "maxpool", "avgpool")
@@ -57,11 +56,11 @@ MAC_COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_la
 # `_backward`); grouped convs and kernels larger than 3 in both dimensions always run oneDNN,
 # and a 1 x 1 conv always its own path on one thread (the pointwise kind). Checked op by op
 # with torch.profiler on torch 2.13 (20,480 elements native, 21,120 oneDNN; batch 2 oneDNN; a
-# transposed conv alike, natively `slow_conv_transpose2d`). A
-# conv on the native path cost 27-38 ps per MAC at batch 1 against 16-25 ps for oneDNN; one
-# function for both had a ResNet's deep 3 x 3 convs 24-38 % low (notes §20). So the native path
-# is a kind apart (`conv_native`, `conv1d_native`, `conv_transpose_native`) at batch 1, and its
-# oneDNN kind beyond (`priced_kind`).
+# transposed conv alike, natively `slow_conv_transpose2d`). A conv on the native path cost
+# 27-38 ps per MAC at batch 1 against 16-25 ps for oneDNN; one function for both had a
+# ResNet's deep 3 x 3 convs 24-38 % low (notes §20). So the native path is a kind apart
+# (`conv_native`, `conv1d_native`, `conv_transpose_native`) at batch 1, and its oneDNN kind
+# beyond (`priced_kind`).
 NATIVE_INPUT_ELEMENTS = 20480
 NATIVE_AT_BATCH_1 = {"conv_native": "conv", "conv1d_native": "conv1d",
                      "conv_transpose_native": "conv_transpose"}
@@ -80,7 +79,7 @@ POOL_KINDS = frozenset({"maxpool", "avgpool"})
 RECURRENT_KINDS = frozenset({"lstm", "rnn"})
 # nn.MultiheadAttention likewise: any of its gradients (input, projection weights or biases)
 # runs the backward through its softmax and both products; its bias gradient alone measured
-# ~0.9x its weight gradient (notes §20). One backward pass, as the recurrent layers'.
+# 0.6-0.95x its weight gradient (notes §20). One backward pass, as the recurrent layers'.
 WHOLE_BACKWARD_KINDS = RECURRENT_KINDS | {"mha"}
 # A depthwise conv whose kernel is larger than 3 x 3 (5 x 5, 7 x 7): its weight gradient runs
 # on another, slower path than 3 x 3's (this host's zoo tables: ~0.64 ns per MAC against
@@ -88,11 +87,11 @@ WHOLE_BACKWARD_KINDS = RECURRENT_KINDS | {"mha"}
 # Tables measured before the split call it `depthwise`; a table's kind and the run's are the
 # same kind when their families are (devices.owntable).
 LARGE_KERNEL_AREA = 9
-# 1-D convs, transposed convs and nn.MultiheadAttention are kinds of their own, timed by the
-# kind sweep: priced by a 2-D conv's and a linear layer's functions they were off by -57 to
-# +347 % per pass (a 1-D conv's call is cheaper than a 2-D conv's, a transposed conv's dearer
-# than a matrix product's, an attention module runs ~10 kernels; notes §20). Tables measured
-# before called them conv and linear.
+# 1-D convs, transposed convs, nn.MultiheadAttention and windowed pools are kinds of their
+# own, timed by the kind sweep: priced by a 2-D conv's, a linear layer's and an elementwise
+# layer's functions they were off by -99 to +347 % per pass (notes §20); the native-path kinds
+# split from conv, conv1d and conv_transpose. Tables measured before called them by these
+# families.
 KIND_FAMILY = {"depthwise_large": "depthwise", "conv1d": "conv", "conv_transpose": "linear",
                "mha": "linear", "maxpool": "elementwise", "avgpool": "elementwise",
                "conv_native": "conv", "conv1d_native": "conv",

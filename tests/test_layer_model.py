@@ -900,3 +900,14 @@ def test_a_conv_is_priced_on_the_kernels_pytorch_picks_for_its_batch_and_input()
     four = lm.kind_seconds(kinds, "conv_native", "forward", 1000, 100, 0, 4)
     assert one == pytest.approx(2 * (1e-6 + 1e-6 + 1e-5))
     assert four == pytest.approx(4 * (1e-6 + 1e-6) + 1e-5)
+
+
+def test_a_run_described_before_a_kind_was_timed_still_predicts():
+    """A table written before the sweep timed attention modules names them as a stand-in
+    ("mha"): its runs still price, without that note."""
+    model = fit_layer_model([synthetic_table("a", 1.0), synthetic_table("b", 1.2)])
+    run = run_description(tiny_net(), "all", (1, 3, 4, 4), iterations=2, samples=4)
+    run["stand_ins"] = {"mha": 1, "conv_1d_3d": 2}
+    notes = lm.predict_phases(run, model)["time_model_notes"]
+    assert "no table times it: 2 Conv3d, priced as a 2-D conv" in notes
+    assert not any("mha" in n for n in notes)
