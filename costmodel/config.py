@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import SpecError
-from .graph import FREE_PARAM_KINDS, MAC_KINDS, NORM_KINDS, LayerGraph, OpNode
+from .graph import (FREE_PARAM_KINDS, MAC_KINDS, NORM_KINDS, PARAM_ACTIVATION_KINDS, LayerGraph,
+                    OpNode)
 from .options import CostOptions, PYTORCH
 from .rules import Grad
 from .transforms import attached_norms
@@ -69,7 +70,8 @@ def updatable_layers(graph: LayerGraph) -> list[OpNode]:
     return list(layers.values())
 
 
-_PARAM_HOLDING_KINDS = NORM_KINDS | FREE_PARAM_KINDS  # updatable when they hold parameters
+# Updatable when they hold parameters.
+_PARAM_HOLDING_KINDS = NORM_KINDS | FREE_PARAM_KINDS | PARAM_ACTIVATION_KINDS
 
 
 def mac_blocks(graph: LayerGraph) -> list[str]:

@@ -100,14 +100,10 @@ class FxGraphBuilder(GraphBuilder):
             attrs["param_names"] = param_names
             if count:
                 attrs["repeat_call"] = True  # shared weights: parameters counted once
-            if kind == "unknown" and any(True for _ in module.parameters()):
-                attrs["has_params"] = True
-            elif kind == "unknown":  # a torch.nn module without a rule (Mish, ELU …): derived
-                self.derive(name, module, args, kwargs, tensors)
             if kind == "rnn":
                 self.probes.append((name, call_module, [first_tensor(t) for t in tensors[:1]],
                                     module))
-            elif kind == "mha":
+            elif kind in ("mha", "rnn_cell"):
                 self._probe_module_call(name, module, args, kwargs, tensors, attrs)
         else:
             if node.target is getattr:

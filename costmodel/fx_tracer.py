@@ -64,13 +64,14 @@ class LeafTracer(fx.Tracer):
         self.scope = _Scope("", None)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        # Both answers depend on the module's class only (its MRO, forward, name, __module__):
-        # asked once per class per trace.
+        # The answer depends on the module's class only (its MRO, forward, name): asked
+        # once per class per trace. fx would take every torch.nn module for one operator;
+        # one without a rule is traced into, to what it calls (nn.TransformerEncoderLayer's
+        # layers, nn.RMSNorm's weight and F.rms_norm), as the hooks tracer does.
         cls = type(m)
         leaf = self._leaf_classes.get(cls)
         if leaf is None:
-            leaf = self._leaf_classes[cls] = bool(
-                self.registry.is_leaf(m) or super().is_leaf_module(m, module_qualified_name))
+            leaf = self._leaf_classes[cls] = self.registry.is_leaf(m)
         return leaf
 
     def call_module(self, m: nn.Module, forward, args, kwargs):

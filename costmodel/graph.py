@@ -19,14 +19,16 @@ from functools import cached_property
 
 # Kinds whose weights a training configuration can update ("layers" in the paper's sense are
 # the MAC layers; norm layers carry affine parameters too).
-MAC_KINDS = frozenset({"conv", "conv_transpose", "linear", "rnn", "mha"})
+MAC_KINDS = frozenset({"conv", "conv_transpose", "linear", "rnn", "rnn_cell", "mha"})
 # MAC layers holding several weight tensors, none of them the layer's output channels alone
-# (nn.MultiheadAttention, recurrent layers): updated all or nothing, never per channel.
-WHOLE_LAYER_KINDS = frozenset({"rnn", "mha"})
+# (nn.MultiheadAttention, recurrent layers and cells): updated all or nothing, never per channel.
+WHOLE_LAYER_KINDS = frozenset({"rnn", "rnn_cell", "mha"})
 NORM_KINDS = frozenset({"batchnorm", "layernorm", "groupnorm"})
 # Parameters used on their own (cls_token, pos_embed, layer-scale gamma) and lookup tables.
 FREE_PARAM_KINDS = frozenset({"parameter", "embedding"})
-PARAM_KINDS = MAC_KINDS | NORM_KINDS | FREE_PARAM_KINDS
+# Activations with a learned parameter (nn.PReLU's slopes): updatable, no MACs.
+PARAM_ACTIVATION_KINDS = frozenset({"prelu"})
+PARAM_KINDS = MAC_KINDS | NORM_KINDS | FREE_PARAM_KINDS | PARAM_ACTIVATION_KINDS
 
 
 class _computed_once:

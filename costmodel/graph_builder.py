@@ -172,8 +172,10 @@ class GraphBuilder:
 
     def _probe_module_call(self, name, module, args, kwargs, tensors, attrs) -> None:
         """nn.MultiheadAttention: its shapes, and what it keeps measured on the call as
-        made (q, k, v the same tensor or not, need_weights, masks)."""
-        attrs.update(mha_attrs(module, args, kwargs))
+        made (q, k, v the same tensor or not, need_weights, masks); a recurrent cell: what
+        it keeps with the state it was given."""
+        if isinstance(module, nn.MultiheadAttention):
+            attrs.update(mha_attrs(module, args, kwargs))
         distinct = list({id(t): t for t in tensors if isinstance(t, torch.Tensor)}.values())
         self.probes.append((name, lambda m, *leaves: substituted(m, args, kwargs, distinct)(
             *leaves), distinct, module))
@@ -245,8 +247,12 @@ class GraphBuilder:
 
     def finish(self, tracer_name: str, output_names) -> LayerGraph:
         for name, fn, tensors, module in self.probes:
-            self.nodes[name].attrs["measured_saved"] = measure_saved_remembered(fn, tensors,
-                                                                                module)
+            attrs = self.nodes[name].attrs
+            attrs["measured_saved"] = measure_saved_remembered(fn, tensors, module)
+            if module is not None:  # `ttplan train` runs modules in eval mode: dropout off
+                in_eval = measure_saved_remembered(fn, tensors, module, training=False)
+                if in_eval != attrs["measured_saved"]:
+                    attrs["measured_saved_eval"] = in_eval
         for name, derived in self.derived.items():
             if self.nodes[name].kind == "unknown":
                 self.nodes[name].kind = "derived"

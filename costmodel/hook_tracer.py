@@ -128,11 +128,11 @@ class _HookRecording:
             attrs["repeat_call"] = True  # shared weights: parameters counted once
         kind = builder.registry.module_kind(module)
         tensors = self.record(name, kind, type(module).__name__, path, path,
-                              (args, kwargs) if kind == "mha" else args, out,
+                              (args, kwargs) if kind in ("mha", "rnn_cell") else args, out,
                               module_params(module), attrs)
         if kind == "rnn":
             builder.probes.append((name, call_module, tensors[:1], module))
-        elif kind == "mha":
+        elif kind in ("mha", "rnn_cell"):
             builder._probe_module_call(name, module, args, kwargs, tensors, attrs)
 
     def function_call(self, func, args: tuple, kwargs: dict, out) -> None:

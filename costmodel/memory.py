@@ -58,13 +58,14 @@ class MemoryBreakdown:
 class _Storages:
     """Which buffer every tensor lives in, and how long each buffer lives in the forward pass."""
 
-    def __init__(self, graph: LayerGraph, convention: str, elem_bytes):
+    def __init__(self, graph: LayerGraph, convention: str, elem_bytes, training: bool = True):
         # The graph's nodes and length, not the graph: a graph keeps its storages (in
         # `derived`), and a reference back would make every traced graph a reference cycle,
         # freed only by the garbage collector's passes instead of when it is dropped.
         self.nodes = graph.nodes
         self.end = len(graph.order)
         self.rules = registry_of(graph)
+        self.training = training
         index = {name: i for i, name in enumerate(graph.order)}
         self.index = index
         end = len(graph.order)
@@ -106,8 +107,12 @@ class _Storages:
             return None
         if convention == "pytorch":
             src = node.attrs.get("aliases_input")
-            if src is None or node.kind in ("dropout", "drop_path") and drop_probability(node):
-                return None  # the pytorch convention trains: dropout writes a new tensor
+            if node.kind in ("dropout", "drop_path") and drop_probability(node):
+                # Dropout writes a new tensor in train mode; in eval mode (`ttplan train`'s
+                # modules) it returns its input, whatever the trace (in train mode) saw.
+                return None if self.training else self.of[node.inputs[0]]
+            if src is None:
+                return None
             return self.of[node.inputs[src]]
         if node.kind in VIEW_KINDS or node.kind == "contiguous" and \
                 node.attrs.get("aliases_input") is not None:
@@ -180,10 +185,12 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad],
     def elem_bytes(node):
         return act_bits / 8 if paper else node.dtype_bytes
 
-    key = ("storages", convention, act_bits)  # buffer lifetimes do not depend on the update
+    # Buffer lifetimes do not depend on the update; dropout's do on train/eval mode.
+    training = config.training_mode
+    key = ("storages", convention, act_bits, training)
     storages = graph.derived.get(key)
     if storages is None:
-        storages = graph.derived[key] = _Storages(graph, convention, elem_bytes)
+        storages = graph.derived[key] = _Storages(graph, convention, elem_bytes, training)
 
     # ---- weights, gradients, optimiser state --------------------------------------------
     weight_bytes_per = options.weight_bits / 8 if paper else FP32_BYTES

@@ -54,13 +54,13 @@ class ModelWalk:
 
 def module_params(module: nn.Module):
     """(weight, bias, other parameters) owned directly by `module`. A recurrent layer's
-    weight_ih/hh_l* count as its weight and its bias_* as its bias (flattened)."""
+    weight_ih/hh_l* count as its weight and its bias_* as its bias (flattened), a cell's too."""
     if isinstance(module, nn.MultiheadAttention):  # its out_proj is never called on its own
         slots = _mha_slots(module)
         return (_flat_meta(slots["weight"]), _flat_meta(slots["bias"]), slots["other"])
     own = dict(own_parameters(module))
     weight, bias = own.pop("weight", None), own.pop("bias", None)
-    if weight is None and isinstance(module, nn.RNNBase):
+    if weight is None and isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
         weights = [p for n, p in own.items() if n.startswith("weight")]
         biases = [p for n, p in own.items() if n.startswith("bias")]
         weight = torch.empty(sum(p.numel() for p in weights), device="meta") if weights else None
@@ -72,7 +72,7 @@ def module_params(module: nn.Module):
 def module_call_params(module: nn.Module, path: str) -> tuple:
     """(`module_params(module)`, `param_names_of(module, path)`) from one pass over the
     module's own parameters (both walked them, once per module call)."""
-    if isinstance(module, (nn.MultiheadAttention, nn.RNNBase)):
+    if isinstance(module, (nn.MultiheadAttention, nn.RNNBase, nn.RNNCellBase)):
         return module_params(module), param_names_of(module, path)
     weight = bias = None
     others, weights, biases = [], [], []

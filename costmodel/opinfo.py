@@ -195,17 +195,19 @@ def einsum_index_sizes(equation: str, operands) -> dict[str, int]:
     return sizes
 
 
-def measure_saved(fn, inputs: list[torch.Tensor], module: nn.Module | None = None) -> dict:
+def measure_saved(fn, inputs: list[torch.Tensor], module: nn.Module | None = None,
+                  training: bool = True) -> dict:
     """What `fn(*inputs)` keeps for backward in each situation, measured once while tracing.
 
     Returns {key: [(source, bytes)]}: key (`measured_key`) is "w"/"-" (module weights need a
     gradient), "b"/"-" (biases), then "x"/"-" per input (one flag for all inputs of a module,
     whose node has one input); source is an input's index, "out", or "new" (a
     fresh storage of `bytes`). Parameters are left out, as in the memory model. `module`
-    (whose parameters `fn` uses) is copied and put in training mode for the measurement.
+    (whose parameters `fn` uses) is copied and put in training mode for the measurement, or
+    in eval mode when `training` is False (dropout off: another attention path, no masks).
     """
     if module is not None:
-        module = copy.deepcopy(module).train()
+        module = copy.deepcopy(module).train(training)
     params = dict(module.named_parameters()) if module is not None else {}
     has_weight = any("weight" in n for n in params)
     has_bias = any("bias" in n for n in params)
@@ -228,8 +230,9 @@ def measure_saved(fn, inputs: list[torch.Tensor], module: nn.Module | None = Non
     return table
 
 
-def measure_saved_remembered(fn, inputs: list[torch.Tensor], module: nn.Module | None) -> dict:
-    """`measure_saved(fn, inputs, module)`, measured once per process for each configuration
+def measure_saved_remembered(fn, inputs: list[torch.Tensor], module: nn.Module | None,
+                             training: bool = True) -> dict:
+    """`measure_saved(fn, inputs, module, training)`, measured once per process for each configuration
     of the calls whose saved set only their configuration decides:
     * torch's own recurrent layers (nn.RNN/LSTM/GRU: class, sizes, flags, parameter and input
       shapes, dtypes and strides, the kernels' settings): oneDNN's workspace, up to seven
@@ -241,12 +244,13 @@ def measure_saved_remembered(fn, inputs: list[torch.Tensor], module: nn.Module |
     key = _recurrent_key(fn, inputs, module) if module is not None else \
         _einsum_key(fn, inputs)
     if key is None:
-        return measure_saved(fn, inputs, module)
+        return measure_saved(fn, inputs, module, training)
+    key = key + (training,)
     table = _REMEMBERED_SAVED.get(key)
     if table is None:
         if len(_REMEMBERED_SAVED) >= 512:
             _REMEMBERED_SAVED.clear()
-        table = _REMEMBERED_SAVED[key] = measure_saved(fn, inputs, module)
+        table = _REMEMBERED_SAVED[key] = measure_saved(fn, inputs, module, training)
     return {situation: list(saved) for situation, saved in table.items()}
 
 

@@ -119,7 +119,7 @@ def cost_kind(node) -> str:
         return "conv_transpose_native" if runs_native(node) else "conv_transpose"
     if node.kind == "mha":
         return node.kind
-    if node.kind in ("linear", "sdpa", "matmul", "bmm"):
+    if node.kind in ("linear", "sdpa", "matmul", "bmm", "rnn_cell"):
         return "linear"
     if node.kind in POOL_KINDS:
         return node.kind

@@ -173,8 +173,12 @@ def _first_updated(graph, model: nn.Module, trainable: dict):
         return "all"
     modules = dict(model.named_modules())
     for node in graph.ops():
-        if node.module in owners:
-            return modules[node.module]
+        # A parameter read on its own (nn.RMSNorm's weight in F.rms_norm) is read inside
+        # the module that owns it.
+        module = node.module.rpartition(".")[0] if node.kind == "parameter" and node.module \
+            else node.module
+        if module in owners:
+            return modules[module] if module else "all"
     return "all"  # updated parameters used outside a traced module call: no prefix
 
 

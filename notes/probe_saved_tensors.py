@@ -464,9 +464,30 @@ def construct_ops() -> None:
         nn.MultiheadAttention(8, 2, batch_first=True), False), x)
 
 
+def torch_nn_ops() -> None:
+    """Stock torch.nn modules: nn.PReLU, nn.MultiheadAttention with dropout in train and in
+    eval mode (`ttplan train` runs modules in eval mode), nn.RMSNorm (traced into
+    F.rms_norm)."""
+    torch.manual_seed(0)
+    print(f"Measured with torch {torch.__version__}, CPU.")
+    print("\n## nn.PReLU(8) on x 2x8x3x3 (576 B)")
+    weighted("nn.PReLU(8)", lambda: nn.PReLU(8), torch.randn(2, 8, 3, 3))
+    print("\n## nn.MultiheadAttention(8, 2, dropout=0.1, batch_first=True), x 2x5x8 (320 B)")
+    x = torch.randn(2, 5, 8)
+    for train in (True, False):
+        weighted(f"{'train' if train else 'eval'} mode, need_weights=False",
+                 lambda: SelfAttentionOutput(nn.MultiheadAttention(8, 2, dropout=0.1,
+                                                                   batch_first=True), False),
+                 x, train=train)
+    print("\n## nn.RMSNorm(4) on x 2x3x4 (96 B)")
+    weighted("nn.RMSNorm(4)", lambda: nn.RMSNorm(4), torch.randn(2, 3, 4))
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--library"]:
         library_ops()
+    elif sys.argv[1:] == ["--torch-nn"]:
+        torch_nn_ops()
     elif sys.argv[1:] == ["--constructs"]:
         construct_ops()
     else:

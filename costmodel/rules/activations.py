@@ -38,6 +38,23 @@ def paper_relu_mask(node, g):
     return [Saved(("extra", "mask"), math.ceil(node.in_numel(0) / 8))] if g.input(0) else []
 
 
+def _prelu_slope_grad(g) -> bool:
+    """Is PReLU's slope updated: the module's weight, or F.prelu's second operand."""
+    return g.weight or g.input(1)
+
+
+def pt_prelu(node, g):
+    # _prelu_kernel keeps its input and the slope (a parameter) for every gradient (2.13).
+    return [Saved(("in", 0), category="input" if _prelu_slope_grad(g) else "mask")]
+
+
+def paper_prelu(node, g):
+    """The slope's gradient needs the input; the input's alone a 1-bit sign mask."""
+    if _prelu_slope_grad(g):
+        return [Saved(("in", 0), category="input")]
+    return paper_relu_mask(node, g)
+
+
 def activation(saved_pytorch, saved_paper=paper_saves_input_for_its_gradient) -> Rule:
     return Rule(saved_pytorch=saved_pytorch, saved_paper=saved_paper, elementwise=True)
 
@@ -52,6 +69,9 @@ OPERATORS = (
              modules=(nn.Hardtanh,), functions=(F.hardtanh,), methods=("clamp", "clamp_")),
     Operator("leaky_relu", activation(pt_leaky_relu, paper_relu_mask),
              modules=(nn.LeakyReLU,), functions=(F.leaky_relu,)),
+    # A learned slope per channel (or one): updatable like a norm's scale.
+    Operator("prelu", activation(pt_prelu, paper_prelu), modules=(nn.PReLU,),
+             functions=(F.prelu,), methods=("prelu",)),
     Operator("hardswish", activation(pt_saves_input_copied_inplace),
              modules=(nn.Hardswish,), functions=(F.hardswish,)),
     Operator("hardsigmoid", activation(pt_saves_input),

@@ -81,8 +81,11 @@ def mac_layer_rule(forward_macs, saved_pytorch) -> Rule:
 
 def _measured(node, g, input_flags) -> list:
     """What autograd kept on the traced call in this situation: ``measured_saved`` is
-    {"wbx…": [(source, nbytes)]}, keyed by weight/bias/inputs needing gradients."""
-    table = node.attrs.get("measured_saved") or {}
+    {"wbx…": [(source, nbytes)]}, keyed by weight/bias/inputs needing gradients;
+    ``measured_saved_eval``, where a module keeps something else in eval mode (no dropout),
+    is read when the modules run in eval mode."""
+    table = (not g.training_mode and node.attrs.get("measured_saved_eval")) or \
+        node.attrs.get("measured_saved") or {}
     saved = []
     for source, nbytes in table.get(measured_key(g.weight, g.bias, input_flags), []):
         if source == "new":

@@ -1,8 +1,9 @@
-"""Recurrent layers: ``nn.LSTM``, ``nn.GRU``, ``nn.RNN``.
+"""Recurrent layers: ``nn.LSTM``, ``nn.GRU``, ``nn.RNN``, and their one-step cells.
 
 Forward MACs, per layer and direction: N·T·G·H·(I_l + H), the input and the hidden projection
 of every time step (G gates: 4 LSTM, 3 GRU, 1 RNN; I_l the layer's input size, H·directions
-above the first layer). Gate products and non-linearities are other ops.
+above the first layer). Gate products and non-linearities are other ops. A cell
+(``nn.LSTMCell`` …) is one step of one layer: N·G·H·(I + H), N times its weights' size.
 """
 
 from __future__ import annotations
@@ -78,7 +79,54 @@ def paper_rnn(node, g):
     return [layer_input(g), Saved(("extra", "gates"), kept)]
 
 
+# ---- one step: nn.LSTMCell, nn.GRUCell, nn.RNNCell ----------------------------------------
+
+def _cell_sizes(node: OpNode) -> tuple[int, int, int, int]:
+    """(rows N, gates G, input size I, hidden size H); G from the weights, G·H·(I + H)."""
+    x = node.in_shapes[0]
+    hidden, size_in = int(node.attrs.get("hidden_size", 0)), int(x[-1])
+    gates = node.weight_numel // max(hidden * (size_in + hidden), 1)
+    return prod(x[:-1]), gates, size_in, hidden
+
+
+def cell_macs(node: OpNode) -> int:
+    rows, gates, size_in, hidden = _cell_sizes(node)
+    return rows * gates * hidden * (size_in + hidden)
+
+
+def cell_input_grads(node: OpNode, g: Grad) -> int:
+    """dx through W_ih when the input needs it, dh through W_hh when the state does."""
+    rows, gates, size_in, hidden = _cell_sizes(node)
+    state = any(g.input(i) for i in range(1, len(node.inputs)))
+    return rows * gates * hidden * (size_in * int(g.input(0)) + hidden * int(state))
+
+
+def cell_weight_grads(node: OpNode, g: Grad) -> int:
+    return cell_macs(node) if g.weight else 0
+
+
+def cell_other_ops(node: OpNode) -> int:
+    rows, gates, _, hidden = _cell_sizes(node)
+    return rows * (gates + 3) * hidden
+
+
+def paper_cell(node, g):
+    """The input and the state (both weights' gradients read them) and the gate values."""
+    if not g.any:
+        return []
+    rows, gates, _, hidden = _cell_sizes(node)
+    kept = [layer_input(g)] + [Saved(("in", 1), category="input" if g.weight else "mask")
+                               for _ in node.inputs[1:2]]
+    return kept + [Saved(("extra", "gates"), rows * (gates + 1) * hidden * node.dtype_bytes)]
+
+
 OPERATORS = (
+    # What the fused cell kernel keeps is measured per situation on the real call.
+    Operator("rnn_cell", Rule(cell_macs, cell_other_ops, pt_measured_module, paper_cell,
+                              mac_layer=True, backward_input_macs=cell_input_grads,
+                              backward_weight_macs=cell_weight_grads,
+                              backward_other_ops=bias_grad_ops),
+             modules=(nn.LSTMCell, nn.GRUCell, nn.RNNCell)),
     # What it keeps (oneDNN's workspace) is measured per situation on the real call.
     Operator("rnn", Rule(rnn_macs, rnn_other_ops, pt_measured_module, paper_rnn,
                          mac_layer=True, backward_input_macs=rnn_input_grads,
