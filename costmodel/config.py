@@ -197,6 +197,8 @@ def trainable_param_count(node: OpNode, grad: Grad) -> int:
     count = 0
     if grad.weight:
         count += round(node.weight_numel * grad.weight_fraction)
+        if "weight" in node.attrs.get("parametrized", ()):  # weight_norm's g beside v
+            count += node.other_param_numel
     if grad.bias:
         count += node.bias_numel
     return count

@@ -250,7 +250,9 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad],
 def _whole_tensors_updated(node, grad: Grad) -> int:
     if node.attrs.get("repeat_call"):
         return 0
-    return (node.weight_numel if grad.weight else 0) + (node.bias_numel if grad.bias else 0)
+    originals = node.other_param_numel if "weight" in node.attrs.get("parametrized", ()) else 0
+    return ((node.weight_numel + originals) if grad.weight else 0) + \
+        (node.bias_numel if grad.bias else 0)
 
 
 def _pytorch_activation_peak(graph, grads, storages: _Storages, kept, extras,

@@ -60,6 +60,17 @@ def module_params(module: nn.Module):
         return (_flat_meta(slots["weight"]), _flat_meta(slots["bias"]), slots["other"])
     own = dict(own_parameters(module))
     weight, bias = own.pop("weight", None), own.pop("bias", None)
+    for name in _parametrized(module):  # weight_norm, spectral_norm: computed each call
+        computed = torch.empty(getattr(module, name).shape, device="meta")
+        if name == "weight":
+            weight = computed
+        elif name == "bias":
+            bias = computed
+        # the originals it is computed from (weight_norm's g and v) are the parameters
+        beyond = sum(p.numel() for p in module.parametrizations[name].parameters()) \
+            - computed.numel()
+        if beyond > 0:
+            own[f"{name}_originals"] = torch.empty(beyond, device="meta")
     if weight is None and isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
         weights = [p for n, p in own.items() if n.startswith("weight")]
         biases = [p for n, p in own.items() if n.startswith("bias")]
@@ -72,7 +83,8 @@ def module_params(module: nn.Module):
 def module_call_params(module: nn.Module, path: str) -> tuple:
     """(`module_params(module)`, `param_names_of(module, path)`) from one pass over the
     module's own parameters (both walked them, once per module call)."""
-    if isinstance(module, (nn.MultiheadAttention, nn.RNNBase, nn.RNNCellBase)):
+    if isinstance(module, (nn.MultiheadAttention, nn.RNNBase, nn.RNNCellBase)) or \
+            _parametrized(module):
         return module_params(module), param_names_of(module, path)
     weight = bias = None
     others, weights, biases = [], [], []
@@ -135,7 +147,19 @@ def param_names_of(module: nn.Module, path: str) -> dict:
         slot = "weight" if n.startswith("weight") else "bias" if n.startswith("bias") else None
         if slot:
             names[slot].append(f"{path}.{n}" if path else n)
+    for slot in _parametrized(module):  # trained through the parametrization's originals
+        if slot in names:
+            prefix = f"{path}.parametrizations.{slot}" if path else f"parametrizations.{slot}"
+            names[slot] += [f"{prefix}.{n}" for n, _ in
+                            module.parametrizations[slot].named_parameters()]
     return names
+
+
+def _parametrized(module: nn.Module) -> list[str]:
+    """The tensors of `module` computed by torch.nn.utils.parametrize (weight_norm,
+    spectral_norm, orthogonal): their names, in order; [] for a plain module."""
+    found = getattr(module, "parametrizations", None)
+    return list(found.keys()) if isinstance(found, nn.ModuleDict) else []
 
 
 # Module attributes kept as node attributes (the cost rules read them).
@@ -143,7 +167,7 @@ _MODULE_ATTRS = ("groups", "stride", "kernel_size", "padding", "dilation", "in_c
                  "out_channels", "in_features", "out_features", "num_features", "affine",
                  "inplace", "p", "output_size", "num_groups", "track_running_stats",
                  "normalized_shape", "drop_prob", "hidden_size", "num_layers",
-                 "bidirectional", "batch_first", "approximate")
+                 "bidirectional", "batch_first", "approximate", "padding_mode")
 _ATTR_SET = frozenset(_MODULE_ATTRS)
 _ATTR_ORDER = {key: i for i, key in enumerate(_MODULE_ATTRS)}
 
@@ -153,6 +177,11 @@ def module_attrs(module: nn.Module) -> dict:
     for key in _present_attrs(module):
         value = getattr(module, key)
         attrs[key] = list(value) if isinstance(value, tuple) else value
+    if attrs.get("padding_mode") == "zeros":  # the default: graphs of such convs unchanged
+        del attrs["padding_mode"]
+    parametrized = _parametrized(module)
+    if parametrized:
+        attrs["parametrized"] = parametrized
     return attrs
 
 

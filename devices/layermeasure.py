@@ -27,6 +27,7 @@ from .layermodel import augmented_elements
 from .layertable import busy_warning, machine_load, measure_layers, speed_reference, time_call
 from .grid import GridRuns
 from .runner import train_flat
+from .stepreference import measure_step_reference
 
 
 TABLE_RUNS = GridRuns(iterations=2)
@@ -95,6 +96,7 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
         _run_round(model, name, input_shape, cells, runs, repeats_of, say)
     layers = median_rows(timed)
     augment = _augment_cost(input_shape, runs.samples, repeats)
+    step_reference = measure_step_reference(runs.samples, runs.seed, max(1, run_repeats))
     forward_overhead = [_forward_overhead(forwards, layers, name)
                         for forwards in zip(*whole_forwards)]
     for b in batch_sizes:
@@ -146,7 +148,7 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
             "clock": "process CPU time (time.process_time), wall time beside it",
             "layers": layers, "runs": table_runs, "warnings": warnings,
             **({"augment": augment} if augment else {}),
-            "forward_overhead": forward_overhead}
+            "forward_overhead": forward_overhead, "step_reference": step_reference}
 
 
 def _time_layers(module, name, input_shape, batch_sizes, sweep: bool,

@@ -50,9 +50,10 @@ from scipy.optimize import nnls
 
 from ttplan.costmodel.rules import registry_of
 
-from .layertable import (COST_KINDS, MAC_COST_KINDS, PASSES, POOL_KINDS, RECURRENT_KINDS,
-                         STAND_INS, WHOLE_BACKWARD_KINDS, cost_kind, forward_work_count,
-                         gate_steps, pass_elements, priced_kind, weight_elements)
+from .layertable import (ACTIVATION_KINDS, COST_KINDS, MAC_COST_KINDS, PASSES, POOL_KINDS,
+                         RECURRENT_KINDS, STAND_INS, WHOLE_BACKWARD_KINDS, cost_kind,
+                         forward_work_count, gate_steps, pass_elements, priced_kind,
+                         weight_elements)
 
 # The cost kinds devices.sparse serves (2-D convs and linear layers); any other layer updated
 # on some channels keeps the dense, masked gradient: its whole weight gradient is computed.
@@ -62,7 +63,8 @@ FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
             "view": "elementwise", "depthwise_large": "depthwise", "lstm": "linear",
             "rnn": "linear", "conv1d": "conv", "conv_transpose": "conv", "mha": "linear",
             "maxpool": "elementwise", "avgpool": "elementwise", "conv_native": "conv",
-            "conv1d_native": "conv1d", "conv_transpose_native": "conv_transpose"}
+            "conv1d_native": "conv1d", "conv_transpose_native": "conv_transpose",
+            **dict.fromkeys(ACTIVATION_KINDS, "elementwise")}
 # A bias gradient is a per-channel sum of the output's gradient: for a kind whose tables time
 # no biased layer (the zoo's convs have none), a conv's, then a norm's shift's — the same
 # reduction — never 0.
@@ -72,10 +74,13 @@ BIAS_FALLBACK = {"pointwise": "conv", "depthwise": "conv", "depthwise_large": "c
                  "conv_transpose_native": "conv_transpose", "elementwise": "norm"}
 # Per pass, before FALLBACK. A parameter that scales a tensor elementwise (a layer scale, a
 # free parameter multiplied in) has a norm's scale's gradient: the same reduction.
-PASS_FALLBACK = {"bias_grad": BIAS_FALLBACK, "weight_grad": {"elementwise": "norm"}}
+PASS_FALLBACK = {"bias_grad": BIAS_FALLBACK, "weight_grad": {"elementwise": "norm",
+                                                            "prelu": "norm"}}
 # The layers' own seconds count as measured (no free scale); the glue adds what a layer alone
 # does not pay — a forward operator call inside a model (`op_s`: the containers' and blocks'
-# Python around it), a step (`step_s`: loss, optimiser call, data), a tensor update — and once
+# Python around it), a training step (`step_s`: the loss and its backward, the autograd
+# engine's start, the optimiser call, data; measured on a one-Linear model where the tables
+# have it, devices.stepreference), a tensor update — and once
 # per run the first call of each operator (kernel selection, allocations); it takes off what
 # the separately timed gradients of one layer double count (`shared_grad_s`, per gradient of a
 # layer beyond its first: PyTorch computes them in one backward call, whose fixed cost each
@@ -332,8 +337,11 @@ def fit_kinds(rows: list[dict]) -> dict:
             if pass_name == "sparse_weight_grad" and kind in MAC_COST_KINDS \
                     and kind not in SPARSE_COST_KINDS:
                 continue  # the sparse backward does not serve it: never run (layer_passes)
-            if kind in POOL_KINDS and pass_name not in ("forward", "input_grad"):
+            parameter_free = kind in POOL_KINDS or kind in ACTIVATION_KINDS and kind != "prelu"
+            if parameter_free and pass_name not in ("forward", "input_grad"):
                 continue  # no parameters
+            if kind == "prelu" and pass_name in ("bias_grad", "sparse_weight_grad"):
+                continue  # its slopes only, never per channel
             mine = [r for r in rows if r["kind"] == kind and r["pass"] == pass_name
                     and r["cpu_s"] > 0]
             use_macs = kind in MAC_COST_KINDS and pass_name != "bias_grad"
@@ -405,12 +413,14 @@ def augmented_elements(sample_shape) -> int:
 
 
 def glue_features(run: dict) -> list[float]:
-    """The runs' column of each GLUE_TERMS term: steps; shared gradients per step (negative:
-    taken off); updated tensors per step; the step's operator calls once per run; forward
-    operator calls (each step's forward and the prototypes' forward of as many batches);
-    image elements the run augments (iterations x samples x `augmented_elements`)."""
+    """The runs' column of each GLUE_TERMS term: training steps (a run that updates nothing
+    runs no backward and no optimiser: none); shared gradients per step (negative: taken
+    off); updated tensors per step; the step's operator calls once per run; forward operator
+    calls (each step's forward and the prototypes' forward of as many batches); image
+    elements the run augments (iterations x samples x `augmented_elements`)."""
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
-    return [float(steps), -float(steps * shared_gradients(run.get("layer_passes"))),
+    training = steps if run["updated_tensors"] else 0
+    return [float(training), -float(steps * shared_gradients(run.get("layer_passes"))),
             float(steps * run["updated_tensors"]), calls(run["step_work"]),
             2.0 * steps * calls(run["forward_work"]),
             float(run["iterations"] * run["samples"]

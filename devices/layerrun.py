@@ -90,8 +90,8 @@ class _Attention(torch.nn.Module):
 def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
     """Generic layers of the kinds a MobileNet-like zoo does not have (dense k x k
     convolutions, some with a bias, 1-D and transposed convolutions, max and average pools,
-    linear layers, attention products and nn.MultiheadAttention, LayerNorm, GELU, LSTM, GRU
-    and RNN), at a fixed grid of shapes chosen as common sizes, not from any model: (label,
+    linear layers, attention products and nn.MultiheadAttention, LayerNorm, GELU, SiLU,
+    sigmoid, tanh, PReLU, LSTM, GRU and RNN), at a fixed grid of shapes chosen as common sizes, not from any model: (label,
     module, per-sample input shape)."""
     nn = torch.nn
     out = []
@@ -136,6 +136,13 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
         out.append((f"linear {tokens}x{fin}-{fout}", nn.Linear(fin, fout), (tokens, fin)))
         out.append((f"layernorm {tokens}x{fin}", nn.LayerNorm(fin), (tokens, fin)))
         out.append((f"gelu {tokens}x{fout}", nn.GELU(), (tokens, fout)))
+    # activations far from an add's cost per element (layertable.ACTIVATION_KINDS), at a
+    # conv's map and a transformer's tokens; PReLU per channel and with one slope
+    for label, act in (("silu", nn.SiLU()), ("sigmoid", nn.Sigmoid()), ("tanh", nn.Tanh())):
+        for shape in ((32, 28, 28), (64, 14, 14), (196, 128)):
+            out.append((f"{label} {'x'.join(map(str, shape))}", act, shape))
+    for channels, shape in ((32, (32, 28, 28)), (64, (64, 14, 14)), (1, (16, 56, 56))):
+        out.append((f"prelu{channels} {'x'.join(map(str, shape))}", nn.PReLU(channels), shape))
     for heads, tokens, dim in ((2, 64, 32), (4, 196, 32), (4, 49, 64), (8, 16, 16)):
         out.append((f"attention {heads}x{tokens}x{dim}", _Attention(heads, tokens, dim),
                     (3 * heads * tokens * dim,)))
@@ -207,6 +214,28 @@ def measured_op_s(tables: list[dict]) -> float | None:
         if seen:
             per_table.append(statistics.median(seen))
     return max(0.0, statistics.median(per_table)) if per_table else None
+
+
+def measured_step_terms(tables: list[dict], op_s: float | None) -> dict:
+    """{step_s, tensor_update_s} from the tables' `step_reference` (devices.stepreference):
+    the reference model's train CPU time per step (the difference of its two run lengths)
+    beyond its layers timed alone, its forward operators' op_s and its tensors' updates; the
+    medians over the tables, at least 0. Empty when no table measured it (tables written
+    before: both are then fitted from the runs)."""
+    steps, updates = [], []
+    for t in tables:
+        ref = t.get("step_reference")
+        if not ref:
+            continue
+        (short, long), (short_s, long_s) = ref["iterations"], ref["train_cpu_s"]
+        per_step = (long_s - short_s) / ((long - short) * ref["samples"])
+        beyond = per_step - ref["layers_step_cpu_s"] - ref["tensors"] * ref["update_cpu_s"] \
+            - 2 * ref["forward_operators"] * (op_s or 0.0)
+        steps.append(max(0.0, beyond))
+        updates.append(ref["update_cpu_s"])
+    if not steps:
+        return {}
+    return {"step_s": statistics.median(steps), "tensor_update_s": statistics.median(updates)}
 
 
 def measured_augment_element_s(tables: list[dict]) -> float | None:
@@ -294,6 +323,11 @@ def _fit(tables: list[dict]) -> dict:
                                   ("augment_element_s", measured_augment_element_s(tables)))
                 if v is not None}
     op_s = measured.get("op_s")
+    # The runner's own cost per step and per updated tensor, measured on a model of next to
+    # no layers: the zoo's runs cannot tell them from their layers' per-call costs and a fit
+    # gave both 0 s, most of a step of a small model (notes §21).
+    step_terms = measured_step_terms(tables, op_s)
+    measured.update(step_terms)
     glue = lm.fit_glue(runs, kinds, measured=measured or None)
     undetermined = glue.pop("undetermined", [])  # the glue stays numbers; the notes say it
     notes = [f"{k}: {v['why']}; {lm.priced_as(lm.priced_by(kinds, *k.split('/')))}"
@@ -304,6 +338,12 @@ def _fit(tables: list[dict]) -> dict:
         notes.append(f"op_s measured in the tables (a model's whole forward against its layers "
                      f"alone): {1e6 * op_s:.2f} us per forward operator, used as measured "
                      "(not fitted)")
+    if step_terms:
+        notes.append(f"step_s and tensor_update_s measured in the tables (a one-Linear model's "
+                     f"training step beyond its layer, the optimiser on a small tensor): "
+                     f"{1e6 * step_terms['step_s']:.1f} us per step, "
+                     f"{1e6 * step_terms['tensor_update_s']:.2f} us per updated tensor, used "
+                     "as measured (not fitted)")
     if "augment_element_s" in measured:
         notes.append(f"augment_element_s measured in the tables (the runner's augmentation of "
                      f"their image samples): {1e9 * measured['augment_element_s']:.2f} ns per "

@@ -40,10 +40,17 @@ from ttplan.costmodel.rules.attention import mha_sizes
 from ttplan.costmodel.rules.recurrent import RNN_GATES
 
 PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_grad")
+# Activations whose time per element is far from an add's or a ReLU's (one thread here, per
+# element forward / input gradient: ReLU, add 0.15 / 0.3-0.5 ns; SiLU, GELU, sigmoid ~0.4 /
+# 0.5-1.2; tanh 2.9 / 0.35; PReLU 0.15 / 6.7, its slopes' gradient a reduction per channel;
+# notes §21): each a kind of its own, timed by the kind sweep. Tables measured before price
+# them as elementwise (KIND_FAMILY, FALLBACK). A derived activation (ELU, Mish, Softplus: no
+# rule, priced from its call) stays elementwise.
+ACTIVATION_KINDS = ("gelu", "silu", "sigmoid", "tanh", "prelu")
 SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
 COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_large", "conv1d",
               "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "mha", "lstm",
-              "rnn", "maxpool", "avgpool", "norm", "elementwise", "view")
+              "rnn", "maxpool", "avgpool", "norm", "elementwise", "view") + ACTIVATION_KINDS
 # Kinds whose function has a term per MAC; a pool's "MACs" are its window taps (the cost
 # model's forward_other_ops: output elements x window). A padded 3 x 3 max pool took ~2.8 ns
 # per tap here, 100x what an elementwise layer of its size is priced at (notes §20).
@@ -95,7 +102,8 @@ LARGE_KERNEL_AREA = 9
 KIND_FAMILY = {"depthwise_large": "depthwise", "conv1d": "conv", "conv_transpose": "linear",
                "mha": "linear", "maxpool": "elementwise", "avgpool": "elementwise",
                "conv_native": "conv", "conv1d_native": "conv",
-               "conv_transpose_native": "linear"}
+               "conv_transpose_native": "linear",
+               **dict.fromkeys(ACTIVATION_KINDS, "elementwise")}
 VIEW_KINDS = frozenset({"reshape", "identity", "getitem", "split", "flatten", "dropout",
                         "parameter", "cat"})
 _FUNCTIONS = {"add": torch.add, "mul": torch.mul,
@@ -127,6 +135,8 @@ def cost_kind(node) -> str:
         return "norm"
     if node.kind in VIEW_KINDS:
         return "view"
+    if node.kind in ACTIVATION_KINDS:
+        return node.kind
     return "elementwise"
 
 

@@ -258,7 +258,8 @@ def test_a_run_measured_faster_than_its_layers_does_not_zero_the_glue():
     step_s = 0.5 * lm.run_layer_seconds(runs[0], kinds)["train"] / runs[0]["steps"]
     for run in runs:
         layers = lm.run_layer_seconds(run, kinds)["train"]
-        run["measured"] = {"train_cpu_s": layers + step_s * run.pop("steps")}
+        training = run.pop("steps") if run["updated_tensors"] else 0  # none: no backward
+        run["measured"] = {"train_cpu_s": layers + step_s * training}
     assert lm.fit_glue(runs, kinds)["step_s"] == pytest.approx(step_s, rel=1e-6)
     runs[1]["measured"]["train_cpu_s"] = 0.99 * lm.run_layer_seconds(runs[1], kinds)["train"]
     fitted = lm.fit_glue(runs, kinds)
@@ -325,7 +326,10 @@ def test_a_glue_term_the_runs_cannot_tell_from_the_others_is_left_out_and_said()
         run["measured"] = {"train_cpu_s": lm.run_layer_seconds(run, kinds)["train"]
                            + lm.glue_seconds(run, truth)}
     fitted = lm.fit_glue(runs, kinds)
-    assert fitted["undetermined"] == ["augment_element_s"]  # runs of one length: see the test below
+    # runs of one length: see the test below; tensor_update_s: a step of these runs updates
+    # tensors in proportion to what the other columns say (the training steps, the shared
+    # gradients), so it cannot be told from them (measured in real tables: stepreference)
+    assert fitted["undetermined"] == ["tensor_update_s", "augment_element_s"]
     for term in ("step_s", "op_s", "shared_grad_s"):
         assert fitted[term] == pytest.approx(truth[term], rel=1e-6, abs=1e-12)
 
@@ -355,7 +359,7 @@ def test_the_per_sample_term_needs_runs_of_two_lengths():
     one = lm.fit_glue(runs_of((2,)), kinds)
     assert "augment_element_s" in one["undetermined"] and one["augment_element_s"] == 0.0
     two = lm.fit_glue(runs_of((2, 6)), kinds)
-    assert two["undetermined"] == []
+    assert two["undetermined"] == ["tensor_update_s"]  # as in the test above
     for term in ("step_s", "op_s", "shared_grad_s", "first_call_s", "augment_element_s"):
         assert two[term] == pytest.approx(truth[term], rel=1e-6, abs=1e-12)
 
@@ -454,6 +458,7 @@ def test_unsteady_runs_name_a_wide_spread_or_a_contradiction_and_rounds_are_adde
     monkeypatch.setattr(layermeasure, "_run_round", fake_round)
     monkeypatch.setattr(layermeasure, "measure_layers", lambda *a, **k: [])
     monkeypatch.setattr(layermeasure, "_forward_overhead", lambda *a, **k: {})
+    monkeypatch.setattr(layermeasure, "measure_step_reference", lambda *a: {})
     monkeypatch.setattr(layermeasure, "_run_summary", lambda *a: (
         {}, {"train_cpu_s": 1.0, "repeats": [1.0], "spread": 0.0}))
     layermeasure.measure_table(tiny_net(), input_shape=(1, 3, 4, 4), sweep=False,
@@ -486,6 +491,7 @@ def test_layer_timings_run_in_passes_between_the_rounds_of_whole_runs(monkeypatc
 
     monkeypatch.setattr(layermeasure, "_run_round", fake_round)
     monkeypatch.setattr(layermeasure, "measure_layers", fake_layers)
+    monkeypatch.setattr(layermeasure, "measure_step_reference", lambda *a: {"samples": 25})
     monkeypatch.setattr(layermeasure, "_run_summary", lambda *a: (
         {}, {"train_cpu_s": 1.0, "repeats": [1.0], "spread": 0.0}))
     table = layermeasure.measure_table(
@@ -501,6 +507,39 @@ def test_layer_timings_run_in_passes_between_the_rounds_of_whole_runs(monkeypatc
     augment = table["augment"]
     assert augment["elements"] == 3 * 4 * 4 and augment["samples"] == 25
     assert augment["cpu_s"] > 0
+
+
+def test_the_step_terms_measured_in_the_tables_are_used_not_fitted():
+    """step_s: the reference model's train CPU per step (two lengths apart) beyond its
+    layers, its tensors' updates and its forward operators' op_s; tensor_update_s as timed."""
+    from ttplan.devices.layerrun import measured_step_terms
+
+    def table(long_s, update_s):
+        # 2 and 6 iterations of 8 samples at batch 1: 32 steps apart
+        return {"step_reference": {"samples": 8, "iterations": [2, 6],
+                                   "train_cpu_s": [0.01, long_s],
+                                   "layers_step_cpu_s": 40e-6, "forward_operators": 1,
+                                   "tensors": 2, "update_cpu_s": update_s}}
+
+    op_s = 5e-6
+    # (0.01 + 32 * 250 us - 0.01) / 32 = 250 us per step; - 40 - 2 * 3 - 2 * 5 = 194 us
+    a, b = table(0.01 + 32 * 250e-6, 3e-6), table(0.01 + 32 * 300e-6, 5e-6)
+    terms = measured_step_terms([a, b, {}], op_s)  # {}: a table written before
+    assert terms["step_s"] == pytest.approx(((250 - 56) + (300 - 60)) / 2 * 1e-6)
+    assert terms["tensor_update_s"] == pytest.approx(4e-6)
+    assert measured_step_terms([{}], op_s) == {}
+    # a step measured below its layers (a machine that sped up): 0, never negative
+    assert measured_step_terms([table(0.01, 3e-6)], op_s)["step_s"] == 0.0
+
+
+def test_the_step_reference_is_measured_on_the_runner():
+    from ttplan.devices.stepreference import measure_step_reference
+
+    ref = measure_step_reference(samples=4, seed=0, repeats=1)
+    assert ref["iterations"] == [2, 6] and ref["samples"] == 4
+    assert ref["tensors"] == 2 and ref["forward_operators"] == 1
+    assert ref["layers_step_cpu_s"] > 0 and ref["update_cpu_s"] > 0
+    assert all(t > 0 for t in ref["train_cpu_s"])
 
 
 def test_the_augmentation_measured_in_the_tables_is_used_not_fitted():
@@ -846,10 +885,32 @@ def test_the_kind_sweep_times_every_layer_kind_a_model_may_bring():
                 kinds.add(cost_kind(node))
                 if node.kind == "conv" and getattr(layer, "bias", None) is not None:
                     biased.add(cost_kind(node))
-    # the zoo's tables time the pointwise and depthwise kinds and the norms
-    assert set(COST_KINDS) - kinds <= {"pointwise", "depthwise", "depthwise_large", "norm"}
+    # the zoo's tables time the pointwise and depthwise kinds, the norms and the elementwise
+    # layers (ReLU6, adds); the sweep every activation kind, PReLU's slopes too
+    assert set(COST_KINDS) - kinds <= {"pointwise", "depthwise", "depthwise_large", "norm",
+                                       "elementwise"}
+    assert {"gelu", "silu", "sigmoid", "tanh", "prelu"} <= kinds
     assert {"conv", "conv_native", "conv1d", "conv1d_native"} <= biased  # bias gradients
     assert {"conv_transpose", "conv_transpose_native"} <= kinds
+
+
+def test_activations_are_kinds_of_their_own_and_tables_before_price_them_as_elementwise():
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layertable import cost_kind
+
+    net = nn.Sequential(nn.Linear(4, 8), nn.SiLU(), nn.Tanh(), nn.PReLU(), nn.ELU(),
+                        nn.ReLU(), nn.GELU(), nn.Sigmoid())
+    kinds = [cost_kind(n) for n in trace(net, (2, 4)).ops()]
+    # ELU has no rule: derived from its call, priced as elementwise
+    assert kinds == ["linear", "silu", "tanh", "prelu", "elementwise", "elementwise", "gelu",
+                     "sigmoid"]
+    # a calibration without these kinds prices them as elementwise; PReLU's slopes as a
+    # norm's scale (the same per-channel reduction)
+    elementwise = {"element_s": 1e-9, "call_s": 1e-6, "identified": True}
+    kinds_fitted = {"elementwise/forward": elementwise, "elementwise/input_grad": elementwise,
+                    "norm/weight_grad": dict(elementwise, call_s=2e-6)}
+    assert lm.priced_by(kinds_fitted, "silu", "forward") == "elementwise/forward"
+    assert lm.priced_by(kinds_fitted, "prelu", "weight_grad") == "norm/weight_grad"
 
 
 def test_a_windowed_pool_is_priced_per_window_tap_a_global_one_as_elementwise():

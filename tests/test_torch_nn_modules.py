@@ -185,3 +185,33 @@ def test_the_runner_turns_gradients_on_where_a_free_parameter_is_read():
     # Only the norm's weight and the head train: gradients must be on inside `norm`.
     first = _first_updated(graph, model, {"norm.weight": None, "out.weight": None})
     assert first is model.norm
+
+
+def _padded_and_normed():
+    torch.manual_seed(0)
+    weight_norm = nn.utils.parametrizations.weight_norm
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect"), nn.ReLU(),
+                         weight_norm(nn.Conv2d(8, 8, 3, padding=1)), nn.ReLU(),
+                         nn.Conv2d(8, 8, 3, padding="same", padding_mode="circular"),
+                         nn.Flatten(), weight_norm(nn.Linear(8 * 64, 16)), nn.ReLU(),
+                         nn.Linear(16, 3))
+
+
+@pytest.mark.parametrize("update", ["all", "bias-only", "last-layers:1", "last-layers:2",
+                                    "last-layers:3"])
+def test_padding_modes_and_weight_norm_saved_bytes_match_autograd(update):
+    # reflect / circular padding: the conv keeps the padded copy (2x3x10x10), not its input;
+    # weight_norm: the weight computed at every call is a tensor of its own, kept
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    predicted, measured = _predicted_and_measured(_padded_and_normed(), x, update)
+    assert predicted == measured
+
+
+def test_weight_norm_trains_its_originals():
+    model = _padded_and_normed()
+    p = ttplan.profile(model, (2, 3, 8, 8), options={"convention": "pytorch"})
+    total = sum(q.numel() for q in model.parameters())
+    assert p.totals["params"] == p.totals["trainable_params"] == total
+    assert p.memory.gradient_bytes == 4 * total
+    assert p.totals["forward_macs"] == 2 * 8 * 64 * (3 * 9 + 8 * 9 + 8 * 9) + 2 * 512 * 16 \
+        + 2 * 16 * 3

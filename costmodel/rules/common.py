@@ -60,6 +60,19 @@ def paper_saves_input_for_its_gradient(node, g):
     return [Saved(("in", 0))] if g.input(0) else []
 
 
+def computed_weight(node, g, kept: bool) -> list:
+    """A weight computed at every call (torch.nn.utils.parametrizations.weight_norm): the
+    layer keeps it, when `kept`, as a tensor of its own, not a parameter; weight_norm keeps
+    its norm per output channel when its originals train (measured on 2.13, notes)."""
+    if "weight" not in node.attrs.get("parametrized", ()):
+        return []
+    out = [Saved(("extra", "computed_weight"), node.weight_numel * node.dtype_bytes)] \
+        if kept else []
+    if g.weight and node.weight_shape:
+        out.append(Saved(("extra", "weight_norm"), int(node.weight_shape[0]) * node.dtype_bytes))
+    return out
+
+
 def layer_input(g: Grad) -> Saved:
     """A layer's input kept for all its gradients: B4 (input) when its weights are updated,
     else B3 (what the input gradient needs)."""

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..graph import OpNode
-from .common import mac_layer_rule, prod
+from .common import computed_weight, mac_layer_rule, prod
 from .rule import Operator, Saved
 
 
@@ -25,9 +25,35 @@ def conv_transpose_macs(node: OpNode) -> int:
     return node.in_numel(0) * prod(node.weight_shape[1:])
 
 
+def padded_input_numel(node: OpNode) -> int:
+    """Elements of the input after the module pads it itself (``padding_mode`` reflect,
+    replicate, circular: ``F.pad`` then a conv with no padding); 0 for zero padding."""
+    a = node.attrs
+    if a.get("padding_mode", "zeros") == "zeros" or not node.in_shapes:
+        return 0
+    shape = list(node.in_shapes[0])
+    spatial = len(node.weight_shape) - 2
+    padding, dilation = a.get("padding", 0), a.get("dilation", [1] * spatial)
+    for i in range(spatial):
+        if padding == "same":
+            total = int(dilation[i]) * (int(node.weight_shape[2 + i]) - 1)
+        elif padding == "valid":
+            total = 0
+        else:
+            total = 2 * int(padding[i] if isinstance(padding, (list, tuple)) else padding)
+        shape[len(shape) - spatial + i] += total
+    return prod(shape)
+
+
 def pt_conv(node, g):
-    # ConvolutionBackward0 saves input and weight together, whatever requires grad.
-    return [Saved(("in", 0), category="input")]
+    # ConvolutionBackward0 saves input and weight together, whatever requires grad; a conv
+    # that pads with another mode saves the padded copy instead of its input.
+    padded = padded_input_numel(node)
+    weight = computed_weight(node, g, kept=True)  # the conv keeps its weight in every case
+    if padded:
+        return [Saved(("extra", "padded_input"), padded * node.dtype_bytes,
+                      category="input")] + weight
+    return [Saved(("in", 0), category="input")] + weight
 
 
 OPERATORS = (

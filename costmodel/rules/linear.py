@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..graph import OpNode
-from .common import mac_layer_rule
+from .common import computed_weight, mac_layer_rule
 from .rule import Operator, Saved
 
 
@@ -18,11 +18,14 @@ def linear_macs(node: OpNode) -> int:
 def pt_linear(node, g):
     """addmm/mm keep the input only to form the weight gradient: the input itself, or the
     contiguous copy made when flattening its leading dimensions is not a view."""
+    # a computed weight (weight_norm) is a tensor of its own, kept for the input's gradient
+    weight = computed_weight(node, g, kept=g.input(0))
     if not g.weight:
-        return []
+        return weight
     if not node.attrs.get("input_flattens_as_view", True):
-        return [Saved(("extra", "contiguous_input"), node.in_numel(0) * node.dtype_bytes, "input")]
-    return [Saved(("in", 0), category="input")]
+        return [Saved(("extra", "contiguous_input"), node.in_numel(0) * node.dtype_bytes,
+                      "input")] + weight
+    return [Saved(("in", 0), category="input")] + weight
 
 
 OPERATORS = (

@@ -1,0 +1,82 @@
+"""The runner's own cost per training step, measured on a model whose layers cost next to
+nothing, for a layer table (`layermeasure.measure_table`, `step_reference`).
+
+A step of `ttplan train` pays, beside its layers: the ProtoNet loss and its backward, the
+autograd engine's start, the loop's indexing, and the optimiser's update and zeroing of every
+updated tensor. On the zoo's models (50-100 layers, each step 10-40 ms) a fit of the whole
+runs cannot tell these from the layers' own per-call costs and gave them 0 s; on a model of a
+few small layers they are most of a step (a one-Linear model: 0.30 ms per step measured,
+0.07 ms predicted; notes/device_time_model.md §21). So they are measured:
+
+* the reference model (one Linear(16, 8)) trained at two lengths, batch 1, `update="all"`:
+  the difference per step leaves out what a run pays once (first calls, tracing);
+* its layers' step timed alone (forward twice: the step's and the prototypes'; weight and
+  bias gradients), which the step's remainder is taken beyond;
+* the optimiser's update and zeroing of one small tensor (16 tensors timed together).
+
+`layerrun.measured_step_terms` turns the record into step_s and tensor_update_s.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+from torch import nn
+
+from ttplan.costmodel.options import PYTORCH
+from ttplan.costmodel.profile import EVAL_MODE, profile
+from ttplan.costmodel.trace import trace
+
+from .layertable import measure_layers, time_call
+from .runner import train_flat
+from .trainloop import _make_optimizer
+
+FEATURES = 16
+ITERATIONS = (2, 6)  # two run lengths: their difference per step
+UPDATE_TENSORS = 16
+
+
+def _reference_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(FEATURES, 8))
+
+
+def measure_step_reference(samples: int, seed: int, repeats: int) -> dict:
+    """{samples, iterations, train_cpu_s, layers_step_cpu_s, forward_operators, tensors,
+    update_cpu_s}: the module docstring's three measurements (medians of `repeats`)."""
+    shape = (1, FEATURES)
+    train_cpu = []
+    for iterations in ITERATIONS:
+        seen = [train_flat({"model": _reference_model(), "model_name": "step-reference",
+                            "update": "all", "synthetic": True, "samples": samples,
+                            "seed": seed, "input_shape": list(shape), "holdout": 0.0,
+                            "iterations": iterations, "batch_size": 1}
+                           ).measured["cpu_phases"]["train_s"] for _ in range(repeats)]
+        train_cpu.append(statistics.median(seen))
+    model = _reference_model()
+    graph = trace(model, shape, "step-reference")
+    full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
+                                            tracing=EVAL_MODE, options=PYTORCH).evaluation.rows}
+    rows = measure_layers(model, graph, full, repeats=repeats, model_name="step-reference")
+    layers = sum(r["cpu_s"] * (2 if r["pass"] == "forward" else 1) for r in rows
+                 if r["pass"] in ("forward", "weight_grad", "bias_grad"))
+    return {"samples": int(samples), "iterations": list(ITERATIONS), "train_cpu_s": train_cpu,
+            "layers_step_cpu_s": layers, "forward_operators": len(list(graph.ops())),
+            "tensors": sum(1 for _ in model.parameters()),
+            "update_cpu_s": _update_seconds(repeats)}
+
+
+def _update_seconds(repeats: int) -> float:
+    """The runner's optimiser step and zero_grad(set_to_none=True), per small tensor."""
+    params = [torch.zeros(64, requires_grad=True) for _ in range(UPDATE_TENSORS)]
+    grads = [torch.ones(64) for _ in params]
+    optimizer = _make_optimizer(params, "sgd", 0.01)
+
+    def step():
+        for p, g in zip(params, grads):
+            p.grad = g
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return time_call(step, repeats=repeats, min_repeat_s=0.01)["cpu_s"] / UPDATE_TENSORS
