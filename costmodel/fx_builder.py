@@ -100,6 +100,8 @@ class FxGraphBuilder(GraphBuilder):
             attrs["param_names"] = param_names
             if count:
                 attrs["repeat_call"] = True  # shared weights: parameters counted once
+            if kind == "unknown":  # a torch.nn module without a rule or parameters: derived
+                self.derive(name, module, args, kwargs, tensors)
             if kind == "rnn":
                 self.probes.append((name, call_module, [first_tensor(t) for t in tensors[:1]],
                                     module))

@@ -58,21 +58,25 @@ class LeafTracer(fx.Tracer):
         self.given_parameter_names = parameter_names  # {id: name} of `root`'s, if known
         self.given_named_modules = named_modules  # list(root.named_modules()), if known
         self._target_names: dict = {}  # node target -> fx's name for it (this trace)
-        self._leaf_classes: dict = {}  # module class -> is it a leaf (this trace)
+        self._leaf_classes: dict = {}  # class -> "rule", True (torch.nn, no rule) or False
         self._stack_copy = None  # the copy of `module_stack` the latest nodes share
         self.module_stack = _ModuleStack()
         self.scope = _Scope("", None)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        # The answer depends on the module's class only (its MRO, forward, name): asked
-        # once per class per trace. fx would take every torch.nn module for one operator;
-        # one without a rule is traced into, to what it calls (nn.TransformerEncoderLayer's
+        # The class decides (its MRO, forward, name, __module__): asked once per class per
+        # trace. fx takes every torch.nn module for one operator; one without a rule stays
+        # one (derived from its call: nn.ELU, nn.Mish) only when it holds no parameters and
+        # no modules; any other is traced into, to what it calls (nn.TransformerEncoderLayer's
         # layers, nn.RMSNorm's weight and F.rms_norm), as the hooks tracer does.
         cls = type(m)
         leaf = self._leaf_classes.get(cls)
         if leaf is None:
-            leaf = self._leaf_classes[cls] = self.registry.is_leaf(m)
-        return leaf
+            leaf = self._leaf_classes[cls] = "rule" if self.registry.is_leaf(m) else \
+                bool(super().is_leaf_module(m, module_qualified_name))
+        if leaf is True:  # a torch.nn module without a rule: this one's contents decide
+            return not m._modules and not any(p is not None for p in m._parameters.values())
+        return bool(leaf)
 
     def call_module(self, m: nn.Module, forward, args, kwargs):
         """fx's, without its per-call helper objects: the scope is set to the module and

@@ -115,7 +115,10 @@ def test_the_fx_tracer_makes_the_graph_a_plain_fx_tracer_makes():
 
     class PlainTracer(fx.Tracer):
         def is_leaf_module(self, m, qualified_name):
-            return REGISTRY.is_leaf(m)  # torch.nn modules without a rule are traced into
+            # a torch.nn module without a rule is one operator only without parameters or
+            # submodules (fx_tracer.LeafTracer.is_leaf_module)
+            return REGISTRY.is_leaf(m) or super().is_leaf_module(m, qualified_name) and \
+                not m._modules and not any(p is not None for p in m._parameters.values())
 
         def proxy(self, node):
             return _Proxy(node, self)
