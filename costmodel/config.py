@@ -190,15 +190,21 @@ def node_grads(graph: LayerGraph, config: TrainConfig) -> dict[str, Grad]:
     return grads
 
 
+def weight_parameters(node: OpNode) -> int:
+    """The parameters that train as the node's weight: the weight, or for a weight computed at
+    every call (weight_norm) the originals it is computed from (g beside v)."""
+    if "weight" in node.attrs.get("parametrized", ()):
+        return node.weight_numel + node.other_param_numel
+    return node.weight_numel
+
+
 def trainable_param_count(node: OpNode, grad: Grad) -> int:
     """Parameters of `node` the configuration updates (selected channels only)."""
     if node.attrs.get("repeat_call"):
         return 0  # a shared module's parameters are counted at its first call
     count = 0
     if grad.weight:
-        count += round(node.weight_numel * grad.weight_fraction)
-        if "weight" in node.attrs.get("parametrized", ()):  # weight_norm's g beside v
-            count += node.other_param_numel
+        count += round(weight_parameters(node) * grad.weight_fraction)
     if grad.bias:
         count += node.bias_numel
     return count

@@ -13,8 +13,8 @@ import torch.fx as fx
 import torch.nn as nn
 
 from .graph import LayerGraph
-from .graph_builder import (GraphBuilder, RecordingFailed, call_module, first_tensor, flat,
-                            holds_tensor, run_forward)
+from .graph_builder import (WHOLE_CALL_PROBED_KINDS, GraphBuilder, RecordingFailed,
+                            call_module, first_tensor, flat, holds_tensor, run_forward)
 from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS, function_name
 from .module_calls import module_attrs, module_call_params
 from .opinfo import is_param_slot
@@ -105,7 +105,7 @@ class FxGraphBuilder(GraphBuilder):
             if kind == "rnn":
                 self.probes.append((name, call_module, [first_tensor(t) for t in tensors[:1]],
                                     module))
-            elif kind in ("mha", "rnn_cell"):
+            elif kind in WHOLE_CALL_PROBED_KINDS:
                 self._probe_module_call(name, module, args, kwargs, tensors, attrs)
         else:
             if node.target is getattr:

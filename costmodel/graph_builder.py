@@ -51,6 +51,11 @@ class RecordingFailed(Exception):
         self.original = original
 
 
+# Module calls whose saved set is measured on the call as made, with all its tensor
+# arguments (nn.MultiheadAttention's q, k, v and masks; a recurrent cell's state).
+WHOLE_CALL_PROBED_KINDS = frozenset({"mha", "rnn_cell"})
+
+
 class GraphBuilder:
     """What both tracing paths share: turning a recorded call into an `OpNode`."""
 

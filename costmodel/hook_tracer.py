@@ -15,7 +15,8 @@ import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
 from .graph import LayerGraph
-from .graph_builder import GraphBuilder, call_module, flat, holds_tensor, run_forward
+from .graph_builder import (WHOLE_CALL_PROBED_KINDS, GraphBuilder, call_module, flat,
+                            holds_tensor, run_forward)
 from .kinds import INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS
 from .module_calls import module_attrs, module_params, param_names_of
 from .opinfo import functional_params
@@ -128,11 +129,11 @@ class _HookRecording:
             attrs["repeat_call"] = True  # shared weights: parameters counted once
         kind = builder.registry.module_kind(module)
         tensors = self.record(name, kind, type(module).__name__, path, path,
-                              (args, kwargs) if kind in ("mha", "rnn_cell") else args, out,
+                              (args, kwargs) if kind in WHOLE_CALL_PROBED_KINDS else args, out,
                               module_params(module), attrs)
         if kind == "rnn":
             builder.probes.append((name, call_module, tensors[:1], module))
-        elif kind in ("mha", "rnn_cell"):
+        elif kind in WHOLE_CALL_PROBED_KINDS:
             builder._probe_module_call(name, module, args, kwargs, tensors, attrs)
 
     def function_call(self, func, args: tuple, kwargs: dict, out) -> None:

@@ -33,7 +33,7 @@ import math
 from itertools import accumulate
 from dataclasses import asdict, dataclass
 
-from .config import TrainConfig, trainable_param_count
+from .config import TrainConfig, trainable_param_count, weight_parameters
 from .graph import LayerGraph
 from .options import FP32_BYTES, CostOptions
 from .rules import VIEW_KINDS, Grad, drop_probability, registry_of
@@ -250,8 +250,7 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad],
 def _whole_tensors_updated(node, grad: Grad) -> int:
     if node.attrs.get("repeat_call"):
         return 0
-    originals = node.other_param_numel if "weight" in node.attrs.get("parametrized", ()) else 0
-    return ((node.weight_numel + originals) if grad.weight else 0) + \
+    return (weight_parameters(node) if grad.weight else 0) + \
         (node.bias_numel if grad.bias else 0)
 
 

@@ -50,9 +50,9 @@ from scipy.optimize import nnls
 
 from ttplan.costmodel.rules import registry_of
 
-from .layertable import (ACTIVATION_KINDS, COST_KINDS, MAC_COST_KINDS, PASSES, POOL_KINDS,
-                         RECURRENT_KINDS, STAND_INS, WHOLE_BACKWARD_KINDS, cost_kind,
-                         forward_work_count, gate_steps, pass_elements, priced_kind,
+from .layertable import (ACTIVATION_KINDS, COST_KINDS, MAC_COST_KINDS, PARAMETER_FREE_KINDS,
+                         PASSES, POOL_KINDS, RECURRENT_KINDS, STAND_INS, WHOLE_BACKWARD_KINDS,
+                         cost_kind, forward_work_count, gate_steps, pass_elements, priced_kind,
                          weight_elements)
 
 # The cost kinds devices.sparse serves (2-D convs and linear layers); any other layer updated
@@ -337,8 +337,7 @@ def fit_kinds(rows: list[dict]) -> dict:
             if pass_name == "sparse_weight_grad" and kind in MAC_COST_KINDS \
                     and kind not in SPARSE_COST_KINDS:
                 continue  # the sparse backward does not serve it: never run (layer_passes)
-            parameter_free = kind in POOL_KINDS or kind in ACTIVATION_KINDS and kind != "prelu"
-            if parameter_free and pass_name not in ("forward", "input_grad"):
+            if kind in PARAMETER_FREE_KINDS and pass_name not in ("forward", "input_grad"):
                 continue  # no parameters
             if kind == "prelu" and pass_name in ("bias_grad", "sparse_weight_grad"):
                 continue  # its slopes only, never per channel

@@ -75,6 +75,8 @@ NATIVE_AT_BATCH_1 = {"conv_native": "conv", "conv1d_native": "conv1d",
 # adaptive (global) pool is a reduction, priced as elementwise. A 1-D max pool is not in the
 # sweep: without gradients PyTorch runs it on a path ~10x faster than in training.
 POOL_KINDS = frozenset({"maxpool", "avgpool"})
+# Kinds with no parameters: timed and priced for their forward and input gradient only.
+PARAMETER_FREE_KINDS = POOL_KINDS | (frozenset(ACTIVATION_KINDS) - {"prelu"})
 # A recurrent layer's backward runs through every time step whichever gradient it is asked
 # for: its weight gradient alone costs about what its input gradient does, and a training step
 # runs them in one backward. So it is timed, and priced, as one backward pass: `weight_grad`
@@ -125,18 +127,14 @@ def cost_kind(node) -> str:
         return "lstm" if recurrent_gates(node) == 4 else "rnn"
     if node.kind == "conv_transpose":
         return "conv_transpose_native" if runs_native(node) else "conv_transpose"
-    if node.kind == "mha":
+    if node.kind == "mha" or node.kind in POOL_KINDS or node.kind in ACTIVATION_KINDS:
         return node.kind
     if node.kind in ("linear", "sdpa", "matmul", "bmm", "rnn_cell"):
         return "linear"
-    if node.kind in POOL_KINDS:
-        return node.kind
     if node.kind in NORM_KINDS:
         return "norm"
     if node.kind in VIEW_KINDS:
         return "view"
-    if node.kind in ACTIVATION_KINDS:
-        return node.kind
     return "elementwise"
 
 
