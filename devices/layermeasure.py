@@ -164,15 +164,26 @@ def _time_layers(module, name, input_shape, batch_sizes, sweep: bool,
         full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
                                                 tracing=EVAL_MODE,
                                                 options=PYTORCH).evaluation.rows}
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        # the whole forward before and after its layers, so that a machine whose speed moves
+        # while they are timed compares the layers with the forward at both ends (their
+        # difference is what layerrun.measured_forward_element_s takes as the excess)
+        wholes = [_whole_forward(module, x, repeats)]
         mine = measure_layers(module, graph, full, repeats=repeats, model_name=name)
         rows += mine
-        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            whole = time_call(lambda: module(x), repeats=repeats, min_repeat_s=0.02)
-        forwards.append({"batch_size": b, "forward_cpu_s": whole["cpu_s"],
+        wholes.append(_whole_forward(module, x, repeats))
+        forwards.append({"batch_size": b, "forward_cpu_s": statistics.mean(wholes),
                          "operators": len(list(graph.ops())),
                          "timed_operators": sum(r["pass"] == "forward" for r in mine)})
     return rows, forwards
+
+
+def _whole_forward(module, x, repeats: int) -> float:
+    """The model's forward without gradients, in eval mode as `train` runs it (BatchNorm on
+    its running statistics, as its layers are timed alone)."""
+    module.eval()
+    with torch.no_grad():
+        return time_call(lambda: module(x), repeats=repeats, min_repeat_s=0.02)["cpu_s"]
 
 
 def _augment_cost(input_shape, samples: int, repeats: int) -> dict | None:

@@ -93,9 +93,15 @@ PASS_FALLBACK = {"bias_grad": BIAS_FALLBACK, "weight_grad": {"elementwise": "nor
 # before measure_table's long runs have one: it is left out there, else it would carry a
 # per-run constant in disguise, notes §6, §13, §19). Calibrations written before it have a
 # per-sample `sample_s`, applied as it was (`glue_seconds`).
+# `forward_element_s` (per forward element of every step's and the prototypes' forward: a
+# layer inside a model reads what it did not just touch, which a layer timed alone on a warm
+# input does not pay; measured in the tables, layerrun.measured_forward_element_s) is never
+# fitted: tables without the whole forwards leave it 0 (notes §22).
 GLUE_TERMS = ("step_s", "shared_grad_s", "tensor_update_s", "first_call_s", "op_s",
-              "augment_element_s")
+              "augment_element_s", "forward_element_s")
 LENGTH_TERMS = frozenset({"augment_element_s"})  # determined only by runs of two lengths
+MEASURED_ONLY_TERMS = frozenset({"forward_element_s"})
+FITTED_TERMS = len(GLUE_TERMS) - len(MEASURED_ONLY_TERMS)  # at most: never more than rows
 MIN_ROWS_PER_TERM = 1  # never more free terms than rows
 
 
@@ -416,14 +422,21 @@ def glue_features(run: dict) -> list[float]:
     runs no backward and no optimiser: none); shared gradients per step (negative: taken
     off); updated tensors per step; the step's operator calls once per run; forward operator
     calls (each step's forward and the prototypes' forward of as many batches); image
-    elements the run augments (iterations x samples x `augmented_elements`)."""
+    elements the run augments (iterations x samples x `augmented_elements`); forward
+    elements (each step's forward and the prototypes')."""
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
     training = steps if run["updated_tensors"] else 0
     return [float(training), -float(steps * shared_gradients(run.get("layer_passes"))),
             float(steps * run["updated_tensors"]), calls(run["step_work"]),
             2.0 * steps * calls(run["forward_work"]),
             float(run["iterations"] * run["samples"]
-                  * augmented_elements(run.get("sample_shape") or ()))]
+                  * augmented_elements(run.get("sample_shape") or ())),
+            2.0 * run["iterations"] * run["samples"] * forward_elements(run["forward_work"])]
+
+
+def forward_elements(forward: dict) -> float:
+    """Elements of one sample's forward passes (work per sample, `work_of`)."""
+    return float(sum(w[1] for w in forward.values()))
 
 
 def fit_glue(runs: list[dict], kinds: dict, measured: dict | None = None) -> dict:
@@ -433,9 +446,10 @@ def fit_glue(runs: list[dict], kinds: dict, measured: dict | None = None) -> dic
     cannot tell from the ones before them (GLUE_TERMS order), fixed at 0."""
     measured = measured or {}
     usable = [r for r in runs if r["measured"]["train_cpu_s"] > 0]
-    if len(usable) < len(GLUE_TERMS):
+    if len(usable) < FITTED_TERMS:
         return {**dict.fromkeys(GLUE_TERMS, 0.0), **measured, "identified": False,
-                "undetermined": [t for t in GLUE_TERMS if t not in measured]}
+                "undetermined": [t for t in GLUE_TERMS
+                                 if t not in measured and t not in MEASURED_ONLY_TERMS]}
     matrix = np.array([glue_features(r) for r in usable])
     targets = np.array([r["measured"]["train_cpu_s"] for r in usable])
     layers = np.array([run_layer_seconds(r, kinds)["train"] for r in usable])
@@ -453,7 +467,7 @@ def fit_glue(runs: list[dict], kinds: dict, measured: dict | None = None) -> dic
     kept: list[int] = []
     one_length = len({r["iterations"] * r["samples"] for r in usable}) < 2
     for j in range(len(GLUE_TERMS)):  # a column in the span of those before: not determined
-        if GLUE_TERMS[j] in measured:
+        if GLUE_TERMS[j] in measured or GLUE_TERMS[j] in MEASURED_ONLY_TERMS:
             continue
         if one_length and GLUE_TERMS[j] in LENGTH_TERMS:
             continue  # with one run length its column is a per-run constant (notes §13)
@@ -466,7 +480,8 @@ def fit_glue(runs: list[dict], kinds: dict, measured: dict | None = None) -> dic
         values[GLUE_TERMS[j]] = float(v / scale[j])
     return {**values, "identified": True,
             "undetermined": [t for j, t in enumerate(GLUE_TERMS)
-                             if j not in kept and t not in measured]}
+                             if j not in kept and t not in measured
+                             and t not in MEASURED_ONLY_TERMS]}
 
 
 def glue_seconds(run: dict, glue: dict) -> float:
@@ -524,6 +539,8 @@ def predict_phases(run: dict, model: dict) -> dict:
         probe_calls = probe_steps * (calls(run["forward_work"]) + calls(run["probe_work"]))
         fisher = (layer["fisher"] + glue.get("call_s", 0.0) * probe_calls
                   + glue.get("op_s", 0.0) * 2 * probe_steps * calls(run["forward_work"])
+                  + glue.get("forward_element_s", 0.0) * 2 * run["samples"]
+                  * forward_elements(run["forward_work"])
                   + glue["step_s"] * probe_steps + glue["first_call_s"] * calls(run["probe_work"]))
     probes = bool(run.get("probe_work"))
     # a run described before a kind was timed may name a stand-in that is one no longer

@@ -203,17 +203,46 @@ def phase_mismatch(layer_reference_s, run_reference_s) -> float | None:
 
 
 def measured_op_s(tables: list[dict]) -> float | None:
-    """What a forward operator pays inside a model beyond itself timed alone, measured in the
-    tables (`forward_overhead`: the whole forward against its layers' sum, per operator): the
-    median over the tables of each table's median over its batch sizes, at least 0. None when
-    no table measured it (tables written before: op_s is then fitted from the runs)."""
+    """What a forward operator pays inside a model beyond itself timed alone, per call: 0 when
+    the tables measured their forwards' excess (`forward_overhead`), which follows the
+    elements (`measured_forward_element_s`); None when no table measured it (tables written
+    before: op_s is then fitted from the runs).
+
+    A zoo model's whole forward against its layers called once each, in order, on inputs of
+    their shapes, interleaved: within 0.6 us per operator at batch 1 (-0.3 to +0.6 us, three
+    models, two rounds) -- the containers' Python costs next to nothing. The excess over the
+    layers timed alone (each many times on the same warm input) is the sequence's: every
+    layer reads what it did not just touch, 0.10-0.21 ns per forward element at batch 1 and
+    at batch 4 alike. Priced per operator it was 3-4 us per operator at batch 1 and 8-11 at
+    batch 4, and the median over both, 12 us, gave a model of many small operators three
+    times what it pays (notes/device_time_model.md §22)."""
+    return 0.0 if any(_excess_rows(t) for t in tables) else None
+
+
+def measured_forward_element_s(tables: list[dict]) -> float | None:
+    """What a forward pass pays inside a model per element beyond its layers timed alone: per
+    table, its whole forwards' excess over its layers' sum (`forward_overhead`), summed over
+    its batch sizes, per forward element of those layers; the median over the tables, at
+    least 0 (`measured_op_s` says why). None when no table measured it."""
     per_table = []
     for t in tables:
-        seen = [(o["forward_cpu_s"] - o["layers_forward_cpu_s"]) / o["operators"]
-                for o in t.get("forward_overhead") or () if o.get("operators")]
-        if seen:
-            per_table.append(statistics.median(seen))
+        rows = _excess_rows(t)
+        elements = sum(_forward_elements(t, o["batch_size"]) for o in rows)
+        if rows and elements > 0:
+            excess = sum(o["forward_cpu_s"] - o["layers_forward_cpu_s"] for o in rows)
+            per_table.append(excess / elements)
     return max(0.0, statistics.median(per_table)) if per_table else None
+
+
+def _excess_rows(table: dict) -> list[dict]:
+    return [o for o in table.get("forward_overhead") or () if o.get("operators")]
+
+
+def _forward_elements(table: dict, batch: int) -> float:
+    """The elements of the forward passes the table timed of its model at `batch`."""
+    return float(sum(r["elements"] for r in table.get("layers") or ()
+                     if r["model"] == table.get("model") and r["pass"] == "forward"
+                     and r["batch_size"] == batch))
 
 
 def measured_step_terms(tables: list[dict], op_s: float | None) -> dict:
@@ -320,7 +349,8 @@ def _fit(tables: list[dict]) -> dict:
     # steps', so a fit shared the per-step costs out between them as the runs' noise fell
     # (1.15 ms per 96 x 96 sample against 0.13 ms timed, step_s 0; notes §19).
     measured = {k: v for k, v in (("op_s", measured_op_s(tables)),
-                                  ("augment_element_s", measured_augment_element_s(tables)))
+                                  ("augment_element_s", measured_augment_element_s(tables)),
+                                  ("forward_element_s", measured_forward_element_s(tables)))
                 if v is not None}
     op_s = measured.get("op_s")
     # The runner's own cost per step and per updated tensor, measured on a model of next to
@@ -333,11 +363,13 @@ def _fit(tables: list[dict]) -> dict:
     notes = [f"{k}: {v['why']}; {lm.priced_as(lm.priced_by(kinds, *k.split('/')))}"
              for k, v in kinds.items() if not v["identified"] and v["why"]]
     if not glue["identified"]:
-        notes.append(f"overheads not fitted: {len(runs)} run(s) for {len(lm.GLUE_TERMS)} terms")
-    if op_s is not None:
-        notes.append(f"op_s measured in the tables (a model's whole forward against its layers "
-                     f"alone): {1e6 * op_s:.2f} us per forward operator, used as measured "
-                     "(not fitted)")
+        notes.append(f"overheads not fitted: {len(runs)} run(s) for {lm.FITTED_TERMS} terms")
+    if "forward_element_s" in measured:
+        notes.append(f"forward_element_s measured in the tables (a model's whole forward "
+                     f"against its layers alone): "
+                     f"{1e9 * measured['forward_element_s']:.3f} ns per forward element, used "
+                     "as measured (not fitted); op_s 0 (the containers' Python: next to "
+                     "nothing, notes §22)")
     if step_terms:
         notes.append(f"step_s and tensor_update_s measured in the tables (a one-Linear model's "
                      f"training step beyond its layer, the optimiser on a small tensor): "

@@ -300,6 +300,11 @@ def test_gradients_one_backward_call_computes_together_are_counted_once_per_laye
     # op_s: per forward operator call, each step's and the prototypes' forward (6 + 6 ops)
     glue = dict(dict.fromkeys(lm.GLUE_TERMS, 0.0), op_s=1e-6)
     assert lm.glue_seconds(run, glue) == pytest.approx(8 * 2 * 6 * 1e-6)
+    # forward_element_s: per element (input + output) of both forwards of every sample:
+    # 3x16+8x16 + 4 x (8x16+8x16) + 8x16+4x16 = 1,392 per sample, 2 iterations x 4 samples
+    glue = dict(dict.fromkeys(lm.GLUE_TERMS, 0.0), forward_element_s=1e-9)
+    assert lm.glue_seconds(run, glue) == pytest.approx(2 * 4 * 2 * 1392 * 1e-9)
+    assert lm.glue_seconds(dict(run, batch_size=2), glue) == pytest.approx(2 * 4 * 2 * 1392e-9)
     # a calibration written before op_s: its per-call term over the step's calls
     assert lm.glue_seconds(run, {"call_s": 1e-6, "step_s": 0.0, "tensor_update_s": 0.0,
                                  "first_call_s": 0.0}) == pytest.approx(
@@ -365,17 +370,29 @@ def test_the_per_sample_term_needs_runs_of_two_lengths():
 
 
 def test_a_glue_term_measured_in_the_tables_is_fixed_not_fitted():
-    # op_s from the tables' forward_overhead (whole forward 1.3 ms against 1.0 ms of its
-    # layers over 100 operators: 3 us; the other table 5 us; median 4 us) is taken as
-    # measured; the other terms are fitted from what remains and recovered exactly.
-    from ttplan.devices.layerrun import measured_op_s
-    tables = [{"forward_overhead": [{"batch_size": 1, "forward_cpu_s": 1.3e-3,
-                                     "layers_forward_cpu_s": 1.0e-3, "operators": 100}]},
-              {"forward_overhead": [{"batch_size": 1, "forward_cpu_s": 1.5e-3,
-                                     "layers_forward_cpu_s": 1.0e-3, "operators": 100}]},
+    # The tables' forward_overhead: the whole forward's excess over its layers follows the
+    # elements (notes §22). Table 1: 0.3 ms at batch 1 and 0.9 ms at batch 4 over forward
+    # rows of 1e6 and 4e6 elements: 1.2 ms / 5e6 = 0.24 ns per element; table 2: 0.5 ms over
+    # 2e6 elements at batch 1 alone, 0.25 ns; median 0.245 ns. op_s: 0 where measured.
+    from ttplan.devices.layerrun import measured_forward_element_s, measured_op_s
+
+    def table(name, excess_and_elements):
+        rows, overhead = [], []
+        for batch, (excess_s, elements) in excess_and_elements.items():
+            rows += [{"model": name, "pass": "forward", "batch_size": batch,
+                      "elements": elements // 2}] * 2
+            rows.append({"model": name, "pass": "input_grad", "batch_size": batch,
+                         "elements": 10 ** 9})  # not a forward: not counted
+            overhead.append({"batch_size": batch, "forward_cpu_s": 1e-3 + excess_s,
+                             "layers_forward_cpu_s": 1e-3, "operators": 100})
+        return {"model": name, "layers": rows, "forward_overhead": overhead}
+
+    tables = [table("a", {1: (0.3e-3, 10 ** 6), 4: (0.9e-3, 4 * 10 ** 6)}),
+              table("b", {1: (0.5e-3, 2 * 10 ** 6)}),
               {}]  # a table written before: nothing measured
-    assert measured_op_s(tables) == pytest.approx(4e-6)
-    assert measured_op_s([{}]) is None
+    assert measured_forward_element_s(tables) == pytest.approx(0.245e-9)
+    assert measured_op_s(tables) == 0.0
+    assert measured_op_s([{}]) is None and measured_forward_element_s([{}]) is None
     kinds = lm.fit_kinds(synthetic_table("a", 1.0)["layers"])
     truth = dict(dict.fromkeys(lm.GLUE_TERMS, 0.0), step_s=2e-4, op_s=4e-6, shared_grad_s=1e-6)
     runs = []
