@@ -138,9 +138,13 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
         out.append((f"gelu {tokens}x{fout}", nn.GELU(), (tokens, fout)))
     # activations far from an add's cost per element (layertable.ACTIVATION_KINDS), at a
     # conv's map and a transformer's tokens; PReLU per channel and with one slope
-    for label, act in (("silu", nn.SiLU()), ("sigmoid", nn.Sigmoid()), ("tanh", nn.Tanh())):
+    for label, act in (("silu", nn.SiLU()), ("sigmoid", nn.Sigmoid()), ("tanh", nn.Tanh()),
+                       ("elu", nn.ELU()), ("mish", nn.Mish()), ("softplus", nn.Softplus())):
         for shape in ((32, 28, 28), (64, 14, 14), (196, 128)):
             out.append((f"{label} {'x'.join(map(str, shape))}", act, shape))
+    for shape in ((32, 28, 28), (64, 14, 14), (16, 56, 56)):  # without parameters: a leaf
+        out.append((f"instance_norm {'x'.join(map(str, shape))}", nn.InstanceNorm2d(shape[0]),
+                    shape))
     for channels, shape in ((32, (32, 28, 28)), (64, (64, 14, 14)), (1, (16, 56, 56))):
         out.append((f"prelu{channels} {'x'.join(map(str, shape))}", nn.PReLU(channels), shape))
     for heads, tokens, dim in ((2, 64, 32), (4, 196, 32), (4, 49, 64), (8, 16, 16)):

@@ -44,9 +44,16 @@ PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_gr
 # element forward / input gradient: ReLU, add 0.15 / 0.3-0.5 ns; SiLU, GELU, sigmoid ~0.4 /
 # 0.5-1.2; tanh 2.9 / 0.35; PReLU 0.15 / 6.7, its slopes' gradient a reduction per channel;
 # notes §21): each a kind of its own, timed by the kind sweep. Tables measured before price
-# them as elementwise (KIND_FAMILY, FALLBACK). A derived activation (ELU, Mish, Softplus: no
-# rule, priced from its call) stays elementwise.
-ACTIVATION_KINDS = ("gelu", "silu", "sigmoid", "tanh", "prelu")
+# them as elementwise (KIND_FAMILY, FALLBACK). Activations without a rule of the cost model
+# (priced from their own call: "derived") are kinds by their operator's name where they cost
+# far from an add (DERIVED_KINDS; per element forward / input gradient, batch 4 x 32 x 32 x
+# 32: ELU, SELU, CELU 0.9 / 0.4 ns, Softplus 1.1 / 0.4, Mish 3.2 / 3.6, InstanceNorm 1.45 /
+# 0.34, against an add's 0.09 / 0.09; notes §22); any other derived operator is elementwise.
+ACTIVATION_KINDS = ("gelu", "silu", "sigmoid", "tanh", "prelu", "elu", "mish", "softplus",
+                    "instance_norm")
+DERIVED_KINDS = {"elu": "elu", "selu": "elu", "celu": "elu", "mish": "mish",
+                 "softplus": "softplus", "instance_norm": "instance_norm",
+                 **{f"instancenorm{d}d": "instance_norm" for d in (1, 2, 3)}}
 SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
 COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_large", "conv1d",
               "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "mha", "lstm",
@@ -135,6 +142,8 @@ def cost_kind(node) -> str:
         return "norm"
     if node.kind in VIEW_KINDS:
         return "view"
+    if node.kind == "derived":  # a module's class name or a function's
+        return DERIVED_KINDS.get(str(node.op).lower(), "elementwise")
     return "elementwise"
 
 

@@ -918,15 +918,32 @@ def test_activations_are_kinds_of_their_own_and_tables_before_price_them_as_elem
     net = nn.Sequential(nn.Linear(4, 8), nn.SiLU(), nn.Tanh(), nn.PReLU(), nn.ELU(),
                         nn.ReLU(), nn.GELU(), nn.Sigmoid())
     kinds = [cost_kind(n) for n in trace(net, (2, 4)).ops()]
-    # ELU has no rule: derived from its call, priced as elementwise
-    assert kinds == ["linear", "silu", "tanh", "prelu", "elementwise", "elementwise", "gelu",
+    # ELU has no rule (derived from its call) but is a kind by its name; ReLU is elementwise
+    assert kinds == ["linear", "silu", "tanh", "prelu", "elu", "elementwise", "gelu",
                      "sigmoid"]
+    # derived operators by name, modules and functions alike: the ELU family, Mish,
+    # Softplus, InstanceNorm (affine: traced into, its function); any other elementwise
+    import torch.nn.functional as F
+
+    class Derived(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm, self.mish = nn.InstanceNorm2d(2, affine=True), nn.Mish()
+
+        def forward(self, x):
+            return torch.logit(F.softplus(F.selu(F.celu(self.mish(self.norm(x))))), 1e-3)
+
+    derived = {n.op: cost_kind(n) for n in trace(Derived(), (1, 2, 4, 4)).ops()
+               if n.kind == "derived"}
+    assert derived == {"instance_norm": "instance_norm", "mish": "mish", "celu": "elu",
+                       "selu": "elu", "softplus": "softplus", "logit": "elementwise"}
     # a calibration without these kinds prices them as elementwise; PReLU's slopes as a
     # norm's scale (the same per-channel reduction)
     elementwise = {"element_s": 1e-9, "call_s": 1e-6, "identified": True}
     kinds_fitted = {"elementwise/forward": elementwise, "elementwise/input_grad": elementwise,
                     "norm/weight_grad": dict(elementwise, call_s=2e-6)}
     assert lm.priced_by(kinds_fitted, "silu", "forward") == "elementwise/forward"
+    assert lm.priced_by(kinds_fitted, "mish", "input_grad") == "elementwise/input_grad"
     assert lm.priced_by(kinds_fitted, "prelu", "weight_grad") == "norm/weight_grad"
 
 
