@@ -27,7 +27,7 @@ from .layermodel import augmented_elements
 from .layertable import busy_warning, machine_load, measure_layers, speed_reference, time_call
 from .grid import GridRuns
 from .runner import train_flat
-from .stepreference import measure_step_reference
+from .stepreference import measure_step_reference, merged_step_reference
 
 
 TABLE_RUNS = GridRuns(iterations=2)
@@ -83,7 +83,7 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     # fitted from the runs would absorb (notes/device_time_model.md §19).
     passes = max(1, run_repeats - 1)
     per_pass = max(1, math.ceil(repeats / passes))
-    layer_references, timed, whole_forwards = [], [], []
+    layer_references, timed, whole_forwards, step_references = [], [], [], []
     for index in range(passes):
         _run_round(model, name, input_shape, cells, runs, repeats_of, say)
         layer_references.append(speed_reference())
@@ -91,12 +91,15 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
         timed.append(rows)
         whole_forwards.append(forwards)
         layer_references.append(speed_reference())
+        step_references.append(measure_step_reference(runs.samples, runs.seed,
+                                                      max(1, run_repeats)))
         say(f"{name}: layer pass {index + 1} of {passes}: {len(rows)} layer passes timed")
     if run_repeats > 1:
         _run_round(model, name, input_shape, cells, runs, repeats_of, say)
     layers = median_rows(timed)
     augment = _augment_cost(input_shape, runs.samples, repeats)
-    step_reference = measure_step_reference(runs.samples, runs.seed, max(1, run_repeats))
+    step_references.append(measure_step_reference(runs.samples, runs.seed, max(1, run_repeats)))
+    step_reference = merged_step_reference(step_references)
     forward_overhead = [_forward_overhead(forwards, layers, name)
                         for forwards in zip(*whole_forwards)]
     for b in batch_sizes:

@@ -80,3 +80,21 @@ def _update_seconds(repeats: int) -> float:
         optimizer.zero_grad(set_to_none=True)
 
     return time_call(step, repeats=repeats, min_repeat_s=0.01)["cpu_s"] / UPDATE_TENSORS
+
+
+def merged_step_reference(records: list[dict]) -> dict:
+    """One record of several measured at different times of a table (`measure_table` takes
+    one in each layer pass and one after): each run length's, the layers' and the update's
+    median. A run of 50-150 steps lasts 10-70 ms, which a shared machine's slow moment can
+    double: one record per table had two of three tables at 440-470 us per step against
+    200-270 (notes/device_time_model.md §22). Records without timings (tests) pass through."""
+    timed = [r for r in records if r.get("train_cpu_s")]
+    if not timed:
+        return records[-1] if records else {}
+    lengths = len(timed[0]["train_cpu_s"])
+    return dict(timed[0],
+                train_cpu_s=[statistics.median(r["train_cpu_s"][i] for r in timed)
+                             for i in range(lengths)],
+                layers_step_cpu_s=statistics.median(r["layers_step_cpu_s"] for r in timed),
+                update_cpu_s=statistics.median(r["update_cpu_s"] for r in timed),
+                records=len(timed))

@@ -559,6 +559,26 @@ def test_the_step_reference_is_measured_on_the_runner():
     assert all(t > 0 for t in ref["train_cpu_s"])
 
 
+def test_a_table_keeps_the_median_of_its_step_references():
+    # one record per layer pass and one after: each length's, the layers' and the update's
+    # median, so one slow moment of the machine does not decide step_s
+    from ttplan.devices.stepreference import merged_step_reference
+
+    def record(short_s, long_s, layers_s, update_s):
+        return {"samples": 8, "iterations": [2, 6], "train_cpu_s": [short_s, long_s],
+                "layers_step_cpu_s": layers_s, "forward_operators": 1, "tensors": 2,
+                "update_cpu_s": update_s}
+
+    merged = merged_step_reference([record(0.010, 0.018, 40e-6, 3e-6),
+                                    record(0.020, 0.060, 50e-6, 9e-6),  # a slow moment
+                                    record(0.011, 0.019, 30e-6, 2e-6)])
+    assert merged["train_cpu_s"] == [0.011, 0.019]
+    assert merged["layers_step_cpu_s"] == 40e-6 and merged["update_cpu_s"] == 3e-6
+    assert merged["records"] == 3 and merged["iterations"] == [2, 6]
+    assert merged_step_reference([{}, {"samples": 25}]) == {"samples": 25}  # nothing timed
+    assert merged_step_reference([]) == {}
+
+
 def test_the_augmentation_measured_in_the_tables_is_used_not_fitted():
     from ttplan.devices.layerrun import measured_augment_element_s
 
