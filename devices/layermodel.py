@@ -524,7 +524,12 @@ def predict_phases(run: dict, model: dict) -> dict:
     if table is not None and table.get("anchors"):
         from .owntable import anchor_ratio, measured_update, trains_weights
 
-        anchored = anchor_ratio(table["anchors"], run["batch_size"], share, trains_weights(run))
+        if table.get("anchored", True):  # False: its runs saw another speed (layerrun)
+            anchored = anchor_ratio(table["anchors"], run["batch_size"], share,
+                                    trains_weights(run))
+        else:
+            own_notes.append("not anchored on the table's whole runs: they ran at another "
+                             "speed of the machine than its layers were timed at")
         measured_as = measured_update(table["anchors"], run["batch_size"], share,
                                       trains_weights(run))
     if anchored is not None:

@@ -401,7 +401,8 @@ def _fit(tables: list[dict]) -> dict:
         if mismatch is not None and abs(mismatch) > PHASE_MISMATCH:
             notes.append(f"{t['model']}: the speed reference took {100 * mismatch:+.0f} % in the "
                          "table's runs against its layer timings (the machine's speed moved "
-                         "between them): the overheads absorb it; measure the table again")
+                         "between them): the overheads absorb it, its own model is priced from "
+                         "its layers without its runs' factor; measure the table again")
     notes += [f"{t['model']}: {n}" for t in tables for n in out_of_order(t["runs"])]
     with_energy = [r for r in runs if r["measured"].get("energy_j")]
     power_w = (sum(r["measured"]["energy_j"] for r in with_energy)
@@ -415,12 +416,21 @@ def _fit(tables: list[dict]) -> dict:
              "timing_resolution": timing_resolution(runs),
              "models": sorted({t["model"] for t in tables}), "notes": notes, "own_tables": []}
     # a model whose table this is is priced from it (devices.owntable), anchored on the
-    # table's own whole runs (their factor measured / predicted by the fit above)
+    # table's own whole runs (their factor measured / predicted by the fit above) unless they
+    # ran at another speed of the machine than its layers were timed at: the factor would then
+    # carry the machine's speed, not the model's (a table whose runs' speed reference took
+    # +18 % put mcunet-5fps's last-blocks:2 at 1.60x its layers' price, +47 % of what it ran
+    # minutes later, against -7.7 % unanchored; notes/device_time_model.md §22)
     for t in sorted(tables, key=lambda t: t["model"]):
         if t.get("input_shape") and t.get("batch_sizes"):
             entry = own_table(t)
             entry["anchors"] = anchors(t["runs"], entry,
                                        lambda r: lm.own_train_seconds(r, entry, model)[:2])
+            machine = t.get("machine", {})
+            mismatch = phase_mismatch(machine.get("layer_reference_s"),
+                                      machine.get("run_reference_s"))
+            if mismatch is not None and abs(mismatch) > PHASE_MISMATCH:
+                entry["anchored"] = False
             model["own_tables"].append(entry)
     return model
 

@@ -181,6 +181,24 @@ def test_an_own_run_is_predicted_at_what_it_measured_and_others_between_their_fa
     assert lm.predict_phases(other, model)["time_model"] == "per-layer, per-kind fit"
 
 
+def test_a_table_whose_runs_saw_another_speed_than_its_layers_is_not_anchored_on_them():
+    # its speed reference took +20 % in the runs (over PHASE_MISMATCH): the runs' factor
+    # would carry the machine's speed; the model is priced from its layers and the glue, and
+    # a configuration it ran is still known as measured
+    net = tiny_net()
+    moved = dict(own_model_table(net), machine={"layer_reference_s": 1e-3,
+                                                "run_reference_s": 1.2e-3})
+    model = fit_layer_model([moved, synthetic_table("b", 1.0)])
+    table = next(t for t in model["own_tables"] if t["model"] == "tiny")
+    assert table["anchored"] is False and table["anchors"]
+    run = run_description(net, "all", SHAPE, iterations=2, samples=4)
+    got = lm.predict_phases(run, model)
+    assert got["train_s"] == pytest.approx(lm.own_train_seconds(run, table, model)[0])
+    assert got["measured_as"] == "all"
+    assert "not anchored on the table's whole runs: they ran at another speed of the machine " \
+        "than its layers were timed at" in got["time_model_notes"]
+
+
 def test_the_anchor_factor_is_interpolated_in_the_backward_share_at_the_nearest_batch():
     from ttplan.devices.owntable import anchor_ratio
     import math
