@@ -278,7 +278,8 @@ def test_a_table_whose_runs_and_layers_saw_different_speeds_is_noted():
     notes = fit_layer_model([steady, moved])["notes"]
     assert [n for n in notes if "speed reference" in n] == [
         "b: the speed reference took -20 % in the table's runs against its layer timings (the "
-        "machine's speed moved between them): the overheads absorb it; measure the table again"]
+        "machine's speed moved between them): the overheads absorb it, its own model is priced "
+        "from its layers without its runs' factor; measure the table again"]
 
 
 def test_gradients_one_backward_call_computes_together_are_counted_once_per_layer():
