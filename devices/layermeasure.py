@@ -84,6 +84,7 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
     passes = max(1, run_repeats - 1)
     per_pass = max(1, math.ceil(repeats / passes))
     layer_references, timed, whole_forwards, step_references = [], [], [], []
+    step_repeats = max(1, run_repeats)  # the step reference: once per pass and once after
     for index in range(passes):
         _run_round(model, name, input_shape, cells, runs, repeats_of, say)
         layer_references.append(speed_reference())
@@ -91,14 +92,13 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
         timed.append(rows)
         whole_forwards.append(forwards)
         layer_references.append(speed_reference())
-        step_references.append(measure_step_reference(runs.samples, runs.seed,
-                                                      max(1, run_repeats)))
+        step_references.append(measure_step_reference(runs.samples, runs.seed, step_repeats))
         say(f"{name}: layer pass {index + 1} of {passes}: {len(rows)} layer passes timed")
     if run_repeats > 1:
         _run_round(model, name, input_shape, cells, runs, repeats_of, say)
     layers = median_rows(timed)
     augment = _augment_cost(input_shape, runs.samples, repeats)
-    step_references.append(measure_step_reference(runs.samples, runs.seed, max(1, run_repeats)))
+    step_references.append(measure_step_reference(runs.samples, runs.seed, step_repeats))
     step_reference = merged_step_reference(step_references)
     forward_overhead = [_forward_overhead(forwards, layers, name)
                         for forwards in zip(*whole_forwards)]

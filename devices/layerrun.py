@@ -216,8 +216,8 @@ def measured_op_s(tables: list[dict]) -> float | None:
     their shapes, interleaved: within 0.6 us per operator at batch 1 (-0.3 to +0.6 us, three
     models, two rounds) -- the containers' Python costs next to nothing. The excess over the
     layers timed alone (each many times on the same warm input) is the sequence's: every
-    layer reads what it did not just touch, 0.10-0.21 ns per forward element at batch 1 and
-    at batch 4 alike. Priced per operator it was 3-4 us per operator at batch 1 and 8-11 at
+    layer reads what it did not just touch, 0.05-0.23 ns per forward element at batch 1 and
+    0.10-0.15 at batch 4. Priced per operator it was 1-5 us per operator at batch 1 and 8-11 at
     batch 4, and the median over both, 12 us, gave a model of many small operators three
     times what it pays (notes/device_time_model.md §22)."""
     return 0.0 if any(_excess_rows(t) for t in tables) else None
@@ -395,10 +395,12 @@ def _fit(tables: list[dict]) -> dict:
                      f"{iterations} iteration(s) of {samples} samples, so only the batch sizes "
                      "tell them apart (augment_element_s left out); runs of other lengths extrapolate "
                      "(tables measured now add runs of a second length)")
+    phases_apart = {}  # {model: mismatch} of the tables whose two phases saw other speeds
     for t in tables:
         machine = t.get("machine", {})
         mismatch = phase_mismatch(machine.get("layer_reference_s"), machine.get("run_reference_s"))
         if mismatch is not None and abs(mismatch) > PHASE_MISMATCH:
+            phases_apart[t["model"]] = mismatch
             notes.append(f"{t['model']}: the speed reference took {100 * mismatch:+.0f} % in the "
                          "table's runs against its layer timings (the machine's speed moved "
                          "between them): the overheads absorb it, its own model is priced from "
@@ -426,10 +428,7 @@ def _fit(tables: list[dict]) -> dict:
             entry = own_table(t)
             entry["anchors"] = anchors(t["runs"], entry,
                                        lambda r: lm.own_train_seconds(r, entry, model)[:2])
-            machine = t.get("machine", {})
-            mismatch = phase_mismatch(machine.get("layer_reference_s"),
-                                      machine.get("run_reference_s"))
-            if mismatch is not None and abs(mismatch) > PHASE_MISMATCH:
+            if t["model"] in phases_apart:
                 entry["anchored"] = False
             model["own_tables"].append(entry)
     return model
