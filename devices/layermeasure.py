@@ -305,8 +305,15 @@ def _run_summary(model, name, b, spec, input_shape, runs: GridRuns, iterations: 
         "train_wall_s": statistics.median(m["phases"]["train_s"] for m in measured),
         "energy_j": statistics.median(joules) if len(joules) == len(measured) else None,
         "train_cpu_s_repeats": train, "train_cpu_spread": summary["spread"],
-        "reference_s_repeats": [m.get("reference_s") for m in measured]})
+        "reference_s_repeats": [m.get("reference_s") for m in measured],
+        "first_steps_excess_cpu_s": _median_or_none(
+            [m.get("first_steps_excess_cpu_s") for m in measured])})
     return desc, summary
+
+
+def _median_or_none(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def _isolated_run(model: str, kwargs: dict) -> dict:
@@ -314,7 +321,8 @@ def _isolated_run(model: str, kwargs: dict) -> dict:
     code = ("import json, sys; from ttplan.devices.runner import train_flat; "
             "a = json.loads(sys.stdin.read()); "
             "r = train_flat(a); "
-            "print(json.dumps({k: r.measured[k] for k in ('phases', 'cpu_phases', 'energy_j', 'reference_s')}))")
+            "print(json.dumps({k: r.measured[k] for k in ('phases', 'cpu_phases', 'energy_j', 'reference_s', "
+            "'first_steps_excess_cpu_s')}))")
     done = subprocess.run([sys.executable, "-c", code], input=json.dumps({"model": model, **kwargs}),
                           capture_output=True, text=True)
     try:

@@ -238,6 +238,24 @@ def measured_forward_element_s(tables: list[dict]) -> float | None:
     return max(0.0, statistics.median(per_table)) if per_table else None
 
 
+def measured_first_call_s(tables: list[dict]) -> float | None:
+    """What a run's first training steps pay beyond warm ones, per operator call of a step:
+    per table run that trains, the runner's `first_steps_excess_cpu_s` (its first two
+    steps against its warm step, devices.trainloop.first_steps_excess) over the step's
+    operator calls; the median over the runs. None when no run measured it (tables written
+    before: first_call_s is then fitted from the runs).
+
+    Measured in the runner, a zoo model's first steps pay 10-15 ms (0.03-0.04 ms per call);
+    fitted from the runs' totals the term came out 0.18-0.40 ms per call: it took up what the
+    layers' prices missed at batch 4, and a small transformer's 60 ms run was predicted a
+    third too long (notes/device_time_model.md §23)."""
+    per_call = [r["measured"]["first_steps_excess_cpu_s"] / lm.calls(r["step_work"])
+                for t in tables for r in t.get("runs") or ()
+                if r.get("updated_tensors") and lm.calls(r.get("step_work") or {}) > 0
+                and r["measured"].get("first_steps_excess_cpu_s") is not None]
+    return statistics.median(per_call) if per_call else None
+
+
 def _excess_rows(table: dict) -> list[dict]:
     return [o for o in table.get("forward_overhead") or () if o.get("operators")]
 
@@ -354,7 +372,8 @@ def _fit(tables: list[dict]) -> dict:
     # (1.15 ms per 96 x 96 sample against 0.13 ms timed, step_s 0; notes §19).
     measured = {k: v for k, v in (("op_s", measured_op_s(tables)),
                                   ("augment_element_s", measured_augment_element_s(tables)),
-                                  ("forward_element_s", measured_forward_element_s(tables)))
+                                  ("forward_element_s", measured_forward_element_s(tables)),
+                                  ("first_call_s", measured_first_call_s(tables)))
                 if v is not None}
     op_s = measured.get("op_s")
     # The runner's own cost per step and per updated tensor, measured on a model of next to
@@ -380,6 +399,10 @@ def _fit(tables: list[dict]) -> dict:
                      f"{1e6 * step_terms['step_s']:.1f} us per step, "
                      f"{1e6 * step_terms['tensor_update_s']:.2f} us per updated tensor, used "
                      "as measured (not fitted)")
+    if "first_call_s" in measured:
+        notes.append(f"first_call_s measured in the tables' runs (their first two steps beyond "
+                     f"warm ones): {1e6 * measured['first_call_s']:.1f} us per operator call of "
+                     "a step, once per run, used as measured (not fitted)")
     if "augment_element_s" in measured:
         notes.append(f"augment_element_s measured in the tables (the runner's augmentation of "
                      f"their image samples): {1e9 * measured['augment_element_s']:.2f} ns per "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -93,6 +94,7 @@ class Measured:
     trainable_tensors: int
     sparse: list
     dense: list
+    first_steps_excess_s: float | None = None
 
 
 def measured_run(module, graph, updates, shape, samples: Samples, run: RunSettings,
@@ -113,9 +115,10 @@ def measured_run(module, graph, updates, shape, samples: Samples, run: RunSettin
             params = applied.parameters()
             stepper = _make_optimizer(params, optimizer, run.lr) if params else None
             reference_s = speed_reference()  # the machine's speed now (not timed)
+            step_cpu_s: list[float] = []
             with phases.timed("train_s"):
                 losses = _fine_tune(forward, module, stepper, s.x_train, s.y_train,
-                                    run.iterations, b, run.seed, run.progress)
+                                    run.iterations, b, run.seed, run.progress, step_cpu_s)
             # A copy, as a step's batch is (queries[index]): a view would keep, and count,
             # the whole support tensor's storage wherever the input itself is saved (token
             # ids for an embedding's gradient, images for a trained first conv).
@@ -125,7 +128,7 @@ def measured_run(module, graph, updates, shape, samples: Samples, run: RunSettin
             forward.detach()
     applied.remove()
     return Measured(before, after, losses, saved_bytes, reference_s, len(applied.trainable),
-                     sparse, dense)
+                     sparse, dense, first_steps_excess(step_cpu_s))
 
 
 class _PolicyForward(nn.Module):
@@ -188,9 +191,26 @@ def _make_optimizer(params, name: str, lr: float):
     return torch.optim.SGD(params, lr=lr, momentum=0.9 if name == "momentum" else 0.0)
 
 
+FIRST_STEPS = 2  # steps that pay first calls (the second: the optimiser's first update)
+
+
+def first_steps_excess(step_cpu_s: list[float]) -> float | None:
+    """What the first FIRST_STEPS training steps cost beyond as many warm ones (process
+    CPU): the first call of each backward operator and of the optimiser (kernel choice,
+    buffers; the forward's first calls were paid when the model was traced). The median of
+    the later steps is the warm step; None with fewer than FIRST_STEPS + 2 steps. Read
+    by layerrun.measured_first_call_s (notes/device_time_model.md §23)."""
+    if len(step_cpu_s) < FIRST_STEPS + 2:
+        return None
+    warm = statistics.median(step_cpu_s[FIRST_STEPS:])
+    return max(0.0, sum(step_cpu_s[:FIRST_STEPS]) - FIRST_STEPS * warm)
+
+
 def _fine_tune(step: _PolicyForward, model, optimizer, x, y, iterations, batch_size, seed,
-               progress) -> list[float]:
-    """`iterations` passes of ProtoNet fine-tuning; the mean loss of each pass."""
+               progress, step_cpu_s: list | None = None) -> list[float]:
+    """`iterations` passes of ProtoNet fine-tuning; the mean loss of each pass. Each
+    full-batch step's process CPU seconds (forward, backward, update) are appended to
+    `step_cpu_s`."""
     steps = math.ceil(len(x) / batch_size)
     pass_losses = []
     with tqdm(total=iterations * steps, disable=not progress, file=sys.stderr, desc="train",
@@ -201,11 +221,14 @@ def _fine_tune(step: _PolicyForward, model, optimizer, x, y, iterations, batch_s
             total = 0.0
             for begin in range(0, len(x), batch_size):
                 index = order[begin: begin + batch_size]
+                started = time.process_time()
                 loss = criterion(step(queries[index]), y[index]) / len(index)
                 if optimizer is not None and loss.requires_grad:
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
+                if step_cpu_s is not None and len(index) == batch_size:  # not a short last batch
+                    step_cpu_s.append(time.process_time() - started)
                 value = float(loss.detach())
                 total += value * len(index)
                 bar.update(1)

@@ -370,6 +370,29 @@ def test_the_per_sample_term_needs_runs_of_two_lengths():
         assert two[term] == pytest.approx(truth[term], rel=1e-6, abs=1e-12)
 
 
+def test_first_call_s_is_the_runs_first_steps_excess_per_step_call():
+    # The runner's first two steps against its warm step: 10 + 7 ms against 2 x 5 ms = 7 ms.
+    from ttplan.devices.layerrun import measured_first_call_s
+    from ttplan.devices.trainloop import first_steps_excess
+
+    assert first_steps_excess([0.010, 0.007, 0.005, 0.006, 0.004]) == pytest.approx(0.007)
+    assert first_steps_excess([0.010, 0.007, 0.005]) is None  # no warm steps to compare
+    assert first_steps_excess([0.004, 0.004, 0.005, 0.005]) == 0.0  # never negative
+
+    def run(excess_s, calls, tensors=3):
+        return {"updated_tensors": tensors, "step_work": {"conv/forward": [0, 0, 0, calls / 2],
+                                                          "conv/input_grad": [0, 0, 0, calls / 2]},
+                "measured": {"train_cpu_s": 1.0, "first_steps_excess_cpu_s": excess_s}}
+
+    # per step call: 10 ms / 200 = 50 us, 3 ms / 100 = 30 us, 8 ms / 200 = 40 us: median 40 us.
+    # A run that trains nothing (no backward) and one written before the runner measured it
+    # are left out.
+    tables = [{"runs": [run(0.010, 200), run(0.003, 100), run(0.5, 100, tensors=0)]},
+              {"runs": [run(0.008, 200), run(None, 100)]}]
+    assert measured_first_call_s(tables) == pytest.approx(40e-6)
+    assert measured_first_call_s([{"runs": [run(None, 100)]}, {}]) is None
+
+
 def test_a_glue_term_measured_in_the_tables_is_fixed_not_fitted():
     # The tables' forward_overhead: the whole forward's excess over its layers follows the
     # elements (notes §22). Table 1: 0.3 ms at batch 1 and 0.9 ms at batch 4 over forward

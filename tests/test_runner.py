@@ -358,7 +358,9 @@ def test_train_cli_json_contract(tmp_path):
     assert set(data) >= {"model", "policy", "measured", "predicted", "accuracy"}
     assert set(data["measured"]) == {"phases", "cpu_phases", "iteration_s", "saved_bytes",
                                      "peak_rss_bytes", "energy_j", "energy_basis", "clock",
-                                     "load", "reference_s"}
+                                     "load", "reference_s", "first_steps_excess_cpu_s"}
+    # 5 training samples at batch 2: two full steps, none warm to compare them with
+    assert data["measured"]["first_steps_excess_cpu_s"] is None
     assert set(data["measured"]["phases"]) == {"load_s", "fisher_s", "plan_s", "train_s"}
     assert set(data["measured"]["cpu_phases"]) == {"load_s", "fisher_s", "plan_s", "train_s"}
     assert data["measured"]["energy_basis"] in (None, "powercap counter")
@@ -436,3 +438,13 @@ def test_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, args, needle):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert needle.lower() in lines[0].lower()
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no output, no log
+
+
+def test_train_measures_what_its_first_steps_pay_beyond_warm_ones():
+    # Six steps: the first two against the median of the other four (first calls of the
+    # backward and the optimiser), what layerrun.measured_first_call_s reads from table runs.
+    result = cli("train", "mcunet-5fps", "--update", "last-blocks:1", "--synthetic",
+                 "--samples", "6", "--holdout", "0", "--input-shape", "1,3,32,32",
+                 "--iterations", "1", "--batch-size", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["measured"]["first_steps_excess_cpu_s"] >= 0.0
