@@ -97,10 +97,14 @@ PASS_FALLBACK = {"bias_grad": BIAS_FALLBACK, "weight_grad": {"elementwise": "nor
 # layer inside a model reads what it did not just touch, which a layer timed alone on a warm
 # input does not pay; measured in the tables, layerrun.measured_forward_element_s) is never
 # fitted: tables without the whole forwards leave it 0 (notes §22).
+# `loop_s` (every step, training or not: the loss and the loop's bookkeeping) and
+# `iteration_s` (every iteration: the prototypes' means, the shuffle) are measured on the step
+# reference only (layerrun.measured_step_terms); where they are, `step_s` is what a training
+# step pays beyond them. Tables without them leave both 0 (step_s then holds the loop's cost).
 GLUE_TERMS = ("step_s", "shared_grad_s", "tensor_update_s", "first_call_s", "op_s",
-              "augment_element_s", "forward_element_s")
+              "augment_element_s", "forward_element_s", "loop_s", "iteration_s")
 LENGTH_TERMS = frozenset({"augment_element_s"})  # determined only by runs of two lengths
-MEASURED_ONLY_TERMS = frozenset({"forward_element_s"})
+MEASURED_ONLY_TERMS = frozenset({"forward_element_s", "loop_s", "iteration_s"})
 FITTED_TERMS = len(GLUE_TERMS) - len(MEASURED_ONLY_TERMS)  # at most: never more than rows
 MIN_ROWS_PER_TERM = 1  # never more free terms than rows
 
@@ -423,7 +427,7 @@ def glue_features(run: dict) -> list[float]:
     off); updated tensors per step; the step's operator calls once per run; forward operator
     calls (each step's forward and the prototypes' forward of as many batches); image
     elements the run augments (iterations x samples x `augmented_elements`); forward
-    elements (each step's forward and the prototypes')."""
+    elements (each step's forward and the prototypes'); steps, trained or not; iterations."""
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
     training = steps if run["updated_tensors"] else 0
     return [float(training), -float(steps * shared_gradients(run.get("layer_passes"))),
@@ -431,7 +435,8 @@ def glue_features(run: dict) -> list[float]:
             2.0 * steps * calls(run["forward_work"]),
             float(run["iterations"] * run["samples"]
                   * augmented_elements(run.get("sample_shape") or ())),
-            2.0 * run["iterations"] * run["samples"] * forward_elements(run["forward_work"])]
+            2.0 * run["iterations"] * run["samples"] * forward_elements(run["forward_work"]),
+            float(steps), float(run["iterations"])]
 
 
 def forward_elements(forward: dict) -> float:
@@ -546,7 +551,8 @@ def predict_phases(run: dict, model: dict) -> dict:
                   + glue.get("op_s", 0.0) * 2 * probe_steps * calls(run["forward_work"])
                   + glue.get("forward_element_s", 0.0) * 2 * run["samples"]
                   * forward_elements(run["forward_work"])
-                  + glue["step_s"] * probe_steps + glue["first_call_s"] * calls(run["probe_work"]))
+                  + (glue["step_s"] + glue.get("loop_s", 0.0)) * probe_steps
+                  + glue["first_call_s"] * calls(run["probe_work"]))
     probes = bool(run.get("probe_work"))
     # a run described before a kind was timed may name a stand-in that is one no longer
     own_notes += [f"no table times it: {n} {STAND_INS[key]}"

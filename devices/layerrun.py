@@ -268,25 +268,46 @@ def _forward_elements(table: dict, batch: int) -> float:
 
 
 def measured_step_terms(tables: list[dict], op_s: float | None) -> dict:
-    """{step_s, tensor_update_s} from the tables' `step_reference` (devices.stepreference):
-    the reference model's train CPU time per step (the difference of its two run lengths)
-    beyond its layers timed alone, its forward operators' op_s and its tensors' updates; the
-    medians over the tables, at least 0. Empty when no table measured it (tables written
-    before: both are then fitted from the runs)."""
-    steps, updates = [], []
+    """{step_s, tensor_update_s, loop_s, iteration_s} from the tables' `step_reference`
+    (devices.stepreference), the medians over the tables, each at least 0:
+    per iteration, the difference of the reference's two run lengths; at two sample counts it
+    splits into what each step pays and what each iteration pays (`iteration_s`: the
+    prototypes' means, the shuffle); its `none` runs' step beyond their two forwards is what
+    every step pays (`loop_s`: the loss, the loop's bookkeeping); a training step's remainder
+    beyond its layers timed alone, its forward operators' op_s, its tensors' updates and the
+    loop is `step_s`. Records written before the sample counts or the `none` runs leave those
+    terms out (0: their cost stays in step_s, as it was). Empty when no table measured it
+    (tables written before: step_s and tensor_update_s are then fitted from the runs)."""
+    found: dict[str, list[float]] = {"step_s": [], "tensor_update_s": [], "loop_s": [],
+                                     "iteration_s": []}
     for t in tables:
         ref = t.get("step_reference")
         if not ref:
             continue
-        (short, long), (short_s, long_s) = ref["iterations"], ref["train_cpu_s"]
-        per_step = (long_s - short_s) / ((long - short) * ref["samples"])
-        beyond = per_step - ref["layers_step_cpu_s"] - ref["tensors"] * ref["update_cpu_s"] \
-            - 2 * ref["forward_operators"] * (op_s or 0.0)
-        steps.append(max(0.0, beyond))
-        updates.append(ref["update_cpu_s"])
-    if not steps:
-        return {}
-    return {"step_s": statistics.median(steps), "tensor_update_s": statistics.median(updates)}
+        short, long = ref["iterations"]
+
+        def per_iteration(key: str, lengths=(short, long)) -> float:
+            short_s, long_s = ref[key]
+            return (long_s - short_s) / (lengths[1] - lengths[0])
+
+        samples, overhead = ref["samples"], 2 * ref["forward_operators"] * (op_s or 0.0)
+        per_step, iteration = per_iteration("train_cpu_s") / samples, 0.0
+        few = ref.get("few_samples")
+        if ref.get("few_train_cpu_s") and few and few != samples:
+            few_lengths = ref.get("few_iterations") or (short, long)
+            per_step = (per_iteration("train_cpu_s")
+                        - per_iteration("few_train_cpu_s", few_lengths)) / (samples - few)
+            iteration = max(0.0, per_iteration("train_cpu_s") - samples * per_step)
+            found["iteration_s"].append(iteration)
+        loop = 0.0
+        if ref.get("none_train_cpu_s") and "layers_forward_cpu_s" in ref:
+            no_backward = (per_iteration("none_train_cpu_s") - iteration) / samples
+            loop = max(0.0, no_backward - 2 * ref["layers_forward_cpu_s"] - overhead)
+            found["loop_s"].append(loop)
+        found["step_s"].append(max(0.0, per_step - ref["layers_step_cpu_s"] - overhead - loop
+                                   - ref["tensors"] * ref["update_cpu_s"]))
+        found["tensor_update_s"].append(ref["update_cpu_s"])
+    return {term: statistics.median(seen) for term, seen in found.items() if seen}
 
 
 def measured_augment_element_s(tables: list[dict]) -> float | None:
@@ -398,7 +419,11 @@ def _fit(tables: list[dict]) -> dict:
                      f"training step beyond its layer, the optimiser on a small tensor): "
                      f"{1e6 * step_terms['step_s']:.1f} us per step, "
                      f"{1e6 * step_terms['tensor_update_s']:.2f} us per updated tensor, used "
-                     "as measured (not fitted)")
+                     "as measured (not fitted)"
+                     + (f"; beside them every step's loop (loss, bookkeeping, with or without a "
+                        f"backward) {1e6 * step_terms['loop_s']:.1f} us and every iteration's "
+                        f"{1e6 * step_terms.get('iteration_s', 0.0):.1f} us"
+                        if "loop_s" in step_terms else ""))
     if "first_call_s" in measured:
         notes.append(f"first_call_s measured in the tables' runs (their first two steps beyond "
                      f"warm ones): {1e6 * measured['first_call_s']:.1f} us per operator call of "

@@ -9,7 +9,10 @@ few small layers they are most of a step (a one-Linear model: 0.30 ms per step m
 0.07 ms predicted; notes/device_time_model.md §21). So they are measured:
 
 * the reference model (one Linear(16, 8)) trained at two lengths, batch 1, `update="all"`:
-  the difference per step leaves out what a run pays once (first calls, tracing);
+  the difference per step leaves out what a run pays once (first calls, tracing); at two
+  sample counts, which tell what each iteration pays (the ProtoNet prototypes' means, the
+  shuffle) from what each step pays; and with nothing updated (`update="none"`), what a step
+  pays that runs no backward (the loss, the loop's indexing and bookkeeping);
 * its layers' step timed alone (forward twice: the step's and the prototypes'; weight and
   bias gradients), which the step's remainder is taken beyond;
 * the optimiser's update and zeroing of one small tensor (16 tensors timed together).
@@ -34,6 +37,7 @@ from .trainloop import _make_optimizer
 
 FEATURES = 16
 ITERATIONS = (2, 6)  # two run lengths: their difference per step
+FEW_SAMPLES = 5  # the second sample count: per iteration apart from per step
 UPDATE_TENSORS = 16
 
 
@@ -46,14 +50,21 @@ def measure_step_reference(samples: int, seed: int, repeats: int) -> dict:
     """{samples, iterations, train_cpu_s, layers_step_cpu_s, forward_operators, tensors,
     update_cpu_s}: the module docstring's three measurements (medians of `repeats`)."""
     shape = (1, FEATURES)
-    train_cpu = []
-    for iterations in ITERATIONS:
-        seen = [train_flat({"model": _reference_model(), "model_name": "step-reference",
-                            "update": "all", "synthetic": True, "samples": samples,
-                            "seed": seed, "input_shape": list(shape), "holdout": 0.0,
-                            "iterations": iterations, "batch_size": 1}
-                           ).measured["cpu_phases"]["train_s"] for _ in range(repeats)]
-        train_cpu.append(statistics.median(seen))
+
+    def lengths(update: str, count: int, scale: int = 1) -> list[float]:
+        out = []
+        for iterations in (scale * i for i in ITERATIONS):
+            seen = [train_flat({"model": _reference_model(), "model_name": "step-reference",
+                                "update": update, "synthetic": True, "samples": count,
+                                "seed": seed, "input_shape": list(shape), "holdout": 0.0,
+                                "iterations": iterations, "batch_size": 1}
+                               ).measured["cpu_phases"]["train_s"] for _ in range(repeats)]
+            out.append(statistics.median(seen))
+        return out
+
+    train_cpu = lengths("all", samples)
+    few = min(FEW_SAMPLES, max(1, samples // 2))
+    scale = max(1, samples // few)
     model = _reference_model()
     graph = trace(model, shape, "step-reference")
     full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
@@ -61,7 +72,12 @@ def measure_step_reference(samples: int, seed: int, repeats: int) -> dict:
     rows = measure_layers(model, graph, full, repeats=repeats, model_name="step-reference")
     layers = sum(r["cpu_s"] * (2 if r["pass"] == "forward" else 1) for r in rows
                  if r["pass"] in ("forward", "weight_grad", "bias_grad"))
+    forward = sum(r["cpu_s"] for r in rows if r["pass"] == "forward")
     return {"samples": int(samples), "iterations": list(ITERATIONS), "train_cpu_s": train_cpu,
+            # as many steps apart as at `samples`: the split's difference is not all noise
+            "few_samples": few, "few_iterations": [scale * i for i in ITERATIONS],
+            "few_train_cpu_s": lengths("all", few, scale),
+            "none_train_cpu_s": lengths("none", samples), "layers_forward_cpu_s": forward,
             "layers_step_cpu_s": layers, "forward_operators": len(list(graph.ops())),
             "tensors": sum(1 for _ in model.parameters()),
             "update_cpu_s": _update_seconds(repeats)}
@@ -92,7 +108,14 @@ def merged_step_reference(records: list[dict]) -> dict:
     if not timed:
         return records[-1] if records else {}
     lengths = len(timed[0]["train_cpu_s"])
-    return dict(timed[0],
+
+    def median_lengths(key: str) -> dict:
+        if not all(r.get(key) for r in timed):
+            return {}
+        return {key: [statistics.median(r[key][i] for r in timed) for i in range(lengths)]}
+
+    return dict(timed[0], **median_lengths("few_train_cpu_s"),
+                **median_lengths("none_train_cpu_s"),
                 train_cpu_s=[statistics.median(r["train_cpu_s"][i] for r in timed)
                              for i in range(lengths)],
                 layers_step_cpu_s=statistics.median(r["layers_step_cpu_s"] for r in timed),

@@ -573,6 +573,30 @@ def test_the_step_terms_measured_in_the_tables_are_used_not_fitted():
     assert measured_step_terms([table(0.01, 3e-6)], op_s)["step_s"] == 0.0
 
 
+def test_the_step_reference_splits_each_step_each_iteration_and_the_loop():
+    # Truth: a training step 250 us, every iteration 100 us, a step without backward 60 us of
+    # which its two forwards are 2 x 5 us and their op_s 2 x 5 us: loop_s 40 us. Per iteration
+    # at 8 samples: 8 x 250 + 100 = 2.1 ms; at 4 samples 1.1 ms; none at 8: 8 x 60 + 100 =
+    # 0.58 ms; four iterations apart. step_s: 250 - 40 (layers) - 2 x 3 (updates) - 2 x 5
+    # (op_s) - 40 (the loop) = 154 us.
+    from ttplan.devices.layerrun import measured_step_terms
+
+    ref = {"samples": 8, "iterations": [2, 6], "train_cpu_s": [0.01, 0.01 + 4 * 2.1e-3],
+           "few_samples": 4, "few_train_cpu_s": [0.005, 0.005 + 4 * 1.1e-3],
+           "none_train_cpu_s": [0.003, 0.003 + 4 * 0.58e-3], "layers_forward_cpu_s": 5e-6,
+           "layers_step_cpu_s": 40e-6, "forward_operators": 1, "tensors": 2,
+           "update_cpu_s": 3e-6}
+    terms = measured_step_terms([{"step_reference": ref}], 5e-6)
+    assert terms["iteration_s"] == pytest.approx(100e-6)
+    assert terms["loop_s"] == pytest.approx(40e-6)
+    assert terms["step_s"] == pytest.approx(154e-6)
+    # the runs' columns: every step pays the loop, a training step step_s, each iteration
+    run = {"iterations": 3, "samples": 10, "batch_size": 4, "updated_tensors": 0,
+           "step_work": {}, "forward_work": {}, "sample_shape": (16,)}
+    columns = dict(zip(lm.GLUE_TERMS, lm.glue_features(run)))
+    assert columns["step_s"] == 0 and columns["loop_s"] == 9 and columns["iteration_s"] == 3
+
+
 def test_the_step_reference_is_measured_on_the_runner():
     from ttplan.devices.stepreference import measure_step_reference
 
@@ -580,7 +604,8 @@ def test_the_step_reference_is_measured_on_the_runner():
     assert ref["iterations"] == [2, 6] and ref["samples"] == 4
     assert ref["tensors"] == 2 and ref["forward_operators"] == 1
     assert ref["layers_step_cpu_s"] > 0 and ref["update_cpu_s"] > 0
-    assert all(t > 0 for t in ref["train_cpu_s"])
+    assert all(t > 0 for t in ref["train_cpu_s"] + ref["few_train_cpu_s"] + ref["none_train_cpu_s"])
+    assert ref["few_samples"] == 2 and ref["layers_forward_cpu_s"] > 0
 
 
 def test_a_table_keeps_the_median_of_its_step_references():
