@@ -61,7 +61,7 @@ SPARSE_COST_KINDS = frozenset({"conv", "conv_native", "pointwise", "depthwise", 
                                "linear"})
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
             "view": "elementwise", "depthwise_large": "depthwise", "lstm": "linear",
-            "rnn": "linear", "conv1d": "conv", "conv_transpose": "conv", "mha": "linear",
+            "rnn": "linear", "rnn_cell": "linear", "conv1d": "conv", "conv_transpose": "conv", "mha": "linear",
             "maxpool": "elementwise", "avgpool": "elementwise", "conv_native": "conv",
             "conv1d_native": "conv1d", "conv_transpose_native": "conv_transpose",
             **dict.fromkeys(ACTIVATION_KINDS, "elementwise")}
@@ -70,7 +70,8 @@ FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
 # reduction — never 0.
 BIAS_FALLBACK = {"pointwise": "conv", "depthwise": "conv", "depthwise_large": "conv",
                  "conv1d": "conv", "conv_transpose": "conv", "conv": "norm", "linear": "norm",
-                 "mha": "linear", "conv_native": "conv", "conv1d_native": "conv1d",
+                 "mha": "linear", "rnn_cell": "linear", "conv_native": "conv",
+                 "conv1d_native": "conv1d",
                  "conv_transpose_native": "conv_transpose", "elementwise": "norm"}
 # Per pass, before FALLBACK. A parameter that scales a tensor elementwise (a layer scale, a
 # free parameter multiplied in) has a norm's scale's gradient: the same reduction.
@@ -144,10 +145,11 @@ def layer_passes(evaluation) -> list[list]:
             if grad.weight or grad.bias:
                 add(folded, "norm", "bias_grad", 0, out_elements)
         if kind in WHOLE_BACKWARD_KINDS:  # one backward through time, as it is timed
-            if grad.weight or grad.bias:
+            # a cell's biases alone need its gates' backward, not its products' weight gradient
+            if grad.weight or (grad.bias and kind != "rnn_cell"):
                 add(node.name, kind, "weight_grad", row["backward_weight_macs"], elements,
                     weight_elements(node), steps=steps)
-            elif any(grad.inputs):
+            elif any(grad.inputs) or grad.bias:
                 add(node.name, kind, "input_grad", row["backward_input_macs"], elements,
                     steps=steps)
             continue
@@ -354,7 +356,10 @@ def fit_kinds(rows: list[dict]) -> dict:
             mine = [r for r in rows if r["kind"] == kind and r["pass"] == pass_name
                     and r["cpu_s"] > 0]
             use_macs = kind in MAC_COST_KINDS and pass_name != "bias_grad"
-            use_weights = kind in MAC_COST_KINDS and pass_name.endswith("weight_grad")
+            # a cell's call is one time step: its weight gradient's MACs are its weights x the
+            # batch, the weights' column over again
+            use_weights = kind in MAC_COST_KINDS and pass_name.endswith("weight_grad") \
+                and kind != "rnn_cell"
             # tables measured before the per-step term have no gate steps: it is left out
             use_steps = kind in WHOLE_BACKWARD_KINDS and any(r.get("gate_steps") for r in mine)
             names = (["mac_s"] if use_macs else []) + ["element_s"] + \

@@ -91,7 +91,7 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
     """Generic layers of the kinds a MobileNet-like zoo does not have (dense k x k
     convolutions, some with a bias, 1-D and transposed convolutions, max and average pools,
     linear layers, attention products and nn.MultiheadAttention, LayerNorm, GELU, SiLU,
-    sigmoid, tanh, PReLU, LSTM, GRU and RNN), at a fixed grid of shapes chosen as common sizes, not from any model: (label,
+    sigmoid, tanh, PReLU, LSTM, GRU and RNN layers and LSTM and GRU cells), at a fixed grid of shapes chosen as common sizes, not from any model: (label,
     module, per-sample input shape)."""
     nn = torch.nn
     out = []
@@ -150,6 +150,13 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
     for heads, tokens, dim in ((2, 64, 32), (4, 196, 32), (4, 49, 64), (8, 16, 16)):
         out.append((f"attention {heads}x{tokens}x{dim}", _Attention(heads, tokens, dim),
                     (3 * heads * tokens * dim,)))
+    for cell, fin, hidden in ((nn.LSTMCell, 20, 32), (nn.LSTMCell, 64, 64),
+                              (nn.LSTMCell, 128, 128), (nn.GRUCell, 20, 32),
+                              (nn.GRUCell, 64, 64), (nn.GRUCell, 128, 128)):
+        # one time step from a zero state, as a Python loop's first call makes it
+        layer = cell(fin, hidden)  # an LSTMCell returns (h, c), a GRUCell h
+        out.append((f"{cell.__name__.lower()} {fin}-{hidden}",
+                    FirstOutput(layer) if cell is nn.LSTMCell else layer, (fin,)))
     shapes = ((8, 16, 32, 1), (16, 32, 32, 1), (32, 32, 64, 1), (16, 64, 64, 1),
               (50, 40, 64, 1), (8, 128, 128, 1), (16, 32, 32, 2), (24, 64, 96, 2))
     for cell, grid in ((nn.LSTM, shapes), (nn.GRU, shapes), (nn.RNN, shapes[1:6:2])):

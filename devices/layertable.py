@@ -57,13 +57,13 @@ DERIVED_KINDS = {"elu": "elu", "selu": "elu", "celu": "elu", "mish": "mish",
 SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
 COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_large", "conv1d",
               "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "mha", "lstm",
-              "rnn", "maxpool", "avgpool", "norm", "elementwise", "view") + ACTIVATION_KINDS
+              "rnn", "rnn_cell", "maxpool", "avgpool", "norm", "elementwise", "view") + ACTIVATION_KINDS
 # Kinds whose function has a term per MAC; a pool's "MACs" are its window taps (the cost
 # model's forward_other_ops: output elements x window). A padded 3 x 3 max pool took ~2.8 ns
 # per tap here, 100x what an elementwise layer of its size is priced at (notes §20).
 MAC_COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_large", "conv1d",
                   "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "mha",
-                  "lstm", "rnn", "maxpool", "avgpool")
+                  "lstm", "rnn", "rnn_cell", "maxpool", "avgpool")
 # PyTorch's CPU convolution picks its kernels per call (aten's ConvParams::use_mkldnn, float32):
 # oneDNN, unless the batch is 1 and the input holds at most NATIVE_INPUT_ELEMENTS elements,
 # when a dense conv runs PyTorch's own im2col + matrix product (`_slow_conv2d_forward` and
@@ -96,20 +96,25 @@ RECURRENT_KINDS = frozenset({"lstm", "rnn"})
 # nn.MultiheadAttention likewise: any of its gradients (input, projection weights or biases)
 # runs the backward through its softmax and both products; its bias gradient alone measured
 # 0.6-0.95x its weight gradient (notes §20). One backward pass, as the recurrent layers'.
-WHOLE_BACKWARD_KINDS = RECURRENT_KINDS | {"mha"}
+WHOLE_BACKWARD_KINDS = RECURRENT_KINDS | {"mha", "rnn_cell"}  # a cell's: its gates' too
 # A depthwise conv whose kernel is larger than 3 x 3 (5 x 5, 7 x 7): its weight gradient runs
 # on another, slower path than 3 x 3's (this host's zoo tables: ~0.64 ns per MAC against
 # 0.02 beyond the fixed cost; notes/device_time_model.md §12), so it is a kind of its own.
 # Tables measured before the split call it `depthwise`; a table's kind and the run's are the
 # same kind when their families are (devices.owntable).
 LARGE_KERNEL_AREA = 9
+# An LSTMCell / GRUCell / RNNCell call (one time step, a Python loop around it) runs two
+# products and then its gates' activations and the state's update as separate kernels (and
+# as many autograd nodes): priced as one linear layer, a 12-step LSTMCell model's forward was
+# 117 us against 237 measured (notes/device_time_model.md §23). A kind of its own, timed by
+# the kind sweep; tables measured before price it as linear.
 # 1-D convs, transposed convs, nn.MultiheadAttention and windowed pools are kinds of their
 # own, timed by the kind sweep: priced by a 2-D conv's, a linear layer's and an elementwise
 # layer's functions they were off by -99 to +347 % per pass (notes §20); the native-path kinds
 # split from conv, conv1d and conv_transpose. Tables measured before called them by these
 # families.
 KIND_FAMILY = {"depthwise_large": "depthwise", "conv1d": "conv", "conv_transpose": "linear",
-               "mha": "linear", "maxpool": "elementwise", "avgpool": "elementwise",
+               "mha": "linear", "rnn_cell": "linear", "maxpool": "elementwise", "avgpool": "elementwise",
                "conv_native": "conv", "conv1d_native": "conv",
                "conv_transpose_native": "linear",
                **dict.fromkeys(ACTIVATION_KINDS, "elementwise")}
@@ -136,7 +141,9 @@ def cost_kind(node) -> str:
         return "conv_transpose_native" if runs_native(node) else "conv_transpose"
     if node.kind == "mha" or node.kind in POOL_KINDS or node.kind in ACTIVATION_KINDS:
         return node.kind
-    if node.kind in ("linear", "sdpa", "matmul", "bmm", "rnn_cell"):
+    if node.kind == "rnn_cell":  # one time step: two products and the gates' several kernels
+        return "rnn_cell"
+    if node.kind in ("linear", "sdpa", "matmul", "bmm"):
         return "linear"
     if node.kind in NORM_KINDS:
         return "norm"
@@ -405,7 +412,8 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
             xs = _inputs(node, generator)
             # a wrapper's (FirstOutput, SelfAttention) and an attention's projections too
             params = dict(fn.named_parameters()) if isinstance(fn, nn.Module) else {}
-            if kind in RECURRENT_KINDS:  # an RNN returns (output, state): its output
+            # an RNN returns (output, state), an LSTMCell (h, c): what the model goes on with
+            if kind in RECURRENT_KINDS or isinstance(fn, nn.LSTMCell):
                 fn = FirstOutput(fn)
             with torch.no_grad():
                 y = fn(*xs)

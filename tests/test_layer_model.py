@@ -14,7 +14,7 @@ from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import EVAL_MODE, profile
 from ttplan.devices import layermodel as lm
 from ttplan.devices.calibrate import calibrate_layers, calibration_from_dict, load_calibration
-from ttplan.devices.layerrun import fit_layer_model, run_description
+from ttplan.devices.layerrun import fit_layer_model, kind_sweep, run_description
 from ttplan.devices.planning import device_context, predict_training
 from ttplan.devices.profiles import DeviceProfile
 
@@ -780,6 +780,52 @@ def test_a_recurrent_layer_is_timed_as_the_model_runs_it():
                                                  if n.startswith("weight"))
     # the gradients timed with the forward that records the steps, less the plain forward
     assert lstm["forward"]["cpu_s"] > 0 and all(r["cpu_s"] >= 0 for r in lstm.values())
+
+
+class _CellLoop(nn.Module):  # an LSTMCell unrolled in Python, as sequence models write it
+    def __init__(self):
+        super().__init__()
+        self.cell = nn.LSTMCell(5, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):  # N x 3 steps x 5
+        h = c = torch.zeros(x.shape[0], 6)
+        for t in range(x.shape[1]):
+            h, c = self.cell(x[:, t], (h, c))
+        return self.head(h)
+
+
+def test_a_recurrent_cell_is_a_kind_of_one_backward_per_call():
+    """An LSTMCell call: kind rnn_cell (two products and its gates' kernels, not one linear
+    layer), one backward per call -- its weights and biases together when its weights are
+    updated, its gates' backward alone (input_grad) when only its biases are -- and a table
+    times it, (h, c) output and all (as the sweep calls it, on its input alone; a loop's
+    calls with a state are priced by the kind's function)."""
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layertable import FirstOutput, cost_kind, measure_layers
+
+    net = _CellLoop().eval()
+    graph = trace(net, (2, 3, 5), "cells")
+    assert {cost_kind(n) for n in graph.ops() if n.kind == "rnn_cell"} == {"rnn_cell"}
+
+    def passes(spec):
+        run = run_description(net, spec, (2, 3, 5), iterations=1, samples=2)
+        return sorted({(p[1], p[2]) for p in run["layer_passes"] if p[1] == "rnn_cell"})
+
+    assert passes("all") == [("rnn_cell", "forward"), ("rnn_cell", "weight_grad")]
+    assert passes("bias-only") == [("rnn_cell", "forward"), ("rnn_cell", "input_grad")]
+    cell = nn.Sequential(FirstOutput(nn.LSTMCell(5, 6))).eval()
+    graph = trace(cell, (2, 5), "cell")
+    full = {r["name"]: r for r in profile(cell, (2, 5), update="all", graph=graph,
+                                            tracing=EVAL_MODE,
+                                            options=CostOptions(convention="pytorch")
+                                            ).evaluation.rows}
+    rows = [r for r in measure_layers(cell, graph, full, repeats=1, min_repeat_s=0.0)
+            if r["kind"] == "rnn_cell"]
+    assert {r["pass"] for r in rows} == {"forward", "input_grad", "weight_grad"}
+    assert all(r["cpu_s"] >= 0 for r in rows)
+    labels = [label for label, *_ in kind_sweep() if "cell" in label]
+    assert len(labels) == 6  # LSTM and GRU cells, three sizes each
 
 
 def test_multihead_attention_is_a_kind_timed_whole_with_its_attention_weights():
