@@ -26,7 +26,8 @@ The calibration file (format "ttplan-calibration", version 2; strictly validated
                        (+ gate_step_s: recurrent kinds, layertable.gate_steps)},
                glue: {step_s, shared_grad_s, tensor_update_s, first_call_s, op_s,
                       augment_element_s (before it: a per-sample sample_s; absent before
-                      that: 0), identified} (devices.layermodel.GLUE_TERMS; terms left out:
+                      that: 0), forward_element_s, loop_s, iteration_s (absent before:
+                      0), identified} (devices.layermodel.GLUE_TERMS; terms left out:
                       notes),
                phases: {load_s, plan_s}, power_w (null: no energy measured), models, notes,
                timing_resolution (half the median spread of the whole runs' repeats; null

@@ -152,6 +152,7 @@ class LayerTimeLimit:
     resolution: float = 0.0
     resolution_why: str = ("the spread of the calibration's repeated runs of this "
                            "configuration on this model")
+    stated: float | None = None  # the budget as given, where `limit` keeps headroom below it
 
     def value(self, ev) -> float:
         return sum(self._phases(ev)[f"{p}_s"] for p in PHASES)
@@ -223,7 +224,21 @@ def coarse_timing_note(ctx: DeviceContext) -> str | None:
             "machine's speed")
 
 
-def time_limits(ctx: DeviceContext, method: str, inputs, model=None) -> tuple:
+def time_headroom_note(ctx: DeviceContext) -> str | None:
+    """How a budget in seconds is planned to where the calibration's runs have a spread
+    (`time_limits`), said once; None otherwise."""
+    r = time_resolution(ctx)
+    if ctx.time_s is None or not r:
+        return None
+    return (f"time budget {ctx.time_s:g} s: a configuration the calibration never ran on this "
+            f"model is planned to {ctx.time_s / (1.0 + r):.4g} s, one it ran to "
+            f"{ctx.time_s * (1.0 + r):.4g} s: the calibration's repeated runs spread by "
+            f"±{100 * r:.1f} % (at most {100 * TIME_RESOLUTION_CAP:.0f} % counted), and a run "
+            "lands that far either side of its prediction")
+
+
+def time_limits(ctx: DeviceContext, method: str, inputs, model=None,
+                headroom: bool = True) -> tuple:
     """The device's time budget as limits the planner enforces (none without one). `inputs`:
     an input shape or ModelInputs. `model`: the nn.Module or name (for a per-layer
     calibration's probe work, and the probe's MACs of a tinytrain time budget)."""
@@ -235,11 +250,16 @@ def time_limits(ctx: DeviceContext, method: str, inputs, model=None) -> tuple:
         ctx = with_time_budget(ctx, model, inputs)
     if ctx.calibration.layers is not None and model is not None:
         # The plan is made here; the device runs the policy (`train --policy`): no probe and
-        # no planning there, so the budget covers loading and training.
+        # no planning there, so the budget covers loading and training. A configuration the
+        # calibration ran on the model is known to its repeats' spread r and may be predicted
+        # up to T (1 + r); any other is a prediction, and the run lands r either side of it
+        # however good the model: it is kept to T / (1 + r) (`time_headroom_note`).
+        r = time_resolution(ctx) if headroom else 0.0
         return (LayerTimeLimit(
-            ctx.calibration.layers, ctx.iterations, ctx.samples, None, ctx.time_s,
+            ctx.calibration.layers, ctx.iterations, ctx.samples, None, ctx.time_s / (1.0 + r),
             f"time {ctx.time_s:g} s on {ctx.device.name} (per-layer model)",
-            resolution=time_resolution(ctx)),)
+            resolution=(1.0 + r) ** 2 - 1.0 if headroom else time_resolution(ctx),
+            stated=ctx.time_s),)
     steps = steps_of(ctx.iterations, ctx.samples, shape_of(inputs)[0])
     probe = probe_macs_of_run(method, model, inputs, ctx.samples) if model is not None else None
     if method == "tinytrain" and probe is None:
@@ -258,9 +278,19 @@ def plan_on(ctx: DeviceContext, model, method: str, fisher, budgets: Budgets | N
     """plan() within the device's budgets (`device_budgets`, `time_limits`)."""
     bound = device_budgets(ctx, budgets)
     search = search if search is not None else PlanSearch()
-    search = replace(search, limits=search.limits + time_limits(ctx, method, given, model))
-    return plan(model, method=method, fisher=fisher, memory_bytes=bound.memory_bytes,
-                compute=bound.compute, options=options, inputs=given, search=search)
+
+    def within(headroom: bool) -> Policy:
+        limits = search.limits + time_limits(ctx, method, given, model, headroom)
+        return plan(model, method=method, fisher=fisher, memory_bytes=bound.memory_bytes,
+                    compute=bound.compute, options=options, inputs=given,
+                    search=replace(search, limits=limits))
+
+    if not time_resolution(ctx):
+        return within(False)
+    try:
+        return within(True)
+    except SpecError:  # nothing fits below the headroom: the budget as given, to its resolution
+        return within(False)
 
 
 def prediction(ctx: DeviceContext, method: str, cost: StepCost, run: dict | None = None,
@@ -419,9 +449,14 @@ def _within_time(ctx: DeviceContext, total_s: float, run: dict | None) -> bool:
     resolution = time_resolution(ctx) if run is not None else 0.0
     if not resolution or total_s > ctx.time_s * (1.0 + resolution):
         return False
+    return _measured(ctx, run)
+
+
+def _measured(ctx: DeviceContext, run: dict | None) -> bool:
+    """Whether the calibration ran this configuration on the model (its own table's runs)."""
     from .layermodel import predict_phases
 
-    return predict_phases(run, ctx.calibration.layers)["measured_as"] is not None
+    return run is not None and predict_phases(run, ctx.calibration.layers)["measured_as"] is not None
 
 
 def device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> tuple[dict, list[str]]:
@@ -449,9 +484,12 @@ def device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> tuple[d
     if ctx.time_as is not None:
         notes.append(f"time budget: as fast as {ctx.time_as} on {ctx.device.name}, predicted "
                      f"{ctx.time_s:.4g} s for this model by the same calibration")
-    coarse = coarse_timing_note(ctx)
-    if coarse is not None:
-        notes.append(coarse)
+    headroom = time_headroom_note(ctx)
+    if headroom is not None and predicted["total_s"] is not None \
+            and predicted["total_s"] > ctx.time_s / (1.0 + time_resolution(ctx)) \
+            and not _measured(ctx, run):
+        headroom = None  # planned to the budget as given: nothing fitted below the headroom
+    notes += [n for n in (headroom, coarse_timing_note(ctx)) if n is not None]
     if predicted["within_time"] is False:
         notes.append(f"predicted {predicted['total_s']:.4g} s on {ctx.device.name} "
                      f"exceeds the time budget of {ctx.time_s:g} s")

@@ -299,12 +299,16 @@ def _over_budget(method, budget: Budget, peak_bytes: int, backward_macs: int, ev
 
 
 def _within_resolution(method, budget: Budget, ev) -> tuple[str, ...]:
-    """Notes for limits a configuration meets only to their resolution."""
-    return tuple(f"{method} is predicted {100 * (lim.value(ev) / lim.limit - 1.0):.1f} % over "
-                 f"the budget ({lim.label}): within its resolution "
+    """Notes for limits a configuration meets only to their resolution (over the budget as
+    given: a limit may keep headroom below it, `stated`)."""
+    def stated(lim) -> float:
+        return getattr(lim, "stated", None) or lim.limit
+
+    return tuple(f"{method} is predicted {100 * (lim.value(ev) / stated(lim) - 1.0):.1f} % "
+                 f"over the budget ({lim.label}): within its resolution "
                  f"(±{100 * resolution_of(lim, ev):.1f} %"
                  + (f": {lim.resolution_why}" if getattr(lim, "resolution_why", "") else "")
-                 + ")" for lim in budget.limits if lim.limit < lim.value(ev))
+                 + ")" for lim in budget.limits if stated(lim) < lim.value(ev))
 
 
 def _percent(part: float, whole: float) -> str:

@@ -140,3 +140,24 @@ def test_a_plan_in_seconds_says_when_the_calibration_timed_coarsely(tmp_path):
                                                      iterations=2, samples=4,
                                                      calibration=_calibration(tmp_path, 0.18)))
     assert not any(n.startswith("time budget in seconds") for n in relative.notes)
+
+
+def test_a_plan_the_calibration_never_ran_keeps_the_resolution_below_a_seconds_budget(tmp_path):
+    """T in seconds with runs that spread by 4 %: what the calibration did not run on the
+    model is planned to T / 1.04 (a run lands that far either side of its prediction), what it
+    ran to T x 1.04, and the plan says so; without a resolution, to T."""
+    from ttplan.devices.planning import time_limits
+
+    path = _calibration(tmp_path, 0.04)
+    ctx = device_context("host", calibration=path, iterations=2, samples=4, time=0.117)
+    (limit,) = time_limits(ctx, "tinytrain", SHAPE, tiny_net())
+    assert limit.limit == pytest.approx(0.117 / 1.04) and limit.stated == 0.117
+    assert limit.limit * (1 + limit.resolution) == pytest.approx(0.117 * 1.04)
+    (given,) = time_limits(ctx, "tinytrain", SHAPE, tiny_net(), headroom=False)
+    assert given.limit == 0.117 and given.resolution == pytest.approx(0.04)
+    planned = _plan(path, 0.117)  # its plan: last-blocks:1, which the calibration ran
+    assert any(n.startswith("time budget 0.117 s: a configuration the calibration never ran "
+                            "on this model is planned to 0.1125 s, one it ran to 0.1217 s")
+               for n in planned.notes)
+    strict = _plan(_calibration(tmp_path, None), 0.117)
+    assert not any("never ran on this model" in n for n in strict.notes)
