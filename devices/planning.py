@@ -230,11 +230,13 @@ def time_headroom_note(ctx: DeviceContext) -> str | None:
     r = time_resolution(ctx)
     if ctx.time_s is None or not r:
         return None
+    spread = _seconds_budget_resolution(ctx) or r
+    counted = f", {100 * r:.1f} % counted" if spread > r else ""
     return (f"time budget {ctx.time_s:g} s: a configuration the calibration never ran on this "
             f"model is planned to {ctx.time_s / (1.0 + r):.4g} s, one it ran to "
             f"{ctx.time_s * (1.0 + r):.4g} s: the calibration's repeated runs spread by "
-            f"±{100 * r:.1f} % (at most {100 * TIME_RESOLUTION_CAP:.0f} % counted), and a run "
-            "lands that far either side of its prediction")
+            f"±{100 * spread:.1f} %{counted}, and a run lands that far either side of its "
+            "prediction")
 
 
 def time_limits(ctx: DeviceContext, method: str, inputs, model=None,
