@@ -243,7 +243,9 @@ def time_limits(ctx: DeviceContext, method: str, inputs, model=None,
                 headroom: bool = True) -> tuple:
     """The device's time budget as limits the planner enforces (none without one). `inputs`:
     an input shape or ModelInputs. `model`: the nn.Module or name (for a per-layer
-    calibration's probe work, and the probe's MACs of a tinytrain time budget)."""
+    calibration's probe work, and the probe's MACs of a tinytrain time budget). `headroom`:
+    a budget in seconds keeps the timing resolution below it for what the calibration never
+    ran (`plan_on` plans to the budget as given where nothing fits below)."""
     if ctx.time_s is None and ctx.time_as is None:
         return ()
     if ctx.time_s is None:
