@@ -61,8 +61,9 @@ SPARSE_COST_KINDS = frozenset({"conv", "conv_native", "pointwise", "depthwise", 
                                "linear"})
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
             "view": "elementwise", "depthwise_large": "depthwise", "lstm": "linear",
-            "rnn": "linear", "rnn_cell": "linear", "conv1d": "conv", "conv_transpose": "conv", "mha": "linear",
-            "maxpool": "elementwise", "avgpool": "elementwise", "conv_native": "conv",
+            "rnn": "linear", "rnn_cell": "linear", "conv1d": "conv", "conv_transpose": "conv",
+            "mha": "linear", "maxpool": "elementwise", "avgpool": "elementwise",
+            "conv_native": "conv",
             "conv1d_native": "conv1d", "conv_transpose_native": "conv_transpose",
             **dict.fromkeys(ACTIVATION_KINDS, "elementwise")}
 # A bias gradient is a per-channel sum of the output's gradient: for a kind whose tables time

@@ -91,8 +91,9 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
     """Generic layers of the kinds a MobileNet-like zoo does not have (dense k x k
     convolutions, some with a bias, 1-D and transposed convolutions, max and average pools,
     linear layers, attention products and nn.MultiheadAttention, LayerNorm, GELU, SiLU,
-    sigmoid, tanh, PReLU, LSTM, GRU and RNN layers and LSTM and GRU cells), at a fixed grid of shapes chosen as common sizes, not from any model: (label,
-    module, per-sample input shape)."""
+    sigmoid, tanh, PReLU, LSTM, GRU and RNN layers and LSTM and GRU cells), at a fixed grid
+    of shapes chosen as common sizes, not from any model: (label, module, per-sample input
+    shape)."""
     nn = torch.nn
     out = []
     for cin, cout, hw, stride, bias in ((8, 16, 56, 1, False), (16, 32, 56, 2, True),

@@ -57,7 +57,8 @@ DERIVED_KINDS = {"elu": "elu", "selu": "elu", "celu": "elu", "mish": "mish",
 SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
 COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_large", "conv1d",
               "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "mha", "lstm",
-              "rnn", "rnn_cell", "maxpool", "avgpool", "norm", "elementwise", "view") + ACTIVATION_KINDS
+              "rnn", "rnn_cell", "maxpool", "avgpool", "norm", "elementwise", "view") \
+    + ACTIVATION_KINDS
 # Kinds whose function has a term per MAC; a pool's "MACs" are its window taps (the cost
 # model's forward_other_ops: output elements x window). A padded 3 x 3 max pool took ~2.8 ns
 # per tap here, 100x what an elementwise layer of its size is priced at (notes §20).
@@ -114,7 +115,8 @@ LARGE_KERNEL_AREA = 9
 # split from conv, conv1d and conv_transpose. Tables measured before called them by these
 # families.
 KIND_FAMILY = {"depthwise_large": "depthwise", "conv1d": "conv", "conv_transpose": "linear",
-               "mha": "linear", "rnn_cell": "linear", "maxpool": "elementwise", "avgpool": "elementwise",
+               "mha": "linear", "rnn_cell": "linear", "maxpool": "elementwise",
+               "avgpool": "elementwise",
                "conv_native": "conv", "conv1d_native": "conv",
                "conv_transpose_native": "linear",
                **dict.fromkeys(ACTIVATION_KINDS, "elementwise")}

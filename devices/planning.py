@@ -224,6 +224,12 @@ def coarse_timing_note(ctx: DeviceContext) -> str | None:
             "machine's speed")
 
 
+def headroom_limit_s(ctx: DeviceContext) -> float:
+    """What a configuration the calibration never ran on the model is planned to within a
+    budget in seconds: T / (1 + the timing resolution) (`time_limits`)."""
+    return ctx.time_s / (1.0 + time_resolution(ctx))
+
+
 def time_headroom_note(ctx: DeviceContext) -> str | None:
     """How a budget in seconds is planned to where the calibration's runs have a spread
     (`time_limits`), said once; None otherwise."""
@@ -233,7 +239,7 @@ def time_headroom_note(ctx: DeviceContext) -> str | None:
     spread = _seconds_budget_resolution(ctx) or r
     counted = f", {100 * r:.1f} % counted" if spread > r else ""
     return (f"time budget {ctx.time_s:g} s: a configuration the calibration never ran on this "
-            f"model is planned to {ctx.time_s / (1.0 + r):.4g} s, one it ran to "
+            f"model is planned to {headroom_limit_s(ctx):.4g} s, one it ran to "
             f"{ctx.time_s * (1.0 + r):.4g} s: the calibration's repeated runs spread by "
             f"±{100 * spread:.1f} %{counted}, and a run lands that far either side of its "
             "prediction")
@@ -258,12 +264,14 @@ def time_limits(ctx: DeviceContext, method: str, inputs, model=None,
         # calibration ran on the model is known to its repeats' spread r and may be predicted
         # up to T (1 + r); any other is a prediction, and the run lands r either side of it
         # however good the model: it is kept to T / (1 + r) (`time_headroom_note`).
-        r = time_resolution(ctx) if headroom else 0.0
+        # The limit the solvers see, and the share over it a measured configuration may be
+        # predicted at: T / (1 + r) and (1 + r)^2 - 1 with headroom, T and r without.
+        r = time_resolution(ctx)
+        limit = headroom_limit_s(ctx) if headroom else ctx.time_s
         return (LayerTimeLimit(
-            ctx.calibration.layers, ctx.iterations, ctx.samples, None, ctx.time_s / (1.0 + r),
+            ctx.calibration.layers, ctx.iterations, ctx.samples, None, limit,
             f"time {ctx.time_s:g} s on {ctx.device.name} (per-layer model)",
-            resolution=(1.0 + r) ** 2 - 1.0 if headroom else time_resolution(ctx),
-            stated=ctx.time_s),)
+            resolution=ctx.time_s * (1.0 + r) / limit - 1.0, stated=ctx.time_s),)
     steps = steps_of(ctx.iterations, ctx.samples, shape_of(inputs)[0])
     probe = probe_macs_of_run(method, model, inputs, ctx.samples) if model is not None else None
     if method == "tinytrain" and probe is None:
@@ -289,11 +297,11 @@ def plan_on(ctx: DeviceContext, model, method: str, fisher, budgets: Budgets | N
                     compute=bound.compute, options=options, inputs=given,
                     search=replace(search, limits=limits))
 
-    if not time_resolution(ctx):
-        return within(False)
     try:
         return within(True)
     except SpecError:  # nothing fits below the headroom: the budget as given, to its resolution
+        if not time_resolution(ctx):  # no headroom was kept: the same plan, the same error
+            raise
         return within(False)
 
 
@@ -460,7 +468,8 @@ def _measured(ctx: DeviceContext, run: dict | None) -> bool:
     """Whether the calibration ran this configuration on the model (its own table's runs)."""
     from .layermodel import predict_phases
 
-    return run is not None and predict_phases(run, ctx.calibration.layers)["measured_as"] is not None
+    return run is not None \
+        and predict_phases(run, ctx.calibration.layers)["measured_as"] is not None
 
 
 def device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> tuple[dict, list[str]]:
@@ -490,7 +499,7 @@ def device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> tuple[d
                      f"{ctx.time_s:.4g} s for this model by the same calibration")
     headroom = time_headroom_note(ctx)
     if headroom is not None and predicted["total_s"] is not None \
-            and predicted["total_s"] > ctx.time_s / (1.0 + time_resolution(ctx)) \
+            and predicted["total_s"] > headroom_limit_s(ctx) \
             and not _measured(ctx, run):
         headroom = None  # planned to the budget as given: nothing fitted below the headroom
     notes += [n for n in (headroom, coarse_timing_note(ctx)) if n is not None]

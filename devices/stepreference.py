@@ -47,8 +47,9 @@ def _reference_model() -> nn.Module:
 
 
 def measure_step_reference(samples: int, seed: int, repeats: int) -> dict:
-    """{samples, iterations, train_cpu_s, layers_step_cpu_s, forward_operators, tensors,
-    update_cpu_s}: the module docstring's three measurements (medians of `repeats`)."""
+    """{samples, iterations, train_cpu_s, few_samples, few_iterations, few_train_cpu_s,
+    none_train_cpu_s, layers_forward_cpu_s, layers_step_cpu_s, forward_operators, tensors,
+    update_cpu_s}: the module docstring's measurements (medians of `repeats`)."""
     shape = (1, FEATURES)
 
     def lengths(update: str, count: int, scale: int = 1) -> list[float]:
@@ -101,23 +102,17 @@ def _update_seconds(repeats: int) -> float:
 def merged_step_reference(records: list[dict]) -> dict:
     """One record of several measured at different times of a table (`measure_table` takes
     one in each layer pass and one after): each run length's, the layers' and the update's
-    median. A run of 50-150 steps lasts 10-70 ms, which a shared machine's slow moment can
+    median (and of the sample counts' and `none` runs' lengths). A run of 50-150 steps lasts 10-70 ms, which a shared machine's slow moment can
     double: one record per table had two of three tables at 440-470 us per step against
     200-270 (notes/device_time_model.md §22). Records without timings (tests) pass through."""
     timed = [r for r in records if r.get("train_cpu_s")]
     if not timed:
         return records[-1] if records else {}
-    lengths = len(timed[0]["train_cpu_s"])
-
-    def median_lengths(key: str) -> dict:
-        if not all(r.get(key) for r in timed):
-            return {}
-        return {key: [statistics.median(r[key][i] for r in timed) for i in range(lengths)]}
-
-    return dict(timed[0], **median_lengths("few_train_cpu_s"),
-                **median_lengths("none_train_cpu_s"),
-                train_cpu_s=[statistics.median(r["train_cpu_s"][i] for r in timed)
-                             for i in range(lengths)],
-                layers_step_cpu_s=statistics.median(r["layers_step_cpu_s"] for r in timed),
-                update_cpu_s=statistics.median(r["update_cpu_s"] for r in timed),
-                records=len(timed))
+    merged = dict(timed[0], records=len(timed))
+    for key in ("train_cpu_s", "few_train_cpu_s", "none_train_cpu_s"):  # per run length
+        if all(r.get(key) for r in timed):
+            merged[key] = [statistics.median(seen) for seen in zip(*(r[key] for r in timed))]
+    for key in ("layers_step_cpu_s", "layers_forward_cpu_s", "update_cpu_s"):
+        if all(key in r for r in timed):
+            merged[key] = statistics.median(r[key] for r in timed)
+    return merged
