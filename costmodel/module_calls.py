@@ -167,7 +167,7 @@ _MODULE_ATTRS = ("groups", "stride", "kernel_size", "padding", "dilation", "in_c
                  "out_channels", "in_features", "out_features", "num_features", "affine",
                  "inplace", "p", "output_size", "num_groups", "track_running_stats",
                  "normalized_shape", "drop_prob", "hidden_size", "num_layers",
-                 "bidirectional", "batch_first", "approximate", "padding_mode")
+                 "bidirectional", "batch_first", "approximate", "padding_mode", "mode")
 _ATTR_SET = frozenset(_MODULE_ATTRS)
 _ATTR_ORDER = {key: i for i, key in enumerate(_MODULE_ATTRS)}
 

@@ -26,7 +26,8 @@ PARAM_SLOTS: dict[object, tuple[str, str | None]] = {
 
 # Scalar arguments kept as node attributes (the cost rules read them).
 _ATTR_ARGS = ("groups", "stride", "padding", "dilation", "num_groups", "normalized_shape", "p",
-              "eps", "equation", "dropout_p", "is_causal", "inplace", "approximate", "dim")
+              "eps", "equation", "dropout_p", "is_causal", "inplace", "approximate", "dim",
+              "mode")
 _ATTR_ORDER = {key: i for i, key in enumerate(_ATTR_ARGS)}
 
 _SIGNATURES: dict[object, inspect.Signature | None] = {}

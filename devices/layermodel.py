@@ -50,9 +50,10 @@ from scipy.optimize import nnls
 
 from ttplan.costmodel.rules import registry_of
 
-from .layertable import (ACTIVATION_KINDS, COST_KINDS, MAC_COST_KINDS, PARAMETER_FREE_KINDS,
-                         PASSES, POOL_KINDS, RECURRENT_KINDS, STAND_INS, WHOLE_BACKWARD_KINDS,
-                         cost_kind, forward_work_count, gate_steps, pass_elements, priced_kind,
+from .layertable import (BIAS_RUNS_WEIGHT_BACKWARD, COST_KINDS, ELEMENTWISE_FAMILY_KINDS,
+                         MAC_COST_KINDS, PARAMETER_FREE_KINDS, PASSES, POOL_KINDS,
+                         RECURRENT_KINDS, STAND_INS, WHOLE_BACKWARD_KINDS, cost_kind,
+                         forward_work_count, gate_steps, pass_elements, priced_kind,
                          weight_elements)
 
 # The cost kinds devices.sparse serves (2-D convs and linear layers); any other layer updated
@@ -65,7 +66,7 @@ FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
             "mha": "linear", "maxpool": "elementwise", "avgpool": "elementwise",
             "conv_native": "conv",
             "conv1d_native": "conv1d", "conv_transpose_native": "conv_transpose",
-            **dict.fromkeys(ACTIVATION_KINDS, "elementwise")}
+            **dict.fromkeys(ELEMENTWISE_FAMILY_KINDS, "elementwise")}
 # A bias gradient is a per-channel sum of the output's gradient: for a kind whose tables time
 # no biased layer (the zoo's convs have none), a conv's, then a norm's shift's — the same
 # reduction — never 0.
@@ -146,8 +147,7 @@ def layer_passes(evaluation) -> list[list]:
             if grad.weight or grad.bias:
                 add(folded, "norm", "bias_grad", 0, out_elements)
         if kind in WHOLE_BACKWARD_KINDS:  # one backward through time, as it is timed
-            # a cell's biases alone need its gates' backward, not its products' weight gradient
-            if grad.weight or (grad.bias and kind != "rnn_cell"):
+            if grad.weight or (grad.bias and kind in BIAS_RUNS_WEIGHT_BACKWARD):
                 add(node.name, kind, "weight_grad", row["backward_weight_macs"], elements,
                     weight_elements(node), steps=steps)
             elif any(grad.inputs) or grad.bias:
@@ -340,6 +340,16 @@ def _nnls_weighted(matrix: np.ndarray, targets: np.ndarray, power: float = 0.5) 
     return solution / scale
 
 
+def _same_column(column: list[float], other: list[float]) -> bool:
+    """Whether a column is another over again (proportional): one term would carry both, so
+    the second is left out of the fit rather than leaving the kind undetermined. A cell's
+    call is one time step: its weight gradient's MACs are its weights x the batch."""
+    a, b = np.asarray(column, dtype=float), np.asarray(other, dtype=float)
+    if not len(a) or not a.any() or not b.any():
+        return False
+    return bool(np.allclose(a / np.abs(a).max(), b / np.abs(b).max(), rtol=1e-9, atol=0.0))
+
+
 def fit_kinds(rows: list[dict]) -> dict:
     """{kind/pass: {mac_s, element_s, call_s, rows, identified, why}} from table rows."""
     out = {}
@@ -357,10 +367,8 @@ def fit_kinds(rows: list[dict]) -> dict:
             mine = [r for r in rows if r["kind"] == kind and r["pass"] == pass_name
                     and r["cpu_s"] > 0]
             use_macs = kind in MAC_COST_KINDS and pass_name != "bias_grad"
-            # a cell's call is one time step: its weight gradient's MACs are its weights x the
-            # batch, the weights' column over again
             use_weights = kind in MAC_COST_KINDS and pass_name.endswith("weight_grad") \
-                and kind != "rnn_cell"
+                and not _same_column([r["weights"] for r in mine], [r["macs"] for r in mine])
             # tables measured before the per-step term have no gate steps: it is left out
             use_steps = kind in WHOLE_BACKWARD_KINDS and any(r.get("gate_steps") for r in mine)
             names = (["mac_s"] if use_macs else []) + ["element_s"] + \

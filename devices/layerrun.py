@@ -146,6 +146,18 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
     for shape in ((32, 28, 28), (64, 14, 14), (16, 56, 56)):  # without parameters: a leaf
         out.append((f"instance_norm {'x'.join(map(str, shape))}", nn.InstanceNorm2d(shape[0]),
                     shape))
+    # the elementwise family's several-kernel operators (layertable.OPERATOR_KINDS): softmax
+    # over attention maps and logits; RMSNorm over tokens (without its weight: a leaf; with
+    # one a model runs F.rms_norm, the same kernels and one more product); upsampling x2
+    for shape in ((4, 64, 64), (3, 145, 145), (8, 16, 16), (196, 10)):
+        out.append((f"softmax {'x'.join(map(str, shape))}", nn.Softmax(dim=-1), shape))
+    for shape in ((64, 64), (196, 128), (16, 256), (24, 48)):
+        out.append((f"rms_norm {'x'.join(map(str, shape))}",
+                    nn.RMSNorm(shape[-1], elementwise_affine=False), shape))
+    for mode in ("nearest", "bilinear"):
+        for shape in ((32, 28, 28), (64, 14, 14), (16, 56, 56)):
+            out.append((f"upsample_{mode} {'x'.join(map(str, shape))}",
+                        nn.Upsample(scale_factor=2, mode=mode), shape))
     for channels, shape in ((32, (32, 28, 28)), (64, (64, 14, 14)), (1, (16, 56, 56))):
         out.append((f"prelu{channels} {'x'.join(map(str, shape))}", nn.PReLU(channels), shape))
     for heads, tokens, dim in ((2, 64, 32), (4, 196, 32), (4, 49, 64), (8, 16, 16)):

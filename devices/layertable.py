@@ -49,16 +49,25 @@ PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_gr
 # far from an add (DERIVED_KINDS; per element forward / input gradient, batch 4 x 32 x 32 x
 # 32: ELU, SELU, CELU 0.9 / 0.4 ns, Softplus 1.1 / 0.4, Mish 3.2 / 3.6, InstanceNorm 1.45 /
 # 0.34, against an add's 0.09 / 0.09; notes §22); any other derived operator is elementwise.
-ACTIVATION_KINDS = ("gelu", "silu", "sigmoid", "tanh", "prelu", "elu", "mish", "softplus",
-                    "instance_norm")
+ACTIVATION_KINDS = ("gelu", "silu", "sigmoid", "tanh", "prelu", "elu", "mish", "softplus")
+# Operators of the elementwise family that run a reduction or several kernels per call, each
+# far from an add (per call, one thread, against what the elementwise kind priced them at:
+# softmax forward 3.5-13x, RMSNorm 3-5x forward and 4-9x input gradient, nearest upsampling
+# 19-28x forward, bilinear 21-51x forward and 20x input gradient; notes §24): kinds of their
+# own, timed by the kind sweep, by the rule's kind (softmax, upsample by its mode) or, derived,
+# by the operator's name (InstanceNorm, RMSNorm). Tables measured before price them as
+# elementwise.
+OPERATOR_KINDS = ("instance_norm", "rms_norm", "softmax", "upsample_nearest", "upsample_linear")
+ELEMENTWISE_FAMILY_KINDS = ACTIVATION_KINDS + OPERATOR_KINDS
 DERIVED_KINDS = {"elu": "elu", "selu": "elu", "celu": "elu", "mish": "mish",
                  "softplus": "softplus", "instance_norm": "instance_norm",
-                 **{f"instancenorm{d}d": "instance_norm" for d in (1, 2, 3)}}
+                 **{f"instancenorm{d}d": "instance_norm" for d in (1, 2, 3)},
+                 "rms_norm": "rms_norm", "rmsnorm": "rms_norm"}
 SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
 COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_large", "conv1d",
               "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "mha", "lstm",
               "rnn", "rnn_cell", "maxpool", "avgpool", "norm", "elementwise", "view") \
-    + ACTIVATION_KINDS
+    + ELEMENTWISE_FAMILY_KINDS
 # Kinds whose function has a term per MAC; a pool's "MACs" are its window taps (the cost
 # model's forward_other_ops: output elements x window). A padded 3 x 3 max pool took ~2.8 ns
 # per tap here, 100x what an elementwise layer of its size is priced at (notes §20).
@@ -69,7 +78,10 @@ MAC_COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_la
 # oneDNN, unless the batch is 1 and the input holds at most NATIVE_INPUT_ELEMENTS elements,
 # when a dense conv runs PyTorch's own im2col + matrix product (`_slow_conv2d_forward` and
 # `_backward`); grouped convs and kernels larger than 3 in both dimensions always run oneDNN,
-# and a 1 x 1 conv always its own path on one thread (the pointwise kind). Checked op by op
+# and a 1 x 1 conv of stride and dilation 1 always its own path on one thread (the pointwise
+# kind); a strided or dilated 1 x 1 conv (a ResNet's downsampling shortcut) is picked as a
+# dense conv is (at batch 4 oneDNN: 46-53 us for a 24-48 or 48-96 channel stride-2 shortcut,
+# the pointwise kind's function 16-23; notes §24). Checked op by op
 # with torch.profiler on torch 2.13 (20,480 elements native, 21,120 oneDNN; batch 2 oneDNN; a
 # transposed conv alike, natively `slow_conv_transpose2d`). A conv on the native path cost
 # 27-38 ps per MAC at batch 1 against 16-25 ps for oneDNN; one function for both had a
@@ -84,7 +96,7 @@ NATIVE_AT_BATCH_1 = {"conv_native": "conv", "conv1d_native": "conv1d",
 # sweep: without gradients PyTorch runs it on a path ~10x faster than in training.
 POOL_KINDS = frozenset({"maxpool", "avgpool"})
 # Kinds with no parameters: timed and priced for their forward and input gradient only.
-PARAMETER_FREE_KINDS = POOL_KINDS | (frozenset(ACTIVATION_KINDS) - {"prelu"})
+PARAMETER_FREE_KINDS = POOL_KINDS | (frozenset(ELEMENTWISE_FAMILY_KINDS) - {"prelu"})
 # A recurrent layer's backward runs through every time step whichever gradient it is asked
 # for: its weight gradient alone costs about what its input gradient does, and a training step
 # runs them in one backward. So it is timed, and priced, as one backward pass: `weight_grad`
@@ -98,6 +110,10 @@ RECURRENT_KINDS = frozenset({"lstm", "rnn"})
 # runs the backward through its softmax and both products; its bias gradient alone measured
 # 0.6-0.95x its weight gradient (notes §20). One backward pass, as the recurrent layers'.
 WHOLE_BACKWARD_KINDS = RECURRENT_KINDS | {"mha", "rnn_cell"}  # a cell's: its gates' too
+# Of those, the kinds whose biases alone cost their whole weight backward (a recurrent layer's
+# run through time; attention's softmax and products). A cell's biases alone need its gates'
+# backward, not its products' weight gradient: priced as its input gradient.
+BIAS_RUNS_WEIGHT_BACKWARD = RECURRENT_KINDS | {"mha"}
 # A depthwise conv whose kernel is larger than 3 x 3 (5 x 5, 7 x 7): its weight gradient runs
 # on another, slower path than 3 x 3's (this host's zoo tables: ~0.64 ns per MAC against
 # 0.02 beyond the fixed cost; notes/device_time_model.md §12), so it is a kind of its own.
@@ -119,7 +135,11 @@ KIND_FAMILY = {"depthwise_large": "depthwise", "conv1d": "conv", "conv_transpose
                "avgpool": "elementwise",
                "conv_native": "conv", "conv1d_native": "conv",
                "conv_transpose_native": "linear",
-               **dict.fromkeys(ACTIVATION_KINDS, "elementwise")}
+               **dict.fromkeys(ELEMENTWISE_FAMILY_KINDS, "elementwise")}
+# Matrix products without weights (costmodel.rules.products and attention's sdpa): their time
+# follows their MACs as a linear layer's does. einsum, addmm and baddbmm were priced as
+# elementwise (per element, not per MAC) before.
+PRODUCT_KINDS = frozenset({"sdpa", "matmul", "addmm", "baddbmm", "einsum"})
 VIEW_KINDS = frozenset({"reshape", "identity", "getitem", "split", "flatten", "dropout",
                         "parameter", "cat"})
 _FUNCTIONS = {"add": torch.add, "mul": torch.mul,
@@ -133,7 +153,8 @@ def cost_kind(node) -> str:
         if is_depthwise(node):
             large = math.prod(int(k) for k in kernel) > LARGE_KERNEL_AREA
             return "depthwise_large" if large else "depthwise"
-        if all(int(k) == 1 for k in kernel) and len(kernel) == 2:
+        if all(int(k) == 1 for k in kernel) and len(kernel) == 2 and _unit(node, "stride") \
+                and _unit(node, "dilation"):
             return "pointwise"
         kind = "conv1d" if len(kernel) == 1 else "conv"
         return f"{kind}_native" if runs_native(node) else kind
@@ -145,7 +166,12 @@ def cost_kind(node) -> str:
         return node.kind
     if node.kind == "rnn_cell":  # one time step: two products and the gates' several kernels
         return "rnn_cell"
-    if node.kind in ("linear", "sdpa", "matmul", "bmm"):
+    if node.kind == "softmax":  # log_softmax too
+        return "softmax"
+    if node.kind == "upsample":  # linear, bilinear, bicubic, trilinear: an interpolation
+        mode = str(node.attrs.get("mode", "nearest"))
+        return "upsample_linear" if mode.endswith(("linear", "cubic")) else "upsample_nearest"
+    if node.kind == "linear" or node.kind in PRODUCT_KINDS:
         return "linear"
     if node.kind in NORM_KINDS:
         return "norm"
@@ -154,6 +180,12 @@ def cost_kind(node) -> str:
     if node.kind == "derived":  # a module's class name or a function's
         return DERIVED_KINDS.get(str(node.op).lower(), "elementwise")
     return "elementwise"
+
+
+def _unit(node, attr: str) -> bool:
+    """Whether a conv's stride (or dilation) is 1 in every dimension (absent: the default)."""
+    value = node.attrs.get(attr, 1)
+    return all(int(v) == 1 for v in (value if isinstance(value, (list, tuple)) else [value]))
 
 
 def runs_native(node) -> bool:

@@ -1062,6 +1062,63 @@ def test_activations_are_kinds_of_their_own_and_tables_before_price_them_as_elem
     assert lm.priced_by(kinds_fitted, "prelu", "weight_grad") == "norm/weight_grad"
 
 
+def test_matrix_products_without_weights_are_priced_per_mac_as_a_linear_layer():
+    """einsum, baddbmm and addmm follow their MACs as matmul does (they were elementwise)."""
+    class Products(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Linear(8, 8)
+
+        def forward(self, x):  # N x 4 x 8
+            q = self.w(x)
+            a = torch.einsum("nid,njd->nij", q, x)
+            c = torch.baddbmm(a, q, x.transpose(1, 2))
+            return c @ q + torch.addmm(c[0], c[0], c[0]).sum()
+
+    run = run_description(Products().eval(), "all", (1, 4, 8), iterations=1, samples=2)
+    priced = {(p[0], p[2]): p[1:4] for p in run["layer_passes"]}
+    # 4 x 4 outputs x 8 terms; the input gradient of q alone (x needs none)
+    assert priced[("einsum", "forward")] == ["linear", "forward", 128]
+    assert priced[("einsum", "input_grad")] == ["linear", "input_grad", 128]
+    assert priced[("baddbmm", "forward")] == ["linear", "forward", 128]
+    assert priced[("matmul", "input_grad")] == ["linear", "input_grad", 256]  # c and q
+    addmm = [v for (name, p), v in priced.items() if name.startswith("addmm") and p == "forward"]
+    assert addmm == [["linear", "forward", 4 * 4 * 4]]
+
+
+def test_several_kernel_operators_are_kinds_of_their_own_and_tables_before_price_them_as_elementwise():
+    """Softmax, RMSNorm and upsampling (by its mode) cost 3-50x what the elementwise kind
+    priced them at (notes §24): each a kind the sweep times."""
+    import torch.nn.functional as F
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layerrun import kind_sweep
+    from ttplan.devices.layertable import OPERATOR_KINDS, PARAMETER_FREE_KINDS, cost_kind
+
+    class Ops(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up, self.norm = nn.Upsample(scale_factor=2, mode="bilinear"), nn.RMSNorm(4)
+
+        def forward(self, x):  # N x 2 x 4 x 4
+            a = self.norm(x).softmax(-1) + F.log_softmax(x, dim=-1)
+            b = F.interpolate(x, scale_factor=2.0) + F.interpolate(x, scale_factor=2.0,
+                                                                   mode="bicubic")
+            return a.sum() + (self.up(x) + b).sum() + F.rms_norm(x, (4,)).sum()
+
+    kinds = {n.name: cost_kind(n) for n in trace(Ops(), (1, 2, 4, 4)).ops()
+             if cost_kind(n) in OPERATOR_KINDS}
+    assert sorted(kinds.values()) == ["rms_norm", "rms_norm", "softmax", "softmax",
+                                      "upsample_linear", "upsample_linear", "upsample_nearest"]
+    assert set(OPERATOR_KINDS) <= PARAMETER_FREE_KINDS  # RMSNorm's weight: its own parameter
+    swept = {cost_kind(n) for label, layer, sample in kind_sweep()
+             for n in trace(nn.Sequential(layer).eval(), (1, *sample), label).ops()}
+    assert set(OPERATOR_KINDS) <= swept
+    elementwise = {"element_s": 1e-9, "call_s": 1e-6, "identified": True}
+    before = {"elementwise/forward": elementwise, "elementwise/input_grad": elementwise}
+    for kind in OPERATOR_KINDS:
+        assert lm.priced_by(before, kind, "input_grad") == "elementwise/input_grad"
+
+
 def test_a_windowed_pool_is_priced_per_window_tap_a_global_one_as_elementwise():
     from ttplan.costmodel.trace import trace
     from ttplan.devices.layermodel import probe_work
@@ -1095,6 +1152,11 @@ def test_a_conv_is_priced_on_the_kernels_pytorch_picks_for_its_batch_and_input()
     assert kind(nn.Conv2d(64, 64, 5, padding=2), (1, 64, 7, 7)) == "conv"
     assert kind(nn.Conv2d(64, 64, (1, 5), padding=(0, 2)), (1, 64, 7, 7)) == "conv_native"
     assert kind(nn.Conv2d(64, 64, 3, groups=4), (1, 64, 7, 7)) == "conv"
+    # a 1 x 1 conv runs its own path only at stride and dilation 1 (a ResNet's shortcut: not)
+    assert kind(nn.Conv2d(24, 48, 1), (4, 24, 16, 16)) == "pointwise"
+    assert kind(nn.Conv2d(24, 48, 1, 2), (4, 24, 16, 16)) == "conv"
+    assert kind(nn.Conv2d(24, 48, 1, 2), (1, 24, 16, 16)) == "conv_native"  # 6,144 elements
+    assert kind(nn.Conv2d(24, 48, 1, dilation=2), (4, 24, 16, 16)) == "conv"
     assert kind(nn.Conv1d(64, 64, 3), (1, 64, 100)) == "conv1d_native"
     assert kind(nn.Conv1d(64, 64, 3), (2, 64, 100)) == "conv1d"
     assert kind(nn.ConvTranspose2d(64, 32, 2, 2), (1, 64, 16, 20)) == "conv_transpose_native"
