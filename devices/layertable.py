@@ -65,15 +65,15 @@ DERIVED_KINDS = {"elu": "elu", "selu": "elu", "celu": "elu", "mish": "mish",
                  "rms_norm": "rms_norm", "rmsnorm": "rms_norm"}
 SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
 COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_large", "conv1d",
-              "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "mha", "lstm",
-              "rnn", "rnn_cell", "maxpool", "avgpool", "norm", "elementwise", "view") \
+              "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "sdpa", "mha",
+              "lstm", "rnn", "rnn_cell", "maxpool", "avgpool", "norm", "elementwise", "view") \
     + ELEMENTWISE_FAMILY_KINDS
 # Kinds whose function has a term per MAC; a pool's "MACs" are its window taps (the cost
 # model's forward_other_ops: output elements x window). A padded 3 x 3 max pool took ~2.8 ns
 # per tap here, 100x what an elementwise layer of its size is priced at (notes §20).
 MAC_COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_large", "conv1d",
-                  "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "mha",
-                  "lstm", "rnn", "rnn_cell", "maxpool", "avgpool")
+                  "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "sdpa",
+                  "mha", "lstm", "rnn", "rnn_cell", "maxpool", "avgpool")
 # PyTorch's CPU convolution picks its kernels per call (aten's ConvParams::use_mkldnn, float32):
 # oneDNN, unless the batch is 1 and the input holds at most NATIVE_INPUT_ELEMENTS elements,
 # when a dense conv runs PyTorch's own im2col + matrix product (`_slow_conv2d_forward` and
@@ -96,7 +96,7 @@ NATIVE_AT_BATCH_1 = {"conv_native": "conv", "conv1d_native": "conv1d",
 # sweep: without gradients PyTorch runs it on a path ~10x faster than in training.
 POOL_KINDS = frozenset({"maxpool", "avgpool"})
 # Kinds with no parameters: timed and priced for their forward and input gradient only.
-PARAMETER_FREE_KINDS = POOL_KINDS | (frozenset(ELEMENTWISE_FAMILY_KINDS) - {"prelu"})
+PARAMETER_FREE_KINDS = POOL_KINDS | {"sdpa"} | (frozenset(ELEMENTWISE_FAMILY_KINDS) - {"prelu"})
 # A recurrent layer's backward runs through every time step whichever gradient it is asked
 # for: its weight gradient alone costs about what its input gradient does, and a training step
 # runs them in one backward. So it is timed, and priced, as one backward pass: `weight_grad`
@@ -131,15 +131,18 @@ LARGE_KERNEL_AREA = 9
 # split from conv, conv1d and conv_transpose. Tables measured before called them by these
 # families.
 KIND_FAMILY = {"depthwise_large": "depthwise", "conv1d": "conv", "conv_transpose": "linear",
-               "mha": "linear", "rnn_cell": "linear", "maxpool": "elementwise",
+               "mha": "linear", "sdpa": "linear", "rnn_cell": "linear", "maxpool": "elementwise",
                "avgpool": "elementwise",
                "conv_native": "conv", "conv1d_native": "conv",
                "conv_transpose_native": "linear",
                **dict.fromkeys(ELEMENTWISE_FAMILY_KINDS, "elementwise")}
-# Matrix products without weights (costmodel.rules.products and attention's sdpa): their time
-# follows their MACs as a linear layer's does. einsum, addmm and baddbmm were priced as
-# elementwise (per element, not per MAC) before.
-PRODUCT_KINDS = frozenset({"sdpa", "matmul", "addmm", "baddbmm", "einsum"})
+# Matrix products without weights (costmodel.rules.products): their time follows their MACs
+# as a linear layer's does (einsum, addmm and baddbmm were priced as elementwise before).
+# scaled_dot_product_attention is a kind of its own (`sdpa`: two products and a softmax in one
+# fused kernel): fitted with the linear layers, the sweep's attention calls came out 22-53 %
+# low and its linear layers 20-87 % high at batch 4, and a model's own products, priced by the
+# linear kind, 1.4-1.65x high (notes §24). Tables measured before call it linear.
+PRODUCT_KINDS = frozenset({"matmul", "addmm", "baddbmm", "einsum"})
 VIEW_KINDS = frozenset({"reshape", "identity", "getitem", "split", "flatten", "dropout",
                         "parameter", "cat"})
 _FUNCTIONS = {"add": torch.add, "mul": torch.mul,
@@ -162,7 +165,7 @@ def cost_kind(node) -> str:
         return "lstm" if recurrent_gates(node) == 4 else "rnn"
     if node.kind == "conv_transpose":
         return "conv_transpose_native" if runs_native(node) else "conv_transpose"
-    if node.kind == "mha" or node.kind in POOL_KINDS or node.kind in ACTIVATION_KINDS:
+    if node.kind in ("mha", "sdpa") or node.kind in POOL_KINDS or node.kind in ACTIVATION_KINDS:
         return node.kind
     if node.kind == "rnn_cell":  # one time step: two products and the gates' several kernels
         return "rnn_cell"

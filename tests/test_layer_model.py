@@ -1084,6 +1084,19 @@ def test_matrix_products_without_weights_are_priced_per_mac_as_a_linear_layer():
     assert priced[("matmul", "input_grad")] == ["linear", "input_grad", 256]  # c and q
     addmm = [v for (name, p), v in priced.items() if name.startswith("addmm") and p == "forward"]
     assert addmm == [["linear", "forward", 4 * 4 * 4]]
+    # fused attention is a kind of its own (two products and a softmax in one kernel), which
+    # a calibration made before prices as linear
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layertable import PARAMETER_FREE_KINDS, cost_kind
+
+    class Fused(nn.Module):
+        def forward(self, q):  # N x heads x tokens x dim
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+    assert [cost_kind(n) for n in trace(Fused(), (1, 2, 8, 4)).ops()] == ["sdpa"]
+    assert "sdpa" in PARAMETER_FREE_KINDS
+    linear = {"mac_s": 1e-11, "element_s": 1e-9, "call_s": 1e-6, "identified": True}
+    assert lm.priced_by({"linear/forward": linear}, "sdpa", "forward") == "linear/forward"
 
 
 def test_several_kernel_operators_are_kinds_of_their_own_and_tables_before_price_them_as_elementwise():
