@@ -7,11 +7,13 @@ Each layer's pass costs what its kind's cost function of the layer's shape says:
                           [+ gate_step_s x gate steps, recurrent kinds: per batch, not per sample]
 
 (MAC kinds: conv (dense k x k on oneDNN), conv_native (one PyTorch runs on its own im2col
-path at batch 1, layertable.NATIVE_INPUT_ELEMENTS), pointwise (1 x 1), depthwise (3 x 3 and
-smaller), depthwise_large (kernels larger than 3 x 3: a slower weight gradient), conv1d
-(conv1d_native), conv_transpose (conv_transpose_native), linear (linear, attention
-products), mha (nn.MultiheadAttention), lstm and rnn, maxpool and avgpool (their MACs: window
-taps); others: norm, elementwise, and view, which costs a call only). The
+path at batch 1, layertable.NATIVE_INPUT_ELEMENTS), conv_dilated (a dilated one on that path),
+pointwise (1 x 1, stride 1), depthwise (3 x 3 and smaller), depthwise_large (kernels larger
+than 3 x 3: a slower weight gradient), conv1d (conv1d_native, conv1d_dilated),
+conv_transpose (conv_transpose_native), linear (linear layers, matrix products), sdpa (fused
+attention), mha (nn.MultiheadAttention), lstm, rnn and rnn_cell, maxpool and avgpool (their
+MACs: window taps); others: norm, elementwise, view, which costs a call only, and the
+elementwise family's activations and several-kernel operators). The
 constants are fitted per (kind, pass) by non-negative least squares on relative residuals to
 the rows of per-layer tables (devices.layertable), never with more free terms than rows; a
 (kind, pass) the tables cannot determine (too few rows, or not of full rank) borrows the
@@ -58,8 +60,8 @@ from .layertable import (BIAS_RUNS_WEIGHT_BACKWARD, COST_KINDS, ELEMENTWISE_FAMI
 
 # The cost kinds devices.sparse serves (2-D convs and linear layers); any other layer updated
 # on some channels keeps the dense, masked gradient: its whole weight gradient is computed.
-SPARSE_COST_KINDS = frozenset({"conv", "conv_native", "pointwise", "depthwise", "depthwise_large",
-                               "linear"})
+SPARSE_COST_KINDS = frozenset({"conv", "conv_native", "conv_dilated", "pointwise", "depthwise",
+                               "depthwise_large", "linear"})
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
             "view": "elementwise", "depthwise_large": "depthwise", "lstm": "linear",
             "rnn": "linear", "rnn_cell": "linear", "conv1d": "conv", "conv_transpose": "conv",
@@ -67,6 +69,7 @@ FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
             "avgpool": "elementwise",
             "conv_native": "conv",
             "conv1d_native": "conv1d", "conv_transpose_native": "conv_transpose",
+            "conv_dilated": "conv_native", "conv1d_dilated": "conv1d_native",
             **dict.fromkeys(ELEMENTWISE_FAMILY_KINDS, "elementwise")}
 # A bias gradient is a per-channel sum of the output's gradient: for a kind whose tables time
 # no biased layer (the zoo's convs have none), a conv's, then a norm's shift's — the same
@@ -74,7 +77,8 @@ FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
 BIAS_FALLBACK = {"pointwise": "conv", "depthwise": "conv", "depthwise_large": "conv",
                  "conv1d": "conv", "conv_transpose": "conv", "conv": "norm", "linear": "norm",
                  "mha": "linear", "rnn_cell": "linear", "conv_native": "conv",
-                 "conv1d_native": "conv1d",
+                 "conv1d_native": "conv1d", "conv_dilated": "conv_native",
+                 "conv1d_dilated": "conv1d_native",
                  "conv_transpose_native": "conv_transpose", "elementwise": "norm"}
 # Per pass, before FALLBACK. A parameter that scales a tensor elementwise (a layer scale, a
 # free parameter multiplied in) has a norm's scale's gradient: the same reduction.

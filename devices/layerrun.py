@@ -113,6 +113,16 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
                                          (64, 64, 3, 100, 1), (128, 128, 5, 50, 1)):
         out.append((f"conv1d {cin}-{cout} k{k} {length} s{stride}",
                     nn.Conv1d(cin, cout, k, stride, k // 2), (cin, length)))
+    # dilated convs, 2-D and 1-D (TCNs, WaveNet-like audio): at batch 1 on PyTorch's dilated
+    # path (inputs of at most 20,480), oneDNN beyond
+    for cin, cout, hw, dilation, bias in ((16, 16, 32, 2, False), (32, 32, 24, 2, True),
+                                          (32, 32, 14, 4, False), (64, 64, 12, 2, False)):
+        out.append((f"conv3x3 {cin}-{cout} {hw} d{dilation}{' bias' if bias else ''}",
+                    nn.Conv2d(cin, cout, 3, 1, dilation, dilation, bias=bias), (cin, hw, hw)))
+    for cin, cout, length, dilation, bias in ((64, 64, 200, 2, True), (32, 32, 400, 4, False),
+                                              (128, 128, 100, 2, False), (16, 32, 800, 8, False)):
+        out.append((f"conv1d {cin}-{cout} k3 {length} d{dilation}{' bias' if bias else ''}",
+                    nn.Conv1d(cin, cout, 3, 1, dilation, dilation, bias=bias), (cin, length)))
     # at batch 1 all but the last on PyTorch's native path (an input of at most 20,480)
     for cin, cout, k, stride, hw in ((32, 16, 2, 2, 14), (64, 32, 4, 2, 7), (16, 8, 3, 1, 28),
                                      (128, 64, 2, 2, 7), (24, 12, 2, 2, 20), (32, 16, 2, 2, 28)):

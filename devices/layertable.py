@@ -64,15 +64,15 @@ DERIVED_KINDS = {"elu": "elu", "selu": "elu", "celu": "elu", "mish": "mish",
                  **{f"instancenorm{d}d": "instance_norm" for d in (1, 2, 3)},
                  "rms_norm": "rms_norm", "rmsnorm": "rms_norm"}
 SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
-COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_large", "conv1d",
-              "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "sdpa", "mha",
+COST_KINDS = ("conv", "conv_native", "conv_dilated", "pointwise", "depthwise", "depthwise_large",
+              "conv1d", "conv1d_native", "conv1d_dilated", "conv_transpose", "conv_transpose_native", "linear", "sdpa", "mha",
               "lstm", "rnn", "rnn_cell", "maxpool", "avgpool", "norm", "elementwise", "view") \
     + ELEMENTWISE_FAMILY_KINDS
 # Kinds whose function has a term per MAC; a pool's "MACs" are its window taps (the cost
 # model's forward_other_ops: output elements x window). A padded 3 x 3 max pool took ~2.8 ns
 # per tap here, 100x what an elementwise layer of its size is priced at (notes §20).
-MAC_COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_large", "conv1d",
-                  "conv1d_native", "conv_transpose", "conv_transpose_native", "linear", "sdpa",
+MAC_COST_KINDS = ("conv", "conv_native", "conv_dilated", "pointwise", "depthwise",
+                  "depthwise_large", "conv1d", "conv1d_native", "conv1d_dilated", "conv_transpose", "conv_transpose_native", "linear", "sdpa",
                   "mha", "lstm", "rnn", "rnn_cell", "maxpool", "avgpool")
 # PyTorch's CPU convolution picks its kernels per call (aten's ConvParams::use_mkldnn, float32):
 # oneDNN, unless the batch is 1 and the input holds at most NATIVE_INPUT_ELEMENTS elements,
@@ -85,11 +85,14 @@ MAC_COST_KINDS = ("conv", "conv_native", "pointwise", "depthwise", "depthwise_la
 # with torch.profiler on torch 2.13 (20,480 elements native, 21,120 oneDNN; batch 2 oneDNN; a
 # transposed conv alike, natively `slow_conv_transpose2d`). A conv on the native path cost
 # 27-38 ps per MAC at batch 1 against 16-25 ps for oneDNN; one function for both had a
-# ResNet's deep 3 x 3 convs 24-38 % low (notes §20). So the native path is a kind apart
+# ResNet's deep 3 x 3 convs 24-38 % low (notes §20). A dilated conv on that path runs
+# `slow_conv_dilated2d` (1-D too), 55-66 ps per MAC against 28-29 for the same conv undilated
+# (notes §24): `conv_dilated`, `conv1d_dilated`. So the native path is a kind apart
 # (`conv_native`, `conv1d_native`, `conv_transpose_native`) at batch 1, and its oneDNN kind
 # beyond (`priced_kind`).
 NATIVE_INPUT_ELEMENTS = 20480
-NATIVE_AT_BATCH_1 = {"conv_native": "conv", "conv1d_native": "conv1d",
+NATIVE_AT_BATCH_1 = {"conv_native": "conv", "conv1d_native": "conv1d", "conv_dilated": "conv",
+                     "conv1d_dilated": "conv1d",
                      "conv_transpose_native": "conv_transpose"}
 # Windowed pools only, max and average apart (~2.4-3.5 against ~0.8-1.6 ns per tap): an
 # adaptive (global) pool is a reduction, priced as elementwise. A 1-D max pool is not in the
@@ -133,7 +136,8 @@ LARGE_KERNEL_AREA = 9
 KIND_FAMILY = {"depthwise_large": "depthwise", "conv1d": "conv", "conv_transpose": "linear",
                "mha": "linear", "sdpa": "linear", "rnn_cell": "linear", "maxpool": "elementwise",
                "avgpool": "elementwise",
-               "conv_native": "conv", "conv1d_native": "conv",
+               "conv_native": "conv", "conv1d_native": "conv", "conv_dilated": "conv",
+               "conv1d_dilated": "conv",
                "conv_transpose_native": "linear",
                **dict.fromkeys(ELEMENTWISE_FAMILY_KINDS, "elementwise")}
 # Matrix products without weights (costmodel.rules.products): their time follows their MACs
@@ -160,7 +164,9 @@ def cost_kind(node) -> str:
                 and _unit(node, "dilation"):
             return "pointwise"
         kind = "conv1d" if len(kernel) == 1 else "conv"
-        return f"{kind}_native" if runs_native(node) else kind
+        if not runs_native(node):
+            return kind
+        return f"{kind}_native" if _unit(node, "dilation") else f"{kind}_dilated"
     if node.kind == "rnn":
         return "lstm" if recurrent_gates(node) == 4 else "rnn"
     if node.kind == "conv_transpose":

@@ -1022,7 +1022,8 @@ def test_the_kind_sweep_times_every_layer_kind_a_model_may_bring():
     assert set(COST_KINDS) - kinds <= {"pointwise", "depthwise", "depthwise_large", "norm",
                                        "elementwise"}
     assert {"gelu", "silu", "sigmoid", "tanh", "prelu"} <= kinds
-    assert {"conv", "conv_native", "conv1d", "conv1d_native"} <= biased  # bias gradients
+    assert {"conv", "conv_native", "conv1d", "conv1d_native", "conv_dilated",
+            "conv1d_dilated"} <= biased  # bias gradients
     assert {"conv_transpose", "conv_transpose_native"} <= kinds
 
 
@@ -1170,6 +1171,11 @@ def test_a_conv_is_priced_on_the_kernels_pytorch_picks_for_its_batch_and_input()
     assert kind(nn.Conv2d(24, 48, 1, 2), (4, 24, 16, 16)) == "conv"
     assert kind(nn.Conv2d(24, 48, 1, 2), (1, 24, 16, 16)) == "conv_native"  # 6,144 elements
     assert kind(nn.Conv2d(24, 48, 1, dilation=2), (4, 24, 16, 16)) == "conv"
+    # a dilated conv at batch 1 runs PyTorch's dilated path (slow_conv_dilated2d), 1-D too
+    assert kind(nn.Conv2d(32, 32, 3, padding=2, dilation=2), (1, 32, 24, 24)) == "conv_dilated"
+    assert kind(nn.Conv2d(32, 32, 3, padding=2, dilation=2), (4, 32, 24, 24)) == "conv"
+    assert kind(nn.Conv1d(64, 64, 3, padding=2, dilation=2), (1, 64, 200)) == "conv1d_dilated"
+    assert priced_kind("conv1d_dilated", 4) == "conv1d" and priced_kind("conv_dilated", 2) == "conv"
     assert kind(nn.Conv1d(64, 64, 3), (1, 64, 100)) == "conv1d_native"
     assert kind(nn.Conv1d(64, 64, 3), (2, 64, 100)) == "conv1d"
     assert kind(nn.ConvTranspose2d(64, 32, 2, 2), (1, 64, 16, 20)) == "conv_transpose_native"
