@@ -828,6 +828,21 @@ def test_a_recurrent_cell_is_a_kind_of_one_backward_per_call():
     assert len(labels) == 6  # LSTM and GRU cells, three sizes each
 
 
+def test_a_fit_leaves_out_a_column_that_is_another_over_again():
+    """A cell's weight-gradient MACs are its weights x the batch: the weights column is the
+    MACs column over again, left out (not the kind left undetermined); independent, kept."""
+    shapes = ((1000, 100), (5000, 300), (20000, 700), (80000, 900), (40000, 2000))
+    same = [layer_row("rnn_cell", "weight_grad", m, e, 1e-9 * m + 1e-8 * e + 1e-5,
+                      weights=m // 4) for m, e in shapes]
+    fitted = lm.fit_kinds(same)["rnn_cell/weight_grad"]
+    assert fitted["identified"] and fitted["weight_s"] == 0.0
+    assert fitted["mac_s"] == pytest.approx(1e-9, rel=1e-6)
+    apart = [layer_row("linear", "weight_grad", m, e, 1e-9 * m + 1e-8 * e + 2e-9 * w + 1e-5,
+                       weights=w) for (m, e), w in zip(shapes, (10, 400, 90, 3000, 50))]
+    fitted = lm.fit_kinds(apart)["linear/weight_grad"]
+    assert fitted["identified"] and fitted["weight_s"] == pytest.approx(2e-9, rel=1e-6)
+
+
 def test_multihead_attention_is_a_kind_timed_whole_with_its_attention_weights():
     """nn.MultiheadAttention: its own kind, its elements with its attention weights (heads x
     L x S), one backward whichever gradient is asked (its bias's runs the whole of it), and a
