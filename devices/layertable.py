@@ -359,10 +359,16 @@ def _callable(node, modules: dict):
     return None
 
 
-def _macs(row: dict, pass_name: str, kind: str) -> int:
+def timed_macs(row: dict, pass_name: str, kind: str) -> int:
     """An input or weight gradient does the forward's MACs (a transposed product of the same
-    size), whether or not a configuration asks for it (the first layer's input gradient)."""
-    return 0 if pass_name == "bias_grad" else forward_work_count(row, kind)
+    size), whether or not a configuration asks for it (the first layer's input gradient); a
+    fused attention's input gradient, timed for its query, key and value, twice them (four
+    products against the forward's two: the cost model's `backward_input_macs` when all
+    three need one, as a model's attention does)."""
+    if pass_name == "bias_grad":
+        return 0
+    return forward_work_count(row, kind) * (2 if pass_name == "input_grad" and kind == "sdpa"
+                                            else 1)
 
 
 def forward_work_count(row: dict, kind: str) -> int:
@@ -490,7 +496,7 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
         for pass_name, t in timings.items():
             out.append({"model": model_name, "layer": node.name, "kind": kind,
                         "pass": pass_name, "batch_size": batch,
-                        "macs": int(_macs(full_rows[node.name], pass_name, kind)
+                        "macs": int(timed_macs(full_rows[node.name], pass_name, kind)
                                     * (SPARSE_FRACTION if pass_name.startswith("sparse") else 1)),
                         "elements": pass_elements(node),
                         "weights": weight_elements(node) * batch * (

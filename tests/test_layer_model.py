@@ -1110,6 +1110,14 @@ def test_matrix_products_without_weights_are_priced_per_mac_as_a_linear_layer():
             return torch.nn.functional.scaled_dot_product_attention(q, q, q)
 
     assert [cost_kind(n) for n in trace(Fused(), (1, 2, 8, 4)).ops()] == ["sdpa"]
+    # its table rows count the input gradient's MACs as a model's attention runs it: query, key
+    # and value, four products against the forward's two
+    from ttplan.devices.layertable import timed_macs
+
+    row = {"forward_macs": 1000, "forward_other_ops": 0}
+    assert timed_macs(row, "forward", "sdpa") == 1000
+    assert timed_macs(row, "input_grad", "sdpa") == 2000
+    assert timed_macs(row, "input_grad", "linear") == 1000
     assert "sdpa" in PARAMETER_FREE_KINDS
     linear = {"mac_s": 1e-11, "element_s": 1e-9, "call_s": 1e-6, "identified": True}
     assert lm.priced_by({"linear/forward": linear}, "sdpa", "forward") == "linear/forward"
