@@ -409,10 +409,26 @@ def fit_layer_model(tables: list[dict]) -> dict:
     return model
 
 
+def sweep_rows(tables: list[dict]) -> list[dict]:
+    """The kind sweep's rows, each the median over the tables that timed it: every table
+    times the same sweep at its own moment, and which of them came first must not decide
+    the calibration (one table's sweep, timed while the machine was slow, priced every kind
+    off; notes/device_time_model.md §24)."""
+    timed: dict[tuple, list[dict]] = {}
+    for t in tables:
+        for r in t["layers"]:
+            if r["model"] == "kind-sweep":
+                key = (r["layer"], r["kind"], r["pass"], r["batch_size"], r["macs"],
+                       r["elements"])
+                timed.setdefault(key, []).append(r)
+    return [dict(rows[0], cpu_s=statistics.median(r["cpu_s"] for r in rows),
+                 wall_s=statistics.median(r["wall_s"] for r in rows))
+            for _, rows in sorted(timed.items(), key=lambda kv: kv[0])]
+
+
 def _fit(tables: list[dict]) -> dict:
     layers = [r for t in tables for r in t["layers"] if r["model"] != "kind-sweep"]
-    layers += next(([r for r in t["layers"] if r["model"] == "kind-sweep"] for t in tables
-                    if any(r["model"] == "kind-sweep" for r in t["layers"])), [])
+    layers += sweep_rows(tables)
     runs = [r for t in tables for r in t["runs"]]
     kinds = lm.fit_kinds(layers)
     # op_s as the tables measure it directly (a model's whole forward against its layers

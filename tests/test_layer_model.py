@@ -828,6 +828,21 @@ def test_a_recurrent_cell_is_a_kind_of_one_backward_per_call():
     assert len(labels) == 6  # LSTM and GRU cells, three sizes each
 
 
+def test_the_kind_sweep_is_the_median_of_every_table_that_timed_it_in_any_order():
+    from ttplan.devices.layerrun import sweep_rows
+
+    def table(seconds):
+        return {"model": "m", "layers": [dict(layer_row("gelu", "forward", 0, 100, s),
+                                              model="kind-sweep", layer="gelu 8x8/0")
+                                         for s in seconds]}
+
+    a, b, c = table([1e-5]), table([3e-5]), table([2e-5])
+    rows = sweep_rows([a, b, c])
+    assert len(rows) == 1 and rows[0]["cpu_s"] == pytest.approx(2e-5)
+    assert sweep_rows([c, a, b]) == rows  # not whichever table came first
+    assert sweep_rows([{"model": "m", "layers": []}]) == []
+
+
 def test_a_fit_leaves_out_a_column_that_is_another_over_again():
     """A cell's weight-gradient MACs are its weights x the batch: the weights column is the
     MACs column over again, left out (not the kind left undetermined); independent, kept."""
