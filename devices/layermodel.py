@@ -518,6 +518,22 @@ def glue_seconds(run: dict, glue: dict) -> float:
             + glue.get("sample_s", 0.0) * run["iterations"] * run["samples"])
 
 
+def probe_glue_seconds(run: dict, glue: dict) -> float:
+    """The overheads of the Fisher probe's pass: one pass over the samples in batches, each a
+    forward of the prototypes and of the batch (`op_s`, `forward_element_s` on both) and the
+    backward of the probed tail (input gradients only: no layer computes two gradients, no
+    tensor is updated), each batch a step of the loop (`step_s`, `loop_s`); the probe's
+    operator calls once (`first_call_s`); calibrations before `op_s` per call (`call_s`)."""
+    steps = math.ceil(run["samples"] / run["batch_size"])
+    forward_calls, probe_calls = calls(run["forward_work"]), calls(run["probe_work"])
+    return (glue.get("call_s", 0.0) * steps * (forward_calls + probe_calls)
+            + glue.get("op_s", 0.0) * 2 * steps * forward_calls
+            + glue.get("forward_element_s", 0.0) * 2 * run["samples"]
+            * forward_elements(run["forward_work"])
+            + (glue["step_s"] + glue.get("loop_s", 0.0)) * steps
+            + glue["first_call_s"] * probe_calls)
+
+
 def phase_constants(runs: list[dict]) -> dict:
     """load_s and plan_s per run: medians of what the runs measured (None: not measured)."""
     out = {}
@@ -562,16 +578,7 @@ def predict_phases(run: dict, model: dict) -> dict:
         own_notes.append(f"anchored on the whole runs in the table: train x {ratio:.3f} "
                          f"(measured / predicted of its {between} run(s) at the nearest batch "
                          f"size, backward share {share:.3f})")
-    fisher = 0.0
-    if run.get("probe_work"):  # input gradients only: no layer computes two gradients
-        probe_steps = math.ceil(run["samples"] / run["batch_size"])
-        probe_calls = probe_steps * (calls(run["forward_work"]) + calls(run["probe_work"]))
-        fisher = (layer["fisher"] + glue.get("call_s", 0.0) * probe_calls
-                  + glue.get("op_s", 0.0) * 2 * probe_steps * calls(run["forward_work"])
-                  + glue.get("forward_element_s", 0.0) * 2 * run["samples"]
-                  * forward_elements(run["forward_work"])
-                  + (glue["step_s"] + glue.get("loop_s", 0.0)) * probe_steps
-                  + glue["first_call_s"] * calls(run["probe_work"]))
+    fisher = layer["fisher"] + probe_glue_seconds(run, glue) if run.get("probe_work") else 0.0
     probes = bool(run.get("probe_work"))
     # a run described before a kind was timed may name a stand-in that is one no longer
     own_notes += [f"no table times it: {n} {STAND_INS[key]}"
