@@ -73,8 +73,11 @@ FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
             **dict.fromkeys(ELEMENTWISE_FAMILY_KINDS, "elementwise")}
 # A bias gradient is a per-channel sum of the output's gradient: for a kind whose tables time
 # no biased layer (the zoo's convs have none), a conv's, then a norm's shift's — the same
-# reduction — never 0.
-BIAS_FALLBACK = {"pointwise": "conv", "depthwise": "conv", "depthwise_large": "conv",
+# reduction — never 0. A conv oneDNN runs computes its weights' gradient for its bias alone
+# too (measured: a bias gradient 1.0-1.5x the weight gradient, 92-992 us for depthwise convs);
+# a 1 x 1 conv runs PyTorch's own path, where it is the sum alone (15-24 us where oneDNN's
+# conv function priced 225-334): a pointwise conv borrows the native path's (notes §24).
+BIAS_FALLBACK = {"pointwise": "conv_native", "depthwise": "conv", "depthwise_large": "conv",
                  "conv1d": "conv", "conv_transpose": "conv", "conv": "norm", "linear": "norm",
                  "mha": "linear", "rnn_cell": "linear", "conv_native": "conv",
                  "conv1d_native": "conv1d", "conv_dilated": "conv_native",

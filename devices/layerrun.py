@@ -113,6 +113,14 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
                                          (64, 64, 3, 100, 1), (128, 128, 5, 50, 1)):
         out.append((f"conv1d {cin}-{cout} k{k} {length} s{stride}",
                     nn.Conv1d(cin, cout, k, stride, k // 2), (cin, length)))
+    # biased 1 x 1 and depthwise convs (squeeze-excite on a 1 x 1 map, projections): the 1 x 1
+    # path's bias gradient is a sum, oneDNN's (depthwise) runs the weights' gradient too
+    for cin, cout, hw in ((72, 18, 1), (18, 72, 1), (32, 64, 28), (96, 24, 7)):
+        out.append((f"conv1x1 {cin}-{cout} {hw} bias", nn.Conv2d(cin, cout, 1), (cin, hw, hw)))
+    for channels, k, hw in ((32, 3, 28), (96, 3, 14), (72, 5, 20), (120, 5, 10)):
+        out.append((f"dw{k}x{k} {channels} {hw} bias",
+                    nn.Conv2d(channels, channels, k, 1, k // 2, groups=channels),
+                    (channels, hw, hw)))
     # dilated convs, 2-D and 1-D (TCNs, WaveNet-like audio): at batch 1 on PyTorch's dilated
     # path (inputs of at most 20,480), oneDNN beyond
     for cin, cout, hw, dilation, bias in ((16, 16, 32, 2, False), (32, 32, 24, 2, True),

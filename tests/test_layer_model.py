@@ -1053,7 +1053,13 @@ def test_the_kind_sweep_times_every_layer_kind_a_model_may_bring():
                                        "elementwise"}
     assert {"gelu", "silu", "sigmoid", "tanh", "prelu"} <= kinds
     assert {"conv", "conv_native", "conv1d", "conv1d_native", "conv_dilated",
-            "conv1d_dilated"} <= biased  # bias gradients
+            "conv1d_dilated", "pointwise", "depthwise", "depthwise_large"} <= biased
+    # a calibration whose tables time no biased 1 x 1 conv prices its bias as the native
+    # path's (a sum), not as oneDNN's (the weights' gradient too)
+    fitted = {"conv/bias_grad": {"element_s": 1e-10, "call_s": 2e-4, "identified": True},
+              "conv_native/bias_grad": {"element_s": 0.0, "call_s": 2e-5, "identified": True}}
+    assert lm.priced_by(fitted, "pointwise", "bias_grad") == "conv_native/bias_grad"
+    assert lm.priced_by(fitted, "depthwise", "bias_grad") == "conv/bias_grad"
     assert {"conv_transpose", "conv_transpose_native"} <= kinds
 
 
