@@ -65,15 +65,17 @@ DERIVED_KINDS = {"elu": "elu", "selu": "elu", "celu": "elu", "mish": "mish",
                  "rms_norm": "rms_norm", "rmsnorm": "rms_norm"}
 SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is timed at
 COST_KINDS = ("conv", "conv_native", "conv_dilated", "pointwise", "depthwise", "depthwise_large",
-              "conv1d", "conv1d_native", "conv1d_dilated", "conv_transpose", "conv_transpose_native", "linear", "sdpa", "mha",
-              "lstm", "rnn", "rnn_cell", "maxpool", "avgpool", "norm", "elementwise", "view") \
+              "conv1d", "conv1d_native", "conv1d_dilated", "conv_transpose",
+              "conv_transpose_native", "linear", "sdpa", "mha", "lstm", "rnn", "rnn_cell",
+              "maxpool", "avgpool", "norm", "elementwise", "view") \
     + ELEMENTWISE_FAMILY_KINDS
 # Kinds whose function has a term per MAC; a pool's "MACs" are its window taps (the cost
 # model's forward_other_ops: output elements x window). A padded 3 x 3 max pool took ~2.8 ns
 # per tap here, 100x what an elementwise layer of its size is priced at (notes §20).
 MAC_COST_KINDS = ("conv", "conv_native", "conv_dilated", "pointwise", "depthwise",
-                  "depthwise_large", "conv1d", "conv1d_native", "conv1d_dilated", "conv_transpose", "conv_transpose_native", "linear", "sdpa",
-                  "mha", "lstm", "rnn", "rnn_cell", "maxpool", "avgpool")
+                  "depthwise_large", "conv1d", "conv1d_native", "conv1d_dilated",
+                  "conv_transpose", "conv_transpose_native", "linear", "sdpa", "mha", "lstm",
+                  "rnn", "rnn_cell", "maxpool", "avgpool")
 # PyTorch's CPU convolution picks its kernels per call (aten's ConvParams::use_mkldnn, float32):
 # oneDNN, unless the batch is 1 and the input holds at most NATIVE_INPUT_ELEMENTS elements,
 # when a dense conv runs PyTorch's own im2col + matrix product (`_slow_conv2d_forward` and
