@@ -77,9 +77,10 @@ FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
 # too (measured: a bias gradient 1.0-1.5x the weight gradient, 92-992 us for depthwise convs);
 # a 1 x 1 conv runs PyTorch's own path, where it is the sum alone (15-24 us where oneDNN's
 # conv function priced 225-334): a pointwise conv borrows the native path's (notes §24).
+# (WHOLE_BACKWARD_KINDS have no bias pass: their biases run their one backward.)
 BIAS_FALLBACK = {"pointwise": "conv_native", "depthwise": "conv", "depthwise_large": "conv",
                  "conv1d": "conv", "conv_transpose": "conv", "conv": "norm", "linear": "norm",
-                 "mha": "linear", "rnn_cell": "linear", "conv_native": "conv",
+                 "conv_native": "conv",
                  "conv1d_native": "conv1d", "conv_dilated": "conv_native",
                  "conv1d_dilated": "conv1d_native",
                  "conv_transpose_native": "conv_transpose", "elementwise": "norm"}
