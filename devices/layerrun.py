@@ -29,7 +29,7 @@ from ttplan.planner.fisher import default_candidate_layers
 from ttplan.planner.jsonio import check_header, load_json, save_json
 
 from . import layermodel as lm
-from .layertable import FirstOutput, SelfAttention, measure_layers, stand_in
+from .layertable import FirstOutput, OperatorCell, SelfAttention, measure_layers, stand_in
 from .owntable import anchors, own_table
 
 FORMAT = "ttplan-layer-table"
@@ -176,6 +176,7 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
         for shape in ((32, 28, 28), (64, 14, 14), (16, 56, 56)):
             out.append((f"upsample_{mode} {'x'.join(map(str, shape))}",
                         nn.Upsample(scale_factor=2, mode=mode), shape))
+    out += function_cells()
     for channels, shape in ((32, (32, 28, 28)), (64, (64, 14, 14)), (1, (16, 56, 56))):
         out.append((f"prelu{channels} {'x'.join(map(str, shape))}", nn.PReLU(channels), shape))
     for heads, tokens, dim in ((2, 64, 32), (4, 196, 32), (4, 49, 64), (8, 16, 16)):
@@ -197,6 +198,29 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
             out.append((f"{cell.__name__.lower()} {steps}x{fin}-{hidden}{stacked}",
                         FirstOutput(cell(fin, hidden, num_layers=layers, batch_first=True)),
                         (steps, fin)))
+    return out
+
+
+def function_cells() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
+    """The sweep's cells of the functions a model calls that are kinds of their own
+    (layertable.FUNCTION_KINDS): each over a conv's map (along its channels) and over tokens
+    (along their features), where a model calls it."""
+    F = torch.nn.functional
+    dim = lambda x: 1 if x.dim() == 4 else -1  # noqa: E731
+    functions = (
+        ("var", lambda x: x.var(dim(x), keepdim=True), None),
+        ("normalize", lambda x: F.normalize(x, dim=dim(x)), None),
+        ("where", lambda x: torch.where(x > 0, x, 0.1 * x),
+         lambda c, a, b: torch.where(c > 0, a, b)),
+        ("masked_fill", lambda x: x.masked_fill(x > 1, 0.0),
+         lambda x, m: x.masked_fill(m > 1, 0.0)),
+        ("exp", torch.exp, None),
+        ("glu", lambda x: F.glu(x, dim(x)), None),
+        ("clamp", lambda x: x.clamp(-1.0, 1.0), None))
+    out = []
+    for op, fn, alone in functions:
+        for shape in ((32, 28, 28), (64, 14, 14), (196, 128), (4, 64, 64)):
+            out.append((f"{op} {'x'.join(map(str, shape))}", OperatorCell(op, fn, alone), shape))
     return out
 
 

@@ -57,7 +57,19 @@ ACTIVATION_KINDS = ("gelu", "silu", "sigmoid", "tanh", "prelu", "elu", "mish", "
 # own, timed by the kind sweep, by the rule's kind (softmax, upsample by its mode) or, derived,
 # by the operator's name (InstanceNorm, RMSNorm). Tables measured before price them as
 # elementwise.
-OPERATOR_KINDS = ("instance_norm", "rms_norm", "softmax", "upsample_nearest", "upsample_linear")
+# Functions a model calls that cost far from an add too (per call alone at 1 x 64 x 28 x 28,
+# 4 x 32 x 16 x 16 and 1 x 196 x 128, one thread, against the elementwise kind's price:
+# var/std forward 45-93x, F.normalize 2.7-3.5x forward and 3.5-5.4x input gradient,
+# torch.where 4-8x with its condition, exp 4-5x forward, glu up to 10x, clamp's input gradient
+# 4-8.5x; a channels-first LayerNorm written with var ran 24-29 % over its prediction;
+# notes §25): kinds by the function's name (FUNCTION_KINDS), timed by the sweep's
+# `OperatorCell`s.
+FUNCTION_KINDS = {"var": "var", "std": "var", "var_mean": "var", "std_mean": "var",
+                  "normalize": "normalize", "where": "where", "masked_fill": "where",
+                  "exp": "exp", "glu": "glu", "clamp": "clamp", "clip": "clamp",
+                  "clamp_min": "clamp", "clamp_max": "clamp"}
+OPERATOR_KINDS = ("instance_norm", "rms_norm", "softmax", "upsample_nearest", "upsample_linear",
+                  "var", "normalize", "where", "exp", "glu", "clamp")
 ELEMENTWISE_FAMILY_KINDS = ACTIVATION_KINDS + OPERATOR_KINDS
 DERIVED_KINDS = {"elu": "elu", "selu": "elu", "celu": "elu", "mish": "mish",
                  "softplus": "softplus", "instance_norm": "instance_norm",
@@ -179,6 +191,8 @@ def cost_kind(node) -> str:
         return "rnn_cell"
     if node.kind == "softmax":  # log_softmax too
         return "softmax"
+    if str(node.op).lower() in FUNCTION_KINDS:  # nn.GLU too
+        return FUNCTION_KINDS[str(node.op).lower()]
     if node.kind == "upsample":  # linear, bilinear, bicubic, trilinear: an interpolation
         mode = str(node.attrs.get("mode", "nearest"))
         return "upsample_linear" if mode.endswith(("linear", "cubic")) else "upsample_nearest"
@@ -346,9 +360,26 @@ class SelfAttention(nn.Module):
         return self.attention(q, k, v, need_weights=False)[0]
 
 
+class OperatorCell(nn.Module):
+    """A kind sweep's cell of one function a model calls (FUNCTION_KINDS): `forward` calls
+    `fn` on the cell's input, as a model would; `alone` is what measure_layers times for the
+    function's node, called on that node's tensor inputs (a condition or mask among them is
+    compared with 0 inside: not differentiable, as a model's is not)."""
+
+    def __init__(self, op: str, fn, alone=None):
+        super().__init__()
+        self.op, self.fn, self.alone = op, fn, alone or fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
 def _callable(node, modules: dict):
     if node.kind == "mha" and node.module is not None and node.module in modules:
         return SelfAttention(modules[node.module]).eval()
+    cell = modules.get(node.block) if node.module is None else None
+    if isinstance(cell, OperatorCell) and str(node.op) == cell.op:
+        return cell.alone
     if node.module is not None and node.kind not in VIEW_KINDS:
         module = modules.get(node.module)
         if module is not None and not list(module.children()):
@@ -441,7 +472,9 @@ def _gradient_timing(fn, args, wrt, grad_out, kind: str, forward: dict, repeats:
         return dict(t, cpu_s=max(t["cpu_s"] - forward["cpu_s"], 0.0),
                     wall_s=max(t["wall_s"] - forward["wall_s"], 0.0))
     y = fn(*args)
-    return time_call(lambda: torch.autograd.grad(y, wrt, grad_out, retain_graph=True),
+    # allow_unused: an OperatorCell's condition or mask is an input it does not differentiate
+    return time_call(lambda: torch.autograd.grad(y, wrt, grad_out, retain_graph=True,
+                                                 allow_unused=True),
                      repeats=repeats, min_repeat_s=min_repeat_s)
 
 

@@ -1177,6 +1177,45 @@ def test_several_kernel_operators_are_kinds_and_tables_before_price_them_as_elem
         assert lm.priced_by(before, kind, "input_grad") == "elementwise/input_grad"
 
 
+def test_functions_far_from_an_add_are_kinds_the_sweep_times_alone():
+    """var/std, F.normalize, where/masked_fill, exp, glu and clamp cost 3-90x what the
+    elementwise kind priced them at (notes §25): kinds by the function's name, each timed
+    alone by the sweep's OperatorCell, its condition or mask not differentiated."""
+    import torch.nn.functional as F
+    import math
+
+    from ttplan.costmodel.options import PYTORCH
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layerrun import function_cells
+    from ttplan.devices.layertable import (FUNCTION_KINDS, OPERATOR_KINDS, cost_kind,
+                                           measure_layers, pass_elements)
+
+    class ChannelsFirstLayerNorm(nn.Module):  # as ConvNeXt-like libraries write it
+        def forward(self, x):
+            mean, var = x.mean(1, keepdim=True), x.var(1, keepdim=True, unbiased=False)
+            y = (x - mean) / (var + 1e-6).sqrt()
+            z = torch.where(y > 0, y, 0.1 * y).masked_fill(y > 3, 0.0)
+            return F.normalize(z, dim=1).exp().clamp(max=2.0) + F.glu(x, 1).std(1).sum()
+
+    kinds = sorted(cost_kind(n) for n in trace(ChannelsFirstLayerNorm(), (1, 4, 3, 3)).ops()
+                   if cost_kind(n) in OPERATOR_KINDS)
+    assert kinds == ["clamp", "exp", "glu", "normalize", "var", "var", "where", "where"]
+    assert set(FUNCTION_KINDS.values()) <= set(OPERATOR_KINDS)
+    label, cell, sample = next(c for c in function_cells() if c[0].startswith("where "))
+    module = nn.Sequential(cell).eval()
+    graph = trace(module, (1, *sample), label)
+    full = {r["name"]: r for r in profile(None, (1, *sample), update="all", graph=graph,
+                                            tracing=EVAL_MODE, options=PYTORCH).evaluation.rows}
+    rows = [r for r in measure_layers(module, graph, full, repeats=1, min_repeat_s=0.0)
+            if r["kind"] == "where"]
+    where = next(n for n in graph.ops() if n.op == "where")
+    assert [r["pass"] for r in rows] == ["forward", "input_grad"]
+    assert rows[0]["elements"] == 4 * math.prod(sample) == pass_elements(where)  # c, a, b, out
+    assert all(r["cpu_s"] > 0 for r in rows)
+    assert {op.split()[0] for op, *_ in function_cells()} == {
+        "var", "normalize", "where", "masked_fill", "exp", "glu", "clamp"}
+
+
 def test_a_windowed_pool_is_priced_per_window_tap_a_global_one_as_elementwise():
     from ttplan.costmodel.trace import trace
     from ttplan.devices.layermodel import probe_work
