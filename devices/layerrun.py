@@ -101,9 +101,16 @@ def kind_sweep() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
                                         (64, 64, 14, 1, True), (64, 128, 14, 2, False),
                                         (128, 128, 7, 1, False), (24, 48, 28, 1, True),
                                         (16, 16, 32, 1, False), (96, 96, 7, 1, True),
-                                        (48, 96, 14, 2, False)):
+                                        (48, 96, 14, 2, False), (8, 8, 32, 1, False),
+                                        (16, 16, 16, 1, False), (24, 24, 16, 1, False),
+                                        (24, 48, 16, 2, False), (32, 32, 8, 1, False),
+                                        (48, 48, 8, 1, False), (64, 64, 8, 1, False),
+                                        (96, 96, 4, 1, False)):
         # four with a bias: a conv's bias gradient (the zoo's convs have none); at batch 1
-        # seven run PyTorch's native path (input of at most 20,480 elements), four oneDNN
+        # fifteen run PyTorch's native path (input of at most 20,480 elements), four oneDNN;
+        # the last eight are a small ResNet's (0.6-2.4 M MACs a sample): without them the
+        # native path's fixed cost, fitted on larger convs, priced such a net's batch-1 runs
+        # 12-30 % high (notes §25)
         out.append((f"conv3x3 {cin}-{cout} {hw} s{stride}{' bias' if bias else ''}",
                     nn.Conv2d(cin, cout, 3, stride, 1, bias=bias), (cin, hw, hw)))
     # 1-D convs as audio and sequence models use them: a raw waveform's strided first layer,

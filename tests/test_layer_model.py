@@ -4,6 +4,7 @@ model does with given numbers (fits, fall-backs, what a configuration runs, the 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -1214,6 +1215,23 @@ def test_functions_far_from_an_add_are_kinds_the_sweep_times_alone():
     assert all(r["cpu_s"] > 0 for r in rows)
     assert {op.split()[0] for op, *_ in function_cells()} == {
         "var", "normalize", "where", "masked_fill", "exp", "glu", "clamp"}
+
+
+def test_the_sweep_times_small_dense_convs_on_both_paths():
+    """A small ResNet's 3 x 3 convs (0.6-2.4 M MACs a sample) are timed on the native path
+    (batch 1) and oneDNN (batch 4): priced from larger convs only, the native path's fixed
+    cost made such a net's batch-1 runs 12-30 % high (notes §25)."""
+    from ttplan.costmodel.trace import trace
+    from ttplan.devices.layertable import cost_kind
+
+    macs = {}
+    for label, layer, sample in kind_sweep():
+        if label.startswith("conv3x3") and " d" not in label:
+            node = next(iter(trace(nn.Sequential(layer).eval(), (1, *sample), label).ops()))
+            macs[label] = (cost_kind(node), math.prod(node.out_shape) * 9 * sample[0])
+    native = sorted(m for kind, m in macs.values() if kind == "conv_native")
+    assert len(native) == 15 and len(macs) == 19
+    assert native[0] == 8 * 8 * 9 * 32 * 32 == 589_824 and native[1] == 16 * 16 * 9 * 16 * 16
 
 
 def test_a_windowed_pool_is_priced_per_window_tap_a_global_one_as_elementwise():
