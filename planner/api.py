@@ -248,9 +248,14 @@ def _at_least_baselines(coster: Coster, budget: Budget, result: FisherResult, gr
         for k, updates in baselines.last_k_baselines(graph, kind):
             ev = coster.evaluate(updates)
             value = fisher_captured(updates, result, graph)
-            if not budget.tolerates(ev):  # larger K trains a superset: over budget too
-                near_misses.append((f"{kind}:{k}", value, ev))
-                break
+            if not budget.tolerates(ev):
+                if not any(spec.startswith(kind) for spec, *_ in near_misses):
+                    near_misses.append((f"{kind}:{k}", value, ev))
+                # a larger K trains a superset, over budget too, unless the calibration
+                # measured it and its prediction is met to that resolution (`resolution_of`)
+                if not budget.could_tolerate(ev):
+                    break
+                continue
             if value > best_value:
                 best_value, best = value, (f"{kind}:{k}", updates, ev)
     # named against the plan as it ends up (a kept baseline may capture more than the selection)

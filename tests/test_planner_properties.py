@@ -89,7 +89,8 @@ def test_plans_stay_within_budget_and_exact_beats_greedy(problem, convention):
     check_within(graph, coster, first, budget)
     exact = solve_exact(coster, candidates, budget, incumbent=first, gap=EXACT_GAP)
     check_within(graph, coster, exact, budget)
-    assert exact.fisher_captured >= first.fisher_captured
+    # optimal within the solver's relative gap: a tie may come out 1e-10 below the greedy
+    assert exact.fisher_captured >= first.fisher_captured * (1 - 1e-7)
 
 
 @PROPERTIES

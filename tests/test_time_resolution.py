@@ -184,3 +184,15 @@ def test_a_measured_configuration_may_be_over_a_seconds_budget_by_up_to_ten_perc
     other = layer_run(tiny_net(), "last-layers:2", SHAPE, ctx, probes=False)
     assert _within_time(ctx, 0.107, measured) and not _within_time(ctx, 0.112, measured)
     assert not _within_time(ctx, 0.101, other) and _within_time(ctx, 0.1, other)
+
+
+def test_a_larger_measured_baseline_is_tried_past_a_smaller_one_the_calibration_never_ran(
+        tmp_path):
+    """T = 0.125 s, runs spread by ±30 %: last-blocks:2 (0.1296 s predicted, never run by
+    the calibration) is over T / 1.05, but last-blocks:3 (`all`, 0.130 s, which it ran) is
+    within T x 1.10 and captures more: the scan goes on past the first baseline over the
+    budget while a larger one could still be met to its resolution."""
+    plan = _plan(_calibration(tmp_path, 0.3), 0.125)
+    assert sorted(l["name"] for l in plan.layers) == ["0", "3", "5"]
+    assert plan.selection["detail"].startswith("last-blocks:3, a baseline")
+    assert plan.predicted["device"]["within_time"] is True

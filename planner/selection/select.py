@@ -122,7 +122,14 @@ class Budget:
         solvers search within `fits`; a fixed configuration (a baseline) is judged by this."""
         return self._meets(ev, tolerant=True)
 
-    def _meets(self, ev: Evaluation, tolerant: bool) -> bool:
+    def could_tolerate(self, ev: Evaluation) -> bool:
+        """Whether a configuration no cheaper than `ev` might still be tolerated: memory and
+        compute met, every limit met to the widest resolution it gives any configuration
+        (`resolution`: a larger baseline the calibration measured may be tolerated where a
+        smaller one it never ran is not)."""
+        return self._meets(ev, tolerant=True, widest=True)
+
+    def _meets(self, ev: Evaluation, tolerant: bool, widest: bool = False) -> bool:
         if self.memory_bytes is not None and ev.memory.peak_bytes > self.memory_bytes:
             return False
         if self.compute_macs is not None and ev.totals["backward_macs"] > self.compute_macs:
@@ -130,8 +137,9 @@ class Budget:
         for lim in self.limits:
             value = lim.value(ev)
             # the resolution is asked for only when over: it may cost a second prediction
-            if value > lim.limit and not (
-                    tolerant and value <= lim.limit * (1.0 + resolution_of(lim, ev))):
+            share = (getattr(lim, "resolution", 0.0) if widest else resolution_of(lim, ev)) \
+                if tolerant and value > lim.limit else 0.0
+            if value > lim.limit * (1.0 + share):
                 return False
         return True
 
