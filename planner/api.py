@@ -309,9 +309,12 @@ def _within_resolution(method, budget: Budget, ev) -> tuple[str, ...]:
     def stated(lim) -> float:
         return getattr(lim, "stated", None) or lim.limit
 
+    def share(lim) -> float:  # over the budget as given, whatever headroom the limit keeps
+        return lim.limit * (1.0 + resolution_of(lim, ev)) / stated(lim) - 1.0
+
     return tuple(f"{method} is predicted {100 * (lim.value(ev) / stated(lim) - 1.0):.1f} % "
                  f"over the budget ({lim.label}): within its resolution "
-                 f"(±{100 * resolution_of(lim, ev):.1f} %"
+                 f"(±{100 * share(lim):.1f} %"
                  + (f": {lim.resolution_why}" if getattr(lim, "resolution_why", "") else "")
                  + ")" for lim in budget.limits if stated(lim) < lim.value(ev))
 

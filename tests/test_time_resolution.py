@@ -196,3 +196,4 @@ def test_a_larger_measured_baseline_is_tried_past_a_smaller_one_the_calibration_
     assert sorted(l["name"] for l in plan.layers) == ["0", "3", "5"]
     assert plan.selection["detail"].startswith("last-blocks:3, a baseline")
     assert plan.predicted["device"]["within_time"] is True
+    assert any("within its resolution (±10.0 %: the spread" in n for n in plan.notes)
