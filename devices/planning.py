@@ -190,9 +190,9 @@ def device_budgets(ctx: DeviceContext, budgets: Budgets | None = None) -> Budget
 # A configuration the calibration measured on the model may be predicted over a budget in
 # seconds by its timing resolution, at most the 10 % a run is held to beyond its budget (its
 # prediction is a measurement of it; so is the budget, if a user timed a configuration for
-# it). Of the budgets T set to what mcunet-5fps's last-blocks:2 measured, the calibration's
-# own measurement of it came out +5.1 to +8.9 % of T in 4 of 24 (within 10 % of T while the
-# cap of 5 % dropped it and the plan captured less Fisher; notes §25).
+# it). Of 23 budgets T set to what mcunet-5fps's last-blocks:2 measured, the calibration
+# predicted it +5.1 to +8.9 % of T in 3 (within 10 % of T, but the former cap of 5 % dropped it
+# and the plan captured less Fisher; notes §25).
 TIME_RESOLUTION_CAP = 0.10
 # What the calibration never ran on the model is planned that far below a budget in seconds,
 # at most 5 %: a prediction, which lands the resolution either side of the run.
