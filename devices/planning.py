@@ -253,9 +253,8 @@ def time_headroom_note(ctx: DeviceContext) -> str | None:
     if ctx.time_s is None or not r:
         return None
     spread = _seconds_budget_resolution(ctx) or r
-    counted = (f", {100 * r:.1f} % counted" if below == r else
-               f", {100 * below:.1f} % counted below and {100 * r:.1f} % above") \
-        if spread > below else ""
+    counted = (f", {100 * below:.1f} % counted below and {100 * r:.1f} % above"
+               if spread > below else "")
     return (f"time budget {ctx.time_s:g} s: a configuration the calibration never ran on this "
             f"model is planned to {headroom_limit_s(ctx):.4g} s, one it ran to "
             f"{ctx.time_s * (1.0 + r):.4g} s: the calibration's repeated runs spread by "

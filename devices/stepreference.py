@@ -104,7 +104,8 @@ def merged_step_reference(records: list[dict]) -> dict:
     one in each layer pass and one after): each run length's, the layers' and the update's
     median (and of the sample counts' and `none` runs' lengths). A run of 50-150 steps lasts
     10-70 ms, which a shared machine's slow moment can double: one record per table had two of
-    three tables at 440-470 us per step against 200-270 (notes/device_time_model.md §22). Records without timings (tests) pass through."""
+    three tables at 440-470 us per step against 200-270 (notes/device_time_model.md §22).
+    Records without timings (tests) pass through."""
     timed = [r for r in records if r.get("train_cpu_s")]
     if not timed:
         return records[-1] if records else {}

@@ -245,12 +245,14 @@ def _at_least_baselines(coster: Coster, budget: Budget, result: FisherResult, gr
     planned_value, best, start = best_value, None, coster.calls
     near_misses = []
     for kind in baselines.LAST_K_KINDS:
+        first_over = True
         for k, updates in baselines.last_k_baselines(graph, kind):
             ev = coster.evaluate(updates)
             value = fisher_captured(updates, result, graph)
             if not budget.tolerates(ev):
-                if not any(spec.startswith(kind) for spec, *_ in near_misses):
+                if first_over:
                     near_misses.append((f"{kind}:{k}", value, ev))
+                    first_over = False
                 # a larger K trains a superset, over budget too, unless the calibration
                 # measured it and its prediction is met to that resolution (`resolution_of`)
                 if not budget.could_tolerate(ev):

@@ -89,7 +89,8 @@ class LinearLimit:
     `quantity`). Any budget linear in them fits here without the planner knowing what it
     means: e.g. a training-time budget through a calibrated device model (`devices`). A
     limit may also say, by a method `resolution_of(ev)`, the share over `limit` within which
-    a configuration's value cannot be told from it (`resolution_of`, `Budget.tolerates`)."""
+    a configuration's value cannot be told from it (`resolution_of`, `Budget.tolerates`),
+    and by an attribute `resolution` the widest such share (`Budget.could_tolerate`)."""
 
     coefficients: tuple[tuple[str, float], ...]
     limit: float
