@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from .errors import SpecError
 from .graph import (FREE_PARAM_KINDS, MAC_KINDS, NORM_KINDS, PARAM_ACTIVATION_KINDS, LayerGraph,
-                    OpNode)
+                    OpNode, carries_gradient)
 from .options import CostOptions, PYTORCH
 from .rules import Grad
 from .transforms import attached_norms
@@ -174,7 +174,7 @@ def node_grads(graph: LayerGraph, config: TrainConfig) -> dict[str, Grad]:
         updated[node.name] = (weight, bias, weight_fraction, input_fraction)
     reach = graph.reached_from(n for n, (w, b, _, _) in updated.items() if w or b)
     # Tensors a gradient flows back through (a comparison's output carries none).
-    flows = {n for n in reach if graph[n].kind != "compare"}
+    flows = {n for n in reach if carries_gradient(graph[n])}
     training = config.convention == "pytorch" and config.training_mode
     frozen = (False, False, 1.0, 1.0)
     grads: dict[str, Grad] = {}

@@ -28,6 +28,8 @@ NORM_KINDS = frozenset({"batchnorm", "layernorm", "groupnorm"})
 FREE_PARAM_KINDS = frozenset({"parameter", "embedding"})
 # Activations with a learned parameter (nn.PReLU's slopes): updatable, no MACs.
 PARAM_ACTIVATION_KINDS = frozenset({"prelu"})
+# Results through which no gradient flows back.
+NO_GRADIENT_KINDS = frozenset({"compare", "constant"})
 PARAM_KINDS = MAC_KINDS | NORM_KINDS | FREE_PARAM_KINDS | PARAM_ACTIVATION_KINDS
 
 
@@ -104,6 +106,13 @@ class OpNode:
         if self.kind in ("linear", "mha"):
             return self.out_shape[-1]
         return self.out_shape[1] if len(self.out_shape) > 1 else 1
+
+
+def carries_gradient(node: OpNode) -> bool:
+    """Does a gradient flow back through `node`'s result: not a comparison's (boolean), nor
+    one its call measured to need none (`opinfo.derive_unknown`: new_empty, rand_like,
+    detach, an integer result), nor a tensor made from nothing (zeros_like)."""
+    return node.kind not in NO_GRADIENT_KINDS and not node.attrs.get("blocks_grad")
 
 
 def _numel(shape) -> int:
@@ -189,13 +198,13 @@ class LayerGraph:
         return last
 
     def reached_from(self, sources) -> set[str]:
-        """Every tensor computed from `sources` (themselves included), not through a comparison
-        (a boolean result carries no gradient): where a gradient flows back from."""
+        """Every tensor computed from `sources` (themselves included), not through a result
+        that carries no gradient (`carries_gradient`): where a gradient flows back from."""
         reached = {s for s in sources if s in self.nodes}
         frontier = list(reached)
-        while frontier:  # a comparison's output carries no gradient onward
+        while frontier:
             name = frontier.pop()  # any order: the set reached is the same
-            if self.nodes[name].kind == "compare":
+            if not carries_gradient(self.nodes[name]):
                 continue
             for consumer in self._consumers[name]:
                 if consumer not in reached:

@@ -150,6 +150,9 @@ class GraphBuilder:
             attrs["scalar_base"] = True  # 2 ** x: PowBackward2 keeps x and the result
         elif kind == "pow" and len(args) > 1 and isinstance(args[1], torch.Tensor):
             attrs["tensor_exponent"] = True  # x ** y (y may be x: one graph input)
+        if kind == "div" and (args and not isinstance(args[0], torch.Tensor) or
+                              function_name(target) in ("__rtruediv__", "__rdiv__")):
+            attrs["scalar_dividend"] = True  # 1 / x
         if kind == "getitem" and len(tensors) > 1:
             # Indexing with a tensor (x[idx], x[rows, lengths]): IndexBackward0 keeps the
             # indices it used (or made from a mask), measured on the call.

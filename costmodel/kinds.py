@@ -17,8 +17,11 @@ import torch.nn.functional as F
 TENSOR_ATTRIBUTE_KINDS: dict[str, str] = {"T": "reshape", "mT": "reshape", "data": "identity"}
 
 # Method names that modify their first operand in place.
-INPLACE_METHODS = frozenset({"relu_", "add_", "mul_", "clamp_", "__iadd__", "__imul__"})
-INPLACE_FUNCTIONS = frozenset({operator.iadd, operator.imul, F.relu_, torch.relu_})
+INPLACE_METHODS = frozenset({"relu_", "add_", "sub_", "mul_", "div_", "clamp_", "sigmoid_",
+                             "tanh_", "masked_fill_", "__iadd__", "__isub__", "__imul__",
+                             "__itruediv__"})
+INPLACE_FUNCTIONS = frozenset({operator.iadd, operator.isub, operator.imul, operator.itruediv,
+                               F.relu_, torch.relu_})
 
 
 def function_name(target) -> str:

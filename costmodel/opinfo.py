@@ -197,7 +197,7 @@ def einsum_index_sizes(equation: str, operands) -> dict[str, int]:
 
 
 def measure_saved(fn, inputs: list[torch.Tensor], module: nn.Module | None = None,
-                  training: bool = True) -> dict:
+                  training: bool = True, inplace: bool = False) -> dict:
     """What `fn(*inputs)` keeps for backward in each situation, measured once while tracing.
 
     Returns {key: [(source, bytes)]}: key (`measured_key`) is "w"/"-" (module weights need a
@@ -206,6 +206,8 @@ def measure_saved(fn, inputs: list[torch.Tensor], module: nn.Module | None = Non
     fresh storage of `bytes`). Parameters are left out, as in the memory model. `module`
     (whose parameters `fn` uses) is copied and put in training mode for the measurement, or
     in eval mode when `training` is False (dropout off: another attention path, no masks).
+    `inplace`: `fn` writes into an operand, which autograd refuses on a leaf that needs a
+    gradient: such operands are given as copies (non-leaves), as in a model.
     """
     if module is not None:
         module = copy.deepcopy(module).train(training)
@@ -227,7 +229,7 @@ def measure_saved(fn, inputs: list[torch.Tensor], module: nn.Module | None = Non
                       for t, x in zip(inputs, flags)]
             key = measured_key(w, b, flags if module is None else (any(flags),))
             run = fn if module is None else (lambda *ts: fn(module, *ts))
-            table[key] = _saved_once(run, leaves, params.values())
+            table[key] = _saved_once(run, leaves, params.values(), inplace)
     return table
 
 
@@ -298,8 +300,11 @@ def measured_key(weight: bool, bias: bool, inputs) -> str:
         "".join("x" if x else "-" for x in inputs)
 
 
-def _saved_once(fn, leaves, params) -> list:
+def _saved_once(fn, leaves, params, inplace: bool = False) -> list:
     packed: list[torch.Tensor] = []
+    if inplace:
+        with torch.enable_grad():
+            leaves = [t.clone() if t.requires_grad else t for t in leaves]
 
     def pack(t):
         packed.append(t.detach())
@@ -366,15 +371,43 @@ MAX_DERIVED_INPUTS = 4
 
 def derive_unknown(fn, tensors) -> dict | None:
     """{"measured_saved": …, "derived_macs": …} of an operator without a rule, from its traced
-    call `fn(*tensors)`, or None when it cannot be measured (too many inputs, in place,
-    not differentiable)."""
+    call `fn(*tensors)`, or None when it cannot be measured (too many inputs, not
+    differentiable). Measured on copies of its operands when it writes into one (x.div_(k),
+    mask.bernoulli_(p)); "blocks_grad" when its result carries no gradient although every
+    operand does (x.new_empty(…), torch.rand_like(x), x.detach(), an integer result)."""
     from torch.utils.flop_counter import FlopCounterMode
     if len(tensors) > MAX_DERIVED_INPUTS or not tensors:
         return None
     try:
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             fn(*[t.detach().clone() for t in tensors])
-        table = measure_saved(fn, list(tensors))
-    except Exception:  # noqa: BLE001 — in place on a leaf, not differentiable: stays unknown
+    except Exception:  # noqa: BLE001 — fails on its own operands' copies: stays unknown
         return None
-    return {"measured_saved": table, "derived_macs": counter.get_total_flops() // 2}
+    for inplace in (False, True):
+        try:
+            table = measure_saved(fn, list(tensors), inplace=inplace)
+            break
+        except Exception:  # noqa: BLE001 — in place on a leaf (then on copies), not differentiable
+            if inplace:
+                return None
+    derived = {"measured_saved": table, "derived_macs": counter.get_total_flops() // 2}
+    if not _passes_gradient(fn, tensors):
+        derived["blocks_grad"] = True
+    return derived
+
+
+def _passes_gradient(fn, tensors) -> bool:
+    """Does `fn`'s result need a gradient when every floating operand does (measured)."""
+    if not any(t.is_floating_point() for t in tensors):
+        return True  # nothing to measure with: no gradient reaches it anyway
+    with torch.enable_grad():
+        operands = [t.detach().clone().requires_grad_(t.is_floating_point()).clone()
+                    for t in tensors]
+        try:
+            out = fn(*operands)
+        except Exception:  # noqa: BLE001 — measured above; leave the graph as it was
+            return True
+    first = out
+    while isinstance(first, (tuple, list)) and first:
+        first = first[0]
+    return not isinstance(first, torch.Tensor) or first.requires_grad

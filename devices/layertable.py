@@ -191,8 +191,9 @@ def cost_kind(node) -> str:
         return "rnn_cell"
     if node.kind == "softmax":  # log_softmax too
         return "softmax"
-    if str(node.op).lower() in FUNCTION_KINDS:  # nn.GLU too
-        return FUNCTION_KINDS[str(node.op).lower()]
+    function = str(node.op).lower().removesuffix("_")  # masked_fill_ costs as masked_fill
+    if function in FUNCTION_KINDS:  # nn.GLU too
+        return FUNCTION_KINDS[function]
     if node.kind == "upsample":  # linear, bilinear, bicubic, trilinear: an interpolation
         mode = str(node.attrs.get("mode", "nearest"))
         return "upsample_linear" if mode.endswith(("linear", "cubic")) else "upsample_nearest"

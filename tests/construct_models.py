@@ -4,8 +4,10 @@ nn.MultiheadAttention; cross-covariance attention over F.normalize'd q, k (XCiT/
 ConvNeXt-V2's global response norm (x.norm, addcmul); GPT-2's Conv1D (addmm); attention whose
 dropout is active only in training; SDPA with a trainable bias mask that is cached as a buffer
 in eval mode (TinyViT); a LayerNorm on a token slice; a positional encoding that reads
-weight.device (sin/cos, cumsum, pow, rsqrt); shifted windows (roll, pad). `CONSTRUCT_MODELS`
-maps a name to a `ModelCase` with tiny shapes.
+weight.device (sin/cos, cumsum, pow, rsqrt); shifted windows (roll, pad); timm's functional
+drop path (new_empty, bernoulli_, div_) beside its BatchNormAct2d and squeeze-excite; tensor
+methods that write in place (mul_ by a trained scale, sigmoid_, masked_fill_, sub_, /=) and a
+scalar divided by a tensor. `CONSTRUCT_MODELS` maps a name to a `ModelCase` with tiny shapes.
 """
 
 from __future__ import annotations
@@ -447,6 +449,75 @@ class LastTokenNet(nn.Module):
         return self.head(h[torch.arange(x.shape[0]), lengths])
 
 
+class BatchNormAct2d(nn.BatchNorm2d):
+    """timm's norm-with-activation: a BatchNorm2d subclass calling F.batch_norm itself."""
+
+    def __init__(self, channels, act=True):
+        super().__init__(channels)
+        self.act = nn.SiLU(inplace=True) if act else nn.Identity()
+
+    def forward(self, x):
+        x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                         self.training, self.momentum, self.eps)
+        return self.act(x)
+
+
+def timm_drop_path(x, p: float, training: bool):
+    """timm's functional stochastic depth: a per-sample mask made with new_empty, bernoulli_
+    and div_ in place; no gradient flows into it, so x * mask keeps only the mask."""
+    if p == 0.0 or not training:
+        return x
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - p)
+    return x * mask.div_(1 - p)
+
+
+class DropPathSE(nn.Module):
+    """An EfficientNet-style block: BatchNormAct2d, squeeze-excite on x.mean, drop path."""
+
+    def __init__(self, c=8, mid=16, drop=0.2):
+        super().__init__()
+        self.drop = drop
+        self.pw, self.bn1 = nn.Conv2d(c, mid, 1, bias=False), BatchNormAct2d(mid)
+        self.dw = nn.Conv2d(mid, mid, 3, padding="same", groups=mid, bias=False)
+        self.bn2 = BatchNormAct2d(mid)
+        self.reduce, self.expand = nn.Conv2d(mid, 4, 1), nn.Conv2d(4, mid, 1)
+        self.pwl, self.bn3 = nn.Conv2d(mid, c, 1, bias=False), BatchNormAct2d(c, act=False)
+
+    def forward(self, x):
+        y = self.bn2(self.dw(self.bn1(self.pw(x))))
+        y = y * self.expand(F.silu(self.reduce(y.mean((2, 3), keepdim=True)))).sigmoid()
+        return x + timm_drop_path(self.bn3(self.pwl(y)), self.drop, self.training)
+
+
+class DropPathNet(nn.Module):
+    def __init__(self, drop=0.2):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = nn.Sequential(DropPathSE(drop=drop), DropPathSE(drop=drop))
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+class InPlaceNet(nn.Module):
+    """Tensor methods that write into their operand: a layer scale multiplied in place with
+    a trained gamma (autograd keeps a copy of x), sigmoid_, masked_fill_, sub_ and /= by a
+    tensor; and a scalar divided by a tensor (kept: the reciprocal)."""
+
+    def __init__(self, dim=16):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, 4)
+        self.gamma = nn.Parameter(torch.full((dim,), 0.5))
+
+    def forward(self, x):
+        h = self.fc1(x).mul_(self.gamma)
+        h = h + self.fc2(h).sigmoid_()
+        h = h.masked_fill_(x > 1.5, 0.0).sub_(self.gamma)
+        h /= 1.0 + x.abs()
+        return self.fc3(h + 1.0 / (h.abs() + 1.0))
+
+
 CONSTRUCT_MODELS: dict[str, ModelCase] = {
     "mha_vit": ModelCase(MHAViT, (2, 3, 8, 8)),
     "mha_vit_weights": ModelCase(functools.partial(MHAViT, need_weights=True), (2, 3, 8, 8)),
@@ -461,6 +532,8 @@ CONSTRUCT_MODELS: dict[str, ModelCase] = {
     "position_device": ModelCase(PositionNet, (2, 6, 16)),
     "shift_pad": ModelCase(ShiftPadNet, (2, 3, 8, 8)),
     "last_token": ModelCase(LastTokenNet, (2, 6, 16)),
+    "timm_drop_path": ModelCase(DropPathNet, (2, 3, 8, 8)),
+    "in_place_ops": ModelCase(InPlaceNet, (2, 6, 16)),
 }
 
 

@@ -24,8 +24,8 @@ from torch import nn
 import ttplan
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.trace import trace
-from tests.construct_models import (CONSTRUCT_MODELS, TEXT_MODELS, ConvNeXtV2Block, MHABlock,
-                                    MHAViT, SinusoidalPosition)
+from tests.construct_models import (CONSTRUCT_MODELS, TEXT_MODELS, ConvNeXtV2Block,
+                                    DropPathNet, MHABlock, MHAViT, SinusoidalPosition)
 from tests.model_checks import (TRACERS, conv, exactness_tests, profile_case,
                                  assert_forward_flops_match_flop_counter)
 from tests.test_pytorch_convention import assert_close, predicted_and_measured
@@ -442,3 +442,17 @@ def test_a_product_of_a_tensor_with_itself():
         assert (t["forward_macs"], t["backward_input_macs"]) == (fc + product, 2 * product)
     predicted, measured = predicted_and_measured(_Square(), (n, d, d), "all")
     assert predicted == measured
+
+
+def test_timm_drop_path_keeps_only_its_per_sample_mask():
+    """x * mask, the mask made by new_empty → bernoulli_ → div_ in place: no gradient flows into
+    the mask (measured on the call: new_empty's result needs none), so MulBackward0 keeps the
+    mask alone, N × 1 × 1 × 1 floats: 2 samples × 4 B per block, 2 blocks = 16 B more than
+    the same net without drop path (where the block returns x + y unchanged)."""
+    shape = (2, 3, 8, 8)
+    graph = trace(DropPathNet(), shape, "drop")
+    assert [n.attrs.get("blocks_grad") for n in graph.ops() if n.op == "new_empty"] == [True] * 2
+    with_drop, measured = predicted_and_measured(DropPathNet(), shape, "all")
+    without, _ = predicted_and_measured(DropPathNet(drop=0.0), shape, "all")
+    assert with_drop - without == 2 * 2 * 4
+    assert with_drop == measured

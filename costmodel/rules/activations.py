@@ -80,9 +80,9 @@ OPERATORS = (
              modules=(nn.SiLU,), functions=(F.silu,)),
     Operator("gelu", activation(pt_saves_input), modules=(nn.GELU,), functions=(F.gelu,)),
     Operator("sigmoid", activation(pt_saves_output), modules=(nn.Sigmoid,),
-             functions=(torch.sigmoid, F.sigmoid), methods=("sigmoid",)),
+             functions=(torch.sigmoid, F.sigmoid), methods=("sigmoid", "sigmoid_")),
     Operator("tanh", activation(pt_saves_output), modules=(nn.Tanh,),
-             functions=(torch.tanh, F.tanh), methods=("tanh",)),
+             functions=(torch.tanh, F.tanh), methods=("tanh", "tanh_")),
     # Not element-wise: every output depends on its whole row (log_softmax too).
     Operator("softmax", Rule(saved_pytorch=pt_saves_output,
                              saved_paper=paper_saves_input_for_its_gradient),

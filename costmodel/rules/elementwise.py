@@ -17,8 +17,8 @@ from .common import (paper_saves_input_for_its_gradient, per_output_x2, pt_saves
 from .rule import Operator, Rule, Saved
 
 
-def pt_mul(node, g):
-    # MulBackward0 keeps each factor for the other factor's gradient.
+def paper_mul(node, g):
+    # Each factor is kept for the other factor's gradient.
     saved = []
     if g.input(0) and len(node.in_shapes) > 1:
         saved.append(Saved(("in", 1)))
@@ -27,10 +27,34 @@ def pt_mul(node, g):
     return saved
 
 
+def pt_mul(node, g):
+    # MulBackward0 keeps each factor for the other factor's gradient; written in place
+    # (x.mul_(gamma), x *= y) it keeps a copy of x made before the write (measured, 2.13).
+    saved = paper_mul(node, g)
+    if g.input(1) and node.attrs.get("inplace"):
+        saved[-1] = Saved(("extra", "self_copy"), node.in_numel(0) * node.dtype_bytes)
+    return saved
+
+
+def paper_div(node, g):
+    # A scalar divided by x (c / x): its derivative -c / x² needs x.
+    if node.attrs.get("scalar_dividend"):
+        return [Saved(("in", 0))] if g.input(0) else []
+    return pt_div(node, g)
+
+
 def pt_div(node, g):
     # DivBackward0 keeps the divisor for the dividend's gradient, both for the divisor's.
+    # c / x runs as x.reciprocal() * c: ReciprocalBackward0 keeps the reciprocal, a tensor
+    # of its own (measured, 2.13).
+    if node.attrs.get("scalar_dividend"):
+        return [Saved(("extra", "reciprocal"), node.out_numel * node.dtype_bytes)] \
+            if g.input(0) else []
     if len(node.inputs) < 2:
         return []
+    if g.input(1) and node.attrs.get("inplace"):  # x /= y: a copy of x made before the write
+        return [Saved(("extra", "self_copy"), node.in_numel(0) * node.dtype_bytes),
+                Saved(("in", 1))]
     if g.input(1):
         return [Saved(("in", 0)), Saved(("in", 1))]
     return [Saved(("in", 1))] if g.input(0) else []
@@ -44,6 +68,12 @@ def pt_pow(node, g):
     if not node.attrs.get("tensor_exponent"):
         return [Saved(("in", 0))]
     return [Saved(("in", 0)), Saved(("in", min(1, len(node.inputs) - 1))), Saved(("out",))]
+
+
+def pt_masked_fill(node, g):
+    # MaskedFillBackward0 keeps the mask for the input's gradient; a mask the model holds as
+    # a buffer is not an activation (nothing counted), one computed in the forward is.
+    return [Saved(("in", 1))] if g.input(0) and len(node.inputs) > 1 else []
 
 
 def pt_addcmul(node, g):
@@ -67,14 +97,18 @@ OPERATORS = (
     # Subtraction and negation are additions for cost: one op per element, nothing kept.
     Operator("add", Rule(elementwise=True),
              functions=(operator.add, torch.add, operator.iadd, operator.sub, torch.sub,
-                        operator.neg),
-             methods=("add", "add_", "__add__", "__iadd__", "__radd__", "sub", "__sub__",
-                      "__neg__", "__rsub__")),
-    Operator("mul", Rule(saved_pytorch=pt_mul, saved_paper=pt_mul, elementwise=True),
+                        operator.isub, operator.neg),
+             methods=("add", "add_", "__add__", "__iadd__", "__radd__", "sub", "sub_",
+                      "__sub__", "__isub__", "__neg__", "__rsub__")),
+    Operator("mul", Rule(saved_pytorch=pt_mul, saved_paper=paper_mul, elementwise=True),
              functions=(operator.mul, torch.mul, operator.imul),
              methods=("mul", "mul_", "__mul__", "__imul__", "__rmul__")),
-    Operator("div", Rule(saved_pytorch=pt_div, saved_paper=pt_div, elementwise=True),
-             functions=(operator.truediv, torch.div), methods=("div", "__truediv__")),
+    Operator("div", Rule(saved_pytorch=pt_div, saved_paper=paper_div, elementwise=True),
+             functions=(operator.truediv, operator.itruediv, torch.div),
+             methods=("div", "div_", "__truediv__", "__itruediv__", "__rtruediv__", "__rdiv__")),
+    Operator("masked_fill", Rule(saved_pytorch=pt_masked_fill, saved_paper=pt_masked_fill,
+                                 elementwise=True),
+             functions=(torch.masked_fill,), methods=("masked_fill", "masked_fill_")),
     # Comparisons give boolean tensors: no gradient flows through them (data-dependent
     # control flow in models that only the hooks tracer can follow).
     Operator("compare", Rule(),
