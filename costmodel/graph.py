@@ -115,6 +115,16 @@ def carries_gradient(node: OpNode) -> bool:
     return node.kind not in NO_GRADIENT_KINDS and not node.attrs.get("blocks_grad")
 
 
+# Calls whose second tensor lends only its shape, dtype or device (g.expand_as(x),
+# mask.type_as(x), y.to(x)): no gradient flows back to it.
+SHAPE_DONOR_OPS = frozenset({"expand_as", "view_as", "reshape_as", "type_as", "to"})
+
+
+def gives_only_its_shape(consumer: OpNode, tensor: str) -> bool:
+    """Is `tensor` read by `consumer` for its shape, dtype or device only."""
+    return consumer.op in SHAPE_DONOR_OPS and consumer.inputs[:1] != [tensor]
+
+
 def _numel(shape) -> int:
     n = 1
     for d in shape:
@@ -207,7 +217,8 @@ class LayerGraph:
             if not carries_gradient(self.nodes[name]):
                 continue
             for consumer in self._consumers[name]:
-                if consumer not in reached:
+                if consumer not in reached and not gives_only_its_shape(self.nodes[consumer],
+                                                                        name):
                     reached.add(consumer)
                     frontier.append(consumer)
         return reached

@@ -483,6 +483,38 @@ def torch_nn_ops() -> None:
     weighted("nn.RMSNorm(4)", lambda: nn.RMSNorm(4), torch.randn(2, 3, 4))
 
 
+def in_place_ops() -> None:
+    """Tensor methods that write into their first operand (timm's drop path and LayerScale,
+    masks filled in place), a scalar divided by a tensor, and a result that needs no
+    gradient (new_empty): what autograd keeps, and whether a gradient reaches the result."""
+    torch.manual_seed(0)
+    print(f"Measured with torch {torch.__version__}, CPU.")
+    x4, g = torch.randn(2, 3, 4, 5), torch.randn(5)
+    print("\n## Written in place (x 2x3x4x5 = 480 B, y (5,) = 20 B)")
+    binary("x.mul_(y)  (LayerScale(inplace=True))", Lambda(lambda p, q: p.mul_(q)), x4, g,
+           inplace=True)
+    binary("x.div_(y)", Lambda(lambda p, q: p.div_(q.abs() + 1)), x4, g, inplace=True)
+    binary("x.sub_(y)", Lambda(lambda p, q: p.sub_(q)), x4, g, inplace=True)
+    for title, fn in (("x.sigmoid_()", lambda t: t.sigmoid_()), ("x.tanh_()", lambda t: t.tanh_()),
+                      ("x.masked_fill_(x > 0, 0)", lambda t: t.masked_fill_(t.detach() > 0, 0.0))):
+        weightless(title, lambda fn=fn: Lambda(fn), x4, inplace=True)
+    print("\n## A scalar divided by a tensor (x 2x3x4x5 = 480 B)")
+    # The hooks-free graph walk does not read ReciprocalBackward0's result back here, so
+    # `run`'s cross-check cannot serve: the pack hook's records alone.
+    probe = Probe(Lambda(lambda t: 1.0 / t), True)
+    for r in measure_saved_bytes(probe, x4).records:
+        print(f"x rg: {r.grad_fn} `{r.saved_name}` {'x'.join(map(str, r.shape))} "
+              f"{_dtype(r.dtype)} ({_relation(r.storage_ptr, r.kind, probe.ptrs)}, "
+              f"{r.storage_nbytes} B)")
+    print("\n## timm's drop path: x * x.new_empty((N, 1, 1, 1)).bernoulli_(0.8).div_(0.8)")
+    weightless("x * mask", lambda: Lambda(
+        lambda t: t * t.new_empty((t.shape[0], 1, 1, 1)).bernoulli_(0.8).div_(0.8)), x4)
+    mask = torch.randn(2, 3, requires_grad=True).new_empty((2, 1)).bernoulli_(0.8)
+    print(f"\nx.new_empty(...) of an x that requires grad: requires_grad = {mask.requires_grad}"
+          f"; torch.rand_like: {torch.rand_like(torch.randn(2, requires_grad=True)).requires_grad}"
+          f"; (x > 0).type_as(x): {(x4 > 0).type_as(x4.requires_grad_()).requires_grad}")
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--library"]:
         library_ops()
@@ -490,5 +522,7 @@ if __name__ == "__main__":
         torch_nn_ops()
     elif sys.argv[1:] == ["--constructs"]:
         construct_ops()
+    elif sys.argv[1:] == ["--in-place"]:
+        in_place_ops()
     else:
         main()

@@ -7,7 +7,8 @@ in eval mode (TinyViT); a LayerNorm on a token slice; a positional encoding that
 weight.device (sin/cos, cumsum, pow, rsqrt); shifted windows (roll, pad); timm's functional
 drop path (new_empty, bernoulli_, div_) beside its BatchNormAct2d and squeeze-excite; tensor
 methods that write in place (mul_ by a trained scale, sigmoid_, masked_fill_, sub_, /=) and a
-scalar divided by a tensor. `CONSTRUCT_MODELS` maps a name to a `ModelCase` with tiny shapes.
+scalar divided by a tensor; tensors read for their shape or dtype only (expand_as, type_as,
+.to(other)). `CONSTRUCT_MODELS` maps a name to a `ModelCase` with tiny shapes.
 """
 
 from __future__ import annotations
@@ -518,6 +519,23 @@ class InPlaceNet(nn.Module):
         return self.fc3(h + 1.0 / (h.abs() + 1.0))
 
 
+class ShapeDonorNet(nn.Module):
+    """Tensors read only for their shape or dtype: a free scale broadcast with expand_as, and
+    a comparison's mask cast with type_as and .to(other); no gradient flows into the donor,
+    so under bias-only nothing keeps the activations for these products."""
+
+    def __init__(self, dim=16):
+        super().__init__()
+        self.fc, self.head = nn.Linear(dim, dim), nn.Linear(dim, 4)
+        self.gamma = nn.Parameter(torch.ones(1, 1, dim))
+
+    def forward(self, x):
+        y = self.fc(x)
+        y = y * self.gamma.expand_as(y)
+        y = y * (x > 0).type_as(y) * (x < 1).to(y)
+        return self.head(y)
+
+
 CONSTRUCT_MODELS: dict[str, ModelCase] = {
     "mha_vit": ModelCase(MHAViT, (2, 3, 8, 8)),
     "mha_vit_weights": ModelCase(functools.partial(MHAViT, need_weights=True), (2, 3, 8, 8)),
@@ -534,6 +552,7 @@ CONSTRUCT_MODELS: dict[str, ModelCase] = {
     "last_token": ModelCase(LastTokenNet, (2, 6, 16)),
     "timm_drop_path": ModelCase(DropPathNet, (2, 3, 8, 8)),
     "in_place_ops": ModelCase(InPlaceNet, (2, 6, 16)),
+    "shape_donors": ModelCase(ShapeDonorNet, (2, 6, 16)),
 }
 
 
