@@ -182,9 +182,15 @@ class GraphBuilder:
         """nn.MultiheadAttention: its shapes, and what it keeps measured on the call as
         made (q, k, v the same tensor or not, need_weights, masks); a recurrent cell: what
         it keeps with the state it was given."""
+        masks = set()
         if isinstance(module, nn.MultiheadAttention):
             attrs.update(mha_attrs(module, args, kwargs))
-        distinct = list({id(t): t for t in tensors if isinstance(t, torch.Tensor)}.values())
+            # Its masks stay as traced (no gradient): a float mask that needed one in the
+            # measurement would turn SDPA's fused path into the math path (which keeps more).
+            masks = {id(kwargs.get(k, args[i] if len(args) > i else None))
+                     for i, k in ((3, "key_padding_mask"), (5, "attn_mask"))}
+        distinct = list({id(t): t for t in tensors
+                         if isinstance(t, torch.Tensor) and id(t) not in masks}.values())
         self.probes.append((name, lambda m, *leaves: substituted(m, args, kwargs, distinct)(
             *leaves), distinct, module))
 

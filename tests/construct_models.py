@@ -8,7 +8,8 @@ weight.device (sin/cos, cumsum, pow, rsqrt); shifted windows (roll, pad); timm's
 drop path (new_empty, bernoulli_, div_) beside its BatchNormAct2d and squeeze-excite; tensor
 methods that write in place (mul_ by a trained scale, sigmoid_, masked_fill_, sub_, /=) and a
 scalar divided by a tensor; tensors read for their shape or dtype only (expand_as, type_as,
-.to(other)). `CONSTRUCT_MODELS` maps a name to a `ModelCase` with tiny shapes.
+.to(other)); an encoder layer given a key padding mask (fx cannot trace it: tested with
+the hooks tracer). `CONSTRUCT_MODELS` maps a name to a `ModelCase` with tiny shapes.
 """
 
 from __future__ import annotations
@@ -534,6 +535,21 @@ class ShapeDonorNet(nn.Module):
         y = y * self.gamma.expand_as(y)
         y = y * (x > 0).type_as(y) * (x < 1).to(y)
         return self.head(y)
+
+
+class PaddingMaskEncoder(nn.Module):
+    """nn.TransformerEncoderLayer given a key padding mask computed from the input (a bool,
+    made a float mask inside): with dropout off, nn.MultiheadAttention runs SDPA's fused path,
+    which keeps the merged N × heads × 1 × S mask, not an L × S one."""
+
+    def __init__(self, dim=16, dropout=0.0):
+        super().__init__()
+        self.embed, self.head = nn.Linear(6, dim), nn.Linear(dim, 4)
+        self.layer = nn.TransformerEncoderLayer(dim, 2, 32, dropout=dropout, batch_first=True)
+
+    def forward(self, x):
+        pad = x[..., 0] > 1.0
+        return self.head(self.layer(self.embed(x), src_key_padding_mask=pad).mean(1))
 
 
 CONSTRUCT_MODELS: dict[str, ModelCase] = {
