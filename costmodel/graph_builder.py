@@ -255,9 +255,20 @@ class GraphBuilder:
     def derive(self, name, call, args, kwargs, tensors) -> None:
         """An operator without a rule: priced from its own call, measured at once (so its
         inputs are not held past their last use)."""
-        derived = derive_unknown(substituted(call, args, kwargs, tensors), tensors)
+        derived = derive_unknown(substituted(call, args, kwargs, tensors), tensors,
+                                 self.owned_storages())
         if derived is not None:
             self.derived[name] = derived
+
+    def owned_storages(self) -> frozenset[int]:
+        """Storage addresses of the model's parameters and buffers: a call that keeps one (a
+        causal mask sliced from a buffer) keeps no activation of its own."""
+        owned = getattr(self, "_owned", None)
+        if owned is None:
+            owned = self._owned = frozenset(
+                t.untyped_storage().data_ptr()
+                for t in (*self.model.parameters(), *self.model.buffers()))
+        return owned
 
     def finish(self, tracer_name: str, output_names) -> LayerGraph:
         for name, fn, tensors, module in self.probes:

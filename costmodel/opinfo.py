@@ -197,7 +197,8 @@ def einsum_index_sizes(equation: str, operands) -> dict[str, int]:
 
 
 def measure_saved(fn, inputs: list[torch.Tensor], module: nn.Module | None = None,
-                  training: bool = True, inplace: bool = False) -> dict:
+                  training: bool = True, inplace: bool = False,
+                  owned: frozenset[int] = frozenset()) -> dict:
     """What `fn(*inputs)` keeps for backward in each situation, measured once while tracing.
 
     Returns {key: [(source, bytes)]}: key (`measured_key`) is "w"/"-" (module weights need a
@@ -207,7 +208,8 @@ def measure_saved(fn, inputs: list[torch.Tensor], module: nn.Module | None = Non
     (whose parameters `fn` uses) is copied and put in training mode for the measurement, or
     in eval mode when `training` is False (dropout off: another attention path, no masks).
     `inplace`: `fn` writes into an operand, which autograd refuses on a leaf that needs a
-    gradient: such operands are given as copies (non-leaves), as in a model.
+    gradient: such operands are given as copies (non-leaves), as in a model. `owned`: storage
+    addresses of the model's parameters and buffers, left out like `module`'s parameters.
     """
     if module is not None:
         module = copy.deepcopy(module).train(training)
@@ -229,7 +231,7 @@ def measure_saved(fn, inputs: list[torch.Tensor], module: nn.Module | None = Non
                       for t, x in zip(inputs, flags)]
             key = measured_key(w, b, flags if module is None else (any(flags),))
             run = fn if module is None else (lambda *ts: fn(module, *ts))
-            table[key] = _saved_once(run, leaves, params.values(), inplace)
+            table[key] = _saved_once(run, leaves, params.values(), inplace, owned)
     return table
 
 
@@ -300,7 +302,7 @@ def measured_key(weight: bool, bias: bool, inputs) -> str:
         "".join("x" if x else "-" for x in inputs)
 
 
-def _saved_once(fn, leaves, params, inplace: bool = False) -> list:
+def _saved_once(fn, leaves, params, inplace: bool = False, owned=frozenset()) -> list:
     packed: list[torch.Tensor] = []
     if inplace:
         with torch.enable_grad():
@@ -316,7 +318,7 @@ def _saved_once(fn, leaves, params, inplace: bool = False) -> list:
     while isinstance(first, (tuple, list)):
         first = first[0]
     ptrs = {t.untyped_storage().data_ptr(): i for i, t in enumerate(leaves)}
-    excluded = {p.untyped_storage().data_ptr() for p in params}
+    excluded = {p.untyped_storage().data_ptr() for p in params} | owned
     out_ptr = first.untyped_storage().data_ptr() if isinstance(first, torch.Tensor) else None
     saved, seen = [], set()
     for t in packed:
@@ -369,12 +371,14 @@ def mha_attrs(module: nn.Module, args, kwargs) -> dict:
 MAX_DERIVED_INPUTS = 4
 
 
-def derive_unknown(fn, tensors) -> dict | None:
+def derive_unknown(fn, tensors, owned: frozenset[int] = frozenset()) -> dict | None:
     """{"measured_saved": …, "derived_macs": …} of an operator without a rule, from its traced
     call `fn(*tensors)`, or None when it cannot be measured (too many inputs, not
     differentiable). Measured on copies of its operands when it writes into one (x.div_(k),
     mask.bernoulli_(p)); "blocks_grad" when its result carries no gradient although every
-    operand does (x.new_empty(…), torch.rand_like(x), x.detach(), an integer result)."""
+    operand does (x.new_empty(…), torch.rand_like(x), x.detach(), an integer result). What it
+    keeps of the model's own tensors (`owned` storages: a mask sliced from a buffer) is left
+    out, as the memory model leaves out parameters and buffers."""
     from torch.utils.flop_counter import FlopCounterMode
     if len(tensors) > MAX_DERIVED_INPUTS or not tensors:
         return None
@@ -385,7 +389,7 @@ def derive_unknown(fn, tensors) -> dict | None:
         return None
     for inplace in (False, True):
         try:
-            table = measure_saved(fn, list(tensors), inplace=inplace)
+            table = measure_saved(fn, list(tensors), inplace=inplace, owned=owned)
             break
         except Exception:  # noqa: BLE001 — in place on a leaf (then on copies), not differentiable
             if inplace:

@@ -8,8 +8,8 @@ weight.device (sin/cos, cumsum, pow, rsqrt); shifted windows (roll, pad); timm's
 drop path (new_empty, bernoulli_, div_) beside its BatchNormAct2d and squeeze-excite; tensor
 methods that write in place (mul_ by a trained scale, sigmoid_, masked_fill_, sub_, /=) and a
 scalar divided by a tensor; tensors read for their shape or dtype only (expand_as, type_as,
-.to(other)); an encoder layer given a key padding mask (fx cannot trace it: tested with
-the hooks tracer). `CONSTRUCT_MODELS` maps a name to a `ModelCase` with tiny shapes.
+.to(other)); an encoder layer given a key padding mask and GPT-2's causal mask sliced from a
+buffer (fx cannot trace them: tested with the hooks tracer). `CONSTRUCT_MODELS` maps a name to a `ModelCase` with tiny shapes.
 """
 
 from __future__ import annotations
@@ -550,6 +550,27 @@ class PaddingMaskEncoder(nn.Module):
     def forward(self, x):
         pad = x[..., 0] > 1.0
         return self.head(self.layer(self.embed(x), src_key_padding_mask=pad).mean(1))
+
+
+class BufferMaskAttention(nn.Module):
+    """GPT-2's causal attention as Hugging Face writes it: a bool buffer sliced to the
+    sequence length (fx cannot trace the slice: tested with the hooks tracer) and
+    torch.where against a scalar tensor; also the whole buffer given to torch.where."""
+
+    def __init__(self, dim=16, max_len=8, sliced=True):
+        super().__init__()
+        self.sliced = sliced
+        self.qkv, self.head = nn.Linear(dim, 3 * dim), nn.Linear(dim, 4)
+        self.register_buffer("bias", torch.tril(torch.ones(max_len, max_len, dtype=torch.bool))
+                             .view(1, 1, max_len, max_len), persistent=False)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = (t.view(b, n, 2, d // 2).transpose(1, 2) for t in self.qkv(x).split(d, 2))
+        w = q @ k.transpose(-1, -2)
+        causal = self.bias[:, :, :n, :n] if self.sliced else self.bias
+        w = torch.where(causal, w, torch.full([], -1e4, dtype=w.dtype)).softmax(-1)
+        return self.head((w @ v).transpose(1, 2).reshape(b, n, d))
 
 
 CONSTRUCT_MODELS: dict[str, ModelCase] = {

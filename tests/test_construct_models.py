@@ -24,8 +24,8 @@ from torch import nn
 import ttplan
 from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.trace import trace
-from tests.construct_models import (CONSTRUCT_MODELS, TEXT_MODELS, ConvNeXtV2Block,
-                                    DropPathNet, MHABlock, MHAViT, PaddingMaskEncoder,
+from tests.construct_models import (CONSTRUCT_MODELS, TEXT_MODELS, BufferMaskAttention,
+                                    ConvNeXtV2Block, DropPathNet, MHABlock, MHAViT, PaddingMaskEncoder,
                                     SinusoidalPosition)
 from tests.model_checks import (TRACERS, conv, exactness_tests, profile_case,
                                  assert_forward_flops_match_flop_counter)
@@ -475,3 +475,16 @@ def test_padding_mask_keeps_what_the_fused_path_keeps(update, dropout, training_
     check = verify_saved_bytes(model, graph, resolve_updates(parse_update(update), graph),
                                training_mode=training_mode)
     assert check["predicted_bytes"] == check["measured_bytes"]
+
+
+@pytest.mark.parametrize("sliced", [True, False])
+@pytest.mark.parametrize("update", ["all", "bias-only"])
+def test_a_mask_from_a_buffer_is_model_state(update, sliced):
+    """torch.where keeps its condition: a view of the model's buffer, which autograd's count
+    (like the memory model) leaves out with parameters and buffers; it was priced as an
+    activation of 8·8 B (the bool mask) per call."""
+    model = BufferMaskAttention(sliced=sliced)
+    shape = (2, 8, 16)
+    graph = trace(model, shape, "gpt2_mask", tracer="hooks")
+    predicted, measured = predicted_and_measured(model, shape, update, graph)
+    assert predicted == measured
