@@ -391,7 +391,7 @@ def derive_unknown(fn, tensors, owned: frozenset[int] = frozenset()) -> dict | N
         try:
             table = measure_saved(fn, list(tensors), inplace=inplace, owned=owned)
             break
-        except Exception:  # noqa: BLE001 — in place on a leaf (then on copies), not differentiable
+        except Exception:  # noqa: BLE001 — written in place (then on copies), not differentiable
             if inplace:
                 return None
     derived = {"measured_saved": table, "derived_macs": counter.get_total_flops() // 2}

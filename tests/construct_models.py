@@ -9,7 +9,8 @@ drop path (new_empty, bernoulli_, div_) beside its BatchNormAct2d and squeeze-ex
 methods that write in place (mul_ by a trained scale, sigmoid_, masked_fill_, sub_, /=) and a
 scalar divided by a tensor; tensors read for their shape or dtype only (expand_as, type_as,
 .to(other)); an encoder layer given a key padding mask and GPT-2's causal mask sliced from a
-buffer (fx cannot trace them: tested with the hooks tracer). `CONSTRUCT_MODELS` maps a name to a `ModelCase` with tiny shapes.
+buffer (fx cannot trace them: tested with the hooks tracer). `CONSTRUCT_MODELS` maps a name
+to a `ModelCase` with tiny shapes.
 """
 
 from __future__ import annotations

@@ -446,8 +446,8 @@ def test_a_product_of_a_tensor_with_itself():
 
 
 def test_timm_drop_path_keeps_only_its_per_sample_mask():
-    """x * mask, the mask made by new_empty → bernoulli_ → div_ in place: no gradient flows into
-    the mask (measured on the call: new_empty's result needs none), so MulBackward0 keeps the
+    """x * mask, the mask made by new_empty → bernoulli_ → div_ in place: no gradient flows
+    into the mask (measured on the call: new_empty's result needs none), so MulBackward0 keeps the
     mask alone, N × 1 × 1 × 1 floats: 2 samples × 4 B per block, 2 blocks = 16 B more than
     the same net without drop path (where the block returns x + y unchanged)."""
     shape = (2, 3, 8, 8)

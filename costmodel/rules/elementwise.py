@@ -1,6 +1,7 @@
-"""Element-wise arithmetic and maths: add/sub/neg, mul, div, comparisons, pow, sin, cos, abs,
-exp, rsqrt, addcmul. One other op per output element (addcmul two), no MACs: a product of two
-activations is counted as an op here, as torch.utils.flop_counter does.
+"""Element-wise arithmetic and maths: add/sub/neg, mul, div, masked_fill, comparisons, pow, sin,
+cos, abs, exp, rsqrt, addcmul (in place too: x.mul_(y), x /= y, masked_fill_). One other op
+per output element (addcmul two), no MACs: a product of two activations is counted as an op
+here, as torch.utils.flop_counter does.
 
 Saved sets are measured (notes/pytorch_saved_tensors.md); where the ``paper`` engine needs the
 same tensors as autograd, one function serves both conventions.
@@ -27,12 +28,18 @@ def paper_mul(node, g):
     return saved
 
 
+def copy_of_x(node) -> Saved:
+    """x.mul_(y), x /= y with y needing a gradient: autograd keeps a copy of x made before the
+    write (y's gradient needs x's old values; measured, 2.13)."""
+    return Saved(("extra", "self_copy"), node.in_numel(0) * node.dtype_bytes)
+
+
 def pt_mul(node, g):
-    # MulBackward0 keeps each factor for the other factor's gradient; written in place
-    # (x.mul_(gamma), x *= y) it keeps a copy of x made before the write (measured, 2.13).
+    # MulBackward0 keeps each factor for the other factor's gradient (x: a copy when written
+    # in place).
     saved = paper_mul(node, g)
     if g.input(1) and node.attrs.get("inplace"):
-        saved[-1] = Saved(("extra", "self_copy"), node.in_numel(0) * node.dtype_bytes)
+        saved[-1] = copy_of_x(node)
     return saved
 
 
@@ -52,9 +59,8 @@ def pt_div(node, g):
             if g.input(0) else []
     if len(node.inputs) < 2:
         return []
-    if g.input(1) and node.attrs.get("inplace"):  # x /= y: a copy of x made before the write
-        return [Saved(("extra", "self_copy"), node.in_numel(0) * node.dtype_bytes),
-                Saved(("in", 1))]
+    if g.input(1) and node.attrs.get("inplace"):
+        return [copy_of_x(node), Saved(("in", 1))]
     if g.input(1):
         return [Saved(("in", 0)), Saved(("in", 1))]
     return [Saved(("in", 1))] if g.input(0) else []
