@@ -74,6 +74,7 @@ class GraphBuilder:
         self.param_names = walk.parameter_names()
         self.param_calls: dict[str, int] = {}  # owner path -> calls priced so far
         self.probes: list = []  # (node name, fn, tensors, module): measured after the forward
+        self.eval_probes: dict[str, tuple] = {}  # node name -> (fn, tensors) in eval mode
         # Module paths name module calls; a function's node never takes one (a block profiled
         # on its own may call x.norm() and own a module named `norm`).
         self.modules = walk.modules  # path -> module (the first path of a shared one)
@@ -172,6 +173,15 @@ class GraphBuilder:
                 # The math path (dropout, a mask): what it keeps is measured on the call.
                 self.probes.append((name, substituted(target, args, kwargs, tensors), tensors,
                                     None))
+            if attrs.get("dropout_p"):
+                # Written `dropout_p=self.p if self.training else 0.0` (Hugging Face's idiom),
+                # it runs no dropout with the modules in eval mode (`ttplan train`): another
+                # path, measured on the call without it.
+                if "dropout_p" in kwargs or len(args) <= 4:
+                    no_dropout = args, {**kwargs, "dropout_p": 0.0}
+                else:
+                    no_dropout = (*args[:4], 0.0, *args[5:]), kwargs
+                self.eval_probes[name] = (substituted(target, *no_dropout, tensors), tensors)
         if found is None:
             return (None, None, []), None
         weight, bias, owner, names = found
@@ -278,6 +288,10 @@ class GraphBuilder:
                 in_eval = measure_saved_remembered(fn, tensors, module, training=False)
                 if in_eval != attrs["measured_saved"]:
                     attrs["measured_saved_eval"] = in_eval
+        for name, (fn, tensors) in self.eval_probes.items():
+            in_eval = measure_saved_remembered(fn, tensors, None)
+            if in_eval != self.nodes[name].attrs.get("measured_saved"):
+                self.nodes[name].attrs["measured_saved_eval"] = in_eval
         for name, derived in self.derived.items():
             if self.nodes[name].kind == "unknown":
                 self.nodes[name].kind = "derived"

@@ -488,3 +488,39 @@ def test_a_mask_from_a_buffer_is_model_state(update, sliced):
     graph = trace(model, shape, "gpt2_mask", tracer="hooks")
     predicted, measured = predicted_and_measured(model, shape, update, graph)
     assert predicted == measured
+
+
+class TrainingDropoutSDPA(nn.Module):
+    """Hugging Face's SDPA idiom: dropout only while training, a padding mask (B × 1 × 1 × S)."""
+
+    def __init__(self, dim=32, heads=4, p=0.1):
+        super().__init__()
+        self.heads, self.p = heads, p
+        self.qkv, self.out, self.head = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim), nn.Linear(dim, 4)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        mask = (x[..., :1] > -1.5).transpose(1, 2).unsqueeze(1)
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.p if self.training else 0.0)
+        return self.head(self.out(y.transpose(1, 2).reshape(b, n, d)).mean(1))
+
+
+@pytest.mark.parametrize("training_mode", [True, False])
+def test_sdpa_dropout_only_while_training_is_measured_both_ways(training_mode):
+    """Traced in train mode (dropout: the math path), run by `ttplan train` in eval mode (no
+    dropout: the fused path, which keeps q, k, v, the output and a logsumexp): each mode's
+    saved set is measured on the call (bias-only: nothing after the attention reads its
+    output's layout). Under `all` the eval-mode prediction is still one N × L × D tensor over:
+    the fused path's output is laid out N × L × H × E, so the transpose-reshape after it is a
+    view there and a copy in the traced train-mode path (notes/pytorch_saved_tensors.md)."""
+    from ttplan.costmodel.config import resolve_updates
+    from ttplan.costmodel.measure import verify_saved_bytes
+    from ttplan.costmodel.specs import parse_update
+    model = TrainingDropoutSDPA()
+    x = torch.randn(2, 6, 32, generator=torch.Generator().manual_seed(0))
+    graph = trace(model, x, "hf_sdpa")
+    check = verify_saved_bytes(model, graph, resolve_updates(parse_update("bias-only"), graph),
+                               training_mode=training_mode)
+    assert check["predicted_bytes"] == check["measured_bytes"]

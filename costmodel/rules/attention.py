@@ -54,9 +54,10 @@ def sdpa_softmax_ops(node: OpNode) -> int:
 def pt_sdpa(node, g):
     # Modules in eval mode (`ttplan train`) run no dropout: without a mask, the flash path.
     eval_flash = not g.training_mode and not node.attrs.get("attn_mask")
-    if "measured_saved" in node.attrs and not eval_flash:
+    if "measured_saved" in node.attrs and (not eval_flash or "measured_saved_eval" in node.attrs):
         # Dropout or an attention mask: PyTorch takes the math path (scaled q, kᵀ, the
-        # probabilities, the dropout mask, v), measured on the real call while tracing.
+        # probabilities, the dropout mask, v), measured on the real call while tracing, and
+        # without its dropout for eval mode (`measured_saved_eval`).
         return pt_measured(node, g)
     # The CPU flash-attention kernel keeps q, k, v, the output and a float32 logsumexp of
     # N·H·L, whichever input needs a gradient (measured; dropout_p > 0 takes another path).
