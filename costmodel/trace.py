@@ -49,13 +49,15 @@ __all__ = ["trace", "module_attrs", "module_params", "param_names_of"]
 
 def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer: str = "auto",
           rules: Registry | dict | None = None, blocks: str | None = None,
-          inputs=None) -> LayerGraph:
+          inputs=None, *, training: bool = True) -> LayerGraph:
     """Trace `model` on a zero input of `input_shape` (batch first), or called with `inputs`
     (any form `costmodel.inputs.as_inputs` takes: tensors, a dict, specs; `input_shape` may
     be one too). `tracer`: auto|fx|hooks
     (auto: fx, and the hooks tracer, with a warning, whenever fx fails). `rules`: a Registry,
     or {module class | function | kind: Rule} overriding the default one for this graph.
-    `blocks`: a regular expression naming the blocks' module paths (`costmodel.blocks`)."""
+    `blocks`: a regular expression naming the blocks' module paths (`costmodel.blocks`).
+    `training` False: every module in eval mode, as `ttplan train` runs them (no dropout, no
+    `if self.training` branch, the attention path PyTorch takes then)."""
     if tracer not in ("auto", "fx", "hooks"):
         raise TraceError(f"unknown tracer {tracer!r}: use auto, fx or hooks")
     if isinstance(model, torch.jit.ScriptModule):
@@ -69,7 +71,7 @@ def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer:
     input_shape = inputs.shape
     walk = ModelWalk(model)  # one walk over the modules for the stages before tracing
     modes = {m: m.training for _, m in walk.named_modules}
-    state = _TrainModeState(model, walk)
+    state = _TrainModeState(model, walk, training)
     fallback = None
     try:
         arguments, defaults, given = _bind_inputs(model, inputs, model_name)
@@ -115,11 +117,14 @@ class _TrainModeState:
     which stay in eval mode (same shapes, and valid on the 1×1 maps of a batch of one); the
     buffers and the RNG state a train-mode forward may change are restored."""
 
-    def __init__(self, model: nn.Module, walk: ModelWalk | None = None):
+    def __init__(self, model: nn.Module, walk: ModelWalk | None = None, training: bool = True):
         walk = walk or ModelWalk(model)
         self.rng = torch.random.get_rng_state()
         self.buffers = [(b, b.detach().clone()) for b in walk.buffers()]
         modules = [m for _, m in walk.named_modules]
+        if not training:  # every module as deployed: `trace(..., training=False)`
+            model.eval()
+            return
         if all(type(m).train is nn.Module.train and type(m).__setattr__ is nn.Module.__setattr__
                and type(m).children is nn.Module.children for m in modules):
             # What model.train() does (the flag of every module it recurses into), without

@@ -15,7 +15,8 @@ step's queries. Samples are visited in a seeded random order each pass.
 
 What the run does to realise the cost model's savings (not only to mask gradients):
   * modules in eval mode: BatchNorm normalises with its statistics as deployed, as
-    `apply_policy` documents; the prediction prices the same (`training_mode=False`);
+    `apply_policy` documents; the prediction prices the same (`training_mode=False`), on the
+    model traced with its modules in eval mode (`eval_mode_graph`);
   * every parameter the policy does not select has requires_grad False, so frozen layers keep
     only what the gradient's path needs;
   * the forward runs under torch.no_grad() until the first updated layer (a forward pre-hook
@@ -44,7 +45,7 @@ measures) and `devices.trainresult` (`TrainResult`, assembled with the predictio
 
 from __future__ import annotations
 
-from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.errors import SpecError, TraceError
 from ttplan.costmodel.inputs import ModelInputs, resolve_inputs
 from ttplan.costmodel.options import PAPER, cost_options
 from ttplan.costmodel.profile import EVAL_MODE, ModelSource, profile, resolve_model
@@ -128,7 +129,8 @@ def train(model, *, policy=None, method: str | OnDevicePlan | None = None,
     chosen = chosen_updates(policy, loaded, plan_request, update, graph, module, shape, name)
     # The policy's options with the run's optimiser (the paper defaults without a policy).
     run_options = (loaded.options if loaded is not None else PAPER).replace(optimizer=optimizer)
-    predicted_pt = profile(ModelSource(module, name), shape, update=chosen.updates, graph=graph,
+    predicted_pt = profile(ModelSource(module, name), shape, update=chosen.updates,
+                           graph=eval_mode_graph(module, shape, name, graph),
                            options=run_options.under("pytorch"), tracing=EVAL_MODE)
     # The log's cost columns come from the one place the shipped logs and `predict` use.
     step = step_cost(None, chosen.updates, shape, graph=graph, options=run_options)
@@ -137,6 +139,19 @@ def train(model, *, policy=None, method: str | OnDevicePlan | None = None,
     measured = measured_run(module, graph, chosen.updates, shape, samples, run, optimizer,
                             phases)
     return train_result(record, measured, phases, predicted_pt, predicted_on_device(record))
+
+
+def eval_mode_graph(module, shape, name: str, graph):
+    """The model traced with its modules in eval mode, as the run runs them: the memory the
+    run keeps follows the path PyTorch takes then (no dropout, `if self.training` branches
+    not taken, SDPA's fused path and the layout of its output); `graph` (traced as a training
+    step) when that trace fails or a layer it updates is missing from it."""
+    try:
+        in_eval = trace(module, shape, name, training=False)
+    except TraceError:
+        return graph
+    keys = {n.layer_key for n in in_eval.ops()}
+    return in_eval if all(n.layer_key in keys for n in graph.mac_layers()) else graph
 
 
 def train_flat(settings: dict) -> TrainResult:

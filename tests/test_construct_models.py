@@ -512,9 +512,10 @@ def test_sdpa_dropout_only_while_training_is_measured_both_ways(training_mode):
     """Traced in train mode (dropout: the math path), run by `ttplan train` in eval mode (no
     dropout: the fused path, which keeps q, k, v, the output and a logsumexp): each mode's
     saved set is measured on the call (bias-only: nothing after the attention reads its
-    output's layout). Under `all` the eval-mode prediction is still one N × L × D tensor over:
-    the fused path's output is laid out N × L × H × E, so the transpose-reshape after it is a
-    view there and a copy in the traced train-mode path (notes/pytorch_saved_tensors.md)."""
+    output's layout). Under `all` pricing eval mode on this train-mode trace is one N × L × D
+    tensor over: the fused path's output is laid out N × L × H × E, so the transpose-reshape
+    after it is a view there and a copy on the math path; `ttplan train` traces in eval mode
+    (tests/test_runner.py)."""
     from ttplan.costmodel.config import resolve_updates
     from ttplan.costmodel.measure import verify_saved_bytes
     from ttplan.costmodel.specs import parse_update

@@ -448,3 +448,18 @@ def test_train_measures_what_its_first_steps_pay_beyond_warm_ones():
                  "--iterations", "1", "--batch-size", "1", "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["measured"]["first_steps_excess_cpu_s"] >= 0.0
+
+
+@pytest.mark.parametrize("update", ["all", "bias-only"])
+def test_the_prediction_follows_the_modules_in_eval_mode(update):
+    """`train` runs its modules in eval mode, and predicts the bytes it keeps from the model
+    traced so: Hugging Face's `dropout_p=p if self.training else 0.0` takes SDPA's fused path
+    then, whose output's layout makes the transpose-reshape after it a view (a trace in train
+    mode takes the math path and copies: 1,536 B over under `all`;
+    notes/pytorch_saved_tensors.md)."""
+    from tests.test_construct_models import TrainingDropoutSDPA
+    torch.manual_seed(0)
+    result = ttplan.train(TrainingDropoutSDPA(), update=update, inputs="float32[2,6,32]",
+                          support=Support(synthetic=True, samples=4, holdout=0),
+                          run=RunSettings(iterations=1, batch_size=2))
+    assert result.measured["saved_bytes"] == result.predicted["saved_bytes"]
