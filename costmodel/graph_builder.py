@@ -154,6 +154,9 @@ class GraphBuilder:
         if kind == "div" and (args and not isinstance(args[0], torch.Tensor) or
                               function_name(target) in ("__rtruediv__", "__rdiv__")):
             attrs["scalar_dividend"] = True  # 1 / x
+        if kind == "masked_fill":  # which graph input is the mask (a buffer's is none)
+            mask = kwargs.get("mask", args[1] if len(args) > 1 else None)
+            attrs["mask_input"] = next((i for i, t in enumerate(tensors) if t is mask), None)
         if kind == "getitem" and len(tensors) > 1:
             # Indexing with a tensor (x[idx], x[rows, lengths]): IndexBackward0 keeps the
             # indices it used (or made from a mask), measured on the call.

@@ -48,7 +48,6 @@ class _HookRecording:
         self.calls: dict[str, int] = {}
         self.paths = {m: p for p, m in builder.model.named_modules()}
         self.buffers = {id(b) for b in builder.model.buffers()}
-        self.buffer_storages = {b.untyped_storage().data_ptr() for b in builder.model.buffers()}
 
     def run(self, args: tuple, kwargs: dict):
         """The model's forward with the hooks and the function recorder in place."""
@@ -77,11 +76,12 @@ class _HookRecording:
 
     def known(self, t, scope) -> bool:
         """Produced by the graph, or a tensor the forward made from no input (torch.ones,
-        arange … as fx records them): a constant node. Buffers and views of them (a causal
-        mask sliced from one) are model state."""
+        arange … as fx records them): a constant node. Buffers and views of the model's own
+        tensors (a causal mask sliced from a buffer) are model state."""
         if self.produced(t):
             return True
-        if id(t) in self.buffers or t.untyped_storage().data_ptr() in self.buffer_storages:
+        if id(t) in self.buffers or \
+                t.untyped_storage().data_ptr() in self.builder.owned_storages():
             return False
         const = self.builder.fresh_name("constant")
         self.builder._add_node(const, "constant", "constant", None, scope, [], [], t,

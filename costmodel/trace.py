@@ -115,7 +115,8 @@ class _TrainModeState:
     back afterwards. Train mode (dropout active, `if self.training` branches, the attention
     path PyTorch takes in training) except normalisation layers with running statistics,
     which stay in eval mode (same shapes, and valid on the 1×1 maps of a batch of one); the
-    buffers and the RNG state a train-mode forward may change are restored."""
+    buffers and the RNG state a train-mode forward may change are restored. With `training`
+    False, every module in eval mode instead (`trace(..., training=False)`)."""
 
     def __init__(self, model: nn.Module, walk: ModelWalk | None = None, training: bool = True):
         walk = walk or ModelWalk(model)

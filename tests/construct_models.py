@@ -556,21 +556,27 @@ class PaddingMaskEncoder(nn.Module):
 class BufferMaskAttention(nn.Module):
     """GPT-2's causal attention as Hugging Face writes it: a bool buffer sliced to the
     sequence length (fx cannot trace the slice: tested with the hooks tracer) and
-    torch.where against a scalar tensor; also the whole buffer given to torch.where."""
+    torch.where against a scalar tensor (or masked_fill with a value tensor); also the whole
+    buffer given to torch.where."""
 
-    def __init__(self, dim=16, max_len=8, sliced=True):
+    def __init__(self, dim=16, max_len=8, sliced=True, fill=False):
         super().__init__()
-        self.sliced = sliced
+        self.sliced, self.fill = sliced, fill
         self.qkv, self.head = nn.Linear(dim, 3 * dim), nn.Linear(dim, 4)
         self.register_buffer("bias", torch.tril(torch.ones(max_len, max_len, dtype=torch.bool))
                              .view(1, 1, max_len, max_len), persistent=False)
+        self.register_buffer("future", ~self.bias, persistent=False)
 
     def forward(self, x):
         b, n, d = x.shape
         q, k, v = (t.view(b, n, 2, d // 2).transpose(1, 2) for t in self.qkv(x).split(d, 2))
         w = q @ k.transpose(-1, -2)
         causal = self.bias[:, :, :n, :n] if self.sliced else self.bias
-        w = torch.where(causal, w, torch.full([], -1e4, dtype=w.dtype)).softmax(-1)
+        if self.fill:  # masked_fill with a value tensor, its mask a view of a buffer
+            future = self.future[:, :, :n, :n] if self.sliced else self.future
+            w = w.masked_fill(future, torch.tensor(-1e4)).softmax(-1)
+        else:
+            w = torch.where(causal, w, torch.full([], -1e4, dtype=w.dtype)).softmax(-1)
         return self.head((w @ v).transpose(1, 2).reshape(b, n, d))
 
 

@@ -477,13 +477,14 @@ def test_padding_mask_keeps_what_the_fused_path_keeps(update, dropout, training_
     assert check["predicted_bytes"] == check["measured_bytes"]
 
 
-@pytest.mark.parametrize("sliced", [True, False])
+@pytest.mark.parametrize("sliced, fill", [(True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("update", ["all", "bias-only"])
-def test_a_mask_from_a_buffer_is_model_state(update, sliced):
+def test_a_mask_from_a_buffer_is_model_state(update, sliced, fill):
     """torch.where keeps its condition: a view of the model's buffer, which autograd's count
     (like the memory model) leaves out with parameters and buffers; it was priced as an
-    activation of 8·8 B (the bool mask) per call."""
-    model = BufferMaskAttention(sliced=sliced)
+    activation of 8·8 B (the bool mask) per call. masked_fill keeps its mask alike, not its
+    value tensor (the rule once took its second graph input for the mask)."""
+    model = BufferMaskAttention(sliced=sliced, fill=fill)
     shape = (2, 8, 16)
     graph = trace(model, shape, "gpt2_mask", tracer="hooks")
     predicted, measured = predicted_and_measured(model, shape, update, graph)

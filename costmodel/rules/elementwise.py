@@ -79,7 +79,8 @@ def pt_pow(node, g):
 def pt_masked_fill(node, g):
     # MaskedFillBackward0 keeps the mask for the input's gradient; a mask the model holds as
     # a buffer is not an activation (nothing counted), one computed in the forward is.
-    return [Saved(("in", 1))] if g.input(0) and len(node.inputs) > 1 else []
+    mask = node.attrs.get("mask_input")
+    return [Saved(("in", mask))] if g.input(0) and mask is not None else []
 
 
 def pt_addcmul(node, g):
