@@ -54,7 +54,8 @@ from ttplan.costmodel.rules import registry_of
 
 from .layertable import (BIAS_RUNS_WEIGHT_BACKWARD, COST_KINDS, ELEMENTWISE_FAMILY_KINDS,
                          MAC_COST_KINDS, PARAMETER_FREE_KINDS, PASSES, POOL_KINDS,
-                         RECURRENT_KINDS, STAND_INS, WHOLE_BACKWARD_KINDS, cost_kind,
+                         RECURRENT_KINDS, STAND_INS, VIEW_COST_KINDS, WHOLE_BACKWARD_KINDS,
+                         cost_kind,
                          forward_work_count, gate_steps, pass_elements, priced_kind,
                          weight_elements)
 
@@ -63,7 +64,8 @@ from .layertable import (BIAS_RUNS_WEIGHT_BACKWARD, COST_KINDS, ELEMENTWISE_FAMI
 SPARSE_COST_KINDS = frozenset({"conv", "conv_native", "conv_dilated", "pointwise", "depthwise",
                                "depthwise_large", "linear"})
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
-            "view": "elementwise", "depthwise_large": "depthwise", "lstm": "linear",
+            "view": "elementwise", "index": "elementwise", "depthwise_large": "depthwise",
+            "lstm": "linear",
             "rnn": "linear", "rnn_cell": "linear", "conv1d": "conv", "conv_transpose": "conv",
             "mha": "linear", "sdpa": "linear", "maxpool": "elementwise",
             "avgpool": "elementwise",
@@ -273,7 +275,8 @@ def constants_for(kinds: dict, kind: str, pass_name: str) -> dict:
     if key is None:
         return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": 0.0}
     c = kinds[key]
-    if kind == "view":  # a view costs a call, whatever its size
+    # a view costs a call, whatever its size; an index's backward writes elements
+    if kind == "view" or kind == "index" and pass_name == "forward":
         return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": c["call_s"],
                 "gate_step_s": 0.0}
     return c
@@ -388,7 +391,7 @@ def fit_kinds(rows: list[dict]) -> dict:
                      "rows": len(mine),
                      "identified": False, "why": ""}
             if not mine:
-                if kind != "view":
+                if kind not in VIEW_COST_KINDS:
                     entry["why"] = "no layer of this kind in the tables"
                     out[_key(kind, pass_name)] = entry
                 continue
@@ -501,8 +504,9 @@ def fit_glue(runs: list[dict], kinds: dict, measured: dict | None = None) -> dic
             continue  # with one run length its column is a per-run constant (notes §13)
         if np.linalg.matrix_rank(relative[:, kept + [j]], tol=1e-9) == len(kept) + 1:
             kept.append(j)
-    solution, _ = nnls(relative[:, kept], (targets - layers) / targets,
-                       maxiter=50 * len(kept) + 100)
+    # scipy's nnls of a matrix without columns aborts the interpreter (a double free)
+    solution = nnls(relative[:, kept], (targets - layers) / targets,
+                    maxiter=50 * len(kept) + 100)[0] if kept else []
     values = {t: float(measured.get(t, 0.0)) for t in GLUE_TERMS}
     for j, v in zip(kept, solution):
         values[GLUE_TERMS[j]] = float(v / scale[j])
@@ -602,7 +606,7 @@ def borrowed_kinds(run: dict, kinds: dict) -> list[str]:
     for name, kind, *_ in run.get("layer_passes") or ():
         layers.setdefault(kind, set()).add(name)
     out = []
-    for kind in sorted(set(layers) - {"view"}):
+    for kind in sorted(set(layers) - VIEW_COST_KINDS):
         source = priced_by(kinds, kind, "forward")
         if source == _key(kind, "forward"):
             continue

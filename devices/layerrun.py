@@ -29,7 +29,8 @@ from ttplan.planner.fisher import default_candidate_layers
 from ttplan.planner.jsonio import check_header, load_json, save_json
 
 from . import layermodel as lm
-from .layertable import FirstOutput, OperatorCell, SelfAttention, measure_layers, stand_in
+from .layertable import (VIEW_COST_KINDS, FirstOutput, OperatorCell, SelfAttention,
+                         measure_layers, stand_in)
 from .owntable import anchors, own_table
 
 FORMAT = "ttplan-layer-table"
@@ -245,7 +246,7 @@ def measure_sweep(batch_sizes, repeats: int = 5) -> list[dict]:
                                                     ).evaluation.rows}
             rows += [dict(r, model="kind-sweep", layer=f"{label}/{r['layer']}")
                      for r in measure_layers(module, graph, full, repeats=repeats)
-                     if r["kind"] != "view"]
+                     if r["kind"] not in VIEW_COST_KINDS]
     return rows
 
 
@@ -334,6 +335,22 @@ def _forward_elements(table: dict, batch: int) -> float:
     return float(sum(r["elements"] for r in table.get("layers") or ()
                      if r["model"] == table.get("model") and r["pass"] == "forward"
                      and r["batch_size"] == batch))
+
+
+def measured_view_backward(tables: list[dict]) -> dict | None:
+    """The view kind's backward pass as a kind entry: what one node of a backward costs inside
+    it (devices.stepreference.grad_call_seconds' slope), the median over the tables; None
+    when no table measured it (tables written before: a view's backward is priced as an
+    elementwise pass's call, as it was). A view moves no data: its backward is the node
+    alone, 2-3.5 us on this VM, where an elementwise pass timed alone pays its autograd.grad
+    call, 10-19 us (notes/device_time_model.md §26)."""
+    seen = [t["step_reference"]["grad_node_cpu_s"] for t in tables
+            if (t.get("step_reference") or {}).get("grad_node_cpu_s") is not None]
+    if not seen:
+        return None
+    return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0,
+            "call_s": statistics.median(seen), "rows": 0, "identified": True,
+            "why": "measured: one node of a backward (the tables' step reference)"}
 
 
 def measured_step_terms(tables: list[dict], op_s: float | None) -> dict:
@@ -470,6 +487,9 @@ def _fit(tables: list[dict]) -> dict:
     layers += sweep_rows(tables)
     runs = [r for t in tables for r in t["runs"]]
     kinds = lm.fit_kinds(layers)
+    view_backward = measured_view_backward(tables)
+    if view_backward:  # no layer row times a view (measure_sweep leaves them out)
+        kinds["view/input_grad"] = view_backward
     # op_s as the tables measure it directly (a model's whole forward against its layers
     # alone) is fixed, not fitted: the zoo's operator counts differ by 1.5x only, so a fit
     # cannot tell op_s from step_s and gave a small model the big models' overhead (notes §14)
@@ -509,6 +529,10 @@ def _fit(tables: list[dict]) -> dict:
                         f"backward) {1e6 * step_terms['loop_s']:.1f} us and every iteration's "
                         f"{1e6 * step_terms.get('iteration_s', 0.0):.1f} us"
                         if "loop_s" in step_terms else ""))
+    if view_backward:
+        notes.append(f"view/input_grad measured in the tables: one node of a backward, "
+                     f"{1e6 * view_backward['call_s']:.2f} us per view (a view moves no data; "
+                     "an elementwise pass timed alone pays its own autograd.grad call)")
     if "first_call_s" in measured:
         notes.append(f"first_call_s measured in the tables' runs (their first two steps beyond "
                      f"warm ones): {1e6 * measured['first_call_s']:.1f} us per operator call of "

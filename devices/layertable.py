@@ -79,7 +79,7 @@ SPARSE_FRACTION = 0.5  # the channel fraction the sparse weight gradient is time
 COST_KINDS = ("conv", "conv_native", "conv_dilated", "pointwise", "depthwise", "depthwise_large",
               "conv1d", "conv1d_native", "conv1d_dilated", "conv_transpose",
               "conv_transpose_native", "linear", "sdpa", "mha", "lstm", "rnn", "rnn_cell",
-              "maxpool", "avgpool", "norm", "elementwise", "view") \
+              "maxpool", "avgpool", "norm", "elementwise", "view", "index") \
     + ELEMENTWISE_FAMILY_KINDS
 # Kinds whose function has a term per MAC; a pool's "MACs" are its window taps (the cost
 # model's forward_other_ops: output elements x window). A padded 3 x 3 max pool took ~2.8 ns
@@ -152,7 +152,7 @@ KIND_FAMILY = {"depthwise_large": "depthwise", "conv1d": "conv", "conv_transpose
                "avgpool": "elementwise",
                "conv_native": "conv", "conv1d_native": "conv", "conv_dilated": "conv",
                "conv1d_dilated": "conv",
-               "conv_transpose_native": "linear",
+               "conv_transpose_native": "linear", "index": "view",
                **dict.fromkeys(ELEMENTWISE_FAMILY_KINDS, "elementwise")}
 # Matrix products without weights (costmodel.rules.products): their time follows their MACs
 # as a linear layer's does (einsum, addmm and baddbmm were priced as elementwise before).
@@ -163,6 +163,13 @@ KIND_FAMILY = {"depthwise_large": "depthwise", "conv1d": "conv", "conv_transpose
 PRODUCT_KINDS = frozenset({"matmul", "addmm", "baddbmm", "einsum"})
 VIEW_KINDS = frozenset({"reshape", "identity", "getitem", "split", "flatten", "dropout",
                         "parameter", "cat"})
+# Of those, the ones whose backward writes elements: a slice's or an index's gradient is the
+# input zero-filled with the gradient written in, split's and unbind's gradients are stacked,
+# expand's summed over what it expanded. The others' backward moves no data (a view of the
+# gradient; cat's: slices of it). Both forwards are a call (no table times a view).
+INDEX_KINDS = frozenset({"getitem", "split"})
+INDEX_OPS = frozenset({"expand", "expand_as"})
+VIEW_COST_KINDS = frozenset({"view", "index"})
 _FUNCTIONS = {"add": torch.add, "mul": torch.mul,
               "sdpa": F.scaled_dot_product_attention}
 
@@ -202,7 +209,7 @@ def cost_kind(node) -> str:
     if node.kind in NORM_KINDS:
         return "norm"
     if node.kind in VIEW_KINDS:
-        return "view"
+        return "index" if node.kind in INDEX_KINDS or str(node.op) in INDEX_OPS else "view"
     if node.kind == "derived":  # a module's class name or a function's
         return DERIVED_KINDS.get(str(node.op).lower(), "elementwise")
     return "elementwise"

@@ -41,7 +41,7 @@ import hashlib
 import json
 import math
 
-from .layertable import KIND_FAMILY, SPARSE_FRACTION
+from .layertable import KIND_FAMILY, SPARSE_FRACTION, VIEW_COST_KINDS
 
 MIN_COVERAGE = 0.9  # share of the graph's non-view operators the table must have timed
 FRACTION_TOLERANCE = 1e-6
@@ -81,7 +81,7 @@ def match(run: dict, tables: list[dict]) -> dict | None:
     if not passes or shape is None:
         return None
     forward = {p[0]: (p[1], p[4]) for p in passes if p[2] == "forward"}
-    operators = [name for name, (kind, _) in forward.items() if kind != "view"]
+    operators = [name for name, (kind, _) in forward.items() if kind not in VIEW_COST_KINDS]
     for table in tables:
         if [int(s) for s in shape] != table["sample_shape"]:
             continue

@@ -15,7 +15,10 @@ few small layers they are most of a step (a one-Linear model: 0.30 ms per step m
   pays that runs no backward (the loss, the loop's indexing and bookkeeping);
 * its layers' step timed alone (forward twice: the step's and the prototypes'; weight and
   bias gradients), which the step's remainder is taken beyond;
-* the optimiser's update and zeroing of one small tensor (16 tensors timed together).
+* the optimiser's update and zeroing of one small tensor (16 tensors timed together);
+* what one `autograd.grad` call costs as `measure_layers` times a backward pass alone, apart
+  from what each node of a backward costs inside it (`grad_call_seconds`): a view's backward,
+  which moves no data, is the node alone (`layerrun.measured_view_backward`).
 
 `layerrun.measured_step_terms` turns the record into step_s and tensor_update_s.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import statistics
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,6 +43,7 @@ FEATURES = 16
 ITERATIONS = (2, 6)  # two run lengths: their difference per step
 FEW_SAMPLES = 5  # the second sample count: per iteration apart from per step
 UPDATE_TENSORS = 16
+GRAD_CHAIN_NODES = (1, 4, 16, 64)  # chains of cheap nodes, one autograd.grad call each
 
 
 def _reference_model() -> nn.Module:
@@ -49,7 +54,8 @@ def _reference_model() -> nn.Module:
 def measure_step_reference(samples: int, seed: int, repeats: int) -> dict:
     """{samples, iterations, train_cpu_s, few_samples, few_iterations, few_train_cpu_s,
     none_train_cpu_s, layers_forward_cpu_s, layers_step_cpu_s, forward_operators, tensors,
-    update_cpu_s}: the module docstring's measurements (medians of `repeats`)."""
+    update_cpu_s, grad_call_cpu_s, grad_node_cpu_s}: the module docstring's measurements
+    (medians of `repeats`)."""
     shape = (1, FEATURES)
 
     def lengths(update: str, count: int, scale: int = 1) -> list[float]:
@@ -81,7 +87,27 @@ def measure_step_reference(samples: int, seed: int, repeats: int) -> dict:
             "none_train_cpu_s": lengths("none", samples), "layers_forward_cpu_s": forward,
             "layers_step_cpu_s": layers, "forward_operators": len(list(graph.ops())),
             "tensors": sum(1 for _ in model.parameters()),
-            "update_cpu_s": _update_seconds(repeats)}
+            "update_cpu_s": _update_seconds(repeats),
+            **dict(zip(("grad_call_cpu_s", "grad_node_cpu_s"), grad_call_seconds(repeats)))}
+
+
+def grad_call_seconds(repeats: int) -> tuple[float, float]:
+    """(call_s, node_s): `autograd.grad` of chains of GRAD_CHAIN_NODES transposes of a small
+    tensor, timed as `measure_layers` times a pass (retain_graph, a fixed output gradient): the
+    fitted line's intercept is what the call costs however little it computes, its slope what
+    one node of a backward costs inside it. On this 2-core VM: 10-19 us per call, 2.0-3.4 us
+    per node (notes/device_time_model.md §26)."""
+    seconds = []
+    for nodes in GRAD_CHAIN_NODES:
+        x = torch.zeros(4, 8, requires_grad=True)
+        y = x
+        for _ in range(nodes):
+            y = y.transpose(0, 1)
+        grad = torch.ones_like(y)
+        seconds.append(time_call(lambda: torch.autograd.grad(y, [x], grad, retain_graph=True),
+                                 repeats=repeats)["cpu_s"])
+    node_s, call_s = np.polyfit(GRAD_CHAIN_NODES, seconds, 1)
+    return max(0.0, float(call_s)), max(0.0, float(node_s))
 
 
 def _update_seconds(repeats: int) -> float:
@@ -113,7 +139,8 @@ def merged_step_reference(records: list[dict]) -> dict:
     for key in ("train_cpu_s", "few_train_cpu_s", "none_train_cpu_s"):  # per run length
         if all(r.get(key) for r in timed):
             merged[key] = [statistics.median(seen) for seen in zip(*(r[key] for r in timed))]
-    for key in ("layers_step_cpu_s", "layers_forward_cpu_s", "update_cpu_s"):
+    for key in ("layers_step_cpu_s", "layers_forward_cpu_s", "update_cpu_s", "grad_call_cpu_s",
+                "grad_node_cpu_s"):
         if all(key in r for r in timed):
             merged[key] = statistics.median(r[key] for r in timed)
     return merged
