@@ -55,8 +55,7 @@ from ttplan.costmodel.rules import registry_of
 from .layertable import (BIAS_RUNS_WEIGHT_BACKWARD, COST_KINDS, ELEMENTWISE_FAMILY_KINDS,
                          MAC_COST_KINDS, PARAMETER_FREE_KINDS, PASSES, POOL_KINDS,
                          RECURRENT_KINDS, STAND_INS, VIEW_COST_KINDS, WHOLE_BACKWARD_KINDS,
-                         cost_kind,
-                         forward_work_count, gate_steps, pass_elements, priced_kind,
+                         cost_kind, forward_work_count, gate_steps, pass_elements, priced_kind,
                          weight_elements)
 
 # The cost kinds devices.sparse serves (2-D convs and linear layers); any other layer updated
@@ -65,8 +64,8 @@ SPARSE_COST_KINDS = frozenset({"conv", "conv_native", "conv_dilated", "pointwise
                                "depthwise_large", "linear"})
 FALLBACK = {"conv": "pointwise", "linear": "pointwise", "norm": "elementwise",
             "view": "elementwise", "index": "elementwise", "depthwise_large": "depthwise",
-            "lstm": "linear",
-            "rnn": "linear", "rnn_cell": "linear", "conv1d": "conv", "conv_transpose": "conv",
+            "lstm": "linear", "rnn": "linear", "rnn_cell": "linear", "conv1d": "conv",
+            "conv_transpose": "conv",
             "mha": "linear", "sdpa": "linear", "maxpool": "elementwise",
             "avgpool": "elementwise",
             "conv_native": "conv",
