@@ -342,8 +342,8 @@ def measured_view_backward(tables: list[dict]) -> dict | None:
     it (devices.stepreference.grad_call_seconds' slope), the median over the tables; None
     when no table measured it (tables written before: a view's backward is priced as an
     elementwise pass's call, as it was). A view moves no data: its backward is the node
-    alone, 2-3.5 us on this VM, where an elementwise pass timed alone pays its autograd.grad
-    call, 10-19 us (notes/device_time_model.md §26)."""
+    alone, 2.0-4.1 us on this VM, where an elementwise pass timed alone pays its autograd.grad
+    call, 9.5-20 us (notes/device_time_model.md §26)."""
     seen = [t["step_reference"]["grad_node_cpu_s"] for t in tables
             if (t.get("step_reference") or {}).get("grad_node_cpu_s") is not None]
     if not seen:

@@ -95,7 +95,7 @@ def grad_call_seconds(repeats: int) -> tuple[float, float]:
     """(call_s, node_s): `autograd.grad` of chains of GRAD_CHAIN_NODES transposes of a small
     tensor, timed as `measure_layers` times a pass (retain_graph, a fixed output gradient): the
     fitted line's intercept is what the call costs however little it computes, its slope what
-    one node of a backward costs inside it. On this 2-core VM: 10-19 us per call, 2.0-3.4 us
+    one node of a backward costs inside it. On this 2-core VM: 9.5-20 us per call, 2.0-4.1 us
     per node (notes/device_time_model.md §26)."""
     seconds = []
     for nodes in GRAD_CHAIN_NODES:

@@ -44,26 +44,28 @@ def pt_mul(node, g):
 
 
 def paper_div(node, g):
-    # A scalar divided by x (c / x): its derivative -c / x² needs x.
+    # The divisor is kept for the dividend's gradient, both for the divisor's; a scalar
+    # divided by x (c / x): its derivative -c / x² needs x.
     if node.attrs.get("scalar_dividend"):
         return [Saved(("in", 0))] if g.input(0) else []
-    return pt_div(node, g)
-
-
-def pt_div(node, g):
-    # DivBackward0 keeps the divisor for the dividend's gradient, both for the divisor's.
-    # c / x runs as x.reciprocal() * c: ReciprocalBackward0 keeps the reciprocal, a tensor
-    # of its own (measured, 2.13).
-    if node.attrs.get("scalar_dividend"):
-        return [Saved(("extra", "reciprocal"), node.out_numel * node.dtype_bytes)] \
-            if g.input(0) else []
     if len(node.inputs) < 2:
         return []
-    if g.input(1) and node.attrs.get("inplace"):
-        return [copy_of_x(node), Saved(("in", 1))]
     if g.input(1):
         return [Saved(("in", 0)), Saved(("in", 1))]
     return [Saved(("in", 1))] if g.input(0) else []
+
+
+def pt_div(node, g):
+    # DivBackward0 keeps what `paper_div` says (x: a copy when written in place). c / x runs
+    # as x.reciprocal() * c: ReciprocalBackward0 keeps the reciprocal, a tensor of its own
+    # (measured, 2.13).
+    if node.attrs.get("scalar_dividend"):
+        return [Saved(("extra", "reciprocal"), node.out_numel * node.dtype_bytes)] \
+            if g.input(0) else []
+    saved = paper_div(node, g)
+    if g.input(1) and node.attrs.get("inplace"):
+        saved[0] = copy_of_x(node)
+    return saved
 
 
 def pt_pow(node, g):
