@@ -173,6 +173,12 @@ def node_grads(graph: LayerGraph, config: TrainConfig) -> dict[str, Grad]:
             weight_fraction = len(update.channels) / node.out_channels  # attached norm scale
         updated[node.name] = (weight, bias, weight_fraction, input_fraction)
     reach = graph.reached_from(n for n, (w, b, _, _) in updated.items() if w or b)
+    cut = _cut_off_reentrant(graph, updated, reach)
+    while cut:  # parameters that get no gradient: what they would have reached, again
+        for name in cut:
+            del updated[name]
+        reach = graph.reached_from(n for n, (w, b, _, _) in updated.items() if w or b)
+        cut = _cut_off_reentrant(graph, updated, reach)
     # Tensors a gradient flows back through (a comparison's output carries none).
     flows = {n for n in reach if carries_gradient(graph[n])}
     training = config.convention == "pytorch" and config.training_mode
@@ -188,6 +194,23 @@ def node_grads(graph: LayerGraph, config: TrainConfig) -> dict[str, Grad]:
             grad = made[key] = Grad(*key, training)
         grads[node.name] = grad
     return grads
+
+
+def _cut_off_reentrant(graph: LayerGraph, updated: dict, reach: set) -> list[str]:
+    """The updated operators inside a reentrant checkpointed call none of whose tensor
+    arguments needs a gradient: PyTorch's CheckpointFunction then gives its output none, and
+    its parameters get no gradient (it warns so at run time; costmodel.checkpointing)."""
+    regions: dict[int, list] = {}
+    for node in graph.ops():
+        if node.attrs.get("checkpoint_reentrant"):
+            regions.setdefault(node.attrs["checkpoint"], []).append(node)
+    cut = []
+    for nodes in regions.values():
+        inside = {n.name for n in nodes}
+        arguments = {t for n in nodes for t in n.inputs if t not in inside}
+        if not any(t in reach and carries_gradient(graph[t]) for t in arguments):
+            cut += [n.name for n in nodes if n.name in updated]
+    return cut
 
 
 def weight_parameters(node: OpNode) -> int:

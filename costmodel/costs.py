@@ -13,7 +13,7 @@ from operator import itemgetter
 from .config import (TrainConfig, mac_blocks, node_grads, trainable_param_count,
                      updated_tensor_count)
 from .graph import MAC_KINDS, LayerGraph
-from .memory import MemoryBreakdown, memory_breakdown
+from .memory import MemoryBreakdown, checkpoint_regions, memory_breakdown
 from .rules import registry_of
 from .transforms import fold_batchnorm
 
@@ -105,9 +105,9 @@ def _static_rows(graph: LayerGraph, convention: str, activation_bits: int) -> li
                 "output_shape": "x".join(map(str, node.out_shape)),
                 "params": node.owned_params, "trainable": False, "trainable_params": 0,
                 "forward_macs": rule.forward_macs(node) if rule else 0,
-                "backward_input_macs": 0, "backward_weight_macs": 0,
+                "backward_input_macs": 0, "backward_weight_macs": 0, "backward_recompute_macs": 0,
                 "forward_other_ops": rule.forward_other_ops(node) if rule else 0, "backward_other_ops": 0,
-                "input_bytes": math.ceil(sum(math.prod(s) for s in node.in_shapes) * act_bytes),
+                "input_bytes": math.ceil(node.distinct_in_numel * act_bytes),
                 "output_bytes": math.ceil(node.out_numel * act_bytes),
             }
             static.append((node, rule, row))
@@ -125,6 +125,8 @@ def evaluate(graph: LayerGraph, config: TrainConfig) -> Evaluation:
     convention = config.convention
     costed = costing_graph(graph, convention)
     grads = node_grads(costed, config)
+    # a checkpointed call's operators run their forward again in the backward
+    recomputed = {n for r in checkpoint_regions(costed, grads).values() for n in r.members}
     rows = []
     for node, rule, static_row in _static_rows(costed, convention, config.options.activation_bits):
         grad = grads[node.name]
@@ -135,7 +137,10 @@ def evaluate(graph: LayerGraph, config: TrainConfig) -> Evaluation:
             row["backward_input_macs"] = rule.backward_input_macs(node, grad)
             row["backward_weight_macs"] = rule.backward_weight_macs(node, grad)
             row["backward_other_ops"] = rule.backward_other_ops(node, grad)
-        row["backward_macs"] = row["backward_input_macs"] + row["backward_weight_macs"]
+        if node.name in recomputed:
+            row["backward_recompute_macs"] = row["forward_macs"]
+        row["backward_macs"] = row["backward_input_macs"] + row["backward_weight_macs"] \
+            + row["backward_recompute_macs"]
         rows.append(row)
     memory = memory_breakdown(costed, grads, config)
     unknown = list(costed.unknown_ops)
@@ -145,8 +150,28 @@ def evaluate(graph: LayerGraph, config: TrainConfig) -> Evaluation:
         "blocks": len(mac_blocks(graph)),
         "unknown_ops": unknown,
     })
+    if recomputed:  # a total only where a checkpointed call runs its forward again
+        totals["backward_recompute_macs"] = sum(r["backward_recompute_macs"] for r in rows)
     totals["forward_flops"] = 2 * totals["forward_macs"]
     totals["backward_flops"] = 2 * totals["backward_macs"]
-    warnings = list(costed.warnings) + unknown_op_warnings(costed)
+    warnings = list(costed.warnings) + unknown_op_warnings(costed) \
+        + _ungraded_warnings(costed, config, grads)
     return Evaluation(costed, convention, rows, totals, memory, warnings,
                       updated_tensor_count(costed, grads), grads)
+
+
+def _ungraded_warnings(graph: LayerGraph, config: TrainConfig, grads: dict) -> list[str]:
+    """Layers asked to train that get no gradient: inside a reentrant checkpointed call none
+    of whose arguments needs one (`config.node_grads`)."""
+    if not graph.derived.get("checkpoint_members"):  # filled by checkpoint_regions
+        return []
+    cut = sorted({n.layer_key for n in graph.ops()
+                  if n.attrs.get("checkpoint_reentrant") and n.params
+                  and n.layer_key in config.updates
+                  and not (grads[n.name].weight or grads[n.name].bias)})
+    if not cut:
+        return []
+    return [f"{len(cut)} layer(s) asked to train get no gradient ({', '.join(cut[:3])}"
+            f"{', ...' if len(cut) > 3 else ''}): inside a reentrant checkpoint "
+            "(use_reentrant=True) none of whose arguments needs a gradient; PyTorch then "
+            "gives its output none"]

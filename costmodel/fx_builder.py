@@ -82,7 +82,9 @@ class FxGraphBuilder(GraphBuilder):
             return
         if not holds_tensor(out):
             return  # shapes, sizes, getattr of non-tensors: not tensor operators
-        tensor_args = [a for a in node._input_nodes  # all_input_nodes, without its copy
+        # every tensor argument in order, a repeated one each time (addcmul(y, y, w), y * y:
+        # each position keeps what its rule says); fx's input nodes list it once
+        tensor_args = [a for a in _argument_nodes(node)
                        if a in names and holds_tensor(values.get(a))]
         attrs: dict = {}
         tensors = [values[a] for a in tensor_args]
@@ -144,6 +146,17 @@ class FxGraphBuilder(GraphBuilder):
 
 def _default_of(placeholder: fx.Node):
     return placeholder.args[0] if placeholder.args else None
+
+
+def _argument_nodes(node: fx.Node) -> list:
+    """The nodes among `node`'s arguments, in order, a repeated one as often as it is
+    passed (`_input_nodes`, without its copy, when none repeats)."""
+    unique = node._input_nodes
+    if len(unique) > 1 or len(node.args) + len(node.kwargs) > 1:
+        found = _flat_nodes((node.args, node.kwargs))
+        if len(found) > len(unique):
+            return found
+    return list(unique)
 
 
 def _flat_nodes(args):

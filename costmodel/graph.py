@@ -100,6 +100,16 @@ class OpNode:
     def in_numel(self, i: int = 0) -> int:
         return _numel(self.in_shapes[i]) if i < len(self.in_shapes) else 0
 
+    @_computed_once
+    def distinct_in_numel(self) -> int:
+        """Elements of the distinct tensors it reads: one passed twice (y * y, attention's
+        query, key and value from one x) counted once."""
+        seen = {}
+        for name, shape in zip(self.inputs, self.in_shapes):
+            seen.setdefault(name, shape)
+        return sum(_numel(s) for s in seen.values()) + sum(
+            _numel(s) for s in self.in_shapes[len(self.inputs):])
+
     @property
     def out_channels(self) -> int:
         """Channels of the output (dimension 1 for N×C×…, the last dim for linear)."""

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from .blocks import BlockFinder
+from .checkpointing import CheckpointRegions
 from .errors import TraceError
 from .graph import MAC_KINDS, LayerGraph, OpNode
 from .inputs import ModelInputs
@@ -74,6 +75,7 @@ class GraphBuilder:
         self.param_names = walk.parameter_names()
         self.param_calls: dict[str, int] = {}  # owner path -> calls priced so far
         self.probes: list = []  # (node name, fn, tensors, module): measured after the forward
+        self.checkpoint = CheckpointRegions()  # torch.utils.checkpoint calls (costmodel.checkpointing)
         self.eval_probes: dict[str, tuple] = {}  # node name -> (fn, tensors) in eval mode
         # Module paths name module calls; a function's node never takes one (a block profiled
         # on its own may call x.norm() and own a module named `norm`).
@@ -210,6 +212,11 @@ class GraphBuilder:
     def _add_node(self, name, kind, op, module_path, scope, inputs, in_tensors, out, params,
                   attrs):
         """The builders' one step (their own methods call it): a node and its output."""
+        region = self.checkpoint.current
+        if region is not None:  # recomputed in the backward: keeps nothing of its own
+            attrs["checkpoint"] = region
+            if region in self.checkpoint.reentrant:
+                attrs["checkpoint_reentrant"] = True
         if isinstance(out, (tuple, list)):
             outputs = [t for t in flat(out) if isinstance(t, torch.Tensor)]
             if outputs:

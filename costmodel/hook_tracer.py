@@ -54,7 +54,9 @@ class _HookRecording:
         model = self.builder.model
         handles = []
         for module in model.modules():
-            handles.append(module.register_forward_pre_hook(self.pre_hook))
+            # first: what a module's own pre-hooks run (torch.nn.utils.weight_norm's weight)
+            # is part of its call
+            handles.append(module.register_forward_pre_hook(self.pre_hook, prepend=True))
             handles.append(module.register_forward_hook(self.post_hook, with_kwargs=True))
         try:
             def go():
@@ -117,10 +119,16 @@ class _HookRecording:
 
     def post_hook(self, module, args, kwargs, out):
         path, leaf = self.stack.pop()
-        if self.leaf_depth:
-            self.leaf_depth -= 1
         if not leaf:
+            if self.leaf_depth:
+                self.leaf_depth -= 1
             return
+        try:  # still inside the call: reading a parametrized weight runs no operator of ours
+            self._record_module_call(module, path, args, kwargs, out)
+        finally:
+            self.leaf_depth -= 1
+
+    def _record_module_call(self, module, path, args, kwargs, out):
         builder = self.builder
         count = self.calls.get(path, 0)
         self.calls[path] = count + 1

@@ -30,8 +30,8 @@ Conventions:
 from __future__ import annotations
 
 import math
-from itertools import accumulate
 from dataclasses import asdict, dataclass
+from itertools import accumulate
 
 from .config import TrainConfig, trainable_param_count, weight_parameters
 from .graph import LayerGraph
@@ -210,6 +210,7 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad],
     kept: dict[str, tuple[float, str]] = {}  # storage -> (bytes kept, category)
     extras: dict[int, float] = {}
     saved_by_node: dict[str, list] = {}  # node -> what it saves (the backward scan reads it)
+    regions = checkpoint_regions(graph, grads)
     for node in graph.ops():
         grad = grads[node.name]
         rule = rules.rule_for(node.kind)
@@ -217,6 +218,8 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad],
             continue
         saved = saved_by_node[node.name] = list(
             (rule.saved_paper if paper else rule.saved_pytorch)(node, grad))
+        if node.attrs.get("checkpoint") in regions:
+            continue  # recomputed in the backward: its region's inputs are kept instead
         for item in saved:
             kind = item.source[0]
             if kind == "extra":
@@ -232,6 +235,10 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad],
             old_bytes, old_cat = kept.get(key, (0.0, "mask"))
             category = "input" if "input" in (old_cat, item.category) else "mask"
             kept[key] = (max(old_bytes, nbytes), category)
+    for tensor in sorted({t for r in regions.values() for t in r.inputs}):
+        key = storages.value_of[tensor]
+        if graph[key].kind != "parameter":  # a checkpointed call's arguments, kept whole
+            kept[key] = (graph[key].out_numel * elem_bytes(graph[key]), "input")
     mask_bytes = math.ceil(sum(b for b, c in kept.values() if c == "mask"))
     saved_input_bytes = math.ceil(sum(b for b, c in kept.values() if c == "input"))
     saved_bytes = mask_bytes + saved_input_bytes
@@ -242,7 +249,7 @@ def memory_breakdown(graph: LayerGraph, grads: dict[str, Grad],
         peak = paper_peak(static, io_buffer_bytes, saved_bytes)
     else:
         peak = static + math.ceil(_pytorch_activation_peak(graph, grads, storages, kept, extras,
-                                                           saved_by_node))
+                                                           saved_by_node, regions))
     return MemoryBreakdown(weights_bytes, io_buffer_bytes, updated_weight_bytes, gradient_bytes,
                            optimizer_bytes, mask_bytes, saved_input_bytes, saved_bytes, peak)
 
@@ -255,16 +262,23 @@ def _whole_tensors_updated(node, grad: Grad) -> int:
 
 
 def _pytorch_activation_peak(graph, grads, storages: _Storages, kept, extras,
-                             saved_by_node: dict[str, list]) -> float:
+                             saved_by_node: dict[str, list], regions: dict) -> float:
     saved_storages = {k for k in kept if k in storages.nbytes}  # pytorch: values are storages
     forward_peak = storages.live_peak(saved_storages, extras)
     # Backward, in reverse execution order: a saved storage is freed once the earliest node
     # that saved it has run; the gradient of a tensor lives from its last consumer's backward
-    # to its producer's backward.
+    # to its producer's backward. A checkpointed region's saved tensors, made again when its
+    # backward begins, live from its last node's backward to their saver's.
     index = storages.index
     savers: dict[str, int] = {}
+    recomputed: list[tuple[int, int, float]] = []
     for name, saved in saved_by_node.items():  # in execution order, as graph.ops()
         node = graph[name]
+        region = regions.get(node.attrs.get("checkpoint"))
+        if region is not None:
+            recomputed += _recomputed_intervals(graph, storages, node, saved,
+                                                index[region.last] + 1)
+            continue
         for item in saved:
             if item.source[0] == "extra":
                 continue
@@ -275,7 +289,7 @@ def _pytorch_activation_peak(graph, grads, storages: _Storages, kept, extras,
             savers[key] = min(savers.get(key, index[node.name]), index[node.name])
     end = len(graph.order)
     intervals = [(first_saver, end, storages.nbytes[key]) for key, first_saver in savers.items()]
-    intervals += [(i, end, nbytes) for i, nbytes in extras.items()]
+    intervals += [(i, end, nbytes) for i, nbytes in extras.items()] + recomputed
     gradient_life = _gradient_lifetimes(graph, index)
     for node in graph.ops():
         if grads[node.name].any and node.kind != "parameter":  # its gradient: gradient_bytes
@@ -305,3 +319,52 @@ def _gradient_lifetimes(graph: LayerGraph, index: dict) -> dict[str, tuple[int, 
         graph.derived[key] = lives
     return graph.derived[key]
 
+
+
+@dataclass(frozen=True)
+class CheckpointRegion:
+    """A checkpointed call in the backward: the tensors it reads from outside (its arguments,
+    kept for the recomputation) and its operators, in order."""
+
+    inputs: frozenset
+    members: tuple[str, ...]
+
+    @property
+    def last(self) -> str:
+        return self.members[-1]
+
+
+def checkpoint_regions(graph: LayerGraph, grads: dict) -> dict[int, CheckpointRegion]:
+    """{region: CheckpointRegion} of the checkpointed calls (`costmodel.checkpointing`) with a
+    node in the backward; {} for a graph without any."""
+    members = graph.derived.get("checkpoint_members")
+    if members is None:  # fixed per graph; most graphs have none
+        members = {}
+        for node in graph.ops():
+            region = node.attrs.get("checkpoint")
+            if region is not None:
+                members.setdefault(region, []).append(node)
+        graph.derived["checkpoint_members"] = members
+    found = {}
+    for region, nodes in members.items():
+        if not any(grads[n.name].any for n in nodes):
+            continue
+        inside = {n.name for n in nodes}
+        inputs = frozenset(t for n in nodes for t in n.inputs if t not in inside)
+        found[region] = CheckpointRegion(inputs, tuple(n.name for n in nodes))
+    return found
+
+
+def _recomputed_intervals(graph, storages: _Storages, node, saved, end: int) -> list:
+    """(start, stop, bytes) of what `node`, inside a checkpointed region ending at `end`,
+    saves when the region's forward runs again in the backward."""
+    start, out = storages.index[node.name], []
+    for item in saved:
+        if item.source[0] == "extra":
+            out.append((start, end, float(item.nbytes)))
+            continue
+        tensor = node.name if item.source[0] == "out" else node.inputs[item.source[1]]
+        key = storages.of[tensor]
+        if graph[key].kind != "parameter":
+            out.append((start, end, storages.nbytes[key] * item.fraction))
+    return out

@@ -67,7 +67,12 @@ def module_params(module: nn.Module):
         elif name == "bias":
             bias = computed
         # the originals it is computed from (weight_norm's g and v) are the parameters
-        beyond = sum(p.numel() for p in module.parametrizations[name].parameters()) \
+        originals = _originals(module, name)
+        for original in originals:
+            own.pop(original, None)
+        beyond = sum(p.numel() for p in (module.parametrizations[name].parameters()
+                                         if not originals else
+                                         (module._parameters[n] for n in originals))) \
             - computed.numel()
         if beyond > 0:
             own[f"{name}_originals"] = torch.empty(beyond, device="meta")
@@ -148,7 +153,7 @@ def param_names_of(module: nn.Module, path: str) -> dict:
         if slot:
             names[slot].append(f"{path}.{n}" if path else n)
     for slot in _parametrized(module):  # trained through the parametrization's originals
-        if slot in names:
+        if slot in names and not _originals(module, slot):  # the hooks' are named above
             prefix = f"{path}.parametrizations.{slot}" if path else f"parametrizations.{slot}"
             names[slot] += [f"{prefix}.{n}" for n, _ in
                             module.parametrizations[slot].named_parameters()]
@@ -156,10 +161,33 @@ def param_names_of(module: nn.Module, path: str) -> dict:
 
 
 def _parametrized(module: nn.Module) -> list[str]:
-    """The tensors of `module` computed by torch.nn.utils.parametrize (weight_norm,
-    spectral_norm, orthogonal): their names, in order; [] for a plain module."""
+    """The tensors of `module` computed at every call from parameters of other names: by
+    torch.nn.utils.parametrize (weight_norm, spectral_norm, orthogonal), or by the older
+    hooks of torch.nn.utils.weight_norm / spectral_norm (`_originals`): their names, in
+    order; [] for a plain module."""
     found = getattr(module, "parametrizations", None)
-    return list(found.keys()) if isinstance(found, nn.ModuleDict) else []
+    if isinstance(found, nn.ModuleDict):
+        return list(found.keys())
+    if not module._forward_pre_hooks:
+        return []
+    return [name for name in ("weight", "bias") if _originals(module, name)]
+
+
+# The parameters torch.nn.utils.weight_norm (name_g, name_v) and spectral_norm (name_orig)
+# compute `name` from, in a forward pre-hook that sets it as a plain attribute.
+_HOOK_ORIGINALS = (("_g", "_v"), ("_orig",))
+
+
+def _originals(module: nn.Module, name: str) -> tuple[str, ...]:
+    """The names of the parameters an older weight_norm/spectral_norm hook computes `name`
+    from; () when `name` is a parameter itself or not computed so."""
+    if name in module._parameters or not isinstance(module.__dict__.get(name), torch.Tensor):
+        return ()
+    for suffixes in _HOOK_ORIGINALS:
+        names = tuple(name + s for s in suffixes)
+        if all(n in module._parameters for n in names):
+            return names
+    return ()
 
 
 # Module attributes kept as node attributes (the cost rules read them).
@@ -182,7 +210,28 @@ def module_attrs(module: nn.Module) -> dict:
     parametrized = _parametrized(module)
     if parametrized:
         attrs["parametrized"] = parametrized
+        spectral = _spectral_vectors(module, "weight") if "weight" in parametrized else None
+        if spectral is not None:
+            attrs["spectral_norm"] = spectral
     return attrs
+
+
+def _spectral_vectors(module: nn.Module, name: str) -> list[int] | None:
+    """[u elements, v elements, copied in eval mode] of a spectral_norm computing `name`:
+    its power iteration's vectors, which its sigma = u · (W v) keeps for the backward, as
+    copies (the parametrization always; the older hook only in train mode, where it updates
+    them: in eval mode it keeps the buffers themselves, model state). None for another
+    parametrization."""
+    found = getattr(module, "parametrizations", None)
+    if isinstance(found, nn.ModuleDict):
+        first = found[name][0]
+        u, v, copied = getattr(first, "_u", None), getattr(first, "_v", None), True
+    else:
+        u, v = module._buffers.get(f"{name}_u"), module._buffers.get(f"{name}_v")
+        copied = False
+    if isinstance(u, torch.Tensor) and isinstance(v, torch.Tensor):
+        return [u.numel(), v.numel(), copied]
+    return None
 
 
 def _present_attrs(module: nn.Module) -> list[str]:

@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from .blocks import compile_block_pattern
+from .checkpointing import CheckpointRegions, marked_regions
 from .errors import TraceError
 from .fx_builder import FxGraphBuilder
 from .fx_tracer import symbolic_trace
@@ -77,8 +78,13 @@ def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer:
         arguments, defaults, given = _bind_inputs(model, inputs, model_name)
         if tracer in ("auto", "fx"):
             try:
-                graph = symbolic_trace(model, registry, defaults, walk.parameter_names(),
-                                       walk.named_modules)
+                with marked_regions(CheckpointRegions()) as regions:
+                    graph = symbolic_trace(model, registry, defaults, walk.parameter_names(),
+                                           walk.named_modules)
+                if regions.count:  # fx traces through the call: the regions are lost
+                    raise TraceError(f"{model_name} checkpoints activations "
+                                     "(torch.utils.checkpoint), which only the hooks tracer "
+                                     "follows")
                 # The walk made before fx's trace serves the recording pass too (fx's
                 # trace gives every module its class back; it adds or removes none).
                 return FxGraphBuilder(model, graph, model_name, inputs, registry,
@@ -90,8 +96,15 @@ def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer:
                     raise TraceError(f"torch.fx cannot trace {model_name}: {one_line(exc)}") from None
                 fallback = (f"torch.fx could not trace {model_name} ({one_line(exc)}); "
                             "traced with the hooks tracer instead")
-        graph = HookGraphBuilder(model, model_name, inputs, registry,
-                                  block_pattern).build(*given)
+        builder = HookGraphBuilder(model, model_name, inputs, registry, block_pattern)
+        with marked_regions(builder.checkpoint):
+            graph = builder.build(*given)
+        if builder.checkpoint.count:
+            graph.warnings.append(
+                f"{model_name} checkpoints activations in {builder.checkpoint.count} call(s) "
+                "(torch.utils.checkpoint): their arguments are kept instead of what their "
+                "operators save, and the backward runs their forward again (in its MACs, "
+                "memory peak and device time)")
         if fallback:
             graph.warnings.append(fallback)
         return graph

@@ -50,6 +50,7 @@ import math
 import numpy as np
 from scipy.optimize import nnls
 
+from ttplan.costmodel.memory import checkpoint_regions
 from ttplan.costmodel.rules import registry_of
 
 from .layertable import (BIAS_RUNS_WEIGHT_BACKWARD, COST_KINDS, ELEMENTWISE_FAMILY_KINDS,
@@ -122,6 +123,11 @@ FITTED_TERMS = len(GLUE_TERMS) - len(MEASURED_ONLY_TERMS)  # at most: never more
 MIN_ROWS_PER_TERM = 1  # never more free terms than rows
 
 
+# A checkpointed call's forward run again in the backward (costmodel.checkpointing): a pass
+# of its own in a step's work (not the prototypes' forward), priced as the forward.
+RECOMPUTE = "recompute"
+
+
 def _key(kind: str, pass_name: str) -> str:
     return f"{kind}/{pass_name}"
 
@@ -141,10 +147,14 @@ def layer_passes(evaluation) -> list[list]:
     def add(layer, kind, pass_name, macs, elements, weights=0.0, fraction=1.0, steps=0):
         out.append([layer, kind, pass_name, macs, elements, weights, fraction, steps])
 
+    recomputed = {n for r in checkpoint_regions(evaluation.graph, evaluation.grads).values()
+                  for n in r.members}
     for node in evaluation.graph.ops():
         kind, row = cost_kind(node), rows[node.name]
         elements, steps = pass_elements(node), gate_steps(node)
         add(node.name, kind, "forward", forward_work_count(row, kind), elements, steps=steps)
+        if node.name in recomputed:  # a checkpointed call's forward, run again in the backward
+            add(node.name, kind, RECOMPUTE, forward_work_count(row, kind), elements, steps=steps)
         grad = evaluation.grads[node.name]
         if node.attrs.get("folded_bn"):  # the paper convention folds it; PyTorch still runs it
             out_elements = 2 * math.prod(node.out_shape)
@@ -248,6 +258,8 @@ def priced_by(kinds: dict, kind: str, pass_name: str) -> str | None:
     """The kind/pass whose fitted constants price (kind, pass): its own, or those of the kind it
     falls back to (PASS_FALLBACK, then FALLBACK; an unmeasured sparse weight gradient as dense);
     None when no kind on the way is measured."""
+    if pass_name == RECOMPUTE:
+        pass_name = "forward"
     seen, visited = kind, set()
     by_pass = PASS_FALLBACK.get(pass_name, {})
     while seen not in visited:
@@ -270,6 +282,7 @@ def priced_as(source: str | None) -> str:
 
 def constants_for(kinds: dict, kind: str, pass_name: str) -> dict:
     """The fitted constants of (kind, pass), or of the kind it falls back to (`priced_by`)."""
+    pass_name = "forward" if pass_name == RECOMPUTE else pass_name
     key = priced_by(kinds, kind, pass_name)
     if key is None:
         return {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": 0.0}

@@ -274,7 +274,7 @@ def pass_elements(node) -> int:
     """Elements a pass of the layer reads and writes: its inputs and its output; a stacked
     recurrent layer's further layers each read the output sequence of the one before and
     write their own (the sweep's recurrent layers have one)."""
-    elements = sum(math.prod(s) for s in node.in_shapes) + math.prod(node.out_shape)
+    elements = node.distinct_in_numel + math.prod(node.out_shape)
     if node.kind == "rnn":
         elements += 2 * (node.attrs.get("num_layers", 1) - 1) * math.prod(node.out_shape)
     if node.kind == "mha":  # and its attention weights, heads x L x S per sample (softmax)

@@ -145,7 +145,9 @@ class _PolicyForward(nn.Module):
         self._active = False
         self._handle = None
         if isinstance(first, nn.Module):  # a hook, not an attribute: it is not a submodule
-            self._handle = first.register_forward_pre_hook(self._gradients_from_here)
+            # first of its pre-hooks: torch.nn.utils.weight_norm's computes the weight there
+            self._handle = first.register_forward_pre_hook(self._gradients_from_here,
+                                                           prepend=True)
 
     def _gradients_from_here(self, module, args):
         if self._active:  # only in a training step: not for prototypes or accuracy
@@ -181,6 +183,11 @@ def _first_updated(graph, model: nn.Module, trainable: dict):
         module = node.module.rpartition(".")[0] if node.kind == "parameter" and node.module \
             else node.module
         if module in owners:
+            # inside a checkpointed call the grad mode a pre-hook sets may not outlive it (a
+            # reentrant one is an autograd Function): the whole forward with gradients, which
+            # keeps nothing more, as nothing before it needs one
+            if node.attrs.get("checkpoint") is not None:
+                return "all"
             return modules[module] if module else "all"
     return "all"  # updated parameters used outside a traced module call: no prefix
 

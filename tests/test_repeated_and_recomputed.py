@@ -1,0 +1,196 @@
+"""A tensor passed twice to one call, weights computed by the older weight_norm/spectral_norm
+hooks, and activation checkpointing: the saved bytes autograd keeps, on both tracers, in the
+cost model and in `ttplan train` (notes/pytorch_saved_tensors.md, "Repeated arguments,
+computed weights, checkpointed calls")."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint, checkpoint_sequential
+
+import ttplan
+from ttplan.costmodel.config import TrainConfig, node_grads, resolve_updates
+from ttplan.costmodel.measure import verify_saved_bytes
+from ttplan.costmodel.options import PYTORCH
+from ttplan.costmodel.profile import profile
+from ttplan.costmodel.specs import parse_update
+from ttplan.costmodel.trace import trace
+from ttplan.devices.layermodel import RECOMPUTE, layer_passes, priced_by
+from ttplan.devices.trainrequest import RunSettings, Support
+
+pytestmark = [  # what these models are built to do
+    pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated"),
+    pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad"),
+]
+
+
+class SquaredGate(nn.Module):
+    """y * y and addcmul(y, y, w): one tensor in two argument slots."""
+
+    def __init__(self, einsum=False):
+        super().__init__()
+        self.l, self.h = nn.Linear(8, 8), nn.Linear(8, 4)
+        self.w = nn.Parameter(torch.randn(8, 8) if einsum else torch.randn(8))
+        self.einsum = einsum
+
+    def forward(self, x):
+        y = self.l(x)
+        if self.einsum:
+            return self.h(torch.einsum("btd,de,bte->bte", y, self.w, y))
+        return self.h(torch.addcmul(y, y, self.w) + y * y)
+
+
+class NormedLayers(nn.Module):
+    """spectral_norm and weight_norm on layers in the middle, as torch.nn.utils' older hooks
+    (`hooks=True`) or its parametrizations."""
+
+    def __init__(self, hooks=False):
+        super().__init__()
+        utils = nn.utils if hooks else nn.utils.parametrizations
+        self.c0 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c1 = utils.spectral_norm(nn.Conv2d(8, 8, 3, padding=1))
+        self.t = utils.spectral_norm(nn.ConvTranspose2d(8, 4, 2, stride=2))
+        self.l = utils.weight_norm(nn.Linear(4, 6))
+        self.h = nn.Linear(6, 3)
+
+    def forward(self, x):
+        y = F.leaky_relu(self.c1(F.relu(self.c0(x))), 0.2)
+        return self.h(F.gelu(self.l(self.t(y).mean((2, 3)))))
+
+
+class CheckpointedNet(nn.Module):
+    """Blocks run through torch.utils.checkpoint (imported by name, as libraries do)."""
+
+    def __init__(self, reentrant=False, sequential=False):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = nn.Sequential(*[nn.Sequential(
+            nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 1))
+            for _ in range(4)])
+        self.head = nn.Linear(8, 5)
+        self.reentrant, self.sequential = reentrant, sequential
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        if self.sequential:
+            x = checkpoint_sequential(self.blocks, 2, x, use_reentrant=self.reentrant)
+        else:
+            for block in self.blocks:
+                x = x + checkpoint(block, x, use_reentrant=self.reentrant)
+        return self.head(x.mean((2, 3)))
+
+
+def _verified(model, shape, update, tracer="auto", training=True):
+    torch.manual_seed(0)
+    graph = trace(model, shape, "m", tracer=tracer)
+    updates = resolve_updates(parse_update(update), graph)
+    result = verify_saved_bytes(model, graph, updates, training_mode=training)
+    return result["predicted_bytes"], result["measured_bytes"]
+
+
+@pytest.mark.parametrize("tracer", ["fx", "hooks"])
+@pytest.mark.parametrize("update", ["all", "bias-only"])
+@pytest.mark.parametrize("einsum", [False, True])
+def test_a_tensor_passed_twice_keeps_what_each_slot_keeps(tracer, update, einsum):
+    model = SquaredGate(einsum)
+    predicted, measured = _verified(model, (2, 5, 8), update, tracer)
+    assert predicted == measured > 0
+
+
+def test_each_argument_slot_is_an_input_of_the_node():
+    graph = trace(SquaredGate(), (2, 8), "m", tracer="fx")
+    mul = next(n for n in graph.ops() if n.op == "mul")
+    assert mul.inputs == ["l", "l"]
+    assert mul.distinct_in_numel == 16  # read once: what a pass reads, for device time
+
+
+@pytest.mark.parametrize("tracer", ["fx", "hooks"])
+@pytest.mark.parametrize("hooks", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("update", ["all", "bias-only", "last-layers:2"])
+def test_spectral_and_weight_norm_keep_what_autograd_keeps(tracer, hooks, training, update):
+    predicted, measured = _verified(NormedLayers(hooks), (2, 3, 8, 8), update, tracer, training)
+    assert predicted == measured
+
+
+def test_the_older_hooks_trace_as_the_parametrizations_do():
+    # u, v: 8 and 72 elements for c1 (dim 0), 4 and 32 for the transposed conv (dim 1)
+    graphs = [trace(NormedLayers(hooks), (2, 3, 8, 8), "m") for hooks in (False, True)]
+    assert graphs[0].fingerprint() == graphs[1].fingerprint()
+    c1 = graphs[1]["c1"]
+    assert c1.weight_shape == (8, 8, 3, 3) and c1.attrs["spectral_norm"] == [8, 72, False]
+    assert graphs[0]["t"].attrs["spectral_norm"] == [4, 32, True]
+    assert graphs[1]["l"].attrs["param_names"]["weight"] == ["l.weight_g", "l.weight_v"]
+
+
+@pytest.mark.parametrize("variant", [{}, {"reentrant": True}, {"sequential": True}])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("update", ["all", "bias-only", "last-layers:2"])
+def test_checkpointed_calls_keep_their_arguments(variant, training, update):
+    predicted, measured = _verified(CheckpointedNet(**variant), (2, 3, 8, 8), update,
+                                    training=training)
+    assert predicted == measured
+
+
+def test_checkpointed_operators_are_marked_and_fx_gives_way():
+    graph = trace(CheckpointedNet(), (2, 3, 8, 8), "m")
+    assert graph.tracer == "hooks"
+    assert {n.attrs.get("checkpoint") for n in graph.ops() if n.block.startswith("blocks")} \
+        == {1, 2, 3, 4}
+    assert any("checkpoints activations in 4 call(s)" in w for w in graph.warnings)
+    with pytest.raises(ttplan.costmodel.errors.TraceError, match="checkpoints activations"):
+        trace(CheckpointedNet(), (2, 3, 8, 8), "m", tracer="fx")
+
+
+def test_checkpointing_keeps_less_than_keeping_everything():
+    def saved(graph):
+        return profile(None, (2, 3, 8, 8), update="all", graph=graph,
+                       options=PYTORCH).evaluation.memory.saved_activation_bytes
+
+    kept = saved(trace(CheckpointedNet(), (2, 3, 8, 8), "m"))
+    plain = trace(CheckpointedNet(), (2, 3, 8, 8), "m")
+    for node in plain.ops():  # the same operators unmarked: the model without checkpointing
+        node.attrs.pop("checkpoint", None)
+    assert kept < saved(plain)
+
+
+def test_a_reentrant_call_without_gradient_arguments_trains_nothing_inside():
+    graph = trace(CheckpointedNet(reentrant=True), (2, 3, 8, 8), "m")
+    updates = resolve_updates(parse_update("last-layers:2"), graph)  # blocks.3.3 and head
+    grads = node_grads(graph, TrainConfig(dict(updates), PYTORCH))
+    assert not grads["blocks.3.3"].weight and grads["head"].weight
+    warnings = profile(None, (2, 3, 8, 8), update="last-layers:2", graph=graph,
+                       options=PYTORCH).evaluation.warnings
+    assert any("blocks.3.3" in w and "no gradient" in w for w in warnings)
+
+
+@pytest.mark.parametrize("model,update", [
+    (lambda: NormedLayers(hooks=True), "last-layers:2"),  # weight_norm's hook runs first
+    (lambda: CheckpointedNet(reentrant=True), "last-layers:2"),  # grad mode inside a Function
+    (lambda: CheckpointedNet(), "last-layers:3"),
+])
+def test_train_measures_the_saved_bytes_it_predicts(model, update):
+    result = ttplan.train(model(), update=update, inputs=(2, 3, 8, 8),
+                          support=Support(synthetic=True, samples=4, holdout=0),
+                          run=RunSettings(iterations=1, batch_size=2))
+    assert result.measured["saved_bytes"] == result.predicted["saved_bytes"] > 0
+
+
+def test_the_backward_runs_a_checkpointed_forward_again():
+    graph = trace(CheckpointedNet(), (2, 3, 8, 8), "m")
+    ev = profile(None, (2, 3, 8, 8), update="all", graph=graph, options=PYTORCH).evaluation
+    # per block: a 3x3 conv 8 -> 8 and a 1x1 on 2 x 8 x 8 x 8 outputs (the norm has no MACs)
+    block = 2 * 8 * 8 * 8 * (8 * 9) + 2 * 8 * 8 * 8 * 8
+    totals = ev.totals
+    assert totals["backward_recompute_macs"] == 4 * block
+    assert totals["backward_macs"] == totals["backward_input_macs"] \
+        + totals["backward_weight_macs"] + 4 * block
+    passes = layer_passes(ev)
+    again = [p[0] for p in passes if p[2] == RECOMPUTE]
+    assert again and all(name.startswith("blocks.") for name in again)
+    assert len(again) == sum(1 for n in graph.ops() if n.attrs.get("checkpoint"))
+    # priced as the forward: a calibration's kinds have no recompute pass of their own
+    assert priced_by({"conv/forward": {"identified": True}}, "conv", RECOMPUTE) == "conv/forward"
