@@ -210,28 +210,52 @@ def module_attrs(module: nn.Module) -> dict:
     parametrized = _parametrized(module)
     if parametrized:
         attrs["parametrized"] = parametrized
-        spectral = _spectral_vectors(module, "weight") if "weight" in parametrized else None
-        if spectral is not None:
-            attrs["spectral_norm"] = spectral
+        if "weight" in parametrized:
+            attrs.update(_computed_weight_attrs(module, "weight"))
     return attrs
 
 
-def _spectral_vectors(module: nn.Module, name: str) -> list[int] | None:
-    """[u elements, v elements, copied in eval mode] of a spectral_norm computing `name`:
-    its power iteration's vectors, which its sigma = u · (W v) keeps for the backward, as
-    copies (the parametrization always; the older hook only in train mode, where it updates
-    them: in eval mode it keeps the buffers themselves, model state). None for another
-    parametrization."""
-    found = getattr(module, "parametrizations", None)
-    if isinstance(found, nn.ModuleDict):
-        first = found[name][0]
-        u, v, copied = getattr(first, "_u", None), getattr(first, "_v", None), True
-    else:
-        u, v = module._buffers.get(f"{name}_u"), module._buffers.get(f"{name}_v")
-        copied = False
+def _computed_weight_attrs(module: nn.Module, name: str) -> dict:
+    """What computing `name` keeps for the backward when its originals train
+    (rules/common.computed_weight): a parametrization's, measured on the module now
+    ({"parametrization_saved_bytes"}); the older hooks' by what they are: spectral_norm's
+    ({"spectral_norm": [u, v elements]}, copies in train mode only), a pruning mask's
+    ({"pruned": True}: the mask is a buffer, nothing else), weight_norm's ({})."""
+    if isinstance(getattr(module, "parametrizations", None), nn.ModuleDict):
+        return {"parametrization_saved_bytes": _parametrization_saved_bytes(module, name)}
+    buffers = module._buffers
+    u, v = buffers.get(f"{name}_u"), buffers.get(f"{name}_v")
     if isinstance(u, torch.Tensor) and isinstance(v, torch.Tensor):
-        return [u.numel(), v.numel(), copied]
-    return None
+        return {"spectral_norm": [u.numel(), v.numel()]}
+    if isinstance(buffers.get(f"{name}_mask"), torch.Tensor):
+        return {"pruned": True}
+    return {}
+
+
+def _parametrization_saved_bytes(module: nn.Module, name: str) -> int:
+    """Bytes autograd keeps when torch.nn.utils.parametrize computes `name` from originals
+    that need a gradient: every saved tensor that is not the module's own parameter or buffer
+    (weight_norm: its norms; spectral_norm: sigma and copies of u and v; orthogonal: its
+    matrix function's operands)."""
+    owned = {t.untyped_storage().data_ptr() for t in (*module.parameters(), *module.buffers())}
+    kept: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in owned:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    state = [(p, p.requires_grad) for p in module.parametrizations[name].parameters()]
+    try:
+        for p, _ in state:
+            p.requires_grad_(True)
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            getattr(module, name)
+    finally:
+        for p, flag in state:
+            p.requires_grad_(flag)
+    return sum(kept.values())
 
 
 def _present_attrs(module: nn.Module) -> list[str]:

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import prune
 from torch.utils.checkpoint import checkpoint, checkpoint_sequential
 
 import ttplan
@@ -121,9 +122,34 @@ def test_the_older_hooks_trace_as_the_parametrizations_do():
     graphs = [trace(NormedLayers(hooks), (2, 3, 8, 8), "m") for hooks in (False, True)]
     assert graphs[0].fingerprint() == graphs[1].fingerprint()
     c1 = graphs[1]["c1"]
-    assert c1.weight_shape == (8, 8, 3, 3) and c1.attrs["spectral_norm"] == [8, 72, False]
-    assert graphs[0]["t"].attrs["spectral_norm"] == [4, 32, True]
+    assert c1.weight_shape == (8, 8, 3, 3) and c1.attrs["spectral_norm"] == [8, 72]
+    # the parametrization's, measured: sigma and copies of u and v, 4 B each
+    assert graphs[0]["t"].attrs["parametrization_saved_bytes"] == (1 + 4 + 32) * 4
     assert graphs[1]["l"].attrs["param_names"]["weight"] == ["l.weight_g", "l.weight_v"]
+
+
+class PrunedAndOrthogonal(nn.Module):
+    """torch.nn.utils.prune's hook (weight_orig times a mask buffer) and the orthogonal
+    parametrization (a matrix function of its original)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c0, self.c1 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.q = nn.utils.parametrizations.orthogonal(nn.Linear(8, 8))
+        self.h = nn.Linear(8, 3)
+        prune.l1_unstructured(self.c1, "weight", amount=0.5)
+        prune.random_unstructured(self.h, "weight", amount=0.3)
+
+    def forward(self, x):
+        y = F.relu(self.c1(F.relu(self.c0(x)))).mean((2, 3))
+        return self.h(F.relu(self.q(y)))
+
+
+@pytest.mark.parametrize("tracer", ["fx", "hooks"])
+@pytest.mark.parametrize("update", ["all", "bias-only", "last-layers:2"])
+def test_pruned_and_orthogonal_weights_keep_what_autograd_keeps(tracer, update):
+    predicted, measured = _verified(PrunedAndOrthogonal(), (2, 3, 8, 8), update, tracer)
+    assert predicted == measured
 
 
 @pytest.mark.parametrize("variant", [{}, {"reentrant": True}, {"sequential": True}])
@@ -171,6 +197,7 @@ def test_a_reentrant_call_without_gradient_arguments_trains_nothing_inside():
     (lambda: NormedLayers(hooks=True), "last-layers:2"),  # weight_norm's hook runs first
     (lambda: CheckpointedNet(reentrant=True), "last-layers:2"),  # grad mode inside a Function
     (lambda: CheckpointedNet(), "last-layers:3"),
+    (PrunedAndOrthogonal, "last-layers:3"),  # prune's hook runs first too
 ])
 def test_train_measures_the_saved_bytes_it_predicts(model, update):
     result = ttplan.train(model(), update=update, inputs=(2, 3, 8, 8),

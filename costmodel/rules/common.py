@@ -61,22 +61,32 @@ def paper_saves_input_for_its_gradient(node, g):
 
 
 def computed_weight(node, g, kept: bool) -> list:
-    """A weight computed at every call (weight_norm, spectral_norm; torch.nn.utils'
-    parametrizations or its older hooks): the layer keeps it, when `kept`, as a tensor of its
-    own, not a parameter. When its originals train, weight_norm keeps its norm per output
-    channel; spectral_norm the scalar sigma = u · (W v) and copies of its power iteration's
-    u and v (`module_calls._spectral_vectors`; measured on 2.13, notes/pytorch_saved_tensors.md)."""
+    """A weight computed at every call (torch.nn.utils' parametrizations or its older
+    weight_norm / spectral_norm / pruning hooks): the layer keeps it, when `kept`, as a tensor
+    of its own, not a parameter. When its originals train, what computing it keeps
+    (`module_calls._computed_weight_attrs`): a parametrization's, measured when traced; the
+    older spectral_norm's sigma = u · (W v) and, in train mode (where it updates them),
+    copies of u and v (in eval mode the buffers themselves, model state); a pruning mask
+    nothing (a buffer); weight_norm its norm per output channel (measured on 2.13,
+    notes/pytorch_saved_tensors.md)."""
     if "weight" not in node.attrs.get("parametrized", ()):
         return []
     out = [Saved(("extra", "computed_weight"), node.weight_numel * node.dtype_bytes)] \
         if kept else []
-    spectral = node.attrs.get("spectral_norm")
-    if g.weight and spectral:
-        u, v, copied_in_eval = spectral
-        vectors = u + v if g.training_mode or copied_in_eval else 0  # else buffers: state
-        out.append(Saved(("extra", "spectral_norm"), (vectors + 1) * node.dtype_bytes))
-    elif g.weight and node.weight_shape:
-        out.append(Saved(("extra", "weight_norm"), int(node.weight_shape[0]) * node.dtype_bytes))
+    if not g.weight or node.attrs.get("pruned"):
+        return out
+    attrs = node.attrs
+    if "parametrization_saved_bytes" in attrs:
+        nbytes = attrs["parametrization_saved_bytes"]
+    elif "spectral_norm" in attrs:
+        nbytes = (1 + (sum(attrs["spectral_norm"]) if g.training_mode else 0)) \
+            * node.dtype_bytes
+    elif node.weight_shape:
+        nbytes = int(node.weight_shape[0]) * node.dtype_bytes
+    else:
+        return out
+    if nbytes:
+        out.append(Saved(("extra", "computed_weight_saved"), nbytes))
     return out
 
 
