@@ -30,6 +30,7 @@ from torch.fx._symbolic_trace import _create_wrapped_func
 
 from .fx_calls import (ORIGINAL_CALL_IMPL, TRACED_TO_CLASS, collect_tensor_attrs,
                        parameter_reads_traced, traceable_without_class_patches)
+from .errors import TraceError
 from .rules import Registry
 
 
@@ -116,6 +117,9 @@ class LeafTracer(fx.Tracer):
         trace of eager modules never holds (a tenth of tracing). The name fx derives from
         the target (`Graph._target_to_str`: a regular expression per node) is derived once
         per target per trace and handed to fx as the candidate it would have made."""
+        if torch.is_autocast_enabled("cpu"):  # fx records no autocast region: it is lost
+            raise TraceError("an autocast region (torch.autocast) is followed by the hooks "
+                             "tracer only")
         if name is None:
             try:
                 name = self._target_names.get(target)

@@ -212,6 +212,13 @@ class GraphBuilder:
     def _add_node(self, name, kind, op, module_path, scope, inputs, in_tensors, out, params,
                   attrs):
         """The builders' one step (their own methods call it): a node and its output."""
+        if torch.is_autocast_enabled("cpu"):  # a MAC layer keeps casts of its operands
+            cast = torch.get_autocast_dtype("cpu")
+            attrs["autocast_bytes"] = cast.itemsize
+            first = in_tensors[0] if in_tensors else None
+            if isinstance(first, torch.Tensor) and first.is_floating_point() \
+                    and first.dtype != cast:
+                attrs["autocast_casts_input"] = True  # a new tensor, not its input
         region = self.checkpoint.current
         if region is not None:  # recomputed in the backward: keeps nothing of its own
             attrs["checkpoint"] = region

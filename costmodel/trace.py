@@ -99,6 +99,13 @@ def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer:
         builder = HookGraphBuilder(model, model_name, inputs, registry, block_pattern)
         with marked_regions(builder.checkpoint):
             graph = builder.build(*given)
+        autocast = [n for n in graph.ops() if n.attrs.get("autocast_bytes")]
+        if autocast:
+            graph.warnings.append(
+                f"{model_name} runs {len(autocast)} operator(s) under torch.autocast: conv "
+                "and linear layers keep casts of their operands (counted); what other "
+                "operators keep there is priced at the dtype they return (attention's math "
+                "path keeps float32 copies)")
         if builder.checkpoint.count:
             graph.warnings.append(
                 f"{model_name} checkpoints activations in {builder.checkpoint.count} call(s) "

@@ -221,3 +221,35 @@ def test_the_backward_runs_a_checkpointed_forward_again():
     assert len(again) == sum(1 for n in graph.ops() if n.attrs.get("checkpoint"))
     # priced as the forward: a calibration's kinds have no recompute pass of their own
     assert priced_by({"conv/forward": {"identified": True}}, "conv", RECOMPUTE) == "conv/forward"
+
+
+class AutocastNet(nn.Module):
+    """A CPU autocast region (bfloat16) around convs and linear layers, float32 after it."""
+
+    def __init__(self):
+        super().__init__()
+        self.c0, self.c1 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.a, self.b, self.h = nn.Linear(8, 16), nn.Linear(16, 16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = self.c1(F.relu(self.c0(x))).mean((2, 3))
+            y = self.b(F.gelu(self.a(y)))
+        return self.h(y.float())
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("update", ["all", "bias-only", "last-layers:2", "last-layers:3"])
+def test_autocast_layers_keep_casts_of_their_operands(training, update):
+    predicted, measured = _verified(AutocastNet(), (2, 3, 8, 8), update, training=training)
+    assert predicted == measured
+
+
+def test_an_autocast_region_is_traced_by_hooks_and_noted():
+    graph = trace(AutocastNet(), (2, 3, 8, 8), "m")
+    assert graph.tracer == "hooks"
+    # the first conv casts the float32 image (a new tensor); the second reads bfloat16 already
+    assert graph["c0"].attrs["autocast_casts_input"] and \
+        "autocast_casts_input" not in graph["c1"].attrs
+    assert graph["c1"].dtype_bytes == 2 and graph["h"].dtype_bytes == 4
+    assert any("under torch.autocast" in w for w in graph.warnings)

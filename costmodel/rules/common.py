@@ -90,6 +90,23 @@ def computed_weight(node, g, kept: bool) -> list:
     return out
 
 
+def autocast_operands(node, keep_input: bool, keep_weight: bool) -> list | None:
+    """What a MAC layer under torch.autocast keeps (None when not under it): its input as
+    cast (a new tensor of the autocast dtype when the input had another, else the input) and
+    its weight's cast (always a new tensor), as asked."""
+    cast = node.attrs.get("autocast_bytes")
+    if not cast:
+        return None
+    out = []
+    if keep_input:
+        out.append(Saved(("extra", "autocast_input"), node.in_numel(0) * cast, "input")
+                   if node.attrs.get("autocast_casts_input") else
+                   Saved(("in", 0), category="input"))
+    if keep_weight:
+        out.append(Saved(("extra", "autocast_weight"), node.weight_numel * cast))
+    return out
+
+
 def layer_input(g: Grad) -> Saved:
     """A layer's input kept for all its gradients: B4 (input) when its weights are updated,
     else B3 (what the input gradient needs)."""

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..graph import OpNode
-from .common import computed_weight, mac_layer_rule, prod
+from .common import autocast_operands, computed_weight, mac_layer_rule, prod
 from .rule import Operator, Saved
 
 
@@ -48,6 +48,9 @@ def padded_input_numel(node: OpNode) -> int:
 def pt_conv(node, g):
     # ConvolutionBackward0 saves input and weight together, whatever requires grad; a conv
     # that pads with another mode saves the padded copy instead of its input.
+    cast = autocast_operands(node, keep_input=True, keep_weight=True)
+    if cast is not None:  # under autocast it runs on casts of its input and weight
+        return cast
     padded = padded_input_numel(node)
     weight = computed_weight(node, g, kept=True)  # the conv keeps its weight in every case
     if padded:

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..graph import OpNode
-from .common import computed_weight, mac_layer_rule
+from .common import autocast_operands, computed_weight, mac_layer_rule
 from .rule import Operator, Saved
 
 
@@ -19,6 +19,9 @@ def pt_linear(node, g):
     """addmm/mm keep the input only to form the weight gradient: the input itself, or the
     contiguous copy made when flattening its leading dimensions is not a view."""
     # a computed weight (weight_norm) is a tensor of its own, kept for the input's gradient
+    cast = autocast_operands(node, keep_input=g.weight, keep_weight=g.input(0))
+    if cast is not None:  # under autocast addmm runs on casts of both
+        return cast
     weight = computed_weight(node, g, kept=g.input(0))
     if not g.weight:
         return weight
