@@ -85,3 +85,33 @@ def marked_regions(regions: CheckpointRegions):
             torch_checkpoint._checkpoint_without_reentrant_generator = generator
         if function is not None:
             torch_checkpoint.CheckpointFunction = function
+
+
+@contextlib.contextmanager
+def checkpointing_off():
+    """Within the block a checkpointed call runs its function directly, as if the model did
+    not checkpoint: what a measurement of activations needs (the Fisher probe takes
+    gradients at activations a reentrant call makes without any, and a recomputation would
+    run the probe's hooks twice)."""
+    generator = getattr(torch_checkpoint, "_checkpoint_without_reentrant_generator", None)
+    function = getattr(torch_checkpoint, "CheckpointFunction", None)
+
+    def non_reentrant(*args, **kwargs):
+        yield  # checkpoint() runs the function between its two next() calls
+
+    class Reentrant:
+        @staticmethod
+        def apply(run, preserve, *args):
+            return run(*args)
+
+    if generator is not None:
+        torch_checkpoint._checkpoint_without_reentrant_generator = non_reentrant
+    if function is not None:
+        torch_checkpoint.CheckpointFunction = Reentrant
+    try:
+        yield
+    finally:
+        if generator is not None:
+            torch_checkpoint._checkpoint_without_reentrant_generator = generator
+        if function is not None:
+            torch_checkpoint.CheckpointFunction = function

@@ -200,10 +200,13 @@ def _cut_off_reentrant(graph: LayerGraph, updated: dict, reach: set) -> list[str
     """The updated operators inside a reentrant checkpointed call none of whose tensor
     arguments needs a gradient: PyTorch's CheckpointFunction then gives its output none, and
     its parameters get no gradient (it warns so at run time; costmodel.checkpointing)."""
-    regions: dict[int, list] = {}
-    for node in graph.ops():
-        if node.attrs.get("checkpoint_reentrant"):
-            regions.setdefault(node.attrs["checkpoint"], []).append(node)
+    regions = graph.derived.get("reentrant_regions")
+    if regions is None:  # fixed per graph; most graphs have none
+        regions = {}
+        for node in graph.ops():
+            if node.attrs.get("checkpoint_reentrant"):
+                regions.setdefault(node.attrs["checkpoint"], []).append(node)
+        graph.derived["reentrant_regions"] = regions
     cut = []
     for nodes in regions.values():
         inside = {n.name for n in nodes}

@@ -54,7 +54,7 @@ from ttplan.costmodel.memory import checkpoint_regions
 from ttplan.costmodel.rules import registry_of
 
 from .layertable import (BIAS_RUNS_WEIGHT_BACKWARD, COST_KINDS, ELEMENTWISE_FAMILY_KINDS,
-                         MAC_COST_KINDS, PARAMETER_FREE_KINDS, PASSES, POOL_KINDS,
+                         MAC_COST_KINDS, PARAMETER_FREE_KINDS, PASSES, POOL_KINDS, RECOMPUTE,
                          RECURRENT_KINDS, STAND_INS, VIEW_COST_KINDS, WHOLE_BACKWARD_KINDS,
                          cost_kind, forward_work_count, gate_steps, pass_elements, priced_kind,
                          weight_elements)
@@ -121,11 +121,6 @@ LENGTH_TERMS = frozenset({"augment_element_s"})  # determined only by runs of tw
 MEASURED_ONLY_TERMS = frozenset({"forward_element_s", "loop_s", "iteration_s"})
 FITTED_TERMS = len(GLUE_TERMS) - len(MEASURED_ONLY_TERMS)  # at most: never more than rows
 MIN_ROWS_PER_TERM = 1  # never more free terms than rows
-
-
-# A checkpointed call's forward run again in the backward (costmodel.checkpointing): a pass
-# of its own in a step's work (not the prototypes' forward), priced as the forward.
-RECOMPUTE = "recompute"
 
 
 def _key(kind: str, pass_name: str) -> str:

@@ -40,6 +40,9 @@ from ttplan.costmodel.rules.attention import mha_sizes
 from ttplan.costmodel.rules.recurrent import RNN_GATES
 
 PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_grad")
+# A checkpointed call's forward run again in the backward (costmodel.checkpointing): a pass
+# of a step's own (not the prototypes' forward), never timed alone: priced as the forward.
+RECOMPUTE = "recompute"
 # Activations whose time per element is far from an add's or a ReLU's (one thread here, per
 # element forward / input gradient: ReLU, add 0.15 / 0.3-0.5 ns; SiLU, GELU, sigmoid ~0.4 /
 # 0.5-1.2; tanh 2.9 / 0.35; PReLU 0.15 / 6.7, its slopes' gradient a reduction per channel;

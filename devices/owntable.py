@@ -41,7 +41,7 @@ import hashlib
 import json
 import math
 
-from .layertable import KIND_FAMILY, SPARSE_FRACTION, VIEW_COST_KINDS
+from .layertable import KIND_FAMILY, RECOMPUTE, SPARSE_FRACTION, VIEW_COST_KINDS
 
 MIN_COVERAGE = 0.9  # share of the graph's non-view operators the table must have timed
 FRACTION_TOLERANCE = 1e-6
@@ -113,7 +113,8 @@ def passes_seconds(passes: list[list], table: dict, kinds_seconds, batch: int,
     for layer, kind, pass_name, macs, elements, weights, fraction, *steps in passes:
         steps = steps[0] if steps else 0  # entries written before gate steps: seven fields
         fitted = kinds_seconds(kind, pass_name, macs, elements, weights, batch, steps)
-        timed = table["layers"].get(layer, {}).get("passes", {}).get(pass_name)
+        timed = table["layers"].get(layer, {}).get("passes", {}).get(
+            "forward" if pass_name == RECOMPUTE else pass_name)  # the forward, run again
         if not timed:
             notes["per-kind function: a pass the table did not time"] = \
                 notes.get("per-kind function: a pass the table did not time", 0) + 1

@@ -20,6 +20,8 @@ from ttplan.costmodel.profile import profile
 from ttplan.costmodel.specs import parse_update
 from ttplan.costmodel.trace import trace
 from ttplan.devices.layermodel import RECOMPUTE, layer_passes, priced_by
+from ttplan.planner.fisher.probe import fisher_information
+from ttplan.devices.owntable import passes_seconds
 from ttplan.devices.trainrequest import RunSettings, Support
 
 pytestmark = [  # what these models are built to do
@@ -219,8 +221,13 @@ def test_the_backward_runs_a_checkpointed_forward_again():
     again = [p[0] for p in passes if p[2] == RECOMPUTE]
     assert again and all(name.startswith("blocks.") for name in again)
     assert len(again) == sum(1 for n in graph.ops() if n.attrs.get("checkpoint"))
-    # priced as the forward: a calibration's kinds have no recompute pass of their own
+    # priced as the forward: a calibration's kinds have no recompute pass of their own, and
+    # a model's own table its layer's forward as timed
     assert priced_by({"conv/forward": {"identified": True}}, "conv", RECOMPUTE) == "conv/forward"
+    table = {"layers": {"blocks.0.0": {"passes": {"forward": {"2": 0.25}}}}}
+    seconds = passes_seconds([["blocks.0.0", "conv", RECOMPUTE, 1.0, 1.0, 0.0, 1.0, 0]], table,
+                             lambda *a: 1.0, 2, {})
+    assert seconds == 0.25
 
 
 class AutocastNet(nn.Module):
@@ -253,3 +260,24 @@ def test_an_autocast_region_is_traced_by_hooks_and_noted():
         "autocast_casts_input" not in graph["c1"].attrs
     assert graph["c1"].dtype_bytes == 2 and graph["h"].dtype_bytes == 4
     assert any("under torch.autocast" in w for w in graph.warnings)
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_the_fisher_probe_sees_a_checkpointed_model_as_the_same_model(reentrant):
+    torch.manual_seed(1)
+    model = CheckpointedNet(reentrant=reentrant)
+    plain = CheckpointedNet(reentrant=reentrant)
+    plain.load_state_dict(model.state_dict())
+
+    def unchecked(x):  # the same blocks called directly
+        x = F.relu(plain.stem(x))
+        for block in plain.blocks:
+            x = x + block(x)
+        return plain.head(x.mean((2, 3)))
+
+    plain.forward = unchecked
+    x, y = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(0)), \
+        torch.tensor([0, 1, 2, 0, 1, 2])
+    layers = ["blocks.2.0", "blocks.3.3", "head"]
+    assert fisher_information(model, layers, x, y).layers == \
+        fisher_information(plain, layers, x, y).layers

@@ -55,6 +55,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ttplan.costmodel.checkpointing import checkpointing_off
 from ttplan.costmodel.errors import SpecError, TraceError
 
 from ..support.base import SupportSet, TensorSupport, one_thread
@@ -130,7 +131,8 @@ def fisher_information(
     _check_batch_and_seed(batch_size, seed)
 
     start_s = time.perf_counter()
-    with one_thread(), _probe_state(model):
+    # a checkpointed call runs directly: its activations need gradients here
+    with one_thread(), _probe_state(model), checkpointing_off():
         queries, criterion = make_criterion(model, support, seed, batch_size)
         probe = _ActivationProbe(modules)
         with probe.attached():
