@@ -79,6 +79,12 @@ class FxGraphBuilder(GraphBuilder):
         if node.op == "get_attr":
             if isinstance(out, nn.Parameter) and not _only_param_slots(node):
                 names[node] = self.add_parameter(out, out)
+            elif isinstance(out, torch.Tensor) and str(node.target).startswith(_FX_CONSTANT):
+                # a tensor forward makes from no input (an index written as a literal): fx
+                # keeps it as a constant of its own, the hooks tracer as a constant node
+                name = names[node] = self.fresh_name("constant")
+                self._add_node(name, "constant", "constant", None, "", [], [], out,
+                               (None, None, []), {})
             return
         if not holds_tensor(out):
             return  # shapes, sizes, getattr of non-tensors: not tensor operators
@@ -142,6 +148,10 @@ class FxGraphBuilder(GraphBuilder):
                 and node.target is not getattr:
             call = node.target if node.op == "call_function" else _method(node.target)
             self.derive(name, call, args, kwargs, tensors)
+
+
+# The attribute names fx gives tensors made while tracing (torch.tensor([...]) in forward).
+_FX_CONSTANT = "_tensor_constant"
 
 
 def _default_of(placeholder: fx.Node):

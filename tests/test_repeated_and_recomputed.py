@@ -281,3 +281,21 @@ def test_the_fisher_probe_sees_a_checkpointed_model_as_the_same_model(reentrant)
     layers = ["blocks.2.0", "blocks.3.3", "head"]
     assert fisher_information(model, layers, x, y).layers == \
         fisher_information(plain, layers, x, y).layers
+
+
+class LiteralIndex(nn.Module):
+    """An index tensor written as a literal in forward: fx makes it a constant of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.l, self.h = nn.Linear(8, 8), nn.Linear(3, 4)
+
+    def forward(self, x):
+        return self.h(self.l(x)[:, torch.tensor([0, 2, 5])])
+
+
+@pytest.mark.parametrize("tracer", ["fx", "hooks"])
+@pytest.mark.parametrize("update", ["all", "bias-only", "last-layers:1"])
+def test_a_literal_index_is_kept_as_autograd_keeps_it(tracer, update):
+    predicted, measured = _verified(LiteralIndex(), (2, 8), update, tracer)
+    assert predicted == measured == (112 if update == "all" else 24)  # 3 int64 indices: 24 B
