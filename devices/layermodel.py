@@ -460,7 +460,8 @@ def glue_features(run: dict) -> list[float]:
     off); updated tensors per step; the step's operator calls once per run; forward operator
     calls (each step's forward and the prototypes' forward of as many batches); image
     elements the run augments (iterations x samples x `augmented_elements`); forward
-    elements (each step's forward and the prototypes'); steps, trained or not; iterations."""
+    elements (each step's forward, a checkpointed call's forward run again in its backward,
+    and the prototypes'); steps, trained or not; iterations."""
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
     training = steps if run["updated_tensors"] else 0
     return [float(training), -float(steps * shared_gradients(run.get("layer_passes"))),
@@ -468,8 +469,15 @@ def glue_features(run: dict) -> list[float]:
             2.0 * steps * calls(run["forward_work"]),
             float(run["iterations"] * run["samples"]
                   * augmented_elements(run.get("sample_shape") or ())),
-            2.0 * run["iterations"] * run["samples"] * forward_elements(run["forward_work"]),
+            run["iterations"] * run["samples"] * (2.0 * forward_elements(run["forward_work"])
+                                                  + recomputed_elements(run["step_work"])),
             float(steps), float(run["iterations"])]
+
+
+def recomputed_elements(step: dict) -> float:
+    """Elements of one sample's forward run again in the backward (checkpointed calls):
+    inside a model it pays what a forward pays beyond its layers alone, as the step's does."""
+    return float(sum(w[1] for k, w in step.items() if k.endswith("/" + RECOMPUTE)))
 
 
 def forward_elements(forward: dict) -> float:

@@ -19,7 +19,7 @@ from ttplan.costmodel.options import PYTORCH
 from ttplan.costmodel.profile import profile
 from ttplan.costmodel.specs import parse_update
 from ttplan.costmodel.trace import trace
-from ttplan.devices.layermodel import RECOMPUTE, layer_passes, priced_by
+from ttplan.devices.layermodel import RECOMPUTE, layer_passes, priced_by, recomputed_elements
 from ttplan.planner.fisher.probe import fisher_information
 from ttplan.devices.owntable import passes_seconds
 from ttplan.devices.trainrequest import RunSettings, Support
@@ -224,6 +224,9 @@ def test_the_backward_runs_a_checkpointed_forward_again():
     # priced as the forward: a calibration's kinds have no recompute pass of their own, and
     # a model's own table its layer's forward as timed
     assert priced_by({"conv/forward": {"identified": True}}, "conv", RECOMPUTE) == "conv/forward"
+    # inside a model it pays the forward's excess per element too (glue forward_element_s)
+    assert recomputed_elements({"conv/recompute": [9.0, 100.0, 0.0, 2.0, 0.0],
+                                "conv/forward": [9.0, 70.0, 0.0, 2.0, 0.0]}) == 100.0
     table = {"layers": {"blocks.0.0": {"passes": {"forward": {"2": 0.25}}}}}
     seconds = passes_seconds([["blocks.0.0", "conv", RECOMPUTE, 1.0, 1.0, 0.0, 1.0, 0]], table,
                              lambda *a: 1.0, 2, {})
