@@ -14,7 +14,8 @@ import torch.nn as nn
 
 from .graph import LayerGraph
 from .graph_builder import (WHOLE_CALL_PROBED_KINDS, GraphBuilder, RecordingFailed,
-                            call_module, first_tensor, flat, holds_tensor, run_forward)
+                            call_module, first_tensor, flat, holds_tensor, pool_indices,
+                            run_forward)
 from .kinds import INPLACE_FUNCTIONS, INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS, function_name
 from .module_calls import module_attrs, module_call_params
 from .opinfo import is_param_slot
@@ -140,6 +141,9 @@ class FxGraphBuilder(GraphBuilder):
                 attrs["inplace"] = True
             if kind == "hardtanh" and op.startswith("clamp"):
                 attrs["clamp_args"] = [a for a in node.args[1:] if isinstance(a, (int, float))]
+            if kind == "getitem" and len(node.args) > 1 and tensor_args and \
+                    pool_indices(self.nodes[names[tensor_args[0]]].kind, node.args[1]):
+                attrs["pool_indices"] = True
         self._add_node(name, kind, op, owner if node.op == "call_module" or
                        attrs.get("param_names") else None, scope,
                        [names[a] for a in tensor_args], tensors, out, params, attrs)

@@ -57,6 +57,17 @@ class RecordingFailed(Exception):
 WHOLE_CALL_PROBED_KINDS = frozenset({"mha", "rnn_cell"})
 
 
+# Pools that return their argmax indices as a second output (return_indices=True).
+POOL_WITH_INDICES_KINDS = frozenset({"maxpool", "adaptive_maxpool"})
+
+
+def pool_indices(kind: str, output_index) -> bool:
+    """Is output `output_index` of an operator of `kind` a pool's indices: a tensor the
+    pool's backward keeps, and MaxUnpool's too (one storage, counted once: its getitem node
+    keeps it, `rules/views.pt_getitem`, `rules/pooling.pt_maxpool`)."""
+    return kind in POOL_WITH_INDICES_KINDS and output_index == 1
+
+
 class GraphBuilder:
     """What both tracing paths share: turning a recorded call into an `OpNode`."""
 
@@ -309,6 +320,9 @@ class GraphBuilder:
             in_eval = measure_saved_remembered(fn, tensors, None)
             if in_eval != self.nodes[name].attrs.get("measured_saved"):
                 self.nodes[name].attrs["measured_saved_eval"] = in_eval
+        for node in self.nodes.values():  # a pool's indices, kept by their getitem node
+            if node.attrs.get("pool_indices") and node.inputs and node.inputs[0] in self.nodes:
+                self.nodes[node.inputs[0]].attrs["indices_node"] = node.name
         for name, derived in self.derived.items():
             if self.nodes[name].kind == "unknown":
                 self.nodes[name].kind = "derived"

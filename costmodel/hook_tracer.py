@@ -16,7 +16,7 @@ from torch.overrides import TorchFunctionMode
 
 from .graph import LayerGraph
 from .graph_builder import (WHOLE_CALL_PROBED_KINDS, GraphBuilder, call_module, flat,
-                            holds_tensor, run_forward)
+                            holds_tensor, pool_indices, run_forward)
 from .kinds import INPLACE_METHODS, TENSOR_ATTRIBUTE_KINDS
 from .module_calls import module_attrs, module_params, param_names_of
 from .opinfo import functional_params
@@ -103,7 +103,8 @@ class _HookRecording:
         if isinstance(out, (tuple, list)) and outs:
             for i, t in enumerate(outs):  # each output of a tuple on its own
                 builder._add_node(f"{name}.{i}", "getitem", "getitem", None, scope, [name],
-                                  [outs[0]], t, (None, None, []), {})
+                                  [outs[0]], t, (None, None, []),
+                                  {"pool_indices": True} if pool_indices(kind, i) else {})
                 producer[t] = f"{name}.{i}"
             return tensors
         for t in outs:

@@ -302,3 +302,27 @@ class LiteralIndex(nn.Module):
 def test_a_literal_index_is_kept_as_autograd_keeps_it(tracer, update):
     predicted, measured = _verified(LiteralIndex(), (2, 8), update, tracer)
     assert predicted == measured == (112 if update == "all" else 24)  # 3 int64 indices: 24 B
+
+
+class Unpooled(nn.Module):
+    """MaxPool2d(return_indices=True) feeding MaxUnpool2d (SegNet), or its indices unused."""
+
+    def __init__(self, unpool=True, first_only=False):
+        super().__init__()
+        self.c, self.d = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 3, padding=1)
+        self.p, self.u = nn.MaxPool2d(2, return_indices=True), nn.MaxUnpool2d(2)
+        self.unpool, self.first_only = unpool, first_only
+
+    def forward(self, x):
+        if self.first_only:
+            return self.d(self.p(F.relu(self.c(x)))[0])
+        y, indices = self.p(F.relu(self.c(x)))
+        return self.d(self.u(y, indices) if self.unpool else y)
+
+
+@pytest.mark.parametrize("tracer", ["fx", "hooks"])
+@pytest.mark.parametrize("variant", [{}, {"unpool": False}, {"first_only": True}])
+@pytest.mark.parametrize("update", ["all", "bias-only", "last-layers:1"])
+def test_a_pools_indices_are_kept_once(tracer, variant, update):
+    predicted, measured = _verified(Unpooled(**variant), (2, 3, 8, 8), update, tracer)
+    assert predicted == measured

@@ -20,7 +20,11 @@ def pool_window(node: OpNode) -> int:
 
 
 def pt_maxpool(node, g):
-    return [Saved(("in", 0)), Saved(("extra", "indices"), 8 * node.out_numel)]  # int64 indices
+    # its int64 indices too: as a tensor of the graph when it returns them (their getitem
+    # node keeps them, rules/views.pt_getitem), else as a tensor of its own
+    if node.attrs.get("indices_node"):
+        return [Saved(("in", 0))]
+    return [Saved(("in", 0)), Saved(("extra", "indices"), 8 * node.out_numel)]
 
 
 def paper_maxpool(node, g):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..graph import OpNode
 from .common import free, pt_measured
-from .rule import Operator, Rule
+from .rule import Operator, Rule, Saved
 
 # Kinds whose result shares its input's storage (memory counts the storage once).
 VIEW_KINDS = frozenset({"reshape", "identity", "getitem", "split"})
@@ -25,7 +25,11 @@ def copied_elements(node: OpNode) -> int:
 
 
 def pt_getitem(node, g):
-    """A view keeps nothing; indexing with tensors keeps what was measured on its call."""
+    """A view keeps nothing; indexing with tensors keeps what was measured on its call; a
+    pool's indices (`pool_indices`) are what the pool's backward keeps, counted here as a
+    tensor of the graph so that MaxUnpool reading them keeps the same storage."""
+    if node.attrs.get("pool_indices"):
+        return [Saved(("out",))]
     return pt_measured(node, g) if "measured_saved" in node.attrs else []
 
 
