@@ -80,9 +80,11 @@ class FxGraphBuilder(GraphBuilder):
         if node.op == "get_attr":
             if isinstance(out, nn.Parameter) and not _only_param_slots(node):
                 names[node] = self.add_parameter(out, out)
-            elif isinstance(out, torch.Tensor) and str(node.target).startswith(_FX_CONSTANT):
+            elif isinstance(out, torch.Tensor) and str(node.target).startswith(_FX_CONSTANT) \
+                    and out.untyped_storage().data_ptr() not in self.owned_storages():
                 # a tensor forward makes from no input (an index written as a literal): fx
-                # keeps it as a constant of its own, the hooks tracer as a constant node
+                # keeps it as a constant of its own, the hooks tracer as a constant node; a
+                # view of a buffer fx folded into one is model state, as there
                 name = names[node] = self.fresh_name("constant")
                 self._add_node(name, "constant", "constant", None, "", [], [], out,
                                (None, None, []), {})

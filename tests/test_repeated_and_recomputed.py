@@ -297,11 +297,27 @@ class LiteralIndex(nn.Module):
         return self.h(self.l(x)[:, torch.tensor([0, 2, 5])])
 
 
+class BufferIndex(nn.Module):
+    """Swin's relative-position index: a buffer, viewed in forward (fx folds the view into a
+    constant of its own, which is still the model's state)."""
+
+    def __init__(self):
+        super().__init__()
+        self.l, self.h = nn.Linear(8, 8), nn.Linear(3, 4)
+        self.register_buffer("index", torch.tensor([[0, 2, 5]]), persistent=False)
+
+    def forward(self, x):
+        return self.h(self.l(x)[:, self.index.view(-1)])
+
+
 @pytest.mark.parametrize("tracer", ["fx", "hooks"])
 @pytest.mark.parametrize("update", ["all", "bias-only", "last-layers:1"])
 def test_a_literal_index_is_kept_as_autograd_keeps_it(tracer, update):
     predicted, measured = _verified(LiteralIndex(), (2, 8), update, tracer)
-    assert predicted == measured == (112 if update == "all" else 24)  # 3 int64 indices: 24 B
+    # the 3 int64 indices are 24 B, as is the head's input (2 x 3 floats)
+    assert predicted == measured == {"all": 112, "bias-only": 24, "last-layers:1": 24}[update]
+    predicted, measured = _verified(BufferIndex(), (2, 8), update, tracer)  # indices: state
+    assert predicted == measured == {"all": 88, "bias-only": 0, "last-layers:1": 24}[update]
 
 
 class Unpooled(nn.Module):
