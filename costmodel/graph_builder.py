@@ -57,6 +57,14 @@ class RecordingFailed(Exception):
 WHOLE_CALL_PROBED_KINDS = frozenset({"mha", "rnn_cell"})
 
 
+def _under_autocast(call, dtype):
+    """`call` run under CPU autocast to `dtype`, as the traced forward ran it."""
+    def run(*args, **kwargs):
+        with torch.autocast("cpu", dtype=dtype):
+            return call(*args, **kwargs)
+    return run
+
+
 # Pools that return their argmax indices as a second output (return_indices=True).
 POOL_WITH_INDICES_KINDS = frozenset({"maxpool", "adaptive_maxpool"})
 
@@ -185,7 +193,16 @@ class GraphBuilder:
                                        for t in operands]
             mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
             attrs["attn_mask"] = isinstance(mask, torch.Tensor)
-            if attrs.get("dropout_p") or attrs["attn_mask"]:
+            if torch.is_autocast_enabled("cpu"):
+                # under autocast the math path computes in float32 and keeps float32 copies:
+                # measured on the call under the same autocast, in both modes
+                cast = torch.get_autocast_dtype("cpu")
+                call = _under_autocast(substituted(target, args, kwargs, tensors), cast)
+                self.probes.append((name, call, tensors, None))
+                self.eval_probes[name] = (_under_autocast(substituted(
+                    target, args, {**kwargs, "dropout_p": 0.0} if attrs.get("dropout_p")
+                    else kwargs, tensors), cast), tensors)
+            elif attrs.get("dropout_p") or attrs["attn_mask"]:
                 # The math path (dropout, a mask): what it keeps is measured on the call.
                 self.probes.append((name, substituted(target, args, kwargs, tensors), tensors,
                                     None))

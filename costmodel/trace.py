@@ -103,9 +103,9 @@ def trace(model: nn.Module, input_shape=None, model_name: str = "model", tracer:
         if autocast:
             graph.warnings.append(
                 f"{model_name} runs {len(autocast)} operator(s) under torch.autocast: conv "
-                "and linear layers keep casts of their operands (counted); what other "
-                "operators keep there is priced at the dtype they return (attention's math "
-                "path keeps float32 copies)")
+                "and linear layers keep casts of their operands and attention what it keeps "
+                "measured under it (counted); other operators are priced at the dtype they "
+                "return, and device time does not price the autocast dtype's kernels")
         if builder.checkpoint.count:
             graph.warnings.append(
                 f"{model_name} checkpoints activations in {builder.checkpoint.count} call(s) "

@@ -248,11 +248,31 @@ class AutocastNet(nn.Module):
         return self.h(y.float())
 
 
+class AutocastAttention(nn.Module):
+    """Attention inside an autocast region: explicit products and SDPA (its math path keeps
+    float32 copies under autocast)."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv, self.o, self.h = nn.Linear(16, 48), nn.Linear(16, 16), nn.Linear(16, 3)
+
+    def forward(self, x):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            q, k, v = self.qkv(x).chunk(3, -1)
+            a = (q @ k.transpose(-2, -1)).softmax(-1)
+            y = self.o(a @ v + F.scaled_dot_product_attention(q, k, v))
+        return self.h(y.float().mean(1) + x.mean(1))
+
+
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("update", ["all", "bias-only", "last-layers:2", "last-layers:3"])
 def test_autocast_layers_keep_casts_of_their_operands(training, update):
     predicted, measured = _verified(AutocastNet(), (2, 3, 8, 8), update, training=training)
     assert predicted == measured
+    if update != "last-layers:3":  # three layers only
+        predicted, measured = _verified(AutocastAttention(), (2, 5, 16), update,
+                                        training=training)
+        assert predicted == measured
 
 
 def test_an_autocast_region_is_traced_by_hooks_and_noted():

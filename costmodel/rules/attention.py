@@ -54,7 +54,9 @@ def sdpa_softmax_ops(node: OpNode) -> int:
 def pt_sdpa(node, g):
     # Modules in eval mode (`ttplan train`) run no dropout: without a mask, the flash path.
     eval_flash = not g.training_mode and not node.attrs.get("attn_mask")
-    if "measured_saved" in node.attrs and (not eval_flash or "measured_saved_eval" in node.attrs):
+    # under autocast: measured in both modes on the call under it (graph_builder)
+    if "measured_saved" in node.attrs and (not eval_flash or "measured_saved_eval" in node.attrs
+                                           or node.attrs.get("autocast_bytes")):
         # Dropout or an attention mask: PyTorch takes the math path (scaled q, kᵀ, the
         # probabilities, the dropout mask, v), measured on the real call while tracing, and
         # without its dropout for eval mode (`measured_saved_eval`).
