@@ -46,12 +46,44 @@ class CheckpointRegions:
             self._open.pop()
 
 
+def checkpointed_calls(graph) -> dict[int, list]:
+    """{region: its operators, in order} of a traced graph's checkpointed calls; {} for a
+    graph without any. Fixed per graph: computed once (the memory model, the gradients'
+    reach and the warnings all read it)."""
+    calls = graph.derived.get("checkpointed_calls")
+    if calls is None:
+        calls = {}
+        for node in graph.ops():
+            region = node.attrs.get("checkpoint")
+            if region is not None:
+                calls.setdefault(region, []).append(node)
+        graph.derived["checkpointed_calls"] = calls
+    return calls
+
+
+@contextlib.contextmanager
+def _entry_points(non_reentrant, reentrant):
+    """Within the block, `checkpoint()` reaches `non_reentrant` (a generator function in the
+    place of the one around a non-reentrant call) and `reentrant` (an object with `apply`, in
+    the place of the reentrant call's autograd Function)."""
+    names = ("_checkpoint_without_reentrant_generator", "CheckpointFunction")
+    saved = {n: getattr(torch_checkpoint, n) for n in names if hasattr(torch_checkpoint, n)}
+    for name, replacement in zip(names, (non_reentrant, reentrant)):
+        if name in saved:
+            setattr(torch_checkpoint, name, replacement)
+    try:
+        yield
+    finally:
+        for name, original in saved.items():
+            setattr(torch_checkpoint, name, original)
+
+
 @contextlib.contextmanager
 def marked_regions(regions: CheckpointRegions):
     """Within the block, every checkpointed call enters a region of `regions` while its
     function runs."""
-    generator = getattr(torch_checkpoint, "_checkpoint_without_reentrant_generator", None)
-    function = getattr(torch_checkpoint, "CheckpointFunction", None)
+    generator = torch_checkpoint._checkpoint_without_reentrant_generator
+    function = torch_checkpoint.CheckpointFunction
 
     def non_reentrant(*args, **kwargs):
         inner = generator(*args, **kwargs)
@@ -74,17 +106,8 @@ def marked_regions(regions: CheckpointRegions):
                     regions.exit()
             return function.apply(marked, *rest)
 
-    if generator is not None:
-        torch_checkpoint._checkpoint_without_reentrant_generator = non_reentrant
-    if function is not None:
-        torch_checkpoint.CheckpointFunction = Reentrant
-    try:
+    with _entry_points(non_reentrant, Reentrant):
         yield regions
-    finally:
-        if generator is not None:
-            torch_checkpoint._checkpoint_without_reentrant_generator = generator
-        if function is not None:
-            torch_checkpoint.CheckpointFunction = function
 
 
 @contextlib.contextmanager
@@ -93,9 +116,6 @@ def checkpointing_off():
     not checkpoint: what a measurement of activations needs (the Fisher probe takes
     gradients at activations a reentrant call makes without any, and a recomputation would
     run the probe's hooks twice)."""
-    generator = getattr(torch_checkpoint, "_checkpoint_without_reentrant_generator", None)
-    function = getattr(torch_checkpoint, "CheckpointFunction", None)
-
     def non_reentrant(*args, **kwargs):
         yield  # checkpoint() runs the function between its two next() calls
 
@@ -104,14 +124,5 @@ def checkpointing_off():
         def apply(run, preserve, *args):
             return run(*args)
 
-    if generator is not None:
-        torch_checkpoint._checkpoint_without_reentrant_generator = non_reentrant
-    if function is not None:
-        torch_checkpoint.CheckpointFunction = Reentrant
-    try:
+    with _entry_points(non_reentrant, Reentrant):
         yield
-    finally:
-        if generator is not None:
-            torch_checkpoint._checkpoint_without_reentrant_generator = generator
-        if function is not None:
-            torch_checkpoint.CheckpointFunction = function

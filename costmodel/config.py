@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .checkpointing import checkpointed_calls
 from .errors import SpecError
 from .graph import (FREE_PARAM_KINDS, MAC_KINDS, NORM_KINDS, PARAM_ACTIVATION_KINDS, LayerGraph,
                     OpNode, carries_gradient)
@@ -200,15 +201,10 @@ def _cut_off_reentrant(graph: LayerGraph, updated: dict, reach: set) -> list[str
     """The updated operators inside a reentrant checkpointed call none of whose tensor
     arguments needs a gradient: PyTorch's CheckpointFunction then gives its output none, and
     its parameters get no gradient (it warns so at run time; costmodel.checkpointing)."""
-    regions = graph.derived.get("reentrant_regions")
-    if regions is None:  # fixed per graph; most graphs have none
-        regions = {}
-        for node in graph.ops():
-            if node.attrs.get("checkpoint_reentrant"):
-                regions.setdefault(node.attrs["checkpoint"], []).append(node)
-        graph.derived["reentrant_regions"] = regions
     cut = []
-    for nodes in regions.values():
+    for nodes in checkpointed_calls(graph).values():
+        if not nodes[0].attrs.get("checkpoint_reentrant"):
+            continue
         inside = {n.name for n in nodes}
         arguments = {t for n in nodes for t in n.inputs if t not in inside}
         if not any(t in reach and carries_gradient(graph[t]) for t in arguments):

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from operator import itemgetter
 
+from .checkpointing import checkpointed_calls
 from .config import (TrainConfig, mac_blocks, node_grads, trainable_param_count,
                      updated_tensor_count)
 from .graph import MAC_KINDS, LayerGraph
@@ -163,9 +164,7 @@ def evaluate(graph: LayerGraph, config: TrainConfig) -> Evaluation:
 def _ungraded_warnings(graph: LayerGraph, config: TrainConfig, grads: dict) -> list[str]:
     """Layers asked to train that get no gradient: inside a reentrant checkpointed call none
     of whose arguments needs one (`config.node_grads`)."""
-    if not graph.derived.get("checkpoint_members"):  # filled by checkpoint_regions
-        return []
-    cut = sorted({n.layer_key for n in graph.ops()
+    cut = sorted({n.layer_key for nodes in checkpointed_calls(graph).values() for n in nodes
                   if n.attrs.get("checkpoint_reentrant") and n.params
                   and n.layer_key in config.updates
                   and not (grads[n.name].weight or grads[n.name].bias)})

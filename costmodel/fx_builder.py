@@ -166,13 +166,10 @@ def _default_of(placeholder: fx.Node):
 
 def _argument_nodes(node: fx.Node) -> list:
     """The nodes among `node`'s arguments, in order, a repeated one as often as it is
-    passed (`_input_nodes`, without its copy, when none repeats)."""
-    unique = node._input_nodes
-    if len(unique) > 1 or len(node.args) + len(node.kwargs) > 1:
-        found = _flat_nodes((node.args, node.kwargs))
-        if len(found) > len(unique):
-            return found
-    return list(unique)
+    passed (`y * y`, `torch.stack([y, y])`); fx's `_input_nodes` lists each once."""
+    if len(node.args) == 1 and not node.kwargs and isinstance(node.args[0], fx.Node):
+        return [node.args[0]]  # most calls: one tensor argument
+    return _flat_nodes((node.args, node.kwargs))
 
 
 def _flat_nodes(args):

@@ -94,7 +94,7 @@ class GraphBuilder:
         self.param_names = walk.parameter_names()
         self.param_calls: dict[str, int] = {}  # owner path -> calls priced so far
         self.probes: list = []  # (node name, fn, tensors, module): measured after the forward
-        self.checkpoint = CheckpointRegions()  # torch.utils.checkpoint calls (costmodel.checkpointing)
+        self.checkpoint = CheckpointRegions()  # costmodel.checkpointing
         self.eval_probes: dict[str, tuple] = {}  # node name -> (fn, tensors) in eval mode
         # Module paths name module calls; a function's node never takes one (a block profiled
         # on its own may call x.norm() and own a module named `norm`).

@@ -33,6 +33,7 @@ import math
 from dataclasses import asdict, dataclass
 from itertools import accumulate
 
+from .checkpointing import checkpointed_calls
 from .config import TrainConfig, trainable_param_count, weight_parameters
 from .graph import LayerGraph
 from .options import FP32_BYTES, CostOptions
@@ -320,7 +321,6 @@ def _gradient_lifetimes(graph: LayerGraph, index: dict) -> dict[str, tuple[int, 
     return graph.derived[key]
 
 
-
 @dataclass(frozen=True)
 class CheckpointRegion:
     """A checkpointed call in the backward: the tensors it reads from outside (its arguments,
@@ -337,16 +337,8 @@ class CheckpointRegion:
 def checkpoint_regions(graph: LayerGraph, grads: dict) -> dict[int, CheckpointRegion]:
     """{region: CheckpointRegion} of the checkpointed calls (`costmodel.checkpointing`) with a
     node in the backward; {} for a graph without any."""
-    members = graph.derived.get("checkpoint_members")
-    if members is None:  # fixed per graph; most graphs have none
-        members = {}
-        for node in graph.ops():
-            region = node.attrs.get("checkpoint")
-            if region is not None:
-                members.setdefault(region, []).append(node)
-        graph.derived["checkpoint_members"] = members
     found = {}
-    for region, nodes in members.items():
+    for region, nodes in checkpointed_calls(graph).items():
         if not any(grads[n.name].any for n in nodes):
             continue
         inside = {n.name for n in nodes}

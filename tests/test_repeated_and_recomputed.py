@@ -362,3 +362,24 @@ class Unpooled(nn.Module):
 def test_a_pools_indices_are_kept_once(tracer, variant, update):
     predicted, measured = _verified(Unpooled(**variant), (2, 3, 8, 8), update, tracer)
     assert predicted == measured
+
+
+class StackedTwice(nn.Module):
+    """One tensor twice inside one list argument."""
+
+    def __init__(self):
+        super().__init__()
+        self.l, self.h = nn.Linear(8, 8), nn.Linear(16, 4)
+
+    def forward(self, x):
+        y = self.l(x)
+        return self.h(torch.cat([y, y], -1) * torch.stack([y, y], -1).flatten(1))
+
+
+@pytest.mark.parametrize("tracer", ["fx", "hooks"])
+@pytest.mark.parametrize("update", ["all", "bias-only"])
+def test_a_tensor_twice_in_a_list_argument(tracer, update):
+    graph = trace(StackedTwice(), (2, 8), "m", tracer=tracer)
+    assert next(n for n in graph.ops() if n.kind == "cat").inputs == ["l", "l"]
+    predicted, measured = _verified(StackedTwice(), (2, 8), update, tracer)
+    assert predicted == measured
