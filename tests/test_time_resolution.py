@@ -1,5 +1,5 @@
-"""A budget in seconds is met to the calibration's timing resolution by a configuration the
-calibration measured on the model (devices.planning.time_resolution, owntable.measured_update,
+"""A budget in seconds is met to the 10 % a run is held to by a configuration the calibration
+measured on the model, and planned below by the calibration's timing resolution for any other (devices.planning.time_resolution, owntable.measured_update,
 planner Budget.tolerates): hand-made tables, no timing asserted."""
 
 from __future__ import annotations
@@ -77,41 +77,42 @@ def _plan(path, time):
                                                  calibration=path))
 
 
-def test_a_measured_baseline_just_over_a_seconds_budget_is_kept_within_the_resolution(tmp_path):
+def test_a_measured_baseline_just_over_a_seconds_budget_is_kept_within_ten_percent(tmp_path):
     """T = 3 % under last-layers:1's predicted run, which the calibration measured (its own
-    table's runs; its weight alone, which captures as much, is 2 % faster and over too): with a
-    resolution of 4 % the plan is last-layers:1, said to be 3 % over and
-    within its resolution; with a finer one or none the budget is strict."""
-    path = _calibration(tmp_path, 0.04)
-    ctx = device_context("host", calibration=path, iterations=2, samples=4)
-    ll1_s = predict_training(tiny_net(), "last-layers:1", ctx, inputs=SHAPE)["total_s"]
-    budget_s = ll1_s / 1.03
-    kept = _plan(path, budget_s)
-    # last-blocks:1 is last-layers:1 on this net (one conv per block): the first one tried
-    assert kept.selection["detail"].startswith("last-blocks:1, a baseline")
-    assert [(l["name"], l["update_weight"], l["update_bias"], l["channels"])
-            for l in kept.layers] == [("5", True, True, None)]
-    assert kept.predicted["within_budget"] is True
-    assert kept.predicted["device"]["within_time"] is True
-    assert any(n.startswith("last-blocks:1 fits the same budgets to their resolution and "
-                            "captures more Fisher (1) than the selection found (0.75)")
-               for n in kept.notes)
-    assert any("is predicted 3.0 % over the budget (time " in n and "within its resolution "
-               "(±4.0 %: the spread of the calibration's repeated runs" in n for n in kept.notes)
+    table's runs; its weight alone, which captures as much, is 2 % faster and over too): with
+    repeated runs, however finely they agree (4 %, 2 %), the plan is last-layers:1, said to be
+    3 % over and within the 10 % a run is held to; with no repeated runs the budget is strict
+    (more than 10 % over: `_within_time` below)."""
+    for spread in (0.04, 0.02):
+        path = _calibration(tmp_path, spread)
+        ctx = device_context("host", calibration=path, iterations=2, samples=4)
+        ll1_s = predict_training(tiny_net(), "last-layers:1", ctx, inputs=SHAPE)["total_s"]
+        budget_s = ll1_s / 1.03
+        kept = _plan(path, budget_s)
+        # last-blocks:1 is last-layers:1 on this net (one conv per block): the first one tried
+        assert kept.selection["detail"].startswith("last-blocks:1, a baseline")
+        assert [(l["name"], l["update_weight"], l["update_bias"], l["channels"])
+                for l in kept.layers] == [("5", True, True, None)]
+        assert kept.predicted["within_budget"] is True
+        assert kept.predicted["device"]["within_time"] is True
+        assert any(n.startswith("last-blocks:1 fits the same budgets to their resolution and "
+                                "captures more Fisher (1) than the selection found (0.75)")
+                   for n in kept.notes)
+        assert any("is predicted 3.0 % over the budget (time " in n and "within its resolution "
+                   "(±10.0 %: the calibration measured this configuration on this model"
+                   in n for n in kept.notes)
 
     strict = _plan(_calibration(tmp_path, None), budget_s)
     assert strict.predicted["fisher_captured"] == pytest.approx(0.75)
     assert any(n.startswith("last-blocks:1 would capture more Fisher") for n in strict.notes)
-
-    finer = _plan(_calibration(tmp_path, 0.02), budget_s)  # 3 % over: beyond a 2 % resolution
-    assert finer.predicted["fisher_captured"] == pytest.approx(0.75)
-    assert finer.predicted["device"]["within_time"] is True
 
 
 def test_the_resolution_is_capped_and_not_given_to_a_relative_budget(tmp_path):
     wide = device_context("host", calibration=_calibration(tmp_path, 0.3), time=1.0)
     assert time_resolution(wide) == TIME_RESOLUTION_CAP == 0.10
     assert time_headroom(wide) == TIME_HEADROOM_CAP == 0.05
+    fine = device_context("host", calibration=_calibration(tmp_path, 0.03), time=1.0)
+    assert time_resolution(fine) == 0.10 and time_headroom(fine) == pytest.approx(0.03)
     relative = device_context("host", calibration=_calibration(tmp_path, 0.03),
                               time="last-layers:1")
     assert time_resolution(relative) == 0.0
@@ -149,19 +150,22 @@ def test_a_plan_in_seconds_says_when_the_calibration_timed_coarsely(tmp_path):
 def test_a_plan_the_calibration_never_ran_keeps_the_resolution_below_a_seconds_budget(tmp_path):
     """T in seconds with runs that spread by 4 %: what the calibration did not run on the
     model is planned to T / 1.04 (a run lands that far either side of its prediction), what it
-    ran to T x 1.04, and the plan says so; without a resolution, to T."""
+    ran to T x 1.10, and the plan says so; without a resolution, to T."""
     from ttplan.devices.planning import time_limits
 
     path = _calibration(tmp_path, 0.04)
     ctx = device_context("host", calibration=path, iterations=2, samples=4, time=0.117)
     (limit,) = time_limits(ctx, "tinytrain", SHAPE, tiny_net())
     assert limit.limit == pytest.approx(0.117 / 1.04) and limit.stated == 0.117
-    assert limit.limit * (1 + limit.resolution) == pytest.approx(0.117 * 1.04)
+    assert limit.limit * (1 + limit.resolution) == pytest.approx(0.117 * 1.10)
     (given,) = time_limits(ctx, "tinytrain", SHAPE, tiny_net(), headroom=False)
-    assert given.limit == 0.117 and given.resolution == pytest.approx(0.04)
+    assert given.limit == 0.117 and given.resolution == pytest.approx(0.10)
     planned = _plan(path, 0.117)  # its plan: last-blocks:1, which the calibration ran
     assert any(n.startswith("time budget 0.117 s: a configuration the calibration never ran "
-                            "on this model is planned to 0.1125 s, one it ran to 0.1217 s")
+                            "on this model is planned to 0.1125 s (the calibration's repeated runs "
+                            "spread by ±4.0 %: a prediction lands about that far either side "
+                            "of its run), one it ran to 0.1287 s (its prediction is a "
+                            "measurement; a run is held to 10 % beyond its budget)")
                for n in planned.notes)
     strict = _plan(_calibration(tmp_path, None), 0.117)
     assert not any("never ran on this model" in n for n in strict.notes)
@@ -178,8 +182,9 @@ def test_a_measured_configuration_may_be_over_a_seconds_budget_by_up_to_ten_perc
     (limit,) = time_limits(ctx, "tinytrain", SHAPE, tiny_net())
     assert limit.limit == pytest.approx(0.1 / 1.05)
     assert limit.limit * (1 + limit.resolution) == pytest.approx(0.1 * 1.10)
-    assert "planned to 0.09524 s, one it ran to 0.11 s: the calibration's repeated runs spread " \
-           "by ±30.0 %, 5.0 % counted below and 10.0 % above" in time_headroom_note(ctx)
+    assert "planned to 0.09524 s (the calibration's repeated runs spread by ±30.0 %, 5.0 % " \
+           "counted: a prediction lands about that far either side of its run), one it ran " \
+           "to 0.11 s" in time_headroom_note(ctx)
     measured = layer_run(tiny_net(), "last-layers:1", SHAPE, ctx, probes=False)
     other = layer_run(tiny_net(), "last-layers:2", SHAPE, ctx, probes=False)
     assert _within_time(ctx, 0.107, measured) and not _within_time(ctx, 0.112, measured)
@@ -196,4 +201,5 @@ def test_a_larger_measured_baseline_is_tried_past_a_smaller_one_the_calibration_
     assert sorted(l["name"] for l in plan.layers) == ["0", "3", "5"]
     assert plan.selection["detail"].startswith("last-blocks:3, a baseline")
     assert plan.predicted["device"]["within_time"] is True
-    assert any("within its resolution (±10.0 %: the spread" in n for n in plan.notes)
+    assert any("within its resolution (±10.0 %: the calibration measured" in n
+               for n in plan.notes)
