@@ -1304,3 +1304,19 @@ def test_a_run_described_before_a_kind_was_timed_still_predicts():
     notes = lm.predict_phases(run, model)["time_model_notes"]
     assert "no table times it: 2 Conv3d, priced as a 2-D conv" in notes
     assert not any("mha" in n for n in notes)
+
+
+def test_the_sweep_times_native_1d_convs_small_and_large():
+    """A kind's fixed cost is determined only by rows far apart in size: the sweep's 1-D convs
+    on PyTorch's native path at batch 1 (undilated, an input of at most NATIVE_INPUT_ELEMENTS)
+    span under 150 k MACs (a keyword spotter's) to over 500 k, three or more of each (with the
+    large ones alone the fixed cost was fitted 0 and small convs priced 64-72 % low)."""
+    from ttplan.devices.layertable import NATIVE_INPUT_ELEMENTS
+
+    macs = []
+    for label, layer, sample in kind_sweep():
+        if isinstance(layer, nn.Conv1d) and layer.dilation == (1,) \
+                and math.prod(sample) <= NATIVE_INPUT_ELEMENTS:
+            length = layer(torch.zeros(1, *sample)).shape[-1]
+            macs.append(layer.in_channels * layer.out_channels * layer.kernel_size[0] * length)
+    assert sum(m < 150_000 for m in macs) >= 3 and sum(m > 500_000 for m in macs) >= 3
