@@ -22,8 +22,9 @@ Device = Annotated[Optional[str], typer.Option(
          "memory budget = its RAM minus its reserve unless --memory; predicted time/energy")]
 TimeBudget = Annotated[Optional[str], typer.Option(
     "--time", help="training-time budget on --device through its calibration, e.g. 10min "
-    "(a configuration the calibration ran on the model meets it to the calibration's timing "
-    "resolution, at most 10 %); or an update spec or policy file to be no slower than, e.g. last-blocks:2 (its run as "
+    "(a configuration the calibration ran on the model meets it to 10 %, what a run is held "
+    "to; any other is planned below it by the calibration's timing resolution, at most 5 %); "
+    "or an update spec or policy file to be no slower than, e.g. last-blocks:2 (its run as "
     "the calibration predicts it for this model)")]
 Iterations = Annotated[int, count_option("passes over the support samples (plan, compare, "
                                          "whatif, report: with --device)")]
