@@ -153,6 +153,13 @@ class LayerTimeLimit:
     resolution_why: str = ("the calibration measured this configuration on this model, and "
                            "a run is held to 10 % beyond its budget")
     stated: float | None = None  # the budget as given, where `limit` keeps headroom below it
+    # a configuration the calibration measured, predicted over the budget beyond `resolution`
+    # (`planner.api._near_miss`): such a budget was likely timed at another speed of the machine
+    measured_over_why: str = (
+        "the calibration measured {spec} on this model: a budget in seconds timed on this "
+        "machine that far under its prediction means the machine ran faster than when it was "
+        "calibrated (calibrate again), and a budget relative to it (--time {spec}) does not "
+        "depend on the machine's speed")
 
     def value(self, ev) -> float:
         return sum(self._phases(ev)[f"{p}_s"] for p in PHASES)

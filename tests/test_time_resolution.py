@@ -203,3 +203,48 @@ def test_a_larger_measured_baseline_is_tried_past_a_smaller_one_the_calibration_
     assert plan.predicted["device"]["within_time"] is True
     assert any("within its resolution (±10.0 %: the calibration measured" in n
                for n in plan.notes)
+
+
+def test_a_measured_baseline_far_over_a_seconds_budget_is_named_with_why():
+    """A baseline the calibration measured, 16 % over a budget in seconds (a T timed while the
+    machine ran faster than at calibration): named with why and what to do; 40 % over, or one
+    the calibration never ran, 16 % over: not named. Within 5 % of what a prediction is
+    planned to but under the budget as stated: said so."""
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from ttplan.devices.planning import LayerTimeLimit
+    from ttplan.planner.api import _near_miss
+    from ttplan.planner.selection.select import Budget
+
+    @dataclass(frozen=True)
+    class Limit:
+        limit: float
+        stated: float
+        measured: bool
+        label: str = "time T"
+        coefficients: tuple = ()
+        resolution: float = 0.1
+        measured_over_why: str = LayerTimeLimit.measured_over_why
+
+        def value(self, ev):
+            return ev.seconds
+
+        def resolution_of(self, ev):
+            return self.resolution if self.measured else 0.0
+
+    def ev(seconds):
+        return SimpleNamespace(seconds=seconds, totals={"backward_macs": 0},
+                               memory=SimpleNamespace(peak_bytes=10))
+
+    measured = Budget(100, None, (Limit(1.0 / 1.05, 1.0, True),))
+    note = _near_miss("last-blocks:2", 2.0, 1.0, measured, ev(1.16))
+    assert note.startswith("last-blocks:2 would capture more Fisher (2, the plan 1) but is "
+                           "predicted 16.0 % over the budget (time T): not kept; the "
+                           "calibration measured last-blocks:2 on this model")
+    assert "(--time last-blocks:2) does not depend on the machine's speed" in note
+    assert _near_miss("last-blocks:2", 2.0, 1.0, measured, ev(1.40)) is None
+    never_ran = Budget(100, None, (Limit(1.0 / 1.05, 1.0, False),))
+    assert _near_miss("last-blocks:2", 2.0, 1.0, never_ran, ev(1.16)) is None
+    assert "predicted 2.9 % over the 0.9524 s a prediction is planned to below the budget" in \
+        _near_miss("last-layers:1", 2.0, 1.0, never_ran, ev(0.98))
