@@ -19,11 +19,12 @@ Checks (issue 16): the plan's run (median) takes at most T + 10 %; it is not slo
 last-blocks:2's runs by more than 10 % (the median over the rounds of each round's ratio; the
 ratio of the medians printed beside it); the plan captures at least the Fisher potential
 last-blocks:2 would (every channel of the layers it updates) -- by construction when
-last-blocks:2's predicted run fits the budget, or exceeds it by no more than the
-calibration's timing resolution (a configuration its table measured on this model;
-planner.api keeps a fitting baseline that captures more). Printed beside them: last-blocks:2's prediction against T, and how far the
-machine's speed moved between T and the interleaved rounds (this VM's process CPU time moves
-by up to 20 % within minutes: notes/device_time_model.md §16).
+last-blocks:2's predicted run fits the budget, or exceeds it by no more than 10 %, what a
+run is held to (a configuration its table measured on this model, `time_resolution`;
+planner.api keeps a fitting baseline that captures more). Printed beside them:
+last-blocks:2's prediction against T, and how far the machine's speed moved between T and the
+interleaved rounds (this VM's process CPU time moves by up to 20 % within minutes:
+notes/device_time_model.md §16, §28).
 Wall time: ~3-5 minutes.
 """
 
