@@ -15,6 +15,7 @@ import torch
 
 from ttplan.costmodel.config import resolve_updates
 from ttplan.costmodel.errors import SpecError
+from ttplan.costmodel.inputs import ModelInputs, at_batch, shape_of
 from ttplan.costmodel.options import PYTORCH
 from ttplan.costmodel.profile import EVAL_MODE, profile, resolve_model
 from ttplan.costmodel.specs import parse_update
@@ -142,7 +143,8 @@ def measure_table(model, *, input_shape, runs: GridRuns = TABLE_RUNS, updates=TA
         if w and w not in warnings:
             warnings.append(w)
     return {"format": FORMAT, "version": VERSION, "model": name,
-            "input_shape": list(input_shape), "batch_sizes": list(batch_sizes),
+            "input_shape": list(shape_of(input_shape)), "batch_sizes": list(batch_sizes),
+            **({"inputs": input_shape.to_json()} if _other_inputs(input_shape) else {}),
             "machine": {"before": load_before, "after": load_after,
                         "reference_s": statistics.median(layer_references + run_references),
                         "layer_reference_s": layer_reference,
@@ -162,12 +164,13 @@ def _time_layers(module, name, input_shape, batch_sizes, sweep: bool,
     rows = [] if not sweep else measure_sweep(batch_sizes, repeats)
     forwards = []
     for b in batch_sizes:
-        shape = (b,) + tuple(input_shape[1:])
+        shape = at_batch(input_shape, b)
         graph = trace(module, shape, name)
         full = {r["name"]: r for r in profile(None, shape, update="all", graph=graph,
                                                 tracing=EVAL_MODE,
                                                 options=PYTORCH).evaluation.rows}
-        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        x = shape.build() if isinstance(shape, ModelInputs) else \
+            ((torch.randn(*shape, generator=torch.Generator().manual_seed(0)),), {})
         # the whole forward before and after its layers, so that a machine whose speed moves
         # while they are timed compares the layers with the forward at both ends (their
         # difference is what layerrun.measured_forward_element_s takes as the excess)
@@ -182,19 +185,26 @@ def _time_layers(module, name, input_shape, batch_sizes, sweep: bool,
 
 
 def _whole_forward(module, x, repeats: int) -> float:
-    """The model's forward without gradients, in eval mode as `train` runs it (BatchNorm on
-    its running statistics, as its layers are timed alone)."""
+    """The model's forward without gradients on `x` ((args, kwargs)), in eval mode as `train`
+    runs it (BatchNorm on its running statistics, as its layers are timed alone)."""
     module.eval()
+    args, kwargs = x
     with torch.no_grad():
-        return time_call(lambda: module(x), repeats=repeats, min_repeat_s=0.02)["cpu_s"]
+        return time_call(lambda: module(*args, **kwargs), repeats=repeats,
+                         min_repeat_s=0.02)["cpu_s"]
+
+
+def _other_inputs(inputs) -> bool:
+    """Inputs other than one float image (`--input`): ModelInputs beyond the shorthand."""
+    return isinstance(inputs, ModelInputs) and not inputs.is_image_shorthand
 
 
 def _augment_cost(input_shape, samples: int, repeats: int) -> dict | None:
     """One iteration's augmentation of `samples` image samples as the runner does it (all
     of them in one batch, planner.fisher.augment_images): {samples, elements per sample,
     cpu_s}; None for an input that is not an image (the runner augments no other)."""
-    sample = tuple(int(s) for s in input_shape[1:])
-    if not augmented_elements(sample):
+    sample = tuple(int(s) for s in shape_of(input_shape)[1:])
+    if _other_inputs(input_shape) or not augmented_elements(sample):
         return None
     x = torch.randn((samples,) + sample, generator=torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(0)
@@ -266,10 +276,11 @@ def _run_round(model, name, input_shape, cells, runs: GridRuns, repeats_of: dict
                say) -> None:
     """One measurement of every (batch size, update) whole run."""
     for b, spec, iterations in cells:
-        shape = (b,) + tuple(input_shape[1:])
+        shape = at_batch(input_shape, b)
+        given = {"inputs": shape.to_json()} if _other_inputs(shape) else \
+            {"input_shape": list(shape_of(shape))}
         kwargs = {"update": spec, "synthetic": True, "samples": runs.samples, "seed": runs.seed,
-                  "input_shape": list(shape), "holdout": 0.0, "iterations": iterations,
-                  "batch_size": b}
+                  **given, "holdout": 0.0, "iterations": iterations, "batch_size": b}
         if runs.isolate and isinstance(model, str):  # cold, as a user's `ttplan train` runs
             measured = _isolated_run(model, kwargs)
         else:
@@ -286,9 +297,9 @@ def _run_summary(model, name, b, spec, input_shape, runs: GridRuns, iterations: 
     """The run description of one (batch size, update) with the median of its repeats
     (process CPU time per phase; wall train time), every repeat's train CPU seconds and speed
     reference, and the spread (max - min) / median of the train CPU seconds."""
-    shape = (b,) + tuple(input_shape[1:])
+    shape = shape_of(at_batch(input_shape, b))
     fresh, _ = resolve_model(model)
-    graph = trace(fresh, (1,) + tuple(shape[1:]), name)
+    graph = trace(fresh, at_batch(input_shape, 1), name)
     updates_map = resolve_updates(parse_update(spec), graph)
     desc = run_description(fresh, updates_map, shape, iterations=iterations,
                            samples=runs.samples, graph=graph)

@@ -354,7 +354,11 @@ def busy_warning(load: dict) -> str | None:
 
 # ------------------------------------------------------------------------------ layers
 
-def _inputs(node, generator) -> list[torch.Tensor]:
+def _inputs(node, generator, fn=None) -> list[torch.Tensor]:
+    """Inputs of `node`'s shapes: an embedding's are ids of its table, others Gaussian."""
+    if isinstance(fn, (nn.Embedding, nn.EmbeddingBag)):
+        return [torch.randint(fn.num_embeddings, tuple(s), generator=generator)
+                for s in node.in_shapes[:1]]
     return [torch.randn(tuple(s), generator=generator) for s in node.in_shapes]
 
 
@@ -504,7 +508,7 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
             continue
         kind = cost_kind(node)
         try:
-            xs = _inputs(node, generator)
+            xs = _inputs(node, generator, fn)
             # a wrapper's (FirstOutput, SelfAttention) and an attention's projections too
             params = dict(fn.named_parameters()) if isinstance(fn, nn.Module) else {}
             # an RNN returns (output, state), an LSTMCell (h, c): what the model goes on with
@@ -523,9 +527,10 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
                                            min_repeat_s=min_repeat_s)
         for p in params.values():
             p.requires_grad_(False)
-        inputs = [x.detach().requires_grad_() for x in xs]
-        timings["input_grad"] = _gradient_timing(fn, inputs, inputs, grad_out, kind,
-                                                 timings["forward"], repeats, min_repeat_s)
+        if all(x.is_floating_point() for x in xs):  # ids pass no gradient on
+            inputs = [x.detach().requires_grad_() for x in xs]
+            timings["input_grad"] = _gradient_timing(fn, inputs, inputs, grad_out, kind,
+                                                     timings["forward"], repeats, min_repeat_s)
         for pass_name, group in _gradient_groups(params, kind):
             for p in group:
                 p.requires_grad_(True)

@@ -46,7 +46,7 @@ measures) and `devices.trainresult` (`TrainResult`, assembled with the predictio
 from __future__ import annotations
 
 from ttplan.costmodel.errors import SpecError, TraceError
-from ttplan.costmodel.inputs import ModelInputs, resolve_inputs
+from ttplan.costmodel.inputs import ModelInputs, from_json, resolve_inputs
 from ttplan.costmodel.options import PAPER, cost_options
 from ttplan.costmodel.profile import EVAL_MODE, ModelSource, profile, resolve_model
 from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, Budgets, parse_input_shape
@@ -156,16 +156,20 @@ def eval_mode_graph(module, shape, name: str, graph):
 
 def train_flat(settings: dict) -> TrainResult:
     """`train` from flat values, as a grid run passes them to a fresh process (JSON): model,
-    update or method (with compute), synthetic, samples, seed, input_shape, holdout,
-    iterations, batch_size, device_name, own_peak_rss, model_name."""
+    update or method (with compute), synthetic, samples, seed, input_shape or inputs
+    (`ModelInputs.to_json()`), holdout, iterations, batch_size, device_name, own_peak_rss,
+    model_name."""
     s = dict(settings)
     method = s.pop("method", None)
     budgets = Budgets(compute=s.pop("compute", None))
     support = Support(synthetic=s.pop("synthetic", False), samples=s.pop("samples", None),
                       holdout=s.pop("holdout", DEFAULT_HOLDOUT))
+    inputs = s.pop("input_shape", None)
+    if "inputs" in s:
+        inputs = from_json(s.pop("inputs"))
     return train(ModelSource(s.pop("model"), s.pop("model_name", None)),
                  update=s.pop("update", None), method=OnDevicePlan.given(method, budgets),
-                 support=support, inputs=s.pop("input_shape", None), run=RunSettings(**s))
+                 support=support, inputs=inputs, run=RunSettings(**s))
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -17,7 +17,7 @@ from .common import emit, run_safely, table_width, tell
 from .options import option_groups
 from .options_device import (MeasureLog, MeasureRuns, TrainDevice, TrainRun, TrainSupport,
                              TrainedPart)
-from .options_model import ModelArg, TrainInputs, WeightedModel
+from .options_model import InputSpecs, ModelArg, TrainInputs, WeightedModel
 from .options_output import TableOutput, TrainOutput
 
 MEASURE_TABLE_FIELDS = ("method", "batch_size", "iterations", "load_s", "fisher_s", "plan_s",
@@ -90,7 +90,9 @@ def measure(
     grid: MeasureLog,
     runs: MeasureRuns,
     output: TableOutput,
-    input_shape: str = typer.Option("1,3,128,128", help="N,C,H,W (N is each run's batch size)"),
+    input_shape: Optional[str] = typer.Option(
+        None, help="N,C,H,W (N is each run's batch size)", show_default="1,3,128,128"),
+    input_specs: InputSpecs = None,
     layer_table: Optional[str] = typer.Option(
         None, help="instead of the grid: write this model's per-layer device table (every "
         "layer timed alone at each batch size, short runs for the overheads; JSON) here"),
@@ -107,7 +109,8 @@ def measure(
     measured = measure_runs(model, grid=bounds,
                             runs=GridRuns(_batch_sizes(runs.batch_sizes), runs.samples,
                                           runs.iterations, runs.seed, runs.isolate),
-                            input_shape=parse_input_shape(input_shape),
+                            input_shape=_measured_inputs(input_shape, input_specs,
+                                                         layer_table),
                             report=lambda line: typer.echo(line, err=True))
     if layer_table:
         table = measured.table
@@ -125,6 +128,18 @@ def measure(
     else:
         text = render_rows(rows, LOG_COLUMNS, output.fmt)
     emit(text, output.out)
+
+
+def _measured_inputs(input_shape: Optional[str], input_specs, layer_table):
+    """What `measure` calls the model with: --input-shape (default 1,3,128,128), or --input
+    specs (a per-layer table only: the grid's runs log an image shape)."""
+    if not input_specs:
+        return parse_input_shape(input_shape or "1,3,128,128")
+    if not layer_table:
+        raise SpecError("--input is for a per-layer table (--layer-table); the grid's runs "
+                        "take --input-shape")
+    from .common import model_inputs
+    return model_inputs(input_shape, input_specs, None)
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
