@@ -291,27 +291,28 @@ def _near_miss(spec: str, value: float, planned: float, budget: Budget, ev) -> s
     (`measured_over_why`, a format string of `spec`)."""
     if value <= planned or not Budget(budget.memory_bytes, budget.compute_macs).fits(ev):
         return None
-    over = [(lim.value(ev) / lim.limit - 1.0, lim.label) for lim in budget.limits
+    over = [(lim.value(ev) / lim.limit - 1.0, i) for i, lim in enumerate(budget.limits)
             if lim.limit > 0 and lim.value(ev) > lim.limit]
     if not over:
         return None
-    share, label = max(over)
+    share, index = max(over)
+    lim = budget.limits[index]
     if share <= NEAR_MISS:
-        lim = next(lim for lim in budget.limits if lim.label == label)
-        stated = getattr(lim, "stated", None) or lim.limit
-        where = "the budget" if lim.value(ev) > stated else \
+        where = "the budget" if lim.value(ev) > _stated(lim) else \
             f"the {lim.limit:.4g} s a prediction is planned to below the budget"
         return (f"{spec} would capture more Fisher ({value:.6g}, the plan {planned:.6g}) but is "
-                f"predicted {100 * share:.1f} % over {where} ({label}): not kept")
-    measured = [lim for lim in budget.limits if resolution_of(lim, ev) > 0
-                and getattr(lim, "measured_over_why", "") and share <= MEASURED_NEAR_MISS]
-    if not measured:
+                f"predicted {100 * share:.1f} % over {where} ({lim.label}): not kept")
+    if share > MEASURED_NEAR_MISS or not resolution_of(lim, ev) \
+            or not getattr(lim, "measured_over_why", ""):
         return None
-    lim = measured[0]
-    stated = getattr(lim, "stated", None) or lim.limit
     return (f"{spec} would capture more Fisher ({value:.6g}, the plan {planned:.6g}) but is "
-            f"predicted {100 * (lim.value(ev) / stated - 1.0):.1f} % over the budget "
+            f"predicted {100 * (lim.value(ev) / _stated(lim) - 1.0):.1f} % over the budget "
             f"({lim.label}): not kept; {lim.measured_over_why.format(spec=spec)}")
+
+
+def _stated(lim) -> float:
+    """A limit's budget as given (a limit may keep headroom below it: `stated`)."""
+    return getattr(lim, "stated", None) or lim.limit
 
 
 def _over_budget(method, budget: Budget, peak_bytes: int, backward_macs: int, ev=None) -> str:
@@ -328,17 +329,14 @@ def _over_budget(method, budget: Budget, peak_bytes: int, backward_macs: int, ev
 def _within_resolution(method, budget: Budget, ev) -> tuple[str, ...]:
     """Notes for limits a configuration meets only to their resolution (over the budget as
     given: a limit may keep headroom below it, `stated`)."""
-    def stated(lim) -> float:
-        return getattr(lim, "stated", None) or lim.limit
-
     def share(lim) -> float:  # over the budget as given, whatever headroom the limit keeps
-        return lim.limit * (1.0 + resolution_of(lim, ev)) / stated(lim) - 1.0
+        return lim.limit * (1.0 + resolution_of(lim, ev)) / _stated(lim) - 1.0
 
-    return tuple(f"{method} is predicted {100 * (lim.value(ev) / stated(lim) - 1.0):.1f} % "
+    return tuple(f"{method} is predicted {100 * (lim.value(ev) / _stated(lim) - 1.0):.1f} % "
                  f"over the budget ({lim.label}): within its resolution "
                  f"(±{100 * share(lim):.1f} %"
                  + (f": {lim.resolution_why}" if getattr(lim, "resolution_why", "") else "")
-                 + ")" for lim in budget.limits if stated(lim) < lim.value(ev))
+                 + ")" for lim in budget.limits if _stated(lim) < lim.value(ev))
 
 
 def _percent(part: float, whole: float) -> str:

@@ -17,7 +17,8 @@ from .common import emit, run_safely, table_width, tell
 from .options import option_groups
 from .options_device import (MeasureLog, MeasureRuns, TrainDevice, TrainRun, TrainSupport,
                              TrainedPart)
-from .options_model import InputSpecs, ModelArg, TrainInputs, WeightedModel
+from .options_model import (DEFAULT_INPUT_SHAPE, InputSpecs, ModelArg, TrainInputs,
+                            WeightedModel)
 from .options_output import TableOutput, TrainOutput
 
 MEASURE_TABLE_FIELDS = ("method", "batch_size", "iterations", "load_s", "fisher_s", "plan_s",
@@ -91,7 +92,7 @@ def measure(
     runs: MeasureRuns,
     output: TableOutput,
     input_shape: Optional[str] = typer.Option(
-        None, help="N,C,H,W (N is each run's batch size)", show_default="1,3,128,128"),
+        None, help="N,C,H,W (N is each run's batch size)", show_default=DEFAULT_INPUT_SHAPE),
     input_specs: InputSpecs = None,
     layer_table: Optional[str] = typer.Option(
         None, help="instead of the grid: write this model's per-layer device table (every "
@@ -134,7 +135,7 @@ def _measured_inputs(input_shape: Optional[str], input_specs, layer_table):
     """What `measure` calls the model with: --input-shape (default 1,3,128,128), or --input
     specs (a per-layer table only: the grid's runs log an image shape)."""
     if not input_specs:
-        return parse_input_shape(input_shape or "1,3,128,128")
+        return parse_input_shape(input_shape or DEFAULT_INPUT_SHAPE)
     if not layer_table:
         raise SpecError("--input is for a per-layer table (--layer-table); the grid's runs "
                         "take --input-shape")
