@@ -97,6 +97,8 @@ def train(model, *, policy=None, method: str | OnDevicePlan | None = None,
         if not isinstance(value, kind):  # below the boundary a value arrives typed
             raise SpecError(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
     plan_request = OnDevicePlan(method) if isinstance(method, str) else method
+    if policy is None and isinstance(update, str) and update.strip().lower().endswith(".json"):
+        policy, update = update.strip(), None  # a policy file, as predict and profile take it
     check_one_way(policy, plan_request, update)
     ctx = _device_model(device)
     device_name = run.device_name or ("host" if ctx is None else ctx.device.name)

@@ -81,6 +81,11 @@ def test_profile_fisher_plan_train(tmp_path, request, model, spec, data):
     assert out["measured"]["saved_bytes"] == out["predicted"]["saved_bytes"]
     assert out["run"]["batch_size"] == 2 and out["run"]["samples"] + \
         out["run"]["query_samples"] == 16
+    # a policy file given as the update spec, as predict and profile take it
+    result = run("train", model, "--update", policy, "--data", data, "--iterations", "1",
+                 "--batch-size", "2", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["predicted"]["saved_bytes"] == out["predicted"]["saved_bytes"]
 
 
 def test_synthetic_token_ids_come_from_the_embedding_vocabulary(tmp_path):

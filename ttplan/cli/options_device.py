@@ -76,7 +76,8 @@ class TrainedPart(BudgetOptions):
         help="plan on the device instead: tinytrain (Fisher probe + planner) | lastlayer | "
         "fulltrain | none | sparseupdate | tinytl")] = None
     update: Annotated[Optional[str], typer.Option(
-        help="or an update spec: none | all | bias-only | last-layers:K | last-blocks:K")] = None
+        help="or an update spec: none | all | bias-only | last-layers:K | last-blocks:K | "
+             "policy.json (as --policy)")] = None
     convention: Convention = None
 
 
