@@ -217,9 +217,9 @@ def forward_work(evaluation) -> dict[str, list[float]]:
 
 
 def probe_work(graph, candidates: set[str]) -> dict[str, list[float]]:
-    """A Fisher probe step: the forward of every operator and the input gradients from the
-    first candidate layer's output on (the probe's backward of the tail), as `work_of` sums
-    layer passes."""
+    """A Fisher probe step: the forward of every operator, the input gradients from the
+    first candidate layer's output on (the probe's backward of the tail), and what the probe
+    computes of each candidate's output (`fisher_passes`), as `work_of` sums layer passes."""
     passes: list[list] = []
     started = False
     for node in graph.ops():
@@ -233,7 +233,26 @@ def probe_work(graph, candidates: set[str]) -> dict[str, list[float]]:
                 passes.append([node.name, kind, pass_name, macs, elements, 0.0, 1.0, steps])
         if node.module in candidates:
             started = True
+            passes += fisher_passes(node)
     return work_of(passes)
+
+
+def fisher_passes(node) -> list[list]:
+    """The elementwise passes the probe runs on a candidate layer's output a when its
+    gradient g arrives (planner.fisher.probe, Eq. 2): the product a·g (reads two tensors,
+    writes one) and its sum over each channel's positions (reads it, writes a value per
+    channel); then, per batch, the channels' values squared in float64 and added to the
+    running sums (a cast, a square, a sum over the batch, an add: four calls on a value per
+    channel). Measured on this VM: 6-16 ms of a 25-sample probe of 8-11 candidate layers,
+    3-10 % of it (notes/device_time_model.md §29)."""
+    out = math.prod(node.out_shape)
+    shape = node.out_shape
+    conv = cost_kind(node) not in ("linear", "mha", "lstm", "rnn") and len(shape) > 2
+    channels = int(shape[1] if conv else shape[-1])
+    name = f"{node.name}#fisher"
+    return [[name, "elementwise", "forward", 0, 3 * out, 0.0, 1.0, 0],
+            [name, "elementwise", "forward", 0, out + channels, 0.0, 1.0, 0]] + \
+        [[name, "elementwise", "forward", 0, 2 * channels, 0.0, 1.0, 0]] * 4
 
 
 def per_sample(work: dict, batch: int) -> dict:
@@ -546,10 +565,15 @@ def probe_glue_seconds(run: dict, glue: dict) -> float:
     forward of the prototypes and of the batch (`op_s`, `forward_element_s` on both) and the
     backward of the probed tail (input gradients only: no layer computes two gradients, no
     tensor is updated), each batch a step of the loop (`step_s`, `loop_s`); the probe's
-    operator calls once (`first_call_s`); calibrations before `op_s` per call (`call_s`)."""
+    operator calls once (`first_call_s`); calibrations before `op_s` per call (`call_s`);
+    every sample augmented once as a query (`augment_element_s`, image samples) and the
+    prototypes' means once (`iteration_s`), as a training iteration pays them."""
     steps = math.ceil(run["samples"] / run["batch_size"])
     forward_calls, probe_calls = calls(run["forward_work"]), calls(run["probe_work"])
+    augmented = run["samples"] * augmented_elements(run.get("sample_shape") or ())
     return (glue.get("call_s", 0.0) * steps * (forward_calls + probe_calls)
+            + glue.get("augment_element_s", 0.0) * augmented  # the queries, augmented once
+            + glue.get("iteration_s", 0.0)  # the prototypes' means, once
             + glue.get("op_s", 0.0) * 2 * steps * forward_calls
             + glue.get("forward_element_s", 0.0) * 2 * run["samples"]
             * forward_elements(run["forward_work"])

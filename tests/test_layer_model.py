@@ -109,6 +109,19 @@ def test_the_probe_runs_the_tail_backward_only():
     assert work["depthwise/input_grad"][3] == 1 and work["pointwise/input_grad"][3] == 1
 
 
+def test_the_probe_prices_what_it_computes_of_each_candidates_output():
+    from ttplan.costmodel.trace import trace
+    graph = trace(tiny_net(), (1, 3, 4, 4), "net")
+    # the last conv's output, 1 x 4 x 4 x 4: a·g reads a and g and writes the product (3 x 64
+    # elements), its per-channel sum reads it and writes 4; per batch four calls on 4 channels
+    assert [p[4] for p in lm.fisher_passes(graph.ops()[-1])] == [192, 68, 8, 8, 8, 8]
+    one, two = lm.probe_work(graph, {"5"}), lm.probe_work(graph, {"3", "5"})
+    depthwise_out = 8 * 4 * 4
+    assert two["elementwise/forward"][3] - one["elementwise/forward"][3] == 6
+    assert two["elementwise/forward"][1] - one["elementwise/forward"][1] == \
+        3 * depthwise_out + depthwise_out + 8 + 4 * 2 * 8
+
+
 def synthetic_table(model: str, scale: float) -> dict:
     rows = [layer_row(k, p, m, e, scale * (1e-9 * m + 1e-9 * e + 1e-6), model=model,
                       weights=w)
