@@ -134,6 +134,20 @@ def steps_of(iterations: int, samples: int, batch_size: int) -> int:
     return iterations * math.ceil(samples / batch_size)
 
 
+# A configuration the calibration measured on the model may be predicted over a budget in
+# seconds by the 10 % a run is held to beyond its budget: its prediction is a measurement of
+# it, and so, usually, is the budget (a user times a configuration for it). Two measurements of
+# one configuration minutes apart land further apart than the spread of one table's repeats:
+# mcunet-5fps's last-blocks:2, T its median of five runs, was predicted +5.1 to +8.9 % of T in
+# 3 of 23 budgets (notes §25) and +5.2 % with the table's repeats spread by ±4.5 % (§28); the
+# spread kept it out, and the plan captured less Fisher than last-blocks:2.
+TIME_RESOLUTION_CAP = 0.10
+# What the calibration never ran on the model is planned below a budget in seconds by the
+# spread of the calibration's repeats, at most 5 %: a prediction, which lands that far either
+# side of the run.
+TIME_HEADROOM_CAP = 0.05
+
+
 @dataclass(frozen=True)
 class LayerTimeLimit:
     """A training-time budget through the per-layer model: the predicted seconds of the run
@@ -151,7 +165,7 @@ class LayerTimeLimit:
     coefficients: tuple = ()
     resolution: float = 0.0
     resolution_why: str = ("the calibration measured this configuration on this model, and "
-                           "a run is held to 10 % beyond its budget")
+                           f"a run is held to {100 * TIME_RESOLUTION_CAP:.0f} % beyond its budget")
     stated: float | None = None  # the budget as given, where `limit` keeps headroom below it
     # a configuration the calibration measured, predicted over the budget beyond `resolution`
     # (`planner.api._near_miss`): such a budget was likely timed at another speed of the machine
@@ -192,20 +206,6 @@ def device_budgets(ctx: DeviceContext, budgets: Budgets | None = None) -> Budget
     if budgets.memory_bytes is not None:
         return budgets
     return Budgets(ctx.device.available_bytes, budgets.compute)
-
-
-# A configuration the calibration measured on the model may be predicted over a budget in
-# seconds by the 10 % a run is held to beyond its budget: its prediction is a measurement of
-# it, and so, usually, is the budget (a user times a configuration for it). Two measurements of
-# one configuration minutes apart land further apart than the spread of one table's repeats:
-# mcunet-5fps's last-blocks:2, T its median of five runs, was predicted +5.1 to +8.9 % of T in
-# 3 of 23 budgets (notes §25) and +5.2 % with the table's repeats spread by ±4.5 % (§28); the
-# spread kept it out, and the plan captured less Fisher than last-blocks:2.
-TIME_RESOLUTION_CAP = 0.10
-# What the calibration never ran on the model is planned below a budget in seconds by the
-# spread of the calibration's repeats, at most 5 %: a prediction, which lands that far either
-# side of the run.
-TIME_HEADROOM_CAP = 0.05
 
 
 def time_resolution(ctx: DeviceContext) -> float:
