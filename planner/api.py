@@ -207,7 +207,7 @@ def _policy(method, module, graph, given, options, budget, fraction, search, res
     within = budget.tolerates(prof.evaluation)
     over = (_over_budget(method, budget, prof.memory.peak_bytes, prof.totals["backward_macs"],
                          prof.evaluation),) if not within else \
-        _within_resolution(method, budget, prof.evaluation)
+        _within_resolution(budget, prof.evaluation)
     notes = [*planned.notes, *over]
     captured = fisher_captured(selection.updates, result, graph) if result is not None else None
     tinytrain = method == "tinytrain"
@@ -326,13 +326,14 @@ def _over_budget(method, budget: Budget, peak_bytes: int, backward_macs: int, ev
     return f"{method} is over budget ({'; '.join(over)})"
 
 
-def _within_resolution(method, budget: Budget, ev) -> tuple[str, ...]:
+def _within_resolution(budget: Budget, ev) -> tuple[str, ...]:
     """Notes for limits a configuration meets only to their resolution (over the budget as
     given: a limit may keep headroom below it, `stated`)."""
     def share(lim) -> float:  # over the budget as given, whatever headroom the limit keeps
         return lim.limit * (1.0 + resolution_of(lim, ev)) / _stated(lim) - 1.0
 
-    return tuple(f"{method} is predicted {100 * (lim.value(ev) / _stated(lim) - 1.0):.1f} % "
+    # "the plan": a baseline may have replaced the method's selection (`_at_least_baselines`)
+    return tuple(f"the plan is predicted {100 * (lim.value(ev) / _stated(lim) - 1.0):.1f} % "
                  f"over the budget ({lim.label}): within its resolution "
                  f"(±{100 * share(lim):.1f} %"
                  + (f": {lim.resolution_why}" if getattr(lim, "resolution_why", "") else "")
