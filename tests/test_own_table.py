@@ -225,3 +225,35 @@ def test_a_run_training_weights_is_anchored_on_the_runs_that_do():
     assert ratio == pytest.approx(math.exp(math.log(0.9) + (0.25 / 0.45) * math.log(1.1 / 0.9)))
     ratio, between = anchor_ratio(points, 1, 0.25, weights=False)  # half-way to bias-only
     assert between == "none and bias-only" and ratio == pytest.approx(math.sqrt(0.8 * 0.7))
+
+
+class FunctionalNet(nn.Module):
+    """Half its operators functional calls no module holds (F.silu twice, a mean)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1, self.conv2, self.head = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 1), nn.Linear(8, 4)
+
+    def forward(self, x):
+        silu = nn.functional.silu
+        return self.head(silu(self.conv2(silu(self.conv1(x)))).mean((2, 3)))
+
+
+def test_functional_calls_a_table_cannot_time_alone_do_not_keep_it_from_its_model():
+    net = FunctionalNet()
+    nodes = {n.name: n for n in trace(net, SHAPE, "fn").ops()}
+    rows = [{"model": "fn", "layer": name, "kind": cost_kind(node), "pass": "forward",
+             "batch_size": 1, "macs": 0, "elements": pass_elements(node), "weights": 0,
+             "cpu_s": 1e-3, "wall_s": 1e-3, "spread": 0.0}
+            for name, node in nodes.items() if node.module is not None]
+    run = run_description(net, "all", SHAPE, iterations=1, samples=2)
+    table = own_table({"model": "fn", "input_shape": list(SHAPE), "batch_sizes": [1],
+                       "layers": rows, "runs": [{"layer_passes": run["layer_passes"]}]})
+    functional = sorted(name for name, node in nodes.items() if node.module is None)
+    assert len(functional) == 3 and table["untimed"] == functional
+    assert match(run, [table]) is table
+    # without its runs' operators, 3 of 6 timed is short of MIN_COVERAGE: the per-kind fit
+    assert match(run, [dict(table, untimed=[])]) is None
+    other = run_description(tiny_net(), "all", SHAPE, iterations=1, samples=2)
+    assert match(other, [table]) is None
