@@ -238,45 +238,18 @@ class EinsumNet(nn.Module):
         return self.out(h.cumsum(1)[:, -1] / h.shape[1])
 
 
-def efficient_like() -> nn.Module:
-    return _seeded(EfficientLike)
+
+def _builder(cls):
+    """A builder of `cls` with the same weights every call (`unseen_models._seeded`)."""
+    def build() -> nn.Module:
+        return _seeded(cls)
+    return build
 
 
-def unet_like() -> nn.Module:
-    return _seeded(UNetLike)
-
-
-def tcn() -> nn.Module:
-    return _seeded(TCN)
-
-
-def conformer_like() -> nn.Module:
-    return _seeded(ConformerLike)
-
-
-def stock_transformer() -> nn.Module:
-    return _seeded(StockTransformer)
-
-
-def bigru() -> nn.Module:
-    return _seeded(BiGRU)
-
-
-def swin_like() -> nn.Module:
-    return _seeded(SwinLike)
-
-
-def wav2vec_like() -> nn.Module:
-    return _seeded(Wav2VecLike)
-
-
-def pixel_net() -> nn.Module:
-    return _seeded(PixelNet)
-
-
-def einsum_net() -> nn.Module:
-    return _seeded(EinsumNet)
-
+efficient_like, unet_like, tcn = _builder(EfficientLike), _builder(UNetLike), _builder(TCN)
+conformer_like, stock_transformer = _builder(ConformerLike), _builder(StockTransformer)
+bigru, swin_like, wav2vec_like = _builder(BiGRU), _builder(SwinLike), _builder(Wav2VecLike)
+pixel_net, einsum_net = _builder(PixelNet), _builder(EinsumNet)
 
 # (builder, the CLI's input options): images as --input-shape, other inputs as --input specs
 CASES = [("efficient_like", ["--input-shape", "1,3,96,96"]),
