@@ -105,13 +105,19 @@ _UPDATE_FORMS = "none, all, bias-only, last-layers:K, last-blocks:K (K a positiv
                 "or a policy file ending in .json"
 
 
+def is_policy_file_spec(text: str) -> bool:
+    """Whether an update spec names a policy file (a path ending in .json)."""
+    lowered = text.strip().lower()
+    return lowered.endswith(".json") and len(lowered) > len(".json")
+
+
 def parse_update(text: str) -> UpdateSpec:
     """Parse an update spec such as 'all', 'last-blocks:2' or 'policy.json'."""
     stripped = text.strip()
     lowered = stripped.lower() if stripped.isascii() else stripped
     if lowered in ("none", "all", "bias-only"):
         return UpdateSpec(lowered)
-    if lowered.endswith(".json") and len(lowered) > len(".json"):
+    if is_policy_file_spec(stripped):
         # The path keeps its original case: file systems may be case-sensitive.
         return UpdateSpec("policy", path=stripped)
     match = re.fullmatch(r"(last-layers|last-blocks)\s*:\s*(\d{1,10})", lowered, re.ASCII)

@@ -245,11 +245,7 @@ def fisher_passes(node) -> list[list]:
     running sums (a cast, a square, a sum over the batch, an add: four calls on a value per
     channel). Measured on this VM: 6-16 ms of a 25-sample probe of 8-11 candidate layers,
     3-10 % of it (notes/device_time_model.md §29)."""
-    out = math.prod(node.out_shape)
-    shape = node.out_shape
-    conv = cost_kind(node) not in ("linear", "mha", "lstm", "rnn") and len(shape) > 2
-    channels = int(shape[1] if conv else shape[-1])
-    name = f"{node.name}#fisher"
+    out, channels, name = math.prod(node.out_shape), int(node.out_channels), f"{node.name}#fisher"
     return [[name, "elementwise", "forward", 0, 3 * out, 0.0, 1.0, 0],
             [name, "elementwise", "forward", 0, out + channels, 0.0, 1.0, 0]] + \
         [[name, "elementwise", "forward", 0, 2 * channels, 0.0, 1.0, 0]] * 4

@@ -82,9 +82,19 @@ def untimed_operators(table: dict, layers: dict) -> list[str]:
     """The non-view operators of the table's model (its runs' forward layer passes) that it
     timed no pass of: measured on a Conformer-like model, 7 of its 40 (F.glu, F.silu, a
     scalar product, a mean) kept its 33 timed layers from pricing it (MIN_COVERAGE)."""
-    operators = {p[0] for r in table.get("runs") or () for p in r.get("layer_passes") or ()
-                 if p[2] == "forward" and p[1] not in VIEW_COST_KINDS}
+    operators = {name for r in table.get("runs") or ()
+                 for name in _operators(_forwards(r.get("layer_passes") or ()))}
     return sorted(operators - set(layers))
+
+
+def _forwards(passes: list[list]) -> dict[str, tuple]:
+    """{operator: (cost kind, elements)} of the forward passes among `layer_passes` entries."""
+    return {p[0]: (p[1], p[4]) for p in passes if p[2] == "forward"}
+
+
+def _operators(forward: dict[str, tuple]) -> list[str]:
+    """The non-view operators of `_forwards`."""
+    return [name for name, (kind, _) in forward.items() if kind not in VIEW_COST_KINDS]
 
 
 def match(run: dict, tables: list[dict]) -> dict | None:
@@ -92,8 +102,8 @@ def match(run: dict, tables: list[dict]) -> dict | None:
     passes, shape = run.get("layer_passes"), run.get("sample_shape")
     if not passes or shape is None:
         return None
-    forward = {p[0]: (p[1], p[4]) for p in passes if p[2] == "forward"}
-    operators = [name for name, (kind, _) in forward.items() if kind not in VIEW_COST_KINDS]
+    forward = _forwards(passes)
+    operators = _operators(forward)
     for table in tables:
         if [int(s) for s in shape] != table["sample_shape"]:
             continue

@@ -49,7 +49,8 @@ from ttplan.costmodel.errors import SpecError, TraceError
 from ttplan.costmodel.inputs import ModelInputs, from_json, resolve_inputs
 from ttplan.costmodel.options import PAPER, cost_options
 from ttplan.costmodel.profile import EVAL_MODE, ModelSource, profile, resolve_model
-from ttplan.costmodel.specs import DEFAULT_INPUT_SHAPE, Budgets, parse_input_shape
+from ttplan.costmodel.specs import (DEFAULT_INPUT_SHAPE, Budgets, is_policy_file_spec,
+                                    parse_input_shape)
 from ttplan.costmodel.trace import trace
 from ttplan.planner.policy.file import Policy, policy_from_file_or_object
 from ttplan.planner.support.sources import load_support
@@ -97,7 +98,7 @@ def train(model, *, policy=None, method: str | OnDevicePlan | None = None,
         if not isinstance(value, kind):  # below the boundary a value arrives typed
             raise SpecError(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
     plan_request = OnDevicePlan(method) if isinstance(method, str) else method
-    if policy is None and isinstance(update, str) and update.strip().lower().endswith(".json"):
+    if policy is None and isinstance(update, str) and is_policy_file_spec(update):
         policy, update = update.strip(), None  # a policy file, as predict and profile take it
     check_one_way(policy, plan_request, update)
     ctx = _device_model(device)

@@ -10,7 +10,6 @@ from pathlib import Path
 from torch import nn
 
 from ttplan.costmodel.config import resolve_updates, validate_updates
-from ttplan.costmodel.errors import SpecError
 from ttplan.costmodel.options import CostOptions
 from ttplan.costmodel.profile import ModelSource
 from ttplan.costmodel.specs import parse_update
@@ -65,10 +64,8 @@ def chosen_updates(policy, loaded, plan_request, update, graph, module, shape, n
         updates = loaded.updates()
         validate_updates(updates, graph)
         return Chosen(updates, loaded.method, origin)
-    spec = parse_update(update)
-    if spec.kind == "policy":
-        raise SpecError("give a policy file as policy=, not as an update spec")
-    updates = resolve_updates(spec, graph)
+    # a policy file given as the update spec arrives as `loaded` (runner.train)
+    updates = resolve_updates(parse_update(update), graph)
     validate_updates(updates, graph)
     return Chosen(updates, update, "update spec")
 
