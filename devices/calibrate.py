@@ -23,7 +23,9 @@ The calibration file (format "ttplan-calibration", version 2; strictly validated
   energy      null (no energy measured), or the same with W terms and _j values
   layers      null, or the per-layer model fitted from layer tables (devices.layerrun):
               {kinds: {KIND/PASS: {mac_s, element_s, weight_s, call_s, rows, identified, why}
-                       (+ gate_step_s: recurrent kinds, layertable.gate_steps)},
+                       (+ gate_step_s: recurrent kinds, layertable.gate_steps;
+                        + short_mac_s: a 1 x 1 conv's forward and input gradient,
+                        layertable.short_macs; absent before: 0)},
                glue: {step_s, shared_grad_s, tensor_update_s, first_call_s, op_s,
                       augment_element_s (before it: a per-sample sample_s; absent before
                       that: 0), forward_element_s, loop_s, iteration_s (absent before:

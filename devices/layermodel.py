@@ -5,6 +5,8 @@ Each layer's pass costs what its kind's cost function of the layer's shape says:
     seconds(kind, pass) = mac_s x MACs + element_s x elements + call_s      (per call)
                           [+ weight_s x weight elements x batch, weight gradients of MAC kinds]
                           [+ gate_step_s x gate steps, recurrent kinds: per batch, not per sample]
+                          [+ short_mac_s x short-map MACs, a 1 x 1 conv's forward and input
+                           gradient on a map of fewer than layertable.MIN_POSITIONS positions]
 
 (MAC kinds: conv (dense k x k on oneDNN), conv_native (one PyTorch runs on its own im2col
 path at batch 1, layertable.NATIVE_INPUT_ELEMENTS), conv_dilated (a dilated one on that path),
@@ -55,9 +57,10 @@ from ttplan.costmodel.rules import registry_of
 
 from .layertable import (BIAS_RUNS_WEIGHT_BACKWARD, COST_KINDS, ELEMENTWISE_FAMILY_KINDS,
                          MAC_COST_KINDS, PARAMETER_FREE_KINDS, PASSES, POOL_KINDS, RECOMPUTE,
-                         RECURRENT_KINDS, STAND_INS, VIEW_COST_KINDS, WHOLE_BACKWARD_KINDS,
-                         cost_kind, forward_work_count, gate_steps, pass_elements, priced_kind,
-                         weight_elements)
+                         RECURRENT_KINDS, SHORT_MAP_PASSES, STAND_INS, VIEW_COST_KINDS,
+                         WHOLE_BACKWARD_KINDS,
+                         cost_kind, forward_work_count, gate_steps, pass_elements, positions,
+                         priced_kind, short_macs, weight_elements)
 
 # The cost kinds devices.sparse serves (2-D convs and linear layers); any other layer updated
 # on some channels keeps the dense, masked gradient: its whole weight gradient is computed.
@@ -130,23 +133,25 @@ def _key(kind: str, pass_name: str) -> str:
 # ------------------------------------------------------------------------------ work
 
 def layer_passes(evaluation) -> list[list]:
-    """[layer, kind, pass, macs, elements, weight elements, channel fraction, gate steps] of
-    every pass one training step runs, per sample (a batch-1 evaluation; pytorch convention:
-    BatchNorm its own call), in the graph's order: what `step_work` sums per (kind, pass) and
-    what an own table (devices.owntable) prices layer by layer. Gate steps: a recurrent
-    layer's step-by-step work (`gate_steps`), per batch, not per sample; entries written
-    before them have seven fields."""
+    """[layer, kind, pass, macs, elements, weight elements, channel fraction, gate steps,
+    short-map MACs] of every pass one training step runs, per sample (a batch-1 evaluation;
+    pytorch convention: BatchNorm its own call), in the graph's order: what `step_work` sums
+    per (kind, pass) and what an own table (devices.owntable) prices layer by layer. Gate
+    steps: a recurrent layer's step-by-step work (`gate_steps`), per batch, not per sample;
+    short-map MACs: what a 1 x 1 conv's map short of layertable.MIN_POSITIONS adds
+    (`short_macs`). Entries written before them have seven or eight fields."""
     out: list[list] = []
     rows = {r["name"]: r for r in evaluation.rows}
 
     def add(layer, kind, pass_name, macs, elements, weights=0.0, fraction=1.0, steps=0):
-        out.append([layer, kind, pass_name, macs, elements, weights, fraction, steps])
+        out.append([layer, kind, pass_name, macs, elements, weights, fraction, steps,
+                    short_macs(kind, pass_name, macs, at)])
 
     recomputed = {n for r in checkpoint_regions(evaluation.graph, evaluation.grads).values()
                   for n in r.members}
     for node in evaluation.graph.ops():
         kind, row = cost_kind(node), rows[node.name]
-        elements, steps = pass_elements(node), gate_steps(node)
+        elements, steps, at = pass_elements(node), gate_steps(node), positions(node)
         add(node.name, kind, "forward", forward_work_count(row, kind), elements, steps=steps)
         if node.name in recomputed:  # a checkpointed call's forward, run again in the backward
             add(node.name, kind, RECOMPUTE, forward_work_count(row, kind), elements, steps=steps)
@@ -192,22 +197,23 @@ def layer_passes(evaluation) -> list[list]:
 
 
 def work_of(passes: list[list]) -> dict[str, list[float]]:
-    """{kind/pass: [macs, elements, weight elements, calls, gate steps]} of `layer_passes`
-    entries."""
+    """{kind/pass: [macs, elements, weight elements, calls, gate steps, short-map MACs]} of
+    `layer_passes` entries (work written before the last two has four or five columns)."""
     work: dict[str, list[float]] = {}
-    for _, kind, pass_name, macs, elements, weights, _, *steps in passes:
-        w = work.setdefault(_key(kind, pass_name), [0.0, 0.0, 0.0, 0.0, 0.0])
+    for _, kind, pass_name, macs, elements, weights, _, *rest in passes:
+        w = work.setdefault(_key(kind, pass_name), [0.0] * 6)
         w[0] += macs
         w[1] += elements
         w[2] += weights
         w[3] += 1
-        w[4] += steps[0] if steps else 0
+        w[4] += rest[0] if rest else 0
+        w[5] += rest[1] if len(rest) > 1 else 0.0
     return work
 
 
 def step_work(evaluation) -> dict[str, list[float]]:
-    """{kind/pass: [macs, elements, weight elements per sample, calls, gate steps]} of one
-    training step,
+    """{kind/pass: [macs, elements, weight elements per sample, calls, gate steps, short-map
+    MACs per sample]} of one training step,
     from a batch-1 evaluation (pytorch convention: BatchNorm its own call)."""
     return work_of(layer_passes(evaluation))
 
@@ -230,7 +236,8 @@ def probe_work(graph, candidates: set[str]) -> dict[str, list[float]]:
              "forward_other_ops": rule.forward_other_ops(node)}, kind)
         for pass_name, on in (("forward", True), ("input_grad", started)):
             if on:  # an input gradient does the forward's MACs (transposed product)
-                passes.append([node.name, kind, pass_name, macs, elements, 0.0, 1.0, steps])
+                passes.append([node.name, kind, pass_name, macs, elements, 0.0, 1.0, steps,
+                               short_macs(kind, pass_name, macs, positions(node))])
         if node.module in candidates:
             started = True
             passes += fisher_passes(node)
@@ -253,7 +260,8 @@ def fisher_passes(node) -> list[list]:
 
 def per_sample(work: dict, batch: int) -> dict:
     """Work counted at batch `batch` per sample (calls and gate steps are per batch)."""
-    return {k: [m / batch, e / batch, w / batch, *rest] for k, (m, e, w, *rest) in work.items()}
+    return {k: [m / batch, e / batch, w / batch, *rest[:2], *(s / batch for s in rest[2:])]
+            for k, (m, e, w, *rest) in work.items()}
 
 
 def batches(samples: int, batch_size: int) -> list[int]:
@@ -305,29 +313,29 @@ def constants_for(kinds: dict, kind: str, pass_name: str) -> dict:
 
 
 def _seconds(c: dict, macs: float, elements: float, weights: float, batch: int,
-             calls: float = 1.0, steps: float = 0.0) -> float:
+             calls: float = 1.0, steps: float = 0.0, short: float = 0.0) -> float:
     """The kind's function (module docstring) of constants `c`: work per sample times the
     batch; calls and gate steps per batch."""
     return batch * (c["mac_s"] * macs + c["element_s"] * elements
-                    + c.get("weight_s", 0.0) * weights) + c["call_s"] * calls \
-        + c.get("gate_step_s", 0.0) * steps
+                    + c.get("weight_s", 0.0) * weights + c.get("short_mac_s", 0.0) * short) \
+        + c["call_s"] * calls + c.get("gate_step_s", 0.0) * steps
 
 
 def work_seconds(work_per_sample: dict, kinds: dict, batch: int) -> float:
     total = 0.0
-    for key, (macs, elements, weights, calls, *steps) in work_per_sample.items():
+    for key, (macs, elements, weights, calls, *rest) in work_per_sample.items():
         kind, pass_name = key.split("/")
         total += _seconds(constants_for(kinds, priced_kind(kind, batch), pass_name), macs,
-                          elements, weights, batch, calls, steps[0] if steps else 0.0)
+                          elements, weights, batch, calls, *rest[:2])
     return total
 
 
 def kind_seconds(kinds: dict, kind: str, pass_name: str, macs: float, elements: float,
-                 weights: float, batch: int, steps: float = 0.0) -> float:
+                 weights: float, batch: int, *rest: float) -> float:
     """One call of a (kind, pass) at batch `batch` by its fitted function (work per sample;
-    gate steps per batch)."""
+    `rest`: gate steps per batch, then short-map MACs per sample; absent: 0)."""
     return _seconds(constants_for(kinds, priced_kind(kind, batch), pass_name), macs, elements,
-                    weights, batch, 1.0, steps)
+                    weights, batch, 1.0, *rest[:2])
 
 
 def own_pass_seconds(run: dict, table: dict, kinds: dict) -> tuple[float, float, dict]:
@@ -405,10 +413,16 @@ def fit_kinds(rows: list[dict]) -> dict:
                 and not _same_column([r["weights"] for r in mine], [r["macs"] for r in mine])
             # tables measured before the per-step term have no gate steps: it is left out
             use_steps = kind in WHOLE_BACKWARD_KINDS and any(r.get("gate_steps") for r in mine)
+            # nor before positions: no short-map MACs, or no map short of the floor
+            short = [short_macs(kind, pass_name, r["macs"], r.get("positions", 0))
+                     for r in mine]
+            use_short = (kind, pass_name) in SHORT_MAP_PASSES and any(short)
             names = (["mac_s"] if use_macs else []) + ["element_s"] + \
                 (["weight_s"] if use_weights else []) + \
+                (["short_mac_s"] if use_short else []) + \
                 (["gate_step_s"] if use_steps else []) + ["call_s"]
             entry = {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0, "call_s": 0.0,
+                     **({"short_mac_s": 0.0} if (kind, pass_name) in SHORT_MAP_PASSES else {}),
                      **({"gate_step_s": 0.0} if kind in WHOLE_BACKWARD_KINDS else {}),
                      "rows": len(mine),
                      "identified": False, "why": ""}
@@ -420,6 +434,7 @@ def fit_kinds(rows: list[dict]) -> dict:
             columns = ([[r["macs"] for r in mine]] if use_macs else []) + \
                 [[r["elements"] for r in mine]] + \
                 ([[r["weights"] for r in mine]] if use_weights else []) + \
+                ([short] if use_short else []) + \
                 ([[r.get("gate_steps", 0) for r in mine]] if use_steps else []) + \
                 [[1.0] * len(mine)]
             matrix = np.array(columns, dtype=float).T

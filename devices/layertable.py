@@ -475,6 +475,35 @@ def weight_elements(node) -> int:
     return int(math.prod(node.weight_shape)) if node.weight_shape else 0
 
 
+# A 1 x 1 conv's forward and input gradient on a small map cost per MAC as if the map had at
+# least MIN_POSITIONS positions: oneDNN's 1 x 1 kernel works on blocks of positions, per
+# sample. Measured on this host's zoo tables (torch 2.13, AVX-512): 42-76 ps per MAC on maps of
+# 36-2,304 positions, 177-253 on 3 x 3 maps, at batch 1 and 4 alike; one function linear in
+# MACs priced the zoo's 1 x 1 forwards 35 % low in sum and an EfficientNet-style net's large
+# maps 36 % high. The MACs a map short of the floor adds (`short_macs`) are a term of their own
+# (`short_mac_s`); 40-64 fitted the zoo alike, 48 kept (notes/device_time_model.md §30).
+# Depthwise and dense k x k convs showed no such floor (the same fit made them no better).
+MIN_POSITIONS = 48
+SHORT_MAP_PASSES = frozenset({("pointwise", "forward"), ("pointwise", "input_grad")})
+
+
+def positions(node) -> int:
+    """Output positions per sample of a 2-D conv (its map's H x W); 0 for any other layer."""
+    if node.kind != "conv" or not node.weight_shape or len(node.weight_shape) != 4:
+        return 0
+    return int(math.prod(node.out_shape[2:]))
+
+
+def short_macs(kind: str, pass_name: str, macs: float, at_positions: int) -> float:
+    """The MACs a pass on a map of `at_positions` positions (per sample) pays beyond its own
+    below the MIN_POSITIONS floor: macs x (MIN_POSITIONS / positions - 1); 0 where no floor
+    applies (SHORT_MAP_PASSES) or the positions are unknown (tables written before)."""
+    pass_name = "forward" if pass_name == RECOMPUTE else pass_name  # the forward, run again
+    if (kind, pass_name) not in SHORT_MAP_PASSES or not 0 < at_positions < MIN_POSITIONS:
+        return 0.0
+    return macs * (MIN_POSITIONS / at_positions - 1.0)
+
+
 def _gradient_timing(fn, args, wrt, grad_out, kind: str, forward: dict, repeats: int,
                      min_repeat_s: float) -> dict:
     """time_call of the gradient of fn(*args) for `wrt`. A recurrent layer's forward with
@@ -543,7 +572,7 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
             timings["sparse_weight_grad"] = sparse
         for p in params.values():
             p.requires_grad_(True)
-        steps = gate_steps(node)
+        steps, at = gate_steps(node), positions(node)
         for pass_name, t in timings.items():
             out.append({"model": model_name, "layer": node.name, "kind": kind,
                         "pass": pass_name, "batch_size": batch,
@@ -555,5 +584,6 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
                         if pass_name.endswith("weight_grad") else 0,
                         "cpu_s": t["cpu_s"], "wall_s": t["wall_s"],
                         "spread": round(t["spread"], 4),
-                        **({"gate_steps": steps} if steps else {})})
+                        **({"gate_steps": steps} if steps else {}),
+                        **({"positions": at} if at else {})})
     return out

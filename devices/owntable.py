@@ -131,11 +131,12 @@ def passes_seconds(passes: list[list], table: dict, kinds_seconds, batch: int,
                    notes: dict) -> float:
     """Seconds of `layer_passes` entries at batch `batch`, from the own table where it timed
     them (module docstring). `kinds_seconds(kind, pass, macs, elements, weights, batch,
-    steps)`: the per-kind function. `notes` counts the passes per pricing, {reason: count}."""
+    steps, short-map MACs)`: the per-kind function. `notes` counts the passes per pricing, {reason: count}."""
     total = 0.0
-    for layer, kind, pass_name, macs, elements, weights, fraction, *steps in passes:
-        steps = steps[0] if steps else 0  # entries written before gate steps: seven fields
-        fitted = kinds_seconds(kind, pass_name, macs, elements, weights, batch, steps)
+    for layer, kind, pass_name, macs, elements, weights, fraction, *rest in passes:
+        # entries written before gate steps have seven fields, before short-map MACs eight
+        steps, short = (list(rest) + [0, 0.0])[:2]
+        fitted = kinds_seconds(kind, pass_name, macs, elements, weights, batch, steps, short)
         timed = table["layers"].get(layer, {}).get("passes", {}).get(
             "forward" if pass_name == RECOMPUTE else pass_name)  # the forward, run again
         if not timed:
@@ -156,7 +157,7 @@ def passes_seconds(passes: list[list], table: dict, kinds_seconds, batch: int,
             total += timed[str(at)]
             continue
         anchor = kinds_seconds(kind, pass_name, macs * scale_macs, elements,
-                               weights * scale_weights, at, steps)
+                               weights * scale_weights, at, steps, short * scale_macs)
         notes[reason] = notes.get(reason, 0) + 1
         total += timed[str(at)] * (fitted / anchor if anchor > 0 else 1.0)
     return total
