@@ -56,7 +56,8 @@ from ttplan.costmodel.memory import checkpoint_regions
 from ttplan.costmodel.rules import registry_of
 
 from .layertable import (BIAS_RUNS_WEIGHT_BACKWARD, COST_KINDS, ELEMENTWISE_FAMILY_KINDS,
-                         MAC_COST_KINDS, PARAMETER_FREE_KINDS, PASSES, POOL_KINDS, RECOMPUTE,
+                         MAC_COST_KINDS, ONE_CALL_KINDS, PARAMETER_FREE_KINDS, PASSES,
+                         POOL_KINDS, RECOMPUTE,
                          RECURRENT_KINDS, SHORT_MAP_PASSES, STAND_INS, VIEW_COST_KINDS,
                          WHOLE_BACKWARD_KINDS,
                          cost_kind, forward_work_count, gate_steps, pass_elements, positions,
@@ -160,12 +161,13 @@ def layer_passes(evaluation) -> list[list]:
             out_elements = 2 * math.prod(node.out_shape)
             folded = f"{node.name}#folded-norm"  # no table times it: a kind's function prices it
             add(folded, "norm", "forward", 0, out_elements)
+            # the runner updates the folded norm's scale and shift with the conv's weight:
+            # one backward call (ONE_CALL_KINDS)
             if grad.any:
                 add(folded, "norm", "input_grad", 0, out_elements)
-            if grad.weight:  # the runner updates the folded norm's scale and shift with it
-                add(folded, "norm", "weight_grad", 0, out_elements)
             if grad.weight or grad.bias:
-                add(folded, "norm", "bias_grad", 0, out_elements)
+                add(folded, "norm", "joint_grad" if grad.any else
+                    "weight_grad" if grad.weight else "bias_grad", 0, out_elements)
         if kind in WHOLE_BACKWARD_KINDS:  # one backward through time, as it is timed
             if grad.weight or (grad.bias and kind in BIAS_RUNS_WEIGHT_BACKWARD):
                 add(node.name, kind, "weight_grad", row["backward_weight_macs"], elements,
@@ -177,6 +179,10 @@ def layer_passes(evaluation) -> list[list]:
         if any(grad.inputs):  # a pool's input gradient: its window taps again
             add(node.name, kind, "input_grad", forward_work_count(row, kind)
                 if kind in POOL_KINDS else row["backward_input_macs"], elements)
+            if kind in ONE_CALL_KINDS:  # its parameters' gradients in the same call
+                if grad.weight or grad.bias:
+                    add(node.name, kind, "joint_grad", 0, elements)
+                continue
         if grad.weight:
             fraction = row["backward_weight_macs"] / row["forward_macs"] \
                 if row["forward_macs"] else 1.0
@@ -190,6 +196,8 @@ def layer_passes(evaluation) -> list[list]:
                 add(node.name, kind, "sparse_weight_grad" if sparse else "weight_grad",
                     row["backward_weight_macs"], elements, weight_elements(node) * fraction,
                     fraction)
+            if kind in ONE_CALL_KINDS:  # the shift's gradient comes with the scale's
+                continue
         if grad.bias:
             # the elements a table row of the pass counts (pass_elements), as fitted
             add(node.name, kind, "bias_grad", 0, elements)
@@ -406,6 +414,8 @@ def fit_kinds(rows: list[dict]) -> dict:
                 continue  # no parameters
             if kind == "prelu" and pass_name in ("bias_grad", "sparse_weight_grad"):
                 continue  # its slopes only, never per channel
+            if pass_name == "joint_grad" and kind not in ONE_CALL_KINDS:
+                continue  # its gradients are calls of their own
             mine = [r for r in rows if r["kind"] == kind and r["pass"] == pass_name
                     and r["cpu_s"] > 0]
             use_macs = kind in MAC_COST_KINDS and pass_name != "bias_grad"
@@ -474,7 +484,7 @@ def shared_gradients(passes: list[list] | None) -> int:
     per gradient, the step once per layer. 0 without `layer_passes` (tables written before)."""
     per_layer: dict[str, int] = {}
     for layer, _, pass_name, *_ in passes or ():
-        if pass_name != "forward":
+        if pass_name not in ("forward", "joint_grad"):  # joint: in the input gradient's call
             per_layer[layer] = per_layer.get(layer, 0) + 1
     return sum(n - 1 for n in per_layer.values())
 

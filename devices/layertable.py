@@ -39,7 +39,17 @@ from ttplan.costmodel.memory import is_depthwise
 from ttplan.costmodel.rules.attention import mha_sizes
 from ttplan.costmodel.rules.recurrent import RNN_GATES
 
-PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_grad")
+PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_grad",
+          "joint_grad")
+# A norm layer's backward is one native call (native_batch_norm_backward, layer norm's, group
+# norm's) that returns the gradients asked of it together: on this host (torch 2.13, eval-mode
+# BatchNorm2d of 64-160 channels, BatchNorm1d, LayerNorm, GroupNorm) the input's, scale's and
+# shift's gradients together took 1.07-1.33x the costliest of them alone (3.5-7 us more),
+# where the three timed apart add up to 2.3-2.7x it. So a norm's parameters' gradients beside
+# its input's are one pass, `joint_grad`: what the call asked for all of them takes beyond the
+# input's gradient alone, timed so (a row per norm layer); its scale's and shift's without
+# its input's: the scale's pass alone (notes/device_time_model.md §30).
+ONE_CALL_KINDS = frozenset({"norm"})
 # A checkpointed call's forward run again in the backward (costmodel.checkpointing): a pass
 # of a step's own (not the prototypes' forward), never timed alone: priced as the forward.
 RECOMPUTE = "recompute"
@@ -413,7 +423,7 @@ def timed_macs(row: dict, pass_name: str, kind: str) -> int:
     fused attention's input gradient, timed for its query, key and value, twice them (four
     products against the forward's two: the cost model's `backward_input_macs` when all
     three need one, as a model's attention does)."""
-    if pass_name == "bias_grad":
+    if pass_name in ("bias_grad", "joint_grad"):  # reductions over elements
         return 0
     return forward_work_count(row, kind) * (2 if pass_name == "input_grad" and kind == "sdpa"
                                             else 1)
@@ -522,6 +532,20 @@ def _gradient_timing(fn, args, wrt, grad_out, kind: str, forward: dict, repeats:
                      repeats=repeats, min_repeat_s=min_repeat_s)
 
 
+def _joint_timing(fn, xs, params, grad_out, input_grad: dict, repeats: int,
+                 min_repeat_s: float) -> dict:
+    """A ONE_CALL_KINDS layer's gradients of its input and every parameter in one backward,
+    less its input's gradient alone (`input_grad`): what its parameters add to that call."""
+    inputs = [x.detach().requires_grad_() for x in xs]
+    for p in params:
+        p.requires_grad_(True)
+    t = _gradient_timing(fn, inputs, inputs + params, grad_out, "", {}, repeats, min_repeat_s)
+    for p in params:
+        p.requires_grad_(False)
+    return dict(t, cpu_s=max(t["cpu_s"] - input_grad["cpu_s"], 0.0),
+                wall_s=max(t["wall_s"] - input_grad["wall_s"], 0.0))
+
+
 def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 5,
                    min_repeat_s: float = 0.002, model_name: str = "") -> list[dict]:
     """One row per (timed layer, pass) at the graph's input shape (its batch size).
@@ -567,6 +591,9 @@ def measure_layers(module: nn.Module, graph, full_rows: dict, *, repeats: int = 
                                                   timings["forward"], repeats, min_repeat_s)
             for p in group:
                 p.requires_grad_(False)
+        if kind in ONE_CALL_KINDS and "input_grad" in timings and params:
+            timings["joint_grad"] = _joint_timing(fn, xs, list(params.values()), grad_out,
+                                                  timings["input_grad"], repeats, min_repeat_s)
         sparse = _sparse_timing(fn, xs, grad_out, repeats, min_repeat_s)
         if sparse is not None:
             timings["sparse_weight_grad"] = sparse

@@ -298,20 +298,21 @@ def test_a_table_whose_runs_and_layers_saw_different_speeds_is_noted():
 
 def test_gradients_one_backward_call_computes_together_are_counted_once_per_layer():
     # tiny_net under `all` (pytorch convention): conv 0 weight + bias (its input needs no
-    # gradient): 1 shared; BatchNorm 1 input + weight + bias: 2; depthwise 3 input + weight +
-    # bias: 2; conv 5 the same: 2; the ReLUs one input gradient each: 0. Under last-layers:1
-    # conv 5 alone computes weight + bias (no input gradient): 1.
+    # gradient): 1 shared; BatchNorm 1 input + weight + bias: one pass and the joint pass of
+    # its parameters, which was never timed apart (ONE_CALL_KINDS): 0; depthwise 3 input +
+    # weight + bias: 2; conv 5 the same: 2; the ReLUs one input gradient each: 0. Under
+    # last-layers:1 conv 5 alone computes weight + bias (no input gradient): 1.
     net = tiny_net()
     shape = (1, 3, 4, 4)
     passes = run_description(net, "all", shape, iterations=1, samples=1)["layer_passes"]
-    assert lm.shared_gradients(passes) == 1 + 2 + 2 + 2
+    assert lm.shared_gradients(passes) == 1 + 0 + 2 + 2
     last = run_description(net, "last-layers:1", shape, iterations=1, samples=1)
     assert lm.shared_gradients(last["layer_passes"]) == 1
     assert lm.shared_gradients(None) == 0  # a run of a table written before layer passes
     # the glue takes shared_grad_s off per shared gradient and step: 2 iterations x 4 steps
     run = run_description(net, "all", shape, iterations=2, samples=4)
     glue = dict(dict.fromkeys(lm.GLUE_TERMS, 0.0), shared_grad_s=1e-5)
-    assert lm.glue_seconds(run, glue) == pytest.approx(-8 * 7 * 1e-5)
+    assert lm.glue_seconds(run, glue) == pytest.approx(-8 * 5 * 1e-5)
     # op_s: per forward operator call, each step's and the prototypes' forward (6 + 6 ops)
     glue = dict(dict.fromkeys(lm.GLUE_TERMS, 0.0), op_s=1e-6)
     assert lm.glue_seconds(run, glue) == pytest.approx(8 * 2 * 6 * 1e-6)
