@@ -678,6 +678,12 @@ def borrowed_kinds(run: dict, kinds: dict) -> list[str]:
         else:
             out.append(f"{len(layers[kind])} layer(s) of kind {kind} {priced}: the "
                        "calibration's tables time none (measured before the kind sweep timed it)")
+    joint = {p[0] for p in run.get("layer_passes") or () if p[2] == "joint_grad"
+             and priced_by(kinds, p[1], "joint_grad") is None}
+    if joint:
+        out.append(f"{len(joint)} norm layer(s)' scale and shift gradients priced at 0 s beyond "
+                   "their input gradient's call: the calibration's tables did not time that "
+                   "call's joint pass (measured before joint_grad was)")
     return out
 
 
