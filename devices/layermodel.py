@@ -681,9 +681,9 @@ def borrowed_kinds(run: dict, kinds: dict) -> list[str]:
     joint = {p[0] for p in run.get("layer_passes") or () if p[2] == "joint_grad"
              and priced_by(kinds, p[1], "joint_grad") is None}
     if joint:
-        out.append(f"{len(joint)} norm layer(s)' scale and shift gradients priced at 0 s beyond "
-                   "their input gradient's call: the calibration's tables did not time that "
-                   "call's joint pass (measured before joint_grad was)")
+        out.append(f"the scale and shift gradients of {len(joint)} norm layer(s) priced at 0 s "
+                   "beyond the call of their input gradient: the tables of the calibration did "
+                   "not time that joint pass (measured before joint_grad was)")
     return out
 
 

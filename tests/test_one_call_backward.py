@@ -76,7 +76,7 @@ def test_a_calibration_whose_tables_did_not_time_the_joint_pass_says_it_prices_i
     before = lm.fit_kinds([])  # a table written before joint_grad: no such rows
     assert lm.priced_by(before, "norm", "joint_grad") is None
     notes = lm.borrowed_kinds(run, before)
-    assert any("2 norm layer(s)' scale and shift gradients priced at 0 s" in n for n in notes)
+    assert any("gradients of 2 norm layer(s) priced at 0 s" in n for n in notes)
     timed = {"norm/joint_grad": {"mac_s": 0.0, "element_s": 0.0, "weight_s": 0.0,
                                  "call_s": 7e-6, "rows": 3, "identified": True, "why": ""}}
     assert not any("joint" in n for n in lm.borrowed_kinds(run, timed))
