@@ -538,7 +538,9 @@ def fit_glue(runs: list[dict], kinds: dict, measured: dict | None = None) -> dic
                                  if t not in measured and t not in MEASURED_ONLY_TERMS]}
     matrix = np.array([glue_features(r) for r in usable])
     targets = np.array([r["measured"]["train_cpu_s"] for r in usable])
-    layers = np.array([run_layer_seconds(r, kinds)["train"] for r in usable])
+    # the optimiser's per-element work, measured (update_seconds), counts as the layers' does
+    layers = np.array([run_layer_seconds(r, kinds)["train"] + update_seconds(r, measured)
+                       for r in usable])
     # Residuals relative to the run's measured time (what leave-one-out scores), not to
     # the remainder beyond the layers: that remainder is small where the layers are most of
     # the run (`all` at batch 1) and sinks to nothing when the layer timings and the run
@@ -565,10 +567,22 @@ def fit_glue(runs: list[dict], kinds: dict, measured: dict | None = None) -> dic
     values = {t: float(measured.get(t, 0.0)) for t in GLUE_TERMS}
     for j, v in zip(kept, solution):
         values[GLUE_TERMS[j]] = float(v / scale[j])
+    if "update_element_s" in measured:
+        values["update_element_s"] = dict(measured["update_element_s"])
     return {**values, "identified": True,
             "undetermined": [t for j, t in enumerate(GLUE_TERMS)
                              if j not in kept and t not in measured
                              and t not in MEASURED_ONLY_TERMS]}
+
+
+def update_seconds(run: dict, glue: dict) -> float:
+    """The optimiser's work per updated element over a run's training steps, at its optimiser's
+    measured rate (`update_element_s`, {optimiser: s}; calibrations and runs before it: 0)."""
+    if not run.get("updated_tensors"):
+        return 0.0
+    steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
+    rate = (glue.get("update_element_s") or {}).get(run.get("optimizer") or "sgd", 0.0)
+    return steps * run.get("updated_elements", 0) * rate
 
 
 def glue_seconds(run: dict, glue: dict) -> float:
@@ -576,6 +590,7 @@ def glue_seconds(run: dict, glue: dict) -> float:
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
     train_calls = steps * (calls(run["forward_work"]) + calls(run["step_work"]))
     return (sum(glue.get(t, 0.0) * x for t, x in zip(GLUE_TERMS, glue_features(run)))
+            + update_seconds(run, glue)
             + glue.get("call_s", 0.0) * train_calls  # calibrations before op_s: per call
             # calibrations before augment_element_s: per sample
             + glue.get("sample_s", 0.0) * run["iterations"] * run["samples"])

@@ -53,6 +53,9 @@ def run_description(module, updates, shape, *, iterations: int, samples: int,
     step = lm.work_of(passes)
     desc = {"batch_size": int(shape[0]), "iterations": int(iterations),
             "samples": int(samples), "updated_tensors": int(ev.updated_tensors),
+            # what the optimiser updates each step, element by element (`update_element_s`)
+            "updated_elements": int(sum(r["trainable_params"] for r in ev.rows)),
+            "optimizer": "sgd",  # the runner's default; `planning.layer_run` sets another
             "input_elements": int(math.prod(shape[1:])),
             "step_work": step, "forward_work": {k: v for k, v in step.items()
                                                 if k.endswith("/forward")},
@@ -400,6 +403,18 @@ def measured_step_terms(tables: list[dict], op_s: float | None) -> dict:
     return {term: statistics.median(seen) for term, seen in found.items() if seen}
 
 
+def measured_update_element_s(tables: list[dict]) -> dict[str, float] | None:
+    """{optimiser: seconds per updated element} beyond the fixed cost per tensor, measured in
+    the tables' step references (`stepreference.update_element_seconds`): the median over the
+    tables. None when no table measured it (tables written before: an update then costs its
+    fixed cost per tensor only, whatever its size and optimiser)."""
+    seen = [t["step_reference"]["update_element_cpu_s"] for t in tables
+            if (t.get("step_reference") or {}).get("update_element_cpu_s")]
+    if not seen:
+        return None
+    return {name: statistics.median(s[name] for s in seen if name in s) for name in seen[0]}
+
+
 def measured_augment_element_s(tables: list[dict]) -> float | None:
     """The runner's augmentation of image samples per input element, measured in the tables
     (`augment`: one iteration's augmentation of the table's samples at its input shape): the
@@ -511,6 +526,9 @@ def _fit(tables: list[dict]) -> dict:
     # gave both 0 s, most of a step of a small model (notes §21).
     step_terms = measured_step_terms(tables, op_s)
     measured.update(step_terms)
+    update_element_s = measured_update_element_s(tables)
+    if update_element_s:
+        measured["update_element_s"] = update_element_s
     glue = lm.fit_glue(runs, kinds, measured=measured or None)
     undetermined = glue.pop("undetermined", [])  # the glue stays numbers; the notes say it
     notes = [f"{k}: {v['why']}; {lm.priced_as(lm.priced_by(kinds, *k.split('/')))}"
@@ -533,6 +551,10 @@ def _fit(tables: list[dict]) -> dict:
                         f"backward) {1e6 * step_terms['loop_s']:.1f} us and every iteration's "
                         f"{1e6 * step_terms.get('iteration_s', 0.0):.1f} us"
                         if "loop_s" in step_terms else ""))
+    if update_element_s:
+        notes.append("update_element_s measured in the tables (the optimiser on a large tensor "
+                     "beyond a small one), ns per updated element: " + ", ".join(
+                         f"{name} {1e9 * v:.3f}" for name, v in update_element_s.items()))
     if view_backward:
         notes.append(f"view/input_grad measured in the tables: one node of a backward, "
                      f"{1e6 * view_backward['call_s']:.2f} us per view (a view moves no data; "

@@ -395,10 +395,10 @@ def _layer_prediction(out: dict, cal: Calibration, run: dict) -> dict:
 
 
 def layer_run(module, updates, shape, ctx: DeviceContext, *, probes: bool, graph=None,
-              fisher_layers=None) -> dict:
+              fisher_layers=None, optimizer: str = "sgd") -> dict:
     """What a run of `updates` (a spec or {layer: LayerUpdate}) executes, for the per-layer
     model: its steps at shape[0], the prototypes' forward, the probe when it `probes` (and then
-    the planner runs too)."""
+    the planner runs too), the `optimizer`'s updates."""
     from ttplan.costmodel.config import resolve_updates
     from ttplan.costmodel.trace import trace
 
@@ -410,9 +410,9 @@ def layer_run(module, updates, shape, ctx: DeviceContext, *, probes: bool, graph
     shape = shape_of(shape)
     if isinstance(updates, str):
         updates = resolve_updates(parse_update(updates), graph)
-    return run_description(module, updates, shape, iterations=ctx.iterations,
-                           samples=ctx.samples, probes=probes, graph=graph,
-                           fisher_layers=fisher_layers)
+    return {**run_description(module, updates, shape, iterations=ctx.iterations,
+                              samples=ctx.samples, probes=probes, graph=graph,
+                              fisher_layers=fisher_layers), "optimizer": optimizer}
 
 
 def predict_training(model, update, device, *, batch_size=None, inputs=None) -> dict:
@@ -436,15 +436,16 @@ def predict_training(model, update, device, *, batch_size=None, inputs=None) -> 
     if spec is not None and spec.kind == "policy":
         policy = load_policy(spec.path)
         cost = policy_step_cost(policy, batch_size, model=module)
-        method = policy.method
+        method, optimizer = policy.method, policy.options.optimizer
         updates, shape = policy.updates(), (cost.batch_size,) + tuple(policy.input_shape[1:])
     else:
         shape = shape.with_batch(batch_size)
         cost = step_cost(module, update, shape, model_name=name)
-        method, updates = "custom", update
+        method, updates, optimizer = "custom", update, "sgd"  # the runner's default
     run = None
     if ctx.calibration.layers is not None and method != "tinytl":  # tinytl adds modules
-        run = layer_run(module, updates, shape, ctx, probes=method == "tinytrain")
+        run = layer_run(module, updates, shape, ctx, probes=method == "tinytrain",
+                        optimizer=optimizer)
     probe = None if run is not None else probe_macs_of_run(method, module, shape, ctx.samples)
     out = {"model": name, **prediction(ctx, method, cost, run, shape_of(shape)[1:], probe)}
     keys = ("model", "device", "calibration", "iterations", "samples", "batch_size", "phases",
@@ -508,7 +509,8 @@ def device_prediction(ctx: DeviceContext, policy: Policy, model=None) -> tuple[d
     if ctx.calibration is not None and ctx.calibration.layers is not None and \
             model is not None and policy.method != "tinytl":  # tinytl adds modules
         module, _ = resolve_model(model)
-        run = layer_run(module, policy.updates(), tuple(policy.input_shape), ctx, probes=False)
+        run = layer_run(module, policy.updates(), tuple(policy.input_shape), ctx, probes=False,
+                        optimizer=policy.options.optimizer)
     probe = None if run is not None else probe_macs_of_run(
         policy.method, model if model is not None else policy.model_name,
         policy.model_inputs(), ctx.samples)

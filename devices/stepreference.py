@@ -15,7 +15,8 @@ few small layers they are most of a step (a one-Linear model: 0.30 ms per step m
   pays that runs no backward (the loss, the loop's indexing and bookkeeping);
 * its layers' step timed alone (forward twice: the step's and the prototypes'; weight and
   bias gradients), which the step's remainder is taken beyond;
-* the optimiser's update and zeroing of one small tensor (16 tensors timed together);
+* the optimiser's update and zeroing of one small tensor (16 tensors timed together), and
+  what each element of a large tensor adds to it, per optimiser (`update_element_seconds`);
 * what one `autograd.grad` call costs as `measure_layers` times a backward pass alone, apart
   from what each node of a backward costs inside it (`grad_call_seconds`): a view's backward,
   which moves no data, is the node alone (`layerrun.measured_view_backward`).
@@ -38,6 +39,7 @@ from ttplan.costmodel.trace import trace
 from .layertable import measure_layers, time_call
 from .runner import train_flat
 from .trainloop import _make_optimizer
+from .trainrequest import OPTIMIZERS
 
 FEATURES = 16
 ITERATIONS = (2, 6)  # two run lengths: their difference per step
@@ -88,6 +90,7 @@ def measure_step_reference(samples: int, seed: int, repeats: int) -> dict:
             "layers_step_cpu_s": layers, "forward_operators": len(list(graph.ops())),
             "tensors": sum(1 for _ in model.parameters()),
             "update_cpu_s": _update_seconds(repeats),
+            "update_element_cpu_s": update_element_seconds(repeats),
             **dict(zip(("grad_call_cpu_s", "grad_node_cpu_s"), grad_call_seconds(repeats)))}
 
 
@@ -125,6 +128,34 @@ def _update_seconds(repeats: int) -> float:
     return time_call(step, repeats=repeats, min_repeat_s=0.01)["cpu_s"] / UPDATE_TENSORS
 
 
+UPDATE_ELEMENTS = (1 << 10, 1 << 18)  # a small and a large tensor: the slope is per element
+
+
+def update_element_seconds(repeats: int) -> dict[str, float]:
+    """{optimiser: seconds per element of an updated tensor} beyond its fixed cost: the runner's
+    step and zeroing of one tensor of each UPDATE_ELEMENTS size, the difference per element.
+    The fixed cost per tensor (`_update_seconds`) is SGD's on small tensors; momentum reads
+    and writes a buffer beside the weight, Adam two and more arithmetic: on this 2-core VM a
+    small ResNet's 0.7 M trained weights took 0.2 ms a step with SGD, 0.6 with momentum and
+    2.4 with Adam (notes/device_time_model.md §30)."""
+    out = {}
+    for name in OPTIMIZERS:
+        seconds = []
+        for elements in UPDATE_ELEMENTS:
+            param = torch.zeros(elements, requires_grad=True)
+            grad = torch.ones(elements)
+            optimizer = _make_optimizer([param], name, 0.01)
+
+            def step():
+                param.grad = grad
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+
+            seconds.append(time_call(step, repeats=repeats, min_repeat_s=0.005)["cpu_s"])
+        out[name] = max(0.0, (seconds[1] - seconds[0]) / (UPDATE_ELEMENTS[1] - UPDATE_ELEMENTS[0]))
+    return out
+
+
 def merged_step_reference(records: list[dict]) -> dict:
     """One record of several measured at different times of a table (`measure_table` takes
     one in each layer pass and one after): each run length's, the layers' and the update's
@@ -143,4 +174,8 @@ def merged_step_reference(records: list[dict]) -> dict:
                 "grad_node_cpu_s"):
         if all(key in r for r in timed):
             merged[key] = statistics.median(r[key] for r in timed)
+    if all("update_element_cpu_s" in r for r in timed):  # per optimiser
+        merged["update_element_cpu_s"] = {
+            name: statistics.median(r["update_element_cpu_s"][name] for r in timed)
+            for name in timed[0]["update_element_cpu_s"]}
     return merged

@@ -106,6 +106,7 @@ def predicted_on_device(r: RunRecord) -> dict:
     probes = plan_request is not None and plan_request.method == "tinytrain"
     layers_run = None if ctx.calibration.layers is None else {
         **layer_run(r.module, r.chosen.updates, r.shape, ctx, probes=probes,
+                    optimizer=r.optimizer,
                     fisher_layers=plan_request.fisher_layers if plan_request
                     else DEFAULT_TAIL_FRACTION),
         "plans": plan_request is not None}

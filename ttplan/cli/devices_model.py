@@ -117,7 +117,9 @@ def _summary_text(d: dict) -> str:
         loo = layers["loo"]
         lines.append(f"per-layer model from the tables of {', '.join(layers['models'])}: glue "
                      + ", ".join(f"{k} {v:.4g}" for k, v in layers["glue"].items()
-                                 if k != "identified"))
+                                 if k != "identified" and not isinstance(v, dict))
+                     + "".join(f", {k} " + " ".join(f"{n} {x:.4g}" for n, x in v.items())
+                               for k, v in layers["glue"].items() if isinstance(v, dict)))
         if loo["median_abs_pct"] is not None:
             lines.append(f"  train_s leave-one-model-out median |error| "
                          f"{loo['median_abs_pct']:.1f}% (max {loo['max_abs_pct']:.1f}%) over "
