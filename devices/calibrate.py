@@ -29,8 +29,9 @@ The calibration file (format "ttplan-calibration", version 2; strictly validated
                glue: {step_s, shared_grad_s, tensor_update_s, first_call_s, op_s,
                       augment_element_s (before it: a per-sample sample_s; absent before
                       that: 0), forward_element_s, loop_s, iteration_s (absent before:
-                      0), identified} (devices.layermodel.GLUE_TERMS; terms left out:
-                      notes),
+                      0), identified, update_element_s ({optimiser: s per updated
+                      element}, measured; absent before: 0)} (devices.layermodel.GLUE_TERMS;
+                      terms left out: notes),
                phases: {load_s, plan_s}, power_w (null: no energy measured), models, notes,
                timing_resolution (half the median spread of the whole runs' repeats; null
                without repeats; absent before: none),

@@ -415,33 +415,38 @@ def layer_run(module, updates, shape, ctx: DeviceContext, *, probes: bool, graph
                               fisher_layers=fisher_layers), "optimizer": optimizer}
 
 
-def predict_training(model, update, device, *, batch_size=None, inputs=None) -> dict:
+def predict_training(model, update, device, *, batch_size=None, inputs=None,
+                     optimizer=None) -> dict:
     """`ttplan predict`: `update` is a policy file (its method, cost options and batch) or an
     update spec (all, last-blocks:4, ...; method "custom", batch from `inputs`).
     `device`: a `DeviceContext` (`device_context`: the device, its calibration and the
     workload's iterations and samples) or a device name (its built-in calibration, the
     paper's workload). `model`: an nn.Module, a zoo name, module:callable or a `ModelSource`
     (with weights). `inputs`: what the model is called with, an input shape by default
-    1x3x128x128 (`costmodel.inputs`). error_band_pct is the calibration's median absolute
-    leave-one-out error of the time."""
+    1x3x128x128 (`costmodel.inputs`). `optimizer`: sgd | momentum | adam, as `train` runs it
+    (default: the policy's, else sgd): its state's memory and its work per updated element.
+    error_band_pct is the calibration's median absolute leave-one-out error of the time."""
     ctx = device if isinstance(device, DeviceContext) else device_context(device)
     if ctx.calibration is None:
         raise SpecError(no_calibration(ctx.device))
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or batch_size < 1):
         raise SpecError(f"batch size must be a positive integer, not {batch_size!r}")
+    options = None if optimizer is None else PAPER.replace(optimizer=optimizer)  # checked
     shape = resolve_inputs(inputs)
     module, name = resolve_model(model)
     spec = parse_update(update) if isinstance(update, str) else None
     if spec is not None and spec.kind == "policy":
         policy = load_policy(spec.path)
+        if options is not None:
+            policy = replace(policy, options=policy.options.replace(optimizer=optimizer))
         cost = policy_step_cost(policy, batch_size, model=module)
         method, optimizer = policy.method, policy.options.optimizer
         updates, shape = policy.updates(), (cost.batch_size,) + tuple(policy.input_shape[1:])
     else:
         shape = shape.with_batch(batch_size)
-        cost = step_cost(module, update, shape, model_name=name)
-        method, updates, optimizer = "custom", update, "sgd"  # the runner's default
+        cost = step_cost(module, update, shape, model_name=name, options=options)
+        method, updates, optimizer = "custom", update, optimizer or "sgd"  # the runner's
     run = None
     if ctx.calibration.layers is not None and method != "tinytl":  # tinytl adds modules
         run = layer_run(module, updates, shape, ctx, probes=method == "tinytrain",

@@ -75,3 +75,31 @@ def test_a_fit_of_the_glue_keeps_the_measured_rates_and_counts_them_as_measured(
     assert lm.glue_seconds(run, with_rates) - lm.glue_seconds(
         run, {k: v for k, v in with_rates.items() if k != "update_element_s"}) == \
         pytest.approx(lm.update_seconds(run, with_rates))
+
+
+def test_predict_takes_the_optimiser_the_run_will_use_and_refuses_an_unknown_one(tmp_path):
+    from typer.testing import CliRunner
+
+    from ttplan.cli import app
+    from ttplan.costmodel.errors import SpecError
+    from ttplan.devices.planning import device_context, predict_training
+    from test_own_table import own_model_table
+    from test_layer_model import synthetic_table, tiny_net
+    from ttplan.devices.calibrate import calibrate_layers
+
+    path = tmp_path / "cal.json"
+    cal = calibrate_layers([own_model_table(tiny_net()), synthetic_table("b", 1.0)],
+                           DeviceProfile("host", None))
+    cal.layers["glue"]["update_element_s"] = {"sgd": 1e-9, "momentum": 2e-9, "adam": 1e-6}
+    cal.save(path)
+    ctx = device_context("host", calibration=str(path), iterations=2, samples=4)
+    sgd = predict_training(tiny_net(), "all", ctx, inputs=(1, 3, 4, 4))
+    adam = predict_training(tiny_net(), "all", ctx, inputs=(1, 3, 4, 4), optimizer="adam")
+    assert adam["phases"]["train_s"] > sgd["phases"]["train_s"]
+    assert adam["peak_bytes"] > sgd["peak_bytes"]  # Adam's two moments per weight
+    with pytest.raises(SpecError, match="unknown optimizer 'bogus'"):
+        predict_training(tiny_net(), "all", ctx, inputs=(1, 3, 4, 4), optimizer="bogus")
+    result = CliRunner().invoke(app, ["predict", "test_layer_model:tiny_net", "--update", "all",
+                                      "--device", str(path), "--input-shape", "1,3,4,4",
+                                      "--optimizer", "bogus"])
+    assert result.exit_code == 2 and "unknown optimizer 'bogus'" in result.output

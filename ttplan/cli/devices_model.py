@@ -16,6 +16,7 @@ from .options import option_groups
 from .options_device import PredictDevice
 from .options_model import DEFAULT_INPUT_SHAPE, BatchedInputs, Model, Update
 from .options_output import FormatOutput, Out, TableFormat, Wide
+from .options_plan import Optimizer
 
 DEVICE_FIELDS = ("name", "ram_bytes", "reserve_bytes", "runtime_bytes", "flash_bytes", "cores",
                  "clock_hz", "calibration", "description")
@@ -139,6 +140,7 @@ def predict(
     on: PredictDevice,
     inputs: BatchedInputs,
     output: FormatOutput,
+    optimizer: Optimizer = None,
 ):
     """Predicted time per phase, energy and fit in RAM of training on a device."""
     from ttplan import predict as predict_training
@@ -147,7 +149,7 @@ def predict(
     inputs = inputs.resolve(DEFAULT_INPUT_SHAPE)
     device = on.context()
     result = predict_training(model.source(), update, device, batch_size=batch_size,
-                              inputs=inputs)
+                              inputs=inputs, optimizer=optimizer)
     if fmt == "json":
         emit(dumps(result), out)
         return
