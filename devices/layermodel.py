@@ -567,8 +567,9 @@ def fit_glue(runs: list[dict], kinds: dict, measured: dict | None = None) -> dic
     values = {t: float(measured.get(t, 0.0)) for t in GLUE_TERMS}
     for j, v in zip(kept, solution):
         values[GLUE_TERMS[j]] = float(v / scale[j])
-    if "update_element_s" in measured:
-        values["update_element_s"] = dict(measured["update_element_s"])
+    for key in ("update_element_s", "optimizer_tensor_s", "optimizer_call_s"):
+        if key in measured:
+            values[key] = dict(measured[key])
     return {**values, "identified": True,
             "undetermined": [t for j, t in enumerate(GLUE_TERMS)
                              if j not in kept and t not in measured
@@ -576,13 +577,19 @@ def fit_glue(runs: list[dict], kinds: dict, measured: dict | None = None) -> dic
 
 
 def update_seconds(run: dict, glue: dict) -> float:
-    """The optimiser's work per updated element over a run's training steps, at its optimiser's
-    measured rate (`update_element_s`, {optimiser: s}; calibrations and runs before it: 0)."""
+    """The optimiser's work over a run's training steps beyond SGD's fixed cost per tensor
+    (`tensor_update_s`): per updated element at its optimiser's measured rate
+    (`update_element_s`, {optimiser: s}), per updated tensor and per step what it pays beyond
+    SGD's (`optimizer_tensor_s`, `optimizer_call_s`); calibrations and runs before them: 0."""
     if not run.get("updated_tensors"):
         return 0.0
     steps = run["iterations"] * math.ceil(run["samples"] / run["batch_size"])
-    rate = (glue.get("update_element_s") or {}).get(run.get("optimizer") or "sgd", 0.0)
-    return steps * run.get("updated_elements", 0) * rate
+    optimizer = run.get("optimizer") or "sgd"
+    rate = (glue.get("update_element_s") or {}).get(optimizer, 0.0)
+    extra = (glue.get("optimizer_tensor_s") or {}).get(optimizer, 0.0)
+    call = (glue.get("optimizer_call_s") or {}).get(optimizer, 0.0)
+    return steps * (run.get("updated_elements", 0) * rate + run["updated_tensors"] * extra
+                    + call)
 
 
 def glue_seconds(run: dict, glue: dict) -> float:

@@ -90,7 +90,8 @@ def measure_step_reference(samples: int, seed: int, repeats: int) -> dict:
             "layers_step_cpu_s": layers, "forward_operators": len(list(graph.ops())),
             "tensors": sum(1 for _ in model.parameters()),
             "update_cpu_s": _update_seconds(repeats),
-            "update_element_cpu_s": update_element_seconds(repeats),
+            **dict(zip(("update_element_cpu_s", "update_tensor_extra_cpu_s",
+                        "update_call_extra_cpu_s"), update_element_seconds(repeats))),
             **dict(zip(("grad_call_cpu_s", "grad_node_cpu_s"), grad_call_seconds(repeats)))}
 
 
@@ -128,32 +129,41 @@ def _update_seconds(repeats: int) -> float:
     return time_call(step, repeats=repeats, min_repeat_s=0.01)["cpu_s"] / UPDATE_TENSORS
 
 
-UPDATE_ELEMENTS = (1 << 10, 1 << 18)  # a small and a large tensor: the slope is per element
+UPDATE_SMALL, UPDATE_LARGE = 64, 1 << 18  # elements of a small and of a large tensor
 
 
-def update_element_seconds(repeats: int) -> dict[str, float]:
-    """{optimiser: seconds per element of an updated tensor} beyond its fixed cost: the runner's
-    step and zeroing of one tensor of each UPDATE_ELEMENTS size, the difference per element.
-    The fixed cost per tensor (`_update_seconds`) is SGD's on small tensors; momentum reads
-    and writes a buffer beside the weight, Adam two and more arithmetic: on this 2-core VM a
-    small ResNet's 0.7 M trained weights took 0.2 ms a step with SGD, 0.6 with momentum and
-    2.4 with Adam (notes/device_time_model.md §30)."""
-    out = {}
+def update_element_seconds(repeats: int) -> tuple[dict, dict, dict]:
+    """Per optimiser, what the runner's step and zeroing cost ({optimiser: s} each): per
+    element of an updated tensor; per tensor beyond SGD's; per step call beyond SGD's. Timed
+    on UPDATE_TENSORS small tensors in one step, one small one and one large one: the slope
+    per tensor, per element, and the rest per call (PyTorch's optimisers run their tensors in
+    one call, `foreach`). SGD's per tensor and per call are already `tensor_update_s` and
+    the step reference's `step_s`. Momentum reads and writes a buffer beside the weight, Adam
+    two, with more calls: on this 2-core VM a small ResNet's 62 trained tensors (0.7 M
+    elements) took 0.2 ms a step with SGD, 0.6 with momentum and 2.4 with Adam
+    (notes/device_time_model.md §30)."""
+    element, tensor, call = {}, {}, {}
     for name in OPTIMIZERS:
-        seconds = []
-        for elements in UPDATE_ELEMENTS:
-            param = torch.zeros(elements, requires_grad=True)
-            grad = torch.ones(elements)
-            optimizer = _make_optimizer([param], name, 0.01)
+        def timed(count: int, elements: int) -> float:
+            params = [torch.zeros(elements, requires_grad=True) for _ in range(count)]
+            grads = [torch.ones(elements) for _ in params]
+            optimizer = _make_optimizer(params, name, 0.01)
 
             def step():
-                param.grad = grad
+                for p, g in zip(params, grads):
+                    p.grad = g
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
 
-            seconds.append(time_call(step, repeats=repeats, min_repeat_s=0.005)["cpu_s"])
-        out[name] = max(0.0, (seconds[1] - seconds[0]) / (UPDATE_ELEMENTS[1] - UPDATE_ELEMENTS[0]))
-    return out
+            return time_call(step, repeats=repeats, min_repeat_s=0.005)["cpu_s"]
+
+        one, many, large = (timed(1, UPDATE_SMALL), timed(UPDATE_TENSORS, UPDATE_SMALL),
+                            timed(1, UPDATE_LARGE))
+        element[name] = max(0.0, (large - one) / (UPDATE_LARGE - UPDATE_SMALL))
+        tensor[name] = max(0.0, (many - one) / (UPDATE_TENSORS - 1))
+        call[name] = max(0.0, one - tensor[name] - element[name] * UPDATE_SMALL)
+    return (element, {n: max(0.0, tensor[n] - tensor["sgd"]) for n in OPTIMIZERS},
+            {n: max(0.0, call[n] - call["sgd"]) for n in OPTIMIZERS})
 
 
 def merged_step_reference(records: list[dict]) -> dict:
@@ -174,8 +184,9 @@ def merged_step_reference(records: list[dict]) -> dict:
                 "grad_node_cpu_s"):
         if all(key in r for r in timed):
             merged[key] = statistics.median(r[key] for r in timed)
-    if all("update_element_cpu_s" in r for r in timed):  # per optimiser
-        merged["update_element_cpu_s"] = {
-            name: statistics.median(r["update_element_cpu_s"][name] for r in timed)
-            for name in timed[0]["update_element_cpu_s"]}
+    for key in ("update_element_cpu_s", "update_tensor_extra_cpu_s",
+                "update_call_extra_cpu_s"):  # per optimiser
+        if all(key in r for r in timed):
+            merged[key] = {name: statistics.median(r[key][name] for r in timed)
+                           for name in timed[0][key]}
     return merged

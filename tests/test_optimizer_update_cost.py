@@ -41,6 +41,13 @@ def test_the_update_costs_its_optimiser_s_rate_per_element_and_step():
     steps = 3 * 2  # 3 iterations of 4 samples at batch 2
     assert lm.glue_seconds(run, glue) == pytest.approx(steps * 84 * 1e-10)
     assert lm.glue_seconds(dict(run, optimizer="adam"), glue) == pytest.approx(steps * 84 * 2e-9)
+    # beyond SGD's per tensor (4: the cost model counts an attached BatchNorm's scale and shift
+    # with its conv's weight and bias, config.updated_tensor_count) and per step call
+    assert run["updated_tensors"] == 4
+    glue.update(optimizer_tensor_s={"sgd": 0.0, "adam": 2e-5}, optimizer_call_s={"adam": 1e-5})
+    assert lm.update_seconds(dict(run, optimizer="adam"), glue) == pytest.approx(
+        steps * (84 * 2e-9 + 4 * 2e-5 + 1e-5))
+    assert lm.update_seconds(run, glue) == pytest.approx(steps * 84 * 1e-10)
     # nothing updated, a calibration or a run from before: nothing
     none = run_description(net(), "none", (2, 3, 1, 1), iterations=3, samples=4)
     assert lm.update_seconds(none, glue) == 0.0
@@ -50,8 +57,10 @@ def test_the_update_costs_its_optimiser_s_rate_per_element_and_step():
 
 
 def test_the_step_reference_measures_each_optimiser_and_tables_merge_their_medians():
-    rates = update_element_seconds(1)
-    assert set(rates) == set(OPTIMIZERS) and all(v >= 0.0 for v in rates.values())
+    element, tensor, call = update_element_seconds(1)
+    for rates in (element, tensor, call):
+        assert set(rates) == set(OPTIMIZERS) and all(v >= 0.0 for v in rates.values())
+    assert tensor["sgd"] == 0.0 and call["sgd"] == 0.0  # SGD's: tensor_update_s and step_s
     records = [{"train_cpu_s": [1.0, 2.0], "update_element_cpu_s": {"sgd": s, "adam": a}}
                for s, a in ((1e-10, 2e-9), (3e-10, 1e-9), (2e-10, 3e-9))]
     assert merged_step_reference(records)["update_element_cpu_s"] == {"sgd": 2e-10,
