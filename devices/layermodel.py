@@ -125,6 +125,12 @@ LENGTH_TERMS = frozenset({"augment_element_s"})  # determined only by runs of tw
 MEASURED_ONLY_TERMS = frozenset({"forward_element_s", "loop_s", "iteration_s"})
 FITTED_TERMS = len(GLUE_TERMS) - len(MEASURED_ONLY_TERMS)  # at most: never more than rows
 MIN_ROWS_PER_TERM = 1  # never more free terms than rows
+# The optimiser's work beyond SGD's fixed cost per tensor, {optimiser: s} each, measured (never
+# fitted) in the tables' step references: glue term -> the step reference's record of it
+# (devices.stepreference.update_element_seconds, in this order; `update_seconds`).
+OPTIMIZER_TERMS = {"update_element_s": "update_element_cpu_s",
+                   "optimizer_tensor_s": "update_tensor_extra_cpu_s",
+                   "optimizer_call_s": "update_call_extra_cpu_s"}
 
 
 def _key(kind: str, pass_name: str) -> str:
@@ -567,7 +573,7 @@ def fit_glue(runs: list[dict], kinds: dict, measured: dict | None = None) -> dic
     values = {t: float(measured.get(t, 0.0)) for t in GLUE_TERMS}
     for j, v in zip(kept, solution):
         values[GLUE_TERMS[j]] = float(v / scale[j])
-    for key in ("update_element_s", "optimizer_tensor_s", "optimizer_call_s"):
+    for key in OPTIMIZER_TERMS:
         if key in measured:
             values[key] = dict(measured[key])
     return {**values, "identified": True,

@@ -403,15 +403,15 @@ def measured_step_terms(tables: list[dict], op_s: float | None) -> dict:
     return {term: statistics.median(seen) for term, seen in found.items() if seen}
 
 
-def measured_update_element_s(tables: list[dict],
-                              key: str = "update_element_cpu_s") -> dict[str, float] | None:
-    """{optimiser: seconds per updated element} beyond the fixed cost per tensor (or, `key`
-    "update_tensor_extra_cpu_s", per updated tensor beyond SGD's; "update_call_extra_cpu_s",
-    per step), measured in the tables' step references (`stepreference.update_element_seconds`): the median over the tables.
-    None when no table measured it (tables written before: an update then costs SGD's fixed
-    cost per tensor only, whatever its size and optimiser)."""
-    seen = [t["step_reference"][key] for t in tables
-            if (t.get("step_reference") or {}).get(key)]
+def measured_optimizer_rates(tables: list[dict],
+                             record: str = "update_element_cpu_s") -> dict[str, float] | None:
+    """{optimiser: seconds} of one of the step references' optimiser records
+    (`layermodel.OPTIMIZER_TERMS`: per updated element, per tensor or per step beyond SGD's;
+    `stepreference.update_element_seconds`): the median over the tables. None when no table
+    measured it (tables written before: an update then costs SGD's fixed cost per tensor
+    only, whatever its size and optimiser)."""
+    seen = [t["step_reference"][record] for t in tables
+            if (t.get("step_reference") or {}).get(record)]
     if not seen:
         return None
     return {name: statistics.median(s[name] for s in seen if name in s) for name in seen[0]}
@@ -528,15 +528,9 @@ def _fit(tables: list[dict]) -> dict:
     # gave both 0 s, most of a step of a small model (notes §21).
     step_terms = measured_step_terms(tables, op_s)
     measured.update(step_terms)
-    update_element_s = measured_update_element_s(tables)
-    if update_element_s:
-        measured["update_element_s"] = update_element_s
-    update_tensor_s = measured_update_element_s(tables, "update_tensor_extra_cpu_s")
-    if update_tensor_s:
-        measured["optimizer_tensor_s"] = update_tensor_s
-    update_call_s = measured_update_element_s(tables, "update_call_extra_cpu_s")
-    if update_call_s:
-        measured["optimizer_call_s"] = update_call_s
+    rates = {term: measured_optimizer_rates(tables, record)
+             for term, record in lm.OPTIMIZER_TERMS.items()}
+    measured.update({term: r for term, r in rates.items() if r})
     glue = lm.fit_glue(runs, kinds, measured=measured or None)
     undetermined = glue.pop("undetermined", [])  # the glue stays numbers; the notes say it
     notes = [f"{k}: {v['why']}; {lm.priced_as(lm.priced_by(kinds, *k.split('/')))}"
@@ -559,16 +553,11 @@ def _fit(tables: list[dict]) -> dict:
                         f"backward) {1e6 * step_terms['loop_s']:.1f} us and every iteration's "
                         f"{1e6 * step_terms.get('iteration_s', 0.0):.1f} us"
                         if "loop_s" in step_terms else ""))
-    if update_element_s:
-        notes.append("update_element_s measured in the tables (the optimiser on a large tensor "
-                     "beyond a small one), ns per updated element: " + ", ".join(
-                         f"{name} {1e9 * v:.3f}" for name, v in update_element_s.items())
-                     + ("; per updated tensor beyond SGD's, us: " + ", ".join(
-                         f"{name} {1e6 * v:.2f}" for name, v in update_tensor_s.items())
-                        if update_tensor_s else "")
-                     + ("; per step beyond SGD's, us: " + ", ".join(
-                         f"{name} {1e6 * v:.2f}" for name, v in update_call_s.items())
-                        if update_call_s else ""))
+    if any(rates.values()):
+        notes.append("the optimiser measured in the tables (steps over small and large "
+                     "tensors), not fitted: " + "; ".join(
+                         f"{term} " + ", ".join(f"{name} {v:.3g}" for name, v in r.items())
+                         for term, r in rates.items() if r))
     if view_backward:
         notes.append(f"view/input_grad measured in the tables: one node of a backward, "
                      f"{1e6 * view_backward['call_s']:.2f} us per view (a view moves no data; "

@@ -48,7 +48,7 @@ PASSES = ("forward", "input_grad", "weight_grad", "bias_grad", "sparse_weight_gr
 # where the three timed apart add up to 2.3-2.7x it. So a norm's parameters' gradients beside
 # its input's are one pass, `joint_grad`: what the call asked for all of them takes beyond the
 # input's gradient alone, timed so (a row per norm layer); its scale's and shift's without
-# its input's: the scale's pass alone (notes/device_time_model.md §30).
+# its input's: the scale's pass alone, else the shift's (notes/device_time_model.md §30).
 ONE_CALL_KINDS = frozenset({"norm"})
 # A checkpointed call's forward run again in the backward (costmodel.checkpointing): a pass
 # of a step's own (not the prototypes' forward), never timed alone: priced as the forward.
@@ -490,7 +490,7 @@ def weight_elements(node) -> int:
 # sample. Measured on this host's zoo tables (torch 2.13, AVX-512): 42-76 ps per MAC on maps of
 # 36-2,304 positions, 177-253 on 3 x 3 maps, at batch 1 and 4 alike; one function linear in
 # MACs priced the zoo's 1 x 1 forwards 35 % low in sum and an EfficientNet-style net's large
-# maps 36 % high. The MACs a map short of the floor adds (`short_macs`) are a term of their own
+# maps 31-36 % high. The MACs a map short of the floor adds (`short_macs`) are a term of their own
 # (`short_mac_s`); 40-64 fitted the zoo alike, 48 kept (notes/device_time_model.md §30).
 # Depthwise and dense k x k convs showed no such floor (the same fit made them no better).
 MIN_POSITIONS = 48

@@ -36,6 +36,7 @@ from ttplan.costmodel.options import PYTORCH
 from ttplan.costmodel.profile import EVAL_MODE, profile
 from ttplan.costmodel.trace import trace
 
+from .layermodel import OPTIMIZER_TERMS
 from .layertable import measure_layers, time_call
 from .runner import train_flat
 from .trainloop import _make_optimizer
@@ -90,8 +91,7 @@ def measure_step_reference(samples: int, seed: int, repeats: int) -> dict:
             "layers_step_cpu_s": layers, "forward_operators": len(list(graph.ops())),
             "tensors": sum(1 for _ in model.parameters()),
             "update_cpu_s": _update_seconds(repeats),
-            **dict(zip(("update_element_cpu_s", "update_tensor_extra_cpu_s",
-                        "update_call_extra_cpu_s"), update_element_seconds(repeats))),
+            **dict(zip(OPTIMIZER_TERMS.values(), update_element_seconds(repeats))),
             **dict(zip(("grad_call_cpu_s", "grad_node_cpu_s"), grad_call_seconds(repeats)))}
 
 
@@ -184,8 +184,7 @@ def merged_step_reference(records: list[dict]) -> dict:
                 "grad_node_cpu_s"):
         if all(key in r for r in timed):
             merged[key] = statistics.median(r[key] for r in timed)
-    for key in ("update_element_cpu_s", "update_tensor_extra_cpu_s",
-                "update_call_extra_cpu_s"):  # per optimiser
+    for key in OPTIMIZER_TERMS.values():  # per optimiser
         if all(key in r for r in timed):
             merged[key] = {name: statistics.median(r[key][name] for r in timed)
                            for name in timed[0][key]}

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ttplan.devices import layermodel as lm
-from ttplan.devices.layerrun import measured_update_element_s, run_description
+from ttplan.devices.layerrun import measured_optimizer_rates, run_description
 from ttplan.devices.planning import DeviceContext, layer_run
 from ttplan.devices.profiles import DeviceProfile
 from ttplan.devices.stepreference import merged_step_reference, update_element_seconds
@@ -66,8 +66,8 @@ def test_the_step_reference_measures_each_optimiser_and_tables_merge_their_media
     assert merged_step_reference(records)["update_element_cpu_s"] == {"sgd": 2e-10,
                                                                       "adam": 2e-9}
     tables = [{"step_reference": r} for r in records] + [{}]  # {}: a table from before
-    assert measured_update_element_s(tables) == {"sgd": 2e-10, "adam": 2e-9}
-    assert measured_update_element_s([{}]) is None
+    assert measured_optimizer_rates(tables) == {"sgd": 2e-10, "adam": 2e-9}
+    assert measured_optimizer_rates([{}]) is None
 
 
 def test_a_fit_of_the_glue_keeps_the_measured_rates_and_counts_them_as_measured():
